@@ -1,0 +1,93 @@
+import { ConfigError, parseDuration } from '@relay/core';
+
+type Env = Record<string, string | undefined>;
+
+/** Everything a service takes from its environment, validated. Only main.ts passes process.env in. */
+export interface RelayEnv {
+  configPath: string | undefined;
+  natsUrl: string;
+  redisUrl: string;
+  masterKey: Buffer | undefined;
+  grpcPort: number;
+  httpPort: number;
+  publicUrl: string;
+  metricsPort: number;
+  credentialsPort: number;
+  credentialsAddr: string;
+  host: string;
+  /** Prefix of every stream, subject, bucket and Redis key: lets several relays share a broker. */
+  busPrefix: string;
+  graceMs: number;
+  logLevel: string;
+}
+
+export const ENV_DEFAULTS = {
+  natsUrl: 'nats://127.0.0.1:4222',
+  redisUrl: 'redis://127.0.0.1:6379',
+  grpcPort: 50051,
+  httpPort: 8080,
+  publicUrl: 'http://localhost:8080',
+  metricsPort: 0,
+  credentialsPort: 50052,
+  credentialsAddr: '127.0.0.1:50052',
+  host: '0.0.0.0',
+  busPrefix: 'relay',
+  graceMs: 25_000,
+  logLevel: 'info',
+} as const;
+
+export function readEnv(env: Env): RelayEnv {
+  return {
+    configPath: env.RELAY_CONFIG || undefined,
+    natsUrl: env.NATS_URL || ENV_DEFAULTS.natsUrl,
+    redisUrl: env.REDIS_URL || ENV_DEFAULTS.redisUrl,
+    masterKey: masterKey(env.RELAY_MASTER_KEY),
+    grpcPort: port(env, 'RELAY_GRPC_PORT', ENV_DEFAULTS.grpcPort),
+    httpPort: port(env, 'RELAY_HTTP_PORT', ENV_DEFAULTS.httpPort),
+    publicUrl: (env.RELAY_PUBLIC_URL || ENV_DEFAULTS.publicUrl).replace(/\/+$/, ''),
+    metricsPort: port(env, 'RELAY_METRICS_PORT', ENV_DEFAULTS.metricsPort),
+    credentialsPort: port(env, 'RELAY_CREDENTIALS_PORT', ENV_DEFAULTS.credentialsPort),
+    credentialsAddr: env.RELAY_CREDENTIALS_ADDR || ENV_DEFAULTS.credentialsAddr,
+    host: env.RELAY_HOST || ENV_DEFAULTS.host,
+    busPrefix: prefix(env.RELAY_BUS_PREFIX),
+    graceMs: duration(env, 'RELAY_SHUTDOWN_GRACE', ENV_DEFAULTS.graceMs),
+    logLevel: env.LOG_LEVEL || ENV_DEFAULTS.logLevel,
+  };
+}
+
+function port(env: Env, name: string, fallback: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`${name}: "${v}" is not a port (0-65535; 0 means any free port)`);
+  return n;
+}
+
+function duration(env: Env, name: string, fallback: number): number {
+  const v = env[name];
+  if (!v) return fallback;
+  try {
+    return parseDuration(v);
+  } catch (err) {
+    throw new ConfigError(`${name}: ${(err as Error).message}`);
+  }
+}
+
+function prefix(v: string | undefined): string {
+  if (!v) return ENV_DEFAULTS.busPrefix;
+  if (!/^[a-z0-9][a-z0-9_-]{0,31}$/.test(v)) throw new ConfigError(`RELAY_BUS_PREFIX: "${v}" must be 1-32 lowercase letters, digits, "-" or "_"`);
+  return v;
+}
+
+function masterKey(v: string | undefined): Buffer | undefined {
+  if (!v) return undefined;
+  const key = Buffer.from(v, 'base64');
+  if (key.length !== 32) throw new ConfigError(`RELAY_MASTER_KEY: must be 32 bytes in base64 (got ${key.length} bytes); make one with: openssl rand -base64 32`);
+  return key;
+}
+
+/** The master key, or a ConfigError saying that this service needs one. */
+export function requireMasterKey(env: RelayEnv): Buffer {
+  if (!env.masterKey) throw new ConfigError('RELAY_MASTER_KEY: required (32 bytes, base64); make one with: openssl rand -base64 32');
+  return env.masterKey;
+}

@@ -1,0 +1,112 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { isConfigError } from '@relay/core';
+import { parseConfig } from './load.js';
+import { readEnv } from './env.js';
+
+const base = `
+clients:
+  - name: billing-app
+    api_key: env:BILLING_API_KEY
+    senders: [no-reply]
+  - name: it-ops
+    api_key: ops-key-literal
+    senders: []
+    admin: true
+senders:
+  - id: no-reply
+    from: no-reply@campus.example
+    reply_to: help@campus.example
+    transport: smtp
+    smtp:
+      host: smtp.office365.com
+      port: 587
+      security: starttls
+      auth: { type: password, user: no-reply@campus.example, password: env:NOREPLY_PASSWORD }
+    rate: { preset: microsoft365-smtp, batch_size: 10 }
+  - id: registrar
+    from: registrar@campus.example
+    transport: graph
+    graph: { tenant_id: t, client_id: c, client_secret: s3cret, mailbox: registrar@campus.example }
+    rate: { preset: microsoft365-graph }
+`;
+const env = { BILLING_API_KEY: 'billing-key', NOREPLY_PASSWORD: 'hunter2' };
+
+function configError(text: string, e: Record<string, string> = env): string {
+  try {
+    parseConfig(text, e);
+  } catch (err) {
+    expect(isConfigError(err)).toBe(true);
+    return (err as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('parseConfig', () => {
+  it('reads the documented example, resolving secrets and merging presets', () => {
+    const cfg = parseConfig(base, env);
+    expect(cfg.clients[0]!.apiKey.reveal()).toBe('billing-key');
+    expect(cfg.clients[1]).toMatchObject({ name: 'it-ops', admin: true, senders: [] });
+    const smtp = cfg.senders[0]!;
+    expect(smtp.smtp).toMatchObject({ host: 'smtp.office365.com', port: 587, security: 'starttls' });
+    expect(smtp.smtp!.auth).toMatchObject({ type: 'password', user: 'no-reply@campus.example' });
+    expect(smtp.rate).toMatchObject({ batchSize: 10, intervalMs: 60_000, dailyRecipients: 10_000, maxRecipientsPerMessage: 500 });
+    expect(cfg.senders[1]!.graph).toMatchObject({ authorityUrl: 'https://login.microsoftonline.com', graphUrl: 'https://graph.microsoft.com', saveToSentItems: true });
+    expect(cfg.limits.maxMessageBytes).toBe(35 * 1024 * 1024);
+    expect(cfg.delivery.maxAgeMs).toBe(86_400_000);
+  });
+
+  it('never prints a secret', () => {
+    const cfg = parseConfig(base, env);
+    const shown = JSON.stringify(cfg) + inspect(cfg, { depth: 10 }) + String(cfg.clients[0]!.apiKey);
+    expect(shown).not.toContain('hunter2');
+    expect(shown).not.toContain('billing-key');
+    expect(shown).toContain('[secret]');
+  });
+
+  it('reads file: secrets', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'relay-cfg-'));
+    writeFileSync(join(dir, 'pw'), 'from-file\n');
+    const cfg = parseConfig(base.replace('env:NOREPLY_PASSWORD', `file:${join(dir, 'pw')}`), env);
+    const auth = cfg.senders[0]!.smtp!.auth;
+    expect(auth.type === 'password' && auth.password.reveal()).toBe('from-file');
+  });
+
+  it('names the key of every problem', () => {
+    expect(configError(base.replace('security: starttls', 'security: starttls\n      colour: blue'))).toMatch(/senders\[0\]\.smtp\.colour: unknown key/);
+    expect(configError(base.replace('port: 587', 'port: 99999'))).toMatch(/senders\[0\]\.smtp\.port:/);
+    expect(configError(base.replace('transport: smtp', 'transport: carrier-pigeon'))).toMatch(/senders\[0\]\.transport:/);
+    expect(configError(base.replace('from: no-reply@campus.example', 'from: not-an-address'))).toMatch(/senders\[0\]\.from: must be an email address/);
+    expect(configError(base, { NOREPLY_PASSWORD: 'x' })).toMatch(/clients\[0\]\.api_key: environment variable BILLING_API_KEY is not set/);
+    expect(configError(base.replace('senders: [no-reply]', 'senders: [nobody]'))).toMatch(/clients\[0\]\.senders\[0\]: no sender with id "nobody"/);
+    expect(configError(base.replace('    transport: graph\n', '    transport: graph\n    smtp: { host: x, port: 587, security: none }\n'))).toMatch(/senders\[1\]\.smtp: not allowed with transport: graph/);
+    expect(configError(base.replace(/  - id: registrar[\s\S]*$/, '  - id: no-reply\n    from: a@b.example\n    transport: smtp\n    smtp: { host: x, port: 587, security: none }\n'))).toMatch(/senders\[1\]\.id: duplicate sender id/);
+    expect(configError('clients: []\nsenders: []\n')).toMatch(/clients: at least one client/);
+    expect(configError('clients: [\n')).toMatch(/not valid YAML/);
+    expect(configError(base.replace('rate: { preset: microsoft365-graph }', 'rate: { batch_size: 5 }'))).toMatch(/senders\[1\]\.rate\.interval: required with batch_size/);
+    expect(configError(base.replace('rate: { preset: microsoft365-graph }', 'rate: { batch_size: 5, interval: soon }'))).toMatch(/senders\[1\]\.rate\.interval: invalid duration "soon"/);
+  });
+
+  it('refuses port 25 toward Microsoft 365 and Gmail with the reason', () => {
+    expect(configError(base.replace('port: 587', 'port: 25'))).toMatch(/senders\[0\]\.smtp\.port: port 25 toward smtp\.office365\.com is refused.*587/);
+    const gmail = base.replace('host: smtp.office365.com', 'host: smtp.gmail.com').replace('port: 587', 'port: 25');
+    expect(configError(gmail)).toMatch(/port 25 toward smtp\.gmail\.com is refused/);
+    const own = base.replace('host: smtp.office365.com', 'host: mail.campus.example').replace('port: 587', 'port: 25');
+    expect(parseConfig(own, env).senders[0]!.smtp!.port).toBe(25);
+  });
+});
+
+describe('readEnv', () => {
+  it('applies the documented defaults', () => {
+    const e = readEnv({});
+    expect(e).toMatchObject({ natsUrl: 'nats://127.0.0.1:4222', redisUrl: 'redis://127.0.0.1:6379', grpcPort: 50051, httpPort: 8080, publicUrl: 'http://localhost:8080' });
+  });
+  it('names the variable that is wrong', () => {
+    expect(() => readEnv({ RELAY_GRPC_PORT: 'abc' })).toThrow(/RELAY_GRPC_PORT: "abc" is not a port/);
+    expect(() => readEnv({ RELAY_MASTER_KEY: 'c2hvcnQ=' })).toThrow(/RELAY_MASTER_KEY: must be 32 bytes/);
+    expect(readEnv({ RELAY_MASTER_KEY: Buffer.alloc(32, 1).toString('base64') }).masterKey).toHaveLength(32);
+  });
+});

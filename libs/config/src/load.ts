@@ -1,0 +1,188 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError } from '@relay/core';
+import { port25Refusal, RATE_PRESETS } from './presets.js';
+import { configSchema, type RawConfig, type RawSender } from './schema.js';
+import { resolveSecret } from './secret.js';
+import type { ClientConfig, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig } from './types.js';
+
+type Env = Record<string, string | undefined>;
+
+/** Reads, validates and converts the YAML file at `path`. Throws ConfigError naming the key. */
+export function loadConfigFile(path: string, env: Env): RelayConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`RELAY_CONFIG: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+  }
+  return parseConfig(text, env, path);
+}
+
+/** Validates and converts YAML text. `source` names the file in errors. */
+export function parseConfig(text: string, env: Env, source = 'relay.yaml'): RelayConfig {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: true });
+  } catch (err) {
+    const where = err instanceof YAMLParseError && err.linePos ? ` at line ${err.linePos[0].line}` : '';
+    throw new ConfigError(`${source}: not valid YAML${where}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+  }
+  const result = configSchema.safeParse(doc ?? {});
+  if (!result.success) {
+    throw new ConfigError(`${source}: ${formatIssues(result.error.issues)}`);
+  }
+  return convert(result.data, env);
+}
+
+function keyPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out || '(top level)';
+}
+
+function formatIssues(issues: z.core.$ZodIssue[]): string {
+  return issues
+    .map((i) => {
+      if (i.code === 'unrecognized_keys') {
+        const base = keyPath(i.path);
+        return i.keys.map((k) => `${base === '(top level)' ? k : `${base}.${k}`}: unknown key`).join('; ');
+      }
+      if (i.code === 'invalid_type' && i.input === undefined) return `${keyPath(i.path)}: required`;
+      return `${keyPath(i.path)}: ${i.message}`;
+    })
+    .join('; ');
+}
+
+function convert(raw: RawConfig, env: Env): RelayConfig {
+  const senders = raw.senders.map((s, i) => convertSender(s, `senders[${i}]`, env));
+  const ids = new Set<string>();
+  senders.forEach((s, i) => {
+    if (ids.has(s.id)) throw new ConfigError(`senders[${i}].id: duplicate sender id "${s.id}"`);
+    ids.add(s.id);
+  });
+  const names = new Set<string>();
+  const clients: ClientConfig[] = raw.clients.map((c, i) => {
+    if (names.has(c.name)) throw new ConfigError(`clients[${i}].name: duplicate client name "${c.name}"`);
+    names.add(c.name);
+    c.senders.forEach((id, j) => {
+      if (!ids.has(id)) throw new ConfigError(`clients[${i}].senders[${j}]: no sender with id "${id}"`);
+    });
+    return { name: c.name, apiKey: resolveSecret(c.api_key, `clients[${i}].api_key`, env), senders: [...c.senders], admin: c.admin };
+  });
+  const keys = new Map<string, string>();
+  clients.forEach((c, i) => {
+    const other = keys.get(c.apiKey.reveal());
+    if (other) throw new ConfigError(`clients[${i}].api_key: the same key as client "${other}"; every client needs its own key`);
+    keys.set(c.apiKey.reveal(), c.name);
+  });
+  return {
+    clients,
+    senders,
+    limits: { maxMessageBytes: raw.limits.max_message_bytes },
+    delivery: {
+      retryInitialMs: raw.delivery.retry_initial,
+      retryMaxMs: raw.delivery.retry_max,
+      maxAgeMs: raw.delivery.max_age,
+    },
+  };
+}
+
+function convertSender(s: RawSender, key: string, env: Env): SenderConfig {
+  if (s.transport === 'smtp' && !s.smtp) throw new ConfigError(`${key}.smtp: required for transport: smtp`);
+  if (s.transport === 'graph' && !s.graph) throw new ConfigError(`${key}.graph: required for transport: graph`);
+  if (s.transport === 'smtp' && s.graph) throw new ConfigError(`${key}.graph: not allowed with transport: smtp (graph settings are for transport: graph)`);
+  if (s.transport === 'graph' && s.smtp) throw new ConfigError(`${key}.smtp: not allowed with transport: graph (smtp settings are for transport: smtp)`);
+  return {
+    id: s.id,
+    from: s.from,
+    replyTo: s.reply_to,
+    transport: s.transport,
+    smtp: s.smtp ? convertSmtp(s.smtp, `${key}.smtp`, env) : undefined,
+    graph: s.graph
+      ? {
+          tenantId: s.graph.tenant_id,
+          clientId: s.graph.client_id,
+          clientSecret: resolveSecret(s.graph.client_secret, `${key}.graph.client_secret`, env),
+          mailbox: s.graph.mailbox,
+          authorityUrl: stripSlash(s.graph.authority_url),
+          graphUrl: stripSlash(s.graph.graph_url),
+          saveToSentItems: s.graph.save_to_sent_items,
+        }
+      : undefined,
+    rate: s.rate ? convertRate(s.rate, `${key}.rate`) : undefined,
+  };
+}
+
+function convertSmtp(s: NonNullable<RawSender['smtp']>, key: string, env: Env): NonNullable<SenderConfig['smtp']> {
+  const refusal = port25Refusal(s.host, s.port);
+  if (refusal) throw new ConfigError(`${key}.port: ${refusal}`);
+  let ca: string | undefined;
+  if (s.ca_file) {
+    try {
+      ca = readFileSync(s.ca_file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`${key}.ca_file: cannot read ${s.ca_file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+    }
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(`${key}.ca_file: ${s.ca_file} holds no PEM certificate`);
+  }
+  return {
+    host: s.host,
+    port: s.port,
+    security: s.security,
+    servername: s.servername,
+    caFile: s.ca_file,
+    ca,
+    auth: convertAuth(s.auth, `${key}.auth`, env),
+    pool: { maxConnections: s.pool?.max_connections ?? 5, maxMessages: s.pool?.max_messages ?? 100 },
+    timeouts: {
+      connectMs: s.timeouts?.connect ?? 30_000,
+      greetingMs: s.timeouts?.greeting ?? 30_000,
+      socketMs: s.timeouts?.socket ?? 300_000,
+    },
+  };
+}
+
+function convertAuth(a: NonNullable<RawSender['smtp']>['auth'], key: string, env: Env): SmtpAuthConfig {
+  if (!a || a.type === 'none') return { type: 'none' };
+  if (a.type === 'password') return { type: 'password', user: a.user, password: resolveSecret(a.password, `${key}.password`, env) };
+  if (a.provider === 'microsoft' && !a.tenant_id) throw new ConfigError(`${key}.tenant_id: required for provider: microsoft`);
+  if (a.flow === 'client_credentials' && a.provider !== 'microsoft') {
+    throw new ConfigError(`${key}.flow: client_credentials is only available with provider: microsoft (Google needs a refresh token)`);
+  }
+  if (a.flow === 'client_credentials' && !a.client_secret) throw new ConfigError(`${key}.client_secret: required for flow: client_credentials`);
+  return {
+    type: 'oauth2',
+    provider: a.provider,
+    flow: a.flow,
+    tenantId: a.tenant_id,
+    clientId: a.client_id,
+    clientSecret: a.client_secret ? resolveSecret(a.client_secret, `${key}.client_secret`, env) : undefined,
+    user: a.user,
+    refreshToken: a.refresh_token ? resolveSecret(a.refresh_token, `${key}.refresh_token`, env) : undefined,
+    authorityUrl: a.authority_url ? stripSlash(a.authority_url) : undefined,
+    tokenUrl: a.token_url,
+  };
+}
+
+function convertRate(r: NonNullable<RawSender['rate']>, key: string): RateConfig {
+  const p: Partial<Record<string, number>> = r.preset ? RATE_PRESETS[r.preset] : {};
+  if (!r.preset && (r.batch_size === undefined) !== (r.interval === undefined)) {
+    throw new ConfigError(`${key}.${r.batch_size === undefined ? 'batch_size' : 'interval'}: required with ${r.batch_size === undefined ? 'interval' : 'batch_size'} (messages per relay interval)`);
+  }
+  return {
+    preset: r.preset,
+    batchSize: r.batch_size ?? p.batchSize,
+    intervalMs: r.interval ?? p.intervalMs,
+    dailyRecipients: r.daily_recipients ?? p.dailyRecipients,
+    dailyMessages: r.daily_messages ?? p.dailyMessages,
+    maxRecipientsPerMessage: r.max_recipients_per_message ?? p.maxRecipientsPerMessage,
+    maxMessageBytes: r.max_message_bytes ?? p.maxMessageBytes,
+    maxConcurrent: r.max_concurrent ?? p.maxConcurrent,
+  };
+}
+
+function stripSlash(url: string): string {
+  return url.replace(/\/+$/, '');
+}

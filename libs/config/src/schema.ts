@@ -1,0 +1,122 @@
+import { z } from 'zod';
+import { parseDuration } from '@relay/core';
+import { PRESET_NAMES } from './presets.js';
+
+// The raw shape of relay.yaml (snake_case, as operators write it). Every object is strict so an
+// unknown key stops the service with its name.
+
+const secretRef = z.string().min(1, 'must not be empty');
+const nonEmpty = z.string().trim().min(1, 'must not be empty');
+const ADDRESS = /^[^\s@<>",;]+@[^\s@<>",;]+$/;
+const mailbox = z
+  .string()
+  .trim()
+  .refine((v) => ADDRESS.test(v.replace(/^.*<([^>]+)>\s*$/, '$1')), 'must be an email address, e.g. no-reply@campus.example or "Name <no-reply@campus.example>"');
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((v, ctx) => {
+    try {
+      return parseDuration(v);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+const httpsUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+const positiveInt = z.number().int().positive();
+
+export const senderId = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "-" or "_"');
+
+const clientSchema = z.strictObject({
+  name: nonEmpty,
+  api_key: secretRef,
+  senders: z.array(senderId).default([]),
+  admin: z.boolean().default(false),
+});
+
+const passwordAuth = z.strictObject({
+  type: z.literal('password'),
+  user: nonEmpty,
+  password: secretRef,
+});
+
+const oauth2Auth = z.strictObject({
+  type: z.literal('oauth2'),
+  provider: z.enum(['microsoft', 'google']),
+  flow: z.enum(['client_credentials', 'refresh_token']).default('refresh_token'),
+  tenant_id: nonEmpty.optional(),
+  client_id: nonEmpty,
+  client_secret: secretRef.optional(),
+  user: nonEmpty,
+  refresh_token: secretRef.optional(),
+  authority_url: httpsUrl.optional(),
+  token_url: httpsUrl.optional(),
+});
+
+const noAuth = z.strictObject({ type: z.literal('none') });
+
+const smtpSchema = z.strictObject({
+  host: nonEmpty,
+  port: z.number().int().min(1).max(65535),
+  security: z.enum(['tls', 'starttls', 'none']),
+  servername: nonEmpty.optional(),
+  ca_file: nonEmpty.optional(),
+  auth: z.discriminatedUnion('type', [passwordAuth, oauth2Auth, noAuth]).optional(),
+  pool: z
+    .strictObject({ max_connections: positiveInt.max(100).default(5), max_messages: positiveInt.default(100) })
+    .optional(),
+  timeouts: z
+    .strictObject({ connect: duration.optional(), greeting: duration.optional(), socket: duration.optional() })
+    .optional(),
+});
+
+const graphSchema = z.strictObject({
+  tenant_id: nonEmpty,
+  client_id: nonEmpty,
+  client_secret: secretRef,
+  mailbox: mailbox,
+  authority_url: httpsUrl.default('https://login.microsoftonline.com'),
+  graph_url: httpsUrl.default('https://graph.microsoft.com'),
+  save_to_sent_items: z.boolean().default(true),
+});
+
+const rateSchema = z.strictObject({
+  preset: z.enum(PRESET_NAMES).optional(),
+  batch_size: positiveInt.optional(),
+  interval: duration.optional(),
+  daily_recipients: positiveInt.optional(),
+  daily_messages: positiveInt.optional(),
+  max_recipients_per_message: positiveInt.optional(),
+  max_message_bytes: positiveInt.optional(),
+  max_concurrent: positiveInt.optional(),
+});
+
+const senderSchema = z.strictObject({
+  id: senderId,
+  from: mailbox,
+  reply_to: mailbox.optional(),
+  transport: z.enum(['smtp', 'graph']),
+  smtp: smtpSchema.optional(),
+  graph: graphSchema.optional(),
+  rate: rateSchema.optional(),
+});
+
+export const configSchema = z.strictObject({
+  clients: z.array(clientSchema).min(1, 'at least one client is required'),
+  senders: z.array(senderSchema).min(1, 'at least one sender is required'),
+  limits: z
+    .strictObject({ max_message_bytes: positiveInt.default(35 * 1024 * 1024) })
+    .default({ max_message_bytes: 35 * 1024 * 1024 }),
+  delivery: z
+    .strictObject({
+      retry_initial: duration.default(30_000),
+      retry_max: duration.default(3_600_000),
+      max_age: duration.default(86_400_000),
+    })
+    .default({ retry_initial: 30_000, retry_max: 3_600_000, max_age: 86_400_000 }),
+});
+
+export type RawConfig = z.infer<typeof configSchema>;
+export type RawSender = z.infer<typeof senderSchema>;

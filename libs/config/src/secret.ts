@@ -1,0 +1,49 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '@relay/core';
+
+/**
+ * A secret value. It never prints itself: logs, JSON and errors show "[secret]".
+ * `reveal()` is the only way to the plaintext.
+ */
+export class Secret {
+  readonly #value: string;
+  constructor(value: string) {
+    this.#value = value;
+  }
+  reveal(): string {
+    return this.#value;
+  }
+  toString() {
+    return '[secret]';
+  }
+  toJSON() {
+    return '[secret]';
+  }
+  [Symbol.for('nodejs.util.inspect.custom')]() {
+    return '[secret]';
+  }
+}
+
+/** Resolves a config secret reference: a literal, `env:NAME` or `file:PATH`. `key` names it in errors. */
+export function resolveSecret(ref: string, key: string, env: Record<string, string | undefined>): Secret {
+  if (ref.startsWith('env:')) {
+    const name = ref.slice(4);
+    const value = env[name];
+    if (value === undefined || value === '') {
+      throw new ConfigError(`${key}: environment variable ${name} is not set`);
+    }
+    return new Secret(value);
+  }
+  if (ref.startsWith('file:')) {
+    const path = ref.slice(5);
+    let value: string;
+    try {
+      value = readFileSync(path, 'utf8').trim();
+    } catch (err) {
+      throw new ConfigError(`${key}: cannot read secret file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+    }
+    if (value === '') throw new ConfigError(`${key}: secret file ${path} is empty`);
+    return new Secret(value);
+  }
+  return new Secret(ref);
+}

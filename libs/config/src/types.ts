@@ -1,0 +1,77 @@
+import type { PresetName } from './presets.js';
+import type { Secret } from './secret.js';
+
+export interface ClientConfig {
+  name: string;
+  apiKey: Secret;
+  senders: string[];
+  admin: boolean;
+}
+
+export type SmtpAuthConfig =
+  | { type: 'none' }
+  | { type: 'password'; user: string; password: Secret }
+  | {
+      type: 'oauth2';
+      provider: 'microsoft' | 'google';
+      flow: 'client_credentials' | 'refresh_token';
+      tenantId: string | undefined;
+      clientId: string;
+      clientSecret: Secret | undefined;
+      user: string;
+      refreshToken: Secret | undefined;
+      authorityUrl: string | undefined;
+      tokenUrl: string | undefined;
+    };
+
+export interface SmtpConfig {
+  host: string;
+  port: number;
+  security: 'tls' | 'starttls' | 'none';
+  servername: string | undefined;
+  caFile: string | undefined;
+  /** PEM text of ca_file, read when the config is loaded. */
+  ca: string | undefined;
+  auth: SmtpAuthConfig;
+  pool: { maxConnections: number; maxMessages: number };
+  timeouts: { connectMs: number; greetingMs: number; socketMs: number };
+}
+
+export interface GraphConfig {
+  tenantId: string;
+  clientId: string;
+  clientSecret: Secret;
+  mailbox: string;
+  authorityUrl: string;
+  graphUrl: string;
+  saveToSentItems: boolean;
+}
+
+/** Pacing for one sender; every field already merged from its preset. */
+export interface RateConfig {
+  preset: PresetName | undefined;
+  batchSize: number | undefined;
+  intervalMs: number | undefined;
+  dailyRecipients: number | undefined;
+  dailyMessages: number | undefined;
+  maxRecipientsPerMessage: number | undefined;
+  maxMessageBytes: number | undefined;
+  maxConcurrent: number | undefined;
+}
+
+export interface SenderConfig {
+  id: string;
+  from: string;
+  replyTo: string | undefined;
+  transport: 'smtp' | 'graph';
+  smtp: SmtpConfig | undefined;
+  graph: GraphConfig | undefined;
+  rate: RateConfig | undefined;
+}
+
+export interface RelayConfig {
+  clients: ClientConfig[];
+  senders: SenderConfig[];
+  limits: { maxMessageBytes: number };
+  delivery: { retryInitialMs: number; retryMaxMs: number; maxAgeMs: number };
+}

@@ -1,0 +1,3 @@
+export * from './gen/relay/v1/mail_pb.js';
+export * from './gen/relay/internal/v1/internal_pb.js';
+export { toGrpcDefinition } from './grpc.js';
