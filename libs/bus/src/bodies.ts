@@ -1,0 +1,49 @@
+import { create } from '@bufbuild/protobuf';
+import { RelayError, ErrorCode } from '@relay/core';
+import { EnvelopeSchema, type Envelope } from '@relay/proto';
+import type { Bus } from './bus.js';
+import { decodeEnvelope, encodeEnvelope } from './bus.js';
+
+/** Room left in a broker message for headers and the stub's routing fields. */
+const HEADROOM_BYTES = 64 * 1024;
+
+/**
+ * Returns what to publish for `env`: the envelope itself when it fits in one broker message,
+ * otherwise a stub carrying only routing fields, with the full envelope in the body object store.
+ */
+export async function packEnvelope(bus: Bus, env: Envelope): Promise<Envelope> {
+  if (env.bodyRef) return env;
+  const bytes = encodeEnvelope(env);
+  if (bytes.length <= bus.maxPayload - HEADROOM_BYTES) return env;
+  const name = `${env.messageId}`;
+  await bus.bodies.putBlob({ name }, bytes);
+  return create(EnvelopeSchema, {
+    messageId: env.messageId,
+    sender: env.sender,
+    client: env.client,
+    sendAt: env.sendAt,
+    submittedAt: env.submittedAt,
+    attempt: env.attempt,
+    notBefore: env.notBefore,
+    recipientCount: env.recipientCount,
+    sizeBytes: env.sizeBytes,
+    bodyRef: name,
+  });
+}
+
+/** The full envelope for a stub (reading the body store), keeping the stub's routing fields. */
+export async function unpackEnvelope(bus: Bus, stub: Envelope): Promise<Envelope> {
+  if (!stub.bodyRef) return stub;
+  const bytes = await bus.bodies.getBlob(stub.bodyRef);
+  if (!bytes) throw new RelayError(ErrorCode.NotFound, `message body ${stub.bodyRef} is missing from the body store`);
+  const full = decodeEnvelope(bytes);
+  full.attempt = stub.attempt;
+  full.notBefore = stub.notBefore;
+  full.bodyRef = stub.bodyRef;
+  return full;
+}
+
+/** Removes a message's stored body once the message reached a final state. */
+export async function deleteBody(bus: Bus, env: Envelope): Promise<void> {
+  if (env.bodyRef) await bus.bodies.delete(env.bodyRef).catch(() => {});
+}

@@ -1,0 +1,137 @@
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
+import { connect } from '@nats-io/transport-node';
+import {
+  jetstream,
+  jetstreamManager,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  type PubAck,
+} from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { RelayError, ErrorCode } from '@relay/core';
+import { EnvelopeSchema, StatusEventSchema, type Envelope, type MessageState, type StatusEvent } from '@relay/proto';
+import { busNames, type BusNames } from './names.js';
+import { ensureStreams, streamConfigs, TOPOLOGY_DEFAULTS, type TopologyOptions } from './topology.js';
+
+export interface BusOptions {
+  servers: string;
+  prefix: string;
+  /** Connection name shown by the server (service name and pid). */
+  name: string;
+  topology?: Partial<TopologyOptions>;
+  /** Publish timeout; a publish not stored by then fails (UNAVAILABLE to callers). */
+  publishTimeoutMs?: number;
+}
+
+export interface Bus {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly names: BusNames;
+  readonly idempotency: KV;
+  readonly sent: KV;
+  readonly bodies: ObjectStore;
+  /** Largest payload one broker message may carry. */
+  readonly maxPayload: number;
+  publishEnvelope(subject: string, env: Envelope, msgId: string, headers?: MsgHdrs): Promise<PubAck>;
+  publishStatus(ev: Omit<StatusEvent, '$typeName' | 'at'> & { at?: Date }, headers?: MsgHdrs): Promise<PubAck>;
+  /** Every status event of a message, oldest first; empty when the message is unknown. */
+  history(messageId: string): Promise<StatusEvent[]>;
+  close(): Promise<void>;
+}
+
+export const PUBLISH_TIMEOUT_MS = 5_000;
+
+/** Connects to NATS and makes sure the relay's streams and buckets exist. */
+export async function connectBus(opts: BusOptions): Promise<Bus> {
+  const names = busNames(opts.prefix);
+  const topo = { ...TOPOLOGY_DEFAULTS, ...opts.topology };
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ servers: opts.servers, name: opts.name, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+  } catch (err) {
+    throw new RelayError(ErrorCode.Unavailable, `cannot connect to NATS at ${opts.servers}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const timeout = opts.publishTimeoutMs ?? PUBLISH_TIMEOUT_MS;
+    const js = jetstream(nc, { timeout });
+    const jsm = await jetstreamManager(nc, { timeout });
+    await ensureStreams(jsm, streamConfigs(names, topo));
+    const kvm = new Kvm(js);
+    const idempotency = await kvm.create(names.idempotencyBucket, { ttl: topo.idempotencyTtlMs, history: 1, replicas: topo.replicas });
+    const sent = await kvm.create(names.sentBucket, { ttl: topo.sentTtlMs, history: 1, replicas: topo.replicas });
+    const bodies = await new Objm(js).create(names.bodyBucket, { replicas: topo.replicas });
+    return createBus(nc, js, jsm, names, idempotency, sent, bodies, timeout);
+  } catch (err) {
+    await nc.close().catch(() => {});
+    throw err;
+  }
+}
+
+function createBus(
+  nc: NatsConnection,
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  names: BusNames,
+  idempotency: KV,
+  sent: KV,
+  bodies: ObjectStore,
+  timeout: number,
+): Bus {
+  return {
+    nc,
+    js,
+    jsm,
+    names,
+    idempotency,
+    sent,
+    bodies,
+    maxPayload: nc.info?.max_payload ?? 1024 * 1024,
+    publishEnvelope(subject, env, msgId, headers) {
+      return js.publish(subject, toBinary(EnvelopeSchema, env), { msgID: msgId, headers: headers ?? natsHeaders(), timeout });
+    },
+    publishStatus(ev, headers) {
+      const event = create(StatusEventSchema, { ...ev, at: timestampFromDate(ev.at ?? new Date()) });
+      return js.publish(names.statusSubject(ev.messageId), toBinary(StatusEventSchema, event), { timeout, ...(headers ? { headers } : {}) });
+    },
+    async history(messageId) {
+      const subject = names.statusSubject(messageId);
+      const events: StatusEvent[] = [];
+      let seq = 1;
+      // Direct gets walk the message's own subject; no consumer is created for a status read.
+      for (;;) {
+        let m;
+        try {
+          m = await jsm.direct.getMessage(names.statusStream, { seq, next_by_subj: subject });
+        } catch (err) {
+          if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.NoMessageFound) break;
+          throw err;
+        }
+        if (!m) break;
+        events.push(fromBinary(StatusEventSchema, m.data));
+        seq = m.seq + 1;
+      }
+      return events;
+    },
+    async close() {
+      if (nc.isClosed()) return;
+      await nc.drain().catch(() => nc.close());
+    },
+  };
+}
+
+export function decodeEnvelope(data: Uint8Array): Envelope {
+  return fromBinary(EnvelopeSchema, data);
+}
+
+export function encodeEnvelope(env: Envelope): Uint8Array {
+  return toBinary(EnvelopeSchema, env);
+}
+
+export { timestampDate, timestampFromDate };
+export type { MessageState };

@@ -1,0 +1,70 @@
+import { nanos } from '@nats-io/nats-core';
+import {
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import type { BusNames } from './names.js';
+
+const STREAM_NAME_IN_USE = 10058;
+
+export interface TopologyOptions {
+  /** Stream replicas; 3 in a production cluster. */
+  replicas: number;
+  /** How long status history is kept. */
+  statusMaxAgeMs: number;
+  /** How long an idempotency key is remembered (at least 24 h). */
+  idempotencyTtlMs: number;
+  /** How long a sent-marker is kept (covers the longest redelivery). */
+  sentTtlMs: number;
+  /** JetStream dedupe window for Nats-Msg-Id. */
+  duplicateWindowMs: number;
+}
+
+export const TOPOLOGY_DEFAULTS: TopologyOptions = {
+  replicas: 1,
+  statusMaxAgeMs: 7 * 86_400_000,
+  idempotencyTtlMs: 48 * 3_600_000,
+  sentTtlMs: 7 * 86_400_000,
+  duplicateWindowMs: 10 * 60_000,
+};
+
+export function streamConfigs(n: BusNames, o: TopologyOptions): Array<Partial<StreamConfig> & { name: string }> {
+  const common = { storage: StorageType.File, num_replicas: o.replicas, duplicate_window: nanos(o.duplicateWindowMs) };
+  return [
+    // Work queues: a message leaves the stream when the consumer that owns its subject acks it.
+    { ...common, name: n.submittedStream, subjects: [n.submittedWildcard], retention: RetentionPolicy.Workqueue },
+    { ...common, name: n.dispatchStream, subjects: [`${n.prefix}.dispatch.>`], retention: RetentionPolicy.Workqueue },
+    {
+      ...common,
+      name: n.statusStream,
+      subjects: [n.statusWildcard],
+      retention: RetentionPolicy.Limits,
+      max_age: nanos(o.statusMaxAgeMs),
+      discard: DiscardPolicy.Old,
+      allow_direct: true,
+    },
+  ];
+}
+
+/** Creates the streams if they are missing; concurrent starts of several services are fine. */
+export async function ensureStreams(jsm: JetStreamManager, configs: Array<Partial<StreamConfig> & { name: string }>) {
+  for (const cfg of configs) {
+    try {
+      await jsm.streams.info(cfg.name);
+      continue;
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
+    }
+    try {
+      await jsm.streams.add(cfg);
+    } catch (err) {
+      // Another service created it between our info and add.
+      if (!(err instanceof JetStreamApiError) || err.code !== STREAM_NAME_IN_USE) throw err;
+    }
+  }
+}
