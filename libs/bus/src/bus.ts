@@ -1,6 +1,6 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
+import { deadline, headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import {
   jetstream,
@@ -42,6 +42,8 @@ export interface Bus {
   publishStatus(ev: Omit<StatusEvent, '$typeName' | 'at'> & { at?: Date }, headers?: MsgHdrs): Promise<PubAck>;
   /** Every status event of a message, oldest first; empty when the message is unknown. */
   history(messageId: string): Promise<StatusEvent[]>;
+  /** True when the server answers a round trip in time. */
+  healthy(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -117,6 +119,15 @@ function createBus(
         seq = m.seq + 1;
       }
       return events;
+    },
+    async healthy(timeoutMs = 1_000) {
+      if (nc.isClosed()) return false;
+      try {
+        await deadline(nc.flush(), timeoutMs);
+        return true;
+      } catch {
+        return false;
+      }
     },
     async close() {
       if (nc.isClosed()) return;

@@ -2,3 +2,5 @@ export * from './bus.js';
 export * from './bodies.js';
 export * from './names.js';
 export * from './topology.js';
+export * from './consumers.js';
+export * from './worker.js';

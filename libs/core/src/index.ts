@@ -1,3 +1,4 @@
 export * from './errors.js';
 export * from './duration.js';
 export * from './lifecycle.js';
+export * from './ids.js';

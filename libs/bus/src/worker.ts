@@ -1,0 +1,154 @@
+import { create } from '@bufbuild/protobuf';
+import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import { backoffMs, describe, InFlight, isDeliveryError, retryable, within, type DeliveryError } from '@relay/core';
+import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
+import type { Bus } from './bus.js';
+import { decodeEnvelope } from './bus.js';
+import { deleteBody, unpackEnvelope } from './bodies.js';
+import { ensureDurable } from './consumers.js';
+
+export interface RetryPolicy {
+  retryInitialMs: number;
+  retryMaxMs: number;
+  /** After this long since submission a message that still fails is FAILED. */
+  maxAgeMs: number;
+}
+
+export interface DispatchWorkerOptions {
+  bus: Bus;
+  transport: 'smtp' | 'graph';
+  /** Service name recorded on status events. */
+  service: string;
+  concurrency: number;
+  ackWaitMs: number;
+  retry: RetryPolicy;
+  /** Delivers one message; resolves with the provider's reply, throws DeliveryError otherwise. */
+  deliver: (env: Envelope) => Promise<string>;
+  log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void; debug(obj: object, msg: string): void };
+}
+
+export interface DispatchWorker {
+  start(): Promise<void>;
+  stop(graceMs: number): Promise<void>;
+  readonly inFlight: number;
+}
+
+/**
+ * The loop every sender service runs: pull dispatched messages from the transport's durable
+ * consumer (replicas share it), deliver each, and settle it as SENT, RETRYING or FAILED before
+ * acking. A sent-marker written before the ack makes a redelivered message a no-op.
+ */
+export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
+  const { bus } = o;
+  const inFlight = new InFlight();
+  let messages: ConsumerMessages | undefined;
+  let loop: Promise<void> | undefined;
+  const durable = bus.names.senderConsumer(o.transport);
+
+  async function handle(m: JsMsg) {
+    const stub = decodeEnvelope(m.data);
+    const id = stub.messageId;
+    if (m.redelivered && (await bus.sent.get(id))?.operation === 'PUT') {
+      o.log.info({ message_id: id }, 'already sent before a restart; not sending again');
+      m.ack();
+      return;
+    }
+    const env = await unpackEnvelope(bus, stub);
+    await bus.publishStatus({ messageId: id, sender: env.sender, state: MessageState.SENDING, attempt: env.attempt, detail: '', service: o.service });
+    const timer = setInterval(() => m.working(), o.ackWaitMs / 3);
+    let reply: string | undefined;
+    let failure: DeliveryError | undefined;
+    try {
+      reply = await o.deliver(env);
+    } catch (err) {
+      failure = isDeliveryError(err) ? err : retryable(describe(err), { cause: err });
+    } finally {
+      clearInterval(timer);
+    }
+    if (reply !== undefined) {
+      await bus.sent.put(id, reply);
+      await bus.publishStatus({ messageId: id, sender: env.sender, state: MessageState.SENT, attempt: env.attempt, detail: reply, service: o.service });
+      await deleteBody(bus, env);
+      o.log.debug({ message_id: id, sender: env.sender, attempt: env.attempt }, 'sent');
+    } else {
+      await settleFailure(env, failure!);
+    }
+    m.ack();
+  }
+
+  async function settleFailure(env: Envelope, err: DeliveryError) {
+    const detail = err.remedy ? `${err.message} — ${err.remedy}` : err.message;
+    const submitted = env.submittedAt ? timestampDate(env.submittedAt).getTime() : Date.now();
+    const wait = Math.max(backoffMs(env.attempt, o.retry.retryInitialMs, o.retry.retryMaxMs), err.retryAfterMs ?? 0);
+    const base = { messageId: env.messageId, sender: env.sender, attempt: env.attempt, service: o.service };
+    if (err.retryable && Date.now() + wait - submitted <= o.retry.maxAgeMs) {
+      const next = create(EnvelopeSchema, { ...stubOf(env), attempt: env.attempt + 1, notBefore: timestampFromDate(new Date(Date.now() + wait)) });
+      await bus.publishStatus({ ...base, state: MessageState.RETRYING, detail });
+      // Back through the scheduler, so a retry takes a pacing slot like any other send.
+      await bus.publishEnvelope(bus.names.submittedSubject(env.sender), next, `${env.messageId}.${next.attempt}.submit`);
+      o.log.info({ message_id: env.messageId, sender: env.sender, attempt: env.attempt, retry_in_ms: wait, error: err.message }, 'retrying');
+    } else {
+      const reason = err.retryable ? `gave up after ${env.attempt} attempts: ${detail}` : detail;
+      await bus.publishStatus({ ...base, state: MessageState.FAILED, detail: reason });
+      await deleteBody(bus, env);
+      o.log.warn({ message_id: env.messageId, sender: env.sender, attempt: env.attempt, error: reason }, 'failed');
+    }
+  }
+
+  async function run(msgs: ConsumerMessages) {
+    const waiting: Array<() => void> = [];
+    for await (const m of msgs) {
+      if (inFlight.size >= o.concurrency) await new Promise<void>((r) => waiting.push(r));
+      void inFlight
+        .run(() =>
+          handle(m).catch((err: unknown) => {
+            // The broker did not take the outcome; the message comes back and is settled again.
+            o.log.warn({ err: describe(err), seq: m.seq }, 'could not settle message; it will be redelivered');
+            m.nak(2_000);
+          }),
+        )
+        .finally(() => waiting.shift()?.());
+    }
+  }
+
+  return {
+    get inFlight() {
+      return inFlight.size;
+    },
+    async start() {
+      await ensureDurable(bus.jsm, {
+        stream: bus.names.dispatchStream,
+        durable,
+        filterSubject: bus.names.dispatchWildcard(o.transport),
+        ackWaitMs: o.ackWaitMs,
+        maxAckPending: Math.max(1_000, o.concurrency * 4),
+      });
+      const consumer = await bus.js.consumers.get(bus.names.dispatchStream, durable);
+      messages = await consumer.consume({ max_messages: o.concurrency });
+      loop = run(messages);
+    },
+    async stop(graceMs) {
+      // Stop pulling; what is in flight finishes (or is redelivered to another replica later).
+      messages?.stop();
+      if (!(await within(inFlight.idle(), graceMs))) o.log.warn({ in_flight: inFlight.size }, 'grace period over; unfinished messages will be redelivered');
+      await loop?.catch(() => {});
+    },
+  };
+}
+
+/** The routing fields of an envelope plus its body (or body reference), for a retry. */
+function stubOf(env: Envelope): Envelope {
+  return env.bodyRef
+    ? create(EnvelopeSchema, {
+        messageId: env.messageId,
+        sender: env.sender,
+        client: env.client,
+        sendAt: env.sendAt,
+        submittedAt: env.submittedAt,
+        recipientCount: env.recipientCount,
+        sizeBytes: env.sizeBytes,
+        bodyRef: env.bodyRef,
+      })
+    : env;
+}

@@ -1,0 +1,16 @@
+import { createHmac, randomBytes } from 'node:crypto';
+
+/** A UUIDv7: time-ordered, so message ids sort by submission time. */
+export function uuidv7(now = Date.now()): string {
+  const b = randomBytes(16);
+  b.writeUIntBE(now, 0, 6);
+  b[6] = (b[6]! & 0x0f) | 0x70;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** The bearer token services present to each other on internal gRPC, derived from the master key. */
+export function internalToken(masterKey: Buffer): string {
+  return createHmac('sha256', masterKey).update('relay-internal-grpc-v1').digest('base64url');
+}

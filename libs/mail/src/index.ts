@@ -1,0 +1,3 @@
+export * from './address.js';
+export * from './validate.js';
+export * from './remedies.js';

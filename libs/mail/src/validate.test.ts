@@ -1,0 +1,79 @@
+import { create } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { describe, expect, it } from 'vitest';
+import { SendMailRequestSchema, type SendMailRequest } from '@relay/proto';
+import { parseAddress } from './address.js';
+import { validateSendMail } from './validate.js';
+
+const limits = { maxMessageBytes: 1024 * 1024 };
+const req = (over: Partial<SendMailRequest> = {}) =>
+  create(SendMailRequestSchema, { sender: 's', to: ['a@campus.example'], subject: 'Hi', text: 'hello', ...over });
+
+function reason(r: SendMailRequest, l = limits): string {
+  try {
+    validateSendMail(r, l);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return 'valid';
+}
+
+describe('parseAddress', () => {
+  it.each([
+    ['a@campus.example', 'a@campus.example', ''],
+    ['first.last+tag@sub.campus.example', 'first.last+tag@sub.campus.example', ''],
+    ['Registrar <registrar@campus.example>', 'registrar@campus.example', 'Registrar'],
+    ['"Office, Registrar" <registrar@campus.example>', 'registrar@campus.example', 'Office, Registrar'],
+    ['"odd local"@campus.example', '"odd local"@campus.example', ''],
+    ['user@[192.0.2.1]', 'user@[192.0.2.1]', ''],
+    ['jürgen@universität.example', 'jürgen@universität.example', ''],
+  ])('accepts %s', (input, address, name) => {
+    expect(parseAddress(input)).toEqual({ address, name });
+  });
+  it.each([
+    ['', /must not be empty/],
+    ['plainaddress', /not an email address/],
+    ['@campus.example', /not an email address/],
+    ['a@', /not an email address/],
+    ['a..b@campus.example', /invalid local part/],
+    ['.a@campus.example', /invalid local part/],
+    ['a@-bad.example', /invalid domain/],
+    ['a@bad..example', /invalid domain/],
+    ['a@campus.example\r\nBcc: victim@x.example', /line breaks/],
+    ['Name <a@campus.example', /unbalanced angle brackets/],
+    ['Office, Registrar <r@campus.example>', /put it in double quotes/],
+    [`${'x'.repeat(65)}@campus.example`, /longer than 64/],
+    ['user@[999.1.1.1]', /invalid address literal/],
+  ])('refuses %j', (input, re) => {
+    expect(parseAddress(input)).toMatch(re);
+  });
+});
+
+describe('validateSendMail', () => {
+  it('accepts a plain message and counts recipients and size', () => {
+    expect(validateSendMail(req({ cc: ['b@campus.example'], bcc: ['c@campus.example'] }), limits)).toEqual({ recipients: 3, size: 7 });
+  });
+  it('names the field that is wrong', () => {
+    expect(reason(req({ to: [] }))).toMatch(/^to: at least one recipient/);
+    expect(reason(req({ bcc: ['ok@campus.example', 'broken'] }))).toMatch(/^bcc\[1\]: /);
+    expect(reason(req({ replyTo: 'nope' }))).toMatch(/^reply_to: /);
+    expect(reason(req({ subject: 'Hi\r\nBcc: x@y.example' }))).toMatch(/^subject: must not contain line breaks/);
+    expect(reason(req({ headers: { 'X-Ok': 'fine\nInjected: yes' } }))).toMatch(/^headers\["X-Ok"\]: value must not contain line breaks/);
+    expect(reason(req({ headers: { 'Bad Name': 'x' } }))).toMatch(/^headers\["Bad Name"\]: is not a valid header name/);
+    expect(reason(req({ headers: { From: 'boss@campus.example' } }))).toMatch(/^headers\["From"\]: is set by the relay/);
+    expect(reason(req({ attachments: [{ filename: '', contentType: 'text/plain', content: new Uint8Array(1) } as never] }))).toMatch(/^attachments\[0\]\.filename: is required/);
+    expect(reason(req({ attachments: [{ filename: 'a.txt', contentType: 'not a type', content: new Uint8Array(1) } as never] }))).toMatch(/^attachments\[0\]\.content_type: /);
+    expect(reason(req({ idempotencyKey: 'k'.repeat(300) }))).toMatch(/^idempotency_key: /);
+    expect(reason(req({ sendAt: timestampFromDate(new Date(Date.now() + 31 * 86_400_000)) }))).toMatch(/^send_at: is more than 30 days ahead/);
+    expect(reason(req({ to: ['a@x.example', 'b@x.example', 'c@x.example'] }), { ...limits, maxRecipientsPerMessage: 2 })).toMatch(/^to: 3 recipients exceed this sender's limit of 2/);
+  });
+  it('enforces the total size limit', () => {
+    const big = { filename: 'big.bin', contentType: 'application/octet-stream', content: new Uint8Array(2 * 1024 * 1024) };
+    expect(reason(req({ attachments: [big as never] }))).toMatch(/^attachments: the message is 2\.0 MB, over the limit of 1\.0 MB/);
+    expect(reason(req({ attachments: [big as never] }), { maxMessageBytes: 3 * 1024 * 1024 })).toBe('valid');
+  });
+  it('accepts send_at in the past or within 30 days', () => {
+    expect(reason(req({ sendAt: timestampFromDate(new Date(Date.now() - 1000)) }))).toBe('valid');
+    expect(reason(req({ sendAt: timestampFromDate(new Date(Date.now() + 29 * 86_400_000)) }))).toBe('valid');
+  });
+});

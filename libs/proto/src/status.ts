@@ -1,0 +1,32 @@
+import { Metadata, status, type ServerErrorResponse } from '@grpc/grpc-js';
+import { ErrorCode, isRelayError, type ErrorCode as Code } from '@relay/core';
+
+const GRPC_STATUS: Record<Code, status> = {
+  [ErrorCode.InvalidArgument]: status.INVALID_ARGUMENT,
+  [ErrorCode.Unauthenticated]: status.UNAUTHENTICATED,
+  [ErrorCode.PermissionDenied]: status.PERMISSION_DENIED,
+  [ErrorCode.NotFound]: status.NOT_FOUND,
+  [ErrorCode.AlreadyExists]: status.ALREADY_EXISTS,
+  [ErrorCode.Unavailable]: status.UNAVAILABLE,
+  [ErrorCode.FailedPrecondition]: status.FAILED_PRECONDITION,
+  [ErrorCode.Config]: status.FAILED_PRECONDITION,
+  [ErrorCode.Internal]: status.INTERNAL,
+};
+
+/**
+ * The one place an error becomes a gRPC status. RelayErrors keep their message (written for the
+ * caller); anything else is an internal error whose details stay in the server's log.
+ */
+export function toGrpcError(err: unknown): ServerErrorResponse {
+  const e = new Error() as ServerErrorResponse;
+  if (isRelayError(err) && err.code !== ErrorCode.Internal) {
+    e.code = GRPC_STATUS[err.code];
+    e.details = err.message;
+  } else {
+    e.code = status.INTERNAL;
+    e.details = 'internal error; see the relay logs';
+  }
+  e.message = e.details;
+  e.metadata = new Metadata();
+  return e;
+}

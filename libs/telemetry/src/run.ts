@@ -1,0 +1,60 @@
+import { describe as describeError, isConfigError } from '@relay/core';
+import type { Logger } from './logger.js';
+
+export interface RunnableService {
+  /** Begins taking work; resolves with the ports the service listens on. */
+  start(): Promise<Record<string, number>>;
+  /** Stops taking work, finishes in-flight work within the grace period, closes connections. */
+  stop(): Promise<void>;
+}
+
+/**
+ * create → start → wait for SIGTERM/SIGINT → stop, for a service's main.ts. A bad configuration
+ * prints one line naming the key and exits 1; a clean stop exits 0.
+ */
+export async function runService(
+  proc: NodeJS.Process,
+  name: string,
+  build: () => Promise<{ service: RunnableService; logger: Logger }>,
+): Promise<void> {
+  let built: { service: RunnableService; logger: Logger };
+  try {
+    built = await build();
+  } catch (err) {
+    proc.stderr.write(`${name}: ${isConfigError(err) ? '' : 'cannot start: '}${describeError(err)}\n`);
+    proc.exitCode = 1;
+    return;
+  }
+  const { service, logger } = built;
+  let stopping: Promise<void> | undefined;
+  const stop = (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      proc.exit(proc.exitCode ?? 1);
+    }
+    logger.info({ signal }, 'stopping');
+    stopping = service.stop().then(
+      () => {
+        logger.info('stopped');
+        proc.exitCode ??= 0;
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'stop failed');
+        proc.exitCode = 1;
+      },
+    );
+  };
+  proc.on('SIGTERM', () => stop('SIGTERM'));
+  proc.on('SIGINT', () => stop('SIGINT'));
+  try {
+    const ports = await service.start();
+    logger.info({ ports }, 'ready');
+  } catch (err) {
+    logger.fatal({ err: describeError(err) }, 'cannot start');
+    proc.stderr.write(`${name}: cannot start: ${describeError(err)}\n`);
+    proc.exitCode = 1;
+    await service.stop().catch(() => {});
+    // Open handles of a half-started service must not keep the process alive.
+    setTimeout(() => proc.exit(1), 2_000).unref();
+  }
+}

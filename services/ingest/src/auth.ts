@@ -1,0 +1,39 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Metadata } from '@grpc/grpc-js';
+import { ErrorCode, RelayError } from '@relay/core';
+import type { ClientConfig } from '@relay/config';
+
+export interface Authenticator {
+  /** The client whose key is in `authorization: Bearer <key>`; UNAUTHENTICATED otherwise. */
+  authenticate(metadata: Metadata): ClientConfig;
+  /** PERMISSION_DENIED unless the client may send as `sender`. */
+  authorizeSender(client: ClientConfig, sender: string): void;
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest();
+
+/**
+ * Keys are held only as SHA-256 digests and compared in constant time against every client, so
+ * neither the plaintext nor the timing of a lookup tells anything about the configured keys.
+ */
+export function createAuthenticator(clients: ClientConfig[]): Authenticator {
+  const digests = clients.map((c) => ({ client: c, digest: sha256(c.apiKey.reveal()) }));
+  return {
+    authenticate(metadata) {
+      const header = metadata.get('authorization')[0];
+      const m = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+      if (!m) throw new RelayError(ErrorCode.Unauthenticated, 'missing API key: send metadata "authorization: Bearer <api key>"');
+      const presented = sha256(m[1]!);
+      let found: ClientConfig | undefined;
+      for (const d of digests) if (timingSafeEqual(d.digest, presented)) found = d.client;
+      if (!found) throw new RelayError(ErrorCode.Unauthenticated, 'unknown API key');
+      return found;
+    },
+    authorizeSender(client, sender) {
+      if (!sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required (a configured sender id)');
+      if (!client.senders.includes(sender)) {
+        throw new RelayError(ErrorCode.PermissionDenied, `client "${client.name}" may not send as "${sender}"`);
+      }
+    },
+  };
+}

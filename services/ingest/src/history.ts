@@ -1,0 +1,21 @@
+import { create } from '@bufbuild/protobuf';
+import { GetMessageResponseSchema, MessageState, StateChangeSchema, type GetMessageResponse, type StatusEvent } from '@relay/proto';
+
+/** Folds a message's status events into what GetMessage reports. */
+export function foldHistory(messageId: string, events: StatusEvent[]): GetMessageResponse {
+  let lastError = '';
+  let attempts = 0;
+  for (const e of events) {
+    attempts = Math.max(attempts, e.attempt);
+    if (e.state === MessageState.RETRYING || e.state === MessageState.FAILED) lastError = e.detail;
+  }
+  const last = events.at(-1);
+  return create(GetMessageResponseSchema, {
+    messageId,
+    state: last?.state ?? MessageState.UNSPECIFIED,
+    attempts,
+    lastError,
+    sender: last?.sender ?? '',
+    history: events.map((e) => create(StateChangeSchema, { state: e.state, at: e.at, detail: e.detail, attempt: e.attempt })),
+  });
+}

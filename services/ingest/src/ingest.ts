@@ -1,0 +1,89 @@
+import { Server, ServerCredentials, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { connectBus, type Bus } from '@relay/bus';
+import type { RelayConfig, RelayEnv } from '@relay/config';
+import { ErrorCode, RelayError, InFlight, once, within } from '@relay/core';
+import { AdminService, MailService, toGrpcDefinition, toGrpcError } from '@relay/proto';
+import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { createAuthenticator } from './auth.js';
+import { createMailHandlers, type IngestContext } from './mail-service.js';
+
+export interface IngestOptions {
+  env: RelayEnv;
+  config: RelayConfig;
+  logger: Logger;
+}
+
+/** gRPC room for the largest allowed message plus protobuf framing. */
+const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
+
+export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService & { ctx: IngestContext }> {
+  const { env, config, logger } = opts;
+  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-ingest:${process.pid}` }));
+  const ctx: IngestContext = {
+    config,
+    senders: new Map(config.senders.map((s) => [s.id, s])),
+    bus,
+    auth: createAuthenticator(config.clients),
+    logger,
+  };
+  const inFlight = new InFlight();
+  const server = new Server({
+    'grpc.max_receive_message_length': config.limits.maxMessageBytes + GRPC_OVERHEAD_BYTES,
+    'grpc.max_send_message_length': 16 * 1024 * 1024,
+  });
+  const mail = createMailHandlers(ctx);
+  server.addService(toGrpcDefinition(MailService), {
+    sendMail: unary(logger, inFlight, mail.sendMail),
+    getMessage: unary(logger, inFlight, mail.getMessage),
+  });
+  server.addService(toGrpcDefinition(AdminService), {
+    testSender: unary(logger, inFlight, async (call) => {
+      requireAdmin(ctx, call);
+      throw new RelayError(ErrorCode.FailedPrecondition, 'TestSender is not available in this version of the relay');
+    }),
+    beginConsent: unary(logger, inFlight, async (call) => {
+      requireAdmin(ctx, call);
+      throw new RelayError(ErrorCode.FailedPrecondition, 'BeginConsent is not available in this version of the relay');
+    }),
+  });
+  let ops: OpsServer | undefined;
+
+  return {
+    ctx,
+    async start() {
+      const grpcPort = await new Promise<number>((resolve, reject) =>
+        server.bindAsync(`${env.host}:${env.grpcPort}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+      );
+      ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready: () => bus.healthy() });
+      return { grpc: grpcPort, metrics: ops.port };
+    },
+    stop: once(async () => {
+      // Refuse new calls, let the ones in progress finish within the grace period.
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      if (!(await within(inFlight.idle(), env.graceMs))) logger.warn({ in_flight: inFlight.size }, 'grace period over');
+      server.forceShutdown();
+      await ops?.close();
+      if (!overrides.bus) await bus.close();
+    }),
+  };
+}
+
+function requireAdmin(ctx: IngestContext, call: { metadata: Metadata }) {
+  const client = ctx.auth.authenticate(call.metadata);
+  if (!client.admin) throw new RelayError(ErrorCode.PermissionDenied, `client "${client.name}" is not an admin client (admin: true)`);
+}
+
+function unary<Req, Res>(logger: Logger, inFlight: InFlight, fn: (call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    void inFlight.run(async () => {
+      try {
+        callback(null, await fn(call));
+      } catch (err) {
+        const e = toGrpcError(err);
+        if (e.code === status.INTERNAL || e.code === status.UNAVAILABLE) logger.error({ err, path: call.getPath() }, 'call failed');
+        callback(e);
+      }
+    });
+  };
+}
+

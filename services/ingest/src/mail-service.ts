@@ -1,0 +1,117 @@
+import { create } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type { ServerUnaryCall } from '@grpc/grpc-js';
+import { packEnvelope, type Bus } from '@relay/bus';
+import type { RelayConfig, SenderConfig } from '@relay/config';
+import { ErrorCode, RelayError, isRelayError, uuidv7 } from '@relay/core';
+import { validateSendMail } from '@relay/mail';
+import {
+  EnvelopeSchema,
+  MessageState,
+  SendMailResponseSchema,
+  type GetMessageRequest,
+  type GetMessageResponse,
+  type SendMailRequest,
+  type SendMailResponse,
+} from '@relay/proto';
+import type { Logger } from '@relay/telemetry';
+import type { Authenticator } from './auth.js';
+import { foldHistory } from './history.js';
+import { claim, markStored } from './idempotency.js';
+
+export interface IngestContext {
+  config: RelayConfig;
+  senders: Map<string, SenderConfig>;
+  bus: Bus;
+  auth: Authenticator;
+  logger: Logger;
+}
+
+type Call<Req> = Pick<ServerUnaryCall<Req, unknown>, 'metadata' | 'request'>;
+
+export function createMailHandlers(ctx: IngestContext) {
+  return {
+    async sendMail(call: Call<SendMailRequest>): Promise<SendMailResponse> {
+      const req = call.request;
+      const client = ctx.auth.authenticate(call.metadata);
+      ctx.auth.authorizeSender(client, req.sender);
+      const sender = ctx.senders.get(req.sender);
+      if (!sender) throw new RelayError(ErrorCode.PermissionDenied, `sender "${req.sender}" is not configured`);
+      const { recipients, size } = validateSendMail(req, {
+        maxMessageBytes: Math.min(ctx.config.limits.maxMessageBytes, sender.rate?.maxMessageBytes ?? Infinity),
+        maxRecipientsPerMessage: sender.rate?.maxRecipientsPerMessage,
+      });
+
+      return storing(async () => {
+        let messageId = uuidv7();
+        let recordKey: string | undefined;
+        if (req.idempotencyKey) {
+          const c = await claim(ctx.bus.idempotency, client.name, req, messageId);
+          if (c.kind === 'done') return await answerRepeat(ctx, c.messageId);
+          messageId = c.messageId;
+          recordKey = c.key;
+        }
+        const now = new Date();
+        const env = create(EnvelopeSchema, {
+          messageId,
+          sender: sender.id,
+          client: client.name,
+          to: req.to,
+          cc: req.cc,
+          bcc: req.bcc,
+          replyTo: req.replyTo,
+          subject: req.subject,
+          text: req.text,
+          html: req.html,
+          attachments: req.attachments,
+          headers: req.headers,
+          sendAt: req.sendAt,
+          submittedAt: timestampFromDate(now),
+          attempt: 1,
+          recipientCount: recipients,
+          sizeBytes: BigInt(size),
+        });
+        const packed = await packEnvelope(ctx.bus, env);
+        // Both publishes go out on one connection, so QUEUED is stored before anything a
+        // downstream service can say about the message.
+        await Promise.all([
+          ctx.bus.publishStatus({ messageId, sender: sender.id, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now }),
+          ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`),
+        ]);
+        if (recordKey) await markStored(ctx.bus.idempotency, recordKey, messageId, req);
+        ctx.logger.debug({ message_id: messageId, sender: sender.id, client: client.name, recipients, size }, 'accepted');
+        return create(SendMailResponseSchema, { messageId, state: MessageState.QUEUED });
+      });
+    },
+
+    async getMessage(call: Call<GetMessageRequest>): Promise<GetMessageResponse> {
+      const client = ctx.auth.authenticate(call.metadata);
+      const id = call.request.messageId;
+      if (!/^[A-Za-z0-9-]{1,64}$/.test(id)) throw new RelayError(ErrorCode.InvalidArgument, 'message_id: not a message id');
+      const events = await ctx.bus.history(id).catch((err: unknown) => {
+        throw new RelayError(ErrorCode.Unavailable, 'message status is unavailable (broker unreachable); retry', { cause: err });
+      });
+      // Another client's message is reported as unknown, so ids cannot be probed.
+      if (events.length === 0 || (!client.admin && !client.senders.includes(events[0]!.sender))) {
+        throw new RelayError(ErrorCode.NotFound, `message_id: no message ${id}`);
+      }
+      return foldHistory(id, events);
+    },
+  };
+}
+
+async function answerRepeat(ctx: IngestContext, messageId: string): Promise<SendMailResponse> {
+  const events = await ctx.bus.history(messageId);
+  const state = events.at(-1)?.state ?? MessageState.QUEUED;
+  return create(SendMailResponseSchema, { messageId, state });
+}
+
+/** Anything but a RelayError while storing means the broker did not take the message. */
+async function storing<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (isRelayError(err)) throw err;
+    throw new RelayError(ErrorCode.Unavailable, 'the message was not stored (message broker unavailable); it is safe to retry with the same idempotency_key', { cause: err });
+  }
+}

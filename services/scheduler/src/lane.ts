@@ -1,0 +1,108 @@
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import { decodeEnvelope, ensureDurable, type Bus } from '@relay/bus';
+import type { SenderConfig } from '@relay/config';
+import { InFlight, describe } from '@relay/core';
+import type { Logger } from '@relay/telemetry';
+import type { Pacer } from './pacer.js';
+import { decide } from './route.js';
+
+export interface LaneOptions {
+  /** Messages one lane works on at once (waiting for a slot counts). */
+  concurrency: number;
+  ackWaitMs: number;
+}
+
+export const LANE_DEFAULTS: LaneOptions = { concurrency: 256, ackWaitMs: 30_000 };
+
+/**
+ * One sender's path through the scheduler: its own durable consumer on its own subject, so a
+ * sender waiting for its pace (or with a huge backlog) holds only its own messages and never
+ * stands in front of another sender's mail. Replicas share each lane's durable consumer.
+ */
+export class SenderLane {
+  readonly #bus: Bus;
+  readonly #pacer: Pacer;
+  readonly #logger: Logger;
+  readonly #opts: LaneOptions;
+  readonly #inFlight = new InFlight();
+  readonly #abort = new AbortController();
+  #sender: SenderConfig;
+  #messages: ConsumerMessages | undefined;
+  #loop: Promise<void> | undefined;
+
+  constructor(bus: Bus, sender: SenderConfig, pacer: Pacer, logger: Logger, opts: LaneOptions = LANE_DEFAULTS) {
+    this.#bus = bus;
+    this.#sender = sender;
+    this.#pacer = pacer;
+    this.#logger = logger.child({ sender: sender.id });
+    this.#opts = opts;
+  }
+
+  get durable(): string {
+    return `${this.#bus.names.schedulerConsumer}-${this.#sender.id}`;
+  }
+
+  /** A changed configuration for the same sender applies from the next message on. */
+  update(sender: SenderConfig) {
+    this.#sender = sender;
+  }
+
+  async start(): Promise<void> {
+    const { names, jsm, js } = this.#bus;
+    await ensureDurable(jsm, {
+      stream: names.submittedStream,
+      durable: this.durable,
+      filterSubject: names.submittedSubject(this.#sender.id),
+      ackWaitMs: this.#opts.ackWaitMs,
+      // Parked messages (send_at, retry backoff) stay pending; leave them plenty of room.
+      maxAckPending: 100_000,
+    });
+    const consumer = await js.consumers.get(names.submittedStream, this.durable);
+    this.#messages = await consumer.consume({ max_messages: Math.min(this.#opts.concurrency, 512) });
+    this.#loop = this.#run(this.#messages);
+  }
+
+  async #run(messages: ConsumerMessages) {
+    const slots: Array<() => void> = [];
+    for await (const m of messages) {
+      if (this.#inFlight.size >= this.#opts.concurrency) await new Promise<void>((r) => slots.push(r));
+      void this.#inFlight.run(() => this.#handle(m)).finally(() => slots.shift()?.());
+    }
+  }
+
+  async #handle(m: JsMsg) {
+    const sender = this.#sender;
+    try {
+      const env = decodeEnvelope(m.data);
+      const d = decide(env, sender, Date.now());
+      if (d.action === 'wait') {
+        m.nak(d.ms);
+        return;
+      }
+      const keepAlive = () => m.working();
+      const timer = setInterval(keepAlive, this.#opts.ackWaitMs / 3);
+      try {
+        await this.#pacer.acquire(sender, env, this.#abort.signal, keepAlive);
+      } finally {
+        clearInterval(timer);
+      }
+      await this.#bus.publishEnvelope(this.#bus.names.dispatchSubject(d.transport, sender.id), env, `${env.messageId}.${env.attempt}.dispatch`, m.headers);
+      m.ack();
+    } catch (err) {
+      if (this.#abort.signal.aborted) {
+        m.nak();
+        return;
+      }
+      // The message stays in the stream and comes back; nothing is dropped.
+      this.#logger.warn({ err: describe(err), seq: m.seq }, 'could not route message; will retry');
+      m.nak(1_000);
+    }
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    this.#messages?.stop();
+    this.#abort.abort();
+    await Promise.race([this.#inFlight.idle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
+    await this.#loop?.catch(() => {});
+  }
+}

@@ -1,0 +1,21 @@
+import type { SenderConfig } from '@relay/config';
+import type { Envelope } from '@relay/proto';
+
+/**
+ * Decides when a sender's next message may go. The scheduler asks before every dispatch;
+ * an implementation must never let a sender exceed its limits, whatever number of replicas run.
+ */
+export interface Pacer {
+  /**
+   * Resolves when `env` may be handed to its transport. While waiting it calls `keepAlive`
+   * (the scheduler extends the message's ack deadline) and gives up when `signal` aborts.
+   */
+  acquire(sender: SenderConfig, env: Envelope, signal: AbortSignal, keepAlive: () => void): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** For senders without `rate:` limits. */
+export const unpaced: Pacer = {
+  acquire: async () => {},
+  close: async () => {},
+};

@@ -1,0 +1,25 @@
+import { permanent, retryable, type DeliveryError } from '@relay/core';
+import { remedyFor } from '@relay/mail';
+
+/** What nodemailer puts on the errors it throws. */
+export interface SmtpErrorLike {
+  message?: string;
+  code?: string;
+  responseCode?: number;
+  response?: string;
+  command?: string;
+}
+
+/**
+ * The SMTP server's answer decides: 4xx, timeouts and connection or TLS trouble are worth another
+ * attempt; 5xx is final. The detail is the server's own reply text.
+ */
+export function classifySmtpError(err: SmtpErrorLike): DeliveryError {
+  const reply = (err.response ?? '').trim();
+  const detail = reply || `${err.code ? `${err.code}: ` : ''}${err.message ?? 'unknown error'}`;
+  const remedy = remedyFor(`${reply} ${err.message ?? ''} ${err.code ?? ''}`);
+  const opts = { cause: err, ...(remedy ? { remedy } : {}) };
+  const code = err.responseCode;
+  if (code !== undefined && code >= 500 && code < 600) return permanent(detail, opts);
+  return retryable(detail, opts);
+}

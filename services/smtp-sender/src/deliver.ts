@@ -1,0 +1,41 @@
+import type { SenderConfig } from '@relay/config';
+import { retryable } from '@relay/core';
+import type { Envelope } from '@relay/proto';
+import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
+import { AuthCache, SmtpAuthKind } from './auth-cache.js';
+import { classifySmtpError, type SmtpErrorLike } from './classify.js';
+import { buildMessage } from './message.js';
+import type { TransportPool } from './transports.js';
+
+export interface SmtpDeliverer {
+  deliver(env: Envelope): Promise<string>;
+}
+
+/** Sends one envelope over its sender's pooled SMTP transport; returns the server's reply. */
+export function createSmtpDeliverer(senders: () => Map<string, SenderConfig>, auth: AuthCache, pools: TransportPool): SmtpDeliverer {
+  async function attempt(env: Envelope, sender: SenderConfig, tokenRejected: boolean): Promise<string> {
+    const creds = await auth.get(sender.id, { tokenRejected });
+    const pool = pools.get(sender, creds);
+    try {
+      return describeInfo(await pool.sendMail(buildMessage(env, sender)));
+    } catch (err) {
+      const e = err as SmtpErrorLike;
+      // A refused access token gets one refresh and one more try before it counts as an answer.
+      if (creds.kind === SmtpAuthKind.XOAUTH2 && e.code === 'EAUTH' && !tokenRejected) return attempt(env, sender, true);
+      throw classifySmtpError(e);
+    }
+  }
+  return {
+    async deliver(env) {
+      const sender = senders().get(env.sender);
+      if (!sender?.smtp) throw retryable(`sender "${env.sender}" is not configured for SMTP in this smtp-sender; the message waits for a configuration that has it`);
+      return attempt(env, sender, false);
+    },
+  };
+}
+
+function describeInfo(info: SMTPPool.SentMessageInfo): string {
+  const reply = (info.response ?? '').trim() || '250 accepted';
+  const rejected = (info.rejected ?? []).map((r: string | { address: string }) => (typeof r === 'string' ? r : r.address));
+  return rejected.length ? `${reply}; refused recipients: ${rejected.join(', ')}` : reply;
+}
