@@ -32,6 +32,8 @@ describe('bus against a real NATS JetStream', () => {
     const h = await bus.history(id);
     expect(h.map((e) => e.state)).toEqual([MessageState.QUEUED, MessageState.SENDING, MessageState.RETRYING, MessageState.SENDING, MessageState.SENT]);
     expect(await bus.history('unknown')).toEqual([]);
+    expect((await bus.lastStatus(id))?.state).toBe(MessageState.SENT);
+    expect(await bus.lastStatus('unknown')).toBeUndefined();
   });
 
   it('dedupes a republished envelope by its message id', async () => {

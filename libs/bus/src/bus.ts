@@ -34,7 +34,6 @@ export interface Bus {
   readonly jsm: JetStreamManager;
   readonly names: BusNames;
   readonly idempotency: KV;
-  readonly sent: KV;
   readonly bodies: ObjectStore;
   /** Largest payload one broker message may carry. */
   readonly maxPayload: number;
@@ -42,6 +41,8 @@ export interface Bus {
   publishStatus(ev: Omit<StatusEvent, '$typeName' | 'at'> & { at?: Date }, headers?: MsgHdrs): Promise<PubAck>;
   /** Every status event of a message, oldest first; empty when the message is unknown. */
   history(messageId: string): Promise<StatusEvent[]>;
+  /** The newest status event of a message, if any. */
+  lastStatus(messageId: string): Promise<StatusEvent | undefined>;
   /** True when the server answers a round trip in time. */
   healthy(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
@@ -66,9 +67,8 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     await ensureStreams(jsm, streamConfigs(names, topo));
     const kvm = new Kvm(js);
     const idempotency = await kvm.create(names.idempotencyBucket, { ttl: topo.idempotencyTtlMs, history: 1, replicas: topo.replicas });
-    const sent = await kvm.create(names.sentBucket, { ttl: topo.sentTtlMs, history: 1, replicas: topo.replicas });
     const bodies = await new Objm(js).create(names.bodyBucket, { replicas: topo.replicas });
-    return createBus(nc, js, jsm, names, idempotency, sent, bodies, timeout);
+    return createBus(nc, js, jsm, names, idempotency, bodies, timeout);
   } catch (err) {
     await nc.close().catch(() => {});
     throw err;
@@ -81,7 +81,6 @@ function createBus(
   jsm: JetStreamManager,
   names: BusNames,
   idempotency: KV,
-  sent: KV,
   bodies: ObjectStore,
   timeout: number,
 ): Bus {
@@ -91,7 +90,6 @@ function createBus(
     jsm,
     names,
     idempotency,
-    sent,
     bodies,
     maxPayload: nc.info?.max_payload ?? 1024 * 1024,
     publishEnvelope(subject, env, msgId, headers) {
@@ -119,6 +117,13 @@ function createBus(
         seq = m.seq + 1;
       }
       return events;
+    },
+    async lastStatus(messageId) {
+      const m = await jsm.direct.getMessage(names.statusStream, { last_by_subj: names.statusSubject(messageId) }).catch((err: unknown) => {
+        if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.NoMessageFound) return null;
+        throw err;
+      });
+      return m ? fromBinary(StatusEventSchema, m.data) : undefined;
     },
     async healthy(timeoutMs = 1_000) {
       if (nc.isClosed()) return false;

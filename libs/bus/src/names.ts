@@ -8,7 +8,6 @@ export interface BusNames {
   dispatchStream: string;
   statusStream: string;
   idempotencyBucket: string;
-  sentBucket: string;
   bodyBucket: string;
   submittedSubject(sender: string): string;
   submittedWildcard: string;
@@ -29,7 +28,6 @@ export function busNames(prefix: string): BusNames {
     dispatchStream: `${P}_DISPATCH`,
     statusStream: `${P}_STATUS`,
     idempotencyBucket: `${prefix}-idempotency`,
-    sentBucket: `${prefix}-sent`,
     bodyBucket: `${prefix}-bodies`,
     submittedSubject: (sender) => `${prefix}.submitted.${sender}`,
     submittedWildcard: `${prefix}.submitted.>`,

@@ -19,8 +19,6 @@ export interface TopologyOptions {
   statusMaxAgeMs: number;
   /** How long an idempotency key is remembered (at least 24 h). */
   idempotencyTtlMs: number;
-  /** How long a sent-marker is kept (covers the longest redelivery). */
-  sentTtlMs: number;
   /** JetStream dedupe window for Nats-Msg-Id. */
   duplicateWindowMs: number;
 }
@@ -29,7 +27,6 @@ export const TOPOLOGY_DEFAULTS: TopologyOptions = {
   replicas: 1,
   statusMaxAgeMs: 7 * 86_400_000,
   idempotencyTtlMs: 48 * 3_600_000,
-  sentTtlMs: 7 * 86_400_000,
   duplicateWindowMs: 10 * 60_000,
 };
 

@@ -49,7 +49,9 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
   async function handle(m: JsMsg) {
     const stub = decodeEnvelope(m.data);
     const id = stub.messageId;
-    if (m.redelivered && (await bus.sent.get(id))?.operation === 'PUT') {
+    // The SENT event is the sent-marker: written before the ack, so a redelivery after a crash
+    // between the provider's accept and our ack finds it and sends nothing twice.
+    if (m.redelivered && (await bus.lastStatus(id))?.state === MessageState.SENT) {
       o.log.info({ message_id: id }, 'already sent before a restart; not sending again');
       m.ack();
       return;
@@ -67,7 +69,6 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
       clearInterval(timer);
     }
     if (reply !== undefined) {
-      await bus.sent.put(id, reply);
       await bus.publishStatus({ messageId: id, sender: env.sender, state: MessageState.SENT, attempt: env.attempt, detail: reply, service: o.service });
       await deleteBody(bus, env);
       o.log.debug({ message_id: id, sender: env.sender, attempt: env.attempt }, 'sent');
