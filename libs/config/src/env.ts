@@ -18,6 +18,8 @@ export interface RelayEnv {
   /** Prefix of every stream, subject, bucket and Redis key: lets several relays share a broker. */
   busPrefix: string;
   graceMs: number;
+  /** How long a consumed message may go unacknowledged before JetStream redelivers it. */
+  ackWaitMs: number;
   logLevel: string;
 }
 
@@ -33,6 +35,7 @@ export const ENV_DEFAULTS = {
   host: '0.0.0.0',
   busPrefix: 'relay',
   graceMs: 25_000,
+  ackWaitMs: 60_000,
   logLevel: 'info',
 } as const;
 
@@ -51,6 +54,7 @@ export function readEnv(env: Env): RelayEnv {
     host: env.RELAY_HOST || ENV_DEFAULTS.host,
     busPrefix: prefix(env.RELAY_BUS_PREFIX),
     graceMs: duration(env, 'RELAY_SHUTDOWN_GRACE', ENV_DEFAULTS.graceMs),
+    ackWaitMs: duration(env, 'RELAY_ACK_WAIT', ENV_DEFAULTS.ackWaitMs),
     logLevel: env.LOG_LEVEL || ENV_DEFAULTS.logLevel,
   };
 }

@@ -72,12 +72,10 @@ export function createMailHandlers(ctx: IngestContext) {
           sizeBytes: BigInt(size),
         });
         const packed = await packEnvelope(ctx.bus, env);
-        // Both publishes go out on one connection, so QUEUED is stored before anything a
-        // downstream service can say about the message.
-        await Promise.all([
-          ctx.bus.publishStatus({ messageId, sender: sender.id, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now }),
-          ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`),
-        ]);
+        // QUEUED goes out first on the same connection, so it is stored before the message is,
+        // and before anything a downstream service can say about it.
+        ctx.bus.noteStatus({ messageId, sender: sender.id, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now });
+        await ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`);
         if (recordKey) await markStored(ctx.bus.idempotency, recordKey, messageId, req);
         ctx.logger.debug({ message_id: messageId, sender: sender.id, client: client.name, recipients, size }, 'accepted');
         return create(SendMailResponseSchema, { messageId, state: MessageState.QUEUED });

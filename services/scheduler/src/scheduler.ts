@@ -16,7 +16,7 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
   const { env, config, logger } = opts;
   const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-scheduler:${process.pid}` }));
   const pacer = overrides.pacer ?? unpaced;
-  const laneOpts = { ...LANE_DEFAULTS, ...opts.lane };
+  const laneOpts = { ...LANE_DEFAULTS, ackWaitMs: env.ackWaitMs, ...opts.lane };
   const lanes = config.senders.map((s) => new SenderLane(bus, s, pacer, logger, laneOpts));
   let ops: OpsServer | undefined;
   return {

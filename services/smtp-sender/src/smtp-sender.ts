@@ -13,7 +13,6 @@ export interface SmtpSenderOptions {
   logger: Logger;
   /** Messages one replica delivers at once (across all its senders' pools). */
   concurrency?: number;
-  ackWaitMs?: number;
 }
 
 export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService> {
@@ -29,7 +28,7 @@ export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus
     transport: 'smtp',
     service: 'relay-smtp-sender',
     concurrency: opts.concurrency ?? 256,
-    ackWaitMs: opts.ackWaitMs ?? 60_000,
+    ackWaitMs: env.ackWaitMs,
     retry: config.delivery,
     deliver: (e) => deliverer.deliver(e),
     log: logger,
