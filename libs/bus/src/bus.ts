@@ -38,7 +38,14 @@ export interface Bus {
   /** Largest payload one broker message may carry. */
   readonly maxPayload: number;
   publishEnvelope(subject: string, env: Envelope, msgId: string, headers?: MsgHdrs): Promise<PubAck>;
-  publishStatus(ev: Omit<StatusEvent, '$typeName' | 'at'> & { at?: Date }, headers?: MsgHdrs): Promise<PubAck>;
+  /** Publishes a status event and waits until JetStream stored it. */
+  publishStatus(ev: StatusInit, headers?: MsgHdrs): Promise<PubAck>;
+  /**
+   * Publishes a status event without waiting for JetStream's ack. For informational events
+   * (QUEUED, SENDING) that precede a confirmed publish on the same connection: the server handles
+   * one connection's messages in order, so once the later publish is stored this one is too.
+   */
+  noteStatus(ev: StatusInit, headers?: MsgHdrs): void;
   /** Every status event of a message, oldest first; empty when the message is unknown. */
   history(messageId: string): Promise<StatusEvent[]>;
   /** The newest status event of a message, if any. */
@@ -47,6 +54,8 @@ export interface Bus {
   healthy(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
 }
+
+export type StatusInit = Omit<StatusEvent, '$typeName' | 'at'> & { at?: Date };
 
 export const PUBLISH_TIMEOUT_MS = 5_000;
 
@@ -96,8 +105,10 @@ function createBus(
       return js.publish(subject, toBinary(EnvelopeSchema, env), { msgID: msgId, headers: headers ?? natsHeaders(), timeout });
     },
     publishStatus(ev, headers) {
-      const event = create(StatusEventSchema, { ...ev, at: timestampFromDate(ev.at ?? new Date()) });
-      return js.publish(names.statusSubject(ev.messageId), toBinary(StatusEventSchema, event), { timeout, ...(headers ? { headers } : {}) });
+      return js.publish(names.statusSubject(ev.messageId), encodeStatus(ev), { timeout, ...(headers ? { headers } : {}) });
+    },
+    noteStatus(ev, headers) {
+      nc.publish(names.statusSubject(ev.messageId), encodeStatus(ev), headers ? { headers } : undefined);
     },
     async history(messageId) {
       const subject = names.statusSubject(messageId);
@@ -139,6 +150,10 @@ function createBus(
       await nc.drain().catch(() => nc.close());
     },
   };
+}
+
+function encodeStatus(ev: StatusInit): Uint8Array {
+  return toBinary(StatusEventSchema, create(StatusEventSchema, { ...ev, at: timestampFromDate(ev.at ?? new Date()) }));
 }
 
 export function decodeEnvelope(data: Uint8Array): Envelope {

@@ -49,15 +49,18 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
   async function handle(m: JsMsg) {
     const stub = decodeEnvelope(m.data);
     const id = stub.messageId;
-    // The SENT event is the sent-marker: written before the ack, so a redelivery after a crash
-    // between the provider's accept and our ack finds it and sends nothing twice.
-    if (m.redelivered && (await bus.lastStatus(id))?.state === MessageState.SENT) {
-      o.log.info({ message_id: id }, 'already sent before a restart; not sending again');
-      m.ack();
-      return;
+    // The SENT (or FAILED) event is the marker: written before the ack, so a redelivery after a
+    // crash between the outcome and our ack finds it and does nothing twice.
+    if (m.redelivered) {
+      const last = (await bus.lastStatus(id))?.state;
+      if (last === MessageState.SENT || last === MessageState.FAILED) {
+        o.log.info({ message_id: id, state: MessageState[last] }, 'already settled before a restart; not sending again');
+        m.ack();
+        return;
+      }
     }
     const env = await unpackEnvelope(bus, stub);
-    await bus.publishStatus({ messageId: id, sender: env.sender, state: MessageState.SENDING, attempt: env.attempt, detail: '', service: o.service });
+    bus.noteStatus({ messageId: id, sender: env.sender, state: MessageState.SENDING, attempt: env.attempt, detail: '', service: o.service });
     const timer = setInterval(() => m.working(), o.ackWaitMs / 3);
     let reply: string | undefined;
     let failure: DeliveryError | undefined;

@@ -1,12 +1,12 @@
-import { create } from '@bufbuild/protobuf';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import { SendMailRequestSchema, type SendMailRequest } from '@relay/proto';
 import { parseAddress } from './address.js';
-import { validateSendMail } from './validate.js';
+import { validateSendMail, type MessageLimits } from './validate.js';
 
-const limits = { maxMessageBytes: 1024 * 1024 };
-const req = (over: Partial<SendMailRequest> = {}) =>
+const limits: MessageLimits = { maxMessageBytes: 1024 * 1024 };
+const req = (over: MessageInitShape<typeof SendMailRequestSchema> = {}) =>
   create(SendMailRequestSchema, { sender: 's', to: ['a@campus.example'], subject: 'Hi', text: 'hello', ...over });
 
 function reason(r: SendMailRequest, l = limits): string {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { JetStreamApiError } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { ErrorCode, RelayError } from '@relay/core';
 import type { SendMailRequest } from '@relay/proto';
@@ -9,6 +10,9 @@ interface Record {
   /** False until the message is stored; a retry then publishes again under the same id. */
   stored: boolean;
 }
+
+/** JetStream's answer when the key already has a value. */
+const WRONG_LAST_SEQUENCE = new Set([10071, 10164]);
 
 export type Claim = { kind: 'new' | 'resume'; messageId: string; key: string } | { kind: 'done'; messageId: string };
 
@@ -44,9 +48,12 @@ export async function claim(kv: KV, client: string, req: SendMailRequest, newId:
   const mine: Record = { messageId: newId, fingerprint: fp, stored: false };
   for (let i = 0; i < 3; i++) {
     try {
-      await kv.create(key, JSON.stringify(mine));
+      // A put that expects no earlier value: one round trip, and a broker that is down fails it
+      // after one timeout instead of the create-then-read that kv.create() does.
+      await kv.put(key, JSON.stringify(mine), { previousSeq: 0 });
       return { kind: 'new', messageId: newId, key };
     } catch (err) {
+      if (!(err instanceof JetStreamApiError) || !WRONG_LAST_SEQUENCE.has(err.code)) throw err;
       const existing = await kv.get(key);
       if (!existing || existing.operation !== 'PUT') {
         if (i === 2) throw err;

@@ -1,0 +1,70 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '@relay/testkit';
+
+export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN || '/usr/sbin/nats-server';
+export const hasNatsServer = existsSync(NATS_SERVER_BIN);
+
+export interface PrivateNats {
+  url: string;
+  port: number;
+  /** SIGKILLs the server: clients see the broker vanish. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port with the same JetStream store. */
+  restart(): Promise<void>;
+  /** Kills it (if running) and removes its store. */
+  close(): Promise<void>;
+}
+
+/** A NATS server of the test's own, for tests that take the broker down. */
+export async function startPrivateNats(): Promise<PrivateNats> {
+  const port = await freePort();
+  const storeDir = mkdtempSync(join(tmpdir(), 'relay-nats-'));
+  let child: ChildProcess | undefined;
+
+  const start = () =>
+    new Promise<void>((resolve, reject) => {
+      const c = spawn(NATS_SERVER_BIN, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+      child = c;
+      let out = '';
+      const timer = setTimeout(() => {
+        c.kill('SIGKILL');
+        reject(new Error(`nats-server was not ready within 10 s:\n${out}`));
+      }, 10_000);
+      c.stderr?.setEncoding('utf8').on('data', (s: string) => {
+        out += s;
+        if (out.includes('Server is ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      c.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`nats-server exited with ${code}:\n${out}`));
+      });
+    });
+
+  const kill = async () => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+  };
+  process.once('exit', () => child?.kill('SIGKILL'));
+
+  await start();
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    kill,
+    restart: start,
+    async close() {
+      await kill();
+      rmSync(storeDir, { recursive: true, force: true });
+    },
+  };
+}

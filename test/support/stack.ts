@@ -1,0 +1,143 @@
+import {
+  dropBus,
+  masterKey,
+  spawnService,
+  testNatsUrl,
+  testRedisUrl,
+  uniquePrefix,
+  writeConfig,
+  type ExitStatus,
+  type ServiceProcess,
+} from '@relay/testkit';
+import { createTestClient, type TestClient } from './grpc-client.js';
+
+export interface StopResult {
+  name: string;
+  pid: number;
+  status: ExitStatus;
+  logs: string[];
+}
+
+export interface StackOptions {
+  /** The relay.yaml content (the shape in DESIGN.md), written to a temporary file. */
+  config: unknown;
+  /** Label for the bus prefix; a unique prefix is made from it. */
+  label?: string;
+  /** How many smtp-sender replicas to start. Default 1. */
+  smtpSenders?: number;
+  /** Extra environment for every service. */
+  env?: Record<string, string>;
+  /** Extra environment for the smtp-sender replicas only. */
+  smtpSenderEnv?: Record<string, string>;
+}
+
+export interface Stack {
+  prefix: string;
+  /** host:port of ingest's gRPC server. */
+  address: string;
+  /** Environment every service of this stack gets. */
+  env: Record<string, string>;
+  credentials: ServiceProcess;
+  ingest: ServiceProcess;
+  scheduler: ServiceProcess;
+  graphSender: ServiceProcess;
+  /** Started replicas, including ones stopped or killed since. */
+  smtpSenders: ServiceProcess[];
+  client(apiKey?: string): TestClient;
+  addSmtpSender(): Promise<ServiceProcess>;
+  /**
+   * SIGTERMs every service still running and drops the bus; resolves with the exit status of
+   * each service this stopped (not of ones a test stopped or killed before).
+   */
+  stop(): Promise<StopResult[]>;
+}
+
+/** Starts the five services against the local NATS and Redis, under a bus prefix of its own. */
+export async function startStack(opts: StackOptions): Promise<Stack> {
+  const prefix = uniquePrefix(opts.label ?? 'e2e');
+  const env: Record<string, string> = {
+    RELAY_CONFIG: writeConfig(opts.config),
+    NATS_URL: testNatsUrl(),
+    REDIS_URL: testRedisUrl(),
+    RELAY_BUS_PREFIX: prefix,
+    RELAY_MASTER_KEY: masterKey(),
+    RELAY_HOST: '127.0.0.1',
+    RELAY_METRICS_PORT: '0',
+    RELAY_SHUTDOWN_GRACE: '10s',
+    ...opts.env,
+  };
+  const started: ServiceProcess[] = [];
+  const clients: TestClient[] = [];
+  const smtpSenders: ServiceProcess[] = [];
+  const spawn = async (name: string, extra: Record<string, string> = {}) => {
+    const p = await spawnService(name, { env: { ...env, ...extra } });
+    started.push(p);
+    return p;
+  };
+
+  try {
+    // Credentials first: the others need its port, and it creates the streams the others use.
+    const credentials = await spawn('credentials', { RELAY_CREDENTIALS_PORT: '0', RELAY_HTTP_PORT: '0' });
+    env.RELAY_CREDENTIALS_ADDR = `127.0.0.1:${credentials.ports.grpc}`;
+    const addSmtpSender = async () => {
+      const p = await spawn('smtp-sender', opts.smtpSenderEnv);
+      smtpSenders.push(p);
+      return p;
+    };
+    const [ingest, scheduler, graphSender] = await Promise.all([
+      spawn('ingest', { RELAY_GRPC_PORT: '0' }),
+      spawn('scheduler'),
+      spawn('graph-sender'),
+      ...Array.from({ length: opts.smtpSenders ?? 1 }, () => addSmtpSender()),
+    ]);
+    const address = `127.0.0.1:${ingest!.ports.grpc}`;
+    return {
+      prefix,
+      address,
+      env,
+      credentials,
+      ingest: ingest!,
+      scheduler: scheduler!,
+      graphSender: graphSender!,
+      smtpSenders,
+      client(apiKey) {
+        const c = createTestClient(address, apiKey);
+        clients.push(c);
+        return c;
+      },
+      addSmtpSender,
+      async stop() {
+        for (const c of clients) c.close();
+        const statuses = await stopAll(started);
+        await dropBus(prefix);
+        return statuses;
+      },
+    };
+  } catch (err) {
+    await stopAll(started);
+    await dropBus(prefix).catch(() => {});
+    throw err;
+  }
+}
+
+async function stopAll(procs: ServiceProcess[]): Promise<StopResult[]> {
+  const running = (await Promise.all(procs.map(async (p) => ((await settledNow(p.exited)) ? undefined : p)))).filter(
+    (p): p is ServiceProcess => p !== undefined,
+  );
+  // Front to back: ingest stops taking calls before the services behind it go.
+  const order = ['ingest', 'scheduler', 'smtp-sender', 'graph-sender', 'credentials'];
+  const sorted = running.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+  return Promise.all(sorted.map(async (p) => ({ name: p.name, pid: p.pid, status: await p.stop('SIGTERM', 20_000), logs: p.logs })));
+}
+
+async function settledNow(p: Promise<unknown>): Promise<boolean> {
+  const pending = Symbol('pending');
+  return (await Promise.race([p, Promise.resolve(pending)])) !== pending;
+}
+
+/** One line per service that did not exit with code 0, with its last log lines; empty if all did. */
+export function uncleanExits(results: StopResult[]): string[] {
+  return results
+    .filter((r) => r.status.code !== 0 || r.status.signal !== null)
+    .map((r) => `${r.name} (pid ${r.pid}) exited with ${JSON.stringify(r.status)}; last log lines:\n${r.logs.slice(-10).join('\n')}`);
+}

@@ -1,0 +1,171 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { formatLogLine, parseLogLine, readyPorts } from './log-lines.js';
+
+/** Named defaults, with units. */
+export const CHILD_DEFAULTS = {
+  readyTimeoutMs: 30_000,
+  graceMs: 30_000,
+  /** How many of a child's last lines are kept to show when it fails. */
+  keepLines: 40,
+} as const;
+
+export interface ChildSpec {
+  name: string;
+  command: string;
+  args: string[];
+  env: Record<string, string | undefined>;
+  cwd?: string;
+}
+
+export interface ReadyChild {
+  name: string;
+  pid: number;
+  /** The `ports` object of the service's ready line. */
+  ports: Record<string, number>;
+}
+
+/** A child that exited or never became ready: its last lines say why. */
+export class ChildError extends Error {
+  override name = 'ChildError';
+  readonly child: string;
+  readonly lastLines: string[];
+  constructor(child: string, message: string, lastLines: string[]) {
+    super(message);
+    this.child = child;
+    this.lastLines = lastLines;
+  }
+}
+
+export function isChildError(err: unknown): err is ChildError {
+  return err instanceof ChildError;
+}
+
+export interface SupervisorOptions {
+  /** Where shown lines go (the terminal). */
+  print: (line: string) => void;
+  /** Show every log line, not only warnings, errors and ready lines. */
+  verbose?: boolean;
+  readyTimeoutMs?: number;
+  graceMs?: number;
+  /** Name width for aligned `[name]` prefixes. */
+  width?: number;
+  /** A child that was ready exited while nobody asked it to. */
+  onUnexpectedExit?: (err: ChildError) => void;
+}
+
+interface Running {
+  name: string;
+  proc: ChildProcess;
+  lines: string[];
+  closed: Promise<void>;
+  exited: boolean;
+  stopping: boolean;
+}
+
+export interface Supervisor {
+  /** Spawns a child and resolves once it logs its ready line; rejects with a ChildError otherwise. */
+  start(spec: ChildSpec): Promise<ReadyChild>;
+  /**
+   * SIGTERM the named children (all when no names), wait up to the grace period, then SIGKILL.
+   * Safe to call again; `stop()` after `stop(names)` stops the rest.
+   */
+  stop(names?: string[]): Promise<void>;
+  /** SIGKILL everything at once (a second Ctrl-C). */
+  kill(): void;
+  /** The last lines of a child, pretty-printed. */
+  lastLines(name: string): string[];
+}
+
+export function createSupervisor(options: SupervisorOptions): Supervisor {
+  const readyTimeoutMs = options.readyTimeoutMs ?? CHILD_DEFAULTS.readyTimeoutMs;
+  const graceMs = options.graceMs ?? CHILD_DEFAULTS.graceMs;
+  const children = new Map<string, Running>();
+  let shuttingDown = false;
+
+  const pretty = (r: Running) =>
+    r.lines.map((l) => formatLogLine(r.name, l, { verbose: true, width: options.width })).filter((l): l is string => l !== undefined);
+
+  const start = (spec: ChildSpec): Promise<ReadyChild> => {
+    if (shuttingDown) return Promise.reject(new ChildError(spec.name, `${spec.name}: not started, the stack is stopping`, []));
+    if (children.has(spec.name)) return Promise.reject(new Error(`${spec.name}: already started`));
+    // A process group of its own: a terminal's Ctrl-C reaches only the supervisor, which then stops
+    // the children in order (credentials last) instead of all of them at once.
+    const proc = spawn(spec.command, spec.args, { cwd: spec.cwd, env: spec.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const r: Running = { name: spec.name, proc, lines: [], exited: false, stopping: false, closed: Promise.resolve() };
+    children.set(spec.name, r);
+
+    return new Promise<ReadyChild>((resolve, reject) => {
+      let ready = false;
+      const timer = setTimeout(() => {
+        fail(`${spec.name}: not ready after ${readyTimeoutMs / 1000} s`);
+        void stopOne(r, Math.min(graceMs, 5_000));
+      }, readyTimeoutMs);
+      const fail = (message: string) => {
+        clearTimeout(timer);
+        reject(new ChildError(spec.name, message, pretty(r)));
+      };
+
+      const onLine = (line: string) => {
+        r.lines.push(line);
+        if (r.lines.length > CHILD_DEFAULTS.keepLines) r.lines.shift();
+        const shown = formatLogLine(spec.name, line, { verbose: options.verbose ?? false, width: options.width });
+        if (shown !== undefined) options.print(shown);
+        const ports = ready ? undefined : readyPorts(parseLogLine(line));
+        if (ports) {
+          ready = true;
+          clearTimeout(timer);
+          resolve({ name: spec.name, pid: proc.pid ?? -1, ports });
+        }
+      };
+      const streams = [proc.stdout, proc.stderr].filter((s) => s !== null);
+      for (const s of streams) createInterface({ input: s, crlfDelay: Infinity }).on('line', onLine);
+
+      r.closed = new Promise<void>((closed) => {
+        proc.on('error', (err) => {
+          if (proc.pid !== undefined) return; // a failed kill(); 'close' still comes
+          r.exited = true;
+          fail(`${spec.name}: cannot start ${spec.command}: ${err.message}`);
+          closed();
+        });
+        // 'close' comes after the last output line, so the last lines are complete.
+        proc.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
+          r.exited = true;
+          const how = signal ? `was killed by ${signal}` : `exited with code ${String(code)}`;
+          if (!ready) fail(`${spec.name} ${how} before it was ready`);
+          else if (!r.stopping && !shuttingDown) options.onUnexpectedExit?.(new ChildError(spec.name, `${spec.name} ${how}`, pretty(r)));
+          closed();
+        });
+      });
+    });
+  };
+
+  const stopOne = async (r: Running, grace: number) => {
+    r.stopping = true;
+    if (r.exited) return;
+    r.proc.kill('SIGTERM');
+    const timer = setTimeout(() => r.proc.kill('SIGKILL'), grace);
+    await r.closed;
+    clearTimeout(timer);
+  };
+
+  return {
+    start,
+    async stop(names) {
+      if (!names) shuttingDown = true;
+      const targets = [...children.values()].filter((r) => !names || names.includes(r.name));
+      await Promise.allSettled(targets.map((r) => stopOne(r, graceMs)));
+    },
+    kill() {
+      shuttingDown = true;
+      for (const r of children.values()) {
+        r.stopping = true;
+        if (!r.exited) r.proc.kill('SIGKILL');
+      }
+    },
+    lastLines(name) {
+      const r = children.get(name);
+      return r ? pretty(r) : [];
+    },
+  };
+}

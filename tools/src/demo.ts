@@ -1,0 +1,99 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { stringify } from 'yaml';
+import type { CapturedMessage } from './capture.js';
+import { STACK_DIR } from './stack-file.js';
+
+/** The demo configuration's fixed names: well known on purpose, it only reaches the capture server. */
+export const DEMO = {
+  client: 'demo',
+  apiKey: 'demo-key',
+  adminClient: 'demo-admin',
+  adminApiKey: 'demo-admin-key',
+  sender: 'demo',
+  from: 'demo@relay.localhost',
+  configFile: 'demo-relay.yaml',
+  captureDir: 'captured',
+  masterKeyFile: 'demo-master-key',
+  smtpPort: 2525,
+} as const;
+
+/** The demo relay.yaml: one client and one sender that delivers to the capture SMTP server. */
+export function demoConfigYaml(smtp: { host: string; port: number }): string {
+  const config = {
+    clients: [
+      { name: DEMO.client, api_key: DEMO.apiKey, senders: [DEMO.sender] },
+      { name: DEMO.adminClient, api_key: DEMO.adminApiKey, senders: [DEMO.sender], admin: true },
+    ],
+    senders: [
+      {
+        id: DEMO.sender,
+        from: DEMO.from,
+        transport: 'smtp',
+        smtp: { host: smtp.host, port: smtp.port, security: 'none' },
+      },
+    ],
+  };
+  return `# Written by npm run stack for its demo mode; set RELAY_CONFIG to run your own configuration.\n${stringify(config)}`;
+}
+
+export function demoPaths(root: string) {
+  const dir = join(root, STACK_DIR);
+  return {
+    dir,
+    config: join(dir, DEMO.configFile),
+    captureDir: join(dir, DEMO.captureDir),
+    masterKey: join(dir, DEMO.masterKeyFile),
+  };
+}
+
+/** Writes the demo config under `.relay/` and returns its path. */
+export function writeDemoConfig(root: string, smtp: { host: string; port: number }): string {
+  const paths = demoPaths(root);
+  mkdirSync(paths.dir, { recursive: true });
+  writeFileSync(paths.config, demoConfigYaml(smtp));
+  return paths.config;
+}
+
+/**
+ * The demo's RELAY_MASTER_KEY: made once and kept in `.relay/`, because secrets the credentials
+ * service stored in a long-lived NATS under one key cannot be read under the next.
+ */
+export function demoMasterKey(root: string): string {
+  const paths = demoPaths(root);
+  try {
+    const key = readFileSync(paths.masterKey, 'utf8').trim();
+    if (Buffer.from(key, 'base64').length === 32) return key;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const key = randomBytes(32).toString('base64');
+  mkdirSync(paths.dir, { recursive: true });
+  writeFileSync(paths.masterKey, `${key}\n`, { mode: 0o600 });
+  return key;
+}
+
+/** `captured: <from> → <to> "<subject>" (<file>)`, the file relative to the repository root. */
+export function formatCaptured(msg: CapturedMessage, root: string): string {
+  return `captured: ${msg.from || '<>'} → ${msg.to.join(', ')} "${msg.subject}" (${relative(root, msg.file)})`;
+}
+
+/** What the stack prints once everything is ready. */
+export function readyBanner(opts: { address: string; demo: { captureDir: string } | undefined; root: string }): string {
+  const lines = ['', `Campus Relay is running. gRPC (relay.v1.MailService, relay.v1.AdminService): ${opts.address}`];
+  if (opts.demo) {
+    lines.push(
+      `Demo mode (no RELAY_CONFIG): client "${DEMO.client}" with API key "${DEMO.apiKey}" sends as "${DEMO.sender}" <${DEMO.from}>;`,
+      `  admin client "${DEMO.adminClient}" has key "${DEMO.adminApiKey}". Mail goes to a local capture SMTP server, never out.`,
+      '',
+      'Send a message from another terminal:',
+      '  npm run send -- --to you@example.test --subject "Hello" --wait',
+      `Captured mail is written to ${relative(opts.root, opts.demo.captureDir)}/ (one .eml file per message) and listed here.`,
+    );
+  } else {
+    lines.push('', 'Send a message from another terminal:', '  RELAY_API_KEY=<a client key from your config> npm run send -- --sender <id> --to you@example.test --subject "Hello"');
+  }
+  lines.push('Stop with Ctrl-C (services get up to 30 s to finish what they are sending).', '');
+  return lines.join('\n');
+}

@@ -1,0 +1,238 @@
+import { connect } from 'node:net';
+
+type Env = Record<string, string | undefined>;
+
+/** Where the stack gets one piece of infrastructure from. */
+export type InfraSource = 'env' | 'container' | 'local';
+
+export interface InfraNeed {
+  name: 'nats' | 'redis';
+  label: string;
+  envVar: 'NATS_URL' | 'REDIS_URL';
+  scheme: 'nats' | 'redis';
+  port: number;
+  imageVar: 'RELAY_NATS_IMAGE' | 'RELAY_REDIS_IMAGE';
+  defaultImage: string;
+  command: string[];
+  install: string;
+}
+
+export const INFRA_NEEDS: readonly InfraNeed[] = [
+  {
+    name: 'nats',
+    label: 'NATS JetStream',
+    envVar: 'NATS_URL',
+    scheme: 'nats',
+    port: 4222,
+    imageVar: 'RELAY_NATS_IMAGE',
+    defaultImage: 'nats:2.9',
+    command: ['-js'],
+    install: 'install nats-server and run `nats-server -js`',
+  },
+  {
+    name: 'redis',
+    label: 'Redis',
+    envVar: 'REDIS_URL',
+    scheme: 'redis',
+    port: 6379,
+    imageVar: 'RELAY_REDIS_IMAGE',
+    defaultImage: 'redis:7',
+    command: [],
+    install: 'install redis-server and run `redis-server`',
+  },
+];
+
+const LOCAL_HOST = '127.0.0.1';
+
+export interface InfraChoice {
+  need: InfraNeed;
+  source: InfraSource;
+  /** Known for env and local; a container's URL is known once it runs. */
+  url: string | undefined;
+  /** For containers. */
+  image: string | undefined;
+}
+
+export interface InfraPlan {
+  nats: InfraChoice;
+  redis: InfraChoice;
+}
+
+/** How the stack may look for infrastructure: RELAY_STACK_INFRA, or both ways in order. */
+export type InfraMode = 'auto' | 'containers' | 'local';
+
+export interface InfraProbes {
+  /** Whether a Docker (or compatible) engine answers. */
+  dockerAvailable(): Promise<boolean>;
+  /** Whether something accepts TCP connections there. */
+  listening(host: string, port: number): Promise<boolean>;
+}
+
+/** No way to get NATS or Redis: the message says what to install or set. */
+export class InfraError extends Error {
+  override name = 'InfraError';
+}
+
+export function isInfraError(err: unknown): err is InfraError {
+  return err instanceof InfraError;
+}
+
+export function infraMode(env: Env): InfraMode {
+  const v = env.RELAY_STACK_INFRA?.trim().toLowerCase();
+  if (!v || v === 'auto') return 'auto';
+  if (v === 'containers' || v === 'local') return v;
+  throw new InfraError(`RELAY_STACK_INFRA: "${env.RELAY_STACK_INFRA}" is not one of containers, local (or unset to choose by itself)`);
+}
+
+/**
+ * Decides where NATS and Redis come from, in the order of DESIGN.md: NATS_URL / REDIS_URL when set;
+ * else containers when a Docker engine answers; else the default local addresses when something
+ * listens there; else an InfraError saying what to install. RELAY_STACK_INFRA forces one way.
+ */
+export async function planInfra(env: Env, probes: InfraProbes): Promise<InfraPlan> {
+  const mode = infraMode(env);
+  const choices = new Map<InfraNeed['name'], InfraChoice>();
+  const open: InfraNeed[] = [];
+  for (const need of INFRA_NEEDS) {
+    const url = env[need.envVar]?.trim();
+    if (url) choices.set(need.name, { need, source: 'env', url, image: undefined });
+    else open.push(need);
+  }
+
+  if (open.length > 0 && mode !== 'local') {
+    if (await probes.dockerAvailable()) {
+      for (const need of open) choices.set(need.name, { need, source: 'container', url: undefined, image: env[need.imageVar]?.trim() || need.defaultImage });
+      open.length = 0;
+    } else if (mode === 'containers') {
+      throw new InfraError(
+        `RELAY_STACK_INFRA=containers, but no Docker engine answers. Start Docker (or set DOCKER_HOST), ` +
+          `or unset RELAY_STACK_INFRA to use ${open.map((n) => n.label).join(' and ')} on this machine.`,
+      );
+    }
+  }
+
+  const missing: InfraNeed[] = [];
+  for (const need of open) {
+    if (await probes.listening(LOCAL_HOST, need.port)) {
+      choices.set(need.name, { need, source: 'local', url: `${need.scheme}://${LOCAL_HOST}:${need.port}`, image: undefined });
+    } else {
+      missing.push(need);
+    }
+  }
+  if (missing.length > 0) throw new InfraError(missingMessage(missing, mode));
+
+  const nats = choices.get('nats');
+  const redis = choices.get('redis');
+  if (!nats || !redis) throw new Error('planInfra: a need was left without a choice');
+  return { nats, redis };
+}
+
+function missingMessage(missing: InfraNeed[], mode: InfraMode): string {
+  const lines = [`The relay needs ${missing.map((n) => n.label).join(' and ')}, and found none:`];
+  for (const need of missing) {
+    lines.push(`  - ${need.label}: nothing listens on ${LOCAL_HOST}:${need.port}; ${need.install}, or set ${need.envVar}.`);
+  }
+  if (mode === 'auto') lines.push('Or start a Docker engine: `npm run stack` then runs them in containers and removes them on exit.');
+  else lines.push('(RELAY_STACK_INFRA=local: containers were not tried.)');
+  return lines.join('\n');
+}
+
+/** One line saying where a piece of infrastructure comes from. */
+export function describeChoice(choice: InfraChoice): string {
+  switch (choice.source) {
+    case 'env':
+      return `${choice.need.label}: ${choice.url} (${choice.need.envVar})`;
+    case 'local':
+      return `${choice.need.label}: ${choice.url} (found on this machine)`;
+    case 'container':
+      return `${choice.need.label}: container ${choice.image}${choice.url ? ` at ${choice.url}` : ''} (removed on exit)`;
+  }
+}
+
+/** A container the stack started: its address as seen from this machine, and how to remove it. */
+export interface StartedInfraContainer {
+  host: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export type ContainerStarter = (image: string, port: number, command: string[]) => Promise<StartedInfraContainer>;
+
+export interface RunningInfra {
+  natsUrl: string;
+  redisUrl: string;
+  plan: InfraPlan;
+  /** Removes the containers the stack started. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** Starts the containers the plan asks for. If one fails, the ones already started are removed. */
+export async function startInfra(plan: InfraPlan, startContainer: ContainerStarter): Promise<RunningInfra> {
+  const started: StartedInfraContainer[] = [];
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= Promise.allSettled(started.map((c) => c.stop())).then((results) => {
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    }));
+
+  const resolve = async (choice: InfraChoice): Promise<InfraChoice> => {
+    if (choice.source !== 'container') return choice;
+    const c = await startContainer(choice.image ?? choice.need.defaultImage, choice.need.port, choice.need.command);
+    started.push(c);
+    return { ...choice, url: `${choice.need.scheme}://${c.host}:${c.port}` };
+  };
+
+  try {
+    // One after the other: a failed pull of the first image then starts nothing else.
+    const nats = await resolve(plan.nats);
+    const redis = await resolve(plan.redis);
+    if (!nats.url || !redis.url) throw new Error('startInfra: no URL after start');
+    return { natsUrl: nats.url, redisUrl: redis.url, plan: { nats, redis }, stop };
+  } catch (err) {
+    await stop().catch(() => {});
+    throw err;
+  }
+}
+
+/** Real probes: testcontainers' own runtime detection, and a TCP connect. */
+export const realProbes: InfraProbes = {
+  async dockerAvailable() {
+    try {
+      const { getContainerRuntimeClient } = await import('testcontainers');
+      await getContainerRuntimeClient();
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  listening: tcpListening,
+};
+
+export function tcpListening(host: string, port: number, timeoutMs = 1_000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/** Starts a container with testcontainers, waiting until its port listens. */
+export const startTestcontainer: ContainerStarter = async (image, port, command) => {
+  const { GenericContainer, Wait } = await import('testcontainers');
+  let container = new GenericContainer(image).withExposedPorts(port).withWaitStrategy(Wait.forListeningPorts());
+  if (command.length > 0) container = container.withCommand(command);
+  const started = await container.start();
+  return {
+    host: started.getHost(),
+    port: started.getMappedPort(port),
+    stop: async () => {
+      await started.stop({ remove: true });
+    },
+  };
+};

@@ -1,0 +1,84 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { status } from '@grpc/grpc-js';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { grpcCode, grpcCodeName, grpcDetails } from '@relay/client';
+import { MessageState, type GetMessageResponse } from '@relay/proto';
+
+export const WAIT_DEFAULTS = {
+  timeoutMs: 60_000,
+  intervalMs: 500,
+} as const;
+
+/** "QUEUED", "SENT", …: the state without its MESSAGE_STATE_ prefix. */
+export function stateName(state: MessageState): string {
+  return MessageState[state] ?? `state ${state}`;
+}
+
+export function isFinal(state: MessageState): boolean {
+  return state === MessageState.SENT || state === MessageState.FAILED;
+}
+
+/** What went wrong, in the words a newcomer needs, from a grpc-js error. */
+export function describeSendError(err: unknown, ctx: { address: string; sender: string; apiKeySet: boolean }): string {
+  const code = grpcCode(err);
+  if (code === undefined) return err instanceof Error ? err.message : String(err);
+  const details = grpcDetails(err);
+  const said = details ? ` (the relay said: ${details})` : '';
+  switch (code) {
+    case status.UNAUTHENTICATED:
+      return ctx.apiKeySet
+        ? `the API key was refused: set RELAY_API_KEY (or --api-key) to a key from the relay config${said}`
+        : `no API key: set RELAY_API_KEY (or --api-key) to a key from the relay config${said}`;
+    case status.PERMISSION_DENIED:
+      return `this API key may not send as "${ctx.sender}": add the sender to the client's senders in the relay config, or pick another with --sender${said}`;
+    case status.INVALID_ARGUMENT:
+      return `the relay refused the message: ${details ?? 'invalid argument'}`;
+    case status.ALREADY_EXISTS:
+      return `that idempotency key was already used for a different message${said}`;
+    case status.UNAVAILABLE:
+      return `cannot reach the relay at ${ctx.address}: is it running (npm run stack)? Nothing was stored; it is safe to retry${said}`;
+    case status.DEADLINE_EXCEEDED:
+      return `the relay at ${ctx.address} did not answer in time${said}`;
+    case status.NOT_FOUND:
+      return `not found${said}`;
+    default:
+      return `${grpcCodeName(code)}${said}`;
+  }
+}
+
+/** The message's history, one line per state change. */
+export function formatHistory(res: GetMessageResponse): string[] {
+  return res.history.map((h) => {
+    const at = h.at ? timestampDate(h.at).toISOString() : '-'.padEnd(24);
+    const attempt = h.attempt ? ` (attempt ${h.attempt})` : '';
+    return `  ${at}  ${stateName(h.state).padEnd(8)}${attempt}${h.detail ? `  ${h.detail}` : ''}`.trimEnd();
+  });
+}
+
+/**
+ * Reads the message until it is SENT or FAILED, reporting each new state. Right after SendMail the
+ * status may not be readable yet, so NOT_FOUND counts as "not yet". Returns undefined on timeout.
+ */
+export async function waitForOutcome(
+  getMessage: (id: string) => Promise<GetMessageResponse>,
+  messageId: string,
+  opts: { timeoutMs?: number; intervalMs?: number; onState?: (res: GetMessageResponse) => void } = {},
+): Promise<GetMessageResponse | undefined> {
+  const deadline = Date.now() + (opts.timeoutMs ?? WAIT_DEFAULTS.timeoutMs);
+  let last: MessageState | undefined;
+  for (;;) {
+    let res: GetMessageResponse | undefined;
+    try {
+      res = await getMessage(messageId);
+    } catch (err) {
+      if (grpcCode(err) !== status.NOT_FOUND) throw err;
+    }
+    if (res) {
+      if (res.state !== last) opts.onState?.(res);
+      last = res.state;
+      if (isFinal(res.state)) return res;
+    }
+    if (Date.now() >= deadline) return undefined;
+    await sleep(Math.min(opts.intervalMs ?? WAIT_DEFAULTS.intervalMs, Math.max(0, deadline - Date.now())));
+  }
+}

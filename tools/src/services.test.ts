@@ -1,0 +1,87 @@
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isConfigError } from '@relay/core';
+import { describe, expect, it } from 'vitest';
+import { busyPorts, credentialsAddress, serviceEnv, stackPorts, unbuiltServices, type StackSettings } from './services.js';
+
+const settings: StackSettings = {
+  natsUrl: 'nats://127.0.0.1:4222',
+  redisUrl: 'redis://127.0.0.1:6379',
+  configPath: '/repo/.relay/demo-relay.yaml',
+  masterKey: 'a2V5',
+  ports: { grpc: 50051, http: 8080, credentials: 50052 },
+  credentialsAddr: '127.0.0.1:50052',
+  host: '127.0.0.1',
+};
+
+describe('serviceEnv', () => {
+  it("puts the stack's choices over the caller's environment", () => {
+    const env = serviceEnv({ PATH: '/bin', NATS_URL: 'nats://elsewhere:1', OTEL_SERVICE_NAME: 'x', RELAY_METRICS_PORT: '9000' }, settings);
+    expect(env).toMatchObject({
+      PATH: '/bin',
+      OTEL_SERVICE_NAME: 'x',
+      NATS_URL: 'nats://127.0.0.1:4222',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      RELAY_CONFIG: '/repo/.relay/demo-relay.yaml',
+      RELAY_MASTER_KEY: 'a2V5',
+      RELAY_GRPC_PORT: '50051',
+      RELAY_HTTP_PORT: '8080',
+      RELAY_CREDENTIALS_PORT: '50052',
+      RELAY_CREDENTIALS_ADDR: '127.0.0.1:50052',
+      RELAY_METRICS_PORT: '0',
+      RELAY_HOST: '127.0.0.1',
+      RELAY_PUBLIC_URL: 'http://localhost:8080',
+    });
+  });
+
+  it("keeps the caller's RELAY_HOST and RELAY_PUBLIC_URL", () => {
+    const env = serviceEnv({ RELAY_HOST: '0.0.0.0', RELAY_PUBLIC_URL: 'https://relay.campus.example' }, settings);
+    expect(env.RELAY_HOST).toBe('0.0.0.0');
+    expect(env.RELAY_PUBLIC_URL).toBe('https://relay.campus.example');
+  });
+});
+
+describe('ports', () => {
+  it('reads them with the services’ own parser', () => {
+    expect(stackPorts({})).toEqual({ grpc: 50051, http: 8080, credentials: 50052 });
+    expect(stackPorts({ RELAY_GRPC_PORT: '0', RELAY_CREDENTIALS_PORT: '6000' })).toMatchObject({ grpc: 0, credentials: 6000 });
+    let err: unknown;
+    try {
+      stackPorts({ RELAY_HTTP_PORT: 'eighty' });
+    } catch (e) {
+      err = e;
+    }
+    expect(isConfigError(err) && err.message).toContain('RELAY_HTTP_PORT');
+  });
+
+  it('names the variable that moves a busy or doubled port', async () => {
+    const busy = await busyPorts({ grpc: 50051, http: 50051, credentials: 0 }, async (p) => p !== 50051);
+    expect(busy).toEqual([
+      'port 50051 (ingest gRPC) is in use: stop what holds it, or set RELAY_GRPC_PORT to another port (0 = any free port)',
+      'RELAY_HTTP_PORT=50051 (credentials HTTP) is the same port as RELAY_GRPC_PORT',
+    ]);
+    expect(await busyPorts({ grpc: 1, http: 2, credentials: 3 }, async () => true)).toEqual([]);
+  });
+
+  it('finds where the others reach credentials', () => {
+    expect(credentialsAddress(50052, {})).toBe('127.0.0.1:50052');
+    expect(credentialsAddress(0, { grpc: 41234, http: 8080 })).toBe('127.0.0.1:41234');
+    expect(() => credentialsAddress(0, {})).toThrow('set RELAY_CREDENTIALS_PORT');
+  });
+});
+
+describe('unbuiltServices', () => {
+  it('lists services without dist/main.js', () => {
+    const root = mkdtempSync(join(tmpdir(), 'relay-services-'));
+    try {
+      for (const name of ['credentials', 'ingest', 'scheduler', 'smtp-sender']) {
+        mkdirSync(join(root, 'services', name, 'dist'), { recursive: true });
+        writeFileSync(join(root, 'services', name, 'dist', 'main.js'), '');
+      }
+      expect(unbuiltServices(root)).toEqual(['graph-sender']);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});

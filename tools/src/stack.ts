@@ -1,0 +1,211 @@
+/**
+ * `npm run stack`: the whole relay on one machine. NATS and Redis from the environment, containers
+ * or this machine; the five services as child processes; with no RELAY_CONFIG, a demo configuration
+ * that delivers to a local capture SMTP server. Ctrl-C stops everything it started.
+ */
+import { dirname, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { isConfigError } from '@relay/core';
+import { startCaptureServer } from './capture.js';
+import { isStackError, StackError } from './errors.js';
+import { createSupervisor, isChildError, type ChildError, type Supervisor } from './children.js';
+import { DEMO, demoMasterKey, demoPaths, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
+import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startTestcontainer } from './infra.js';
+import { busyPorts, credentialsAddress, serviceEnv, serviceMain, SERVICES, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
+import { removeStackFile, writeStackFile } from './stack-file.js';
+
+const USAGE = `Usage: npm run stack [-- --verbose]
+
+Runs ingest, scheduler, smtp-sender, graph-sender and credentials. Without RELAY_CONFIG it runs a
+demo configuration against a local capture SMTP server.
+
+  --verbose   show every log line of every service (also with LOG_LEVEL=debug)
+
+NATS and Redis: NATS_URL / REDIS_URL when set; else containers when a Docker engine answers
+(RELAY_NATS_IMAGE, RELAY_REDIS_IMAGE); else 127.0.0.1:4222 and 127.0.0.1:6379 when they listen.
+RELAY_STACK_INFRA=containers|local forces one way.
+Ports: RELAY_GRPC_PORT (50051), RELAY_HTTP_PORT (8080), RELAY_CREDENTIALS_PORT (50052);
+demo SMTP capture: RELAY_DEMO_SMTP_PORT (2525).`;
+
+const WIDTH = Math.max(...SERVICES.map((s) => s.length));
+
+/** Things to undo on the way out, last first. Steps added while it runs are undone too. */
+function createCleanup() {
+  const steps: Array<() => Promise<void> | void> = [];
+  let running: Promise<void> | undefined;
+  const runAll = async () => {
+    for (let step = steps.pop(); step; step = steps.pop()) {
+      try {
+        await step();
+      } catch (err) {
+        console.error(`stack: while stopping: ${(err as Error).message}`);
+      }
+    }
+    running = undefined;
+  };
+  return {
+    add: (step: () => Promise<void> | void) => void steps.push(step),
+    run: () => (running ??= runAll()),
+  };
+}
+
+interface StackContext {
+  root: string;
+  env: Record<string, string | undefined>;
+  print: (line: string) => void;
+  cleanup: ReturnType<typeof createCleanup>;
+  supervisor: Supervisor;
+  stopping: () => boolean;
+}
+
+/** Brings everything up, registering how to undo each step as it goes. Throws on the first failure. */
+async function startStack({ root, env, print, cleanup, supervisor, stopping }: StackContext): Promise<void> {
+  const ports = stackPorts(env);
+  const unbuilt = unbuiltServices(root);
+  if (unbuilt.length > 0) throw new StackError(`not built: ${unbuilt.map((n) => `services/${n}`).join(', ')}. Run npm run build (npm run stack does it first).`);
+
+  const plan = await planInfra(env, realProbes);
+  if (plan.nats.source === 'container' || plan.redis.source === 'container') print('stack: starting containers (the first run pulls the images)...');
+  const infra = await startInfra(plan, startTestcontainer);
+  cleanup.add(() => infra.stop());
+  if (stopping()) return;
+  for (const choice of [infra.plan.nats, infra.plan.redis]) print(`stack: ${describeChoice(choice)}`);
+
+  const busy = await busyPorts(ports);
+  if (busy.length > 0) throw new StackError(busy.join('\n'));
+
+  let configPath = env.RELAY_CONFIG;
+  let masterKey = env.RELAY_MASTER_KEY;
+  let demo: { captureDir: string } | undefined;
+  if (!configPath) {
+    const paths = demoPaths(root);
+    const capture = await startCaptureServer({
+      dir: paths.captureDir,
+      port: demoSmtpPort(env),
+      onMessage: (msg) => print(formatCaptured(msg, root)),
+      onError: (err) => print(`stack: capture SMTP server: ${err.message}`),
+    });
+    cleanup.add(() => capture.close());
+    configPath = writeDemoConfig(root, { host: capture.host, port: capture.port });
+    masterKey ||= demoMasterKey(root);
+    demo = { captureDir: paths.captureDir };
+    print(`stack: demo mode: capture SMTP server on ${capture.host}:${capture.port}, config ${relative(root, configPath)}`);
+  }
+  if (stopping()) return;
+
+  cleanup.add(async () => {
+    // Ingest and the senders first, so their in-flight work can still reach credentials.
+    await supervisor.stop(SERVICES.filter((s) => s !== 'credentials'));
+    await supervisor.stop();
+  });
+  const settings: StackSettings = {
+    natsUrl: infra.natsUrl,
+    redisUrl: infra.redisUrl,
+    configPath: resolve(configPath),
+    masterKey,
+    ports,
+    credentialsAddr: `127.0.0.1:${ports.credentials}`,
+    // The demo's keys are public: keep it off the network unless RELAY_HOST says otherwise.
+    host: demo ? '127.0.0.1' : undefined,
+  };
+  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: [serviceMain(root, name)], env: serviceEnv(env, settings), cwd: root });
+
+  const credentials = await supervisor.start(spec('credentials'));
+  settings.credentialsAddr = credentialsAddress(ports.credentials, credentials.ports);
+  const started = await Promise.all(SERVICES.filter((s) => s !== 'credentials').map((name) => supervisor.start(spec(name))));
+  if (stopping()) return;
+
+  const address = `127.0.0.1:${started.find((c) => c.name === 'ingest')?.ports.grpc ?? ports.grpc}`;
+  writeStackFile(root, demo ? { address, apiKey: DEMO.apiKey, sender: DEMO.sender, captureDir: demo.captureDir } : { address });
+  cleanup.add(() => removeStackFile(root));
+  print(readyBanner({ address, demo, root }));
+}
+
+function main(): void {
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  let values;
+  try {
+    ({ values } = parseArgs({ args: process.argv.slice(2), options: { verbose: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }));
+  } catch (err) {
+    console.error(`stack: ${(err as Error).message}\n\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const env = process.env;
+  const print = (line: string) => console.log(line);
+  const cleanup = createCleanup();
+
+  let stopping = false;
+  let startup: Promise<void> = Promise.resolve();
+  const shutdown = (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    process.exitCode = code;
+    void (async () => {
+      await cleanup.run();
+      // Startup notices `stopping` (or fails as its children stop); undo what it added meanwhile.
+      await startup;
+      await cleanup.run();
+      print(code === 0 ? 'stack: stopped' : 'stack: stopped after a failure');
+      // testcontainers may keep sockets open past the containers it removed.
+      process.exit();
+    })();
+  };
+
+  const supervisor = createSupervisor({
+    print,
+    verbose: Boolean(values.verbose) || ['debug', 'trace'].includes(env.LOG_LEVEL ?? ''),
+    width: WIDTH,
+    onUnexpectedExit: (err) => {
+      if (stopping) return;
+      reportChildError(err);
+      console.error('stack: a service died; stopping the stack');
+      shutdown(1);
+    },
+  });
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      print(`stack: ${signal}: stopping (Ctrl-C again to kill the services at once)`);
+      shutdown(0);
+    } else if (signals === 2) {
+      print(`stack: ${signal} again: killing the services (once more to quit without cleaning up)`);
+      supervisor.kill();
+    } else {
+      supervisor.kill();
+      process.exit(1);
+    }
+  };
+  // SIGHUP too: the children have their own process group, so a closed terminal reaches only us.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal);
+
+  startup = startStack({ root, env, print, cleanup, supervisor, stopping: () => stopping }).catch((err: unknown) => {
+    if (stopping) return;
+    if (isChildError(err)) reportChildError(err);
+    else if (isInfraError(err) || isConfigError(err) || isStackError(err)) console.error(`stack: ${err.message}`);
+    else console.error('stack: failed to start:', err);
+    shutdown(1);
+  });
+}
+
+function reportChildError(err: ChildError): void {
+  console.error(`stack: ${err.message}`);
+  if (err.lastLines.length > 0) console.error(`stack: last lines of ${err.child}:\n${err.lastLines.map((l) => `  ${l}`).join('\n')}`);
+}
+
+function demoSmtpPort(env: Record<string, string | undefined>): number {
+  const v = env.RELAY_DEMO_SMTP_PORT;
+  if (!v) return DEMO.smtpPort;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new StackError(`RELAY_DEMO_SMTP_PORT: "${v}" is not a port (0-65535)`);
+  return n;
+}
+
+main();
