@@ -1,0 +1,167 @@
+/**
+ * npm run bench — sends N messages through a running pipeline (ingest → scheduler → smtp-sender)
+ * to a local SMTP sink and prints accepted/s, delivered/s end to end and SendMail latency.
+ * Knobs: BENCH_MESSAGES (5000), BENCH_SIZE (2048 bytes), BENCH_CONCURRENCY (64),
+ * BENCH_RATE (500/s) and BENCH_SECONDS (10) for the latency phase, BENCH_POSTFIX=1 to run the
+ * Postfix anchor (../shared/bench/postfix-bench.sh) in the same run and print the ratio.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { fromBinary } from '@bufbuild/protobuf';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { createRelayClient } from '@relay/client';
+import { MessageState, StatusEventSchema } from '@relay/proto';
+import { bodyOfSize, closedLoop, openLoop, type SendInit } from './bench-load.js';
+import { createSupervisor } from './children.js';
+import { portFree, serviceMain } from './services.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const env = process.env;
+const num = (name: string, fallback: number) => (env[name] ? Number(env[name]) : fallback);
+const N = num('BENCH_MESSAGES', 5000);
+const SIZE = num('BENCH_SIZE', 2048);
+const CONCURRENCY = num('BENCH_CONCURRENCY', 64);
+const RATE = num('BENCH_RATE', 500);
+const SECONDS = num('BENCH_SECONDS', 10);
+const WARMUP = num('BENCH_WARMUP', 1000);
+const natsUrl = env.NATS_URL || 'nats://127.0.0.1:4222';
+const redisUrl = env.REDIS_URL || 'redis://127.0.0.1:6379';
+
+async function freePort(): Promise<number> {
+  for (let p = 20_000 + Math.floor(Math.random() * 20_000); ; p++) if (await portFree(p)) return p;
+}
+
+/** Postfix's smtp-sink when installed (what the Postfix anchor counts at), else a Node sink. */
+function startSink(port: number) {
+  const postfixSink = '/usr/sbin/smtp-sink';
+  if (existsSync(postfixSink)) {
+    return { kind: 'postfix smtp-sink', proc: spawn(postfixSink, ['-u', 'nobody', `127.0.0.1:${port}`, '256'], { stdio: 'ignore' }) };
+  }
+  const code = `import { SMTPServer } from 'smtp-server';
+    new SMTPServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
+      onData(s, _x, cb) { s.resume(); s.on('end', () => cb(null, 'ok')); } }).listen(${port}, '127.0.0.1');`;
+  return { kind: 'node smtp-server sink', proc: spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: join(root, 'tools'), stdio: 'ignore' }) };
+}
+
+async function main() {
+  const prefix = `bench-${Date.now().toString(36)}`;
+  const sinkPort = await freePort();
+  const sink = startSink(sinkPort);
+  const dir = mkdtempSync(join(tmpdir(), 'relay-bench-'));
+  const apiKey = randomBytes(16).toString('hex');
+  const configPath = join(dir, 'relay.yaml');
+  writeFileSync(
+    configPath,
+    `clients:\n  - { name: bench, api_key: ${apiKey}, senders: [bench] }\n` +
+      `senders:\n  - id: bench\n    from: bench@relay.localhost\n    transport: smtp\n` +
+      `    smtp: { host: 127.0.0.1, port: ${sinkPort}, security: none, pool: { max_connections: 10, max_messages: 1000 } }\n`,
+  );
+  const base = {
+    ...env,
+    NATS_URL: natsUrl,
+    REDIS_URL: redisUrl,
+    RELAY_CONFIG: configPath,
+    RELAY_BUS_PREFIX: prefix,
+    RELAY_MASTER_KEY: randomBytes(32).toString('base64'),
+    RELAY_HOST: '127.0.0.1',
+    RELAY_METRICS_PORT: '0',
+    RELAY_HTTP_PORT: '0',
+    RELAY_CREDENTIALS_PORT: '0',
+    RELAY_GRPC_PORT: '0',
+    LOG_LEVEL: 'info',
+  };
+  const sup = createSupervisor({ print: (l) => process.stderr.write(`${l}\n`), graceMs: 10_000 });
+  const nc = await connect({ servers: natsUrl });
+  let cleanup = async () => {};
+  try {
+    const start = (name: 'credentials' | 'ingest' | 'scheduler' | 'smtp-sender', extra: Record<string, string> = {}) =>
+      sup.start({ name, command: process.execPath, args: [serviceMain(root, name)], env: { ...base, ...extra } });
+    const creds = await start('credentials');
+    const addr = { RELAY_CREDENTIALS_ADDR: `127.0.0.1:${creds.ports.grpc}` };
+    const [ingest] = await Promise.all([start('ingest', addr), start('scheduler', addr), start('smtp-sender', addr)]);
+    const client = createRelayClient({ address: `127.0.0.1:${ingest!.ports.grpc}`, apiKey });
+    cleanup = async () => client.close();
+
+    // Delivered end to end = SENT events on the status stream (the sink answered 250).
+    let sent = 0;
+    const waiters: Array<{ n: number; resolve: () => void }> = [];
+    const sub = nc.subscribe(`${prefix}.status.>`);
+    void (async () => {
+      for await (const m of sub) {
+        if (fromBinary(StatusEventSchema, m.data).state !== MessageState.SENT) continue;
+        sent++;
+        for (const w of waiters.filter((x) => sent >= x.n)) w.resolve();
+      }
+    })();
+    const sentReaches = (n: number) => new Promise<void>((r) => (sent >= n ? r() : waiters.push({ n, resolve: r })));
+    const text = bodyOfSize(SIZE);
+    const make = (i: number): SendInit => ({ sender: 'bench', to: [`rcpt${i % 100}@sink.localhost`], subject: `bench ${i}`, text });
+
+    process.stderr.write(`warm-up: ${WARMUP} messages\n`);
+    await closedLoop(client, WARMUP, CONCURRENCY, make);
+    await sentReaches(WARMUP);
+
+    process.stderr.write(`throughput: ${N} messages of ${SIZE} bytes, ${CONCURRENCY} concurrent callers\n`);
+    const before = sent;
+    const t0 = performance.now();
+    const tp = await closedLoop(client, N, CONCURRENCY, make);
+    await sentReaches(before + N);
+    const deliveredPerS = N / ((performance.now() - t0) / 1000);
+
+    process.stderr.write(`latency: ${RATE} SendMail/s for ${SECONDS} s\n`);
+    const lat = await openLoop(client, RATE, SECONDS, make);
+    await sentReaches(before + N + lat.count);
+
+    const f = (x: number) => x.toFixed(1);
+    const lines = [
+      `sink=${sink.kind.replace(/ /g, '_')}`,
+      `messages=${N} size_bytes=${SIZE} concurrency=${CONCURRENCY}`,
+      `accepted_per_s=${(N / tp.seconds).toFixed(0)}`,
+      `delivered_per_s=${deliveredPerS.toFixed(0)}`,
+      `sendmail_p50_ms_at_max=${f(tp.p50Ms)} sendmail_p99_ms_at_max=${f(tp.p99Ms)}`,
+      `latency_rate_per_s=${lat.achievedPerS.toFixed(0)} sendmail_p50_ms=${f(lat.p50Ms)} sendmail_p99_ms=${f(lat.p99Ms)} sendmail_max_ms=${f(lat.maxMs)}`,
+      `errors=${tp.errors + lat.errors}`,
+    ];
+    console.log(lines.join('\n'));
+
+    if (env.BENCH_POSTFIX === '1') {
+      await sup.stop();
+      const script = resolve(root, '..', 'shared', 'bench', 'postfix-bench.sh');
+      process.stderr.write(`postfix anchor: ${script}\n`);
+      const r = spawnSync('bash', [script], {
+        env: { ...env, MSGS: String(N), SIZE: String(SIZE), SESSIONS: '10', RUNS: '2', WARMUP: String(N) },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const m = /postfix_relay_msgs_per_s=([\d.]+)/.exec(r.stdout ?? '');
+      if (m) {
+        console.log(`postfix_relay_msgs_per_s=${m[1]}`);
+        console.log(`ratio_delivered_vs_postfix=${(deliveredPerS / Number(m[1])).toFixed(2)} (JetStream 2.9 does not fsync each message; Postfix does)`);
+      } else {
+        console.log(`postfix anchor did not report (exit ${r.status})`);
+      }
+    }
+  } finally {
+    await cleanup();
+    await sup.stop();
+    sink.proc.kill();
+    const jsm = await jetstreamManager(nc);
+    for await (const s of jsm.streams.list()) {
+      if (s.config.name.toLowerCase().includes(prefix.replace(/-/g, '_')) || s.config.name.includes(prefix)) await jsm.streams.delete(s.config.name).catch(() => {});
+    }
+    await nc.close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).message}\n`);
+    process.exit(1);
+  },
+);
