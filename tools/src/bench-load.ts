@@ -27,7 +27,7 @@ export function stats(latencies: number[], errors: number): LatencyStats {
 /** A message body of about `size` bytes, in 76-character lines as mail bodies are. */
 export function bodyOfSize(size: number): string {
   const line = `${'x'.repeat(74)}\r\n`;
-  return line.repeat(Math.max(1, Math.floor(size / line.length))).slice(0, size);
+  return line.repeat(Math.ceil(size / line.length)).slice(0, size);
 }
 
 /** Closed loop: `concurrency` callers send `n` messages back to back. Returns per-call latencies. */

@@ -7,6 +7,9 @@ export interface BusNames {
   submittedStream: string;
   dispatchStream: string;
   statusStream: string;
+  /** Durable log of pacing grants: what Redis' pacing state is rebuilt from. */
+  pacingStream: string;
+  pacingSubject(sender: string): string;
   idempotencyBucket: string;
   bodyBucket: string;
   submittedSubject(sender: string): string;
@@ -27,6 +30,8 @@ export function busNames(prefix: string): BusNames {
     submittedStream: `${P}_SUBMITTED`,
     dispatchStream: `${P}_DISPATCH`,
     statusStream: `${P}_STATUS`,
+    pacingStream: `${P}_PACING`,
+    pacingSubject: (sender) => `${prefix}.pacing.${sender}`,
     idempotencyBucket: `${prefix}-idempotency`,
     bodyBucket: `${prefix}-bodies`,
     submittedSubject: (sender) => `${prefix}.submitted.${sender}`,

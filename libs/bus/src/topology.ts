@@ -45,6 +45,15 @@ export function streamConfigs(n: BusNames, o: TopologyOptions): Array<Partial<St
       discard: DiscardPolicy.Old,
       allow_direct: true,
     },
+    {
+      ...common,
+      name: n.pacingStream,
+      subjects: [`${n.prefix}.pacing.>`],
+      retention: RetentionPolicy.Limits,
+      // A day's grants (the longest pacing window) plus a margin.
+      max_age: nanos(25 * 3_600_000),
+      discard: DiscardPolicy.Old,
+    },
   ];
 }
 

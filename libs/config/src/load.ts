@@ -180,6 +180,7 @@ function convertRate(r: NonNullable<RawSender['rate']>, key: string): RateConfig
     maxRecipientsPerMessage: r.max_recipients_per_message ?? p.maxRecipientsPerMessage,
     maxMessageBytes: r.max_message_bytes ?? p.maxMessageBytes,
     maxConcurrent: r.max_concurrent ?? p.maxConcurrent,
+    dailyWindowMs: r.daily_window ?? 86_400_000,
   };
 }
 

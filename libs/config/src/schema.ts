@@ -91,6 +91,8 @@ const rateSchema = z.strictObject({
   max_recipients_per_message: positiveInt.optional(),
   max_message_bytes: positiveInt.optional(),
   max_concurrent: positiveInt.optional(),
+  /** The rolling window of the daily caps; 24h unless shortened (for tests and trials). */
+  daily_window: duration.refine((ms) => ms > 0 && ms <= 86_400_000, 'must be more than 0 and at most 24h').optional(),
 });
 
 const senderSchema = z.strictObject({

@@ -57,6 +57,8 @@ export interface RateConfig {
   maxRecipientsPerMessage: number | undefined;
   maxMessageBytes: number | undefined;
   maxConcurrent: number | undefined;
+  /** Rolling window of dailyRecipients / dailyMessages (24 h). */
+  dailyWindowMs: number;
 }
 
 export interface SenderConfig {

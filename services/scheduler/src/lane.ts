@@ -5,12 +5,16 @@ import { InFlight, describe } from '@relay/core';
 import type { Logger } from '@relay/telemetry';
 import type { Pacer } from './pacer.js';
 import { decide } from './route.js';
+import { isPaced } from './redis-pacer.js';
 
 export interface LaneOptions {
   /** Messages one lane works on at once (waiting for a slot counts). */
   concurrency: number;
   ackWaitMs: number;
 }
+
+/** Messages a lane with only daily caps holds at once (the rest wait in the stream). */
+const PACED_IN_HAND = 16;
 
 export const LANE_DEFAULTS: LaneOptions = { concurrency: 256, ackWaitMs: 30_000 };
 
@@ -58,16 +62,34 @@ export class SenderLane {
       maxAckPending: 100_000,
     });
     const consumer = await js.consumers.get(names.submittedStream, this.durable);
-    this.#messages = await consumer.consume({ max_messages: Math.min(this.#opts.concurrency, 512) });
+    // A paced sender holds only about one batch: messages buffered in the client get no ack
+    // extensions, and the rest of its backlog is better left in the stream.
+    this.#messages = await consumer.consume({ max_messages: Math.min(this.#concurrency(), 512) });
     this.#loop = this.#run(this.#messages);
   }
 
   async #run(messages: ConsumerMessages) {
     const slots: Array<() => void> = [];
     for await (const m of messages) {
-      if (this.#inFlight.size >= this.#opts.concurrency) await new Promise<void>((r) => slots.push(r));
+      if (this.#inFlight.size >= this.#concurrency()) await new Promise<void>((r) => slots.push(r));
       void this.#inFlight.run(() => this.#handle(m)).finally(() => slots.shift()?.());
     }
+  }
+
+  #concurrency(): number {
+    const rate = this.#sender.rate;
+    if (!isPaced(rate)) return this.#opts.concurrency;
+    return Math.max(1, Math.min(this.#opts.concurrency, rate.batchSize ?? PACED_IN_HAND));
+  }
+
+  get sender(): SenderConfig {
+    return this.#sender;
+  }
+
+  /** Messages of this sender not yet handed on: in the stream, plus those held by this lane. */
+  async backlog(): Promise<number> {
+    const info = await this.#bus.jsm.consumers.info(this.#bus.names.submittedStream, this.durable);
+    return info.num_pending + info.num_ack_pending;
   }
 
   async #handle(m: JsMsg) {
@@ -82,7 +104,7 @@ export class SenderLane {
       const keepAlive = () => m.working();
       const timer = setInterval(keepAlive, this.#opts.ackWaitMs / 3);
       try {
-        await this.#pacer.acquire(sender, env, this.#abort.signal, keepAlive);
+        await this.#pacer.acquire(() => this.#sender, env, this.#abort.signal, keepAlive);
       } finally {
         clearInterval(timer);
       }

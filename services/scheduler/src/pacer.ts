@@ -7,10 +7,12 @@ import type { Envelope } from '@relay/proto';
  */
 export interface Pacer {
   /**
-   * Resolves when `env` may be handed to its transport. While waiting it calls `keepAlive`
-   * (the scheduler extends the message's ack deadline) and gives up when `signal` aborts.
+   * Resolves when `env` may be handed to its transport. `sender` returns the sender's current
+   * configuration, read again at every look so a changed rate applies to waiting mail too. While
+   * waiting it calls `keepAlive` (the scheduler extends the message's ack deadline) and gives up
+   * when `signal` aborts.
    */
-  acquire(sender: SenderConfig, env: Envelope, signal: AbortSignal, keepAlive: () => void): Promise<void>;
+  acquire(sender: () => SenderConfig, env: Envelope, signal: AbortSignal, keepAlive: () => void): Promise<void>;
   close(): Promise<void>;
 }
 

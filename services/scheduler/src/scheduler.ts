@@ -1,34 +1,96 @@
+import { watchFile, unwatchFile } from 'node:fs';
+import { Redis } from 'ioredis';
 import { connectBus, type Bus } from '@relay/bus';
-import type { RelayConfig, RelayEnv } from '@relay/config';
-import { once } from '@relay/core';
+import { loadConfigFile, type RelayConfig, type RelayEnv, type SenderConfig } from '@relay/config';
+import { describe, once } from '@relay/core';
 import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { SenderLane, LANE_DEFAULTS, type LaneOptions } from './lane.js';
-import { unpaced, type Pacer } from './pacer.js';
+import { pacingMetrics } from './metrics.js';
+import { PacingLog } from './pacing-log.js';
+import type { Pacer } from './pacer.js';
+import { RedisPacer } from './redis-pacer.js';
 
 export interface SchedulerOptions {
   env: RelayEnv;
   config: RelayConfig;
   logger: Logger;
   lane?: Partial<LaneOptions>;
+  /** Re-read this file when it changes, applying new senders and rates without a restart. */
+  configPath?: string;
+  /** Environment for the config file's env: secrets on reload. */
+  secretsEnv?: Record<string, string | undefined>;
+  reloadIntervalMs?: number;
 }
 
-export async function createScheduler(opts: SchedulerOptions, overrides: { bus?: Bus; pacer?: Pacer } = {}): Promise<RunnableService> {
-  const { env, config, logger } = opts;
+export type Scheduler = RunnableService & { reload(config: RelayConfig): Promise<void> };
+
+export async function createScheduler(opts: SchedulerOptions, overrides: { bus?: Bus; pacer?: Pacer } = {}): Promise<Scheduler> {
+  const { env, logger } = opts;
   const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-scheduler:${process.pid}` }));
-  const pacer = overrides.pacer ?? unpaced;
+  // Commands fail at once while Redis is away (no offline queue): the pacer then holds the mail.
+  const redis = overrides.pacer
+    ? undefined
+    : new Redis(env.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 200, 2_000), lazyConnect: true });
+  redis?.on('error', () => {}); // reported by the pacer, once per outage
+  const redisPacer = redis ? new RedisPacer(redis, new PacingLog(bus), env.busPrefix, logger) : undefined;
+  const pacer: Pacer = overrides.pacer ?? redisPacer!;
   const laneOpts = { ...LANE_DEFAULTS, ackWaitMs: env.ackWaitMs, ...opts.lane };
-  const lanes = config.senders.map((s) => new SenderLane(bus, s, pacer, logger, laneOpts));
+  const lanes = new Map<string, SenderLane>();
   let ops: OpsServer | undefined;
+  let stopped = false;
+
+  async function reload(config: RelayConfig) {
+    const next = new Map<string, SenderConfig>(config.senders.map((s) => [s.id, s]));
+    for (const [id, lane] of lanes) {
+      const sender = next.get(id);
+      if (sender) lane.update(sender);
+      else {
+        // Its mail stays in the stream until a configuration has the sender again.
+        lanes.delete(id);
+        await lane.stop(env.graceMs);
+      }
+    }
+    const added = [...next.values()].filter((s) => !lanes.has(s.id));
+    for (const s of added) lanes.set(s.id, new SenderLane(bus, s, pacer, logger, laneOpts));
+    await Promise.all(added.map((s) => lanes.get(s.id)!.start()));
+  }
+
+  function watchConfig(path: string) {
+    watchFile(path, { interval: opts.reloadIntervalMs ?? 2_000 }, () => {
+      if (stopped) return;
+      try {
+        const config = loadConfigFile(path, opts.secretsEnv ?? {});
+        void reload(config).then(
+          () => logger.info({ senders: config.senders.length }, 'configuration reloaded'),
+          (err: unknown) => logger.error({ err: describe(err) }, 'configuration reload failed'),
+        );
+      } catch (err) {
+        logger.error({ err: describe(err) }, 'configuration change ignored: it is not valid; the previous one stays in force');
+      }
+    });
+  }
+
   return {
+    reload,
     async start() {
-      await Promise.all(lanes.map((l) => l.start()));
-      ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready: () => bus.healthy() });
+      await redis?.connect().catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable at start; paced senders hold until it answers'));
+      await reload(opts.config);
+      if (opts.configPath) watchConfig(opts.configPath);
+      ops = await startOpsServer({
+        port: env.metricsPort,
+        host: env.host,
+        ready: async () => (await bus.healthy()) && (!redis || redis.status === 'ready'),
+        metrics: () => pacingMetrics(lanes.values(), redisPacer),
+      });
       return { metrics: ops.port };
     },
     stop: once(async () => {
-      await Promise.allSettled(lanes.map((l) => l.stop(env.graceMs)));
+      stopped = true;
+      if (opts.configPath) unwatchFile(opts.configPath);
+      await Promise.allSettled([...lanes.values()].map((l) => l.stop(env.graceMs)));
       await pacer.close();
       await ops?.close();
+      redis?.disconnect();
       if (!overrides.bus) await bus.close();
     }),
   };

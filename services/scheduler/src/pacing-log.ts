@@ -1,0 +1,60 @@
+import { nanos } from '@nats-io/nats-core';
+import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
+import type { Bus } from '@relay/bus';
+
+/** One grant as recorded in the durable pacing log. */
+export interface Grant {
+  /** Grant time on Redis' clock (ms). */
+  t: number;
+  /** Message id and attempt. */
+  m: string;
+  /** Recipients counted. */
+  r: number;
+}
+
+/**
+ * The pacing log keeps every grant in JetStream for a day, so Redis' pacing state can be rebuilt
+ * after Redis lost it: Redis stays a cache of what the log says.
+ */
+export class PacingLog {
+  readonly #bus: Bus;
+  constructor(bus: Bus) {
+    this.#bus = bus;
+  }
+
+  async append(sender: string, g: Grant): Promise<void> {
+    await this.#bus.js.publish(this.#bus.names.pacingSubject(sender), JSON.stringify(g));
+  }
+
+  /** Every grant of `sender` since `sinceMs`, oldest first. */
+  async read(sender: string, sinceMs: number): Promise<Grant[]> {
+    const { jsm, js, names } = this.#bus;
+    // A plain ephemeral consumer with one filter subject: works on NATS 2.9.
+    const info = await jsm.consumers.add(names.pacingStream, {
+      filter_subject: names.pacingSubject(sender),
+      ack_policy: AckPolicy.None,
+      deliver_policy: DeliverPolicy.StartTime,
+      opt_start_time: new Date(sinceMs).toISOString(),
+      inactive_threshold: nanos(30_000),
+      mem_storage: true,
+    });
+    const grants: Grant[] = [];
+    try {
+      let left = info.num_pending;
+      const consumer = await js.consumers.get(names.pacingStream, info.name);
+      while (left > 0) {
+        const batch = await consumer.fetch({ max_messages: Math.min(left, 1_000), expires: 2_000 });
+        let got = 0;
+        for await (const m of batch) {
+          grants.push(m.json<Grant>());
+          got++;
+        }
+        if (got === 0) break;
+        left -= got;
+      }
+    } finally {
+      await jsm.consumers.delete(names.pacingStream, info.name).catch(() => {});
+    }
+    return grants;
+  }
+}

@@ -1,0 +1,187 @@
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
+import type { RateConfig, SenderConfig } from '@relay/config';
+import { describe } from '@relay/core';
+import type { Envelope } from '@relay/proto';
+import type { Logger } from '@relay/telemetry';
+import type { Pacer } from './pacer.js';
+import { ACQUIRE_SCRIPT } from './pacing-script.js';
+import type { PacingLog } from './pacing-log.js';
+
+/** Longest single sleep before asking Redis again (a freed slot may be taken by a replica). */
+const MAX_POLL_MS = 2_000;
+const REDIS_RETRY_MS = 1_000;
+const REBUILD_LOCK_MS = 30_000;
+
+/** What an operator sees of one sender's pacing (metrics, logs). */
+export interface PacingState {
+  /** Messages of this replica waiting for a slot right now. */
+  waiting: number;
+  /** When the next slot opens (ms since epoch), when the sender is waiting. */
+  nextSlotAt: number | undefined;
+  /** Why it waits: "interval" or "daily". */
+  reason: string | undefined;
+  granted: number;
+}
+
+type AcquireFn = (...args: Array<string | number>) => Promise<[number, string, number]>;
+
+export function isPaced(rate: RateConfig | undefined): rate is RateConfig {
+  return !!rate && ((!!rate.batchSize && !!rate.intervalMs) || !!rate.dailyRecipients || !!rate.dailyMessages);
+}
+
+/**
+ * Pacing shared by every scheduler replica: one atomic Redis script per message decides, so the
+ * observed rate is the same whatever the number of replicas. Each grant is also written to the
+ * durable pacing log; when Redis has lost its state (restart, eviction) no grant is given until
+ * the state has been rebuilt from that log, so a Redis restart never lets a burst through.
+ * While Redis is unreachable the pacer holds: it never sends without a grant.
+ */
+export class RedisPacer implements Pacer {
+  readonly #redis: Redis;
+  readonly #log: PacingLog;
+  readonly #prefix: string;
+  readonly #logger: Logger;
+  readonly #acquire: AcquireFn;
+  readonly #state = new Map<string, PacingState>();
+  #redisDown = false;
+
+  constructor(redis: Redis, log: PacingLog, prefix: string, logger: Logger) {
+    this.#redis = redis;
+    this.#log = log;
+    this.#prefix = prefix;
+    this.#logger = logger;
+    redis.defineCommand('relayPaceAcquire', { numberOfKeys: 4, lua: ACQUIRE_SCRIPT });
+    this.#acquire = (redis as unknown as Record<string, AcquireFn>).relayPaceAcquire!.bind(redis);
+  }
+
+  keys(sender: string) {
+    const base = `${this.#prefix}:pace:{${sender}}`;
+    return { win: `${base}:win`, day: `${base}:day`, totals: `${base}:totals`, epoch: `${base}:epoch`, lock: `${base}:rebuild` };
+  }
+
+  state(sender: string): PacingState {
+    let s = this.#state.get(sender);
+    if (!s) this.#state.set(sender, (s = { waiting: 0, nextSlotAt: undefined, reason: undefined, granted: 0 }));
+    return s;
+  }
+
+  /** Recipients counted against the daily cap right now (for metrics), or undefined without Redis. */
+  async recipientsToday(sender: string): Promise<number | undefined> {
+    const v = await this.#redis.hget(this.keys(sender).totals, 'rcpt').catch(() => null);
+    return v === null ? (this.#redisDown ? undefined : 0) : Number(v);
+  }
+
+  async acquire(current: () => SenderConfig, env: Envelope, signal: AbortSignal, keepAlive: () => void): Promise<void> {
+    const sender = current();
+    if (!isPaced(sender.rate)) return;
+    const k = this.keys(sender.id);
+    const member = `${env.messageId}:${env.attempt}`;
+    const rcpt = Math.max(1, env.recipientCount);
+    const st = this.state(sender.id);
+    st.waiting++;
+    try {
+      for (;;) {
+        signal.throwIfAborted();
+        const rate = current().rate;
+        if (!isPaced(rate)) return;
+        let wait: number, reason: string, now: number;
+        try {
+          [wait, reason, now] = await this.#acquire(
+            k.win, k.day, k.totals, k.epoch,
+            rate.intervalMs ?? 0, rate.batchSize ?? 0, rate.dailyWindowMs, rate.dailyRecipients ?? 0, rate.dailyMessages ?? 0, member, rcpt,
+          );
+          this.#redisUp();
+        } catch (err) {
+          this.#redisFailed(err);
+          await sleep(REDIS_RETRY_MS, undefined, { signal });
+          keepAlive();
+          continue;
+        }
+        if (wait === 0) {
+          st.granted++;
+          st.nextSlotAt = undefined;
+          st.reason = undefined;
+          await this.#log.append(sender.id, { t: now, m: member, r: rcpt });
+          return;
+        }
+        if (wait < 0) {
+          await this.#rebuild(sender.id, rate);
+          continue;
+        }
+        if (reason === 'daily' && st.reason !== 'daily') {
+          this.#logger.warn(
+            { sender: sender.id, daily_recipients: rate.dailyRecipients, daily_messages: rate.dailyMessages, next_slot_at: new Date(now + wait).toISOString() },
+            'sender reached its daily cap; its mail waits (QUEUED) until the rolling window frees room',
+          );
+        }
+        st.reason = reason;
+        st.nextSlotAt = now + wait;
+        // A little jitter so replicas waiting for the same slot do not ask at the same instant.
+        await sleep(Math.min(wait, MAX_POLL_MS) + Math.random() * 20, undefined, { signal });
+        keepAlive();
+      }
+    } finally {
+      st.waiting--;
+    }
+  }
+
+  /** Rebuilds one sender's window and day state from the durable pacing log, under a lock. */
+  async #rebuild(sender: string, rate: RateConfig): Promise<void> {
+    const k = this.keys(sender);
+    const token = randomBytes(8).toString('hex');
+    if ((await this.#redis.set(k.lock, token, 'PX', REBUILD_LOCK_MS, 'NX')) !== 'OK') {
+      await sleep(200); // another replica is rebuilding
+      return;
+    }
+    try {
+      // Rebuilt by another replica while we waited for the lock: its state is newer than the log.
+      if (await this.#redis.exists(k.epoch)) return;
+      const [secs, micros] = await this.#redis.time();
+      const now = Number(secs) * 1000 + Math.floor(Number(micros) / 1000);
+      const interval = rate.intervalMs ?? 0;
+      const dayw = rate.dailyRecipients || rate.dailyMessages ? rate.dailyWindowMs : 0;
+      // A minute of margin for clock differences between JetStream and Redis.
+      const grants = await this.#log.read(sender, now - Math.max(interval, dayw) - 60_000);
+      const m = this.#redis.multi().del(k.win, k.day, k.totals);
+      let rcpt = 0;
+      let msgs = 0;
+      for (const g of grants) {
+        if (interval && g.t > now - interval) m.zadd(k.win, g.t, g.m);
+        if (dayw && g.t > now - dayw) {
+          m.zadd(k.day, g.t, `${g.m}|${g.r}`);
+          rcpt += g.r;
+          msgs++;
+        }
+      }
+      if (dayw) m.hset(k.totals, 'rcpt', rcpt, 'msgs', msgs).pexpire(k.day, dayw * 2).pexpire(k.totals, dayw * 2);
+      if (interval) m.pexpire(k.win, interval * 2);
+      m.set(k.epoch, String(now));
+      await m.exec();
+      this.#logger.info({ sender, grants: grants.length }, 'pacing state rebuilt from the pacing log');
+    } finally {
+      if ((await this.#redis.get(k.lock).catch(() => null)) === token) await this.#redis.del(k.lock).catch(() => {});
+    }
+  }
+
+  #redisFailed(err: unknown) {
+    if (this.#redisDown) return;
+    this.#redisDown = true;
+    this.#logger.error({ err: describe(err) }, 'Redis unavailable: paced senders hold their mail until it is back');
+  }
+
+  #redisUp() {
+    if (!this.#redisDown) return;
+    this.#redisDown = false;
+    this.#logger.info('Redis is back: pacing resumes');
+  }
+
+  get redisDown() {
+    return this.#redisDown;
+  }
+
+  async close(): Promise<void> {
+    // The Redis connection belongs to the scheduler, which closes it.
+  }
+}
