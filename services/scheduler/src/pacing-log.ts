@@ -22,8 +22,12 @@ export class PacingLog {
     this.#bus = bus;
   }
 
-  async append(sender: string, g: Grant): Promise<void> {
-    await this.#bus.js.publish(this.#bus.names.pacingSubject(sender), JSON.stringify(g));
+  /**
+   * Records a grant without waiting for JetStream's ack: the dispatch the scheduler publishes
+   * next, on the same connection, is acked only after the server handled this entry first.
+   */
+  append(sender: string, g: Grant): void {
+    this.#bus.nc.publish(this.#bus.names.pacingSubject(sender), JSON.stringify(g));
   }
 
   /** Every grant of `sender` since `sinceMs`, oldest first. */

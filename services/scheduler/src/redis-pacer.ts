@@ -103,7 +103,7 @@ export class RedisPacer implements Pacer {
           st.granted++;
           st.nextSlotAt = undefined;
           st.reason = undefined;
-          await this.#log.append(sender.id, { t: now, m: member, r: rcpt });
+          this.#log.append(sender.id, { t: now, m: member, r: rcpt });
           return;
         }
         if (wait < 0) {
