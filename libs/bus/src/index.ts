@@ -4,3 +4,4 @@ export * from './names.js';
 export * from './topology.js';
 export * from './consumers.js';
 export * from './worker.js';
+export * from './consume-loop.js';

@@ -1,5 +1,5 @@
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
-import { decodeEnvelope, ensureDurable, type Bus } from '@relay/bus';
+import type { JsMsg } from '@nats-io/jetstream';
+import { consumeLoop, decodeEnvelope, ensureDurable, type Bus, type ConsumeLoop } from '@relay/bus';
 import type { SenderConfig } from '@relay/config';
 import { InFlight, describe } from '@relay/core';
 import type { Logger } from '@relay/telemetry';
@@ -31,8 +31,7 @@ export class SenderLane {
   readonly #inFlight = new InFlight();
   readonly #abort = new AbortController();
   #sender: SenderConfig;
-  #messages: ConsumerMessages | undefined;
-  #loop: Promise<void> | undefined;
+  #loop: ConsumeLoop | undefined;
 
   constructor(bus: Bus, sender: SenderConfig, pacer: Pacer, logger: Logger, opts: LaneOptions = LANE_DEFAULTS) {
     this.#bus = bus;
@@ -61,19 +60,20 @@ export class SenderLane {
       // Parked messages (send_at, retry backoff) stay pending; leave them plenty of room.
       maxAckPending: 100_000,
     });
-    const consumer = await js.consumers.get(names.submittedStream, this.durable);
-    // A paced sender holds only about one batch: messages buffered in the client get no ack
-    // extensions, and the rest of its backlog is better left in the stream.
-    this.#messages = await consumer.consume({ max_messages: Math.min(this.#concurrency(), 512) });
-    this.#loop = this.#run(this.#messages);
-  }
-
-  async #run(messages: ConsumerMessages) {
     const slots: Array<() => void> = [];
-    for await (const m of messages) {
-      if (this.#inFlight.size >= this.#concurrency()) await new Promise<void>((r) => slots.push(r));
-      void this.#inFlight.run(() => this.#handle(m)).finally(() => slots.shift()?.());
-    }
+    this.#loop = consumeLoop(
+      async () => {
+        const consumer = await js.consumers.get(names.submittedStream, this.durable);
+        // A paced sender holds only about one batch: messages buffered in the client get no ack
+        // extensions, and the rest of its backlog is better left in the stream.
+        return consumer.consume({ max_messages: Math.min(this.#concurrency(), 512) });
+      },
+      async (m) => {
+        if (this.#inFlight.size >= this.#concurrency()) await new Promise<void>((r) => slots.push(r));
+        void this.#inFlight.run(() => this.#handle(m)).finally(() => slots.shift()?.());
+      },
+      this.#logger,
+    );
   }
 
   #concurrency(): number {
@@ -122,9 +122,9 @@ export class SenderLane {
   }
 
   async stop(graceMs: number): Promise<void> {
-    this.#messages?.stop();
+    this.#loop?.stop();
     this.#abort.abort();
     await Promise.race([this.#inFlight.idle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
-    await this.#loop?.catch(() => {});
+    await this.#loop?.done;
   }
 }
