@@ -8,6 +8,8 @@ export interface RelayEnv {
   natsUrl: string;
   redisUrl: string;
   masterKey: Buffer | undefined;
+  /** RELAY_MASTER_KEY_OLD: earlier master keys (comma-separated base64) that may still open stored secrets. */
+  oldMasterKeys?: Buffer[];
   grpcPort: number;
   httpPort: number;
   publicUrl: string;
@@ -18,6 +20,8 @@ export interface RelayEnv {
   /** Prefix of every stream, subject, bucket and Redis key: lets several relays share a broker. */
   busPrefix: string;
   graceMs: number;
+  /** Replicas of the relay's streams and buckets when this service creates them (3 in a cluster). */
+  streamReplicas: number;
   /** How long a consumed message may go unacknowledged before JetStream redelivers it. */
   ackWaitMs: number;
   logLevel: string;
@@ -45,6 +49,7 @@ export function readEnv(env: Env): RelayEnv {
     natsUrl: env.NATS_URL || ENV_DEFAULTS.natsUrl,
     redisUrl: env.REDIS_URL || ENV_DEFAULTS.redisUrl,
     masterKey: masterKey(env.RELAY_MASTER_KEY),
+    oldMasterKeys: oldMasterKeys(env.RELAY_MASTER_KEY_OLD),
     grpcPort: port(env, 'RELAY_GRPC_PORT', ENV_DEFAULTS.grpcPort),
     httpPort: port(env, 'RELAY_HTTP_PORT', ENV_DEFAULTS.httpPort),
     publicUrl: (env.RELAY_PUBLIC_URL || ENV_DEFAULTS.publicUrl).replace(/\/+$/, ''),
@@ -55,6 +60,7 @@ export function readEnv(env: Env): RelayEnv {
     busPrefix: prefix(env.RELAY_BUS_PREFIX),
     graceMs: duration(env, 'RELAY_SHUTDOWN_GRACE', ENV_DEFAULTS.graceMs),
     ackWaitMs: duration(env, 'RELAY_ACK_WAIT', ENV_DEFAULTS.ackWaitMs),
+    streamReplicas: replicas(env.RELAY_STREAM_REPLICAS),
     logLevel: env.LOG_LEVEL || ENV_DEFAULTS.logLevel,
   };
 }
@@ -77,6 +83,13 @@ function duration(env: Env, name: string, fallback: number): number {
   }
 }
 
+function replicas(v: string | undefined): number {
+  if (!v) return 1;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 5) throw new ConfigError(`RELAY_STREAM_REPLICAS: "${v}" must be 1 to 5`);
+  return n;
+}
+
 function prefix(v: string | undefined): string {
   if (!v) return ENV_DEFAULTS.busPrefix;
   if (!/^[a-z0-9][a-z0-9_-]{0,31}$/.test(v)) throw new ConfigError(`RELAY_BUS_PREFIX: "${v}" must be 1-32 lowercase letters, digits, "-" or "_"`);
@@ -88,6 +101,19 @@ function masterKey(v: string | undefined): Buffer | undefined {
   const key = Buffer.from(v, 'base64');
   if (key.length !== 32) throw new ConfigError(`RELAY_MASTER_KEY: must be 32 bytes in base64 (got ${key.length} bytes); make one with: openssl rand -base64 32`);
   return key;
+}
+
+function oldMasterKeys(v: string | undefined): Buffer[] {
+  if (!v) return [];
+  return v
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean)
+    .map((k, i) => {
+      const key = Buffer.from(k, 'base64');
+      if (key.length !== 32) throw new ConfigError(`RELAY_MASTER_KEY_OLD: key ${i + 1} must be 32 bytes in base64 (got ${key.length} bytes)`);
+      return key;
+    });
 }
 
 /** The master key, or a ConfigError saying that this service needs one. */

@@ -107,6 +107,8 @@ describe('readEnv', () => {
   it('names the variable that is wrong', () => {
     expect(() => readEnv({ RELAY_GRPC_PORT: 'abc' })).toThrow(/RELAY_GRPC_PORT: "abc" is not a port/);
     expect(() => readEnv({ RELAY_MASTER_KEY: 'c2hvcnQ=' })).toThrow(/RELAY_MASTER_KEY: must be 32 bytes/);
+    expect(() => readEnv({ RELAY_STREAM_REPLICAS: '9' })).toThrow(/RELAY_STREAM_REPLICAS: "9" must be 1 to 5/);
+    expect(readEnv({ RELAY_STREAM_REPLICAS: '3' }).streamReplicas).toBe(3);
     expect(readEnv({ RELAY_MASTER_KEY: Buffer.alloc(32, 1).toString('base64') }).masterKey).toHaveLength(32);
   });
 });

@@ -11,6 +11,7 @@ describe('remedyFor', () => {
     ['530 5.7.57 Client not authenticated to send mail.', /authenticated client/],
     ['AADSTS7000215: Invalid client secret provided.', /client secret is wrong/],
     ['AADSTS700082: The refresh token has expired due to inactivity.', /Authenticate with MFA/],
+    ['sender "x" needs consent: the provider refused its refresh token (no refresh token is stored yet); press "Authenticate with MFA"', /Nobody has signed in for this sender yet/],
     ['self-signed certificate in certificate chain', /ca_file/],
     ['connect ECONNREFUSED 127.0.0.1:587', /Nothing answers/],
   ])('explains %s', (text, re) => {

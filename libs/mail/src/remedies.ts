@@ -38,6 +38,11 @@ const REMEDIES: Remedy[] = [
     remedy: 'The refresh token has expired or was revoked. Press "Authenticate with MFA" (AdminService.BeginConsent) to sign in to the mailbox again.',
   },
   {
+    // The credentials service's own text when an oauth2 sender has no usable refresh token yet.
+    match: /needs consent: the provider refused its refresh token \(no refresh token is stored yet\)/,
+    remedy: 'Nobody has signed in for this sender yet. Press "Authenticate with MFA" (AdminService.BeginConsent), sign in as the mailbox and accept; waiting messages are then sent on their next retry. Or import a refresh token with smtp.auth.refresh_token.',
+  },
+  {
     match: /AADSTS65001|AADSTS50076|consent/i,
     remedy: 'The app lacks consent for this mailbox. An administrator must grant the permission in Entra ID, or the mailbox owner must sign in with "Authenticate with MFA".',
   },

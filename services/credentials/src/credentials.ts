@@ -1,11 +1,32 @@
+import { create } from '@bufbuild/protobuf';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Redis } from 'ioredis';
 import { connectBus, type Bus } from '@relay/bus';
 import { requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
 import { internalToken, once } from '@relay/core';
-import { CredentialsService, toGrpcDefinition, toGrpcError, type GetSmtpAuthRequest, type GetSmtpAuthResponse } from '@relay/proto';
+import {
+  BeginConsentResponseSchema,
+  CredentialsService,
+  toGrpcDefinition,
+  toGrpcError,
+  type BeginConsentRequest,
+  type BeginConsentResponse,
+  type GetSmtpAuthRequest,
+  type GetSmtpAuthResponse,
+  type TestSenderRequest,
+  type TestSenderResponse,
+} from '@relay/proto';
 import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { createConsent } from './consent.js';
+import { startCredentialsHttp, type CredentialsHttp } from './http-server.js';
 import { checkInternalToken } from './internal-auth.js';
+import { createOAuthTokens } from './oauth-tokens.js';
+import { createSecretBox } from './secret-box.js';
+import { openRefreshTokenStore } from './secret-store.js';
+import { testSender } from './sender-test.js';
 import { smtpAuthFor } from './smtp-auth.js';
+import { TokenCache } from './token-cache.js';
+import { redeemCode } from './token-providers.js';
 
 export interface CredentialsOptions {
   env: RelayEnv;
@@ -13,39 +34,84 @@ export interface CredentialsOptions {
   logger: Logger;
 }
 
-export async function createCredentials(opts: CredentialsOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService> {
+export async function createCredentials(opts: CredentialsOptions, overrides: { bus?: Bus; redis?: Redis } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
-  const token = internalToken(requireMasterKey(env));
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-credentials:${process.pid}` }));
+  const masterKey = requireMasterKey(env);
+  const token = internalToken(masterKey);
+  const box = createSecretBox(masterKey, env.oldMasterKeys ?? []);
+  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-credentials:${process.pid}`, topology: { replicas: env.streamReplicas } }));
+  const redis = overrides.redis ?? new Redis(env.redisUrl, { maxRetriesPerRequest: 2, connectionName: `relay-credentials:${process.pid}` });
+  redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis error'));
+  const store = await openRefreshTokenStore(bus, box).catch(async (err: unknown) => {
+    if (!overrides.bus) await bus.close();
+    if (!overrides.redis) redis.disconnect();
+    throw err;
+  });
+  const cache = new TokenCache(redis, box, env.busPrefix);
+  const tokens = createOAuthTokens({ cache, store, logger });
   const senders = new Map(config.senders.map((s) => [s.id, s]));
+  const consent = createConsent({ senders, redis, box, store, cache, logger, prefix: env.busPrefix, publicUrl: env.publicUrl, redeemCode });
+
   const server = new Server();
   server.addService(toGrpcDefinition(CredentialsService), {
     getSmtpAuth(call: ServerUnaryCall<GetSmtpAuthRequest, GetSmtpAuthResponse>, cb: sendUnaryData<GetSmtpAuthResponse>) {
-      try {
+      void (async () => {
         checkInternalToken(call.metadata, token);
-        cb(null, smtpAuthFor(senders.get(call.request.sender), call.request.sender));
-      } catch (err) {
-        logger.warn({ sender: call.request.sender, err: (err as Error).message }, 'credentials refused');
-        cb(toGrpcError(err));
-      }
+        return smtpAuthFor(senders.get(call.request.sender), call.request.sender, tokens, { tokenRejected: call.request.tokenRejected });
+      })().then(
+        (res) => cb(null, res),
+        (err: unknown) => {
+          logger.warn({ sender: call.request.sender, err: (err as Error).message }, 'credentials refused');
+          cb(toGrpcError(err));
+        },
+      );
+    },
+    beginConsent(call: ServerUnaryCall<BeginConsentRequest, BeginConsentResponse>, cb: sendUnaryData<BeginConsentResponse>) {
+      void (async () => {
+        checkInternalToken(call.metadata, token);
+        return create(BeginConsentResponseSchema, { authorizeUrl: await consent.begin(call.request.sender) });
+      })().then(
+        (res) => cb(null, res),
+        (err: unknown) => {
+          logger.warn({ sender: call.request.sender, err: (err as Error).message }, 'consent refused');
+          cb(toGrpcError(err));
+        },
+      );
+    },
+    testSender(call: ServerUnaryCall<TestSenderRequest, TestSenderResponse>, cb: sendUnaryData<TestSenderResponse>) {
+      void (async () => {
+        checkInternalToken(call.metadata, token);
+        return testSender(senders.get(call.request.sender), call.request.sender, tokens, call.request.to ? { to: call.request.to } : {});
+      })().then(
+        (res) => {
+          logger.info({ sender: call.request.sender, ok: res.ok, steps: res.steps.map((s) => `${s.name}:${s.ok ? 'ok' : 'failed'}`) }, 'sender tested');
+          cb(null, res);
+        },
+        (err: unknown) => {
+          logger.warn({ sender: call.request.sender, err: (err as Error).message }, 'sender test refused');
+          cb(toGrpcError(err));
+        },
+      );
     },
   });
-  let http: OpsServer | undefined;
+  let http: CredentialsHttp | undefined;
   let ops: OpsServer | undefined;
+  const ready = async () => (await bus.healthy()) && redis.status === 'ready';
   return {
     async start() {
       const grpcPort = await new Promise<number>((resolve, reject) =>
         server.bindAsync(`${env.host}:${env.credentialsPort}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
       );
-      const ready = () => bus.healthy();
-      http = await startOpsServer({ port: env.httpPort, host: env.host, ready });
+      http = await startCredentialsHttp({ port: env.httpPort, host: env.host, consent, ready, logger });
       ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready });
       return { grpc: grpcPort, http: http.port, metrics: ops.port };
     },
     stop: once(async () => {
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       await Promise.allSettled([http?.close(), ops?.close()]);
+      if (!overrides.redis) await redis.quit().catch(() => redis.disconnect());
       if (!overrides.bus) await bus.close();
     }),
   };
 }
+

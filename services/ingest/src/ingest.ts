@@ -1,10 +1,11 @@
 import { Server, ServerCredentials, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { connectBus, type Bus } from '@relay/bus';
 import type { RelayConfig, RelayEnv } from '@relay/config';
-import { ErrorCode, RelayError, InFlight, once, within } from '@relay/core';
-import { AdminService, MailService, toGrpcDefinition, toGrpcError } from '@relay/proto';
+import { ErrorCode, RelayError, InFlight, internalToken, once, within } from '@relay/core';
+import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
 import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { createAuthenticator } from './auth.js';
+import { createAdminForward } from './credentials-forward.js';
 import { createMailHandlers, type IngestContext } from './mail-service.js';
 
 export interface IngestOptions {
@@ -18,7 +19,7 @@ const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
 
 export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService & { ctx: IngestContext }> {
   const { env, config, logger } = opts;
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-ingest:${process.pid}` }));
+  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-ingest:${process.pid}`, topology: { replicas: env.streamReplicas } }));
   const ctx: IngestContext = {
     config,
     senders: new Map(config.senders.map((s) => [s.id, s])),
@@ -32,18 +33,21 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     'grpc.max_send_message_length': 16 * 1024 * 1024,
   });
   const mail = createMailHandlers(ctx);
+  const admin = createAdminForward(env.credentialsAddr, env.masterKey ? internalToken(env.masterKey) : undefined);
   server.addService(toGrpcDefinition(MailService), {
     sendMail: unary(logger, inFlight, mail.sendMail),
     getMessage: unary(logger, inFlight, mail.getMessage),
   });
   server.addService(toGrpcDefinition(AdminService), {
-    testSender: unary(logger, inFlight, async (call) => {
+    testSender: unary(logger, inFlight, async (call: ServerUnaryCall<TestSenderRequest, unknown>) => {
       requireAdmin(ctx, call);
-      throw new RelayError(ErrorCode.FailedPrecondition, 'TestSender is not available in this version of the relay');
+      if (!call.request.sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required');
+      return admin.testSender(call.request.sender, call.request.to);
     }),
-    beginConsent: unary(logger, inFlight, async (call) => {
+    beginConsent: unary(logger, inFlight, async (call: ServerUnaryCall<BeginConsentRequest, unknown>) => {
       requireAdmin(ctx, call);
-      throw new RelayError(ErrorCode.FailedPrecondition, 'BeginConsent is not available in this version of the relay');
+      if (!call.request.sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required');
+      return admin.beginConsent(call.request.sender);
     }),
   });
   let ops: OpsServer | undefined;
@@ -63,6 +67,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       if (!(await within(inFlight.idle(), env.graceMs))) logger.warn({ in_flight: inFlight.size }, 'grace period over');
       server.forceShutdown();
       await ops?.close();
+      admin.close();
       if (!overrides.bus) await bus.close();
     }),
   };

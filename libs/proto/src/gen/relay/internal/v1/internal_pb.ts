@@ -8,7 +8,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Attachment, MessageState } from "../../v1/mail_pb.js";
+import type { Attachment, BeginConsentRequestSchema, BeginConsentResponseSchema, MessageState, TestSenderRequestSchema, TestSenderResponseSchema } from "../../v1/mail_pb.js";
 import { file_relay_v1_mail } from "../../v1/mail_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relay/internal/v1/internal.proto.
  */
 export const file_relay_internal_v1_internal: GenFile = /*@__PURE__*/
-  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEivAQKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc2VuZF9hdEINCgtfbm90X2JlZm9yZSKyAQoLU3RhdHVzRXZlbnQSEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SDgoGZGV0YWlsGAYgASgJEg8KB3NlcnZpY2UYByABKAkiPAoSR2V0U210cEF1dGhSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCKcAgoTR2V0U210cEF1dGhSZXNwb25zZRI5CgRraW5kGAEgASgOMisucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXNwb25zZS5LaW5kEgwKBHVzZXIYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSFAoMYWNjZXNzX3Rva2VuGAQgASgJEjMKCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEiUAoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASDQoJS0lORF9OT05FEAESEQoNS0lORF9QQVNTV09SRBACEhAKDEtJTkRfWE9BVVRIMhADQg0KC19leHBpcmVzX2F0MnIKEkNyZWRlbnRpYWxzU2VydmljZRJcCgtHZXRTbXRwQXV0aBIlLnJlbGF5LmludGVybmFsLnYxLkdldFNtdHBBdXRoUmVxdWVzdBomLnJlbGF5LmludGVybmFsLnYxLkdldFNtdHBBdXRoUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_relay_v1_mail]);
+  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEivAQKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc2VuZF9hdEINCgtfbm90X2JlZm9yZSKyAQoLU3RhdHVzRXZlbnQSEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SDgoGZGV0YWlsGAYgASgJEg8KB3NlcnZpY2UYByABKAkiPAoSR2V0U210cEF1dGhSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCKcAgoTR2V0U210cEF1dGhSZXNwb25zZRI5CgRraW5kGAEgASgOMisucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXNwb25zZS5LaW5kEgwKBHVzZXIYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSFAoMYWNjZXNzX3Rva2VuGAQgASgJEjMKCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEiUAoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASDQoJS0lORF9OT05FEAESEQoNS0lORF9QQVNTV09SRBACEhAKDEtJTkRfWE9BVVRIMhADQg0KC19leHBpcmVzX2F0MooCChJDcmVkZW50aWFsc1NlcnZpY2USXAoLR2V0U210cEF1dGgSJS5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlcXVlc3QaJi5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlc3BvbnNlEk0KDEJlZ2luQ29uc2VudBIdLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlcXVlc3QaHi5yZWxheS52MS5CZWdpbkNvbnNlbnRSZXNwb25zZRJHCgpUZXN0U2VuZGVyEhsucmVsYXkudjEuVGVzdFNlbmRlclJlcXVlc3QaHC5yZWxheS52MS5UZXN0U2VuZGVyUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_relay_v1_mail]);
 
 /**
  * A message as it travels on the bus (subjects relay.submitted.<sender>, relay.dispatch.<transport>.<sender>).
@@ -288,6 +288,26 @@ export const CredentialsService: GenService<{
     methodKind: "unary";
     input: typeof GetSmtpAuthRequestSchema;
     output: typeof GetSmtpAuthResponseSchema;
+  },
+  /**
+   * AdminService.BeginConsent, forwarded by ingest after it checked the caller is an admin.
+   *
+   * @generated from rpc relay.internal.v1.CredentialsService.BeginConsent
+   */
+  beginConsent: {
+    methodKind: "unary";
+    input: typeof BeginConsentRequestSchema;
+    output: typeof BeginConsentResponseSchema;
+  },
+  /**
+   * AdminService.TestSender, forwarded by ingest after it checked the caller is an admin.
+   *
+   * @generated from rpc relay.internal.v1.CredentialsService.TestSender
+   */
+  testSender: {
+    methodKind: "unary";
+    input: typeof TestSenderRequestSchema;
+    output: typeof TestSenderResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_relay_internal_v1_internal, 0);

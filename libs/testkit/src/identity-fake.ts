@@ -1,0 +1,249 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { testCa } from './tls.js';
+
+/** One request to the token endpoint, as the fake saw it (secrets left out). */
+export interface TokenRequest {
+  tenant: string;
+  grantType: string;
+  clientId: string;
+  scope: string;
+  at: Date;
+}
+
+/** An error the token endpoint answers with, the way the Microsoft identity platform does. */
+export type IdentityFailure = 'invalid_grant' | 'invalid_client';
+
+export interface IdentityFakeOptions {
+  /** Accepted applications: client id → client secret. Any other pair gets AADSTS7000215. */
+  clients: Record<string, string>;
+  /** Lifetime of issued access tokens. Default 3600 s. */
+  expiresInSeconds?: number;
+  /** Rotate refresh tokens: every refresh_token grant returns a new one and retires the old. Default true. */
+  rotateRefreshTokens?: boolean;
+  /** Delay before the token endpoint answers (to widen race windows). */
+  tokenDelayMs?: number;
+}
+
+export interface IdentityFake {
+  /** The authority base, e.g. https://127.0.0.1:PORT; use it as `authority_url`. */
+  url: string;
+  /** Every token endpoint request, oldest first. */
+  tokenRequests: TokenRequest[];
+  /** True for an access token this fake issued and has not revoked. */
+  acceptsAccessToken(token: string): boolean;
+  /** Every access token issued, including revoked ones. */
+  issuedAccessTokens(): string[];
+  /** Every refresh token issued (current and retired). */
+  issuedRefreshTokens(): string[];
+  /** A refresh token valid for `clientId`, as if a user had consented before (to import one). */
+  issueRefreshToken(clientId: string, user?: string): string;
+  /** Makes every following token request fail with `failure` until cleared with undefined. */
+  failWith(failure: IdentityFailure | undefined): void;
+  /** Revokes every access token issued so far (the SMTP server then rejects them). */
+  revokeAccessTokens(): void;
+  close(): Promise<void>;
+}
+
+interface CodeGrant {
+  clientId: string;
+  redirectUri: string;
+  challenge: string;
+  scope: string;
+  user: string;
+  expiresAt: number;
+}
+
+/**
+ * A stand-in for the Microsoft identity platform (login.microsoftonline.com) over HTTPS with the
+ * test CA's certificate: OpenID discovery, the v2.0 token endpoint (client_credentials,
+ * refresh_token and authorization_code with PKCE S256) and the authorize endpoint, which signs
+ * the user in at once and redirects back with a code. Tokens are opaque random strings the fake
+ * remembers, so a test SMTP server can accept only tokens it issued.
+ * Processes that talk to it must trust the test CA (NODE_EXTRA_CA_CERTS=testCa().caFile).
+ */
+export async function startIdentityFake(opts: IdentityFakeOptions): Promise<IdentityFake> {
+  const ca = testCa();
+  const expiresIn = opts.expiresInSeconds ?? 3600;
+  const rotate = opts.rotateRefreshTokens ?? true;
+  const accessTokens = new Map<string, { expiresAt: number; revoked: boolean }>();
+  const refreshTokens = new Map<string, { clientId: string; user: string; retired: boolean }>();
+  const codes = new Map<string, CodeGrant>();
+  const tokenRequests: TokenRequest[] = [];
+  let failure: IdentityFailure | undefined;
+  let base = '';
+
+  const newToken = (kind: string) => `${kind}-${randomBytes(24).toString('base64url')}`;
+
+  const server = createServer({ cert: ca.certPem, key: ca.keyPem }, (req, res) => {
+    handle(req, res).catch((err: unknown) => json(res, 500, { error: 'server_error', error_description: String(err) }));
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse) {
+    const url = new URL(req.url ?? '/', base);
+    const parts = url.pathname.split('/').filter(Boolean);
+    const tenant = parts[0] ?? 'common';
+    const rest = parts.slice(1).join('/');
+    if (req.method === 'GET' && (rest === 'v2.0/.well-known/openid-configuration' || rest === '.well-known/openid-configuration')) {
+      return json(res, 200, {
+        issuer: `${base}/${tenant}/v2.0`,
+        authorization_endpoint: `${base}/${tenant}/oauth2/v2.0/authorize`,
+        token_endpoint: `${base}/${tenant}/oauth2/v2.0/token`,
+        end_session_endpoint: `${base}/${tenant}/oauth2/v2.0/logout`,
+        jwks_uri: `${base}/${tenant}/discovery/v2.0/keys`,
+        response_types_supported: ['code', 'id_token', 'code id_token', 'token id_token', 'token'],
+        scopes_supported: ['openid', 'profile', 'email', 'offline_access'],
+        token_endpoint_auth_methods_supported: ['client_secret_post', 'private_key_jwt', 'client_secret_basic'],
+        subject_types_supported: ['pairwise'],
+        id_token_signing_alg_values_supported: ['RS256'],
+        code_challenge_methods_supported: ['plain', 'S256'],
+      });
+    }
+    if (req.method === 'GET' && rest === 'discovery/instance') {
+      const host = new URL(base).host;
+      return json(res, 200, { tenant_discovery_endpoint: `${base}/${tenant}/v2.0/.well-known/openid-configuration`, metadata: [{ preferred_network: host, preferred_cache: host, aliases: [host] }] });
+    }
+    if (req.method === 'GET' && rest === 'oauth2/v2.0/authorize') return authorize(url, res);
+    if (req.method === 'POST' && (rest === 'oauth2/v2.0/token' || url.pathname === '/token')) {
+      const form = new URLSearchParams(await body(req));
+      return token(tenant, form, req, res);
+    }
+    json(res, 404, { error: 'not_found', error_description: `no route ${req.method} ${url.pathname}` });
+  }
+
+  function authorize(url: URL, res: ServerResponse) {
+    const q = url.searchParams;
+    const redirectUri = q.get('redirect_uri');
+    const clientId = q.get('client_id') ?? '';
+    if (!redirectUri || !(clientId in opts.clients)) return json(res, 400, { error: 'invalid_request', error_description: 'AADSTS700016: unknown application or redirect_uri' });
+    if (q.get('response_type') !== 'code' || q.get('code_challenge_method') !== 'S256' || !q.get('code_challenge')) {
+      return json(res, 400, { error: 'invalid_request', error_description: 'AADSTS50148: PKCE S256 code_challenge required' });
+    }
+    const code = newToken('code');
+    codes.set(code, {
+      clientId,
+      redirectUri,
+      challenge: q.get('code_challenge')!,
+      scope: q.get('scope') ?? '',
+      user: q.get('login_hint') ?? 'user@campus.example',
+      expiresAt: Date.now() + 600_000,
+    });
+    const back = new URL(redirectUri);
+    back.searchParams.set('code', code);
+    if (q.get('state') !== null) back.searchParams.set('state', q.get('state')!);
+    res.writeHead(302, { location: back.toString() }).end();
+  }
+
+  async function token(tenant: string, form: URLSearchParams, req: IncomingMessage, res: ServerResponse) {
+    let clientId = form.get('client_id') ?? '';
+    let secret = form.get('client_secret') ?? '';
+    const basic = /^Basic\s+(.+)$/i.exec(req.headers.authorization ?? '');
+    if (basic) {
+      const [id, sec] = Buffer.from(basic[1]!, 'base64').toString().split(':');
+      clientId = decodeURIComponent(id ?? '');
+      secret = decodeURIComponent(sec ?? '');
+    }
+    const grantType = form.get('grant_type') ?? '';
+    const scope = form.get('scope') ?? '';
+    tokenRequests.push({ tenant, grantType, clientId, scope, at: new Date() });
+    if (opts.tokenDelayMs) await new Promise((r) => setTimeout(r, opts.tokenDelayMs));
+    if (failure === 'invalid_client' || opts.clients[clientId] === undefined || opts.clients[clientId] !== secret) {
+      return oauthError(res, 401, 'invalid_client', 7000215, 'AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.');
+    }
+    if (failure === 'invalid_grant') {
+      return oauthError(res, 400, 'invalid_grant', 700082, 'AADSTS700082: The refresh token has expired due to inactivity.');
+    }
+    let user = '';
+    if (grantType === 'client_credentials') {
+      return issue(res, scope, undefined);
+    } else if (grantType === 'refresh_token') {
+      const presented = form.get('refresh_token') ?? '';
+      const known = refreshTokens.get(presented);
+      if (!known || known.retired || known.clientId !== clientId) {
+        return oauthError(res, 400, 'invalid_grant', 70000, 'AADSTS70000: The provided refresh token is invalid or was already used.');
+      }
+      if (rotate) known.retired = true;
+      user = known.user;
+      return issue(res, scope, rotate ? newRefresh(clientId, user) : presented, user);
+    } else if (grantType === 'authorization_code') {
+      const grant = codes.get(form.get('code') ?? '');
+      codes.delete(form.get('code') ?? '');
+      const verifier = form.get('code_verifier') ?? '';
+      const challenge = createHash('sha256').update(verifier).digest('base64url');
+      if (!grant || grant.expiresAt < Date.now() || grant.clientId !== clientId || grant.redirectUri !== form.get('redirect_uri') || grant.challenge !== challenge) {
+        return oauthError(res, 400, 'invalid_grant', 70008, 'AADSTS70008: The provided authorization code or refresh token has expired or was already redeemed.');
+      }
+      return issue(res, grant.scope, newRefresh(clientId, grant.user), grant.user);
+    }
+    return oauthError(res, 400, 'unsupported_grant_type', 70003, `AADSTS70003: grant_type ${grantType} is not supported`);
+  }
+
+  function newRefresh(clientId: string, user: string): string {
+    const rt = newToken('rt');
+    refreshTokens.set(rt, { clientId, user, retired: false });
+    return rt;
+  }
+
+  function issue(res: ServerResponse, scope: string, refreshToken: string | undefined, user?: string) {
+    const at = newToken('at');
+    accessTokens.set(at, { expiresAt: Date.now() + expiresIn * 1000, revoked: false });
+    const out: Record<string, unknown> = {
+      token_type: 'Bearer',
+      scope: scope.split(' ').filter((s) => s !== 'offline_access' && s !== 'openid' && s !== 'profile').join(' '),
+      expires_in: expiresIn,
+      ext_expires_in: expiresIn,
+      access_token: at,
+    };
+    if (refreshToken) {
+      out.refresh_token = refreshToken;
+      const uid = createHash('sha256').update(user ?? '').digest('hex').slice(0, 32);
+      out.client_info = Buffer.from(JSON.stringify({ uid, utid: 'tenant' })).toString('base64url');
+      const claims = { aud: 'fake', iss: `${base}/tenant/v2.0`, oid: uid, tid: 'tenant', preferred_username: user, sub: uid, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + expiresIn };
+      out.id_token = [{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.') + '.';
+    }
+    json(res, 200, out);
+  }
+
+  function oauthError(res: ServerResponse, statusCode: number, error: string, code: number, description: string) {
+    json(res, statusCode, { error, error_description: description, error_codes: [code], timestamp: new Date().toISOString(), trace_id: randomBytes(8).toString('hex'), correlation_id: randomBytes(8).toString('hex') });
+  }
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    url: base,
+    tokenRequests,
+    acceptsAccessToken(t) {
+      const a = accessTokens.get(t);
+      return !!a && !a.revoked && a.expiresAt > Date.now();
+    },
+    issuedAccessTokens: () => [...accessTokens.keys()],
+    issuedRefreshTokens: () => [...refreshTokens.keys()],
+    issueRefreshToken: (clientId, user = 'user@campus.example') => newRefresh(clientId, user),
+    failWith(f) {
+      failure = f;
+    },
+    revokeAccessTokens() {
+      for (const a of accessTokens.values()) a.revoked = true;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function json(res: ServerResponse, statusCode: number, payload: unknown) {
+  const text = JSON.stringify(payload);
+  res.writeHead(statusCode, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' }).end(text);
+}
+
+async function body(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}

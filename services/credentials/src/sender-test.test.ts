@@ -1,0 +1,68 @@
+import { parseConfig, type SenderConfig } from '@relay/config';
+import { freePort, startSmtpServer, testCa, type TestSmtpServer } from '@relay/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { OAuthTokens } from './oauth-tokens.js';
+import { testSender } from './sender-test.js';
+
+const USER = 'no-reply@campus.example';
+const PASSWORD = 'correct horse';
+const noTokens: OAuthTokens = { get: () => Promise.reject(new Error('no tokens in this test')) };
+const servers: TestSmtpServer[] = [];
+
+function sender(port: number, extra = ''): SenderConfig {
+  const text = `clients: [{ name: a, api_key: k }]
+senders:
+  - id: s
+    from: "Campus <${USER}>"
+    transport: smtp
+    smtp: { host: 127.0.0.1, port: ${port}, security: starttls, servername: localhost, ca_file: "${testCa().caFile}", auth: { type: password, user: ${USER}, password: "${PASSWORD}" }${extra} }
+`;
+  return parseConfig(text, {}).senders[0]!;
+}
+
+const names = (r: Awaited<ReturnType<typeof testSender>>) => r.steps.map((s) => `${s.name}:${s.ok ? 'ok' : 'failed'}`);
+let good: TestSmtpServer;
+
+beforeAll(async () => {
+  good = await startSmtpServer({ security: 'starttls', users: { [USER]: PASSWORD } });
+  servers.push(good);
+});
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+});
+
+describe('testSender', () => {
+  it('passes every step and sends a test message', async () => {
+    const r = await testSender(sender(good.port), 's', noTokens, { to: 'it@campus.example' });
+    expect(names(r)).toEqual(['connect:ok', 'tls:ok', 'auth:ok', 'send:ok']);
+    expect(r.ok).toBe(true);
+    expect(r.steps[2]!.detail).toMatch(/server offers AUTH PLAIN LOGIN; 235/);
+    expect(good.messages.at(-1)!.envelope).toMatchObject({ from: USER, to: ['it@campus.example'] });
+  });
+
+  it('stops at an untrusted certificate with the ca_file remedy', async () => {
+    const bad = await startSmtpServer({ security: 'starttls', users: { [USER]: PASSWORD }, cert: testCa().untrusted });
+    servers.push(bad);
+    const r = await testSender(sender(bad.port), 's', noTokens);
+    expect(names(r)).toEqual(['connect:ok', 'tls:failed']);
+    expect(r.remedy).toMatch(/ca_file/);
+  });
+
+  it('explains 5.7.139 (SMTP AUTH disabled for the tenant)', async () => {
+    const disabled = await startSmtpServer({
+      security: 'starttls',
+      authFailure: { code: 535, message: '5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.' },
+    });
+    servers.push(disabled);
+    const r = await testSender(sender(disabled.port), 's', noTokens);
+    expect(names(r)).toEqual(['connect:ok', 'tls:ok', 'auth:failed']);
+    expect(r.steps.at(-1)!.detail).toMatch(/535 5\.7\.139/);
+    expect(r.remedy).toMatch(/Authenticated SMTP/);
+  });
+
+  it('says when nothing answers', async () => {
+    const r = await testSender(sender(await freePort()), 's', noTokens);
+    expect(names(r)).toEqual(['connect:failed']);
+    expect(r.remedy).toMatch(/Nothing answers/);
+  });
+});

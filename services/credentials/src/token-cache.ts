@@ -1,0 +1,80 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { SecretBox } from './secret-box.js';
+
+export interface CachedToken {
+  accessToken: string;
+  /** Epoch ms. */
+  expiresAt: number;
+  /** Epoch ms when it was obtained from the provider. */
+  obtainedAt: number;
+}
+
+/** A token is not handed out for less than this much remaining life. */
+export const TOKEN_MARGIN_MS = 60_000;
+
+/**
+ * Access tokens in this process's memory and in Redis (sealed with the master key), so that all
+ * replicas share one token per sender. Redis holds only what can be rebuilt: losing it costs one
+ * token request per sender.
+ */
+export class TokenCache {
+  readonly #redis: Redis;
+  readonly #box: SecretBox;
+  readonly #prefix: string;
+  readonly #memory = new Map<string, CachedToken>();
+
+  constructor(redis: Redis, box: SecretBox, prefix: string) {
+    this.#redis = redis;
+    this.#box = box;
+    this.#prefix = prefix;
+  }
+
+  tokenKey(sender: string): string {
+    return `${this.#prefix}:token:${sender}`;
+  }
+  lockKey(sender: string): string {
+    return `${this.#prefix}:token-lock:${sender}`;
+  }
+
+  /** A usable token (more than TOKEN_MARGIN_MS of life left), from memory unless `shared` asks for Redis. */
+  async get(sender: string, opts: { shared?: boolean } = {}): Promise<CachedToken | undefined> {
+    const now = Date.now();
+    const mem = this.#memory.get(sender);
+    if (!opts.shared && mem && mem.expiresAt - TOKEN_MARGIN_MS > now) return mem;
+    const text = await this.#redis.get(this.tokenKey(sender));
+    if (!text) return undefined;
+    const token = JSON.parse(this.#box.openString(text, this.#context(sender))) as CachedToken;
+    if (token.expiresAt - TOKEN_MARGIN_MS <= now) return undefined;
+    this.#memory.set(sender, token);
+    return token;
+  }
+
+  async set(sender: string, token: CachedToken): Promise<void> {
+    this.#memory.set(sender, token);
+    const ttl = token.expiresAt - TOKEN_MARGIN_MS - Date.now();
+    if (ttl <= 0) return;
+    await this.#redis.set(this.tokenKey(sender), this.#box.sealToString(JSON.stringify(token), this.#context(sender)), 'PX', ttl);
+  }
+
+  forget(sender: string): void {
+    this.#memory.delete(sender);
+  }
+
+  /** Takes the refresh lock of a sender across replicas; returns the release function, or undefined when another replica holds it. */
+  async lock(sender: string, ttlMs: number): Promise<(() => Promise<void>) | undefined> {
+    const owner = randomBytes(12).toString('base64url');
+    const ok = await this.#redis.set(this.lockKey(sender), owner, 'PX', ttlMs, 'NX');
+    if (ok !== 'OK') return undefined;
+    return async () => {
+      // Delete only our own lock: it may have expired and been taken by another replica.
+      await this.#redis.eval(RELEASE, 1, this.lockKey(sender), owner);
+    };
+  }
+
+  #context(sender: string): string {
+    return `token:${this.#prefix}:${sender}`;
+  }
+}
+
+const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
