@@ -1,8 +1,10 @@
 import {
+  acquireTestInfra,
   dropBus,
   masterKey,
   spawnService,
   testNatsUrl,
+  testContainersWanted,
   testRedisUrl,
   uniquePrefix,
   writeConfig,
@@ -52,8 +54,12 @@ export interface Stack {
   stop(): Promise<StopResult[]>;
 }
 
-/** Starts the five services against the local NATS and Redis, under a bus prefix of its own. */
+/**
+ * Starts the five services against the local NATS and Redis (or, with RELAY_TEST_CONTAINERS=1,
+ * ones in containers shared by this test process's stacks), under a bus prefix of its own.
+ */
 export async function startStack(opts: StackOptions): Promise<Stack> {
+  const releaseInfra = testContainersWanted() ? await acquireTestInfra() : async () => {};
   const prefix = uniquePrefix(opts.label ?? 'e2e');
   const env: Record<string, string> = {
     RELAY_CONFIG: writeConfig(opts.config),
@@ -109,13 +115,14 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       async stop() {
         for (const c of clients) c.close();
         const statuses = await stopAll(started);
-        await dropBus(prefix);
+        await dropBus(prefix).finally(releaseInfra);
         return statuses;
       },
     };
   } catch (err) {
     await stopAll(started);
     await dropBus(prefix).catch(() => {});
+    await releaseInfra().catch(() => {});
     throw err;
   }
 }

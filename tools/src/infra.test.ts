@@ -1,6 +1,16 @@
 import { createServer, type Server } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { describeChoice, isInfraError, planInfra, startInfra, tcpListening, type InfraProbes, type StartedInfraContainer } from './infra.js';
+import {
+  describeChoice,
+  isInfraError,
+  planInfra,
+  realProbes,
+  startInfra,
+  startTestcontainer,
+  tcpListening,
+  type InfraProbes,
+  type StartedInfraContainer,
+} from './infra.js';
 
 function probes(opts: { docker?: boolean; listening?: number[] } = {}): InfraProbes & { calls: string[] } {
   const calls: string[] = [];
@@ -100,9 +110,10 @@ describe('startInfra', () => {
   function fakeStarter(failImage?: string) {
     const log: string[] = [];
     let next = 40000;
-    const start = async (image: string, port: number, command: string[]): Promise<StartedInfraContainer> => {
+    const start = async (image: string, port: number, command: string[], readyLog: RegExp): Promise<StartedInfraContainer> => {
       if (image === failImage) throw new Error(`pull ${image}: denied`);
       log.push(`start ${image} ${port} ${command.join(' ')}`.trim());
+      expect(readyLog).toBeInstanceOf(RegExp);
       const mapped = next++;
       return { host: 'localhost', port: mapped, stop: async () => void log.push(`stop ${image}`) };
     };
@@ -145,5 +156,21 @@ describe('tcpListening', () => {
     expect(await tcpListening('127.0.0.1', port)).toBe(true);
     await new Promise<void>((r) => server.close(() => r()));
     expect(await tcpListening('127.0.0.1', port)).toBe(false);
+  });
+});
+
+// With a Docker engine (as .ci/containers.sh runs it): the real containers, from RELAY_NATS_IMAGE /
+// RELAY_REDIS_IMAGE, found ready by their log lines (official images have no shell to probe ports).
+describe.runIf(['1', 'true', 'yes'].includes(process.env.RELAY_TEST_CONTAINERS ?? ''))('startTestcontainer', () => {
+  it('starts NATS and Redis in containers that accept connections, and removes them', async () => {
+    const env = { ...process.env, NATS_URL: '', REDIS_URL: '', RELAY_STACK_INFRA: 'containers' };
+    const infra = await startInfra(await planInfra(env, realProbes), startTestcontainer);
+    const addresses = [infra.natsUrl, infra.redisUrl].map((u) => new URL(u));
+    try {
+      for (const a of addresses) expect(await tcpListening(a.hostname, Number(a.port))).toBe(true);
+    } finally {
+      await infra.stop();
+    }
+    for (const a of addresses) expect(await tcpListening(a.hostname, Number(a.port))).toBe(false);
   });
 });

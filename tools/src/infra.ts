@@ -14,6 +14,8 @@ export interface InfraNeed {
   imageVar: 'RELAY_NATS_IMAGE' | 'RELAY_REDIS_IMAGE';
   defaultImage: string;
   command: string[];
+  /** The server's own line saying it accepts clients: official images have no shell to probe ports with. */
+  readyLog: RegExp;
   install: string;
 }
 
@@ -27,6 +29,7 @@ export const INFRA_NEEDS: readonly InfraNeed[] = [
     imageVar: 'RELAY_NATS_IMAGE',
     defaultImage: 'nats:2.9',
     command: ['-js'],
+    readyLog: /Server is ready/,
     install: 'install nats-server and run `nats-server -js`',
   },
   {
@@ -38,6 +41,7 @@ export const INFRA_NEEDS: readonly InfraNeed[] = [
     imageVar: 'RELAY_REDIS_IMAGE',
     defaultImage: 'redis:7',
     command: [],
+    readyLog: /Ready to accept connections/,
     install: 'install redis-server and run `redis-server`',
   },
 ];
@@ -156,7 +160,7 @@ export interface StartedInfraContainer {
   stop(): Promise<void>;
 }
 
-export type ContainerStarter = (image: string, port: number, command: string[]) => Promise<StartedInfraContainer>;
+export type ContainerStarter = (image: string, port: number, command: string[], readyLog: RegExp) => Promise<StartedInfraContainer>;
 
 export interface RunningInfra {
   natsUrl: string;
@@ -178,7 +182,7 @@ export async function startInfra(plan: InfraPlan, startContainer: ContainerStart
 
   const resolve = async (choice: InfraChoice): Promise<InfraChoice> => {
     if (choice.source !== 'container') return choice;
-    const c = await startContainer(choice.image ?? choice.need.defaultImage, choice.need.port, choice.need.command);
+    const c = await startContainer(choice.image ?? choice.need.defaultImage, choice.need.port, choice.need.command, choice.need.readyLog);
     started.push(c);
     return { ...choice, url: `${choice.need.scheme}://${c.host}:${c.port}` };
   };
@@ -222,10 +226,10 @@ export function tcpListening(host: string, port: number, timeoutMs = 1_000): Pro
   });
 }
 
-/** Starts a container with testcontainers, waiting until its port listens. */
-export const startTestcontainer: ContainerStarter = async (image, port, command) => {
+/** Starts a container with testcontainers, waiting until it logs that it is ready. */
+export const startTestcontainer: ContainerStarter = async (image, port, command, readyLog) => {
   const { GenericContainer, Wait } = await import('testcontainers');
-  let container = new GenericContainer(image).withExposedPorts(port).withWaitStrategy(Wait.forListeningPorts());
+  let container = new GenericContainer(image).withExposedPorts(port).withWaitStrategy(Wait.forLogMessage(readyLog));
   if (command.length > 0) container = container.withCommand(command);
   const started = await container.start();
   return {

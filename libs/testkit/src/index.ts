@@ -1,4 +1,5 @@
 export * from './infra.js';
+export * from './containers.js';
 export * from './tls.js';
 export * from './net.js';
 export * from './config.js';
@@ -7,3 +8,4 @@ export * from './smtp-server.js';
 export * from './smtp-sink.js';
 export * from './service.js';
 export { packageDir, repoRoot, serviceScript } from './paths.js';
+export * from './identity-fake.js';

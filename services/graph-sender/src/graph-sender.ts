@@ -16,7 +16,7 @@ export interface GraphSenderOptions {
  */
 export async function createGraphSender(opts: GraphSenderOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-graph-sender:${process.pid}` }));
+  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-graph-sender:${process.pid}`, topology: { replicas: env.streamReplicas } }));
   let ops: OpsServer | undefined;
   return {
     async start() {

@@ -26,7 +26,7 @@ export type Scheduler = RunnableService & { reload(config: RelayConfig): Promise
 
 export async function createScheduler(opts: SchedulerOptions, overrides: { bus?: Bus; pacer?: Pacer } = {}): Promise<Scheduler> {
   const { env, logger } = opts;
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-scheduler:${process.pid}` }));
+  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-scheduler:${process.pid}`, topology: { replicas: env.streamReplicas } }));
   // Commands fail at once while Redis is away (no offline queue): the pacer then holds the mail.
   const redis = overrides.pacer
     ? undefined

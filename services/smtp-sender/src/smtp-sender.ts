@@ -18,7 +18,7 @@ export interface SmtpSenderOptions {
 export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
   const token = internalToken(requireMasterKey(env));
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-smtp-sender:${process.pid}` }));
+  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-smtp-sender:${process.pid}`, topology: { replicas: env.streamReplicas } }));
   const credentials = createCredentialsClient(env.credentialsAddr, token);
   const pools = new TransportPool();
   const senders = new Map(config.senders.filter((s) => s.transport === 'smtp').map((s) => [s.id, s]));
