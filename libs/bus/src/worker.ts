@@ -1,11 +1,12 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { JsMsg } from '@nats-io/jetstream';
 import { backoffMs, describe, InFlight, isDeliveryError, retryable, within, type DeliveryError } from '@relay/core';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
 import type { Bus } from './bus.js';
 import { decodeEnvelope } from './bus.js';
 import { deleteBody, unpackEnvelope } from './bodies.js';
+import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
 import { ensureDurable } from './consumers.js';
 
 export interface RetryPolicy {
@@ -42,11 +43,36 @@ export interface DispatchWorker {
 export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
   const { bus } = o;
   const inFlight = new InFlight();
-  let messages: ConsumerMessages | undefined;
-  let loop: Promise<void> | undefined;
+  let loop: ConsumeLoop | undefined;
   const durable = bus.names.senderConsumer(o.transport);
 
+  // One timer tells the broker about every message still in the works, rather than one per message.
+  const working = new Set<JsMsg>();
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
+
+  // Status events wait for the check phase of the event-loop turn they come up in, so the events
+  // of all the messages that started or finished in one turn leave in one socket write instead
+  // of one write each (nats.js flushes once per microtask checkpoint, and every SMTP reply or
+  // broker read is a turn of its own).
+  let turn: Promise<void> | undefined;
+  const endOfTurn = () =>
+    (turn ??= new Promise<void>((resolve) =>
+      setImmediate(() => {
+        turn = undefined;
+        resolve();
+      }),
+    ));
+
   async function handle(m: JsMsg) {
+    working.add(m);
+    try {
+      await settle(m);
+    } finally {
+      working.delete(m);
+    }
+  }
+
+  async function settle(m: JsMsg) {
     const stub = decodeEnvelope(m.data);
     const id = stub.messageId;
     // The SENT (or FAILED) event is the marker: written before the ack, so a redelivery after a
@@ -60,17 +86,16 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
       }
     }
     const env = await unpackEnvelope(bus, stub);
+    await endOfTurn();
     bus.noteStatus({ messageId: id, sender: env.sender, state: MessageState.SENDING, attempt: env.attempt, detail: '', service: o.service });
-    const timer = setInterval(() => m.working(), o.ackWaitMs / 3);
     let reply: string | undefined;
     let failure: DeliveryError | undefined;
     try {
       reply = await o.deliver(env);
     } catch (err) {
       failure = isDeliveryError(err) ? err : retryable(describe(err), { cause: err });
-    } finally {
-      clearInterval(timer);
     }
+    await endOfTurn();
     if (reply !== undefined) {
       await bus.publishStatus({ messageId: id, sender: env.sender, state: MessageState.SENT, attempt: env.attempt, detail: reply, service: o.service });
       await deleteBody(bus, env);
@@ -100,20 +125,18 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     }
   }
 
-  async function run(msgs: ConsumerMessages) {
-    const waiting: Array<() => void> = [];
-    for await (const m of msgs) {
-      if (inFlight.size >= o.concurrency) await new Promise<void>((r) => waiting.push(r));
-      void inFlight
-        .run(() =>
-          handle(m).catch((err: unknown) => {
-            // The broker did not take the outcome; the message comes back and is settled again.
-            o.log.warn({ err: describe(err), seq: m.seq }, 'could not settle message; it will be redelivered');
-            m.nak(2_000);
-          }),
-        )
-        .finally(() => waiting.shift()?.());
-    }
+  const waiting: Array<() => void> = [];
+  async function each(m: JsMsg) {
+    if (inFlight.size >= o.concurrency) await new Promise<void>((r) => waiting.push(r));
+    void inFlight
+      .run(() =>
+        handle(m).catch((err: unknown) => {
+          // The broker did not take the outcome; the message comes back and is settled again.
+          o.log.warn({ err: describe(err), seq: m.seq }, 'could not settle message; it will be redelivered');
+          m.nak(2_000);
+        }),
+      )
+      .finally(() => waiting.shift()?.());
   }
 
   return {
@@ -121,22 +144,37 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
       return inFlight.size;
     },
     async start() {
-      await ensureDurable(bus.jsm, {
-        stream: bus.names.dispatchStream,
-        durable,
-        filterSubject: bus.names.dispatchWildcard(o.transport),
-        ackWaitMs: o.ackWaitMs,
-        maxAckPending: Math.max(1_000, o.concurrency * 4),
-      });
-      const consumer = await bus.js.consumers.get(bus.names.dispatchStream, durable);
-      messages = await consumer.consume({ max_messages: o.concurrency });
-      loop = run(messages);
+      const ensure = () =>
+        ensureDurable(bus.jsm, {
+          stream: bus.names.dispatchStream,
+          durable,
+          filterSubject: bus.names.dispatchWildcard(o.transport),
+          ackWaitMs: o.ackWaitMs,
+          maxAckPending: Math.max(1_000, o.concurrency * 4),
+        });
+      await ensure();
+      // Reopened if its iterator ends or fails (consumer deleted, broker restarted), so the
+      // service never sits idle while mail waits; a deleted consumer is made again.
+      let reopening = false;
+      loop = consumeLoop(
+        async () => {
+          if (reopening) await ensure();
+          reopening = true;
+          return (await bus.js.consumers.get(bus.names.dispatchStream, durable)).consume({ max_messages: o.concurrency, abort_on_missing_resource: true });
+        },
+        each,
+        o.log,
+      );
+      heartbeat = setInterval(() => {
+        for (const m of working) m.working();
+      }, o.ackWaitMs / 3).unref();
     },
     async stop(graceMs) {
       // Stop pulling; what is in flight finishes (or is redelivered to another replica later).
-      messages?.stop();
+      loop?.stop();
       if (!(await within(inFlight.idle(), graceMs))) o.log.warn({ in_flight: inFlight.size }, 'grace period over; unfinished messages will be redelivered');
-      await loop?.catch(() => {});
+      await loop?.done.catch(() => {});
+      clearInterval(heartbeat);
     },
   };
 }

@@ -52,21 +52,27 @@ export class SenderLane {
 
   async start(): Promise<void> {
     const { names, jsm, js } = this.#bus;
-    await ensureDurable(jsm, {
-      stream: names.submittedStream,
-      durable: this.durable,
-      filterSubject: names.submittedSubject(this.#sender.id),
-      ackWaitMs: this.#opts.ackWaitMs,
-      // Parked messages (send_at, retry backoff) stay pending; leave them plenty of room.
-      maxAckPending: 100_000,
-    });
+    const ensure = () =>
+      ensureDurable(jsm, {
+        stream: names.submittedStream,
+        durable: this.durable,
+        filterSubject: names.submittedSubject(this.#sender.id),
+        ackWaitMs: this.#opts.ackWaitMs,
+        // Parked messages (send_at, retry backoff) stay pending; leave them plenty of room.
+        maxAckPending: 100_000,
+      });
+    await ensure();
+    let reopening = false;
     const slots: Array<() => void> = [];
     this.#loop = consumeLoop(
       async () => {
+        // A consumer that went away (deleted, broker state lost) is made again on reopening.
+        if (reopening) await ensure();
+        reopening = true;
         const consumer = await js.consumers.get(names.submittedStream, this.durable);
         // A paced sender holds only about one batch: messages buffered in the client get no ack
         // extensions, and the rest of its backlog is better left in the stream.
-        return consumer.consume({ max_messages: Math.min(this.#concurrency(), 512) });
+        return consumer.consume({ max_messages: Math.min(this.#concurrency(), 512), abort_on_missing_resource: true });
       },
       async (m) => {
         if (this.#inFlight.size >= this.#concurrency()) await new Promise<void>((r) => slots.push(r));

@@ -1,0 +1,73 @@
+import { create } from '@bufbuild/protobuf';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { permanent } from '@relay/core';
+import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
+import { dropBus, testNatsUrl, uniquePrefix } from '@relay/testkit';
+import { connectBus, timestampFromDate, type Bus } from './bus.js';
+import { createDispatchWorker, type DispatchWorker } from './worker.js';
+
+const quiet = { warn() {}, info() {}, debug() {} };
+
+async function until<T>(probe: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('dispatch worker against a real NATS JetStream', () => {
+  const prefix = uniquePrefix('worker');
+  let bus: Bus;
+  let worker: DispatchWorker;
+  const delivered: string[] = [];
+  beforeAll(async () => {
+    bus = await connectBus({ servers: testNatsUrl(), prefix, name: 'worker-test' });
+    worker = createDispatchWorker({
+      bus,
+      transport: 'smtp',
+      service: 'test',
+      concurrency: 4,
+      ackWaitMs: 5_000,
+      retry: { retryInitialMs: 1_000, retryMaxMs: 1_000, maxAgeMs: 60_000 },
+      log: quiet,
+      async deliver(env: Envelope) {
+        if (env.subject === 'reject me') throw permanent('550 5.1.1 no such user');
+        delivered.push(env.messageId);
+        return `250 ok ${env.messageId}`;
+      },
+    });
+    await worker.start();
+  });
+  afterAll(async () => {
+    await worker?.stop(2_000);
+    await bus?.close();
+    await dropBus(prefix);
+  });
+
+  const dispatch = (id: string, subject = 'hello') =>
+    bus.publishEnvelope(
+      bus.names.dispatchSubject('smtp', 's1'),
+      create(EnvelopeSchema, { messageId: id, sender: 's1', to: ['a@b.example'], subject, text: 'x', attempt: 1, submittedAt: timestampFromDate(new Date()) }),
+      `${id}.1.dispatch`,
+    );
+
+  it('settles a delivered message as SENT with the reply, and a 5xx as FAILED', async () => {
+    await dispatch('w-ok');
+    await dispatch('w-bad', 'reject me');
+    const ok = await until(async () => ((await bus.lastStatus('w-ok'))?.state === MessageState.SENT ? bus.lastStatus('w-ok') : undefined));
+    expect(ok?.detail).toBe('250 ok w-ok');
+    const bad = await until(async () => ((await bus.lastStatus('w-bad'))?.state === MessageState.FAILED ? bus.lastStatus('w-bad') : undefined));
+    expect(bad?.detail).toContain('550 5.1.1');
+    expect(delivered).not.toContain('w-bad');
+  });
+
+  it('keeps working after its consumer is deleted under it', async () => {
+    await bus.jsm.consumers.delete(bus.names.dispatchStream, bus.names.senderConsumer('smtp'));
+    await dispatch('w-after');
+    await until(() => (delivered.includes('w-after') ? true : undefined), 15_000);
+    expect((await bus.lastStatus('w-after'))?.state).toBe(MessageState.SENT);
+  }, 20_000);
+});
