@@ -6,7 +6,7 @@
  * Postfix anchor (../shared/bench/postfix-bench.sh) in the same run and print the ratio.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +48,28 @@ function startSink(port: number) {
   return { kind: 'node smtp-server sink', proc: spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: join(root, 'tools'), stdio: 'ignore' }) };
 }
 
+/** CPU time (user + system) a process has used so far, from /proc (Linux); undefined elsewhere. */
+function cpuMs(pid: number | undefined): number | undefined {
+  if (!pid || pid < 0) return undefined;
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** The pid of the local process listening on the NATS port (to count the broker's CPU too), if any. */
+function pidListening(url: string): number | undefined {
+  const port = Number(new URL(url.replace(/^nats:/, 'http:')).port || 4222);
+  const out = spawnSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' }).stdout ?? '';
+  const m = /pid=(\d+)/.exec(out);
+  return m ? Number(m[1]) : undefined;
+}
+
 async function main() {
   const prefix = `bench-${Date.now().toString(36)}`;
   const sinkPort = await freePort();
@@ -83,7 +105,14 @@ async function main() {
       sup.start({ name, command: process.execPath, args: [serviceMain(root, name)], env: { ...base, ...extra } });
     const creds = await start('credentials');
     const addr = { RELAY_CREDENTIALS_ADDR: `127.0.0.1:${creds.ports.grpc}` };
-    const [ingest] = await Promise.all([start('ingest', addr), start('scheduler', addr), start('smtp-sender', addr)]);
+    const [ingest, scheduler, smtpSender] = await Promise.all([start('ingest', addr), start('scheduler', addr), start('smtp-sender', addr)]);
+    const natsPid = pidListening(natsUrl);
+    const processes: Array<[string, number | undefined]> = [
+      ['ingest', ingest!.pid],
+      ['scheduler', scheduler!.pid],
+      ['smtp-sender', smtpSender!.pid],
+      ['nats', natsPid],
+    ];
     const client = createRelayClient({ address: `127.0.0.1:${ingest!.ports.grpc}`, apiKey });
     cleanup = async () => client.close();
 
@@ -108,10 +137,16 @@ async function main() {
 
     process.stderr.write(`throughput: ${N} messages of ${SIZE} bytes, ${CONCURRENCY} concurrent callers\n`);
     const before = sent;
+    const cpu0 = processes.map(([, pid]) => cpuMs(pid));
     const t0 = performance.now();
     const tp = await closedLoop(client, N, CONCURRENCY, make);
     await sentReaches(before + N);
     const deliveredPerS = N / ((performance.now() - t0) / 1000);
+    const cpuPerMessage = processes.map(([name, pid], i) => {
+      const a = cpu0[i];
+      const b = cpuMs(pid);
+      return `${name.replace('-', '_')}=${a === undefined || b === undefined ? 'n/a' : ((b - a) / N).toFixed(2)}`;
+    });
 
     process.stderr.write(`latency: ${RATE} SendMail/s for ${SECONDS} s\n`);
     const lat = await openLoop(client, RATE, SECONDS, make);
@@ -125,6 +160,7 @@ async function main() {
       `delivered_per_s=${deliveredPerS.toFixed(0)}`,
       `sendmail_p50_ms_at_max=${f(tp.p50Ms)} sendmail_p99_ms_at_max=${f(tp.p99Ms)}`,
       `latency_rate_per_s=${lat.achievedPerS.toFixed(0)} sendmail_p50_ms=${f(lat.p50Ms)} sendmail_p99_ms=${f(lat.p99Ms)} sendmail_max_ms=${f(lat.maxMs)}`,
+      `cpu_ms_per_message ${cpuPerMessage.join(' ')}`,
       `errors=${tp.errors + lat.errors}`,
     ];
     console.log(lines.join('\n'));

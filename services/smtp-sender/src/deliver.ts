@@ -5,6 +5,7 @@ import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
 import { AuthCache, SmtpAuthKind } from './auth-cache.js';
 import { classifySmtpError, type SmtpErrorLike } from './classify.js';
 import { buildMessage } from './message.js';
+import { buildRawMessage } from './raw-message.js';
 import type { TransportPool } from './transports.js';
 
 export interface SmtpDeliverer {
@@ -17,7 +18,7 @@ export function createSmtpDeliverer(senders: () => Map<string, SenderConfig>, au
     const creds = await auth.get(sender.id, { tokenRejected });
     const pool = pools.get(sender, creds);
     try {
-      return describeInfo(await pool.sendMail(buildMessage(env, sender)));
+      return describeInfo(await pool.sendMail(buildRawMessage(env, sender) ?? buildMessage(env, sender)));
     } catch (err) {
       const e = err as SmtpErrorLike;
       // A refused access token gets one refresh and one more try before it counts as an answer.
