@@ -59,6 +59,14 @@ describe('parseConfig', () => {
     expect(cfg.delivery.maxAgeMs).toBe(86_400_000);
   });
 
+  it('paces a graph sender with the microsoft365-graph preset when it has no rate:', () => {
+    const cfg = parseConfig(base.replace('    rate: { preset: microsoft365-graph }\n', ''), env);
+    expect(cfg.senders[1]!.rate).toMatchObject({ preset: 'microsoft365-graph', batchSize: 10_000, intervalMs: 600_000, maxConcurrent: 4, dailyRecipients: 10_000 });
+    expect(cfg.senders[0]!.rate).toBeDefined();
+    const unpacedSmtp = parseConfig(base.replace(/    rate: \{ preset: microsoft365-smtp[^\n]*\n/, ''), env);
+    expect(unpacedSmtp.senders[0]!.rate).toBeUndefined();
+  });
+
   it('never prints a secret', () => {
     const cfg = parseConfig(base, env);
     const shown = JSON.stringify(cfg) + inspect(cfg, { depth: 10 }) + String(cfg.clients[0]!.apiKey);

@@ -111,7 +111,8 @@ function convertSender(s: RawSender, key: string, env: Env): SenderConfig {
           saveToSentItems: s.graph.save_to_sent_items,
         }
       : undefined,
-    rate: s.rate ? convertRate(s.rate, `${key}.rate`) : undefined,
+    // Graph senders are paced within Microsoft's Graph limits unless their rate: says otherwise.
+    rate: s.rate ? convertRate(s.rate, `${key}.rate`) : s.transport === 'graph' ? convertRate({ preset: 'microsoft365-graph' }, `${key}.rate`) : undefined,
   };
 }
 

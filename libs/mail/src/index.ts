@@ -1,3 +1,4 @@
 export * from './address.js';
 export * from './validate.js';
 export * from './remedies.js';
+export * from './graph-errors.js';

@@ -14,6 +14,12 @@ describe('remedyFor', () => {
     ['sender "x" needs consent: the provider refused its refresh token (no refresh token is stored yet); press "Authenticate with MFA"', /Nobody has signed in for this sender yet/],
     ['self-signed certificate in certificate chain', /ca_file/],
     ['connect ECONNREFUSED 127.0.0.1:587', /Nothing answers/],
+    ['ErrorSendAsDenied: The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account. (HTTP 403)', /graph\.mailbox "Send As"/],
+    ['ErrorAccessDenied: Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings. (HTTP 403)', /application access policy keeps this app away/],
+    ['ErrorAccessDenied: Access is denied. Check credentials and try again. (HTTP 403)', /application\* permission Mail\.Send/],
+    ['MailboxNotEnabledForRESTAPI: The mailbox is either inactive, soft-deleted, or is hosted on-premise. (HTTP 404)', /no Exchange Online mailbox/],
+    ['ErrorInvalidRecipients: At least one recipient is not valid. (HTTP 400)', /recipient address/],
+    ['ErrorMessageSizeExceeded: The message exceeds the maximum supported size. (HTTP 413)', /MaxSendSize/],
   ])('explains %s', (text, re) => {
     expect(remedyFor(text)).toMatch(re);
   });

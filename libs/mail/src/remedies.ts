@@ -7,7 +7,51 @@ interface Remedy {
   remedy: string;
 }
 
+// Microsoft Graph (transport: graph). Matched on Graph's error codes, which the graph-sender puts
+// first in its outcome text; these come before the SMTP entries that share a word.
+const GRAPH_REMEDIES: Remedy[] = [
+  {
+    match: /ErrorSendAsDenied/,
+    remedy:
+      'The mailbox in graph.mailbox may not send as the sender\'s from: address. Grant graph.mailbox "Send As" on that address (Exchange admin center → Recipients → Mailboxes → the from: mailbox → Delegation → Send As, or Add-RecipientPermission -Identity <from> -Trustee <graph.mailbox> -AccessRights SendAs), or set from: to graph.mailbox itself.',
+  },
+  {
+    match: /ErrorAccessDenied.*(AccessPolicy|RAOP|Access to OData is disabled)/i,
+    remedy:
+      'An Exchange application access policy keeps this app away from the mailbox. Add the mailbox to the policy\'s group (Get-ApplicationAccessPolicy shows it; check with Test-ApplicationAccessPolicy -Identity <graph.mailbox> -AppId <client_id>), or use a mailbox the policy allows.',
+  },
+  {
+    match: /ErrorAccessDenied/,
+    remedy:
+      'Graph refused the app access to the mailbox. In Entra ID → App registrations → the app → API permissions, add the Microsoft Graph *application* permission Mail.Send (not the delegated one) and press "Grant admin consent"; messages with attachments over 3 MB also need Mail.ReadWrite (they are uploaded to a draft first). If both are granted, an application access policy may exclude the mailbox (Test-ApplicationAccessPolicy -Identity <graph.mailbox> -AppId <client_id>).',
+  },
+  {
+    match: /MailboxNotEnabledForRESTAPI|MailboxNotSupportedForRESTAPI/,
+    remedy:
+      'graph.mailbox has no Exchange Online mailbox Graph can use: it is on-premises, inactive or soft-deleted, a guest, or has no Exchange Online licence. Assign a licence with Exchange Online, or point graph.mailbox at a cloud mailbox (on-premises mailboxes must use transport: smtp).',
+  },
+  {
+    match: /ErrorInvalidRecipients/,
+    remedy: 'Graph found a recipient address it cannot use. Check the to, cc and bcc addresses of the message.',
+  },
+  {
+    match: /ErrorMessageSizeExceeded/,
+    remedy:
+      'The message is larger than the mailbox may send. Exchange Online allows 35 MB by default and up to 150 MB when raised with Set-Mailbox <graph.mailbox> -MaxSendSize 150MB (and the organisation\'s limit, Set-TransportConfig -MaxSendSize); otherwise send a link instead of the attachment.',
+  },
+  {
+    match: /InvalidAuthenticationToken|ErrorInvalidToken/,
+    remedy:
+      'Graph refused the access token even after a new one was fetched. Check that tenant_id is the mailbox\'s tenant and that authority_url and graph_url belong to the same cloud (global: login.microsoftonline.com with graph.microsoft.com; US Government: login.microsoftonline.us with graph.microsoft.us; China: login.chinacloudapi.cn with microsoftgraph.chinacloudapi.cn).',
+  },
+  {
+    match: /UnsupportedInternetMessageHeader/,
+    remedy: 'Microsoft Graph only carries custom headers whose names start with "x-". Rename the header (e.g. X-Campus-Ticket) or send the message through an SMTP sender.',
+  },
+];
+
 const REMEDIES: Remedy[] = [
+  ...GRAPH_REMEDIES,
   {
     match: /5\.7\.139/,
     remedy:
@@ -81,4 +125,9 @@ const REMEDIES: Remedy[] = [
 
 export function remedyFor(text: string): string | undefined {
   return REMEDIES.find((r) => r.match.test(text))?.remedy;
+}
+
+/** A remedy for a Microsoft Graph error answer (`<code>: <message>`), from the Graph entries only. */
+export function graphRemedyFor(text: string): string | undefined {
+  return GRAPH_REMEDIES.find((r) => r.match.test(text))?.remedy;
 }

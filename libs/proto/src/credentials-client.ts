@@ -1,10 +1,17 @@
-import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { create, type DescMessage, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import { credentials as grpcCredentials, makeGenericClientConstructor, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
-import { CredentialsService, GetSmtpAuthRequestSchema, type GetSmtpAuthResponse } from './gen/relay/internal/v1/internal_pb.js';
+import {
+  CredentialsService,
+  GetGraphTokenRequestSchema,
+  GetSmtpAuthRequestSchema,
+  type GetGraphTokenResponse,
+  type GetSmtpAuthResponse,
+} from './gen/relay/internal/v1/internal_pb.js';
 import { toGrpcDefinition } from './grpc.js';
 
 export interface CredentialsClient {
   getSmtpAuth(req: MessageInitShape<typeof GetSmtpAuthRequestSchema>, deadlineMs?: number): Promise<GetSmtpAuthResponse>;
+  getGraphToken(req: MessageInitShape<typeof GetGraphTokenRequestSchema>, deadlineMs?: number): Promise<GetGraphTokenResponse>;
   close(): void;
 }
 
@@ -13,16 +20,16 @@ const Ctor = makeGenericClientConstructor(toGrpcDefinition(CredentialsService), 
 /** The sender services' client for the internal CredentialsService, authenticated with the internal token. */
 export function createCredentialsClient(address: string, token: string): CredentialsClient {
   const client = new Ctor(address, grpcCredentials.createInsecure()) as Client & Record<string, Function>;
+  function unary<I extends DescMessage, O>(method: string, schema: I, req: MessageInitShape<I>, deadlineMs: number): Promise<O> {
+    const md = new Metadata();
+    md.set('authorization', `Bearer ${token}`);
+    return new Promise((resolve, reject) => {
+      client[method]!(create(schema, req) as MessageShape<I>, md, { deadline: Date.now() + deadlineMs }, (err: ServiceError | null, res: O) => (err ? reject(err) : resolve(res)));
+    });
+  }
   return {
-    getSmtpAuth(req, deadlineMs = 10_000) {
-      const md = new Metadata();
-      md.set('authorization', `Bearer ${token}`);
-      return new Promise((resolve, reject) => {
-        client.getSmtpAuth!(create(GetSmtpAuthRequestSchema, req), md, { deadline: Date.now() + deadlineMs }, (err: ServiceError | null, res: GetSmtpAuthResponse) =>
-          err ? reject(err) : resolve(res),
-        );
-      });
-    },
+    getSmtpAuth: (req, deadlineMs = 10_000) => unary<typeof GetSmtpAuthRequestSchema, GetSmtpAuthResponse>('getSmtpAuth', GetSmtpAuthRequestSchema, req, deadlineMs),
+    getGraphToken: (req, deadlineMs = 10_000) => unary<typeof GetGraphTokenRequestSchema, GetGraphTokenResponse>('getGraphToken', GetGraphTokenRequestSchema, req, deadlineMs),
     close: () => client.close(),
   };
 }

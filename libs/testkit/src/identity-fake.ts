@@ -25,6 +25,11 @@ export interface IdentityFakeOptions {
   rotateRefreshTokens?: boolean;
   /** Delay before the token endpoint answers (to widen race windows). */
   tokenDelayMs?: number;
+  /**
+   * Application permissions per client id. Client-credentials tokens of a listed client are
+   * unsigned JWTs carrying them as `roles` (as Entra ID's Graph tokens do); others stay opaque.
+   */
+  appRoles?: Record<string, string[]>;
 }
 
 export interface IdentityFake {
@@ -157,7 +162,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     }
     let user = '';
     if (grantType === 'client_credentials') {
-      return issue(res, scope, undefined);
+      return issue(res, scope, undefined, undefined, opts.appRoles?.[clientId]);
     } else if (grantType === 'refresh_token') {
       const presented = form.get('refresh_token') ?? '';
       const known = refreshTokens.get(presented);
@@ -186,8 +191,8 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     return rt;
   }
 
-  function issue(res: ServerResponse, scope: string, refreshToken: string | undefined, user?: string) {
-    const at = newToken('at');
+  function issue(res: ServerResponse, scope: string, refreshToken: string | undefined, user?: string, roles?: string[]) {
+    const at = roles ? appToken(scope, roles) : newToken('at');
     accessTokens.set(at, { expiresAt: Date.now() + expiresIn * 1000, revoked: false });
     const out: Record<string, unknown> = {
       token_type: 'Bearer',
@@ -204,6 +209,12 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       out.id_token = [{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.') + '.';
     }
     json(res, 200, out);
+  }
+
+  function appToken(scope: string, roles: string[]): string {
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { aud: scope.replace(/\/\.default$/, ''), iss: `${base}/tenant/v2.0`, iat: now, exp: now + expiresIn, roles, jti: randomBytes(16).toString('base64url') };
+    return [{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.') + '.sig';
   }
 
   function oauthError(res: ServerResponse, statusCode: number, error: string, code: number, description: string) {

@@ -9,3 +9,5 @@ export * from './smtp-sink.js';
 export * from './service.js';
 export { packageDir, repoRoot, serviceScript } from './paths.js';
 export * from './identity-fake.js';
+export * from './graph-fake.js';
+export * from './otlp-receiver.js';

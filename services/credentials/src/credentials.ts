@@ -11,6 +11,8 @@ import {
   toGrpcError,
   type BeginConsentRequest,
   type BeginConsentResponse,
+  type GetGraphTokenRequest,
+  type GetGraphTokenResponse,
   type GetSmtpAuthRequest,
   type GetSmtpAuthResponse,
   type TestSenderRequest,
@@ -18,6 +20,8 @@ import {
 } from '@relay/proto';
 import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { createConsent } from './consent.js';
+import { graphTokenFor } from './graph-auth.js';
+import { testGraphSender } from './graph-test.js';
 import { startCredentialsHttp, type CredentialsHttp } from './http-server.js';
 import { checkInternalToken } from './internal-auth.js';
 import { createOAuthTokens } from './oauth-tokens.js';
@@ -66,6 +70,18 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
         },
       );
     },
+    getGraphToken(call: ServerUnaryCall<GetGraphTokenRequest, GetGraphTokenResponse>, cb: sendUnaryData<GetGraphTokenResponse>) {
+      void (async () => {
+        checkInternalToken(call.metadata, token);
+        return graphTokenFor(senders.get(call.request.sender), call.request.sender, tokens, { tokenRejected: call.request.tokenRejected });
+      })().then(
+        (res) => cb(null, res),
+        (err: unknown) => {
+          logger.warn({ sender: call.request.sender, err: (err as Error).message }, 'graph token refused');
+          cb(toGrpcError(err));
+        },
+      );
+    },
     beginConsent(call: ServerUnaryCall<BeginConsentRequest, BeginConsentResponse>, cb: sendUnaryData<BeginConsentResponse>) {
       void (async () => {
         checkInternalToken(call.metadata, token);
@@ -81,7 +97,10 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
     testSender(call: ServerUnaryCall<TestSenderRequest, TestSenderResponse>, cb: sendUnaryData<TestSenderResponse>) {
       void (async () => {
         checkInternalToken(call.metadata, token);
-        return testSender(senders.get(call.request.sender), call.request.sender, tokens, call.request.to ? { to: call.request.to } : {});
+        const sender = senders.get(call.request.sender);
+        const opts = call.request.to ? { to: call.request.to } : {};
+        if (sender?.graph) return testGraphSender({ ...sender, graph: sender.graph }, call.request.sender, tokens, opts);
+        return testSender(sender, call.request.sender, tokens, opts);
       })().then(
         (res) => {
           logger.info({ sender: call.request.sender, ok: res.ok, steps: res.steps.map((s) => `${s.name}:${s.ok ? 'ok' : 'failed'}`) }, 'sender tested');

@@ -2,7 +2,7 @@ import { ErrorCode, RelayError } from '@relay/core';
 import type { Logger } from '@relay/telemetry';
 import type { RefreshTokenStore } from './secret-store.js';
 import type { CachedToken, TokenCache } from './token-cache.js';
-import { fetchToken as defaultFetchToken, type FetchedToken, type OAuth2Auth } from './token-providers.js';
+import { fetchToken as defaultFetchToken, type FetchedToken, type TokenAuth } from './token-providers.js';
 
 export const TOKEN_DEFAULTS = {
   /** The cross-replica refresh lock expires after this, should its holder die mid-refresh. */
@@ -17,13 +17,13 @@ export interface OAuthTokensDeps {
   cache: TokenCache;
   store: RefreshTokenStore;
   logger: Logger;
-  fetchToken?: (sender: string, auth: OAuth2Auth, refreshToken: string | undefined) => Promise<FetchedToken>;
+  fetchToken?: (sender: string, auth: TokenAuth, refreshToken: string | undefined) => Promise<FetchedToken>;
   timing?: Partial<typeof TOKEN_DEFAULTS>;
 }
 
 export interface OAuthTokens {
   /** An access token for the sender; `rejected` means the provider refused the last one (refresh it). */
-  get(sender: string, auth: OAuth2Auth, opts?: { rejected?: boolean }): Promise<CachedToken>;
+  get(sender: string, auth: TokenAuth, opts?: { rejected?: boolean }): Promise<CachedToken>;
 }
 
 /**
@@ -37,7 +37,7 @@ export function createOAuthTokens(deps: OAuthTokensDeps): OAuthTokens {
   const t = { ...TOKEN_DEFAULTS, ...deps.timing };
   const pending = new Map<string, Promise<CachedToken>>();
 
-  async function refresh(sender: string, auth: OAuth2Auth, rejected: boolean): Promise<CachedToken> {
+  async function refresh(sender: string, auth: TokenAuth, rejected: boolean): Promise<CachedToken> {
     const startedAt = Date.now();
     const deadline = startedAt + t.waitTimeoutMs;
     // Any fresh token will do, unless the last one was rejected: then only one obtained after the

@@ -5,11 +5,18 @@ import { ErrorCode, RelayError } from '@relay/core';
 
 export type OAuth2Auth = Extract<SmtpAuthConfig, { type: 'oauth2' }>;
 
+/**
+ * What a token is fetched for: an oauth2 SMTP auth, or a Graph sender presented as a Microsoft
+ * client_credentials application with its own scopes (see graph-auth.ts).
+ */
+export type TokenAuth = OAuth2Auth & { scopes?: readonly string[] };
+
 /** Scopes from DESIGN.md: app-only SMTP, delegated SMTP (+ offline_access for a refresh token), Gmail. */
 export const SCOPES = {
   microsoftAppOnlySmtp: ['https://outlook.office365.com/.default'],
   microsoftDelegatedSmtp: ['https://outlook.office.com/SMTP.Send', 'offline_access'],
   google: ['https://mail.google.com/'],
+  graphAppOnly: ['https://graph.microsoft.com/.default'],
 } as const;
 
 export const MICROSOFT_AUTHORITY = 'https://login.microsoftonline.com';
@@ -72,7 +79,7 @@ export function microsoftApp(auth: OAuth2Auth): ConfidentialClientApplication {
  * flows. Errors: ConsentRequiredError (grant dead), FailedPrecondition (app misconfigured),
  * Unavailable (provider unreachable or failing; retry later).
  */
-export async function fetchToken(sender: string, auth: OAuth2Auth, refreshToken: string | undefined): Promise<FetchedToken> {
+export async function fetchToken(sender: string, auth: TokenAuth, refreshToken: string | undefined): Promise<FetchedToken> {
   if (auth.flow === 'refresh_token' && !refreshToken) {
     throw new ConsentRequiredError(sender, 'no refresh token is stored yet');
   }
@@ -85,9 +92,9 @@ export async function fetchToken(sender: string, auth: OAuth2Auth, refreshToken:
   }
 }
 
-async function microsoftClientCredentials(auth: OAuth2Auth): Promise<FetchedToken> {
+async function microsoftClientCredentials(auth: TokenAuth): Promise<FetchedToken> {
   // Our own cache (Redis, encrypted) decides when to refresh; MSAL's in-memory one must not answer.
-  const res = await msalApp(auth).acquireTokenByClientCredential({ scopes: [...SCOPES.microsoftAppOnlySmtp], skipCache: true });
+  const res = await msalApp(auth).acquireTokenByClientCredential({ scopes: [...(auth.scopes ?? SCOPES.microsoftAppOnlySmtp)], skipCache: true });
   return fromMsal(res);
 }
 

@@ -1,39 +1,66 @@
-import { connectBus, ensureDurable, type Bus } from '@relay/bus';
-import type { RelayConfig, RelayEnv } from '@relay/config';
-import { once } from '@relay/core';
+import { Redis } from 'ioredis';
+import { connectBus, createDispatchWorker, type Bus } from '@relay/bus';
+import { requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
+import { internalToken, once } from '@relay/core';
+import { createCredentialsClient } from '@relay/proto';
 import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { createGraphDeliverer } from './deliver.js';
+import { createGraphClient, type GraphTiming } from './graph-client.js';
+import { createGraphTokens } from './graph-token.js';
+import { createMailboxSlots, type SlotTiming } from './mailbox-slots.js';
 
 export interface GraphSenderOptions {
   env: RelayEnv;
   config: RelayConfig;
   logger: Logger;
+  /** Messages one replica works on at once (the per-mailbox bound applies to their requests). */
+  concurrency?: number;
+  timing?: Partial<GraphTiming>;
+  slotTiming?: Partial<SlotTiming>;
 }
 
 /**
- * Joins the bus and owns the durable consumer for `transport: graph` mail. Delivery through
- * Microsoft Graph is not built yet: until it is, graph mail stays stored in the dispatch stream
- * (QUEUED), never dropped, and is delivered by the version that has it.
+ * Delivers `transport: graph` mail through Microsoft Graph: consumes the graph dispatch subject
+ * (replicas share one durable consumer), sends each message with sendMail or, over 4 MB, as a
+ * draft with upload sessions, and settles it through the shared dispatch worker.
  */
-export async function createGraphSender(opts: GraphSenderOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService> {
+export async function createGraphSender(opts: GraphSenderOptions, overrides: { bus?: Bus; redis?: Redis } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
+  const token = internalToken(requireMasterKey(env));
   const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-graph-sender:${process.pid}`, topology: { replicas: env.streamReplicas } }));
+  const redis = overrides.redis ?? new Redis(env.redisUrl, { maxRetriesPerRequest: 2, connectionName: `relay-graph-sender:${process.pid}` });
+  redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis error'));
+  const credentials = createCredentialsClient(env.credentialsAddr, token);
+  const senders = new Map(config.senders.filter((s) => s.transport === 'graph').map((s) => [s.id, s]));
+  const client = createGraphClient({
+    tokens: createGraphTokens(credentials),
+    slots: createMailboxSlots(redis, env.busPrefix, opts.slotTiming),
+    ...(opts.timing ? { timing: opts.timing } : {}),
+  });
+  const deliverer = createGraphDeliverer(() => senders, client);
+  const worker = createDispatchWorker({
+    bus,
+    transport: 'graph',
+    service: 'relay-graph-sender',
+    concurrency: opts.concurrency ?? 64,
+    ackWaitMs: env.ackWaitMs,
+    retry: config.delivery,
+    deliver: (e) => deliverer.deliver(e),
+    log: logger,
+  });
   let ops: OpsServer | undefined;
+  const ready = async () => (await bus.healthy()) && redis.status === 'ready';
   return {
     async start() {
-      await ensureDurable(bus.jsm, {
-        stream: bus.names.dispatchStream,
-        durable: bus.names.senderConsumer('graph'),
-        filterSubject: bus.names.dispatchWildcard('graph'),
-        ackWaitMs: 60_000,
-        maxAckPending: 1_000,
-      });
-      const graphSenders = config.senders.filter((s) => s.transport === 'graph').map((s) => s.id);
-      if (graphSenders.length) logger.warn({ senders: graphSenders }, 'Graph delivery is not available in this version; graph mail is kept queued');
-      ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready: () => bus.healthy() });
+      await worker.start();
+      ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready });
       return { metrics: ops.port };
     },
     stop: once(async () => {
+      await worker.stop(env.graceMs);
+      credentials.close();
       await ops?.close();
+      if (!overrides.redis) await redis.quit().catch(() => redis.disconnect());
       if (!overrides.bus) await bus.close();
     }),
   };

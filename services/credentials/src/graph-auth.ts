@@ -1,0 +1,65 @@
+import { create } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type { GraphConfig, SenderConfig } from '@relay/config';
+import { ErrorCode, RelayError } from '@relay/core';
+import { GetGraphTokenResponseSchema, type GetGraphTokenResponse } from '@relay/proto';
+import type { OAuthTokens } from './oauth-tokens.js';
+import { SCOPES, type TokenAuth } from './token-providers.js';
+
+/** Graph hosts of Microsoft's clouds; each has its own `.default` resource. */
+const CLOUD_GRAPH_HOSTS = new Set(['graph.microsoft.com', 'graph.microsoft.us', 'dod-graph.microsoft.us', 'microsoftgraph.chinacloudapi.cn']);
+
+/**
+ * The app-only scope for a sender's graph_url: `<cloud graph>/.default` for Microsoft's national
+ * clouds (US Government, China), `https://graph.microsoft.com/.default` otherwise (the global
+ * cloud, a proxy in front of it, or a test double).
+ */
+export function graphScopes(graphUrl: string): string[] {
+  const url = new URL(graphUrl);
+  return CLOUD_GRAPH_HOSTS.has(url.host) ? [`https://${url.host}/.default`] : [...SCOPES.graphAppOnly];
+}
+
+/** A Graph sender as the token machinery sees it: a Microsoft app with client credentials. */
+export function graphTokenAuth(graph: GraphConfig): TokenAuth {
+  return {
+    type: 'oauth2',
+    provider: 'microsoft',
+    flow: 'client_credentials',
+    tenantId: graph.tenantId,
+    clientId: graph.clientId,
+    clientSecret: graph.clientSecret,
+    user: graph.mailbox,
+    refreshToken: undefined,
+    authorityUrl: graph.authorityUrl,
+    tokenUrl: undefined,
+    scopes: graphScopes(graph.graphUrl),
+  };
+}
+
+/** The access token a graph-sender presents to Graph for `id`; `tokenRejected` replaces a refused one. */
+export async function graphTokenFor(
+  sender: SenderConfig | undefined,
+  id: string,
+  tokens: OAuthTokens,
+  opts: { tokenRejected?: boolean } = {},
+): Promise<GetGraphTokenResponse> {
+  if (!sender) throw new RelayError(ErrorCode.NotFound, `sender "${id}" is not configured`);
+  if (!sender.graph) throw new RelayError(ErrorCode.FailedPrecondition, `sender "${id}" does not use Microsoft Graph (transport: ${sender.transport})`);
+  const token = await tokens.get(id, graphTokenAuth(sender.graph), { rejected: opts.tokenRejected ?? false });
+  return create(GetGraphTokenResponseSchema, { accessToken: token.accessToken, expiresAt: timestampFromDate(new Date(token.expiresAt)) });
+}
+
+/**
+ * The application permissions (`roles`) in an app-only access token, or undefined when the token
+ * is not a readable JWT. Entra ID puts the granted Graph application permissions there.
+ */
+export function tokenRoles(accessToken: string): string[] | undefined {
+  const parts = accessToken.split('.');
+  if (parts.length !== 3) return undefined;
+  try {
+    const claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as { roles?: unknown };
+    return Array.isArray(claims.roles) ? claims.roles.filter((r): r is string => typeof r === 'string') : [];
+  } catch {
+    return undefined;
+  }
+}

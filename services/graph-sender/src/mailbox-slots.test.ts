@@ -1,0 +1,60 @@
+import { Redis } from 'ioredis';
+import { testRedisUrl, uniquePrefix } from '@relay/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMailboxSlots } from './mailbox-slots.js';
+
+let a: Redis;
+let b: Redis;
+const prefix = uniquePrefix('slots');
+
+beforeAll(() => {
+  a = new Redis(testRedisUrl());
+  b = new Redis(testRedisUrl());
+});
+afterAll(async () => {
+  const keys = await a.keys(`${prefix}:*`);
+  if (keys.length) await a.del(...keys);
+  await Promise.all([a.quit(), b.quit()]);
+});
+
+describe('mailbox slots', () => {
+  it('holds requests of two replicas to the mailbox limit and lets a waiter in when a slot is given back', async () => {
+    // Two slot sets on two connections stand for two graph-sender replicas.
+    const one = createMailboxSlots(a, prefix, { pollMs: 5 });
+    const two = createMailboxSlots(b, prefix, { pollMs: 5 });
+    const held = await Promise.all([one.acquire('Box@campus.example', 3), two.acquire('box@campus.example', 3), one.acquire('box@campus.example', 3)]);
+    expect(await a.zcard(`${prefix}:graph-slots:box@campus.example`)).toBe(3);
+    let fourth = false;
+    const waiting = two.acquire('box@campus.example', 3).then((release) => {
+      fourth = true;
+      return release;
+    });
+    // The waiter polls several times and stays out while three slots are held.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(fourth).toBe(false);
+    await held[1]!();
+    const release4 = await waiting;
+    expect(await a.zcard(`${prefix}:graph-slots:box@campus.example`)).toBe(3);
+    await Promise.all([held[0]!(), held[2]!(), release4()]);
+    expect(await a.zcard(`${prefix}:graph-slots:box@campus.example`)).toBe(0);
+  });
+
+  it('frees the slot of a replica that died holding it once its lease runs out', async () => {
+    const dying = new Redis(testRedisUrl());
+    const crashed = createMailboxSlots(dying, prefix, { leaseMs: 150, pollMs: 5 });
+    await crashed.acquire('gone@campus.example', 1); // never released
+    // The replica is gone: its connection drops and its lease is no longer renewed.
+    dying.disconnect();
+    expect(await a.zcard(`${prefix}:graph-slots:gone@campus.example`)).toBe(1);
+    const other = createMailboxSlots(b, prefix, { leaseMs: 150, pollMs: 5 });
+    const release = await other.acquire('gone@campus.example', 1);
+    await release();
+  });
+
+  it('gives up after the wait timeout with a retryable error naming the mailbox', async () => {
+    const s = createMailboxSlots(a, prefix, { pollMs: 5, waitTimeoutMs: 30 });
+    const held = await s.acquire('busy@campus.example', 1);
+    await expect(s.acquire('busy@campus.example', 1)).rejects.toMatchObject({ retryable: true, message: expect.stringMatching(/busy@campus\.example had no free Graph request slot/) });
+    await held();
+  });
+});
