@@ -32,6 +32,8 @@ export interface CallOptions {
   /** Overrides the client's key for this call; null sends no authorization header at all. */
   apiKey?: string | null;
   deadlineMs?: number;
+  /** A W3C traceparent sent as call metadata, as a traced caller would. */
+  traceparent?: string;
 }
 
 /** The fields of a SendMail request, as a plain object (nested messages as plain objects too). */
@@ -59,6 +61,7 @@ export function createTestClient(address: string, apiKey?: string): TestClient {
     const md = new Metadata();
     const key = opts.apiKey === undefined ? apiKey : opts.apiKey;
     if (key) md.set('authorization', `Bearer ${key}`);
+    if (opts.traceparent) md.set('traceparent', opts.traceparent);
     const deadline = new Date(Date.now() + (opts.deadlineMs ?? DEFAULT_DEADLINE_MS));
     const fn = (client as unknown as Record<string, Unary>)[method];
     if (!fn) throw new Error(`no method ${method}`);

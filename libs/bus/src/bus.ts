@@ -1,6 +1,6 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { deadline, headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
+import { deadline, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import {
   jetstream,
@@ -17,6 +17,7 @@ import { RelayError, ErrorCode } from '@relay/core';
 import { EnvelopeSchema, StatusEventSchema, type Envelope, type MessageState, type StatusEvent } from '@relay/proto';
 import { busNames, type BusNames } from './names.js';
 import { ensureStreams, streamConfigs, TOPOLOGY_DEFAULTS, type TopologyOptions } from './topology.js';
+import { tracedPublish } from './trace.js';
 
 export interface BusOptions {
   servers: string;
@@ -37,6 +38,10 @@ export interface Bus {
   readonly bodies: ObjectStore;
   /** Largest payload one broker message may carry. */
   readonly maxPayload: number;
+  /**
+   * Publishes an envelope in a PRODUCER span and waits until JetStream stored it; the headers sent
+   * are a copy of `headers` carrying the active trace context.
+   */
   publishEnvelope(subject: string, env: Envelope, msgId: string, headers?: MsgHdrs): Promise<PubAck>;
   /** Publishes a status event and waits until JetStream stored it. */
   publishStatus(ev: StatusInit, headers?: MsgHdrs): Promise<PubAck>;
@@ -102,7 +107,10 @@ function createBus(
     bodies,
     maxPayload: nc.info?.max_payload ?? 1024 * 1024,
     publishEnvelope(subject, env, msgId, headers) {
-      return js.publish(subject, toBinary(EnvelopeSchema, env), { msgID: msgId, headers: headers ?? natsHeaders(), timeout });
+      const data = toBinary(EnvelopeSchema, env);
+      return tracedPublish({ subject, messageId: env.messageId, natsMsgId: msgId, bodySize: data.length, sender: env.sender }, headers, (h) =>
+        js.publish(subject, data, { msgID: msgId, headers: h, timeout }),
+      );
     },
     publishStatus(ev, headers) {
       return js.publish(names.statusSubject(ev.messageId), encodeStatus(ev), { timeout, ...(headers ? { headers } : {}) });

@@ -5,3 +5,4 @@ export * from './topology.js';
 export * from './consumers.js';
 export * from './worker.js';
 export * from './consume-loop.js';
+export * from './trace.js';

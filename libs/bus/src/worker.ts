@@ -1,13 +1,16 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type { Span } from '@opentelemetry/api';
 import type { JsMsg } from '@nats-io/jetstream';
 import { backoffMs, describe, InFlight, isDeliveryError, retryable, within, type DeliveryError } from '@relay/core';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
+import { relayInstruments } from '@relay/telemetry';
 import type { Bus } from './bus.js';
 import { decodeEnvelope } from './bus.js';
 import { deleteBody, unpackEnvelope } from './bodies.js';
 import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
 import { ensureDurable } from './consumers.js';
+import { fail, processMessage } from './trace.js';
 
 export interface RetryPolicy {
   retryInitialMs: number;
@@ -63,24 +66,29 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
       }),
     ));
 
+  const metrics = relayInstruments();
+
   async function handle(m: JsMsg) {
     working.add(m);
     try {
-      await settle(m);
+      const stub = decodeEnvelope(m.data);
+      // One CONSUMER span per delivery attempt, continuing the message's trace from its headers.
+      await processMessage(m, { consumer: durable, messageId: stub.messageId, sender: stub.sender }, (span) => settle(m, stub, span));
     } finally {
       working.delete(m);
     }
   }
 
-  async function settle(m: JsMsg) {
-    const stub = decodeEnvelope(m.data);
+  async function settle(m: JsMsg, stub: Envelope, span: Span) {
     const id = stub.messageId;
+    span.setAttribute('relay.attempt', stub.attempt);
     // The SENT (or FAILED) event is the marker: written before the ack, so a redelivery after a
     // crash between the outcome and our ack finds it and does nothing twice.
     if (m.redelivered) {
       const last = (await bus.lastStatus(id))?.state;
       if (last === MessageState.SENT || last === MessageState.FAILED) {
         o.log.info({ message_id: id, state: MessageState[last] }, 'already settled before a restart; not sending again');
+        span.setAttribute('relay.outcome', 'already-settled');
         m.ack();
         return;
       }
@@ -90,37 +98,49 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     bus.noteStatus({ messageId: id, sender: env.sender, state: MessageState.SENDING, attempt: env.attempt, detail: '', service: o.service });
     let reply: string | undefined;
     let failure: DeliveryError | undefined;
+    const started = performance.now();
     try {
       reply = await o.deliver(env);
     } catch (err) {
       failure = isDeliveryError(err) ? err : retryable(describe(err), { cause: err });
     }
+    const outcome = reply !== undefined ? 'sent' : failure!.retryable ? 'retryable' : 'permanent';
+    metrics.sendDuration.record((performance.now() - started) / 1000, { transport: o.transport, outcome });
     await endOfTurn();
     if (reply !== undefined) {
+      span.setAttributes({ 'relay.outcome': 'sent', 'relay.provider.reply': reply });
       await bus.publishStatus({ messageId: id, sender: env.sender, state: MessageState.SENT, attempt: env.attempt, detail: reply, service: o.service });
       await deleteBody(bus, env);
+      metrics.sent.add(1, { sender: env.sender, transport: o.transport });
       o.log.debug({ message_id: id, sender: env.sender, attempt: env.attempt }, 'sent');
     } else {
-      await settleFailure(env, failure!);
+      fail(span, failure);
+      span.setAttribute('relay.provider.reply', failure!.message);
+      await settleFailure(env, failure!, span);
     }
     m.ack();
   }
 
-  async function settleFailure(env: Envelope, err: DeliveryError) {
+  async function settleFailure(env: Envelope, err: DeliveryError, span: Span) {
     const detail = err.remedy ? `${err.message} — ${err.remedy}` : err.message;
     const submitted = env.submittedAt ? timestampDate(env.submittedAt).getTime() : Date.now();
     const wait = Math.max(backoffMs(env.attempt, o.retry.retryInitialMs, o.retry.retryMaxMs), err.retryAfterMs ?? 0);
     const base = { messageId: env.messageId, sender: env.sender, attempt: env.attempt, service: o.service };
     if (err.retryable && Date.now() + wait - submitted <= o.retry.maxAgeMs) {
       const next = create(EnvelopeSchema, { ...stubOf(env), attempt: env.attempt + 1, notBefore: timestampFromDate(new Date(Date.now() + wait)) });
+      span.setAttributes({ 'relay.outcome': 'retrying', 'relay.retry_in_ms': wait });
       await bus.publishStatus({ ...base, state: MessageState.RETRYING, detail });
-      // Back through the scheduler, so a retry takes a pacing slot like any other send.
+      // Back through the scheduler, so a retry takes a pacing slot like any other send; published
+      // within this span, the retry continues the message's trace.
       await bus.publishEnvelope(bus.names.submittedSubject(env.sender), next, `${env.messageId}.${next.attempt}.submit`);
+      metrics.retrying.add(1, { sender: env.sender, transport: o.transport });
       o.log.info({ message_id: env.messageId, sender: env.sender, attempt: env.attempt, retry_in_ms: wait, error: err.message }, 'retrying');
     } else {
       const reason = err.retryable ? `gave up after ${env.attempt} attempts: ${detail}` : detail;
+      span.setAttribute('relay.outcome', 'failed');
       await bus.publishStatus({ ...base, state: MessageState.FAILED, detail: reason });
       await deleteBody(bus, env);
+      metrics.failed.add(1, { sender: env.sender, transport: o.transport });
       o.log.warn({ message_id: env.messageId, sender: env.sender, attempt: env.attempt, error: reason }, 'failed');
     }
   }

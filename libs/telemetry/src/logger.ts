@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { logContextFields } from './log-context.js';
 
 export type { Logger };
 
@@ -14,12 +15,16 @@ export interface LoggerOptions {
   destination?: NodeJS.WritableStream;
 }
 
-/** JSON lines with the service name, secrets redacted. */
+/**
+ * JSON lines with the service name, secrets redacted, and the active trace's `trace_id` and
+ * `span_id` (plus `message_id` and `sender` when the work is about one message).
+ */
 export function createLogger(opts: LoggerOptions): Logger {
   return pino(
     {
       level: opts.level ?? 'info',
       base: { service: opts.service },
+      mixin: logContextFields,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },

@@ -1,12 +1,13 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { openTelemetryMetricsText } from './state.js';
 
 export interface OpsServerOptions {
   port: number;
   host: string;
   /** Resolves true when the service can do its work (connected to NATS, Redis, ...). */
   ready: () => Promise<boolean> | boolean;
-  /** Prometheus text exposition, when the service has metrics. */
+  /** Prometheus text of the service's own hand-made metrics, served ahead of the OpenTelemetry ones. */
   metrics?: () => Promise<string> | string;
 }
 
@@ -15,7 +16,10 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-/** /healthz (alive), /readyz (dependencies up) and /metrics on the service's metrics port. */
+/**
+ * /healthz (alive), /readyz (dependencies up) and /metrics (the service's OpenTelemetry metrics in
+ * Prometheus text, after any hand-made ones) on the service's metrics port.
+ */
 export async function startOpsServer(opts: OpsServerOptions): Promise<OpsServer> {
   const server: Server = createServer((req, res) => {
     void (async () => {
@@ -25,8 +29,10 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<OpsServer>
         const ok = await Promise.resolve(opts.ready()).catch(() => false);
         return send(ok ? 200 : 503, ok ? 'ready\n' : 'not ready\n');
       }
-      if (path === '/metrics' && opts.metrics) {
-        return send(200, await opts.metrics(), 'text/plain; version=0.0.4');
+      if (path === '/metrics') {
+        const own = opts.metrics ? await opts.metrics() : '';
+        const otel = await openTelemetryMetricsText().catch(() => '');
+        return send(200, own + otel, 'text/plain; version=0.0.4');
       }
       send(404, 'not found\n');
     })().catch(() => send(500, 'error\n'));

@@ -1,5 +1,6 @@
 import { describe as describeError, isConfigError } from '@relay/core';
 import type { Logger } from './logger.js';
+import { shutdownTelemetry } from './state.js';
 
 export interface RunnableService {
   /** Begins taking work; resolves with the ports the service listens on. */
@@ -34,7 +35,9 @@ export async function runService(
     }
     logger.info({ signal }, 'stopping');
     stopping = service.stop().then(
-      () => {
+      async () => {
+        // Spans of the last messages leave before the process does.
+        await shutdownTelemetry();
         logger.info('stopped');
         proc.exitCode ??= 0;
       },

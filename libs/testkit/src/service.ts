@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
 import { repoRoot, serviceScript } from './paths.js';
 import { Changes } from './wait.js';
 
@@ -14,8 +16,13 @@ export interface SpawnServiceOptions {
   env?: Record<string, string | undefined>;
   /** Default `<repo>/services/<name>/dist/main.js`. */
   script?: string;
-  /** Node flags before the script, e.g. `--import`. */
+  /** Node flags before the script (after the telemetry module's `--import`, when that is loaded). */
   nodeArgs?: string[];
+  /**
+   * Load the telemetry module first (`node --import`), as operators start a service. Default: true
+   * for a service's own main.js, false for another `script`.
+   */
+  telemetry?: boolean;
   /** How long to wait for the "ready" log line. Default 20 s. */
   readyTimeoutMs?: number;
   /** Default: the repository root. */
@@ -71,10 +78,14 @@ function track(child: ChildProcess): void {
   child.once('exit', () => live.delete(child));
 }
 
+/** The telemetry module every service is started with, as operators start it (`node --import`). */
+export const TELEMETRY_REGISTER = join(repoRoot, 'libs', 'telemetry', 'dist', 'register.js');
+
 function start(name: string, opts: SpawnServiceOptions): ChildProcess {
   const script = opts.script ?? serviceScript(name);
   if (!existsSync(script)) throw new Error(`${name}: ${script} does not exist; build it first (npm run build)`);
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), script], {
+  const telemetry = (opts.telemetry ?? opts.script === undefined) ? ['--import', pathToFileURL(TELEMETRY_REGISTER).href] : [];
+  const child = spawn(process.execPath, [...telemetry, ...(opts.nodeArgs ?? []), script], {
     cwd: opts.cwd ?? repoRoot,
     env: serviceEnv(opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],

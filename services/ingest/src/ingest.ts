@@ -3,7 +3,7 @@ import { connectBus, type Bus } from '@relay/bus';
 import type { RelayConfig, RelayEnv } from '@relay/config';
 import { ErrorCode, RelayError, InFlight, internalToken, once, within } from '@relay/core';
 import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
-import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { createAuthenticator } from './auth.js';
 import { createAdminForward } from './credentials-forward.js';
 import { createMailHandlers, type IngestContext } from './mail-service.js';
@@ -51,18 +51,22 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     }),
   });
   let ops: OpsServer | undefined;
+  let health: GrpcHealth | undefined;
+  const ready = () => bus.healthy();
 
   return {
     ctx,
     async start() {
+      health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       const grpcPort = await new Promise<number>((resolve, reject) =>
         server.bindAsync(`${env.host}:${env.grpcPort}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
       );
-      ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready: () => bus.healthy() });
+      ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready });
       return { grpc: grpcPort, metrics: ops.port };
     },
     stop: once(async () => {
       // Refuse new calls, let the ones in progress finish within the grace period.
+      health?.close();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       if (!(await within(inFlight.idle(), env.graceMs))) logger.warn({ in_flight: inFlight.size }, 'grace period over');
       server.forceShutdown();

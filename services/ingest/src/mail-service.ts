@@ -1,6 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServerUnaryCall } from '@grpc/grpc-js';
+import { trace } from '@opentelemetry/api';
 import { packEnvelope, type Bus } from '@relay/bus';
 import type { RelayConfig, SenderConfig } from '@relay/config';
 import { ErrorCode, RelayError, isRelayError, uuidv7 } from '@relay/core';
@@ -14,7 +15,7 @@ import {
   type SendMailRequest,
   type SendMailResponse,
 } from '@relay/proto';
-import type { Logger } from '@relay/telemetry';
+import { relayInstruments, type Logger } from '@relay/telemetry';
 import type { Authenticator } from './auth.js';
 import { foldHistory } from './history.js';
 import { claim, markStored } from './idempotency.js';
@@ -71,12 +72,15 @@ export function createMailHandlers(ctx: IngestContext) {
           recipientCount: recipients,
           sizeBytes: BigInt(size),
         });
+        // On the SendMail server span (a child of the caller's traceparent, if it sent one).
+        trace.getActiveSpan()?.setAttributes({ 'relay.message.id': messageId, 'relay.sender': sender.id, 'relay.client': client.name });
         const packed = await packEnvelope(ctx.bus, env);
         // QUEUED goes out first on the same connection, so it is stored before the message is,
         // and before anything a downstream service can say about it.
         ctx.bus.noteStatus({ messageId, sender: sender.id, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now });
         await ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`);
         if (recordKey) await markStored(ctx.bus.idempotency, recordKey, messageId, req);
+        relayInstruments().accepted.add(1, { sender: sender.id });
         ctx.logger.debug({ message_id: messageId, sender: sender.id, client: client.name, recipients, size }, 'accepted');
         return create(SendMailResponseSchema, { messageId, state: MessageState.QUEUED });
       });

@@ -1,8 +1,9 @@
 import type { JsMsg } from '@nats-io/jetstream';
-import { consumeLoop, decodeEnvelope, ensureDurable, type Bus, type ConsumeLoop } from '@relay/bus';
+import { trace } from '@opentelemetry/api';
+import { consumeLoop, decodeEnvelope, ensureDurable, processMessage, type Bus, type ConsumeLoop } from '@relay/bus';
 import type { SenderConfig } from '@relay/config';
 import { InFlight, describe } from '@relay/core';
-import type { Logger } from '@relay/telemetry';
+import { relayInstruments, type Logger } from '@relay/telemetry';
 import type { Pacer } from './pacer.js';
 import { decide } from './route.js';
 import { isPaced } from './redis-pacer.js';
@@ -102,20 +103,34 @@ export class SenderLane {
     const sender = this.#sender;
     try {
       const env = decodeEnvelope(m.data);
-      const d = decide(env, sender, Date.now());
-      if (d.action === 'wait') {
-        m.nak(d.ms);
-        return;
-      }
-      const keepAlive = () => m.working();
-      const timer = setInterval(keepAlive, this.#opts.ackWaitMs / 3);
-      try {
-        await this.#pacer.acquire(() => this.#sender, env, this.#abort.signal, keepAlive);
-      } finally {
-        clearInterval(timer);
-      }
-      await this.#bus.publishEnvelope(this.#bus.names.dispatchSubject(d.transport, sender.id), env, `${env.messageId}.${env.attempt}.dispatch`, m.headers);
-      m.ack();
+      // The scheduler's decision is a CONSUMER span in the message's trace: parked (send_at, retry
+      // backoff) or dispatched, with the time it waited for its pacing slot.
+      await processMessage(m, { consumer: this.durable, messageId: env.messageId, sender: sender.id }, async (span) => {
+        span.setAttribute('relay.attempt', env.attempt);
+        const d = decide(env, sender, Date.now());
+        if (d.action === 'wait') {
+          span.setAttributes({ 'relay.schedule.decision': 'wait', 'relay.schedule.wait_ms': d.ms });
+          m.nak(d.ms);
+          return;
+        }
+        const keepAlive = () => m.working();
+        const timer = setInterval(keepAlive, this.#opts.ackWaitMs / 3);
+        const asked = performance.now();
+        const pace = trace.getTracer('campus-relay').startSpan('pacing wait', { attributes: { 'relay.sender': sender.id } });
+        try {
+          await this.#pacer.acquire(() => this.#sender, env, this.#abort.signal, keepAlive);
+        } finally {
+          clearInterval(timer);
+          const waitedMs = performance.now() - asked;
+          pace.setAttribute('relay.pacing.wait_ms', Math.round(waitedMs));
+          pace.end();
+          span.setAttribute('relay.pacing.wait_ms', Math.round(waitedMs));
+          relayInstruments().pacingWait.record(waitedMs / 1000, { sender: sender.id });
+        }
+        span.setAttributes({ 'relay.schedule.decision': 'dispatch', 'relay.transport': d.transport });
+        await this.#bus.publishEnvelope(this.#bus.names.dispatchSubject(d.transport, sender.id), env, `${env.messageId}.${env.attempt}.dispatch`, m.headers);
+        m.ack();
+      });
     } catch (err) {
       if (this.#abort.signal.aborted) {
         m.nak();

@@ -1,3 +1,4 @@
+import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { SenderConfig } from '@relay/config';
 import { retryable } from '@relay/core';
 import type { Envelope } from '@relay/proto';
@@ -17,14 +18,29 @@ export function createSmtpDeliverer(senders: () => Map<string, SenderConfig>, au
   async function attempt(env: Envelope, sender: SenderConfig, tokenRejected: boolean): Promise<string> {
     const creds = await auth.get(sender.id, { tokenRejected });
     const pool = pools.get(sender, creds);
-    try {
-      return describeInfo(await pool.sendMail(buildRawMessage(env, sender) ?? buildMessage(env, sender)));
-    } catch (err) {
-      const e = err as SmtpErrorLike;
-      // A refused access token gets one refresh and one more try before it counts as an answer.
-      if (creds.kind === SmtpAuthKind.XOAUTH2 && e.code === 'EAUTH' && !tokenRejected) return attempt(env, sender, true);
-      throw classifySmtpError(e);
-    }
+    const smtp = sender.smtp!;
+    // The SMTP exchange as a CLIENT span; the message carries its context in a traceparent header
+    // so the provider's logs can be matched with the trace.
+    return tracer().startActiveSpan(
+      'smtp send',
+      { kind: SpanKind.CLIENT, attributes: { 'server.address': smtp.host, 'server.port': smtp.port, 'relay.smtp.security': smtp.security, 'relay.message.id': env.messageId, 'relay.sender': sender.id } },
+      async (span) => {
+        try {
+          const headers = traceHeaders();
+          const reply = describeInfo(await pool.sendMail(buildRawMessage(env, sender, headers) ?? buildMessage(env, sender, headers)));
+          span.setAttribute('relay.smtp.reply', reply);
+          return reply;
+        } catch (err) {
+          const e = err as SmtpErrorLike;
+          span.setStatus({ code: SpanStatusCode.ERROR, message: classifySmtpError(e).message });
+          // A refused access token gets one refresh and one more try before it counts as an answer.
+          if (creds.kind === SmtpAuthKind.XOAUTH2 && e.code === 'EAUTH' && !tokenRejected) return attempt(env, sender, true);
+          throw classifySmtpError(e);
+        } finally {
+          span.end();
+        }
+      },
+    );
   }
   return {
     async deliver(env) {
@@ -33,6 +49,15 @@ export function createSmtpDeliverer(senders: () => Map<string, SenderConfig>, au
       return attempt(env, sender, false);
     },
   };
+}
+
+const tracer = () => trace.getTracer('campus-relay');
+
+/** `traceparent` of the active span, for the outgoing message's header; empty when not tracing. */
+export function traceHeaders(): Record<string, string> {
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  return carrier.traceparent ? { traceparent: carrier.traceparent } : {};
 }
 
 function describeInfo(info: SMTPPool.SentMessageInfo): string {

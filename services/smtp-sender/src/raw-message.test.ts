@@ -89,6 +89,18 @@ describe('buildRawMessage', () => {
     });
   }
 
+  it("carries the trace context in a traceparent header both ways, in place of a caller's", async () => {
+    const trace = { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' };
+    const env = envelope({ headers: { 'X-Campus-Ticket': 'T-1', TraceParent: '00-ffffffffffffffffffffffffffffffff-ffffffffffffffff-01' } });
+    const fastOpts = buildRawMessage(env, sender, trace);
+    if (!fastOpts) throw new Error('expected the fast path to take this message');
+    const fast = await compose(fastOpts);
+    const composed = await compose(buildMessage(env, sender, trace));
+    expect(fast.message).toBe(composed.message);
+    expect(headerBlock(fast.message)).toMatch(/^Traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01$/m);
+    expect(fast.message).not.toContain('ffffffff');
+  });
+
   it('reads back with mailparser field by field', async () => {
     const env = envelope({
       to: ['Ada Student <ada@students.campus.example>', 'bob@students.campus.example'],

@@ -4,6 +4,7 @@ import { foldLines } from 'nodemailer/lib/mime-funcs/index.js';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import type { SenderConfig } from '@relay/config';
 import type { Envelope } from '@relay/proto';
+import { withoutTraceHeaders } from './message.js';
 
 /**
  * The message for an envelope as finished RFC 5322 text, for the common case where nothing in it
@@ -11,7 +12,7 @@ import type { Envelope } from '@relay/proto';
  *
  * Composing a message tree costs nodemailer about as much CPU as the SMTP exchange itself, for
  * output that in the common case is the input with headers in front. Handed `raw` and `envelope`,
- * nodemailer only sends it (dot-stuffing included). The headers come out as nodemailer's composer
+ * nodemailer only sends it (dot-stuffing included). `trace` is the `traceparent` header to add. The headers come out as nodemailer's composer
  * writes them: same fields, order, names and folding, Bcc only in the envelope. The common case:
  * - plain addresses: `local@host` or `Name <local@host>` with a dot-atom local part, a host name
  *   (lowercased, as nodemailer does) and a display name of printable ASCII (quoted when needed);
@@ -20,7 +21,7 @@ import type { Envelope } from '@relay/proto';
  *   998 octets, sent as 7bit with CRLF line ends (nodemailer uses quoted-printable from 77);
  * - no attachments.
  */
-export function buildRawMessage(env: Envelope, sender: SenderConfig): Mail.Options | undefined {
+export function buildRawMessage(env: Envelope, sender: SenderConfig, trace: Record<string, string> = {}): Mail.Options | undefined {
   if (env.attachments.length > 0 || (!env.text && !env.html)) return undefined;
   const from = simpleAddress(sender.from);
   const replyToInput = env.replyTo || sender.replyTo;
@@ -34,7 +35,8 @@ export function buildRawMessage(env: Envelope, sender: SenderConfig): Mail.Optio
   if (!MESSAGE_ID_PART.test(env.messageId) || !MESSAGE_ID_PART.test(fromDomain)) return undefined;
 
   const lines: string[] = [];
-  for (const [key, value] of Object.entries(env.headers)) {
+  // The caller's headers, then the trace header, as buildMessage orders them for the composer.
+  for (const [key, value] of Object.entries({ ...withoutTraceHeaders(env.headers, trace), ...trace })) {
     if (!FIELD_NAME.test(key) || COMPOSED_FIELDS.has(key.toLowerCase()) || !plainHeaderText(value)) return undefined;
     pushHeader(lines, normalizeHeaderKey(key), value);
   }

@@ -1,0 +1,34 @@
+import { context, createContextKey, trace, type Context } from '@opentelemetry/api';
+
+/** The message a piece of work is about, carried in the OpenTelemetry context for log lines. */
+export interface MessageLogContext {
+  message_id: string;
+  sender?: string;
+}
+
+const MESSAGE_KEY = createContextKey('campus-relay.message');
+
+/** `ctx` (default: the active context) with the message's id and sender attached for logging. */
+export function withMessage(msg: MessageLogContext, ctx: Context = context.active()): Context {
+  return ctx.setValue(MESSAGE_KEY, msg);
+}
+
+/**
+ * Fields every log line gets from the active context: the span's `trace_id` and `span_id` (so a
+ * log line leads to its trace) and the message's id and sender when the work is about one.
+ */
+export function logContextFields(): Record<string, string> {
+  const ctx = context.active();
+  const out: Record<string, string> = {};
+  const sc = trace.getSpanContext(ctx);
+  if (sc && trace.isSpanContextValid(sc)) {
+    out.trace_id = sc.traceId;
+    out.span_id = sc.spanId;
+  }
+  const msg = ctx.getValue(MESSAGE_KEY) as MessageLogContext | undefined;
+  if (msg) {
+    out.message_id = msg.message_id;
+    if (msg.sender) out.sender = msg.sender;
+  }
+  return out;
+}
