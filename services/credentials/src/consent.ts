@@ -60,6 +60,12 @@ export function createConsent(deps: ConsentDeps): Consent {
     async begin(senderId) {
       const sender = deps.senders.get(senderId);
       if (!sender) throw new RelayError(ErrorCode.NotFound, `sender "${senderId}" is not configured`);
+      if (sender.graph) {
+        throw new RelayError(
+          ErrorCode.FailedPrecondition,
+          `sender "${senderId}" uses transport: graph with an app-only token; there is nobody to sign in. An administrator grants the app the Microsoft Graph application permission Mail.Send (and Mail.ReadWrite for attachments over 3 MB) with "Grant admin consent" in Entra ID; TestSender then checks it`,
+        );
+      }
       const auth = sender.smtp?.auth;
       if (!auth || auth.type !== 'oauth2') throw new RelayError(ErrorCode.FailedPrecondition, `sender "${senderId}" does not use OAuth2 (smtp.auth.type: oauth2)`);
       if (auth.flow !== 'refresh_token') {
