@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { startOtlpReceiver, startSmtpServer, type OtlpReceiver, type ReceivedSpan, type TestSmtpServer } from '@relay/testkit';
+import { MessageState } from '@relay/proto';
+import { checkGrpcHealth } from '@relay/telemetry';
+import { startOtlpReceiver, startSmtpServer, type OtlpReceiver, type ReceivedSpan, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from './support/grpc-client.js';
-import { clientEntry, FAST_DELIVERY, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
+import { hasNatsServer, NATS_SERVER_BIN, startPrivateNats, type PrivateNats } from './support/nats-server.js';
+import { clientEntry, FAST_DELIVERY, newClient, sleep, smtpSender, waitForMail, waitForState } from './support/relay.js';
 import { startStack, uncleanExits, type Stack } from './support/stack.js';
-import { MessageState } from '@relay/proto';
 
 const SMTP_USER = 'no-reply@campus.example';
 const SMTP_PASSWORD = 'correct horse battery staple';
@@ -114,7 +116,7 @@ describe('one trace per message', () => {
     expect(JSON.stringify(receiver.spans)).not.toContain(SMTP_PASSWORD);
   });
 
-  it('continues the same trace through a retry', async () => {
+  it('continues the same trace through a retry, and logs it with the trace and message', async () => {
     const caller = callerSpan();
     const res = await client.sendMail({ sender: 'no-reply', to: ['bob@students.campus.example'], subject: 'retry once', text: 'hello' }, { traceparent: caller.traceparent });
     await waitForState(client, res.messageId, [MessageState.SENT]);
@@ -128,6 +130,9 @@ describe('one trace per message', () => {
     // The retry was published by the sender, inside the failed attempt's span.
     const failed = spans.find((s) => s.attributes['relay.outcome'] === 'retrying')!;
     expect(spans.some((s) => s.kind === 4 && s.parentSpanId === failed.spanId && s.attributes['messaging.destination.name'] === `${stack.prefix}.submitted.no-reply`)).toBe(true);
+    // The sender's log line about the retry names the trace, the span, the message and the sender.
+    const line = stack.smtpSenders[0]!.logs.find((l) => l.includes('"msg":"retrying"') && l.includes(res.messageId));
+    expect(JSON.parse(line ?? '{}')).toMatchObject({ trace_id: caller.traceId, span_id: failed.spanId, message_id: res.messageId, sender: 'no-reply' });
     expect(orphans(spans, caller.spanId)).toEqual([]);
   });
 
@@ -138,5 +143,129 @@ describe('one trace per message', () => {
     expect(traceId).toBeDefined();
     const spans = await receiver.waitForTrace(traceId!, (t) => t.some((s) => s.name === 'smtp send') && orphans(t, '').length === 0);
     expect(spans.filter((s) => s.parentSpanId === '').map((s) => s.service)).toEqual(['relay-ingest']);
+  });
+});
+
+/** The value of one sample of a Prometheus text exposition; undefined when there is none. */
+export function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
+  }
+  return undefined;
+}
+
+async function metricsOf(p: ServiceProcess): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${p.ports.metrics}/metrics`);
+  expect(res.status).toBe(200);
+  return res.text();
+}
+
+/** Polls `check` until it returns a value (metrics are updated as the work finishes, not before GetMessage can see it). */
+async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+describe('metrics', () => {
+  it('counts accepted, sent, send latency and pacing waits per sender, and shows the queue', async () => {
+    const before = {
+      accepted: sample(await metricsOf(stack.ingest), 'relay_messages_accepted_total', { sender: 'no-reply' }) ?? 0,
+      sent: sample(await metricsOf(stack.smtpSenders[0]!), 'relay_messages_sent_total', { sender: 'no-reply', transport: 'smtp' }) ?? 0,
+      latency: sample(await metricsOf(stack.smtpSenders[0]!), 'relay_send_duration_seconds_count', { transport: 'smtp', outcome: 'sent' }) ?? 0,
+      waits: sample(await metricsOf(stack.scheduler), 'relay_pacing_wait_seconds_count', { sender: 'no-reply' }) ?? 0,
+    };
+    const ids = [];
+    for (let i = 0; i < 3; i++) ids.push((await client.sendMail({ sender: 'no-reply', to: [`m${i}@students.campus.example`], subject: `metrics ${i}`, text: 'x' })).messageId);
+    for (const id of ids) await waitForState(client, id, [MessageState.SENT]);
+
+    expect(sample(await metricsOf(stack.ingest), 'relay_messages_accepted_total', { sender: 'no-reply' })).toBe(before.accepted + 3);
+    const sender = await eventually('3 more sends counted', async () => {
+      const text = await metricsOf(stack.smtpSenders[0]!);
+      return sample(text, 'relay_messages_sent_total', { sender: 'no-reply', transport: 'smtp' }) === before.sent + 3 ? text : undefined;
+    });
+    expect(sample(sender, 'relay_send_duration_seconds_count', { transport: 'smtp', outcome: 'sent' })).toBe(before.latency + 3);
+    expect(sender).toMatch(/^# TYPE relay_send_duration_seconds histogram$/m);
+    // The retried message of the trace tests was counted once as retrying.
+    expect(sample(sender, 'relay_messages_retrying_total', { sender: 'no-reply', transport: 'smtp' })).toBe(1);
+    expect(sample(sender, 'relay_messages_failed_total', { sender: 'no-reply', transport: 'smtp' }) ?? 0).toBe(0);
+
+    const scheduler = await metricsOf(stack.scheduler);
+    expect(sample(scheduler, 'relay_pacing_wait_seconds_count', { sender: 'no-reply' })).toBe(before.waits + 3);
+    // Nothing waits any more: the queue is empty and has no oldest message.
+    expect(sample(scheduler, 'relay_queue_depth_messages', { sender: 'no-reply', stage: 'submitted' })).toBe(0);
+    expect(sample(scheduler, 'relay_queue_depth_messages', { sender: 'no-reply', stage: 'dispatch' })).toBe(0);
+    expect(sample(scheduler, 'relay_queue_oldest_age_seconds', { sender: 'no-reply' })).toBe(0);
+    // The hand-made pacing metrics are still there, ahead of the OpenTelemetry ones.
+    expect(sample(scheduler, 'relay_scheduler_backlog_messages', { sender: 'no-reply' })).toBe(0);
+  });
+
+  it('exports the same metrics over OTLP with each service\'s name', async () => {
+    const names = await eventually('relay metrics in OTLP exports', async () => {
+      const seen = new Map<string, Set<string>>();
+      for (const req of receiver.metrics as OtlpMetricsRequest[]) {
+        for (const rm of req.resourceMetrics ?? []) {
+          const service = rm.resource?.attributes?.find((a) => a.key === 'service.name')?.value?.stringValue ?? '';
+          for (const sm of rm.scopeMetrics ?? []) for (const m of sm.metrics ?? []) seen.set(service, (seen.get(service) ?? new Set()).add(m.name));
+        }
+      }
+      return seen.get('relay-ingest')?.has('relay_messages_accepted') && seen.get('relay-smtp-sender')?.has('relay_messages_sent') ? seen : undefined;
+    });
+    expect([...names.keys()].sort()).toEqual(expect.arrayContaining(['relay-ingest', 'relay-scheduler', 'relay-smtp-sender']));
+    expect(names.get('relay-scheduler')?.has('relay_queue_depth_messages')).toBe(true);
+  });
+});
+
+interface OtlpMetricsRequest {
+  resourceMetrics?: Array<{
+    resource?: { attributes?: Array<{ key: string; value?: { stringValue?: string } }> };
+    scopeMetrics?: Array<{ metrics?: Array<{ name: string }> }>;
+  }>;
+}
+
+describe.skipIf(!hasNatsServer)(`health when NATS goes away (needs ${NATS_SERVER_BIN})`, () => {
+  let nats: PrivateNats;
+  let down: Stack;
+  const healthApp = newClient('health-app', ['no-reply']);
+
+  beforeAll(async () => {
+    nats = await startPrivateNats();
+    down = await startStack({
+      label: 'health',
+      config: { clients: [clientEntry(healthApp)], senders: [smtpSender({ id: 'no-reply', server: smtp, auth: { user: SMTP_USER, password: SMTP_PASSWORD } })] },
+      env: { NATS_URL: nats.url, OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none' },
+    });
+  });
+
+  afterAll(async () => {
+    await nats?.restart().catch(() => {});
+    await down?.stop();
+    await nats?.close();
+  });
+
+  const all = () => [down.ingest, down.scheduler, down.smtpSenders[0]!, down.graphSender, down.credentials];
+  const status = async (p: ServiceProcess, path: string) => (await fetch(`http://127.0.0.1:${p.ports.metrics}${path}`)).status;
+  const readiness = async () => Promise.all(all().map((p) => status(p, '/readyz')));
+
+  it('reports ready, then not ready while NATS is down (but still alive), then ready again', async () => {
+    expect(await readiness()).toEqual([200, 200, 200, 200, 200]);
+    expect(await checkGrpcHealth(down.address)).toBe('SERVING');
+    expect(await checkGrpcHealth(down.address, 'relay.v1.MailService')).toBe('SERVING');
+
+    await nats.kill();
+    await eventually('every /readyz to answer 503', async () => ((await readiness()).every((s) => s === 503) ? true : undefined));
+    for (const p of all()) expect(await status(p, '/healthz'), p.name).toBe(200);
+    await eventually('gRPC health NOT_SERVING', async () => ((await checkGrpcHealth(down.address)) === 'NOT_SERVING' ? true : undefined));
+
+    await nats.restart();
+    await eventually('every /readyz to answer 200 again', async () => ((await readiness()).every((s) => s === 200) ? true : undefined), 30_000);
+    await eventually('gRPC health SERVING again', async () => ((await checkGrpcHealth(down.address)) === 'SERVING' ? true : undefined));
   });
 });

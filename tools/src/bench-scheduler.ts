@@ -18,7 +18,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { EnvelopeSchema } from '@relay/proto';
 import { percentile } from './bench-load.js';
 import { createSupervisor } from './children.js';
-import { serviceMain } from './services.js';
+import { serviceArgs } from './services.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const env = process.env;
@@ -51,7 +51,7 @@ async function main() {
     await sup.start({
       name: 'scheduler',
       command: process.execPath,
-      args: [serviceMain(root, 'scheduler')],
+      args: serviceArgs(root, 'scheduler'),
       env: { ...env, NATS_URL: natsUrl, RELAY_CONFIG: configPath, RELAY_BUS_PREFIX: prefix, RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', LOG_LEVEL: 'info' },
     });
     const startupS = (Date.now() - t0) / 1000;

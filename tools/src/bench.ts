@@ -18,7 +18,7 @@ import { createRelayClient } from '@relay/client';
 import { MessageState, StatusEventSchema } from '@relay/proto';
 import { bodyOfSize, closedLoop, openLoop, type SendInit } from './bench-load.js';
 import { createSupervisor } from './children.js';
-import { portFree, serviceMain } from './services.js';
+import { portFree, serviceArgs } from './services.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const env = process.env;
@@ -102,7 +102,7 @@ async function main() {
   let cleanup = async () => {};
   try {
     const start = (name: 'credentials' | 'ingest' | 'scheduler' | 'smtp-sender', extra: Record<string, string> = {}) =>
-      sup.start({ name, command: process.execPath, args: [serviceMain(root, name)], env: { ...base, ...extra } });
+      sup.start({ name, command: process.execPath, args: serviceArgs(root, name), env: { ...base, ...extra } });
     const creds = await start('credentials');
     const addr = { RELAY_CREDENTIALS_ADDR: `127.0.0.1:${creds.ports.grpc}` };
     const [ingest, scheduler, smtpSender] = await Promise.all([start('ingest', addr), start('scheduler', addr), start('smtp-sender', addr)]);

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { readEnv } from '@relay/config';
 import { StackError } from './errors.js';
 
@@ -12,6 +13,16 @@ export type ServiceName = (typeof SERVICES)[number];
 
 export function serviceMain(root: string, name: ServiceName): string {
   return join(root, 'services', name, 'dist', 'main.js');
+}
+
+/** The telemetry module every service is started with (`node --import`), before its main.js. */
+export function telemetryRegister(root: string): string {
+  return join(root, 'libs', 'telemetry', 'dist', 'register.js');
+}
+
+/** Node's arguments for a service: the telemetry module first, so its instrumentation sees every import. */
+export function serviceArgs(root: string, name: ServiceName): string[] {
+  return ['--import', pathToFileURL(telemetryRegister(root)).href, serviceMain(root, name)];
 }
 
 /** Services whose build is missing, so the stack can say "npm run build" instead of a stack trace. */

@@ -12,7 +12,7 @@ import { isStackError, StackError } from './errors.js';
 import { createSupervisor, isChildError, type ChildError, type Supervisor } from './children.js';
 import { DEMO, demoMasterKey, demoPaths, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
 import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startTestcontainer } from './infra.js';
-import { busyPorts, credentialsAddress, serviceEnv, serviceMain, SERVICES, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
+import { busyPorts, credentialsAddress, serviceEnv, serviceArgs, SERVICES, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
 import { removeStackFile, writeStackFile } from './stack-file.js';
 
 const USAGE = `Usage: npm run stack [-- --verbose]
@@ -109,7 +109,7 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
     // The demo's keys are public: keep it off the network unless RELAY_HOST says otherwise.
     host: demo ? '127.0.0.1' : undefined,
   };
-  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: [serviceMain(root, name)], env: serviceEnv(env, settings), cwd: root });
+  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(root, name), env: serviceEnv(env, settings), cwd: root });
 
   const credentials = await supervisor.start(spec('credentials'));
   settings.credentialsAddr = credentialsAddress(ports.credentials, credentials.ports);

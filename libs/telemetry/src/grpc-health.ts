@@ -1,5 +1,7 @@
-import type { Server } from '@grpc/grpc-js';
-import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import { credentials, makeGenericClientConstructor, type Server, type ServiceDefinition } from '@grpc/grpc-js';
+import { HealthImplementation, service as healthService, type ServingStatus } from 'grpc-health-check';
+
+export type { ServingStatus };
 
 export interface GrpcHealth {
   /** Stops the readiness polling. */
@@ -43,3 +45,23 @@ export function addGrpcHealth(server: Server, services: string[], ready: () => P
     },
   };
 }
+
+/**
+ * Asks a server's `grpc.health.v1.Health/Check` for `service` ("" = the server as a whole), as a
+ * load balancer or `grpc_health_probe` would. Resolves with the status name, or rejects with the
+ * call's error (UNAVAILABLE when nothing answers, NOT_FOUND for an unknown service).
+ */
+export function checkGrpcHealth(address: string, service = '', timeoutMs = 5_000): Promise<ServingStatus> {
+  const client = new HealthClient(address, credentials.createInsecure());
+  return new Promise<ServingStatus>((resolve, reject) => {
+    const check = (client as unknown as Record<string, HealthCheck>).check!;
+    check.call(client, { service }, { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
+      client.close();
+      if (err) reject(err);
+      else resolve((res?.status ?? 'UNKNOWN') as ServingStatus);
+    });
+  });
+}
+
+type HealthCheck = (req: { service: string }, opts: { deadline: Date }, cb: (err: Error | null, res?: { status?: string }) => void) => void;
+const HealthClient = makeGenericClientConstructor(healthService as unknown as ServiceDefinition, 'Health');

@@ -1,11 +1,15 @@
 /**
  * Loaded before a service with `node --import @relay/telemetry/register …/main.js` (or its
  * absolute path): installs the ESM instrumentation hook, then starts the OpenTelemetry SDK, so
- * that the modules the service imports afterwards (grpc-js, http, fetch) are instrumented.
+ * that the modules the service imports afterwards (grpc-js, http, fetch) are instrumented. Loaded
+ * a second time (by main.js, after `--import`), it does nothing.
  */
 import { register } from 'node:module';
 import { serviceNameFromArgv } from './service-name.js';
+import { telemetryHandle } from './state.js';
 
-register('@opentelemetry/instrumentation/hook.mjs', import.meta.url);
-const { startTelemetry } = await import('./sdk.js');
-startTelemetry(serviceNameFromArgv(process.argv));
+if (!telemetryHandle()) {
+  register('@opentelemetry/instrumentation/hook.mjs', import.meta.url);
+  const { startTelemetry } = await import('./sdk.js');
+  startTelemetry(serviceNameFromArgv(process.argv));
+}

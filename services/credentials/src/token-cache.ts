@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { startTokenRefresh, type TokenRefreshWork } from '@relay/telemetry';
 import type { SecretBox } from './secret-box.js';
 
 export interface CachedToken {
@@ -23,6 +24,8 @@ export class TokenCache {
   readonly #box: SecretBox;
   readonly #prefix: string;
   readonly #memory = new Map<string, CachedToken>();
+  /** Refreshes this replica runs (it holds their locks): a span and the refresh metrics each. */
+  readonly #refreshing = new Map<string, TokenRefreshWork>();
 
   constructor(redis: Redis, box: SecretBox, prefix: string) {
     this.#redis = redis;
@@ -46,11 +49,13 @@ export class TokenCache {
     if (!text) return undefined;
     const token = JSON.parse(this.#box.openString(text, this.#context(sender))) as CachedToken;
     if (token.expiresAt - TOKEN_MARGIN_MS <= now) return undefined;
+    if (opts.shared) this.#refreshing.get(sender)?.reused();
     this.#memory.set(sender, token);
     return token;
   }
 
   async set(sender: string, token: CachedToken): Promise<void> {
+    this.#refreshing.get(sender)?.obtained();
     this.#memory.set(sender, token);
     const ttl = token.expiresAt - TOKEN_MARGIN_MS - Date.now();
     if (ttl <= 0) return;
@@ -66,7 +71,11 @@ export class TokenCache {
     const owner = randomBytes(12).toString('base64url');
     const ok = await this.#redis.set(this.lockKey(sender), owner, 'PX', ttlMs, 'NX');
     if (ok !== 'OK') return undefined;
+    const work = startTokenRefresh(sender);
+    this.#refreshing.set(sender, work);
     return async () => {
+      work.end();
+      if (this.#refreshing.get(sender) === work) this.#refreshing.delete(sender);
       // Delete only our own lock: it may have expired and been taken by another replica.
       await this.#redis.eval(RELEASE, 1, this.lockKey(sender), owner);
     };

@@ -1,7 +1,11 @@
-import { loadConfigFile, readEnv } from '@relay/config';
-import { ConfigError } from '@relay/core';
-import { createLogger, runService } from '@relay/telemetry';
-import { createIngest } from './ingest.js';
+// Telemetry first: started with `node --import @relay/telemetry/register` (as every launcher
+// does) it is loaded already; run as `node dist/main.js` it is loaded here. Everything else is
+// imported afterwards, so that the instrumentation sees grpc-js, http and fetch being loaded.
+await import('@relay/telemetry/register');
+const { loadConfigFile, readEnv } = await import('@relay/config');
+const { ConfigError } = await import('@relay/core');
+const { createLogger, runService } = await import('@relay/telemetry');
+const { createIngest } = await import('./ingest.js');
 
 await runService(process, 'relay-ingest', async () => {
   const env = readEnv(process.env);

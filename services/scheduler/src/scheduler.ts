@@ -3,9 +3,9 @@ import { Redis } from 'ioredis';
 import { connectBus, type Bus } from '@relay/bus';
 import { loadConfigFile, type RelayConfig, type RelayEnv, type SenderConfig } from '@relay/config';
 import { describe, once } from '@relay/core';
-import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { relayInstruments, startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { SenderLane, LANE_DEFAULTS, type LaneOptions } from './lane.js';
-import { pacingMetrics } from './metrics.js';
+import { pacingMetrics, registerQueueGauges } from './metrics.js';
 import { PacingLog } from './pacing-log.js';
 import type { Pacer } from './pacer.js';
 import { RedisPacer } from './redis-pacer.js';
@@ -38,6 +38,7 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
   const lanes = new Map<string, SenderLane>();
   let ops: OpsServer | undefined;
   let stopped = false;
+  let unregisterGauges: (() => void) | undefined;
 
   async function reload(config: RelayConfig) {
     const next = new Map<string, SenderConfig>(config.senders.map((s) => [s.id, s]));
@@ -76,6 +77,7 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
       await redis?.connect().catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable at start; paced senders hold until it answers'));
       await reload(opts.config);
       if (opts.configPath) watchConfig(opts.configPath);
+      unregisterGauges = registerQueueGauges(relayInstruments().meter, { bus, lanes: () => lanes.values() });
       ops = await startOpsServer({
         port: env.metricsPort,
         host: env.host,
@@ -86,6 +88,7 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
     },
     stop: once(async () => {
       stopped = true;
+      unregisterGauges?.();
       if (opts.configPath) unwatchFile(opts.configPath);
       await Promise.allSettled([...lanes.values()].map((l) => l.stop(env.graceMs)));
       await pacer.close();
