@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { MessageState } from '@relay/proto';
 import { checkGrpcHealth } from '@relay/telemetry';
-import { startOtlpReceiver, startSmtpServer, type OtlpReceiver, type ReceivedSpan, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
+import { startGraphFake, startIdentityFake, startOtlpReceiver, startSmtpServer, testCa, type GraphFake, type IdentityFake, type OtlpReceiver, type ReceivedSpan, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from './support/grpc-client.js';
 import { hasNatsServer, NATS_SERVER_BIN, startPrivateNats, type PrivateNats } from './support/nats-server.js';
@@ -10,6 +10,9 @@ import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const SMTP_USER = 'no-reply@campus.example';
 const SMTP_PASSWORD = 'correct horse battery staple';
+const GRAPH_CLIENT = 'graph-app';
+const GRAPH_SECRET = 'graph-client-secret-8Q~telemetry';
+const MAILBOX = 'registrar@campus.example';
 
 /** Every service exports to the receiver over OTLP/HTTP JSON, spans in small quick batches. */
 export function otlpEnv(receiver: OtlpReceiver): Record<string, string> {
@@ -46,7 +49,9 @@ let receiver: OtlpReceiver;
 let smtp: TestSmtpServer;
 let stack: Stack;
 let client: TestClient;
-const app = newClient('billing-app', ['no-reply']);
+let idp: IdentityFake;
+let graph: GraphFake;
+const app = newClient('billing-app', ['no-reply', 'registrar']);
 let refused = false;
 
 beforeAll(async () => {
@@ -61,21 +66,31 @@ beforeAll(async () => {
       return { code: 451, message: '4.3.0 try again later' };
     },
   });
+  idp = await startIdentityFake({ clients: { [GRAPH_CLIENT]: GRAPH_SECRET }, appRoles: { [GRAPH_CLIENT]: ['Mail.Send'] } });
+  graph = await startGraphFake({ identity: idp, mailboxes: { [MAILBOX]: {} } });
   stack = await startStack({
     label: 'telemetry',
     config: {
       clients: [clientEntry(app)],
-      senders: [smtpSender({ id: 'no-reply', server: smtp, auth: { user: SMTP_USER, password: SMTP_PASSWORD } })],
+      senders: [
+        smtpSender({ id: 'no-reply', server: smtp, auth: { user: SMTP_USER, password: SMTP_PASSWORD } }),
+        {
+          id: 'registrar',
+          from: MAILBOX,
+          transport: 'graph',
+          graph: { tenant_id: 'tenant-telemetry', client_id: GRAPH_CLIENT, client_secret: 'env:GRAPH_SECRET', mailbox: MAILBOX, authority_url: idp.url, graph_url: graph.url },
+        },
+      ],
       delivery: FAST_DELIVERY,
     },
-    env: otlpEnv(receiver),
+    env: { ...otlpEnv(receiver), NODE_EXTRA_CA_CERTS: testCa().caFile, GRAPH_SECRET },
   });
   client = stack.client(app.apiKey);
 });
 
 afterAll(async () => {
   const results = await stack?.stop();
-  await Promise.all([smtp?.close(), receiver?.close()]);
+  await Promise.all([smtp?.close(), receiver?.close(), graph?.close(), idp?.close()]);
   expect(uncleanExits(results ?? [])).toEqual([]);
 });
 
@@ -134,6 +149,35 @@ describe('one trace per message', () => {
     const line = stack.smtpSenders[0]!.logs.find((l) => l.includes('"msg":"retrying"') && l.includes(res.messageId));
     expect(JSON.parse(line ?? '{}')).toMatchObject({ trace_id: caller.traceId, span_id: failed.spanId, message_id: res.messageId, sender: 'no-reply' });
     expect(orphans(spans, caller.spanId)).toEqual([]);
+  });
+
+  it('continues it through the graph-sender\'s Graph calls and the credentials service\'s token refresh', async () => {
+    const caller = callerSpan();
+    const res = await client.sendMail({ sender: 'registrar', to: ['ada@students.campus.example'], subject: 'traced over Graph', text: 'hello' }, { traceparent: caller.traceparent });
+    await waitForState(client, res.messageId, [MessageState.SENT]);
+    const isGraphCall = (s: ReceivedSpan) => s.service === 'relay-graph-sender' && s.kind === 3 && String(s.attributes['url.full'] ?? '').startsWith(graph.url);
+    const spans = await receiver.waitForTrace(
+      caller.traceId,
+      (t) =>
+        ['relay-ingest', 'relay-scheduler', 'relay-graph-sender', 'relay-credentials'].every((s) => services(t).has(s)) &&
+        t.some(isGraphCall) &&
+        t.some((s) => s.name === 'token refresh') &&
+        t.some((s) => s.service === 'relay-graph-sender' && s.kind === 5 && s.attributes['relay.outcome'] === 'sent') &&
+        orphans(t, caller.spanId).length === 0,
+    ).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\nall spans:\n${describeSpans(receiver.spans)}`);
+    });
+    expect(spans.filter((s) => s.parentSpanId === caller.spanId).map((s) => s.service)).toEqual(['relay-ingest']);
+    expect(spans.find((s) => s.service === 'relay-scheduler' && s.kind === 5)?.attributes).toMatchObject({ 'relay.schedule.decision': 'dispatch', 'relay.transport': 'graph' });
+    // The credentials service obtained the token for this message: its refresh span, and the
+    // identity platform's token endpoint called from within the same trace.
+    const refresh = spans.find((s) => s.name === 'token refresh')!;
+    expect(refresh).toMatchObject({ service: 'relay-credentials', attributes: { 'relay.sender': 'registrar', 'relay.token.outcome': 'obtained' } });
+    expect(spans.some((s) => s.service === 'relay-credentials' && s.kind === 3)).toBe(true);
+    expect(JSON.stringify(receiver.spans)).not.toContain(GRAPH_SECRET);
+    expect(sample(await metricsOf(stack.credentials), 'relay_token_refreshes_total', { sender: 'registrar' })).toBe(1);
+    expect(sample(await metricsOf(stack.graphSender), 'relay_messages_sent_total', { sender: 'registrar', transport: 'graph' })).toBe(1);
+    expect(sample(await metricsOf(stack.graphSender), 'relay_send_duration_seconds_count', { transport: 'graph', outcome: 'sent' })).toBe(1);
   });
 
   it('starts a trace in ingest when the caller sends no traceparent', async () => {
