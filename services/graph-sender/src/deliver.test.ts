@@ -151,6 +151,21 @@ describe('Graph delivery', () => {
     expect(graph.openDrafts()).toBe(0);
   });
 
+  it('posts small attachments that do not fit the draft request one by one', async () => {
+    // Base64 makes each 1.9 MB file 2.5 MB of JSON: one fits the draft's request, two would not.
+    const files = [randomFile('a.pdf', 1_900_000), randomFile('b.pdf', 1_900_000), randomFile('c.pdf', 1_900_000)];
+    const reply = await deliverer.deliver(envelope('registrar', { attachments: files }));
+    expect(reply).toMatch(/draft sent with 3 attachment\(s\), 0 by upload session/);
+    const sent = graph.sent.at(-1)!;
+    expect(sent.attachments.map((a) => [a.name, a.via, a.sha256])).toEqual([
+      ['a.pdf', 'inline', sha(files[0]!.content)],
+      ['b.pdf', 'post', sha(files[1]!.content)],
+      ['c.pdf', 'post', sha(files[2]!.content)],
+    ]);
+    // Every request stayed within Graph's 4 MB (the double answers 413 otherwise).
+    expect(graph.requests.filter((r) => r.status === 413)).toEqual([]);
+  });
+
   it('waits out 429 for as long as Retry-After says, then sends', async () => {
     graph.throttle(MAILBOX, { times: 2, retryAfterSeconds: 3 });
     await deliverer.deliver(envelope('registrar'));
