@@ -4,7 +4,9 @@ import { HealthImplementation, service as healthService, type ServingStatus } fr
 export type { ServingStatus };
 
 export interface GrpcHealth {
-  /** Stops the readiness polling. */
+  /** Brings the served status up to date now (a service awaits it before it starts listening). */
+  refresh(): Promise<void>;
+  /** Stops the readiness polling; everything is NOT_SERVING from then on. */
   close(): void;
 }
 
@@ -29,7 +31,6 @@ export function addGrpcHealth(server: Server, services: string[], ready: () => P
     current = next;
     for (const n of names) health.setStatus(n, next);
   };
-  void update();
   let running = false;
   const timer = setInterval(() => {
     if (running) return;
@@ -38,6 +39,7 @@ export function addGrpcHealth(server: Server, services: string[], ready: () => P
   }, pollMs);
   timer.unref();
   return {
+    refresh: update,
     close() {
       closed = true;
       clearInterval(timer);

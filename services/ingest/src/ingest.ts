@@ -58,6 +58,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     ctx,
     async start() {
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
+      await health.refresh();
       const grpcPort = await new Promise<number>((resolve, reject) =>
         server.bindAsync(`${env.host}:${env.grpcPort}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
       );
