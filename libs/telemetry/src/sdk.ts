@@ -11,6 +11,9 @@ import { ConsoleMetricExporter, PeriodicExportingMetricReader, type IMetricReade
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { setTelemetryHandle, telemetryHandle } from './state.js';
 
+/** Query parameters never recorded on HTTP spans: the instrumentation's defaults plus OAuth's. */
+const SECRET_QUERY_PARAMS = ['sig', 'Signature', 'AWSAccessKeyId', 'X-Goog-Signature', 'code', 'state', 'session_state', 'client_info', 'access_token', 'refresh_token', 'id_token', 'client_secret', 'token', 'authtoken', 'tempauth'];
+
 /**
  * Starts the OpenTelemetry SDK for this process, configured by the standard OTEL_* variables:
  * traces per OTEL_TRACES_EXPORTER (otlp over OTEL_EXPORTER_OTLP_PROTOCOL http/protobuf, http/json
@@ -29,8 +32,17 @@ export function startTelemetry(serviceName: string | undefined): void {
       new HttpInstrumentation({
         // Health probes and scrapes are not worth a trace each.
         ignoreIncomingRequestHook: (req) => /^\/(healthz|readyz|metrics)\b/.test(req.url ?? ''),
+        // The OAuth redirect brings an authorization code; token requests may carry secrets.
+        redactedQueryParams: SECRET_QUERY_PARAMS,
+        redactedQueryParamsServer: SECRET_QUERY_PARAMS,
       }),
-      new UndiciInstrumentation(),
+      new UndiciInstrumentation({
+        // Graph upload session URLs are pre-authenticated: no query string goes into a span.
+        requestHook: (span, req) => {
+          const q = req.path.indexOf('?');
+          if (q >= 0) span.setAttributes({ 'url.full': `${req.origin}${req.path.slice(0, q)}?REDACTED`, 'url.query': 'REDACTED' });
+        },
+      }),
       new GrpcInstrumentation({ ignoreGrpcMethods: ['Check', 'Watch'] }),
     ],
   });
