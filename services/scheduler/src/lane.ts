@@ -116,14 +116,15 @@ export class SenderLane {
         const keepAlive = () => m.working();
         const timer = setInterval(keepAlive, this.#opts.ackWaitMs / 3);
         const asked = performance.now();
-        const pace = trace.getTracer('campus-relay').startSpan('pacing wait', { attributes: { 'relay.sender': sender.id } });
+        // A span of its own only where there is pacing to wait for; unpaced mail has the attribute.
+        const pace = isPaced(sender.rate) ? trace.getTracer('campus-relay').startSpan('pacing wait', { attributes: { 'relay.sender': sender.id } }) : undefined;
         try {
           await this.#pacer.acquire(() => this.#sender, env, this.#abort.signal, keepAlive);
         } finally {
           clearInterval(timer);
           const waitedMs = performance.now() - asked;
-          pace.setAttribute('relay.pacing.wait_ms', Math.round(waitedMs));
-          pace.end();
+          pace?.setAttribute('relay.pacing.wait_ms', Math.round(waitedMs));
+          pace?.end();
           span.setAttribute('relay.pacing.wait_ms', Math.round(waitedMs));
           relayInstruments().pacingWait.record(waitedMs / 1000, { sender: sender.id });
         }
