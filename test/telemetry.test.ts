@@ -61,6 +61,7 @@ beforeAll(async () => {
     users: { [SMTP_USER]: SMTP_PASSWORD },
     // A subject asking for it gets one temporary refusal first, so the message is retried.
     reply: (ctx) => {
+      if (ctx.phase === 'data' && ctx.raw.includes('Subject: refuse for good')) return { code: 550, message: '5.7.1 refused by policy' };
       if (ctx.phase !== 'data' || !ctx.raw.includes('Subject: retry once') || refused) return undefined;
       refused = true;
       return { code: 451, message: '4.3.0 try again later' };
@@ -219,7 +220,7 @@ async function eventually<T>(what: string, check: () => Promise<T | undefined>, 
 }
 
 describe('metrics', () => {
-  it('counts accepted, sent, send latency and pacing waits per sender, and shows the queue', async () => {
+  it('counts accepted, sent, failed, retrying, send latency and pacing waits per sender, and shows the queue', async () => {
     const before = {
       accepted: sample(await metricsOf(stack.ingest), 'relay_messages_accepted_total', { sender: 'no-reply' }) ?? 0,
       sent: sample(await metricsOf(stack.smtpSenders[0]!), 'relay_messages_sent_total', { sender: 'no-reply', transport: 'smtp' }) ?? 0,
@@ -228,21 +229,24 @@ describe('metrics', () => {
     };
     const ids = [];
     for (let i = 0; i < 3; i++) ids.push((await client.sendMail({ sender: 'no-reply', to: [`m${i}@students.campus.example`], subject: `metrics ${i}`, text: 'x' })).messageId);
+    const refused = (await client.sendMail({ sender: 'no-reply', to: ['x@students.campus.example'], subject: 'refuse for good', text: 'x' })).messageId;
     for (const id of ids) await waitForState(client, id, [MessageState.SENT]);
+    await waitForState(client, refused, [MessageState.FAILED]);
 
-    expect(sample(await metricsOf(stack.ingest), 'relay_messages_accepted_total', { sender: 'no-reply' })).toBe(before.accepted + 3);
-    const sender = await eventually('3 more sends counted', async () => {
+    expect(sample(await metricsOf(stack.ingest), 'relay_messages_accepted_total', { sender: 'no-reply' })).toBe(before.accepted + 4);
+    const sender = await eventually('3 more sends and a failure counted', async () => {
       const text = await metricsOf(stack.smtpSenders[0]!);
-      return sample(text, 'relay_messages_sent_total', { sender: 'no-reply', transport: 'smtp' }) === before.sent + 3 ? text : undefined;
+      const counted = sample(text, 'relay_messages_sent_total', { sender: 'no-reply', transport: 'smtp' }) === before.sent + 3 && sample(text, 'relay_messages_failed_total', { sender: 'no-reply', transport: 'smtp' }) === 1;
+      return counted ? text : undefined;
     });
     expect(sample(sender, 'relay_send_duration_seconds_count', { transport: 'smtp', outcome: 'sent' })).toBe(before.latency + 3);
+    expect(sample(sender, 'relay_send_duration_seconds_count', { transport: 'smtp', outcome: 'permanent' })).toBe(1);
     expect(sender).toMatch(/^# TYPE relay_send_duration_seconds histogram$/m);
     // The retried message of the trace tests was counted once as retrying.
     expect(sample(sender, 'relay_messages_retrying_total', { sender: 'no-reply', transport: 'smtp' })).toBe(1);
-    expect(sample(sender, 'relay_messages_failed_total', { sender: 'no-reply', transport: 'smtp' }) ?? 0).toBe(0);
 
     const scheduler = await metricsOf(stack.scheduler);
-    expect(sample(scheduler, 'relay_pacing_wait_seconds_count', { sender: 'no-reply' })).toBe(before.waits + 3);
+    expect(sample(scheduler, 'relay_pacing_wait_seconds_count', { sender: 'no-reply' })).toBe(before.waits + 4);
     // Nothing waits any more: the queue is empty and has no oldest message.
     expect(sample(scheduler, 'relay_queue_depth_messages', { sender: 'no-reply', stage: 'submitted' })).toBe(0);
     expect(sample(scheduler, 'relay_queue_depth_messages', { sender: 'no-reply', stage: 'dispatch' })).toBe(0);

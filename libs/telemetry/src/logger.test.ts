@@ -1,5 +1,8 @@
 import { PassThrough } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { context, trace, TraceFlags } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withMessage } from './log-context.js';
 import { createLogger } from './logger.js';
 import { startOpsServer } from './ops-server.js';
 
@@ -14,6 +17,32 @@ describe('createLogger', () => {
     const line = JSON.parse(lines[0]!);
     expect(line).toMatchObject({ service: 'relay-test', msg: 'hello', sender: 's', password: '[redacted]', auth: { accessToken: '[redacted]', user: 'u' } });
     expect(lines.join()).not.toMatch(/hunter2|tok-123/);
+  });
+});
+
+describe('createLogger in a trace', () => {
+  // What the SDK registers in a service: without a context manager there is no active context.
+  beforeAll(() => void context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable()));
+  afterAll(() => context.disable());
+
+  it('writes the active span\'s trace_id and span_id, and the message\'s id and sender', async () => {
+    const out = new PassThrough();
+    const lines: string[] = [];
+    out.on('data', (b: Buffer) => lines.push(...b.toString().trim().split('\n')));
+    const log = createLogger({ service: 'relay-test', destination: out });
+    const span = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: TraceFlags.SAMPLED };
+    const ctx = withMessage({ message_id: 'm-1', sender: 'no-reply' }, trace.setSpanContext(context.active(), span));
+    await context.with(ctx, async () => {
+      await new Promise((r) => setImmediate(r));
+      log.info('inside');
+    });
+    log.info('outside');
+    await new Promise((r) => setImmediate(r));
+    const [inside, outside] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(inside).toMatchObject({ msg: 'inside', trace_id: span.traceId, span_id: span.spanId, message_id: 'm-1', sender: 'no-reply' });
+    expect(outside).toMatchObject({ msg: 'outside' });
+    expect(outside).not.toHaveProperty('trace_id');
+    expect(outside).not.toHaveProperty('message_id');
   });
 });
 
