@@ -51,7 +51,7 @@ let stack: Stack;
 let client: TestClient;
 let idp: IdentityFake;
 let graph: GraphFake;
-const app = newClient('billing-app', ['no-reply', 'registrar']);
+const app = newClient('billing-app', ['no-reply', 'registrar', 'wrong-secret']);
 let refused = false;
 
 beforeAll(async () => {
@@ -80,6 +80,12 @@ beforeAll(async () => {
           from: MAILBOX,
           transport: 'graph',
           graph: { tenant_id: 'tenant-telemetry', client_id: GRAPH_CLIENT, client_secret: 'env:GRAPH_SECRET', mailbox: MAILBOX, authority_url: idp.url, graph_url: graph.url },
+        },
+        {
+          id: 'wrong-secret',
+          from: MAILBOX,
+          transport: 'graph',
+          graph: { tenant_id: 'tenant-telemetry', client_id: GRAPH_CLIENT, client_secret: 'not-the-secret', mailbox: MAILBOX, authority_url: idp.url, graph_url: graph.url },
         },
       ],
       delivery: FAST_DELIVERY,
@@ -253,6 +259,18 @@ describe('metrics', () => {
     expect(sample(scheduler, 'relay_queue_oldest_age_seconds', { sender: 'no-reply' })).toBe(0);
     // The hand-made pacing metrics are still there, ahead of the OpenTelemetry ones.
     expect(sample(scheduler, 'relay_scheduler_backlog_messages', { sender: 'no-reply' })).toBe(0);
+  });
+
+  it('counts token refresh failures', async () => {
+    const res = await client.sendMail({ sender: 'wrong-secret', to: ['ada@students.campus.example'], subject: 'no token', text: 'x' });
+    // The identity platform refuses the secret; the attempt is not sent.
+    await waitForState(client, res.messageId, [MessageState.RETRYING, MessageState.FAILED]);
+    const failures = await eventually('a token refresh failure counted', async () => {
+      const n = sample(await metricsOf(stack.credentials), 'relay_token_refresh_failures_total', { sender: 'wrong-secret' });
+      return n !== undefined && n >= 1 ? n : undefined;
+    });
+    expect(failures).toBeGreaterThanOrEqual(1);
+    expect(sample(await metricsOf(stack.credentials), 'relay_token_refreshes_total', { sender: 'wrong-secret' }) ?? 0).toBe(0);
   });
 
   it('exports the same metrics over OTLP with each service\'s name', async () => {
