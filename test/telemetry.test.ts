@@ -316,6 +316,7 @@ describe.skipIf(!hasNatsServer)(`health when NATS goes away (needs ${NATS_SERVER
     await nats?.close();
   });
 
+  const credentialsAddress = () => `127.0.0.1:${down.credentials.ports.grpc}`;
   const all = () => [down.ingest, down.scheduler, down.smtpSenders[0]!, down.graphSender, down.credentials];
   const status = async (p: ServiceProcess, path: string) => (await fetch(`http://127.0.0.1:${p.ports.metrics}${path}`)).status;
   const readiness = async () => Promise.all(all().map((p) => status(p, '/readyz')));
@@ -325,14 +326,18 @@ describe.skipIf(!hasNatsServer)(`health when NATS goes away (needs ${NATS_SERVER
     await eventually('every /readyz to answer 200', async () => ((await readiness()).every((s) => s === 200) ? true : undefined));
     expect(await checkGrpcHealth(down.address)).toBe('SERVING');
     expect(await checkGrpcHealth(down.address, 'relay.v1.MailService')).toBe('SERVING');
+    expect(await checkGrpcHealth(credentialsAddress())).toBe('SERVING');
+    expect(await checkGrpcHealth(credentialsAddress(), 'relay.internal.v1.CredentialsService')).toBe('SERVING');
 
     await nats.kill();
     await eventually('every /readyz to answer 503', async () => ((await readiness()).every((s) => s === 503) ? true : undefined));
     for (const p of all()) expect(await status(p, '/healthz'), p.name).toBe(200);
     await eventually('gRPC health NOT_SERVING', async () => ((await checkGrpcHealth(down.address)) === 'NOT_SERVING' ? true : undefined));
+    await eventually('credentials gRPC health NOT_SERVING', async () => ((await checkGrpcHealth(credentialsAddress())) === 'NOT_SERVING' ? true : undefined));
 
     await nats.restart();
     await eventually('every /readyz to answer 200 again', async () => ((await readiness()).every((s) => s === 200) ? true : undefined), 30_000);
     await eventually('gRPC health SERVING again', async () => ((await checkGrpcHealth(down.address)) === 'SERVING' ? true : undefined));
+    await eventually('credentials gRPC health SERVING again', async () => ((await checkGrpcHealth(credentialsAddress())) === 'SERVING' ? true : undefined));
   });
 });

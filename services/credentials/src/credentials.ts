@@ -18,7 +18,7 @@ import {
   type TestSenderRequest,
   type TestSenderResponse,
 } from '@relay/proto';
-import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { addGrpcHealth, startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { createConsent } from './consent.js';
 import { graphTokenFor } from './graph-auth.js';
 import { testGraphSender } from './graph-test.js';
@@ -116,6 +116,8 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   let http: CredentialsHttp | undefined;
   let ops: OpsServer | undefined;
   const ready = async () => (await bus.healthy()) && redis.status === 'ready';
+  // The gRPC health checking protocol answers what /readyz answers, for the whole server and by name.
+  const health = addGrpcHealth(server, ['relay.internal.v1.CredentialsService'], ready);
   return {
     async start() {
       const grpcPort = await new Promise<number>((resolve, reject) =>
@@ -126,6 +128,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
       return { grpc: grpcPort, http: http.port, metrics: ops.port };
     },
     stop: once(async () => {
+      health.close();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       await Promise.allSettled([http?.close(), ops?.close()]);
       if (!overrides.redis) await redis.quit().catch(() => redis.disconnect());
