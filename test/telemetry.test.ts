@@ -182,6 +182,10 @@ describe('one trace per message', () => {
     expect(refresh).toMatchObject({ service: 'relay-credentials', attributes: { 'relay.sender': 'registrar', 'relay.token.outcome': 'obtained' } });
     expect(spans.some((s) => s.service === 'relay-credentials' && s.kind === 3)).toBe(true);
     expect(JSON.stringify(receiver.spans)).not.toContain(GRAPH_SECRET);
+    // Graph takes only x- headers: the message carries the trace as x-traceparent.
+    const sentMessage = graph.sent.find((m) => m.message.subject === 'traced over Graph');
+    const header = sentMessage?.message.internetMessageHeaders?.find((h) => h.name.toLowerCase() === 'x-traceparent');
+    expect(header?.value).toMatch(new RegExp(`^00-${caller.traceId}-[0-9a-f]{16}-01$`));
     expect(sample(await metricsOf(stack.credentials), 'relay_token_refreshes_total', { sender: 'registrar' })).toBe(1);
     expect(sample(await metricsOf(stack.graphSender), 'relay_messages_sent_total', { sender: 'registrar', transport: 'graph' })).toBe(1);
     expect(sample(await metricsOf(stack.graphSender), 'relay_send_duration_seconds_count', { transport: 'graph', outcome: 'sent' })).toBe(1);

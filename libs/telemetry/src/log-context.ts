@@ -1,4 +1,4 @@
-import { context, createContextKey, trace, type Context } from '@opentelemetry/api';
+import { context, createContextKey, propagation, trace, type Context } from '@opentelemetry/api';
 
 /** The message a piece of work is about, carried in the OpenTelemetry context for log lines. */
 export interface MessageLogContext {
@@ -31,4 +31,14 @@ export function logContextFields(): Record<string, string> {
     if (msg.sender) out.sender = msg.sender;
   }
   return out;
+}
+
+/**
+ * The W3C `traceparent` of the active span, for a header on the outgoing mail so a provider's logs
+ * can be matched with the relay's trace; undefined when nothing is traced.
+ */
+export function activeTraceparent(): string | undefined {
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  return carrier.traceparent || undefined;
 }

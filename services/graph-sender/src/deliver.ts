@@ -1,5 +1,6 @@
 import type { SenderConfig } from '@relay/config';
 import { retryable } from '@relay/core';
+import { activeTraceparent } from '@relay/telemetry';
 import type { Attachment, Envelope } from '@relay/proto';
 import { GRAPH_DEFAULTS, type GraphClient, type GraphTarget } from './graph-client.js';
 import { buildGraphMessage, fileAttachment, planDelivery, uploadRanges, type GraphMessage } from './graph-message.js';
@@ -18,7 +19,7 @@ export function createGraphDeliverer(senders: () => Map<string, SenderConfig>, c
       if (!sender?.graph) throw retryable(`sender "${env.sender}" is not configured for Microsoft Graph in this graph-sender; the message waits for a configuration that has it`);
       const s = sender as GraphSender;
       const target: GraphTarget = { sender: s.id, mailbox: s.graph.mailbox, maxConcurrent: s.rate?.maxConcurrent ?? GRAPH_DEFAULTS.maxConcurrentPerMailbox };
-      const message = buildGraphMessage(env, s);
+      const message = buildGraphMessage(env, s, activeTraceparent());
       const plan = planDelivery(message, env.attachments);
       if (plan.kind === 'sendMail') return sendMail(client, s, target, message, plan.attachments);
       return sendDraft(client, s, target, message, plan);

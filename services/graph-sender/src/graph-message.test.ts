@@ -37,6 +37,15 @@ describe('buildGraphMessage', () => {
     expect(m.body).toEqual({ contentType: 'Text', content: 'plain' });
   });
 
+  it('carries the trace context as x-traceparent, replacing one the caller put in', () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const m = buildGraphMessage(envelope({ headers: { 'X-Traceparent': 'stale' } }), sender(''), traceparent);
+    expect(m.internetMessageHeaders).toEqual([
+      { name: 'X-Relay-Message-Id', value: 'm-1' },
+      { name: 'x-traceparent', value: traceparent },
+    ]);
+  });
+
   it("prefers the message's Reply-To and its HTML body", () => {
     const m = buildGraphMessage(envelope({ replyTo: 'office@campus.example', html: '<p>hi</p>' }), sender('    reply_to: help@campus.example\n'));
     expect(m.replyTo).toEqual([{ emailAddress: { address: 'office@campus.example' } }]);

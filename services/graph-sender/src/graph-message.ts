@@ -5,6 +5,8 @@ import type { Attachment, Envelope } from '@relay/proto';
 
 /** The header every relayed message carries (as over SMTP). */
 export const RELAY_ID_HEADER = 'X-Relay-Message-Id';
+/** Graph takes only `x-` custom headers, so the trace context travels as `x-traceparent`. */
+export const TRACE_HEADER = 'x-traceparent';
 
 /** Graph refuses request bodies over 4 MB. */
 export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
@@ -49,8 +51,8 @@ export function recipient(input: string): Recipient {
  * one when there is one, else the text. Graph carries only `x-` custom headers: any other header
  * fails the message, by name, rather than being left out unseen.
  */
-export function buildGraphMessage(env: Envelope, sender: SenderConfig): GraphMessage {
-  const headers = Object.entries(env.headers);
+export function buildGraphMessage(env: Envelope, sender: SenderConfig, traceparent?: string): GraphMessage {
+  const headers = Object.entries(env.headers).filter(([name]) => !traceparent || name.toLowerCase() !== TRACE_HEADER);
   const refused = headers.filter(([name]) => !/^x-/i.test(name)).map(([name]) => name);
   if (refused.length) {
     const text = `UnsupportedInternetMessageHeader: ${refused.map((n) => `"${n}"`).join(', ')} cannot be sent through Microsoft Graph, which carries only custom headers named x-...`;
@@ -66,7 +68,11 @@ export function buildGraphMessage(env: Envelope, sender: SenderConfig): GraphMes
     ccRecipients: env.cc.map(recipient),
     bccRecipients: env.bcc.map(recipient),
     replyTo: replyTo ? [recipient(replyTo)] : [],
-    internetMessageHeaders: [...headers.map(([name, value]) => ({ name, value })), { name: RELAY_ID_HEADER, value: env.messageId }],
+    internetMessageHeaders: [
+      ...headers.map(([name, value]) => ({ name, value })),
+      { name: RELAY_ID_HEADER, value: env.messageId },
+      ...(traceparent ? [{ name: TRACE_HEADER, value: traceparent }] : []),
+    ],
   };
 }
 

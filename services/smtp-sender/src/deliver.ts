@@ -1,4 +1,5 @@
-import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { activeTraceparent } from '@relay/telemetry';
 import type { SenderConfig } from '@relay/config';
 import { retryable } from '@relay/core';
 import type { Envelope } from '@relay/proto';
@@ -55,9 +56,8 @@ const tracer = () => trace.getTracer('campus-relay');
 
 /** `traceparent` of the active span, for the outgoing message's header; empty when not tracing. */
 export function traceHeaders(): Record<string, string> {
-  const carrier: Record<string, string> = {};
-  propagation.inject(context.active(), carrier);
-  return carrier.traceparent ? { traceparent: carrier.traceparent } : {};
+  const traceparent = activeTraceparent();
+  return traceparent ? { traceparent } : {};
 }
 
 function describeInfo(info: SMTPPool.SentMessageInfo): string {
