@@ -34,13 +34,36 @@ export async function packEnvelope(bus: Bus, env: Envelope): Promise<Envelope> {
 /** The full envelope for a stub (reading the body store), keeping the stub's routing fields. */
 export async function unpackEnvelope(bus: Bus, stub: Envelope): Promise<Envelope> {
   if (!stub.bodyRef) return stub;
-  const bytes = await bus.bodies.getBlob(stub.bodyRef);
-  if (!bytes) throw new RelayError(ErrorCode.NotFound, `message body ${stub.bodyRef} is missing from the body store`);
+  const bytes = await readBody(bus, stub.bodyRef);
+  // Decoding keeps attachment contents as views into `bytes`: the body is in memory once.
   const full = decodeEnvelope(bytes);
   full.attempt = stub.attempt;
   full.notBefore = stub.notBefore;
   full.bodyRef = stub.bodyRef;
   return full;
+}
+
+/**
+ * A stored body, streamed chunk by chunk into one buffer of the size the store recorded: the body
+ * is held whole once (the store's own getBlob gathers the chunks and then joins them, twice).
+ */
+async function readBody(bus: Bus, name: string): Promise<Uint8Array> {
+  const found = await bus.bodies.get(name);
+  if (!found) throw new RelayError(ErrorCode.NotFound, `message body ${name} is missing from the body store`);
+  const out = new Uint8Array(found.info.size);
+  let at = 0;
+  const reader = found.data.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (at + value.length > out.length) throw new RelayError(ErrorCode.Internal, `message body ${name} is longer than the ${out.length} bytes the body store recorded`);
+    out.set(value, at);
+    at += value.length;
+  }
+  const failed = await found.error;
+  if (failed) throw failed;
+  if (at !== out.length) throw new RelayError(ErrorCode.Internal, `message body ${name} ended after ${at} of ${out.length} bytes`);
+  return out;
 }
 
 /** Removes a message's stored body once the message reached a final state. */

@@ -67,7 +67,8 @@ describe('dispatch worker against a real NATS JetStream', () => {
   it('keeps working after its consumer is deleted under it', async () => {
     await bus.jsm.consumers.delete(bus.names.dispatchStream, bus.names.senderConsumer('smtp'));
     await dispatch('w-after');
-    await until(() => (delivered.includes('w-after') ? true : undefined), 15_000);
-    expect((await bus.lastStatus('w-after'))?.state).toBe(MessageState.SENT);
+    const sent = await until(async () => ((await bus.lastStatus('w-after'))?.state === MessageState.SENT ? bus.lastStatus('w-after') : undefined), 15_000);
+    expect(sent?.detail).toBe('250 ok w-after');
+    expect(delivered.filter((id) => id === 'w-after')).toHaveLength(1);
   }, 20_000);
 });
