@@ -42,10 +42,15 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<OpsServer>
       res.end(body);
     }
   });
+  return listenHttp(server, opts.port, opts.host);
+}
+
+/** Listens on `host:port` (0: any free port) and returns the port and a close that ends keep-alive connections too. */
+export async function listenHttp(server: Server, port: number, host: string): Promise<OpsServer> {
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port, opts.host, resolve);
+    server.listen(port, host, resolve);
   });
   return {
     port: (server.address() as AddressInfo).port,

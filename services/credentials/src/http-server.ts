@@ -1,6 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { Logger } from '@relay/telemetry';
+import { listenHttp, type Logger } from '@relay/telemetry';
 import type { Consent } from './consent.js';
 
 export interface CredentialsHttp {
@@ -40,17 +39,5 @@ export async function startCredentialsHttp(opts: {
       send(500, 'internal error');
     });
   });
-  server.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, resolve);
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return listenHttp(server, opts.port, opts.host);
 }
