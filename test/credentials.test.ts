@@ -158,17 +158,17 @@ describe('OAuth2 credentials end to end', () => {
 
   it('tests a sender step by step (AdminService.TestSender), with a test message and a remedy on failure', async () => {
     const good = await client.testSender({ sender: 'app-only', to: 'it-ops@campus.example' }, { apiKey: ops.apiKey });
-    expect(stepsOf(good)).toEqual(['token:ok', 'connect:ok', 'tls:ok', 'auth:ok', 'send:ok']);
+    expect(stepsOf(good)).toEqual(['token:ok', 'connect:ok', 'TLS:ok', 'auth:ok', 'send:ok']);
     expect(good.ok).toBe(true);
     expect(good.remedy).toBe('');
     expect(good.steps.find((s) => s.name === 'auth')!.detail).toMatch(/XOAUTH2/);
-    expect(good.steps.find((s) => s.name === 'tls')!.detail).toMatch(/STARTTLS TLSv1\.[23]/);
+    expect(good.steps.find((s) => s.name === 'TLS')!.detail).toMatch(/STARTTLS TLSv1\.[23]/);
     expect(good.steps.find((s) => s.name === 'send')!.detail).toMatch(/^250/);
     expect(smtp.messages.some((m) => m.envelope.to.includes('it-ops@campus.example'))).toBe(true);
 
     const bad = await client.testSender({ sender: 'wrong-password' }, { apiKey: ops.apiKey });
     expect(bad.ok).toBe(false);
-    expect(stepsOf(bad)).toEqual(['connect:ok', 'tls:ok', 'auth:failed']);
+    expect(stepsOf(bad)).toEqual(['connect:ok', 'TLS:ok', 'auth:failed']);
     expect(bad.steps.at(-1)!.detail).toMatch(/server offers AUTH .*; 535/);
     expect(bad.remedy).toMatch(/user name or password/);
   });

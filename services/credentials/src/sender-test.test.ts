@@ -34,7 +34,7 @@ afterAll(async () => {
 describe('testSender', () => {
   it('passes every step and sends a test message', async () => {
     const r = await testSender(sender(good.port), 's', noTokens, { to: 'it@campus.example' });
-    expect(names(r)).toEqual(['connect:ok', 'tls:ok', 'auth:ok', 'send:ok']);
+    expect(names(r)).toEqual(['connect:ok', 'TLS:ok', 'auth:ok', 'send:ok']);
     expect(r.ok).toBe(true);
     expect(r.steps[2]!.detail).toMatch(/server offers AUTH PLAIN LOGIN; 235/);
     expect(good.messages.at(-1)!.envelope).toMatchObject({ from: USER, to: ['it@campus.example'] });
@@ -44,7 +44,7 @@ describe('testSender', () => {
     const bad = await startSmtpServer({ security: 'starttls', users: { [USER]: PASSWORD }, cert: testCa().untrusted });
     servers.push(bad);
     const r = await testSender(sender(bad.port), 's', noTokens);
-    expect(names(r)).toEqual(['connect:ok', 'tls:failed']);
+    expect(names(r)).toEqual(['connect:ok', 'TLS:failed']);
     expect(r.remedy).toMatch(/ca_file/);
   });
 
@@ -55,7 +55,7 @@ describe('testSender', () => {
     });
     servers.push(disabled);
     const r = await testSender(sender(disabled.port), 's', noTokens);
-    expect(names(r)).toEqual(['connect:ok', 'tls:ok', 'auth:failed']);
+    expect(names(r)).toEqual(['connect:ok', 'TLS:ok', 'auth:failed']);
     expect(r.steps.at(-1)!.detail).toMatch(/535 5\.7\.139/);
     expect(r.remedy).toMatch(/Authenticated SMTP/);
   });

@@ -74,18 +74,18 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
       const tlsFailure = isTlsError(connectErr);
       if (tlsFailure || greeting) {
         step('connect', true, greeting ? `connected to ${where}: ${greeting}` : `connected to ${where}`);
-        step('tls', false, describeSmtp(connectErr));
+        step('TLS', false, describeSmtp(connectErr));
       } else {
         step('connect', false, `${where}: ${describeSmtp(connectErr)}`);
       }
       return finish();
     }
     step('connect', true, `connected to ${where}`);
-    if (smtp.security === 'none') step('tls', true, 'not used (security: none)');
+    if (smtp.security === 'none') step('TLS', true, 'not used (security: none)');
     else {
       const socket = conn._socket as TLSSocket;
       const cert = socket.getPeerCertificate?.();
-      step('tls', true, `${smtp.security === 'tls' ? 'implicit TLS' : 'STARTTLS'} ${socket.getProtocol?.() ?? ''} ${socket.getCipher?.().name ?? ''}; certificate for ${cert?.subject?.CN ?? '?'} verified`.replace(/\s+/g, ' '));
+      step('TLS', true, `${smtp.security === 'tls' ? 'implicit TLS' : 'STARTTLS'} ${socket.getProtocol?.() ?? ''} ${socket.getCipher?.().name ?? ''}; certificate for ${cert?.subject?.CN ?? '?'} verified`.replace(/\s+/g, ' '));
     }
 
     const offered = (conn as unknown as { _supportedAuth?: string[] })._supportedAuth ?? [];

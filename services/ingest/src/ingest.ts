@@ -6,7 +6,7 @@ import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginCon
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { createAuthenticator } from './auth.js';
 import { createAdminForward } from './credentials-forward.js';
-import { createMailHandlers, type IngestContext } from './mail-service.js';
+import { createMailHandlers, messageLimit, type IngestContext } from './mail-service.js';
 
 export interface IngestOptions {
   env: RelayEnv;
@@ -29,7 +29,8 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
   };
   const inFlight = new InFlight();
   const server = new Server({
-    'grpc.max_receive_message_length': config.limits.maxMessageBytes + GRPC_OVERHEAD_BYTES,
+    // Large enough for the largest message any sender may take; each sender's own limit is checked per call.
+    'grpc.max_receive_message_length': Math.max(config.limits.maxMessageBytes, ...config.senders.map((s) => messageLimit(config, s))) + GRPC_OVERHEAD_BYTES,
     'grpc.max_send_message_length': 16 * 1024 * 1024,
   });
   const mail = createMailHandlers(ctx);

@@ -39,7 +39,7 @@ export function createMailHandlers(ctx: IngestContext) {
       const sender = ctx.senders.get(req.sender);
       if (!sender) throw new RelayError(ErrorCode.PermissionDenied, `sender "${req.sender}" is not configured`);
       const { recipients, size } = validateSendMail(req, {
-        maxMessageBytes: Math.min(ctx.config.limits.maxMessageBytes, sender.rate?.maxMessageBytes ?? Infinity),
+        maxMessageBytes: messageLimit(ctx.config, sender),
         maxRecipientsPerMessage: sender.rate?.maxRecipientsPerMessage,
       });
 
@@ -116,4 +116,12 @@ async function storing<T>(fn: () => Promise<T>): Promise<T> {
     if (isRelayError(err)) throw err;
     throw new RelayError(ErrorCode.Unavailable, 'the message was not stored (message broker unavailable); it is safe to retry with the same idempotency_key', { cause: err });
   }
+}
+
+/**
+ * The size limit for a sender's messages: its own (`rate.max_message_bytes`, or its preset's, e.g.
+ * 150 MB for Microsoft Graph) where it has one, else the relay-wide `limits.max_message_bytes`.
+ */
+export function messageLimit(config: RelayConfig, sender: SenderConfig): number {
+  return sender.rate?.maxMessageBytes ?? config.limits.maxMessageBytes;
 }
