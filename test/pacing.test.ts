@@ -17,13 +17,16 @@ const prefix = uniquePrefix('pacing');
 /** Time between a grant and its dispatch being seen here (publish, delivery to this subscriber). */
 const SLACK_MS = 250;
 
-const senders = [
+const senders: Array<{ id: string; rate?: Record<string, unknown>; user?: string }> = [
   { id: 'paced', rate: { batch_size: 5, interval: '2s' } },
   { id: 'slow', rate: { batch_size: 1, interval: '10s' } },
   { id: 'free' },
   { id: 'daily', rate: { daily_recipients: 3, daily_window: '4s' } },
   { id: 'restart', rate: { batch_size: 3, interval: '2s' } },
   { id: 'reload', rate: { batch_size: 1, interval: '30s' } },
+  // Two addresses of one signed-in mailbox: the provider's limit is the mailbox's, so they share it.
+  { id: 'shared-a', rate: { batch_size: 3, interval: '2s' }, user: 'relay@campus.example' },
+  { id: 'shared-b', rate: { batch_size: 3, interval: '2s' }, user: 'Relay@campus.example' },
 ];
 const config = (rates: Record<string, unknown> = {}) => ({
   clients: [{ name: 'app', api_key: 'pacing-key', senders: senders.map((s) => s.id) }],
@@ -31,7 +34,7 @@ const config = (rates: Record<string, unknown> = {}) => ({
     id: s.id,
     from: `${s.id}@campus.example`,
     transport: 'smtp',
-    smtp: { host: '127.0.0.1', port: 2587, security: 'none' },
+    smtp: { host: '127.0.0.1', port: 2587, security: 'none', ...(s.user ? { auth: { type: 'password', user: s.user, password: 'unused' } } : {}) },
     ...(rates[s.id] ? { rate: rates[s.id] } : s.rate ? { rate: s.rate } : {}),
   })),
 });
@@ -126,6 +129,14 @@ describe('pacing across two scheduler processes', () => {
     const granted = await Promise.all(schedulers.map(async (s) => Number(/relay_pacing_granted_total\{sender="paced"\} (\d+)/.exec(await metrics(s))?.[1] ?? 0)));
     expect(granted.reduce((a, b) => a + b, 0)).toBe(20);
   }, 30_000);
+
+  it('paces senders that sign in as the same mailbox together', async () => {
+    const ids = [...(await submit('shared-a', 6)), ...(await submit('shared-b', 6))];
+    const times = await waitReleased(ids, 30_000);
+    // One bound of 3 per 2 s for both, not 3 each.
+    expect(maxInWindow(times, 2_000)).toBeLessThanOrEqual(3);
+    expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(3 * 2_000 - SLACK_MS);
+  }, 40_000);
 
   it("lets another sender's mail through at once while one sender has a backlog", async () => {
     await submit('slow', 10);

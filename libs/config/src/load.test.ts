@@ -67,6 +67,30 @@ describe('parseConfig', () => {
     expect(unpacedSmtp.senders[0]!.rate).toBeUndefined();
   });
 
+  it('gives senders that sign in as the same mailbox one pacing key', () => {
+    const smtp = (id: string, user: string | undefined, host = 'smtp.office365.com') =>
+      `  - { id: ${id}, from: ${id}@campus.example, transport: smtp, smtp: { host: ${host}, port: 587, security: starttls${user ? `, auth: { type: password, user: ${user}, password: p }` : ''} } }\n`;
+    const cfg = parseConfig(
+      'clients: [{ name: app, api_key: k, senders: [] }]\nsenders:\n' +
+        smtp('admissions', 'relay@campus.example') +
+        smtp('bursar', 'Relay@Campus.example') +
+        smtp('library', 'library@campus.example') +
+        smtp('other-host', 'relay@campus.example', 'smtp.gmail.com') +
+        smtp('anonymous', undefined) +
+        '  - { id: graph-a, from: a@campus.example, transport: graph, graph: { tenant_id: t, client_id: c, client_secret: s, mailbox: Shared@campus.example } }\n' +
+        '  - { id: graph-b, from: b@campus.example, transport: graph, graph: { tenant_id: t, client_id: c, client_secret: s, mailbox: shared@campus.example } }\n',
+      env,
+    );
+    const key = (id: string) => cfg.senders.find((s) => s.id === id)!.pacingKey;
+    expect(key('admissions')).toBe(key('bursar'));
+    expect(key('admissions')).toMatch(/^mailbox-[0-9a-f]{20}$/);
+    expect(key('library')).not.toBe(key('admissions'));
+    expect(key('other-host')).not.toBe(key('admissions'));
+    expect(key('anonymous')).toBe('anonymous');
+    expect(key('graph-a')).toBe(key('graph-b'));
+    expect(key('graph-a')).not.toBe(key('admissions'));
+  });
+
   it('never prints a secret', () => {
     const cfg = parseConfig(base, env);
     const shown = JSON.stringify(cfg) + inspect(cfg, { depth: 10 }) + String(cfg.clients[0]!.apiKey);

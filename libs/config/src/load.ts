@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
@@ -94,12 +95,14 @@ function convertSender(s: RawSender, key: string, env: Env): SenderConfig {
   if (s.transport === 'graph' && !s.graph) throw new ConfigError(`${key}.graph: required for transport: graph`);
   if (s.transport === 'smtp' && s.graph) throw new ConfigError(`${key}.graph: not allowed with transport: smtp (graph settings are for transport: graph)`);
   if (s.transport === 'graph' && s.smtp) throw new ConfigError(`${key}.smtp: not allowed with transport: graph (smtp settings are for transport: smtp)`);
+  const smtp = s.smtp ? convertSmtp(s.smtp, `${key}.smtp`, env) : undefined;
   return {
     id: s.id,
+    pacingKey: pacingKey(s.id, smtp, s.graph?.mailbox),
     from: s.from,
     replyTo: s.reply_to,
     transport: s.transport,
-    smtp: s.smtp ? convertSmtp(s.smtp, `${key}.smtp`, env) : undefined,
+    smtp,
     graph: s.graph
       ? {
           tenantId: s.graph.tenant_id,
@@ -114,6 +117,14 @@ function convertSender(s: RawSender, key: string, env: Env): SenderConfig {
     // Graph senders are paced within Microsoft's Graph limits unless their rate: says otherwise.
     rate: s.rate ? convertRate(s.rate, `${key}.rate`) : s.transport === 'graph' ? convertRate({ preset: 'microsoft365-graph' }, `${key}.rate`) : undefined,
   };
+}
+
+/** The account a sender's mail counts against at the provider (see SenderConfig.pacingKey). */
+function pacingKey(id: string, smtp: SenderConfig['smtp'], graphMailbox: string | undefined): string {
+  let account: string | undefined;
+  if (graphMailbox) account = `graph:${graphMailbox.toLowerCase()}`;
+  else if (smtp && smtp.auth.type !== 'none') account = `smtp:${smtp.host.toLowerCase()}:${smtp.auth.user.toLowerCase()}`;
+  return account ? `mailbox-${createHash('sha256').update(account).digest('hex').slice(0, 20)}` : id;
 }
 
 function convertSmtp(s: NonNullable<RawSender['smtp']>, key: string, env: Env): NonNullable<SenderConfig['smtp']> {

@@ -69,6 +69,12 @@ export interface SenderConfig {
   smtp: SmtpConfig | undefined;
   graph: GraphConfig | undefined;
   rate: RateConfig | undefined;
+  /**
+   * Whose limits the pacing counts against: the provider's limits are per mailbox, so senders that
+   * sign in as the same mailbox (send-as addresses of one account, say) share one pace. The sender
+   * id for a sender without a mailbox of its own; a token safe in NATS subjects and Redis keys.
+   */
+  pacingKey: string;
 }
 
 export interface RelayConfig {

@@ -25,7 +25,7 @@ export async function pacingMetrics(lanes: Iterable<SenderLane>, pacer: RedisPac
     rows.relay_pacing_granted_total!.push(`relay_pacing_granted_total${label} ${st.granted}`);
     rows.relay_pacing_next_slot_seconds!.push(`relay_pacing_next_slot_seconds${label} ${st.nextSlotAt ? Math.max(0, (st.nextSlotAt - now) / 1000).toFixed(3) : 0}`);
     if (s.rate?.dailyRecipients) {
-      const used = await pacer.recipientsToday(s.id);
+      const used = await pacer.recipientsToday(s.pacingKey);
       if (used !== undefined) rows.relay_pacing_daily_recipients_remaining!.push(`relay_pacing_daily_recipients_remaining${label} ${Math.max(0, s.rate.dailyRecipients - used)}`);
     }
   }

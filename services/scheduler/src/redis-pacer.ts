@@ -56,8 +56,9 @@ export class RedisPacer implements Pacer {
     this.#acquire = (redis as unknown as Record<string, AcquireFn>).relayPaceAcquire!.bind(redis);
   }
 
-  keys(sender: string) {
-    const base = `${this.#prefix}:pace:{${sender}}`;
+  /** Redis keys of one pacing key (a sender id, or the mailbox several senders share). */
+  keys(pacingKey: string) {
+    const base = `${this.#prefix}:pace:{${pacingKey}}`;
     return { win: `${base}:win`, day: `${base}:day`, totals: `${base}:totals`, epoch: `${base}:epoch`, lock: `${base}:rebuild` };
   }
 
@@ -68,15 +69,15 @@ export class RedisPacer implements Pacer {
   }
 
   /** Recipients counted against the daily cap right now (for metrics), or undefined without Redis. */
-  async recipientsToday(sender: string): Promise<number | undefined> {
-    const v = await this.#redis.hget(this.keys(sender).totals, 'rcpt').catch(() => null);
+  async recipientsToday(pacingKey: string): Promise<number | undefined> {
+    const v = await this.#redis.hget(this.keys(pacingKey).totals, 'rcpt').catch(() => null);
     return v === null ? (this.#redisDown ? undefined : 0) : Number(v);
   }
 
   async acquire(current: () => SenderConfig, env: Envelope, signal: AbortSignal, keepAlive: () => void): Promise<void> {
     const sender = current();
     if (!isPaced(sender.rate)) return;
-    const k = this.keys(sender.id);
+    const k = this.keys(sender.pacingKey);
     const member = `${env.messageId}:${env.attempt}`;
     const rcpt = Math.max(1, env.recipientCount);
     const st = this.state(sender.id);
@@ -103,11 +104,11 @@ export class RedisPacer implements Pacer {
           st.granted++;
           st.nextSlotAt = undefined;
           st.reason = undefined;
-          this.#log.append(sender.id, { t: now, m: member, r: rcpt });
+          this.#log.append(sender.pacingKey, { t: now, m: member, r: rcpt });
           return;
         }
         if (wait < 0) {
-          await this.#rebuild(sender.id, rate);
+          await this.#rebuild(sender.pacingKey, rate);
           continue;
         }
         if (reason === 'daily' && st.reason !== 'daily') {
@@ -127,9 +128,9 @@ export class RedisPacer implements Pacer {
     }
   }
 
-  /** Rebuilds one sender's window and day state from the durable pacing log, under a lock. */
-  async #rebuild(sender: string, rate: RateConfig): Promise<void> {
-    const k = this.keys(sender);
+  /** Rebuilds one pacing key's window and day state from the durable pacing log, under a lock. */
+  async #rebuild(key: string, rate: RateConfig): Promise<void> {
+    const k = this.keys(key);
     const token = randomBytes(8).toString('hex');
     if ((await this.#redis.set(k.lock, token, 'PX', REBUILD_LOCK_MS, 'NX')) !== 'OK') {
       await sleep(200); // another replica is rebuilding
@@ -143,7 +144,7 @@ export class RedisPacer implements Pacer {
       const interval = rate.intervalMs ?? 0;
       const dayw = rate.dailyRecipients || rate.dailyMessages ? rate.dailyWindowMs : 0;
       // A minute of margin for clock differences between JetStream and Redis.
-      const grants = await this.#log.read(sender, now - Math.max(interval, dayw) - 60_000);
+      const grants = await this.#log.read(key, now - Math.max(interval, dayw) - 60_000);
       const m = this.#redis.multi().del(k.win, k.day, k.totals);
       let rcpt = 0;
       let msgs = 0;
@@ -159,7 +160,7 @@ export class RedisPacer implements Pacer {
       if (interval) m.pexpire(k.win, interval * 2);
       m.set(k.epoch, String(now));
       await m.exec();
-      this.#logger.info({ sender, grants: grants.length }, 'pacing state rebuilt from the pacing log');
+      this.#logger.info({ pacing_key: key, grants: grants.length }, 'pacing state rebuilt from the pacing log');
     } finally {
       if ((await this.#redis.get(k.lock).catch(() => null)) === token) await this.#redis.del(k.lock).catch(() => {});
     }

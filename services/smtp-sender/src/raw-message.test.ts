@@ -12,6 +12,7 @@ import { buildRawMessage } from './raw-message.js';
 const SUBMITTED = new Date('2026-11-23T10:11:12.345Z');
 const sender: SenderConfig = {
   id: 'campus',
+  pacingKey: 'campus',
   from: 'Campus No-Reply <no-reply@campus.example>',
   replyTo: undefined,
   transport: 'smtp',
