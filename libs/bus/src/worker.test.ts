@@ -4,6 +4,7 @@ import { permanent } from '@relay/core';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
 import { dropBus, testNatsUrl, uniquePrefix } from '@relay/testkit';
 import { connectBus, timestampFromDate, type Bus } from './bus.js';
+import { ensureDurable } from './consumers.js';
 import { createDispatchWorker, type DispatchWorker } from './worker.js';
 
 const quiet = { warn() {}, info() {}, debug() {} };
@@ -70,5 +71,55 @@ describe('dispatch worker against a real NATS JetStream', () => {
     const sent = await until(async () => ((await bus.lastStatus('w-after'))?.state === MessageState.SENT ? bus.lastStatus('w-after') : undefined), 15_000);
     expect(sent?.detail).toBe('250 ok w-after');
     expect(delivered.filter((id) => id === 'w-after')).toHaveLength(1);
+  }, 20_000);
+});
+
+describe('dispatch worker after a crash that kept an ack from the broker', () => {
+  const prefix = uniquePrefix('worker-crash');
+  let bus: Bus;
+  let worker: DispatchWorker | undefined;
+  const attempts: string[] = [];
+  beforeAll(async () => {
+    bus = await connectBus({ servers: testNatsUrl(), prefix, name: 'worker-crash-test' });
+  });
+  afterAll(async () => {
+    await worker?.stop(2_000);
+    await bus?.close();
+    await dropBus(prefix);
+  });
+
+  it('does not make an attempt again whose retry was already decided', async () => {
+    const ackWaitMs = 1_000;
+    const durable = bus.names.senderConsumer('smtp');
+    await ensureDurable(bus.jsm, { stream: bus.names.dispatchStream, durable, filterSubject: bus.names.dispatchWildcard('smtp'), ackWaitMs, maxAckPending: 1_000 });
+    const env = create(EnvelopeSchema, { messageId: 'w-crash', sender: 's1', to: ['a@b.example'], subject: 'x', text: 'x', attempt: 1, submittedAt: timestampFromDate(new Date()) });
+    await bus.publishEnvelope(bus.names.dispatchSubject('smtp', 's1'), env, 'w-crash.1.dispatch');
+    // A replica took attempt 1, failed it, recorded RETRYING and published the retry, then died
+    // before its ack reached the broker.
+    const taken = await (await bus.js.consumers.get(bus.names.dispatchStream, durable)).next({ expires: 2_000 });
+    expect(taken?.seq).toBeGreaterThan(0);
+    await bus.publishStatus({ messageId: 'w-crash', sender: 's1', state: MessageState.RETRYING, attempt: 1, detail: '451 4.3.0 try later', service: 'test' });
+    await bus.publishEnvelope(bus.names.submittedSubject('s1'), create(EnvelopeSchema, { ...env, attempt: 2 }), 'w-crash.2.submit');
+
+    worker = createDispatchWorker({
+      bus,
+      transport: 'smtp',
+      service: 'test',
+      concurrency: 4,
+      ackWaitMs,
+      retry: { retryInitialMs: 1_000, retryMaxMs: 1_000, maxAgeMs: 60_000 },
+      log: quiet,
+      async deliver(e: Envelope) {
+        attempts.push(`${e.messageId}#${e.attempt}`);
+        return '250 ok';
+      },
+    });
+    await worker.start();
+    // The redelivered attempt 1 is settled without an attempt; the retry stays stored once.
+    await until(async () => ((await bus.jsm.consumers.info(bus.names.dispatchStream, durable)).num_ack_pending === 0 && (await bus.jsm.consumers.info(bus.names.dispatchStream, durable)).num_pending === 0 ? true : undefined), 10_000);
+    expect(attempts).toEqual([]);
+    expect((await bus.lastStatus('w-crash'))?.state).toBe(MessageState.RETRYING);
+    const submitted = await bus.jsm.streams.info(bus.names.submittedStream, { subjects_filter: bus.names.submittedSubject('s1') });
+    expect(submitted.state.subjects?.[bus.names.submittedSubject('s1')]).toBe(1);
   }, 20_000);
 });

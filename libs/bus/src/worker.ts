@@ -85,10 +85,21 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     // The SENT (or FAILED) event is the marker: written before the ack, so a redelivery after a
     // crash between the outcome and our ack finds it and does nothing twice.
     if (m.redelivered) {
-      const last = (await bus.lastStatus(id))?.state;
+      const lastEvent = await bus.lastStatus(id);
+      const last = lastEvent?.state;
       if (last === MessageState.SENT || last === MessageState.FAILED) {
         o.log.info({ message_id: id, state: MessageState[last] }, 'already settled before a restart; not sending again');
         span.setAttribute('relay.outcome', 'already-settled');
+        m.ack();
+        return;
+      }
+      // This attempt already failed and its retry was decided before a crash kept the ack from
+      // the broker: the decision stands. The retry is published again (the broker drops it as a
+      // duplicate if it got out), and the attempt is not made a second time.
+      if (last === MessageState.RETRYING && lastEvent?.attempt === stub.attempt) {
+        o.log.info({ message_id: id, attempt: stub.attempt }, 'retry already decided before a restart; not trying this attempt again');
+        span.setAttribute('relay.outcome', 'retry-already-decided');
+        await publishRetry(stub, backoffMs(stub.attempt, o.retry.retryInitialMs, o.retry.retryMaxMs));
         m.ack();
         return;
       }
@@ -127,12 +138,9 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     const wait = Math.max(backoffMs(env.attempt, o.retry.retryInitialMs, o.retry.retryMaxMs), err.retryAfterMs ?? 0);
     const base = { messageId: env.messageId, sender: env.sender, attempt: env.attempt, service: o.service };
     if (err.retryable && Date.now() + wait - submitted <= o.retry.maxAgeMs) {
-      const next = create(EnvelopeSchema, { ...stubOf(env), attempt: env.attempt + 1, notBefore: timestampFromDate(new Date(Date.now() + wait)) });
       span.setAttributes({ 'relay.outcome': 'retrying', 'relay.retry_in_ms': wait });
       await bus.publishStatus({ ...base, state: MessageState.RETRYING, detail });
-      // Back through the scheduler, so a retry takes a pacing slot like any other send; published
-      // within this span, the retry continues the message's trace.
-      await bus.publishEnvelope(bus.names.submittedSubject(env.sender), next, `${env.messageId}.${next.attempt}.submit`);
+      await publishRetry(env, wait);
       metrics.retrying.add(1, { sender: env.sender, transport: o.transport });
       o.log.info({ message_id: env.messageId, sender: env.sender, attempt: env.attempt, retry_in_ms: wait, error: err.message }, 'retrying');
     } else {
@@ -143,6 +151,16 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
       metrics.failed.add(1, { sender: env.sender, transport: o.transport });
       o.log.warn({ message_id: env.messageId, sender: env.sender, attempt: env.attempt, error: reason }, 'failed');
     }
+  }
+
+  /**
+   * The next attempt, back through the scheduler so a retry takes a pacing slot like any other send;
+   * published within the attempt's span, it continues the message's trace. Its Nats-Msg-Id is the
+   * attempt's, so publishing it twice (after a restart) stores it once.
+   */
+  async function publishRetry(env: Envelope, wait: number) {
+    const next = create(EnvelopeSchema, { ...stubOf(env), attempt: env.attempt + 1, notBefore: timestampFromDate(new Date(Date.now() + wait)) });
+    await bus.publishEnvelope(bus.names.submittedSubject(env.sender), next, `${env.messageId}.${next.attempt}.submit`);
   }
 
   const waiting: Array<() => void> = [];
