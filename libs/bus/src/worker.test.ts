@@ -88,7 +88,7 @@ describe('dispatch worker after a crash that kept an ack from the broker', () =>
     await dropBus(prefix);
   });
 
-  it('does not make an attempt again whose retry was already decided', async () => {
+  it('does not make an attempt again whose retry was already decided, nor one a later attempt replaced', async () => {
     const ackWaitMs = 1_000;
     const durable = bus.names.senderConsumer('smtp');
     await ensureDurable(bus.jsm, { stream: bus.names.dispatchStream, durable, filterSubject: bus.names.dispatchWildcard('smtp'), ackWaitMs, maxAckPending: 1_000 });
@@ -100,6 +100,10 @@ describe('dispatch worker after a crash that kept an ack from the broker', () =>
     expect(taken?.seq).toBeGreaterThan(0);
     await bus.publishStatus({ messageId: 'w-crash', sender: 's1', state: MessageState.RETRYING, attempt: 1, detail: '451 4.3.0 try later', service: 'test' });
     await bus.publishEnvelope(bus.names.submittedSubject('s1'), create(EnvelopeSchema, { ...env, attempt: 2 }), 'w-crash.2.submit');
+    // Another message's attempt 1 was taken the same way, and its attempt 2 is already under way.
+    await bus.publishEnvelope(bus.names.dispatchSubject('smtp', 's1'), create(EnvelopeSchema, { ...env, messageId: 'w-old' }), 'w-old.1.dispatch');
+    expect((await (await bus.js.consumers.get(bus.names.dispatchStream, durable)).next({ expires: 2_000 }))?.seq).toBeGreaterThan(0);
+    await bus.publishStatus({ messageId: 'w-old', sender: 's1', state: MessageState.SENDING, attempt: 2, detail: '', service: 'test' });
 
     worker = createDispatchWorker({
       bus,
@@ -119,7 +123,58 @@ describe('dispatch worker after a crash that kept an ack from the broker', () =>
     await until(async () => ((await bus.jsm.consumers.info(bus.names.dispatchStream, durable)).num_ack_pending === 0 && (await bus.jsm.consumers.info(bus.names.dispatchStream, durable)).num_pending === 0 ? true : undefined), 10_000);
     expect(attempts).toEqual([]);
     expect((await bus.lastStatus('w-crash'))?.state).toBe(MessageState.RETRYING);
+    expect((await bus.lastStatus('w-old'))?.state).toBe(MessageState.SENDING);
     const submitted = await bus.jsm.streams.info(bus.names.submittedStream, { subjects_filter: bus.names.submittedSubject('s1') });
     expect(submitted.state.subjects?.[bus.names.submittedSubject('s1')]).toBe(1);
   }, 20_000);
+});
+
+describe('dispatch worker with every slot busy', () => {
+  const prefix = uniquePrefix('worker-busy');
+  let bus: Bus;
+  beforeAll(async () => {
+    bus = await connectBus({ servers: testNatsUrl(), prefix, name: 'worker-busy-test' });
+  });
+  afterAll(async () => {
+    await bus?.close();
+    await dropBus(prefix);
+  });
+
+  it('sends nothing twice when messages waited in its buffer past the ack wait and another replica took them', async () => {
+    const sends: string[] = [];
+    const replica = (concurrency: number, deliverMs: number) =>
+      createDispatchWorker({
+        bus,
+        transport: 'graph',
+        service: 'test',
+        concurrency,
+        ackWaitMs: 1_500,
+        retry: { retryInitialMs: 1_000, retryMaxMs: 1_000, maxAgeMs: 600_000 },
+        log: quiet,
+        async deliver(env: Envelope) {
+          sends.push(env.messageId);
+          await new Promise((r) => setTimeout(r, deliverMs));
+          return '202 Accepted';
+        },
+      });
+    // A slow replica with one slot takes all three; a second one joins while they wait.
+    const slow = replica(1, 2_000);
+    await slow.start();
+    const ids = ['b-1', 'b-2', 'b-3'];
+    for (const id of ids) {
+      await bus.publishEnvelope(
+        bus.names.dispatchSubject('graph', 's1'),
+        create(EnvelopeSchema, { messageId: id, sender: 's1', to: ['x@y.example'], subject: 's', text: 't', attempt: 1, submittedAt: timestampFromDate(new Date()) }),
+        `${id}.1.dispatch`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 800));
+    const fast = replica(4, 0);
+    await fast.start();
+    for (const id of ids) await until(async () => ((await bus.lastStatus(id))?.state === MessageState.SENT ? true : undefined), 15_000);
+    // Let the slow replica work through whatever it still holds.
+    await slow.stop(10_000);
+    await fast.stop(2_000);
+    expect([...sends].sort()).toEqual(ids);
+  }, 30_000);
 });

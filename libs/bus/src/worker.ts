@@ -68,28 +68,39 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
 
   const metrics = relayInstruments();
 
-  async function handle(m: JsMsg) {
-    working.add(m);
+  async function handle(m: JsMsg, mayBeStale: boolean) {
     try {
       const stub = decodeEnvelope(m.data);
       // One CONSUMER span per delivery attempt, continuing the message's trace from its headers.
-      await processMessage(m, { consumer: durable, messageId: stub.messageId, sender: stub.sender }, (span) => settle(m, stub, span));
+      await processMessage(m, { consumer: durable, messageId: stub.messageId, sender: stub.sender }, (span) => settle(m, stub, span, mayBeStale));
     } finally {
       working.delete(m);
     }
   }
 
-  async function settle(m: JsMsg, stub: Envelope, span: Span) {
+  /**
+   * `mayBeStale`: the broker may have handed this message to someone else meanwhile (it is a
+   * redelivery, or it waited in this client's buffer while every slot was busy, where no ack
+   * extension reaches it), so what became of it is looked up before anything is sent.
+   */
+  async function settle(m: JsMsg, stub: Envelope, span: Span, mayBeStale: boolean) {
     const id = stub.messageId;
     span.setAttribute('relay.attempt', stub.attempt);
     // The SENT (or FAILED) event is the marker: written before the ack, so a redelivery after a
     // crash between the outcome and our ack finds it and does nothing twice.
-    if (m.redelivered) {
+    if (mayBeStale) {
       const lastEvent = await bus.lastStatus(id);
       const last = lastEvent?.state;
       if (last === MessageState.SENT || last === MessageState.FAILED) {
-        o.log.info({ message_id: id, state: MessageState[last] }, 'already settled before a restart; not sending again');
+        o.log.info({ message_id: id, state: MessageState[last] }, 'already settled elsewhere or before a restart; not sending again');
         span.setAttribute('relay.outcome', 'already-settled');
+        m.ack();
+        return;
+      }
+      // A later attempt exists: this one was retried already (and its retry went on its way).
+      if (lastEvent && lastEvent.attempt > stub.attempt) {
+        o.log.info({ message_id: id, attempt: stub.attempt, latest_attempt: lastEvent.attempt }, 'attempt superseded by a later one; not sending it');
+        span.setAttribute('relay.outcome', 'superseded');
         m.ack();
         return;
       }
@@ -164,14 +175,25 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
   }
 
   const waiting: Array<() => void> = [];
+  // Until then, messages handed over may have sat in the client's buffer while all slots were busy.
+  let saturatedUntil = 0;
   async function each(m: JsMsg) {
-    if (inFlight.size >= o.concurrency) await new Promise<void>((r) => waiting.push(r));
+    working.add(m);
+    if (inFlight.size >= o.concurrency) {
+      await new Promise<void>((r) => waiting.push(r));
+      saturatedUntil = Date.now() + o.ackWaitMs;
+    }
+    const mayBeStale = m.redelivered || Date.now() < saturatedUntil;
     void inFlight
       .run(() =>
-        handle(m).catch((err: unknown) => {
+        handle(m, mayBeStale).catch((err: unknown) => {
           // The broker did not take the outcome; the message comes back and is settled again.
           o.log.warn({ err: describe(err), seq: m.seq }, 'could not settle message; it will be redelivered');
-          m.nak(2_000);
+          try {
+            m.nak(2_000);
+          } catch {
+            // The connection is gone (shutdown after the grace period): the ack wait redelivers it.
+          }
         }),
       )
       .finally(() => waiting.shift()?.());

@@ -133,13 +133,14 @@ export class SenderLane {
         m.ack();
       });
     } catch (err) {
-      if (this.#abort.signal.aborted) {
-        m.nak();
-        return;
+      if (!this.#abort.signal.aborted) this.#logger.warn({ err: describe(err), seq: m.seq }, 'could not route message; will retry');
+      // The message stays in the stream and comes back; nothing is dropped. With the connection
+      // already closed (stopping after the grace period) the ack wait brings it back instead.
+      try {
+        m.nak(this.#abort.signal.aborted ? undefined : 1_000);
+      } catch {
+        // connection closed
       }
-      // The message stays in the stream and comes back; nothing is dropped.
-      this.#logger.warn({ err: describe(err), seq: m.seq }, 'could not route message; will retry');
-      m.nak(1_000);
     }
   }
 
