@@ -108,7 +108,7 @@ export class RedisPacer implements Pacer {
           return;
         }
         if (wait < 0) {
-          await this.#rebuild(sender.pacingKey, rate);
+          await this.#rebuild(sender.pacingKey, rate, sender.pacingKey === sender.id ? [] : [sender.id]);
           continue;
         }
         if (reason === 'daily' && st.reason !== 'daily') {
@@ -129,7 +129,7 @@ export class RedisPacer implements Pacer {
   }
 
   /** Rebuilds one pacing key's window and day state from the durable pacing log, under a lock. */
-  async #rebuild(key: string, rate: RateConfig): Promise<void> {
+  async #rebuild(key: string, rate: RateConfig, alsoLogged: string[]): Promise<void> {
     const k = this.keys(key);
     const token = randomBytes(8).toString('hex');
     if ((await this.#redis.set(k.lock, token, 'PX', REBUILD_LOCK_MS, 'NX')) !== 'OK') {
@@ -144,7 +144,10 @@ export class RedisPacer implements Pacer {
       const interval = rate.intervalMs ?? 0;
       const dayw = rate.dailyRecipients || rate.dailyMessages ? rate.dailyWindowMs : 0;
       // A minute of margin for clock differences between JetStream and Redis.
-      const grants = await this.#log.read(key, now - Math.max(interval, dayw) - 60_000);
+      const since = now - Math.max(interval, dayw) - 60_000;
+      // Grants logged under the sender's own id count too: pacing was per sender id before it was
+      // per mailbox, and the log keeps a day of them.
+      const grants = (await Promise.all([key, ...alsoLogged].map((k) => this.#log.read(k, since)))).flat();
       const m = this.#redis.multi().del(k.win, k.day, k.totals);
       let rcpt = 0;
       let msgs = 0;
