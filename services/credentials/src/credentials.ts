@@ -46,7 +46,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-credentials:${process.pid}`, topology: { replicas: env.streamReplicas } }));
   const redis = overrides.redis ?? new Redis(env.redisUrl, { maxRetriesPerRequest: 2, connectionName: `relay-credentials:${process.pid}` });
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis error'));
-  const store = await openRefreshTokenStore(bus, box).catch(async (err: unknown) => {
+  const store = await openRefreshTokenStore(bus, box, env.streamReplicas).catch(async (err: unknown) => {
     if (!overrides.bus) await bus.close();
     if (!overrides.redis) redis.disconnect();
     throw err;

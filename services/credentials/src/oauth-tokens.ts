@@ -35,7 +35,7 @@ export function createOAuthTokens(deps: OAuthTokensDeps): OAuthTokens {
   const { cache, store, logger } = deps;
   const fetchToken = deps.fetchToken ?? defaultFetchToken;
   const t = { ...TOKEN_DEFAULTS, ...deps.timing };
-  const pending = new Map<string, Promise<CachedToken>>();
+  const pending = new Map<string, { token: Promise<CachedToken>; rejected: boolean }>();
 
   async function refresh(sender: string, auth: TokenAuth, rejected: boolean): Promise<CachedToken> {
     const startedAt = Date.now();
@@ -79,11 +79,15 @@ export function createOAuthTokens(deps: OAuthTokensDeps): OAuthTokens {
         const hit = await cache.get(sender);
         if (hit) return hit;
       }
+      // A caller whose token was refused joins only a refresh that replaces a refused token too:
+      // a plain one may hand back the very token the server refused.
       const running = pending.get(sender);
-      if (running) return running;
-      const p = refresh(sender, auth, rejected).finally(() => pending.delete(sender));
-      pending.set(sender, p);
-      return p;
+      if (running && (running.rejected || !rejected)) return running.token;
+      const token = refresh(sender, auth, rejected).finally(() => {
+        if (pending.get(sender)?.token === token) pending.delete(sender);
+      });
+      pending.set(sender, { token, rejected });
+      return token;
     },
   };
 }

@@ -45,7 +45,9 @@ export function createGraphTokens(client: CredentialsClient): GraphTokens {
       if (rejected) entries.delete(sender);
       const running = pending.get(sender);
       if (running && !rejected) return running;
-      const p = fetchToken(sender, rejected).finally(() => pending.delete(sender));
+      const p = fetchToken(sender, rejected).finally(() => {
+        if (pending.get(sender) === p) pending.delete(sender);
+      });
       pending.set(sender, p);
       return p;
     },
