@@ -57,61 +57,47 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   const consent = createConsent({ senders, redis, box, store, cache, logger, prefix: env.busPrefix, publicUrl: env.publicUrl, redeemCode });
 
   const server = new Server();
-  server.addService(toGrpcDefinition(CredentialsService), {
-    getSmtpAuth(call: ServerUnaryCall<GetSmtpAuthRequest, GetSmtpAuthResponse>, cb: sendUnaryData<GetSmtpAuthResponse>) {
+  /**
+   * One internal call: the caller's internal token is checked first; a refusal is logged with
+   * `refused` and answered with its gRPC status.
+   */
+  const internal =
+    <Req extends { sender: string }, Res>(refused: string, run: (req: Req) => Promise<Res>, done?: (req: Req, res: Res) => void) =>
+    (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
       void (async () => {
         checkInternalToken(call.metadata, token);
-        return smtpAuthFor(senders.get(call.request.sender), call.request.sender, tokens, { tokenRejected: call.request.tokenRejected });
-      })().then(
-        (res) => cb(null, res),
-        (err: unknown) => {
-          logger.warn({ sender: call.request.sender, err: (err as Error).message }, 'credentials refused');
-          cb(toGrpcError(err));
-        },
-      );
-    },
-    getGraphToken(call: ServerUnaryCall<GetGraphTokenRequest, GetGraphTokenResponse>, cb: sendUnaryData<GetGraphTokenResponse>) {
-      void (async () => {
-        checkInternalToken(call.metadata, token);
-        return graphTokenFor(senders.get(call.request.sender), call.request.sender, tokens, { tokenRejected: call.request.tokenRejected });
-      })().then(
-        (res) => cb(null, res),
-        (err: unknown) => {
-          logger.warn({ sender: call.request.sender, err: (err as Error).message }, 'graph token refused');
-          cb(toGrpcError(err));
-        },
-      );
-    },
-    beginConsent(call: ServerUnaryCall<BeginConsentRequest, BeginConsentResponse>, cb: sendUnaryData<BeginConsentResponse>) {
-      void (async () => {
-        checkInternalToken(call.metadata, token);
-        return create(BeginConsentResponseSchema, { authorizeUrl: await consent.begin(call.request.sender) });
-      })().then(
-        (res) => cb(null, res),
-        (err: unknown) => {
-          logger.warn({ sender: call.request.sender, err: (err as Error).message }, 'consent refused');
-          cb(toGrpcError(err));
-        },
-      );
-    },
-    testSender(call: ServerUnaryCall<TestSenderRequest, TestSenderResponse>, cb: sendUnaryData<TestSenderResponse>) {
-      void (async () => {
-        checkInternalToken(call.metadata, token);
-        const sender = senders.get(call.request.sender);
-        const opts = call.request.to ? { to: call.request.to } : {};
-        if (sender?.graph) return testGraphSender({ ...sender, graph: sender.graph }, call.request.sender, tokens, opts);
-        return testSender(sender, call.request.sender, tokens, opts);
+        return run(call.request);
       })().then(
         (res) => {
-          logger.info({ sender: call.request.sender, ok: res.ok, steps: res.steps.map((s) => `${s.name}:${s.ok ? 'ok' : 'failed'}`) }, 'sender tested');
+          done?.(call.request, res);
           cb(null, res);
         },
         (err: unknown) => {
-          logger.warn({ sender: call.request.sender, err: (err as Error).message }, 'sender test refused');
+          logger.warn({ sender: call.request.sender, err: (err as Error).message }, refused);
           cb(toGrpcError(err));
         },
       );
-    },
+    };
+  server.addService(toGrpcDefinition(CredentialsService), {
+    getSmtpAuth: internal<GetSmtpAuthRequest, GetSmtpAuthResponse>('credentials refused', (req) =>
+      smtpAuthFor(senders.get(req.sender), req.sender, tokens, { tokenRejected: req.tokenRejected }),
+    ),
+    getGraphToken: internal<GetGraphTokenRequest, GetGraphTokenResponse>('graph token refused', (req) =>
+      graphTokenFor(senders.get(req.sender), req.sender, tokens, { tokenRejected: req.tokenRejected }),
+    ),
+    beginConsent: internal<BeginConsentRequest, BeginConsentResponse>('consent refused', async (req) =>
+      create(BeginConsentResponseSchema, { authorizeUrl: await consent.begin(req.sender) }),
+    ),
+    testSender: internal<TestSenderRequest, TestSenderResponse>(
+      'sender test refused',
+      async (req) => {
+        const sender = senders.get(req.sender);
+        const opts = req.to ? { to: req.to } : {};
+        if (sender?.graph) return testGraphSender({ ...sender, graph: sender.graph }, req.sender, tokens, opts);
+        return testSender(sender, req.sender, tokens, opts);
+      },
+      (req, res) => logger.info({ sender: req.sender, ok: res.ok, steps: res.steps.map((s) => `${s.name}:${s.ok ? 'ok' : 'failed'}`) }, 'sender tested'),
+    ),
   });
   let http: CredentialsHttp | undefined;
   let ops: OpsServer | undefined;
