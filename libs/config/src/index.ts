@@ -4,3 +4,4 @@ export * from './presets.js';
 export * from './secret.js';
 export type * from './types.js';
 export { senderId } from './schema.js';
+export * from './smtp-options.js';

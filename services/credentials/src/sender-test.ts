@@ -3,7 +3,7 @@ import { create } from '@bufbuild/protobuf';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import XOAuth2 from 'nodemailer/lib/xoauth2/index.js';
-import type { SenderConfig } from '@relay/config';
+import { smtpConnectionOptions, type SenderConfig } from '@relay/config';
 import { ErrorCode, RelayError } from '@relay/core';
 import { remedyFor } from '@relay/mail';
 import { TestSenderResponseSchema, TestStepSchema, type TestSenderResponse, type TestStep } from '@relay/proto';
@@ -46,17 +46,8 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
     }
   }
 
-  const conn = new SMTPConnection({
-    host: smtp.host,
-    port: smtp.port,
-    secure: smtp.security === 'tls',
-    ignoreTLS: smtp.security === 'none',
-    requireTLS: smtp.security === 'starttls',
-    connectionTimeout: smtp.timeouts.connectMs,
-    greetingTimeout: smtp.timeouts.greetingMs,
-    socketTimeout: smtp.timeouts.socketMs,
-    tls: { ...(smtp.servername ? { servername: smtp.servername } : {}), ...(smtp.ca ? { ca: smtp.ca } : {}) },
-  });
+  // Connected exactly as delivery connects (TLS 1.2 at least included).
+  const conn = new SMTPConnection(smtpConnectionOptions(smtp));
   // Connection-level failures (refused, TLS, timeouts) arrive as 'error' events, not in callbacks.
   let failed: ((err: SmtpError) => void) | undefined;
   conn.on('error', (err: SmtpError) => failed?.(err));

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import nodemailer, { type Transporter } from 'nodemailer';
 import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
-import type { SenderConfig, SmtpConfig } from '@relay/config';
+import { smtpConnectionOptions, type SenderConfig, type SmtpConfig } from '@relay/config';
 import { GetSmtpAuthResponse_Kind as Kind, type GetSmtpAuthResponse } from '@relay/proto';
 
 type Pool = Transporter<SMTPPool.SentMessageInfo, SMTPPool.Options>;
@@ -9,22 +9,10 @@ type Pool = Transporter<SMTPPool.SentMessageInfo, SMTPPool.Options>;
 /** nodemailer options for a sender's SMTP settings and its current credentials. */
 export function transportOptions(smtp: SmtpConfig, auth: GetSmtpAuthResponse): SMTPPool.Options {
   const opts: SMTPPool.Options = {
+    ...smtpConnectionOptions(smtp),
     pool: true,
-    host: smtp.host,
-    port: smtp.port,
-    secure: smtp.security === 'tls',
-    requireTLS: smtp.security === 'starttls',
-    ignoreTLS: smtp.security === 'none',
     maxConnections: smtp.pool.maxConnections,
     maxMessages: smtp.pool.maxMessages,
-    connectionTimeout: smtp.timeouts.connectMs,
-    greetingTimeout: smtp.timeouts.greetingMs,
-    socketTimeout: smtp.timeouts.socketMs,
-    tls: {
-      minVersion: 'TLSv1.2',
-      ...(smtp.servername ? { servername: smtp.servername } : {}),
-      ...(smtp.ca ? { ca: smtp.ca } : {}),
-    },
   };
   if (auth.kind === Kind.PASSWORD) opts.auth = { user: auth.user, pass: auth.password };
   if (auth.kind === Kind.XOAUTH2) opts.auth = { type: 'OAuth2', user: auth.user, accessToken: auth.accessToken };
