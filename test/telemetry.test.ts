@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { busNames } from '@relay/bus';
 import { MessageState } from '@relay/proto';
 import { checkGrpcHealth } from '@relay/telemetry';
 import { startGraphFake, startIdentityFake, startOtlpReceiver, startSmtpServer, testCa, type GraphFake, type IdentityFake, type OtlpReceiver, type ReceivedSpan, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
@@ -123,7 +124,7 @@ describe('one trace per message', () => {
     // consumer span per processed message, in the scheduler and in the sender.
     const producers = spans.filter((s) => s.kind === 4);
     expect(producers.map((s) => s.attributes['messaging.destination.name'])).toEqual(
-      expect.arrayContaining([`${stack.prefix}.submitted.no-reply`, `${stack.prefix}.dispatch.smtp.no-reply`]),
+      expect.arrayContaining([busNames(stack.prefix).submittedSubject('no-reply'), `${stack.prefix}.dispatch.smtp.no-reply`]),
     );
     const scheduled = spans.find((s) => s.service === 'relay-scheduler' && s.kind === 5);
     expect(scheduled?.attributes).toMatchObject({ 'messaging.system': 'nats', 'relay.schedule.decision': 'dispatch', 'relay.message.id': res.messageId });
@@ -151,7 +152,7 @@ describe('one trace per message', () => {
     expect(outcomes.sort()).toEqual(['retrying', 'sent']);
     // The retry was published by the sender, inside the failed attempt's span.
     const failed = spans.find((s) => s.attributes['relay.outcome'] === 'retrying')!;
-    expect(spans.some((s) => s.kind === 4 && s.parentSpanId === failed.spanId && s.attributes['messaging.destination.name'] === `${stack.prefix}.submitted.no-reply`)).toBe(true);
+    expect(spans.some((s) => s.kind === 4 && s.parentSpanId === failed.spanId && s.attributes['messaging.destination.name'] === busNames(stack.prefix).submittedSubject('no-reply'))).toBe(true);
     // The sender's log line about the retry names the trace, the span, the message and the sender.
     const line = stack.smtpSenders[0]!.logs.find((l) => l.includes('"msg":"retrying"') && l.includes(res.messageId));
     expect(JSON.parse(line ?? '{}')).toMatchObject({ trace_id: caller.traceId, span_id: failed.spanId, message_id: res.messageId, sender: 'no-reply' });

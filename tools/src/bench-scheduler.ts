@@ -15,8 +15,10 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { busNames } from '@relay/bus';
 import { EnvelopeSchema } from '@relay/proto';
 import { percentile } from './bench-load.js';
+import { cpuMs, pidListening } from './proc-cpu.js';
 import { createSupervisor } from './children.js';
 import { serviceArgs } from './services.js';
 
@@ -31,6 +33,7 @@ const natsUrl = env.NATS_URL || 'nats://127.0.0.1:4222';
 
 async function main() {
   const prefix = `benchs-${Date.now().toString(36)}`;
+  const names = busNames(prefix);
   const dir = mkdtempSync(join(tmpdir(), 'relay-bench-sched-'));
   const configPath = join(dir, 'relay.yaml');
   const ids = Array.from({ length: SENDERS }, (_, i) => `s${i}`);
@@ -48,7 +51,7 @@ async function main() {
   try {
     process.stderr.write(`starting a scheduler with ${SENDERS + 1} senders\n`);
     const t0 = Date.now();
-    await sup.start({
+    const scheduler = await sup.start({
       name: 'scheduler',
       command: process.execPath,
       args: serviceArgs(root, 'scheduler'),
@@ -74,16 +77,20 @@ async function main() {
       toBinary(EnvelopeSchema, create(EnvelopeSchema, { messageId: id, sender: s, to: ['a@sink.localhost'], subject: id, text: 'x'.repeat(512), attempt: 1, recipientCount: 1, submittedAt: timestampFromDate(new Date()) }));
 
     process.stderr.write(`releases: ${N} messages over ${SENDERS} paced senders\n`);
+    const natsPid = pidListening(natsUrl);
+    const cpu0 = [cpuMs(scheduler.pid), cpuMs(natsPid)];
     const r0 = performance.now();
     const acks: Promise<unknown>[] = [];
     for (let i = 0; i < N; i++) {
       const s = ids[i % SENDERS]!;
-      acks.push(js.publish(`${prefix}.submitted.${s}`, envelope(`r${i}`, s), { msgID: `r${i}.submit` }));
+      acks.push(js.publish(names.submittedSubject(s), envelope(`r${i}`, s), { msgID: `r${i}.submit` }));
       if (acks.length >= 1000) await Promise.all(acks.splice(0));
     }
     await Promise.all(acks);
     await reach(N);
     const releasesPerS = N / ((performance.now() - r0) / 1000);
+    // CPU per release is steadier than the rate on a shared machine.
+    const cpuPerRelease = [cpuMs(scheduler.pid), cpuMs(natsPid)].map((b, i) => (b === undefined || cpu0[i] === undefined ? 'n/a' : ((b - cpu0[i]!) / N).toFixed(3)));
 
     process.stderr.write(`latency: unpaced sender, ${RATE}/s for ${SECONDS} s\n`);
     const total = RATE * SECONDS;
@@ -94,7 +101,7 @@ async function main() {
       const wait = l0 + (i * 1000) / RATE - performance.now();
       if (wait > 1) await new Promise((r) => setTimeout(r, wait));
       const id = `l${i}`;
-      pubs.push(js.publish(`${prefix}.submitted.direct`, envelope(id, 'direct'), { msgID: `${id}.submit` }).then(() => void acked.set(id, performance.now())));
+      pubs.push(js.publish(names.submittedSubject('direct'), envelope(id, 'direct'), { msgID: `${id}.submit` }).then(() => void acked.set(id, performance.now())));
     }
     await Promise.all(pubs);
     await reach(N + total);
@@ -104,6 +111,7 @@ async function main() {
       [
         `senders=${SENDERS} messages=${N} scheduler_replicas=1 startup_s=${startupS.toFixed(1)}`,
         `releases_per_s=${releasesPerS.toFixed(0)}`,
+        `cpu_ms_per_release scheduler=${cpuPerRelease[0]} nats=${cpuPerRelease[1]}`,
         `unpaced_added_latency_p50_ms=${percentile(added, 50).toFixed(2)} unpaced_added_latency_p99_ms=${percentile(added, 99).toFixed(2)} (at ${RATE}/s)`,
       ].join('\n'),
     );

@@ -17,6 +17,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { createRelayClient } from '@relay/client';
 import { MessageState, StatusEventSchema } from '@relay/proto';
 import { bodyOfSize, closedLoop, openLoop, type SendInit } from './bench-load.js';
+import { cpuMs, pidListening } from './proc-cpu.js';
 import { createSupervisor } from './children.js';
 import { portFree, serviceArgs } from './services.js';
 
@@ -46,28 +47,6 @@ function startSink(port: number) {
     new SMTPServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
       onData(s, _x, cb) { s.resume(); s.on('end', () => cb(null, 'ok')); } }).listen(${port}, '127.0.0.1');`;
   return { kind: 'node smtp-server sink', proc: spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: join(root, 'tools'), stdio: 'ignore' }) };
-}
-
-/** CPU time (user + system) a process has used so far, from /proc (Linux); undefined elsewhere. */
-function cpuMs(pid: number | undefined): number | undefined {
-  if (!pid || pid < 0) return undefined;
-  try {
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
-  } catch {
-    return undefined;
-  }
-}
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-
-/** The pid of the local process listening on the NATS port (to count the broker's CPU too), if any. */
-function pidListening(url: string): number | undefined {
-  const port = Number(new URL(url.replace(/^nats:/, 'http:')).port || 4222);
-  const out = spawnSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' }).stdout ?? '';
-  const m = /pid=(\d+)/.exec(out);
-  return m ? Number(m[1]) : undefined;
 }
 
 async function main() {
