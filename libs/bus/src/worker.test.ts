@@ -1,6 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { permanent } from '@relay/core';
+import { notStarted, permanent } from '@relay/core';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
 import { dropBus, testNatsUrl, uniquePrefix } from '@relay/testkit';
 import { connectBus, timestampFromDate, type Bus } from './bus.js';
@@ -176,5 +176,63 @@ describe('dispatch worker with every slot busy', () => {
     await slow.stop(10_000);
     await fast.stop(2_000);
     expect([...sends].sort()).toEqual(ids);
+  }, 30_000);
+});
+
+describe('dispatch worker stopping while a delivery waits to start', () => {
+  const prefix = uniquePrefix('worker-stop');
+  let bus: Bus;
+  beforeAll(async () => {
+    bus = await connectBus({ servers: testNatsUrl(), prefix, name: 'worker-stop-test' });
+  });
+  afterAll(async () => {
+    await bus?.close();
+    await dropBus(prefix);
+  });
+
+  it('hands the message back at once, counts no attempt, and another replica sends it', async () => {
+    const waitingToStart: string[] = [];
+    const sent: string[] = [];
+    const replica = (waitForSlot: boolean) =>
+      createDispatchWorker({
+        bus,
+        transport: 'graph',
+        service: 'test',
+        concurrency: 2,
+        ackWaitMs: 30_000,
+        retry: { retryInitialMs: 1_000, retryMaxMs: 1_000, maxAgeMs: 600_000 },
+        log: quiet,
+        async deliver(env: Envelope, stopping: AbortSignal) {
+          if (waitForSlot) {
+            // Stands for a wait for a mailbox slot that never comes before the stop.
+            waitingToStart.push(env.messageId);
+            await new Promise<void>((resolve) => stopping.addEventListener('abort', () => resolve(), { once: true }));
+            throw notStarted('the service is stopping; no slot yet');
+          }
+          sent.push(`${env.messageId}#${env.attempt}`);
+          return '202 Accepted';
+        },
+      });
+    const stuck = replica(true);
+    await stuck.start();
+    await bus.publishEnvelope(
+      bus.names.dispatchSubject('graph', 's1'),
+      create(EnvelopeSchema, { messageId: 'h-1', sender: 's1', to: ['x@y.example'], subject: 's', text: 't', attempt: 1, submittedAt: timestampFromDate(new Date()) }),
+      'h-1.1.dispatch',
+    );
+    await until(() => (waitingToStart.includes('h-1') ? true : undefined));
+    const t0 = Date.now();
+    await stuck.stop(20_000);
+    // The stop did not sit out its grace period (20 s) or the ack wait (30 s).
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    const history = await bus.history('h-1');
+    expect(history.map((e) => MessageState[e.state])).toEqual(['SENDING']);
+
+    const other = replica(false);
+    await other.start();
+    await until(async () => ((await bus.lastStatus('h-1'))?.state === MessageState.SENT ? true : undefined), 10_000);
+    await other.stop(2_000);
+    // Sent once, as attempt 1: the handed-back try was not counted.
+    expect(sent).toEqual(['h-1#1']);
   }, 30_000);
 });

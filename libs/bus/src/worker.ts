@@ -27,8 +27,12 @@ export interface DispatchWorkerOptions {
   concurrency: number;
   ackWaitMs: number;
   retry: RetryPolicy;
-  /** Delivers one message; resolves with the provider's reply, throws DeliveryError otherwise. */
-  deliver: (env: Envelope) => Promise<string>;
+  /**
+   * Delivers one message; resolves with the provider's reply, throws DeliveryError otherwise.
+   * `stopping` is aborted when the service stops: a delivery still waiting to start (for a
+   * mailbox slot, say) may then throw `notStarted(...)` and its message is handed back.
+   */
+  deliver: (env: Envelope, stopping: AbortSignal) => Promise<string>;
   log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void; debug(obj: object, msg: string): void };
 }
 
@@ -67,6 +71,7 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     ));
 
   const metrics = relayInstruments();
+  const stopping = new AbortController();
 
   async function handle(m: JsMsg, mayBeStale: boolean) {
     try {
@@ -122,9 +127,17 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     let failure: DeliveryError | undefined;
     const started = performance.now();
     try {
-      reply = await o.deliver(env);
+      reply = await o.deliver(env, stopping.signal);
     } catch (err) {
       failure = isDeliveryError(err) ? err : retryable(describe(err), { cause: err });
+    }
+    if (failure?.notStarted) {
+      // Nothing reached the provider: no outcome, no attempt counted. Back to the stream at once,
+      // for another replica (or this one after its restart).
+      span.setAttribute('relay.outcome', 'handed-back');
+      o.log.info({ message_id: id, sender: env.sender, attempt: env.attempt, reason: failure.message }, 'not started before shutdown; handed back');
+      m.nak();
+      return;
     }
     const outcome = reply !== undefined ? 'sent' : failure!.retryable ? 'retryable' : 'permanent';
     metrics.sendDuration.record((performance.now() - started) / 1000, { transport: o.transport, outcome });
@@ -230,8 +243,10 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
       }, o.ackWaitMs / 3).unref();
     },
     async stop(graceMs) {
-      // Stop pulling; what is in flight finishes (or is redelivered to another replica later).
+      // Stop pulling; what is in flight finishes (or is redelivered to another replica later), and
+      // a delivery still waiting to start is handed back.
       loop?.stop();
+      stopping.abort();
       if (!(await within(inFlight.idle(), graceMs))) o.log.warn({ in_flight: inFlight.size }, 'grace period over; unfinished messages will be redelivered');
       await loop?.done.catch(() => {});
       clearInterval(heartbeat);

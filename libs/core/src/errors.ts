@@ -51,14 +51,20 @@ export class DeliveryError extends Error {
   readonly retryAfterMs: number | undefined;
   /** A plain-language fix for a known failure. */
   readonly remedy: string | undefined;
+  /**
+   * Nothing was sent: the attempt was given up before it reached the provider because the
+   * service is stopping. The message goes back to the queue as it was (no attempt is counted).
+   */
+  readonly notStarted: boolean;
   constructor(
     message: string,
-    opts: { retryable: boolean; retryAfterMs?: number; remedy?: string; cause?: unknown },
+    opts: { retryable: boolean; retryAfterMs?: number; remedy?: string; cause?: unknown; notStarted?: boolean },
   ) {
     super(message, { cause: opts.cause });
     this.retryable = opts.retryable;
     this.retryAfterMs = opts.retryAfterMs;
     this.remedy = opts.remedy;
+    this.notStarted = opts.notStarted ?? false;
   }
 }
 
@@ -68,6 +74,11 @@ export function isDeliveryError(err: unknown): err is DeliveryError {
 
 export function retryable(message: string, opts: { retryAfterMs?: number; remedy?: string; cause?: unknown } = {}) {
   return new DeliveryError(message, { ...opts, retryable: true });
+}
+
+/** The attempt did not start (the service is stopping); the message is handed back untouched. */
+export function notStarted(message: string) {
+  return new DeliveryError(message, { retryable: true, notStarted: true });
 }
 
 export function permanent(message: string, opts: { remedy?: string; cause?: unknown } = {}) {

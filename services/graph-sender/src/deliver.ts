@@ -6,23 +6,26 @@ import { GRAPH_DEFAULTS, type GraphClient, type GraphTarget } from './graph-clie
 import { buildGraphMessage, fileAttachment, planDelivery, uploadRanges, type GraphMessage } from './graph-message.js';
 
 export interface GraphDeliverer {
-  /** Sends one envelope through its sender's mailbox; resolves with Graph's answer and request-id. */
-  deliver(env: Envelope): Promise<string>;
+  /**
+   * Sends one envelope through its sender's mailbox; resolves with Graph's answer and request-id.
+   * A stop (`stopping`) before the first request got a mailbox slot hands the message back.
+   */
+  deliver(env: Envelope, stopping?: AbortSignal): Promise<string>;
 }
 
 type GraphSender = SenderConfig & { graph: NonNullable<SenderConfig['graph']> };
 
 export function createGraphDeliverer(senders: () => Map<string, SenderConfig>, client: GraphClient): GraphDeliverer {
   return {
-    async deliver(env) {
+    async deliver(env, stopping) {
       const sender = senders().get(env.sender);
       if (!sender?.graph) throw retryable(`sender "${env.sender}" is not configured for Microsoft Graph in this graph-sender; the message waits for a configuration that has it`);
       const s = sender as GraphSender;
       const target: GraphTarget = { sender: s.id, mailbox: s.graph.mailbox, maxConcurrent: s.rate?.maxConcurrent ?? GRAPH_DEFAULTS.maxConcurrentPerMailbox };
       const message = buildGraphMessage(env, s, activeTraceparent());
       const plan = planDelivery(message, env.attachments);
-      if (plan.kind === 'sendMail') return sendMail(client, s, target, message, plan.attachments);
-      return sendDraft(client, s, target, message, plan);
+      if (plan.kind === 'sendMail') return sendMail(client, s, target, message, plan.attachments, stopping);
+      return sendDraft(client, s, target, message, plan, stopping);
     },
   };
 }
@@ -33,9 +36,9 @@ function userUrl(s: GraphSender, rest: string): string {
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
-async function sendMail(client: GraphClient, s: GraphSender, target: GraphTarget, message: GraphMessage, attachments: Attachment[]): Promise<string> {
+async function sendMail(client: GraphClient, s: GraphSender, target: GraphTarget, message: GraphMessage, attachments: Attachment[], stopping?: AbortSignal): Promise<string> {
   const body = JSON.stringify({ message: { ...message, ...(attachments.length ? { attachments: attachments.map(fileAttachment) } : {}) }, saveToSentItems: s.graph.saveToSentItems });
-  const res = await client.call(target, { method: 'POST', url: userUrl(s, '/sendMail'), body, headers: JSON_HEADERS, bearer: true });
+  const res = await client.call(target, { method: 'POST', url: userUrl(s, '/sendMail'), body, headers: JSON_HEADERS, bearer: true, ...(stopping ? { stopping } : {}) });
   return `${res.status} Accepted by Microsoft Graph sendMail for ${s.graph.mailbox}${attachments.length ? ` with ${attachments.length} attachment(s) inline` : ''} (request-id ${res.requestId ?? 'none'})`;
 }
 
@@ -51,13 +54,16 @@ async function sendDraft(
   target: GraphTarget,
   message: GraphMessage,
   plan: Extract<ReturnType<typeof planDelivery>, { kind: 'draft' }>,
+  stopping?: AbortSignal,
 ): Promise<string> {
+  // Only the draft's creation may be given up at a stop; once it exists the delivery runs on.
   const created = await client.call(target, {
     method: 'POST',
     url: userUrl(s, '/messages'),
     body: JSON.stringify({ ...message, ...(plan.withDraft.length ? { attachments: plan.withDraft.map(fileAttachment) } : {}) }),
     headers: JSON_HEADERS,
     bearer: true,
+    ...(stopping ? { stopping } : {}),
   });
   const draftId = (JSON.parse(created.text) as { id?: string }).id;
   if (!draftId) throw retryable(`Microsoft Graph created a draft without an id (request-id ${created.requestId ?? 'none'})`);

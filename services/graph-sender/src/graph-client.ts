@@ -45,6 +45,11 @@ export interface GraphRequest {
   headers?: Record<string, string>;
   /** False for upload URLs, which carry their own token and refuse a bearer token. */
   bearer: boolean;
+  /**
+   * For a delivery's first request: aborted when the service stops, it ends a wait for a mailbox
+   * slot before anything was sent (the message is handed back).
+   */
+  stopping?: AbortSignal;
 }
 
 export interface GraphResponse {
@@ -91,10 +96,12 @@ export function createGraphClient(deps: GraphClientDeps): GraphClient {
       let refreshToken = false;
       let refreshed = false;
       let throttled = 0;
+      let first = true;
       for (;;) {
         const token = req.bearer ? await deps.tokens.get(target.sender, { rejected: refreshToken }) : undefined;
         refreshToken = false;
-        const release = await deps.slots.acquire(target.mailbox, target.maxConcurrent);
+        const release = await deps.slots.acquire(target.mailbox, target.maxConcurrent, first ? req.stopping : undefined);
+        first = false;
         let res: Response;
         let text: string;
         try {

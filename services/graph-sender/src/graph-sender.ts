@@ -45,7 +45,7 @@ export async function createGraphSender(opts: GraphSenderOptions, overrides: { b
     concurrency: opts.concurrency ?? 64,
     ackWaitMs: env.ackWaitMs,
     retry: config.delivery,
-    deliver: (e) => deliverer.deliver(e),
+    deliver: (e, stopping) => deliverer.deliver(e, stopping),
     log: logger,
   });
   let ops: OpsServer | undefined;

@@ -51,6 +51,22 @@ describe('mailbox slots', () => {
     await release();
   });
 
+  it('ends a wait with a not-started error once the service stops, taking no slot', async () => {
+    const s = createMailboxSlots(a, prefix, { pollMs: 5 });
+    const held = await s.acquire('full@campus.example', 1);
+    const stopping = new AbortController();
+    const waiting = s.acquire('full@campus.example', 1, stopping.signal);
+    await new Promise((r) => setTimeout(r, 30));
+    stopping.abort();
+    await expect(waiting).rejects.toMatchObject({ notStarted: true, message: expect.stringMatching(/stopping.*full@campus\.example/) });
+    expect(await a.zcard(`${prefix}:graph-slots:full@campus.example`)).toBe(1);
+    await held();
+    // Only waiting ends: with a slot free the request goes ahead even during a stop.
+    const release = await s.acquire('full@campus.example', 1, stopping.signal);
+    expect(await a.zcard(`${prefix}:graph-slots:full@campus.example`)).toBe(1);
+    await release();
+  });
+
   it('gives up after the wait timeout with a retryable error naming the mailbox', async () => {
     const s = createMailboxSlots(a, prefix, { pollMs: 5, waitTimeoutMs: 30 });
     const held = await s.acquire('busy@campus.example', 1);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { retryable } from '@relay/core';
+import { notStarted, retryable } from '@relay/core';
 
 export interface SlotTiming {
   leaseMs: number;
@@ -20,9 +20,10 @@ export const SLOT_DEFAULTS: SlotTiming = {
 export interface MailboxSlots {
   /**
    * Waits for one of `limit` request slots of `mailbox`, shared by all graph-sender replicas
-   * through Redis; resolves with the function that gives it back.
+   * through Redis; resolves with the function that gives it back. Once `stopping` is aborted a
+   * wait that has not got its slot ends with a `notStarted` error.
    */
-  acquire(mailbox: string, limit: number): Promise<() => Promise<void>>;
+  acquire(mailbox: string, limit: number, stopping?: AbortSignal): Promise<() => Promise<void>>;
 }
 
 // A sorted set per mailbox: member = slot holder, score = lease end on Redis' clock. Expired
@@ -55,7 +56,7 @@ export function createMailboxSlots(redis: Redis, prefix: string, timing: Partial
   const t = { ...SLOT_DEFAULTS, ...timing };
   const key = (mailbox: string) => `${prefix}:graph-slots:${mailbox.toLowerCase()}`;
   return {
-    async acquire(mailbox, limit) {
+    async acquire(mailbox, limit, stopping) {
       const k = key(mailbox);
       const holder = randomBytes(12).toString('base64url');
       const deadline = Date.now() + t.waitTimeoutMs;
@@ -67,6 +68,7 @@ export function createMailboxSlots(redis: Redis, prefix: string, timing: Partial
         } catch (err) {
           lastError = err;
         }
+        if (stopping?.aborted) throw notStarted(`the service is stopping; no Graph request slot for mailbox ${mailbox} was free yet`);
         if (Date.now() > deadline) {
           throw retryable(
             lastError
