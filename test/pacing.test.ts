@@ -135,7 +135,7 @@ describe('pacing across two scheduler processes', () => {
     expect(maxInWindow(times, 2_000)).toBeLessThanOrEqual(5);
     // 20 messages at 5 per 2 s need at least three full intervals after the first batch.
     expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(3 * 2_000 - SLACK_MS);
-    // Both replicas took part.
+    // Every release was a grant of the shared pacer (counted across both replicas).
     const granted = await Promise.all(schedulers.map(async (s) => Number(/relay_pacing_granted_total\{sender="paced"\} (\d+)/.exec(await metrics(s))?.[1] ?? 0)));
     expect(granted.reduce((a, b) => a + b, 0)).toBe(20);
   }, 30_000);
@@ -166,7 +166,8 @@ describe('pacing across two scheduler processes', () => {
     const t0 = Date.now();
     const [free] = await submit('free', 1);
     const [at] = await waitReleased([free!], 5_000);
-    expect(at! - t0).toBeLessThan(1_000);
+    // Not behind slow's backlog (one per 10 s); the bound leaves room for a loaded machine.
+    expect(at! - t0).toBeLessThan(3_000);
     const m = await Promise.all(schedulers.map(metrics));
     const waiting = m.map((t) => Number(/relay_pacing_waiting_messages\{sender="slow"\} (\d+)/.exec(t)?.[1] ?? 0));
     expect(waiting.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
@@ -177,10 +178,12 @@ describe('pacing across two scheduler processes', () => {
     const t0 = Date.now();
     const ids = await submit('daily', 5);
     // Three go at once; the other two wait for the rolling window (4 s) to let the first ones out.
-    await new Promise((r) => setTimeout(r, 1_500));
+    const end = Date.now() + 3_000;
+    while (ids.filter((id) => released.has(id)).length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 300));
     const first = ids.filter((id) => released.has(id));
     expect(first).toHaveLength(3);
-    expect(first.every((id) => released.get(id)! - t0 < 1_500)).toBe(true);
+    expect(first.every((id) => released.get(id)! - t0 < 3_000)).toBe(true);
     const remaining = (await Promise.all(schedulers.map(metrics))).map((t) => /relay_pacing_daily_recipients_remaining\{sender="daily"\} (\d+)/.exec(t)?.[1]);
     expect(remaining).toContain('0');
     expect(schedulers.some((s) => s.logs.some((l) => l.includes('reached its daily cap')))).toBe(true);
@@ -199,10 +202,13 @@ describe('pacing across two scheduler processes', () => {
     const ids = await submit('restart', 15);
     await new Promise((r) => setTimeout(r, 2_500));
     await redis.kill();
-    await new Promise((r) => setTimeout(r, 1_500));
+    // A grant given just before the kill may still be on its way to the dispatch subject.
+    await new Promise((r) => setTimeout(r, 300));
     const whileDown = ids.filter((id) => released.has(id)).length;
-    await new Promise((r) => setTimeout(r, 500));
-    // Nothing is released without Redis.
+    expect(whileDown).toBeGreaterThan(0);
+    expect(whileDown).toBeLessThan(ids.length);
+    // Nothing is released without Redis, over more than a whole interval (2 s).
+    await new Promise((r) => setTimeout(r, 2_500));
     expect(ids.filter((id) => released.has(id)).length).toBe(whileDown);
     await redis.restart();
     const times = await waitReleased(ids, 30_000);

@@ -190,6 +190,7 @@ describe.skipIf(!hasNatsServer)(`broker down (needs ${NATS_SERVER_BIN})`, () => 
     await nats.restart();
     const ready = Date.now() + 15_000;
     while ((await readyz()) !== 200 && Date.now() < ready) await sleep(100);
+    expect(await readyz()).toBe(200);
     const deadline = Date.now() + 15_000;
     let accepted: SendMailResponse | undefined;
     while (!accepted) {

@@ -270,11 +270,11 @@ describe('metrics', () => {
     const res = await client.sendMail({ sender: 'wrong-secret', to: ['ada@students.campus.example'], subject: 'no token', text: 'x' });
     // The identity platform refuses the secret; the attempt is not sent.
     await waitForState(client, res.messageId, [MessageState.RETRYING, MessageState.FAILED]);
-    const failures = await eventually('a token refresh failure counted', async () => {
+    // Fails the test unless a failure is counted in time (a retry may have added more).
+    await eventually('a token refresh failure counted', async () => {
       const n = sample(await metricsOf(stack.credentials), 'relay_token_refresh_failures_total', { sender: 'wrong-secret' });
       return n !== undefined && n >= 1 ? n : undefined;
     });
-    expect(failures).toBeGreaterThanOrEqual(1);
     expect(sample(await metricsOf(stack.credentials), 'relay_token_refreshes_total', { sender: 'wrong-secret' }) ?? 0).toBe(0);
   });
 

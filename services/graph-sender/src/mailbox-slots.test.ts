@@ -47,8 +47,13 @@ describe('mailbox slots', () => {
     dying.disconnect();
     expect(await a.zcard(`${prefix}:graph-slots:gone@campus.example`)).toBe(1);
     const other = createMailboxSlots(b, prefix, { leaseMs: 150, pollMs: 5 });
+    const t0 = Date.now();
     const release = await other.acquire('gone@campus.example', 1);
+    // It had to wait for the dead holder's lease (150 ms from its acquisition) to run out.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(50);
+    expect(await a.zcard(`${prefix}:graph-slots:gone@campus.example`)).toBe(1);
     await release();
+    expect(await a.zcard(`${prefix}:graph-slots:gone@campus.example`)).toBe(0);
   });
 
   it('ends a wait with a not-started error once the service stops, taking no slot', async () => {

@@ -24,5 +24,6 @@ describe('decide', () => {
   it('parks far-future messages for at most an hour at a time', () => {
     const env = create(EnvelopeSchema, { sendAt: timestampFromDate(new Date(now + 20 * 86_400_000)) });
     expect(decide(env, sender, now)).toEqual({ action: 'wait', ms: MAX_PARK_MS });
+    expect(MAX_PARK_MS).toBe(3_600_000);
   });
 });
