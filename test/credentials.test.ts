@@ -224,8 +224,14 @@ describe('OAuth2 credentials end to end', () => {
       expect(keys).toContain(`${stack.prefix}:token:app-only`);
       for (const k of keys) {
         check(`redis key`, k);
-        if ((await redis.type(k)) === 'string') check(`redis ${k}`, (await redis.get(k)) ?? '');
-        else check(`redis ${k}`, JSON.stringify(await redis.dump(k)));
+        // Read each value as itself (DUMP compresses, which could hide a plaintext secret).
+        const type = await redis.type(k);
+        if (type === 'string') check(`redis ${k}`, (await redis.get(k)) ?? '');
+        else if (type === 'hash') check(`redis ${k}`, JSON.stringify(await redis.hgetall(k)));
+        else if (type === 'set') check(`redis ${k}`, JSON.stringify(await redis.smembers(k)));
+        else if (type === 'zset') check(`redis ${k}`, JSON.stringify(await redis.zrange(k, '0', '-1')));
+        else if (type === 'list') check(`redis ${k}`, JSON.stringify(await redis.lrange(k, 0, -1)));
+        else if (type !== 'none') throw new Error(`redis ${k}: unexpected type ${type}; add it to this scan`);
       }
     } finally {
       await redis.quit();
