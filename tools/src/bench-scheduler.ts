@@ -46,7 +46,7 @@ async function main() {
       sender('direct', ''),
   );
   const sup = createSupervisor({ print: (l) => process.stderr.write(`${l}\n`), graceMs: 15_000, readyTimeoutMs: 120_000 });
-  const nc = await connect({ servers: natsUrl });
+  const nc = await connect({ servers: natsUrl, noAsyncTraces: true });
   const js = jetstream(nc);
   try {
     process.stderr.write(`starting a scheduler with ${SENDERS + 1} senders\n`);
@@ -54,7 +54,8 @@ async function main() {
     const scheduler = await sup.start({
       name: 'scheduler',
       command: process.execPath,
-      args: serviceArgs(root, 'scheduler'),
+      // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the scheduler.
+      args: [...(env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), ...serviceArgs(root, 'scheduler')],
       env: { ...env, NATS_URL: natsUrl, RELAY_CONFIG: configPath, RELAY_BUS_PREFIX: prefix, RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', LOG_LEVEL: 'info' },
     });
     const startupS = (Date.now() - t0) / 1000;

@@ -70,7 +70,10 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
   const topo = { ...TOPOLOGY_DEFAULTS, ...opts.topology };
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers: opts.servers, name: opts.name, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+    // noAsyncTraces: nats.js otherwise makes two Error objects (stack traces) for every request,
+    // each JetStream publish included, and one more when it settles: about a third of the
+    // scheduler's CPU per message in profiles. Errors still carry their message and cause.
+    nc = await connect({ servers: opts.servers, name: opts.name, maxReconnectAttempts: -1, reconnectTimeWait: 500, noAsyncTraces: true });
   } catch (err) {
     throw new RelayError(ErrorCode.Unavailable, `cannot connect to NATS at ${opts.servers}: ${(err as Error).message}`, { cause: err });
   }
