@@ -1,10 +1,13 @@
 /**
  * npm run bench:scheduler — the scheduler alone (one replica), against the real NATS and Redis:
+ *  0. warm-up: one message per sender (the first look at a sender builds its pacing state);
  *  1. releases/s: BENCH_MESSAGES (20000) messages spread over BENCH_SENDERS (1000) paced senders
  *     (each `batch_size: 1000, interval: 1s`, so every release goes through the Redis pacer and
  *     the pacing log) are put on the submitted subjects; the rate at which dispatches appear;
  *  2. added latency for an unpaced sender: BENCH_RATE (200/s) messages for BENCH_SECONDS (5);
  *     time from JetStream's ack of the submission to the dispatch being seen, p50/p99.
+ * BENCH_DEBUG=1 prints the streams' state after the releases; BENCH_NODE_ARGS adds arguments to
+ * the scheduler's node (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -77,6 +80,14 @@ async function main() {
     const envelope = (id: string, s: string) =>
       toBinary(EnvelopeSchema, create(EnvelopeSchema, { messageId: id, sender: s, to: ['a@sink.localhost'], subject: id, text: 'x'.repeat(512), attempt: 1, recipientCount: 1, submittedAt: timestampFromDate(new Date()) }));
 
+    // Warm-up: one message per sender, so each pacing key's state exists in Redis (the first look
+    // at a sender rebuilds it from the pacing log, once per Redis lifetime) before the clock runs.
+    process.stderr.write(`warm-up: one message for each of ${SENDERS} senders\n`);
+    const w0 = performance.now();
+    await Promise.all(ids.map((s) => js.publish(names.submittedSubject(s), envelope(`w-${s}`, s), { msgID: `w-${s}.submit` })));
+    await reach(SENDERS);
+    const warmupS = (performance.now() - w0) / 1000;
+
     process.stderr.write(`releases: ${N} messages over ${SENDERS} paced senders\n`);
     const natsPid = pidListening(natsUrl);
     const cpu0 = [cpuMs(scheduler.pid), cpuMs(natsPid)];
@@ -88,9 +99,16 @@ async function main() {
       if (acks.length >= 1000) await Promise.all(acks.splice(0));
     }
     await Promise.all(acks);
-    await reach(N);
+    await reach(SENDERS + N);
     const releasesPerS = N / ((performance.now() - r0) / 1000);
     // CPU per release is steadier than the rate on a shared machine.
+    if (env.BENCH_DEBUG) {
+      const jsm0 = await jetstreamManager(nc);
+      for (const st of [names.submittedStream, names.heldStream, names.dispatchStream, names.pacingStream]) {
+        const i = await jsm0.streams.info(st);
+        process.stderr.write(`${st}: retention=${i.config.retention} messages=${i.state.messages} first=${i.state.first_seq} last=${i.state.last_seq} consumers=${i.state.consumer_count}\n`);
+      }
+    }
     const cpuPerRelease = [cpuMs(scheduler.pid), cpuMs(natsPid)].map((b, i) => (b === undefined || cpu0[i] === undefined ? 'n/a' : ((b - cpu0[i]!) / N).toFixed(3)));
 
     process.stderr.write(`latency: unpaced sender, ${RATE}/s for ${SECONDS} s\n`);
@@ -105,12 +123,12 @@ async function main() {
       pubs.push(js.publish(names.submittedSubject('direct'), envelope(id, 'direct'), { msgID: `${id}.submit` }).then(() => void acked.set(id, performance.now())));
     }
     await Promise.all(pubs);
-    await reach(N + total);
+    await reach(SENDERS + N + total);
     const added = [...acked].map(([id, t]) => Math.max(0, seen.get(id)! - t)).sort((a, b) => a - b);
 
     console.log(
       [
-        `senders=${SENDERS} messages=${N} scheduler_replicas=1 startup_s=${startupS.toFixed(1)}`,
+        `senders=${SENDERS} messages=${N} scheduler_replicas=1 startup_s=${startupS.toFixed(1)} warmup_s=${warmupS.toFixed(1)}`,
         `releases_per_s=${releasesPerS.toFixed(0)}`,
         `cpu_ms_per_release scheduler=${cpuPerRelease[0]} nats=${cpuPerRelease[1]}`,
         `unpaced_added_latency_p50_ms=${percentile(added, 50).toFixed(2)} unpaced_added_latency_p99_ms=${percentile(added, 99).toFixed(2)} (at ${RATE}/s)`,

@@ -14,6 +14,7 @@ import {
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { RelayError, ErrorCode } from '@relay/core';
+import { AckedPublisher } from './publisher.js';
 import { EnvelopeSchema, StatusEventSchema, type Envelope, type MessageState, type StatusEvent } from '@relay/proto';
 import { busNames, type BusNames } from './names.js';
 import { ensureStreams, streamConfigs, TOPOLOGY_DEFAULTS, type TopologyOptions } from './topology.js';
@@ -101,6 +102,7 @@ function createBus(
   bodies: ObjectStore,
   timeout: number,
 ): Bus {
+  const publisher = new AckedPublisher(nc, timeout);
   return {
     nc,
     js,
@@ -112,11 +114,11 @@ function createBus(
     publishEnvelope(subject, env, msgId, headers) {
       const data = toBinary(EnvelopeSchema, env);
       return tracedPublish({ subject, messageId: env.messageId, natsMsgId: msgId, bodySize: data.length, sender: env.sender }, headers, (h) =>
-        js.publish(subject, data, { msgID: msgId, headers: h, timeout }),
+        publisher.publish(subject, data, msgId, h),
       );
     },
     publishStatus(ev, headers) {
-      return js.publish(names.statusSubject(ev.messageId), encodeStatus(ev), { timeout, ...(headers ? { headers } : {}) });
+      return publisher.publish(names.statusSubject(ev.messageId), encodeStatus(ev), undefined, headers);
     },
     noteStatus(ev, headers) {
       nc.publish(names.statusSubject(ev.messageId), encodeStatus(ev), headers ? { headers } : undefined);
@@ -157,6 +159,7 @@ function createBus(
       }
     },
     async close() {
+      publisher.close();
       if (nc.isClosed()) return;
       await nc.drain().catch(() => nc.close());
     },

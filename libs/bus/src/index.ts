@@ -6,3 +6,4 @@ export * from './consumers.js';
 export * from './worker.js';
 export * from './consume-loop.js';
 export * from './trace.js';
+export * from './publisher.js';

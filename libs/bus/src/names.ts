@@ -5,6 +5,8 @@
 export interface BusNames {
   prefix: string;
   submittedStream: string;
+  /** Mail the scheduler set aside per sender: waiting for its pace, its send_at or a retry's time. */
+  heldStream: string;
   dispatchStream: string;
   statusStream: string;
   /** Durable log of pacing grants: what Redis' pacing state is rebuilt from. */
@@ -14,11 +16,13 @@ export interface BusNames {
   bodyBucket: string;
   submittedSubject(sender: string): string;
   submittedWildcard: string;
+  heldSubject(sender: string): string;
+  heldWildcard: string;
   dispatchSubject(transport: string, sender: string): string;
   dispatchWildcard(transport: string): string;
   statusSubject(messageId: string): string;
   statusWildcard: string;
-  /** Durable consumer names. */
+  /** Durable consumer names: the scheduler's intake on every submitted subject (lanes on the held stream add `-<sender>`). */
   schedulerConsumer: string;
   senderConsumer(transport: string): string;
 }
@@ -28,6 +32,7 @@ export function busNames(prefix: string): BusNames {
   return {
     prefix,
     submittedStream: `${P}_SUBMITTED`,
+    heldStream: `${P}_HELD`,
     dispatchStream: `${P}_DISPATCH`,
     statusStream: `${P}_STATUS`,
     pacingStream: `${P}_PACING`,
@@ -36,6 +41,8 @@ export function busNames(prefix: string): BusNames {
     bodyBucket: `${prefix}-bodies`,
     submittedSubject: (sender) => `${prefix}.submitted.${sender}`,
     submittedWildcard: `${prefix}.submitted.>`,
+    heldSubject: (sender) => `${prefix}.held.${sender}`,
+    heldWildcard: `${prefix}.held.>`,
     dispatchSubject: (transport, sender) => `${prefix}.dispatch.${transport}.${sender}`,
     dispatchWildcard: (transport) => `${prefix}.dispatch.${transport}.>`,
     statusSubject: (id) => `${prefix}.status.${id}`,

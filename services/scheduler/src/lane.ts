@@ -20,9 +20,10 @@ const PACED_IN_HAND = 16;
 export const LANE_DEFAULTS: LaneOptions = { concurrency: 256, ackWaitMs: 30_000 };
 
 /**
- * One sender's path through the scheduler: its own durable consumer on its own subject, so a
- * sender waiting for its pace (or with a huge backlog) holds only its own messages and never
- * stands in front of another sender's mail. Replicas share each lane's durable consumer.
+ * One sender's held mail (see intake.ts): its own durable consumer on its own subject of the held
+ * stream, so a sender waiting for its pace (or with a huge backlog, or mail parked until its
+ * send_at) holds only its own messages and never stands in front of another sender's mail.
+ * Replicas share each lane's durable consumer.
  */
 export class SenderLane {
   readonly #bus: Bus;
@@ -55,9 +56,9 @@ export class SenderLane {
     const { names, jsm, js } = this.#bus;
     const ensure = () =>
       ensureDurable(jsm, {
-        stream: names.submittedStream,
+        stream: names.heldStream,
         durable: this.durable,
-        filterSubject: names.submittedSubject(this.#sender.id),
+        filterSubject: names.heldSubject(this.#sender.id),
         ackWaitMs: this.#opts.ackWaitMs,
         // Parked messages (send_at, retry backoff) stay pending; leave them plenty of room.
         maxAckPending: 100_000,
@@ -70,7 +71,7 @@ export class SenderLane {
         // A consumer that went away (deleted, broker state lost) is made again on reopening.
         if (reopening) await ensure();
         reopening = true;
-        const consumer = await js.consumers.get(names.submittedStream, this.durable);
+        const consumer = await js.consumers.get(names.heldStream, this.durable);
         // A paced sender holds only about one batch: messages buffered in the client get no ack
         // extensions, and the rest of its backlog is better left in the stream.
         return consumer.consume({ max_messages: Math.min(this.#concurrency(), 512), abort_on_missing_resource: true });
@@ -93,9 +94,18 @@ export class SenderLane {
     return this.#sender;
   }
 
-  /** Messages of this sender not yet handed on: in the stream, plus those held by this lane. */
+  /** True while this replica works on some of the sender's held mail (new mail queues behind it). */
+  get busy(): boolean {
+    return this.#inFlight.size > 0;
+  }
+
+  /**
+   * Messages of this sender the scheduler holds (in the held stream or in hand). Mail just taken
+   * in is counted globally by the intake, not per sender: the submitted stream keeps acked mail
+   * until its next purge, so its per-subject counts are not a backlog.
+   */
   async backlog(): Promise<number> {
-    const info = await this.#bus.jsm.consumers.info(this.#bus.names.submittedStream, this.durable);
+    const info = await this.#bus.jsm.consumers.info(this.#bus.names.heldStream, this.durable);
     return info.num_pending + info.num_ack_pending;
   }
 

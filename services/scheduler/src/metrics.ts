@@ -1,18 +1,22 @@
 import type { BatchObservableResult, Meter } from '@opentelemetry/api';
 import type { MsgRequest, NextMsgRequest } from '@nats-io/jetstream';
 import type { Bus } from '@relay/bus';
+import type { Intake } from './intake.js';
 import type { SenderLane } from './lane.js';
 import type { RedisPacer } from './redis-pacer.js';
 
 /** Prometheus text for each sender's pacing: backlog, waiting, next slot, recipients left today. */
-export async function pacingMetrics(lanes: Iterable<SenderLane>, pacer: RedisPacer | undefined): Promise<string> {
+export async function pacingMetrics(lanes: Iterable<SenderLane>, pacer: RedisPacer | undefined, intake?: Intake): Promise<string> {
   const rows: Record<string, string[]> = {
+    relay_scheduler_intake_pending_messages: [],
     relay_scheduler_backlog_messages: [],
     relay_pacing_waiting_messages: [],
     relay_pacing_next_slot_seconds: [],
     relay_pacing_daily_recipients_remaining: [],
     relay_pacing_granted_total: [],
   };
+  const pending = await intake?.pending().catch(() => undefined);
+  if (pending !== undefined) rows.relay_scheduler_intake_pending_messages!.push(`relay_scheduler_intake_pending_messages ${pending}`);
   const now = Date.now();
   for (const lane of lanes) {
     const s = lane.sender;
@@ -30,7 +34,8 @@ export async function pacingMetrics(lanes: Iterable<SenderLane>, pacer: RedisPac
     }
   }
   const help: Record<string, string> = {
-    relay_scheduler_backlog_messages: 'gauge Messages of a sender waiting in the scheduler (stream and in hand)',
+    relay_scheduler_intake_pending_messages: 'gauge New mail of all senders not yet looked at by the scheduler',
+    relay_scheduler_backlog_messages: 'gauge Messages of a sender held by the scheduler (for its pace, send_at or retry time; stream and in hand)',
     relay_pacing_waiting_messages: 'gauge Messages this replica holds waiting for a pacing slot',
     relay_pacing_next_slot_seconds: 'gauge Seconds until the sender\'s next slot opens (0 when not waiting)',
     relay_pacing_daily_recipients_remaining: 'gauge Recipients the sender may still reach in the rolling day',
@@ -52,7 +57,7 @@ export interface QueueGaugeSource {
 /**
  * OpenTelemetry gauges of each sender's queue, read from JetStream when metrics are collected (a
  * scrape of /metrics, an OTLP export): `relay_queue_depth_messages{sender,stage}` (stage
- * `submitted`: waiting in the scheduler, held or parked included; `dispatch`: handed on, not yet
+ * `submitted`: held by the scheduler for its pace, send_at or retry time; `dispatch`: handed on, not yet
  * taken by a sender service) and `relay_queue_oldest_age_seconds{sender}`, the age of the oldest
  * message still in either. Every replica reports the same, global, values. Returns the unregister.
  */
@@ -83,7 +88,7 @@ export function registerQueueGauges(meter: Meter, src: QueueGaugeSource): () => 
         const d = dispatchBySender.get(sender);
         if (dispatch) result.observe(depth, d?.count ?? 0, { sender, stage: 'dispatch' });
         const times = await Promise.all([
-          submitted ? oldest(bus.names.submittedStream, bus.names.submittedSubject(sender)) : undefined,
+          submitted ? oldest(bus.names.heldStream, bus.names.heldSubject(sender)) : undefined,
           ...(d?.subjects ?? []).map((s) => oldest(bus.names.dispatchStream, s)),
         ]);
         const earliest = Math.min(...times.filter((t): t is number => t !== undefined));

@@ -13,11 +13,17 @@ export interface Pacer {
    * when `signal` aborts.
    */
   acquire(sender: () => SenderConfig, env: Envelope, signal: AbortSignal, keepAlive: () => void): Promise<void>;
+  /**
+   * One look, no waiting: true when `env` may go now (its slot is then taken), false when it must
+   * wait (no room, or the pacing state cannot be read right now).
+   */
+  tryAcquire(sender: SenderConfig, env: Envelope): Promise<boolean>;
   close(): Promise<void>;
 }
 
 /** For senders without `rate:` limits. */
 export const unpaced: Pacer = {
   acquire: async () => {},
+  tryAcquire: async () => true,
   close: async () => {},
 };

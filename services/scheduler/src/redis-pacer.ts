@@ -74,12 +74,24 @@ export class RedisPacer implements Pacer {
     return v === null ? (this.#redisDown ? undefined : 0) : Number(v);
   }
 
+  async tryAcquire(sender: SenderConfig, env: Envelope): Promise<boolean> {
+    const rate = sender.rate;
+    if (!isPaced(rate)) return true;
+    try {
+      const [wait, , now] = await this.#ask(sender, rate, env);
+      this.#redisUp();
+      if (wait !== 0) return false;
+      this.#granted(sender, env, now);
+      return true;
+    } catch (err) {
+      this.#redisFailed(err);
+      return false;
+    }
+  }
+
   async acquire(current: () => SenderConfig, env: Envelope, signal: AbortSignal, keepAlive: () => void): Promise<void> {
     const sender = current();
     if (!isPaced(sender.rate)) return;
-    const k = this.keys(sender.pacingKey);
-    const member = `${env.messageId}:${env.attempt}`;
-    const rcpt = Math.max(1, env.recipientCount);
     const st = this.state(sender.id);
     st.waiting++;
     try {
@@ -89,10 +101,7 @@ export class RedisPacer implements Pacer {
         if (!isPaced(rate)) return;
         let wait: number, reason: string, now: number;
         try {
-          [wait, reason, now] = await this.#acquire(
-            k.win, k.day, k.totals, k.epoch,
-            rate.intervalMs ?? 0, rate.batchSize ?? 0, rate.dailyWindowMs, rate.dailyRecipients ?? 0, rate.dailyMessages ?? 0, member, rcpt,
-          );
+          [wait, reason, now] = await this.#ask(sender, rate, env);
           this.#redisUp();
         } catch (err) {
           this.#redisFailed(err);
@@ -101,10 +110,7 @@ export class RedisPacer implements Pacer {
           continue;
         }
         if (wait === 0) {
-          st.granted++;
-          st.nextSlotAt = undefined;
-          st.reason = undefined;
-          this.#log.append(sender.pacingKey, { t: now, m: member, r: rcpt });
+          this.#granted(sender, env, now);
           return;
         }
         if (wait < 0) {
@@ -126,6 +132,23 @@ export class RedisPacer implements Pacer {
     } finally {
       st.waiting--;
     }
+  }
+
+  /** One atomic look at the sender's pacing key: [waitMs (0 granted, -1 rebuild), reason, now]. */
+  #ask(sender: SenderConfig, rate: RateConfig, env: Envelope) {
+    const k = this.keys(sender.pacingKey);
+    return this.#acquire(
+      k.win, k.day, k.totals, k.epoch,
+      rate.intervalMs ?? 0, rate.batchSize ?? 0, rate.dailyWindowMs, rate.dailyRecipients ?? 0, rate.dailyMessages ?? 0, `${env.messageId}:${env.attempt}`, Math.max(1, env.recipientCount),
+    );
+  }
+
+  #granted(sender: SenderConfig, env: Envelope, now: number) {
+    const st = this.state(sender.id);
+    st.granted++;
+    st.nextSlotAt = undefined;
+    st.reason = undefined;
+    this.#log.append(sender.pacingKey, { t: now, m: `${env.messageId}:${env.attempt}`, r: Math.max(1, env.recipientCount) });
   }
 
   /** Rebuilds one pacing key's window and day state from the durable pacing log, under a lock. */

@@ -4,6 +4,7 @@ import { connectBus, type Bus } from '@relay/bus';
 import { loadConfigFile, type RelayConfig, type RelayEnv, type SenderConfig } from '@relay/config';
 import { describe, once } from '@relay/core';
 import { relayInstruments, startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { Intake, INTAKE_DEFAULTS } from './intake.js';
 import { SenderLane, LANE_DEFAULTS, type LaneOptions } from './lane.js';
 import { pacingMetrics, registerQueueGauges } from './metrics.js';
 import { PacingLog } from './pacing-log.js';
@@ -30,23 +31,32 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
   // Commands fail at once while Redis is away (no offline queue): the pacer then holds the mail.
   const redis = overrides.pacer
     ? undefined
-    : new Redis(env.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 200, 2_000), lazyConnect: true });
+    : new Redis(env.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 200, 2_000), lazyConnect: true, enableAutoPipelining: true });
   redis?.on('error', () => {}); // reported by the pacer, once per outage
   const redisPacer = redis ? new RedisPacer(redis, new PacingLog(bus), env.busPrefix, logger) : undefined;
   const pacer: Pacer = overrides.pacer ?? redisPacer!;
   const laneOpts = { ...LANE_DEFAULTS, ackWaitMs: env.ackWaitMs, ...opts.lane };
   const lanes = new Map<string, SenderLane>();
+  let senders = new Map<string, SenderConfig>();
+  const intake = new Intake(
+    bus,
+    { sender: (id) => senders.get(id), holding: (id) => lanes.get(id)?.busy ?? false },
+    pacer,
+    logger,
+    { ...INTAKE_DEFAULTS, ackWaitMs: laneOpts.ackWaitMs },
+  );
   let ops: OpsServer | undefined;
   let stopped = false;
   let unregisterGauges: (() => void) | undefined;
 
   async function reload(config: RelayConfig) {
     const next = new Map<string, SenderConfig>(config.senders.map((s) => [s.id, s]));
+    senders = next;
     for (const [id, lane] of lanes) {
       const sender = next.get(id);
       if (sender) lane.update(sender);
       else {
-        // Its mail stays in the stream until a configuration has the sender again.
+        // Its mail stays in the held stream until a configuration has the sender again.
         lanes.delete(id);
         await lane.stop(env.graceMs);
       }
@@ -76,13 +86,15 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
     async start() {
       await redis?.connect().catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable at start; paced senders hold until it answers'));
       await reload(opts.config);
+      // The lanes first, so held mail has its consumer before new mail comes in.
+      await intake.start();
       if (opts.configPath) watchConfig(opts.configPath);
       unregisterGauges = registerQueueGauges(relayInstruments().meter, { bus, lanes: () => lanes.values() });
       ops = await startOpsServer({
         port: env.metricsPort,
         host: env.host,
         ready: async () => (await bus.healthy()) && (!redis || redis.status === 'ready'),
-        metrics: () => pacingMetrics(lanes.values(), redisPacer),
+        metrics: () => pacingMetrics(lanes.values(), redisPacer, intake),
       });
       return { metrics: ops.port };
     },
@@ -90,7 +102,7 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
       stopped = true;
       unregisterGauges?.();
       if (opts.configPath) unwatchFile(opts.configPath);
-      await Promise.allSettled([...lanes.values()].map((l) => l.stop(env.graceMs)));
+      await Promise.allSettled([intake, ...lanes.values()].map((l) => l.stop(env.graceMs)));
       await pacer.close();
       await ops?.close();
       redis?.disconnect();

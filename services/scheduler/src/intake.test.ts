@@ -1,0 +1,132 @@
+import { create } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { AckPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import type { Subscription } from '@nats-io/nats-core';
+import { connectBus, decodeEnvelope, type Bus } from '@relay/bus';
+import { parseConfig, readEnv } from '@relay/config';
+import { EnvelopeSchema } from '@relay/proto';
+import { createLogger } from '@relay/telemetry';
+import { dropBus, testNatsUrl, testRedisUrl, uniquePrefix } from '@relay/testkit';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createScheduler, type Scheduler } from './scheduler.js';
+
+/**
+ * The intake against the real NATS and Redis, in process: what it does with the submitted stream
+ * (purging acked mail, never unacked; taking over from an earlier version's per-sender consumers)
+ * and with mail of a sender the configuration does not have.
+ */
+const logger = createLogger({ service: 'test', level: 'silent' });
+const yaml = (ids: string[]) =>
+  `clients: [{ name: app, api_key: k, senders: [${ids.join(', ')}] }]\nsenders:\n` +
+  ids.map((id) => `  - { id: ${id}, from: ${id}@campus.example, transport: smtp, smtp: { host: 127.0.0.1, port: 2587, security: none } }\n`).join('');
+
+let cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await c().catch(() => {});
+  cleanup = [];
+});
+
+async function setup(label: string, opts: { before?: (bus: Bus) => Promise<void> } = {}) {
+  const prefix = uniquePrefix(label);
+  cleanup.push(() => dropBus(prefix));
+  const bus = await connectBus({ servers: testNatsUrl(), prefix, name: 'intake-test' });
+  cleanup.push(() => bus.close());
+  const released: string[] = [];
+  const sub: Subscription = bus.nc.subscribe(`${prefix}.dispatch.>`, { callback: (_e, m) => void released.push(decodeEnvelope(m.data).messageId) });
+  cleanup.push(async () => sub.unsubscribe());
+  await opts.before?.(bus);
+  const env = readEnv({ NATS_URL: testNatsUrl(), REDIS_URL: testRedisUrl(), RELAY_BUS_PREFIX: prefix, RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', RELAY_SHUTDOWN_GRACE: '2s' });
+  const start = async (ids: string[]) => {
+    const s = await createScheduler({ env, config: parseConfig(yaml(ids), {}), logger });
+    await s.start();
+    cleanup.push(() => s.stop());
+    return s;
+  };
+  let n = 0;
+  const submit = async (sender: string, count: number) => {
+    const ids: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const id = `${sender}-${++n}`;
+      ids.push(id);
+      const e = create(EnvelopeSchema, { messageId: id, sender, to: ['a@campus.example'], subject: id, attempt: 1, recipientCount: 1, submittedAt: timestampFromDate(new Date()) });
+      await bus.publishEnvelope(bus.names.submittedSubject(sender), e, `${id}.submit`);
+    }
+    return ids;
+  };
+  const until = async (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000) => {
+    const end = Date.now() + timeoutMs;
+    while (!(await check())) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  const stream = () => bus.jsm.streams.info(bus.names.submittedStream);
+  return { bus, released, start, submit, until, stream };
+}
+
+describe('scheduler intake', () => {
+  it('purges mail it has acked from the submitted stream, and never mail still unacked', async () => {
+    const t = await setup('intake-purge');
+    await t.start(['free']);
+    const first = await t.submit('free', 100);
+    await t.until('100 released', () => first.every((id) => t.released.includes(id)));
+    await t.until('acked mail purged', async () => (await t.stream()).state.messages === 0);
+    expect((await t.stream()).state.first_seq).toBe(101);
+
+    // The next hop is gone: dispatching fails, the intake naks, nothing is acked.
+    await t.bus.jsm.streams.delete(t.bus.names.dispatchStream);
+    const stuck = await t.submit('free', 70);
+    await new Promise((r) => setTimeout(r, 3_000)); // three purge rounds
+    const held = await t.stream();
+    expect(held.state.messages).toBe(70);
+    expect(held.state.first_seq).toBe(101);
+    const consumer = await t.bus.jsm.consumers.info(t.bus.names.submittedStream, 'scheduler');
+    expect(consumer.ack_floor.stream_seq).toBe(100);
+    expect(consumer.num_pending + consumer.num_ack_pending).toBe(70);
+
+    // Back again: all of them go, then leave the stream.
+    const again = await connectBus({ servers: testNatsUrl(), prefix: t.bus.names.prefix, name: 'intake-test-2' });
+    await again.close();
+    const dispatched = async () => (await t.bus.jsm.streams.info(t.bus.names.dispatchStream)).state.messages;
+    await t.until('the stuck mail dispatched', async () => (await dispatched()) === stuck.length, 15_000);
+    await t.until('and purged', async () => (await t.stream()).state.messages === 0);
+  }, 40_000);
+
+  it("takes over from an earlier version's per-sender consumers on a work-queue stream", async () => {
+    let early: string[] = [];
+    const t = await setup('intake-upgrade', {
+      before: async (bus) => {
+        // The submitted stream as an earlier version made it, with one consumer per sender.
+        await bus.jsm.streams.delete(bus.names.submittedStream);
+        await bus.jsm.streams.add({ name: bus.names.submittedStream, subjects: [bus.names.submittedWildcard], retention: RetentionPolicy.Workqueue, storage: StorageType.File });
+        for (const id of ['a', 'b']) {
+          await bus.jsm.consumers.add(bus.names.submittedStream, { durable_name: `scheduler-${id}`, filter_subject: bus.names.submittedSubject(id), ack_policy: AckPolicy.Explicit });
+        }
+      },
+    });
+    early = [...(await t.submit('a', 2)), ...(await t.submit('b', 1))];
+    await t.start(['a', 'b']);
+    await t.until('mail waiting for the old consumers released', () => early.every((id) => t.released.includes(id)));
+    const names = [];
+    for await (const c of t.bus.jsm.consumers.list(t.bus.names.submittedStream)) names.push(c.name);
+    expect(names).toEqual(['scheduler']);
+    const later = await t.submit('b', 2);
+    await t.until('new mail released', () => later.every((id) => t.released.includes(id)));
+    // Still a work queue: acked mail leaves it.
+    expect((await t.stream()).config.retention).toBe(RetentionPolicy.Workqueue);
+    await t.until('work queue empty', async () => (await t.stream()).state.messages === 0);
+  }, 30_000);
+
+  it('holds mail of a sender the configuration does not have, and releases it once it does', async () => {
+    const t = await setup('intake-unknown');
+    const s: Scheduler = await t.start(['known']);
+    const [lost] = await t.submit('later', 1);
+    const [ok] = await t.submit('known', 1);
+    await t.until('the known sender released', () => t.released.includes(ok!));
+    const subject = t.bus.names.heldSubject('later');
+    await t.until('the unknown sender held', async () => (await t.bus.jsm.streams.info(t.bus.names.heldStream, { subjects_filter: subject })).state.subjects?.[subject] === 1);
+    expect(t.released).not.toContain(lost);
+    await s.reload(parseConfig(yaml(['known', 'later']), {}));
+    await t.until('held mail released after the reload', () => t.released.includes(lost!));
+  }, 30_000);
+});
