@@ -61,6 +61,7 @@ export async function openLoop(client: RelayClient, ratePerS: number, seconds: n
   const total = Math.round(ratePerS * seconds);
   const latencies: number[] = [];
   const calls: Promise<void>[] = [];
+  const trace: string[] = [];
   let errors = 0;
   const t0 = performance.now();
   for (let i = 0; i < total; i++) {
@@ -70,11 +71,15 @@ export async function openLoop(client: RelayClient, ratePerS: number, seconds: n
     const s = performance.now();
     calls.push(
       client.sendMail(make(i), { deadlineMs: 30_000 }).then(
-        () => void latencies.push(performance.now() - s),
+        () => {
+          latencies.push(performance.now() - s);
+          if (process.env.BENCH_LATENCY_LOG) trace.push(`${(performance.timeOrigin + s).toFixed(1)} ${(performance.now() - s).toFixed(1)}`);
+        },
         () => void errors++,
       ),
     );
   }
   await Promise.all(calls);
+  if (process.env.BENCH_LATENCY_LOG) (await import('node:fs')).appendFileSync(process.env.BENCH_LATENCY_LOG, `# ${ratePerS}/s\n${trace.join('\n')}\n`);
   return { achievedPerS: total / ((performance.now() - t0) / 1000), ...stats(latencies, errors) };
 }

@@ -3,11 +3,14 @@
  * to a local SMTP sink and prints accepted/s, delivered/s end to end and SendMail latency.
  * Knobs: BENCH_MESSAGES (5000), BENCH_SIZE (2048 bytes), BENCH_CONCURRENCY (64),
  * BENCH_RATE (500/s; BENCH_RATES=100,200,... for several in turn) and BENCH_SECONDS (10) for the
- * latency phase, BENCH_POSTFIX=1 to run the Postfix anchor (../shared/bench/postfix-bench.sh) in
- * the same run and print the ratio.
+ * latency phase (each rate after BENCH_LATENCY_WARMUP_S (5) seconds at it, not counted),
+ * BENCH_POSTFIX=1 to run the Postfix anchor (../shared/bench/postfix-bench.sh) in the same run and
+ * print the ratio. Diagnostics: BENCH_LATENCY_LOG=file (each call's start and latency, and every
+ * process' CPU each 100 ms), BENCH_NODE_ARGS (extra node arguments for every service),
+ * BENCH_SETTLE_MS (an idle pause before the latency phase).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +36,7 @@ const RATE = num('BENCH_RATE', 500);
 const RATES = (env.BENCH_RATES ?? String(RATE)).split(',').map((r) => Number(r.trim())).filter((r) => r > 0);
 const SECONDS = num('BENCH_SECONDS', 10);
 const WARMUP = num('BENCH_WARMUP', 1000);
+const LATENCY_WARMUP_S = num('BENCH_LATENCY_WARMUP_S', 5);
 const natsUrl = env.NATS_URL || 'nats://127.0.0.1:4222';
 const redisUrl = env.REDIS_URL || 'redis://127.0.0.1:6379';
 
@@ -63,7 +67,7 @@ async function main() {
     configPath,
     `clients:\n  - { name: bench, api_key: ${apiKey}, senders: [bench] }\n` +
       `senders:\n  - id: bench\n    from: bench@relay.localhost\n    transport: smtp\n` +
-      `    smtp: { host: 127.0.0.1, port: ${sinkPort}, security: none, pool: { max_connections: 10, max_messages: 1000 } }\n`,
+      `    smtp: { host: 127.0.0.1, port: ${sinkPort}, security: none, pool: { max_connections: 10, max_messages: ${num("BENCH_POOL_MESSAGES", 1000)} } }\n`,
   );
   const base = {
     ...env,
@@ -79,12 +83,14 @@ async function main() {
     RELAY_GRPC_PORT: '0',
     LOG_LEVEL: 'info',
   };
+  // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", go to every service's node.
+  const nodeArgs = env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const sup = createSupervisor({ print: (l) => process.stderr.write(`${l}\n`), graceMs: 10_000 });
   const nc = await connect({ servers: natsUrl, noAsyncTraces: true });
   let cleanup = async () => {};
   try {
     const start = (name: 'credentials' | 'ingest' | 'scheduler' | 'smtp-sender', extra: Record<string, string> = {}) =>
-      sup.start({ name, command: process.execPath, args: serviceArgs(root, name), env: { ...base, ...extra } });
+      sup.start({ name, command: process.execPath, args: [...nodeArgs, ...serviceArgs(root, name)], env: { ...base, ...extra } });
     const creds = await start('credentials');
     const addr = { RELAY_CREDENTIALS_ADDR: `127.0.0.1:${creds.ports.grpc}` };
     const [ingest, scheduler, smtpSender] = await Promise.all([start('ingest', addr), start('scheduler', addr), start('smtp-sender', addr)]);
@@ -95,8 +101,20 @@ async function main() {
       ['smtp-sender', smtpSender!.pid],
       ['nats', natsPid],
     ];
+    // BENCH_LATENCY_LOG: each process' CPU every 100 ms goes there too, next to each call's latency.
+    const sampler = env.BENCH_LATENCY_LOG
+      ? setInterval(() => {
+          const row = [...processes, ['sink', sink.proc.pid], ['bench', process.pid]].map(([name, pid]) => `${name}=${cpuMs(pid as number | undefined) ?? 'n/a'}`);
+          // The whole machine's busy and idle time (jiffies), for what runs besides ours.
+          const all = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/\s+/).slice(1).map(Number);
+          appendFileSync(env.BENCH_LATENCY_LOG!, `cpu ${Date.now()} ${row.join(' ')} machine_idle=${all[3]! + all[4]!} machine_total=${all.reduce((a, b) => a + b, 0)}\n`);
+        }, 100)
+      : undefined;
     const client = createRelayClient({ address: `127.0.0.1:${ingest!.ports.grpc}`, apiKey });
-    cleanup = async () => client.close();
+    cleanup = async () => {
+      clearInterval(sampler);
+      client.close();
+    };
 
     // Delivered end to end = SENT events on the status stream (the sink answered 250).
     let sent = 0;
@@ -130,9 +148,18 @@ async function main() {
       return `${name.replace('-', '_')}=${a === undefined || b === undefined ? 'n/a' : ((b - a) / N).toFixed(2)}`;
     });
 
+    // BENCH_SETTLE_MS: a pause before the latency phase (the pipeline idles meanwhile).
+    if (num('BENCH_SETTLE_MS', 0) > 0) await new Promise((r) => setTimeout(r, num('BENCH_SETTLE_MS', 0)));
     const latencyLines: string[] = [];
     let latencyCount = 0;
     for (const rate of RATES) {
+      // A few seconds at the rate first, not counted: the services' code paths for a steady trickle
+      // (instead of the closed-loop burst before) get compiled and their buffers sized.
+      if (LATENCY_WARMUP_S > 0) {
+        process.stderr.write(`latency warm-up: ${rate} SendMail/s for ${LATENCY_WARMUP_S} s (not counted)\n`);
+        const w = await openLoop(client, rate, LATENCY_WARMUP_S, (i) => make(N + latencyCount + i));
+        latencyCount += w.count;
+      }
       process.stderr.write(`latency: ${rate} SendMail/s for ${SECONDS} s\n`);
       const lat = await openLoop(client, rate, SECONDS, (i) => make(N + latencyCount + i));
       latencyCount += lat.count;
