@@ -157,10 +157,11 @@ describe('dispatch worker with every slot busy', () => {
           return '202 Accepted';
         },
       });
-    // A slow replica with one slot takes all three; a second one joins while they wait.
-    const slow = replica(1, 2_000);
+    // A slow replica with two slots takes them all (two in flight, the rest waiting for a slot or
+    // in its client's buffer); a second one joins while they wait.
+    const slow = replica(2, 2_000);
     await slow.start();
-    const ids = ['b-1', 'b-2', 'b-3'];
+    const ids = ['b-1', 'b-2', 'b-3', 'b-4', 'b-5'];
     for (const id of ids) {
       await bus.publishEnvelope(
         bus.names.dispatchSubject('graph', 's1'),
@@ -172,7 +173,9 @@ describe('dispatch worker with every slot busy', () => {
     const fast = replica(4, 0);
     await fast.start();
     for (const id of ids) await until(async () => ((await bus.lastStatus(id))?.state === MessageState.SENT ? true : undefined), 15_000);
-    // Let the slow replica work through whatever it still holds.
+    // Let the slow replica work through whatever it still holds, what it kept in its buffer all
+    // along included (their turn comes at about 2 s, their delivery would end by about 6 s).
+    await new Promise((r) => setTimeout(r, 3_000));
     await slow.stop(10_000);
     await fast.stop(2_000);
     expect([...sends].sort()).toEqual(ids);

@@ -188,15 +188,29 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
   }
 
   const waiting: Array<() => void> = [];
-  // Until then, messages handed over may have sat in the client's buffer while all slots were busy.
-  let saturatedUntil = 0;
+  // While every slot is busy, messages wait in the client's buffer, where no ack extension reaches
+  // them; one that waited there for most of the ack wait may have gone to another replica. A
+  // message can only have waited since the current run of waits for a slot began (the buffer is
+  // drained at once otherwise), so only a long run makes its messages suspect: the one that ended
+  // it and the buffer's worth (`concurrency`) after it. Short runs (a burst) cost no lookups.
+  let blockedSince: number | undefined;
+  let suspectLeft = 0;
+  const suspectAfterMs = o.ackWaitMs / 2;
   async function each(m: JsMsg) {
     working.add(m);
+    let suspect = suspectLeft > 0;
+    if (suspect) suspectLeft--;
     if (inFlight.size >= o.concurrency) {
+      blockedSince ??= Date.now();
       await new Promise<void>((r) => waiting.push(r));
-      saturatedUntil = Date.now() + o.ackWaitMs;
+      if (Date.now() - blockedSince > suspectAfterMs) {
+        suspect = true;
+        suspectLeft = o.concurrency;
+      }
+    } else {
+      blockedSince = undefined;
     }
-    const mayBeStale = m.redelivered || Date.now() < saturatedUntil;
+    const mayBeStale = m.redelivered || suspect;
     void inFlight
       .run(() =>
         handle(m, mayBeStale).catch((err: unknown) => {
