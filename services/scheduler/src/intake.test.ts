@@ -37,7 +37,7 @@ async function setup(label: string, opts: { before?: (bus: Bus) => Promise<void>
   await opts.before?.(bus);
   const env = readEnv({ NATS_URL: testNatsUrl(), REDIS_URL: testRedisUrl(), RELAY_BUS_PREFIX: prefix, RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', RELAY_SHUTDOWN_GRACE: '2s' });
   const start = async (ids: string[]) => {
-    const s = await createScheduler({ env, config: parseConfig(yaml(ids), {}), logger });
+    const s = await createScheduler({ env, config: parseConfig(yaml(ids), {}), logger, intake: { compactEveryMs: 500 } });
     await s.start();
     cleanup.push(() => s.stop());
     return s;
@@ -76,7 +76,7 @@ describe('scheduler intake', () => {
     // The next hop is gone: dispatching fails, the intake naks, nothing is acked.
     await t.bus.jsm.streams.delete(t.bus.names.dispatchStream);
     const stuck = await t.submit('free', 70);
-    await new Promise((r) => setTimeout(r, 3_000)); // three purge rounds
+    await new Promise((r) => setTimeout(r, 2_500)); // five purge rounds
     const held = await t.stream();
     expect(held.state.messages).toBe(70);
     expect(held.state.first_seq).toBe(101);

@@ -12,13 +12,18 @@ export interface IntakeOptions {
   /** Messages the intake works on at once. */
   concurrency: number;
   ackWaitMs: number;
+  /**
+   * How often acked mail is purged from the submitted stream. Rarer purges drop more whole blocks
+   * of the file store at once: NATS 2.9 spent 0.064 ms of CPU per message with a purge every 5 s,
+   * 0.075-0.095 every second, 0.136 deleting each message at its ack (work queue), 0.04 never.
+   */
+  compactEveryMs: number;
 }
 
-const COMPACT_EVERY_MS = 1_000;
 /** Fewer acked messages than this below the floor wait for the next round (purges are not free either). */
 const COMPACT_MIN_MESSAGES = 64;
 
-export const INTAKE_DEFAULTS: IntakeOptions = { concurrency: 256, ackWaitMs: 30_000 };
+export const INTAKE_DEFAULTS: IntakeOptions = { concurrency: 256, ackWaitMs: 30_000, compactEveryMs: 5_000 };
 
 export interface IntakeSources {
   /** The sender a message's subject names, from the configuration in force now. */
@@ -78,7 +83,7 @@ export class Intake {
         maxAckPending: this.#opts.concurrency * 8,
       });
     await ensure();
-    this.#compactor = setInterval(() => void this.#compact(), COMPACT_EVERY_MS).unref();
+    this.#compactor = setInterval(() => void this.#compact(), this.#opts.compactEveryMs).unref();
     let reopening = false;
     const slots: Array<() => void> = [];
     this.#loop = consumeLoop(

@@ -4,7 +4,7 @@ import { connectBus, type Bus } from '@relay/bus';
 import { loadConfigFile, type RelayConfig, type RelayEnv, type SenderConfig } from '@relay/config';
 import { describe, once } from '@relay/core';
 import { relayInstruments, startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
-import { Intake, INTAKE_DEFAULTS } from './intake.js';
+import { Intake, INTAKE_DEFAULTS, type IntakeOptions } from './intake.js';
 import { SenderLane, LANE_DEFAULTS, type LaneOptions } from './lane.js';
 import { pacingMetrics, registerQueueGauges } from './metrics.js';
 import { PacingLog } from './pacing-log.js';
@@ -16,6 +16,7 @@ export interface SchedulerOptions {
   config: RelayConfig;
   logger: Logger;
   lane?: Partial<LaneOptions>;
+  intake?: Partial<IntakeOptions>;
   /** Re-read this file when it changes, applying new senders and rates without a restart. */
   configPath?: string;
   /** Environment for the config file's env: secrets on reload. */
@@ -43,7 +44,7 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
     { sender: (id) => senders.get(id), holding: (id) => lanes.get(id)?.busy ?? false },
     pacer,
     logger,
-    { ...INTAKE_DEFAULTS, ackWaitMs: laneOpts.ackWaitMs },
+    { ...INTAKE_DEFAULTS, ackWaitMs: laneOpts.ackWaitMs, ...opts.intake },
   );
   let ops: OpsServer | undefined;
   let stopped = false;
