@@ -15,13 +15,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { fromBinary } from '@bufbuild/protobuf';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { createRelayClient } from '@relay/client';
-import { MessageState, StatusEventSchema } from '@relay/proto';
 import { bodyOfSize, closedLoop, openLoop, type SendInit } from './bench-load.js';
-import { cpuMs, pidListening } from './proc-cpu.js';
+import { cpuMs, pidListening, syscalls } from './proc-cpu.js';
 import { createSupervisor } from './children.js';
 import { portFree, serviceArgs } from './services.js';
 
@@ -44,16 +42,48 @@ async function freePort(): Promise<number> {
   for (let p = 20_000 + Math.floor(Math.random() * 20_000); ; p++) if (await portFree(p)) return p;
 }
 
-/** Postfix's smtp-sink when installed (what the Postfix anchor counts at), else a Node sink. */
+/**
+ * Postfix's smtp-sink when installed (what the Postfix anchor counts at), else a Node sink. Both
+ * print a running count (`mesg=N`) on stdout each time a message has been received in full ("."):
+ * that is what "delivered" counts, the same way as the anchor, with no subscriber of our own on the
+ * broker adding to the load.
+ */
 function startSink(port: number) {
   const postfixSink = '/usr/sbin/smtp-sink';
-  if (existsSync(postfixSink)) {
-    return { kind: 'postfix smtp-sink', proc: spawn(postfixSink, ['-u', 'nobody', `127.0.0.1:${port}`, '256'], { stdio: 'ignore' }) };
-  }
-  const code = `import { SMTPServer } from 'smtp-server';
+  const proc = existsSync(postfixSink)
+    ? spawn(postfixSink, ['-c', '-u', 'nobody', `127.0.0.1:${port}`, '256'], { stdio: ['ignore', 'pipe', 'ignore'] })
+    : spawn(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `import { SMTPServer } from 'smtp-server'; let n = 0;
     new SMTPServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
-      onData(s, _x, cb) { s.resume(); s.on('end', () => cb(null, 'ok')); } }).listen(${port}, '127.0.0.1');`;
-  return { kind: 'node smtp-server sink', proc: spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: join(root, 'tools'), stdio: 'ignore' }) };
+      onData(s, _x, cb) { s.resume(); s.on('end', () => { process.stdout.write('mesg=' + ++n + '\\r'); cb(null, 'ok'); }); } }).listen(${port}, '127.0.0.1');`,
+        ],
+        { cwd: join(root, 'tools'), stdio: ['ignore', 'pipe', 'ignore'] },
+      );
+  let received = 0;
+  const waiters: Array<{ n: number; resolve: () => void }> = [];
+  let rest = '';
+  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    const parts = (rest + chunk).split('\r');
+    rest = parts.pop() ?? '';
+    const last = parts.length ? /mesg=(\d+)/.exec(parts.at(-1)!) : null;
+    if (!last) return;
+    received = Number(last[1]);
+    for (const w of waiters.filter((x) => received >= x.n)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve();
+    }
+  });
+  return {
+    kind: existsSync(postfixSink) ? 'postfix smtp-sink' : 'node smtp-server sink',
+    proc,
+    received: () => received,
+    /** Resolves once the sink has received `n` messages in all. */
+    reaches: (n: number) => new Promise<void>((r) => (received >= n ? r() : waiters.push({ n, resolve: r }))),
+  };
 }
 
 async function main() {
@@ -116,18 +146,8 @@ async function main() {
       client.close();
     };
 
-    // Delivered end to end = SENT events on the status stream (the sink answered 250).
-    let sent = 0;
-    const waiters: Array<{ n: number; resolve: () => void }> = [];
-    const sub = nc.subscribe(`${prefix}.status.>`);
-    void (async () => {
-      for await (const m of sub) {
-        if (fromBinary(StatusEventSchema, m.data).state !== MessageState.SENT) continue;
-        sent++;
-        for (const w of waiters.filter((x) => sent >= x.n)) w.resolve();
-      }
-    })();
-    const sentReaches = (n: number) => new Promise<void>((r) => (sent >= n ? r() : waiters.push({ n, resolve: r })));
+    // Delivered end to end = received in full by the sink.
+    const sentReaches = (n: number) => sink.reaches(n);
     const text = bodyOfSize(SIZE);
     const make = (i: number): SendInit => ({ sender: 'bench', to: [`rcpt${i % 100}@sink.localhost`], subject: `bench ${i}`, text });
 
@@ -136,12 +156,18 @@ async function main() {
     await sentReaches(WARMUP);
 
     process.stderr.write(`throughput: ${N} messages of ${SIZE} bytes, ${CONCURRENCY} concurrent callers\n`);
-    const before = sent;
+    const before = sink.received();
     const cpu0 = processes.map(([, pid]) => cpuMs(pid));
+    const sys0 = processes.map(([, pid]) => syscalls(pid));
     const t0 = performance.now();
     const tp = await closedLoop(client, N, CONCURRENCY, make);
     await sentReaches(before + N);
     const deliveredPerS = N / ((performance.now() - t0) / 1000);
+    const syscallsPerMessage = processes.map(([name, pid], i) => {
+      const a = sys0[i];
+      const b = syscalls(pid);
+      return `${name.replace('-', '_')}=${a === undefined || b === undefined ? 'n/a' : `${((b.reads - a.reads) / N).toFixed(1)}/${((b.writes - a.writes) / N).toFixed(1)}`}`;
+    });
     const cpuPerMessage = processes.map(([name, pid], i) => {
       const a = cpu0[i];
       const b = cpuMs(pid);
@@ -179,6 +205,7 @@ async function main() {
       `sendmail_p50_ms_at_max=${f(tp.p50Ms)} sendmail_p99_ms_at_max=${f(tp.p99Ms)}`,
       ...latencyLines,
       `cpu_ms_per_message ${cpuPerMessage.join(' ')}`,
+      `syscalls_per_message_read/write ${syscallsPerMessage.join(' ')}`,
       `errors=${tp.errors}`,
     ];
     console.log(lines.join('\n'));

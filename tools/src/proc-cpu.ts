@@ -23,3 +23,15 @@ export function pidListening(url: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+
+/** Read and write system calls a process has made so far, from /proc (Linux); undefined elsewhere. */
+export function syscalls(pid: number | undefined): { reads: number; writes: number } | undefined {
+  if (!pid || pid < 0) return undefined;
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1]);
+    return { reads: field('syscr'), writes: field('syscw') };
+  } catch {
+    return undefined;
+  }
+}
