@@ -7,7 +7,9 @@ import { parseConfig, readEnv } from '@relay/config';
 import { EnvelopeSchema } from '@relay/proto';
 import { createLogger } from '@relay/telemetry';
 import { dropBus, testNatsUrl, testRedisUrl, uniquePrefix } from '@relay/testkit';
+import { createServer, connect as tcpConnect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { Pacer } from './pacer.js';
 import { createScheduler, type Scheduler } from './scheduler.js';
 
 /**
@@ -26,7 +28,7 @@ afterEach(async () => {
   cleanup = [];
 });
 
-async function setup(label: string, opts: { before?: (bus: Bus) => Promise<void> } = {}) {
+async function setup(label: string, opts: { before?: (bus: Bus) => Promise<void>; redisUrl?: string } = {}) {
   const prefix = uniquePrefix(label);
   cleanup.push(() => dropBus(prefix));
   const bus = await connectBus({ servers: testNatsUrl(), prefix, name: 'intake-test' });
@@ -35,9 +37,9 @@ async function setup(label: string, opts: { before?: (bus: Bus) => Promise<void>
   const sub: Subscription = bus.nc.subscribe(`${prefix}.dispatch.>`, { callback: (_e, m) => void released.push(decodeEnvelope(m.data).messageId) });
   cleanup.push(async () => sub.unsubscribe());
   await opts.before?.(bus);
-  const env = readEnv({ NATS_URL: testNatsUrl(), REDIS_URL: testRedisUrl(), RELAY_BUS_PREFIX: prefix, RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', RELAY_SHUTDOWN_GRACE: '2s' });
-  const start = async (ids: string[]) => {
-    const s = await createScheduler({ env, config: parseConfig(yaml(ids), {}), logger, intake: { compactEveryMs: 500 } });
+  const env = readEnv({ NATS_URL: testNatsUrl(), REDIS_URL: opts.redisUrl ?? testRedisUrl(), RELAY_BUS_PREFIX: prefix, RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', RELAY_SHUTDOWN_GRACE: '2s' });
+  const start = async (ids: string[], extra = '', pacer?: Pacer) => {
+    const s = await createScheduler({ env, config: parseConfig(yaml(ids) + extra, {}), logger, intake: { compactEveryMs: 500 } }, pacer ? { pacer } : {});
     await s.start();
     cleanup.push(() => s.stop());
     return s;
@@ -62,6 +64,33 @@ async function setup(label: string, opts: { before?: (bus: Bus) => Promise<void>
   };
   const stream = () => bus.jsm.streams.info(bus.names.submittedStream);
   return { bus, released, start, submit, until, stream };
+}
+
+/** A TCP proxy to Redis that can stop passing anything on: Redis still connected, but silent. */
+async function freezableRedis() {
+  const target = new URL(testRedisUrl());
+  const sockets: Socket[] = [];
+  let frozen = false;
+  const server = createServer((client) => {
+    const upstream = tcpConnect(Number(target.port || 6379), target.hostname);
+    sockets.push(client, upstream);
+    client.on('data', (d) => void (frozen || upstream.write(d)));
+    upstream.on('data', (d) => void (frozen || client.write(d)));
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      a.on('error', () => b.destroy());
+      a.on('close', () => b.destroy());
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    freeze: () => void (frozen = true),
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
 }
 
 describe('scheduler intake', () => {
@@ -128,5 +157,38 @@ describe('scheduler intake', () => {
     expect(t.released).not.toContain(lost);
     await s.reload(parseConfig(yaml(['known', 'later']), {}));
     await t.until('held mail released after the reload', () => t.released.includes(lost!));
+  }, 30_000);
+
+  it("keeps taking other senders' mail when Redis stops answering, holding the paced sender's", async () => {
+    const redis = await freezableRedis();
+    cleanup.push(async () => redis.close());
+    const t = await setup('intake-slow', { redisUrl: redis.url });
+    const paced = `  - { id: paced, from: paced@campus.example, transport: smtp, smtp: { host: 127.0.0.1, port: 2587, security: none }, rate: { batch_size: 1000, interval: 1s } }\n`;
+    await t.start(['free'], paced);
+    const [first] = await t.submit('paced', 1);
+    await t.until('the paced sender released while Redis answers', () => t.released.includes(first!));
+    redis.freeze();
+    // More paced mail than the intake works on at once, then one message of an unpaced sender.
+    const stuck = await t.submit('paced', 300);
+    const [free] = await t.submit('free', 1);
+    const t0 = Date.now();
+    await t.until('the unpaced sender released', () => t.released.includes(free!), 10_000);
+    expect(Date.now() - t0).toBeLessThan(8_000);
+    expect(stuck.some((id) => t.released.includes(id))).toBe(false);
+    const subject = t.bus.names.heldSubject('paced');
+    await t.until('the paced mail held', async () => ((await t.bus.jsm.streams.info(t.bus.names.heldStream, { subjects_filter: subject })).state.subjects?.[subject] ?? 0) === stuck.length);
+  }, 40_000);
+
+  it('holds paced mail whose pacing look does not answer, instead of waiting for it', async () => {
+    // A pacer that never answers: without the intake's own limit on the wait, the paced messages
+    // would fill every slot of the intake for good and the unpaced one behind them never go.
+    const silent: Pacer = { acquire: () => new Promise(() => {}), tryAcquire: () => new Promise(() => {}), close: async () => {} };
+    const t = await setup('intake-silent');
+    const paced = `  - { id: paced, from: paced@campus.example, transport: smtp, smtp: { host: 127.0.0.1, port: 2587, security: none }, rate: { batch_size: 1000, interval: 1s } }\n`;
+    await t.start(['free'], paced, silent);
+    const stuck = await t.submit('paced', 300);
+    const [free] = await t.submit('free', 1);
+    await t.until('the unpaced sender released', () => t.released.includes(free!), 15_000);
+    expect(stuck.some((id) => t.released.includes(id))).toBe(false);
   }, 30_000);
 });

@@ -18,12 +18,14 @@ export interface IntakeOptions {
    * 0.075-0.095 every second, 0.136 deleting each message at its ack (work queue), 0.04 never.
    */
   compactEveryMs: number;
+  /** How long the intake waits for a paced sender's look at Redis before holding the message. */
+  pacerWaitMs: number;
 }
 
 /** Fewer acked messages than this below the floor wait for the next round (purges are not free either). */
 const COMPACT_MIN_MESSAGES = 64;
 
-export const INTAKE_DEFAULTS: IntakeOptions = { concurrency: 256, ackWaitMs: 30_000, compactEveryMs: 5_000 };
+export const INTAKE_DEFAULTS: IntakeOptions = { concurrency: 256, ackWaitMs: 30_000, compactEveryMs: 5_000, pacerWaitMs: 250 };
 
 export interface IntakeSources {
   /** The sender a message's subject names, from the configuration in force now. */
@@ -175,7 +177,13 @@ export class Intake {
     if (d.action === 'wait') return { hold: 'not due' };
     if (isPaced(sender.rate)) {
       if (this.#src.holding(id)) return { hold: 'mail held before it' };
-      if (!(await this.#pacer.tryAcquire(sender, env))) return { hold: 'pace' };
+      // Redis answering slowly must not slow the intake for every sender: past a short wait the
+      // message is held (its lane asks again). A grant that comes later only leaves a slot unused.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), this.#opts.pacerWaitMs)));
+      const answer = await Promise.race([this.#pacer.tryAcquire(sender, env), late]).finally(() => clearTimeout(timer));
+      if (answer === 'late') return { hold: 'pacing state slow to answer' };
+      if (!answer) return { hold: 'pace' };
     }
     return { dispatch: d.transport };
   }

@@ -29,10 +29,11 @@ export type Scheduler = RunnableService & { reload(config: RelayConfig): Promise
 export async function createScheduler(opts: SchedulerOptions, overrides: { bus?: Bus; pacer?: Pacer } = {}): Promise<Scheduler> {
   const { env, logger } = opts;
   const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-scheduler:${process.pid}`, topology: { replicas: env.streamReplicas } }));
-  // Commands fail at once while Redis is away (no offline queue): the pacer then holds the mail.
+  // Commands fail at once while Redis is away (no offline queue), and after 2 s when it does not
+  // answer: the pacer then holds the mail.
   const redis = overrides.pacer
     ? undefined
-    : new Redis(env.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 200, 2_000), lazyConnect: true, enableAutoPipelining: true });
+    : new Redis(env.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 200, 2_000), lazyConnect: true, enableAutoPipelining: true, commandTimeout: 2_000 });
   redis?.on('error', () => {}); // reported by the pacer, once per outage
   const redisPacer = redis ? new RedisPacer(redis, new PacingLog(bus), env.busPrefix, logger) : undefined;
   const pacer: Pacer = overrides.pacer ?? redisPacer!;
