@@ -33,6 +33,7 @@ export class AckedPublisher {
   readonly #sub: Subscription;
   readonly #sweeper: NodeJS.Timeout;
   #next = 0;
+  #closed = false;
 
   constructor(nc: NatsConnection, timeoutMs: number) {
     this.#nc = nc;
@@ -49,9 +50,10 @@ export class AckedPublisher {
       h ??= natsHeaders();
       h.set('Nats-Msg-Id', msgId);
     }
+    if (this.#closed) return Promise.reject(new Error('connection closed'));
     const token = (this.#next++).toString(36);
     return new Promise<PubAck>((resolve, reject) => {
-      this.#pending.set(token, { resolve, reject, deadline: Date.now() + this.#timeoutMs, subject });
+      this.#pending.set(token, { resolve, reject, deadline: performance.now() + this.#timeoutMs, subject });
       try {
         this.#nc.publish(subject, data, h ? { reply: this.#prefix + token, headers: h } : { reply: this.#prefix + token });
       } catch (err) {
@@ -83,7 +85,7 @@ export class AckedPublisher {
   }
 
   #sweep() {
-    const now = Date.now();
+    const now = performance.now();
     for (const [token, p] of this.#pending) {
       if (p.deadline > now) break;
       this.#pending.delete(token);
@@ -97,6 +99,7 @@ export class AckedPublisher {
   }
 
   close() {
+    this.#closed = true;
     clearInterval(this.#sweeper);
     this.#failAll(new Error('connection closed'));
     this.#sub.unsubscribe();

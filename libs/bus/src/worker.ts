@@ -192,8 +192,11 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
   // them; one that waited there for most of the ack wait may have gone to another replica. A
   // message can only have waited since the current run of waits for a slot began (the buffer is
   // drained at once otherwise), so only a long run makes its messages suspect: the one that ended
-  // it and the buffer's worth (`concurrency`) after it. Short runs (a burst) cost no lookups.
+  // it and a buffer's worth after it (nats.js holds up to about twice `concurrency`). A run ends
+  // only after that many messages in a row found a free slot, so a slot freed now and then does
+  // not end it while the buffer still holds old messages. Short runs (a burst) cost no lookups.
   let blockedSince: number | undefined;
+  let freeInARow = 0;
   let suspectLeft = 0;
   const suspectAfterMs = o.ackWaitMs / 2;
   async function each(m: JsMsg) {
@@ -201,13 +204,14 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     let suspect = suspectLeft > 0;
     if (suspect) suspectLeft--;
     if (inFlight.size >= o.concurrency) {
+      freeInARow = 0;
       blockedSince ??= Date.now();
       await new Promise<void>((r) => waiting.push(r));
       if (Date.now() - blockedSince > suspectAfterMs) {
         suspect = true;
-        suspectLeft = o.concurrency;
+        suspectLeft = 2 * o.concurrency;
       }
-    } else {
+    } else if (++freeInARow >= 2 * o.concurrency) {
       blockedSince = undefined;
     }
     const mayBeStale = m.redelivered || suspect;

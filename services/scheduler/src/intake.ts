@@ -22,8 +22,6 @@ export interface IntakeOptions {
   pacerWaitMs: number;
 }
 
-/** Fewer acked messages than this below the floor wait for the next round (purges are not free either). */
-const COMPACT_MIN_MESSAGES = 64;
 
 export const INTAKE_DEFAULTS: IntakeOptions = { concurrency: 256, ackWaitMs: 30_000, compactEveryMs: 5_000, pacerWaitMs: 250 };
 
@@ -74,7 +72,6 @@ export class Intake {
 
   async start(): Promise<void> {
     const { names, jsm, js } = this.#bus;
-    await this.#dropPerSenderConsumers();
     const ensure = () =>
       ensureDurable(jsm, {
         stream: names.submittedStream,
@@ -84,7 +81,17 @@ export class Intake {
         // Nothing is parked here: what is pending is only what the replicas have in hand.
         maxAckPending: this.#opts.concurrency * 8,
       });
-    await ensure();
+    // An earlier version's replica still running may make its consumer again meanwhile.
+    for (let attempt = 1; ; attempt++) {
+      await this.#dropPerSenderConsumers();
+      try {
+        await ensure();
+        break;
+      } catch (err) {
+        if (attempt >= 5) throw err;
+        this.#logger.warn({ err: describe(err) }, 'could not create the intake consumer; removing per-sender consumers again');
+      }
+    }
     this.#compactor = setInterval(() => void this.#compact(), this.#opts.compactEveryMs).unref();
     let reopening = false;
     const slots: Array<() => void> = [];
@@ -110,10 +117,12 @@ export class Intake {
    */
   async #dropPerSenderConsumers(): Promise<void> {
     const { names, jsm } = this.#bus;
-    for await (const c of jsm.consumers.list(names.submittedStream)) {
-      if (c.name === this.durable) continue;
-      await jsm.consumers.delete(names.submittedStream, c.name).catch(() => {});
-      this.#logger.info({ consumer: c.name }, 'removed a per-sender consumer of the submitted stream left by an earlier version');
+    // Names first: the list comes in pages by offset, which deleting meanwhile would shift.
+    const old: string[] = [];
+    for await (const c of jsm.consumers.list(names.submittedStream)) if (c.name !== this.durable) old.push(c.name);
+    for (const name of old) {
+      await jsm.consumers.delete(names.submittedStream, name).catch(() => {});
+      this.#logger.info({ consumer: name }, 'removed a per-sender consumer of the submitted stream left by an earlier version');
     }
   }
 
@@ -131,7 +140,7 @@ export class Intake {
     const { names, jsm } = this.#bus;
     try {
       const floor = (await jsm.consumers.info(names.submittedStream, this.durable)).ack_floor.stream_seq;
-      if (floor < this.#purgedBelow + COMPACT_MIN_MESSAGES) return;
+      if (floor <= this.#purgedBelow) return;
       await jsm.streams.purge(names.submittedStream, { seq: floor + 1 });
       this.#purgedBelow = floor;
     } catch (err) {

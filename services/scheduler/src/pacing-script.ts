@@ -13,14 +13,17 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('EXISTS', KEYS[4]) == 0 then return {-1, 'rebuild', now} end
 local interval = tonumber(ARGV[1]); local batch = tonumber(ARGV[2]); local dayw = tonumber(ARGV[3])
 local rcap = tonumber(ARGV[4]); local mcap = tonumber(ARGV[5]); local member = ARGV[6]; local rcpt = tonumber(ARGV[7])
+-- The same message (id and attempt) may ask again after a grant it did not use: the intake gave up
+-- waiting for the answer, or the message came back. Its slot is still in the window (moved to now
+-- below) and it is not counted against the day twice.
 if batch > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - interval)
-  if redis.call('ZCARD', KEYS[1]) >= batch then
+  if not redis.call('ZSCORE', KEYS[1], member) and redis.call('ZCARD', KEYS[1]) >= batch then
     local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
     return {tonumber(oldest[2]) + interval - now, 'interval', now}
   end
 end
-if rcap > 0 or mcap > 0 then
+if (rcap > 0 or mcap > 0) and not redis.call('ZSCORE', KEYS[2], member .. '|' .. rcpt) then
   local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - dayw)
   for _, m in ipairs(expired) do
     redis.call('HINCRBY', KEYS[3], 'rcpt', -tonumber(string.match(m, '|(%d+)$')))

@@ -7,7 +7,7 @@ import type { Envelope } from '@relay/proto';
 import type { Logger } from '@relay/telemetry';
 import type { Pacer } from './pacer.js';
 import { ACQUIRE_SCRIPT } from './pacing-script.js';
-import type { PacingLog } from './pacing-log.js';
+import type { Grant, PacingLog } from './pacing-log.js';
 
 /** Longest single sleep before asking Redis again (a freed slot may be taken by a replica). */
 const MAX_POLL_MS = 2_000;
@@ -170,7 +170,13 @@ export class RedisPacer implements Pacer {
       const since = now - Math.max(interval, dayw) - 60_000;
       // Grants logged under the sender's own id count too: pacing was per sender id before it was
       // per mailbox, and the log keeps a day of them.
-      const grants = (await Promise.all([key, ...alsoLogged].map((k) => this.#log.read(k, since)))).flat();
+      // A message granted twice (it asked again after a grant it did not use) counts once.
+      const byMember = new Map<string, Grant>();
+      for (const g of (await Promise.all([key, ...alsoLogged].map((k) => this.#log.read(k, since)))).flat()) {
+        const seen = byMember.get(g.m);
+        if (!seen || seen.t < g.t) byMember.set(g.m, g);
+      }
+      const grants = [...byMember.values()];
       const m = this.#redis.multi().del(k.win, k.day, k.totals);
       let rcpt = 0;
       let msgs = 0;
