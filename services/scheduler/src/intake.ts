@@ -1,9 +1,10 @@
 import type { JsMsg } from '@nats-io/jetstream';
-import { consumeLoop, decodeEnvelope, ensureDurable, processMessage, type Bus, type ConsumeLoop } from '@relay/bus';
+import { decodeEnvelope, ensureDurable, processMessage, type Bus } from '@relay/bus';
 import type { SenderConfig } from '@relay/config';
 import type { Envelope } from '@relay/proto';
-import { InFlight, describe } from '@relay/core';
+import { describe } from '@relay/core';
 import { relayInstruments, type Logger } from '@relay/telemetry';
+import { BoundedLoop } from './bounded-loop.js';
 import type { Pacer } from './pacer.js';
 import { decide } from './route.js';
 import { isPaced } from './redis-pacer.js';
@@ -52,9 +53,8 @@ export class Intake {
   readonly #pacer: Pacer;
   readonly #logger: Logger;
   readonly #opts: IntakeOptions;
-  readonly #inFlight = new InFlight();
   readonly #abort = new AbortController();
-  #loop: ConsumeLoop | undefined;
+  #loop: BoundedLoop | undefined;
   #compactor: NodeJS.Timeout | undefined;
   #purgedBelow = 0;
 
@@ -94,18 +94,15 @@ export class Intake {
     }
     this.#compactor = setInterval(() => void this.#compact(), this.#opts.compactEveryMs).unref();
     let reopening = false;
-    const slots: Array<() => void> = [];
-    this.#loop = consumeLoop(
+    this.#loop = new BoundedLoop(
       async () => {
         if (reopening) await ensure();
         reopening = true;
         const consumer = await js.consumers.get(names.submittedStream, this.durable);
         return consumer.consume({ max_messages: this.#opts.concurrency, abort_on_missing_resource: true });
       },
-      async (m) => {
-        if (this.#inFlight.size >= this.#opts.concurrency) await new Promise<void>((r) => slots.push(r));
-        void this.#inFlight.run(() => this.#handle(m)).finally(() => slots.shift()?.());
-      },
+      () => this.#opts.concurrency,
+      (m) => this.#handle(m),
       this.#logger,
     );
   }
@@ -199,9 +196,8 @@ export class Intake {
 
   async stop(graceMs: number): Promise<void> {
     clearInterval(this.#compactor);
-    this.#loop?.stop();
+    this.#loop?.halt();
     this.#abort.abort();
-    await Promise.race([this.#inFlight.idle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
-    await this.#loop?.done;
+    await this.#loop?.drain(graceMs);
   }
 }

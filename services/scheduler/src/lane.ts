@@ -1,9 +1,10 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import { trace } from '@opentelemetry/api';
-import { consumeLoop, decodeEnvelope, ensureDurable, processMessage, type Bus, type ConsumeLoop } from '@relay/bus';
+import { decodeEnvelope, ensureDurable, processMessage, type Bus } from '@relay/bus';
 import type { SenderConfig } from '@relay/config';
-import { InFlight, describe } from '@relay/core';
+import { describe } from '@relay/core';
 import { relayInstruments, type Logger } from '@relay/telemetry';
+import { BoundedLoop } from './bounded-loop.js';
 import type { Pacer } from './pacer.js';
 import { decide } from './route.js';
 import { isPaced } from './redis-pacer.js';
@@ -30,10 +31,9 @@ export class SenderLane {
   readonly #pacer: Pacer;
   readonly #logger: Logger;
   readonly #opts: LaneOptions;
-  readonly #inFlight = new InFlight();
   readonly #abort = new AbortController();
   #sender: SenderConfig;
-  #loop: ConsumeLoop | undefined;
+  #loop: BoundedLoop | undefined;
 
   constructor(bus: Bus, sender: SenderConfig, pacer: Pacer, logger: Logger, opts: LaneOptions = LANE_DEFAULTS) {
     this.#bus = bus;
@@ -65,8 +65,7 @@ export class SenderLane {
       });
     await ensure();
     let reopening = false;
-    const slots: Array<() => void> = [];
-    this.#loop = consumeLoop(
+    this.#loop = new BoundedLoop(
       async () => {
         // A consumer that went away (deleted, broker state lost) is made again on reopening.
         if (reopening) await ensure();
@@ -76,10 +75,8 @@ export class SenderLane {
         // extensions, and the rest of its backlog is better left in the stream.
         return consumer.consume({ max_messages: Math.min(this.#concurrency(), 512), abort_on_missing_resource: true });
       },
-      async (m) => {
-        if (this.#inFlight.size >= this.#concurrency()) await new Promise<void>((r) => slots.push(r));
-        void this.#inFlight.run(() => this.#handle(m)).finally(() => slots.shift()?.());
-      },
+      () => this.#concurrency(),
+      (m) => this.#handle(m),
       this.#logger,
     );
   }
@@ -96,7 +93,7 @@ export class SenderLane {
 
   /** True while this replica works on some of the sender's held mail (new mail queues behind it). */
   get busy(): boolean {
-    return this.#inFlight.size > 0;
+    return (this.#loop?.inFlight ?? 0) > 0;
   }
 
   /**
@@ -155,9 +152,8 @@ export class SenderLane {
   }
 
   async stop(graceMs: number): Promise<void> {
-    this.#loop?.stop();
+    this.#loop?.halt();
     this.#abort.abort();
-    await Promise.race([this.#inFlight.idle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
-    await this.#loop?.done;
+    await this.#loop?.drain(graceMs);
   }
 }
