@@ -1,8 +1,12 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { RelayClient } from '@relay/client';
 import type { SendMailRequestSchema } from '@relay/proto';
 
 export type SendInit = MessageInitShape<typeof SendMailRequestSchema>;
+
+/** What the load loops need of a client: `@relay/client`'s RelayClient or the bare one. */
+export interface Caller {
+  sendMail(req: SendInit, opts: { deadlineMs: number }): Promise<unknown>;
+}
 
 export interface LatencyStats {
   count: number;
@@ -31,7 +35,7 @@ export function bodyOfSize(size: number): string {
 }
 
 /** Closed loop: `concurrency` callers send `n` messages back to back. Returns per-call latencies. */
-export async function closedLoop(client: RelayClient, n: number, concurrency: number, make: (i: number) => SendInit) {
+export async function closedLoop(client: Caller, n: number, concurrency: number, make: (i: number) => SendInit) {
   const latencies: number[] = [];
   let errors = 0;
   let next = 0;
@@ -57,7 +61,7 @@ export async function closedLoop(client: RelayClient, n: number, concurrency: nu
  * Open loop: calls start at a fixed rate whatever the answers do, as independent callers would,
  * so a slow answer shows in the latency instead of lowering the rate.
  */
-export async function openLoop(client: RelayClient, ratePerS: number, seconds: number, make: (i: number) => SendInit) {
+export async function openLoop(client: Caller, ratePerS: number, seconds: number, make: (i: number) => SendInit) {
   const total = Math.round(ratePerS * seconds);
   const latencies: number[] = [];
   const calls: Promise<void>[] = [];

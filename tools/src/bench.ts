@@ -7,7 +7,9 @@
  * BENCH_POSTFIX=1 to run the Postfix anchor (../shared/bench/postfix-bench.sh) in the same run and
  * print the ratio. Diagnostics: BENCH_LATENCY_LOG=file (each call's start and latency, and every
  * process' CPU each 100 ms), BENCH_NODE_ARGS (extra node arguments for every service),
- * BENCH_SETTLE_MS (an idle pause before the latency phase).
+ * BENCH_SETTLE_MS (an idle pause before the latency phase), BENCH_PAUSE=scheduler,smtp-sender
+ * (those services stopped while each rate is measured), BENCH_CLIENT=typed (SendMail through
+ * @relay/client instead of the bare HTTP/2 client).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -18,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { createRelayClient } from '@relay/client';
+import { createBareClient } from './bare-client.js';
 import { bodyOfSize, closedLoop, openLoop, type SendInit } from './bench-load.js';
 import { cpuMs, pidListening, syscalls } from './proc-cpu.js';
 import { createSupervisor } from './children.js';
@@ -35,6 +38,11 @@ const RATES = (env.BENCH_RATES ?? String(RATE)).split(',').map((r) => Number(r.t
 const SECONDS = num('BENCH_SECONDS', 10);
 const WARMUP = num('BENCH_WARMUP', 1000);
 const LATENCY_WARMUP_S = num('BENCH_LATENCY_WARMUP_S', 5);
+/** BENCH_PAUSE=scheduler,smtp-sender: services stopped while each rate's latency is measured. */
+const pausedDuringLatency = (env.BENCH_PAUSE ?? '').split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
+  if (s !== 'scheduler' && s !== 'smtp-sender') throw new Error(`BENCH_PAUSE: "${s}" is not scheduler or smtp-sender`);
+  return s;
+});
 const natsUrl = env.NATS_URL || 'nats://127.0.0.1:4222';
 const redisUrl = env.REDIS_URL || 'redis://127.0.0.1:6379';
 
@@ -130,17 +138,21 @@ async function main() {
       ['scheduler', scheduler!.pid],
       ['smtp-sender', smtpSender!.pid],
       ['nats', natsPid],
+      // The load generator (this process: the SendMail calls and reading the sink's counter).
+      ['bench', process.pid],
     ];
     // BENCH_LATENCY_LOG: each process' CPU every 100 ms goes there too, next to each call's latency.
     const sampler = env.BENCH_LATENCY_LOG
       ? setInterval(() => {
-          const row = [...processes, ['sink', sink.proc.pid], ['bench', process.pid]].map(([name, pid]) => `${name}=${cpuMs(pid as number | undefined) ?? 'n/a'}`);
+          const row = [...processes, ['sink', sink.proc.pid]].map(([name, pid]) => `${name}=${cpuMs(pid as number | undefined) ?? 'n/a'}`);
           // The whole machine's busy and idle time (jiffies), for what runs besides ours.
           const all = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/\s+/).slice(1).map(Number);
           appendFileSync(env.BENCH_LATENCY_LOG!, `cpu ${Date.now()} ${row.join(' ')} machine_idle=${all[3]! + all[4]!} machine_total=${all.reduce((a, b) => a + b, 0)}\n`);
         }, 100)
       : undefined;
-    const client = createRelayClient({ address: `127.0.0.1:${ingest!.ports.grpc}`, apiKey });
+    // BENCH_CLIENT=typed: calls through @relay/client (grpc-js) instead of the bare HTTP/2 client.
+    const address = `127.0.0.1:${ingest!.ports.grpc}`;
+    const client = env.BENCH_CLIENT === 'typed' ? createRelayClient({ address, apiKey }) : createBareClient(address, apiKey);
     cleanup = async () => {
       clearInterval(sampler);
       client.close();
@@ -187,7 +199,12 @@ async function main() {
         latencyCount += w.count;
       }
       process.stderr.write(`latency: ${rate} SendMail/s for ${SECONDS} s\n`);
+      // BENCH_PAUSE (diagnostic): stop these services (SIGSTOP) while the rate is measured, to see
+      // what their work costs SendMail's latency; the mail waits for them and is delivered after.
+      const paused = pausedDuringLatency.map((n) => ({ scheduler: scheduler!.pid, 'smtp-sender': smtpSender!.pid })[n]!);
+      for (const p of paused) process.kill(p, 'SIGSTOP');
       const lat = await openLoop(client, rate, SECONDS, (i) => make(N + latencyCount + i));
+      for (const p of paused) process.kill(p, 'SIGCONT');
       latencyCount += lat.count;
       // Each rate starts with the pipeline drained.
       await sentReaches(before + N + latencyCount);
