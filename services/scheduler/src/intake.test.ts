@@ -10,6 +10,7 @@ import { dropBus, testNatsUrl, testRedisUrl, uniquePrefix } from '@relay/testkit
 import { createServer, connect as tcpConnect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Pacer } from './pacer.js';
+import { purgeDue, type IntakeOptions } from './intake.js';
 import { createScheduler, type Scheduler } from './scheduler.js';
 
 /**
@@ -28,7 +29,7 @@ afterEach(async () => {
   cleanup = [];
 });
 
-async function setup(label: string, opts: { before?: (bus: Bus) => Promise<void>; redisUrl?: string } = {}) {
+async function setup(label: string, opts: { before?: (bus: Bus) => Promise<void>; redisUrl?: string; intake?: Partial<IntakeOptions> } = {}) {
   const prefix = uniquePrefix(label);
   cleanup.push(() => dropBus(prefix));
   const bus = await connectBus({ servers: testNatsUrl(), prefix, name: 'intake-test' });
@@ -39,7 +40,7 @@ async function setup(label: string, opts: { before?: (bus: Bus) => Promise<void>
   await opts.before?.(bus);
   const env = readEnv({ NATS_URL: testNatsUrl(), REDIS_URL: opts.redisUrl ?? testRedisUrl(), RELAY_BUS_PREFIX: prefix, RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', RELAY_SHUTDOWN_GRACE: '2s' });
   const start = async (ids: string[], extra = '', pacer?: Pacer) => {
-    const s = await createScheduler({ env, config: parseConfig(yaml(ids) + extra, {}), logger, intake: { compactEveryMs: 500 } }, pacer ? { pacer } : {});
+    const s = await createScheduler({ env, config: parseConfig(yaml(ids) + extra, {}), logger, intake: { compactEveryMs: 500, compactCheckMs: 100, ...opts.intake } }, pacer ? { pacer } : {});
     await s.start();
     cleanup.push(() => s.stop());
     return s;
@@ -93,6 +94,23 @@ async function freezableRedis() {
   };
 }
 
+describe('when the intake purges', () => {
+  const opts = { compactEveryMs: 5_000, compactTailMessages: 256, compactEarlyPerS: 1_000 };
+  it('purges at once while mail comes slowly and little stays behind, so the block being written stays small', () => {
+    expect(purgeDue({ floor: 500, purgedBelow: 400, tail: 0, sinceLastMs: 200 }, opts)).toBe(true);
+    expect(purgeDue({ floor: 600, purgedBelow: 400, tail: 256, sinceLastMs: 200 }, opts)).toBe(true); // 1,000/s
+  });
+  it('with a backlog behind the floor, or mail coming fast, purges only every compactEveryMs', () => {
+    expect(purgeDue({ floor: 500, purgedBelow: 400, tail: 257, sinceLastMs: 4_999 }, opts)).toBe(false);
+    expect(purgeDue({ floor: 601, purgedBelow: 400, tail: 0, sinceLastMs: 200 }, opts)).toBe(false); // over 1,000/s
+    expect(purgeDue({ floor: 500, purgedBelow: 400, tail: 50_000, sinceLastMs: 5_000 }, opts)).toBe(true);
+    expect(purgeDue({ floor: 90_000, purgedBelow: 400, tail: 0, sinceLastMs: 5_000 }, opts)).toBe(true);
+  });
+  it('never purges when nothing new has been acked', () => {
+    expect(purgeDue({ floor: 400, purgedBelow: 400, tail: 0, sinceLastMs: 60_000 }, opts)).toBe(false);
+  });
+});
+
 describe('scheduler intake', () => {
   it('purges mail it has acked from the submitted stream, and never mail still unacked', async () => {
     const t = await setup('intake-purge');
@@ -120,6 +138,15 @@ describe('scheduler intake', () => {
     await t.until('the stuck mail dispatched', async () => (await dispatched()) === stuck.length, 15_000);
     await t.until('and purged', async () => (await t.stream()).state.messages === 0);
   }, 40_000);
+
+  it('purges acked mail long before compactEveryMs while mail comes slowly', async () => {
+    const t = await setup('intake-early', { intake: { compactEveryMs: 120_000, compactCheckMs: 100 } });
+    await t.start(['free']);
+    const ids = await t.submit('free', 20);
+    await t.until('20 released', () => ids.every((id) => t.released.includes(id)));
+    await t.until('acked mail purged early', async () => (await t.stream()).state.messages === 0, 5_000);
+    expect((await t.stream()).state.first_seq).toBe(21);
+  });
 
   it("takes over from an earlier version's per-sender consumers on a work-queue stream", async () => {
     let early: string[] = [];
