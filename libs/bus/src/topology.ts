@@ -34,7 +34,8 @@ export function streamConfigs(n: BusNames, o: TopologyOptions): Array<Partial<St
   const common = { storage: StorageType.File, num_replicas: o.replicas, duplicate_window: nanos(o.duplicateWindowMs) };
   return [
     // New mail has one consumer, the scheduler's intake, which purges what lies below its ack
-    // floor (all acked) every few seconds: on NATS 2.9's file store removing messages one by one
+    // floor (all acked) every few seconds, or within 200 ms at moderate rates (why: intake.ts,
+    // IntakeOptions): on NATS 2.9's file store removing messages one by one
     // at ack time (work-queue retention) cost about twice the CPU of storing and delivering them,
     // a purge much less (see intake.ts). No age or size limit: nothing unacked is ever removed.
     // (A stream made by an earlier version keeps work-queue retention, which works the same.)

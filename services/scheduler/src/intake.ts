@@ -28,8 +28,8 @@ export interface IntakeOptions {
    * not after `compactEveryMs`. That keeps the file store's block being written small: on NATS 2.9
    * a block read while it is written keeps a write buffer that grows with it (to 8 MB), and while
    * it grows, publishes to the stream wait, and SendMail with them (publish acks at 500/s with a
-   * consumer reading: p99 11-40 ms with a purge every 5 s, 3.4-4.6 ms every 200 ms, and no more
-   * CPU up to 2,000/s; `npm run bench:broker`). Faster, purges that often cost NATS a fifth or more
+   * consumer reading: p99 11-40 ms with a purge every 5 s, mostly 3.4-7 ms every 200 ms, and no
+   * more CPU up to 2,000/s; `npm run bench:broker`). Faster, purges that often cost NATS a fifth or more
    * CPU per message (`npm run bench:scheduler`), so there the 5 s hold.
    */
   compactTailMessages: number;
@@ -91,6 +91,7 @@ export class Intake {
   #lastLook = performance.now();
   /** Messages this replica has acked since its last purge. */
   #ackedSincePurge = 0;
+  #earlyNotBefore = 0;
   #compacting = false;
 
   constructor(bus: Bus, src: IntakeSources, pacer: Pacer, logger: Logger, opts: IntakeOptions = INTAKE_DEFAULTS) {
@@ -177,7 +178,12 @@ export class Intake {
     // Between regular looks the broker is asked only when this replica's own count says an early
     // purge may be due: a consumer's info has NATS count its pending messages, which on a long
     // stream costs more than the purge.
-    const early = this.#ackedSincePurge > 0 && this.#ackedSincePurge * 1000 <= this.#opts.compactEarlyPerS * sinceLastMs && (this.#loop?.inFlight ?? 0) <= this.#opts.compactTailMessages;
+    // After a look that found too much unacked, the next early one waits a second.
+    const early =
+      now >= this.#earlyNotBefore &&
+      this.#ackedSincePurge > 0 &&
+      this.#ackedSincePurge * 1000 <= this.#opts.compactEarlyPerS * sinceLastMs &&
+      (this.#loop?.inFlight ?? 0) <= this.#opts.compactTailMessages;
     if (!regular && !early) return;
     this.#compacting = true;
     this.#lastLook = now;
@@ -185,7 +191,10 @@ export class Intake {
     try {
       const info = await jsm.consumers.info(names.submittedStream, this.durable);
       const floor = info.ack_floor.stream_seq;
-      if (!purgeDue({ floor, purgedBelow: this.#purgedBelow, tail: info.num_pending + info.num_ack_pending, sinceLastMs }, this.#opts)) return;
+      if (!purgeDue({ floor, purgedBelow: this.#purgedBelow, tail: info.num_pending + info.num_ack_pending, sinceLastMs }, this.#opts)) {
+        this.#earlyNotBefore = now + 1_000;
+        return;
+      }
       await jsm.streams.purge(names.submittedStream, { seq: floor + 1 });
       this.#purgedBelow = floor;
       this.#lastPurge = performance.now();
