@@ -203,8 +203,9 @@ async function main() {
       // what their work costs SendMail's latency; the mail waits for them and is delivered after.
       const paused = pausedDuringLatency.map((n) => ({ scheduler: scheduler!.pid, 'smtp-sender': smtpSender!.pid })[n]!);
       for (const p of paused) process.kill(p, 'SIGSTOP');
-      const lat = await openLoop(client, rate, SECONDS, (i) => make(N + latencyCount + i));
-      for (const p of paused) process.kill(p, 'SIGCONT');
+      const lat = await openLoop(client, rate, SECONDS, (i) => make(N + latencyCount + i)).finally(() => {
+        for (const p of paused) process.kill(p, 'SIGCONT');
+      });
       latencyCount += lat.count;
       // Each rate starts with the pipeline drained.
       await sentReaches(before + N + latencyCount);
