@@ -35,9 +35,9 @@ export function streamConfigs(n: BusNames, o: TopologyOptions): Array<Partial<St
   return [
     // New mail has one consumer, the scheduler's intake, which purges what lies below its ack
     // floor (all acked) every few seconds, or within 200 ms at moderate rates (why: intake.ts,
-    // IntakeOptions): on NATS 2.9's file store removing messages one by one
-    // at ack time (work-queue retention) cost about twice the CPU of storing and delivering them,
-    // a purge much less (see intake.ts). No age or size limit: nothing unacked is ever removed.
+    // IntakeOptions): on NATS 2.9's file store removing messages one by one at ack time
+    // (work-queue retention) cost about twice the CPU of storing and delivering them, a purge much
+    // less. No age or size limit: nothing unacked is ever removed.
     // (A stream made by an earlier version keeps work-queue retention, which works the same.)
     { ...common, name: n.submittedStream, subjects: [n.submittedWildcard], retention: RetentionPolicy.Limits },
     // Work queues: a message leaves the stream when the consumer that owns its subject acks it.

@@ -18,7 +18,7 @@ export interface IntakeOptions {
    * topology.ts), and how often the intake looks whether it may purge sooner. Rarer purges drop more
    * whole blocks of the file store at once: NATS 2.9 spent 0.064 ms of CPU per message with a purge
    * every 5 s, 0.075-0.095 every second, 0.136 deleting each message at its ack (work queue), 0.04
-   * never; with a backlog, purging every 200 ms cost twice the CPU of every 5 s.
+   * never.
    */
   compactEveryMs: number;
   compactCheckMs: number;
@@ -29,15 +29,15 @@ export interface IntakeOptions {
    * a block read while it is written keeps a write buffer that grows with it (to 8 MB), and while
    * it grows, publishes to the stream wait, and SendMail with them (publish acks at 500/s with a
    * consumer reading: p99 11-40 ms with a purge every 5 s, mostly 3.4-7 ms every 200 ms, and no
-   * more CPU up to 2,000/s; `npm run bench:broker`). Faster, purges that often cost NATS a fifth or more
-   * CPU per message (`npm run bench:scheduler`), so there the 5 s hold.
+   * more NATS CPU at 500 or 2,000/s; `npm run bench:broker`). Faster mail keeps the 5 s: purging
+   * that often was not measured above 2,000/s, and asking the broker for the ack floor every look
+   * cost `npm run bench:scheduler` up to half its rate (see #compact).
    */
   compactTailMessages: number;
   compactEarlyPerS: number;
   /** How long the intake waits for a paced sender's look at Redis before holding the message. */
   pacerWaitMs: number;
 }
-
 
 export const INTAKE_DEFAULTS: IntakeOptions = { concurrency: 256, ackWaitMs: 30_000, compactEveryMs: 5_000, compactCheckMs: 200, compactTailMessages: 256, compactEarlyPerS: 1_000, pacerWaitMs: 250 };
 
@@ -177,8 +177,8 @@ export class Intake {
     const regular = now - this.#lastLook >= this.#opts.compactEveryMs;
     // Between regular looks the broker is asked only when this replica's own count says an early
     // purge may be due: a consumer's info has NATS count its pending messages, which on a long
-    // stream costs more than the purge.
-    // After a look that found too much unacked, the next early one waits a second.
+    // stream costs more than the purge. After a look that found too much unacked, the next early
+    // one waits a second.
     const early =
       now >= this.#earlyNotBefore &&
       this.#ackedSincePurge > 0 &&
