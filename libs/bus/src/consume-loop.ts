@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { JsMsg } from '@nats-io/jetstream';
+import type { PulledMessages } from './batch-pull.js';
 import { describe } from '@relay/core';
 
 export interface ConsumeLoop {
@@ -16,12 +17,12 @@ const REOPEN_DELAY_MS = 1_000;
  * the service silently idle. `each` may wait: that is the back-pressure on pulling.
  */
 export function consumeLoop(
-  open: () => Promise<ConsumerMessages>,
+  open: () => Promise<PulledMessages>,
   each: (m: JsMsg) => Promise<void>,
   log: { warn(obj: object, msg: string): void },
 ): ConsumeLoop {
   let stopped = false;
-  let current: ConsumerMessages | undefined;
+  let current: PulledMessages | undefined;
   const done = (async () => {
     while (!stopped) {
       try {

@@ -7,3 +7,4 @@ export * from './worker.js';
 export * from './consume-loop.js';
 export * from './trace.js';
 export * from './publisher.js';
+export * from './batch-pull.js';

@@ -9,6 +9,7 @@ import type { Bus } from './bus.js';
 import { decodeEnvelope } from './bus.js';
 import { deleteBody, unpackEnvelope } from './bodies.js';
 import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
+import { BATCH_PULL_DEFAULTS, batchPull } from './batch-pull.js';
 import { ensureDurable } from './consumers.js';
 import { fail, processMessage } from './trace.js';
 
@@ -26,6 +27,8 @@ export interface DispatchWorkerOptions {
   service: string;
   concurrency: number;
   ackWaitMs: number;
+  /** The pause after a pull that found less than a full batch (batchPull); default 10 ms. */
+  pullLingerMs?: number;
   retry: RetryPolicy;
   /**
    * Delivers one message; resolves with the provider's reply, throws DeliveryError otherwise.
@@ -251,7 +254,8 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
         async () => {
           if (reopening) await ensure();
           reopening = true;
-          return (await bus.js.consumers.get(bus.names.dispatchStream, durable)).consume({ max_messages: o.concurrency, abort_on_missing_resource: true });
+          // In batches (see batchPull), never more than there are free slots for.
+          return batchPull(bus.nc, bus.names.dispatchStream, durable, { batch: o.concurrency, room: () => o.concurrency - inFlight.size, lingerMs: o.pullLingerMs ?? BATCH_PULL_DEFAULTS.lingerMs });
         },
         each,
         o.log,

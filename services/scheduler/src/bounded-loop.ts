@@ -1,5 +1,5 @@
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
-import { consumeLoop, type ConsumeLoop } from '@relay/bus';
+import type { JsMsg } from '@nats-io/jetstream';
+import { consumeLoop, type ConsumeLoop, type PulledMessages } from '@relay/bus';
 import { InFlight } from '@relay/core';
 
 /** A consume loop that works on at most `concurrency()` messages at once (the intake's, a lane's). */
@@ -7,7 +7,7 @@ export class BoundedLoop {
   readonly #inFlight = new InFlight();
   readonly #loop: ConsumeLoop;
 
-  constructor(open: () => Promise<ConsumerMessages>, concurrency: () => number, handle: (m: JsMsg) => Promise<void>, log: { warn(obj: object, msg: string): void }) {
+  constructor(open: () => Promise<PulledMessages>, concurrency: () => number, handle: (m: JsMsg) => Promise<void>, log: { warn(obj: object, msg: string): void }) {
     const slots: Array<() => void> = [];
     this.#loop = consumeLoop(
       open,
