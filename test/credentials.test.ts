@@ -176,8 +176,13 @@ describe('OAuth2 credentials end to end', () => {
   it('replaces a token the SMTP server rejects (token_rejected) and delivers', async () => {
     const before = requests('tenant-app').length;
     idp.revokeAccessTokens();
+    // A pooled connection that authenticated before the revocation would go on sending (as a real
+    // server lets it); cut them, so the next send has to authenticate with the revoked token.
+    smtp.dropConnections();
+    const rejectedBefore = smtp.authAttempts.filter((a) => a.method === 'XOAUTH2' && !a.accepted).length;
     const res = await client.sendMail({ sender: 'app-only', to: ['dave@students.campus.example'], subject: 'after revocation', text: 'x' });
     await waitForMail(smtp, res.messageId, 30_000);
+    expect(smtp.authAttempts.filter((a) => a.method === 'XOAUTH2' && !a.accepted).length).toBeGreaterThan(rejectedBefore);
     expect(requests('tenant-app').length - before).toBe(1);
   });
 

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
 import { once } from '@relay/core';
@@ -68,6 +69,8 @@ export interface TestSmtpServer {
   errors: Error[];
   /** Resolves once at least `n` messages were accepted; rejects after `timeoutMs` (default 10 s). */
   waitForMessages(n: number, timeoutMs?: number): Promise<ReceivedMail[]>;
+  /** Cuts every open client connection (clients must connect, and authenticate, again). */
+  dropConnections(): void;
   /** Closes the server and any open client connections; safe to call twice. */
   close(): Promise<void>;
 }
@@ -163,7 +166,12 @@ export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<Tes
     },
   });
   server.on('error', (err) => errors.push(err));
-  server.server.on('connection', () => connections++);
+  const open = new Set<Socket>();
+  server.server.on('connection', (socket: Socket) => {
+    connections++;
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+  });
   const port = await listen(server, opts.port ?? 0);
 
   return {
@@ -181,6 +189,9 @@ export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<Tes
         timeoutMs,
         () => new Error(`expected ${n} message(s) within ${timeoutMs} ms, but ${messages.length} arrived`),
       );
+    },
+    dropConnections() {
+      for (const socket of open) socket.destroy();
     },
     close: once(() => closeSmtp(server)),
   };
