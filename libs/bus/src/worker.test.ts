@@ -157,8 +157,9 @@ describe('dispatch worker with every slot busy', () => {
           return '202 Accepted';
         },
       });
-    // A slow replica with two slots takes them all (two in flight, the rest waiting for a slot or
-    // in its client's buffer); a second one joins while they wait.
+    // A slow replica with two slots, and a second one joining while it works. Since pulls are
+    // sized to free slots (batchPull) the slow one takes only two, so nothing waits in its buffer
+    // any more; with consume() it took all five and this was the case the stale check is for.
     const slow = replica(2, 2_000);
     await slow.start();
     const ids = ['b-1', 'b-2', 'b-3', 'b-4', 'b-5'];

@@ -191,11 +191,12 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
   }
 
   const waiting: Array<() => void> = [];
-  // While every slot is busy, messages wait in the client's buffer, where no ack extension reaches
-  // them; one that waited there for most of the ack wait may have gone to another replica. A
+  // Pulls ask for no more messages than there are free slots (batchPull), so a pulled message
+  // finds one; kept as a safeguard: a message that waits here has no ack extension, and one that
+  // waited for most of the ack wait may have gone to another replica. A
   // message can only have waited since the current run of waits for a slot began (the buffer is
   // drained at once otherwise), so only a long run makes its messages suspect: the one that ended
-  // it and a buffer's worth after it (nats.js holds up to about twice `concurrency`). A run ends
+  // it and a buffer's worth after it (at most twice `concurrency`). A run ends
   // only after that many messages in a row found a free slot, so a slot freed now and then does
   // not end it while the buffer still holds old messages. Short runs (a burst) cost no lookups.
   let blockedSince: number | undefined;

@@ -84,6 +84,9 @@ export function buildRawMessage(env: Envelope, sender: SenderConfig, trace: Reco
     raw: Buffer.from(`${lines.join('\r\n')}\r\n\r\n${body}`, 'latin1'),
     // Given, so nodemailer does not make up one for the (unused) header of the raw node.
     messageId,
+    // Nor a boundary for the raw node, which has no parts (its random bytes were 3 % of the
+    // sender's CPU in a profile at 500 messages/s).
+    baseBoundary: 'relay-raw',
   };
 }
 
