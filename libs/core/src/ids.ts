@@ -1,8 +1,20 @@
 import { createHmac, randomBytes } from 'node:crypto';
 
+// Random bytes for 256 ids at a time, as node:crypto's randomUUID() caches them: drawing them for
+// each id was 2 % of ingest's CPU in a profile at 500 SendMail/s.
+const POOL_BYTES = 16 * 256;
+let pool = Buffer.alloc(0);
+let used = POOL_BYTES;
+
 /** A UUIDv7: time-ordered, so message ids sort by submission time. */
 export function uuidv7(now = Date.now()): string {
-  const b = randomBytes(16);
+  if (used + 16 > pool.length) {
+    pool = randomBytes(POOL_BYTES);
+    used = 0;
+  }
+  const b = Buffer.allocUnsafe(16);
+  pool.copy(b, 0, used, used + 16);
+  used += 16;
   b.writeUIntBE(now, 0, 6);
   b[6] = (b[6]! & 0x0f) | 0x70;
   b[8] = (b[8]! & 0x3f) | 0x80;
