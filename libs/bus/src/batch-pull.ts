@@ -30,7 +30,7 @@ export interface BatchPullOptions {
   answerGraceMs?: number;
 }
 
-export const BATCH_PULL_DEFAULTS = { lingerMs: 10, idleWaitMs: 5_000, answerGraceMs: 2_000 };
+export const BATCH_PULL_DEFAULTS = { lingerMs: 25, idleWaitMs: 5_000, answerGraceMs: 2_000 };
 
 /** The consumer is gone or JetStream does not answer: the caller opens it again. */
 export class PullFailed extends Error {}

@@ -27,7 +27,7 @@ export interface DispatchWorkerOptions {
   service: string;
   concurrency: number;
   ackWaitMs: number;
-  /** The pause after a pull that found less than a full batch (batchPull); default 10 ms. */
+  /** The pause after a pull that found less than a full batch (batchPull); default 25 ms. */
   pullLingerMs?: number;
   retry: RetryPolicy;
   /**
