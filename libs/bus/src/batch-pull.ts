@@ -48,7 +48,6 @@ export class PullFailed extends Error {}
 export function batchPull(nc: NatsConnection, stream: string, consumer: string, opts: BatchPullOptions): PulledMessages {
   const idleWaitMs = opts.idleWaitMs ?? BATCH_PULL_DEFAULTS.idleWaitMs;
   const graceMs = opts.answerGraceMs ?? BATCH_PULL_DEFAULTS.answerGraceMs;
-  const o = opts;
   const subject = `$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`;
   const inbox = createInbox();
   const queue: Msg[] = [];
@@ -74,9 +73,9 @@ export function batchPull(nc: NatsConnection, stream: string, consumer: string, 
     let idle = true;
     try {
       while (!stopped) {
-        const want = Math.min(o.batch, o.room?.() ?? o.batch);
+        const want = Math.min(opts.batch, opts.room?.() ?? opts.batch);
         if (want <= 0) {
-          await sleep(o.lingerMs);
+          await sleep(opts.lingerMs);
           continue;
         }
         // Idle: wait for the first message only, so it is not held back for company.
@@ -111,7 +110,7 @@ export function batchPull(nc: NatsConnection, stream: string, consumer: string, 
             case 409:
               // The consumer was deleted, or the pull was refused (too many waiting, say).
               if (/deleted|push based/i.test(m.headers!.description)) throw new PullFailed(`pull from ${stream}/${consumer}: ${m.headers!.description}`);
-              await sleep(o.lingerMs);
+              await sleep(opts.lingerMs);
               break round;
             default:
               // 503: no responders (no such consumer, or JetStream not answering).
@@ -120,7 +119,7 @@ export function batchPull(nc: NatsConnection, stream: string, consumer: string, 
         }
         if (got === ask && !idle) continue; // a full batch: more is likely waiting
         idle = got === 0;
-        if (!idle) await sleep(o.lingerMs);
+        if (!idle) await sleep(opts.lingerMs);
       }
     } finally {
       stopped = true;
