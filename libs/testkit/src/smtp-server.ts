@@ -1,4 +1,3 @@
-import type { Socket } from 'node:net';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
 import { once } from '@relay/core';
@@ -166,12 +165,7 @@ export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<Tes
     },
   });
   server.on('error', (err) => errors.push(err));
-  const open = new Set<Socket>();
-  server.server.on('connection', (socket: Socket) => {
-    connections++;
-    open.add(socket);
-    socket.once('close', () => open.delete(socket));
-  });
+  server.server.on('connection', () => connections++);
   const port = await listen(server, opts.port ?? 0);
 
   return {
@@ -191,7 +185,8 @@ export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<Tes
       );
     },
     dropConnections() {
-      for (const socket of open) socket.destroy();
+      // As closeSmtp cuts them: destroying a socket mid STARTTLS handshake would crash Node.
+      for (const c of server.connections) if (!c._upgrading) c._socket.destroy();
     },
     close: once(() => closeSmtp(server)),
   };
