@@ -19,6 +19,7 @@ import { EnvelopeSchema, StatusEventSchema, type Envelope, type MessageState, ty
 import { busNames, type BusNames } from './names.js';
 import { ensureStreams, streamConfigs, TOPOLOGY_DEFAULTS, type TopologyOptions } from './topology.js';
 import { tracedPublish } from './trace.js';
+import { coalesceWrites } from './coalesce.js';
 
 export interface BusOptions {
   servers: string;
@@ -75,6 +76,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     // each JetStream publish included, and one more when it settles: about a third of the
     // scheduler's CPU per message in profiles. Errors still carry their message and cause.
     nc = await connect({ servers: opts.servers, name: opts.name, maxReconnectAttempts: -1, reconnectTimeWait: 500, noAsyncTraces: true });
+    coalesceWrites(nc);
   } catch (err) {
     throw new RelayError(ErrorCode.Unavailable, `cannot connect to NATS at ${opts.servers}: ${(err as Error).message}`, { cause: err });
   }

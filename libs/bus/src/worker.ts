@@ -60,18 +60,6 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
   const working = new Set<JsMsg>();
   let heartbeat: ReturnType<typeof setInterval> | undefined;
 
-  // Status events wait for the check phase of the event-loop turn they come up in, so the events
-  // of all the messages that started or finished in one turn leave in one socket write instead
-  // of one write each (nats.js flushes once per microtask checkpoint, and every SMTP reply or
-  // broker read is a turn of its own).
-  let turn: Promise<void> | undefined;
-  const endOfTurn = () =>
-    (turn ??= new Promise<void>((resolve) =>
-      setImmediate(() => {
-        turn = undefined;
-        resolve();
-      }),
-    ));
 
   const metrics = relayInstruments();
   const stopping = new AbortController();
@@ -124,7 +112,6 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
       }
     }
     const env = await unpackEnvelope(bus, stub);
-    await endOfTurn();
     bus.noteStatus({ messageId: id, sender: env.sender, state: MessageState.SENDING, attempt: env.attempt, detail: '', service: o.service });
     let reply: string | undefined;
     let failure: DeliveryError | undefined;
@@ -144,7 +131,6 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     }
     const outcome = reply !== undefined ? 'sent' : failure!.retryable ? 'retryable' : 'permanent';
     metrics.sendDuration.record((performance.now() - started) / 1000, { transport: o.transport, outcome });
-    await endOfTurn();
     if (reply !== undefined) {
       span.setAttributes({ 'relay.outcome': 'sent', 'relay.provider.reply': reply });
       await bus.publishStatus({ messageId: id, sender: env.sender, state: MessageState.SENT, attempt: env.attempt, detail: reply, service: o.service });
