@@ -8,6 +8,7 @@ import { AuthCache, SmtpAuthKind } from './auth-cache.js';
 import { classifySmtpError, type SmtpErrorLike } from './classify.js';
 import { buildMessage } from './message.js';
 import { buildRawMessage } from './raw-message.js';
+import { sendRaw } from './send-raw.js';
 import type { TransportPool } from './transports.js';
 
 export interface SmtpDeliverer {
@@ -28,7 +29,8 @@ export function createSmtpDeliverer(senders: () => Map<string, SenderConfig>, au
       async (span) => {
         try {
           const headers = traceHeaders();
-          const reply = describeInfo(await pool.sendMail(buildRawMessage(env, sender, headers) ?? buildMessage(env, sender, headers)));
+          const raw = buildRawMessage(env, sender, headers);
+          const reply = describeInfo(await (raw ? sendRaw(pool, raw) : pool.sendMail(buildMessage(env, sender, headers))));
           span.setAttribute('relay.smtp.reply', reply);
           return reply;
         } catch (err) {

@@ -1,18 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { foldLines } from 'nodemailer/lib/mime-funcs/index.js';
-import type Mail from 'nodemailer/lib/mailer/index.js';
 import type { SenderConfig } from '@relay/config';
 import type { Envelope } from '@relay/proto';
 import { withoutTraceHeaders } from './message.js';
+import type { RawMail } from './send-raw.js';
 
 /**
  * The message for an envelope as finished RFC 5322 text, for the common case where nothing in it
  * needs MIME encoding; undefined otherwise, and the caller lets nodemailer compose it.
  *
  * Composing a message tree costs nodemailer about as much CPU as the SMTP exchange itself, for
- * output that in the common case is the input with headers in front. Handed `raw` and `envelope`,
- * nodemailer only sends it (dot-stuffing included). `trace` is the `traceparent` header to add. The headers come out as nodemailer's composer
+ * output that in the common case is the input with headers in front. The result goes to the pool
+ * as it is (sendRaw; dot-stuffing happens in the SMTP connection). `trace` is the `traceparent`
+ * header to add. The headers come out as nodemailer's composer
  * writes them: same fields, order, names and folding, Bcc only in the envelope. The common case:
  * - plain addresses: `local@host` or `Name <local@host>` with a dot-atom local part, a host name
  *   (lowercased, as nodemailer does) and a display name of printable ASCII (quoted when needed);
@@ -21,7 +22,7 @@ import { withoutTraceHeaders } from './message.js';
  *   998 octets, sent as 7bit with CRLF line ends (nodemailer uses quoted-printable from 77);
  * - no attachments.
  */
-export function buildRawMessage(env: Envelope, sender: SenderConfig, trace: Record<string, string> = {}): Mail.Options | undefined {
+export function buildRawMessage(env: Envelope, sender: SenderConfig, trace: Record<string, string> = {}): RawMail | undefined {
   if (env.attachments.length > 0 || (!env.text && !env.html)) return undefined;
   const from = simpleAddress(sender.from);
   const replyToInput = env.replyTo || sender.replyTo;
@@ -82,11 +83,7 @@ export function buildRawMessage(env: Envelope, sender: SenderConfig, trace: Reco
     envelope: { from: from.address, to: envelopeTo },
     // One byte per character: everything in it is ASCII.
     raw: Buffer.from(`${lines.join('\r\n')}\r\n\r\n${body}`, 'latin1'),
-    // Given, so nodemailer does not make up one for the (unused) header of the raw node.
     messageId,
-    // Nor a boundary for the raw node, which has no parts (its random bytes were 3 % of the
-    // sender's CPU in a profile at 500 messages/s).
-    baseBoundary: 'relay-raw',
   };
 }
 
