@@ -135,15 +135,22 @@ describe('smtp-sender replicas', () => {
   });
 
   it('lose nothing when a replica is SIGKILLed mid-stream', async () => {
-    const b = stack.smtpSenders[1]!;
+    const [a, b] = stack.smtpSenders as [ServiceProcess, ServiceProcess];
     // RELAY_ACK_WAIT reached the broker: the killed replica's messages come back in seconds.
     expect(await dispatchAckWaitMs()).toBe(TEST_ACK_WAIT_MS);
     {
       const fromB = b.logs.length;
-      const ids = await sendMany('slow', 40, 'kill');
-
-      // B is busy: it finished its first sends and holds more.
-      await until('replica B to send something', () => sentBy(b, fromB).length >= 1, 20_000);
+      // Which replica pulls the burst is a race (a replica takes as many as it has room for), so
+      // A is frozen while the mail comes: B takes it, all but what A's waiting pull got.
+      process.kill(a.pid, 'SIGSTOP');
+      let ids: string[];
+      try {
+        ids = await sendMany('slow', 40, 'kill');
+        // B is busy: it finished its first sends and holds more.
+        await until('replica B to send something', () => sentBy(b, fromB).length >= 1, 20_000);
+      } finally {
+        process.kill(a.pid, 'SIGCONT');
+      }
       const sentByBBeforeKill = new Set(sentBy(b, fromB));
       const killedAt = Date.now();
       expect((await b.kill()).signal).toBe('SIGKILL');
@@ -168,9 +175,12 @@ describe('smtp-sender replicas', () => {
           `${duplicates.length} duplicate(s) at the server; all 40 delivered ${(recoveredAfterMs / 1000).toFixed(1)} s after the kill`,
       );
       expect(redelivered.length, 'B held unfinished messages when it was killed').toBeGreaterThan(0);
-      // Only a message on B's wire at the kill (at most one per pooled connection) may arrive
-      // twice, never one B had finished; and every duplicate is one that was redelivered.
-      expect(duplicates.length).toBeLessThanOrEqual(POOL);
+      // Only a message B had on the wire or in the window between the server's 250 and its own
+      // record of it may arrive twice (DESIGN: duplicates are confined to the window between the
+      // provider's accept and our ack), never one B had finished; and every duplicate is one that
+      // was redelivered. A pooled connection takes its next message as soon as the server
+      // accepted one, while that one's SENT is still being stored: at most two per connection.
+      expect(duplicates.length).toBeLessThanOrEqual(2 * POOL);
       for (const id of duplicates) {
         expect(sentByBBeforeKill.has(id)).toBe(false);
         expect(redelivered).toContain(id);
