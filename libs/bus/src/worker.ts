@@ -60,7 +60,6 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
   const working = new Set<JsMsg>();
   let heartbeat: ReturnType<typeof setInterval> | undefined;
 
-
   const metrics = relayInstruments();
   const stopping = new AbortController();
 

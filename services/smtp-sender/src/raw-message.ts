@@ -13,8 +13,8 @@ import type { RawMail } from './send-raw.js';
  * Composing a message tree costs nodemailer about as much CPU as the SMTP exchange itself, for
  * output that in the common case is the input with headers in front. The result goes to the pool
  * as it is (sendRaw; dot-stuffing happens in the SMTP connection). `trace` is the `traceparent`
- * header to add. The headers come out as nodemailer's composer
- * writes them: same fields, order, names and folding, Bcc only in the envelope. The common case:
+ * header to add. The headers come out as nodemailer's composer writes them: same fields, order,
+ * names and folding, Bcc only in the envelope. The common case:
  * - plain addresses: `local@host` or `Name <local@host>` with a dot-atom local part, a host name
  *   (lowercased, as nodemailer does) and a display name of printable ASCII (quoted when needed);
  * - subject and custom header values in printable ASCII that need no encoded words;

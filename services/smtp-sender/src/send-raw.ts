@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
-import type { Transporter } from 'nodemailer';
 import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
+import type { Pool } from './transports.js';
 
 /** A finished RFC 5322 message and its SMTP envelope (see buildRawMessage). */
 export interface RawMail {
@@ -9,8 +9,6 @@ export interface RawMail {
   /** The Message-ID header's value, angle brackets included. */
   messageId: string;
 }
-
-type Pool = Transporter<SMTPPool.SentMessageInfo, SMTPPool.Options>;
 
 /**
  * What nodemailer's pooled SMTP transport asks of a message: its envelope, its Message-ID (for its

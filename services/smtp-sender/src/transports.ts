@@ -4,7 +4,8 @@ import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
 import { smtpConnectionOptions, type SenderConfig, type SmtpConfig } from '@relay/config';
 import { GetSmtpAuthResponse_Kind as Kind, type GetSmtpAuthResponse } from '@relay/proto';
 
-type Pool = Transporter<SMTPPool.SentMessageInfo, SMTPPool.Options>;
+/** A sender's pooled nodemailer SMTP transport. */
+export type Pool = Transporter<SMTPPool.SentMessageInfo, SMTPPool.Options>;
 
 /** nodemailer options for a sender's SMTP settings and its current credentials. */
 export function transportOptions(smtp: SmtpConfig, auth: GetSmtpAuthResponse): SMTPPool.Options {
