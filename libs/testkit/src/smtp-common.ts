@@ -53,16 +53,21 @@ export function listen(server: SMTPServer, port: number): Promise<number> {
 }
 
 /**
+ * Cuts these client connections, except one in a STARTTLS handshake: destroying that crashes
+ * Node, and smtp-server times those out.
+ */
+export function dropClients(connections: Iterable<SmtpConnection>): void {
+  for (const c of connections) if (!c._upgrading) c._socket.destroy();
+}
+
+/**
  * Closes the server without waiting out smtp-server's 30 s grace period: open clients (an idle
  * pooled connection, a stuck test) get a 421 and a FIN, and whoever ignores the FIN is destroyed.
  */
 export function closeSmtp(server: SMTPServer, graceMs = 250): Promise<void> {
   return new Promise((resolve) => {
     const open = [...server.connections];
-    const timer = setTimeout(() => {
-      // Destroying a socket mid STARTTLS handshake crashes Node; smtp-server times those out.
-      for (const c of open) if (!c._upgrading) c._socket.destroy();
-    }, graceMs);
+    const timer = setTimeout(() => dropClients(open), graceMs);
     server.close(() => {
       clearTimeout(timer);
       resolve();

@@ -1,7 +1,7 @@
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
 import { once } from '@relay/core';
-import { baseOptions, closeSmtp, listen, smtpError, type SmtpConnection, type SmtpReply, type SmtpSecurity } from './smtp-common.js';
+import { baseOptions, closeSmtp, dropClients, listen, smtpError, type SmtpConnection, type SmtpReply, type SmtpSecurity } from './smtp-common.js';
 import { testCa, type CertPair } from './tls.js';
 import { Changes } from './wait.js';
 
@@ -184,10 +184,7 @@ export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<Tes
         () => new Error(`expected ${n} message(s) within ${timeoutMs} ms, but ${messages.length} arrived`),
       );
     },
-    dropConnections() {
-      // As closeSmtp cuts them: destroying a socket mid STARTTLS handshake would crash Node.
-      for (const c of server.connections) if (!c._upgrading) c._socket.destroy();
-    },
+    dropConnections: () => dropClients(server.connections),
     close: once(() => closeSmtp(server)),
   };
 }
