@@ -58,7 +58,7 @@ async function main() {
       name: 'scheduler',
       command: process.execPath,
       // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the scheduler.
-      args: [...(env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), ...serviceArgs(root, 'scheduler')],
+      args: serviceArgs(root, 'scheduler', env.BENCH_NODE_ARGS?.split(' ').filter(Boolean)),
       env: { ...env, NATS_URL: natsUrl, RELAY_CONFIG: configPath, RELAY_BUS_PREFIX: prefix, RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', LOG_LEVEL: 'info' },
     });
     const startupS = (Date.now() - t0) / 1000;

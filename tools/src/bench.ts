@@ -128,7 +128,7 @@ async function main() {
   let cleanup = async () => {};
   try {
     const start = (name: 'credentials' | 'ingest' | 'scheduler' | 'smtp-sender', extra: Record<string, string> = {}) =>
-      sup.start({ name, command: process.execPath, args: [...nodeArgs, ...serviceArgs(root, name)], env: { ...base, ...extra } });
+      sup.start({ name, command: process.execPath, args: serviceArgs(root, name, nodeArgs), env: { ...base, ...extra } });
     const creds = await start('credentials');
     const addr = { RELAY_CREDENTIALS_ADDR: `127.0.0.1:${creds.ports.grpc}` };
     const [ingest, scheduler, smtpSender] = await Promise.all([start('ingest', addr), start('scheduler', addr), start('smtp-sender', addr)]);

@@ -1,9 +1,12 @@
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { isConfigError } from '@relay/core';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isConfigError, SERVICE_NODE_FLAGS } from '@relay/core';
 import { describe, expect, it } from 'vitest';
-import { busyPorts, credentialsAddress, serviceEnv, stackPorts, unbuiltServices, type StackSettings } from './services.js';
+import { busyPorts, credentialsAddress, serviceArgs, serviceEnv, SERVICES, stackPorts, unbuiltServices, type StackSettings } from './services.js';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const settings: StackSettings = {
   natsUrl: 'nats://127.0.0.1:4222',
@@ -82,6 +85,25 @@ describe('unbuiltServices', () => {
       expect(unbuiltServices(root)).toEqual(['graph-sender']);
     } finally {
       rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('how services are started', () => {
+  it('the stack and the benchmarks: the services\' node flags, extra flags after them, then the telemetry module', () => {
+    const args = serviceArgs('/repo', 'ingest', ['--cpu-prof']);
+    expect(args.slice(0, SERVICE_NODE_FLAGS.length)).toEqual(SERVICE_NODE_FLAGS);
+    expect(args.slice(SERVICE_NODE_FLAGS.length)).toEqual(['--cpu-prof', '--import', 'file:///repo/libs/telemetry/dist/register.js', '/repo/services/ingest/dist/main.js']);
+  });
+
+  it('the container image and `npm start` in each service pass the same flags', () => {
+    const entrypoint = readFileSync(join(repo, 'deploy', 'Dockerfile'), 'utf8').match(/^ENTRYPOINT (\[.*\])$/m)?.[1];
+    expect(entrypoint).toBeDefined();
+    const image = JSON.parse(entrypoint!) as string[];
+    for (const flag of SERVICE_NODE_FLAGS) expect(image.slice(0, image.indexOf('--import'))).toContain(flag);
+    for (const name of SERVICES) {
+      const start = (JSON.parse(readFileSync(join(repo, 'services', name, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+      for (const flag of SERVICE_NODE_FLAGS) expect(start.split(' '), name).toContain(flag);
     }
   });
 });

@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { readEnv } from '@relay/config';
+import { SERVICE_NODE_FLAGS } from '@relay/core';
 import { StackError } from './errors.js';
 
 type Env = Record<string, string | undefined>;
@@ -20,9 +21,12 @@ export function telemetryRegister(root: string): string {
   return join(root, 'libs', 'telemetry', 'dist', 'register.js');
 }
 
-/** Node's arguments for a service: the telemetry module first, so its instrumentation sees every import. */
-export function serviceArgs(root: string, name: ServiceName): string[] {
-  return ['--import', pathToFileURL(telemetryRegister(root)).href, serviceMain(root, name)];
+/**
+ * Node's arguments for a service: the services' flags (SERVICE_NODE_FLAGS), then `extra` (a later
+ * value of the same flag wins), then the telemetry module, so its instrumentation sees every import.
+ */
+export function serviceArgs(root: string, name: ServiceName, extra: readonly string[] = []): string[] {
+  return [...SERVICE_NODE_FLAGS, ...extra, '--import', pathToFileURL(telemetryRegister(root)).href, serviceMain(root, name)];
 }
 
 /** Services whose build is missing, so the stack can say "npm run build" instead of a stack trace. */

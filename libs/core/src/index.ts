@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './duration.js';
 export * from './lifecycle.js';
 export * from './ids.js';
+export * from './node-flags.js';

@@ -1,4 +1,4 @@
-import { describe as describeError, isConfigError } from '@relay/core';
+import { describe as describeError, isConfigError, missingNodeFlags } from '@relay/core';
 import type { Logger } from './logger.js';
 import { shutdownTelemetry } from './state.js';
 
@@ -27,6 +27,10 @@ export async function runService(
     return;
   }
   const { service, logger } = built;
+  const missing = missingNodeFlags(proc.execArgv, proc.env.NODE_OPTIONS);
+  if (missing.length > 0) {
+    logger.warn({ missing }, `started without ${missing.join(' ')}: expect longer garbage-collection pauses under load (README, Operations)`);
+  }
   let stopping: Promise<void> | undefined;
   const stop = (signal: string) => {
     if (stopping) {

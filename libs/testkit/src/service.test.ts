@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { SERVICE_NODE_FLAGS } from '@relay/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runService, spawnService, type ServiceProcess } from './service.js';
 
@@ -23,6 +25,13 @@ describe('spawnService', () => {
     expect(svc.logs.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
     expect(await svc.exited).toEqual({ code: 0, signal: null });
     expect(await svc.stop()).toEqual({ code: 0, signal: null });
+  });
+
+  it("starts the process with the services' node flags", async () => {
+    const svc = await spawnService('fake', { script });
+    started.push(svc);
+    const argv = readFileSync(`/proc/${svc.pid}/cmdline`, 'utf8').split('\0');
+    for (const flag of SERVICE_NODE_FLAGS) expect(argv.slice(0, argv.indexOf(script))).toContain(flag);
   });
 
   it("keeps the test runner's RELAY_ variables from the child but passes the given ones", async () => {

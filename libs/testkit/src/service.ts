@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
+import { SERVICE_NODE_FLAGS } from '@relay/core';
 import { repoRoot, serviceScript } from './paths.js';
 import { Changes } from './wait.js';
 
@@ -16,7 +17,10 @@ export interface SpawnServiceOptions {
   env?: Record<string, string | undefined>;
   /** Default `<repo>/services/<name>/dist/main.js`. */
   script?: string;
-  /** Node flags before the script (after the telemetry module's `--import`, when that is loaded). */
+  /**
+   * Node flags before the script (after the services' own flags, SERVICE_NODE_FLAGS, and the telemetry
+   * module's `--import`, when that is loaded).
+   */
   nodeArgs?: string[];
   /**
    * Load the telemetry module first (`node --import`), as operators start a service. Default: true
@@ -85,7 +89,7 @@ function start(name: string, opts: SpawnServiceOptions): ChildProcess {
   const script = opts.script ?? serviceScript(name);
   if (!existsSync(script)) throw new Error(`${name}: ${script} does not exist; build it first (npm run build)`);
   const telemetry = (opts.telemetry ?? opts.script === undefined) ? ['--import', pathToFileURL(TELEMETRY_REGISTER).href] : [];
-  const child = spawn(process.execPath, [...telemetry, ...(opts.nodeArgs ?? []), script], {
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, ...telemetry, ...(opts.nodeArgs ?? []), script], {
     cwd: opts.cwd ?? repoRoot,
     env: serviceEnv(opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,28 @@
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import type { Logger } from './logger.js';
+import { runService } from './run.js';
+
+/** A process with the given node arguments and NODE_OPTIONS, and a logger that keeps its warnings. */
+async function startWith(execArgv: string[], nodeOptions?: string) {
+  const proc = Object.assign(new EventEmitter(), { execArgv, env: { NODE_OPTIONS: nodeOptions }, stderr: { write: () => true }, exitCode: undefined as number | undefined });
+  const warnings: Array<{ obj: unknown; msg: string }> = [];
+  const logger = { warn: (obj: unknown, msg: string) => warnings.push({ obj, msg }), info: () => {}, error: () => {}, fatal: () => {} } as unknown as Logger;
+  const service = { start: async () => ({ grpc: 1 }), stop: async () => {} };
+  await runService(proc as unknown as NodeJS.Process, 'probe', async () => ({ service, logger }));
+  return warnings;
+}
+
+describe('runService', () => {
+  it("warns, naming them, when the process was started without the services' node flags", async () => {
+    const warnings = await startWith(['--import', 'register.js']);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.obj).toEqual({ missing: ['--max-semi-space-size=16'] });
+    expect(warnings[0]!.msg).toMatch(/started without --max-semi-space-size=16/);
+  });
+
+  it('says nothing when the arguments or NODE_OPTIONS have them', async () => {
+    expect(await startWith(['--max-semi-space-size=16', '--import', 'register.js'])).toEqual([]);
+    expect(await startWith([], '--max-semi-space-size=16')).toEqual([]);
+  });
+});
