@@ -1,9 +1,10 @@
 /**
  * npm run bench — sends N messages through a running pipeline (ingest → scheduler → smtp-sender)
  * to a local SMTP sink and prints accepted/s, delivered/s end to end and SendMail latency.
- * Knobs: BENCH_MESSAGES (5000), BENCH_SIZE (2048 bytes), BENCH_CONCURRENCY (64),
- * BENCH_RATE (500/s; BENCH_RATES=100,200,... for several in turn) and BENCH_SECONDS (10) for the
- * latency phase (each rate after BENCH_LATENCY_WARMUP_S (5) seconds at it, not counted),
+ * Knobs: BENCH_WARMUP (20000 messages first, not counted), BENCH_MESSAGES (5000), BENCH_SIZE
+ * (2048 bytes), BENCH_CONCURRENCY (64), BENCH_RATE (500/s; BENCH_RATES=100,200,... for several in
+ * turn) and BENCH_SECONDS (10) for the latency phase (each rate after BENCH_LATENCY_WARMUP_S (5)
+ * seconds at it, not counted),
  * BENCH_POSTFIX=1 to run the Postfix anchor (../shared/bench/postfix-bench.sh) in the same run and
  * print the ratio. Diagnostics: BENCH_LATENCY_LOG=file (each call's start and latency, and every
  * process' CPU each 100 ms), BENCH_NODE_ARGS (extra node arguments for every service),
@@ -36,7 +37,15 @@ const RATE = num('BENCH_RATE', 500);
 /** BENCH_RATES=100,200,...: the latency phase at each of these rates in turn (default BENCH_RATE). */
 const RATES = (env.BENCH_RATES ?? String(RATE)).split(',').map((r) => Number(r.trim())).filter((r) => r > 0);
 const SECONDS = num('BENCH_SECONDS', 10);
-const WARMUP = num('BENCH_WARMUP', 1000);
+/**
+ * Messages sent before anything is measured. V8 compiles a function with TurboFan, its top tier,
+ * only after some thousands of calls (after Maglev, at about 3,000 times a factor that grows with
+ * the function), so the per-message functions of every service cross that line together, about
+ * 10,500 messages after a start here (a few more later); the compile jobs then take both cores for
+ * a few hundred milliseconds (README, Benchmark). The warm-up lets that happen before the figures
+ * are taken.
+ */
+const WARMUP = num('BENCH_WARMUP', 20_000);
 const LATENCY_WARMUP_S = num('BENCH_LATENCY_WARMUP_S', 5);
 /** BENCH_PAUSE=scheduler,smtp-sender: services stopped while each rate's latency is measured. */
 const pausedDuringLatency = (env.BENCH_PAUSE ?? '').split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
