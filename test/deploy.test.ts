@@ -130,7 +130,7 @@ describe('deploy/Dockerfile', () => {
     expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:24-slim$/m);
     expect(dockerfile).toMatch(/^USER 1000:1000$/m);
     expect(dockerfile).toMatch(/^HEALTHCHECK .*\n?.*\/healthz/m);
-    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "--import", "\/app\/libs\/telemetry\/dist\/register.js", "\/app\/relay.mjs"\]$/m);
+    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "--max-semi-space-size=16", "--import", "\/app\/libs\/telemetry\/dist\/register.js", "\/app\/relay.mjs"\]$/m);
     const instructions = dockerfile.split('\n').filter((l) => !l.startsWith('#'));
     expect(instructions.join('\n')).not.toMatch(/RELAY_MASTER_KEY|secrets\//);
     const entry = readFileSync(join(deploy, 'relay.mjs'), 'utf8');
