@@ -8,9 +8,9 @@
  * as soon as its room to the next limit is smaller than the new space, because one scavenge could
  * promote that much. After the first mark-compact under load, ingest's and the scheduler's old
  * generations (about 26 MB live, the next limit about 98 MB) were always in that state: every
- * time the young generation filled up, V8 ran a mark-compact instead of a scavenge, about every
- * 0.6 s at 500 messages/s, and each made calls wait (SendMail p99 at 500 calls/s 20–67 ms in those
- * runs against 9–14 ms in the others). Capped at 16 MB semi-spaces (new space at most 34 MB),
+ * time the young generation filled up, V8 ran a mark-compact instead of a scavenge, every 0.6–1.1 s
+ * at 500 messages/s, and each made calls wait (SendMail p99 at 500 calls/s 20–73 ms in those
+ * windows against 5–14 ms in the others). Capped at 16 MB semi-spaces (new space at most 34 MB),
  * collections stay scavenges of a few milliseconds (README, Benchmark, seventh session).
  */
 export const SERVICE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=16'];
