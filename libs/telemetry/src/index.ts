@@ -7,3 +7,4 @@ export * from './token-refresh.js';
 export * from './grpc-health.js';
 export { shutdownTelemetry, openTelemetryMetricsText } from './state.js';
 export { serviceNameFromArgv, SERVICE_NAMES } from './service-name.js';
+export { watchParent, PARENT_WATCH_DEFAULTS } from './parent-watch.js';

@@ -1,5 +1,6 @@
 import { describe as describeError, isConfigError, missingNodeFlags } from '@relay/core';
 import type { Logger } from './logger.js';
+import { watchParent } from './parent-watch.js';
 import { shutdownTelemetry } from './state.js';
 
 export interface RunnableService {
@@ -32,7 +33,7 @@ export async function runService(
     logger.warn({ missing }, `started without ${missing.join(' ')}: expect longer garbage-collection pauses under load (README, Operations)`);
   }
   let stopping: Promise<void> | undefined;
-  const stop = (signal: string) => {
+  const stop = (signal: string): Promise<void> => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now');
       proc.exit(proc.exitCode ?? 1);
@@ -50,9 +51,13 @@ export async function runService(
         proc.exitCode = 1;
       },
     );
+    return stopping;
   };
-  proc.on('SIGTERM', () => stop('SIGTERM'));
-  proc.on('SIGINT', () => stop('SIGINT'));
+  proc.on('SIGTERM', () => void stop('SIGTERM'));
+  proc.on('SIGINT', () => void stop('SIGINT'));
+  // An orphan (its supervisor killed) stops as on SIGTERM, or lets a stop already begun finish,
+  // then exits without waiting for open handles: nobody is left to signal it again.
+  watchParent(proc, () => void (stopping ?? stop('parent exited')).finally(() => proc.exit()));
   try {
     const ports = await service.start();
     logger.info({ ports }, 'ready');
