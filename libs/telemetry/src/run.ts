@@ -1,7 +1,7 @@
 import { describe as describeError, isConfigError, missingNodeFlags } from '@relay/core';
 import type { Logger } from './logger.js';
 import { watchParent } from './parent-watch.js';
-import { shutdownTelemetry } from './state.js';
+import { shutdownTelemetry, TELEMETRY_DEFAULTS } from './state.js';
 
 export interface RunnableService {
   /** Begins taking work; resolves with the ports the service listens on. */
@@ -41,10 +41,13 @@ export async function runService(
     logger.info({ signal }, 'stopping');
     stopping = service.stop().then(
       async () => {
-        // Spans of the last messages leave before the process does.
-        await shutdownTelemetry();
+        // Spans of the last messages leave before the process does, unless the collector cannot take them now.
+        const flushed = await shutdownTelemetry();
+        if (!flushed) logger.warn({ within_ms: TELEMETRY_DEFAULTS.shutdownFlushMs }, 'last spans and metrics not exported in time (is the OTLP collector reachable?); exiting without them');
         logger.info('stopped');
         proc.exitCode ??= 0;
+        // The exporter's retries would keep the process alive until their own timeout.
+        if (!flushed) proc.exit();
       },
       (err: unknown) => {
         logger.error({ err }, 'stop failed');
