@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { EXIT_WITH_PARENT_ENV } from '@relay/core';
 import { formatLogLine, parseLogLine, readyPorts } from './log-lines.js';
 
 /** Named defaults, with units. */
@@ -90,8 +91,10 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     if (shuttingDown) return Promise.reject(new ChildError(spec.name, `${spec.name}: not started, the stack is stopping`, []));
     if (children.has(spec.name)) return Promise.reject(new Error(`${spec.name}: already started`));
     // A process group of its own: a terminal's Ctrl-C reaches only the supervisor, which then stops
-    // the children in order (credentials last) instead of all of them at once.
-    const proc = spawn(spec.command, spec.args, { cwd: spec.cwd, env: spec.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    // the children in order (credentials last) instead of all of them at once. Their stdin is a pipe
+    // nothing is written to: it closes when the supervisor dies, even by SIGKILL, and they stop then.
+    const env = { ...spec.env, [EXIT_WITH_PARENT_ENV]: '1' };
+    const proc = spawn(spec.command, spec.args, { cwd: spec.cwd, env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const r: Running = { name: spec.name, proc, lines: [], exited: false, stopping: false, closed: Promise.resolve() };
     children.set(spec.name, r);
 

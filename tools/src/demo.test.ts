@@ -46,10 +46,10 @@ describe('demo config', () => {
 
   it('prints how to send and where mail goes', () => {
     const root = tempRoot();
-    const text = readyBanner({ address: '127.0.0.1:50051', demo: { captureDir: join(root, '.relay', 'captured') }, root });
+    const text = readyBanner({ address: '127.0.0.1:50051', demo: { captureDir: join(root, '.relay', 'captured') }, root, graceMs: 7_500 });
     expect(text).toContain('npm run send -- --to you@example.test --subject "Hello"');
     expect(text).toContain('.relay/captured/');
-    expect(text).toContain('Ctrl-C');
+    expect(text).toContain('Stop with Ctrl-C (services get up to 7.5 s, RELAY_SHUTDOWN_GRACE, to finish what they are sending).');
   });
 });
 

@@ -80,7 +80,7 @@ export function formatCaptured(msg: CapturedMessage, root: string): string {
 }
 
 /** What the stack prints once everything is ready. */
-export function readyBanner(opts: { address: string; demo: { captureDir: string } | undefined; root: string }): string {
+export function readyBanner(opts: { address: string; demo: { captureDir: string } | undefined; root: string; graceMs: number }): string {
   const lines = ['', `Campus Relay is running. gRPC (relay.v1.MailService, relay.v1.AdminService): ${opts.address}`];
   if (opts.demo) {
     lines.push(
@@ -94,6 +94,6 @@ export function readyBanner(opts: { address: string; demo: { captureDir: string 
   } else {
     lines.push('', 'Send a message from another terminal:', '  RELAY_API_KEY=<a client key from your config> npm run send -- --sender <id> --to you@example.test --subject "Hello"');
   }
-  lines.push('Stop with Ctrl-C (services get up to 30 s to finish what they are sending).', '');
+  lines.push(`Stop with Ctrl-C (services get up to ${opts.graceMs / 1000} s, RELAY_SHUTDOWN_GRACE, to finish what they are sending).`, '');
   return lines.join('\n');
 }

@@ -47,6 +47,11 @@ export function stackPorts(env: Env): StackPorts {
   return { grpc: e.grpcPort, http: e.httpPort, credentials: e.credentialsPort };
 }
 
+/** RELAY_SHUTDOWN_GRACE as the services read it: how long each gets to finish its work on a stop. */
+export function shutdownGraceMs(env: Env): number {
+  return readEnv(env).graceMs;
+}
+
 export interface StackSettings {
   natsUrl: string;
   redisUrl: string;

@@ -12,7 +12,7 @@ import { isStackError, StackError } from './errors.js';
 import { createSupervisor, isChildError, type ChildError, type Supervisor } from './children.js';
 import { DEMO, demoMasterKey, demoPaths, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
 import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startTestcontainer } from './infra.js';
-import { busyPorts, credentialsAddress, serviceEnv, serviceArgs, SERVICES, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
+import { busyPorts, credentialsAddress, serviceEnv, serviceArgs, SERVICES, shutdownGraceMs, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
 import { removeStackFile, writeStackFile } from './stack-file.js';
 
 const USAGE = `Usage: npm run stack [-- --verbose]
@@ -119,7 +119,7 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
   const address = `127.0.0.1:${started.find((c) => c.name === 'ingest')?.ports.grpc ?? ports.grpc}`;
   writeStackFile(root, demo ? { address, apiKey: DEMO.apiKey, sender: DEMO.sender, captureDir: demo.captureDir } : { address });
   cleanup.add(() => removeStackFile(root));
-  print(readyBanner({ address, demo, root }));
+  print(readyBanner({ address, demo, root, graceMs: shutdownGraceMs(env) }));
 }
 
 function main(): void {

@@ -121,6 +121,20 @@ describe('batchPull against a real NATS JetStream', () => {
     second.stop();
   });
 
+  it('ends at once when stopped during an idle pull, not when the pull expires', async () => {
+    await consumer('e');
+    await publish('e', 1);
+    // Ten minutes: far past the test's timeout, so only abandoning the pull lets it pass.
+    const pulled = batchPull(nc, stream, 'e', { batch: 100, lingerMs: 5, idleWaitMs: 600_000 });
+    const it = pulled[Symbol.asyncIterator]();
+    expect(await take(it, 1)).toEqual(['m0']);
+    const next = it.next();
+    // Mail has flowed and the consumer is empty again: the next pull waits for the first message.
+    await expect.poll(() => requests.get('e')!.filter((r) => r.batch === 1 && (r.expires ?? 0) > 0).length).toBeGreaterThanOrEqual(2);
+    pulled.stop();
+    expect((await next).done).toBe(true);
+  });
+
   it('fails when the consumer is deleted or missing, so the caller opens it again', async () => {
     await consumer('d');
     const pulled = batchPull(nc, stream, 'd', { batch: 10, lingerMs: 5, idleWaitMs: 1_000 });

@@ -5,5 +5,6 @@ export * from './log-context.js';
 export * from './instruments.js';
 export * from './token-refresh.js';
 export * from './grpc-health.js';
-export { shutdownTelemetry, openTelemetryMetricsText } from './state.js';
+export { shutdownTelemetry, openTelemetryMetricsText, TELEMETRY_DEFAULTS } from './state.js';
 export { serviceNameFromArgv, SERVICE_NAMES } from './service-name.js';
+export { watchParent, PARENT_WATCH_DEFAULTS } from './parent-watch.js';

@@ -1,6 +1,7 @@
 import { describe as describeError, isConfigError, missingNodeFlags } from '@relay/core';
 import type { Logger } from './logger.js';
-import { shutdownTelemetry } from './state.js';
+import { watchParent } from './parent-watch.js';
+import { shutdownTelemetry, TELEMETRY_DEFAULTS } from './state.js';
 
 export interface RunnableService {
   /** Begins taking work; resolves with the ports the service listens on. */
@@ -32,7 +33,7 @@ export async function runService(
     logger.warn({ missing }, `started without ${missing.join(' ')}: expect longer garbage-collection pauses under load (README, Operations)`);
   }
   let stopping: Promise<void> | undefined;
-  const stop = (signal: string) => {
+  const stop = (signal: string): Promise<void> => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now');
       proc.exit(proc.exitCode ?? 1);
@@ -40,19 +41,26 @@ export async function runService(
     logger.info({ signal }, 'stopping');
     stopping = service.stop().then(
       async () => {
-        // Spans of the last messages leave before the process does.
-        await shutdownTelemetry();
+        // Spans of the last messages leave before the process does, unless the collector cannot take them now.
+        const flushed = await shutdownTelemetry();
+        if (!flushed) logger.warn({ within_ms: TELEMETRY_DEFAULTS.shutdownFlushMs }, 'last spans and metrics not exported in time (is the OTLP collector reachable?); exiting without them');
         logger.info('stopped');
         proc.exitCode ??= 0;
+        // The exporter's retries would keep the process alive until their own timeout.
+        if (!flushed) proc.exit();
       },
       (err: unknown) => {
         logger.error({ err }, 'stop failed');
         proc.exitCode = 1;
       },
     );
+    return stopping;
   };
-  proc.on('SIGTERM', () => stop('SIGTERM'));
-  proc.on('SIGINT', () => stop('SIGINT'));
+  proc.on('SIGTERM', () => void stop('SIGTERM'));
+  proc.on('SIGINT', () => void stop('SIGINT'));
+  // An orphan (its supervisor killed) stops as on SIGTERM, or lets a stop already begun finish,
+  // then exits without waiting for open handles: nobody is left to signal it again.
+  watchParent(proc, () => void (stopping ?? stop('parent exited')).finally(() => proc.exit()));
   try {
     const ports = await service.start();
     logger.info({ ports }, 'ready');

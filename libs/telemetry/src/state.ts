@@ -1,3 +1,5 @@
+import { within } from '@relay/core';
+
 /**
  * What the process' telemetry setup (register.ts, loaded with `node --import`) leaves for the rest
  * of the code: the ops server's `/metrics` and runService's final flush. Kept apart from the SDK so
@@ -23,9 +25,23 @@ export function setTelemetryHandle(handle: TelemetryHandle): void {
   (globalThis as Holder)[STATE] = handle;
 }
 
-/** Flushes and stops the SDK; safe to call twice, and when the process runs without one. */
-export async function shutdownTelemetry(): Promise<void> {
-  await telemetryHandle()?.shutdown();
+/** Named defaults, with units. */
+export const TELEMETRY_DEFAULTS = {
+  /**
+   * How long a stopping service waits for its last spans and metrics to be exported. A reachable
+   * collector takes them at once; an unreachable one is retried by the exporter for up to
+   * OTEL_EXPORTER_OTLP_TIMEOUT, which would hold up every stop.
+   */
+  shutdownFlushMs: 1_000,
+} as const;
+
+/**
+ * Flushes and stops the SDK; safe to call twice, and when the process runs without one. Resolves
+ * false when the export did not finish within `withinMs` (it goes on in the background).
+ */
+export async function shutdownTelemetry(withinMs: number = TELEMETRY_DEFAULTS.shutdownFlushMs): Promise<boolean> {
+  const handle = telemetryHandle();
+  return handle ? within(handle.shutdown(), withinMs) : true;
 }
 
 /** The process' OpenTelemetry metrics in Prometheus text format; empty without an SDK. */
