@@ -94,12 +94,12 @@ const rows: FaultFigures[] = [];
 
 beforeAll(async () => {
   rig = await startFaultRig();
-});
+}, 120_000);
 
 afterAll(async () => {
   if (rows.length) console.log(`fault injection (accepted = SendMail answered OK; duplicates = copies beyond the first):\n${figuresTable(rows)}`);
   await rig?.close();
-});
+}, 60_000);
 
 describe.skipIf(!hasNatsServer || !hasRedisServer)('under faults, every accepted message is delivered and ends SENT', () => {
   it.each(CASES.map((c) => [c.fault, c] as const))(
