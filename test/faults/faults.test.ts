@@ -92,37 +92,42 @@ const CASES: FaultCase[] = [
 let rig: FaultRig;
 const rows: FaultFigures[] = [];
 
-beforeAll(async () => {
-  rig = await startFaultRig();
-}, 120_000);
-
-afterAll(async () => {
-  if (rows.length) console.log(`fault injection (accepted = SendMail answered OK; duplicates = copies beyond the first):\n${figuresTable(rows)}`);
-  await rig?.close();
-}, 60_000);
-
 describe.skipIf(!hasNatsServer || !hasRedisServer)('under faults, every accepted message is delivered and ends SENT', () => {
+  beforeAll(async () => {
+    rig = await startFaultRig();
+  }, 120_000);
+
+  afterAll(async () => {
+    if (rows.length) console.log(`fault injection (accepted = SendMail answered OK; duplicates = copies beyond the first):\n${figuresTable(rows)}`);
+    await rig?.close();
+  }, 60_000);
+
   it.each(CASES.map((c) => [c.fault, c] as const))(
     '%s',
     async (_name, c) => {
       const load = startLoad({ client: rig.client, label: c.fault.replace(/\W+/g, '-'), senders: ['mail', 'graph'], everyMs: SEND_EVERY_MS });
-      await load.acceptedMore(AROUND_FAULT);
-      const faultAt = Date.now();
-      await c.inject(rig);
-      await load.acceptedMore(AROUND_FAULT);
-      const accepted = await load.stop();
-      const { statuses, unsettled } = await settle(rig, accepted, SETTLE_MS);
-      const f = figures(c.fault, rig, accepted, statuses, faultAt);
-      rows.push(f);
+      try {
+        await load.acceptedMore(AROUND_FAULT);
+        const faultAt = Date.now();
+        await c.inject(rig);
+        await load.acceptedMore(AROUND_FAULT);
+        const accepted = await load.stop();
+        const { statuses, unsettled } = await settle(rig, accepted, SETTLE_MS);
+        const f = figures(c.fault, rig, accepted, statuses, faultAt);
+        rows.push(f);
 
-      expect({ unsettled, lost: f.lost, notSent: f.notSent, foreign: f.foreign, outsideWindow: f.outsideWindow }).toEqual({
-        unsettled: undefined,
-        lost: 0,
-        notSent: [],
-        foreign: 0,
-        outsideWindow: [],
-      });
-      expect(f.duplicates).toBeLessThanOrEqual(c.window ? f.inFlight : 0);
+        expect({ unsettled, lost: f.lost, notSent: f.notSent, foreign: f.foreign, outsideWindow: f.outsideWindow }).toEqual({
+          unsettled: undefined,
+          lost: 0,
+          notSent: [],
+          foreign: 0,
+          outsideWindow: [],
+        });
+        expect(f.duplicates).toBeLessThanOrEqual(c.window ? f.inFlight : 0);
+      } finally {
+        // A case that failed midway must not leave its load running into the next.
+        await load.stop().catch(() => {});
+      }
     },
     CASE_TIMEOUT_MS,
   );
