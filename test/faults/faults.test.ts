@@ -123,7 +123,7 @@ describe.skipIf(!hasNatsServer || !hasRedisServer)('under faults, every accepted
           foreign: 0,
           outsideWindow: [],
         });
-        expect(f.duplicates).toBeLessThanOrEqual(c.window ? f.inFlight : 0);
+        expect(f.duplicates, `duplicated:\n${f.duplicated.join('\n')}`).toBeLessThanOrEqual(c.window ? f.inFlight : 0);
       } finally {
         // A case that failed midway must not leave its load running into the next.
         await load.stop().catch(() => {});

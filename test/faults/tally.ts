@@ -17,6 +17,8 @@ export interface FaultFigures {
   duplicates: number;
   /** Accepted before the fault and recorded SENT only after it: the most that may be duplicated. */
   inFlight: number;
+  /** Every message delivered more than once: id, copies and its history. */
+  duplicated: string[];
   /** Duplicated messages that were not in flight at the fault (outside the documented window). */
   outsideWindow: string[];
   /** Messages that did not end SENT, with their state. */
@@ -140,6 +142,7 @@ export function figures(fault: string, rig: FaultRig, accepted: Accepted[], stat
   let duplicates = 0;
   let foreign = 0;
   const outsideWindow: string[] = [];
+  const duplicated: string[] = [];
   const notSent: string[] = [];
   let inFlight = 0;
   for (const a of accepted) {
@@ -152,12 +155,13 @@ export function figures(fault: string, rig: FaultRig, accepted: Accepted[], stat
     if (copies.length > 0) delivered++;
     if (copies.length > 1) {
       duplicates += copies.length - 1;
+      duplicated.push(`${a.messageId} x${copies.length} (${history(status)})`);
       if (!wasInFlight) outsideWindow.push(`${a.messageId} (${history(status)})`);
     }
     foreign += copies.filter((id) => id !== a.messageId).length;
     if (status?.state !== MessageState.SENT) notSent.push(`${a.messageId} ${status ? stateName(status.state) : 'unknown'} ${status?.lastError ?? ''}`);
   }
-  return { fault, accepted: accepted.length, delivered, lost: accepted.length - delivered, duplicates, inFlight, outsideWindow, notSent, foreign };
+  return { fault, accepted: accepted.length, delivered, lost: accepted.length - delivered, duplicates, inFlight, duplicated, outsideWindow, notSent, foreign };
 }
 
 function history(s: GetMessageResponse | undefined): string {
