@@ -115,7 +115,8 @@ export async function startFaultRig(): Promise<FaultRig> {
     GRAPH_SECRET,
   };
   const running = new Map<ServiceName, ServiceProcess>();
-  const start = async (name: ServiceName) => void running.set(name, await spawnService(name, { env }));
+  // Generous: a restart competes for the CPU with the rest of the test suite.
+  const start = async (name: ServiceName) => void running.set(name, await spawnService(name, { env, readyTimeoutMs: 60_000 }));
 
   let client: TestClient | undefined;
   const close = async () => {
