@@ -5,7 +5,7 @@
 # to end; does the same with deploy/compose.yaml (3 smtp-senders; validated first with Debian's
 # docker-compose); then runs the end-to-end delivery suite with RELAY_TEST_CONTAINERS=1 (NATS and
 # Redis through testcontainers). Everything it started is removed on exit, also on failure or
-# Ctrl-C, and the engine is taken down again unless it was running before. About 1.5 minutes.
+# Ctrl-C, and the engine is taken down again unless it was running before. About 2.5 minutes.
 # (deploy/kubernetes is checked by test/deploy.test.ts in npm test.)
 #   RELAY_CI_SKIP_SUITE=1   skip the vitest run (only the image and the delivery through it)
 #   RELAY_CI_IMAGE=TAG      test that image (e.g. built from source with deploy/Dockerfile) instead
@@ -14,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 DOCKER_SCRIPTS=${RELAY_DOCKER_SCRIPTS:-$root/../shared/docker}
-IMAGE=${RELAY_CI_IMAGE:-relay-test/relay:ci}
+# A tag of this run's own: two runs on one engine must not test each other's build.
+IMAGE=${RELAY_CI_IMAGE:-relay-test/relay:ci-$$}
 BASE=relay-test/node:24
 NODE24=$(readlink -f node_modules/node/bin/node)
 run_id=relay-ci-$$
@@ -34,7 +35,8 @@ cleanup() {
   fi
   docker ps -aq --filter "label=$run_id" 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true
   [ "$compose_up" = 0 ] || docker-compose -f deploy/compose.yaml down -v --remove-orphans >/dev/null 2>&1 || true
-  docker network rm "$run_id" >/dev/null 2>&1 || true
+  docker network rm "$run_id" "$run_id-cluster" >/dev/null 2>&1 || true
+  [ -n "${RELAY_CI_IMAGE:-}" ] || docker rmi "$IMAGE" >/dev/null 2>&1 || true
   rm -rf "$work"
   # Leave an engine that was already running (someone else's) as it was.
   [ "$engine_was_up" = 1 ] || bash "$DOCKER_SCRIPTS/docker-down.sh" || true
@@ -200,6 +202,71 @@ YAML
   compose_up=0
   step "deploy/compose.yaml: up with 3 smtp-senders, message delivered, down"
 fi
+
+# A 3-server NATS cluster, the services on it with 3 replicas of every stream and bucket, a steady
+# send, one server killed mid-stream and started again on its store: every accepted message is
+# delivered, and delivery goes on while the server is away.
+cnet=$run_id-cluster
+docker network create "$cnet" >/dev/null
+routes=nats://nats-1:6222,nats://nats-2:6222,nats://nats-3:6222
+for i in 1 2 3; do
+  # One alias for all three, as a Kubernetes Service gives: clients reach whichever answers.
+  docker run -d --label "$run_id" --network "$cnet" --name "$run_id-nats-$i" --network-alias nats --network-alias "nats-$i" \
+    -p 127.0.0.1::4222 relay-test/nats:2.9 -js -sd /data -n "nats-$i" --cluster_name relay --cluster nats://0.0.0.0:6222 --routes "$routes" >/dev/null
+done
+meta_leader() { for i in 1 2 3; do docker logs "$run_id-nats-$i" 2>&1 | grep -q 'Self is new JetStream cluster metadata leader' && { echo "$i"; return; }; done; }
+for _ in $(seq 1 150); do [ -n "$(meta_leader)" ] && break; sleep 0.2; done
+[ -n "$(meta_leader)" ] || { echo "containers: the NATS cluster elected no JetStream leader" >&2; exit 1; }
+crun() { docker run -d --label "$run_id" --network "$cnet" "$@" >/dev/null; }
+crun --name "$run_id-c-redis" --network-alias redis relay-test/redis:7 --save '' --appendonly no
+crun --name "$run_id-c-sink" --network-alias sink -v "$work/sink.mjs:/app/sink.mjs:ro" --entrypoint node "$IMAGE" /app/sink.mjs
+cservice() {
+  local name=$1; shift
+  crun --name "$run_id-c-$name" --network-alias "$name" "$@" \
+    -v "$work/relay.yaml:/etc/relay/relay.yaml:ro" -e NATS_URL=nats://nats:4222 -e REDIS_URL=redis://redis:6379 \
+    -e RELAY_MASTER_KEY="$master_key" -e CI_API_KEY="$api_key" -e RELAY_CREDENTIALS_ADDR=credentials:50052 \
+    -e RELAY_JS_REPLICAS=3 -e RELAY_ACK_WAIT=10s -e RELAY_SHUTDOWN_GRACE=5s "$IMAGE" "$name"
+}
+cservice credentials
+wait_ready c-credentials
+cservice ingest -p 127.0.0.1::50051
+for name in scheduler smtp-sender graph-sender; do cservice "$name"; done
+wait_ready c-ingest c-scheduler c-smtp-sender c-graph-sender
+streams=$(node_modules/.bin/node .ci/js-streams.mjs "nats://$(docker port "$run_id-nats-1" 4222/tcp | head -1)")
+[ -n "$streams" ] && ! echo "$streams" | awk '$2 != 3' | grep -q . || { echo "containers: streams not replicated 3 times:"; echo "$streams"; exit 1; } >&2
+step "NATS cluster of 3 up, the services on it, $(echo "$streams" | wc -l) streams with 3 replicas each"
+
+# The server leading the dispatch stream goes: its streams elect new leaders on the other two.
+victim=$(echo "$streams" | awk '$1 ~ /_DISPATCH$/ { print $3 }')
+[[ "$victim" =~ ^nats-[123]$ ]] || victim=nats-$(meta_leader)
+address=$(docker port "$run_id-c-ingest" 50051/tcp | head -1)
+label="cluster $run_id"
+accepted() { { wc -l <"$work/progress"; } 2>/dev/null || echo 0; }
+received() { docker logs "$run_id-c-sink" 2>&1 | grep -c "received: $label #" || true; }
+wait_for() { # wait_for WHAT SECONDS 'CONDITION': until the condition (evaluated each time) holds
+  local what=$1 secs=$2 cond=$3
+  for _ in $(seq 1 $((secs * 5))); do eval "$cond" && return 0; sleep 0.2; done
+  echo "containers: cluster: timed out waiting for $what" >&2; return 1
+}
+node_modules/.bin/node .ci/steady-send.mjs "$address" "$api_key" ci "$label" 120 100 "$work/progress" >"$work/steady.log" 2>&1 &
+steady=$!
+wait_for "the first messages" 30 '[ "$(accepted)" -ge 20 ]'
+docker kill "$run_id-$victim" >/dev/null
+before=$(received)
+step "killed $victim (leader of the dispatch stream) after $(accepted) messages were accepted"
+wait_for "delivery with $victim away" 60 '[ "$(received)" -ge $((before + 20)) ]'
+docker start "$run_id-$victim" >/dev/null
+step "$((  $(received) - before )) messages delivered while $victim was away; $victim started again"
+wait "$steady" || { cat "$work/steady.log"; echo "containers: cluster: not every accepted message ended SENT" >&2; exit 1; }
+cat "$work/steady.log"
+docker logs "$run_id-c-sink" >"$work/sink.log" 2>&1
+lost=0
+for n in $(awk '{ print $2 }' "$work/progress"); do
+  grep -qx "received: $label #$n" "$work/sink.log" || { echo "containers: cluster: message $n accepted, never delivered" >&2; lost=$((lost + 1)); }
+done
+copies=$(grep "received: $label #" "$work/sink.log" | sort | uniq -d | wc -l)
+[ "$lost" = 0 ] || exit 1
+step "3-server cluster: $(accepted) accepted, all delivered, none lost ($copies delivered twice), with one server killed and back"
 
 if [ "${RELAY_CI_SKIP_SUITE:-}" != 1 ]; then
   RELAY_TEST_CONTAINERS=1 TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1 \

@@ -92,7 +92,7 @@ describe('deploy/kubernetes', () => {
     expect(conf).toMatch(/jetstream\s*\{[^}]*store_dir: \/data/);
     expect(conf.match(/nats:\/\/nats-\d\.nats-headless:6222/g)).toHaveLength(3);
     expect(find(docs, 'PodDisruptionBudget', 'nats')?.spec.maxUnavailable).toBe(1);
-    expect(find(docs, 'ConfigMap', 'relay-env')!.data.RELAY_STREAM_REPLICAS).toBe('3');
+    expect(find(docs, 'ConfigMap', 'relay-env')!.data.RELAY_JS_REPLICAS).toBe('3');
   });
 });
 

@@ -48,7 +48,7 @@ describe('planInfra', () => {
   it('runs containers when a Docker engine answers, even if something listens locally', async () => {
     const p = probes({ docker: true, listening: [4222, 6379] });
     const plan = await planInfra({}, p);
-    expect(plan.nats).toMatchObject({ source: 'container', image: 'nats:2.9' });
+    expect(plan.nats).toMatchObject({ source: 'container', image: 'nats:2.12' });
     expect(plan.redis).toMatchObject({ source: 'container', image: 'redis:7' });
     expect(p.calls).toEqual(['docker']);
   });
@@ -126,17 +126,17 @@ describe('startInfra', () => {
     const infra = await startInfra(plan, start);
     expect(infra.natsUrl).toBe('nats://localhost:40000');
     expect(infra.redisUrl).toBe('redis://localhost:40001');
-    expect(describeChoice(infra.plan.nats)).toBe('NATS JetStream: container nats:2.9 at nats://localhost:40000 (removed on exit)');
-    expect(log).toEqual(['start nats:2.9 4222 -js', 'start redis:7 6379']);
+    expect(describeChoice(infra.plan.nats)).toBe('NATS JetStream: container nats:2.12 at nats://localhost:40000 (removed on exit)');
+    expect(log).toEqual(['start nats:2.12 4222 -js', 'start redis:7 6379']);
     await Promise.all([infra.stop(), infra.stop()]);
-    expect(log.filter((l) => l.startsWith('stop'))).toEqual(['stop nats:2.9', 'stop redis:7']);
+    expect(log.filter((l) => l.startsWith('stop'))).toEqual(['stop nats:2.12', 'stop redis:7']);
   });
 
   it('removes what it started when a later container fails', async () => {
     const plan = await planInfra({}, probes({ docker: true }));
     const { start, log } = fakeStarter('redis:7');
     await expect(startInfra(plan, start)).rejects.toThrow('pull redis:7: denied');
-    expect(log).toEqual(['start nats:2.9 4222 -js', 'stop nats:2.9']);
+    expect(log).toEqual(['start nats:2.12 4222 -js', 'stop nats:2.12']);
   });
 
   it('starts nothing for env and local choices', async () => {

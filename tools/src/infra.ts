@@ -27,7 +27,7 @@ export const INFRA_NEEDS: readonly InfraNeed[] = [
     scheme: 'nats',
     port: 4222,
     imageVar: 'RELAY_NATS_IMAGE',
-    defaultImage: 'nats:2.9',
+    defaultImage: 'nats:2.12',
     command: ['-js'],
     readyLog: /Server is ready/,
     install: 'install nats-server and run `nats-server -js`',

@@ -60,7 +60,7 @@ export function readEnv(env: Env): RelayEnv {
     busPrefix: prefix(env.RELAY_BUS_PREFIX),
     graceMs: duration(env, 'RELAY_SHUTDOWN_GRACE', ENV_DEFAULTS.graceMs),
     ackWaitMs: duration(env, 'RELAY_ACK_WAIT', ENV_DEFAULTS.ackWaitMs),
-    streamReplicas: replicas(env.RELAY_STREAM_REPLICAS),
+    streamReplicas: replicas(env),
     logLevel: env.LOG_LEVEL || ENV_DEFAULTS.logLevel,
   };
 }
@@ -83,10 +83,13 @@ function duration(env: Env, name: string, fallback: number): number {
   }
 }
 
-function replicas(v: string | undefined): number {
+// RELAY_JS_REPLICAS is the contract's name; RELAY_STREAM_REPLICAS, the earlier one, still works.
+function replicas(env: Env): number {
+  const name = env.RELAY_JS_REPLICAS ? 'RELAY_JS_REPLICAS' : 'RELAY_STREAM_REPLICAS';
+  const v = env[name];
   if (!v) return 1;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 5) throw new ConfigError(`RELAY_STREAM_REPLICAS: "${v}" must be 1 to 5`);
+  if (!Number.isInteger(n) || n < 1 || n > 5) throw new ConfigError(`${name}: "${v}" must be 1 to 5`);
   return n;
 }
 

@@ -141,6 +141,9 @@ describe('readEnv', () => {
     expect(() => readEnv({ RELAY_MASTER_KEY: 'c2hvcnQ=' })).toThrow(/RELAY_MASTER_KEY: must be 32 bytes/);
     expect(() => readEnv({ RELAY_STREAM_REPLICAS: '9' })).toThrow(/RELAY_STREAM_REPLICAS: "9" must be 1 to 5/);
     expect(readEnv({ RELAY_STREAM_REPLICAS: '3' }).streamReplicas).toBe(3);
+    expect(() => readEnv({ RELAY_JS_REPLICAS: '0' })).toThrow(/RELAY_JS_REPLICAS: "0" must be 1 to 5/);
+    expect(readEnv({ RELAY_JS_REPLICAS: '3', RELAY_STREAM_REPLICAS: '5' }).streamReplicas).toBe(3);
+    expect(readEnv({}).streamReplicas).toBe(1);
     expect(readEnv({ RELAY_MASTER_KEY: Buffer.alloc(32, 1).toString('base64') }).masterKey).toHaveLength(32);
   });
 });

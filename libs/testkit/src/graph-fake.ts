@@ -80,6 +80,8 @@ export interface GraphFake {
   requests: GraphRequestLog[];
   /** The most requests to one mailbox that were in progress at the same time. */
   peakInFlight(mailbox: string): number;
+  /** Requests to one mailbox in progress now (received, not yet answered). */
+  inFlight(mailbox: string): number;
   /** The next `times` requests for `mailbox` answer `status` (default 429) with Retry-After when given. */
   throttle(mailbox: string, o: { times: number; retryAfterSeconds?: number; status?: 429 | 503 | 504 }): void;
   /** Drafts created and not yet sent or deleted. */
@@ -364,6 +366,7 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     sent,
     requests,
     peakInFlight: (mailbox) => peak.get(mailbox.toLowerCase()) ?? 0,
+    inFlight: (mailbox) => inFlight.get(mailbox.toLowerCase()) ?? 0,
     throttle(mailbox, o) {
       throttles.set(mailbox.toLowerCase(), { times: o.times, status: o.status ?? 429, ...(o.retryAfterSeconds !== undefined ? { retryAfterSeconds: o.retryAfterSeconds } : {}) });
     },
