@@ -1,11 +1,21 @@
 import type { PresetName } from './presets.js';
 import type { Secret } from './secret.js';
 
+/** One client's bounds; an absent field is no bound. */
+export interface ClientLimits {
+  messagesPerSecond: number | undefined;
+  bytesPerSecond: number | undefined;
+  /** Messages accepted and not yet sent, failed or expired. */
+  maxStoredMessages: number | undefined;
+  maxStoredBytes: number | undefined;
+}
+
 export interface ClientConfig {
   name: string;
   apiKey: Secret;
   senders: string[];
   admin: boolean;
+  limits: ClientLimits;
 }
 
 export type SmtpAuthConfig =
