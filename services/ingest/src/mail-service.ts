@@ -77,7 +77,7 @@ export function createMailHandlers(ctx: IngestContext) {
         const packed = await packEnvelope(ctx.bus, env);
         // QUEUED goes out first on the same connection, so it is stored before the message is,
         // and before anything a downstream service can say about it.
-        ctx.bus.noteStatus({ messageId, sender: sender.id, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now });
+        ctx.bus.noteStatus({ messageId, sender: sender.id, client: client.name, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now });
         await ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`);
         if (recordKey) await markStored(ctx.bus.idempotency, recordKey, messageId, req);
         relayInstruments().accepted.add(1, { sender: sender.id });
@@ -93,8 +93,9 @@ export function createMailHandlers(ctx: IngestContext) {
       const events = await ctx.bus.history(id).catch((err: unknown) => {
         throw new RelayError(ErrorCode.Unavailable, 'message status is unavailable (broker unreachable); retry', { cause: err });
       });
-      // Another client's message is reported as unknown, so ids cannot be probed.
-      if (events.length === 0 || (!client.admin && !client.senders.includes(events[0]!.sender))) {
+      // Another client's message is reported as unknown, so ids cannot be probed; the client is
+      // the one on ingest's first event (sharing a sender does not share its messages).
+      if (events.length === 0 || (!client.admin && events[0]!.client !== client.name)) {
         throw new RelayError(ErrorCode.NotFound, `message_id: no message ${id}`);
       }
       return foldHistory(id, events);
