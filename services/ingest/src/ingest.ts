@@ -1,4 +1,4 @@
-import { Server, ServerCredentials, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Server, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { connectBus, type Bus } from '@relay/bus';
 import type { RelayConfig, RelayEnv } from '@relay/config';
 import { ErrorCode, RelayError, InFlight, internalToken, once, within } from '@relay/core';
@@ -6,6 +6,7 @@ import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginCon
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { createAuthenticator } from './auth.js';
 import { createAdminForward } from './credentials-forward.js';
+import { createKeyInterceptor, listenGrpc, MAX_CONCURRENT_STREAMS, type GrpcListener } from './grpc-guard.js';
 import { createMailHandlers, messageLimit, type IngestContext } from './mail-service.js';
 
 export interface IngestOptions {
@@ -35,6 +36,9 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     // channelz (grpc-js's call and socket statistics, which nothing here serves) cost 4 % of ingest's
     // CPU per SendMail.
     'grpc.enable_channelz': 0,
+    'grpc.max_concurrent_streams': MAX_CONCURRENT_STREAMS,
+    // The key is checked before a call's body is read; health checks need none.
+    interceptors: [createKeyInterceptor(ctx.auth, (path) => path.startsWith('/relay.v1.'))],
   });
   const mail = createMailHandlers(ctx);
   const admin = createAdminForward(env.credentialsAddr, env.masterKey ? internalToken(env.masterKey) : undefined);
@@ -55,6 +59,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     }),
   });
   let ops: OpsServer | undefined;
+  let grpc: GrpcListener | undefined;
   let health: GrpcHealth | undefined;
   const ready = () => bus.healthy();
 
@@ -63,18 +68,18 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     async start() {
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
-      const grpcPort = await new Promise<number>((resolve, reject) =>
-        server.bindAsync(`${env.host}:${env.grpcPort}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
-      );
-      ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready });
-      return { grpc: grpcPort, metrics: ops.port };
+      grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
+      ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
+      return { grpc: grpc.port, metrics: ops.port };
     },
     stop: once(async () => {
       // Refuse new calls, let the ones in progress finish within the grace period.
       health?.close();
+      const listenerClosed = grpc?.close();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       if (!(await within(inFlight.idle(), env.graceMs))) logger.warn({ in_flight: inFlight.size }, 'grace period over');
       server.forceShutdown();
+      await listenerClosed;
       await ops?.close();
       admin.close();
       if (!overrides.bus) await bus.close();
