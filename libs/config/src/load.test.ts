@@ -129,9 +129,9 @@ describe('parseConfig', () => {
   });
 
   it('reads per-client limits', () => {
-    const limited = base.replace('    senders: [no-reply]\n', '    senders: [no-reply]\n    limits: { messages_per_second: 2, bytes_per_second: 1000, max_stored_messages: 50, max_stored_bytes: 100000 }\n');
-    expect(parseConfig(limited, env).clients[0]!.limits).toEqual({ messagesPerSecond: 2, bytesPerSecond: 1000, maxStoredMessages: 50, maxStoredBytes: 100000 });
-    expect(parseConfig(base, env).clients[1]!.limits).toEqual({ messagesPerSecond: undefined, bytesPerSecond: undefined, maxStoredMessages: undefined, maxStoredBytes: undefined });
+    const limited = base.replace('    senders: [no-reply]\n', '    senders: [no-reply]\n    limits: { messages_per_second: 2, bytes_per_second: 1000, max_stored_messages: 50, max_stored_bytes: 100000, daily_recipients: 3000 }\n');
+    expect(parseConfig(limited, env).clients[0]!.limits).toEqual({ messagesPerSecond: 2, bytesPerSecond: 1000, maxStoredMessages: 50, maxStoredBytes: 100000, dailyRecipients: 3000 });
+    expect(parseConfig(base, env).clients[1]!.limits).toEqual({ messagesPerSecond: undefined, bytesPerSecond: undefined, maxStoredMessages: undefined, maxStoredBytes: undefined, dailyRecipients: undefined });
     expect(configError(limited.replace('max_stored_messages: 50', 'max_stored_messages: -1'))).toMatch(/clients\[0\]\.limits\.max_stored_messages:/);
     expect(configError(limited.replace('bytes_per_second: 1000', 'bytes_per_sec: 1000'))).toMatch(/clients\[0\]\.limits\.bytes_per_sec: unknown key/);
   });

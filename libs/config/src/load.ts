@@ -104,6 +104,7 @@ function convertClientLimits(l: RawClientLimits | undefined): ClientLimits {
     bytesPerSecond: l?.bytes_per_second,
     maxStoredMessages: l?.max_stored_messages,
     maxStoredBytes: l?.max_stored_bytes,
+    dailyRecipients: l?.daily_recipients,
   };
 }
 

@@ -34,6 +34,7 @@ const clientLimitsSchema = z.strictObject({
   bytes_per_second: positiveInt.optional(),
   max_stored_messages: positiveInt.optional(),
   max_stored_bytes: positiveInt.optional(),
+  daily_recipients: positiveInt.optional(),
 });
 
 const clientSchema = z.strictObject({

@@ -8,6 +8,8 @@ export interface ClientLimits {
   /** Messages accepted and not yet sent, failed or expired. */
   maxStoredMessages: number | undefined;
   maxStoredBytes: number | undefined;
+  /** Recipients over the last 24 h, so that one client cannot use up a shared sender's daily cap. */
+  dailyRecipients: number | undefined;
 }
 
 export interface ClientConfig {

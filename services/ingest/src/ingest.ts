@@ -1,10 +1,13 @@
 import { Server, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { connectBus, type Bus } from '@relay/bus';
+import { connectBus, type Bus, type ConsumeLoop } from '@relay/bus';
 import type { RelayConfig, RelayEnv } from '@relay/config';
-import { ErrorCode, RelayError, InFlight, internalToken, once, within } from '@relay/core';
+import { ErrorCode, RelayError, InFlight, describe, internalToken, once, within } from '@relay/core';
 import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { Redis } from 'ioredis';
 import { createAuthenticator } from './auth.js';
+import { startBudgetRelease } from './budget-release.js';
+import { createClientBudget, hasLimits } from './client-budget.js';
 import { createAdminForward } from './credentials-forward.js';
 import { createKeyInterceptor, listenGrpc, MAX_CONCURRENT_STREAMS, type GrpcListener } from './grpc-guard.js';
 import { createMailHandlers, messageLimit, type IngestContext } from './mail-service.js';
@@ -21,11 +24,18 @@ const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
 export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService & { ctx: IngestContext }> {
   const { env, config, logger } = opts;
   const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-ingest:${process.pid}`, topology: { replicas: env.streamReplicas } }));
+  // Redis only when a client has limits: without any, ingest needs no Redis.
+  const redis = config.clients.some((c) => hasLimits(c.limits))
+    ? new Redis(env.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 200, 2_000), lazyConnect: true, commandTimeout: 2_000 })
+    : undefined;
+  redis?.on('error', () => {}); // reported by the budget, once per outage
+  const budget = redis ? createClientBudget(redis, env.busPrefix, logger, config.delivery.maxAgeMs) : undefined;
   const ctx: IngestContext = {
     config,
     senders: new Map(config.senders.map((s) => [s.id, s])),
     bus,
     auth: createAuthenticator(config.clients),
+    budget,
     logger,
   };
   const inFlight = new InFlight();
@@ -60,12 +70,17 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
   });
   let ops: OpsServer | undefined;
   let grpc: GrpcListener | undefined;
+  let release: ConsumeLoop | undefined;
   let health: GrpcHealth | undefined;
   const ready = () => bus.healthy();
 
   return {
     ctx,
     async start() {
+      if (redis && budget) {
+        await redis.connect().catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable at start; client limits are not enforced until it answers'));
+        release = await startBudgetRelease(bus, budget, logger);
+      }
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
       grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
@@ -81,6 +96,9 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       server.forceShutdown();
       await listenerClosed;
       await ops?.close();
+      release?.stop();
+      await release?.done;
+      redis?.disconnect();
       admin.close();
       if (!overrides.bus) await bus.close();
     }),
