@@ -17,6 +17,9 @@ local mps, bps = tonumber(ARGV[6]), tonumber(ARGV[7])
 local maxMsgs, maxBytes, daily = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local expiry, hourPrefix, hour = tonumber(ARGV[11]), ARGV[12], tonumber(ARGV[13])
 
+-- Charged already (a retry with the same idempotency key after a crash): not twice.
+if redis.call('HEXISTS', KEYS[3], id) == 1 then return '' end
+
 local function refill(field, rate)
   local cap = math.max(rate, 1)
   local t = redis.call('HMGET', KEYS[1], field, field .. ':at')

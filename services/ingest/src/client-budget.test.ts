@@ -68,6 +68,8 @@ describe('client budget', () => {
     await budget.charge(c, a);
     await budget.charge(c, msg());
     expect(await outcome(budget.charge(c, msg()))).toBe('max_stored_messages');
+    // The same message charged again (a retry after a crash) does not count twice.
+    await budget.charge(c, a);
     await budget.release(a.messageId);
     await budget.release(a.messageId);
     expect(await outcome(budget.charge(c, msg()))).toBe('ok');
