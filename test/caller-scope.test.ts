@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
+import { get } from 'node:https';
 import { MessageState } from '@relay/proto';
-import { dropBus, spawnService, testCa, testNatsUrl, uniquePrefix, writeConfig, type ServiceProcess } from '@relay/testkit';
+import { dropBus, masterKey, spawnService, testCa, testNatsUrl, uniquePrefix, writeConfig, type ServiceProcess } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codeOf, createTestClient, status, type TestClient } from './support/grpc-client.js';
 import { clientEntry, newClient, smtpSender } from './support/relay.js';
@@ -66,6 +67,38 @@ describe('TLS and listening addresses', () => {
   it('keeps the metrics port on loopback while the public port listens on RELAY_HOST', () => {
     expect(listeningAddress(ingest.ports.grpc!)).toBe('0.0.0.0');
     expect(listeningAddress(ingest.ports.metrics!)).toBe('127.0.0.1');
+  });
+
+  it("serves the HTTP port over TLS and keeps credentials' internal gRPC port on loopback", async () => {
+    const credentials = await spawnService('credentials', {
+      env: {
+        RELAY_CONFIG: writeConfig({ clients: [clientEntry(alice)], senders: [smtpSender({ id: 'shared', server: { port: 2 }, security: 'none' })] }),
+        NATS_URL: testNatsUrl(),
+        RELAY_BUS_PREFIX: prefix,
+        RELAY_MASTER_KEY: masterKey(),
+        RELAY_CREDENTIALS_PORT: '0',
+        RELAY_HTTP_PORT: '0',
+        RELAY_METRICS_PORT: '0',
+        RELAY_HOST: '0.0.0.0',
+        RELAY_TLS_CERT: testCa().certFile,
+        RELAY_TLS_KEY: testCa().keyFile,
+      },
+    });
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        get({ host: '127.0.0.1', port: credentials.ports.http, path: '/healthz', ca: testCa().caPem }, (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve(text));
+        }).on('error', reject);
+      });
+      expect(body.trim()).toBe('ok');
+      expect(listeningAddress(credentials.ports.http!)).toBe('0.0.0.0');
+      expect(listeningAddress(credentials.ports.grpc!)).toBe('127.0.0.1');
+      expect(listeningAddress(credentials.ports.metrics!)).toBe('127.0.0.1');
+    } finally {
+      expect(await credentials.stop('SIGTERM', 20_000)).toEqual({ code: 0, signal: null });
+    }
   });
 });
 

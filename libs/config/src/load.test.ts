@@ -150,6 +150,20 @@ describe('readEnv', () => {
     const e = readEnv({});
     expect(e).toMatchObject({ natsUrl: 'nats://127.0.0.1:4222', redisUrl: 'redis://127.0.0.1:6379', grpcPort: 50051, httpPort: 8080, publicUrl: 'http://localhost:8080' });
   });
+  it('keeps internal ports on loopback unless RELAY_INTERNAL_HOST opens them', () => {
+    expect(readEnv({ RELAY_HOST: '0.0.0.0' })).toMatchObject({ host: '0.0.0.0', internalHost: '127.0.0.1', tls: undefined });
+    expect(readEnv({ RELAY_INTERNAL_HOST: '0.0.0.0' }).internalHost).toBe('0.0.0.0');
+  });
+  it('reads RELAY_TLS_CERT and RELAY_TLS_KEY together, naming the one missing or unreadable', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'relay-tls-'));
+    writeFileSync(join(dir, 'cert.pem'), '-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n');
+    writeFileSync(join(dir, 'key.pem'), '-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n');
+    expect(readEnv({ RELAY_TLS_CERT: join(dir, 'cert.pem'), RELAY_TLS_KEY: join(dir, 'key.pem') }).tls?.cert.toString()).toMatch(/BEGIN CERTIFICATE/);
+    expect(() => readEnv({ RELAY_TLS_CERT: join(dir, 'cert.pem') })).toThrow(/RELAY_TLS_KEY: required with RELAY_TLS_CERT/);
+    expect(() => readEnv({ RELAY_TLS_CERT: join(dir, 'nope.pem'), RELAY_TLS_KEY: join(dir, 'key.pem') })).toThrow(/RELAY_TLS_CERT: cannot read/);
+    expect(() => readEnv({ RELAY_TLS_CERT: join(dir, 'key.pem'), RELAY_TLS_KEY: join(dir, 'key.pem') })).toThrow(/RELAY_TLS_CERT: .* holds no PEM certificate/);
+    expect(() => readEnv({ RELAY_GRPC_MAX_CONNECTIONS_PER_PEER: '-1' })).toThrow(/RELAY_GRPC_MAX_CONNECTIONS_PER_PEER: "-1" is not a whole number/);
+  });
   it('names the variable that is wrong', () => {
     expect(() => readEnv({ RELAY_GRPC_PORT: 'abc' })).toThrow(/RELAY_GRPC_PORT: "abc" is not a port/);
     expect(() => readEnv({ RELAY_MASTER_KEY: 'c2hvcnQ=' })).toThrow(/RELAY_MASTER_KEY: must be 32 bytes/);
