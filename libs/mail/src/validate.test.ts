@@ -82,7 +82,7 @@ describe('validateSendMail', () => {
     for (const name of ['X-Campus-Ticket', 'In-Reply-To', 'References', 'List-Unsubscribe', 'List-Unsubscribe-Post', 'Auto-Submitted', 'Precedence']) {
       expect(reason(req({ headers: { [name]: '<a@campus.example>' } }))).toBe('valid');
     }
-    for (const name of ['Received', 'Authentication-Results', 'DKIM-Signature', 'ARC-Seal', 'ARC-Authentication-Results', 'Resent-From', 'Return-Path', 'Content-Disposition', 'Content-ID']) {
+    for (const name of ['Received', 'Authentication-Results', 'DKIM-Signature', 'ARC-Seal', 'ARC-Authentication-Results', 'Resent-From', 'Return-Path', 'Content-Disposition', 'Content-ID', 'X-MS-Exchange-Organization-SCL']) {
       expect(reason(req({ headers: { [name]: 'x' } }))).toMatch(new RegExp(`^headers\\["${name}"\\]: is (a trace|set by the relay)`));
     }
     expect(reason(req({ headers: { Sender: 'boss@campus.example' } }))).toMatch(/^headers\["Sender"\]: is set by the relay/);

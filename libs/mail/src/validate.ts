@@ -23,11 +23,13 @@ const RESERVED_HEADERS = new Set(
  * could forge a message's path or its authentication results.
  */
 const TRUST_HEADERS = new Set(['received', 'authentication-results', 'dkim-signature', 'domainkey-signature', 'received-spf', 'return-path', 'delivered-to']);
-const TRUST_PREFIXES = ['arc-', 'resent-', 'content-'];
+// X-MS-Exchange-*: Exchange acts on its organization headers (spam verdicts, authentication).
+const TRUST_PREFIXES = ['arc-', 'resent-', 'content-', 'x-ms-exchange-'];
 /** What a caller may set: threading, list and automation headers, and its own X- headers. */
-const ALLOWED_HEADERS = new Set(['in-reply-to', 'references', 'auto-submitted', 'precedence', 'keywords', 'comments', 'importance', 'priority', 'sensitivity', 'organization', 'feedback-id']);
-const ALLOWED_PREFIXES = ['x-', 'list-'];
-export const ALLOWED_HEADERS_TEXT = 'X-*, List-*, In-Reply-To, References, Auto-Submitted, Precedence, Keywords, Comments, Importance, Priority, Sensitivity, Organization, Feedback-ID';
+const ALLOWED_NAMES = ['In-Reply-To', 'References', 'Auto-Submitted', 'Precedence', 'Keywords', 'Comments', 'Importance', 'Priority', 'Sensitivity', 'Organization', 'Feedback-ID'];
+const ALLOWED_PREFIXES = ['X-', 'List-'];
+const ALLOWED = new Set(ALLOWED_NAMES.map((n) => n.toLowerCase()));
+export const ALLOWED_HEADERS_TEXT = [...ALLOWED_PREFIXES.map((p) => `${p}*`), ...ALLOWED_NAMES].join(', ');
 const FIELD_NAME = /^[!-9;-~]+$/; // printable US-ASCII except ":" (RFC 5322 3.6.8)
 const CONTENT_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(?: *; *[A-Za-z0-9!#$&^_.+-]+=(?:[A-Za-z0-9!#$&^_.+-]+|"[^"\\]*"))*$/;
 /** C0 controls but tab, DEL, C1 controls and Unicode line separators: any of them could end or fold a header line. */
@@ -43,7 +45,7 @@ export function headerRefusal(name: string): string | undefined {
   if (!FIELD_NAME.test(name)) return 'is not a valid header name (printable ASCII, no spaces or ":")';
   if (RESERVED_HEADERS.has(lower)) return 'is set by the relay; use the message fields (to, cc, subject, reply_to, ...) instead';
   if (TRUST_HEADERS.has(lower) || TRUST_PREFIXES.some((p) => lower.startsWith(p))) return 'is a trace, authentication or MIME header that only the relay and receiving servers set';
-  if (!ALLOWED_HEADERS.has(lower) && !ALLOWED_PREFIXES.some((p) => lower.startsWith(p))) return `may not be set by a caller (allowed: ${ALLOWED_HEADERS_TEXT})`;
+  if (!ALLOWED.has(lower) && !ALLOWED_PREFIXES.some((p) => lower.startsWith(p.toLowerCase()))) return `may not be set by a caller (allowed: ${ALLOWED_HEADERS_TEXT})`;
   return undefined;
 }
 
