@@ -131,7 +131,7 @@ service() { # service NAME [docker run flags...]: one service of the image, wait
   local name=$1; shift
   drun --name "$run_id-$name" --network-alias "$name" "$@" \
     -v "$work/relay.yaml:/etc/relay/relay.yaml:ro" -e NATS_URL=nats://nats:4222 -e REDIS_URL=redis://redis:6379 \
-    -e RELAY_MASTER_KEY="$master_key" -e CI_API_KEY="$api_key" -e RELAY_CREDENTIALS_ADDR=credentials:50052 \
+    -e RELAY_MASTER_KEY="$master_key" -e CI_API_KEY="$api_key" -e RELAY_CREDENTIALS_ADDR=credentials:50052 -e RELAY_INTERNAL_HOST=0.0.0.0 \
     -e RELAY_SHUTDOWN_GRACE=5s "$IMAGE" "$name"
 }
 wait_ready() {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 
 function config(smtp: Record<string, unknown>) {
   return {
-    clients: [{ name: 'billing-app', api_key: 'literal-test-key', senders: ['no-reply'] }],
+    clients: [{ name: 'billing-app', api_key: 'literal-test-key-0123456789abcdef0123456789', senders: ['no-reply'] }],
     senders: [{ id: 'no-reply', from: 'no-reply@campus.example', transport: 'smtp', smtp }],
   };
 }

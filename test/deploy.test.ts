@@ -137,3 +137,11 @@ describe('deploy/Dockerfile', () => {
     for (const name of SERVICES) expect(entry).toContain(`'${name}'`);
   });
 });
+
+describe('internal ports in containers', () => {
+  it('are opened by RELAY_INTERNAL_HOST in compose and Kubernetes, since they default to loopback', () => {
+    const compose = parse(readFileSync(join(deploy, 'compose.yaml'), 'utf8'), { merge: true }) as Doc;
+    for (const name of SERVICES) expect((compose.services[name].environment as Record<string, string>).RELAY_INTERNAL_HOST, name).toBe('0.0.0.0');
+    expect(find(manifests(), 'ConfigMap', 'relay-env')!.data.RELAY_INTERNAL_HOST).toBe('0.0.0.0');
+  });
+});

@@ -34,7 +34,7 @@ describe('OTLP export protocols', () => {
     const credentials = await spawnService('credentials', {
       env: {
         RELAY_CONFIG: writeConfig({
-          clients: [{ name: 'app', api_key: 'otlp-test-key', senders: ['app'] }],
+          clients: [{ name: 'app', api_key: 'otlp-test-key-0123456789abcdef0123456789', senders: ['app'] }],
           senders: [{ id: 'app', from: 'app@campus.example', transport: 'smtp', smtp: { host: '127.0.0.1', port: 2587, security: 'none' } }],
         }),
         NATS_URL: testNatsUrl(),

@@ -31,7 +31,7 @@ const senders: Array<{ id: string; rate?: Record<string, unknown>; user?: string
   { id: 'migrated', rate: { daily_recipients: 3, daily_window: '5s' }, user: 'migrated@campus.example' },
 ];
 const config = (rates: Record<string, unknown> = {}) => ({
-  clients: [{ name: 'app', api_key: 'pacing-key', senders: senders.map((s) => s.id) }],
+  clients: [{ name: 'app', api_key: 'pacing-key-0123456789abcdef0123456789', senders: senders.map((s) => s.id) }],
   senders: senders.map((s) => ({
     id: s.id,
     from: `${s.id}@campus.example`,

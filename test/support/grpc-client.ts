@@ -52,10 +52,11 @@ const AdminClient = makeGenericClientConstructor(toGrpcDefinition(AdminService),
 
 type Unary = (req: unknown, md: Metadata, opts: { deadline: Date }, cb: (err: ServiceError | null, res?: unknown) => void) => void;
 
-/** A minimal promise-based client for the relay's public gRPC API (plaintext, as in tests). */
-export function createTestClient(address: string, apiKey?: string): TestClient {
-  const mail = new MailClient(address, credentials.createInsecure(), channelOptions);
-  const admin = new AdminClient(address, credentials.createInsecure(), channelOptions);
+/** A minimal promise-based client for the relay's public gRPC API (plaintext unless `tls` gives a CA to trust). */
+export function createTestClient(address: string, apiKey?: string, tls?: { caPem: string }): TestClient {
+  const creds = () => (tls ? credentials.createSsl(Buffer.from(tls.caPem)) : credentials.createInsecure());
+  const mail = new MailClient(address, creds(), channelOptions);
+  const admin = new AdminClient(address, creds(), channelOptions);
 
   function call<Res>(client: Client, method: string, req: unknown, opts: CallOptions = {}): Promise<Res> {
     const md = new Metadata();

@@ -44,7 +44,7 @@ async function main() {
     `  - { id: ${id}, from: ${id}@relay.localhost, transport: smtp, smtp: { host: 127.0.0.1, port: 2587, security: none }${rate} }\n`;
   writeFileSync(
     configPath,
-    `clients:\n  - { name: bench, api_key: ${randomBytes(8).toString('hex')}, senders: [] }\nsenders:\n` +
+    `clients:\n  - { name: bench, api_key: ${randomBytes(24).toString('hex')}, senders: [] }\nsenders:\n` +
       ids.map((id) => sender(id, ', rate: { batch_size: 1000, interval: 1s }')).join('') +
       sender('direct', ''),
   );

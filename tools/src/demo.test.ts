@@ -28,8 +28,8 @@ describe('demo config', () => {
     expect(path).toBe(join(root, '.relay', 'demo-relay.yaml'));
     const config = parseConfig(readFileSync(path, 'utf8'), {}, path);
     expect(config.clients.map((c) => [c.name, c.apiKey.reveal(), c.senders, c.admin])).toEqual([
-      ['demo', 'demo-key', ['demo'], false],
-      ['demo-admin', 'demo-admin-key', ['demo'], true],
+      ['demo', DEMO.apiKey, ['demo'], false],
+      ['demo-admin', DEMO.adminApiKey, ['demo'], true],
     ]);
     const [sender] = config.senders;
     expect(sender).toMatchObject({ id: 'demo', from: 'demo@relay.localhost', transport: 'smtp' });

@@ -8,9 +8,9 @@ import { STACK_DIR } from './stack-file.js';
 /** The demo configuration's fixed names: well known on purpose, it only reaches the capture server. */
 export const DEMO = {
   client: 'demo',
-  apiKey: 'demo-key',
+  apiKey: 'demo-key-reaches-only-the-capture-server',
   adminClient: 'demo-admin',
-  adminApiKey: 'demo-admin-key',
+  adminApiKey: 'demo-admin-key-reaches-only-the-capture-server',
   sender: 'demo',
   from: 'demo@relay.localhost',
   configFile: 'demo-relay.yaml',

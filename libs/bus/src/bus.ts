@@ -62,7 +62,8 @@ export interface Bus {
   close(): Promise<void>;
 }
 
-export type StatusInit = Omit<StatusEvent, '$typeName' | 'at'> & { at?: Date };
+// Only ingest's QUEUED event names the client; later events leave it out.
+export type StatusInit = Omit<StatusEvent, '$typeName' | 'at' | 'client'> & { at?: Date; client?: string };
 
 export const PUBLISH_TIMEOUT_MS = 5_000;
 

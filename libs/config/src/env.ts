@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { ConfigError, parseDuration } from '@relay/core';
 
 type Env = Record<string, string | undefined>;
@@ -16,7 +17,17 @@ export interface RelayEnv {
   metricsPort: number;
   credentialsPort: number;
   credentialsAddr: string;
+  /** Where the public ports listen (ingest's gRPC, the HTTP port): RELAY_HOST. */
   host: string;
+  /**
+   * Where internal ports listen (credentials' internal gRPC, every /metrics): RELAY_INTERNAL_HOST,
+   * loopback unless set, so that they are reachable only where the operator opens them.
+   */
+  internalHost: string;
+  /** Certificate and key for the public ports (RELAY_TLS_CERT, RELAY_TLS_KEY: PEM files). */
+  tls: { cert: Buffer; key: Buffer } | undefined;
+  /** Connections one peer address may hold on ingest's gRPC port; 0 for no limit. */
+  grpcMaxConnectionsPerPeer: number;
   /** Prefix of every stream, subject, bucket and Redis key: lets several relays share a broker. */
   busPrefix: string;
   graceMs: number;
@@ -37,6 +48,8 @@ export const ENV_DEFAULTS = {
   credentialsPort: 50052,
   credentialsAddr: '127.0.0.1:50052',
   host: '0.0.0.0',
+  internalHost: '127.0.0.1',
+  grpcMaxConnectionsPerPeer: 32,
   busPrefix: 'relay',
   graceMs: 25_000,
   ackWaitMs: 60_000,
@@ -57,6 +70,9 @@ export function readEnv(env: Env): RelayEnv {
     credentialsPort: port(env, 'RELAY_CREDENTIALS_PORT', ENV_DEFAULTS.credentialsPort),
     credentialsAddr: env.RELAY_CREDENTIALS_ADDR || ENV_DEFAULTS.credentialsAddr,
     host: env.RELAY_HOST || ENV_DEFAULTS.host,
+    internalHost: env.RELAY_INTERNAL_HOST || ENV_DEFAULTS.internalHost,
+    tls: tlsFiles(env.RELAY_TLS_CERT, env.RELAY_TLS_KEY),
+    grpcMaxConnectionsPerPeer: count(env, 'RELAY_GRPC_MAX_CONNECTIONS_PER_PEER', ENV_DEFAULTS.grpcMaxConnectionsPerPeer),
     busPrefix: prefix(env.RELAY_BUS_PREFIX),
     graceMs: duration(env, 'RELAY_SHUTDOWN_GRACE', ENV_DEFAULTS.graceMs),
     ackWaitMs: duration(env, 'RELAY_ACK_WAIT', ENV_DEFAULTS.ackWaitMs),
@@ -71,6 +87,30 @@ function port(env: Env, name: string, fallback: number): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`${name}: "${v}" is not a port (0-65535; 0 means any free port)`);
   return n;
+}
+
+function count(env: Env, name: string, fallback: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new ConfigError(`${name}: "${v}" is not a whole number (0 means no limit)`);
+  return n;
+}
+
+function tlsFiles(certPath: string | undefined, keyPath: string | undefined): RelayEnv['tls'] {
+  if (!certPath && !keyPath) return undefined;
+  if (!certPath || !keyPath) throw new ConfigError(`${certPath ? 'RELAY_TLS_KEY' : 'RELAY_TLS_CERT'}: required with ${certPath ? 'RELAY_TLS_CERT' : 'RELAY_TLS_KEY'} (PEM files of the public ports' certificate and key)`);
+  const read = (name: string, path: string, marker: RegExp) => {
+    let pem: Buffer;
+    try {
+      pem = readFileSync(path);
+    } catch (err) {
+      throw new ConfigError(`${name}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+    }
+    if (!marker.test(pem.toString('latin1'))) throw new ConfigError(`${name}: ${path} holds no PEM ${name === 'RELAY_TLS_CERT' ? 'certificate' : 'private key'}`);
+    return pem;
+  };
+  return { cert: read('RELAY_TLS_CERT', certPath, /-----BEGIN CERTIFICATE-----/), key: read('RELAY_TLS_KEY', keyPath, /-----BEGIN [A-Z ]*PRIVATE KEY-----/) };
 }
 
 function duration(env: Env, name: string, fallback: number): number {

@@ -13,7 +13,7 @@ clients:
     api_key: env:BILLING_API_KEY
     senders: [no-reply]
   - name: it-ops
-    api_key: ops-key-literal
+    api_key: ops-key-literal-0123456789abcdef0123
     senders: []
     admin: true
 senders:
@@ -33,7 +33,7 @@ senders:
     graph: { tenant_id: t, client_id: c, client_secret: s3cret, mailbox: registrar@campus.example }
     rate: { preset: microsoft365-graph }
 `;
-const env = { BILLING_API_KEY: 'billing-key', NOREPLY_PASSWORD: 'hunter2' };
+const env = { BILLING_API_KEY: 'billing-key-0123456789abcdef0123456789', NOREPLY_PASSWORD: 'hunter2' };
 
 function configError(text: string, e: Record<string, string> = env): string {
   try {
@@ -48,7 +48,7 @@ function configError(text: string, e: Record<string, string> = env): string {
 describe('parseConfig', () => {
   it('reads the documented example, resolving secrets and merging presets', () => {
     const cfg = parseConfig(base, env);
-    expect(cfg.clients[0]!.apiKey.reveal()).toBe('billing-key');
+    expect(cfg.clients[0]!.apiKey.reveal()).toBe(env.BILLING_API_KEY);
     expect(cfg.clients[1]).toMatchObject({ name: 'it-ops', admin: true, senders: [] });
     const smtp = cfg.senders[0]!;
     expect(smtp.smtp).toMatchObject({ host: 'smtp.office365.com', port: 587, security: 'starttls' });
@@ -71,7 +71,7 @@ describe('parseConfig', () => {
     const smtp = (id: string, user: string | undefined, host = 'smtp.office365.com') =>
       `  - { id: ${id}, from: ${id}@campus.example, transport: smtp, smtp: { host: ${host}, port: 587, security: starttls${user ? `, auth: { type: password, user: ${user}, password: p }` : ''} } }\n`;
     const cfg = parseConfig(
-      'clients: [{ name: app, api_key: k, senders: [] }]\nsenders:\n' +
+      'clients: [{ name: app, api_key: test-key-0123456789abcdef0123456789, senders: [] }]\nsenders:\n' +
         smtp('admissions', 'relay@campus.example') +
         smtp('bursar', 'Relay@Campus.example') +
         smtp('library', 'library@campus.example') +
@@ -122,6 +122,20 @@ describe('parseConfig', () => {
     expect(configError(base.replace('rate: { preset: microsoft365-graph }', 'rate: { batch_size: 5, interval: soon }'))).toMatch(/senders\[1\]\.rate\.interval: invalid duration "soon"/);
   });
 
+  it('refuses an API key shorter than 32 characters, naming the client', () => {
+    expect(configError(base, { ...env, BILLING_API_KEY: 'x'.repeat(31) })).toMatch(/clients\[0\]\.api_key: the key of client "billing-app" is shorter than 32 characters/);
+    expect(configError(base.replace('ops-key-literal-0123456789abcdef0123', 'REPLACE'))).toMatch(/clients\[1\]\.api_key: the key of client "it-ops" is shorter than 32/);
+    expect(parseConfig(base, { ...env, BILLING_API_KEY: 'x'.repeat(32) }).clients[0]!.apiKey.reveal()).toHaveLength(32);
+  });
+
+  it('reads per-client limits', () => {
+    const limited = base.replace('    senders: [no-reply]\n', '    senders: [no-reply]\n    limits: { messages_per_second: 2, bytes_per_second: 1000, max_stored_messages: 50, max_stored_bytes: 100000, daily_recipients: 3000 }\n');
+    expect(parseConfig(limited, env).clients[0]!.limits).toEqual({ messagesPerSecond: 2, bytesPerSecond: 1000, maxStoredMessages: 50, maxStoredBytes: 100000, dailyRecipients: 3000 });
+    expect(parseConfig(base, env).clients[1]!.limits).toEqual({ messagesPerSecond: undefined, bytesPerSecond: undefined, maxStoredMessages: undefined, maxStoredBytes: undefined, dailyRecipients: undefined });
+    expect(configError(limited.replace('max_stored_messages: 50', 'max_stored_messages: -1'))).toMatch(/clients\[0\]\.limits\.max_stored_messages:/);
+    expect(configError(limited.replace('bytes_per_second: 1000', 'bytes_per_sec: 1000'))).toMatch(/clients\[0\]\.limits\.bytes_per_sec: unknown key/);
+  });
+
   it('refuses port 25 toward Microsoft 365 and Gmail with the reason', () => {
     expect(configError(base.replace('port: 587', 'port: 25'))).toMatch(/senders\[0\]\.smtp\.port: port 25 toward smtp\.office365\.com is refused.*587/);
     const gmail = base.replace('host: smtp.office365.com', 'host: smtp.gmail.com').replace('port: 587', 'port: 25');
@@ -135,6 +149,20 @@ describe('readEnv', () => {
   it('applies the documented defaults', () => {
     const e = readEnv({});
     expect(e).toMatchObject({ natsUrl: 'nats://127.0.0.1:4222', redisUrl: 'redis://127.0.0.1:6379', grpcPort: 50051, httpPort: 8080, publicUrl: 'http://localhost:8080' });
+  });
+  it('keeps internal ports on loopback unless RELAY_INTERNAL_HOST opens them', () => {
+    expect(readEnv({ RELAY_HOST: '0.0.0.0' })).toMatchObject({ host: '0.0.0.0', internalHost: '127.0.0.1', tls: undefined });
+    expect(readEnv({ RELAY_INTERNAL_HOST: '0.0.0.0' }).internalHost).toBe('0.0.0.0');
+  });
+  it('reads RELAY_TLS_CERT and RELAY_TLS_KEY together, naming the one missing or unreadable', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'relay-tls-'));
+    writeFileSync(join(dir, 'cert.pem'), '-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n');
+    writeFileSync(join(dir, 'key.pem'), '-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n');
+    expect(readEnv({ RELAY_TLS_CERT: join(dir, 'cert.pem'), RELAY_TLS_KEY: join(dir, 'key.pem') }).tls?.cert.toString()).toMatch(/BEGIN CERTIFICATE/);
+    expect(() => readEnv({ RELAY_TLS_CERT: join(dir, 'cert.pem') })).toThrow(/RELAY_TLS_KEY: required with RELAY_TLS_CERT/);
+    expect(() => readEnv({ RELAY_TLS_CERT: join(dir, 'nope.pem'), RELAY_TLS_KEY: join(dir, 'key.pem') })).toThrow(/RELAY_TLS_CERT: cannot read/);
+    expect(() => readEnv({ RELAY_TLS_CERT: join(dir, 'key.pem'), RELAY_TLS_KEY: join(dir, 'key.pem') })).toThrow(/RELAY_TLS_CERT: .* holds no PEM certificate/);
+    expect(() => readEnv({ RELAY_GRPC_MAX_CONNECTIONS_PER_PEER: '-1' })).toThrow(/RELAY_GRPC_MAX_CONNECTIONS_PER_PEER: "-1" is not a whole number/);
   });
   it('names the variable that is wrong', () => {
     expect(() => readEnv({ RELAY_GRPC_PORT: 'abc' })).toThrow(/RELAY_GRPC_PORT: "abc" is not a port/);

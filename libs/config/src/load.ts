@@ -4,11 +4,14 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '@relay/core';
 import { port25Refusal, RATE_PRESETS } from './presets.js';
-import { configSchema, type RawConfig, type RawSender } from './schema.js';
+import { configSchema, type RawClientLimits, type RawConfig, type RawSender } from './schema.js';
 import { resolveSecret } from './secret.js';
-import type { ClientConfig, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig } from './types.js';
+import type { ClientConfig, ClientLimits, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig } from './types.js';
 
 type Env = Record<string, string | undefined>;
+
+/** The shortest API key a client may have. */
+export const MIN_API_KEY_LENGTH = 32;
 
 /** Reads, validates and converts the YAML file at `path`. Throws ConfigError naming the key. */
 export function loadConfigFile(path: string, env: Env): RelayConfig {
@@ -70,7 +73,12 @@ function convert(raw: RawConfig, env: Env): RelayConfig {
     c.senders.forEach((id, j) => {
       if (!ids.has(id)) throw new ConfigError(`clients[${i}].senders[${j}]: no sender with id "${id}"`);
     });
-    return { name: c.name, apiKey: resolveSecret(c.api_key, `clients[${i}].api_key`, env), senders: [...c.senders], admin: c.admin };
+    const apiKey = resolveSecret(c.api_key, `clients[${i}].api_key`, env);
+    // A short key is a placeholder or a guessable one; neither may become a working credential.
+    if (apiKey.reveal().length < MIN_API_KEY_LENGTH) {
+      throw new ConfigError(`clients[${i}].api_key: the key of client "${c.name}" is shorter than ${MIN_API_KEY_LENGTH} characters; make one with: openssl rand -base64 32`);
+    }
+    return { name: c.name, apiKey, senders: [...c.senders], admin: c.admin, limits: convertClientLimits(c.limits) };
   });
   const keys = new Map<string, string>();
   clients.forEach((c, i) => {
@@ -87,6 +95,16 @@ function convert(raw: RawConfig, env: Env): RelayConfig {
       retryMaxMs: raw.delivery.retry_max,
       maxAgeMs: raw.delivery.max_age,
     },
+  };
+}
+
+function convertClientLimits(l: RawClientLimits | undefined): ClientLimits {
+  return {
+    messagesPerSecond: l?.messages_per_second,
+    bytesPerSecond: l?.bytes_per_second,
+    maxStoredMessages: l?.max_stored_messages,
+    maxStoredBytes: l?.max_stored_bytes,
+    dailyRecipients: l?.daily_recipients,
   };
 }
 

@@ -29,11 +29,20 @@ export const senderId = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "-" or "_"');
 
+const clientLimitsSchema = z.strictObject({
+  messages_per_second: z.number().positive().optional(),
+  bytes_per_second: positiveInt.optional(),
+  max_stored_messages: positiveInt.optional(),
+  max_stored_bytes: positiveInt.optional(),
+  daily_recipients: positiveInt.optional(),
+});
+
 const clientSchema = z.strictObject({
   name: nonEmpty,
   api_key: secretRef,
   senders: z.array(senderId).default([]),
   admin: z.boolean().default(false),
+  limits: clientLimitsSchema.optional(),
 });
 
 const passwordAuth = z.strictObject({
@@ -120,5 +129,6 @@ export const configSchema = z.strictObject({
     .default({ retry_initial: 30_000, retry_max: 3_600_000, max_age: 86_400_000 }),
 });
 
+export type RawClientLimits = z.infer<typeof clientLimitsSchema>;
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawSender = z.infer<typeof senderSchema>;

@@ -3,7 +3,7 @@ import { parseConfig } from './load.js';
 import { smtpConnectionOptions } from './smtp-options.js';
 
 const smtpOf = (smtp: string) =>
-  parseConfig(`clients: [{ name: app, api_key: k, senders: [s] }]\nsenders:\n  - { id: s, from: s@campus.example, transport: smtp, smtp: ${smtp} }\n`, {}).senders[0]!.smtp!;
+  parseConfig(`clients: [{ name: app, api_key: test-key-0123456789abcdef0123456789, senders: [s] }]\nsenders:\n  - { id: s, from: s@campus.example, transport: smtp, smtp: ${smtp} }\n`, {}).senders[0]!.smtp!;
 
 describe('smtpConnectionOptions', () => {
   it('maps each security mode and keeps TLS 1.2 as the floor', () => {

@@ -1,11 +1,23 @@
 import type { PresetName } from './presets.js';
 import type { Secret } from './secret.js';
 
+/** One client's bounds; an absent field is no bound. */
+export interface ClientLimits {
+  messagesPerSecond: number | undefined;
+  bytesPerSecond: number | undefined;
+  /** Messages accepted and not yet sent, failed or expired. */
+  maxStoredMessages: number | undefined;
+  maxStoredBytes: number | undefined;
+  /** Recipients over the last 24 h, so that one client cannot use up a shared sender's daily cap. */
+  dailyRecipients: number | undefined;
+}
+
 export interface ClientConfig {
   name: string;
   apiKey: Secret;
   senders: string[];
   admin: boolean;
+  limits: ClientLimits;
 }
 
 export type SmtpAuthConfig =

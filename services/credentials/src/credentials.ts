@@ -107,10 +107,10 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   return {
     async start() {
       const grpcPort = await new Promise<number>((resolve, reject) =>
-        server.bindAsync(`${env.host}:${env.credentialsPort}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+        server.bindAsync(`${env.internalHost}:${env.credentialsPort}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
       );
-      http = await startCredentialsHttp({ port: env.httpPort, host: env.host, consent, ready, logger });
-      ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready });
+      http = await startCredentialsHttp({ port: env.httpPort, host: env.host, consent, ready, logger, tls: env.tls });
+      ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
       return { grpc: grpcPort, http: http.port, metrics: ops.port };
     },
     stop: once(async () => {

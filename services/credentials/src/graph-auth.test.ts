@@ -27,7 +27,7 @@ describe('tokenRoles', () => {
 
 describe('graphTokenFor', () => {
   const cfg = parseConfig(
-    `clients: [{ name: a, api_key: k }]
+    `clients: [{ name: a, api_key: test-key-0123456789abcdef0123456789 }]
 senders:
   - { id: g, from: r@campus.example, transport: graph, graph: { tenant_id: t1, client_id: c1, client_secret: s1, mailbox: r@campus.example, authority_url: "https://login.microsoftonline.us", graph_url: "https://graph.microsoft.us" } }
   - { id: s, from: s@campus.example, transport: smtp, smtp: { host: h, port: 587, security: starttls } }

@@ -1,4 +1,5 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { listenHttp, type Logger } from '@relay/telemetry';
 import type { Consent } from './consent.js';
 
@@ -14,8 +15,10 @@ export async function startCredentialsHttp(opts: {
   consent: Consent;
   ready: () => Promise<boolean>;
   logger: Logger;
+  /** Certificate and key (RELAY_TLS_CERT / RELAY_TLS_KEY): HTTPS when given. */
+  tls?: { cert: Buffer; key: Buffer } | undefined;
 }): Promise<CredentialsHttp> {
-  const server: Server = createServer((req, res) => {
+  const handler: RequestListener = (req, res) => {
     const send = (status: number, body: string) => {
       if (res.headersSent) return;
       res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' });
@@ -38,6 +41,7 @@ export async function startCredentialsHttp(opts: {
       opts.logger.error({ err: (err as Error).message }, 'http request failed');
       send(500, 'internal error');
     });
-  });
+  };
+  const server: Server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, handler) : createServer(handler);
   return listenHttp(server, opts.port, opts.host);
 }

@@ -56,7 +56,7 @@ function senders(refreshToken?: string): SenderConfig[] {
       port: 2525
       security: none
       auth: { type: oauth2, client_id: ${CLIENT_ID}, client_secret: ${CLIENT_SECRET}, user: ${id}@campus.example, authority_url: "${idp.url}", ${extra} }`;
-  const text = `clients: [{ name: a, api_key: k }]\nsenders:${auth('app', 'provider: microsoft, tenant_id: t1, flow: client_credentials')}${auth(
+  const text = `clients: [{ name: a, api_key: test-key-0123456789abcdef0123456789 }]\nsenders:${auth('app', 'provider: microsoft, tenant_id: t1, flow: client_credentials')}${auth(
     'delegated',
     `provider: microsoft, tenant_id: t1${refreshToken ? `, refresh_token: ${refreshToken}` : ''}`,
   )}${auth('gmail', `provider: google, token_url: "${idp.url}/token"${refreshToken ? `, refresh_token: ${refreshToken}` : ''}`)}`;

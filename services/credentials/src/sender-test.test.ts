@@ -10,7 +10,7 @@ const noTokens: OAuthTokens = { get: () => Promise.reject(new Error('no tokens i
 const servers: TestSmtpServer[] = [];
 
 function sender(port: number, extra = ''): SenderConfig {
-  const text = `clients: [{ name: a, api_key: k }]
+  const text = `clients: [{ name: a, api_key: test-key-0123456789abcdef0123456789 }]
 senders:
   - id: s
     from: "Campus <${USER}>"

@@ -45,7 +45,7 @@ function tokensFrom(clientOf: (sender: string) => string): GraphTokens {
 }
 
 function graphSender(id: string, mailbox: string, extra = ''): SenderConfig {
-  const text = `clients: [{ name: a, api_key: k }]
+  const text = `clients: [{ name: a, api_key: test-key-0123456789abcdef0123456789 }]
 senders:
   - id: ${id}
     from: ${id === 'send-as' ? 'dean@campus.example' : mailbox}

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { buildGraphMessage, MAX_REQUEST_BYTES, planDelivery, uploadRanges, UPLOAD_CHUNK_BYTES } from './graph-message.js';
 
 function sender(extra = ''): SenderConfig {
-  const text = `clients: [{ name: a, api_key: k }]
+  const text = `clients: [{ name: a, api_key: test-key-0123456789abcdef0123456789 }]
 senders:
   - id: registrar
     from: "Registrar <registrar@campus.example>"

@@ -53,7 +53,7 @@ export async function createGraphSender(opts: GraphSenderOptions, overrides: { b
   return {
     async start() {
       await worker.start();
-      ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready });
+      ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
       return { metrics: ops.port };
     },
     stop: once(async () => {

@@ -1,11 +1,15 @@
-import { Server, ServerCredentials, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { connectBus, type Bus } from '@relay/bus';
+import { Server, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { connectBus, type Bus, type ConsumeLoop } from '@relay/bus';
 import type { RelayConfig, RelayEnv } from '@relay/config';
-import { ErrorCode, RelayError, InFlight, internalToken, once, within } from '@relay/core';
+import { ErrorCode, RelayError, InFlight, describe, internalToken, once, within } from '@relay/core';
 import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { Redis } from 'ioredis';
 import { createAuthenticator } from './auth.js';
+import { startBudgetRelease } from './budget-release.js';
+import { createClientBudget, hasLimits } from './client-budget.js';
 import { createAdminForward } from './credentials-forward.js';
+import { createKeyInterceptor, listenGrpc, MAX_CONCURRENT_STREAMS, type GrpcListener } from './grpc-guard.js';
 import { createMailHandlers, messageLimit, type IngestContext } from './mail-service.js';
 
 export interface IngestOptions {
@@ -20,11 +24,18 @@ const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
 export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService & { ctx: IngestContext }> {
   const { env, config, logger } = opts;
   const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-ingest:${process.pid}`, topology: { replicas: env.streamReplicas } }));
+  // Redis only when a client has limits: without any, ingest needs no Redis.
+  const redis = config.clients.some((c) => hasLimits(c.limits))
+    ? new Redis(env.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 200, 2_000), lazyConnect: true, commandTimeout: 2_000 })
+    : undefined;
+  redis?.on('error', () => {}); // reported by the budget, once per outage
+  const budget = redis ? createClientBudget(redis, env.busPrefix, logger, config.delivery.maxAgeMs) : undefined;
   const ctx: IngestContext = {
     config,
     senders: new Map(config.senders.map((s) => [s.id, s])),
     bus,
     auth: createAuthenticator(config.clients),
+    budget,
     logger,
   };
   const inFlight = new InFlight();
@@ -35,6 +46,9 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     // channelz (grpc-js's call and socket statistics, which nothing here serves) cost 4 % of ingest's
     // CPU per SendMail.
     'grpc.enable_channelz': 0,
+    'grpc.max_concurrent_streams': MAX_CONCURRENT_STREAMS,
+    // The key is checked before a call's body is read; health checks need none.
+    interceptors: [createKeyInterceptor(ctx.auth, (path) => path.startsWith('/relay.v1.'))],
   });
   const mail = createMailHandlers(ctx);
   const admin = createAdminForward(env.credentialsAddr, env.masterKey ? internalToken(env.masterKey) : undefined);
@@ -55,27 +69,36 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     }),
   });
   let ops: OpsServer | undefined;
+  let grpc: GrpcListener | undefined;
+  let release: ConsumeLoop | undefined;
   let health: GrpcHealth | undefined;
   const ready = () => bus.healthy();
 
   return {
     ctx,
     async start() {
+      if (redis && budget) {
+        await redis.connect().catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable at start; client limits are not enforced until it answers'));
+        release = await startBudgetRelease(bus, budget, logger);
+      }
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
-      const grpcPort = await new Promise<number>((resolve, reject) =>
-        server.bindAsync(`${env.host}:${env.grpcPort}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
-      );
-      ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready });
-      return { grpc: grpcPort, metrics: ops.port };
+      grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
+      ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
+      return { grpc: grpc.port, metrics: ops.port };
     },
     stop: once(async () => {
       // Refuse new calls, let the ones in progress finish within the grace period.
       health?.close();
+      const listenerClosed = grpc?.close();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       if (!(await within(inFlight.idle(), env.graceMs))) logger.warn({ in_flight: inFlight.size }, 'grace period over');
       server.forceShutdown();
+      await listenerClosed;
       await ops?.close();
+      release?.stop();
+      await release?.done;
+      redis?.disconnect();
       admin.close();
       if (!overrides.bus) await bus.close();
     }),

@@ -7,7 +7,7 @@ const MB = 1024 * 1024;
 function config(limits = '') {
   return parseConfig(
     `
-clients: [{ name: app, api_key: k, senders: [plain, m365, graph, own] }]
+clients: [{ name: app, api_key: test-key-0123456789abcdef0123456789, senders: [plain, m365, graph, own] }]
 senders:
   - { id: plain, from: a@campus.example, transport: smtp, smtp: { host: mail.campus.example, port: 587, security: starttls } }
   - { id: m365, from: b@campus.example, transport: smtp, smtp: { host: smtp.office365.com, port: 587, security: starttls }, rate: { preset: microsoft365-smtp } }

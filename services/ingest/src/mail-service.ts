@@ -17,6 +17,7 @@ import {
 } from '@relay/proto';
 import { relayInstruments, type Logger } from '@relay/telemetry';
 import type { Authenticator } from './auth.js';
+import type { ClientBudget } from './client-budget.js';
 import { foldHistory } from './history.js';
 import { claim, markStored } from './idempotency.js';
 
@@ -25,6 +26,8 @@ export interface IngestContext {
   senders: Map<string, SenderConfig>;
   bus: Bus;
   auth: Authenticator;
+  /** Per-client rate limits and quotas; absent when no client has any. */
+  budget?: ClientBudget | undefined;
   logger: Logger;
 }
 
@@ -52,6 +55,8 @@ export function createMailHandlers(ctx: IngestContext) {
           messageId = c.messageId;
           recordKey = c.key;
         }
+        const sendAtMs = req.sendAt ? Number(req.sendAt.seconds) * 1000 : undefined;
+        await ctx.budget?.charge(client, { messageId, sizeBytes: size, recipients, sendAtMs });
         const now = new Date();
         const env = create(EnvelopeSchema, {
           messageId,
@@ -74,11 +79,16 @@ export function createMailHandlers(ctx: IngestContext) {
         });
         // On the SendMail server span (a child of the caller's traceparent, if it sent one).
         trace.getActiveSpan()?.setAttributes({ 'relay.message.id': messageId, 'relay.sender': sender.id, 'relay.client': client.name });
-        const packed = await packEnvelope(ctx.bus, env);
-        // QUEUED goes out first on the same connection, so it is stored before the message is,
-        // and before anything a downstream service can say about it.
-        ctx.bus.noteStatus({ messageId, sender: sender.id, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now });
-        await ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`);
+        try {
+          const packed = await packEnvelope(ctx.bus, env);
+          // QUEUED goes out first on the same connection, so it is stored before the message is,
+          // and before anything a downstream service can say about it.
+          ctx.bus.noteStatus({ messageId, sender: sender.id, client: client.name, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now });
+          await ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`);
+        } catch (err) {
+          await ctx.budget?.release(messageId);
+          throw err;
+        }
         if (recordKey) await markStored(ctx.bus.idempotency, recordKey, messageId, req);
         relayInstruments().accepted.add(1, { sender: sender.id });
         ctx.logger.debug({ message_id: messageId, sender: sender.id, client: client.name, recipients, size }, 'accepted');
@@ -93,8 +103,9 @@ export function createMailHandlers(ctx: IngestContext) {
       const events = await ctx.bus.history(id).catch((err: unknown) => {
         throw new RelayError(ErrorCode.Unavailable, 'message status is unavailable (broker unreachable); retry', { cause: err });
       });
-      // Another client's message is reported as unknown, so ids cannot be probed.
-      if (events.length === 0 || (!client.admin && !client.senders.includes(events[0]!.sender))) {
+      // Another client's message is reported as unknown, so ids cannot be probed; the client is
+      // the one on ingest's first event (sharing a sender does not share its messages).
+      if (events.length === 0 || (!client.admin && events[0]!.client !== client.name)) {
         throw new RelayError(ErrorCode.NotFound, `message_id: no message ${id}`);
       }
       return foldHistory(id, events);

@@ -20,7 +20,7 @@ import { createScheduler, type Scheduler } from './scheduler.js';
  */
 const logger = createLogger({ service: 'test', level: 'silent' });
 const yaml = (ids: string[]) =>
-  `clients: [{ name: app, api_key: k, senders: [${ids.join(', ')}] }]\nsenders:\n` +
+  `clients: [{ name: app, api_key: test-key-0123456789abcdef0123456789, senders: [${ids.join(', ')}] }]\nsenders:\n` +
   ids.map((id) => `  - { id: ${id}, from: ${id}@campus.example, transport: smtp, smtp: { host: 127.0.0.1, port: 2587, security: none } }\n`).join('');
 
 let cleanup: Array<() => Promise<unknown>> = [];

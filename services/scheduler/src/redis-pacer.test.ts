@@ -21,7 +21,7 @@ describe('RedisPacer', () => {
   const pacer = () => new RedisPacer(redis, log, prefix, createLogger({ service: 'test', level: 'silent' }));
   const sender = (id: string, rate: string) =>
     parseConfig(
-      `clients: [{ name: app, api_key: k, senders: [${id}] }]\nsenders:\n  - { id: ${id}, from: ${id}@campus.example, transport: smtp, smtp: { host: 127.0.0.1, port: 2587, security: none }, rate: ${rate} }\n`,
+      `clients: [{ name: app, api_key: test-key-0123456789abcdef0123456789, senders: [${id}] }]\nsenders:\n  - { id: ${id}, from: ${id}@campus.example, transport: smtp, smtp: { host: 127.0.0.1, port: 2587, security: none }, rate: ${rate} }\n`,
       {},
     ).senders[0]!;
   const env = (id: string, recipients = 1) => create(EnvelopeSchema, { messageId: id, sender: 's', to: ['a@campus.example'], attempt: 1, recipientCount: recipients });

@@ -94,7 +94,7 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
       unregisterGauges = registerQueueGauges(relayInstruments().meter, { bus, lanes: () => lanes.values() });
       ops = await startOpsServer({
         port: env.metricsPort,
-        host: env.host,
+        host: env.internalHost,
         ready: async () => (await bus.healthy()) && (!redis || redis.status === 'ready'),
         metrics: () => pacingMetrics(lanes.values(), redisPacer, intake),
       });

@@ -37,7 +37,7 @@ export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus
   return {
     async start() {
       await worker.start();
-      ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready: () => bus.healthy() });
+      ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready: () => bus.healthy() });
       return { metrics: ops.port };
     },
     stop: once(async () => {
