@@ -1,7 +1,6 @@
-import { create } from '@bufbuild/protobuf';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { retryable } from '@relay/core';
-import type { MessageInitShape } from '@bufbuild/protobuf';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
 import { dropBus, testNatsUrl, uniquePrefix } from '@relay/testkit';
 import { connectBus, decodeEnvelope, timestampDate, timestampFromDate, type Bus } from './bus.js';
