@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export const STOP_FORCE_MS = 2_000;
 
 /** A service's process ends at the latest this long after its grace period, whatever still runs. */
-export const EXIT_FORCE_MS = 8_000;
+export const EXIT_FORCE_MS = 5_000;
 
 /** Runs `fn` once; later calls return the first call's promise (stop() safe to call twice). */
 export function once<T>(fn: () => Promise<T>): () => Promise<T> {
