@@ -1,0 +1,54 @@
+import { connectBus, MAX_STATUS_DETAIL_BYTES, type Bus } from '@relay/bus';
+import { MessageState } from '@relay/proto';
+import { startSmtpServer, testNatsUrl, type TestSmtpServer } from '@relay/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestClient } from './support/grpc-client.js';
+import { clientEntry, FAST_DELIVERY, historyStates, mailsWithId, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
+import { startStack, uncleanExits, type Stack } from './support/stack.js';
+
+const ACCEPTED = 'ada@students.campus.example';
+const REFUSED = Array.from({ length: 30_000 }, (_, i) => `refused-recipient-${i}@bcc.students.campus.example`);
+
+let smtp: TestSmtpServer;
+let stack: Stack;
+let client: TestClient;
+let bus: Bus;
+const app = newClient('bulk-app', ['bulk']);
+
+beforeAll(async () => {
+  // Accepts one recipient and refuses every other, as a server does for unknown mailboxes.
+  smtp = await startSmtpServer({ reply: (ctx) => (ctx.phase === 'rcpt' && ctx.rcpt !== ACCEPTED ? { code: 550, message: '5.1.1 User unknown' } : undefined) });
+  stack = await startStack({ label: 'send-once', config: { clients: [clientEntry(app)], senders: [smtpSender({ id: 'bulk', server: smtp, security: 'none' })], delivery: FAST_DELIVERY } });
+  client = stack.client(app.apiKey);
+  bus = await connectBus({ servers: stack.env.NATS_URL ?? testNatsUrl(), prefix: stack.prefix, name: 'send-once-test' });
+});
+
+afterAll(async () => {
+  await bus?.close();
+  const results = await stack?.stop();
+  await smtp?.close();
+  expect(uncleanExits(results ?? [])).toEqual([]);
+});
+
+describe('a message accepted for one recipient and refused for 30,000', () => {
+  it('is sent once and ends SENT, naming the first refused recipients and counting the rest', async () => {
+    const res = await client.sendMail({ sender: 'bulk', to: [ACCEPTED], bcc: REFUSED, subject: 'one of many', text: 'x' });
+    const status = await waitForState(client, res.messageId, [MessageState.SENT], 60_000);
+    await waitForMail(smtp, res.messageId);
+    // Acked: nothing left for the broker to hand out again.
+    const durable = bus.names.senderConsumer('smtp');
+    const end = Date.now() + 10_000;
+    for (;;) {
+      const info = await bus.jsm.consumers.info(bus.names.dispatchStream, durable);
+      if (info.num_pending + info.num_ack_pending === 0) break;
+      if (Date.now() > end) throw new Error(`the dispatch was not acked: ${JSON.stringify(info)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(mailsWithId(smtp, res.messageId)).toHaveLength(1);
+    expect(historyStates(status)).toEqual(['QUEUED', 'SENDING', 'SENT']);
+    const sent = status.history.at(-1)!;
+    expect(Buffer.byteLength(sent.detail)).toBeLessThanOrEqual(MAX_STATUS_DETAIL_BYTES);
+    expect(sent.detail).toContain('30000 refused recipients: refused-recipient-0@bcc.students.campus.example');
+    expect(sent.detail).toMatch(/and 29990 more$/);
+  }, 120_000);
+});
