@@ -1,24 +1,37 @@
 import { connectBus, MAX_STATUS_DETAIL_BYTES, type Bus } from '@relay/bus';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { MessageState } from '@relay/proto';
 import { startSmtpServer, testNatsUrl, type TestSmtpServer } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from './support/grpc-client.js';
-import { clientEntry, FAST_DELIVERY, historyStates, mailsWithId, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
+import { clientEntry, historyStates, mailsWithId, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
 import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const ACCEPTED = 'ada@students.campus.example';
 const REFUSED = Array.from({ length: 30_000 }, (_, i) => `refused-recipient-${i}@bcc.students.campus.example`);
 
 let smtp: TestSmtpServer;
+let flaky: TestSmtpServer;
 let stack: Stack;
 let client: TestClient;
 let bus: Bus;
-const app = newClient('bulk-app', ['bulk']);
+const app = newClient('bulk-app', ['bulk', 'later']);
+/** Shorter than the wait for send_at below. */
+const MAX_AGE_MS = 3_000;
 
 beforeAll(async () => {
   // Accepts one recipient and refuses every other, as a server does for unknown mailboxes.
   smtp = await startSmtpServer({ reply: (ctx) => (ctx.phase === 'rcpt' && ctx.rcpt !== ACCEPTED ? { code: 550, message: '5.1.1 User unknown' } : undefined) });
-  stack = await startStack({ label: 'send-once', config: { clients: [clientEntry(app)], senders: [smtpSender({ id: 'bulk', server: smtp, security: 'none' })], delivery: FAST_DELIVERY } });
+  // Refuses the first message it is offered for now, accepts from then on.
+  flaky = await startSmtpServer({ reply: (ctx) => (ctx.phase === 'data' && ctx.attempt === 1 ? { code: 451, message: '4.3.0 Try again later' } : undefined) });
+  stack = await startStack({
+    label: 'delivery-once',
+    config: {
+      clients: [clientEntry(app)],
+      senders: [smtpSender({ id: 'bulk', server: smtp, security: 'none' }), smtpSender({ id: 'later', server: flaky, security: 'none' })],
+      delivery: { retry_initial: '200ms', retry_max: '1s', max_age: `${MAX_AGE_MS}ms` },
+    },
+  });
   client = stack.client(app.apiKey);
   bus = await connectBus({ servers: stack.env.NATS_URL ?? testNatsUrl(), prefix: stack.prefix, name: 'send-once-test' });
 });
@@ -26,7 +39,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await bus?.close();
   const results = await stack?.stop();
-  await smtp?.close();
+  await Promise.all([smtp?.close(), flaky?.close()]);
   expect(uncleanExits(results ?? [])).toEqual([]);
 });
 
@@ -51,4 +64,15 @@ describe('a message accepted for one recipient and refused for 30,000', () => {
     expect(sent.detail).toContain('30000 refused recipients: refused-recipient-0@bcc.students.campus.example');
     expect(sent.detail).toMatch(/and 29990 more$/);
   }, 120_000);
+});
+
+describe('delivery.max_age', () => {
+  it('counts from the first attempt: mail whose send_at is further off than max_age is retried after a 4xx', async () => {
+    const sendAt = new Date(Date.now() + MAX_AGE_MS + 2_000);
+    const res = await client.sendMail({ sender: 'later', to: [ACCEPTED], subject: 'later', text: 'x', sendAt: timestampFromDate(sendAt) });
+    const status = await waitForState(client, res.messageId, [MessageState.SENT], 30_000);
+    expect(historyStates(status)).toEqual(['QUEUED', 'SENDING', 'RETRYING', 'SENDING', 'SENT']);
+    expect(status.attempts).toBe(2);
+    expect(mailsWithId(flaky, res.messageId)).toHaveLength(1);
+  }, 60_000);
 });
