@@ -109,6 +109,8 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     if (lastEvent?.state === MessageState.RETRYING && lastEvent.attempt === stub.attempt) {
       o.log.info({ message_id: id, attempt: stub.attempt }, 'retry already decided before a restart; not trying this attempt again');
       span.setAttribute('relay.outcome', 'retry-already-decided');
+      // A first attempt's dispatch has no first_attempt_at yet; its RETRYING event is as close.
+      stub.firstAttemptAt ??= lastEvent.at;
       await publishRetry(stub, backoffMs(stub.attempt, o.retry.retryInitialMs, o.retry.retryMaxMs));
       m.ack();
       return;
