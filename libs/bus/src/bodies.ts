@@ -25,6 +25,7 @@ export async function packEnvelope(bus: Bus, env: Envelope): Promise<Envelope> {
     submittedAt: env.submittedAt,
     attempt: env.attempt,
     notBefore: env.notBefore,
+    firstAttemptAt: env.firstAttemptAt,
     recipientCount: env.recipientCount,
     sizeBytes: env.sizeBytes,
     bodyRef: name,
@@ -39,6 +40,7 @@ export async function unpackEnvelope(bus: Bus, stub: Envelope): Promise<Envelope
   const full = decodeEnvelope(bytes);
   full.attempt = stub.attempt;
   full.notBefore = stub.notBefore;
+  full.firstAttemptAt = stub.firstAttemptAt;
   full.bodyRef = stub.bodyRef;
   return full;
 }

@@ -13,13 +13,14 @@ import {
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { RelayError, ErrorCode } from '@relay/core';
+import { RelayError, ErrorCode, STOP_FORCE_MS, within } from '@relay/core';
 import { AckedPublisher } from './publisher.js';
 import { EnvelopeSchema, StatusEventSchema, type Envelope, type MessageState, type StatusEvent } from '@relay/proto';
 import { busNames, type BusNames } from './names.js';
 import { ensureStreams, streamConfigs, TOPOLOGY_DEFAULTS, type TopologyOptions } from './topology.js';
 import { tracedPublish } from './trace.js';
 import { coalesceWrites } from './coalesce.js';
+import { boundDetail } from './status-detail.js';
 
 export interface BusOptions {
   servers: string;
@@ -45,8 +46,11 @@ export interface Bus {
    * are a copy of `headers` carrying the active trace context.
    */
   publishEnvelope(subject: string, env: Envelope, msgId: string, headers?: MsgHdrs): Promise<PubAck>;
-  /** Publishes a status event and waits until JetStream stored it. */
-  publishStatus(ev: StatusInit, headers?: MsgHdrs): Promise<PubAck>;
+  /**
+   * Publishes a status event and waits until JetStream stored it; with `msgId`, publishing the same
+   * event again within the duplicate window stores it once.
+   */
+  publishStatus(ev: StatusInit, headers?: MsgHdrs, msgId?: string): Promise<PubAck>;
   /**
    * Publishes a status event without waiting for JetStream's ack. For informational events
    * (QUEUED, SENDING) that precede a confirmed publish on the same connection: the server handles
@@ -59,7 +63,11 @@ export interface Bus {
   lastStatus(messageId: string): Promise<StatusEvent | undefined>;
   /** True when the server answers a round trip in time. */
   healthy(timeoutMs?: number): Promise<boolean>;
-  close(): Promise<void>;
+  /**
+   * Drains the connection (what was published is flushed, subscriptions end); after `forceMs`
+   * (default STOP_FORCE_MS) it is closed instead, since a drain waits for a broker that may be gone.
+   */
+  close(forceMs?: number): Promise<void>;
 }
 
 // Only ingest's QUEUED event names the client; later events leave it out.
@@ -120,8 +128,8 @@ function createBus(
         publisher.publish(subject, data, msgId, h),
       );
     },
-    publishStatus(ev, headers) {
-      return publisher.publish(names.statusSubject(ev.messageId), encodeStatus(ev), undefined, headers);
+    publishStatus(ev, headers, msgId) {
+      return publisher.publish(names.statusSubject(ev.messageId), encodeStatus(ev), msgId, headers);
     },
     noteStatus(ev, headers) {
       nc.publish(names.statusSubject(ev.messageId), encodeStatus(ev), headers ? { headers } : undefined);
@@ -161,16 +169,17 @@ function createBus(
         return false;
       }
     },
-    async close() {
+    async close(forceMs = STOP_FORCE_MS) {
       publisher.close();
       if (nc.isClosed()) return;
-      await nc.drain().catch(() => nc.close());
+      if (!(await within(nc.drain(), forceMs)) || !nc.isClosed()) await nc.close().catch(() => {});
     },
   };
 }
 
+/** Every status event goes out through here, so none outgrows a broker message (see boundDetail). */
 function encodeStatus(ev: StatusInit): Uint8Array {
-  return toBinary(StatusEventSchema, create(StatusEventSchema, { ...ev, at: timestampFromDate(ev.at ?? new Date()) }));
+  return toBinary(StatusEventSchema, create(StatusEventSchema, { ...ev, detail: boundDetail(ev.detail), at: timestampFromDate(ev.at ?? new Date()) }));
 }
 
 export function decodeEnvelope(data: Uint8Array): Envelope {

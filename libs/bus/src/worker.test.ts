@@ -159,7 +159,8 @@ describe('dispatch worker with every slot busy', () => {
       });
     // A slow replica with two slots, and a second one joining while it works. Since pulls are
     // sized to free slots (batchPull) the slow one takes only two, so nothing waits in its buffer
-    // any more; with consume() it took all five and this was the case the stale check is for.
+    // any more; with consume() it took all five, and the status lookup before each send is what
+    // keeps a message that waited there from going out twice.
     const slow = replica(2, 2_000);
     await slow.start();
     const ids = ['b-1', 'b-2', 'b-3', 'b-4', 'b-5'];

@@ -1,8 +1,9 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { create } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { Span } from '@opentelemetry/api';
 import type { JsMsg } from '@nats-io/jetstream';
-import { backoffMs, describe, InFlight, isDeliveryError, retryable, within, type DeliveryError } from '@relay/core';
+import { backoffMs, describe, InFlight, isDeliveryError, retryable, STOP_FORCE_MS, within, type DeliveryError } from '@relay/core';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
 import { relayInstruments } from '@relay/telemetry';
 import type { Bus } from './bus.js';
@@ -12,11 +13,13 @@ import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
 import { BATCH_PULL_DEFAULTS, batchPull } from './batch-pull.js';
 import { ensureDurable } from './consumers.js';
 import { fail, processMessage } from './trace.js';
+import { isSettled } from './settled.js';
+import { boundDetail } from './status-detail.js';
 
 export interface RetryPolicy {
   retryInitialMs: number;
   retryMaxMs: number;
-  /** After this long since submission a message that still fails is FAILED. */
+  /** After this long since the later of its send_at and its first attempt, a message that still fails is FAILED. */
   maxAgeMs: number;
 }
 
@@ -41,14 +44,19 @@ export interface DispatchWorkerOptions {
 
 export interface DispatchWorker {
   start(): Promise<void>;
-  stop(graceMs: number): Promise<void>;
+  /**
+   * Stops pulling and lets deliveries in flight finish for `graceMs`; then gives what is left
+   * `forceMs` more and returns, leaving unfinished messages unacked for redelivery.
+   */
+  stop(graceMs: number, forceMs?: number): Promise<void>;
   readonly inFlight: number;
 }
 
 /**
  * The loop every sender service runs: pull dispatched messages from the transport's durable
  * consumer (replicas share it), deliver each, and settle it as SENT, RETRYING or FAILED before
- * acking. A sent-marker written before the ack makes a redelivered message a no-op.
+ * acking. A sent-marker written before the ack, and looked up before every send, makes a message
+ * handed out again a no-op.
  */
 export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
   const { bus } = o;
@@ -62,55 +70,54 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
 
   const metrics = relayInstruments();
   const stopping = new AbortController();
+  // Aborted once the grace period is over: a sent-marker still not stored is then given up.
+  const forced = new AbortController();
 
-  async function handle(m: JsMsg, mayBeStale: boolean) {
+  async function handle(m: JsMsg) {
     try {
       const stub = decodeEnvelope(m.data);
       // One CONSUMER span per delivery attempt, continuing the message's trace from its headers.
-      await processMessage(m, { consumer: durable, messageId: stub.messageId, sender: stub.sender }, (span) => settle(m, stub, span, mayBeStale));
+      await processMessage(m, { consumer: durable, messageId: stub.messageId, sender: stub.sender }, (span) => settle(m, stub, span));
     } finally {
       working.delete(m);
     }
   }
 
-  /**
-   * `mayBeStale`: the broker may have handed this message to someone else meanwhile (it is a
-   * redelivery, or it waited in this client's buffer while every slot was busy, where no ack
-   * extension reaches it), so what became of it is looked up before anything is sent.
-   */
-  async function settle(m: JsMsg, stub: Envelope, span: Span, mayBeStale: boolean) {
+  async function settle(m: JsMsg, stub: Envelope, span: Span) {
     const id = stub.messageId;
     span.setAttribute('relay.attempt', stub.attempt);
-    // The SENT (or FAILED) event is the marker: written before the ack, so a redelivery after a
-    // crash between the outcome and our ack finds it and does nothing twice.
-    if (mayBeStale) {
-      const lastEvent = await bus.lastStatus(id);
-      const last = lastEvent?.state;
-      if (last === MessageState.SENT || last === MessageState.FAILED) {
-        o.log.info({ message_id: id, state: MessageState[last] }, 'already settled elsewhere or before a restart; not sending again');
-        span.setAttribute('relay.outcome', 'already-settled');
-        m.ack();
-        return;
-      }
-      // A later attempt exists: this one was retried already (and its retry went on its way).
-      if (lastEvent && lastEvent.attempt > stub.attempt) {
-        o.log.info({ message_id: id, attempt: stub.attempt, latest_attempt: lastEvent.attempt }, 'attempt superseded by a later one; not sending it');
-        span.setAttribute('relay.outcome', 'superseded');
-        m.ack();
-        return;
-      }
-      // This attempt already failed and its retry was decided before a crash kept the ack from
-      // the broker: the decision stands. The retry is published again (the broker drops it as a
-      // duplicate if it got out), and the attempt is not made a second time.
-      if (last === MessageState.RETRYING && lastEvent?.attempt === stub.attempt) {
-        o.log.info({ message_id: id, attempt: stub.attempt }, 'retry already decided before a restart; not trying this attempt again');
-        span.setAttribute('relay.outcome', 'retry-already-decided');
-        await publishRetry(stub, backoffMs(stub.attempt, o.retry.retryInitialMs, o.retry.retryMaxMs));
-        m.ack();
-        return;
-      }
+    // The SENT (or FAILED) event is the marker, looked up before every send (one direct get): a
+    // redelivery after a crash, a message another replica took meanwhile, or a dispatch the broker
+    // hands out again after a restart finds it and does nothing twice.
+    const lastEvent = await bus.lastStatus(id);
+    if (lastEvent && isSettled(lastEvent, stub.attempt)) {
+      o.log.info({ message_id: id, state: MessageState[lastEvent.state] }, 'already settled elsewhere or before a restart; not sending again');
+      span.setAttribute('relay.outcome', 'already-settled');
+      m.ack();
+      return;
+    }
+    // A later attempt exists: this one was retried already (and its retry went on its way).
+    if (lastEvent && lastEvent.attempt > stub.attempt) {
+      o.log.info({ message_id: id, attempt: stub.attempt, latest_attempt: lastEvent.attempt }, 'attempt superseded by a later one; not sending it');
+      span.setAttribute('relay.outcome', 'superseded');
+      m.ack();
+      return;
+    }
+    // This attempt already failed and its retry was decided before a crash kept the ack from
+    // the broker: the decision stands. The retry is published again (the broker drops it as a
+    // duplicate if it got out), and the attempt is not made a second time.
+    if (lastEvent?.state === MessageState.RETRYING && lastEvent.attempt === stub.attempt) {
+      o.log.info({ message_id: id, attempt: stub.attempt }, 'retry already decided before a restart; not trying this attempt again');
+      span.setAttribute('relay.outcome', 'retry-already-decided');
+      // A first attempt's dispatch has no first_attempt_at yet; its RETRYING event is as close.
+      stub.firstAttemptAt ??= lastEvent.at;
+      await publishRetry(stub, backoffMs(stub.attempt, o.retry.retryInitialMs, o.retry.retryMaxMs));
+      m.ack();
+      return;
     }
     const env = await unpackEnvelope(bus, stub);
+    // delivery.max_age counts from here (or send_at, if later); retries carry it (stubOf).
+    env.firstAttemptAt ??= timestampFromDate(new Date());
     bus.noteStatus({ messageId: id, sender: env.sender, state: MessageState.SENDING, attempt: env.attempt, detail: '', service: o.service });
     let reply: string | undefined;
     let failure: DeliveryError | undefined;
@@ -132,7 +139,11 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     metrics.sendDuration.record((performance.now() - started) / 1000, { transport: o.transport, outcome });
     if (reply !== undefined) {
       span.setAttributes({ 'relay.outcome': 'sent', 'relay.provider.reply': reply });
-      await bus.publishStatus({ messageId: id, sender: env.sender, state: MessageState.SENT, attempt: env.attempt, detail: reply, service: o.service });
+      if (!(await recordSent(env, reply))) {
+        // Unacked, not naked: redelivered only after the ack wait, when this process is gone.
+        o.log.warn({ message_id: id, sender: env.sender, attempt: env.attempt }, 'stopped before the sent message could be recorded; it may be sent again');
+        return;
+      }
       await deleteBody(bus, env);
       metrics.sent.add(1, { sender: env.sender, transport: o.transport });
       o.log.debug({ message_id: id, sender: env.sender, attempt: env.attempt }, 'sent');
@@ -144,12 +155,32 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     m.ack();
   }
 
+  /**
+   * Writes the sent-marker. The provider has taken the message, so a failed write must never lead
+   * to a second send: it is tried again (the message stays unacked, its ack wait extended, and a
+   * short detail in case the full one was the trouble) until it is stored, or the stop's grace
+   * period is over (false). Its Nats-Msg-Id stores a write repeated after a lost ack once.
+   */
+  async function recordSent(env: Envelope, reply: string): Promise<boolean> {
+    const ev = { messageId: env.messageId, sender: env.sender, state: MessageState.SENT, attempt: env.attempt, detail: reply, service: o.service };
+    for (let n = 0; ; n++) {
+      try {
+        await bus.publishStatus(n === 0 ? ev : { ...ev, detail: boundDetail(reply, SHORT_DETAIL_BYTES) }, undefined, `${env.messageId}.${env.attempt}.sent`);
+        return true;
+      } catch (err) {
+        if (forced.signal.aborted) return false;
+        o.log.warn({ message_id: env.messageId, err: describe(err), tries: n + 1 }, 'could not record a sent message; trying again (it is not sent again)');
+        await sleep(Math.min(200 * 2 ** n, 5_000), undefined, { signal: forced.signal }).catch(() => {});
+        if (forced.signal.aborted) return false;
+      }
+    }
+  }
+
   async function settleFailure(env: Envelope, err: DeliveryError, span: Span) {
     const detail = err.remedy ? `${err.message} — ${err.remedy}` : err.message;
-    const submitted = env.submittedAt ? timestampDate(env.submittedAt).getTime() : Date.now();
     const wait = Math.max(backoffMs(env.attempt, o.retry.retryInitialMs, o.retry.retryMaxMs), err.retryAfterMs ?? 0);
     const base = { messageId: env.messageId, sender: env.sender, attempt: env.attempt, service: o.service };
-    if (err.retryable && Date.now() + wait - submitted <= o.retry.maxAgeMs) {
+    if (err.retryable && Date.now() + wait - ageFrom(env) <= o.retry.maxAgeMs) {
       span.setAttributes({ 'relay.outcome': 'retrying', 'relay.retry_in_ms': wait });
       await bus.publishStatus({ ...base, state: MessageState.RETRYING, detail });
       await publishRetry(env, wait);
@@ -177,36 +208,14 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
 
   const waiting: Array<() => void> = [];
   // Pulls ask for no more messages than there are free slots (batchPull), so a pulled message
-  // finds one; kept as a safeguard: a message that waits here has no ack extension, and one that
-  // waited for most of the ack wait may have gone to another replica. A
-  // message can only have waited since the current run of waits for a slot began (the buffer is
-  // drained at once otherwise), so only a long run makes its messages suspect: the one that ended
-  // it and a buffer's worth after it (at most twice `concurrency`). A run ends
-  // only after that many messages in a row found a free slot, so a slot freed now and then does
-  // not end it while the buffer still holds old messages. Short runs (a burst) cost no lookups.
-  let blockedSince: number | undefined;
-  let freeInARow = 0;
-  let suspectLeft = 0;
-  const suspectAfterMs = o.ackWaitMs / 2;
+  // finds one; kept as a safeguard. A message that waited here past its ack wait may have gone to
+  // another replica meanwhile: the status lookup before its send finds that out.
   async function each(m: JsMsg) {
     working.add(m);
-    let suspect = suspectLeft > 0;
-    if (suspect) suspectLeft--;
-    if (inFlight.size >= o.concurrency) {
-      freeInARow = 0;
-      blockedSince ??= Date.now();
-      await new Promise<void>((r) => waiting.push(r));
-      if (Date.now() - blockedSince > suspectAfterMs) {
-        suspect = true;
-        suspectLeft = 2 * o.concurrency;
-      }
-    } else if (++freeInARow >= 2 * o.concurrency) {
-      blockedSince = undefined;
-    }
-    const mayBeStale = m.redelivered || suspect;
+    if (inFlight.size >= o.concurrency) await new Promise<void>((r) => waiting.push(r));
     void inFlight
       .run(() =>
-        handle(m, mayBeStale).catch((err: unknown) => {
+        handle(m).catch((err: unknown) => {
           // The broker did not take the outcome; the message comes back and is settled again.
           o.log.warn({ err: describe(err), seq: m.seq }, 'could not settle message; it will be redelivered');
           try {
@@ -250,16 +259,29 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
         for (const m of working) m.working();
       }, o.ackWaitMs / 3).unref();
     },
-    async stop(graceMs) {
+    async stop(graceMs, forceMs = STOP_FORCE_MS) {
       // Stop pulling; what is in flight finishes (or is redelivered to another replica later), and
       // a delivery still waiting to start is handed back.
       loop?.stop();
       stopping.abort();
-      if (!(await within(inFlight.idle(), graceMs))) o.log.warn({ in_flight: inFlight.size }, 'grace period over; unfinished messages will be redelivered');
-      await loop?.done.catch(() => {});
+      if (!(await within(inFlight.idle(), graceMs))) {
+        o.log.warn({ in_flight: inFlight.size }, 'grace period over; unfinished messages will be redelivered');
+        forced.abort();
+      }
+      // A pull waiting on a broker that is gone must not hold the stop (see STOP_FORCE_MS).
+      if (loop && !(await within(loop.done, forceMs))) o.log.warn({}, 'consumer did not stop in time; leaving it');
       clearInterval(heartbeat);
     },
   };
+}
+
+/** A refused-write fallback detail for a sent-marker: small enough for any broker. */
+const SHORT_DETAIL_BYTES = 512;
+
+/** When delivery.max_age starts for a message: the later of its send_at and its first attempt. */
+export function ageFrom(env: Envelope): number {
+  const first = env.firstAttemptAt ? timestampDate(env.firstAttemptAt).getTime() : Date.now();
+  return Math.max(first, env.sendAt ? timestampDate(env.sendAt).getTime() : 0);
 }
 
 /** The routing fields of an envelope plus its body (or body reference), for a retry. */
@@ -271,6 +293,7 @@ function stubOf(env: Envelope): Envelope {
         client: env.client,
         sendAt: env.sendAt,
         submittedAt: env.submittedAt,
+        firstAttemptAt: env.firstAttemptAt,
         recipientCount: env.recipientCount,
         sizeBytes: env.sizeBytes,
         bodyRef: env.bodyRef,

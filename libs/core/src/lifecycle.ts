@@ -1,5 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
+/**
+ * After the grace period, how long each remaining step of a stop (a consumer leaving, a connection
+ * draining) may take before it is cut short: a broker that is gone must not hold a stop forever.
+ */
+export const STOP_FORCE_MS = 2_000;
+
+/** A service's process ends at the latest this long after its grace period, whatever still runs. */
+export const EXIT_FORCE_MS = 5_000;
+
 /** Runs `fn` once; later calls return the first call's promise (stop() safe to call twice). */
 export function once<T>(fn: () => Promise<T>): () => Promise<T> {
   let p: Promise<T> | undefined;

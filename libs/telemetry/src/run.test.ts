@@ -25,4 +25,24 @@ describe('runService', () => {
     expect(await startWith(['--max-semi-space-size=16', '--import', 'register.js'])).toEqual([]);
     expect(await startWith([], '--max-semi-space-size=16')).toEqual([]);
   });
+
+  it('ends the process with code 1 once a stop outlasts the grace period and the force time', async () => {
+    const exits: number[] = [];
+    const proc = Object.assign(new EventEmitter(), {
+      execArgv: ['--max-semi-space-size=16'],
+      env: {},
+      stderr: { write: () => true },
+      exitCode: undefined as number | undefined,
+      exit: (code: number) => void exits.push(code),
+    });
+    const logger = { warn: () => {}, info: () => {}, error: () => {}, fatal: () => {} } as unknown as Logger;
+    // A stop that never ends, as one waiting on a provider or a broker that never answers.
+    const service = { start: async () => ({}), stop: () => new Promise<void>(() => {}) };
+    await runService(proc as unknown as NodeJS.Process, 'probe', async () => ({ service, logger, graceMs: 20, forceMs: 20 }));
+    proc.emit('SIGTERM');
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => exits.length > 0 && (clearInterval(poll), resolve()), 10);
+    });
+    expect(exits).toEqual([1]);
+  });
 });

@@ -12,5 +12,5 @@ await runService(process, 'relay-credentials', async () => {
   if (!env.configPath) throw new ConfigError('RELAY_CONFIG: required (path of relay.yaml)');
   const config = loadConfigFile(env.configPath, process.env);
   const logger = createLogger({ service: 'relay-credentials', level: env.logLevel });
-  return { service: await createCredentials({ env, config, logger }), logger };
+  return { service: await createCredentials({ env, config, logger }), logger, graceMs: env.graceMs };
 });

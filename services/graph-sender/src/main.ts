@@ -12,5 +12,5 @@ await runService(process, 'relay-graph-sender', async () => {
   if (!env.configPath) throw new ConfigError('RELAY_CONFIG: required (path of relay.yaml)');
   const config = loadConfigFile(env.configPath, process.env);
   const logger = createLogger({ service: 'relay-graph-sender', level: env.logLevel });
-  return { service: await createGraphSender({ env, config, logger }), logger };
+  return { service: await createGraphSender({ env, config, logger }), logger, graceMs: env.graceMs };
 });

@@ -1,6 +1,6 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import { consumeLoop, type ConsumeLoop, type PulledMessages } from '@relay/bus';
-import { InFlight } from '@relay/core';
+import { InFlight, STOP_FORCE_MS, within } from '@relay/core';
 
 /** A consume loop that works on at most `concurrency()` messages at once (the intake's, a lane's). */
 export class BoundedLoop {
@@ -30,9 +30,12 @@ export class BoundedLoop {
     this.#loop.stop();
   }
 
-  /** Waits for the messages in hand (at most `graceMs`), then for the loop to leave. */
-  async drain(graceMs: number): Promise<void> {
-    await Promise.race([this.#inFlight.idle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
-    await this.#loop.done;
+  /**
+   * Waits for the messages in hand (at most `graceMs`), then for the loop to leave (at most
+   * `forceMs`: a pull waiting on a broker that is gone must not hold the stop).
+   */
+  async drain(graceMs: number, forceMs = STOP_FORCE_MS): Promise<void> {
+    await within(this.#inFlight.idle(), graceMs);
+    await within(this.#loop.done, forceMs);
   }
 }

@@ -4,7 +4,7 @@ import { AckPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/nats-core';
 import { connectBus, decodeEnvelope, type Bus } from '@relay/bus';
 import { parseConfig, readEnv } from '@relay/config';
-import { EnvelopeSchema } from '@relay/proto';
+import { EnvelopeSchema, MessageState } from '@relay/proto';
 import { createLogger } from '@relay/telemetry';
 import { dropBus, testNatsUrl, testRedisUrl, uniquePrefix } from '@relay/testkit';
 import { createServer, connect as tcpConnect, type Socket } from 'node:net';
@@ -222,5 +222,36 @@ describe('scheduler intake', () => {
     const [free] = await t.submit('free', 1);
     await t.until('the unpaced sender released', () => t.released.includes(free!), 15_000);
     expect(stuck.some((id) => t.released.includes(id))).toBe(false);
+  }, 30_000);
+
+  it('dispatches no mail again that is already SENT or FAILED, from the intake or from a lane', async () => {
+    const t = await setup('intake-settled');
+    await t.start(['free']);
+    const envelope = (id: string, sendAt?: Date) =>
+      create(EnvelopeSchema, { messageId: id, sender: 'free', to: ['a@campus.example'], subject: id, attempt: 1, recipientCount: 1, submittedAt: timestampFromDate(new Date()), ...(sendAt ? { sendAt: timestampFromDate(sendAt) } : {}) });
+    const submit = (id: string, sendAt?: Date) => t.bus.publishEnvelope(t.bus.names.submittedSubject('free'), envelope(id, sendAt), `${id}.1.submit`);
+    const settle = (id: string, state: MessageState) => t.bus.publishStatus({ messageId: id, sender: 'free', state, attempt: 1, detail: '', service: 'test' });
+    // Submitted again after it was sent or failed (as when a broker restart lost the ack).
+    await settle('sent-before', MessageState.SENT);
+    await settle('failed-before', MessageState.FAILED);
+    await submit('sent-before');
+    await submit('failed-before');
+    // Held for its send_at, and sent meanwhile by an earlier copy.
+    const due = new Date(Date.now() + 1_500);
+    await submit('sent-while-held', due);
+    await submit('held-marker', due);
+    const held = t.bus.names.heldSubject('free');
+    await t.until('mail held for its time', async () => (await t.bus.jsm.streams.info(t.bus.names.heldStream, { subjects_filter: held })).state.subjects?.[held] === 2);
+    await settle('sent-while-held', MessageState.SENT);
+    await submit('marker');
+    await t.until('the markers released', () => t.released.includes('marker') && t.released.includes('held-marker'), 15_000);
+    const idle = async (stream: string, durable: string) => {
+      const info = await t.bus.jsm.consumers.info(stream, durable);
+      return info.num_pending + info.num_ack_pending === 0;
+    };
+    await t.until('everything acked', async () => (await idle(t.bus.names.submittedStream, 'scheduler')) && (await idle(t.bus.names.heldStream, 'scheduler-free')));
+    expect(t.released).not.toContain('sent-before');
+    expect(t.released).not.toContain('failed-before');
+    expect(t.released).not.toContain('sent-while-held');
   }, 30_000);
 });

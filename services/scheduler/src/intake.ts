@@ -1,5 +1,5 @@
 import type { JsMsg } from '@nats-io/jetstream';
-import { batchPull, decodeEnvelope, ensureDurable, processMessage, type Bus } from '@relay/bus';
+import { batchPull, decodeEnvelope, ensureDurable, isSettled, processMessage, type Bus } from '@relay/bus';
 import type { SenderConfig } from '@relay/config';
 import type { Envelope } from '@relay/proto';
 import { describe } from '@relay/core';
@@ -219,6 +219,14 @@ export class Intake {
       const env = decodeEnvelope(m.data);
       await processMessage(m, { consumer: this.durable, messageId: env.messageId, sender: id }, async (span) => {
         span.setAttribute('relay.attempt', env.attempt);
+        // Handed out again after it was sent (a redelivery, a broker restart that lost its
+        // duplicate window): settled mail takes no pacing slot and is not dispatched again.
+        if (isSettled(await this.#bus.lastStatus(env.messageId), env.attempt)) {
+          span.setAttribute('relay.schedule.decision', 'already-settled');
+          m.ack();
+          this.#ackedSincePurge++;
+          return;
+        }
         const r = await this.#route(id, env);
         if ('hold' in r) {
           span.setAttributes({ 'relay.schedule.decision': 'hold', 'relay.schedule.hold_reason': r.hold });

@@ -1,6 +1,6 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import { trace } from '@opentelemetry/api';
-import { decodeEnvelope, ensureDurable, processMessage, type Bus } from '@relay/bus';
+import { decodeEnvelope, ensureDurable, isSettled, processMessage, type Bus } from '@relay/bus';
 import type { SenderConfig } from '@relay/config';
 import { describe } from '@relay/core';
 import { relayInstruments, type Logger } from '@relay/telemetry';
@@ -118,6 +118,12 @@ export class SenderLane {
         if (d.action === 'wait') {
           span.setAttributes({ 'relay.schedule.decision': 'wait', 'relay.schedule.wait_ms': d.ms });
           m.nak(d.ms);
+          return;
+        }
+        // As in the intake: mail already settled is neither paced nor dispatched again.
+        if (isSettled(await this.#bus.lastStatus(env.messageId), env.attempt)) {
+          span.setAttribute('relay.schedule.decision', 'already-settled');
+          m.ack();
           return;
         }
         const keepAlive = () => m.working();

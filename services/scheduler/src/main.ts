@@ -12,5 +12,5 @@ await runService(process, 'relay-scheduler', async () => {
   if (!env.configPath) throw new ConfigError('RELAY_CONFIG: required (path of relay.yaml)');
   const config = loadConfigFile(env.configPath, process.env);
   const logger = createLogger({ service: 'relay-scheduler', level: env.logLevel });
-  return { service: await createScheduler({ env, config, logger, configPath: env.configPath, secretsEnv: process.env }), logger };
+  return { service: await createScheduler({ env, config, logger, configPath: env.configPath, secretsEnv: process.env }), logger, graceMs: env.graceMs };
 });

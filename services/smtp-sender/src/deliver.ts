@@ -1,4 +1,5 @@
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { listSome } from '@relay/bus';
 import { activeTraceparent } from '@relay/telemetry';
 import type { SenderConfig } from '@relay/config';
 import { retryable } from '@relay/core';
@@ -62,8 +63,9 @@ export function traceHeaders(): Record<string, string> {
   return traceparent ? { traceparent } : {};
 }
 
-function describeInfo(info: SMTPPool.SentMessageInfo): string {
+/** The server's reply, naming the first refused recipients and counting the rest. */
+export function describeInfo(info: Pick<SMTPPool.SentMessageInfo, 'response' | 'rejected'>): string {
   const reply = (info.response ?? '').trim() || '250 accepted';
   const rejected = (info.rejected ?? []).map((r: string | { address: string }) => (typeof r === 'string' ? r : r.address));
-  return rejected.length ? `${reply}; refused recipients: ${rejected.join(', ')}` : reply;
+  return rejected.length ? `${reply}; ${rejected.length} refused recipients: ${listSome(rejected)}` : reply;
 }
