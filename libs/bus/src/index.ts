@@ -8,3 +8,5 @@ export * from './consume-loop.js';
 export * from './trace.js';
 export * from './publisher.js';
 export * from './batch-pull.js';
+export * from './dead-letters.js';
+export * from './message-index.js';

@@ -10,6 +10,8 @@ export const ErrorCode = {
   AlreadyExists: 'already_exists',
   Unavailable: 'unavailable',
   FailedPrecondition: 'failed_precondition',
+  /** A quota or a store limit is reached; the message names it. */
+  ResourceExhausted: 'resource_exhausted',
   Config: 'config',
   Internal: 'internal',
 } as const;

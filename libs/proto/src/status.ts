@@ -9,6 +9,7 @@ const GRPC_STATUS: Record<Code, status> = {
   [ErrorCode.AlreadyExists]: status.ALREADY_EXISTS,
   [ErrorCode.Unavailable]: status.UNAVAILABLE,
   [ErrorCode.FailedPrecondition]: status.FAILED_PRECONDITION,
+  [ErrorCode.ResourceExhausted]: status.RESOURCE_EXHAUSTED,
   [ErrorCode.Config]: status.FAILED_PRECONDITION,
   [ErrorCode.Internal]: status.INTERNAL,
 };

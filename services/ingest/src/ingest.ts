@@ -1,11 +1,12 @@
 import { Server, ServerCredentials, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { connectBus, type Bus } from '@relay/bus';
-import type { RelayConfig, RelayEnv } from '@relay/config';
+import { connectBus, createMessageIndexer, type Bus } from '@relay/bus';
+import { busTopology, type RelayConfig, type RelayEnv } from '@relay/config';
 import { ErrorCode, RelayError, InFlight, internalToken, once, within } from '@relay/core';
 import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { createAuthenticator } from './auth.js';
 import { createAdminForward } from './credentials-forward.js';
+import { createAdminMessageHandlers } from './admin-messages.js';
 import { createMailHandlers, messageLimit, type IngestContext } from './mail-service.js';
 
 export interface IngestOptions {
@@ -19,7 +20,7 @@ const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
 
 export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService & { ctx: IngestContext }> {
   const { env, config, logger } = opts;
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-ingest:${process.pid}`, topology: { replicas: env.streamReplicas } }));
+  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-ingest:${process.pid}`, topology: busTopology(env, config) }));
   const ctx: IngestContext = {
     config,
     senders: new Map(config.senders.map((s) => [s.id, s])),
@@ -42,7 +43,12 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     sendMail: unary(logger, inFlight, mail.sendMail),
     getMessage: unary(logger, inFlight, mail.getMessage),
   });
+  const messages = createAdminMessageHandlers(ctx);
+  const indexer = createMessageIndexer(bus, logger);
   server.addService(toGrpcDefinition(AdminService), {
+    listMessages: unary(logger, inFlight, messages.listMessages),
+    retryMessages: unary(logger, inFlight, messages.retryMessages),
+    cancelMessages: unary(logger, inFlight, messages.cancelMessages),
     testSender: unary(logger, inFlight, async (call: ServerUnaryCall<TestSenderRequest, unknown>) => {
       requireAdmin(ctx, call);
       if (!call.request.sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required');
@@ -61,6 +67,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
   return {
     ctx,
     async start() {
+      await indexer.start();
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
       const grpcPort = await new Promise<number>((resolve, reject) =>
@@ -77,6 +84,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       server.forceShutdown();
       await ops?.close();
       admin.close();
+      await indexer.stop(env.graceMs);
       if (!overrides.bus) await bus.close();
     }),
   };

@@ -19,6 +19,8 @@ import { relayInstruments, type Logger } from '@relay/telemetry';
 import type { Authenticator } from './auth.js';
 import { foldHistory } from './history.js';
 import { claim, markStored } from './idempotency.js';
+import { indexSummary, notStored } from './admin-messages.js';
+import { storingIn } from './store-limits.js';
 
 export interface IngestContext {
   config: RelayConfig;
@@ -74,11 +76,15 @@ export function createMailHandlers(ctx: IngestContext) {
         });
         // On the SendMail server span (a child of the caller's traceparent, if it sent one).
         trace.getActiveSpan()?.setAttributes({ 'relay.message.id': messageId, 'relay.sender': sender.id, 'relay.client': client.name });
-        const packed = await packEnvelope(ctx.bus, env);
+        const packed = await storingIn(ctx.bus, 'bodies', () => packEnvelope(ctx.bus, env));
         // QUEUED goes out first on the same connection, so it is stored before the message is,
-        // and before anything a downstream service can say about it.
-        ctx.bus.noteStatus({ messageId, sender: sender.id, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now });
-        await ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`);
+        // and before anything a downstream service can say about it. It carries the message
+        // index's summary (ListMessages).
+        ctx.bus.noteStatus({ messageId, sender: sender.id, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now, ...indexSummary(env) });
+        await storingIn(ctx.bus, 'submitted', () => ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`)).catch(async (err: unknown) => {
+          if (isRelayError(err)) await notStored(ctx.bus, env, err.message);
+          throw err;
+        });
         if (recordKey) await markStored(ctx.bus.idempotency, recordKey, messageId, req);
         relayInstruments().accepted.add(1, { sender: sender.id });
         ctx.logger.debug({ message_id: messageId, sender: sender.id, client: client.name, recipients, size }, 'accepted');

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relay/internal/v1/internal.proto.
  */
 export const file_relay_internal_v1_internal: GenFile = /*@__PURE__*/
-  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEivAQKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc2VuZF9hdEINCgtfbm90X2JlZm9yZSKyAQoLU3RhdHVzRXZlbnQSEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SDgoGZGV0YWlsGAYgASgJEg8KB3NlcnZpY2UYByABKAkiPAoSR2V0U210cEF1dGhSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCKcAgoTR2V0U210cEF1dGhSZXNwb25zZRI5CgRraW5kGAEgASgOMisucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXNwb25zZS5LaW5kEgwKBHVzZXIYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSFAoMYWNjZXNzX3Rva2VuGAQgASgJEjMKCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEiUAoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASDQoJS0lORF9OT05FEAESEQoNS0lORF9QQVNTV09SRBACEhAKDEtJTkRfWE9BVVRIMhADQg0KC19leHBpcmVzX2F0Ij4KFEdldEdyYXBoVG9rZW5SZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCJdChVHZXRHcmFwaFRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMu4CChJDcmVkZW50aWFsc1NlcnZpY2USXAoLR2V0U210cEF1dGgSJS5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlcXVlc3QaJi5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlc3BvbnNlEmIKDUdldEdyYXBoVG9rZW4SJy5yZWxheS5pbnRlcm5hbC52MS5HZXRHcmFwaFRva2VuUmVxdWVzdBooLnJlbGF5LmludGVybmFsLnYxLkdldEdyYXBoVG9rZW5SZXNwb25zZRJNCgxCZWdpbkNvbnNlbnQSHS5yZWxheS52MS5CZWdpbkNvbnNlbnRSZXF1ZXN0Gh4ucmVsYXkudjEuQmVnaW5Db25zZW50UmVzcG9uc2USRwoKVGVzdFNlbmRlchIbLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXF1ZXN0GhwucmVsYXkudjEuVGVzdFNlbmRlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_relay_v1_mail]);
+  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEivAQKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc2VuZF9hdEINCgtfbm90X2JlZm9yZSLfAQoLU3RhdHVzRXZlbnQSEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SDgoGZGV0YWlsGAYgASgJEg8KB3NlcnZpY2UYByABKAkSDgoGY2xpZW50GBwgASgJEg8KB3N1YmplY3QYHSABKAkSCgoCdG8YHiADKAki8QEKDU1lc3NhZ2VSZWNvcmQSEgoKbWVzc2FnZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIOCgZzZW5kZXIYAyABKAkSDgoGY2xpZW50GAQgASgJEg8KB3N1YmplY3QYBSABKAkSCgoCdG8YBiADKAkSEAoIYXR0ZW1wdHMYByABKA0SEgoKbGFzdF9lcnJvchgIIAEoCRIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpzdGF0dXNfc2VxGAogASgEIjwKEkdldFNtdHBBdXRoUmVxdWVzdBIOCgZzZW5kZXIYASABKAkSFgoOdG9rZW5fcmVqZWN0ZWQYAiABKAginAIKE0dldFNtdHBBdXRoUmVzcG9uc2USOQoEa2luZBgBIAEoDjIrLnJlbGF5LmludGVybmFsLnYxLkdldFNtdHBBdXRoUmVzcG9uc2UuS2luZBIMCgR1c2VyGAIgASgJEhAKCHBhc3N3b3JkGAMgASgJEhQKDGFjY2Vzc190b2tlbhgEIAEoCRIzCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBIlAKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEg0KCUtJTkRfTk9ORRABEhEKDUtJTkRfUEFTU1dPUkQQAhIQCgxLSU5EX1hPQVVUSDIQA0INCgtfZXhwaXJlc19hdCI+ChRHZXRHcmFwaFRva2VuUmVxdWVzdBIOCgZzZW5kZXIYASABKAkSFgoOdG9rZW5fcmVqZWN0ZWQYAiABKAgiXQoVR2V0R3JhcGhUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDLuAgoSQ3JlZGVudGlhbHNTZXJ2aWNlElwKC0dldFNtdHBBdXRoEiUucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXF1ZXN0GiYucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXNwb25zZRJiCg1HZXRHcmFwaFRva2VuEicucmVsYXkuaW50ZXJuYWwudjEuR2V0R3JhcGhUb2tlblJlcXVlc3QaKC5yZWxheS5pbnRlcm5hbC52MS5HZXRHcmFwaFRva2VuUmVzcG9uc2USTQoMQmVnaW5Db25zZW50Eh0ucmVsYXkudjEuQmVnaW5Db25zZW50UmVxdWVzdBoeLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlc3BvbnNlEkcKClRlc3RTZW5kZXISGy5yZWxheS52MS5UZXN0U2VuZGVyUmVxdWVzdBocLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_relay_v1_mail]);
 
 /**
  * A message as it travels on the bus (subjects relay.submitted.<sender>, relay.dispatch.<transport>.<sender>).
@@ -174,6 +174,25 @@ export type StatusEvent = Message<"relay.internal.v1.StatusEvent"> & {
    * @generated from field: string service = 7;
    */
   service: string;
+
+  /**
+   * On the QUEUED event at accept only: what the message index (ListMessages) shows of it.
+   *
+   * @generated from field: string client = 28;
+   */
+  client: string;
+
+  /**
+   * @generated from field: string subject = 29;
+   */
+  subject: string;
+
+  /**
+   * The first few recipients.
+   *
+   * @generated from field: repeated string to = 30;
+   */
+  to: string[];
 };
 
 /**
@@ -182,6 +201,73 @@ export type StatusEvent = Message<"relay.internal.v1.StatusEvent"> & {
  */
 export const StatusEventSchema: GenMessage<StatusEvent> = /*@__PURE__*/
   messageDesc(file_relay_internal_v1_internal, 1);
+
+/**
+ * A message's entry in the message index (KV bucket <prefix>-messages, key = message id),
+ * folded from its status events.
+ *
+ * @generated from message relay.internal.v1.MessageRecord
+ */
+export type MessageRecord = Message<"relay.internal.v1.MessageRecord"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: relay.v1.MessageState state = 2;
+   */
+  state: MessageState;
+
+  /**
+   * @generated from field: string sender = 3;
+   */
+  sender: string;
+
+  /**
+   * @generated from field: string client = 4;
+   */
+  client: string;
+
+  /**
+   * @generated from field: string subject = 5;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: repeated string to = 6;
+   */
+  to: string[];
+
+  /**
+   * @generated from field: uint32 attempts = 7;
+   */
+  attempts: number;
+
+  /**
+   * @generated from field: string last_error = 8;
+   */
+  lastError: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_at = 9;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * Status stream sequence of the newest event folded in: older ones arriving late are ignored.
+   *
+   * @generated from field: uint64 status_seq = 10;
+   */
+  statusSeq: bigint;
+};
+
+/**
+ * Describes the message relay.internal.v1.MessageRecord.
+ * Use `create(MessageRecordSchema)` to create a new message.
+ */
+export const MessageRecordSchema: GenMessage<MessageRecord> = /*@__PURE__*/
+  messageDesc(file_relay_internal_v1_internal, 2);
 
 /**
  * @generated from message relay.internal.v1.GetSmtpAuthRequest
@@ -205,7 +291,7 @@ export type GetSmtpAuthRequest = Message<"relay.internal.v1.GetSmtpAuthRequest">
  * Use `create(GetSmtpAuthRequestSchema)` to create a new message.
  */
 export const GetSmtpAuthRequestSchema: GenMessage<GetSmtpAuthRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 2);
+  messageDesc(file_relay_internal_v1_internal, 3);
 
 /**
  * @generated from message relay.internal.v1.GetSmtpAuthResponse
@@ -242,7 +328,7 @@ export type GetSmtpAuthResponse = Message<"relay.internal.v1.GetSmtpAuthResponse
  * Use `create(GetSmtpAuthResponseSchema)` to create a new message.
  */
 export const GetSmtpAuthResponseSchema: GenMessage<GetSmtpAuthResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 3);
+  messageDesc(file_relay_internal_v1_internal, 4);
 
 /**
  * @generated from enum relay.internal.v1.GetSmtpAuthResponse.Kind
@@ -273,7 +359,7 @@ export enum GetSmtpAuthResponse_Kind {
  * Describes the enum relay.internal.v1.GetSmtpAuthResponse.Kind.
  */
 export const GetSmtpAuthResponse_KindSchema: GenEnum<GetSmtpAuthResponse_Kind> = /*@__PURE__*/
-  enumDesc(file_relay_internal_v1_internal, 3, 0);
+  enumDesc(file_relay_internal_v1_internal, 4, 0);
 
 /**
  * @generated from message relay.internal.v1.GetGraphTokenRequest
@@ -297,7 +383,7 @@ export type GetGraphTokenRequest = Message<"relay.internal.v1.GetGraphTokenReque
  * Use `create(GetGraphTokenRequestSchema)` to create a new message.
  */
 export const GetGraphTokenRequestSchema: GenMessage<GetGraphTokenRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 4);
+  messageDesc(file_relay_internal_v1_internal, 5);
 
 /**
  * @generated from message relay.internal.v1.GetGraphTokenResponse
@@ -319,7 +405,7 @@ export type GetGraphTokenResponse = Message<"relay.internal.v1.GetGraphTokenResp
  * Use `create(GetGraphTokenResponseSchema)` to create a new message.
  */
 export const GetGraphTokenResponseSchema: GenMessage<GetGraphTokenResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 5);
+  messageDesc(file_relay_internal_v1_internal, 6);
 
 /**
  * How a sender service authenticates to its provider; served only to sender services.
