@@ -85,7 +85,8 @@ export function streamConfigs(n: BusNames, o: TopologyOptions): Array<Partial<St
     // Work queues: a message leaves the stream when the consumer that owns its subject acks it.
     // Its own stream: its per-sender consumers are many, and a stream's cost per stored message
     // grows with its consumers (NATS 2.9), so new mail does not pay for them.
-    { ...common, name: n.heldStream, subjects: [n.heldWildcard], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, ...limitFields(o, 'held') },
+    // Direct gets: the scheduler reads held mail without consuming it to find what expired.
+    { ...common, name: n.heldStream, subjects: [n.heldWildcard], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, allow_direct: true, ...limitFields(o, 'held') },
     { ...common, name: n.dispatchStream, subjects: [`${n.prefix}.dispatch.>`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, ...limitFields(o, 'dispatch') },
     {
       ...common,
@@ -132,9 +133,9 @@ export async function ensureStreams(jsm: JetStreamManager, configs: Array<Partia
   }
 }
 
-const LIMIT_KEYS = ['max_msgs', 'max_bytes', 'max_age', 'discard'] as const;
+const LIMIT_KEYS = ['max_msgs', 'max_bytes', 'max_age', 'discard', 'allow_direct'] as const;
 
-/** Updates a stream's limits (message count, bytes, age, discard policy) where they differ from `want`. */
+/** Updates a stream's limits (message count, bytes, age, discard policy, direct gets) where they differ from `want`. */
 export async function applyLimits(jsm: JetStreamManager, have: StreamConfig, want: Partial<StreamConfig>): Promise<void> {
   const changed = LIMIT_KEYS.filter((k) => want[k] !== undefined && want[k] !== have[k]);
   if (changed.length === 0) return;
