@@ -104,6 +104,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
       [`OBJ_${names.bodyBucket}`, 'bodies', undefined],
       [`OBJ_${names.failedBucket}`, 'failed', topo.failedRetentionMs],
       [`KV_${names.messagesBucket}`, 'messages', topo.failedRetentionMs],
+      [`KV_${names.idempotencyBucket}`, 'idempotency', topo.idempotencyTtlMs],
     ];
     for (const [stream, store, ageMs] of bucketLimits) {
       const l = storeLimit(topo, store);

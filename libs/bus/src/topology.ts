@@ -33,7 +33,7 @@ export interface StoreLimit {
   maxBytes?: number | undefined;
 }
 
-export type StoreName = 'submitted' | 'held' | 'dispatch' | 'status' | 'bodies' | 'failed' | 'messages';
+export type StoreName = 'submitted' | 'held' | 'dispatch' | 'status' | 'pacing' | 'bodies' | 'failed' | 'messages' | 'idempotency';
 
 /**
  * Mail streams refuse new messages when full (DiscardNew): SendMail then answers
@@ -45,9 +45,11 @@ export const STORE_DEFAULTS: Record<StoreName, Required<StoreLimit>> = {
   held: { maxMessages: 10_000_000, maxBytes: -1 },
   dispatch: { maxMessages: 10_000_000, maxBytes: -1 },
   status: { maxMessages: -1, maxBytes: -1 },
+  pacing: { maxMessages: -1, maxBytes: -1 },
   bodies: { maxMessages: -1, maxBytes: -1 },
   failed: { maxMessages: -1, maxBytes: -1 },
   messages: { maxMessages: -1, maxBytes: -1 },
+  idempotency: { maxMessages: -1, maxBytes: -1 },
 };
 
 export const TOPOLOGY_DEFAULTS: TopologyOptions = {
@@ -107,6 +109,7 @@ export function streamConfigs(n: BusNames, o: TopologyOptions): Array<Partial<St
       // A day's grants (the longest pacing window) plus a margin.
       max_age: nanos(25 * 3_600_000),
       discard: DiscardPolicy.Old,
+      ...limitFields(o, 'pacing'),
     },
   ];
 }

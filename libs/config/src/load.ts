@@ -102,9 +102,11 @@ function storeLimits(raw: RawConfig['limits']['store']): StoreLimitsConfig {
     held: one(raw.held),
     dispatch: one(raw.dispatch),
     status: one(raw.status),
+    pacing: one(raw.pacing),
     bodies: one(raw.bodies),
     failed: one(raw.failed),
     messages: one(raw.messages),
+    idempotency: one(raw.idempotency),
   };
 }
 

@@ -122,9 +122,11 @@ export const configSchema = z.strictObject({
           held: storeLimit,
           dispatch: storeLimit,
           status: storeLimit,
+          pacing: storeLimit,
           bodies: storeLimit,
           failed: storeLimit,
           messages: storeLimit,
+          idempotency: storeLimit,
         })
         .prefault({}),
     })

@@ -107,7 +107,9 @@ export interface StoreLimitsConfig {
   held: StoreLimit;
   dispatch: StoreLimit;
   status: StoreLimit;
+  pacing: StoreLimit;
   bodies: StoreLimit;
   failed: StoreLimit;
   messages: StoreLimit;
+  idempotency: StoreLimit;
 }

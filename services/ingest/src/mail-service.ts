@@ -49,7 +49,7 @@ export function createMailHandlers(ctx: IngestContext) {
         let messageId = uuidv7();
         let recordKey: string | undefined;
         if (req.idempotencyKey) {
-          const c = await claim(ctx.bus.idempotency, client.name, req, messageId);
+          const c = await storingIn(ctx.bus, 'idempotency', () => claim(ctx.bus.idempotency, client.name, req, messageId));
           if (c.kind === 'done') return await answerRepeat(ctx, c.messageId);
           messageId = c.messageId;
           recordKey = c.key;
