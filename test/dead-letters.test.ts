@@ -1,7 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { MessageState, type ListMessagesResponse } from '@relay/proto';
-import { startSmtpServer, type SmtpReply, type TestSmtpServer } from '@relay/testkit';
+import { startOtlpReceiver, startSmtpServer, type OtlpReceiver, type SmtpReply, type TestSmtpServer } from '@relay/testkit';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codeOf, status, type TestClient } from './support/grpc-client.js';
@@ -10,6 +11,7 @@ import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const SEND_AS_DENIED: SmtpReply = { code: 550, message: '5.7.60 SMTP; Client does not have permissions to send as this sender [SendAsDenied]' };
 
+let receiver: OtlpReceiver;
 let gate: TestSmtpServer;
 let open: TestSmtpServer;
 let refusing = true;
@@ -40,11 +42,17 @@ function config(withGhost: boolean) {
 }
 
 beforeAll(async () => {
+  receiver = await startOtlpReceiver();
   [gate, open] = await Promise.all([
     startSmtpServer({ security: 'starttls', reply: (ctx) => (ctx.phase === 'data' && refusing ? SEND_AS_DENIED : undefined) }),
     startSmtpServer({ security: 'starttls' }),
   ]);
-  stack = await startStack({ label: 'dead-letters', config: config(true) });
+  stack = await startStack({
+    label: 'dead-letters',
+    config: config(true),
+    // Spans to a local receiver: a retried message continues its trace.
+    env: { OTEL_TRACES_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'none', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '50' },
+  });
   app = stack.client(appKey.apiKey);
   other = stack.client(otherKey.apiKey);
   ops = stack.client(opsKey.apiKey);
@@ -52,7 +60,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const results = await stack?.stop();
-  await Promise.all([gate?.close(), open?.close()]);
+  await Promise.all([gate?.close(), open?.close(), receiver?.close()]);
   expect(uncleanExits(results ?? [])).toEqual([]);
 });
 
@@ -70,7 +78,9 @@ async function listUntil(req: Parameters<TestClient['listMessages']>[0], check: 
 describe('dead letters', () => {
   it('lists a FAILED message with its reason, retries it with the same id and delivers it', async () => {
     refusing = true;
-    const { messageId } = await app.sendMail({ sender: 'gate', to: ['ada@students.campus.example'], subject: 'dead letter', text: 'x' });
+    const traceId = randomBytes(16).toString('hex');
+    const traceparent = `00-${traceId}-${randomBytes(8).toString('hex')}-01`;
+    const { messageId } = await app.sendMail({ sender: 'gate', to: ['ada@students.campus.example'], subject: 'dead letter', text: 'x' }, { traceparent });
     await waitForState(app, messageId, [MessageState.FAILED]);
 
     const listed = await listUntil({ state: MessageState.FAILED, sender: 'gate' }, (r) => r.messages.some((m) => m.messageId === messageId));
@@ -88,6 +98,8 @@ describe('dead letters', () => {
     const mail = await waitForMail(gate, messageId);
     expect(mail.parsed.subject).toBe('dead letter');
     expect(mailsWithId(gate, messageId)).toHaveLength(1);
+    // The second attempt's delivery is in the caller's trace.
+    await receiver.waitForTrace(traceId, (t) => t.some((sp) => sp.service === 'relay-smtp-sender' && sp.attributes['relay.attempt'] === 2));
     // Only FAILED mail is sent again.
     expect((await ops.retryMessages({ messageIds: [messageId] })).count).toBe(0);
   });
