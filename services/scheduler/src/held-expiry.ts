@@ -8,6 +8,9 @@ import type { Logger } from '@relay/telemetry';
 
 export const SCHEDULER_SERVICE = 'relay-scheduler';
 
+/** Young messages in a row after which a sweep leaves a sender's held mail. */
+const YOUNG_RUN = 32;
+
 /**
  * Why a held message will not be sent, if its time is up: it has waited `limits.held_max_age`
  * since the latest of its submission, its send_at and its retry time.
@@ -70,13 +73,20 @@ export function createHeldSweeper(o: HeldSweeperOptions): HeldSweeper {
     const why = o.known(sender) ? "waiting for the sender's pace" : 'its sender is not configured';
     let seq = 1;
     let failed = 0;
+    let youngInARow = 0;
     for (let looked = 0; looked < per && !stopped; looked++) {
       const m = await next(subject, seq);
       if (!m) break;
       seq = m.seq + 1;
       const env = decodeEnvelope(m.data);
       const reason = heldExpiry(env, Date.now(), o.maxAgeMs(), why);
-      if (!reason) continue;
+      if (!reason) {
+        // Held mail is stored roughly oldest first, so a run of young messages ends the look: an
+        // expired one further back is found by a later sweep, once those before it have left.
+        if (++youngInARow >= YOUNG_RUN) break;
+        continue;
+      }
+      youngInARow = 0;
       await context.with(extractContext(m.header), () => deadLetter(bus, env, reason, SCHEDULER_SERVICE, o.logger));
       await bus.jsm.streams.deleteMessage(bus.names.heldStream, m.seq, false).catch(() => false);
       o.logger.warn({ message_id: env.messageId, sender, reason }, 'held mail expired');
