@@ -154,6 +154,27 @@ describe('dead letters', () => {
     expect(historyStates(await app.getMessage(messageId))).toEqual(['QUEUED', 'FAILED']);
   });
 
+  it('retries and cancels by filter as well as by id', async () => {
+    refusing = true;
+    const failed: string[] = [];
+    for (let i = 0; i < 2; i++) failed.push((await app.sendMail({ sender: 'gate', to: [`bulk${i}@students.campus.example`], subject: `bulk ${i}`, text: 'x' })).messageId);
+    for (const id of failed) await waitForState(app, id, [MessageState.FAILED]);
+    await listUntil({ state: MessageState.FAILED, sender: 'gate' }, (r) => failed.every((id) => r.messages.some((m) => m.messageId === id)));
+    refusing = false;
+    expect((await ops.retryMessages({ state: MessageState.FAILED, sender: 'gate' })).count).toBe(2);
+    for (const id of failed) await waitForMail(gate, id);
+
+    const at = timestampFromDate(new Date(Date.now() + 60_000));
+    const queued: string[] = [];
+    for (let i = 0; i < 2; i++) queued.push((await app.sendMail({ sender: 'later', to: [`bulk-later${i}@students.campus.example`], subject: `later ${i}`, text: 'x', sendAt: at })).messageId);
+    await listUntil({ state: MessageState.QUEUED, sender: 'later' }, (r) => queued.every((id) => r.messages.some((m) => m.messageId === id)));
+    expect((await ops.cancelMessages({ state: MessageState.QUEUED, sender: 'later', recipient: 'bulk-later1@students.campus.example' })).count).toBe(1);
+    expect((await app.getMessage(queued[1]!)).lastError).toBe('cancelled by ops');
+    expect((await app.getMessage(queued[0]!)).state).toBe(MessageState.QUEUED);
+    expect((await ops.cancelMessages({ sender: 'later', state: MessageState.QUEUED })).count).toBe(1);
+    expect((await app.getMessage(queued[0]!)).state).toBe(MessageState.FAILED);
+  });
+
   it("a paced sender's backlog that waits longer than limits.held_max_age ends FAILED with the reason", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) ids.push((await app.sendMail({ sender: 'paced', to: [`slow${i}@students.campus.example`], subject: `slow ${i}`, text: 'x' })).messageId);
