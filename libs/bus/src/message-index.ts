@@ -47,6 +47,7 @@ export interface MessageIndexer {
 }
 
 const CAS_TRIES = 8;
+const RECENT_MAX = 10_000;
 
 /**
  * Keeps the message index (KV `<prefix>-messages`) from the status stream: one durable consumer
@@ -59,18 +60,33 @@ export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: str
   const durable = bus.names.messagesIndexConsumer;
   const waiting: Array<() => void> = [];
 
+  // The records this replica wrote last, with their revisions: a message's next event then costs
+  // one write instead of a read and a write. A stale entry fails its compare-and-set and is read again.
+  const recent = new Map<string, { record: MessageRecord; revision: number }>();
+  const remember = (id: string, record: MessageRecord, revision: number) => {
+    recent.delete(id);
+    recent.set(id, { record, revision });
+    if (recent.size > RECENT_MAX) recent.delete(recent.keys().next().value!);
+  };
+
   async function apply(m: JsMsg) {
     const ev = fromBinary(StatusEventSchema, m.data);
+    const id = ev.messageId;
     for (let i = 0; i < CAS_TRIES; i++) {
-      const entry = await bus.messages.get(ev.messageId);
-      const prev = entry && entry.operation === 'PUT' && entry.value.length > 0 ? fromBinary(MessageRecordSchema, entry.value) : undefined;
-      const next = toBinary(MessageRecordSchema, foldIndexRecord(prev, ev, m.seq));
+      let known = i === 0 ? recent.get(id) : undefined;
+      if (!known) {
+        const entry = await bus.messages.get(id);
+        if (entry && entry.operation === 'PUT' && entry.value.length > 0) known = { record: fromBinary(MessageRecordSchema, entry.value), revision: entry.revision };
+      }
+      const next = foldIndexRecord(known?.record, ev, m.seq);
       try {
-        if (entry && prev) await bus.messages.update(ev.messageId, next, entry.revision);
-        else await bus.messages.create(ev.messageId, next);
+        const bytes = toBinary(MessageRecordSchema, next);
+        const revision = known ? await bus.messages.update(id, bytes, known.revision) : await bus.messages.create(id, bytes);
+        remember(id, next, revision);
         return;
       } catch (err) {
         // Another replica wrote the record meanwhile: fold again on its version.
+        recent.delete(id);
         if (i === CAS_TRIES - 1) throw err;
       }
     }
