@@ -2,12 +2,18 @@ import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { credentials, makeGenericClientConstructor, Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
 import {
   AdminService,
+  CancelMessagesRequestSchema,
   GetMessageRequestSchema,
+  ListMessagesRequestSchema,
+  RetryMessagesRequestSchema,
   MailService,
   SendMailRequestSchema,
   TestSenderRequestSchema,
   toGrpcDefinition,
+  type CancelMessagesResponse,
   type GetMessageResponse,
+  type ListMessagesResponse,
+  type RetryMessagesResponse,
   type SendMailRequest,
   type SendMailResponse,
   type TestSenderResponse,
@@ -43,6 +49,9 @@ export interface TestClient {
   sendMail(req: SendMailInit, opts?: CallOptions): Promise<SendMailResponse>;
   getMessage(messageId: string, opts?: CallOptions): Promise<GetMessageResponse>;
   testSender(req: MessageInitShape<typeof TestSenderRequestSchema>, opts?: CallOptions): Promise<TestSenderResponse>;
+  listMessages(req: MessageInitShape<typeof ListMessagesRequestSchema>, opts?: CallOptions): Promise<ListMessagesResponse>;
+  retryMessages(req: MessageInitShape<typeof RetryMessagesRequestSchema>, opts?: CallOptions): Promise<RetryMessagesResponse>;
+  cancelMessages(req: MessageInitShape<typeof CancelMessagesRequestSchema>, opts?: CallOptions): Promise<CancelMessagesResponse>;
   close(): void;
 }
 
@@ -75,6 +84,9 @@ export function createTestClient(address: string, apiKey?: string, tls?: { caPem
     sendMail: (req, opts) => call(mail, 'sendMail', create(SendMailRequestSchema, req), opts),
     getMessage: (messageId, opts) => call(mail, 'getMessage', create(GetMessageRequestSchema, { messageId }), opts),
     testSender: (req, opts) => call(admin, 'testSender', create(TestSenderRequestSchema, req), opts),
+    listMessages: (req, opts) => call(admin, 'listMessages', create(ListMessagesRequestSchema, req), opts),
+    retryMessages: (req, opts) => call(admin, 'retryMessages', create(RetryMessagesRequestSchema, req), opts),
+    cancelMessages: (req, opts) => call(admin, 'cancelMessages', create(CancelMessagesRequestSchema, req), opts),
     close() {
       mail.close();
       admin.close();

@@ -1,6 +1,6 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { deadline, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
+import { deadline, nanos, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import {
   jetstream,
@@ -17,7 +17,7 @@ import { RelayError, ErrorCode, STOP_FORCE_MS, within } from '@relay/core';
 import { AckedPublisher } from './publisher.js';
 import { EnvelopeSchema, StatusEventSchema, type Envelope, type MessageState, type StatusEvent } from '@relay/proto';
 import { busNames, type BusNames } from './names.js';
-import { ensureStreams, streamConfigs, TOPOLOGY_DEFAULTS, type TopologyOptions } from './topology.js';
+import { applyLimits, ensureStreams, storeLimit, streamConfigs, TOPOLOGY_DEFAULTS, type StoreName, type TopologyOptions } from './topology.js';
 import { tracedPublish } from './trace.js';
 import { coalesceWrites } from './coalesce.js';
 import { boundDetail } from './status-detail.js';
@@ -39,6 +39,12 @@ export interface Bus {
   readonly names: BusNames;
   readonly idempotency: KV;
   readonly bodies: ObjectStore;
+  /** Envelopes of FAILED messages, for RetryMessages (see dead-letters.ts). */
+  readonly failed: ObjectStore;
+  /** The message index (see message-index.ts). */
+  readonly messages: KV;
+  /** The topology this connection was made with (limits, retention). */
+  readonly topology: TopologyOptions;
   /** Largest payload one broker message may carry. */
   readonly maxPayload: number;
   /**
@@ -70,8 +76,8 @@ export interface Bus {
   close(forceMs?: number): Promise<void>;
 }
 
-// Only ingest's QUEUED event names the client; later events leave it out.
-export type StatusInit = Omit<StatusEvent, '$typeName' | 'at' | 'client'> & { at?: Date; client?: string };
+/** A status event to publish; the summary fields (client, subject, to) only on QUEUED at accept. */
+export type StatusInit = Omit<StatusEvent, '$typeName' | 'at' | 'client' | 'subject' | 'to'> & { at?: Date; client?: string; subject?: string; to?: string[] };
 
 export const PUBLISH_TIMEOUT_MS = 5_000;
 
@@ -96,8 +102,24 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     await ensureStreams(jsm, streamConfigs(names, topo));
     const kvm = new Kvm(js);
     const idempotency = await kvm.create(names.idempotencyBucket, { ttl: topo.idempotencyTtlMs, history: 1, replicas: topo.replicas });
-    const bodies = await new Objm(js).create(names.bodyBucket, { replicas: topo.replicas });
-    return createBus(nc, js, jsm, names, idempotency, bodies, timeout);
+    const objm = new Objm(js);
+    const bodies = await objm.create(names.bodyBucket, { replicas: topo.replicas });
+    const failed = await objm.create(names.failedBucket, { replicas: topo.replicas, ttl: nanos(topo.failedRetentionMs) });
+    const messages = await kvm.create(names.messagesBucket, { ttl: topo.failedRetentionMs, history: 1, replicas: topo.replicas });
+    // Buckets are made with the store's defaults; their limits are set like the streams' (and
+    // updated on an existing bucket).
+    const bucketLimits: Array<[string, StoreName, number | undefined]> = [
+      [`OBJ_${names.bodyBucket}`, 'bodies', undefined],
+      [`OBJ_${names.failedBucket}`, 'failed', topo.failedRetentionMs],
+      [`KV_${names.messagesBucket}`, 'messages', topo.failedRetentionMs],
+      [`KV_${names.idempotencyBucket}`, 'idempotency', topo.idempotencyTtlMs],
+    ];
+    for (const [stream, store, ageMs] of bucketLimits) {
+      const l = storeLimit(topo, store);
+      const info = await jsm.streams.info(stream);
+      await applyLimits(jsm, info.config, { max_msgs: l.maxMessages, max_bytes: l.maxBytes, ...(ageMs ? { max_age: nanos(ageMs) } : {}) });
+    }
+    return createBus(nc, js, jsm, names, idempotency, bodies, failed, messages, topo, timeout);
   } catch (err) {
     await nc.close().catch(() => {});
     throw err;
@@ -111,6 +133,9 @@ function createBus(
   names: BusNames,
   idempotency: KV,
   bodies: ObjectStore,
+  failed: ObjectStore,
+  messages: KV,
+  topology: TopologyOptions,
   timeout: number,
 ): Bus {
   const publisher = new AckedPublisher(nc, timeout);
@@ -121,6 +146,9 @@ function createBus(
     names,
     idempotency,
     bodies,
+    failed,
+    messages,
+    topology,
     maxPayload: nc.info?.max_payload ?? 1024 * 1024,
     publishEnvelope(subject, env, msgId, headers) {
       const data = toBinary(EnvelopeSchema, env);

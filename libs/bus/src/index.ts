@@ -10,3 +10,5 @@ export * from './publisher.js';
 export * from './batch-pull.js';
 export * from './status-detail.js';
 export * from './settled.js';
+export * from './dead-letters.js';
+export * from './message-index.js';

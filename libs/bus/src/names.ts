@@ -14,6 +14,12 @@ export interface BusNames {
   pacingSubject(sender: string): string;
   idempotencyBucket: string;
   bodyBucket: string;
+  /** Envelopes of FAILED messages, kept for RetryMessages (object store, TTL = failed retention). */
+  failedBucket: string;
+  /** The message index ListMessages reads: one summary per message (KV, key = message id). */
+  messagesBucket: string;
+  /** The durable consumer on the status stream that keeps the message index (ingest replicas share it). */
+  messagesIndexConsumer: string;
   submittedSubject(sender: string): string;
   submittedWildcard: string;
   heldSubject(sender: string): string;
@@ -39,6 +45,9 @@ export function busNames(prefix: string): BusNames {
     pacingSubject: (sender) => `${prefix}.pacing.${sender}`,
     idempotencyBucket: `${prefix}-idempotency`,
     bodyBucket: `${prefix}-bodies`,
+    failedBucket: `${prefix}-failed`,
+    messagesBucket: `${prefix}-messages`,
+    messagesIndexConsumer: 'messages-index',
     submittedSubject: (sender) => `${prefix}.submitted.${sender}`,
     submittedWildcard: `${prefix}.submitted.>`,
     heldSubject: (sender) => `${prefix}.held.${sender}`,

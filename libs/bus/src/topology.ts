@@ -21,14 +21,57 @@ export interface TopologyOptions {
   idempotencyTtlMs: number;
   /** JetStream dedupe window for Nats-Msg-Id. */
   duplicateWindowMs: number;
+  /** How long a FAILED message's envelope (and its index entry) is kept for RetryMessages. */
+  failedRetentionMs: number;
+  /** Operator-set limits per stream or bucket (relay.yaml `limits.store`); missing ones take STORE_DEFAULTS. */
+  limits: Partial<Record<StoreName, StoreLimit>>;
 }
+
+/** A limit of -1 means none. */
+export interface StoreLimit {
+  maxMessages?: number | undefined;
+  maxBytes?: number | undefined;
+}
+
+export type StoreName = 'submitted' | 'held' | 'dispatch' | 'status' | 'pacing' | 'bodies' | 'failed' | 'messages' | 'idempotency';
+
+/**
+ * Mail streams refuse new messages when full (DiscardNew): SendMail then answers
+ * RESOURCE_EXHAUSTED, the scheduler leaves mail where it is, and nothing stored is dropped. Byte
+ * limits are off by default: JetStream reserves a stream's max_bytes on the server at creation.
+ */
+export const STORE_DEFAULTS: Record<StoreName, Required<StoreLimit>> = {
+  submitted: { maxMessages: 10_000_000, maxBytes: -1 },
+  held: { maxMessages: 10_000_000, maxBytes: -1 },
+  dispatch: { maxMessages: 10_000_000, maxBytes: -1 },
+  status: { maxMessages: -1, maxBytes: -1 },
+  pacing: { maxMessages: -1, maxBytes: -1 },
+  bodies: { maxMessages: -1, maxBytes: -1 },
+  failed: { maxMessages: -1, maxBytes: -1 },
+  messages: { maxMessages: -1, maxBytes: -1 },
+  idempotency: { maxMessages: -1, maxBytes: -1 },
+};
 
 export const TOPOLOGY_DEFAULTS: TopologyOptions = {
   replicas: 1,
   statusMaxAgeMs: 7 * 86_400_000,
   idempotencyTtlMs: 48 * 3_600_000,
   duplicateWindowMs: 10 * 60_000,
+  failedRetentionMs: 7 * 86_400_000,
+  limits: {},
 };
+
+/** The limits in force for one stream or bucket. */
+export function storeLimit(o: TopologyOptions, name: StoreName): Required<StoreLimit> {
+  const set = o.limits[name] ?? {};
+  const d = STORE_DEFAULTS[name];
+  return { maxMessages: set.maxMessages ?? d.maxMessages, maxBytes: set.maxBytes ?? d.maxBytes };
+}
+
+function limitFields(o: TopologyOptions, name: StoreName): { max_msgs: number; max_bytes: number } {
+  const l = storeLimit(o, name);
+  return { max_msgs: l.maxMessages, max_bytes: l.maxBytes };
+}
 
 export function streamConfigs(n: BusNames, o: TopologyOptions): Array<Partial<StreamConfig> & { name: string }> {
   const common = { storage: StorageType.File, num_replicas: o.replicas, duplicate_window: nanos(o.duplicateWindowMs) };
@@ -37,22 +80,26 @@ export function streamConfigs(n: BusNames, o: TopologyOptions): Array<Partial<St
     // floor (all acked) every few seconds, or within 200 ms at moderate rates (why: intake.ts,
     // IntakeOptions): on NATS 2.9's file store removing messages one by one at ack time
     // (work-queue retention) cost about twice the CPU of storing and delivering them, a purge much
-    // less. No age or size limit: nothing unacked is ever removed.
-    // (A stream made by an earlier version keeps work-queue retention, which works the same.)
-    { ...common, name: n.submittedStream, subjects: [n.submittedWildcard], retention: RetentionPolicy.Limits },
+    // less. No age limit, and a full stream refuses new mail (discard new): nothing unacked is
+    // ever removed. (A stream made by an earlier version keeps work-queue retention, which works
+    // the same.)
+    { ...common, name: n.submittedStream, subjects: [n.submittedWildcard], retention: RetentionPolicy.Limits, discard: DiscardPolicy.New, ...limitFields(o, 'submitted') },
     // Work queues: a message leaves the stream when the consumer that owns its subject acks it.
     // Its own stream: its per-sender consumers are many, and a stream's cost per stored message
     // grows with its consumers (NATS 2.9), so new mail does not pay for them.
-    { ...common, name: n.heldStream, subjects: [n.heldWildcard], retention: RetentionPolicy.Workqueue },
-    { ...common, name: n.dispatchStream, subjects: [`${n.prefix}.dispatch.>`], retention: RetentionPolicy.Workqueue },
+    // Direct gets: the scheduler reads held mail without consuming it to find what expired.
+    { ...common, name: n.heldStream, subjects: [n.heldWildcard], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, allow_direct: true, ...limitFields(o, 'held') },
+    { ...common, name: n.dispatchStream, subjects: [`${n.prefix}.dispatch.>`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, ...limitFields(o, 'dispatch') },
     {
       ...common,
       name: n.statusStream,
       subjects: [n.statusWildcard],
       retention: RetentionPolicy.Limits,
       max_age: nanos(o.statusMaxAgeMs),
+      // History, not mail: the oldest goes first when full.
       discard: DiscardPolicy.Old,
       allow_direct: true,
+      ...limitFields(o, 'status'),
     },
     {
       ...common,
@@ -62,15 +109,20 @@ export function streamConfigs(n: BusNames, o: TopologyOptions): Array<Partial<St
       // A day's grants (the longest pacing window) plus a margin.
       max_age: nanos(25 * 3_600_000),
       discard: DiscardPolicy.Old,
+      ...limitFields(o, 'pacing'),
     },
   ];
 }
 
-/** Creates the streams if they are missing; concurrent starts of several services are fine. */
+/**
+ * Creates the streams if they are missing; concurrent starts of several services are fine. An
+ * existing stream takes the configured limits (so an operator's change applies at the next start).
+ */
 export async function ensureStreams(jsm: JetStreamManager, configs: Array<Partial<StreamConfig> & { name: string }>) {
   for (const cfg of configs) {
     try {
-      await jsm.streams.info(cfg.name);
+      const info = await jsm.streams.info(cfg.name);
+      await applyLimits(jsm, info.config, cfg);
       continue;
     } catch (err) {
       if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
@@ -82,4 +134,15 @@ export async function ensureStreams(jsm: JetStreamManager, configs: Array<Partia
       if (!(err instanceof JetStreamApiError) || err.code !== STREAM_NAME_IN_USE) throw err;
     }
   }
+}
+
+const LIMIT_KEYS = ['max_msgs', 'max_bytes', 'max_age', 'discard', 'allow_direct'] as const;
+
+/** Updates a stream's limits (message count, bytes, age, discard policy, direct gets) where they differ from `want`. */
+export async function applyLimits(jsm: JetStreamManager, have: StreamConfig, want: Partial<StreamConfig>): Promise<void> {
+  const changed = LIMIT_KEYS.filter((k) => want[k] !== undefined && want[k] !== have[k]);
+  if (changed.length === 0) return;
+  const next = { ...have };
+  for (const k of changed) (next as Record<string, unknown>)[k] = want[k];
+  await jsm.streams.update(have.name, next);
 }

@@ -9,6 +9,7 @@ import { relayInstruments } from '@relay/telemetry';
 import type { Bus } from './bus.js';
 import { decodeEnvelope } from './bus.js';
 import { deleteBody, unpackEnvelope } from './bodies.js';
+import { keepFailed } from './dead-letters.js';
 import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
 import { BATCH_PULL_DEFAULTS, batchPull } from './batch-pull.js';
 import { ensureDurable } from './consumers.js';
@@ -90,7 +91,7 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     // redelivery after a crash, a message another replica took meanwhile, or a dispatch the broker
     // hands out again after a restart finds it and does nothing twice.
     const lastEvent = await bus.lastStatus(id);
-    if (lastEvent && isSettled(lastEvent, stub.attempt)) {
+    if (lastEvent && isSettled(lastEvent)) {
       o.log.info({ message_id: id, state: MessageState[lastEvent.state] }, 'already settled elsewhere or before a restart; not sending again');
       span.setAttribute('relay.outcome', 'already-settled');
       m.ack();
@@ -189,8 +190,9 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     } else {
       const reason = err.retryable ? `gave up after ${env.attempt} attempts: ${detail}` : detail;
       span.setAttribute('relay.outcome', 'failed');
+      // Kept for RetryMessages (delivery.failed_retention) before the outcome is recorded.
+      await keepFailed(bus, env, o.log);
       await bus.publishStatus({ ...base, state: MessageState.FAILED, detail: reason });
-      await deleteBody(bus, env);
       metrics.failed.add(1, { sender: env.sender, transport: o.transport });
       o.log.warn({ message_id: env.messageId, sender: env.sender, attempt: env.attempt, error: reason }, 'failed');
     }

@@ -59,6 +59,20 @@ describe('parseConfig', () => {
     expect(cfg.delivery.maxAgeMs).toBe(86_400_000);
   });
 
+  it('reads store limits, held mail age and failed retention, with defaults', () => {
+    const d = parseConfig(base, env);
+    expect(d.limits.heldMaxAgeMs).toBe(72 * 3_600_000);
+    expect(d.delivery.failedRetentionMs).toBe(7 * 86_400_000);
+    expect(d.limits.store.submitted).toEqual({ maxMessages: undefined, maxBytes: undefined });
+    const set = parseConfig(`${base}limits:\n  held_max_age: 2h\n  store:\n    submitted: { max_messages: 1000, max_bytes: -1 }\n    bodies: { max_bytes: 1073741824 }\ndelivery:\n  failed_retention: 3d\n`, env);
+    expect(set.limits).toMatchObject({ maxMessageBytes: 35 * 1024 * 1024, heldMaxAgeMs: 7_200_000 });
+    expect(set.limits.store.submitted).toEqual({ maxMessages: 1000, maxBytes: -1 });
+    expect(set.limits.store.bodies).toEqual({ maxMessages: undefined, maxBytes: 1_073_741_824 });
+    expect(set.delivery).toMatchObject({ failedRetentionMs: 3 * 86_400_000, maxAgeMs: 86_400_000 });
+    expect(configError(`${base}limits:\n  store:\n    held: { max_messages: 0 }\n`)).toContain('limits.store.held.max_messages');
+    expect(configError(`${base}limits:\n  store:\n    queue: { max_messages: 5 }\n`)).toContain('queue');
+  });
+
   it('paces a graph sender with the microsoft365-graph preset when it has no rate:', () => {
     const cfg = parseConfig(base.replace('    rate: { preset: microsoft365-graph }\n', ''), env);
     expect(cfg.senders[1]!.rate).toMatchObject({ preset: 'microsoft365-graph', batchSize: 10_000, intervalMs: 600_000, maxConcurrent: 4, dailyRecipients: 10_000 });

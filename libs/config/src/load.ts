@@ -6,7 +6,7 @@ import { ConfigError } from '@relay/core';
 import { port25Refusal, RATE_PRESETS } from './presets.js';
 import { configSchema, type RawClientLimits, type RawConfig, type RawSender } from './schema.js';
 import { resolveSecret } from './secret.js';
-import type { ClientConfig, ClientLimits, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig } from './types.js';
+import type { ClientConfig, ClientLimits, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig, StoreLimit, StoreLimitsConfig } from './types.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -89,11 +89,16 @@ function convert(raw: RawConfig, env: Env): RelayConfig {
   return {
     clients,
     senders,
-    limits: { maxMessageBytes: raw.limits.max_message_bytes },
+    limits: {
+      maxMessageBytes: raw.limits.max_message_bytes,
+      heldMaxAgeMs: raw.limits.held_max_age,
+      store: storeLimits(raw.limits.store),
+    },
     delivery: {
       retryInitialMs: raw.delivery.retry_initial,
       retryMaxMs: raw.delivery.retry_max,
       maxAgeMs: raw.delivery.max_age,
+      failedRetentionMs: raw.delivery.failed_retention,
     },
   };
 }
@@ -105,6 +110,21 @@ function convertClientLimits(l: RawClientLimits | undefined): ClientLimits {
     maxStoredMessages: l?.max_stored_messages,
     maxStoredBytes: l?.max_stored_bytes,
     dailyRecipients: l?.daily_recipients,
+  };
+}
+
+function storeLimits(raw: RawConfig['limits']['store']): StoreLimitsConfig {
+  const one = (v: { max_messages?: number | undefined; max_bytes?: number | undefined }): StoreLimit => ({ maxMessages: v.max_messages, maxBytes: v.max_bytes });
+  return {
+    submitted: one(raw.submitted),
+    held: one(raw.held),
+    dispatch: one(raw.dispatch),
+    status: one(raw.status),
+    pacing: one(raw.pacing),
+    bodies: one(raw.bodies),
+    failed: one(raw.failed),
+    messages: one(raw.messages),
+    idempotency: one(raw.idempotency),
   };
 }
 

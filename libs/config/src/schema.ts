@@ -104,6 +104,10 @@ const rateSchema = z.strictObject({
   daily_window: duration.refine((ms) => ms > 0 && ms <= 86_400_000, 'must be more than 0 and at most 24h').optional(),
 });
 
+// A stream's or bucket's limits; -1 (or leaving it out) means no limit of that kind.
+const limitValue = z.number().int().refine((n) => n === -1 || n > 0, 'must be a positive whole number, or -1 for no limit');
+const storeLimit = z.strictObject({ max_messages: limitValue.optional(), max_bytes: limitValue.optional() }).prefault({});
+
 const senderSchema = z.strictObject({
   id: senderId,
   from: mailbox,
@@ -118,15 +122,32 @@ export const configSchema = z.strictObject({
   clients: z.array(clientSchema).min(1, 'at least one client is required'),
   senders: z.array(senderSchema).min(1, 'at least one sender is required'),
   limits: z
-    .strictObject({ max_message_bytes: positiveInt.default(35 * 1024 * 1024) })
-    .default({ max_message_bytes: 35 * 1024 * 1024 }),
+    .strictObject({
+      max_message_bytes: positiveInt.default(35 * 1024 * 1024),
+      held_max_age: duration.refine((ms) => ms > 0, 'must be more than 0').default(72 * 3_600_000),
+      store: z
+        .strictObject({
+          submitted: storeLimit,
+          held: storeLimit,
+          dispatch: storeLimit,
+          status: storeLimit,
+          pacing: storeLimit,
+          bodies: storeLimit,
+          failed: storeLimit,
+          messages: storeLimit,
+          idempotency: storeLimit,
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   delivery: z
     .strictObject({
       retry_initial: duration.default(30_000),
       retry_max: duration.default(3_600_000),
       max_age: duration.default(86_400_000),
+      failed_retention: duration.refine((ms) => ms > 0, 'must be more than 0').default(7 * 86_400_000),
     })
-    .default({ retry_initial: 30_000, retry_max: 3_600_000, max_age: 86_400_000 }),
+    .prefault({}),
 });
 
 export type RawClientLimits = z.infer<typeof clientLimitsSchema>;

@@ -92,6 +92,36 @@ export interface SenderConfig {
 export interface RelayConfig {
   clients: ClientConfig[];
   senders: SenderConfig[];
-  limits: { maxMessageBytes: number };
-  delivery: { retryInitialMs: number; retryMaxMs: number; maxAgeMs: number };
+  limits: {
+    maxMessageBytes: number;
+    /** Held mail waiting longer than this (from the later of submission, send_at, a retry's time) ends FAILED. */
+    heldMaxAgeMs: number;
+    /** Operator-set limits of the streams and buckets (limits.store in relay.yaml). */
+    store: StoreLimitsConfig;
+  };
+  delivery: {
+    retryInitialMs: number;
+    retryMaxMs: number;
+    maxAgeMs: number;
+    /** How long a FAILED message's envelope is kept so RetryMessages can send it again. */
+    failedRetentionMs: number;
+  };
+}
+
+/** Limits of one stream or bucket; undefined = the relay's default, -1 = none. */
+export interface StoreLimit {
+  maxMessages?: number;
+  maxBytes?: number;
+}
+
+export interface StoreLimitsConfig {
+  submitted: StoreLimit;
+  held: StoreLimit;
+  dispatch: StoreLimit;
+  status: StoreLimit;
+  pacing: StoreLimit;
+  bodies: StoreLimit;
+  failed: StoreLimit;
+  messages: StoreLimit;
+  idempotency: StoreLimit;
 }

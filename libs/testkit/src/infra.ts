@@ -22,7 +22,7 @@ export async function dropBus(prefix: string, servers = testNatsUrl()): Promise<
   try {
     const jsm = await jetstreamManager(nc);
     const n = busNames(prefix);
-    const streams = [n.submittedStream, n.heldStream, n.dispatchStream, n.statusStream, n.pacingStream, `KV_${n.idempotencyBucket}`, `OBJ_${n.bodyBucket}`, `KV_${prefix}-secrets`];
+    const streams = [n.submittedStream, n.heldStream, n.dispatchStream, n.statusStream, n.pacingStream, `KV_${n.idempotencyBucket}`, `OBJ_${n.bodyBucket}`, `OBJ_${n.failedBucket}`, `KV_${n.messagesBucket}`, `KV_${prefix}-secrets`];
     for (const s of streams) await jsm.streams.delete(s).catch(() => {});
   } finally {
     await nc.close();

@@ -1,6 +1,6 @@
 import { Server, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { connectBus, type Bus, type ConsumeLoop } from '@relay/bus';
-import type { RelayConfig, RelayEnv } from '@relay/config';
+import { connectBus, createMessageIndexer, type Bus, type ConsumeLoop } from '@relay/bus';
+import { busTopology, type RelayConfig, type RelayEnv } from '@relay/config';
 import { ErrorCode, RelayError, InFlight, describe, internalToken, once, within } from '@relay/core';
 import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
@@ -9,6 +9,7 @@ import { createAuthenticator } from './auth.js';
 import { startBudgetRelease } from './budget-release.js';
 import { createClientBudget, hasLimits } from './client-budget.js';
 import { createAdminForward } from './credentials-forward.js';
+import { createAdminMessageHandlers } from './admin-messages.js';
 import { createKeyInterceptor, listenGrpc, MAX_CONCURRENT_STREAMS, type GrpcListener } from './grpc-guard.js';
 import { createMailHandlers, messageLimit, type IngestContext } from './mail-service.js';
 
@@ -23,7 +24,7 @@ const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
 
 export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService & { ctx: IngestContext }> {
   const { env, config, logger } = opts;
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-ingest:${process.pid}`, topology: { replicas: env.streamReplicas } }));
+  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-ingest:${process.pid}`, topology: busTopology(env, config) }));
   // Redis only when a client has limits: without any, ingest needs no Redis.
   const redis = config.clients.some((c) => hasLimits(c.limits))
     ? new Redis(env.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 200, 2_000), lazyConnect: true, commandTimeout: 2_000 })
@@ -56,7 +57,12 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     sendMail: unary(logger, inFlight, mail.sendMail),
     getMessage: unary(logger, inFlight, mail.getMessage),
   });
+  const messages = createAdminMessageHandlers(ctx);
+  const indexer = createMessageIndexer(bus, logger);
   server.addService(toGrpcDefinition(AdminService), {
+    listMessages: unary(logger, inFlight, messages.listMessages),
+    retryMessages: unary(logger, inFlight, messages.retryMessages),
+    cancelMessages: unary(logger, inFlight, messages.cancelMessages),
     testSender: unary(logger, inFlight, async (call: ServerUnaryCall<TestSenderRequest, unknown>) => {
       requireAdmin(ctx, call);
       if (!call.request.sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required');
@@ -81,6 +87,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
         await redis.connect().catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable at start; client limits are not enforced until it answers'));
         release = await startBudgetRelease(bus, budget, logger);
       }
+      await indexer.start();
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
       grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
@@ -100,6 +107,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       await release?.done;
       redis?.disconnect();
       admin.close();
+      await indexer.stop(env.graceMs);
       if (!overrides.bus) await bus.close();
     }),
   };

@@ -10,6 +10,7 @@ import {
   EnvelopeSchema,
   MessageState,
   SendMailResponseSchema,
+  type Envelope,
   type GetMessageRequest,
   type GetMessageResponse,
   type SendMailRequest,
@@ -20,6 +21,8 @@ import type { Authenticator } from './auth.js';
 import type { ClientBudget } from './client-budget.js';
 import { foldHistory } from './history.js';
 import { claim, markStored } from './idempotency.js';
+import { indexSummary, notStored } from './admin-messages.js';
+import { storingIn } from './store-limits.js';
 
 export interface IngestContext {
   config: RelayConfig;
@@ -50,7 +53,7 @@ export function createMailHandlers(ctx: IngestContext) {
         let messageId = uuidv7();
         let recordKey: string | undefined;
         if (req.idempotencyKey) {
-          const c = await claim(ctx.bus.idempotency, client.name, req, messageId);
+          const c = await storingIn(ctx.bus, 'idempotency', () => claim(ctx.bus.idempotency, client.name, req, messageId));
           if (c.kind === 'done') return await answerRepeat(ctx, c.messageId);
           messageId = c.messageId;
           recordKey = c.key;
@@ -79,12 +82,17 @@ export function createMailHandlers(ctx: IngestContext) {
         });
         // On the SendMail server span (a child of the caller's traceparent, if it sent one).
         trace.getActiveSpan()?.setAttributes({ 'relay.message.id': messageId, 'relay.sender': sender.id, 'relay.client': client.name });
+        let packed: Envelope;
         try {
-          const packed = await packEnvelope(ctx.bus, env);
+          packed = await storingIn(ctx.bus, 'bodies', () => packEnvelope(ctx.bus, env));
           // QUEUED goes out first on the same connection, so it is stored before the message is,
-          // and before anything a downstream service can say about it.
-          ctx.bus.noteStatus({ messageId, sender: sender.id, client: client.name, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now });
-          await ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`);
+          // and before anything a downstream service can say about it. It names the client
+          // (GetMessage checks it) and carries the message index's summary (ListMessages).
+          ctx.bus.noteStatus({ messageId, sender: sender.id, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now, ...indexSummary(env) });
+          await storingIn(ctx.bus, 'submitted', () => ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`)).catch(async (err: unknown) => {
+            if (isRelayError(err)) await notStored(ctx.bus, env, err.message);
+            throw err;
+          });
         } catch (err) {
           await ctx.budget?.release(messageId);
           throw err;

@@ -221,7 +221,7 @@ export class Intake {
         span.setAttribute('relay.attempt', env.attempt);
         // Handed out again after it was sent (a redelivery, a broker restart that lost its
         // duplicate window): settled mail takes no pacing slot and is not dispatched again.
-        if (isSettled(await this.#bus.lastStatus(env.messageId), env.attempt)) {
+        if (isSettled(await this.#bus.lastStatus(env.messageId))) {
           span.setAttribute('relay.schedule.decision', 'already-settled');
           m.ack();
           this.#ackedSincePurge++;

@@ -1,6 +1,6 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import { trace } from '@opentelemetry/api';
-import { decodeEnvelope, ensureDurable, isSettled, processMessage, type Bus } from '@relay/bus';
+import { deadLetter, decodeEnvelope, ensureDurable, isSettled, keepFailed, processMessage, type Bus } from '@relay/bus';
 import type { SenderConfig } from '@relay/config';
 import { describe } from '@relay/core';
 import { relayInstruments, type Logger } from '@relay/telemetry';
@@ -8,17 +8,21 @@ import { BoundedLoop } from './bounded-loop.js';
 import type { Pacer } from './pacer.js';
 import { decide } from './route.js';
 import { isPaced } from './redis-pacer.js';
+import { heldExpiry, SCHEDULER_SERVICE } from './held-expiry.js';
+import { MessageState, type Envelope } from '@relay/proto';
 
 export interface LaneOptions {
   /** Messages one lane works on at once (waiting for a slot counts). */
   concurrency: number;
   ackWaitMs: number;
+  /** Held mail older than this ends FAILED (limits.held_max_age). */
+  heldMaxAgeMs: number;
 }
 
 /** Messages a lane with only daily caps holds at once (the rest wait in the stream). */
 const PACED_IN_HAND = 16;
 
-export const LANE_DEFAULTS: LaneOptions = { concurrency: 256, ackWaitMs: 30_000 };
+export const LANE_DEFAULTS: LaneOptions = { concurrency: 256, ackWaitMs: 30_000, heldMaxAgeMs: 72 * 3_600_000 };
 
 /**
  * One sender's held mail (see intake.ts): its own durable consumer on its own subject of the held
@@ -120,9 +124,9 @@ export class SenderLane {
           m.nak(d.ms);
           return;
         }
-        // As in the intake: mail already settled is neither paced nor dispatched again.
-        if (isSettled(await this.#bus.lastStatus(env.messageId), env.attempt)) {
-          span.setAttribute('relay.schedule.decision', 'already-settled');
+        // Mail settled (sent, or cancelled) meanwhile, or that waited too long for its pace, goes no further.
+        if (await this.#settledHere(env)) {
+          span.setAttribute('relay.schedule.decision', 'dead-letter');
           m.ack();
           return;
         }
@@ -141,6 +145,12 @@ export class SenderLane {
           span.setAttribute('relay.pacing.wait_ms', Math.round(waitedMs));
           relayInstruments().pacingWait.record(waitedMs / 1000, { sender: sender.id });
         }
+        // A long wait for the pace: cancelled or expired (by the sweeper) meanwhile goes no further.
+        if (performance.now() - asked > 1_000 && (await this.#settledHere(env))) {
+          span.setAttribute('relay.schedule.decision', 'dead-letter');
+          m.ack();
+          return;
+        }
         span.setAttributes({ 'relay.schedule.decision': 'dispatch', 'relay.transport': d.transport });
         await this.#bus.publishEnvelope(this.#bus.names.dispatchSubject(d.transport, sender.id), env, `${env.messageId}.${env.attempt}.dispatch`, m.headers);
         m.ack();
@@ -155,6 +165,23 @@ export class SenderLane {
         // connection closed
       }
     }
+  }
+
+  /**
+   * True when the message is settled already (SENT, or FAILED: cancelled, its envelope kept for a
+   * retry) or has now waited longer than `limits.held_max_age` (it is made FAILED here).
+   */
+  async #settledHere(env: Envelope): Promise<boolean> {
+    const last = await this.#bus.lastStatus(env.messageId);
+    if (isSettled(last)) {
+      if (last?.state === MessageState.FAILED) await keepFailed(this.#bus, env, this.#logger);
+      return true;
+    }
+    const reason = heldExpiry(env, Date.now(), this.#opts.heldMaxAgeMs, "waiting for the sender's pace");
+    if (!reason) return false;
+    await deadLetter(this.#bus, env, reason, SCHEDULER_SERVICE, this.#logger);
+    this.#logger.warn({ message_id: env.messageId, reason }, 'held mail expired');
+    return true;
   }
 
   async stop(graceMs: number): Promise<void> {

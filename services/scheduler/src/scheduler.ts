@@ -1,11 +1,12 @@
 import { watchFile, unwatchFile } from 'node:fs';
 import { Redis } from 'ioredis';
 import { connectBus, type Bus } from '@relay/bus';
-import { loadConfigFile, type RelayConfig, type RelayEnv, type SenderConfig } from '@relay/config';
+import { busTopology, loadConfigFile, type RelayConfig, type RelayEnv, type SenderConfig } from '@relay/config';
 import { describe, once } from '@relay/core';
 import { relayInstruments, startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { Intake, INTAKE_DEFAULTS, type IntakeOptions } from './intake.js';
 import { SenderLane, LANE_DEFAULTS, type LaneOptions } from './lane.js';
+import { createHeldSweeper } from './held-expiry.js';
 import { pacingMetrics, registerQueueGauges } from './metrics.js';
 import { PacingLog } from './pacing-log.js';
 import type { Pacer } from './pacer.js';
@@ -28,7 +29,7 @@ export type Scheduler = RunnableService & { reload(config: RelayConfig): Promise
 
 export async function createScheduler(opts: SchedulerOptions, overrides: { bus?: Bus; pacer?: Pacer } = {}): Promise<Scheduler> {
   const { env, logger } = opts;
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-scheduler:${process.pid}`, topology: { replicas: env.streamReplicas } }));
+  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-scheduler:${process.pid}`, topology: busTopology(env, opts.config) }));
   // Commands fail at once while Redis is away (no offline queue), and after 2 s when it does not
   // answer: the pacer then holds the mail.
   const redis = overrides.pacer
@@ -37,7 +38,7 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
   redis?.on('error', () => {}); // reported by the pacer, once per outage
   const redisPacer = redis ? new RedisPacer(redis, new PacingLog(bus), env.busPrefix, logger) : undefined;
   const pacer: Pacer = overrides.pacer ?? redisPacer!;
-  const laneOpts = { ...LANE_DEFAULTS, ackWaitMs: env.ackWaitMs, ...opts.lane };
+  const laneOpts = { ...LANE_DEFAULTS, ackWaitMs: env.ackWaitMs, heldMaxAgeMs: opts.config.limits.heldMaxAgeMs, ...opts.lane };
   const lanes = new Map<string, SenderLane>();
   let senders = new Map<string, SenderConfig>();
   const intake = new Intake(
@@ -47,6 +48,7 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
     logger,
     { ...INTAKE_DEFAULTS, ackWaitMs: laneOpts.ackWaitMs, ...opts.intake },
   );
+  const sweeper = createHeldSweeper({ bus, known: (id) => senders.has(id), maxAgeMs: () => laneOpts.heldMaxAgeMs, logger });
   let ops: OpsServer | undefined;
   let stopped = false;
   let unregisterGauges: (() => void) | undefined;
@@ -90,6 +92,7 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
       await reload(opts.config);
       // The lanes first, so held mail has its consumer before new mail comes in.
       await intake.start();
+      sweeper.start();
       if (opts.configPath) watchConfig(opts.configPath);
       unregisterGauges = registerQueueGauges(relayInstruments().meter, { bus, lanes: () => lanes.values() });
       ops = await startOpsServer({
@@ -104,7 +107,7 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
       stopped = true;
       unregisterGauges?.();
       if (opts.configPath) unwatchFile(opts.configPath);
-      await Promise.allSettled([intake, ...lanes.values()].map((l) => l.stop(env.graceMs)));
+      await Promise.allSettled([sweeper.stop(), ...[intake, ...lanes.values()].map((l) => l.stop(env.graceMs))]);
       await pacer.close();
       await ops?.close();
       redis?.disconnect();

@@ -1,5 +1,5 @@
 import { connectBus, createDispatchWorker, type Bus } from '@relay/bus';
-import { requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
+import { busTopology, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
 import { internalToken, once } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';
 import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
@@ -18,7 +18,7 @@ export interface SmtpSenderOptions {
 export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
   const token = internalToken(requireMasterKey(env));
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-smtp-sender:${process.pid}`, topology: { replicas: env.streamReplicas } }));
+  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-smtp-sender:${process.pid}`, topology: busTopology(env, opts.config) }));
   const credentials = createCredentialsClient(env.credentialsAddr, token);
   const pools = new TransportPool();
   const senders = new Map(config.senders.filter((s) => s.transport === 'smtp').map((s) => [s.id, s]));

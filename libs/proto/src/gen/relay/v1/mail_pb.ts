@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relay/v1/mail.proto.
  */
 export const file_relay_v1_mail: GenFile = /*@__PURE__*/
-  fileDesc("ChNyZWxheS92MS9tYWlsLnByb3RvEghyZWxheS52MSJFCgpBdHRhY2htZW50EhAKCGZpbGVuYW1lGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIPCgdjb250ZW50GAMgASgMIvACCg9TZW5kTWFpbFJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEgoKAnRvGAIgAygJEgoKAmNjGAMgAygJEgsKA2JjYxgEIAMoCRIQCghyZXBseV90bxgFIAEoCRIPCgdzdWJqZWN0GAYgASgJEgwKBHRleHQYByABKAkSDAoEaHRtbBgIIAEoCRIpCgthdHRhY2htZW50cxgJIAMoCzIULnJlbGF5LnYxLkF0dGFjaG1lbnQSNwoHaGVhZGVycxgKIAMoCzImLnJlbGF5LnYxLlNlbmRNYWlsUmVxdWVzdC5IZWFkZXJzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAsgASgJEjAKB3NlbmRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIX3NlbmRfYXQiTQoQU2VuZE1haWxSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlIicKEUdldE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkifQoLU3RhdGVDaGFuZ2USJQoFc3RhdGUYASABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmRldGFpbBgDIAEoCRIPCgdhdHRlbXB0GAQgASgNIq0BChJHZXRNZXNzYWdlUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIQCghhdHRlbXB0cxgDIAEoDRISCgpsYXN0X2Vycm9yGAQgASgJEg4KBnNlbmRlchgFIAEoCRImCgdoaXN0b3J5GAYgAygLMhUucmVsYXkudjEuU3RhdGVDaGFuZ2UiLwoRVGVzdFNlbmRlclJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEgoKAnRvGAIgASgJIjQKCFRlc3RTdGVwEgwKBG5hbWUYASABKAkSCgoCb2sYAiABKAgSDgoGZGV0YWlsGAMgASgJIlMKElRlc3RTZW5kZXJSZXNwb25zZRIKCgJvaxgBIAEoCBIhCgVzdGVwcxgCIAMoCzISLnJlbGF5LnYxLlRlc3RTdGVwEg4KBnJlbWVkeRgDIAEoCSIlChNCZWdpbkNvbnNlbnRSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSItChRCZWdpbkNvbnNlbnRSZXNwb25zZRIVCg1hdXRob3JpemVfdXJsGAEgASgJKrABCgxNZXNzYWdlU3RhdGUSHQoZTUVTU0FHRV9TVEFURV9VTlNQRUNJRklFRBAAEhgKFE1FU1NBR0VfU1RBVEVfUVVFVUVEEAESGQoVTUVTU0FHRV9TVEFURV9TRU5ESU5HEAISFgoSTUVTU0FHRV9TVEFURV9TRU5UEAMSGgoWTUVTU0FHRV9TVEFURV9SRVRSWUlORxAEEhgKFE1FU1NBR0VfU1RBVEVfRkFJTEVEEAUymQEKC01haWxTZXJ2aWNlEkEKCFNlbmRNYWlsEhkucmVsYXkudjEuU2VuZE1haWxSZXF1ZXN0GhoucmVsYXkudjEuU2VuZE1haWxSZXNwb25zZRJHCgpHZXRNZXNzYWdlEhsucmVsYXkudjEuR2V0TWVzc2FnZVJlcXVlc3QaHC5yZWxheS52MS5HZXRNZXNzYWdlUmVzcG9uc2UypgEKDEFkbWluU2VydmljZRJHCgpUZXN0U2VuZGVyEhsucmVsYXkudjEuVGVzdFNlbmRlclJlcXVlc3QaHC5yZWxheS52MS5UZXN0U2VuZGVyUmVzcG9uc2USTQoMQmVnaW5Db25zZW50Eh0ucmVsYXkudjEuQmVnaW5Db25zZW50UmVxdWVzdBoeLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChNyZWxheS92MS9tYWlsLnByb3RvEghyZWxheS52MSJFCgpBdHRhY2htZW50EhAKCGZpbGVuYW1lGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIPCgdjb250ZW50GAMgASgMIvACCg9TZW5kTWFpbFJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEgoKAnRvGAIgAygJEgoKAmNjGAMgAygJEgsKA2JjYxgEIAMoCRIQCghyZXBseV90bxgFIAEoCRIPCgdzdWJqZWN0GAYgASgJEgwKBHRleHQYByABKAkSDAoEaHRtbBgIIAEoCRIpCgthdHRhY2htZW50cxgJIAMoCzIULnJlbGF5LnYxLkF0dGFjaG1lbnQSNwoHaGVhZGVycxgKIAMoCzImLnJlbGF5LnYxLlNlbmRNYWlsUmVxdWVzdC5IZWFkZXJzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAsgASgJEjAKB3NlbmRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIX3NlbmRfYXQiTQoQU2VuZE1haWxSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlIicKEUdldE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkifQoLU3RhdGVDaGFuZ2USJQoFc3RhdGUYASABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmRldGFpbBgDIAEoCRIPCgdhdHRlbXB0GAQgASgNIq0BChJHZXRNZXNzYWdlUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIQCghhdHRlbXB0cxgDIAEoDRISCgpsYXN0X2Vycm9yGAQgASgJEg4KBnNlbmRlchgFIAEoCRImCgdoaXN0b3J5GAYgAygLMhUucmVsYXkudjEuU3RhdGVDaGFuZ2UiLwoRVGVzdFNlbmRlclJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEgoKAnRvGAIgASgJIjQKCFRlc3RTdGVwEgwKBG5hbWUYASABKAkSCgoCb2sYAiABKAgSDgoGZGV0YWlsGAMgASgJIlMKElRlc3RTZW5kZXJSZXNwb25zZRIKCgJvaxgBIAEoCBIhCgVzdGVwcxgCIAMoCzISLnJlbGF5LnYxLlRlc3RTdGVwEg4KBnJlbWVkeRgDIAEoCSIlChNCZWdpbkNvbnNlbnRSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSItChRCZWdpbkNvbnNlbnRSZXNwb25zZRIVCg1hdXRob3JpemVfdXJsGAEgASgJIooCChNMaXN0TWVzc2FnZXNSZXF1ZXN0EiUKBXN0YXRlGAEgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgCIAEoCRIOCgZjbGllbnQYAyABKAkSEQoJcmVjaXBpZW50GAQgASgJEi4KBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEi4KBXVudGlsGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBEhEKCXBhZ2Vfc2l6ZRgHIAEoDRISCgpwYWdlX3Rva2VuGAggASgJQggKBl9zaW5jZUIICgZfdW50aWwi3gEKDk1lc3NhZ2VTdW1tYXJ5EhIKCm1lc3NhZ2VfaWQYASABKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIPCgdzdWJqZWN0GAUgASgJEgoKAnRvGAYgAygJEhAKCGF0dGVtcHRzGAcgASgNEhIKCmxhc3RfZXJyb3IYCCABKAkSLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWwoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USKgoIbWVzc2FnZXMYASADKAsyGC5yZWxheS52MS5NZXNzYWdlU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+QEKFFJldHJ5TWVzc2FnZXNSZXF1ZXN0EhMKC21lc3NhZ2VfaWRzGAEgAygJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgDIAEoCRIOCgZjbGllbnQYBCABKAkSEQoJcmVjaXBpZW50GAUgASgJEi4KBXNpbmNlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEi4KBXVudGlsGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBQggKBl9zaW5jZUIICgZfdW50aWwiJgoVUmV0cnlNZXNzYWdlc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgNIvoBChVDYW5jZWxNZXNzYWdlc1JlcXVlc3QSEwoLbWVzc2FnZV9pZHMYASADKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIRCglyZWNpcGllbnQYBSABKAkSLgoFc2luY2UYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESLgoFdW50aWwYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAGIAQFCCAoGX3NpbmNlQggKBl91bnRpbCInChZDYW5jZWxNZXNzYWdlc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgNKssBCgxNZXNzYWdlU3RhdGUSHQoZTUVTU0FHRV9TVEFURV9VTlNQRUNJRklFRBAAEhgKFE1FU1NBR0VfU1RBVEVfUVVFVUVEEAESGQoVTUVTU0FHRV9TVEFURV9TRU5ESU5HEAISFgoSTUVTU0FHRV9TVEFURV9TRU5UEAMSGgoWTUVTU0FHRV9TVEFURV9SRVRSWUlORxAEEhgKFE1FU1NBR0VfU1RBVEVfRkFJTEVEEAUSGQoVTUVTU0FHRV9TVEFURV9CT1VOQ0VEEAYymQEKC01haWxTZXJ2aWNlEkEKCFNlbmRNYWlsEhkucmVsYXkudjEuU2VuZE1haWxSZXF1ZXN0GhoucmVsYXkudjEuU2VuZE1haWxSZXNwb25zZRJHCgpHZXRNZXNzYWdlEhsucmVsYXkudjEuR2V0TWVzc2FnZVJlcXVlc3QaHC5yZWxheS52MS5HZXRNZXNzYWdlUmVzcG9uc2UynAMKDEFkbWluU2VydmljZRJHCgpUZXN0U2VuZGVyEhsucmVsYXkudjEuVGVzdFNlbmRlclJlcXVlc3QaHC5yZWxheS52MS5UZXN0U2VuZGVyUmVzcG9uc2USTQoMQmVnaW5Db25zZW50Eh0ucmVsYXkudjEuQmVnaW5Db25zZW50UmVxdWVzdBoeLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlc3BvbnNlEk0KDExpc3RNZXNzYWdlcxIdLnJlbGF5LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaHi5yZWxheS52MS5MaXN0TWVzc2FnZXNSZXNwb25zZRJQCg1SZXRyeU1lc3NhZ2VzEh4ucmVsYXkudjEuUmV0cnlNZXNzYWdlc1JlcXVlc3QaHy5yZWxheS52MS5SZXRyeU1lc3NhZ2VzUmVzcG9uc2USUwoOQ2FuY2VsTWVzc2FnZXMSHy5yZWxheS52MS5DYW5jZWxNZXNzYWdlc1JlcXVlc3QaIC5yZWxheS52MS5DYW5jZWxNZXNzYWdlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message relay.v1.Attachment
@@ -347,6 +347,293 @@ export const BeginConsentResponseSchema: GenMessage<BeginConsentResponse> = /*@_
   messageDesc(file_relay_v1_mail, 10);
 
 /**
+ * @generated from message relay.v1.ListMessagesRequest
+ */
+export type ListMessagesRequest = Message<"relay.v1.ListMessagesRequest"> & {
+  /**
+   * Only messages in this state (UNSPECIFIED: any).
+   *
+   * @generated from field: relay.v1.MessageState state = 1;
+   */
+  state: MessageState;
+
+  /**
+   * Only this sender's messages.
+   *
+   * @generated from field: string sender = 2;
+   */
+  sender: string;
+
+  /**
+   * Only messages this client sent.
+   *
+   * @generated from field: string client = 3;
+   */
+  client: string;
+
+  /**
+   * Only messages to this address (among the first recipients the relay keeps per message).
+   *
+   * @generated from field: string recipient = 4;
+   */
+  recipient: string;
+
+  /**
+   * Only messages whose state changed at or after this time.
+   *
+   * @generated from field: optional google.protobuf.Timestamp since = 5;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * Only messages whose state changed before this time.
+   *
+   * @generated from field: optional google.protobuf.Timestamp until = 6;
+   */
+  until?: Timestamp | undefined;
+
+  /**
+   * At most this many messages (default 100, at most 1000).
+   *
+   * @generated from field: uint32 page_size = 7;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page.
+   *
+   * @generated from field: string page_token = 8;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message relay.v1.ListMessagesRequest.
+ * Use `create(ListMessagesRequestSchema)` to create a new message.
+ */
+export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 11);
+
+/**
+ * @generated from message relay.v1.MessageSummary
+ */
+export type MessageSummary = Message<"relay.v1.MessageSummary"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: relay.v1.MessageState state = 2;
+   */
+  state: MessageState;
+
+  /**
+   * @generated from field: string sender = 3;
+   */
+  sender: string;
+
+  /**
+   * @generated from field: string client = 4;
+   */
+  client: string;
+
+  /**
+   * @generated from field: string subject = 5;
+   */
+  subject: string;
+
+  /**
+   * The first recipients (To, then Cc and Bcc).
+   *
+   * @generated from field: repeated string to = 6;
+   */
+  to: string[];
+
+  /**
+   * @generated from field: uint32 attempts = 7;
+   */
+  attempts: number;
+
+  /**
+   * @generated from field: string last_error = 8;
+   */
+  lastError: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_at = 9;
+   */
+  updatedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message relay.v1.MessageSummary.
+ * Use `create(MessageSummarySchema)` to create a new message.
+ */
+export const MessageSummarySchema: GenMessage<MessageSummary> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 12);
+
+/**
+ * @generated from message relay.v1.ListMessagesResponse
+ */
+export type ListMessagesResponse = Message<"relay.v1.ListMessagesResponse"> & {
+  /**
+   * @generated from field: repeated relay.v1.MessageSummary messages = 1;
+   */
+  messages: MessageSummary[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message relay.v1.ListMessagesResponse.
+ * Use `create(ListMessagesResponseSchema)` to create a new message.
+ */
+export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 13);
+
+/**
+ * @generated from message relay.v1.RetryMessagesRequest
+ */
+export type RetryMessagesRequest = Message<"relay.v1.RetryMessagesRequest"> & {
+  /**
+   * These messages; when empty, every message the filters below select.
+   *
+   * @generated from field: repeated string message_ids = 1;
+   */
+  messageIds: string[];
+
+  /**
+   * @generated from field: relay.v1.MessageState state = 2;
+   */
+  state: MessageState;
+
+  /**
+   * @generated from field: string sender = 3;
+   */
+  sender: string;
+
+  /**
+   * @generated from field: string client = 4;
+   */
+  client: string;
+
+  /**
+   * @generated from field: string recipient = 5;
+   */
+  recipient: string;
+
+  /**
+   * @generated from field: optional google.protobuf.Timestamp since = 6;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * @generated from field: optional google.protobuf.Timestamp until = 7;
+   */
+  until?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message relay.v1.RetryMessagesRequest.
+ * Use `create(RetryMessagesRequestSchema)` to create a new message.
+ */
+export const RetryMessagesRequestSchema: GenMessage<RetryMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 14);
+
+/**
+ * @generated from message relay.v1.RetryMessagesResponse
+ */
+export type RetryMessagesResponse = Message<"relay.v1.RetryMessagesResponse"> & {
+  /**
+   * Messages sent again.
+   *
+   * @generated from field: uint32 count = 1;
+   */
+  count: number;
+};
+
+/**
+ * Describes the message relay.v1.RetryMessagesResponse.
+ * Use `create(RetryMessagesResponseSchema)` to create a new message.
+ */
+export const RetryMessagesResponseSchema: GenMessage<RetryMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 15);
+
+/**
+ * @generated from message relay.v1.CancelMessagesRequest
+ */
+export type CancelMessagesRequest = Message<"relay.v1.CancelMessagesRequest"> & {
+  /**
+   * These messages; when empty, every message the filters below select.
+   *
+   * @generated from field: repeated string message_ids = 1;
+   */
+  messageIds: string[];
+
+  /**
+   * @generated from field: relay.v1.MessageState state = 2;
+   */
+  state: MessageState;
+
+  /**
+   * @generated from field: string sender = 3;
+   */
+  sender: string;
+
+  /**
+   * @generated from field: string client = 4;
+   */
+  client: string;
+
+  /**
+   * @generated from field: string recipient = 5;
+   */
+  recipient: string;
+
+  /**
+   * @generated from field: optional google.protobuf.Timestamp since = 6;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * @generated from field: optional google.protobuf.Timestamp until = 7;
+   */
+  until?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message relay.v1.CancelMessagesRequest.
+ * Use `create(CancelMessagesRequestSchema)` to create a new message.
+ */
+export const CancelMessagesRequestSchema: GenMessage<CancelMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 16);
+
+/**
+ * @generated from message relay.v1.CancelMessagesResponse
+ */
+export type CancelMessagesResponse = Message<"relay.v1.CancelMessagesResponse"> & {
+  /**
+   * Messages cancelled.
+   *
+   * @generated from field: uint32 count = 1;
+   */
+  count: number;
+};
+
+/**
+ * Describes the message relay.v1.CancelMessagesResponse.
+ * Use `create(CancelMessagesResponseSchema)` to create a new message.
+ */
+export const CancelMessagesResponseSchema: GenMessage<CancelMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 17);
+
+/**
  * @generated from enum relay.v1.MessageState
  */
 export enum MessageState {
@@ -379,6 +666,13 @@ export enum MessageState {
    * @generated from enum value: MESSAGE_STATE_FAILED = 5;
    */
   FAILED = 5,
+
+  /**
+   * Every recipient bounced after SENT.
+   *
+   * @generated from enum value: MESSAGE_STATE_BOUNCED = 6;
+   */
+  BOUNCED = 6,
 }
 
 /**
@@ -442,6 +736,36 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof BeginConsentRequestSchema;
     output: typeof BeginConsentResponseSchema;
+  },
+  /**
+   * Messages the relay knows of, newest first, filtered and paged (dead letters: state FAILED).
+   *
+   * @generated from rpc relay.v1.AdminService.ListMessages
+   */
+  listMessages: {
+    methodKind: "unary";
+    input: typeof ListMessagesRequestSchema;
+    output: typeof ListMessagesResponseSchema;
+  },
+  /**
+   * Sends FAILED messages again: same message_id and trace, a new attempt.
+   *
+   * @generated from rpc relay.v1.AdminService.RetryMessages
+   */
+  retryMessages: {
+    methodKind: "unary";
+    input: typeof RetryMessagesRequestSchema;
+    output: typeof RetryMessagesResponseSchema;
+  },
+  /**
+   * Cancels QUEUED or RETRYING messages: they end FAILED "cancelled by <client>".
+   *
+   * @generated from rpc relay.v1.AdminService.CancelMessages
+   */
+  cancelMessages: {
+    methodKind: "unary";
+    input: typeof CancelMessagesRequestSchema;
+    output: typeof CancelMessagesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_relay_v1_mail, 1);

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relay/internal/v1/internal.proto.
  */
 export const file_relay_internal_v1_internal: GenFile = /*@__PURE__*/
-  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEijAUKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBI5ChBmaXJzdF9hdHRlbXB0X2F0GBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgCiAEBGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgoKCF9zZW5kX2F0Qg0KC19ub3RfYmVmb3JlQhMKEV9maXJzdF9hdHRlbXB0X2F0IsIBCgtTdGF0dXNFdmVudBISCgptZXNzYWdlX2lkGAEgASgJEg4KBnNlbmRlchgCIAEoCRIlCgVzdGF0ZRgDIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRImCgJhdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgFIAEoDRIOCgZkZXRhaWwYBiABKAkSDwoHc2VydmljZRgHIAEoCRIOCgZjbGllbnQYCCABKAkiPAoSR2V0U210cEF1dGhSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCKcAgoTR2V0U210cEF1dGhSZXNwb25zZRI5CgRraW5kGAEgASgOMisucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXNwb25zZS5LaW5kEgwKBHVzZXIYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSFAoMYWNjZXNzX3Rva2VuGAQgASgJEjMKCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEiUAoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASDQoJS0lORF9OT05FEAESEQoNS0lORF9QQVNTV09SRBACEhAKDEtJTkRfWE9BVVRIMhADQg0KC19leHBpcmVzX2F0Ij4KFEdldEdyYXBoVG9rZW5SZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCJdChVHZXRHcmFwaFRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMu4CChJDcmVkZW50aWFsc1NlcnZpY2USXAoLR2V0U210cEF1dGgSJS5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlcXVlc3QaJi5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlc3BvbnNlEmIKDUdldEdyYXBoVG9rZW4SJy5yZWxheS5pbnRlcm5hbC52MS5HZXRHcmFwaFRva2VuUmVxdWVzdBooLnJlbGF5LmludGVybmFsLnYxLkdldEdyYXBoVG9rZW5SZXNwb25zZRJNCgxCZWdpbkNvbnNlbnQSHS5yZWxheS52MS5CZWdpbkNvbnNlbnRSZXF1ZXN0Gh4ucmVsYXkudjEuQmVnaW5Db25zZW50UmVzcG9uc2USRwoKVGVzdFNlbmRlchIbLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXF1ZXN0GhwucmVsYXkudjEuVGVzdFNlbmRlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_relay_v1_mail]);
+  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEijAUKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBI5ChBmaXJzdF9hdHRlbXB0X2F0GBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgCiAEBGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgoKCF9zZW5kX2F0Qg0KC19ub3RfYmVmb3JlQhMKEV9maXJzdF9hdHRlbXB0X2F0It8BCgtTdGF0dXNFdmVudBISCgptZXNzYWdlX2lkGAEgASgJEg4KBnNlbmRlchgCIAEoCRIlCgVzdGF0ZRgDIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRImCgJhdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgFIAEoDRIOCgZkZXRhaWwYBiABKAkSDwoHc2VydmljZRgHIAEoCRIOCgZjbGllbnQYCCABKAkSDwoHc3ViamVjdBgdIAEoCRIKCgJ0bxgeIAMoCSLxAQoNTWVzc2FnZVJlY29yZBISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgDIAEoCRIOCgZjbGllbnQYBCABKAkSDwoHc3ViamVjdBgFIAEoCRIKCgJ0bxgGIAMoCRIQCghhdHRlbXB0cxgHIAEoDRISCgpsYXN0X2Vycm9yGAggASgJEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnN0YXR1c19zZXEYCiABKAQiPAoSR2V0U210cEF1dGhSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCKcAgoTR2V0U210cEF1dGhSZXNwb25zZRI5CgRraW5kGAEgASgOMisucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXNwb25zZS5LaW5kEgwKBHVzZXIYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSFAoMYWNjZXNzX3Rva2VuGAQgASgJEjMKCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEiUAoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASDQoJS0lORF9OT05FEAESEQoNS0lORF9QQVNTV09SRBACEhAKDEtJTkRfWE9BVVRIMhADQg0KC19leHBpcmVzX2F0Ij4KFEdldEdyYXBoVG9rZW5SZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCJdChVHZXRHcmFwaFRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMu4CChJDcmVkZW50aWFsc1NlcnZpY2USXAoLR2V0U210cEF1dGgSJS5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlcXVlc3QaJi5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlc3BvbnNlEmIKDUdldEdyYXBoVG9rZW4SJy5yZWxheS5pbnRlcm5hbC52MS5HZXRHcmFwaFRva2VuUmVxdWVzdBooLnJlbGF5LmludGVybmFsLnYxLkdldEdyYXBoVG9rZW5SZXNwb25zZRJNCgxCZWdpbkNvbnNlbnQSHS5yZWxheS52MS5CZWdpbkNvbnNlbnRSZXF1ZXN0Gh4ucmVsYXkudjEuQmVnaW5Db25zZW50UmVzcG9uc2USRwoKVGVzdFNlbmRlchIbLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXF1ZXN0GhwucmVsYXkudjEuVGVzdFNlbmRlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_relay_v1_mail]);
 
 /**
  * A message as it travels on the bus (subjects relay.submitted.<sender>, relay.dispatch.<transport>.<sender>).
@@ -189,6 +189,20 @@ export type StatusEvent = Message<"relay.internal.v1.StatusEvent"> & {
    * @generated from field: string client = 8;
    */
   client: string;
+
+  /**
+   * On the QUEUED event at accept only: what the message index (ListMessages) shows of it.
+   *
+   * @generated from field: string subject = 29;
+   */
+  subject: string;
+
+  /**
+   * The first few recipients.
+   *
+   * @generated from field: repeated string to = 30;
+   */
+  to: string[];
 };
 
 /**
@@ -197,6 +211,73 @@ export type StatusEvent = Message<"relay.internal.v1.StatusEvent"> & {
  */
 export const StatusEventSchema: GenMessage<StatusEvent> = /*@__PURE__*/
   messageDesc(file_relay_internal_v1_internal, 1);
+
+/**
+ * A message's entry in the message index (KV bucket <prefix>-messages, key = message id),
+ * folded from its status events.
+ *
+ * @generated from message relay.internal.v1.MessageRecord
+ */
+export type MessageRecord = Message<"relay.internal.v1.MessageRecord"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: relay.v1.MessageState state = 2;
+   */
+  state: MessageState;
+
+  /**
+   * @generated from field: string sender = 3;
+   */
+  sender: string;
+
+  /**
+   * @generated from field: string client = 4;
+   */
+  client: string;
+
+  /**
+   * @generated from field: string subject = 5;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: repeated string to = 6;
+   */
+  to: string[];
+
+  /**
+   * @generated from field: uint32 attempts = 7;
+   */
+  attempts: number;
+
+  /**
+   * @generated from field: string last_error = 8;
+   */
+  lastError: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_at = 9;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * Status stream sequence of the newest event folded in: older ones arriving late are ignored.
+   *
+   * @generated from field: uint64 status_seq = 10;
+   */
+  statusSeq: bigint;
+};
+
+/**
+ * Describes the message relay.internal.v1.MessageRecord.
+ * Use `create(MessageRecordSchema)` to create a new message.
+ */
+export const MessageRecordSchema: GenMessage<MessageRecord> = /*@__PURE__*/
+  messageDesc(file_relay_internal_v1_internal, 2);
 
 /**
  * @generated from message relay.internal.v1.GetSmtpAuthRequest
@@ -220,7 +301,7 @@ export type GetSmtpAuthRequest = Message<"relay.internal.v1.GetSmtpAuthRequest">
  * Use `create(GetSmtpAuthRequestSchema)` to create a new message.
  */
 export const GetSmtpAuthRequestSchema: GenMessage<GetSmtpAuthRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 2);
+  messageDesc(file_relay_internal_v1_internal, 3);
 
 /**
  * @generated from message relay.internal.v1.GetSmtpAuthResponse
@@ -257,7 +338,7 @@ export type GetSmtpAuthResponse = Message<"relay.internal.v1.GetSmtpAuthResponse
  * Use `create(GetSmtpAuthResponseSchema)` to create a new message.
  */
 export const GetSmtpAuthResponseSchema: GenMessage<GetSmtpAuthResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 3);
+  messageDesc(file_relay_internal_v1_internal, 4);
 
 /**
  * @generated from enum relay.internal.v1.GetSmtpAuthResponse.Kind
@@ -288,7 +369,7 @@ export enum GetSmtpAuthResponse_Kind {
  * Describes the enum relay.internal.v1.GetSmtpAuthResponse.Kind.
  */
 export const GetSmtpAuthResponse_KindSchema: GenEnum<GetSmtpAuthResponse_Kind> = /*@__PURE__*/
-  enumDesc(file_relay_internal_v1_internal, 3, 0);
+  enumDesc(file_relay_internal_v1_internal, 4, 0);
 
 /**
  * @generated from message relay.internal.v1.GetGraphTokenRequest
@@ -312,7 +393,7 @@ export type GetGraphTokenRequest = Message<"relay.internal.v1.GetGraphTokenReque
  * Use `create(GetGraphTokenRequestSchema)` to create a new message.
  */
 export const GetGraphTokenRequestSchema: GenMessage<GetGraphTokenRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 4);
+  messageDesc(file_relay_internal_v1_internal, 5);
 
 /**
  * @generated from message relay.internal.v1.GetGraphTokenResponse
@@ -334,7 +415,7 @@ export type GetGraphTokenResponse = Message<"relay.internal.v1.GetGraphTokenResp
  * Use `create(GetGraphTokenResponseSchema)` to create a new message.
  */
 export const GetGraphTokenResponseSchema: GenMessage<GetGraphTokenResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 5);
+  messageDesc(file_relay_internal_v1_internal, 6);
 
 /**
  * How a sender service authenticates to its provider; served only to sender services.
