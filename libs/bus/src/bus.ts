@@ -20,6 +20,8 @@ import { busNames, type BusNames } from './names.js';
 import { ensureStreams, streamConfigs, TOPOLOGY_DEFAULTS, type TopologyOptions } from './topology.js';
 import { tracedPublish } from './trace.js';
 import { coalesceWrites } from './coalesce.js';
+import { rememberInboxPrefix } from './inbox.js';
+import { hasCredentials, natsConnectOptions, type NatsAuthOptions } from './nats-connect.js';
 
 export interface BusOptions {
   servers: string;
@@ -29,6 +31,11 @@ export interface BusOptions {
   topology?: Partial<TopologyOptions>;
   /** Publish timeout; a publish not stored by then fails (UNAVAILABLE to callers). */
   publishTimeoutMs?: number;
+  /** Credentials and TLS; none is a development setup, which is logged as a warning. */
+  auth?: NatsAuthOptions;
+  /** Where replies and pulled messages arrive: the inbox subjects this user may subscribe to. */
+  inboxPrefix?: string;
+  log?: { warn(obj: object, msg: string): void };
 }
 
 export interface Bus {
@@ -75,7 +82,19 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     // noAsyncTraces: nats.js otherwise makes two Error objects (stack traces) for every request,
     // each JetStream publish included, and one more when it settles: about a third of the
     // scheduler's CPU per message in profiles. Errors still carry their message and cause.
-    nc = await connect({ servers: opts.servers, name: opts.name, maxReconnectAttempts: -1, reconnectTimeWait: 500, noAsyncTraces: true });
+    if (!hasCredentials(opts.auth)) {
+      opts.log?.warn({ nats: opts.servers }, 'connecting to NATS without credentials (a development setup): set NATS_CREDS, NATS_USER and NATS_PASSWORD, or NATS_NKEY_SEED_FILE');
+    }
+    nc = await connect({
+      servers: opts.servers,
+      name: opts.name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+      noAsyncTraces: true,
+      ...natsConnectOptions(opts.auth),
+      ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
+    });
+    rememberInboxPrefix(nc, opts.inboxPrefix);
     coalesceWrites(nc);
   } catch (err) {
     throw new RelayError(ErrorCode.Unavailable, `cannot connect to NATS at ${opts.servers}: ${(err as Error).message}`, { cause: err });

@@ -8,3 +8,7 @@ export * from './consume-loop.js';
 export * from './trace.js';
 export * from './publisher.js';
 export * from './batch-pull.js';
+export * from './envelope-sig.js';
+export * from './nats-auth.js';
+export * from './nats-connect.js';
+export * from './inbox.js';

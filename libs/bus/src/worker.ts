@@ -12,6 +12,7 @@ import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
 import { BATCH_PULL_DEFAULTS, batchPull } from './batch-pull.js';
 import { ensureDurable } from './consumers.js';
 import { fail, processMessage } from './trace.js';
+import { refuseUnsigned, type EnvelopeKeys } from './envelope-sig.js';
 
 export interface RetryPolicy {
   retryInitialMs: number;
@@ -30,6 +31,8 @@ export interface DispatchWorkerOptions {
   /** The pause after a pull that found less than a full batch (batchPull); default 25 ms. */
   pullLingerMs?: number;
   retry: RetryPolicy;
+  /** The envelope signature's keys: a message ingest did not sign is refused, never sent. */
+  envelopeKeys?: EnvelopeKeys;
   /**
    * Delivers one message; resolves with the provider's reply, throws DeliveryError otherwise.
    * `stopping` is aborted when the service stops: a delivery still waiting to start (for a
@@ -111,6 +114,7 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
       }
     }
     const env = await unpackEnvelope(bus, stub);
+    if (await refuseUnsigned(o.envelopeKeys, env, { bus, service: o.service, log: o.log })) return m.ack();
     bus.noteStatus({ messageId: id, sender: env.sender, state: MessageState.SENDING, attempt: env.attempt, detail: '', service: o.service });
     let reply: string | undefined;
     let failure: DeliveryError | undefined;
@@ -274,6 +278,7 @@ function stubOf(env: Envelope): Envelope {
         recipientCount: env.recipientCount,
         sizeBytes: env.sizeBytes,
         bodyRef: env.bodyRef,
+        ingestSig: env.ingestSig,
       })
     : env;
 }

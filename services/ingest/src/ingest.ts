@@ -1,6 +1,6 @@
 import { Server, ServerCredentials, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { connectBus, type Bus } from '@relay/bus';
-import type { RelayConfig, RelayEnv } from '@relay/config';
+import { connectBus, serviceBusOptions, type Bus } from '@relay/bus';
+import { requireEnvelopeKeys, type RelayConfig, type RelayEnv } from '@relay/config';
 import { ErrorCode, RelayError, InFlight, internalToken, once, within } from '@relay/core';
 import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
@@ -19,13 +19,15 @@ const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
 
 export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService & { ctx: IngestContext }> {
   const { env, config, logger } = opts;
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-ingest:${process.pid}`, topology: { replicas: env.streamReplicas } }));
+  const envelopeKey = requireEnvelopeKeys(env).current;
+  const bus = overrides.bus ?? (await connectBus(serviceBusOptions(env, 'ingest', logger)));
   const ctx: IngestContext = {
     config,
     senders: new Map(config.senders.map((s) => [s.id, s])),
     bus,
     auth: createAuthenticator(config.clients),
     logger,
+    envelopeKey,
   };
   const inFlight = new InFlight();
   const server = new Server({

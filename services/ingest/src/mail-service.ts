@@ -2,7 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServerUnaryCall } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
-import { packEnvelope, type Bus } from '@relay/bus';
+import { packEnvelope, signEnvelope, type Bus } from '@relay/bus';
 import type { RelayConfig, SenderConfig } from '@relay/config';
 import { ErrorCode, RelayError, isRelayError, uuidv7 } from '@relay/core';
 import { validateSendMail } from '@relay/mail';
@@ -26,6 +26,8 @@ export interface IngestContext {
   bus: Bus;
   auth: Authenticator;
   logger: Logger;
+  /** Signs every envelope accepted here; senders refuse any envelope without this signature. */
+  envelopeKey: Buffer;
 }
 
 type Call<Req> = Pick<ServerUnaryCall<Req, unknown>, 'metadata' | 'request'>;
@@ -74,7 +76,7 @@ export function createMailHandlers(ctx: IngestContext) {
         });
         // On the SendMail server span (a child of the caller's traceparent, if it sent one).
         trace.getActiveSpan()?.setAttributes({ 'relay.message.id': messageId, 'relay.sender': sender.id, 'relay.client': client.name });
-        const packed = await packEnvelope(ctx.bus, env);
+        const packed = await packEnvelope(ctx.bus, signEnvelope(ctx.envelopeKey, env));
         // QUEUED goes out first on the same connection, so it is stored before the message is,
         // and before anything a downstream service can say about it.
         ctx.bus.noteStatus({ messageId, sender: sender.id, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now });
