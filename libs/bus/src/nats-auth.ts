@@ -211,3 +211,11 @@ export function natsServerConfig(o: NatsServerConfigOptions): string {
   if (o.tls) conf.tls = { cert_file: o.tls.certFile, key_file: o.tls.keyFile, ...(o.tls.caFile ? { ca_file: o.tls.caFile } : {}), ...(o.tls.verify ? { verify: true } : {}) };
   return `${JSON.stringify(conf, null, 2)}\n`;
 }
+
+/**
+ * The users alone, as a file a nats-server configuration includes (`include ./users.conf`): it
+ * holds public keys and permissions only, no secret.
+ */
+export function natsUsersInclude(auth: NatsAuthSetup): string {
+  return `# Campus Relay's NATS users: one nkey per service kind and an admin. Generated; public keys only.\nauthorization: ${JSON.stringify(auth.authorization, null, 2)}\n`;
+}
