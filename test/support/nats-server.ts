@@ -25,13 +25,13 @@ export interface PrivateNats {
  * A NATS server of the test's own, for tests that take the broker down; with `auth`, one that
  * admits only those users, with their permissions.
  */
-export async function startPrivateNats(opts: { auth?: NatsAuthSetup } = {}): Promise<PrivateNats> {
+export async function startPrivateNats(opts: { auth?: NatsAuthSetup; tls?: { certFile: string; keyFile: string } } = {}): Promise<PrivateNats> {
   const port = await freePort();
   const storeDir = mkdtempSync(join(tmpdir(), 'relay-nats-'));
   let args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];
   if (opts.auth) {
     const conf = join(storeDir, 'nats-server.conf');
-    writeFileSync(conf, natsServerConfig({ host: '127.0.0.1', port, storeDir: join(storeDir, 'js'), auth: opts.auth }), { mode: 0o600 });
+    writeFileSync(conf, natsServerConfig({ host: '127.0.0.1', port, storeDir: join(storeDir, 'js'), auth: opts.auth, ...(opts.tls ? { tls: opts.tls } : {}) }), { mode: 0o600 });
     args = ['-c', conf];
   }
   let child: ChildProcess | undefined;
