@@ -109,11 +109,6 @@ function natsAuth(env: Env): NatsAuthEnv {
   return a;
 }
 
-/** True when the environment names a way to authenticate to NATS. */
-export function hasNatsCredentials(env: RelayEnv): boolean {
-  return Boolean(env.nats.credsFile || env.nats.user || env.nats.nkeySeedFile);
-}
-
 function envelopeKey(env: Env): Buffer | undefined {
   let v = env.RELAY_ENVELOPE_KEY;
   if (!v && env.RELAY_ENVELOPE_KEY_FILE) {
