@@ -16,12 +16,13 @@ import { hasNatsServer, startPrivateNats, type PrivateNats } from './support/nat
 import { clientEntry, FAST_DELIVERY, mailsWithId, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
 import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
-const app = newClient('broker-app', ['no-reply']);
+const app = newClient('broker-app', ['no-reply', 'flaky']);
 
 let prefix: string;
 let auth: NatsAuthSetup;
 let nats: PrivateNats;
 let smtp: TestSmtpServer;
+let flaky: TestSmtpServer;
 let stack: Stack;
 let client: TestClient;
 const conns: NatsConnection[] = [];
@@ -62,10 +63,12 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
     auth = createNatsAuth(prefix);
     nats = await startPrivateNats({ auth });
     smtp = await startSmtpServer({ security: 'starttls' });
+    // Refuses the first message with a 451: the retry goes back through the scheduler.
+    flaky = await startSmtpServer({ security: 'starttls', reply: (ctx) => (ctx.phase === 'data' && ctx.attempt === 1 ? { code: 451, message: '4.7.0 Try again later' } : undefined) });
     stack = await startStack({
       prefix,
       nats: { url: nats.url, auth },
-      config: { clients: [clientEntry(app)], senders: [smtpSender({ id: 'no-reply', server: smtp })], delivery: FAST_DELIVERY },
+      config: { clients: [clientEntry(app)], senders: [smtpSender({ id: 'no-reply', server: smtp }), smtpSender({ id: 'flaky', server: flaky })], delivery: FAST_DELIVERY },
     });
     client = stack.client(app.apiKey);
   });
@@ -73,24 +76,28 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
   afterAll(async () => {
     await Promise.allSettled(conns.map((c) => c.close()));
     const results = await stack?.stop();
-    await Promise.all([smtp?.close(), nats?.close()]);
+    await Promise.all([smtp?.close(), flaky?.close(), nats?.close()]);
     expect(uncleanExits(results ?? [])).toEqual([]);
   });
 
   it('delivers mail end to end with each service on its own user, and no service hits a permission it lacks', async () => {
     const res = await client.sendMail({ sender: 'no-reply', to: ['ada@students.campus.example'], subject: 'hello', text: 'through an authenticated broker' });
-    // Larger than one broker message: its body goes through the object store.
+    // Scheduled: it waits on the held stream.
+    const later = await client.sendMail({ sender: 'no-reply', to: ['cy@students.campus.example'], subject: 'later', text: 'x', sendAt: timestampFromDate(new Date(Date.now() + 1_500)) });
+    // Larger than one broker message (its body goes through the object store), and retried once:
+    // the retry keeps ingest's signature.
     const big = await client.sendMail({
-      sender: 'no-reply',
+      sender: 'flaky',
       to: ['bob@students.campus.example'],
       subject: 'large',
       text: 'see attachment',
       attachments: [{ filename: 'big.bin', contentType: 'application/octet-stream', content: randomBytes(1_500_000) }],
     });
-    for (const id of [res.messageId, big.messageId]) {
+    for (const [id, server] of [[res.messageId, smtp], [later.messageId, smtp], [big.messageId, flaky]] as const) {
       await waitForState(client, id, [MessageState.SENT]);
-      await waitForMail(smtp, id);
+      await waitForMail(server, id);
     }
+    expect((await client.getMessage(big.messageId)).attempts).toBe(2);
     expect(nats.output()).not.toMatch(/Violation/);
   });
 
