@@ -124,7 +124,9 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
     env: {
       ...serviceEnv(env, settings),
       ...natsUserEnv(env, ownNats, name),
+      // Only ingest (signs) and the senders (check) hold the envelope key.
       RELAY_ENVELOPE_KEY: ENVELOPE_KEY_HOLDERS.includes(name) ? envelopeKey : undefined,
+      RELAY_ENVELOPE_KEY_OLD: ENVELOPE_KEY_HOLDERS.includes(name) ? env.RELAY_ENVELOPE_KEY_OLD : undefined,
       RELAY_ENVELOPE_KEY_FILE: undefined,
     },
     cwd: root,
