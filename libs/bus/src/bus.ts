@@ -77,21 +77,23 @@ export const PUBLISH_TIMEOUT_MS = 5_000;
 export async function connectBus(opts: BusOptions): Promise<Bus> {
   const names = busNames(opts.prefix);
   const topo = { ...TOPOLOGY_DEFAULTS, ...opts.topology };
+  // Outside the try: an unreadable seed or credentials file is a configuration error, not an outage.
+  const authOptions = natsConnectOptions(opts.auth);
   let nc: NatsConnection;
   try {
-    // noAsyncTraces: nats.js otherwise makes two Error objects (stack traces) for every request,
-    // each JetStream publish included, and one more when it settles: about a third of the
-    // scheduler's CPU per message in profiles. Errors still carry their message and cause.
     if (!hasCredentials(opts.auth)) {
       opts.log?.warn({ nats: opts.servers }, 'connecting to NATS without credentials (a development setup): set NATS_CREDS, NATS_USER and NATS_PASSWORD, or NATS_NKEY_SEED_FILE');
     }
+    // noAsyncTraces: nats.js otherwise makes two Error objects (stack traces) for every request,
+    // each JetStream publish included, and one more when it settles: about a third of the
+    // scheduler's CPU per message in profiles. Errors still carry their message and cause.
     nc = await connect({
       servers: opts.servers,
       name: opts.name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
       noAsyncTraces: true,
-      ...natsConnectOptions(opts.auth),
+      ...authOptions,
       ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
     });
     rememberInboxPrefix(nc, opts.inboxPrefix);
