@@ -12,7 +12,7 @@ import {
   type ServiceProcess,
 } from '@relay/testkit';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NatsAuthSetup, ServiceKind } from '@relay/bus';
@@ -85,7 +85,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const started: ServiceProcess[] = [];
   const clients: TestClient[] = [];
   const smtpSenders: ServiceProcess[] = [];
-  const seeds = opts.nats ? seedFiles(opts.nats.auth) : undefined;
+  const seedDir = opts.nats ? mkdtempSync(join(tmpdir(), 'relay-nats-seeds-')) : undefined;
+  const seeds = opts.nats && seedDir ? seedFiles(seedDir, opts.nats.auth) : undefined;
+  const removeSeeds = () => seedDir && rmSync(seedDir, { recursive: true, force: true });
   const spawn = async (name: string, extra: Record<string, string> = {}) => {
     const nats: Record<string, string> = seeds ? { NATS_NKEY_SEED_FILE: seeds[name as ServiceKind] } : {};
     const p = await spawnService(name, { env: { ...env, ...nats, ...extra } });
@@ -127,20 +129,21 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       async stop() {
         for (const c of clients) c.close();
         const statuses = await stopAll(started);
+        removeSeeds();
         await dropBus(prefix).finally(releaseInfra);
         return statuses;
       },
     };
   } catch (err) {
     await stopAll(started);
+    removeSeeds();
     await dropBus(prefix).catch(() => {});
     await releaseInfra().catch(() => {});
     throw err;
   }
 }
 
-function seedFiles(auth: NatsAuthSetup): Record<ServiceKind, string> {
-  const dir = mkdtempSync(join(tmpdir(), 'relay-nats-seeds-'));
+function seedFiles(dir: string, auth: NatsAuthSetup): Record<ServiceKind, string> {
   const files = {} as Record<ServiceKind, string>;
   for (const u of auth.users) {
     if (u.kind === 'admin') continue;
