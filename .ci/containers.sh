@@ -132,7 +132,7 @@ service() { # service NAME [docker run flags...]: one service of the image, wait
   drun --name "$run_id-$name" --network-alias "$name" "$@" \
     -v "$work/relay.yaml:/etc/relay/relay.yaml:ro" -e NATS_URL=nats://nats:4222 -e REDIS_URL=redis://redis:6379 \
     -e RELAY_MASTER_KEY="$master_key" -e CI_API_KEY="$api_key" -e RELAY_CREDENTIALS_ADDR=credentials:50052 -e RELAY_INTERNAL_HOST=0.0.0.0 \
-    -e RELAY_SHUTDOWN_GRACE=5s "$IMAGE" "$name"
+    -e RELAY_ENVELOPE_KEY="$envelope_key" -e RELAY_SHUTDOWN_GRACE=5s "$IMAGE" "$name"
 }
 wait_ready() {
   for name in "$@"; do
@@ -145,6 +145,7 @@ wait_ready() {
   done
 }
 master_key=$(head -c 32 /dev/urandom | base64)
+envelope_key=$(head -c 32 /dev/urandom | base64)
 # Credentials first: it creates the streams the others use.
 service credentials
 wait_ready credentials
@@ -171,6 +172,7 @@ step "health check healthy; SIGTERM stops a service with exit code 0"
 if command -v docker-compose >/dev/null; then
   cdir=$work/compose; mkdir -p "$cdir/secrets"
   printf %s "$api_key" >"$cdir/secrets/billing-api-key"; printf %s unused >"$cdir/secrets/noreply-password"
+  node_modules/.bin/node tools/dist/nats-auth-cli.js --out "$cdir/secrets/nats" >/dev/null
   cat >"$cdir/relay.yaml" <<YAML
 clients:
   - { name: billing-app, api_key: file:/run/secrets/billing-api-key, senders: [ci] }
@@ -224,8 +226,8 @@ cservice() {
   local name=$1; shift
   crun --name "$run_id-c-$name" --network-alias "$name" "$@" \
     -v "$work/relay.yaml:/etc/relay/relay.yaml:ro" -e NATS_URL=nats://nats:4222 -e REDIS_URL=redis://redis:6379 \
-    -e RELAY_MASTER_KEY="$master_key" -e CI_API_KEY="$api_key" -e RELAY_CREDENTIALS_ADDR=credentials:50052 \
-    -e RELAY_JS_REPLICAS=3 -e RELAY_ACK_WAIT=10s -e RELAY_SHUTDOWN_GRACE=5s "$IMAGE" "$name"
+    -e RELAY_MASTER_KEY="$master_key" -e CI_API_KEY="$api_key" -e RELAY_CREDENTIALS_ADDR=credentials:50052 -e RELAY_INTERNAL_HOST=0.0.0.0 \
+    -e RELAY_ENVELOPE_KEY="$envelope_key" -e RELAY_JS_REPLICAS=3 -e RELAY_ACK_WAIT=10s -e RELAY_SHUTDOWN_GRACE=5s "$IMAGE" "$name"
 }
 cservice credentials
 wait_ready c-credentials

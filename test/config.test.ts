@@ -15,6 +15,7 @@ function run(service: string, cfg: unknown) {
     RELAY_CONFIG: writeConfig(cfg),
     NATS_URL: testNatsUrl(),
     RELAY_MASTER_KEY: masterKey(),
+    RELAY_ENVELOPE_KEY: masterKey(),
     RELAY_HOST: '127.0.0.1',
     RELAY_GRPC_PORT: '0',
     RELAY_METRICS_PORT: '0',

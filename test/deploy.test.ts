@@ -84,6 +84,34 @@ describe('deploy/kubernetes', () => {
     expect(find(docs, 'ConfigMap', 'relay-env')!.data.RELAY_CONFIG).toBe('/etc/relay/relay.yaml');
   });
 
+  it.each(SERVICES)('%s: NATS as its own user, from a Secret of its own; the envelope key only for ingest and the senders', (name) => {
+    const spec = find(docs, 'Deployment', name)!.spec.template.spec;
+    const [c] = spec.containers;
+    const envOf = (n: string) => c.env.find((e: Doc) => e.name === n)?.value;
+    const mountOf = (vol: string) => c.volumeMounts.find((m: Doc) => m.name === vol)?.mountPath;
+    expect(envOf('NATS_NKEY_SEED_FILE')).toBe(`${mountOf('nats-user')}/seed`);
+    expect(spec.volumes.find((v: Doc) => v.name === 'nats-user').secret.secretName).toBe(`relay-nats-${name}`);
+    const holder = ['ingest', ...SENDERS].includes(name);
+    expect(Boolean(envOf('RELAY_ENVELOPE_KEY_FILE')), 'RELAY_ENVELOPE_KEY_FILE').toBe(holder);
+    expect(spec.volumes.some((v: Doc) => v.secret?.secretName === 'relay-envelope-key')).toBe(holder);
+    if (holder) expect(envOf('RELAY_ENVELOPE_KEY_FILE')).toBe(`${mountOf('envelope-key')}/envelope-key`);
+    const kustomization = parse(readFileSync(join(deploy, 'kubernetes', 'kustomization.yaml'), 'utf8')) as Doc;
+    const gen = kustomization.secretGenerator.find((g: Doc) => g.name === `relay-nats-${name}`);
+    expect(gen.files).toEqual([`seed=nats-auth/${name}.nk`]);
+  });
+
+  it('admits only the relay\'s NATS users: the server includes the generated users (public keys only)', () => {
+    const sts = find(docs, 'StatefulSet', 'nats')!;
+    const conf: string = find(docs, 'ConfigMap', 'nats-config')!.data['nats.conf'];
+    const include = /^\s*include (\S+)$/m.exec(conf)?.[1];
+    const mount = sts.spec.template.spec.containers[0].volumeMounts.find((m: Doc) => m.name === 'users').mountPath;
+    expect(join('/etc/nats', include!)).toBe(join(mount, 'users.conf'));
+    expect(sts.spec.template.spec.volumes.find((v: Doc) => v.name === 'users').configMap.name).toBe('nats-users');
+    const kustomization = parse(readFileSync(join(deploy, 'kubernetes', 'kustomization.yaml'), 'utf8')) as Doc;
+    expect(kustomization.configMapGenerator).toEqual([{ name: 'nats-users', files: ['users.conf=nats-auth/users.conf'] }]);
+    expect(kustomization.secretGenerator.find((g: Doc) => g.name === 'relay-envelope-key').files).toEqual(['envelope-key=nats-auth/envelope-key']);
+  });
+
   it('runs NATS as a 3-server JetStream cluster with a volume each, streams replicated 3 times', () => {
     const sts = find(docs, 'StatefulSet', 'nats')!;
     expect(sts.spec.replicas).toBe(3);
@@ -105,7 +133,8 @@ describe('deploy/compose.yaml', () => {
       expect(s.command, name).toEqual([name]);
       expect(s.image, name).toBe('${RELAY_IMAGE:-campus-relay:latest}');
     }
-    expect(compose.services.nats.command).toContain('-js');
+    expect(compose.services.nats.command).toEqual(['-c', '/etc/nats/nats.conf']);
+    expect(readFileSync(join(deploy, 'nats.conf'), 'utf8')).toMatch(/jetstream\s*\{\s*store_dir: \/data\s*\}/);
     expect(compose.services.nats.volumes).toContain('nats-data:/data');
     expect(Object.keys(compose.volumes)).toContain('nats-data');
     expect(compose.services.redis).toBeDefined();
@@ -120,6 +149,21 @@ describe('deploy/compose.yaml', () => {
       expect(compose.services[name].secrets.length).toBeGreaterThan(0);
     }
     for (const s of Object.values(compose.secrets as Record<string, Doc>)) expect(s.file).toMatch(/^\$\{RELAY_SECRETS_DIR:-\.\/secrets\}\//);
+  });
+
+  it('gives each service its own NATS user and the envelope key to ingest and the senders only; NATS includes the users', () => {
+    for (const name of SERVICES) {
+      const s = compose.services[name];
+      const env = s.environment as Record<string, string>;
+      expect(env.NATS_NKEY_SEED_FILE).toBe(`/run/secrets/nats-${name}`);
+      expect(s.secrets.filter((n: string) => n.startsWith('nats-'))).toEqual([`nats-${name}`]);
+      expect(compose.secrets[`nats-${name}`].file).toBe(`\${RELAY_SECRETS_DIR:-./secrets}/nats/${name}.nk`);
+      const holder = ['ingest', ...SENDERS].includes(name);
+      expect(s.secrets.includes('envelope-key'), name).toBe(holder);
+      expect(env.RELAY_ENVELOPE_KEY_FILE, name).toBe(holder ? '/run/secrets/envelope-key' : undefined);
+    }
+    expect(readFileSync(join(deploy, 'nats.conf'), 'utf8')).toMatch(/^include \.\/users\.conf$/m);
+    expect(compose.services.nats.volumes).toContain('${RELAY_SECRETS_DIR:-./secrets}/nats/users.conf:/etc/nats/users.conf:ro');
   });
 });
 

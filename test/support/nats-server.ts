@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { natsServerConfig, type NatsAuthSetup } from '@relay/bus';
 import { freePort } from '@relay/testkit';
 
 export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN || '/usr/sbin/nats-server';
@@ -14,19 +15,31 @@ export interface PrivateNats {
   kill(): Promise<void>;
   /** Starts it again on the same port with the same JetStream store (nothing when it runs). */
   restart(): Promise<void>;
+  /** What the server logged (permission violations among it). */
+  output(): string;
   /** Kills it (if running) and removes its store. */
   close(): Promise<void>;
 }
 
-/** A NATS server of the test's own, for tests that take the broker down. */
-export async function startPrivateNats(): Promise<PrivateNats> {
+/**
+ * A NATS server of the test's own, for tests that take the broker down; with `auth`, one that
+ * admits only those users, with their permissions.
+ */
+export async function startPrivateNats(opts: { auth?: NatsAuthSetup; tls?: { certFile: string; keyFile: string } } = {}): Promise<PrivateNats> {
   const port = await freePort();
   const storeDir = mkdtempSync(join(tmpdir(), 'relay-nats-'));
+  let args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];
+  if (opts.auth) {
+    const conf = join(storeDir, 'nats-server.conf');
+    writeFileSync(conf, natsServerConfig({ host: '127.0.0.1', port, storeDir: join(storeDir, 'js'), auth: opts.auth, ...(opts.tls ? { tls: opts.tls } : {}) }), { mode: 0o600 });
+    args = ['-c', conf];
+  }
   let child: ChildProcess | undefined;
+  let logged = '';
 
   const start = () =>
     new Promise<void>((resolve, reject) => {
-      const c = spawn(NATS_SERVER_BIN, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const c = spawn(NATS_SERVER_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
       child = c;
       let out = '';
       const timer = setTimeout(() => {
@@ -35,6 +48,7 @@ export async function startPrivateNats(): Promise<PrivateNats> {
       }, 10_000);
       c.stderr?.setEncoding('utf8').on('data', (s: string) => {
         out += s;
+        logged += s;
         if (out.includes('Server is ready')) {
           clearTimeout(timer);
           resolve();
@@ -61,6 +75,7 @@ export async function startPrivateNats(): Promise<PrivateNats> {
     url: `nats://127.0.0.1:${port}`,
     port,
     kill,
+    output: () => logged,
     // A second server on the same port would fail to bind while the first one, no longer
     // referenced here, ran on after the test.
     restart: async () => {

@@ -11,6 +11,11 @@ import {
   type ExitStatus,
   type ServiceProcess,
 } from '@relay/testkit';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { NatsAuthSetup, ServiceKind } from '@relay/bus';
 import { createTestClient, type TestClient } from './grpc-client.js';
 
 export interface StopResult {
@@ -31,6 +36,10 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** Extra environment for the smtp-sender replicas only. */
   smtpSenderEnv?: Record<string, string>;
+  /** The bus prefix to use (made unique from `label` otherwise). */
+  prefix?: string;
+  /** An auth-enabled NATS server: each service gets its own user's nkey seed, and only that. */
+  nats?: { url: string; auth: NatsAuthSetup };
 }
 
 export interface Stack {
@@ -60,10 +69,11 @@ export interface Stack {
  */
 export async function startStack(opts: StackOptions): Promise<Stack> {
   const releaseInfra = testContainersWanted() ? await acquireTestInfra() : async () => {};
-  const prefix = uniquePrefix(opts.label ?? 'e2e');
+  const prefix = opts.prefix ?? uniquePrefix(opts.label ?? 'e2e');
   const env: Record<string, string> = {
     RELAY_CONFIG: writeConfig(opts.config),
-    NATS_URL: testNatsUrl(),
+    NATS_URL: opts.nats?.url ?? testNatsUrl(),
+    RELAY_ENVELOPE_KEY: randomBytes(32).toString('base64'),
     REDIS_URL: testRedisUrl(),
     RELAY_BUS_PREFIX: prefix,
     RELAY_MASTER_KEY: masterKey(),
@@ -75,8 +85,12 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const started: ServiceProcess[] = [];
   const clients: TestClient[] = [];
   const smtpSenders: ServiceProcess[] = [];
+  const seedDir = opts.nats ? mkdtempSync(join(tmpdir(), 'relay-nats-seeds-')) : undefined;
+  const seeds = opts.nats && seedDir ? seedFiles(seedDir, opts.nats.auth) : undefined;
+  const removeSeeds = () => seedDir && rmSync(seedDir, { recursive: true, force: true });
   const spawn = async (name: string, extra: Record<string, string> = {}) => {
-    const p = await spawnService(name, { env: { ...env, ...extra } });
+    const nats: Record<string, string> = seeds ? { NATS_NKEY_SEED_FILE: seeds[name as ServiceKind] } : {};
+    const p = await spawnService(name, { env: { ...env, ...nats, ...extra } });
     started.push(p);
     return p;
   };
@@ -115,16 +129,28 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       async stop() {
         for (const c of clients) c.close();
         const statuses = await stopAll(started);
+        removeSeeds();
         await dropBus(prefix).finally(releaseInfra);
         return statuses;
       },
     };
   } catch (err) {
     await stopAll(started);
+    removeSeeds();
     await dropBus(prefix).catch(() => {});
     await releaseInfra().catch(() => {});
     throw err;
   }
+}
+
+function seedFiles(dir: string, auth: NatsAuthSetup): Record<ServiceKind, string> {
+  const files = {} as Record<ServiceKind, string>;
+  for (const u of auth.users) {
+    if (u.kind === 'admin') continue;
+    files[u.kind] = join(dir, `${u.kind}.nk`);
+    writeFileSync(files[u.kind], `${u.seed}\n`, { mode: 0o600 });
+  }
+  return files;
 }
 
 async function stopAll(procs: ServiceProcess[]): Promise<StopResult[]> {

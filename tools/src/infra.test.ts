@@ -12,10 +12,11 @@ import {
   type StartedInfraContainer,
 } from './infra.js';
 
-function probes(opts: { docker?: boolean; listening?: number[] } = {}): InfraProbes & { calls: string[] } {
+function probes(opts: { docker?: boolean; listening?: number[]; natsServer?: string } = {}): InfraProbes & { calls: string[] } {
   const calls: string[] = [];
   return {
     calls,
+    natsServerBinary: () => opts.natsServer,
     dockerAvailable: async () => {
       calls.push('docker');
       return opts.docker ?? false;
@@ -93,6 +94,15 @@ describe('planInfra', () => {
     expect(err.message).toContain('containers were not tried');
   });
 
+  it('RELAY_STACK_INFRA=local runs a nats-server of its own when this machine has the binary', async () => {
+    const p = probes({ docker: true, listening: [4222, 6379], natsServer: '/usr/sbin/nats-server' });
+    const plan = await planInfra({ RELAY_STACK_INFRA: 'local' }, p);
+    expect(plan.nats).toMatchObject({ source: 'private', binary: '/usr/sbin/nats-server' });
+    expect(plan.redis.source).toBe('local');
+    // Without RELAY_STACK_INFRA the contract's order holds: the engine first.
+    expect((await planInfra({}, p)).nats.source).toBe('container');
+  });
+
   it('RELAY_STACK_INFRA=containers without an engine is an error, never a silent fallback', async () => {
     const p = probes({ docker: false, listening: [4222, 6379] });
     const err = await planError({ RELAY_STACK_INFRA: 'containers' }, p);
@@ -137,6 +147,34 @@ describe('startInfra', () => {
     const { start, log } = fakeStarter('redis:7');
     await expect(startInfra(plan, start)).rejects.toThrow('pull redis:7: denied');
     expect(log).toEqual(['start nats:2.12 4222 -js', 'stop nats:2.12']);
+  });
+
+  it('gives a NATS it starts the users: the container its configuration, a private server its own start', async () => {
+    const launch = {
+      container: { command: ['-c', '/etc/relay/nats-server.conf'], files: [{ content: '{}', target: '/etc/relay/nats-server.conf' }] },
+      startPrivate: async (binary: string) => {
+        log.push(`private ${binary}`);
+        return { url: 'nats://127.0.0.1:41000', stop: async () => void log.push('stop private') };
+      },
+    };
+    const log: string[] = [];
+    const files: unknown[] = [];
+    const start = async (image: string, port: number, command: string[], _ready: RegExp, f?: unknown[]): Promise<StartedInfraContainer> => {
+      log.push(`start ${image} ${command.join(' ')}`.trim());
+      files.push(f);
+      return { host: 'localhost', port: 40000, stop: async () => void log.push(`stop ${image}`) };
+    };
+    const inContainers = await startInfra(await planInfra({}, probes({ docker: true })), start, launch);
+    expect(log).toEqual(['start nats:2.9 -c /etc/relay/nats-server.conf', 'start redis:7']);
+    expect(files).toEqual([launch.container.files, undefined]);
+    await inContainers.stop();
+
+    log.length = 0;
+    const local = await startInfra(await planInfra({ RELAY_STACK_INFRA: 'local' }, probes({ listening: [6379], natsServer: '/bin/nats-server' })), start, launch);
+    expect(local.natsUrl).toBe('nats://127.0.0.1:41000');
+    expect(describeChoice(local.plan.nats)).toContain('with a user per service');
+    await local.stop();
+    expect(log).toEqual(['private /bin/nats-server', 'stop private']);
   });
 
   it('starts nothing for env and local choices', async () => {

@@ -1,9 +1,14 @@
+import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
+import { delimiter, join } from 'node:path';
 
 type Env = Record<string, string | undefined>;
 
-/** Where the stack gets one piece of infrastructure from. */
-export type InfraSource = 'env' | 'container' | 'local';
+/**
+ * Where the stack gets one piece of infrastructure from; `private`: a nats-server of the stack's
+ * own, from this machine's binary, with per-service users (RELAY_STACK_INFRA=local).
+ */
+export type InfraSource = 'env' | 'container' | 'local' | 'private';
 
 export interface InfraNeed {
   name: 'nats' | 'redis';
@@ -55,6 +60,8 @@ export interface InfraChoice {
   url: string | undefined;
   /** For containers. */
   image: string | undefined;
+  /** For a private nats-server: the binary. */
+  binary?: string;
 }
 
 export interface InfraPlan {
@@ -70,6 +77,8 @@ export interface InfraProbes {
   dockerAvailable(): Promise<boolean>;
   /** Whether something accepts TCP connections there. */
   listening(host: string, port: number): Promise<boolean>;
+  /** This machine's nats-server binary, if it has one. */
+  natsServerBinary?(): string | undefined;
 }
 
 /** No way to get NATS or Redis: the message says what to install or set. */
@@ -117,7 +126,10 @@ export async function planInfra(env: Env, probes: InfraProbes): Promise<InfraPla
 
   const missing: InfraNeed[] = [];
   for (const need of open) {
-    if (await probes.listening(LOCAL_HOST, need.port)) {
+    const binary = mode === 'local' && need.name === 'nats' ? probes.natsServerBinary?.() : undefined;
+    if (binary) {
+      choices.set(need.name, { need, source: 'private', url: undefined, image: undefined, binary });
+    } else if (await probes.listening(LOCAL_HOST, need.port)) {
       choices.set(need.name, { need, source: 'local', url: `${need.scheme}://${LOCAL_HOST}:${need.port}`, image: undefined });
     } else {
       missing.push(need);
@@ -150,6 +162,8 @@ export function describeChoice(choice: InfraChoice): string {
       return `${choice.need.label}: ${choice.url} (found on this machine)`;
     case 'container':
       return `${choice.need.label}: container ${choice.image}${choice.url ? ` at ${choice.url}` : ''} (removed on exit)`;
+    case 'private':
+      return `${choice.need.label}: ${choice.binary}${choice.url ? ` at ${choice.url}` : ''} with a user per service (stopped on exit)`;
   }
 }
 
@@ -160,7 +174,18 @@ export interface StartedInfraContainer {
   stop(): Promise<void>;
 }
 
-export type ContainerStarter = (image: string, port: number, command: string[], readyLog: RegExp) => Promise<StartedInfraContainer>;
+export interface ContainerFile {
+  content: string;
+  target: string;
+}
+
+export type ContainerStarter = (image: string, port: number, command: string[], readyLog: RegExp, files?: ContainerFile[]) => Promise<StartedInfraContainer>;
+
+/** How the stack runs a NATS of its own with users: the server configuration, in a container or from this machine's binary. */
+export interface NatsLaunch {
+  container: { command: string[]; files: ContainerFile[] };
+  startPrivate(binary: string): Promise<{ url: string; stop(): Promise<void> }>;
+}
 
 export interface RunningInfra {
   natsUrl: string;
@@ -170,8 +195,11 @@ export interface RunningInfra {
   stop(): Promise<void>;
 }
 
-/** Starts the containers the plan asks for. If one fails, the ones already started are removed. */
-export async function startInfra(plan: InfraPlan, startContainer: ContainerStarter): Promise<RunningInfra> {
+/**
+ * Starts the containers (and the private nats-server) the plan asks for; with `nats`, a NATS it
+ * starts admits only the users of that configuration. If one fails, the ones already started go.
+ */
+export async function startInfra(plan: InfraPlan, startContainer: ContainerStarter, nats?: NatsLaunch): Promise<RunningInfra> {
   const started: StartedInfraContainer[] = [];
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -181,8 +209,21 @@ export async function startInfra(plan: InfraPlan, startContainer: ContainerStart
     }));
 
   const resolve = async (choice: InfraChoice): Promise<InfraChoice> => {
+    if (choice.source === 'private') {
+      if (!nats || !choice.binary) throw new Error('startInfra: a private nats-server needs its launch settings');
+      const p = await nats.startPrivate(choice.binary);
+      started.push({ host: '127.0.0.1', port: 0, stop: p.stop });
+      return { ...choice, url: p.url };
+    }
     if (choice.source !== 'container') return choice;
-    const c = await startContainer(choice.image ?? choice.need.defaultImage, choice.need.port, choice.need.command, choice.need.readyLog);
+    const withUsers = choice.need.name === 'nats' && nats;
+    const c = await startContainer(
+      choice.image ?? choice.need.defaultImage,
+      choice.need.port,
+      withUsers ? nats.container.command : choice.need.command,
+      choice.need.readyLog,
+      withUsers ? nats.container.files : undefined,
+    );
     started.push(c);
     return { ...choice, url: `${choice.need.scheme}://${c.host}:${c.port}` };
   };
@@ -211,7 +252,15 @@ export const realProbes: InfraProbes = {
     }
   },
   listening: tcpListening,
+  natsServerBinary: () => findNatsServer(process.env),
 };
+
+/** RELAY_NATS_SERVER_BIN, else nats-server on PATH, else /usr/sbin/nats-server; undefined when none exists. */
+export function findNatsServer(env: Env): string | undefined {
+  if (env.RELAY_NATS_SERVER_BIN) return existsSync(env.RELAY_NATS_SERVER_BIN) ? env.RELAY_NATS_SERVER_BIN : undefined;
+  const dirs = [...(env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/usr/local/sbin'];
+  return dirs.map((d) => join(d, 'nats-server')).find((p) => existsSync(p));
+}
 
 export function tcpListening(host: string, port: number, timeoutMs = 1_000): Promise<boolean> {
   return new Promise((resolve) => {
@@ -227,10 +276,11 @@ export function tcpListening(host: string, port: number, timeoutMs = 1_000): Pro
 }
 
 /** Starts a container with testcontainers, waiting until it logs that it is ready. */
-export const startTestcontainer: ContainerStarter = async (image, port, command, readyLog) => {
+export const startTestcontainer: ContainerStarter = async (image, port, command, readyLog, files) => {
   const { GenericContainer, Wait } = await import('testcontainers');
   let container = new GenericContainer(image).withExposedPorts(port).withWaitStrategy(Wait.forLogMessage(readyLog));
   if (command.length > 0) container = container.withCommand(command);
+  if (files?.length) container = container.withCopyContentToContainer(files);
   const started = await container.start();
   return {
     host: started.getHost(),

@@ -3,9 +3,10 @@
  * or this machine; the five services as child processes; with no RELAY_CONFIG, a demo configuration
  * that delivers to a local capture SMTP server. Ctrl-C stops everything it started.
  */
-import { dirname, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { readEnv } from '@relay/config';
 import { isConfigError } from '@relay/core';
 import { startCaptureServer } from './capture.js';
 import { isStackError, StackError } from './errors.js';
@@ -13,7 +14,8 @@ import { createSupervisor, isChildError, type ChildError, type Supervisor } from
 import { DEMO, demoMasterKey, demoPaths, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
 import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startTestcontainer } from './infra.js';
 import { busyPorts, credentialsAddress, serviceEnv, serviceArgs, SERVICES, shutdownGraceMs, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
-import { removeStackFile, writeStackFile } from './stack-file.js';
+import { removeStackFile, STACK_DIR, writeStackFile } from './stack-file.js';
+import { ENVELOPE_KEY_HOLDERS, natsUserEnv, prepareStackNats, stackEnvelopeKey } from './stack-nats.js';
 
 const USAGE = `Usage: npm run stack [-- --verbose]
 
@@ -24,7 +26,9 @@ demo configuration against a local capture SMTP server.
 
 NATS and Redis: NATS_URL / REDIS_URL when set; else containers when a Docker engine answers
 (RELAY_NATS_IMAGE, RELAY_REDIS_IMAGE); else 127.0.0.1:4222 and 127.0.0.1:6379 when they listen.
-RELAY_STACK_INFRA=containers|local forces one way.
+RELAY_STACK_INFRA=containers|local forces one way; with local, a nats-server binary on this machine
+(RELAY_NATS_SERVER_BIN, PATH or /usr/sbin) runs as the stack's own NATS. A NATS the stack starts
+admits only the services, each as its own user (keys in .relay/nats/).
 Ports: RELAY_GRPC_PORT (50051), RELAY_HTTP_PORT (8080), RELAY_CREDENTIALS_PORT (50052);
 demo SMTP capture: RELAY_DEMO_SMTP_PORT (2525).`;
 
@@ -67,7 +71,10 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
 
   const plan = await planInfra(env, realProbes);
   if (plan.nats.source === 'container' || plan.redis.source === 'container') print('stack: starting containers (the first run pulls the images)...');
-  const infra = await startInfra(plan, startTestcontainer);
+  // A NATS the stack starts itself admits only the services, each as its own user.
+  const stackDir = join(root, STACK_DIR);
+  const ownNats = plan.nats.source === 'container' || plan.nats.source === 'private' ? prepareStackNats(stackDir, readEnv(env).busPrefix) : undefined;
+  const infra = await startInfra(plan, startTestcontainer, ownNats?.launch);
   cleanup.add(() => infra.stop());
   if (stopping()) return;
   for (const choice of [infra.plan.nats, infra.plan.redis]) print(`stack: ${describeChoice(choice)}`);
@@ -109,7 +116,21 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
     // The demo's keys are public: keep it off the network unless RELAY_HOST says otherwise.
     host: demo ? '127.0.0.1' : undefined,
   };
-  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(root, name), env: serviceEnv(env, settings), cwd: root });
+  const envelopeKey = stackEnvelopeKey(stackDir, env);
+  const spec = (name: ServiceName) => ({
+    name,
+    command: process.execPath,
+    args: serviceArgs(root, name),
+    env: {
+      ...serviceEnv(env, settings),
+      ...natsUserEnv(env, ownNats, name),
+      // Only ingest (signs) and the senders (check) hold the envelope key.
+      RELAY_ENVELOPE_KEY: ENVELOPE_KEY_HOLDERS.includes(name) ? envelopeKey : undefined,
+      RELAY_ENVELOPE_KEY_OLD: ENVELOPE_KEY_HOLDERS.includes(name) ? env.RELAY_ENVELOPE_KEY_OLD : undefined,
+      RELAY_ENVELOPE_KEY_FILE: undefined,
+    },
+    cwd: root,
+  });
 
   const credentials = await supervisor.start(spec('credentials'));
   settings.credentialsAddr = credentialsAddress(ports.credentials, credentials.ports);

@@ -1,7 +1,8 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createInbox, nanos, type Msg, type NatsConnection } from '@nats-io/nats-core';
+import { nanos, type Msg, type NatsConnection } from '@nats-io/nats-core';
+import { newInbox } from './inbox.js';
 import type { JsMsg } from '@nats-io/jetstream';
 
 // nats.js makes a JsMsg (ack, nak, working, delivery info) of a pulled message only inside its own
@@ -49,7 +50,7 @@ export function batchPull(nc: NatsConnection, stream: string, consumer: string, 
   const idleWaitMs = opts.idleWaitMs ?? BATCH_PULL_DEFAULTS.idleWaitMs;
   const graceMs = opts.answerGraceMs ?? BATCH_PULL_DEFAULTS.answerGraceMs;
   const subject = `$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`;
-  const inbox = createInbox();
+  const inbox = newInbox(nc);
   const queue: Msg[] = [];
   let wake: (() => void) | undefined;
   let stopped = false;

@@ -29,6 +29,7 @@ export async function packEnvelope(bus: Bus, env: Envelope): Promise<Envelope> {
     recipientCount: env.recipientCount,
     sizeBytes: env.sizeBytes,
     bodyRef: name,
+    ingestSig: env.ingestSig,
   });
 }
 

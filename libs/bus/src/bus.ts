@@ -21,6 +21,8 @@ import { applyLimits, ensureStreams, storeLimit, streamConfigs, TOPOLOGY_DEFAULT
 import { tracedPublish } from './trace.js';
 import { coalesceWrites } from './coalesce.js';
 import { boundDetail } from './status-detail.js';
+import { rememberInboxPrefix } from './inbox.js';
+import { hasCredentials, natsConnectOptions, type NatsAuthOptions } from './nats-connect.js';
 
 export interface BusOptions {
   servers: string;
@@ -30,6 +32,11 @@ export interface BusOptions {
   topology?: Partial<TopologyOptions>;
   /** Publish timeout; a publish not stored by then fails (UNAVAILABLE to callers). */
   publishTimeoutMs?: number;
+  /** Credentials and TLS; none is a development setup, which is logged as a warning. */
+  auth?: NatsAuthOptions;
+  /** Where replies and pulled messages arrive: the inbox subjects this user may subscribe to. */
+  inboxPrefix?: string;
+  log?: { warn(obj: object, msg: string): void };
 }
 
 export interface Bus {
@@ -85,12 +92,26 @@ export const PUBLISH_TIMEOUT_MS = 5_000;
 export async function connectBus(opts: BusOptions): Promise<Bus> {
   const names = busNames(opts.prefix);
   const topo = { ...TOPOLOGY_DEFAULTS, ...opts.topology };
+  // Outside the try: an unreadable seed or credentials file is a configuration error, not an outage.
+  const authOptions = natsConnectOptions(opts.auth);
   let nc: NatsConnection;
   try {
+    if (!hasCredentials(opts.auth)) {
+      opts.log?.warn({ nats: opts.servers }, 'connecting to NATS without credentials (a development setup): set NATS_CREDS, NATS_USER and NATS_PASSWORD, or NATS_NKEY_SEED_FILE');
+    }
     // noAsyncTraces: nats.js otherwise makes two Error objects (stack traces) for every request,
     // each JetStream publish included, and one more when it settles: about a third of the
     // scheduler's CPU per message in profiles. Errors still carry their message and cause.
-    nc = await connect({ servers: opts.servers, name: opts.name, maxReconnectAttempts: -1, reconnectTimeWait: 500, noAsyncTraces: true });
+    nc = await connect({
+      servers: opts.servers,
+      name: opts.name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+      noAsyncTraces: true,
+      ...authOptions,
+      ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
+    });
+    rememberInboxPrefix(nc, opts.inboxPrefix);
     coalesceWrites(nc);
   } catch (err) {
     throw new RelayError(ErrorCode.Unavailable, `cannot connect to NATS at ${opts.servers}: ${(err as Error).message}`, { cause: err });

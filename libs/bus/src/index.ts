@@ -12,3 +12,7 @@ export * from './status-detail.js';
 export * from './settled.js';
 export * from './dead-letters.js';
 export * from './message-index.js';
+export * from './envelope-sig.js';
+export * from './nats-auth.js';
+export * from './nats-connect.js';
+export * from './inbox.js';

@@ -1,5 +1,6 @@
-import { createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/nats-core';
 import { JetStreamApiError, type PubAck } from '@nats-io/jetstream';
+import { newInbox } from './inbox.js';
 
 interface Pending {
   resolve(ack: PubAck): void;
@@ -38,7 +39,7 @@ export class AckedPublisher {
   constructor(nc: NatsConnection, timeoutMs: number) {
     this.#nc = nc;
     this.#timeoutMs = timeoutMs;
-    this.#prefix = `${createInbox()}.`;
+    this.#prefix = `${newInbox(nc)}.`;
     this.#sub = nc.subscribe(`${this.#prefix}*`, { callback: (err, m) => (err ? this.#failAll(err) : this.#settle(m)) });
     this.#sweeper = setInterval(() => this.#sweep(), Math.max(50, Math.min(500, timeoutMs / 4))).unref();
   }

@@ -16,6 +16,7 @@ import { ensureDurable } from './consumers.js';
 import { fail, processMessage } from './trace.js';
 import { isSettled } from './settled.js';
 import { boundDetail } from './status-detail.js';
+import { refuseUnsigned, type EnvelopeKeys } from './envelope-sig.js';
 
 export interface RetryPolicy {
   retryInitialMs: number;
@@ -34,6 +35,8 @@ export interface DispatchWorkerOptions {
   /** The pause after a pull that found less than a full batch (batchPull); default 25 ms. */
   pullLingerMs?: number;
   retry: RetryPolicy;
+  /** The envelope signature's keys: a message ingest did not sign is refused, never sent. */
+  envelopeKeys?: EnvelopeKeys;
   /**
    * Delivers one message; resolves with the provider's reply, throws DeliveryError otherwise.
    * `stopping` is aborted when the service stops: a delivery still waiting to start (for a
@@ -117,6 +120,7 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
       return;
     }
     const env = await unpackEnvelope(bus, stub);
+    if (await refuseUnsigned(o.envelopeKeys, env, { bus, service: o.service, log: o.log })) return m.ack();
     // delivery.max_age counts from here (or send_at, if later); retries carry it (stubOf).
     env.firstAttemptAt ??= timestampFromDate(new Date());
     bus.noteStatus({ messageId: id, sender: env.sender, state: MessageState.SENDING, attempt: env.attempt, detail: '', service: o.service });
@@ -299,6 +303,7 @@ function stubOf(env: Envelope): Envelope {
         recipientCount: env.recipientCount,
         sizeBytes: env.sizeBytes,
         bodyRef: env.bodyRef,
+        ingestSig: env.ingestSig,
       })
     : env;
 }

@@ -36,6 +36,28 @@ export interface RelayEnv {
   /** How long a consumed message may go unacknowledged before JetStream redelivers it. */
   ackWaitMs: number;
   logLevel: string;
+  /** How this service proves itself to NATS, and the TLS it expects; all empty in a development setup. */
+  nats: NatsAuthEnv;
+  /** RELAY_ENVELOPE_KEY(_FILE): signs envelopes at ingest, checked by the senders. */
+  envelopeKey?: Buffer;
+  /** RELAY_ENVELOPE_KEY_OLD: earlier envelope keys senders still accept (comma-separated base64). */
+  oldEnvelopeKeys?: Buffer[];
+}
+
+/** NATS credentials (one way at most) and TLS files, as paths or values from the environment. */
+export interface NatsAuthEnv {
+  /** NATS_CREDS: a user credentials file (JWT and nkey seed). */
+  credsFile?: string;
+  /** NATS_USER / NATS_PASSWORD. */
+  user?: string;
+  password?: string;
+  /** NATS_NKEY_SEED_FILE: a file holding the user's nkey seed (SU...). */
+  nkeySeedFile?: string;
+  /** NATS_TLS_CA: CA certificate(s) the server's certificate must chain to; turns TLS on. */
+  tlsCa?: string;
+  /** NATS_TLS_CERT / NATS_TLS_KEY: a client certificate, when the server asks for one. */
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 export const ENV_DEFAULTS = {
@@ -78,7 +100,63 @@ export function readEnv(env: Env): RelayEnv {
     ackWaitMs: duration(env, 'RELAY_ACK_WAIT', ENV_DEFAULTS.ackWaitMs),
     streamReplicas: replicas(env),
     logLevel: env.LOG_LEVEL || ENV_DEFAULTS.logLevel,
+    nats: natsAuth(env),
+    envelopeKey: envelopeKey(env),
+    oldEnvelopeKeys: keyList('RELAY_ENVELOPE_KEY_OLD', env.RELAY_ENVELOPE_KEY_OLD),
   };
+}
+
+function natsAuth(env: Env): NatsAuthEnv {
+  const a: NatsAuthEnv = {
+    credsFile: env.NATS_CREDS || undefined,
+    user: env.NATS_USER || undefined,
+    password: env.NATS_PASSWORD || undefined,
+    nkeySeedFile: env.NATS_NKEY_SEED_FILE || undefined,
+    tlsCa: env.NATS_TLS_CA || undefined,
+    tlsCert: env.NATS_TLS_CERT || undefined,
+    tlsKey: env.NATS_TLS_KEY || undefined,
+  };
+  const ways = [a.credsFile, a.user, a.nkeySeedFile].filter(Boolean).length;
+  if (ways > 1) throw new ConfigError('NATS_CREDS, NATS_USER and NATS_NKEY_SEED_FILE: set one of them, not several');
+  if (a.user && !a.password) throw new ConfigError('NATS_PASSWORD: required with NATS_USER');
+  if (!a.user && a.password) throw new ConfigError('NATS_USER: required with NATS_PASSWORD');
+  if (Boolean(a.tlsCert) !== Boolean(a.tlsKey)) throw new ConfigError('NATS_TLS_CERT and NATS_TLS_KEY: set both or neither');
+  return a;
+}
+
+function envelopeKey(env: Env): Buffer | undefined {
+  let v = env.RELAY_ENVELOPE_KEY;
+  if (!v && env.RELAY_ENVELOPE_KEY_FILE) {
+    try {
+      v = readFileSync(env.RELAY_ENVELOPE_KEY_FILE, 'utf8').trim();
+    } catch (err) {
+      throw new ConfigError(`RELAY_ENVELOPE_KEY_FILE: cannot read ${env.RELAY_ENVELOPE_KEY_FILE}: ${(err as Error).message}`);
+    }
+  }
+  if (!v) return undefined;
+  return keyList('RELAY_ENVELOPE_KEY', v)[0];
+}
+
+function keyList(name: string, v: string | undefined): Buffer[] {
+  if (!v) return [];
+  return v
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean)
+    .map((k, i) => {
+      const key = Buffer.from(k, 'base64');
+      if (key.length !== 32) throw new ConfigError(`${name}: key ${i + 1} must be 32 bytes in base64 (got ${key.length} bytes); make one with: openssl rand -base64 32`);
+      return key;
+    });
+}
+
+/**
+ * The envelope keys of ingest and the senders, or a ConfigError. Its own key, never derived from
+ * the master key: the scheduler and the credentials service must not be able to make one.
+ */
+export function requireEnvelopeKeys(env: RelayEnv): { current: Buffer; previous: Buffer[] } {
+  if (!env.envelopeKey) throw new ConfigError('RELAY_ENVELOPE_KEY: required by ingest and the senders (32 bytes, base64, the same for all of them); make one with: openssl rand -base64 32');
+  return { current: env.envelopeKey, previous: env.oldEnvelopeKeys ?? [] };
 }
 
 function port(env: Env, name: string, fallback: number): number {

@@ -1,7 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
-import { connectBus, type Bus } from '@relay/bus';
+import { connectBus, serviceBusOptions, type Bus } from '@relay/bus';
 import { busTopology, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
 import { internalToken, once } from '@relay/core';
 import {
@@ -43,7 +43,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   const masterKey = requireMasterKey(env);
   const token = internalToken(masterKey);
   const box = createSecretBox(masterKey, env.oldMasterKeys ?? []);
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-credentials:${process.pid}`, topology: busTopology(env, opts.config) }));
+  const bus = overrides.bus ?? (await connectBus({ ...serviceBusOptions(env, 'credentials', logger), topology: busTopology(env, opts.config) }));
   const redis = overrides.redis ?? new Redis(env.redisUrl, { maxRetriesPerRequest: 2, connectionName: `relay-credentials:${process.pid}` });
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis error'));
   const store = await openRefreshTokenStore(bus, box, env.streamReplicas).catch(async (err: unknown) => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Kvm, type KV } from '@nats-io/kv';
-import type { Bus } from '@relay/bus';
+import { secretsBucketName, type Bus } from '@relay/bus';
 import type { SealedRecord, SecretBox } from './secret-box.js';
 
 /** How a stored refresh token came to be. */
@@ -24,9 +24,8 @@ export interface RefreshTokenStore {
 
 export const SECRETS_HISTORY = 5;
 
-export function secretsBucketName(prefix: string): string {
-  return `${prefix}-secrets`;
-}
+// One definition, shared with the NATS permissions that give credentials (only) this bucket.
+export { secretsBucketName } from '@relay/bus';
 
 /** Fingerprint of a configured secret, to notice that the operator changed it (not reversible). */
 export function fingerprint(secret: string): string {

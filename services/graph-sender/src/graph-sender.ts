@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
-import { connectBus, createDispatchWorker, type Bus } from '@relay/bus';
-import { busTopology, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
+import { connectBus, serviceBusOptions, createDispatchWorker, type Bus } from '@relay/bus';
+import { busTopology, requireEnvelopeKeys, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
 import { internalToken, once } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';
 import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
@@ -27,7 +27,8 @@ export interface GraphSenderOptions {
 export async function createGraphSender(opts: GraphSenderOptions, overrides: { bus?: Bus; redis?: Redis } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
   const token = internalToken(requireMasterKey(env));
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-graph-sender:${process.pid}`, topology: busTopology(env, opts.config) }));
+  const envelopeKeys = requireEnvelopeKeys(env);
+  const bus = overrides.bus ?? (await connectBus({ ...serviceBusOptions(env, 'graph-sender', logger), topology: busTopology(env, opts.config) }));
   const redis = overrides.redis ?? new Redis(env.redisUrl, { maxRetriesPerRequest: 2, connectionName: `relay-graph-sender:${process.pid}` });
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis error'));
   const credentials = createCredentialsClient(env.credentialsAddr, token);
@@ -45,6 +46,7 @@ export async function createGraphSender(opts: GraphSenderOptions, overrides: { b
     concurrency: opts.concurrency ?? 64,
     ackWaitMs: env.ackWaitMs,
     retry: config.delivery,
+    envelopeKeys,
     deliver: (e, stopping) => deliverer.deliver(e, stopping),
     log: logger,
   });

@@ -126,7 +126,7 @@ export function createAdminMessageHandlers(ctx: AdminMessagesContext) {
         // A new attempt number: never one whose hops the broker may still remember as duplicates.
         const attempt = Math.max(2, last.attempt + 1);
         // Held mail expires counting from not_before too, so an old message retried gets its full time.
-        const env = create(EnvelopeSchema, { ...kept.env, attempt, notBefore: timestampFromDate(new Date()), bodyRef: '' });
+        const env = create(EnvelopeSchema, { ...kept.env, attempt, notBefore: timestampFromDate(new Date()), bodyRef: "", firstAttemptAt: undefined });
         await context.with(kept.trace, async () => {
           const packed = await storingIn(ctx.bus, 'bodies', () => packEnvelope(ctx.bus, env));
           await ctx.bus.publishStatus({ messageId: id, sender: env.sender, state: MessageState.QUEUED, attempt, detail: `retried by ${client.name}`, service: 'relay-ingest' });

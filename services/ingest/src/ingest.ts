@@ -1,6 +1,6 @@
 import { Server, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { connectBus, createMessageIndexer, type Bus, type ConsumeLoop } from '@relay/bus';
-import { busTopology, type RelayConfig, type RelayEnv } from '@relay/config';
+import { connectBus, createMessageIndexer, serviceBusOptions, type Bus, type ConsumeLoop } from '@relay/bus';
+import { busTopology, requireEnvelopeKeys, type RelayConfig, type RelayEnv } from '@relay/config';
 import { ErrorCode, RelayError, InFlight, describe, internalToken, once, within } from '@relay/core';
 import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
@@ -24,7 +24,8 @@ const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
 
 export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService & { ctx: IngestContext }> {
   const { env, config, logger } = opts;
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-ingest:${process.pid}`, topology: busTopology(env, config) }));
+  const envelopeKey = requireEnvelopeKeys(env).current;
+  const bus = overrides.bus ?? (await connectBus({ ...serviceBusOptions(env, 'ingest', logger), topology: busTopology(env, config) }));
   // Redis only when a client has limits: without any, ingest needs no Redis.
   const redis = config.clients.some((c) => hasLimits(c.limits))
     ? new Redis(env.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 200, 2_000), lazyConnect: true, commandTimeout: 2_000 })
@@ -38,6 +39,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     auth: createAuthenticator(config.clients),
     budget,
     logger,
+    envelopeKey,
   };
   const inFlight = new InFlight();
   const server = new Server({

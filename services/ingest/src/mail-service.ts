@@ -2,7 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServerUnaryCall } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
-import { packEnvelope, type Bus } from '@relay/bus';
+import { packEnvelope, signEnvelope, type Bus } from '@relay/bus';
 import type { RelayConfig, SenderConfig } from '@relay/config';
 import { ErrorCode, RelayError, isRelayError, uuidv7 } from '@relay/core';
 import { validateSendMail } from '@relay/mail';
@@ -32,6 +32,8 @@ export interface IngestContext {
   /** Per-client rate limits and quotas; absent when no client has any. */
   budget?: ClientBudget | undefined;
   logger: Logger;
+  /** Signs every envelope accepted here; senders refuse any envelope without this signature. */
+  envelopeKey: Buffer;
 }
 
 type Call<Req> = Pick<ServerUnaryCall<Req, unknown>, 'metadata' | 'request'>;
@@ -84,7 +86,7 @@ export function createMailHandlers(ctx: IngestContext) {
         trace.getActiveSpan()?.setAttributes({ 'relay.message.id': messageId, 'relay.sender': sender.id, 'relay.client': client.name });
         let packed: Envelope;
         try {
-          packed = await storingIn(ctx.bus, 'bodies', () => packEnvelope(ctx.bus, env));
+          packed = await storingIn(ctx.bus, 'bodies', () => packEnvelope(ctx.bus, signEnvelope(ctx.envelopeKey, env)));
           // QUEUED goes out first on the same connection, so it is stored before the message is,
           // and before anything a downstream service can say about it. It names the client
           // (GetMessage checks it) and carries the message index's summary (ListMessages).

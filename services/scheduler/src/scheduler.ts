@@ -1,6 +1,6 @@
 import { watchFile, unwatchFile } from 'node:fs';
 import { Redis } from 'ioredis';
-import { connectBus, type Bus } from '@relay/bus';
+import { connectBus, serviceBusOptions, type Bus } from '@relay/bus';
 import { busTopology, loadConfigFile, type RelayConfig, type RelayEnv, type SenderConfig } from '@relay/config';
 import { describe, once } from '@relay/core';
 import { relayInstruments, startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
@@ -29,7 +29,7 @@ export type Scheduler = RunnableService & { reload(config: RelayConfig): Promise
 
 export async function createScheduler(opts: SchedulerOptions, overrides: { bus?: Bus; pacer?: Pacer } = {}): Promise<Scheduler> {
   const { env, logger } = opts;
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-scheduler:${process.pid}`, topology: busTopology(env, opts.config) }));
+  const bus = overrides.bus ?? (await connectBus({ ...serviceBusOptions(env, 'scheduler', logger), topology: busTopology(env, opts.config) }));
   // Commands fail at once while Redis is away (no offline queue), and after 2 s when it does not
   // answer: the pacer then holds the mail.
   const redis = overrides.pacer

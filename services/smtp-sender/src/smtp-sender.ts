@@ -1,5 +1,5 @@
-import { connectBus, createDispatchWorker, type Bus } from '@relay/bus';
-import { busTopology, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
+import { connectBus, serviceBusOptions, createDispatchWorker, type Bus } from '@relay/bus';
+import { busTopology, requireEnvelopeKeys, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
 import { internalToken, once } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';
 import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
@@ -18,7 +18,8 @@ export interface SmtpSenderOptions {
 export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
   const token = internalToken(requireMasterKey(env));
-  const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-smtp-sender:${process.pid}`, topology: busTopology(env, opts.config) }));
+  const envelopeKeys = requireEnvelopeKeys(env);
+  const bus = overrides.bus ?? (await connectBus({ ...serviceBusOptions(env, 'smtp-sender', logger), topology: busTopology(env, opts.config) }));
   const credentials = createCredentialsClient(env.credentialsAddr, token);
   const pools = new TransportPool();
   const senders = new Map(config.senders.filter((s) => s.transport === 'smtp').map((s) => [s.id, s]));
@@ -30,6 +31,7 @@ export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus
     concurrency: opts.concurrency ?? 256,
     ackWaitMs: env.ackWaitMs,
     retry: config.delivery,
+    envelopeKeys,
     deliver: (e) => deliverer.deliver(e),
     log: logger,
   });

@@ -1,0 +1,221 @@
+import { createUser, fromSeed } from '@nats-io/nkeys';
+import { busNames } from './names.js';
+
+/** The relay's services, one NATS user each (replicas of a service share it). */
+export const SERVICE_KINDS = ['ingest', 'scheduler', 'smtp-sender', 'graph-sender', 'credentials'] as const;
+export type ServiceKind = (typeof SERVICE_KINDS)[number];
+
+export interface SubjectPermissions {
+  publish: string[];
+  subscribe: string[];
+}
+
+/** The credentials bucket's name (one per bus prefix). */
+export function secretsBucketName(prefix: string): string {
+  return `${prefix}-secrets`;
+}
+
+/**
+ * Where a service's request replies and pulled messages arrive: its own branch of `_INBOX`, so
+ * no other user may subscribe to them (the default `_INBOX.>` would let every user read the
+ * mail a sender pulls).
+ */
+export function inboxPrefixFor(kind: ServiceKind): string {
+  return `_INBOX.${kind}`;
+}
+
+const API = '$JS.API';
+
+/**
+ * What each service may publish and subscribe to on NATS 2.9: its own subjects, the JetStream
+ * API calls its work needs on its own streams and consumers, and its own inbox. No one may delete
+ * or update a stream; each may look streams up and create missing ones (services make the
+ * topology at start), which cannot change an existing stream.
+ */
+export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPermissions {
+  const n = busNames(prefix);
+  const idemKv = `KV_${n.idempotencyBucket}`;
+  const bodies = `OBJ_${n.bodyBucket}`;
+  const secrets = secretsBucketName(prefix);
+  const shared = [n.submittedStream, n.heldStream, n.dispatchStream, n.statusStream, n.pacingStream, idemKv, bodies];
+  const common = [`${API}.INFO`, ...shared.flatMap((s) => [`${API}.STREAM.INFO.${s}`, `${API}.STREAM.CREATE.${s}`])];
+  const readStatus = [`${API}.DIRECT.GET.${n.statusStream}`, `${API}.DIRECT.GET.${n.statusStream}.>`];
+  const readBodies = [
+    `${API}.STREAM.MSG.GET.${bodies}`,
+    `${API}.DIRECT.GET.${bodies}`,
+    `${API}.DIRECT.GET.${bodies}.>`,
+    ...orderedConsumer(bodies),
+  ];
+  const subscribe = [`${inboxPrefixFor(kind)}.>`];
+  switch (kind) {
+    case 'ingest':
+      return {
+        publish: [
+          ...common,
+          n.submittedWildcard,
+          n.statusWildcard,
+          `$KV.${n.idempotencyBucket}.>`,
+          `${API}.STREAM.MSG.GET.${idemKv}`,
+          `${API}.DIRECT.GET.${idemKv}`,
+          `${API}.DIRECT.GET.${idemKv}.>`,
+          `$O.${n.bodyBucket}.>`,
+          `${API}.STREAM.MSG.GET.${bodies}`,
+          `${API}.DIRECT.GET.${bodies}`,
+          `${API}.DIRECT.GET.${bodies}.>`,
+          // A put over an existing name removes the old chunks.
+          `${API}.STREAM.PURGE.${bodies}`,
+          ...readStatus,
+        ],
+        subscribe,
+      };
+    case 'scheduler':
+      return {
+        publish: [
+          ...common,
+          n.heldWildcard,
+          `${prefix}.dispatch.>`,
+          n.statusWildcard,
+          `${prefix}.pacing.>`,
+          ...[n.submittedStream, n.heldStream, n.pacingStream].flatMap(consumerRights),
+          `${API}.STREAM.PURGE.${n.submittedStream}`,
+          `${API}.STREAM.MSG.GET.${n.heldStream}`,
+          `${API}.STREAM.MSG.GET.${n.dispatchStream}`,
+          ...readStatus,
+        ],
+        subscribe,
+      };
+    case 'smtp-sender':
+    case 'graph-sender': {
+      const transport = kind === 'smtp-sender' ? 'smtp' : 'graph';
+      const durable = n.senderConsumer(transport);
+      const d = n.dispatchStream;
+      return {
+        publish: [
+          ...common,
+          n.statusWildcard,
+          // Retries go back through the scheduler.
+          n.submittedWildcard,
+          // Its durable only, and only with its own transport's filter.
+          `${API}.CONSUMER.CREATE.${d}.${durable}.${n.dispatchWildcard(transport)}`,
+          `${API}.CONSUMER.INFO.${d}.${durable}`,
+          `${API}.CONSUMER.MSG.NEXT.${d}.${durable}`,
+          `$JS.ACK.${d}.${durable}.>`,
+          ...readStatus,
+          ...readBodies,
+          // Removing a sent message's body: purge its chunks, mark it deleted.
+          `${API}.STREAM.PURGE.${bodies}`,
+          `$O.${n.bodyBucket}.M.>`,
+        ],
+        subscribe,
+      };
+    }
+    case 'credentials': {
+      const kv = `KV_${secrets}`;
+      return {
+        publish: [
+          ...common,
+          `${API}.STREAM.INFO.${kv}`,
+          `${API}.STREAM.CREATE.${kv}`,
+          `$KV.${secrets}.>`,
+          `${API}.STREAM.MSG.GET.${kv}`,
+          `${API}.DIRECT.GET.${kv}`,
+          `${API}.DIRECT.GET.${kv}.>`,
+          `${API}.STREAM.PURGE.${kv}`,
+          ...orderedConsumer(kv),
+        ],
+        subscribe,
+      };
+    }
+  }
+}
+
+/** Durable consumers on `stream`: create, update, look up, list, delete, pull and ack. */
+function consumerRights(stream: string): string[] {
+  return [
+    `${API}.CONSUMER.CREATE.${stream}`,
+    `${API}.CONSUMER.CREATE.${stream}.>`,
+    `${API}.CONSUMER.DURABLE.CREATE.${stream}.>`,
+    `${API}.CONSUMER.INFO.${stream}.>`,
+    `${API}.CONSUMER.DELETE.${stream}.>`,
+    `${API}.CONSUMER.LIST.${stream}`,
+    `${API}.CONSUMER.NAMES.${stream}`,
+    `${API}.CONSUMER.MSG.NEXT.${stream}.>`,
+    `$JS.ACK.${stream}.>`,
+  ];
+}
+
+/** The short-lived ordered consumers that read a bucket (object gets, key listings, watches). */
+function orderedConsumer(stream: string): string[] {
+  return [
+    `${API}.CONSUMER.CREATE.${stream}`,
+    `${API}.CONSUMER.CREATE.${stream}.>`,
+    `${API}.CONSUMER.INFO.${stream}.>`,
+    `${API}.CONSUMER.DELETE.${stream}.>`,
+    `${API}.CONSUMER.MSG.NEXT.${stream}.>`,
+    `$JS.FC.${stream}.>`,
+  ];
+}
+
+export interface NatsUser {
+  kind: ServiceKind | 'admin';
+  /** The nkey seed (SU...) the service signs with; the server holds only the public key. */
+  seed: string;
+  publicKey: string;
+}
+
+export interface NatsAuthSetup {
+  users: NatsUser[];
+  /** The `authorization` block of a nats-server configuration. */
+  authorization: { users: Array<{ nkey: string; permissions?: { publish: { allow: string[] }; subscribe: { allow: string[] } } }> };
+}
+
+/**
+ * One nkey user per service kind with its permissions, and an `admin` user with every right
+ * (operators: stream deletion, inspection). Seeds are new each call.
+ */
+export function createNatsAuth(prefix: string, existing: Partial<Record<NatsUser['kind'], string>> = {}): NatsAuthSetup {
+  const kinds = [...SERVICE_KINDS, 'admin'] as const;
+  const users = kinds.map((kind): NatsUser => {
+    const kp = existing[kind] ? fromSeed(new TextEncoder().encode(existing[kind])) : createUser();
+    return { kind, seed: new TextDecoder().decode(kp.getSeed()), publicKey: kp.getPublicKey() };
+  });
+  return {
+    users,
+    authorization: {
+      users: users.map((u) => {
+        if (u.kind === 'admin') return { nkey: u.publicKey };
+        const p = servicePermissions(u.kind, prefix);
+        return { nkey: u.publicKey, permissions: { publish: { allow: p.publish }, subscribe: { allow: p.subscribe } } };
+      }),
+    },
+  };
+}
+
+export interface NatsServerConfigOptions {
+  host: string;
+  port: number;
+  storeDir: string;
+  auth: NatsAuthSetup;
+  /** Server TLS (certificate, key and the CA clients' certificates chain to, when they must show one). */
+  tls?: { certFile: string; keyFile: string; caFile?: string; verify?: boolean };
+}
+
+/** A nats-server configuration (JSON, which the server's format accepts) with JetStream and the users. */
+export function natsServerConfig(o: NatsServerConfigOptions): string {
+  const conf: Record<string, unknown> = {
+    host: o.host,
+    port: o.port,
+    jetstream: { store_dir: o.storeDir },
+    authorization: o.auth.authorization,
+  };
+  if (o.tls) conf.tls = { cert_file: o.tls.certFile, key_file: o.tls.keyFile, ...(o.tls.caFile ? { ca_file: o.tls.caFile } : {}), ...(o.tls.verify ? { verify: true } : {}) };
+  return `${JSON.stringify(conf, null, 2)}\n`;
+}
+
+/**
+ * The users alone, as a file a nats-server configuration includes (`include ./users.conf`): it
+ * holds public keys and permissions only, no secret.
+ */
+export function natsUsersInclude(auth: NatsAuthSetup): string {
+  return `# Campus Relay's NATS users: one nkey per service kind and an admin. Generated; public keys only.\nauthorization: ${JSON.stringify(auth.authorization, null, 2)}\n`;
+}

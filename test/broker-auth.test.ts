@@ -1,0 +1,163 @@
+import { randomBytes } from 'node:crypto';
+import { status } from '@grpc/grpc-js';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { errors, nkeyAuthenticator, type NatsConnection } from '@nats-io/nats-core';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { createUser } from '@nats-io/nkeys';
+import { busNames, createNatsAuth, ENVELOPE_SIG_INVALID, inboxPrefixFor, signEnvelope, type NatsAuthSetup, type NatsUser } from '@relay/bus';
+import { uuidv7 } from '@relay/core';
+import { EnvelopeSchema, MessageState } from '@relay/proto';
+import { startSmtpServer, uniquePrefix, type TestSmtpServer } from '@relay/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestClient } from './support/grpc-client.js';
+import { hasNatsServer, startPrivateNats, type PrivateNats } from './support/nats-server.js';
+import { clientEntry, FAST_DELIVERY, mailsWithId, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
+import { startStack, uncleanExits, type Stack } from './support/stack.js';
+
+const app = newClient('broker-app', ['no-reply', 'flaky']);
+
+let prefix: string;
+let auth: NatsAuthSetup;
+let nats: PrivateNats;
+let smtp: TestSmtpServer;
+let flaky: TestSmtpServer;
+let stack: Stack;
+let client: TestClient;
+const conns: NatsConnection[] = [];
+
+const user = (kind: NatsUser['kind']) => auth.users.find((u) => u.kind === kind)!;
+
+/** A connection as `kind` (its seed, its inbox), as an attacker holding that service's credentials would open. */
+async function connectAs(kind: Exclude<NatsUser['kind'], 'admin'>): Promise<NatsConnection> {
+  const nc = await connect({ servers: nats.url, authenticator: nkeyAuthenticator(new TextEncoder().encode(user(kind).seed)), inboxPrefix: inboxPrefixFor(kind) });
+  conns.push(nc);
+  return nc;
+}
+
+async function untilLogged(pattern: RegExp): Promise<void> {
+  const until = Date.now() + 10_000;
+  while (!pattern.test(nats.output())) {
+    if (Date.now() > until) throw new Error(`nats-server never logged ${pattern}:\n${nats.output().slice(-2_000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function untilKnown(id: string): Promise<void> {
+  const until = Date.now() + 20_000;
+  for (;;) {
+    try {
+      await client.getMessage(id);
+      return;
+    } catch (err) {
+      if ((err as { code?: number }).code !== status.NOT_FOUND || Date.now() > until) throw err;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
+  beforeAll(async () => {
+    prefix = uniquePrefix('broker');
+    auth = createNatsAuth(prefix);
+    nats = await startPrivateNats({ auth });
+    smtp = await startSmtpServer({ security: 'starttls' });
+    // Refuses the first message with a 451: the retry goes back through the scheduler.
+    flaky = await startSmtpServer({ security: 'starttls', reply: (ctx) => (ctx.phase === 'data' && ctx.attempt === 1 ? { code: 451, message: '4.7.0 Try again later' } : undefined) });
+    stack = await startStack({
+      prefix,
+      nats: { url: nats.url, auth },
+      config: { clients: [clientEntry(app)], senders: [smtpSender({ id: 'no-reply', server: smtp }), smtpSender({ id: 'flaky', server: flaky })], delivery: FAST_DELIVERY },
+    });
+    client = stack.client(app.apiKey);
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled(conns.map((c) => c.close()));
+    const results = await stack?.stop();
+    await Promise.all([smtp?.close(), flaky?.close(), nats?.close()]);
+    expect(uncleanExits(results ?? [])).toEqual([]);
+  });
+
+  it('delivers mail end to end with each service on its own user, and no service hits a permission it lacks', async () => {
+    const res = await client.sendMail({ sender: 'no-reply', to: ['ada@students.campus.example'], subject: 'hello', text: 'through an authenticated broker' });
+    // Scheduled: it waits on the held stream.
+    const later = await client.sendMail({ sender: 'no-reply', to: ['cy@students.campus.example'], subject: 'later', text: 'x', sendAt: timestampFromDate(new Date(Date.now() + 1_500)) });
+    // Larger than one broker message (its body goes through the object store), and retried once:
+    // the retry keeps ingest's signature.
+    const big = await client.sendMail({
+      sender: 'flaky',
+      to: ['bob@students.campus.example'],
+      subject: 'large',
+      text: 'see attachment',
+      attachments: [{ filename: 'big.bin', contentType: 'application/octet-stream', content: randomBytes(1_500_000) }],
+    });
+    for (const [id, server] of [[res.messageId, smtp], [later.messageId, smtp], [big.messageId, flaky]] as const) {
+      await waitForState(client, id, [MessageState.SENT]);
+      await waitForMail(server, id);
+    }
+    expect((await client.getMessage(big.messageId)).attempts).toBe(2);
+    expect(nats.output()).not.toMatch(/Violation/);
+  });
+
+  it('refuses a client without credentials, or with a key it does not know', async () => {
+    await expect(connect({ servers: nats.url, reconnect: false })).rejects.toBeInstanceOf(errors.AuthorizationError);
+    const stranger = new TextDecoder().decode(createUser().getSeed());
+    await expect(connect({ servers: nats.url, reconnect: false, authenticator: nkeyAuthenticator(new TextEncoder().encode(stranger)) })).rejects.toBeInstanceOf(
+      errors.AuthorizationError,
+    );
+  });
+
+  it("keeps each service's user to its own subjects: no dispatching from ingest, no stream deletion, no reading others' mail", async () => {
+    const n = busNames(prefix);
+    const ingest = await connectAs('ingest');
+    await expect(jetstream(ingest, { timeout: 2_000 }).publish(n.dispatchSubject('smtp', 'no-reply'), new Uint8Array([1]))).rejects.toThrow();
+    await untilLogged(new RegExp(`Publish Violation - Nkey "${user('ingest').publicKey}", Subject "${n.dispatchSubject('smtp', 'no-reply').replace(/\./g, '\\.')}"`));
+
+    const scheduler = await connectAs('scheduler');
+    const jsm = await jetstreamManager(scheduler, { timeout: 2_000 });
+    await expect(jsm.streams.delete(n.dispatchStream)).rejects.toThrow();
+    await expect(jsm.streams.info(n.dispatchStream)).resolves.toMatchObject({ config: { name: n.dispatchStream } });
+    // The bodies of large messages and the senders' pulled mail are not the scheduler's to read.
+    await expect(jsm.streams.getMessage(`OBJ_${n.bodyBucket}`, { seq: 1 })).rejects.toThrow();
+    scheduler.subscribe(`${inboxPrefixFor('smtp-sender')}.>`);
+    await untilLogged(new RegExp(`Subscription Violation - Nkey "${user('scheduler').publicKey}", Subject "_INBOX\\.smtp-sender\\.>"`));
+
+    const sender = await connectAs('smtp-sender');
+    const sjsm = await jetstreamManager(sender, { timeout: 2_000 });
+    await expect(sjsm.streams.getMessage(n.submittedStream, { seq: 1 })).rejects.toThrow();
+    await expect(sjsm.consumers.add(n.dispatchStream, { durable_name: 'thief', filter_subject: n.dispatchWildcard('graph') })).rejects.toThrow();
+  });
+
+  it('refuses a dispatch the scheduler\'s user injects without ingest\'s signature: FAILED, nothing reaches the SMTP server', async () => {
+    const n = busNames(prefix);
+    const js = jetstream(await connectAs('scheduler'));
+    const forge = (sig?: Buffer) => {
+      const env = create(EnvelopeSchema, {
+        messageId: uuidv7(),
+        sender: 'no-reply',
+        client: app.name,
+        to: ['victim@elsewhere.example'],
+        subject: 'Your password expires today',
+        text: 'https://phish.example/',
+        submittedAt: timestampFromDate(new Date()),
+        attempt: 1,
+        recipientCount: 1,
+      });
+      return sig ? signEnvelope(sig, env) : env;
+    };
+    // One without a signature, one signed with a key of the attacker's own.
+    const forged = [forge(), forge(randomBytes(32))];
+    for (const env of forged) await js.publish(n.dispatchSubject('smtp', 'no-reply'), toBinary(EnvelopeSchema, env));
+    for (const env of forged) {
+      // No QUEUED event precedes a forged message: it is unknown until the sender reports it.
+      await untilKnown(env.messageId);
+      const res = await waitForState(client, env.messageId, [MessageState.FAILED]);
+      expect(res.lastError).toBe(ENVELOPE_SIG_INVALID);
+      expect(mailsWithId(smtp, env.messageId)).toEqual([]);
+    }
+    expect(smtp.messages.filter((m) => m.envelope.to.includes('victim@elsewhere.example'))).toEqual([]);
+    expect(stack.smtpSenders[0]!.logs.join('\n')).toContain(ENVELOPE_SIG_INVALID);
+  });
+});
