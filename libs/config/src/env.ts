@@ -1,4 +1,5 @@
-import { ConfigError, parseDuration } from '@relay/core';
+import { ConfigError, parseDuration, type InternalAuth } from '@relay/core';
+import { readInternalAuth } from './internal-auth.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -25,6 +26,8 @@ export interface RelayEnv {
   /** How long a consumed message may go unacknowledged before JetStream redelivers it. */
   ackWaitMs: number;
   logLevel: string;
+  /** How services authenticate on internal gRPC (see readInternalAuth); undefined when not set up. */
+  internalAuth?: InternalAuth;
 }
 
 export const ENV_DEFAULTS = {
@@ -62,6 +65,7 @@ export function readEnv(env: Env): RelayEnv {
     ackWaitMs: duration(env, 'RELAY_ACK_WAIT', ENV_DEFAULTS.ackWaitMs),
     streamReplicas: replicas(env.RELAY_STREAM_REPLICAS),
     logLevel: env.LOG_LEVEL || ENV_DEFAULTS.logLevel,
+    internalAuth: readInternalAuth(env),
   };
 }
 

@@ -5,3 +5,4 @@ export * from './secret.js';
 export type * from './types.js';
 export { senderId } from './schema.js';
 export * from './smtp-options.js';
+export * from './internal-auth.js';

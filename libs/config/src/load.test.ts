@@ -5,6 +5,7 @@ import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { isConfigError } from '@relay/core';
 import { parseConfig } from './load.js';
+import { unresolvedSecrets } from './secret.js';
 import { readEnv } from './env.js';
 
 const base = `
@@ -142,5 +143,33 @@ describe('readEnv', () => {
     expect(() => readEnv({ RELAY_STREAM_REPLICAS: '9' })).toThrow(/RELAY_STREAM_REPLICAS: "9" must be 1 to 5/);
     expect(readEnv({ RELAY_STREAM_REPLICAS: '3' }).streamReplicas).toBe(3);
     expect(readEnv({ RELAY_MASTER_KEY: Buffer.alloc(32, 1).toString('base64') }).masterKey).toHaveLength(32);
+  });
+});
+
+describe('secrets left unresolved', () => {
+  it('ingest (callers-only) resolves API keys and starts without the sender secrets set', () => {
+    const cfg = parseConfig(base, { BILLING_API_KEY: 'billing-key' }, 'relay.yaml', { resolveSecrets: 'callers-only' });
+    expect(cfg.clients[0]!.apiKey.reveal()).toBe('billing-key');
+    const auth = cfg.senders[0]!.smtp!.auth;
+    expect(auth.type === 'password' && auth.password.resolved).toBe(false);
+    expect(() => (auth.type === 'password' ? auth.password.reveal() : '')).toThrow(/senders\[0\]\.smtp\.auth\.password: this service does not read secrets/);
+    // A literal secret's value is not kept either.
+    expect(inspect(cfg, { depth: 10 })).not.toContain('s3cret');
+    expect(JSON.stringify(cfg)).not.toContain('s3cret');
+  });
+
+  it('none: no secret env var or file is needed, and every reference is listed', () => {
+    const text = base.replace('env:BILLING_API_KEY', 'file:/nonexistent/billing-key');
+    const cfg = parseConfig(text, {}, 'relay.yaml', { resolveSecrets: 'none' });
+    expect(unresolvedSecrets(cfg).map((s) => [s.key, s.ref])).toEqual([
+      ['clients[0].api_key', 'file:/nonexistent/billing-key'],
+      ['clients[1].api_key', 'literal'],
+      ['senders[0].smtp.auth.password', 'env:NOREPLY_PASSWORD'],
+      ['senders[1].graph.client_secret', 'literal'],
+    ]);
+  });
+
+  it('all (the default) still needs every secret', () => {
+    expect(configError(base, { BILLING_API_KEY: 'billing-key' })).toMatch(/senders\[0\]\.smtp\.auth\.password: environment variable NOREPLY_PASSWORD is not set/);
   });
 });

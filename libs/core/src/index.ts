@@ -3,3 +3,4 @@ export * from './duration.js';
 export * from './lifecycle.js';
 export * from './ids.js';
 export * from './node-flags.js';
+export type * from './internal-auth.js';

@@ -2,11 +2,12 @@ import { create } from '@bufbuild/protobuf';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { connectBus, type Bus } from '@relay/bus';
-import { requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
-import { internalToken, once } from '@relay/core';
+import { requireInternalAuth, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
+import { once } from '@relay/core';
 import {
   BeginConsentResponseSchema,
   CredentialsService,
+  internalServerCredentials,
   toGrpcDefinition,
   toGrpcError,
   type BeginConsentRequest,
@@ -23,7 +24,7 @@ import { createConsent } from './consent.js';
 import { graphTokenFor } from './graph-auth.js';
 import { testGraphSender } from './graph-test.js';
 import { startCredentialsHttp, type CredentialsHttp } from './http-server.js';
-import { checkInternalToken } from './internal-auth.js';
+import { checkInternalCaller } from './internal-auth.js';
 import { createOAuthTokens } from './oauth-tokens.js';
 import { createSecretBox } from './secret-box.js';
 import { openRefreshTokenStore } from './secret-store.js';
@@ -41,7 +42,7 @@ export interface CredentialsOptions {
 export async function createCredentials(opts: CredentialsOptions, overrides: { bus?: Bus; redis?: Redis } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
   const masterKey = requireMasterKey(env);
-  const token = internalToken(masterKey);
+  const internalAuth = requireInternalAuth(env.internalAuth, 'relay-credentials');
   const box = createSecretBox(masterKey, env.oldMasterKeys ?? []);
   const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-credentials:${process.pid}`, topology: { replicas: env.streamReplicas } }));
   const redis = overrides.redis ?? new Redis(env.redisUrl, { maxRetriesPerRequest: 2, connectionName: `relay-credentials:${process.pid}` });
@@ -58,14 +59,14 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
 
   const server = new Server();
   /**
-   * One internal call: the caller's internal token is checked first; a refusal is logged with
+   * One internal call: the caller's certificate or internal token is checked first; a refusal is logged with
    * `refused` and answered with its gRPC status.
    */
   const internal =
     <Req extends { sender: string }, Res>(refused: string, run: (req: Req) => Promise<Res>, done?: (req: Req, res: Res) => void) =>
     (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
       void (async () => {
-        checkInternalToken(call.metadata, token);
+        checkInternalCaller(call, internalAuth);
         return run(call.request);
       })().then(
         (res) => {
@@ -107,7 +108,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   return {
     async start() {
       const grpcPort = await new Promise<number>((resolve, reject) =>
-        server.bindAsync(`${env.host}:${env.credentialsPort}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+        server.bindAsync(`${env.host}:${env.credentialsPort}`, internalServerCredentials(internalAuth), (err, port) => (err ? reject(err) : resolve(port))),
       );
       http = await startCredentialsHttp({ port: env.httpPort, host: env.host, consent, ready, logger });
       ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready });

@@ -1,7 +1,7 @@
 import { Server, ServerCredentials, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { connectBus, type Bus } from '@relay/bus';
 import type { RelayConfig, RelayEnv } from '@relay/config';
-import { ErrorCode, RelayError, InFlight, internalToken, once, within } from '@relay/core';
+import { ErrorCode, RelayError, InFlight, once, within } from '@relay/core';
 import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { createAuthenticator } from './auth.js';
@@ -37,7 +37,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     'grpc.enable_channelz': 0,
   });
   const mail = createMailHandlers(ctx);
-  const admin = createAdminForward(env.credentialsAddr, env.masterKey ? internalToken(env.masterKey) : undefined);
+  const admin = createAdminForward(env.credentialsAddr, env.internalAuth);
   server.addService(toGrpcDefinition(MailService), {
     sendMail: unary(logger, inFlight, mail.sendMail),
     getMessage: unary(logger, inFlight, mail.getMessage),

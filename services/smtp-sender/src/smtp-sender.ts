@@ -1,6 +1,6 @@
 import { connectBus, createDispatchWorker, type Bus } from '@relay/bus';
-import { requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
-import { internalToken, once } from '@relay/core';
+import { requireInternalAuth, type RelayConfig, type RelayEnv } from '@relay/config';
+import { once } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';
 import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { AuthCache } from './auth-cache.js';
@@ -17,9 +17,9 @@ export interface SmtpSenderOptions {
 
 export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
-  const token = internalToken(requireMasterKey(env));
+  const internalAuth = requireInternalAuth(env.internalAuth, 'relay-smtp-sender');
   const bus = overrides.bus ?? (await connectBus({ servers: env.natsUrl, prefix: env.busPrefix, name: `relay-smtp-sender:${process.pid}`, topology: { replicas: env.streamReplicas } }));
-  const credentials = createCredentialsClient(env.credentialsAddr, token);
+  const credentials = createCredentialsClient(env.credentialsAddr, internalAuth);
   const pools = new TransportPool();
   const senders = new Map(config.senders.filter((s) => s.transport === 'smtp').map((s) => [s.id, s]));
   const deliverer = createSmtpDeliverer(() => senders, new AuthCache(credentials), pools);

@@ -1,0 +1,7 @@
+/**
+ * How the relay's services prove themselves to the credentials service. Nothing here derives from
+ * the master key, so a service that may not read secrets cannot forge its way to them.
+ * - `mtls`: each side presents a certificate signed by the internal CA (PEM text).
+ * - `token`: a random bearer token shared by the services that call credentials (the fallback).
+ */
+export type InternalAuth = { kind: 'mtls'; ca: string; cert: string; key: string } | { kind: 'token'; token: string };
