@@ -57,6 +57,8 @@ export interface StackSettings {
   credentialsAddr: string;
   /** RELAY_HOST for every service when the caller did not set one. */
   host: string | undefined;
+  /** RELAY_INTERNAL_TOKEN when the caller set up no internal authentication (a random one per run). */
+  internalToken?: string | undefined;
 }
 
 /**
@@ -77,6 +79,7 @@ export function serviceEnv(base: Env, s: StackSettings): Env {
     RELAY_METRICS_PORT: '0',
   };
   if (s.masterKey) env.RELAY_MASTER_KEY = s.masterKey;
+  if (s.internalToken) env.RELAY_INTERNAL_TOKEN = s.internalToken;
   if (!base.RELAY_HOST && s.host) env.RELAY_HOST = s.host;
   // The OAuth redirect must name the HTTP port actually used.
   if (!base.RELAY_PUBLIC_URL && s.ports.http !== 0) env.RELAY_PUBLIC_URL = `http://localhost:${s.ports.http}`;

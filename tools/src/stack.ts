@@ -3,6 +3,7 @@
  * or this machine; the five services as child processes; with no RELAY_CONFIG, a demo configuration
  * that delivers to a local capture SMTP server. Ctrl-C stops everything it started.
  */
+import { randomBytes } from 'node:crypto';
 import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -12,6 +13,7 @@ import { isStackError, StackError } from './errors.js';
 import { createSupervisor, isChildError, type ChildError, type Supervisor } from './children.js';
 import { DEMO, demoMasterKey, demoPaths, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
 import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startTestcontainer } from './infra.js';
+import { scopeServiceEnv, secretEnvNames } from './service-scope.js';
 import { busyPorts, credentialsAddress, serviceEnv, serviceArgs, SERVICES, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
 import { removeStackFile, writeStackFile } from './stack-file.js';
 
@@ -108,8 +110,10 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
     credentialsAddr: `127.0.0.1:${ports.credentials}`,
     // The demo's keys are public: keep it off the network unless RELAY_HOST says otherwise.
     host: demo ? '127.0.0.1' : undefined,
+    internalToken: hasInternalAuth(env) ? undefined : randomBytes(32).toString('base64url'),
   };
-  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(root, name), env: serviceEnv(env, settings), cwd: root });
+  const secrets = secretEnvNames(settings.configPath);
+  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(root, name), env: scopeServiceEnv(name, serviceEnv(env, settings), secrets), cwd: root });
 
   const credentials = await supervisor.start(spec('credentials'));
   settings.credentialsAddr = credentialsAddress(ports.credentials, credentials.ports);
@@ -198,6 +202,10 @@ function main(): void {
 function reportChildError(err: ChildError): void {
   console.error(`stack: ${err.message}`);
   if (err.lastLines.length > 0) console.error(`stack: last lines of ${err.child}:\n${err.lastLines.map((l) => `  ${l}`).join('\n')}`);
+}
+
+function hasInternalAuth(env: Record<string, string | undefined>): boolean {
+  return Boolean(env.RELAY_INTERNAL_TOKEN || env.RELAY_INTERNAL_TOKEN_FILE || env.RELAY_INTERNAL_CA);
 }
 
 function demoSmtpPort(env: Record<string, string | undefined>): number {

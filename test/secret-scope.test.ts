@@ -1,0 +1,106 @@
+/**
+ * Issue 17.2: secrets only in credentials. The services are started as `npm run stack` starts
+ * them (its env handling, its supervisor); an attacker who owns ingest, the scheduler or a sender
+ * reads that process's environment and finds neither an SMTP password nor the master key.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dropBus, masterKey, randomApiKey, repoRoot, startSmtpServer, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig, type TestSmtpServer } from '@relay/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSupervisor, type ReadyChild } from '../tools/src/children.js';
+import { scopeServiceEnv, secretEnvNames } from '../tools/src/service-scope.js';
+import { credentialsAddress, serviceArgs, serviceEnv, SERVICES, type ServiceName, type StackSettings } from '../tools/src/services.js';
+import { createTestClient } from './support/grpc-client.js';
+import { FAST_DELIVERY, smtpSender, waitForMail } from './support/relay.js';
+
+const PASSWORD = `smtp-pw-${randomBytes(12).toString('hex')}`;
+const API_KEY = randomApiKey();
+const MASTER_KEY = masterKey();
+const UNRELATED = `cloud-${randomBytes(12).toString('hex')}`;
+const prefix = uniquePrefix('scope');
+const supervisor = createSupervisor({ print: () => {}, graceMs: 10_000 });
+const started = new Map<ServiceName, ReadyChild>();
+let smtp: TestSmtpServer;
+let token: string;
+
+/** What /proc says the process was started with. */
+function environOf(pid: number): Record<string, string> {
+  const entries = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
+  return Object.fromEntries(entries.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+}
+
+beforeAll(async () => {
+  smtp = await startSmtpServer({ users: { 'no-reply@campus.example': PASSWORD } });
+  const configPath = writeConfig({
+    clients: [{ name: 'app', api_key: 'env:SCOPE_APP_API_KEY', senders: ['no-reply'] }],
+    senders: [smtpSender({ id: 'no-reply', server: smtp, security: 'none', auth: { user: 'no-reply@campus.example', password: 'env:SCOPE_SMTP_PASSWORD' } })],
+    delivery: FAST_DELIVERY,
+  });
+  // The operator's shell: the config's secrets, the master key and something unrelated.
+  const shell = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    RELAY_BUS_PREFIX: prefix,
+    RELAY_SHUTDOWN_GRACE: '5s',
+    SCOPE_APP_API_KEY: API_KEY,
+    SCOPE_SMTP_PASSWORD: PASSWORD,
+    AWS_SECRET_ACCESS_KEY: UNRELATED,
+  };
+  token = randomBytes(32).toString('base64url');
+  const settings: StackSettings = {
+    natsUrl: testNatsUrl(),
+    redisUrl: testRedisUrl(),
+    configPath,
+    masterKey: MASTER_KEY,
+    ports: { grpc: 0, http: 0, credentials: 0 },
+    credentialsAddr: '',
+    host: '127.0.0.1',
+    internalToken: token,
+  };
+  const secrets = secretEnvNames(configPath);
+  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(repoRoot, name), env: scopeServiceEnv(name, serviceEnv(shell, settings), secrets), cwd: repoRoot });
+  const credentials = await supervisor.start(spec('credentials'));
+  started.set('credentials', credentials);
+  settings.credentialsAddr = credentialsAddress(0, credentials.ports);
+  const others = await Promise.all(SERVICES.filter((s) => s !== 'credentials').map((s) => supervisor.start(spec(s))));
+  for (const c of others) started.set(c.name as ServiceName, c);
+}, 60_000);
+
+afterAll(async () => {
+  await supervisor.stop(SERVICES.filter((s) => s !== 'credentials'));
+  await supervisor.stop();
+  await smtp?.close();
+  await dropBus(prefix).catch(() => {});
+});
+
+describe('npm run stack hands each service only the environment it needs', () => {
+  it.each(['ingest', 'scheduler', 'smtp-sender', 'graph-sender'] as const)('%s has no SMTP password, master key or unrelated secret', (name) => {
+    const environ = environOf(started.get(name)!.pid);
+    const values = Object.values(environ);
+    expect(values).not.toContain(PASSWORD);
+    expect(values).not.toContain(MASTER_KEY);
+    expect(values).not.toContain(UNRELATED);
+    expect(environ.RELAY_MASTER_KEY).toBeUndefined();
+    // Ingest checks callers' keys; nothing else needs them.
+    expect(values.includes(API_KEY)).toBe(name === 'ingest');
+    // The scheduler never calls credentials.
+    expect(values.includes(token)).toBe(name !== 'scheduler');
+  });
+
+  it('credentials, and only it, holds the password and the master key', () => {
+    const environ = environOf(started.get('credentials')!.pid);
+    expect(environ.SCOPE_SMTP_PASSWORD).toBe(PASSWORD);
+    expect(environ.RELAY_MASTER_KEY).toBe(MASTER_KEY);
+  });
+
+  it('mail still goes out: the sender gets the password from credentials when it sends', async () => {
+    const client = createTestClient(`127.0.0.1:${started.get('ingest')!.ports.grpc}`, API_KEY);
+    try {
+      const res = await client.sendMail({ sender: 'no-reply', to: ['someone@example.org'], subject: 'scoped', text: 'hello' });
+      await waitForMail(smtp, res.messageId);
+      expect(smtp.authAttempts.some((a) => a.username === 'no-reply@campus.example' && a.accepted)).toBe(true);
+    } finally {
+      client.close();
+    }
+  });
+});
