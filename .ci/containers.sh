@@ -127,10 +127,16 @@ YAML
 chmod 644 "$work/relay.yaml"
 service() { # service NAME [docker run flags...]: one service of the image, waited for until ready
   local name=$1; shift
-  drun --name "$run_id-$name" --network-alias "$name" "$@" \
+  # Each service only what it needs (docs/security.md): the master key for credentials, the API
+  # key for ingest, the internal token for whoever calls credentials; locked down as compose does.
+  local secrets=()
+  [ "$name" = credentials ] && secrets+=(-e RELAY_MASTER_KEY="$master_key")
+  [ "$name" = ingest ] && secrets+=(-e CI_API_KEY="$api_key")
+  [ "$name" = scheduler ] || secrets+=(-e RELAY_INTERNAL_TOKEN="$internal_token")
+  drun --name "$run_id-$name" --network-alias "$name" "$@" ${secrets[@]+"${secrets[@]}"} \
+    --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges:true \
     -v "$work/relay.yaml:/etc/relay/relay.yaml:ro" -e NATS_URL=nats://nats:4222 -e REDIS_URL=redis://redis:6379 \
-    -e RELAY_MASTER_KEY="$master_key" -e CI_API_KEY="$api_key" -e RELAY_CREDENTIALS_ADDR=credentials:50052 \
-    -e RELAY_SHUTDOWN_GRACE=5s "$IMAGE" "$name"
+    -e RELAY_CREDENTIALS_ADDR=credentials:50052 -e RELAY_SHUTDOWN_GRACE=5s "$IMAGE" "$name"
 }
 wait_ready() {
   for name in "$@"; do
@@ -143,6 +149,7 @@ wait_ready() {
   done
 }
 master_key=$(head -c 32 /dev/urandom | base64)
+internal_token=$(head -c 32 /dev/urandom | base64)
 # Credentials first: it creates the streams the others use.
 service credentials
 wait_ready credentials
@@ -169,6 +176,7 @@ step "health check healthy; SIGTERM stops a service with exit code 0"
 if command -v docker-compose >/dev/null; then
   cdir=$work/compose; mkdir -p "$cdir/secrets"
   printf %s "$api_key" >"$cdir/secrets/billing-api-key"; printf %s unused >"$cdir/secrets/noreply-password"
+  printf %s "$internal_token" >"$cdir/secrets/internal-token"
   cat >"$cdir/relay.yaml" <<YAML
 clients:
   - { name: billing-app, api_key: file:/run/secrets/billing-api-key, senders: [ci] }

@@ -87,10 +87,11 @@ describe('npm run stack hands each service only the environment it needs', () =>
     expect(values.includes(token)).toBe(name !== 'scheduler');
   });
 
-  it('credentials, and only it, holds the password and the master key', () => {
+  it('credentials, and only it, holds the password and the master key; not the API keys', () => {
     const environ = environOf(started.get('credentials')!.pid);
     expect(environ.SCOPE_SMTP_PASSWORD).toBe(PASSWORD);
     expect(environ.RELAY_MASTER_KEY).toBe(MASTER_KEY);
+    expect(Object.values(environ)).not.toContain(API_KEY);
   });
 
   it('mail still goes out: the sender gets the password from credentials when it sends', async () => {

@@ -29,12 +29,13 @@ const MASTER_KEYS = ['RELAY_MASTER_KEY', 'RELAY_MASTER_KEY_OLD'];
 const INTERNAL_AUTH = /^RELAY_INTERNAL_/;
 
 /**
- * The environment one service of the stack starts with: credentials gets it all (it reads every
- * secret); ingest only the callers' API keys among the secrets; scheduler and the senders none,
- * and no master key, so a compromised one has no secret in its /proc/<pid>/environ to give away.
+ * The environment one service of the stack starts with: credentials gets it all but the callers'
+ * API keys (it reads the senders' secrets and the master key); ingest only the callers' API keys
+ * among the secrets; scheduler and the senders none, and no master key, so a compromised one has
+ * no secret in its /proc/<pid>/environ to give away.
  */
 export function scopeServiceEnv(name: ServiceName, env: Env, secrets: SecretEnvNames): Env {
-  if (name === 'credentials') return { ...env };
+  if (name === 'credentials') return Object.fromEntries(Object.entries(env).filter(([k]) => !secrets.callers.includes(k) || secrets.others.includes(k)));
   const keep = new Set(name === 'ingest' ? secrets.callers : []);
   const drop = new Set([...MASTER_KEYS, ...secrets.callers, ...secrets.others].filter((n) => !keep.has(n)));
   const out: Env = {};

@@ -169,6 +169,13 @@ describe('secrets left unresolved', () => {
     ]);
   });
 
+  it('senders-only (credentials) resolves sender secrets without the API keys set', () => {
+    const cfg = parseConfig(base, { NOREPLY_PASSWORD: 'hunter2' }, 'relay.yaml', { resolveSecrets: 'senders-only' });
+    expect(cfg.clients[0]!.apiKey.resolved).toBe(false);
+    const auth = cfg.senders[0]!.smtp!.auth;
+    expect(auth.type === 'password' && auth.password.reveal()).toBe('hunter2');
+  });
+
   it('all (the default) still needs every secret', () => {
     expect(configError(base, { BILLING_API_KEY: 'billing-key' })).toMatch(/senders\[0\]\.smtp\.auth\.password: environment variable NOREPLY_PASSWORD is not set/);
   });

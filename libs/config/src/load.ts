@@ -11,11 +11,12 @@ import type { ClientConfig, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfi
 type Env = Record<string, string | undefined>;
 
 /**
- * Which secret references a service resolves: `all` (the credentials service), `callers-only`
- * (ingest: the clients' API keys, which it checks), `none` (scheduler and senders). The rest stay
+ * Which secret references a service resolves: `senders-only` (the credentials service: SMTP
+ * passwords, OAuth and Graph client secrets, refresh tokens), `callers-only` (ingest: the clients'
+ * API keys, which it checks), `none` (scheduler and senders), `all` (tools). The rest stay
  * UnresolvedSecret, so the service starts without their environment variables or files.
  */
-export type SecretResolution = 'all' | 'callers-only' | 'none';
+export type SecretResolution = 'all' | 'senders-only' | 'callers-only' | 'none';
 
 export interface LoadOptions {
   /** Default `all`. */
@@ -51,7 +52,8 @@ export function parseConfig(text: string, env: Env, source = 'relay.yaml', opts:
   const mode = opts.resolveSecrets ?? 'all';
   const resolve: Resolve = (ref, key) => resolveSecret(ref, key, env);
   const unresolved: Resolve = (ref, key) => new UnresolvedSecret(key, ref);
-  return convert(result.data, mode === 'none' ? unresolved : resolve, mode === 'all' ? resolve : unresolved);
+  const callers = mode === 'all' || mode === 'callers-only' ? resolve : unresolved;
+  return convert(result.data, callers, mode === 'all' || mode === 'senders-only' ? resolve : unresolved);
 }
 
 function keyPath(path: ReadonlyArray<PropertyKey>): string {
