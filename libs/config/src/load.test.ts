@@ -180,3 +180,20 @@ describe('secrets left unresolved', () => {
     expect(configError(base, { BILLING_API_KEY: 'billing-key' })).toMatch(/senders\[0\]\.smtp\.auth\.password: environment variable NOREPLY_PASSWORD is not set/);
   });
 });
+
+describe('internal authentication', () => {
+  it('takes a token of at least 32 characters, from the environment or a file', () => {
+    const token = 'x'.repeat(32);
+    expect(readEnv({ RELAY_INTERNAL_TOKEN: token }).internalAuth).toEqual({ kind: 'token', token });
+    expect(readEnv({}).internalAuth).toBeUndefined();
+    expect(() => readEnv({ RELAY_INTERNAL_TOKEN: 'short' })).toThrow(/RELAY_INTERNAL_TOKEN: the internal token must be at least 32 characters/);
+    const dir = mkdtempSync(join(tmpdir(), 'relay-token-'));
+    writeFileSync(join(dir, 'token'), `${token}\n`);
+    expect(readEnv({ RELAY_INTERNAL_TOKEN_FILE: join(dir, 'token') }).internalAuth).toEqual({ kind: 'token', token });
+    expect(() => readEnv({ RELAY_INTERNAL_TOKEN_FILE: join(dir, 'missing') })).toThrow(/RELAY_INTERNAL_TOKEN_FILE: cannot read/);
+  });
+
+  it('needs all three of CA, certificate and key for mutual TLS', () => {
+    expect(() => readEnv({ RELAY_INTERNAL_CA: '/x/ca.pem' })).toThrow(/RELAY_INTERNAL_CERT, RELAY_INTERNAL_KEY: required with RELAY_INTERNAL_CA/);
+  });
+});
