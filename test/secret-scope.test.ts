@@ -4,12 +4,15 @@
  * reads that process's environment and finds neither an SMTP password nor the master key.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { dropBus, masterKey, randomApiKey, repoRoot, startSmtpServer, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig, type TestSmtpServer } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSupervisor, type ReadyChild } from '../tools/src/children.js';
-import { scopeServiceEnv, secretEnvNames } from '../tools/src/service-scope.js';
-import { credentialsAddress, serviceArgs, serviceEnv, SERVICES, type ServiceName, type StackSettings } from '../tools/src/services.js';
+import { createInternalTls } from '../tools/src/internal-ca.js';
+import { secretEnvNames, stackChildEnv } from '../tools/src/service-scope.js';
+import { credentialsAddress, serviceArgs, SERVICES, type ServiceName, type StackSettings } from '../tools/src/services.js';
 import { createTestClient } from './support/grpc-client.js';
 import { FAST_DELIVERY, smtpSender, waitForMail } from './support/relay.js';
 
@@ -21,7 +24,7 @@ const prefix = uniquePrefix('scope');
 const supervisor = createSupervisor({ print: () => {}, graceMs: 10_000 });
 const started = new Map<ServiceName, ReadyChild>();
 let smtp: TestSmtpServer;
-let token: string;
+const tlsDir = mkdtempSync(join(tmpdir(), 'relay-internal-tls-'));
 
 /** What /proc says the process was started with. */
 function environOf(pid: number): Record<string, string> {
@@ -46,7 +49,6 @@ beforeAll(async () => {
     SCOPE_SMTP_PASSWORD: PASSWORD,
     AWS_SECRET_ACCESS_KEY: UNRELATED,
   };
-  token = randomBytes(32).toString('base64url');
   const settings: StackSettings = {
     natsUrl: testNatsUrl(),
     redisUrl: testRedisUrl(),
@@ -55,13 +57,14 @@ beforeAll(async () => {
     ports: { grpc: 0, http: 0, credentials: 0 },
     credentialsAddr: '',
     host: '127.0.0.1',
-    internalToken: token,
   };
   const secrets = secretEnvNames(configPath);
-  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(repoRoot, name), env: scopeServiceEnv(name, serviceEnv(shell, settings), secrets), cwd: repoRoot });
+  // The stack's default: mutual TLS toward credentials with a CA made for this run.
+  const tls = await createInternalTls(tlsDir);
+  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(repoRoot, name), env: stackChildEnv(name, shell, settings, secrets, tls), cwd: repoRoot });
   const credentials = await supervisor.start(spec('credentials'));
   started.set('credentials', credentials);
-  settings.credentialsAddr = credentialsAddress(0, credentials.ports);
+  settings.credentialsAddr = credentialsAddress(0, credentials.ports, tls.host);
   const others = await Promise.all(SERVICES.filter((s) => s !== 'credentials').map((s) => supervisor.start(spec(s))));
   for (const c of others) started.set(c.name as ServiceName, c);
 }, 60_000);
@@ -71,6 +74,7 @@ afterAll(async () => {
   await supervisor.stop();
   await smtp?.close();
   await dropBus(prefix).catch(() => {});
+  rmSync(tlsDir, { recursive: true, force: true });
 });
 
 describe('npm run stack hands each service only the environment it needs', () => {
@@ -83,8 +87,9 @@ describe('npm run stack hands each service only the environment it needs', () =>
     expect(environ.RELAY_MASTER_KEY).toBeUndefined();
     // Ingest checks callers' keys; nothing else needs them.
     expect(values.includes(API_KEY)).toBe(name === 'ingest');
-    // The scheduler never calls credentials.
-    expect(values.includes(token)).toBe(name !== 'scheduler');
+    // Each caller of credentials has a client certificate of its own; the scheduler never calls it.
+    if (name === 'scheduler') expect(Object.keys(environ).filter((k) => k.startsWith('RELAY_INTERNAL_'))).toEqual([]);
+    else expect(environ.RELAY_INTERNAL_KEY).toBe(join(tlsDir, `${name}-key.pem`));
   });
 
   it('credentials, and only it, holds the password and the master key; not the API keys', () => {

@@ -1,5 +1,6 @@
 import { loadConfigFile, unresolvedSecrets } from '@relay/config';
-import type { ServiceName } from './services.js';
+import type { InternalTls } from './internal-ca.js';
+import { serviceEnv, type ServiceName, type StackSettings } from './services.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -46,4 +47,9 @@ export function scopeServiceEnv(name: ServiceName, env: Env, secrets: SecretEnvN
     out[k] = v;
   }
   return out;
+}
+
+/** What `npm run stack` starts a service with: the stack's settings, scoped, plus its own internal certificate. */
+export function stackChildEnv(name: ServiceName, base: Env, settings: StackSettings, secrets: SecretEnvNames, tls?: InternalTls): Env {
+  return { ...scopeServiceEnv(name, serviceEnv(base, settings), secrets), ...tls?.envFor(name) };
 }

@@ -86,11 +86,14 @@ export function serviceEnv(base: Env, s: StackSettings): Env {
   return env;
 }
 
-/** host:port for the other services to reach credentials, from its ready line when its port was 0. */
-export function credentialsAddress(configured: number, readyPorts: Record<string, number>): string {
+/**
+ * host:port for the other services to reach credentials, from its ready line when its port was 0.
+ * `host`: `localhost` with internal TLS, whose certificates name no IP address.
+ */
+export function credentialsAddress(configured: number, readyPorts: Record<string, number>, host = '127.0.0.1'): string {
   const port = configured !== 0 ? configured : readyPorts.grpc;
   if (!port) throw new StackError('credentials: RELAY_CREDENTIALS_PORT=0, but its ready line reported no ports.grpc; set RELAY_CREDENTIALS_PORT to a fixed port');
-  return `127.0.0.1:${port}`;
+  return `${host}:${port}`;
 }
 
 /** Fixed ports already taken, each with the variable that moves it, checked before anything starts. */

@@ -3,8 +3,7 @@
  * or this machine; the five services as child processes; with no RELAY_CONFIG, a demo configuration
  * that delivers to a local capture SMTP server. Ctrl-C stops everything it started.
  */
-import { randomBytes } from 'node:crypto';
-import { dirname, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { isConfigError } from '@relay/core';
@@ -13,8 +12,9 @@ import { isStackError, StackError } from './errors.js';
 import { createSupervisor, isChildError, type ChildError, type Supervisor } from './children.js';
 import { DEMO, demoMasterKey, demoPaths, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
 import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startTestcontainer } from './infra.js';
-import { scopeServiceEnv, secretEnvNames } from './service-scope.js';
-import { busyPorts, credentialsAddress, serviceEnv, serviceArgs, SERVICES, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
+import { stackInternalAuth } from './internal-ca.js';
+import { secretEnvNames, stackChildEnv } from './service-scope.js';
+import { busyPorts, credentialsAddress, serviceArgs, SERVICES, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
 import { removeStackFile, writeStackFile } from './stack-file.js';
 
 const USAGE = `Usage: npm run stack [-- --verbose]
@@ -28,7 +28,9 @@ NATS and Redis: NATS_URL / REDIS_URL when set; else containers when a Docker eng
 (RELAY_NATS_IMAGE, RELAY_REDIS_IMAGE); else 127.0.0.1:4222 and 127.0.0.1:6379 when they listen.
 RELAY_STACK_INFRA=containers|local forces one way.
 Ports: RELAY_GRPC_PORT (50051), RELAY_HTTP_PORT (8080), RELAY_CREDENTIALS_PORT (50052);
-demo SMTP capture: RELAY_DEMO_SMTP_PORT (2525).`;
+demo SMTP capture: RELAY_DEMO_SMTP_PORT (2525).
+Each service gets only the environment it needs; calls to credentials use mutual TLS with a CA
+made for the run (.relay/internal-tls/) unless RELAY_INTERNAL_TOKEN or RELAY_INTERNAL_CA is set.`;
 
 const WIDTH = Math.max(...SERVICES.map((s) => s.length));
 
@@ -110,13 +112,15 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
     credentialsAddr: `127.0.0.1:${ports.credentials}`,
     // The demo's keys are public: keep it off the network unless RELAY_HOST says otherwise.
     host: demo ? '127.0.0.1' : undefined,
-    internalToken: hasInternalAuth(env) ? undefined : randomBytes(32).toString('base64url'),
   };
+  // Mutual TLS toward credentials from a CA made for this run, unless the caller set up its own.
+  const internal = hasInternalAuth(env) ? {} : await stackInternalAuth(join(root, '.relay', 'internal-tls'), print);
+  settings.internalToken = internal.token;
   const secrets = secretEnvNames(settings.configPath);
-  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(root, name), env: scopeServiceEnv(name, serviceEnv(env, settings), secrets), cwd: root });
+  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(root, name), env: stackChildEnv(name, env, settings, secrets, internal.tls), cwd: root });
 
   const credentials = await supervisor.start(spec('credentials'));
-  settings.credentialsAddr = credentialsAddress(ports.credentials, credentials.ports);
+  settings.credentialsAddr = credentialsAddress(ports.credentials, credentials.ports, internal.tls?.host);
   const started = await Promise.all(SERVICES.filter((s) => s !== 'credentials').map((name) => supervisor.start(spec(name))));
   if (stopping()) return;
 
