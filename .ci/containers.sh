@@ -128,11 +128,13 @@ chmod 644 "$work/relay.yaml"
 service() { # service NAME [docker run flags...]: one service of the image, waited for until ready
   local name=$1; shift
   # Each service only what it needs (docs/security.md): the master key for credentials, the API
-  # key for ingest, the internal token for whoever calls credentials; locked down as compose does.
+  # key and its own token for ingest, the senders' token for the senders; locked down as compose does.
   local secrets=()
-  [ "$name" = credentials ] && secrets+=(-e RELAY_MASTER_KEY="$master_key")
-  [ "$name" = ingest ] && secrets+=(-e CI_API_KEY="$api_key")
-  [ "$name" = scheduler ] || secrets+=(-e RELAY_INTERNAL_TOKEN="$internal_token")
+  case $name in
+    credentials) secrets=(-e RELAY_MASTER_KEY="$master_key" -e RELAY_INTERNAL_TOKEN="$internal_token" -e RELAY_INTERNAL_ADMIN_TOKEN="$ingest_token") ;;
+    ingest) secrets=(-e CI_API_KEY="$api_key" -e RELAY_INTERNAL_TOKEN="$ingest_token") ;;
+    smtp-sender | graph-sender) secrets=(-e RELAY_INTERNAL_TOKEN="$internal_token") ;;
+  esac
   drun --name "$run_id-$name" --network-alias "$name" "$@" ${secrets[@]+"${secrets[@]}"} \
     --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges:true \
     -v "$work/relay.yaml:/etc/relay/relay.yaml:ro" -e NATS_URL=nats://nats:4222 -e REDIS_URL=redis://redis:6379 \
@@ -150,6 +152,7 @@ wait_ready() {
 }
 master_key=$(head -c 32 /dev/urandom | base64)
 internal_token=$(head -c 32 /dev/urandom | base64)
+ingest_token=$(head -c 32 /dev/urandom | base64)
 # Credentials first: it creates the streams the others use.
 service credentials
 wait_ready credentials
@@ -176,7 +179,7 @@ step "health check healthy; SIGTERM stops a service with exit code 0"
 if command -v docker-compose >/dev/null; then
   cdir=$work/compose; mkdir -p "$cdir/secrets"
   printf %s "$api_key" >"$cdir/secrets/billing-api-key"; printf %s unused >"$cdir/secrets/noreply-password"
-  printf %s "$internal_token" >"$cdir/secrets/internal-token"
+  printf %s "$internal_token" >"$cdir/secrets/internal-token"; printf %s "$ingest_token" >"$cdir/secrets/ingest-token"
   cat >"$cdir/relay.yaml" <<YAML
 clients:
   - { name: billing-app, api_key: file:/run/secrets/billing-api-key, senders: [ci] }

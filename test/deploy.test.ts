@@ -99,8 +99,8 @@ describe('deploy/kubernetes', () => {
     expect(relay.clients.length).toBeGreaterThan(0);
     expect(find(docs, 'ConfigMap', 'relay-env')!.data.RELAY_CONFIG).toBe('/etc/relay/relay.yaml');
     expect(Object.fromEntries(SERVICES.map((n) => [n, secretsOf(find(docs, 'Deployment', n)!)]))).toEqual({
-      credentials: ['relay-credentials-secrets', 'relay-internal-token'],
-      ingest: ['relay-ingest-secrets', 'relay-internal-token'],
+      credentials: ['relay-credentials-secrets', 'relay-ingest-token', 'relay-internal-token'],
+      ingest: ['relay-ingest-secrets', 'relay-ingest-token'],
       scheduler: [],
       'smtp-sender': ['relay-internal-token'],
       'graph-sender': ['relay-internal-token'],
@@ -111,11 +111,18 @@ describe('deploy/kubernetes', () => {
     for (const ref of fileRefs(relay.clients)) expect(generated['relay-ingest-secrets']).toContain(ref.split('/').pop());
     for (const ref of fileRefs(relay.senders)) expect(generated['relay-credentials-secrets']).toContain(ref.split('/').pop());
     expect(generated['relay-credentials-secrets']).toContain('master-key');
-    for (const d of docs.filter((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet')) {
-      for (const c of d.spec.template.spec.containers) {
-        for (const e of c.env ?? []) if (e.name === 'RELAY_INTERNAL_TOKEN_FILE') expect(e.value).toBe('/run/secrets/relay/internal-token');
-      }
-    }
+    // Ingest presents a token of its own, which fetches no sender's secret.
+    const tokenFile = (name: string, variable: string) => find(docs, 'Deployment', name)!.spec.template.spec.containers[0].env?.find((e: Doc) => e.name === variable)?.value;
+    expect(Object.fromEntries(SERVICES.map((n) => [n, tokenFile(n, 'RELAY_INTERNAL_TOKEN_FILE')]))).toEqual({
+      credentials: '/run/secrets/relay/internal-token',
+      ingest: '/run/secrets/relay/ingest-token',
+      scheduler: undefined,
+      'smtp-sender': '/run/secrets/relay/internal-token',
+      'graph-sender': '/run/secrets/relay/internal-token',
+    });
+    expect(tokenFile('credentials', 'RELAY_INTERNAL_ADMIN_TOKEN_FILE')).toBe('/run/secrets/relay/ingest-token');
+    expect(generated['relay-ingest-token']).toEqual(['ingest-token']);
+    expect(generated['relay-internal-token']).toEqual(['internal-token']);
   });
 
   it('has no placeholder secret: Secrets are generated from files the operator writes', () => {
@@ -203,11 +210,12 @@ describe('deploy/compose.yaml', () => {
       const env = compose.services[name].environment as Record<string, string>;
       if (name === 'credentials') expect(env.RELAY_MASTER_KEY).toMatch(/^\$\{RELAY_MASTER_KEY:\?/);
       else expect(env.RELAY_MASTER_KEY, name).toBeUndefined();
-      if (name !== 'scheduler') expect(env.RELAY_INTERNAL_TOKEN_FILE, name).toBe('/run/secrets/internal-token');
+      if (name !== 'scheduler') expect(env.RELAY_INTERNAL_TOKEN_FILE, name).toBe(`/run/secrets/${name === 'ingest' ? 'ingest-token' : 'internal-token'}`);
     }
+    expect(compose.services.credentials.environment.RELAY_INTERNAL_ADMIN_TOKEN_FILE).toBe('/run/secrets/ingest-token');
     expect(Object.fromEntries(SERVICES.map((n) => [n, [...(compose.services[n].secrets ?? [])].sort()]))).toEqual({
-      credentials: ['internal-token', 'noreply-password'],
-      ingest: ['billing-api-key', 'internal-token'],
+      credentials: ['ingest-token', 'internal-token', 'noreply-password'],
+      ingest: ['billing-api-key', 'ingest-token'],
       scheduler: [],
       'smtp-sender': ['internal-token'],
       'graph-sender': ['internal-token'],

@@ -8,7 +8,9 @@ export const MIN_INTERNAL_TOKEN_LENGTH = 32;
 
 /**
  * Internal gRPC authentication from RELAY_INTERNAL_CA / _CERT / _KEY (PEM files: mutual TLS) or,
- * failing that, RELAY_INTERNAL_TOKEN / RELAY_INTERNAL_TOKEN_FILE. Undefined when none is set.
+ * failing that, RELAY_INTERNAL_TOKEN / RELAY_INTERNAL_TOKEN_FILE (the token this service presents;
+ * for credentials, the senders' token) and, for credentials, RELAY_INTERNAL_ADMIN_TOKEN / _FILE
+ * (ingest's token for the admin calls). Undefined when none is set.
  */
 export function readInternalAuth(env: Env): InternalAuth | undefined {
   const tls = ['RELAY_INTERNAL_CA', 'RELAY_INTERNAL_CERT', 'RELAY_INTERNAL_KEY'] as const;
@@ -19,17 +21,25 @@ export function readInternalAuth(env: Env): InternalAuth | undefined {
     const [ca, cert, key] = tls.map((n) => readPem(n, env[n]!));
     return { kind: 'mtls', ca: ca!, cert: cert!, key: key! };
   }
-  let token = env.RELAY_INTERNAL_TOKEN;
-  let name = 'RELAY_INTERNAL_TOKEN';
-  if (!token && env.RELAY_INTERNAL_TOKEN_FILE) {
-    name = 'RELAY_INTERNAL_TOKEN_FILE';
-    token = readFile(name, env.RELAY_INTERNAL_TOKEN_FILE).trim();
+  const token = readToken(env, 'RELAY_INTERNAL_TOKEN');
+  if (!token) return undefined;
+  const adminToken = readToken(env, 'RELAY_INTERNAL_ADMIN_TOKEN');
+  return adminToken ? { kind: 'token', token, adminToken } : { kind: 'token', token };
+}
+
+/** A token from `NAME` or the file `NAME_FILE`. */
+function readToken(env: Env, base: string): string | undefined {
+  let token = env[base];
+  let name = base;
+  if (!token && env[`${base}_FILE`]) {
+    name = `${base}_FILE`;
+    token = readFile(name, env[name]!).trim();
   }
   if (!token) return undefined;
   if (token.length < MIN_INTERNAL_TOKEN_LENGTH) {
     throw new ConfigError(`${name}: the internal token must be at least ${MIN_INTERNAL_TOKEN_LENGTH} characters; make one with: openssl rand -base64 32`);
   }
-  return { kind: 'token', token };
+  return token;
 }
 
 /** The internal authentication, or a ConfigError saying how to set one up. */

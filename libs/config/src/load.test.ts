@@ -191,6 +191,9 @@ describe('internal authentication', () => {
     writeFileSync(join(dir, 'token'), `${token}\n`);
     expect(readEnv({ RELAY_INTERNAL_TOKEN_FILE: join(dir, 'token') }).internalAuth).toEqual({ kind: 'token', token });
     expect(() => readEnv({ RELAY_INTERNAL_TOKEN_FILE: join(dir, 'missing') })).toThrow(/RELAY_INTERNAL_TOKEN_FILE: cannot read/);
+    const admin = 'a'.repeat(32);
+    expect(readEnv({ RELAY_INTERNAL_TOKEN: token, RELAY_INTERNAL_ADMIN_TOKEN: admin }).internalAuth).toEqual({ kind: 'token', token, adminToken: admin });
+    expect(() => readEnv({ RELAY_INTERNAL_TOKEN: token, RELAY_INTERNAL_ADMIN_TOKEN: 'short' })).toThrow(/RELAY_INTERNAL_ADMIN_TOKEN: the internal token must be at least 32/);
   });
 
   it('needs all three of CA, certificate and key for mutual TLS', () => {

@@ -24,7 +24,7 @@ import { createConsent } from './consent.js';
 import { graphTokenFor } from './graph-auth.js';
 import { testGraphSender } from './graph-test.js';
 import { startCredentialsHttp, type CredentialsHttp } from './http-server.js';
-import { checkInternalCaller } from './internal-auth.js';
+import { CALLERS, checkInternalCaller, type CallerPolicy } from './internal-auth.js';
 import { createOAuthTokens } from './oauth-tokens.js';
 import { createSecretBox } from './secret-box.js';
 import { openRefreshTokenStore } from './secret-store.js';
@@ -63,10 +63,10 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
    * `refused` and answered with its gRPC status.
    */
   const internal =
-    <Req extends { sender: string }, Res>(refused: string, run: (req: Req) => Promise<Res>, done?: (req: Req, res: Res) => void) =>
+    <Req extends { sender: string }, Res>(refused: string, callers: CallerPolicy, run: (req: Req) => Promise<Res>, done?: (req: Req, res: Res) => void) =>
     (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
       void (async () => {
-        checkInternalCaller(call, internalAuth);
+        checkInternalCaller(call, internalAuth, callers);
         return run(call.request);
       })().then(
         (res) => {
@@ -80,17 +80,18 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
       );
     };
   server.addService(toGrpcDefinition(CredentialsService), {
-    getSmtpAuth: internal<GetSmtpAuthRequest, GetSmtpAuthResponse>('credentials refused', (req) =>
+    getSmtpAuth: internal<GetSmtpAuthRequest, GetSmtpAuthResponse>('credentials refused', CALLERS.getSmtpAuth, (req) =>
       smtpAuthFor(senders.get(req.sender), req.sender, tokens, { tokenRejected: req.tokenRejected }),
     ),
-    getGraphToken: internal<GetGraphTokenRequest, GetGraphTokenResponse>('graph token refused', (req) =>
+    getGraphToken: internal<GetGraphTokenRequest, GetGraphTokenResponse>('graph token refused', CALLERS.getGraphToken, (req) =>
       graphTokenFor(senders.get(req.sender), req.sender, tokens, { tokenRejected: req.tokenRejected }),
     ),
-    beginConsent: internal<BeginConsentRequest, BeginConsentResponse>('consent refused', async (req) =>
+    beginConsent: internal<BeginConsentRequest, BeginConsentResponse>('consent refused', CALLERS.beginConsent, async (req) =>
       create(BeginConsentResponseSchema, { authorizeUrl: await consent.begin(req.sender) }),
     ),
     testSender: internal<TestSenderRequest, TestSenderResponse>(
       'sender test refused',
+      CALLERS.testSender,
       async (req) => {
         const sender = senders.get(req.sender);
         const opts = req.to ? { to: req.to } : {};

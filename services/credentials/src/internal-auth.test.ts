@@ -3,7 +3,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { credentials as grpcCredentials, makeGenericClientConstructor, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { parseConfig, readEnv } from '@relay/config';
-import { createCredentialsClient, CredentialsService, GetSmtpAuthRequestSchema, GetSmtpAuthResponse_Kind, toGrpcDefinition } from '@relay/proto';
+import { BeginConsentRequestSchema, createCredentialsClient, CredentialsService, GetSmtpAuthRequestSchema, GetSmtpAuthResponse_Kind, toGrpcDefinition } from '@relay/proto';
 import { createLogger, type RunnableService } from '@relay/telemetry';
 import { dropBus, internalTls, testNatsUrl, testRedisUrl, uniquePrefix } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,15 +47,21 @@ async function start(extraEnv: Record<string, string>): Promise<string> {
   return address;
 }
 
-/** getSmtpAuth with a hand-made channel and metadata: what an attacker in the cluster can do. */
-function rawGetSmtpAuth(address: string, channel: ReturnType<typeof grpcCredentials.createInsecure>, token?: string): Promise<{ code: number; password?: string }> {
+/** An internal call with a hand-made channel and metadata: what an attacker in the cluster can do. */
+function rawCall(
+  address: string,
+  channel: ReturnType<typeof grpcCredentials.createInsecure>,
+  token?: string,
+  method: 'getSmtpAuth' | 'beginConsent' = 'getSmtpAuth',
+): Promise<{ code: number; password?: string }> {
   const client = new Ctor(address, channel, { 'grpc.ssl_target_name_override': 'localhost' }) as unknown as Record<string, Function> & { close(): void };
   const md = new Metadata();
   if (token) md.set('authorization', `Bearer ${token}`);
+  const req = method === 'getSmtpAuth' ? create(GetSmtpAuthRequestSchema, { sender: 'mail' }) : create(BeginConsentRequestSchema, { sender: 'mail' });
   return new Promise((resolve) => {
-    client.getSmtpAuth!(create(GetSmtpAuthRequestSchema, { sender: 'mail' }), md, { deadline: Date.now() + 5_000 }, (err: ServiceError | null, res?: { password: string }) => {
+    client[method]!(req, md, { deadline: Date.now() + 5_000 }, (err: ServiceError | null, res?: { password?: string }) => {
       client.close();
-      resolve(err ? { code: err.code } : { code: status.OK, password: res!.password });
+      resolve(err ? { code: err.code } : { code: status.OK, ...(res?.password ? { password: res.password } : {}) });
     });
   });
 }
@@ -67,15 +73,23 @@ afterAll(async () => {
 
 describe('internal token', () => {
   const token = randomBytes(32).toString('base64url');
+  const ingestToken = randomBytes(32).toString('base64url');
   let address: string;
   beforeAll(async () => {
-    address = await start({ RELAY_INTERNAL_TOKEN: token });
+    address = await start({ RELAY_INTERNAL_TOKEN: token, RELAY_INTERNAL_ADMIN_TOKEN: ingestToken });
+  });
+
+  it("refuses ingest's token for a password, and the senders' token for an admin call", async () => {
+    expect(await rawCall(address, grpcCredentials.createInsecure(), ingestToken)).toEqual({ code: status.UNAUTHENTICATED });
+    expect(await rawCall(address, grpcCredentials.createInsecure(), token, 'beginConsent')).toEqual({ code: status.UNAUTHENTICATED });
+    // Each token does pass for its own calls (BeginConsent then says the sender has no OAuth2).
+    expect(await rawCall(address, grpcCredentials.createInsecure(), ingestToken, 'beginConsent')).toEqual({ code: status.FAILED_PRECONDITION });
   });
 
   it('refuses a token derived from the master key, as services used to make it', async () => {
     const derived = createHmac('sha256', masterKey).update('relay-internal-grpc-v1').digest('base64url');
-    expect(await rawGetSmtpAuth(address, grpcCredentials.createInsecure(), derived)).toEqual({ code: status.UNAUTHENTICATED });
-    expect(await rawGetSmtpAuth(address, grpcCredentials.createInsecure())).toEqual({ code: status.UNAUTHENTICATED });
+    expect(await rawCall(address, grpcCredentials.createInsecure(), derived)).toEqual({ code: status.UNAUTHENTICATED });
+    expect(await rawCall(address, grpcCredentials.createInsecure())).toEqual({ code: status.UNAUTHENTICATED });
   });
 
   it('answers a caller with the configured token', async () => {
@@ -96,16 +110,23 @@ describe('internal mutual TLS', () => {
 
   it('refuses a caller without a client certificate, even one holding the old derived token', async () => {
     const derived = createHmac('sha256', masterKey).update('relay-internal-grpc-v1').digest('base64url');
-    const r = await rawGetSmtpAuth(address, grpcCredentials.createSsl(read(files.ca)), derived);
+    const r = await rawCall(address, grpcCredentials.createSsl(read(files.ca)), derived);
     expect(r.password).toBeUndefined();
     expect(r.code).not.toBe(status.OK);
-    expect((await rawGetSmtpAuth(address, grpcCredentials.createInsecure(), derived)).code).not.toBe(status.OK);
+    expect((await rawCall(address, grpcCredentials.createInsecure(), derived)).code).not.toBe(status.OK);
   });
 
   it('refuses a client certificate from another CA', async () => {
-    const r = await rawGetSmtpAuth(address, grpcCredentials.createSsl(read(files.ca), read(files.stranger.key), read(files.stranger.cert)));
+    const r = await rawCall(address, grpcCredentials.createSsl(read(files.ca), read(files.stranger.key), read(files.stranger.cert)));
     expect(r.password).toBeUndefined();
     expect(r.code).not.toBe(status.OK);
+  });
+
+  it('lets a certificate make only the calls of the service it names', async () => {
+    // internal-client.pem names relay-smtp-sender: SMTP passwords yes, a consent no.
+    const channel = () => grpcCredentials.createSsl(read(files.ca), read(files.client.key), read(files.client.cert));
+    expect(await rawCall(address, channel(), undefined, 'beginConsent')).toEqual({ code: status.PERMISSION_DENIED });
+    expect((await rawCall(address, channel())).password).toBe(PASSWORD);
   });
 
   it('answers a caller with a certificate from the internal CA', async () => {
