@@ -18,6 +18,7 @@ import { FAST_DELIVERY, smtpSender, waitForMail } from './support/relay.js';
 
 const PASSWORD = `smtp-pw-${randomBytes(12).toString('hex')}`;
 const API_KEY = randomApiKey();
+const OPS_KEY = randomApiKey();
 const MASTER_KEY = masterKey();
 const UNRELATED = `cloud-${randomBytes(12).toString('hex')}`;
 const prefix = uniquePrefix('scope');
@@ -35,7 +36,10 @@ function environOf(pid: number): Record<string, string> {
 beforeAll(async () => {
   smtp = await startSmtpServer({ users: { 'no-reply@campus.example': PASSWORD } });
   const configPath = writeConfig({
-    clients: [{ name: 'app', api_key: 'env:SCOPE_APP_API_KEY', senders: ['no-reply'] }],
+    clients: [
+      { name: 'app', api_key: 'env:SCOPE_APP_API_KEY', senders: ['no-reply'] },
+      { name: 'ops', api_key: 'env:SCOPE_OPS_KEY', senders: [], admin: true },
+    ],
     senders: [smtpSender({ id: 'no-reply', server: smtp, security: 'none', auth: { user: 'no-reply@campus.example', password: 'env:SCOPE_SMTP_PASSWORD' } })],
     delivery: FAST_DELIVERY,
   });
@@ -46,6 +50,7 @@ beforeAll(async () => {
     RELAY_BUS_PREFIX: prefix,
     RELAY_SHUTDOWN_GRACE: '5s',
     SCOPE_APP_API_KEY: API_KEY,
+    SCOPE_OPS_KEY: OPS_KEY,
     SCOPE_SMTP_PASSWORD: PASSWORD,
     AWS_SECRET_ACCESS_KEY: UNRELATED,
   };
@@ -105,6 +110,16 @@ describe('npm run stack hands each service only the environment it needs', () =>
       const res = await client.sendMail({ sender: 'no-reply', to: ['someone@example.org'], subject: 'scoped', text: 'hello' });
       await waitForMail(smtp, res.messageId);
       expect(smtp.authAttempts.some((a) => a.username === 'no-reply@campus.example' && a.accepted)).toBe(true);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("ingest's admin calls reach credentials with ingest's own certificate", async () => {
+    const client = createTestClient(`127.0.0.1:${started.get('ingest')!.ports.grpc}`, OPS_KEY);
+    try {
+      const res = await client.testSender({ sender: 'no-reply' });
+      expect(res.steps.map((s) => `${s.name}:${s.ok ? 'ok' : 'failed'}`)).toContain('auth:ok');
     } finally {
       client.close();
     }
