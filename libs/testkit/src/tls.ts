@@ -50,7 +50,7 @@ export interface InternalTlsFiles {
   ca: string;
   /** The credentials service's certificate (DNS:localhost, IP:127.0.0.1, DNS:credentials) and key. */
   server: { cert: string; key: string };
-  /** A client certificate from the same CA, for the calling services. */
+  /** A client certificate from the same CA, named relay-smtp-sender (its calls only). */
   client: { cert: string; key: string };
   /** A client certificate from another CA: the credentials service must refuse it. */
   stranger: { cert: string; key: string };
