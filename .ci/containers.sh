@@ -129,10 +129,19 @@ YAML
 chmod 644 "$work/relay.yaml"
 service() { # service NAME [docker run flags...]: one service of the image, waited for until ready
   local name=$1; shift
-  drun --name "$run_id-$name" --network-alias "$name" "$@" \
+  # Each service only what it needs (docs/security.md): the master key for credentials, the API
+  # key and its own token for ingest, the senders' token for the senders; locked down as compose does.
+  local secrets=()
+  case $name in
+    credentials) secrets=(-e RELAY_MASTER_KEY="$master_key" -e RELAY_INTERNAL_TOKEN="$internal_token" -e RELAY_INTERNAL_ADMIN_TOKEN="$ingest_token") ;;
+    ingest) secrets=(-e CI_API_KEY="$api_key" -e RELAY_INTERNAL_TOKEN="$ingest_token" -e RELAY_ENVELOPE_KEY="$envelope_key") ;;
+    smtp-sender | graph-sender) secrets=(-e RELAY_INTERNAL_TOKEN="$internal_token" -e RELAY_ENVELOPE_KEY="$envelope_key") ;;
+  esac
+  drun --name "$run_id-$name" --network-alias "$name" "$@" ${secrets[@]+"${secrets[@]}"} \
+    --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges:true \
     -v "$work/relay.yaml:/etc/relay/relay.yaml:ro" -e NATS_URL=nats://nats:4222 -e REDIS_URL=redis://redis:6379 \
-    -e RELAY_MASTER_KEY="$master_key" -e CI_API_KEY="$api_key" -e RELAY_CREDENTIALS_ADDR=credentials:50052 -e RELAY_INTERNAL_HOST=0.0.0.0 \
-    -e RELAY_ENVELOPE_KEY="$envelope_key" -e RELAY_SHUTDOWN_GRACE=5s "$IMAGE" "$name"
+    -e RELAY_CREDENTIALS_ADDR=credentials:50052 -e RELAY_INTERNAL_HOST=0.0.0.0 \
+    -e RELAY_SHUTDOWN_GRACE=5s "$IMAGE" "$name"
 }
 wait_ready() {
   for name in "$@"; do
@@ -146,6 +155,8 @@ wait_ready() {
 }
 master_key=$(head -c 32 /dev/urandom | base64)
 envelope_key=$(head -c 32 /dev/urandom | base64)
+internal_token=$(head -c 32 /dev/urandom | base64)
+ingest_token=$(head -c 32 /dev/urandom | base64)
 # Credentials first: it creates the streams the others use.
 service credentials
 wait_ready credentials
@@ -173,6 +184,7 @@ if command -v docker-compose >/dev/null; then
   cdir=$work/compose; mkdir -p "$cdir/secrets"
   printf %s "$api_key" >"$cdir/secrets/billing-api-key"; printf %s unused >"$cdir/secrets/noreply-password"
   node_modules/.bin/node tools/dist/nats-auth-cli.js --out "$cdir/secrets/nats" >/dev/null
+  printf %s "$internal_token" >"$cdir/secrets/internal-token"; printf %s "$ingest_token" >"$cdir/secrets/ingest-token"
   cat >"$cdir/relay.yaml" <<YAML
 clients:
   - { name: billing-app, api_key: file:/run/secrets/billing-api-key, senders: [ci] }
@@ -224,9 +236,12 @@ crun --name "$run_id-c-redis" --network-alias redis relay-test/redis:7 --save ''
 crun --name "$run_id-c-sink" --network-alias sink -v "$work/sink.mjs:/app/sink.mjs:ro" --entrypoint node "$IMAGE" /app/sink.mjs
 cservice() {
   local name=$1; shift
+  local token=$internal_token
+  [ "$name" = ingest ] && token=$ingest_token
   crun --name "$run_id-c-$name" --network-alias "$name" "$@" \
     -v "$work/relay.yaml:/etc/relay/relay.yaml:ro" -e NATS_URL=nats://nats:4222 -e REDIS_URL=redis://redis:6379 \
     -e RELAY_MASTER_KEY="$master_key" -e CI_API_KEY="$api_key" -e RELAY_CREDENTIALS_ADDR=credentials:50052 -e RELAY_INTERNAL_HOST=0.0.0.0 \
+    -e RELAY_INTERNAL_TOKEN="$token" -e RELAY_INTERNAL_ADMIN_TOKEN="$ingest_token" \
     -e RELAY_ENVELOPE_KEY="$envelope_key" -e RELAY_JS_REPLICAS=3 -e RELAY_ACK_WAIT=10s -e RELAY_SHUTDOWN_GRACE=5s "$IMAGE" "$name"
 }
 cservice credentials

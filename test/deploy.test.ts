@@ -30,6 +30,25 @@ function manifests(): Doc[] {
 
 const find = (docs: Doc[], kind: string, name: string) => docs.find((d) => d.kind === kind && d.metadata?.name === name);
 
+/** The Secrets a workload reads: by environment variables, volumes and projected volumes. */
+function secretsOf(d: Doc): string[] {
+  const spec = d.spec.template.spec;
+  const names = new Set<string>();
+  for (const c of spec.containers) for (const e of c.env ?? []) if (e.valueFrom?.secretKeyRef) names.add(e.valueFrom.secretKeyRef.name);
+  for (const c of spec.containers) for (const e of c.envFrom ?? []) if (e.secretRef) names.add(e.secretRef.name);
+  for (const v of spec.volumes ?? []) {
+    if (v.secret) names.add(v.secret.secretName);
+    for (const src of v.projected?.sources ?? []) if (src.secret) names.add(src.secret.name);
+  }
+  return [...names].sort();
+}
+
+/** kustomization.yaml's secretGenerator: Secret name → the keys (file names) it holds. */
+function generatedSecrets(): Record<string, string[]> {
+  const kustomization = parse(readFileSync(join(deploy, 'kubernetes', 'kustomization.yaml'), 'utf8')) as Doc;
+  return Object.fromEntries(kustomization.secretGenerator.map((g: Doc) => [g.name, g.files.map((f: string) => f.split('/').pop())]));
+}
+
 describe('deploy/kubernetes', () => {
   const docs = manifests();
 
@@ -40,7 +59,7 @@ describe('deploy/kubernetes', () => {
     const keys = docs.map((d) => `${d.kind}/${d.metadata?.name}`);
     expect(new Set(keys).size).toBe(keys.length);
     for (const d of docs) {
-      expect(d.apiVersion, d.file).toMatch(/^([a-z.]+\/)?v\d/);
+      expect(d.apiVersion, d.file).toMatch(/^([a-z0-9.]+\/)?v\d/);
       expect(d.metadata?.name, d.file).toMatch(/^[a-z0-9-]+$/);
     }
   });
@@ -59,8 +78,10 @@ describe('deploy/kubernetes', () => {
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
     expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
     expect(dep!.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
-    // The master key comes from the Secret, never from the ConfigMap.
-    expect(c.env.find((e: Doc) => e.name === 'RELAY_MASTER_KEY').valueFrom.secretKeyRef.name).toBe('relay-secrets');
+    // The master key comes from credentials' own Secret, never from the ConfigMap, and only credentials has it.
+    const master = c.env?.find((e: Doc) => e.name === 'RELAY_MASTER_KEY');
+    if (name === 'credentials') expect(master.valueFrom.secretKeyRef.name).toBe('relay-credentials-secrets');
+    else expect(master).toBeUndefined();
     expect(env.RELAY_MASTER_KEY).toBeUndefined();
     expect(dep!.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(30);
     expect(find(docs, 'PodDisruptionBudget', name)?.spec.selector.matchLabels).toEqual(labels);
@@ -72,16 +93,87 @@ describe('deploy/kubernetes', () => {
     expect(hpa!.spec.maxReplicas).toBeGreaterThan(hpa!.spec.minReplicas);
   });
 
-  it('mounts relay.yaml from the ConfigMap and the keys from the Secret', () => {
+  it('mounts relay.yaml from the ConfigMap, and each secret only into the service that reads it', () => {
     const config = find(docs, 'ConfigMap', 'relay-config')!;
     const relay = parse(config.data['relay.yaml']) as Doc;
     expect(relay.clients.length).toBeGreaterThan(0);
-    const secret = find(docs, 'Secret', 'relay-secrets')!;
-    const keys = Object.keys(secret.stringData);
-    for (const ref of config.data['relay.yaml'].match(/file:\/run\/secrets\/relay\/[\w-]+/g) ?? []) {
-      expect(keys).toContain(ref.split('/').pop());
-    }
     expect(find(docs, 'ConfigMap', 'relay-env')!.data.RELAY_CONFIG).toBe('/etc/relay/relay.yaml');
+    expect(Object.fromEntries(SERVICES.map((n) => [n, secretsOf(find(docs, 'Deployment', n)!)]))).toEqual({
+      credentials: ['relay-credentials-secrets', 'relay-ingest-token', 'relay-internal-token'],
+      ingest: ['relay-ingest-secrets', 'relay-ingest-token'],
+      scheduler: [],
+      'smtp-sender': ['relay-internal-token'],
+      'graph-sender': ['relay-internal-token'],
+    });
+    // Callers' API keys reach ingest, the senders' secrets credentials: each from a file of its own Secret.
+    const generated = generatedSecrets();
+    const fileRefs = (part: unknown) => JSON.stringify(part).match(/file:\/run\/secrets\/relay\/[\w-]+/g) ?? [];
+    for (const ref of fileRefs(relay.clients)) expect(generated['relay-ingest-secrets']).toContain(ref.split('/').pop());
+    for (const ref of fileRefs(relay.senders)) expect(generated['relay-credentials-secrets']).toContain(ref.split('/').pop());
+    expect(generated['relay-credentials-secrets']).toContain('master-key');
+    // Ingest presents a token of its own, which fetches no sender's secret.
+    const tokenFile = (name: string, variable: string) => find(docs, 'Deployment', name)!.spec.template.spec.containers[0].env?.find((e: Doc) => e.name === variable)?.value;
+    expect(Object.fromEntries(SERVICES.map((n) => [n, tokenFile(n, 'RELAY_INTERNAL_TOKEN_FILE')]))).toEqual({
+      credentials: '/run/secrets/relay/internal-token',
+      ingest: '/run/secrets/relay/ingest-token',
+      scheduler: undefined,
+      'smtp-sender': '/run/secrets/relay/internal-token',
+      'graph-sender': '/run/secrets/relay/internal-token',
+    });
+    expect(tokenFile('credentials', 'RELAY_INTERNAL_ADMIN_TOKEN_FILE')).toBe('/run/secrets/relay/ingest-token');
+    expect(generated['relay-ingest-token']).toEqual(['ingest-token']);
+    expect(generated['relay-internal-token']).toEqual(['internal-token']);
+  });
+
+  it('has no placeholder secret: Secrets are generated from files the operator writes', () => {
+    expect(docs.filter((d) => d.kind === 'Secret')).toEqual([]);
+    const kustomization = parse(readFileSync(join(deploy, 'kubernetes', 'kustomization.yaml'), 'utf8')) as Doc;
+    for (const g of kustomization.secretGenerator) {
+      expect(g.literals, g.name).toBeUndefined();
+      expect(g.envs, g.name).toBeUndefined();
+      for (const f of g.files) expect(f, g.name).toMatch(/^secrets\/[\w-]+$/);
+    }
+    expect(readFileSync(join(deploy, 'kubernetes', 'secrets', '.gitignore'), 'utf8')).toMatch(/^\*$/m);
+  });
+
+  it('gives no pod a service account token, and runs every container (NATS and Redis too) locked down', () => {
+    const pods = docs.filter((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet');
+    expect(pods.map((d) => d.metadata.name).sort()).toEqual([...SERVICES, 'nats', 'redis'].sort());
+    for (const d of pods) {
+      const spec = d.spec.template.spec;
+      expect(spec.automountServiceAccountToken, d.metadata.name).toBe(false);
+      expect(spec.securityContext.runAsNonRoot, d.metadata.name).toBe(true);
+      expect(spec.securityContext.seccompProfile, d.metadata.name).toEqual({ type: 'RuntimeDefault' });
+      for (const c of spec.containers) {
+        expect(c.securityContext, `${d.metadata.name}/${c.name}`).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+      }
+    }
+  });
+
+  it('lets only ingest and the OAuth callback be reached from outside the namespace; NATS and Redis only from the relay', () => {
+    const policies = docs.filter((d) => d.kind === 'NetworkPolicy');
+    const deny = policies.find((p) => Object.keys(p.spec.podSelector).length === 0);
+    expect(deny?.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress'] });
+    const relayPods = [...SERVICES].sort();
+    const rules = policies.flatMap((p) => (p.spec.ingress ?? []).map((r: Doc) => ({ pod: p.spec.podSelector.matchLabels?.['app.kubernetes.io/name'], rule: r })));
+    // A rule without `from` admits anyone, in or out of the cluster.
+    const open = rules.filter((r) => !r.rule.from).map((r) => `${r.pod}:${r.rule.ports.map((p: Doc) => p.port).join(',')}`);
+    expect(open.sort()).toEqual(['credentials:8080', 'ingest:50051']);
+    for (const r of rules.filter((r) => r.rule.from)) {
+      for (const peer of r.rule.from) {
+        // Pods of this namespace only: no namespaceSelector, no ipBlock.
+        expect(Object.keys(peer), r.pod).toEqual(['podSelector']);
+      }
+    }
+    const sources = (pod: string, port: number) =>
+      rules
+        .filter((r) => r.pod === pod && r.rule.ports.some((p: Doc) => p.port === port))
+        .flatMap((r) => r.rule.from.flatMap((f: Doc) => f.podSelector.matchExpressions?.[0]?.values ?? [f.podSelector.matchLabels['app.kubernetes.io/name']]))
+        .sort();
+    expect(sources('nats', 4222)).toEqual(relayPods);
+    expect(sources('nats', 6222)).toEqual(['nats']);
+    expect(sources('redis', 6379)).toEqual(relayPods);
+    expect(sources('credentials', 50052)).toEqual(['graph-sender', 'ingest', 'smtp-sender']);
   });
 
   it.each(SERVICES)('%s: NATS as its own user, from a Secret of its own; the envelope key only for ingest and the senders', (name) => {
@@ -141,13 +233,22 @@ describe('deploy/compose.yaml', () => {
     expect(compose.services['otel-collector']).toBeDefined();
   });
 
-  it('lets senders scale (no fixed host ports) and takes secrets from files or the environment', () => {
+  it('lets senders scale (no fixed host ports) and gives each service only its own secrets', () => {
     for (const name of ['scheduler', ...SENDERS]) expect(compose.services[name].ports, name).toBeUndefined();
     for (const name of SERVICES) {
       const env = compose.services[name].environment as Record<string, string>;
-      expect(env.RELAY_MASTER_KEY).toMatch(/^\$\{RELAY_MASTER_KEY:\?/);
-      expect(compose.services[name].secrets.length).toBeGreaterThan(0);
+      if (name === 'credentials') expect(env.RELAY_MASTER_KEY).toMatch(/^\$\{RELAY_MASTER_KEY:\?/);
+      else expect(env.RELAY_MASTER_KEY, name).toBeUndefined();
+      if (name !== 'scheduler') expect(env.RELAY_INTERNAL_TOKEN_FILE, name).toBe(`/run/secrets/${name === 'ingest' ? 'ingest-token' : 'internal-token'}`);
     }
+    expect(compose.services.credentials.environment.RELAY_INTERNAL_ADMIN_TOKEN_FILE).toBe('/run/secrets/ingest-token');
+    expect(Object.fromEntries(SERVICES.map((n) => [n, [...(compose.services[n].secrets ?? [])].sort()]))).toEqual({
+      credentials: ['ingest-token', 'internal-token', 'noreply-password'],
+      ingest: ['billing-api-key', 'ingest-token'],
+      scheduler: [],
+      'smtp-sender': ['internal-token'],
+      'graph-sender': ['internal-token'],
+    });
     for (const s of Object.values(compose.secrets as Record<string, Doc>)) expect(s.file).toMatch(/^\$\{RELAY_SECRETS_DIR:-\.\/secrets\}\//);
   });
 
@@ -164,6 +265,14 @@ describe('deploy/compose.yaml', () => {
     }
     expect(readFileSync(join(deploy, 'nats.conf'), 'utf8')).toMatch(/^include \.\/users\.conf$/m);
     expect(compose.services.nats.volumes).toContain('${RELAY_SECRETS_DIR:-./secrets}/nats/users.conf:/etc/nats/users.conf:ro');
+  });
+
+  it('runs every container read-only, without capabilities or privilege gain', () => {
+    for (const [name, s] of Object.entries(compose.services as Record<string, Doc>)) {
+      expect(s.read_only, name).toBe(true);
+      expect(s.cap_drop, name).toEqual(['ALL']);
+      expect(s.security_opt, name).toContain('no-new-privileges:true');
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { dropBus, masterKey, spawnService, startOtlpReceiver, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig, type OtlpEncoding, type OtlpReceiver } from '@relay/testkit';
+import { dropBus, internalToken, masterKey, spawnService, startOtlpReceiver, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig, type OtlpEncoding, type OtlpReceiver } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -41,6 +41,7 @@ describe('OTLP export protocols', () => {
         REDIS_URL: testRedisUrl(),
         RELAY_BUS_PREFIX: prefix,
         RELAY_MASTER_KEY: masterKey(),
+        RELAY_INTERNAL_TOKEN: internalToken(),
         RELAY_HOST: '127.0.0.1',
         RELAY_CREDENTIALS_PORT: '0',
         RELAY_HTTP_PORT: '0',

@@ -1,6 +1,7 @@
 import {
   acquireTestInfra,
   dropBus,
+  internalToken,
   masterKey,
   spawnService,
   testNatsUrl,
@@ -77,6 +78,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     REDIS_URL: testRedisUrl(),
     RELAY_BUS_PREFIX: prefix,
     RELAY_MASTER_KEY: masterKey(),
+    RELAY_INTERNAL_TOKEN: internalToken(),
     RELAY_HOST: '127.0.0.1',
     RELAY_METRICS_PORT: '0',
     RELAY_SHUTDOWN_GRACE: '10s',

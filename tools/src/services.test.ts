@@ -4,6 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isConfigError, SERVICE_NODE_FLAGS } from '@relay/core';
 import { describe, expect, it } from 'vitest';
+import { scopeServiceEnv, secretEnvNames } from './service-scope.js';
 import { busyPorts, credentialsAddress, serviceArgs, serviceEnv, SERVICES, stackPorts, unbuiltServices, type StackSettings } from './services.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -104,6 +105,43 @@ describe('how services are started', () => {
     for (const name of SERVICES) {
       const start = (JSON.parse(readFileSync(join(repo, 'services', name, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
       for (const flag of SERVICE_NODE_FLAGS) expect(start.split(' '), name).toContain(flag);
+    }
+  });
+});
+
+describe('scopeServiceEnv', () => {
+  const shell = { PATH: '/bin', OTEL_SERVICE_NAME: 'x', RELAY_MASTER_KEY: 'mk', RELAY_MASTER_KEY_OLD: 'old', RELAY_INTERNAL_TOKEN: 't', APP_KEY: 'k', SMTP_PW: 'pw', GITHUB_TOKEN: 'gh' };
+  const secrets = { callers: ['APP_KEY'], others: ['SMTP_PW'] };
+
+  it("gives credentials the senders' secrets and the master key, not the API keys", () => {
+    const env = scopeServiceEnv('credentials', shell, secrets);
+    expect(env).toMatchObject({ RELAY_MASTER_KEY: 'mk', SMTP_PW: 'pw', RELAY_INTERNAL_TOKEN: 't' });
+    expect(env.APP_KEY).toBeUndefined();
+  });
+
+  it('gives ingest the API keys and the internal token, nothing else secret', () => {
+    expect(scopeServiceEnv('ingest', shell, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x', RELAY_INTERNAL_TOKEN: 't', APP_KEY: 'k' });
+  });
+
+  it('gives the senders the internal token, the scheduler no secret at all', () => {
+    expect(scopeServiceEnv('smtp-sender', shell, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x', RELAY_INTERNAL_TOKEN: 't' });
+    expect(scopeServiceEnv('scheduler', shell, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x' });
+  });
+
+  it('lists the env: secrets of relay.yaml by who reads them', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'relay-scope-'));
+    const path = join(dir, 'relay.yaml');
+    writeFileSync(
+      path,
+      `clients: [{ name: a, api_key: env:APP_KEY, senders: [s] }]
+senders:
+  - { id: s, from: s@campus.example, transport: smtp, smtp: { host: 127.0.0.1, port: 2525, security: none, auth: { type: password, user: s, password: env:SMTP_PW } } }
+`,
+    );
+    try {
+      expect(secretEnvNames(path)).toEqual({ callers: ['APP_KEY'], others: ['SMTP_PW'] });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

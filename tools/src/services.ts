@@ -62,6 +62,8 @@ export interface StackSettings {
   credentialsAddr: string;
   /** RELAY_HOST for every service when the caller did not set one. */
   host: string | undefined;
+  /** RELAY_INTERNAL_TOKEN when the caller set up no internal authentication (a random one per run). */
+  internalToken?: string | undefined;
 }
 
 /**
@@ -82,17 +84,21 @@ export function serviceEnv(base: Env, s: StackSettings): Env {
     RELAY_METRICS_PORT: '0',
   };
   if (s.masterKey) env.RELAY_MASTER_KEY = s.masterKey;
+  if (s.internalToken) env.RELAY_INTERNAL_TOKEN = s.internalToken;
   if (!base.RELAY_HOST && s.host) env.RELAY_HOST = s.host;
   // The OAuth redirect must name the HTTP port actually used.
   if (!base.RELAY_PUBLIC_URL && s.ports.http !== 0) env.RELAY_PUBLIC_URL = `http://localhost:${s.ports.http}`;
   return env;
 }
 
-/** host:port for the other services to reach credentials, from its ready line when its port was 0. */
-export function credentialsAddress(configured: number, readyPorts: Record<string, number>): string {
+/**
+ * host:port for the other services to reach credentials, from its ready line when its port was 0.
+ * `host`: `localhost` with internal TLS, whose certificates name no IP address.
+ */
+export function credentialsAddress(configured: number, readyPorts: Record<string, number>, host = '127.0.0.1'): string {
   const port = configured !== 0 ? configured : readyPorts.grpc;
   if (!port) throw new StackError('credentials: RELAY_CREDENTIALS_PORT=0, but its ready line reported no ports.grpc; set RELAY_CREDENTIALS_PORT to a fixed port');
-  return `127.0.0.1:${port}`;
+  return `${host}:${port}`;
 }
 
 /** Fixed ports already taken, each with the variable that moves it, checked before anything starts. */

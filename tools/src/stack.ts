@@ -13,7 +13,9 @@ import { isStackError, StackError } from './errors.js';
 import { createSupervisor, isChildError, type ChildError, type Supervisor } from './children.js';
 import { DEMO, demoMasterKey, demoPaths, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
 import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startTestcontainer } from './infra.js';
-import { busyPorts, credentialsAddress, serviceEnv, serviceArgs, SERVICES, shutdownGraceMs, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
+import { stackInternalAuth } from './internal-ca.js';
+import { secretEnvNames, stackChildEnv } from './service-scope.js';
+import { busyPorts, credentialsAddress, serviceArgs, SERVICES, shutdownGraceMs, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
 import { removeStackFile, STACK_DIR, writeStackFile } from './stack-file.js';
 import { ENVELOPE_KEY_HOLDERS, natsUserEnv, prepareStackNats, stackEnvelopeKey } from './stack-nats.js';
 
@@ -30,7 +32,9 @@ RELAY_STACK_INFRA=containers|local forces one way; with local, a nats-server bin
 (RELAY_NATS_SERVER_BIN, PATH or /usr/sbin) runs as the stack's own NATS. A NATS the stack starts
 admits only the services, each as its own user (keys in .relay/nats/).
 Ports: RELAY_GRPC_PORT (50051), RELAY_HTTP_PORT (8080), RELAY_CREDENTIALS_PORT (50052);
-demo SMTP capture: RELAY_DEMO_SMTP_PORT (2525).`;
+demo SMTP capture: RELAY_DEMO_SMTP_PORT (2525).
+Each service gets only the environment it needs; calls to credentials use mutual TLS with a CA
+made for the run (.relay/internal-tls/) unless RELAY_INTERNAL_TOKEN or RELAY_INTERNAL_CA is set.`;
 
 const WIDTH = Math.max(...SERVICES.map((s) => s.length));
 
@@ -116,13 +120,17 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
     // The demo's keys are public: keep it off the network unless RELAY_HOST says otherwise.
     host: demo ? '127.0.0.1' : undefined,
   };
+  // Mutual TLS toward credentials from a CA made for this run, unless the caller set up its own.
+  const internal = hasInternalAuth(env) ? {} : await stackInternalAuth(join(root, '.relay', 'internal-tls'), print);
+  settings.internalToken = internal.token;
+  const secrets = secretEnvNames(settings.configPath);
   const envelopeKey = stackEnvelopeKey(stackDir, env);
   const spec = (name: ServiceName) => ({
     name,
     command: process.execPath,
     args: serviceArgs(root, name),
     env: {
-      ...serviceEnv(env, settings),
+      ...stackChildEnv(name, env, settings, secrets, internal.tls),
       ...natsUserEnv(env, ownNats, name),
       // Only ingest (signs) and the senders (check) hold the envelope key.
       RELAY_ENVELOPE_KEY: ENVELOPE_KEY_HOLDERS.includes(name) ? envelopeKey : undefined,
@@ -133,7 +141,7 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
   });
 
   const credentials = await supervisor.start(spec('credentials'));
-  settings.credentialsAddr = credentialsAddress(ports.credentials, credentials.ports);
+  settings.credentialsAddr = credentialsAddress(ports.credentials, credentials.ports, internal.tls?.host);
   const started = await Promise.all(SERVICES.filter((s) => s !== 'credentials').map((name) => supervisor.start(spec(name))));
   if (stopping()) return;
 
@@ -219,6 +227,10 @@ function main(): void {
 function reportChildError(err: ChildError): void {
   console.error(`stack: ${err.message}`);
   if (err.lastLines.length > 0) console.error(`stack: last lines of ${err.child}:\n${err.lastLines.map((l) => `  ${l}`).join('\n')}`);
+}
+
+function hasInternalAuth(env: Record<string, string | undefined>): boolean {
+  return Boolean(env.RELAY_INTERNAL_TOKEN || env.RELAY_INTERNAL_TOKEN_FILE || env.RELAY_INTERNAL_CA);
 }
 
 function demoSmtpPort(env: Record<string, string | undefined>): number {

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError, parseDuration } from '@relay/core';
+import { ConfigError, parseDuration, type InternalAuth } from '@relay/core';
+import { readInternalAuth } from './internal-auth.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -42,6 +43,8 @@ export interface RelayEnv {
   envelopeKey?: Buffer;
   /** RELAY_ENVELOPE_KEY_OLD: earlier envelope keys senders still accept (comma-separated base64). */
   oldEnvelopeKeys?: Buffer[];
+  /** How services authenticate on internal gRPC (see readInternalAuth); undefined when not set up. */
+  internalAuth?: InternalAuth;
 }
 
 /** NATS credentials (one way at most) and TLS files, as paths or values from the environment. */
@@ -103,6 +106,7 @@ export function readEnv(env: Env): RelayEnv {
     nats: natsAuth(env),
     envelopeKey: envelopeKey(env),
     oldEnvelopeKeys: keyList('RELAY_ENVELOPE_KEY_OLD', env.RELAY_ENVELOPE_KEY_OLD),
+    internalAuth: readInternalAuth(env),
   };
 }
 

@@ -6,3 +6,4 @@ export type * from './types.js';
 export { senderId } from './schema.js';
 export * from './smtp-options.js';
 export { busTopology } from './bus-topology.js';
+export * from './internal-auth.js';

@@ -5,6 +5,7 @@ import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { isConfigError } from '@relay/core';
 import { parseConfig } from './load.js';
+import { unresolvedSecrets } from './secret.js';
 import { readEnv } from './env.js';
 
 const base = `
@@ -187,5 +188,60 @@ describe('readEnv', () => {
     expect(readEnv({ RELAY_JS_REPLICAS: '3', RELAY_STREAM_REPLICAS: '5' }).streamReplicas).toBe(3);
     expect(readEnv({}).streamReplicas).toBe(1);
     expect(readEnv({ RELAY_MASTER_KEY: Buffer.alloc(32, 1).toString('base64') }).masterKey).toHaveLength(32);
+  });
+});
+
+describe('secrets left unresolved', () => {
+  it('ingest (callers-only) resolves API keys and starts without the sender secrets set', () => {
+    const cfg = parseConfig(base, { BILLING_API_KEY: 'billing-key' }, 'relay.yaml', { resolveSecrets: 'callers-only' });
+    expect(cfg.clients[0]!.apiKey.reveal()).toBe('billing-key');
+    const auth = cfg.senders[0]!.smtp!.auth;
+    expect(auth.type === 'password' && auth.password.resolved).toBe(false);
+    expect(() => (auth.type === 'password' ? auth.password.reveal() : '')).toThrow(/senders\[0\]\.smtp\.auth\.password: this service does not read secrets/);
+    // A literal secret's value is not kept either.
+    expect(inspect(cfg, { depth: 10 })).not.toContain('s3cret');
+    expect(JSON.stringify(cfg)).not.toContain('s3cret');
+  });
+
+  it('none: no secret env var or file is needed, and every reference is listed', () => {
+    const text = base.replace('env:BILLING_API_KEY', 'file:/nonexistent/billing-key');
+    const cfg = parseConfig(text, {}, 'relay.yaml', { resolveSecrets: 'none' });
+    expect(unresolvedSecrets(cfg).map((s) => [s.key, s.ref])).toEqual([
+      ['clients[0].api_key', 'file:/nonexistent/billing-key'],
+      ['clients[1].api_key', 'literal'],
+      ['senders[0].smtp.auth.password', 'env:NOREPLY_PASSWORD'],
+      ['senders[1].graph.client_secret', 'literal'],
+    ]);
+  });
+
+  it('senders-only (credentials) resolves sender secrets without the API keys set', () => {
+    const cfg = parseConfig(base, { NOREPLY_PASSWORD: 'hunter2' }, 'relay.yaml', { resolveSecrets: 'senders-only' });
+    expect(cfg.clients[0]!.apiKey.resolved).toBe(false);
+    const auth = cfg.senders[0]!.smtp!.auth;
+    expect(auth.type === 'password' && auth.password.reveal()).toBe('hunter2');
+  });
+
+  it('all (the default) still needs every secret', () => {
+    expect(configError(base, { BILLING_API_KEY: 'billing-key' })).toMatch(/senders\[0\]\.smtp\.auth\.password: environment variable NOREPLY_PASSWORD is not set/);
+  });
+});
+
+describe('internal authentication', () => {
+  it('takes a token of at least 32 characters, from the environment or a file', () => {
+    const token = 'x'.repeat(32);
+    expect(readEnv({ RELAY_INTERNAL_TOKEN: token }).internalAuth).toEqual({ kind: 'token', token });
+    expect(readEnv({}).internalAuth).toBeUndefined();
+    expect(() => readEnv({ RELAY_INTERNAL_TOKEN: 'short' })).toThrow(/RELAY_INTERNAL_TOKEN: the internal token must be at least 32 characters/);
+    const dir = mkdtempSync(join(tmpdir(), 'relay-token-'));
+    writeFileSync(join(dir, 'token'), `${token}\n`);
+    expect(readEnv({ RELAY_INTERNAL_TOKEN_FILE: join(dir, 'token') }).internalAuth).toEqual({ kind: 'token', token });
+    expect(() => readEnv({ RELAY_INTERNAL_TOKEN_FILE: join(dir, 'missing') })).toThrow(/RELAY_INTERNAL_TOKEN_FILE: cannot read/);
+    const admin = 'a'.repeat(32);
+    expect(readEnv({ RELAY_INTERNAL_TOKEN: token, RELAY_INTERNAL_ADMIN_TOKEN: admin }).internalAuth).toEqual({ kind: 'token', token, adminToken: admin });
+    expect(() => readEnv({ RELAY_INTERNAL_TOKEN: token, RELAY_INTERNAL_ADMIN_TOKEN: 'short' })).toThrow(/RELAY_INTERNAL_ADMIN_TOKEN: the internal token must be at least 32/);
+  });
+
+  it('needs all three of CA, certificate and key for mutual TLS', () => {
+    expect(() => readEnv({ RELAY_INTERNAL_CA: '/x/ca.pem' })).toThrow(/RELAY_INTERNAL_CERT, RELAY_INTERNAL_KEY: required with RELAY_INTERNAL_CA/);
   });
 });

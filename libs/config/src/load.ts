@@ -5,7 +5,7 @@ import type { z } from 'zod';
 import { ConfigError } from '@relay/core';
 import { port25Refusal, RATE_PRESETS } from './presets.js';
 import { configSchema, type RawClientLimits, type RawConfig, type RawSender } from './schema.js';
-import { resolveSecret } from './secret.js';
+import { resolveSecret, UnresolvedSecret, type Secret } from './secret.js';
 import type { ClientConfig, ClientLimits, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig, StoreLimit, StoreLimitsConfig } from './types.js';
 
 type Env = Record<string, string | undefined>;
@@ -13,19 +13,34 @@ type Env = Record<string, string | undefined>;
 /** The shortest API key a client may have. */
 export const MIN_API_KEY_LENGTH = 32;
 
+/**
+ * Which secret references a service resolves: `senders-only` (the credentials service: SMTP
+ * passwords, OAuth and Graph client secrets, refresh tokens), `callers-only` (ingest: the clients'
+ * API keys, which it checks), `none` (scheduler and senders), `all` (tools). The rest stay
+ * UnresolvedSecret, so the service starts without their environment variables or files.
+ */
+export type SecretResolution = 'all' | 'senders-only' | 'callers-only' | 'none';
+
+export interface LoadOptions {
+  /** Default `all`. */
+  resolveSecrets?: SecretResolution;
+}
+
+type Resolve = (ref: string, key: string) => Secret;
+
 /** Reads, validates and converts the YAML file at `path`. Throws ConfigError naming the key. */
-export function loadConfigFile(path: string, env: Env): RelayConfig {
+export function loadConfigFile(path: string, env: Env, opts: LoadOptions = {}): RelayConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new ConfigError(`RELAY_CONFIG: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
   }
-  return parseConfig(text, env, path);
+  return parseConfig(text, env, path, opts);
 }
 
 /** Validates and converts YAML text. `source` names the file in errors. */
-export function parseConfig(text: string, env: Env, source = 'relay.yaml'): RelayConfig {
+export function parseConfig(text: string, env: Env, source = 'relay.yaml', opts: LoadOptions = {}): RelayConfig {
   let doc: unknown;
   try {
     doc = parseYaml(text, { prettyErrors: true });
@@ -37,7 +52,11 @@ export function parseConfig(text: string, env: Env, source = 'relay.yaml'): Rela
   if (!result.success) {
     throw new ConfigError(`${source}: ${formatIssues(result.error.issues)}`);
   }
-  return convert(result.data, env);
+  const mode = opts.resolveSecrets ?? 'all';
+  const resolve: Resolve = (ref, key) => resolveSecret(ref, key, env);
+  const unresolved: Resolve = (ref, key) => new UnresolvedSecret(key, ref);
+  const callers = mode === 'all' || mode === 'callers-only' ? resolve : unresolved;
+  return convert(result.data, callers, mode === 'all' || mode === 'senders-only' ? resolve : unresolved);
 }
 
 function keyPath(path: ReadonlyArray<PropertyKey>): string {
@@ -59,8 +78,9 @@ function formatIssues(issues: z.core.$ZodIssue[]): string {
     .join('; ');
 }
 
-function convert(raw: RawConfig, env: Env): RelayConfig {
-  const senders = raw.senders.map((s, i) => convertSender(s, `senders[${i}]`, env));
+/** `callers` resolves what ingest checks callers with; `senderSecrets` everything else. */
+function convert(raw: RawConfig, callers: Resolve, senderSecrets: Resolve): RelayConfig {
+  const senders = raw.senders.map((s, i) => convertSender(s, `senders[${i}]`, senderSecrets));
   const ids = new Set<string>();
   senders.forEach((s, i) => {
     if (ids.has(s.id)) throw new ConfigError(`senders[${i}].id: duplicate sender id "${s.id}"`);
@@ -73,15 +93,16 @@ function convert(raw: RawConfig, env: Env): RelayConfig {
     c.senders.forEach((id, j) => {
       if (!ids.has(id)) throw new ConfigError(`clients[${i}].senders[${j}]: no sender with id "${id}"`);
     });
-    const apiKey = resolveSecret(c.api_key, `clients[${i}].api_key`, env);
+    const apiKey = callers(c.api_key, `clients[${i}].api_key`);
     // A short key is a placeholder or a guessable one; neither may become a working credential.
-    if (apiKey.reveal().length < MIN_API_KEY_LENGTH) {
+    if (apiKey.resolved && apiKey.reveal().length < MIN_API_KEY_LENGTH) {
       throw new ConfigError(`clients[${i}].api_key: the key of client "${c.name}" is shorter than ${MIN_API_KEY_LENGTH} characters; make one with: openssl rand -base64 32`);
     }
     return { name: c.name, apiKey, senders: [...c.senders], admin: c.admin, limits: convertClientLimits(c.limits) };
   });
   const keys = new Map<string, string>();
   clients.forEach((c, i) => {
+    if (!c.apiKey.resolved) return;
     const other = keys.get(c.apiKey.reveal());
     if (other) throw new ConfigError(`clients[${i}].api_key: the same key as client "${other}"; every client needs its own key`);
     keys.set(c.apiKey.reveal(), c.name);
@@ -128,12 +149,12 @@ function storeLimits(raw: RawConfig['limits']['store']): StoreLimitsConfig {
   };
 }
 
-function convertSender(s: RawSender, key: string, env: Env): SenderConfig {
+function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfig {
   if (s.transport === 'smtp' && !s.smtp) throw new ConfigError(`${key}.smtp: required for transport: smtp`);
   if (s.transport === 'graph' && !s.graph) throw new ConfigError(`${key}.graph: required for transport: graph`);
   if (s.transport === 'smtp' && s.graph) throw new ConfigError(`${key}.graph: not allowed with transport: smtp (graph settings are for transport: graph)`);
   if (s.transport === 'graph' && s.smtp) throw new ConfigError(`${key}.smtp: not allowed with transport: graph (smtp settings are for transport: smtp)`);
-  const smtp = s.smtp ? convertSmtp(s.smtp, `${key}.smtp`, env) : undefined;
+  const smtp = s.smtp ? convertSmtp(s.smtp, `${key}.smtp`, resolve) : undefined;
   return {
     id: s.id,
     pacingKey: pacingKey(s.id, smtp, s.graph?.mailbox),
@@ -145,7 +166,7 @@ function convertSender(s: RawSender, key: string, env: Env): SenderConfig {
       ? {
           tenantId: s.graph.tenant_id,
           clientId: s.graph.client_id,
-          clientSecret: resolveSecret(s.graph.client_secret, `${key}.graph.client_secret`, env),
+          clientSecret: resolve(s.graph.client_secret, `${key}.graph.client_secret`),
           mailbox: s.graph.mailbox,
           authorityUrl: stripSlash(s.graph.authority_url),
           graphUrl: stripSlash(s.graph.graph_url),
@@ -165,7 +186,7 @@ function pacingKey(id: string, smtp: SenderConfig['smtp'], graphMailbox: string 
   return account ? `mailbox-${createHash('sha256').update(account).digest('hex').slice(0, 20)}` : id;
 }
 
-function convertSmtp(s: NonNullable<RawSender['smtp']>, key: string, env: Env): NonNullable<SenderConfig['smtp']> {
+function convertSmtp(s: NonNullable<RawSender['smtp']>, key: string, resolve: Resolve): NonNullable<SenderConfig['smtp']> {
   const refusal = port25Refusal(s.host, s.port);
   if (refusal) throw new ConfigError(`${key}.port: ${refusal}`);
   let ca: string | undefined;
@@ -184,7 +205,7 @@ function convertSmtp(s: NonNullable<RawSender['smtp']>, key: string, env: Env): 
     servername: s.servername,
     caFile: s.ca_file,
     ca,
-    auth: convertAuth(s.auth, `${key}.auth`, env),
+    auth: convertAuth(s.auth, `${key}.auth`, resolve),
     pool: { maxConnections: s.pool?.max_connections ?? 5, maxMessages: s.pool?.max_messages ?? 100 },
     timeouts: {
       connectMs: s.timeouts?.connect ?? 30_000,
@@ -194,9 +215,9 @@ function convertSmtp(s: NonNullable<RawSender['smtp']>, key: string, env: Env): 
   };
 }
 
-function convertAuth(a: NonNullable<RawSender['smtp']>['auth'], key: string, env: Env): SmtpAuthConfig {
+function convertAuth(a: NonNullable<RawSender['smtp']>['auth'], key: string, resolve: Resolve): SmtpAuthConfig {
   if (!a || a.type === 'none') return { type: 'none' };
-  if (a.type === 'password') return { type: 'password', user: a.user, password: resolveSecret(a.password, `${key}.password`, env) };
+  if (a.type === 'password') return { type: 'password', user: a.user, password: resolve(a.password, `${key}.password`) };
   if (a.provider === 'microsoft' && !a.tenant_id) throw new ConfigError(`${key}.tenant_id: required for provider: microsoft`);
   if (a.flow === 'client_credentials' && a.provider !== 'microsoft') {
     throw new ConfigError(`${key}.flow: client_credentials is only available with provider: microsoft (Google needs a refresh token)`);
@@ -208,9 +229,9 @@ function convertAuth(a: NonNullable<RawSender['smtp']>['auth'], key: string, env
     flow: a.flow,
     tenantId: a.tenant_id,
     clientId: a.client_id,
-    clientSecret: a.client_secret ? resolveSecret(a.client_secret, `${key}.client_secret`, env) : undefined,
+    clientSecret: a.client_secret ? resolve(a.client_secret, `${key}.client_secret`) : undefined,
     user: a.user,
-    refreshToken: a.refresh_token ? resolveSecret(a.refresh_token, `${key}.refresh_token`, env) : undefined,
+    refreshToken: a.refresh_token ? resolve(a.refresh_token, `${key}.refresh_token`) : undefined,
     authorityUrl: a.authority_url ? stripSlash(a.authority_url) : undefined,
     tokenUrl: a.token_url,
   };

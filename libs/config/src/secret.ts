@@ -13,6 +13,10 @@ export class Secret {
   reveal(): string {
     return this.#value;
   }
+  /** False for a reference this service was not meant to resolve (see UnresolvedSecret). */
+  get resolved(): boolean {
+    return true;
+  }
   toString() {
     return '[secret]';
   }
@@ -21,6 +25,29 @@ export class Secret {
   }
   [Symbol.for('nodejs.util.inspect.custom')]() {
     return '[secret]';
+  }
+}
+
+/**
+ * A secret left unresolved: only the credentials service reads SMTP passwords, OAuth client
+ * secrets and refresh tokens, so the other services load the config without them (and run
+ * without their environment variables and files). `reveal()` throws instead of returning a value.
+ */
+export class UnresolvedSecret extends Secret {
+  /** The config key, e.g. `senders[0].smtp.auth.password`. */
+  readonly key: string;
+  /** The reference: `env:NAME`, `file:PATH`, or `literal` (a literal's value is not kept). */
+  readonly ref: string;
+  constructor(key: string, ref: string) {
+    super('');
+    this.key = key;
+    this.ref = ref.startsWith('env:') || ref.startsWith('file:') ? ref : 'literal';
+  }
+  override reveal(): string {
+    throw new ConfigError(`${this.key}: this service does not read secrets (only relay-credentials does)`);
+  }
+  override get resolved(): boolean {
+    return false;
   }
 }
 
@@ -46,4 +73,11 @@ export function resolveSecret(ref: string, key: string, env: Record<string, stri
     return new Secret(value);
   }
   return new Secret(ref);
+}
+
+/** Every UnresolvedSecret in a loaded config (or any part of one), in document order. */
+export function unresolvedSecrets(value: unknown): UnresolvedSecret[] {
+  if (value instanceof UnresolvedSecret) return [value];
+  if (value instanceof Secret || value === null || typeof value !== 'object') return [];
+  return Object.values(value).flatMap((v) => unresolvedSecrets(v));
 }

@@ -4,3 +4,4 @@ export * from './lifecycle.js';
 export * from './ids.js';
 export * from './node-flags.js';
 export * from './parent.js';
+export type * from './internal-auth.js';

@@ -1,5 +1,6 @@
 import { create, type DescMessage, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
-import { credentials as grpcCredentials, makeGenericClientConstructor, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
+import { makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
+import type { InternalAuth } from '@relay/core';
 import {
   CredentialsService,
   GetGraphTokenRequestSchema,
@@ -8,6 +9,7 @@ import {
   type GetSmtpAuthResponse,
 } from './gen/relay/internal/v1/internal_pb.js';
 import { toGrpcDefinition } from './grpc.js';
+import { internalChannelCredentials, internalMetadata } from './internal-channel.js';
 
 export interface CredentialsClient {
   getSmtpAuth(req: MessageInitShape<typeof GetSmtpAuthRequestSchema>, deadlineMs?: number): Promise<GetSmtpAuthResponse>;
@@ -17,12 +19,11 @@ export interface CredentialsClient {
 
 const Ctor = makeGenericClientConstructor(toGrpcDefinition(CredentialsService), 'CredentialsService');
 
-/** The sender services' client for the internal CredentialsService, authenticated with the internal token. */
-export function createCredentialsClient(address: string, token: string): CredentialsClient {
-  const client = new Ctor(address, grpcCredentials.createInsecure()) as Client & Record<string, Function>;
+/** The sender services' client for the internal CredentialsService (mutual TLS or the internal token). */
+export function createCredentialsClient(address: string, auth: InternalAuth): CredentialsClient {
+  const client = new Ctor(address, internalChannelCredentials(auth)) as Client & Record<string, Function>;
   function unary<I extends DescMessage, O>(method: string, schema: I, req: MessageInitShape<I>, deadlineMs: number): Promise<O> {
-    const md = new Metadata();
-    md.set('authorization', `Bearer ${token}`);
+    const md = internalMetadata(auth);
     return new Promise((resolve, reject) => {
       client[method]!(create(schema, req) as MessageShape<I>, md, { deadline: Date.now() + deadlineMs }, (err: ServiceError | null, res: O) => (err ? reject(err) : resolve(res)));
     });

@@ -3,3 +3,4 @@ export * from './gen/relay/internal/v1/internal_pb.js';
 export { toGrpcDefinition } from './grpc.js';
 export { toGrpcError } from './status.js';
 export { createCredentialsClient, type CredentialsClient } from './credentials-client.js';
+export * from './internal-channel.js';

@@ -35,3 +35,8 @@ export function randomApiKey(prefix = 'rk_test_'): string {
 export function masterKey(): string {
   return randomBytes(32).toString('base64');
 }
+
+/** A value for `RELAY_INTERNAL_TOKEN`: what the services present to the credentials service. */
+export function internalToken(): string {
+  return randomBytes(32).toString('base64url');
+}

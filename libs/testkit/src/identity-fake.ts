@@ -49,6 +49,11 @@ export interface IdentityFake {
   failWith(failure: IdentityFailure | undefined): void;
   /** Revokes every access token issued so far (the SMTP server then rejects them). */
   revokeAccessTokens(): void;
+  /**
+   * The account the following sign-ins at the authorize endpoint end up as, whatever login_hint
+   * said (a user who picks another account); undefined goes back to login_hint.
+   */
+  signInAs(account: string | undefined): void;
   close(): Promise<void>;
 }
 
@@ -78,6 +83,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
   const codes = new Map<string, CodeGrant>();
   const tokenRequests: TokenRequest[] = [];
   let failure: IdentityFailure | undefined;
+  let signedIn: string | undefined;
   let base = '';
 
   const newToken = (kind: string) => `${kind}-${randomBytes(24).toString('base64url')}`;
@@ -132,7 +138,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       redirectUri,
       challenge: q.get('code_challenge')!,
       scope: q.get('scope') ?? '',
-      user: q.get('login_hint') ?? 'user@campus.example',
+      user: signedIn ?? q.get('login_hint') ?? 'user@campus.example',
       expiresAt: Date.now() + 600_000,
     });
     const back = new URL(redirectUri);
@@ -180,7 +186,8 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       if (!grant || grant.expiresAt < Date.now() || grant.clientId !== clientId || grant.redirectUri !== form.get('redirect_uri') || grant.challenge !== challenge) {
         return oauthError(res, 400, 'invalid_grant', 70008, 'AADSTS70008: The provided authorization code or refresh token has expired or was already redeemed.');
       }
-      return issue(res, grant.scope, newRefresh(clientId, grant.user), grant.user);
+      // As the real platform: an id token (who signed in) only when the sign-in asked for openid.
+      return issue(res, grant.scope, newRefresh(clientId, grant.user), grant.user, undefined, grant.scope.split(' ').includes('openid'));
     }
     return oauthError(res, 400, 'unsupported_grant_type', 70003, `AADSTS70003: grant_type ${grantType} is not supported`);
   }
@@ -191,12 +198,12 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     return rt;
   }
 
-  function issue(res: ServerResponse, scope: string, refreshToken: string | undefined, user?: string, roles?: string[]) {
+  function issue(res: ServerResponse, scope: string, refreshToken: string | undefined, user?: string, roles?: string[], idToken = true) {
     const at = roles ? appToken(scope, roles) : newToken('at');
     accessTokens.set(at, { expiresAt: Date.now() + expiresIn * 1000, revoked: false });
     const out: Record<string, unknown> = {
       token_type: 'Bearer',
-      scope: scope.split(' ').filter((s) => s !== 'offline_access' && s !== 'openid' && s !== 'profile').join(' '),
+      scope: scope.split(' ').filter((s) => !['offline_access', 'openid', 'profile', 'email'].includes(s)).join(' '),
       expires_in: expiresIn,
       ext_expires_in: expiresIn,
       access_token: at,
@@ -205,8 +212,8 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       out.refresh_token = refreshToken;
       const uid = createHash('sha256').update(user ?? '').digest('hex').slice(0, 32);
       out.client_info = Buffer.from(JSON.stringify({ uid, utid: 'tenant' })).toString('base64url');
-      const claims = { aud: 'fake', iss: `${base}/tenant/v2.0`, oid: uid, tid: 'tenant', preferred_username: user, sub: uid, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + expiresIn };
-      out.id_token = [{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.') + '.';
+      const claims = { aud: 'fake', iss: `${base}/tenant/v2.0`, oid: uid, tid: 'tenant', preferred_username: user, email: user, email_verified: true, sub: uid, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + expiresIn };
+      if (idToken) out.id_token = [{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.') + '.';
     }
     json(res, 200, out);
   }
@@ -239,6 +246,9 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     },
     revokeAccessTokens() {
       for (const a of accessTokens.values()) a.revoked = true;
+    },
+    signInAs(account) {
+      signedIn = account;
     },
     close: () =>
       new Promise<void>((resolve) => {

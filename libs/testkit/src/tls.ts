@@ -44,3 +44,20 @@ export function testCa(): TestCa {
   };
   return cached;
 }
+
+/** Files for internal mutual TLS (certs/generate-internal.sh): RELAY_INTERNAL_CA / _CERT / _KEY values. */
+export interface InternalTlsFiles {
+  ca: string;
+  /** The credentials service's certificate (DNS:localhost, IP:127.0.0.1, DNS:credentials) and key. */
+  server: { cert: string; key: string };
+  /** A client certificate from the same CA, named relay-smtp-sender (its calls only). */
+  client: { cert: string; key: string };
+  /** A client certificate from another CA: the credentials service must refuse it. */
+  stranger: { cert: string; key: string };
+}
+
+export function internalTls(): InternalTlsFiles {
+  const file = (name: string) => join(certsDir, name);
+  const pair = (name: string) => ({ cert: file(`internal-${name}.pem`), key: file(`internal-${name}-key.pem`) });
+  return { ca: file('internal-ca.pem'), server: pair('server'), client: pair('client'), stranger: pair('stranger') };
+}

@@ -6,7 +6,7 @@ import type { Logger } from '@relay/telemetry';
 import type { SecretBox } from './secret-box.js';
 import type { RefreshTokenStore } from './secret-store.js';
 import type { TokenCache } from './token-cache.js';
-import { GOOGLE_AUTHORIZE_URL, MICROSOFT_AUTHORITY, SCOPES, type OAuth2Auth } from './token-providers.js';
+import { GOOGLE_AUTHORIZE_URL, MICROSOFT_AUTHORITY, SCOPES, type OAuth2Auth, type RedeemedCode } from './token-providers.js';
 
 /** How long a sign-in started by BeginConsent may take. */
 export const CONSENT_STATE_TTL_MS = 10 * 60_000;
@@ -21,8 +21,8 @@ export interface ConsentDeps {
   prefix: string;
   /** RELAY_PUBLIC_URL: how the browser reaches this service. */
   publicUrl: string;
-  /** Redeems an authorization code at the provider; returns the refresh token. */
-  redeemCode: (auth: OAuth2Auth, req: { code: string; verifier: string; redirectUri: string; scopes: string[] }) => Promise<string>;
+  /** Redeems an authorization code at the provider; returns the refresh token and who signed in. */
+  redeemCode: (auth: OAuth2Auth, req: { code: string; verifier: string; redirectUri: string; scopes: string[] }) => Promise<RedeemedCode>;
 }
 
 interface PendingConsent {
@@ -47,8 +47,9 @@ export function redirectUriOf(publicUrl: string): string {
   return `${publicUrl}/oauth/callback`;
 }
 
+/** The sign-in's scopes: sending, plus OpenID Connect's so the answer says which account signed in. */
 export function delegatedScopes(auth: OAuth2Auth): string[] {
-  return auth.provider === 'google' ? [...SCOPES.google] : [...SCOPES.microsoftDelegatedSmtp];
+  return auth.provider === 'google' ? [...SCOPES.google, 'openid', 'email'] : [...SCOPES.microsoftDelegatedSmtp, 'openid', 'profile'];
 }
 
 export function createConsent(deps: ConsentDeps): Consent {
@@ -121,13 +122,26 @@ export function createConsent(deps: ConsentDeps): Consent {
       if (!code) return { status: 400, message: 'The sign-in answer has no authorization code.' };
       const auth = deps.senders.get(pending.sender)?.smtp?.auth;
       if (!auth || auth.type !== 'oauth2') return { status: 400, message: `Sender "${pending.sender}" no longer uses OAuth2.` };
-      let refreshToken: string;
+      let redeemed: RedeemedCode;
       try {
-        refreshToken = await deps.redeemCode(auth, { code, verifier: pending.verifier, redirectUri: pending.redirectUri, scopes: delegatedScopes(auth) });
+        redeemed = await deps.redeemCode(auth, { code, verifier: pending.verifier, redirectUri: pending.redirectUri, scopes: delegatedScopes(auth) });
       } catch (err) {
         logger.warn({ sender: pending.sender, err: (err as Error).message }, 'authorization code redemption failed');
         return { status: 502, message: `The provider refused the sign-in for sender "${pending.sender}": ${(err as Error).message}` };
       }
+      // A token for another mailbox would send this sender's mail as someone else (or fail later).
+      if (!redeemed.account) {
+        logger.warn({ sender: pending.sender }, 'consent refused: the provider did not say which account signed in');
+        return { status: 403, message: `The provider did not say which account signed in, so nothing was stored for sender "${pending.sender}". Start again with "Authenticate with MFA".` };
+      }
+      if (redeemed.account.toLowerCase() !== auth.user.toLowerCase()) {
+        logger.warn({ sender: pending.sender, signed_in: redeemed.account, expected: auth.user }, 'consent refused: wrong account');
+        return {
+          status: 403,
+          message: `You signed in as ${redeemed.account}, but sender "${pending.sender}" sends as ${auth.user}. Nothing was stored. Sign out, then start again with "Authenticate with MFA" and sign in as ${auth.user}.`,
+        };
+      }
+      const refreshToken = redeemed.refreshToken;
       await deps.store.put(pending.sender, refreshToken, 'consent', auth.refreshToken?.reveal());
       deps.cache.forget(pending.sender);
       logger.info({ sender: pending.sender }, 'consent completed; refresh token stored');

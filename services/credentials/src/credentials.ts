@@ -2,11 +2,12 @@ import { create } from '@bufbuild/protobuf';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { connectBus, serviceBusOptions, type Bus } from '@relay/bus';
-import { busTopology, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
-import { internalToken, once } from '@relay/core';
+import { busTopology, requireInternalAuth, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
+import { once } from '@relay/core';
 import {
   BeginConsentResponseSchema,
   CredentialsService,
+  internalServerCredentials,
   toGrpcDefinition,
   toGrpcError,
   type BeginConsentRequest,
@@ -23,7 +24,7 @@ import { createConsent } from './consent.js';
 import { graphTokenFor } from './graph-auth.js';
 import { testGraphSender } from './graph-test.js';
 import { startCredentialsHttp, type CredentialsHttp } from './http-server.js';
-import { checkInternalToken } from './internal-auth.js';
+import { CALLERS, checkInternalCaller, type CallerPolicy } from './internal-auth.js';
 import { createOAuthTokens } from './oauth-tokens.js';
 import { createSecretBox } from './secret-box.js';
 import { openRefreshTokenStore } from './secret-store.js';
@@ -41,7 +42,7 @@ export interface CredentialsOptions {
 export async function createCredentials(opts: CredentialsOptions, overrides: { bus?: Bus; redis?: Redis } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
   const masterKey = requireMasterKey(env);
-  const token = internalToken(masterKey);
+  const internalAuth = requireInternalAuth(env.internalAuth, 'relay-credentials');
   const box = createSecretBox(masterKey, env.oldMasterKeys ?? []);
   const bus = overrides.bus ?? (await connectBus({ ...serviceBusOptions(env, 'credentials', logger), topology: busTopology(env, opts.config) }));
   const redis = overrides.redis ?? new Redis(env.redisUrl, { maxRetriesPerRequest: 2, connectionName: `relay-credentials:${process.pid}` });
@@ -58,14 +59,14 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
 
   const server = new Server();
   /**
-   * One internal call: the caller's internal token is checked first; a refusal is logged with
+   * One internal call: the caller's certificate or internal token is checked first; a refusal is logged with
    * `refused` and answered with its gRPC status.
    */
   const internal =
-    <Req extends { sender: string }, Res>(refused: string, run: (req: Req) => Promise<Res>, done?: (req: Req, res: Res) => void) =>
+    <Req extends { sender: string }, Res>(refused: string, callers: CallerPolicy, run: (req: Req) => Promise<Res>, done?: (req: Req, res: Res) => void) =>
     (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
       void (async () => {
-        checkInternalToken(call.metadata, token);
+        checkInternalCaller(call, internalAuth, callers);
         return run(call.request);
       })().then(
         (res) => {
@@ -79,17 +80,18 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
       );
     };
   server.addService(toGrpcDefinition(CredentialsService), {
-    getSmtpAuth: internal<GetSmtpAuthRequest, GetSmtpAuthResponse>('credentials refused', (req) =>
+    getSmtpAuth: internal<GetSmtpAuthRequest, GetSmtpAuthResponse>('credentials refused', CALLERS.getSmtpAuth, (req) =>
       smtpAuthFor(senders.get(req.sender), req.sender, tokens, { tokenRejected: req.tokenRejected }),
     ),
-    getGraphToken: internal<GetGraphTokenRequest, GetGraphTokenResponse>('graph token refused', (req) =>
+    getGraphToken: internal<GetGraphTokenRequest, GetGraphTokenResponse>('graph token refused', CALLERS.getGraphToken, (req) =>
       graphTokenFor(senders.get(req.sender), req.sender, tokens, { tokenRejected: req.tokenRejected }),
     ),
-    beginConsent: internal<BeginConsentRequest, BeginConsentResponse>('consent refused', async (req) =>
+    beginConsent: internal<BeginConsentRequest, BeginConsentResponse>('consent refused', CALLERS.beginConsent, async (req) =>
       create(BeginConsentResponseSchema, { authorizeUrl: await consent.begin(req.sender) }),
     ),
     testSender: internal<TestSenderRequest, TestSenderResponse>(
       'sender test refused',
+      CALLERS.testSender,
       async (req) => {
         const sender = senders.get(req.sender);
         const opts = req.to ? { to: req.to } : {};
@@ -107,7 +109,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   return {
     async start() {
       const grpcPort = await new Promise<number>((resolve, reject) =>
-        server.bindAsync(`${env.internalHost}:${env.credentialsPort}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+        server.bindAsync(`${env.internalHost}:${env.credentialsPort}`, internalServerCredentials(internalAuth), (err, port) => (err ? reject(err) : resolve(port))),
       );
       http = await startCredentialsHttp({ port: env.httpPort, host: env.host, consent, ready, logger, tls: env.tls });
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });

@@ -8,6 +8,28 @@ export interface CredentialsHttp {
   close(): Promise<void>;
 }
 
+/**
+ * Every answer: never cached, never sniffed into another type, framed or given a referrer; the
+ * pages may load nothing at all (no script, style, image or form target).
+ */
+export const PAGE_HEADERS = {
+  'cache-control': 'no-store',
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'content-security-policy': "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+} as const;
+
+/** The page a browser sees after signing in; the message may echo the provider's or the caller's text, so it is escaped. */
+export function callbackPage(status: number, message: string): string {
+  const title = status === 200 ? 'Signed in' : 'Sign-in not completed';
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Campus Relay: ${title}</title></head><body><h1>${title}</h1><p>${escapeHtml(message)}</p></body></html>`;
+}
+
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
 /** RELAY_HTTP_PORT: the OAuth redirect target (`/oauth/callback`) plus /healthz and /readyz. */
 export async function startCredentialsHttp(opts: {
   port: number;
@@ -19,9 +41,9 @@ export async function startCredentialsHttp(opts: {
   tls?: { cert: Buffer; key: Buffer } | undefined;
 }): Promise<CredentialsHttp> {
   const handler: RequestListener = (req, res) => {
-    const send = (status: number, body: string) => {
+    const send = (status: number, body: string, type: 'text' | 'html' = 'text') => {
       if (res.headersSent) return;
-      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' });
+      res.writeHead(status, { ...PAGE_HEADERS, 'content-type': type === 'html' ? 'text/html; charset=utf-8' : 'text/plain; charset=utf-8' });
       res.end(body.endsWith('\n') ? body : `${body}\n`);
     };
     void (async () => {
@@ -34,7 +56,7 @@ export async function startCredentialsHttp(opts: {
       }
       if (url.pathname === '/oauth/callback') {
         const r = await opts.consent.callback(url.searchParams);
-        return send(r.status, r.message);
+        return send(r.status, callbackPage(r.status, r.message), 'html');
       }
       send(404, 'not found');
     })().catch((err: unknown) => {

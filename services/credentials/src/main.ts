@@ -10,7 +10,8 @@ const { createCredentials } = await import('./credentials.js');
 await runService(process, 'relay-credentials', async () => {
   const env = readEnv(process.env);
   if (!env.configPath) throw new ConfigError('RELAY_CONFIG: required (path of relay.yaml)');
-  const config = loadConfigFile(env.configPath, process.env);
+  // The senders' secrets are this service's alone; callers' API keys are ingest's business.
+  const config = loadConfigFile(env.configPath, process.env, { resolveSecrets: 'senders-only' });
   const logger = createLogger({ service: 'relay-credentials', level: env.logLevel });
   return { service: await createCredentials({ env, config, logger }), logger, graceMs: env.graceMs };
 });

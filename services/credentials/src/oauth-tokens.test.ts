@@ -9,6 +9,7 @@ import { createLogger } from '@relay/telemetry';
 import { dropBus, startIdentityFake, testCa, testNatsUrl, testRedisUrl, uniquePrefix, type IdentityFake } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConsent } from './consent.js';
+import { startCredentialsHttp } from './http-server.js';
 import { createOAuthTokens, type OAuthTokens } from './oauth-tokens.js';
 import { createSecretBox } from './secret-box.js';
 import { openRefreshTokenStore, secretsBucketName, type RefreshTokenStore } from './secret-store.js';
@@ -155,7 +156,7 @@ describe('OAuth2 tokens', () => {
     const url = new URL(await consent.begin('delegated'));
     expect(url.origin + url.pathname).toBe(`${idp.url}/t1/oauth2/v2.0/authorize`);
     expect(url.searchParams.get('code_challenge_method')).toBe('S256');
-    expect(url.searchParams.get('scope')).toBe('https://outlook.office.com/SMTP.Send offline_access');
+    expect(url.searchParams.get('scope')).toBe('https://outlook.office.com/SMTP.Send offline_access openid profile');
     expect(url.searchParams.get('redirect_uri')).toBe('http://localhost:8080/oauth/callback');
     await expect(consent.begin('app')).rejects.toThrow(/client_credentials/);
 
@@ -170,5 +171,79 @@ describe('OAuth2 tokens', () => {
     expect((await consent.callback(back.searchParams)).status).toBe(400);
     const t = await createOAuthTokens({ cache, store, logger }).get('delegated', oauth(all[1]!), { rejected: true });
     expect(idp.acceptsAccessToken(t.accessToken)).toBe(true);
+  });
+});
+
+describe('consent binds the right account', () => {
+  const consentFor = (all: SenderConfig[], p: string) =>
+    createConsent({ senders: new Map(all.map((s) => [s.id, s])), redis, box, store, cache: new TokenCache(redis, box, p), logger, prefix: p, publicUrl: 'http://localhost:8080', redeemCode });
+
+  /** Signs in at the fake (Google's authorize URL is replayed against it) and returns the redirect's query. */
+  async function signIn(authorizeUrl: string): Promise<URLSearchParams> {
+    const url = new URL(authorizeUrl);
+    const at = url.host === new URL(idp.url).host ? url : new URL(`${idp.url}/google/oauth2/v2.0/authorize${url.search}`);
+    const res = await fetch(at, { redirect: 'manual' });
+    expect(res.status).toBe(302);
+    return new URL(res.headers.get('location')!).searchParams;
+  }
+
+  it.each(['delegated', 'gmail'])('%s: another account signing in is refused and nothing is stored', async (id) => {
+    const p = uniquePrefix('wrongacct');
+    const consent = consentFor(senders(), p);
+    const url = await consent.begin(id);
+    expect(new URL(url).searchParams.get('scope')!.split(' ')).toContain('openid');
+    const before = await store.get(id);
+    idp.signInAs('mallory@elsewhere.example');
+    let back: URLSearchParams;
+    try {
+      back = await signIn(url);
+    } finally {
+      idp.signInAs(undefined);
+    }
+    const r = await consent.callback(back);
+    expect(r.status).toBe(403);
+    expect(r.message).toMatch(new RegExp(`signed in as mallory@elsewhere\\.example, but sender "${id}" sends as ${id}@campus\\.example\\. Nothing was stored`));
+    expect(await store.get(id)).toBe(before);
+  });
+
+  it('the configured account, in any letter case, is accepted', async () => {
+    const p = uniquePrefix('rightacct');
+    const consent = consentFor(senders(), p);
+    const url = await consent.begin('gmail');
+    idp.signInAs('GMAIL@Campus.Example');
+    let back: URLSearchParams;
+    try {
+      back = await signIn(url);
+    } finally {
+      idp.signInAs(undefined);
+    }
+    expect(await consent.callback(back)).toMatchObject({ status: 200 });
+    expect(idp.issuedRefreshTokens()).toContain(await store.get('gmail'));
+  });
+
+  it('callback pages send nosniff and a strict CSP, and escape what they echo', async () => {
+    const p = uniquePrefix('page');
+    const consent = consentFor(senders(), p);
+    const http = await startCredentialsHttp({ port: 0, host: '127.0.0.1', consent, ready: async () => true, logger });
+    try {
+      const state = new URL(await consent.begin('delegated')).searchParams.get('state')!;
+      const attack = '<script>alert(document.cookie)</script>';
+      const q = new URLSearchParams({ state, error: 'access_denied', error_description: attack });
+      const res = await fetch(`http://127.0.0.1:${http.port}/oauth/callback?${q}`);
+      expect(res.status).toBe(400);
+      expect(res.headers.get('content-type')).toBe('text/html; charset=utf-8');
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+      expect(res.headers.get('content-security-policy')).toMatch(/default-src 'none'/);
+      expect(res.headers.get('x-frame-options')).toBe('DENY');
+      const page = await res.text();
+      expect(page).not.toContain('<script');
+      expect(page).toContain('&#60;script&#62;alert(document.cookie)&#60;/script&#62;');
+      // An unknown state echoes nothing of the query.
+      const forged = await fetch(`http://127.0.0.1:${http.port}/oauth/callback?state=${encodeURIComponent(attack)}&error_description=${encodeURIComponent(attack)}`);
+      expect(forged.headers.get('x-content-type-options')).toBe('nosniff');
+      expect(await forged.text()).not.toMatch(/<script|alert/);
+    } finally {
+      await http.close();
+    }
   });
 });

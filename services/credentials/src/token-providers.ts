@@ -170,8 +170,18 @@ function firstLine(s: string): string {
   return s.split(/\r?\n/)[0]!.trim();
 }
 
+/** What redeeming an authorization code gives: the refresh token, and who signed in. */
+export interface RedeemedCode {
+  refreshToken: string;
+  /**
+   * The signed-in account from the id token of the token endpoint's own answer (over TLS, so it
+   * needs no signature check): Microsoft's `preferred_username`, Google's verified `email`.
+   */
+  account: string | undefined;
+}
+
 /** Redeems an authorization code (with its PKCE verifier) for a refresh token: the end of BeginConsent. */
-export async function redeemCode(auth: OAuth2Auth, req: { code: string; verifier: string; redirectUri: string; scopes: string[] }): Promise<string> {
+export async function redeemCode(auth: OAuth2Auth, req: { code: string; verifier: string; redirectUri: string; scopes: string[] }): Promise<RedeemedCode> {
   try {
     if (auth.provider === 'google') {
       const client = new OAuth2Client({
@@ -182,14 +192,26 @@ export async function redeemCode(auth: OAuth2Auth, req: { code: string; verifier
       });
       const { tokens } = await client.getToken({ code: req.code, codeVerifier: req.verifier, redirect_uri: req.redirectUri });
       if (!tokens.refresh_token) throw new RelayError(ErrorCode.FailedPrecondition, 'Google returned no refresh token (access_type=offline and prompt=consent are needed)');
-      return tokens.refresh_token;
+      const claims = tokens.id_token ? jwtClaims(tokens.id_token) : {};
+      const email = claims.email_verified === false ? undefined : claims.email;
+      return { refreshToken: tokens.refresh_token, account: typeof email === 'string' ? email : undefined };
     }
     const app = msalApp(auth);
-    await app.acquireTokenByCode({ code: req.code, codeVerifier: req.verifier, redirectUri: req.redirectUri, scopes: req.scopes });
+    const res = await app.acquireTokenByCode({ code: req.code, codeVerifier: req.verifier, redirectUri: req.redirectUri, scopes: req.scopes });
     const rt = refreshTokenFromCache(app.getTokenCache().serialize());
     if (!rt) throw new RelayError(ErrorCode.FailedPrecondition, 'the identity platform returned no refresh token (is offline_access granted?)');
-    return rt;
+    const username = res?.idTokenClaims ? (res.idTokenClaims as Record<string, unknown>).preferred_username : undefined;
+    return { refreshToken: rt, account: typeof username === 'string' ? username : undefined };
   } catch (err) {
     throw classify('consent', err);
+  }
+}
+
+/** The payload of a JWT, unverified: only for a token taken straight from the token endpoint. */
+function jwtClaims(jwt: string): Record<string, unknown> {
+  try {
+    return JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
+  } catch {
+    return {};
   }
 }

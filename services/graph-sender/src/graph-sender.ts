@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { connectBus, serviceBusOptions, createDispatchWorker, type Bus } from '@relay/bus';
-import { busTopology, requireEnvelopeKeys, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
-import { internalToken, once } from '@relay/core';
+import { busTopology, requireEnvelopeKeys, requireInternalAuth, type RelayConfig, type RelayEnv } from '@relay/config';
+import { once } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';
 import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { createGraphDeliverer } from './deliver.js';
@@ -26,12 +26,12 @@ export interface GraphSenderOptions {
  */
 export async function createGraphSender(opts: GraphSenderOptions, overrides: { bus?: Bus; redis?: Redis } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
-  const token = internalToken(requireMasterKey(env));
+  const internalAuth = requireInternalAuth(env.internalAuth, 'relay-graph-sender');
   const envelopeKeys = requireEnvelopeKeys(env);
   const bus = overrides.bus ?? (await connectBus({ ...serviceBusOptions(env, 'graph-sender', logger), topology: busTopology(env, opts.config) }));
   const redis = overrides.redis ?? new Redis(env.redisUrl, { maxRetriesPerRequest: 2, connectionName: `relay-graph-sender:${process.pid}` });
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis error'));
-  const credentials = createCredentialsClient(env.credentialsAddr, token);
+  const credentials = createCredentialsClient(env.credentialsAddr, internalAuth);
   const senders = new Map(config.senders.filter((s) => s.transport === 'graph').map((s) => [s.id, s]));
   const client = createGraphClient({
     tokens: createGraphTokens(credentials),

@@ -10,7 +10,8 @@ const { createGraphSender } = await import('./graph-sender.js');
 await runService(process, 'relay-graph-sender', async () => {
   const env = readEnv(process.env);
   if (!env.configPath) throw new ConfigError('RELAY_CONFIG: required (path of relay.yaml)');
-  const config = loadConfigFile(env.configPath, process.env);
+  // Only credentials reads secrets: this service starts without them.
+  const config = loadConfigFile(env.configPath, process.env, { resolveSecrets: 'none' });
   const logger = createLogger({ service: 'relay-graph-sender', level: env.logLevel });
   return { service: await createGraphSender({ env, config, logger }), logger, graceMs: env.graceMs };
 });

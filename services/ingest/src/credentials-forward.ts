@@ -1,7 +1,16 @@
 import { create } from '@bufbuild/protobuf';
-import { credentials as grpcCredentials, makeGenericClientConstructor, Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
-import { ErrorCode, RelayError } from '@relay/core';
-import { BeginConsentRequestSchema, CredentialsService, TestSenderRequestSchema, toGrpcDefinition, type BeginConsentResponse, type TestSenderResponse } from '@relay/proto';
+import { makeGenericClientConstructor, status, type Client, type ServiceError } from '@grpc/grpc-js';
+import { ErrorCode, RelayError, type InternalAuth } from '@relay/core';
+import {
+  BeginConsentRequestSchema,
+  CredentialsService,
+  internalChannelCredentials,
+  internalMetadata,
+  TestSenderRequestSchema,
+  toGrpcDefinition,
+  type BeginConsentResponse,
+  type TestSenderResponse,
+} from '@relay/proto';
 
 /** Ingest's client for the admin calls the credentials service answers (AdminService forwarding). */
 export interface AdminForward {
@@ -16,16 +25,19 @@ export const FORWARD_DEADLINE_MS = 15_000;
 /** A sender test may wait for connect, greeting and a send: up to the SMTP timeouts. */
 export const TEST_DEADLINE_MS = 120_000;
 
-/** `token` is the internal service token; undefined when no RELAY_MASTER_KEY was given (the calls then explain that). */
-export function createAdminForward(address: string, token: string | undefined): AdminForward {
+/** `auth` is the internal authentication; undefined when none was set up (the calls then explain that). */
+export function createAdminForward(address: string, auth: InternalAuth | undefined): AdminForward {
   let client: (Client & Record<string, Function>) | undefined;
-  const get = () => (client ??= new Ctor(address, grpcCredentials.createInsecure()) as Client & Record<string, Function>);
+  const get = (a: InternalAuth) => (client ??= new Ctor(address, internalChannelCredentials(a)) as Client & Record<string, Function>);
   function unary<Res>(method: string, req: unknown, deadlineMs: number): Promise<Res> {
-    if (!token) return Promise.reject(new RelayError(ErrorCode.FailedPrecondition, 'AdminService needs RELAY_MASTER_KEY on ingest (to call the credentials service)'));
-    const md = new Metadata();
-    md.set('authorization', `Bearer ${token}`);
+    if (!auth) {
+      return Promise.reject(
+        new RelayError(ErrorCode.FailedPrecondition, 'AdminService needs internal authentication on ingest (RELAY_INTERNAL_TOKEN, or RELAY_INTERNAL_CA/CERT/KEY) to call the credentials service'),
+      );
+    }
+    const md = internalMetadata(auth);
     return new Promise<Res>((resolve, reject) => {
-      get()[method]!(req, md, { deadline: Date.now() + deadlineMs }, (err: ServiceError | null, res: Res) => (err ? reject(fromCredentials(err)) : resolve(res)));
+      get(auth)[method]!(req, md, { deadline: Date.now() + deadlineMs }, (err: ServiceError | null, res: Res) => (err ? reject(fromCredentials(err)) : resolve(res)));
     });
   }
   return {
@@ -45,7 +57,7 @@ function fromCredentials(err: ServiceError): RelayError {
     case status.INVALID_ARGUMENT:
       return new RelayError(ErrorCode.InvalidArgument, err.details, { cause: err });
     case status.UNAUTHENTICATED:
-      return new RelayError(ErrorCode.Unavailable, 'the credentials service refused ingest (is RELAY_MASTER_KEY the same on both?)', { cause: err });
+      return new RelayError(ErrorCode.Unavailable, 'the credentials service refused ingest (is the internal token or certificate authority the same on both?)', { cause: err });
     default:
       return new RelayError(ErrorCode.Unavailable, `the credentials service is unavailable: ${err.details || err.message}`, { cause: err });
   }

@@ -1,7 +1,7 @@
 import { Server, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { connectBus, createMessageIndexer, serviceBusOptions, type Bus, type ConsumeLoop } from '@relay/bus';
 import { busTopology, requireEnvelopeKeys, type RelayConfig, type RelayEnv } from '@relay/config';
-import { ErrorCode, RelayError, InFlight, describe, internalToken, once, within } from '@relay/core';
+import { ErrorCode, RelayError, InFlight, describe, once, within } from '@relay/core';
 import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { Redis } from 'ioredis';
@@ -54,7 +54,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     interceptors: [createKeyInterceptor(ctx.auth, (path) => path.startsWith('/relay.v1.'))],
   });
   const mail = createMailHandlers(ctx);
-  const admin = createAdminForward(env.credentialsAddr, env.masterKey ? internalToken(env.masterKey) : undefined);
+  const admin = createAdminForward(env.credentialsAddr, env.internalAuth);
   server.addService(toGrpcDefinition(MailService), {
     sendMail: unary(logger, inFlight, mail.sendMail),
     getMessage: unary(logger, inFlight, mail.getMessage),

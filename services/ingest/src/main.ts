@@ -10,7 +10,8 @@ const { createIngest } = await import('./ingest.js');
 await runService(process, 'relay-ingest', async () => {
   const env = readEnv(process.env);
   if (!env.configPath) throw new ConfigError('RELAY_CONFIG: required (path of relay.yaml)');
-  const config = loadConfigFile(env.configPath, process.env);
+  // Only credentials reads secrets: ingest resolves just the callers' API keys it checks.
+  const config = loadConfigFile(env.configPath, process.env, { resolveSecrets: 'callers-only' });
   const logger = createLogger({ service: 'relay-ingest', level: env.logLevel });
   return { service: await createIngest({ env, config, logger }), logger, graceMs: env.graceMs };
 });

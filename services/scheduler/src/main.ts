@@ -10,7 +10,8 @@ const { createScheduler } = await import('./scheduler.js');
 await runService(process, 'relay-scheduler', async () => {
   const env = readEnv(process.env);
   if (!env.configPath) throw new ConfigError('RELAY_CONFIG: required (path of relay.yaml)');
-  const config = loadConfigFile(env.configPath, process.env);
+  // Only credentials reads secrets: this service starts without them.
+  const config = loadConfigFile(env.configPath, process.env, { resolveSecrets: 'none' });
   const logger = createLogger({ service: 'relay-scheduler', level: env.logLevel });
-  return { service: await createScheduler({ env, config, logger, configPath: env.configPath, secretsEnv: process.env }), logger, graceMs: env.graceMs };
+  return { service: await createScheduler({ env, config, logger, configPath: env.configPath, resolveSecrets: 'none' }), logger, graceMs: env.graceMs };
 });

@@ -1,7 +1,7 @@
 import { watchFile, unwatchFile } from 'node:fs';
 import { Redis } from 'ioredis';
 import { connectBus, serviceBusOptions, type Bus } from '@relay/bus';
-import { busTopology, loadConfigFile, type RelayConfig, type RelayEnv, type SenderConfig } from '@relay/config';
+import { busTopology, loadConfigFile, type RelayConfig, type RelayEnv, type SecretResolution, type SenderConfig } from '@relay/config';
 import { describe, once } from '@relay/core';
 import { relayInstruments, startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { Intake, INTAKE_DEFAULTS, type IntakeOptions } from './intake.js';
@@ -22,6 +22,8 @@ export interface SchedulerOptions {
   configPath?: string;
   /** Environment for the config file's env: secrets on reload. */
   secretsEnv?: Record<string, string | undefined>;
+  /** Which secrets a reload resolves; the scheduler needs none. Default `all`. */
+  resolveSecrets?: SecretResolution;
   reloadIntervalMs?: number;
 }
 
@@ -74,7 +76,7 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
     watchFile(path, { interval: opts.reloadIntervalMs ?? 2_000 }, () => {
       if (stopped) return;
       try {
-        const config = loadConfigFile(path, opts.secretsEnv ?? {});
+        const config = loadConfigFile(path, opts.secretsEnv ?? {}, { resolveSecrets: opts.resolveSecrets ?? 'all' });
         void reload(config).then(
           () => logger.info({ senders: config.senders.length }, 'configuration reloaded'),
           (err: unknown) => logger.error({ err: describe(err) }, 'configuration reload failed'),

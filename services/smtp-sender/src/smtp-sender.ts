@@ -1,6 +1,6 @@
 import { connectBus, serviceBusOptions, createDispatchWorker, type Bus } from '@relay/bus';
-import { busTopology, requireEnvelopeKeys, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
-import { internalToken, once } from '@relay/core';
+import { busTopology, requireEnvelopeKeys, requireInternalAuth, type RelayConfig, type RelayEnv } from '@relay/config';
+import { once } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';
 import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
 import { AuthCache } from './auth-cache.js';
@@ -17,10 +17,10 @@ export interface SmtpSenderOptions {
 
 export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
-  const token = internalToken(requireMasterKey(env));
+  const internalAuth = requireInternalAuth(env.internalAuth, 'relay-smtp-sender');
   const envelopeKeys = requireEnvelopeKeys(env);
   const bus = overrides.bus ?? (await connectBus({ ...serviceBusOptions(env, 'smtp-sender', logger), topology: busTopology(env, opts.config) }));
-  const credentials = createCredentialsClient(env.credentialsAddr, token);
+  const credentials = createCredentialsClient(env.credentialsAddr, internalAuth);
   const pools = new TransportPool();
   const senders = new Map(config.senders.filter((s) => s.transport === 'smtp').map((s) => [s.id, s]));
   const deliverer = createSmtpDeliverer(() => senders, new AuthCache(credentials), pools);
