@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import type { z } from 'zod';
 import { ConfigError } from '@relay/core';
 import { port25Refusal, RATE_PRESETS } from './presets.js';
+import { formatIssues } from './issues.js';
 import { configSchema, type RawConfig, type RawSender } from './schema.js';
 import { resolveSecret } from './secret.js';
 import type { ClientConfig, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig } from './types.js';
@@ -32,28 +32,9 @@ export function parseConfig(text: string, env: Env, source = 'relay.yaml'): Rela
   }
   const result = configSchema.safeParse(doc ?? {});
   if (!result.success) {
-    throw new ConfigError(`${source}: ${formatIssues(result.error.issues)}`);
+    throw new ConfigError(`${source}: ${formatIssues(result.error.issues, doc ?? {}, configSchema)}`);
   }
   return convert(result.data, env);
-}
-
-function keyPath(path: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
-  return out || '(top level)';
-}
-
-function formatIssues(issues: z.core.$ZodIssue[]): string {
-  return issues
-    .map((i) => {
-      if (i.code === 'unrecognized_keys') {
-        const base = keyPath(i.path);
-        return i.keys.map((k) => `${base === '(top level)' ? k : `${base}.${k}`}: unknown key`).join('; ');
-      }
-      if (i.code === 'invalid_type' && i.input === undefined) return `${keyPath(i.path)}: required`;
-      return `${keyPath(i.path)}: ${i.message}`;
-    })
-    .join('; ');
 }
 
 function convert(raw: RawConfig, env: Env): RelayConfig {
@@ -68,7 +49,7 @@ function convert(raw: RawConfig, env: Env): RelayConfig {
     if (names.has(c.name)) throw new ConfigError(`clients[${i}].name: duplicate client name "${c.name}"`);
     names.add(c.name);
     c.senders.forEach((id, j) => {
-      if (!ids.has(id)) throw new ConfigError(`clients[${i}].senders[${j}]: no sender with id "${id}"`);
+      if (!ids.has(id)) throw new ConfigError(`clients[${i}].senders[${j}]: "${id}" is not a configured sender (senders: ${[...ids].join(', ')})`);
     });
     return { name: c.name, apiKey: resolveSecret(c.api_key, `clients[${i}].api_key`, env), senders: [...c.senders], admin: c.admin };
   });
