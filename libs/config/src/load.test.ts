@@ -170,7 +170,7 @@ describe('parseConfig says what is wrong', () => {
 
   it('refuses a shell variable where a secret goes', () => {
     expect(at('client_secret: s3cret', 'client_secret: $GRAPH_SECRET')).toBe(
-      'senders[1].graph.client_secret: "$GRAPH_SECRET" looks like a shell variable; write env:GRAPH_SECRET to read it from the environment',
+      'relay.yaml: senders[1].graph.client_secret: "$GRAPH_SECRET" looks like a shell variable; write env:GRAPH_SECRET to read it from the environment',
     );
     const block = base.replace('graph: { tenant_id: t, client_id: c, client_secret: s3cret, mailbox: registrar@campus.example }', [
       'graph:',
@@ -180,16 +180,16 @@ describe('parseConfig says what is wrong', () => {
       '      mailbox: registrar@campus.example',
     ].join('\n'));
     expect(configError(block)).toBe(
-      'senders[1].graph.client_secret: "${GRAPH_SECRET}" looks like a shell variable; write env:GRAPH_SECRET to read it from the environment',
+      'relay.yaml: senders[1].graph.client_secret: "${GRAPH_SECRET}" looks like a shell variable; write env:GRAPH_SECRET to read it from the environment',
     );
-    expect(at('env:NOREPLY_PASSWORD', 'env:$NOREPLY_PASSWORD')).toBe('senders[0].smtp.auth.password: write env:NOREPLY_PASSWORD, without the $ (env: takes the variable\'s name)');
+    expect(at('env:NOREPLY_PASSWORD', 'env:$NOREPLY_PASSWORD')).toBe('relay.yaml: senders[0].smtp.auth.password: write env:NOREPLY_PASSWORD, without the $ (env: takes the variable\'s name)');
     // Not a variable name alone: an ordinary literal.
     expect(parseConfig(base.replace('client_secret: s3cret', 'client_secret: "pa$word1"'), env).senders[1]!.graph!.clientSecret.reveal()).toBe('pa$word1');
   });
 
   it('says that a sender a client names is not defined', () => {
     expect(at('senders: [no-reply]', 'senders: [no-reply, billing]')).toBe(
-      'clients[0].senders[1]: "billing" is not a configured sender (senders: no-reply, registrar)',
+      'relay.yaml: clients[0].senders[1]: "billing" is not a configured sender (senders: no-reply, registrar)',
     );
   });
 });

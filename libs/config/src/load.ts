@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import { ConfigError } from '@relay/core';
+import { ConfigError, isConfigError } from '@relay/core';
 import { port25Refusal, RATE_PRESETS } from './presets.js';
 import { formatIssues } from './issues.js';
 import { configSchema, type RawConfig, type RawSender } from './schema.js';
@@ -34,7 +34,13 @@ export function parseConfig(text: string, env: Env, source = 'relay.yaml'): Rela
   if (!result.success) {
     throw new ConfigError(`${source}: ${formatIssues(result.error.issues, doc ?? {}, configSchema)}`);
   }
-  return convert(result.data, env);
+  try {
+    return convert(result.data, env);
+  } catch (err) {
+    // Every problem names the file, as the schema's do.
+    if (isConfigError(err)) throw new ConfigError(`${source}: ${err.message}`, { cause: err });
+    throw err;
+  }
 }
 
 function convert(raw: RawConfig, env: Env): RelayConfig {
