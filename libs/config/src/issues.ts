@@ -21,27 +21,31 @@ export function keyPath(path: Path): string {
  */
 export function formatIssues(issues: readonly z.core.$ZodIssue[], doc: unknown, schema: z.ZodType): string {
   const typos = new Map<string, string>();
-  const lines: string[] = [];
+  const unknown = new Map<z.core.$ZodIssue, string[]>();
   for (const i of issues) {
     if (i.code !== 'unrecognized_keys') continue;
     const object = valueAt(doc, i.path).value;
     const present = isMapping(object) ? Object.keys(object) : [];
     const allowed = allowedKeys(schemasAt(schema, doc, i.path));
-    for (const key of i.keys) {
-      const where = i.path.length ? `${keyPath(i.path)}.${key}` : key;
-      // A key already written is not what a misspelt one meant.
-      const guess = closest(key, allowed.filter((k) => !present.includes(k)));
-      if (guess) typos.set(keyPath([...i.path, guess]), key);
-      lines.push(guess ? `${where}: unknown key; did you mean "${guess}"?` : `${where}: unknown key${allowed.length ? ` (allowed keys: ${allowed.join(', ')})` : ''}`);
-    }
+    unknown.set(
+      i,
+      i.keys.map((key) => {
+        const where = i.path.length ? `${keyPath(i.path)}.${key}` : key;
+        // A key already written is not what a misspelt one meant.
+        const guess = closest(key, allowed.filter((k) => !present.includes(k)));
+        if (guess) typos.set(keyPath([...i.path, guess]), key);
+        return guess ? `${where}: unknown key; did you mean "${guess}"?` : `${where}: unknown key${allowed.length ? ` (allowed keys: ${allowed.join(', ')})` : ''}`;
+      }),
+    );
   }
-  for (const i of issues) {
-    if (i.code === 'unrecognized_keys') continue;
+  const lines = issues.flatMap((i) => {
+    const unknownKeys = unknown.get(i);
+    if (unknownKeys) return unknownKeys;
     const at = valueAt(doc, i.path);
     // The misspelt key's line already says what to do about this "required".
-    if (!at.present && typos.has(keyPath(i.path))) continue;
-    lines.push(`${keyPath(i.path)}: ${describeIssue(i, at, isSecret(schemasAt(schema, doc, i.path)))}`);
-  }
+    if (!at.present && typos.has(keyPath(i.path))) return [];
+    return [`${keyPath(i.path)}: ${describeIssue(i, at, isSecret(schemasAt(schema, doc, i.path)))}`];
+  });
   return [...new Set(lines)].join('; ');
 }
 

@@ -168,6 +168,13 @@ describe('parseConfig says what is wrong', () => {
     );
   });
 
+  it('reports every problem once, without a "required" for the key a typo meant', () => {
+    const text = base.replace('port: 587', 'prot: 587').replace('security: starttls', 'security: startls').replace('from: registrar@campus.example', 'form: registrar@campus.example');
+    expect(configError(text)).toBe(
+      'relay.yaml: senders[0].smtp.security: must be one of tls, starttls, none (got "startls"); senders[0].smtp.prot: unknown key; did you mean "port"?; senders[1].form: unknown key; did you mean "from"?',
+    );
+  });
+
   it('refuses a shell variable where a secret goes', () => {
     expect(at('client_secret: s3cret', 'client_secret: $GRAPH_SECRET')).toBe(
       'relay.yaml: senders[1].graph.client_secret: "$GRAPH_SECRET" looks like a shell variable; write env:GRAPH_SECRET to read it from the environment',
