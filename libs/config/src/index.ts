@@ -5,3 +5,4 @@ export * from './secret.js';
 export type * from './types.js';
 export { senderId } from './schema.js';
 export * from './smtp-options.js';
+export { formatIssues, keyPath } from './issues.js';

@@ -16,8 +16,9 @@ export function keyPath(path: Path): string {
 }
 
 /**
- * One line per problem, joined with "; ". Zod reports a missing key and a wrong type alike and
- * does not keep the value it refused, so the raw document `doc` says which one it was.
+ * One line per problem, joined with "; ", for any schema built from zod objects, lists and unions.
+ * Zod reports a missing key and a wrong type alike and does not keep the value it refused, so the
+ * raw document `doc` says which one it was; `schema` (the one parsed) gives the allowed keys.
  */
 export function formatIssues(issues: readonly z.core.$ZodIssue[], doc: unknown, schema: z.ZodType): string {
   const typos = new Map<string, string>();
