@@ -1,4 +1,7 @@
-import { masterKey, runService, testNatsUrl, writeConfig } from '@relay/testkit';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { masterKey, repoRoot, runService, testNatsUrl, testRedisUrl, writeConfig } from '@relay/testkit';
 import { describe, expect, it } from 'vitest';
 
 function config(smtp: Record<string, unknown>) {
@@ -54,5 +57,33 @@ describe('an invalid configuration stops a service at start, naming the key', ()
     const r = await run(service, config({ ...M365, port: 25 }));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('senders[0].smtp.port: port 25 toward smtp.office365.com is refused');
+  });
+});
+
+describe('npm run stack with an invalid configuration', () => {
+  it('prints the error once and stops', async () => {
+    const cfg = config({ ...M365, port: '587' });
+    const r = await promisify(execFile)(process.execPath, [join(repoRoot, 'tools', 'dist', 'stack.js')], {
+      cwd: repoRoot,
+      timeout: 60_000,
+      env: {
+        ...process.env,
+        RELAY_CONFIG: writeConfig(cfg),
+        NATS_URL: testNatsUrl(),
+        REDIS_URL: testRedisUrl(),
+        RELAY_MASTER_KEY: masterKey(),
+        RELAY_GRPC_PORT: '0',
+        RELAY_HTTP_PORT: '0',
+        RELAY_CREDENTIALS_PORT: '0',
+        RELAY_METRICS_PORT: '0',
+      },
+    }).then(
+      () => ({ code: 0, out: '' }),
+      (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, out: err.stdout + err.stderr }),
+    );
+    expect(r.code).toBe(1);
+    const message = 'senders[0].smtp.port: expected a number, got the string "587"';
+    expect(r.out.split(message)).toHaveLength(2);
+    expect(r.out).toContain('stack: credentials exited with code 1 before it was ready');
   });
 });

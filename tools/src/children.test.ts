@@ -14,6 +14,10 @@ process.on('SIGTERM', () => {
   log(30, 'stopping');
   process.exit(0);
 });
+if (mode === 'bad-config') {
+  console.error('relay-fake: relay.yaml: senders[0].smtp.port: required');
+  process.exit(1);
+}
 log(30, 'starting');
 log(20, 'debug detail');
 if (mode === 'crash') {
@@ -70,6 +74,19 @@ describe('createSupervisor', () => {
     expect(isChildError(err)).toBe(true);
     expect(err.message).toBe('credentials exited with code 3 before it was ready');
     expect(err.lastLines).toContain('[credentials] ERROR: cannot connect to NATS: ECONNREFUSED 127.0.0.1:4222');
+  });
+
+  it('keeps apart the last lines that were not printed, so a report does not repeat the screen', async () => {
+    const printed: string[] = [];
+    sup = createSupervisor({ print: (l) => printed.push(l) });
+    const crash = (await sup.start(spec('credentials', 'crash')).catch((e: unknown) => e)) as ChildError;
+    expect(printed).toEqual(['[credentials] ERROR: cannot connect to NATS: ECONNREFUSED 127.0.0.1:4222']);
+    expect(crash.unshownLines).toEqual(['[credentials] starting', '[credentials] DEBUG: debug detail']);
+
+    const config = (await sup.start(spec('ingest', 'bad-config')).catch((e: unknown) => e)) as ChildError;
+    expect(printed.at(-1)).toBe('[ingest] relay-fake: relay.yaml: senders[0].smtp.port: required');
+    expect(config.lastLines).toEqual(['[ingest] relay-fake: relay.yaml: senders[0].smtp.port: required']);
+    expect(config.unshownLines).toEqual([]);
   });
 
   it('gives up on a child that never logs ready, and stops it', async () => {

@@ -31,10 +31,13 @@ export class ChildError extends Error {
   override name = 'ChildError';
   readonly child: string;
   readonly lastLines: string[];
-  constructor(child: string, message: string, lastLines: string[]) {
+  /** Those of `lastLines` that were not printed as they came (hidden below warnings without verbose). */
+  readonly unshownLines: string[];
+  constructor(child: string, message: string, lastLines: string[], unshownLines: string[] = lastLines) {
     super(message);
     this.child = child;
     this.lastLines = lastLines;
+    this.unshownLines = unshownLines;
   }
 }
 
@@ -58,7 +61,7 @@ export interface SupervisorOptions {
 interface Running {
   name: string;
   proc: ChildProcess;
-  lines: string[];
+  lines: Array<{ line: string; shown: boolean }>;
   closed: Promise<void>;
   exited: boolean;
   stopping: boolean;
@@ -84,8 +87,12 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
   const children = new Map<string, Running>();
   let shuttingDown = false;
 
-  const pretty = (r: Running) =>
-    r.lines.map((l) => formatLogLine(r.name, l, { verbose: true, width: options.width })).filter((l): l is string => l !== undefined);
+  const pretty = (r: Running, which: (l: { shown: boolean }) => boolean = () => true) =>
+    r.lines
+      .filter(which)
+      .map((l) => formatLogLine(r.name, l.line, { verbose: true, width: options.width }))
+      .filter((l): l is string => l !== undefined);
+  const childError = (r: Running, message: string) => new ChildError(r.name, message, pretty(r), pretty(r, (l) => !l.shown));
 
   const start = (spec: ChildSpec): Promise<ReadyChild> => {
     if (shuttingDown) return Promise.reject(new ChildError(spec.name, `${spec.name}: not started, the stack is stopping`, []));
@@ -106,13 +113,13 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       }, readyTimeoutMs);
       const fail = (message: string) => {
         clearTimeout(timer);
-        reject(new ChildError(spec.name, message, pretty(r)));
+        reject(childError(r, message));
       };
 
       const onLine = (line: string) => {
-        r.lines.push(line);
-        if (r.lines.length > CHILD_DEFAULTS.keepLines) r.lines.shift();
         const shown = formatLogLine(spec.name, line, { verbose: options.verbose ?? false, width: options.width });
+        r.lines.push({ line, shown: shown !== undefined });
+        if (r.lines.length > CHILD_DEFAULTS.keepLines) r.lines.shift();
         if (shown !== undefined) options.print(shown);
         const ports = ready ? undefined : readyPorts(parseLogLine(line));
         if (ports) {
@@ -136,7 +143,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
           r.exited = true;
           const how = signal ? `was killed by ${signal}` : `exited with code ${String(code)}`;
           if (!ready) fail(`${spec.name} ${how} before it was ready`);
-          else if (!r.stopping && !shuttingDown) options.onUnexpectedExit?.(new ChildError(spec.name, `${spec.name} ${how}`, pretty(r)));
+          else if (!r.stopping && !shuttingDown) options.onUnexpectedExit?.(childError(r, `${spec.name} ${how}`));
           closed();
         });
       });

@@ -14,7 +14,9 @@ describe('describeSendError', () => {
       'the API key was refused: set RELAY_API_KEY (or --api-key) to a key from the relay config (the relay said: unknown api key)',
     );
     expect(describeSendError(grpcError(status.UNAUTHENTICATED, ''), { ...ctx, apiKeySet: false })).toMatch(/^no API key: set RELAY_API_KEY/);
-    expect(describeSendError(grpcError(status.PERMISSION_DENIED, 'no'), ctx)).toContain('may not send as "demo"');
+    expect(describeSendError(grpcError(status.PERMISSION_DENIED, 'client "app" may not send as "demo"'), ctx)).toBe(
+      'this API key may not send as "demo": a sender with that id must be defined in the relay config and listed in this client\'s senders; or pick another with --sender (the relay said: client "app" may not send as "demo")',
+    );
     expect(describeSendError(grpcError(status.INVALID_ARGUMENT, 'to[0]: not an email address'), ctx)).toBe('the relay refused the message: to[0]: not an email address');
     expect(describeSendError(grpcError(status.UNAVAILABLE, 'No connection established'), ctx)).toContain('cannot reach the relay at 127.0.0.1:50051: is it running (npm run stack)?');
     expect(describeSendError(grpcError(status.RESOURCE_EXHAUSTED, 'too big'), ctx)).toBe('RESOURCE_EXHAUSTED (the relay said: too big)');

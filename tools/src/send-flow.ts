@@ -30,7 +30,8 @@ export function describeSendError(err: unknown, ctx: { address: string; sender: 
         ? `the API key was refused: set RELAY_API_KEY (or --api-key) to a key from the relay config${said}`
         : `no API key: set RELAY_API_KEY (or --api-key) to a key from the relay config${said}`;
     case status.PERMISSION_DENIED:
-      return `this API key may not send as "${ctx.sender}": add the sender to the client's senders in the relay config, or pick another with --sender${said}`;
+      // The relay refuses an undefined sender and one the client may not use alike: name both causes.
+      return `this API key may not send as "${ctx.sender}": a sender with that id must be defined in the relay config and listed in this client's senders; or pick another with --sender${said}`;
     case status.INVALID_ARGUMENT:
       return `the relay refused the message: ${details ?? 'invalid argument'}`;
     case status.ALREADY_EXISTS:

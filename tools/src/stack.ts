@@ -226,7 +226,8 @@ function main(): void {
 
 function reportChildError(err: ChildError): void {
   console.error(`stack: ${err.message}`);
-  if (err.lastLines.length > 0) console.error(`stack: last lines of ${err.child}:\n${err.lastLines.map((l) => `  ${l}`).join('\n')}`);
+  // The lines already on the terminal are not repeated: a one-line config error shows once.
+  if (err.unshownLines.length > 0) console.error(`stack: last lines of ${err.child} not shown above:\n${err.unshownLines.map((l) => `  ${l}`).join('\n')}`);
 }
 
 function hasInternalAuth(env: Record<string, string | undefined>): boolean {

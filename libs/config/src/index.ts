@@ -7,3 +7,4 @@ export { senderId } from './schema.js';
 export * from './smtp-options.js';
 export { busTopology } from './bus-topology.js';
 export * from './internal-auth.js';
+export { formatIssues, keyPath } from './issues.js';

@@ -128,7 +128,7 @@ describe('parseConfig', () => {
     expect(configError(base.replace('transport: smtp', 'transport: carrier-pigeon'))).toMatch(/senders\[0\]\.transport:/);
     expect(configError(base.replace('from: no-reply@campus.example', 'from: not-an-address'))).toMatch(/senders\[0\]\.from: must be an email address/);
     expect(configError(base, { NOREPLY_PASSWORD: 'x' })).toMatch(/clients\[0\]\.api_key: environment variable BILLING_API_KEY is not set/);
-    expect(configError(base.replace('senders: [no-reply]', 'senders: [nobody]'))).toMatch(/clients\[0\]\.senders\[0\]: no sender with id "nobody"/);
+    expect(configError(base.replace('senders: [no-reply]', 'senders: [nobody]'))).toMatch(/clients\[0\]\.senders\[0\]: "nobody" is not a configured sender/);
     expect(configError(base.replace('    transport: graph\n', '    transport: graph\n    smtp: { host: x, port: 587, security: none }\n'))).toMatch(/senders\[1\]\.smtp: not allowed with transport: graph/);
     expect(configError(base.replace(/  - id: registrar[\s\S]*$/, '  - id: no-reply\n    from: a@b.example\n    transport: smtp\n    smtp: { host: x, port: 587, security: none }\n'))).toMatch(/senders\[1\]\.id: duplicate sender id/);
     expect(configError('clients: []\nsenders: []\n')).toMatch(/clients: at least one client/);
@@ -157,6 +157,76 @@ describe('parseConfig', () => {
     expect(configError(gmail)).toMatch(/port 25 toward smtp\.gmail\.com is refused/);
     const own = base.replace('host: smtp.office365.com', 'host: mail.campus.example').replace('port: 587', 'port: 25');
     expect(parseConfig(own, env).senders[0]!.smtp!.port).toBe(25);
+  });
+});
+
+describe('parseConfig says what is wrong', () => {
+  const at = (from: string, to: string, e: Record<string, string> = env) => configError(base.replace(from, to), e);
+
+  it('tells a wrong type from a missing key', () => {
+    expect(at('port: 587', 'port: "587"')).toBe('relay.yaml: senders[0].smtp.port: expected a number, got the string "587"');
+    expect(at('port: 587', 'port: 5.5')).toBe('relay.yaml: senders[0].smtp.port: expected a whole number, got the number 5.5');
+    expect(at('port: 587', 'port:')).toBe('relay.yaml: senders[0].smtp.port: expected a number, got an empty value');
+    expect(at('      port: 587\n', '')).toBe('relay.yaml: senders[0].smtp.port: required');
+    expect(at('    admin: true', '    admin: yes')).toBe('relay.yaml: clients[1].admin: expected true or false, got the string "yes"');
+    expect(at('senders: [no-reply]', 'senders: no-reply')).toBe('relay.yaml: clients[0].senders: expected a list, got the string "no-reply"');
+    expect(at('      port: 587', '      port: 587\n      timeouts: { connect: true }')).toBe(
+      'relay.yaml: senders[0].smtp.timeouts.connect: expected a string or a number, got the boolean true',
+    );
+  });
+
+  it('never shows the value of a secret it refuses', () => {
+    expect(at('password: env:NOREPLY_PASSWORD', 'password: 31415926')).toBe('relay.yaml: senders[0].smtp.auth.password: expected a string, got a number');
+  });
+
+  it('names the allowed values of a choice', () => {
+    expect(at('security: starttls', 'security: startls')).toBe('relay.yaml: senders[0].smtp.security: must be one of tls, starttls, none (got "startls")');
+    expect(at('      security: starttls\n', '')).toBe('relay.yaml: senders[0].smtp.security: required, one of tls, starttls, none');
+    expect(at('type: password', 'type: pasword')).toBe('relay.yaml: senders[0].smtp.auth.type: must be one of password, oauth2, none (got "pasword")');
+  });
+
+  it('suggests the key a typo meant, and lists the keys when nothing is near', () => {
+    expect(at('port: 587', 'prot: 587')).toBe('relay.yaml: senders[0].smtp.prot: unknown key; did you mean "port"?');
+    expect(at('security: starttls', 'securty: starttls')).toBe('relay.yaml: senders[0].smtp.securty: unknown key; did you mean "security"?');
+    expect(at('user: no-reply@campus.example, password', 'usr: no-reply@campus.example, password')).toBe(
+      'relay.yaml: senders[0].smtp.auth.usr: unknown key; did you mean "user"?',
+    );
+    expect(at('clients:', 'client:')).toBe('relay.yaml: client: unknown key; did you mean "clients"?');
+    expect(at('security: starttls', 'security: starttls\n      colour: blue')).toBe(
+      'relay.yaml: senders[0].smtp.colour: unknown key (allowed keys: host, port, security, servername, ca_file, auth, pool, timeouts)',
+    );
+  });
+
+  it('reports every problem once, without a "required" for the key a typo meant', () => {
+    const text = base.replace('port: 587', 'prot: 587').replace('security: starttls', 'security: startls').replace('from: registrar@campus.example', 'form: registrar@campus.example');
+    expect(configError(text)).toBe(
+      'relay.yaml: senders[0].smtp.security: must be one of tls, starttls, none (got "startls"); senders[0].smtp.prot: unknown key; did you mean "port"?; senders[1].form: unknown key; did you mean "from"?',
+    );
+  });
+
+  it('refuses a shell variable where a secret goes', () => {
+    expect(at('client_secret: s3cret', 'client_secret: $GRAPH_SECRET')).toBe(
+      'relay.yaml: senders[1].graph.client_secret: "$GRAPH_SECRET" looks like a shell variable; write env:GRAPH_SECRET to read it from the environment',
+    );
+    const block = base.replace('graph: { tenant_id: t, client_id: c, client_secret: s3cret, mailbox: registrar@campus.example }', [
+      'graph:',
+      '      tenant_id: t',
+      '      client_id: c',
+      '      client_secret: ${GRAPH_SECRET}',
+      '      mailbox: registrar@campus.example',
+    ].join('\n'));
+    expect(configError(block)).toBe(
+      'relay.yaml: senders[1].graph.client_secret: "${GRAPH_SECRET}" looks like a shell variable; write env:GRAPH_SECRET to read it from the environment',
+    );
+    expect(at('env:NOREPLY_PASSWORD', 'env:$NOREPLY_PASSWORD')).toBe('relay.yaml: senders[0].smtp.auth.password: write env:NOREPLY_PASSWORD, without the $ (env: takes the variable\'s name)');
+    // Not a variable name alone: an ordinary literal.
+    expect(parseConfig(base.replace('client_secret: s3cret', 'client_secret: "pa$word1"'), env).senders[1]!.graph!.clientSecret.reveal()).toBe('pa$word1');
+  });
+
+  it('says that a sender a client names is not defined', () => {
+    expect(at('senders: [no-reply]', 'senders: [no-reply, billing]')).toBe(
+      'relay.yaml: clients[0].senders[1]: "billing" is not a configured sender (senders: no-reply, registrar)',
+    );
   });
 });
 

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import type { z } from 'zod';
-import { ConfigError } from '@relay/core';
+import { ConfigError, isConfigError } from '@relay/core';
 import { port25Refusal, RATE_PRESETS } from './presets.js';
+import { formatIssues } from './issues.js';
 import { configSchema, type RawClientLimits, type RawConfig, type RawSender } from './schema.js';
 import { resolveSecret, UnresolvedSecret, type Secret } from './secret.js';
 import type { ClientConfig, ClientLimits, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig, StoreLimit, StoreLimitsConfig } from './types.js';
@@ -50,32 +50,19 @@ export function parseConfig(text: string, env: Env, source = 'relay.yaml', opts:
   }
   const result = configSchema.safeParse(doc ?? {});
   if (!result.success) {
-    throw new ConfigError(`${source}: ${formatIssues(result.error.issues)}`);
+    throw new ConfigError(`${source}: ${formatIssues(result.error.issues, doc ?? {}, configSchema)}`);
   }
   const mode = opts.resolveSecrets ?? 'all';
   const resolve: Resolve = (ref, key) => resolveSecret(ref, key, env);
   const unresolved: Resolve = (ref, key) => new UnresolvedSecret(key, ref);
   const callers = mode === 'all' || mode === 'callers-only' ? resolve : unresolved;
-  return convert(result.data, callers, mode === 'all' || mode === 'senders-only' ? resolve : unresolved);
-}
-
-function keyPath(path: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
-  return out || '(top level)';
-}
-
-function formatIssues(issues: z.core.$ZodIssue[]): string {
-  return issues
-    .map((i) => {
-      if (i.code === 'unrecognized_keys') {
-        const base = keyPath(i.path);
-        return i.keys.map((k) => `${base === '(top level)' ? k : `${base}.${k}`}: unknown key`).join('; ');
-      }
-      if (i.code === 'invalid_type' && i.input === undefined) return `${keyPath(i.path)}: required`;
-      return `${keyPath(i.path)}: ${i.message}`;
-    })
-    .join('; ');
+  try {
+    return convert(result.data, callers, mode === 'all' || mode === 'senders-only' ? resolve : unresolved);
+  } catch (err) {
+    // Every problem names the file, as the schema's do.
+    if (isConfigError(err)) throw new ConfigError(`${source}: ${err.message}`, { cause: err });
+    throw err;
+  }
 }
 
 /** `callers` resolves what ingest checks callers with; `senderSecrets` everything else. */
@@ -91,7 +78,7 @@ function convert(raw: RawConfig, callers: Resolve, senderSecrets: Resolve): Rela
     if (names.has(c.name)) throw new ConfigError(`clients[${i}].name: duplicate client name "${c.name}"`);
     names.add(c.name);
     c.senders.forEach((id, j) => {
-      if (!ids.has(id)) throw new ConfigError(`clients[${i}].senders[${j}]: no sender with id "${id}"`);
+      if (!ids.has(id)) throw new ConfigError(`clients[${i}].senders[${j}]: "${id}" is not a configured sender (senders: ${[...ids].join(', ')})`);
     });
     const apiKey = callers(c.api_key, `clients[${i}].api_key`);
     // A short key is a placeholder or a guessable one; neither may become a working credential.

@@ -1,11 +1,12 @@
 import { z } from 'zod';
 import { parseDuration } from '@relay/core';
+import { secretFields } from './issues.js';
 import { PRESET_NAMES } from './presets.js';
 
 // The raw shape of relay.yaml (snake_case, as operators write it). Every object is strict so an
 // unknown key stops the service with its name.
 
-const secretRef = z.string().min(1, 'must not be empty');
+const secretRef = z.string().min(1, 'must not be empty').register(secretFields);
 const nonEmpty = z.string().trim().min(1, 'must not be empty');
 const ADDRESS = /^[^\s@<>",;]+@[^\s@<>",;]+$/;
 const mailbox = z

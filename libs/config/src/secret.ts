@@ -53,8 +53,15 @@ export class UnresolvedSecret extends Secret {
 
 /** Resolves a config secret reference: a literal, `env:NAME` or `file:PATH`. `key` names it in errors. */
 export function resolveSecret(ref: string, key: string, env: Record<string, string | undefined>): Secret {
+  // relay.yaml is not run through a shell: `$VAR` would otherwise become the secret itself.
+  const shellVar = /^\$(?:\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))$/.exec(ref);
+  if (shellVar) {
+    throw new ConfigError(`${key}: "${ref}" looks like a shell variable; write env:${shellVar[1] ?? shellVar[2]} to read it from the environment`);
+  }
   if (ref.startsWith('env:')) {
     const name = ref.slice(4);
+    const inner = /^\$\{?([A-Za-z_]\w*)\}?$/.exec(name);
+    if (inner) throw new ConfigError(`${key}: write env:${inner[1]}, without the $ (env: takes the variable's name)`);
     const value = env[name];
     if (value === undefined || value === '') {
       throw new ConfigError(`${key}: environment variable ${name} is not set`);
