@@ -25,6 +25,13 @@ export interface RelayEnv {
   /** How long a consumed message may go unacknowledged before JetStream redelivers it. */
   ackWaitMs: number;
   logLevel: string;
+  /** RELAY_SMTP_PORT: ingest's SMTP submission door (STARTTLS); undefined: no listener, 0: any free port. */
+  smtpPort?: number;
+  /** RELAY_SMTPS_PORT: the same door with implicit TLS (465). */
+  smtpsPort?: number;
+  /** RELAY_TLS_CERT / RELAY_TLS_KEY: paths of the PEM certificate chain and key ingest serves TLS with. */
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
 }
 
 export const ENV_DEFAULTS = {
@@ -62,6 +69,10 @@ export function readEnv(env: Env): RelayEnv {
     ackWaitMs: duration(env, 'RELAY_ACK_WAIT', ENV_DEFAULTS.ackWaitMs),
     streamReplicas: replicas(env.RELAY_STREAM_REPLICAS),
     logLevel: env.LOG_LEVEL || ENV_DEFAULTS.logLevel,
+    smtpPort: optionalPort(env, 'RELAY_SMTP_PORT'),
+    smtpsPort: optionalPort(env, 'RELAY_SMTPS_PORT'),
+    tlsCertFile: env.RELAY_TLS_CERT || undefined,
+    tlsKeyFile: env.RELAY_TLS_KEY || undefined,
   };
 }
 
@@ -71,6 +82,10 @@ function port(env: Env, name: string, fallback: number): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`${name}: "${v}" is not a port (0-65535; 0 means any free port)`);
   return n;
+}
+
+function optionalPort(env: Env, name: string): number | undefined {
+  return env[name] === undefined || env[name] === '' ? undefined : port(env, name, 0);
 }
 
 function duration(env: Env, name: string, fallback: number): number {

@@ -6,7 +6,7 @@ import { ConfigError } from '@relay/core';
 import { port25Refusal, RATE_PRESETS } from './presets.js';
 import { configSchema, type RawConfig, type RawSender } from './schema.js';
 import { resolveSecret } from './secret.js';
-import type { ClientConfig, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig } from './types.js';
+import type { ClientConfig, ClientSmtpConfig, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig } from './types.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -70,7 +70,21 @@ function convert(raw: RawConfig, env: Env): RelayConfig {
     c.senders.forEach((id, j) => {
       if (!ids.has(id)) throw new ConfigError(`clients[${i}].senders[${j}]: no sender with id "${id}"`);
     });
-    return { name: c.name, apiKey: resolveSecret(c.api_key, `clients[${i}].api_key`, env), senders: [...c.senders], admin: c.admin };
+    return {
+      name: c.name,
+      apiKey: resolveSecret(c.api_key, `clients[${i}].api_key`, env),
+      senders: [...c.senders],
+      admin: c.admin,
+      ...(c.smtp ? { smtp: convertClientSmtp(c.smtp, `clients[${i}].smtp`, env) } : {}),
+    };
+  });
+  const smtpUsers = new Map<string, string>();
+  clients.forEach((c, i) => {
+    const user = c.smtp?.username?.toLowerCase();
+    if (!user) return;
+    const other = smtpUsers.get(user);
+    if (other) throw new ConfigError(`clients[${i}].smtp.username: "${c.smtp!.username}" is already client "${other}"'s username`);
+    smtpUsers.set(user, c.name);
   });
   const keys = new Map<string, string>();
   clients.forEach((c, i) => {
@@ -115,6 +129,7 @@ function convertSender(s: RawSender, key: string, env: Env): SenderConfig {
         }
       : undefined,
     // Graph senders are paced within Microsoft's Graph limits unless their rate: says otherwise.
+    ...(s.smtp_aliases ? { smtpAliases: s.smtp_aliases.map(addrSpec) } : {}),
     rate: s.rate ? convertRate(s.rate, `${key}.rate`) : s.transport === 'graph' ? convertRate({ preset: 'microsoft365-graph' }, `${key}.rate`) : undefined,
   };
 }
@@ -194,6 +209,19 @@ function convertRate(r: NonNullable<RawSender['rate']>, key: string): RateConfig
     maxConcurrent: r.max_concurrent ?? p.maxConcurrent,
     dailyWindowMs: r.daily_window ?? 86_400_000,
   };
+}
+
+function convertClientSmtp(s: NonNullable<RawConfig['clients'][number]['smtp']>, key: string, env: Env): ClientSmtpConfig {
+  return {
+    username: s.username,
+    password: s.password !== undefined ? resolveSecret(s.password, `${key}.password`, env) : undefined,
+    allowIps: s.allow_ips ?? [],
+  };
+}
+
+/** The bare, lowercased address of `Name <local@host>` or `local@host`. */
+export function addrSpec(mailbox: string): string {
+  return mailbox.replace(/^.*<([^>]+)>\s*$/, '$1').trim().toLowerCase();
 }
 
 function stripSlash(url: string): string {

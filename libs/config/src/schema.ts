@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from '@relay/core';
 import { PRESET_NAMES } from './presets.js';
@@ -29,11 +30,40 @@ export const senderId = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "-" or "_"');
 
+/** An IPv4/IPv6 address with an optional prefix length; a bare address means that one host. */
+const cidr = z
+  .string()
+  .trim()
+  .refine((v) => {
+    const [ip, bits, extra] = v.split('/');
+    const family = isIP(ip ?? '');
+    if (!family || extra !== undefined) return false;
+    if (bits === undefined) return true;
+    const n = Number(bits);
+    return /^\d{1,3}$/.test(bits) && n <= (family === 4 ? 32 : 128);
+  }, 'must be an IP address or CIDR range, e.g. 10.20.0.0/16 or 192.0.2.7');
+
+/** Who may submit over the SMTP door as this client: AUTH credentials and/or source addresses. */
+const clientSmtpSchema = z
+  .strictObject({
+    username: nonEmpty.optional(),
+    password: secretRef.optional(),
+    allow_ips: z.array(cidr).min(1, 'must list at least one address or range').optional(),
+  })
+  .superRefine((v, ctx) => {
+    if (v.username !== undefined && v.password === undefined) ctx.addIssue({ code: 'custom', path: ['password'], message: 'required with username' });
+    if (v.password !== undefined && v.username === undefined) ctx.addIssue({ code: 'custom', path: ['username'], message: 'required with password' });
+    if (v.username === undefined && v.password === undefined && v.allow_ips === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'needs username and password, or allow_ips, or both' });
+    }
+  });
+
 const clientSchema = z.strictObject({
   name: nonEmpty,
   api_key: secretRef,
   senders: z.array(senderId).default([]),
   admin: z.boolean().default(false),
+  smtp: clientSmtpSchema.optional(),
 });
 
 const passwordAuth = z.strictObject({
@@ -103,6 +133,8 @@ const senderSchema = z.strictObject({
   smtp: smtpSchema.optional(),
   graph: graphSchema.optional(),
   rate: rateSchema.optional(),
+  /** More addresses a client may put in MAIL FROM and the From header when it submits over SMTP as this sender. */
+  smtp_aliases: z.array(mailbox).optional(),
 });
 
 export const configSchema = z.strictObject({
