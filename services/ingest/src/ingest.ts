@@ -7,6 +7,7 @@ import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsSe
 import { createAuthenticator } from './auth.js';
 import { createAdminForward } from './credentials-forward.js';
 import { createMailHandlers, messageLimit, type IngestContext } from './mail-service.js';
+import { createSmtpDoor, smtpDoorTls } from './smtp-door/index.js';
 
 export interface IngestOptions {
   env: RelayEnv;
@@ -54,6 +55,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       return admin.beginConsent(call.request.sender);
     }),
   });
+  const smtpDoor = createSmtpDoor(ctx, { host: env.host, port: env.smtpPort, smtpsPort: env.smtpsPort, tls: smtpDoorTls(env) });
   let ops: OpsServer | undefined;
   let health: GrpcHealth | undefined;
   const ready = () => bus.healthy();
@@ -66,13 +68,14 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       const grpcPort = await new Promise<number>((resolve, reject) =>
         server.bindAsync(`${env.host}:${env.grpcPort}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
       );
+      const smtpPorts = await smtpDoor.start();
       ops = await startOpsServer({ port: env.metricsPort, host: env.host, ready });
-      return { grpc: grpcPort, metrics: ops.port };
+      return { grpc: grpcPort, ...smtpPorts, metrics: ops.port };
     },
     stop: once(async () => {
       // Refuse new calls, let the ones in progress finish within the grace period.
       health?.close();
-      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await Promise.all([new Promise<void>((resolve) => server.tryShutdown(() => resolve())), smtpDoor.stop()]);
       if (!(await within(inFlight.idle(), env.graceMs))) logger.warn({ in_flight: inFlight.size }, 'grace period over');
       server.forceShutdown();
       await ops?.close();

@@ -1,0 +1,44 @@
+/** The header fields the door looks at, from the header section of a raw RFC 5322 message. */
+export interface HeaderSummary {
+  /** Addresses in the From field(s), lowercased addr-specs. */
+  from: string[];
+  /** The Subject as written (encoded words are left encoded). */
+  subject: string;
+  /** Whether the header section ended with an empty line (a message can be all headers). */
+  complete: boolean;
+}
+
+/** Longest header section looked at; a longer one is read up to here. */
+const MAX_HEADER_BYTES = 256 * 1024;
+
+export function readHeaders(raw: Buffer): HeaderSummary {
+  const head = raw.subarray(0, MAX_HEADER_BYTES);
+  let end = head.indexOf('\r\n\r\n');
+  if (end < 0) end = head.indexOf('\n\n');
+  const text = head.subarray(0, end < 0 ? head.length : end).toString('utf8');
+  const from: string[] = [];
+  let subject = '';
+  // Unfold: a line starting with white space continues the field before it.
+  for (const field of text.split(/\r?\n(?![ \t])/)) {
+    const colon = field.indexOf(':');
+    if (colon <= 0) continue;
+    const name = field.slice(0, colon).trim().toLowerCase();
+    const value = field.slice(colon + 1).replace(/\r?\n[ \t]/g, ' ').trim();
+    if (name === 'from') from.push(...addresses(value));
+    else if (name === 'subject' && !subject) subject = value;
+  }
+  return { from, subject, complete: end >= 0 };
+}
+
+/** The addr-specs of an address list: per item, the one in angle brackets, else the word with an "@". */
+export function addresses(value: string): string[] {
+  const withoutComments = value.replace(/\([^()]*\)/g, ' ');
+  const out: string[] = [];
+  // Commas outside quoted display names separate the items.
+  for (const item of withoutComments.split(/,(?=(?:[^"]*"[^"]*")*[^"]*$)/)) {
+    const bracketed = /<([^<>]*)>\s*$/.exec(item);
+    const spec = bracketed ? bracketed[1]! : item.split(/\s+/).find((w) => w.includes('@'));
+    if (spec?.trim()) out.push(spec.trim().toLowerCase());
+  }
+  return out;
+}
