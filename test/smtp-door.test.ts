@@ -1,10 +1,19 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { busNames } from '@relay/bus';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import { MessageState } from '@relay/proto';
-import { startSmtpServer, testCa, type ReceivedMail, type TestSmtpServer } from '@relay/testkit';
+import { dropBus, spawnService, startSmtpServer, testCa, uniquePrefix, type ReceivedMail, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from './support/grpc-client.js';
-import { clientEntry, FAST_DELIVERY, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
+import { hasNatsServer, NATS_SERVER_BIN, startPrivateNats, type PrivateNats } from './support/nats-server.js';
+import { clientEntry, FAST_DELIVERY, newClient, sleep, smtpSender, waitForMail, waitForState } from './support/relay.js';
 import { queuedId, submit, type SubmitOptions } from './support/smtp-client.js';
 import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
@@ -205,5 +214,105 @@ describe('SMTP door: limits', () => {
     const res = await submit({ port: ports.smtp, security: 'none', localAddress: PRINTER_IP, envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] }, raw });
     expect(res.ok).toBe(false);
     expect(res.response).toMatch(/^552 5\.3\.4 /);
+  });
+});
+
+const run = promisify(execFile);
+const SWAKS = '/usr/bin/swaks';
+const SMTP_SOURCE = '/usr/sbin/smtp-source';
+/** In CI a missing client fails its suite (it is installed there); elsewhere the suite is skipped. */
+const runnable = (bin: string) => existsSync(bin) || process.env.CI === 'true';
+const installed = (bin: string) => expect(existsSync(bin), `${bin} is missing: apt-get install swaks postfix`).toBe(true);
+
+async function received(rcpt: string, n: number, timeoutMs = 20_000): Promise<ReceivedMail[]> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const got = receiver.messages.filter((m) => m.envelope.to.includes(rcpt));
+    if (got.length >= n) return got;
+    if (Date.now() > until) throw new Error(`timed out: ${got.length}/${n} messages for ${rcpt} at the receiving server`);
+    await sleep(50);
+  }
+}
+
+describe.runIf(runnable(SWAKS))('SMTP door: swaks', () => {
+  it('STARTTLS + AUTH PLAIN with an attachment; EHLO advertises the extensions', async () => {
+    installed(SWAKS);
+    const dir = mkdtempSync(join(tmpdir(), 'relay-swaks-'));
+    const file = join(dir, 'report.bin');
+    const content = randomBytes(20_000);
+    writeFileSync(file, content);
+    const rcpt = `swaks-${randomBytes(4).toString('hex')}@students.campus.example`;
+    const { stdout } = await run(SWAKS, [
+      '--server', '127.0.0.1', '--port', String(ports.smtp), '--tls',
+      '--auth', 'PLAIN', '--auth-user', J1.user, '--auth-password', J1.pass,
+      '--from', 'registrar@campus.example', '--to', rcpt, '--header', 'Subject: swaks door test',
+      '--attach-type', 'application/octet-stream', '--attach', `@${file}`,
+    ]);
+    for (const ext of ['PIPELINING', '8BITMIME', 'SMTPUTF8', 'STARTTLS', 'SIZE \\d+']) expect(stdout).toMatch(new RegExp(`250[- ]${ext}\\r?\\n`));
+    expect(stdout).toMatch(/AUTH PLAIN LOGIN/);
+    const id = queuedId(/250 2\.0\.0 OK \S+ queued/.exec(stdout)![0]);
+    const [mail] = await received(rcpt, 1);
+    expect(mail!.raw.toString('latin1')).toContain(`X-Relay-Message-ID: ${id}`);
+    expect(mail!.parsed.subject).toBe('swaks door test');
+    expect(mail!.parsed.attachments[0]!.content.equals(content)).toBe(true);
+  });
+
+  it('AUTH without TLS is refused; MAIL without AUTH from an outside address gets 530', async () => {
+    installed(SWAKS);
+    const common = ['--server', '127.0.0.1', '--port', String(ports.smtp), '--local-interface', OUTSIDER_IP, '--from', 'registrar@campus.example', '--to', 'ada@students.campus.example'];
+    const noTls = await run(SWAKS, [...common, '--auth', 'PLAIN', '--auth-user', J1.user, '--auth-password', J1.pass]).catch((e: { stdout: string }) => e);
+    expect(noTls.stdout).not.toMatch(/250 2\.0\.0 OK/);
+    const noAuth = await run(SWAKS, common).catch((e: { stdout: string }) => e);
+    expect(noAuth.stdout).toMatch(/530 5\.7\.0 Authentication required/);
+  });
+});
+
+describe.runIf(runnable(SMTP_SOURCE))("SMTP door: Postfix's smtp-source", () => {
+  it('many messages over parallel sessions from an allowed address, all relayed', async () => {
+    installed(SMTP_SOURCE);
+    const rcpt = `load-${randomBytes(4).toString('hex')}@example.test`;
+    await run(SMTP_SOURCE, ['-d', '-s', '4', '-m', '40', '-l', '2048', '-f', 'scans@campus.example', '-t', rcpt, `127.0.0.1:${ports.smtp}`]);
+    const mails = await received(rcpt, 40);
+    expect(mails).toHaveLength(40);
+    expect(mails.every((m) => m.envelope.from === 'scans@campus.example')).toBe(true);
+  });
+});
+
+// The broker goes away under a running ingest: a NATS server of this test's own, killed and restarted.
+describe.skipIf(!hasNatsServer)(`SMTP door: broker down (needs ${NATS_SERVER_BIN})`, () => {
+  let nats: PrivateNats;
+  let ingest: ServiceProcess;
+  const prefix = uniquePrefix('smtp-down');
+
+  beforeAll(async () => {
+    nats = await startPrivateNats();
+    ingest = await spawnService('ingest', { env: { ...stack.env, NATS_URL: nats.url, RELAY_BUS_PREFIX: prefix, RELAY_GRPC_PORT: '0' } });
+  });
+
+  afterAll(async () => {
+    await ingest?.kill();
+    if (nats) {
+      await dropBus(prefix, nats.url).catch(() => {});
+      await nats.close();
+    }
+  });
+
+  it('451 4.3.0 while the broker is down, and nothing of that message is stored', async () => {
+    const port = ingest.ports.smtp!;
+    const up = await submit(await registrarMail({ port }));
+    if (!up.ok) throw new Error(up.response);
+    await nats.kill();
+    const down = await submit(await registrarMail({ port }));
+    expect(down.ok).toBe(false);
+    expect(down.response).toMatch(/^451 4\.3\.0 The message was not stored/);
+
+    await nats.restart();
+    const nc = await connect({ servers: nats.url });
+    try {
+      const info = await (await jetstreamManager(nc)).streams.info(busNames(prefix).submittedStream);
+      expect(info.state.messages).toBe(1);
+    } finally {
+      await nc.close();
+    }
   });
 });

@@ -73,7 +73,7 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
 
   const options = (port: 'submission' | 'smtps'): SMTPServerOptions => ({
     name,
-    banner: 'Campus Relay ESMTP',
+    banner: 'Campus Relay',
     logger: false,
     secure: port === 'smtps',
     ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : {}),
