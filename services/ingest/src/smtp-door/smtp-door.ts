@@ -3,11 +3,11 @@ import { context, SpanKind, SpanStatusCode, trace, type Span } from '@openteleme
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import type { ClientConfig, SenderConfig } from '@relay/config';
 import { describe, ErrorCode, isRelayError } from '@relay/core';
+import { readHeaders } from '@relay/mail';
 import { relayInstruments } from '@relay/telemetry';
 import { acceptMessage } from '../accept.js';
 import { messageLimit, type IngestContext } from '../mail-service.js';
 import { createSmtpGate } from './gate.js';
-import { readHeaders } from './headers.js';
 
 export interface SmtpDoorOptions {
   host: string;
