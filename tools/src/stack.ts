@@ -10,9 +10,9 @@ import { isConfigError } from '@relay/core';
 import { startCaptureServer } from './capture.js';
 import { isStackError, StackError } from './errors.js';
 import { createSupervisor, isChildError, type ChildError, type Supervisor } from './children.js';
-import { DEMO, demoMasterKey, demoPaths, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
+import { DEMO, demoMasterKey, demoPaths, demoSmtpDoorEnv, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
 import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startTestcontainer } from './infra.js';
-import { busyPorts, credentialsAddress, serviceEnv, serviceArgs, SERVICES, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
+import { busyPorts, credentialsAddress, portFree, serviceEnv, serviceArgs, SERVICES, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
 import { removeStackFile, writeStackFile } from './stack-file.js';
 
 const USAGE = `Usage: npm run stack [-- --verbose]
@@ -77,7 +77,8 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
 
   let configPath = env.RELAY_CONFIG;
   let masterKey = env.RELAY_MASTER_KEY;
-  let demo: { captureDir: string } | undefined;
+  let demo: { captureDir: string; smtpPort?: number } | undefined;
+  let doorEnv: Record<string, string> = {};
   if (!configPath) {
     const paths = demoPaths(root);
     const capture = await startCaptureServer({
@@ -90,6 +91,7 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
     configPath = writeDemoConfig(root, { host: capture.host, port: capture.port });
     masterKey ||= demoMasterKey(root);
     demo = { captureDir: paths.captureDir };
+    doorEnv = demoSmtpDoorEnv(root, env, await portFree(DEMO.submissionPort));
     print(`stack: demo mode: capture SMTP server on ${capture.host}:${capture.port}, config ${relative(root, configPath)}`);
   }
   if (stopping()) return;
@@ -109,14 +111,16 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
     // The demo's keys are public: keep it off the network unless RELAY_HOST says otherwise.
     host: demo ? '127.0.0.1' : undefined,
   };
-  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(root, name), env: serviceEnv(env, settings), cwd: root });
+  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(root, name), env: { ...serviceEnv(env, settings), ...doorEnv }, cwd: root });
 
   const credentials = await supervisor.start(spec('credentials'));
   settings.credentialsAddr = credentialsAddress(ports.credentials, credentials.ports);
   const started = await Promise.all(SERVICES.filter((s) => s !== 'credentials').map((name) => supervisor.start(spec(name))));
   if (stopping()) return;
 
-  const address = `127.0.0.1:${started.find((c) => c.name === 'ingest')?.ports.grpc ?? ports.grpc}`;
+  const ingestPorts = started.find((c) => c.name === 'ingest')?.ports;
+  const address = `127.0.0.1:${ingestPorts?.grpc ?? ports.grpc}`;
+  if (demo && ingestPorts?.smtp) demo.smtpPort = ingestPorts.smtp;
   writeStackFile(root, demo ? { address, apiKey: DEMO.apiKey, sender: DEMO.sender, captureDir: demo.captureDir } : { address });
   cleanup.add(() => removeStackFile(root));
   print(readyBanner({ address, demo, root }));
