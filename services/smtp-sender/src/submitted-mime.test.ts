@@ -13,6 +13,13 @@ describe('submittedMail', () => {
     expect(mail.messageId).toBe('<m-1@app>');
   });
 
+  it('asks for BODY=8BITMIME when the message has 8-bit bytes', () => {
+    const eightBit = create(EnvelopeSchema, { messageId: 'id-3', rawMime: Buffer.from('Subject: Grüße\r\n\r\nÄ\r\n'), envelopeTo: ['x@example.test'] });
+    expect(submittedMail(eightBit)!.envelope.use8BitMime).toBe(true);
+    const ascii = create(EnvelopeSchema, { messageId: 'id-4', rawMime: Buffer.from('Subject: hi\r\n\r\nx\r\n'), envelopeTo: ['x@example.test'] });
+    expect(submittedMail(ascii)!.envelope.use8BitMime).toBeUndefined();
+  });
+
   it('leaves a message composed from fields to the composer', () => {
     expect(submittedMail(create(EnvelopeSchema, { messageId: 'id-2', text: 'hi' }))).toBeUndefined();
   });

@@ -12,7 +12,7 @@ export function submittedMail(env: Envelope, trace: Record<string, string> = {})
   const prefix = Buffer.from(`${lines.join('\r\n')}\r\n`, 'latin1');
   const raw = Buffer.from(env.rawMime.buffer, env.rawMime.byteOffset, env.rawMime.byteLength);
   return {
-    envelope: { from: env.envelopeFrom, to: [...env.envelopeTo] },
+    envelope: { from: env.envelopeFrom, to: [...env.envelopeTo], ...(hasEightBit(raw) ? { use8BitMime: true } : {}) },
     raw: Buffer.concat([prefix, raw]),
     messageId: headerMessageId(raw) ?? `<${env.messageId}@campus-relay>`,
   };
@@ -24,4 +24,9 @@ function headerMessageId(raw: Buffer): string | undefined {
   if (end < 0) end = Math.min(raw.length, 64 * 1024);
   const m = /(?:^|\n)message-id:[ \t]*(<[^>\r\n]*>)/i.exec(raw.subarray(0, end).toString('latin1'));
   return m?.[1];
+}
+
+function hasEightBit(raw: Buffer): boolean {
+  for (let i = 0; i < raw.length; i++) if (raw[i]! > 0x7f) return true;
+  return false;
 }
