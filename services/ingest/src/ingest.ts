@@ -55,7 +55,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       return admin.beginConsent(call.request.sender);
     }),
   });
-  const smtpDoor = createSmtpDoor(ctx, { host: env.host, port: env.smtpPort, smtpsPort: env.smtpsPort, tls: smtpDoorTls(env) });
+  const smtpDoor = createSmtpDoor(ctx, { host: env.host, port: env.smtpPort, smtpsPort: env.smtpsPort, tls: smtpDoorTls(env), graceMs: env.graceMs });
   let ops: OpsServer | undefined;
   let health: GrpcHealth | undefined;
   const ready = () => bus.healthy();

@@ -17,6 +17,8 @@ export interface SmtpDoorOptions {
   smtpsPort: number | undefined;
   /** PEM certificate chain and key; required when either port is opened. */
   tls: { cert: string; key: string } | undefined;
+  /** How long stop() lets a transaction in progress finish before its connection is closed. */
+  graceMs: number;
   /** The name in the greeting and in Received headers. */
   name?: string;
 }
@@ -39,6 +41,8 @@ interface SessionState {
   /** The client whose allow_ips holds the peer's address, if any (AUTH takes precedence). */
   byAddress: ClientConfig | undefined;
   tx: Transaction | undefined;
+  /** Between DATA and its reply: the one state a stop lets finish (smtp-server refuses new commands then). */
+  receiving: boolean;
 }
 
 /** An SMTP reply for smtp-server; the enhanced status code goes at the start of `message`. */
@@ -86,9 +90,10 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     disableReverseLookup: true,
     hideENHANCEDSTATUSCODES: true,
     hideDSN: true,
+    closeTimeout: opts.graceMs,
     onConnect(session, callback) {
       relayInstruments().smtpSessions.add(1, { port });
-      sessions.set(session.id, { byAddress: gate.byAddress(session.remoteAddress), tx: undefined });
+      sessions.set(session.id, { byAddress: gate.byAddress(session.remoteAddress), tx: undefined, receiving: false });
       callback();
     },
     onClose(session) {
@@ -115,10 +120,16 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
       callback();
     },
     onData(stream, session, callback) {
-      receive(stream, session).then(
-        (message) => callback(null, message),
-        (err: Error) => callback(err),
-      );
+      const st = sessions.get(session.id);
+      if (st) st.receiving = true;
+      receive(stream, session)
+        .finally(() => {
+          if (st) st.receiving = false;
+        })
+        .then(
+          (message) => callback(null, message),
+          (err: Error) => callback(err),
+        );
     },
   });
 
@@ -222,7 +233,19 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
       return ports;
     },
     stop() {
-      stopped ??= Promise.allSettled(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))).then(() => undefined);
+      stopped ??= Promise.allSettled(
+        servers.map((s) => {
+          const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+          // Sessions go now, but one whose message is being received or stored gets the grace
+          // period to get its reply (smtp-server answers any further command 421 meanwhile).
+          for (const c of s.connections) {
+            if (sessions.get(c.session.id)?.receiving) continue;
+            c.send(421, '4.3.2 Service shutting down');
+            c.close();
+          }
+          return closed;
+        }),
+      ).then(() => undefined);
       return stopped;
     },
   };
