@@ -153,6 +153,21 @@ describe('SMTP door: submission with real clients', () => {
     expectRelayedAsWritten(await waitForMail(receiver, id), raw, id);
   });
 
+  it('8-bit and UTF-8 content travels unchanged (8BITMIME, SMTPUTF8)', async () => {
+    const raw = Buffer.from(
+      'From: Registrar <registrar@campus.example>\r\nTo: Zoë <zoe@students.campus.example>\r\nSubject: Grüße, Zoë ✉\r\n' +
+        'Message-ID: <utf8-1@j1.campus.example>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n' +
+        'Grüße aus dem Registrar – 成績証明書\r\n',
+      'utf8',
+    );
+    const res = await submit({ port: ports.smtp, security: 'starttls', auth: J1, envelope: { from: 'registrar@campus.example', to: ['zoe@students.campus.example'] }, raw });
+    if (!res.ok) throw new Error(res.response);
+    const id = queuedId(res.response);
+    const mail = await waitForMail(receiver, id);
+    expectRelayedAsWritten(mail, raw, id);
+    expect(mail.parsed.subject).toBe('Grüße, Zoë ✉');
+  });
+
   it('counts SMTP sessions and messages accepted by door', async () => {
     const text = await (await fetch(`http://127.0.0.1:${stack.ingest.ports.metrics}/metrics`)).text();
     expect(text).toMatch(/^relay_smtp_sessions_total\{[^}]*\} [1-9]/m);

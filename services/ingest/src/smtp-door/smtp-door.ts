@@ -190,7 +190,6 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
           },
         }),
       );
-      ctx.logger.info({ message_id: accepted.messageId, sender: tx.sender.id, client: tx.client.name, door: 'smtp', recipients: rcpts.length, size: raw.length }, 'smtp message accepted');
       endTx(st);
       return `2.0.0 OK ${accepted.messageId} queued`;
     } catch (err) {
