@@ -6,7 +6,7 @@ describe('readHeaders', () => {
     const raw = Buffer.from(
       'Received: from x\r\n\tby y\r\nFrom: "Office, Registrar" <Registrar@Campus.example>,\r\n bounces@campus.example (returns)\r\nSubject: Grades\r\n\r\nFrom: evil@elsewhere.example\r\n',
     );
-    expect(readHeaders(raw)).toEqual({ from: ['registrar@campus.example', 'bounces@campus.example'], recipients: [], subject: 'Grades', complete: true });
+    expect(readHeaders(raw)).toEqual({ from: ['registrar@campus.example', 'bounces@campus.example'], recipients: [], subject: 'Grades' });
   });
 
   it('a message without a From header yields none', () => {

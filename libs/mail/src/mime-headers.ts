@@ -6,8 +6,6 @@ export interface HeaderSummary {
   recipients: string[];
   /** The Subject as written (encoded words are left encoded). */
   subject: string;
-  /** Whether the header section ended with an empty line (a message can be all headers). */
-  complete: boolean;
 }
 
 /** Longest header section looked at; a longer one is read up to here. */
@@ -31,7 +29,7 @@ export function readHeaders(raw: Uint8Array): HeaderSummary {
     else if (name === 'to' || name === 'cc' || name === 'bcc') recipients.push(...addresses(value));
     else if (name === 'subject' && !subject) subject = value;
   }
-  return { from, recipients, subject, complete: end >= 0 };
+  return { from, recipients, subject };
 }
 
 /** The addr-specs of an address list: per item, the one in angle brackets, else the word with an "@". */

@@ -1,4 +1,5 @@
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import type { Bus } from '@relay/bus';
 import { parseConfig } from '@relay/config';
@@ -22,23 +23,63 @@ function door() {
   return createSmtpDoor(ctx, { host: '127.0.0.1', port: 0, smtpsPort: undefined, tls: { cert: testCa().certPem, key: testCa().keyPem }, graceMs: 60_000 });
 }
 
-/** A raw client: sends lines, collects every reply line. */
+/** A raw client: sends lines, collects every reply line; `starttls()` after a 220 to STARTTLS. */
 async function client(port: number) {
-  const socket = connect({ host: '127.0.0.1', port });
+  let socket: Socket = connect({ host: '127.0.0.1', port });
   const lines: string[] = [];
   let waiter: (() => void) | undefined;
-  socket.setEncoding('latin1').on('data', (chunk: string) => {
-    lines.push(...chunk.split('\r\n').filter(Boolean));
-    waiter?.();
-  });
+  const listen = (s: Socket) =>
+    s.setEncoding('latin1').on('data', (chunk: string) => {
+      lines.push(...chunk.split('\r\n').filter(Boolean));
+      waiter?.();
+    });
+  listen(socket);
   const closed = new Promise<void>((r) => socket.once('close', () => r()));
   /** Resolves once `n` reply lines match. */
   const until = async (re: RegExp, n = 1) => {
     while (lines.filter((l) => re.test(l)).length < n) await new Promise<void>((r) => (waiter = r));
   };
   await until(/^220 /);
-  return { lines, until, closed, send: (line: string) => socket.write(`${line}\r\n`) };
+  return {
+    lines,
+    until,
+    closed,
+    send: (line: string) => socket.write(`${line}\r\n`),
+    async starttls() {
+      socket.removeAllListeners('data');
+      const secure = tlsConnect({ socket, ca: testCa().caPem, servername: 'localhost' });
+      await new Promise<void>((r) => secure.once('secureConnect', () => r()));
+      socket = secure;
+      listen(socket);
+    },
+  };
 }
+
+describe('SMTP door logins', () => {
+  it('closes a session after three failed AUTH attempts', async () => {
+    const d = door();
+    const { smtp } = await d.start();
+    try {
+      const c = await client(smtp!);
+      c.send('EHLO guesser.test');
+      await c.until(/^250 /);
+      c.send('STARTTLS');
+      await c.until(/^220 /, 2);
+      await c.starttls();
+      c.send('EHLO guesser.test');
+      await c.until(/^250 /, 2);
+      const guess = (password: string) => c.send(`AUTH PLAIN ${Buffer.from(`\0j1\0${password}`).toString('base64')}`);
+      guess('one');
+      guess('two');
+      await c.until(/^535 5\.7\.8 /, 2);
+      guess('three');
+      await c.until(/^421 4\.7\.0 Too many failed authentication attempts/);
+      await c.closed;
+    } finally {
+      await d.stop();
+    }
+  });
+});
 
 describe('SMTP door shutdown', () => {
   it('closes idle sessions with 421 at once instead of waiting out the grace period', async () => {

@@ -41,6 +41,7 @@ interface SessionState {
   /** The client whose allow_ips holds the peer's address, if any (AUTH takes precedence). */
   byAddress: ClientConfig | undefined;
   tx: Transaction | undefined;
+  failedLogins: number;
   /** Between DATA and its reply: the one state a stop lets finish (smtp-server refuses new commands then). */
   receiving: boolean;
 }
@@ -51,6 +52,9 @@ function reply(code: number, message: string): Error {
 }
 
 const tracer = () => trace.getTracer('campus-relay');
+
+/** Failed AUTH attempts a session may make before it is closed. */
+const MAX_FAILED_LOGINS = 3;
 
 /**
  * The SMTP front door: clients that only speak SMTP submit here, and a message is answered 250
@@ -93,7 +97,7 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     closeTimeout: opts.graceMs,
     onConnect(session, callback) {
       relayInstruments().smtpSessions.add(1, { port });
-      sessions.set(session.id, { byAddress: gate.byAddress(session.remoteAddress), tx: undefined, receiving: false });
+      sessions.set(session.id, { byAddress: gate.byAddress(session.remoteAddress), tx: undefined, receiving: false, failedLogins: 0 });
       callback();
     },
     onClose(session) {
@@ -104,6 +108,9 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
       const client = auth.username && auth.password ? gate.login(auth.username, auth.password) : undefined;
       if (!client) {
         ctx.logger.info({ smtp_session: session.id, remote: session.remoteAddress, user: auth.username }, 'smtp auth refused');
+        const st = sessions.get(session.id);
+        // Password guessing costs a new connection every few tries (a 421 closes this one).
+        if (st && ++st.failedLogins >= MAX_FAILED_LOGINS) return callback(reply(421, '4.7.0 Too many failed authentication attempts; closing'));
         return callback(reply(535, '5.7.8 Authentication credentials invalid'));
       }
       callback(null, { user: client.name });
