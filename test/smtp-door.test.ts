@@ -169,7 +169,12 @@ describe('SMTP door: submission with real clients', () => {
   });
 
   it('counts SMTP sessions and messages accepted by door', async () => {
+    const viaGrpc = await grpc.sendMail({ sender: 'registrar', to: ['ada@students.campus.example'], subject: 'via gRPC', text: 'hi' });
+    await waitForMail(receiver, viaGrpc.messageId);
+    const viaSmtp = await submit(await registrarMail());
+    if (!viaSmtp.ok) throw new Error(viaSmtp.response);
     const text = await (await fetch(`http://127.0.0.1:${stack.ingest.ports.metrics}/metrics`)).text();
+    expect(text).toMatch(/^relay_messages_accepted_total\{[^}]*door="grpc"[^}]*\} [1-9]/m);
     expect(text).toMatch(/^relay_smtp_sessions_total\{[^}]*\} [1-9]/m);
     expect(text).toMatch(/^relay_messages_accepted_total\{[^}]*door="smtp"[^}]*\} [1-9]/m);
   });
