@@ -6,7 +6,7 @@ import { createTransport } from 'nodemailer';
 import { parseConfig } from '@relay/config';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readSubject, startCaptureServer, type CapturedMessage, type CaptureServer } from './capture.js';
-import { DEMO, demoConfigYaml, demoMasterKey, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
+import { DEMO, demoConfigYaml, demoMasterKey, demoSmtpDoorEnv, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
 import { readStackFile, removeStackFile, stackFilePath, writeStackFile } from './stack-file.js';
 
 const dirs: string[] = [];
@@ -36,6 +36,20 @@ describe('demo config', () => {
     expect(sender?.smtp).toMatchObject({ host: '127.0.0.1', port: 2526, security: 'none', auth: { type: 'none' } });
   });
 
+  it('lets the demo client submit over the SMTP door with its user and password', () => {
+    const root = tempRoot();
+    const config = parseConfig(readFileSync(writeDemoConfig(root, { host: '127.0.0.1', port: 2526 }), 'utf8'), {});
+    const smtp = config.clients[0]!.smtp!;
+    expect([smtp.username, smtp.password?.reveal()]).toEqual([DEMO.smtpUser, DEMO.smtpPassword]);
+    expect(demoSmtpDoorEnv(root, {}, true)).toEqual({
+      RELAY_SMTP_PORT: '2587',
+      RELAY_TLS_CERT: join(root, 'libs', 'testkit', 'certs', 'server.pem'),
+      RELAY_TLS_KEY: join(root, 'libs', 'testkit', 'certs', 'server-key.pem'),
+    });
+    expect(demoSmtpDoorEnv(root, {}, false).RELAY_SMTP_PORT).toBe('0');
+    expect(demoSmtpDoorEnv(root, { RELAY_SMTP_PORT: '587', RELAY_TLS_CERT: '/c', RELAY_TLS_KEY: '/k' }, true)).toEqual({ RELAY_SMTP_PORT: '587', RELAY_TLS_CERT: '/c', RELAY_TLS_KEY: '/k' });
+  });
+
   it('keeps one master key of 32 bytes across runs', () => {
     const root = tempRoot();
     const key = demoMasterKey(root);
@@ -50,6 +64,8 @@ describe('demo config', () => {
     expect(text).toContain('npm run send -- --to you@example.test --subject "Hello"');
     expect(text).toContain('.relay/captured/');
     expect(text).toContain('Stop with Ctrl-C (services get up to 7.5 s, RELAY_SHUTDOWN_GRACE, to finish what they are sending).');
+    const withDoor = readyBanner({ address: '127.0.0.1:50051', demo: { captureDir: join(root, '.relay', 'captured'), smtpPort: 2587 }, root, graceMs: 7500 });
+    expect(withDoor).toContain('swaks --server 127.0.0.1:2587 --tls --auth-user demo --auth-password demo-smtp-password --from demo@relay.localhost --to you@example.test');
   });
 });
 

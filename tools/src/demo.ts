@@ -17,13 +17,17 @@ export const DEMO = {
   captureDir: 'captured',
   masterKeyFile: 'demo-master-key',
   smtpPort: 2525,
+  /** The SMTP door's submission port (STARTTLS) in demo mode, when free; else any free port. */
+  submissionPort: 2587,
+  smtpUser: 'demo',
+  smtpPassword: 'demo-smtp-password',
 } as const;
 
 /** The demo relay.yaml: one client and one sender that delivers to the capture SMTP server. */
 export function demoConfigYaml(smtp: { host: string; port: number }): string {
   const config = {
     clients: [
-      { name: DEMO.client, api_key: DEMO.apiKey, senders: [DEMO.sender] },
+      { name: DEMO.client, api_key: DEMO.apiKey, senders: [DEMO.sender], smtp: { username: DEMO.smtpUser, password: DEMO.smtpPassword } },
       { name: DEMO.adminClient, api_key: DEMO.adminApiKey, senders: [DEMO.sender], admin: true },
     ],
     senders: [
@@ -79,8 +83,26 @@ export function formatCaptured(msg: CapturedMessage, root: string): string {
   return `captured: ${msg.from || '<>'} → ${msg.to.join(', ')} "${msg.subject}" (${relative(root, msg.file)})`;
 }
 
+/**
+ * The SMTP door's environment in demo mode: the submission port, and the test certificate for
+ * localhost (made for the tests, trusted by nobody else) unless RELAY_TLS_CERT/KEY name a pair.
+ */
+export function demoSmtpDoorEnv(root: string, env: Record<string, string | undefined>, submissionPortFree: boolean): Record<string, string> {
+  const certs = join(root, 'libs', 'testkit', 'certs');
+  return {
+    RELAY_SMTP_PORT: env.RELAY_SMTP_PORT || String(submissionPortFree ? DEMO.submissionPort : 0),
+    RELAY_TLS_CERT: env.RELAY_TLS_CERT || join(certs, 'server.pem'),
+    RELAY_TLS_KEY: env.RELAY_TLS_KEY || join(certs, 'server-key.pem'),
+  };
+}
+
+/** The CA of the demo's certificate, which the stack's clients (npm run send) trust. */
+export function demoTlsCa(root: string): string {
+  return join(root, 'libs', 'testkit', 'certs', 'ca.pem');
+}
+
 /** What the stack prints once everything is ready. */
-export function readyBanner(opts: { address: string; demo: { captureDir: string } | undefined; root: string; graceMs: number }): string {
+export function readyBanner(opts: { address: string; demo: { captureDir: string; smtpPort?: number } | undefined; root: string; graceMs: number }): string {
   const lines = ['', `Campus Relay is running. gRPC (relay.v1.MailService, relay.v1.AdminService): ${opts.address}`];
   if (opts.demo) {
     lines.push(
@@ -91,6 +113,13 @@ export function readyBanner(opts: { address: string; demo: { captureDir: string 
       '  npm run send -- --to you@example.test --subject "Hello" --wait',
       `Captured mail is written to ${relative(opts.root, opts.demo.captureDir)}/ (one .eml file per message) and listed here.`,
     );
+    if (opts.demo.smtpPort) {
+      lines.push(
+        '',
+        `SMTP submission (STARTTLS, then AUTH PLAIN/LOGIN) on 127.0.0.1:${opts.demo.smtpPort}: user "${DEMO.smtpUser}", password "${DEMO.smtpPassword}".`,
+        `  swaks --server 127.0.0.1:${opts.demo.smtpPort} --tls --auth-user ${DEMO.smtpUser} --auth-password ${DEMO.smtpPassword} --from ${DEMO.from} --to you@example.test`,
+      );
+    }
   } else {
     lines.push('', 'Send a message from another terminal:', '  RELAY_API_KEY=<a client key from your config> npm run send -- --sender <id> --to you@example.test --subject "Hello"');
   }

@@ -139,6 +139,8 @@ export interface SendTarget {
   sender: string;
   /** Where the demo's capture server writes mail, when sending to `npm run stack`'s demo. */
   captureDir: string | undefined;
+  /** The CA to trust when the stack serves gRPC over TLS. */
+  tlsCaFile: string | undefined;
 }
 
 /**
@@ -157,6 +159,7 @@ export function resolveTarget(args: SendArgs, env: Env, stack: StackInfo | undef
     apiKey: args.apiKey ?? (env.RELAY_API_KEY || undefined) ?? fromStack?.apiKey,
     sender,
     captureDir: fromStack?.captureDir,
+    tlsCaFile: fromStack?.tlsCaFile,
   };
 }
 

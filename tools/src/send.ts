@@ -1,4 +1,5 @@
 /** `npm run send`: hands one message to the relay, and with --wait follows it until it is delivered. */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,7 +40,7 @@ async function main(): Promise<number> {
     return 2;
   }
 
-  const client = createRelayClient({ address: target.address, apiKey: target.apiKey });
+  const client = createRelayClient({ address: target.address, apiKey: target.apiKey, ...(target.tlsCaFile ? { tls: { ca: readFileSync(target.tlsCaFile, 'utf8') } } : {}) });
   const ctx = { address: target.address, sender: target.sender, apiKeySet: Boolean(target.apiKey) };
   try {
     const sent = await client.sendMail(buildRequest(args, target.sender, files), { deadlineMs: SEND_DEADLINE_MS });

@@ -14,6 +14,8 @@ export interface StackInfo {
   sender?: string;
   /** Where the capture SMTP server writes messages (demo mode only). */
   captureDir?: string;
+  /** PEM file of the CA that ingest's TLS certificate chains to, when gRPC is served over TLS. */
+  tlsCaFile?: string;
 }
 
 export function stackFilePath(root: string): string {
@@ -43,9 +45,11 @@ export function readStackFile(root: string): StackInfo | undefined {
   const apiKey = str('apiKey');
   const sender = str('sender');
   const captureDir = str('captureDir');
+  const tlsCaFile = str('tlsCaFile');
   if (apiKey) info.apiKey = apiKey;
   if (sender) info.sender = sender;
   if (captureDir) info.captureDir = captureDir;
+  if (tlsCaFile) info.tlsCaFile = tlsCaFile;
   return info;
 }
 

@@ -11,11 +11,11 @@ import { isConfigError } from '@relay/core';
 import { startCaptureServer } from './capture.js';
 import { isStackError, StackError } from './errors.js';
 import { createSupervisor, isChildError, type ChildError, type Supervisor } from './children.js';
-import { DEMO, demoMasterKey, demoPaths, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
+import { DEMO, demoMasterKey, demoPaths, demoSmtpDoorEnv, demoTlsCa, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
 import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startTestcontainer } from './infra.js';
 import { stackInternalAuth } from './internal-ca.js';
 import { secretEnvNames, stackChildEnv } from './service-scope.js';
-import { busyPorts, credentialsAddress, serviceArgs, SERVICES, shutdownGraceMs, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
+import { busyPorts, credentialsAddress, portFree, serviceArgs, SERVICES, shutdownGraceMs, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
 import { removeStackFile, STACK_DIR, writeStackFile } from './stack-file.js';
 import { ENVELOPE_KEY_HOLDERS, natsUserEnv, prepareStackNats, stackEnvelopeKey } from './stack-nats.js';
 
@@ -88,7 +88,8 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
 
   let configPath = env.RELAY_CONFIG;
   let masterKey = env.RELAY_MASTER_KEY;
-  let demo: { captureDir: string } | undefined;
+  let demo: { captureDir: string; smtpPort?: number } | undefined;
+  let doorEnv: Record<string, string> = {};
   if (!configPath) {
     const paths = demoPaths(root);
     const capture = await startCaptureServer({
@@ -101,6 +102,7 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
     configPath = writeDemoConfig(root, { host: capture.host, port: capture.port });
     masterKey ||= demoMasterKey(root);
     demo = { captureDir: paths.captureDir };
+    doorEnv = demoSmtpDoorEnv(root, env, await portFree(DEMO.submissionPort));
     print(`stack: demo mode: capture SMTP server on ${capture.host}:${capture.port}, config ${relative(root, configPath)}`);
   }
   if (stopping()) return;
@@ -132,6 +134,8 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
     env: {
       ...stackChildEnv(name, env, settings, secrets, internal.tls),
       ...natsUserEnv(env, ownNats, name),
+      // The demo's SMTP door (and so TLS on gRPC, which shares the pair) is ingest's alone.
+      ...(name === 'ingest' ? doorEnv : {}),
       // Only ingest (signs) and the senders (check) hold the envelope key.
       RELAY_ENVELOPE_KEY: ENVELOPE_KEY_HOLDERS.includes(name) ? envelopeKey : undefined,
       RELAY_ENVELOPE_KEY_OLD: ENVELOPE_KEY_HOLDERS.includes(name) ? env.RELAY_ENVELOPE_KEY_OLD : undefined,
@@ -145,8 +149,10 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
   const started = await Promise.all(SERVICES.filter((s) => s !== 'credentials').map((name) => supervisor.start(spec(name))));
   if (stopping()) return;
 
-  const address = `127.0.0.1:${started.find((c) => c.name === 'ingest')?.ports.grpc ?? ports.grpc}`;
-  writeStackFile(root, demo ? { address, apiKey: DEMO.apiKey, sender: DEMO.sender, captureDir: demo.captureDir } : { address });
+  const ingestPorts = started.find((c) => c.name === 'ingest')?.ports;
+  const address = `127.0.0.1:${ingestPorts?.grpc ?? ports.grpc}`;
+  if (demo && ingestPorts?.smtp) demo.smtpPort = ingestPorts.smtp;
+  writeStackFile(root, demo ? { address, apiKey: DEMO.apiKey, sender: DEMO.sender, captureDir: demo.captureDir, tlsCaFile: env.RELAY_TLS_CERT ? undefined : demoTlsCa(root) } : { address });
   cleanup.add(() => removeStackFile(root));
   print(readyBanner({ address, demo, root, graceMs: shutdownGraceMs(env) }));
 }

@@ -48,6 +48,9 @@ describe('envelope signature', () => {
     ['a header', (e) => (e.headers['X-A'] = 'evil')],
     ['the submission time', (e) => (e.submittedAt = timestampFromDate(new Date()))],
     ['the message id', (e) => (e.messageId = 'm-2')],
+    ['the bytes of a message submitted over SMTP', (e) => (e.rawMime = new TextEncoder().encode('From: president@campus.example\r\n\r\nhi'))],
+    ['an SMTP envelope recipient', (e) => e.envelopeTo.push('eve@elsewhere.example')],
+    ['the SMTP envelope sender', (e) => (e.envelopeFrom = 'president@campus.example')],
   ])('fails when %s is changed', (_what, change) => {
     const env = clone(EnvelopeSchema, signed());
     change(env);

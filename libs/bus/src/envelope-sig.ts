@@ -51,6 +51,10 @@ export function envelopeSignature(key: Buffer, env: Envelope): Buffer {
   time(h, env.submittedAt);
   num(h, env.recipientCount);
   num(h, Number(env.sizeBytes));
+  // A message submitted over the SMTP door: its bytes and its SMTP envelope.
+  field(h, env.rawMime);
+  list(env.envelopeTo);
+  str(env.envelopeFrom);
   return h.digest();
 }
 

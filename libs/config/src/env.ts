@@ -45,6 +45,10 @@ export interface RelayEnv {
   oldEnvelopeKeys?: Buffer[];
   /** How services authenticate on internal gRPC (see readInternalAuth); undefined when not set up. */
   internalAuth?: InternalAuth;
+  /** RELAY_SMTP_PORT: ingest's SMTP submission door (STARTTLS); undefined: no listener, 0: any free port. */
+  smtpPort?: number;
+  /** RELAY_SMTPS_PORT: the same door with implicit TLS (465). */
+  smtpsPort?: number;
 }
 
 /** NATS credentials (one way at most) and TLS files, as paths or values from the environment. */
@@ -107,6 +111,8 @@ export function readEnv(env: Env): RelayEnv {
     envelopeKey: envelopeKey(env),
     oldEnvelopeKeys: keyList('RELAY_ENVELOPE_KEY_OLD', env.RELAY_ENVELOPE_KEY_OLD),
     internalAuth: readInternalAuth(env),
+    smtpPort: optionalPort(env, 'RELAY_SMTP_PORT'),
+    smtpsPort: optionalPort(env, 'RELAY_SMTPS_PORT'),
   };
 }
 
@@ -193,6 +199,10 @@ function tlsFiles(certPath: string | undefined, keyPath: string | undefined): Re
     return pem;
   };
   return { cert: read('RELAY_TLS_CERT', certPath, /-----BEGIN CERTIFICATE-----/), key: read('RELAY_TLS_KEY', keyPath, /-----BEGIN [A-Z ]*PRIVATE KEY-----/) };
+}
+
+function optionalPort(env: Env, name: string): number | undefined {
+  return env[name] === undefined || env[name] === '' ? undefined : port(env, name, 0);
 }
 
 function duration(env: Env, name: string, fallback: number): number {

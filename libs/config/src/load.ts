@@ -6,7 +6,7 @@ import { port25Refusal, RATE_PRESETS } from './presets.js';
 import { formatIssues } from './issues.js';
 import { configSchema, type RawClientLimits, type RawConfig, type RawSender } from './schema.js';
 import { resolveSecret, UnresolvedSecret, type Secret } from './secret.js';
-import type { ClientConfig, ClientLimits, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig, StoreLimit, StoreLimitsConfig } from './types.js';
+import type { ClientConfig, ClientLimits, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig, ClientSmtpConfig, StoreLimit, StoreLimitsConfig } from './types.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -85,7 +85,22 @@ function convert(raw: RawConfig, callers: Resolve, senderSecrets: Resolve): Rela
     if (apiKey.resolved && apiKey.reveal().length < MIN_API_KEY_LENGTH) {
       throw new ConfigError(`clients[${i}].api_key: the key of client "${c.name}" is shorter than ${MIN_API_KEY_LENGTH} characters; make one with: openssl rand -base64 32`);
     }
-    return { name: c.name, apiKey, senders: [...c.senders], admin: c.admin, limits: convertClientLimits(c.limits) };
+    return {
+      name: c.name,
+      apiKey,
+      senders: [...c.senders],
+      admin: c.admin,
+      limits: convertClientLimits(c.limits),
+      ...(c.smtp ? { smtp: convertClientSmtp(c.smtp, `clients[${i}].smtp`, callers) } : {}),
+    };
+  });
+  const smtpUsers = new Map<string, string>();
+  clients.forEach((c, i) => {
+    const user = c.smtp?.username?.toLowerCase();
+    if (!user) return;
+    const other = smtpUsers.get(user);
+    if (other) throw new ConfigError(`clients[${i}].smtp.username: "${c.smtp!.username}" is already client "${other}"'s username`);
+    smtpUsers.set(user, c.name);
   });
   const keys = new Map<string, string>();
   clients.forEach((c, i) => {
@@ -161,6 +176,7 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
         }
       : undefined,
     // Graph senders are paced within Microsoft's Graph limits unless their rate: says otherwise.
+    ...(s.smtp_aliases ? { smtpAliases: s.smtp_aliases.map(addrSpec) } : {}),
     rate: s.rate ? convertRate(s.rate, `${key}.rate`) : s.transport === 'graph' ? convertRate({ preset: 'microsoft365-graph' }, `${key}.rate`) : undefined,
   };
 }
@@ -240,6 +256,19 @@ function convertRate(r: NonNullable<RawSender['rate']>, key: string): RateConfig
     maxConcurrent: r.max_concurrent ?? p.maxConcurrent,
     dailyWindowMs: r.daily_window ?? 86_400_000,
   };
+}
+
+function convertClientSmtp(s: NonNullable<RawConfig['clients'][number]['smtp']>, key: string, resolve: Resolve): ClientSmtpConfig {
+  return {
+    username: s.username,
+    password: s.password !== undefined ? resolve(s.password, `${key}.password`) : undefined,
+    allowIps: s.allow_ips ?? [],
+  };
+}
+
+/** The bare, lowercased address of `Name <local@host>` or `local@host`. */
+export function addrSpec(mailbox: string): string {
+  return mailbox.replace(/^.*<([^>]+)>\s*$/, '$1').trim().toLowerCase();
 }
 
 function stripSlash(url: string): string {

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from '@relay/core';
 import { secretFields } from './issues.js';
@@ -37,6 +38,33 @@ const clientLimitsSchema = z.strictObject({
   max_stored_bytes: positiveInt.optional(),
   daily_recipients: positiveInt.optional(),
 });
+/** An IPv4/IPv6 address with an optional prefix length; a bare address means that one host. */
+const cidr = z
+  .string()
+  .trim()
+  .refine((v) => {
+    const [ip, bits, extra] = v.split('/');
+    const family = isIP(ip ?? '');
+    if (!family || extra !== undefined) return false;
+    if (bits === undefined) return true;
+    const n = Number(bits);
+    return /^\d{1,3}$/.test(bits) && n <= (family === 4 ? 32 : 128);
+  }, 'must be an IP address or CIDR range, e.g. 10.20.0.0/16 or 192.0.2.7');
+
+/** Who may submit over the SMTP door as this client: AUTH credentials and/or source addresses. */
+const clientSmtpSchema = z
+  .strictObject({
+    username: nonEmpty.optional(),
+    password: secretRef.optional(),
+    allow_ips: z.array(cidr).min(1, 'must list at least one address or range').optional(),
+  })
+  .superRefine((v, ctx) => {
+    if (v.username !== undefined && v.password === undefined) ctx.addIssue({ code: 'custom', path: ['password'], message: 'required with username' });
+    if (v.password !== undefined && v.username === undefined) ctx.addIssue({ code: 'custom', path: ['username'], message: 'required with password' });
+    if (v.username === undefined && v.password === undefined && v.allow_ips === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'needs username and password, or allow_ips, or both' });
+    }
+  });
 
 const clientSchema = z.strictObject({
   name: nonEmpty,
@@ -44,6 +72,7 @@ const clientSchema = z.strictObject({
   senders: z.array(senderId).default([]),
   admin: z.boolean().default(false),
   limits: clientLimitsSchema.optional(),
+  smtp: clientSmtpSchema.optional(),
 });
 
 const passwordAuth = z.strictObject({
@@ -117,6 +146,8 @@ const senderSchema = z.strictObject({
   smtp: smtpSchema.optional(),
   graph: graphSchema.optional(),
   rate: rateSchema.optional(),
+  /** More addresses a client may put in MAIL FROM and the From header when it submits over SMTP as this sender. */
+  smtp_aliases: z.array(mailbox).optional(),
 });
 
 export const configSchema = z.strictObject({

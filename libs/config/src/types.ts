@@ -18,6 +18,16 @@ export interface ClientConfig {
   senders: string[];
   admin: boolean;
   limits: ClientLimits;
+  /** Submission over the SMTP door; absent: this client cannot use it. */
+  smtp?: ClientSmtpConfig;
+}
+
+export interface ClientSmtpConfig {
+  /** AUTH PLAIN/LOGIN credentials (both or neither). */
+  username: string | undefined;
+  password: Secret | undefined;
+  /** Source addresses/ranges that may submit without AUTH (printers, scanners). */
+  allowIps: string[];
 }
 
 export type SmtpAuthConfig =
@@ -87,6 +97,8 @@ export interface SenderConfig {
    * id for a sender without a mailbox of its own; a token safe in NATS subjects and Redis keys.
    */
   pacingKey: string;
+  /** Addresses besides `from` this sender accepts in MAIL FROM and the From header over SMTP (lowercased addr-specs). */
+  smtpAliases?: string[];
 }
 
 export interface RelayConfig {

@@ -3,8 +3,10 @@ import { metrics, type Counter, type Histogram, type Meter } from '@opentelemetr
 /** The relay's own instruments, one set per process (created on first use, from the global meter). */
 export interface RelayInstruments {
   meter: Meter;
-  /** SendMail calls that stored a message. Attributes: sender. */
+  /** Messages stored by a front door. Attributes: sender, door (grpc, smtp). */
   accepted: Counter;
+  /** Connections to the SMTP door. Attributes: port (submission, smtps). */
+  smtpSessions: Counter;
   /** Messages the provider accepted. Attributes: sender, transport. */
   sent: Counter;
   /** Messages that failed for good. Attributes: sender, transport. */
@@ -35,7 +37,8 @@ export function relayInstruments(): RelayInstruments {
   const seconds = { unit: 's', advice: { explicitBucketBoundaries: SECONDS_BUCKETS } };
   instruments = {
     meter,
-    accepted: meter.createCounter('relay_messages_accepted', { description: 'Messages accepted by SendMail (stored in JetStream)' }),
+    accepted: meter.createCounter('relay_messages_accepted', { description: 'Messages accepted by SendMail or the SMTP door (stored in JetStream)' }),
+    smtpSessions: meter.createCounter('relay_smtp_sessions', { description: 'Connections to the SMTP door' }),
     sent: meter.createCounter('relay_messages_sent', { description: 'Messages the provider accepted' }),
     failed: meter.createCounter('relay_messages_failed', { description: 'Messages that failed permanently' }),
     retrying: meter.createCounter('relay_messages_retrying', { description: 'Delivery attempts that failed and will be retried' }),

@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { simpleParser, type AddressObject } from 'mailparser';
 import type { IdentityFake } from './identity-fake.js';
 import { testCa } from './tls.js';
 
@@ -44,8 +45,10 @@ export interface GraphSentMessage {
   message: GraphMessageJson;
   attachments: GraphAttachment[];
   saveToSentItems: boolean;
-  via: 'sendMail' | 'draft';
+  via: 'sendMail' | 'draft' | 'mime';
   requestId: string;
+  /** For `via: 'mime'`: the decoded MIME message as Graph received it. */
+  mime?: Buffer;
 }
 
 export interface GraphMessageJson {
@@ -239,6 +242,35 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     if (box.failure === 'ErrorMessageSizeExceeded') throw new Answer(413, 'ErrorMessageSizeExceeded', 'The message exceeds the maximum supported size., Cannot save changes made to an item to store.');
   }
 
+  /** sendMail's MIME form: the message base64-encoded, recipients and From read from its headers. */
+  async function sendMime(mailbox: string, body: Buffer, requestId: string): Promise<{ status: number }> {
+    const mime = Buffer.from(body.toString('latin1'), 'base64');
+    if (mime.length === 0) throw new Answer(400, 'ErrorMimeContentInvalidBase64String', 'Invalid base64 string for MIME content.');
+    const parsed = await simpleParser(mime);
+    const list = (a: AddressObject | AddressObject[] | undefined) =>
+      (Array.isArray(a) ? a : a ? [a] : []).flatMap((o) => o.value).map((v) => ({ emailAddress: { address: v.address ?? '' } }));
+    const from = list(parsed.from)[0];
+    const message: GraphMessageJson = {
+      subject: parsed.subject ?? '',
+      ...(from ? { from } : {}),
+      toRecipients: list(parsed.to),
+      ccRecipients: list(parsed.cc),
+      bccRecipients: list(parsed.bcc),
+    };
+    checkMessage(mailbox, message);
+    const attachments = parsed.attachments.map((a) => ({
+      name: a.filename ?? '',
+      contentType: a.contentType,
+      isInline: a.contentDisposition === 'inline',
+      size: a.content.length,
+      sha256: sha256(a.content),
+      via: 'inline' as const,
+      chunks: [],
+    }));
+    sent.push({ mailbox, message, attachments, saveToSentItems: true, via: 'mime', requestId, mime });
+    return { status: 202 };
+  }
+
   function takeInlineAttachments(m: GraphMessageJson): GraphAttachment[] {
     const list = (m.attachments ?? []) as Array<{ '@odata.type'?: string; name?: string; contentType?: string; contentBytes?: string; isInline?: boolean }>;
     delete m.attachments;
@@ -274,6 +306,7 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     checkThrottle(mailbox);
     if (kind === 'sendMail' && method === 'POST' && !id) {
       authorize(req, mailbox, 'Mail.Send');
+      if ((req.headers['content-type'] ?? '').toLowerCase().startsWith('text/plain')) return sendMime(mailbox, body, requestId);
       const payload = json<{ message?: GraphMessageJson; saveToSentItems?: boolean }>(body);
       if (!payload.message) throw new Answer(400, 'ErrorInvalidParameter', "The value of the parameter 'Message' is empty.");
       checkMessage(mailbox, payload.message);

@@ -3,6 +3,7 @@ import { retryable } from '@relay/core';
 import { activeTraceparent } from '@relay/telemetry';
 import type { Attachment, Envelope } from '@relay/proto';
 import { GRAPH_DEFAULTS, type GraphClient, type GraphTarget } from './graph-client.js';
+import { fitsMimeSendMail, graphMime, parsedForGraph } from './mime-message.js';
 import { buildGraphMessage, fileAttachment, planDelivery, uploadRanges, type GraphMessage } from './graph-message.js';
 
 export interface GraphDeliverer {
@@ -22,6 +23,11 @@ export function createGraphDeliverer(senders: () => Map<string, SenderConfig>, c
       if (!sender?.graph) throw retryable(`sender "${env.sender}" is not configured for Microsoft Graph in this graph-sender; the message waits for a configuration that has it`);
       const s = sender as GraphSender;
       const target: GraphTarget = { sender: s.id, mailbox: s.graph.mailbox, maxConcurrent: s.rate?.maxConcurrent ?? GRAPH_DEFAULTS.maxConcurrentPerMailbox };
+      if (env.rawMime.length > 0) {
+        const mime = graphMime(env, activeTraceparent());
+        if (fitsMimeSendMail(mime)) return sendMime(client, s, target, mime, stopping);
+        env = await parsedForGraph(env);
+      }
       const message = buildGraphMessage(env, s, activeTraceparent());
       const plan = planDelivery(message, env.attachments);
       if (plan.kind === 'sendMail') return sendMail(client, s, target, message, plan.attachments, stopping);
@@ -40,6 +46,12 @@ async function sendMail(client: GraphClient, s: GraphSender, target: GraphTarget
   const body = JSON.stringify({ message: { ...message, ...(attachments.length ? { attachments: attachments.map(fileAttachment) } : {}) }, saveToSentItems: s.graph.saveToSentItems });
   const res = await client.call(target, { method: 'POST', url: userUrl(s, '/sendMail'), body, headers: JSON_HEADERS, bearer: true, ...(stopping ? { stopping } : {}) });
   return `${res.status} Accepted by Microsoft Graph sendMail for ${s.graph.mailbox}${attachments.length ? ` with ${attachments.length} attachment(s) inline` : ''} (request-id ${res.requestId ?? 'none'})`;
+}
+
+/** A message submitted over SMTP, sent as it was written: Graph's sendMail with base64 MIME. */
+async function sendMime(client: GraphClient, s: GraphSender, target: GraphTarget, mime: Buffer, stopping?: AbortSignal): Promise<string> {
+  const res = await client.call(target, { method: 'POST', url: userUrl(s, '/sendMail'), body: mime.toString('base64'), headers: { 'content-type': 'text/plain' }, bearer: true, ...(stopping ? { stopping } : {}) });
+  return `${res.status} Accepted by Microsoft Graph sendMail (MIME) for ${s.graph.mailbox} (request-id ${res.requestId ?? 'none'})`;
 }
 
 /**

@@ -42,9 +42,8 @@ function recordKey(client: string, idempotencyKey: string): string {
  * message gets `done` (or `resume` if the first never got as far as storing it); a repeat with a
  * different message gets ALREADY_EXISTS.
  */
-export async function claim(kv: KV, client: string, req: SendMailRequest, newId: string): Promise<Claim> {
-  const key = recordKey(client, req.idempotencyKey);
-  const fp = fingerprint(req);
+export async function claim(kv: KV, client: string, idempotencyKey: string, fp: string, newId: string): Promise<Claim> {
+  const key = recordKey(client, idempotencyKey);
   const mine: Record = { messageId: newId, fingerprint: fp, stored: false };
   for (let i = 0; i < 3; i++) {
     try {
@@ -69,7 +68,7 @@ export async function claim(kv: KV, client: string, req: SendMailRequest, newId:
   throw new RelayError(ErrorCode.Unavailable, 'idempotency_key: could not be recorded; retry');
 }
 
-export async function markStored(kv: KV, key: string, messageId: string, req: SendMailRequest): Promise<void> {
-  const rec: Record = { messageId, fingerprint: fingerprint(req), stored: true };
+export async function markStored(kv: KV, key: string, messageId: string, fp: string): Promise<void> {
+  const rec: Record = { messageId, fingerprint: fp, stored: true };
   await kv.put(key, JSON.stringify(rec));
 }

@@ -12,6 +12,7 @@ import { createAdminForward } from './credentials-forward.js';
 import { createAdminMessageHandlers } from './admin-messages.js';
 import { createKeyInterceptor, listenGrpc, MAX_CONCURRENT_STREAMS, type GrpcListener } from './grpc-guard.js';
 import { createMailHandlers, messageLimit, type IngestContext } from './mail-service.js';
+import { createSmtpDoor, smtpDoorTls } from './smtp-door/index.js';
 
 export interface IngestOptions {
   env: RelayEnv;
@@ -76,6 +77,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       return admin.beginConsent(call.request.sender);
     }),
   });
+  const smtpDoor = createSmtpDoor(ctx, { host: env.host, port: env.smtpPort, smtpsPort: env.smtpsPort, tls: smtpDoorTls(env), graceMs: env.graceMs });
   let ops: OpsServer | undefined;
   let grpc: GrpcListener | undefined;
   let release: ConsumeLoop | undefined;
@@ -93,14 +95,15 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
       grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
+      const smtpPorts = await smtpDoor.start();
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
-      return { grpc: grpc.port, metrics: ops.port };
+      return { grpc: grpc.port, ...smtpPorts, metrics: ops.port };
     },
     stop: once(async () => {
       // Refuse new calls, let the ones in progress finish within the grace period.
       health?.close();
       const listenerClosed = grpc?.close();
-      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await Promise.all([new Promise<void>((resolve) => server.tryShutdown(() => resolve())), smtpDoor.stop()]);
       if (!(await within(inFlight.idle(), env.graceMs))) logger.warn({ in_flight: inFlight.size }, 'grace period over');
       server.forceShutdown();
       await listenerClosed;

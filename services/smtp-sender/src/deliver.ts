@@ -10,6 +10,7 @@ import { classifySmtpError, type SmtpErrorLike } from './classify.js';
 import { buildMessage } from './message.js';
 import { buildRawMessage } from './raw-message.js';
 import { sendRaw } from './send-raw.js';
+import { submittedMail } from './submitted-mime.js';
 import type { TransportPool } from './transports.js';
 
 export interface SmtpDeliverer {
@@ -30,7 +31,7 @@ export function createSmtpDeliverer(senders: () => Map<string, SenderConfig>, au
       async (span) => {
         try {
           const headers = traceHeaders();
-          const raw = buildRawMessage(env, sender, headers);
+          const raw = submittedMail(env, headers) ?? buildRawMessage(env, sender, headers);
           const reply = describeInfo(await (raw ? sendRaw(pool, raw) : pool.sendMail(buildMessage(env, sender, headers))));
           span.setAttribute('relay.smtp.reply', reply);
           return reply;

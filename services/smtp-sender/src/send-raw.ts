@@ -4,7 +4,8 @@ import type { Pool } from './transports.js';
 
 /** A finished RFC 5322 message and its SMTP envelope (see buildRawMessage). */
 export interface RawMail {
-  envelope: { from: string; to: string[] };
+  /** `use8BitMime`: the message has 8-bit bytes, so MAIL FROM says BODY=8BITMIME where the server supports it. */
+  envelope: { from: string; to: string[]; use8BitMime?: boolean };
   raw: Buffer;
   /** The Message-ID header's value, angle brackets included. */
   messageId: string;
@@ -15,7 +16,7 @@ export interface RawMail {
  * logs) and a stream of its bytes (dot-stuffing happens below, in the SMTP connection).
  */
 interface PoolMessage {
-  getEnvelope(): { from: string; to: string[] };
+  getEnvelope(): { from: string; to: string[]; use8BitMime?: boolean };
   messageId(): string;
   getHeader(key: string): string | undefined;
   createReadStream(): Readable;
@@ -33,7 +34,7 @@ interface PoolTransport {
  */
 export function sendRaw(pool: Pool, mail: RawMail): Promise<SMTPPool.SentMessageInfo> {
   const message: PoolMessage = {
-    getEnvelope: () => ({ from: mail.envelope.from, to: [...mail.envelope.to] }),
+    getEnvelope: () => ({ ...mail.envelope, to: [...mail.envelope.to] }),
     messageId: () => mail.messageId,
     getHeader: (key) => (key.toLowerCase() === 'message-id' ? mail.messageId : undefined),
     createReadStream: () =>

@@ -1,0 +1,2 @@
+export { createSmtpDoor, type SmtpDoor, type SmtpDoorOptions } from './smtp-door.js';
+export { smtpDoorTls } from './tls.js';

@@ -1,0 +1,338 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { busNames } from '@relay/bus';
+import MailComposer from 'nodemailer/lib/mail-composer/index.js';
+import { MessageState } from '@relay/proto';
+import { dropBus, spawnService, startSmtpServer, testCa, uniquePrefix, type ReceivedMail, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestClient } from './support/grpc-client.js';
+import { hasNatsServer, NATS_SERVER_BIN, startPrivateNats, type PrivateNats } from './support/nats-server.js';
+import { clientEntry, FAST_DELIVERY, newClient, sleep, smtpSender, waitForMail, waitForState } from './support/relay.js';
+import { queuedId, submit, type SubmitOptions } from './support/smtp-client.js';
+import { startStack, uncleanExits, type Stack } from './support/stack.js';
+
+const RECEIVER = { user: 'relay@campus.example', password: 'receiver-secret' };
+/** J1 / Campus Cafe style: AUTH over STARTTLS or implicit TLS. */
+const J1 = { user: 'j1@campus.example', pass: 'j1 app password' };
+/** The printer's address; outsiders connect from another loopback address. */
+const PRINTER_IP = '127.0.0.2';
+const OUTSIDER_IP = '127.0.0.3';
+
+const j1 = newClient('j1', ['registrar']);
+const printer = newClient('scanner-3rd-floor', ['scans']);
+
+let receiver: TestSmtpServer;
+let stack: Stack;
+let grpc: TestClient;
+let ports: { smtp: number; smtps: number };
+
+const SMTP_DOOR_ENV = (): Record<string, string> => ({
+  RELAY_SMTP_PORT: '0',
+  RELAY_SMTPS_PORT: '0',
+  RELAY_TLS_CERT: testCa().certFile,
+  RELAY_TLS_KEY: testCa().keyFile,
+});
+
+beforeAll(async () => {
+  receiver = await startSmtpServer({ security: 'starttls', users: { [RECEIVER.user]: RECEIVER.password } });
+  stack = await startStack({
+    label: 'smtp-door',
+    config: {
+      clients: [
+        { ...clientEntry(j1), smtp: { username: J1.user, password: 'env:J1_SMTP_PASSWORD' } },
+        { ...clientEntry(printer), smtp: { allow_ips: [`${PRINTER_IP}/32`, '127.0.0.1'] } },
+      ],
+      senders: [
+        {
+          ...smtpSender({ id: 'registrar', from: 'Registrar <registrar@campus.example>', server: receiver, auth: RECEIVER }),
+          smtp_aliases: ['bounces@campus.example'],
+          rate: { max_recipients_per_message: 3 },
+        },
+        { ...smtpSender({ id: 'scans', from: 'scans@campus.example', server: receiver, auth: RECEIVER }), rate: { max_message_bytes: 64 * 1024 } },
+      ],
+      delivery: FAST_DELIVERY,
+    },
+    env: { ...SMTP_DOOR_ENV(), J1_SMTP_PASSWORD: J1.pass },
+  });
+  ports = { smtp: stack.ingest.ports.smtp!, smtps: stack.ingest.ports.smtps! };
+  grpc = stack.client(j1.apiKey);
+});
+
+afterAll(async () => {
+  const results = await stack?.stop();
+  await receiver?.close();
+  expect(uncleanExits(results ?? [])).toEqual([]);
+});
+
+/** A message as a mail client composes it: multipart, with a binary and a text attachment. */
+async function composed(from: string, to: string[], subject: string, extra: { bcc?: string[] } = {}): Promise<Buffer> {
+  return new MailComposer({
+    from,
+    to,
+    ...(extra.bcc ? { bcc: extra.bcc } : {}),
+    subject,
+    messageId: `<${randomBytes(8).toString('hex')}@j1.campus.example>`,
+    // CRLF: SMTP has no bare line feeds, a client turns them into CRLF on the wire.
+    text: 'Transcript attached.\r\nGrüße aus dem Registrar.',
+    html: '<p>Transcript <b>attached</b>.</p>',
+    attachments: [
+      { filename: 'transcript.pdf', contentType: 'application/pdf', content: randomBytes(150_000) },
+      { filename: 'notes.csv', contentType: 'text/csv', content: 'course,grade\nMATH101,A\n' },
+    ],
+  })
+    .compile()
+    .build();
+}
+
+/** The received message is the submitted one with trace header lines put in front, nothing else changed. */
+function expectRelayedAsWritten(mail: ReceivedMail, written: Buffer, messageId: string) {
+  // SMTP ends the DATA with a line break; a message not ending in one gets it from the client.
+  const original = written.subarray(-2).toString() === '\r\n' ? written : Buffer.concat([written, Buffer.from('\r\n')]);
+  const tail = mail.raw.subarray(mail.raw.length - original.length);
+  expect(tail.equals(original)).toBe(true);
+  const prefix = mail.raw.subarray(0, mail.raw.length - original.length).toString('latin1');
+  const fields = prefix.split(/\r\n(?![ \t])/).filter(Boolean).map((f) => f.slice(0, f.indexOf(':')).toLowerCase());
+  expect(new Set(fields)).toEqual(new Set(['traceparent', 'x-relay-message-id', 'received'].filter((f) => fields.includes(f))));
+  expect(fields).toContain('received');
+  expect(prefix).toContain(`X-Relay-Message-ID: ${messageId}\r\n`);
+}
+
+const registrarMail = (over: Partial<SubmitOptions> = {}): Promise<SubmitOptions> =>
+  composed('Registrar <registrar@campus.example>', ['ada@students.campus.example'], 'door test').then((raw) => ({
+    port: ports.smtp,
+    security: 'starttls',
+    auth: J1,
+    envelope: { from: 'registrar@campus.example', to: ['ada@students.campus.example'] },
+    raw,
+    ...over,
+  }));
+
+describe('SMTP door: submission with real clients', () => {
+  it('nodemailer over STARTTLS with AUTH: 250 after storing, relayed byte for byte to the envelope recipients, GetMessage works', async () => {
+    const to = ['ada@students.campus.example', 'Bob <bob@students.campus.example>'];
+    const raw = await composed('Registrar <registrar@campus.example>', to, 'Your transcript', { bcc: ['archive@campus.example'] });
+    const envelope = { from: 'bounces@campus.example', to: ['ada@students.campus.example', 'bob@students.campus.example', 'archive@campus.example'] };
+    const res = await submit({ port: ports.smtp, security: 'starttls', auth: J1, envelope, raw });
+    if (!res.ok) throw new Error(res.response);
+    const id = queuedId(res.response);
+
+    const mail = await waitForMail(receiver, id);
+    expect(mail.envelope).toEqual(envelope);
+    expectRelayedAsWritten(mail, raw, id);
+    expect(mail.parsed.attachments.map((a) => a.filename)).toEqual(['transcript.pdf', 'notes.csv']);
+
+    const status = await waitForState(grpc, id, [MessageState.SENT]);
+    expect(status.sender).toBe('registrar');
+  });
+
+  it('nodemailer over implicit TLS (465)', async () => {
+    const res = await submit(await registrarMail({ port: ports.smtps, security: 'tls' }));
+    if (!res.ok) throw new Error(res.response);
+    const id = queuedId(res.response);
+    const mail = await waitForMail(receiver, id);
+    expect(mail.parsed.subject).toBe('door test');
+    expect(mail.parsed.attachments.map((a) => a.filename)).toEqual(['transcript.pdf', 'notes.csv']);
+  });
+
+  it('a printer from an allowed address sends without AUTH or TLS', async () => {
+    const raw = Buffer.from(
+      'From: scans@campus.example\r\nTo: ada@students.campus.example\r\nSubject: Scan from MFP-3\r\nMessage-ID: <scan-1@mfp3>\r\n' +
+        'MIME-Version: 1.0\r\nContent-Type: application/pdf; name="scan.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n' +
+        `${randomBytes(3000).toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`,
+      'latin1',
+    );
+    const res = await submit({ port: ports.smtp, security: 'none', localAddress: PRINTER_IP, envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] }, raw });
+    if (!res.ok) throw new Error(res.response);
+    const id = queuedId(res.response);
+    expectRelayedAsWritten(await waitForMail(receiver, id), raw, id);
+  });
+
+  it('8-bit and UTF-8 content travels unchanged (8BITMIME, SMTPUTF8)', async () => {
+    const raw = Buffer.from(
+      'From: Registrar <registrar@campus.example>\r\nTo: Zoë <zoe@students.campus.example>\r\nSubject: Grüße, Zoë ✉\r\n' +
+        'Message-ID: <utf8-1@j1.campus.example>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n' +
+        'Grüße aus dem Registrar – 成績証明書\r\n',
+      'utf8',
+    );
+    const res = await submit({ port: ports.smtp, security: 'starttls', auth: J1, envelope: { from: 'registrar@campus.example', to: ['zoe@students.campus.example'] }, raw });
+    if (!res.ok) throw new Error(res.response);
+    const id = queuedId(res.response);
+    const mail = await waitForMail(receiver, id);
+    expectRelayedAsWritten(mail, raw, id);
+    expect(mail.parsed.subject).toBe('Grüße, Zoë ✉');
+  });
+
+  it('counts SMTP sessions and messages accepted by door', async () => {
+    const viaGrpc = await grpc.sendMail({ sender: 'registrar', to: ['ada@students.campus.example'], subject: 'via gRPC', text: 'hi' });
+    await waitForMail(receiver, viaGrpc.messageId);
+    const viaSmtp = await submit(await registrarMail());
+    if (!viaSmtp.ok) throw new Error(viaSmtp.response);
+    const text = await (await fetch(`http://127.0.0.1:${stack.ingest.ports.metrics}/metrics`)).text();
+    expect(text).toMatch(/^relay_messages_accepted_total\{[^}]*door="grpc"[^}]*\} [1-9]/m);
+    expect(text).toMatch(/^relay_smtp_sessions_total\{[^}]*\} [1-9]/m);
+    expect(text).toMatch(/^relay_messages_accepted_total\{[^}]*door="smtp"[^}]*\} [1-9]/m);
+  });
+});
+
+describe('SMTP door: never an open relay', () => {
+  it('no AUTH from an address that is not allowed: 530 5.7.0', async () => {
+    const res = await submit(await registrarMail({ auth: undefined, localAddress: OUTSIDER_IP }));
+    expect(res.ok).toBe(false);
+    expect(res.response).toMatch(/^530 5\.7\.0 Authentication required/);
+  });
+
+  it('a wrong password: 535 5.7.8', async () => {
+    const res = await submit(await registrarMail({ auth: { user: J1.user, pass: 'guess' }, localAddress: OUTSIDER_IP }));
+    expect(res.ok).toBe(false);
+    expect(res.response).toMatch(/^535 5\.7\.8/);
+  });
+
+  it('AUTH over plain text before STARTTLS is refused', async () => {
+    const res = await submit(await registrarMail({ security: 'none', localAddress: OUTSIDER_IP }));
+    expect(res.ok).toBe(false);
+    expect(res.response).toMatch(/^538 .*STARTTLS/);
+  });
+
+  it('an allowed address sending as someone else: 550 5.7.1 for MAIL FROM and for the From header', async () => {
+    const foreign = await submit(await registrarMail({ security: 'none', auth: undefined, localAddress: PRINTER_IP }));
+    expect(foreign.ok).toBe(false);
+    expect(foreign.response).toMatch(/^550 5\.7\.1 Sender address <registrar@campus\.example> is not one of client "scanner-3rd-floor"'s senders/);
+
+    const spoofed = Buffer.from('From: president@campus.example\r\nTo: ada@students.campus.example\r\nSubject: hi\r\n\r\nhello\r\n');
+    const header = await submit({ port: ports.smtp, security: 'none', localAddress: PRINTER_IP, envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] }, raw: spoofed });
+    expect(header.ok).toBe(false);
+    expect(header.response).toMatch(/^550 5\.7\.1 From header address <president@campus\.example> is not an address of sender "scans"/);
+  });
+
+  it('an authenticated client cannot use another client\'s sender', async () => {
+    const raw = Buffer.from('From: scans@campus.example\r\nTo: ada@students.campus.example\r\nSubject: hi\r\n\r\nhello\r\n');
+    const res = await submit({ port: ports.smtp, security: 'starttls', auth: J1, envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] }, raw });
+    expect(res.ok).toBe(false);
+    expect(res.response).toMatch(/^550 5\.7\.1 /);
+  });
+});
+
+describe('SMTP door: limits', () => {
+  it("refuses recipients over the sender's max_recipients_per_message with 452 4.5.3", async () => {
+    const to = ['a@students.campus.example', 'b@students.campus.example', 'c@students.campus.example', 'd@students.campus.example'];
+    const res = await submit(await registrarMail({ envelope: { from: 'registrar@campus.example', to } }));
+    if (!res.ok) throw new Error(res.response);
+    expect(res.rejected).toEqual(['d@students.campus.example']);
+    expect(res.rejectedResponses[0]).toMatch(/^452 4\.5\.3 Too many recipients/);
+    const mail = await waitForMail(receiver, queuedId(res.response));
+    expect(mail.envelope.to).toEqual(to.slice(0, 3));
+  });
+
+  it("refuses a message over the sender's size limit with 552 5.3.4", async () => {
+    const raw = Buffer.from(`From: scans@campus.example\r\nTo: ada@students.campus.example\r\nSubject: big scan\r\n\r\n${'x'.repeat(998)}\r\n`.repeat(80));
+    const res = await submit({ port: ports.smtp, security: 'none', localAddress: PRINTER_IP, envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] }, raw });
+    expect(res.ok).toBe(false);
+    expect(res.response).toMatch(/^552 5\.3\.4 /);
+  });
+});
+
+const run = promisify(execFile);
+const SWAKS = '/usr/bin/swaks';
+const SMTP_SOURCE = '/usr/sbin/smtp-source';
+/** In CI a missing client fails its suite (it is installed there); elsewhere the suite is skipped. */
+const runnable = (bin: string) => existsSync(bin) || process.env.CI === 'true';
+const installed = (bin: string) => expect(existsSync(bin), `${bin} is missing: apt-get install swaks postfix`).toBe(true);
+
+async function received(rcpt: string, n: number, timeoutMs = 20_000): Promise<ReceivedMail[]> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const got = receiver.messages.filter((m) => m.envelope.to.includes(rcpt));
+    if (got.length >= n) return got;
+    if (Date.now() > until) throw new Error(`timed out: ${got.length}/${n} messages for ${rcpt} at the receiving server`);
+    await sleep(50);
+  }
+}
+
+describe.runIf(runnable(SWAKS))('SMTP door: swaks', () => {
+  it('STARTTLS + AUTH PLAIN with an attachment; EHLO advertises the extensions', async () => {
+    installed(SWAKS);
+    const dir = mkdtempSync(join(tmpdir(), 'relay-swaks-'));
+    const file = join(dir, 'report.bin');
+    const content = randomBytes(20_000);
+    writeFileSync(file, content);
+    const rcpt = `swaks-${randomBytes(4).toString('hex')}@students.campus.example`;
+    const { stdout } = await run(SWAKS, [
+      '--server', '127.0.0.1', '--port', String(ports.smtp), '--tls',
+      '--auth', 'PLAIN', '--auth-user', J1.user, '--auth-password', J1.pass,
+      '--from', 'registrar@campus.example', '--to', rcpt, '--header', 'Subject: swaks door test',
+      '--attach-type', 'application/octet-stream', '--attach', `@${file}`,
+    ]);
+    for (const ext of ['PIPELINING', '8BITMIME', 'SMTPUTF8', 'STARTTLS', 'SIZE \\d+']) expect(stdout).toMatch(new RegExp(`250[- ]${ext}\\r?\\n`));
+    expect(stdout).toMatch(/AUTH PLAIN LOGIN/);
+    const id = queuedId(/250 2\.0\.0 OK \S+ queued/.exec(stdout)![0]);
+    const [mail] = await received(rcpt, 1);
+    expect(mail!.raw.toString('latin1')).toContain(`X-Relay-Message-ID: ${id}`);
+    expect(mail!.parsed.subject).toBe('swaks door test');
+    expect(mail!.parsed.attachments[0]!.content.equals(content)).toBe(true);
+  });
+
+  it('AUTH without TLS is refused; MAIL without AUTH from an outside address gets 530', async () => {
+    installed(SWAKS);
+    const common = ['--server', '127.0.0.1', '--port', String(ports.smtp), '--local-interface', OUTSIDER_IP, '--from', 'registrar@campus.example', '--to', 'ada@students.campus.example'];
+    const noTls = await run(SWAKS, [...common, '--auth', 'PLAIN', '--auth-user', J1.user, '--auth-password', J1.pass]).catch((e: { stdout: string }) => e);
+    expect(noTls.stdout).not.toMatch(/250 2\.0\.0 OK/);
+    const noAuth = await run(SWAKS, common).catch((e: { stdout: string }) => e);
+    expect(noAuth.stdout).toMatch(/530 5\.7\.0 Authentication required/);
+  });
+});
+
+describe.runIf(runnable(SMTP_SOURCE))("SMTP door: Postfix's smtp-source", () => {
+  it('many messages over parallel sessions from an allowed address, all relayed', async () => {
+    installed(SMTP_SOURCE);
+    const rcpt = `load-${randomBytes(4).toString('hex')}@example.test`;
+    await run(SMTP_SOURCE, ['-d', '-s', '4', '-m', '40', '-l', '2048', '-f', 'scans@campus.example', '-t', rcpt, `127.0.0.1:${ports.smtp}`]);
+    const mails = await received(rcpt, 40);
+    expect(mails).toHaveLength(40);
+    expect(mails.every((m) => m.envelope.from === 'scans@campus.example')).toBe(true);
+  });
+});
+
+// The broker goes away under a running ingest: a NATS server of this test's own, killed and restarted.
+describe.skipIf(!hasNatsServer)(`SMTP door: broker down (needs ${NATS_SERVER_BIN})`, () => {
+  let nats: PrivateNats;
+  let ingest: ServiceProcess;
+  const prefix = uniquePrefix('smtp-down');
+
+  beforeAll(async () => {
+    nats = await startPrivateNats();
+    ingest = await spawnService('ingest', { env: { ...stack.env, NATS_URL: nats.url, RELAY_BUS_PREFIX: prefix, RELAY_GRPC_PORT: '0' } });
+  });
+
+  afterAll(async () => {
+    await ingest?.kill();
+    if (nats) {
+      await dropBus(prefix, nats.url).catch(() => {});
+      await nats.close();
+    }
+  });
+
+  it('451 4.3.0 while the broker is down, and nothing of that message is stored', async () => {
+    const port = ingest.ports.smtp!;
+    const up = await submit(await registrarMail({ port }));
+    if (!up.ok) throw new Error(up.response);
+    await nats.kill();
+    const down = await submit(await registrarMail({ port }));
+    expect(down.ok).toBe(false);
+    expect(down.response).toMatch(/^451 4\.3\.0 The message was not stored/);
+
+    await nats.restart();
+    const nc = await connect({ servers: nats.url });
+    try {
+      const info = await (await jetstreamManager(nc)).streams.info(busNames(prefix).submittedStream);
+      expect(info.state.messages).toBe(1);
+    } finally {
+      await nc.close();
+    }
+  });
+});
