@@ -6,7 +6,7 @@ import { errors, nkeyAuthenticator, type NatsConnection } from '@nats-io/nats-co
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { createUser } from '@nats-io/nkeys';
-import { busNames, createNatsAuth, ENVELOPE_SIG_INVALID, inboxPrefixFor, signEnvelope, type NatsAuthSetup, type NatsUser } from '@relay/bus';
+import { busNames, createNatsAuth, ENVELOPE_SIG_INVALID, inboxPrefixFor, secretsBucketName, signEnvelope, type NatsAuthSetup, type NatsUser } from '@relay/bus';
 import { uuidv7 } from '@relay/core';
 import { EnvelopeSchema, MessageState } from '@relay/proto';
 import { startSmtpServer, uniquePrefix, type TestSmtpServer } from '@relay/testkit';
@@ -16,15 +16,19 @@ import { hasNatsServer, startPrivateNats, type PrivateNats } from './support/nat
 import { clientEntry, FAST_DELIVERY, mailsWithId, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
 import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
-const app = newClient('broker-app', ['no-reply', 'flaky']);
+const app = newClient('broker-app', ['no-reply', 'flaky', 'bouncer']);
+const opsKey = newClient('broker-ops', [], true);
 
 let prefix: string;
 let auth: NatsAuthSetup;
 let nats: PrivateNats;
 let smtp: TestSmtpServer;
 let flaky: TestSmtpServer;
+let bouncer: TestSmtpServer;
+let refusing = true;
 let stack: Stack;
 let client: TestClient;
+let ops: TestClient;
 const conns: NatsConnection[] = [];
 
 const user = (kind: NatsUser['kind']) => auth.users.find((u) => u.kind === kind)!;
@@ -44,11 +48,11 @@ async function untilLogged(pattern: RegExp): Promise<void> {
   }
 }
 
-async function untilKnown(id: string): Promise<void> {
+async function untilKnown(as: TestClient, id: string): Promise<void> {
   const until = Date.now() + 20_000;
   for (;;) {
     try {
-      await client.getMessage(id);
+      await as.getMessage(id);
       return;
     } catch (err) {
       if ((err as { code?: number }).code !== status.NOT_FOUND || Date.now() > until) throw err;
@@ -65,18 +69,25 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
     smtp = await startSmtpServer({ security: 'starttls' });
     // Refuses the first message with a 451: the retry goes back through the scheduler.
     flaky = await startSmtpServer({ security: 'starttls', reply: (ctx) => (ctx.phase === 'data' && ctx.attempt === 1 ? { code: 451, message: '4.7.0 Try again later' } : undefined) });
+    // Refuses mail for good while `refusing`: FAILED, kept for RetryMessages.
+    bouncer = await startSmtpServer({ security: 'starttls', reply: (ctx) => (ctx.phase === 'data' && refusing ? { code: 550, message: '5.7.1 Refused here' } : undefined) });
     stack = await startStack({
       prefix,
       nats: { url: nats.url, auth },
-      config: { clients: [clientEntry(app)], senders: [smtpSender({ id: 'no-reply', server: smtp }), smtpSender({ id: 'flaky', server: flaky })], delivery: FAST_DELIVERY },
+      config: {
+        clients: [clientEntry(app), clientEntry(opsKey)],
+        senders: [smtpSender({ id: 'no-reply', server: smtp }), smtpSender({ id: 'flaky', server: flaky }), smtpSender({ id: 'bouncer', server: bouncer })],
+        delivery: FAST_DELIVERY,
+      },
     });
     client = stack.client(app.apiKey);
+    ops = stack.client(opsKey.apiKey);
   });
 
   afterAll(async () => {
     await Promise.allSettled(conns.map((c) => c.close()));
     const results = await stack?.stop();
-    await Promise.all([smtp?.close(), flaky?.close(), nats?.close()]);
+    await Promise.all([smtp?.close(), flaky?.close(), bouncer?.close(), nats?.close()]);
     expect(uncleanExits(results ?? [])).toEqual([]);
   });
 
@@ -101,6 +112,34 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
     expect(nats.output()).not.toMatch(/Violation/);
   });
 
+  it('lists, retries and cancels messages through ingest, each service on its own user', async () => {
+    // Large: the sender keeps the envelope it read from the body store, ingest stores the body again on retry.
+    const { messageId } = await client.sendMail({
+      sender: 'bouncer',
+      to: ['dee@students.campus.example'],
+      subject: 'dead letter',
+      text: 'see attachment',
+      attachments: [{ filename: 'big.bin', contentType: 'application/octet-stream', content: randomBytes(1_500_000) }],
+    });
+    await waitForState(client, messageId, [MessageState.FAILED]);
+    const until = Date.now() + 15_000;
+    for (;;) {
+      const listed = await ops.listMessages({ state: MessageState.FAILED, sender: 'bouncer' });
+      if (listed.messages.some((m) => m.messageId === messageId)) break;
+      if (Date.now() > until) throw new Error(`ListMessages never listed ${messageId}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    refusing = false;
+    expect((await ops.retryMessages({ messageIds: [messageId] })).count).toBe(1);
+    expect((await waitForState(client, messageId, [MessageState.SENT])).attempts).toBe(2);
+    expect((await waitForMail(bouncer, messageId)).parsed.subject).toBe('dead letter');
+
+    const later = await client.sendMail({ sender: 'no-reply', to: ['eve@students.campus.example'], subject: 'never', text: 'x', sendAt: timestampFromDate(new Date(Date.now() + 60_000)) });
+    expect((await ops.cancelMessages({ messageIds: [later.messageId] })).count).toBe(1);
+    expect((await waitForState(client, later.messageId, [MessageState.FAILED])).lastError).toContain('cancelled by broker-ops');
+    expect(nats.output()).not.toMatch(/Violation/);
+  });
+
   it('refuses a client without credentials, or with a key it does not know', async () => {
     await expect(connect({ servers: nats.url, reconnect: false })).rejects.toBeInstanceOf(errors.AuthorizationError);
     const stranger = new TextDecoder().decode(createUser().getSeed());
@@ -119,8 +158,10 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
     const jsm = await jetstreamManager(scheduler, { timeout: 2_000 });
     await expect(jsm.streams.delete(n.dispatchStream)).rejects.toThrow();
     await expect(jsm.streams.info(n.dispatchStream)).resolves.toMatchObject({ config: { name: n.dispatchStream } });
-    // The bodies of large messages and the senders' pulled mail are not the scheduler's to read.
-    await expect(jsm.streams.getMessage(`OBJ_${n.bodyBucket}`, { seq: 1 })).rejects.toThrow();
+    // The senders' secrets and pulled mail are not the scheduler's to read.
+    const secrets = `KV_${secretsBucketName(prefix)}`;
+    await expect(jsm.streams.getMessage(secrets, { seq: 1 })).rejects.toThrow();
+    await untilLogged(new RegExp(`Publish Violation - Nkey "${user('scheduler').publicKey}", Subject "\\$JS\\.API\\.STREAM\\.MSG\\.GET\\.${secrets.replace(/\./g, '\\.')}"`));
     scheduler.subscribe(`${inboxPrefixFor('smtp-sender')}.>`);
     await untilLogged(new RegExp(`Subscription Violation - Nkey "${user('scheduler').publicKey}", Subject "_INBOX\\.smtp-sender\\.>"`));
 
@@ -151,13 +192,16 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
     const forged = [forge(), forge(randomBytes(32))];
     for (const env of forged) await js.publish(n.dispatchSubject('smtp', 'no-reply'), toBinary(EnvelopeSchema, env));
     for (const env of forged) {
-      // No QUEUED event precedes a forged message: it is unknown until the sender reports it.
-      await untilKnown(env.messageId);
-      const res = await waitForState(client, env.messageId, [MessageState.FAILED]);
+      // No QUEUED event precedes a forged message: it is unknown until the sender reports it,
+      // and its report names no client (the envelope's claim is not trusted): an admin sees it.
+      await untilKnown(ops, env.messageId);
+      const res = await waitForState(ops, env.messageId, [MessageState.FAILED]);
       expect(res.lastError).toBe(ENVELOPE_SIG_INVALID);
       expect(mailsWithId(smtp, env.messageId)).toEqual([]);
     }
     expect(smtp.messages.filter((m) => m.envelope.to.includes('victim@elsewhere.example'))).toEqual([]);
+    // Nothing of a forged message is kept: RetryMessages cannot send it.
+    expect((await ops.retryMessages({ messageIds: forged.map((e) => e.messageId) })).count).toBe(0);
     expect(stack.smtpSenders[0]!.logs.join('\n')).toContain(ENVELOPE_SIG_INVALID);
   });
 });

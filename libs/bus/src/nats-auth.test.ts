@@ -2,10 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { createNatsAuth, natsServerConfig, SERVICE_KINDS, servicePermissions } from './nats-auth.js';
 
 describe('NATS permissions per service', () => {
-  it.each(SERVICE_KINDS)('%s: no stream deletion or update, no wildcard over everything, only its own inbox', (kind) => {
+  it.each(SERVICE_KINDS)('%s: no stream deletion, updates by the scheduler only, no wildcard over everything, only its own inbox', (kind) => {
     const p = servicePermissions(kind, 'relay');
     for (const s of p.publish) {
-      expect(s).not.toMatch(/STREAM\.(DELETE|UPDATE)/);
+      expect(s).not.toMatch(/STREAM\.DELETE/);
+      if (kind !== 'scheduler') expect(s).not.toMatch(/STREAM\.UPDATE/);
+      expect(s).not.toMatch(/STREAM\.UPDATE\..*secrets/);
       expect(s).not.toMatch(/^(>|\$JS\.>|\$JS\.API\.>|\$JS\.API\.STREAM\.>|_INBOX\.>)$/);
     }
     expect(p.subscribe).toEqual([`_INBOX.${kind}.>`]);
@@ -20,15 +22,39 @@ describe('NATS permissions per service', () => {
     expect(smtp).toContain('$JS.API.CONSUMER.CREATE.RELAY_DISPATCH.smtp-sender.relay.dispatch.smtp.>');
   });
 
-  it('keeps the secrets bucket to credentials and the body store from the scheduler', () => {
+  it('keeps the secrets bucket to credentials and the body store from credentials', () => {
     for (const kind of SERVICE_KINDS) {
       // Every service may look up and create the shared streams; what matters is reading and writing.
       const p = servicePermissions(kind, 'relay')
-        .publish.filter((s) => !/^\$JS\.API\.STREAM\.(INFO|CREATE)\./.test(s))
+        .publish.filter((s) => !/^\$JS\.API\.STREAM\.(INFO|CREATE|UPDATE)\./.test(s))
         .join(' ');
       expect(p.includes('relay-secrets'), kind).toBe(kind === 'credentials');
-      if (kind === 'scheduler' || kind === 'credentials') expect(p, kind).not.toContain('relay-bodies');
+      if (kind === 'credentials') expect(p, kind).not.toContain('relay-bodies');
+      // Dead letters: only ingest reads the failed store (RetryMessages) and the message index.
+      expect(p.includes('$JS.API.CONSUMER.CREATE.OBJ_relay-failed'), kind).toBe(kind === 'ingest');
+      expect(p.includes('relay-messages'), kind).toBe(kind === 'ingest');
     }
+  });
+
+  it('allows the JetStream calls of dead letters, the message index and the held-mail sweeper, to those that make them', () => {
+    const may = (kind: (typeof SERVICE_KINDS)[number], subject: string) => servicePermissions(kind, 'relay').publish.includes(subject);
+    for (const kind of SERVICE_KINDS) {
+      // Every service makes the failed store and the message index at start.
+      for (const s of ['OBJ_relay-failed', 'KV_relay-messages']) for (const op of ['INFO', 'CREATE']) expect(may(kind, `$JS.API.STREAM.${op}.${s}`), `${kind} ${op} ${s}`).toBe(true);
+      // Keeping a failed message's envelope: scheduler and senders.
+      expect(may(kind, '$O.relay-failed.>'), kind).toBe(kind === 'scheduler' || kind.endsWith('-sender'));
+    }
+    // Ingest's durables on the status stream, only under their own names.
+    for (const durable of ['messages-index', 'ingest-client-budget']) {
+      expect(may('ingest', `$JS.API.CONSUMER.MSG.NEXT.RELAY_STATUS.${durable}`)).toBe(true);
+      expect(may('ingest', `$JS.API.CONSUMER.INFO.RELAY_STATUS.${durable}`)).toBe(true);
+    }
+    expect(servicePermissions('ingest', 'relay').publish.filter((s) => s.startsWith('$JS.API.CONSUMER.') && s.includes('RELAY_STATUS.>'))).toEqual([]);
+    expect(may('ingest', '$KV.relay-messages.>')).toBe(true);
+    // The sweeper reads held mail without consuming it and deletes what expired.
+    expect(may('scheduler', '$JS.API.DIRECT.GET.RELAY_HELD')).toBe(true);
+    expect(may('scheduler', '$JS.API.STREAM.MSG.DELETE.RELAY_HELD')).toBe(true);
+    expect(SERVICE_KINDS.filter((k) => servicePermissions(k, 'relay').publish.some((s) => s.includes('STREAM.MSG.DELETE')))).toEqual(['scheduler']);
   });
 
   it('puts public keys only into the server configuration', () => {

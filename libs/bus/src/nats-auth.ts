@@ -26,32 +26,38 @@ export function inboxPrefixFor(kind: ServiceKind): string {
 
 const API = '$JS.API';
 
+/** Ingest's durable on the status stream that gives back client budgets (services/ingest budget-release.ts). */
+const CLIENT_BUDGET_CONSUMER = 'ingest-client-budget';
+
 /**
  * What each service may publish and subscribe to on NATS 2.9: its own subjects, the JetStream
  * API calls its work needs on its own streams and consumers, and its own inbox. No one may delete
- * or update a stream; each may look streams up and create missing ones (services make the
- * topology at start), which cannot change an existing stream.
+ * a stream; each may look streams up and create missing ones (services make the topology at
+ * start), which cannot change an existing stream. Only the scheduler may update one: it brings
+ * the streams' limits to what relay.yaml sets.
  */
 export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPermissions {
   const n = busNames(prefix);
   const idemKv = `KV_${n.idempotencyBucket}`;
   const bodies = `OBJ_${n.bodyBucket}`;
+  const failed = `OBJ_${n.failedBucket}`;
+  const messagesKv = `KV_${n.messagesBucket}`;
   const secrets = secretsBucketName(prefix);
-  const shared = [n.submittedStream, n.heldStream, n.dispatchStream, n.statusStream, n.pacingStream, idemKv, bodies];
+  const shared = [n.submittedStream, n.heldStream, n.dispatchStream, n.statusStream, n.pacingStream, idemKv, bodies, failed, messagesKv];
   const common = [`${API}.INFO`, ...shared.flatMap((s) => [`${API}.STREAM.INFO.${s}`, `${API}.STREAM.CREATE.${s}`])];
   const readStatus = [`${API}.DIRECT.GET.${n.statusStream}`, `${API}.DIRECT.GET.${n.statusStream}.>`];
-  const readBodies = [
-    `${API}.STREAM.MSG.GET.${bodies}`,
-    `${API}.DIRECT.GET.${bodies}`,
-    `${API}.DIRECT.GET.${bodies}.>`,
-    ...orderedConsumer(bodies),
-  ];
+  const readBodies = readObjects(bodies);
+  // Settling a message outside delivery: removing its body (purge its chunks, mark it deleted)
+  // and keeping its envelope in the failed store (a put over an existing name purges old chunks).
+  const dropBody = [`${API}.STREAM.PURGE.${bodies}`, `$O.${n.bodyBucket}.M.>`];
+  const keepFailed = [`$O.${n.failedBucket}.>`, `${API}.STREAM.MSG.GET.${failed}`, `${API}.STREAM.PURGE.${failed}`];
   const subscribe = [`${inboxPrefixFor(kind)}.>`];
   switch (kind) {
     case 'ingest':
       return {
         publish: [
           ...common,
+          // New mail, RetryMessages' resubmissions; QUEUED, and FAILED for cancelled or unstored mail.
           n.submittedWildcard,
           n.statusWildcard,
           `$KV.${n.idempotencyBucket}.>`,
@@ -65,6 +71,16 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           // A put over an existing name removes the old chunks.
           `${API}.STREAM.PURGE.${bodies}`,
           ...readStatus,
+          // The message index: kept from the status stream, listed by ListMessages.
+          ...durableRights(n.statusStream, n.messagesIndexConsumer),
+          `$KV.${n.messagesBucket}.>`,
+          `${API}.STREAM.MSG.GET.${messagesKv}`,
+          `${API}.DIRECT.GET.${messagesKv}`,
+          `${API}.DIRECT.GET.${messagesKv}.>`,
+          ...orderedConsumer(messagesKv),
+          ...durableRights(n.statusStream, CLIENT_BUDGET_CONSUMER),
+          // RetryMessages reads the kept envelopes.
+          ...readObjects(failed),
         ],
         subscribe,
       };
@@ -72,6 +88,7 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
       return {
         publish: [
           ...common,
+          ...shared.map((s) => `${API}.STREAM.UPDATE.${s}`),
           n.heldWildcard,
           `${prefix}.dispatch.>`,
           n.statusWildcard,
@@ -80,7 +97,15 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           `${API}.STREAM.PURGE.${n.submittedStream}`,
           `${API}.STREAM.MSG.GET.${n.heldStream}`,
           `${API}.STREAM.MSG.GET.${n.dispatchStream}`,
+          // The held-mail sweeper reads without consuming and removes what expired.
+          `${API}.DIRECT.GET.${n.heldStream}`,
+          `${API}.DIRECT.GET.${n.heldStream}.>`,
+          `${API}.STREAM.MSG.DELETE.${n.heldStream}`,
           ...readStatus,
+          // Dead letters: a large message's envelope is read back from the body store to be kept.
+          ...readBodies,
+          ...dropBody,
+          ...keepFailed,
         ],
         subscribe,
       };
@@ -102,9 +127,9 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           `$JS.ACK.${d}.${durable}.>`,
           ...readStatus,
           ...readBodies,
-          // Removing a sent message's body: purge its chunks, mark it deleted.
-          `${API}.STREAM.PURGE.${bodies}`,
-          `$O.${n.bodyBucket}.M.>`,
+          // Removing a sent message's body; keeping a failed one's envelope.
+          ...dropBody,
+          ...keepFailed,
         ],
         subscribe,
       };
@@ -142,6 +167,23 @@ function consumerRights(stream: string): string[] {
     `${API}.CONSUMER.MSG.NEXT.${stream}.>`,
     `$JS.ACK.${stream}.>`,
   ];
+}
+
+/** One named durable consumer on `stream` (shared by a service's replicas): create, update, look up, pull and ack. */
+function durableRights(stream: string, durable: string): string[] {
+  return [
+    `${API}.CONSUMER.CREATE.${stream}.${durable}`,
+    `${API}.CONSUMER.CREATE.${stream}.${durable}.>`,
+    `${API}.CONSUMER.DURABLE.CREATE.${stream}.${durable}`,
+    `${API}.CONSUMER.INFO.${stream}.${durable}`,
+    `${API}.CONSUMER.MSG.NEXT.${stream}.${durable}`,
+    `$JS.ACK.${stream}.${durable}.>`,
+  ];
+}
+
+/** Reading an object store: an object's info (last message of its meta subject) and its chunks. */
+function readObjects(stream: string): string[] {
+  return [`${API}.STREAM.MSG.GET.${stream}`, `${API}.DIRECT.GET.${stream}`, `${API}.DIRECT.GET.${stream}.>`, ...orderedConsumer(stream)];
 }
 
 /** The short-lived ordered consumers that read a bucket (object gets, key listings, watches). */

@@ -1,4 +1,4 @@
-import { nanos } from '@nats-io/nats-core';
+import { nanos, PermissionViolationError } from '@nats-io/nats-core';
 import {
   DiscardPolicy,
   JetStreamApiCodes,
@@ -138,11 +138,24 @@ export async function ensureStreams(jsm: JetStreamManager, configs: Array<Partia
 
 const LIMIT_KEYS = ['max_msgs', 'max_bytes', 'max_age', 'discard', 'allow_direct'] as const;
 
-/** Updates a stream's limits (message count, bytes, age, discard policy, direct gets) where they differ from `want`. */
+/**
+ * Updates a stream's limits (message count, bytes, age, discard policy, direct gets) where they
+ * differ from `want`. A service whose NATS user may not update streams (only the scheduler's may)
+ * leaves them to the scheduler rather than failing its start.
+ */
 export async function applyLimits(jsm: JetStreamManager, have: StreamConfig, want: Partial<StreamConfig>): Promise<void> {
   const changed = LIMIT_KEYS.filter((k) => want[k] !== undefined && want[k] !== have[k]);
   if (changed.length === 0) return;
   const next = { ...have };
   for (const k of changed) (next as Record<string, unknown>)[k] = want[k];
-  await jsm.streams.update(have.name, next);
+  try {
+    await jsm.streams.update(have.name, next);
+  } catch (err) {
+    if (!isPermissionViolation(err)) throw err;
+  }
+}
+
+function isPermissionViolation(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) if (e instanceof PermissionViolationError) return true;
+  return false;
 }
