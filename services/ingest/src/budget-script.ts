@@ -2,7 +2,7 @@
  * One client's bounds, checked and charged in one step so that replicas never over-admit.
  * KEYS: 1 rate hash, 2 stored zset (message id -> expiry ms), 3 sizes hash (message id -> bytes),
  *       4 stored-bytes counter, 5 owner hash (message id -> client, shared by all clients),
- *       6 recipient counter of the current hour.
+ *       6 recipient counter of the current hour, 7 the message's charged marker.
  * ARGV: now ms, message id, client, size, recipients, messages/s, bytes/s, max stored messages,
  *       max stored bytes, daily recipients, expiry ms, hour-key prefix, hour index.
  * Rates are token buckets holding one second's worth; a message larger than the bucket passes
@@ -17,8 +17,9 @@ local mps, bps = tonumber(ARGV[6]), tonumber(ARGV[7])
 local maxMsgs, maxBytes, daily = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local expiry, hourPrefix, hour = tonumber(ARGV[11]), ARGV[12], tonumber(ARGV[13])
 
--- Charged already (a retry with the same idempotency key after a crash): not twice.
-if redis.call('HEXISTS', KEYS[3], id) == 1 then return '' end
+-- Charged already (a retry with the same idempotency key, after a crash or a failed store): not
+-- twice, whatever limits the client has.
+if redis.call('EXISTS', KEYS[7]) == 1 then return '' end
 
 local function refill(field, rate)
   local cap = math.max(rate, 1)
@@ -71,6 +72,7 @@ if daily > 0 then
   redis.call('INCRBY', KEYS[6], rcpt)
   redis.call('PEXPIRE', KEYS[6], 90000000)
 end
+redis.call('SET', KEYS[7], '1', 'PX', math.max(expiry - now, 1000))
 return ''
 `;
 

@@ -49,6 +49,17 @@ describe('client budget', () => {
     expect(await outcome(budget.charge(c, msg()))).toBe('messages_per_second');
   });
 
+  it('charges a message once: a retry with the same idempotency key (same id) takes no second share of a rate', async () => {
+    const now = 2_000_000;
+    const budget = createClientBudget(redis, prefix, logger, MAX_AGE_MS, () => now);
+    const c = client('{ messages_per_second: 1, daily_recipients: 5 }');
+    const first = msg({ recipients: 5 });
+    expect(await outcome(budget.charge(c, first))).toBe('ok');
+    expect(await outcome(budget.charge(c, first))).toBe('ok');
+    expect(await outcome(budget.charge(c, first))).toBe('ok');
+    expect(await outcome(budget.charge(c, msg({ recipients: 1 })))).toBe('messages_per_second');
+  });
+
   it('lets a message larger than bytes_per_second through on a full bucket and then waits off the debt', async () => {
     let now = 2_000_000;
     const budget = createClientBudget(redis, prefix, logger, MAX_AGE_MS, () => now);

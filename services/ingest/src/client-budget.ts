@@ -50,7 +50,7 @@ const LIMIT_TEXT: Record<string, (l: ClientLimits) => string> = {
  * and refusing all mail for a lost cache would be the larger harm.
  */
 export function createClientBudget(redis: Redis, prefix: string, logger: Logger, maxAgeMs: number, now: () => number = Date.now): ClientBudget {
-  redis.defineCommand('relayClientCharge', { numberOfKeys: 6, lua: CHARGE_SCRIPT });
+  redis.defineCommand('relayClientCharge', { numberOfKeys: 7, lua: CHARGE_SCRIPT });
   redis.defineCommand('relayClientRelease', { numberOfKeys: 1, lua: RELEASE_SCRIPT });
   const commands = redis as unknown as Record<string, ChargeFn & ReleaseFn>;
   const chargeCmd: ChargeFn = commands.relayClientCharge!.bind(redis);
@@ -74,7 +74,7 @@ export function createClientBudget(redis: Redis, prefix: string, logger: Logger,
       let reached: string;
       try {
         reached = await chargeCmd(
-          `${base}:rate`, `${base}:stored`, `${base}:sizes`, `${base}:stored-bytes`, owners, `${base}:rcpt:${hour}`,
+          `${base}:rate`, `${base}:stored`, `${base}:sizes`, `${base}:stored-bytes`, owners, `${base}:rcpt:${hour}`, `${prefix}:client-charged:${msg.messageId}`,
           t, msg.messageId, encodeURIComponent(client.name), msg.sizeBytes, msg.recipients,
           l.messagesPerSecond ?? 0, l.bytesPerSecond ?? 0, l.maxStoredMessages ?? 0, l.maxStoredBytes ?? 0, l.dailyRecipients ?? 0,
           expiry, `${base}:rcpt:`, hour,
