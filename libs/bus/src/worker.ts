@@ -167,7 +167,7 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
    * period is over (false). Its Nats-Msg-Id stores a write repeated after a lost ack once.
    */
   async function recordSent(env: Envelope, reply: string): Promise<boolean> {
-    const ev = { messageId: env.messageId, sender: env.sender, state: MessageState.SENT, attempt: env.attempt, detail: reply, service: o.service };
+    const ev = { messageId: env.messageId, sender: env.sender, client: env.client, state: MessageState.SENT, attempt: env.attempt, detail: reply, service: o.service };
     for (let n = 0; ; n++) {
       try {
         await bus.publishStatus(n === 0 ? ev : { ...ev, detail: boundDetail(reply, SHORT_DETAIL_BYTES) }, undefined, `${env.messageId}.${env.attempt}.sent`);
@@ -184,7 +184,8 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
   async function settleFailure(env: Envelope, err: DeliveryError, span: Span) {
     const detail = err.remedy ? `${err.message} — ${err.remedy}` : err.message;
     const wait = Math.max(backoffMs(env.attempt, o.retry.retryInitialMs, o.retry.retryMaxMs), err.retryAfterMs ?? 0);
-    const base = { messageId: env.messageId, sender: env.sender, attempt: env.attempt, service: o.service };
+    // Each outcome names the client too, so GetMessage can tell whose message it is even without the QUEUED event.
+    const base = { messageId: env.messageId, sender: env.sender, client: env.client, attempt: env.attempt, service: o.service };
     if (err.retryable && Date.now() + wait - ageFrom(env) <= o.retry.maxAgeMs) {
       span.setAttributes({ 'relay.outcome': 'retrying', 'relay.retry_in_ms': wait });
       await bus.publishStatus({ ...base, state: MessageState.RETRYING, detail });

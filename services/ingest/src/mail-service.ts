@@ -77,8 +77,9 @@ export function createMailHandlers(ctx: IngestContext) {
         throw new RelayError(ErrorCode.Unavailable, 'message status is unavailable (broker unreachable); retry', { cause: err });
       });
       // Another client's message is reported as unknown, so ids cannot be probed; the client is
-      // the one on ingest's first event (sharing a sender does not share its messages).
-      if (events.length === 0 || (!client.admin && events[0]!.client !== client.name)) {
+      // the one ingest's QUEUED event (or an outcome) names: sharing a sender shares no messages.
+      const owner = events.find((e) => e.client)?.client;
+      if (events.length === 0 || (!client.admin && owner !== client.name)) {
         throw new RelayError(ErrorCode.NotFound, `message_id: no message ${id}`);
       }
       return foldHistory(id, events);
