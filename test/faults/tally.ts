@@ -156,12 +156,18 @@ export function figures(fault: string, rig: FaultRig, accepted: Accepted[], stat
     if (copies.length > 1) {
       duplicates += copies.length - 1;
       duplicated.push(`${a.messageId} x${copies.length} (${history(status)})`);
-      if (!wasInFlight) outsideWindow.push(`${a.messageId} (${history(status)})`);
+      // Sent again after its sent-marker was stored: never in the documented window.
+      if (!wasInFlight || sentAgainAfterSent(status)) outsideWindow.push(`${a.messageId} (${history(status)})`);
     }
     foreign += copies.filter((id) => id !== a.messageId).length;
     if (status?.state !== MessageState.SENT) notSent.push(`${a.messageId} ${status ? stateName(status.state) : 'unknown'} ${status?.lastError ?? ''}`);
   }
   return { fault, accepted: accepted.length, delivered, lost: accepted.length - delivered, duplicates, inFlight, duplicated, outsideWindow, notSent, foreign };
+}
+
+function sentAgainAfterSent(s: GetMessageResponse | undefined): boolean {
+  const sent = s?.history.findIndex((h) => h.state === MessageState.SENT) ?? -1;
+  return sent >= 0 && s!.history.slice(sent + 1).some((h) => h.state === MessageState.SENDING);
 }
 
 function history(s: GetMessageResponse | undefined): string {

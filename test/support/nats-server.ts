@@ -6,7 +6,8 @@ import { natsServerConfig, type NatsAuthSetup } from '@relay/bus';
 import { freePort } from '@relay/testkit';
 
 export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN || '/usr/sbin/nats-server';
-export const hasNatsServer = existsSync(NATS_SERVER_BIN);
+// In CI a missing binary fails the suites that need it instead of skipping them.
+export const hasNatsServer = existsSync(NATS_SERVER_BIN) || process.env.CI === 'true';
 
 export interface PrivateNats {
   url: string;
