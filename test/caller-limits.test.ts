@@ -1,6 +1,6 @@
 import { connectBus, type Bus } from '@relay/bus';
 import { MessageState } from '@relay/proto';
-import { dropBus, spawnService, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig, type ServiceProcess } from '@relay/testkit';
+import { dropBus, serviceTestEnv, spawnService, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig, type ServiceProcess } from '@relay/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codeOf, createTestClient, status, type SendMailInit, type TestClient } from './support/grpc-client.js';
@@ -29,7 +29,7 @@ function client(apiKey: string, replica = 0): TestClient {
 
 beforeAll(async () => {
   const config = { clients: [greedy, polite, bursty, bulky, hoarder, mailer].map(entry), senders: [smtpSender({ id: 'shared', server: { port: 2 }, security: 'none' })] };
-  const env = { RELAY_CONFIG: writeConfig(config), NATS_URL: testNatsUrl(), REDIS_URL: testRedisUrl(), RELAY_BUS_PREFIX: prefix, RELAY_GRPC_PORT: '0', RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1' };
+  const env = { RELAY_CONFIG: writeConfig(config), NATS_URL: testNatsUrl(), REDIS_URL: testRedisUrl(), RELAY_BUS_PREFIX: prefix, RELAY_GRPC_PORT: '0', RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', ...serviceTestEnv('ingest') };
   // Two replicas: the limits are the client's, not each replica's.
   replicas.push(await spawnService('ingest', { env }), await spawnService('ingest', { env }));
   bus = await connectBus({ servers: testNatsUrl(), prefix, name: 'caller-limits-test' });

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { get } from 'node:https';
 import { MessageState } from '@relay/proto';
-import { dropBus, masterKey, spawnService, testCa, testNatsUrl, uniquePrefix, writeConfig, type ServiceProcess } from '@relay/testkit';
+import { dropBus, masterKey, serviceTestEnv, spawnService, testCa, testNatsUrl, uniquePrefix, writeConfig, type ServiceProcess } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codeOf, createTestClient, status, type TestClient } from './support/grpc-client.js';
 import { clientEntry, newClient, smtpSender } from './support/relay.js';
@@ -45,6 +45,7 @@ beforeAll(async () => {
       RELAY_HOST: '0.0.0.0',
       RELAY_TLS_CERT: testCa().certFile,
       RELAY_TLS_KEY: testCa().keyFile,
+      ...serviceTestEnv('ingest'),
     },
   });
 });
@@ -82,6 +83,7 @@ describe('TLS and listening addresses', () => {
         RELAY_HOST: '0.0.0.0',
         RELAY_TLS_CERT: testCa().certFile,
         RELAY_TLS_KEY: testCa().keyFile,
+        ...serviceTestEnv('credentials'),
       },
     });
     try {

@@ -28,7 +28,11 @@ beforeAll(async () => {
     label: 'delivery-once',
     config: {
       clients: [clientEntry(app)],
-      senders: [smtpSender({ id: 'bulk', server: smtp, security: 'none' }), smtpSender({ id: 'later', server: flaky, security: 'none' })],
+      senders: [
+        // Raised past the default recipient cap so that one message can carry every refused recipient.
+        { ...smtpSender({ id: 'bulk', server: smtp, security: 'none' }), rate: { max_recipients_per_message: REFUSED.length + 1 } },
+        smtpSender({ id: 'later', server: flaky, security: 'none' }),
+      ],
       delivery: { retry_initial: '200ms', retry_max: '1s', max_age: `${MAX_AGE_MS}ms` },
     },
   });

@@ -99,11 +99,11 @@ describe('deploy/kubernetes', () => {
     expect(relay.clients.length).toBeGreaterThan(0);
     expect(find(docs, 'ConfigMap', 'relay-env')!.data.RELAY_CONFIG).toBe('/etc/relay/relay.yaml');
     expect(Object.fromEntries(SERVICES.map((n) => [n, secretsOf(find(docs, 'Deployment', n)!)]))).toEqual({
-      credentials: ['relay-credentials-secrets', 'relay-ingest-token', 'relay-internal-token'],
-      ingest: ['relay-ingest-secrets', 'relay-ingest-token'],
-      scheduler: [],
-      'smtp-sender': ['relay-internal-token'],
-      'graph-sender': ['relay-internal-token'],
+      credentials: ['relay-credentials-secrets', 'relay-ingest-token', 'relay-internal-token', 'relay-nats-credentials'],
+      ingest: ['relay-envelope-key', 'relay-ingest-secrets', 'relay-ingest-token', 'relay-nats-ingest'],
+      scheduler: ['relay-nats-scheduler'],
+      'smtp-sender': ['relay-envelope-key', 'relay-internal-token', 'relay-nats-smtp-sender'],
+      'graph-sender': ['relay-envelope-key', 'relay-internal-token', 'relay-nats-graph-sender'],
     });
     // Callers' API keys reach ingest, the senders' secrets credentials: each from a file of its own Secret.
     const generated = generatedSecrets();
@@ -131,7 +131,8 @@ describe('deploy/kubernetes', () => {
     for (const g of kustomization.secretGenerator) {
       expect(g.literals, g.name).toBeUndefined();
       expect(g.envs, g.name).toBeUndefined();
-      for (const f of g.files) expect(f, g.name).toMatch(/^secrets\/[\w-]+$/);
+      // From secrets/ (written by the operator) or nats-auth/ (written by npm run nats-auth).
+      for (const f of g.files) expect(f, g.name).toMatch(/^(secrets\/[\w-]+|[\w-]+=nats-auth\/[\w.-]+)$/);
     }
     expect(readFileSync(join(deploy, 'kubernetes', 'secrets', '.gitignore'), 'utf8')).toMatch(/^\*$/m);
   });
@@ -243,11 +244,11 @@ describe('deploy/compose.yaml', () => {
     }
     expect(compose.services.credentials.environment.RELAY_INTERNAL_ADMIN_TOKEN_FILE).toBe('/run/secrets/ingest-token');
     expect(Object.fromEntries(SERVICES.map((n) => [n, [...(compose.services[n].secrets ?? [])].sort()]))).toEqual({
-      credentials: ['ingest-token', 'internal-token', 'noreply-password'],
-      ingest: ['billing-api-key', 'ingest-token'],
-      scheduler: [],
-      'smtp-sender': ['internal-token'],
-      'graph-sender': ['internal-token'],
+      credentials: ['ingest-token', 'internal-token', 'nats-credentials', 'noreply-password'],
+      ingest: ['billing-api-key', 'envelope-key', 'ingest-token', 'nats-ingest'],
+      scheduler: ['nats-scheduler'],
+      'smtp-sender': ['envelope-key', 'internal-token', 'nats-smtp-sender'],
+      'graph-sender': ['envelope-key', 'internal-token', 'nats-graph-sender'],
     });
     for (const s of Object.values(compose.secrets as Record<string, Doc>)) expect(s.file).toMatch(/^\$\{RELAY_SECRETS_DIR:-\.\/secrets\}\//);
   });

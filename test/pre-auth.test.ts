@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:http2';
 import { status } from '@grpc/grpc-js';
-import { dropBus, spawnService, testNatsUrl, uniquePrefix, writeConfig, type ServiceProcess } from '@relay/testkit';
+import { dropBus, serviceTestEnv, spawnService, testNatsUrl, uniquePrefix, writeConfig, type ServiceProcess } from '@relay/testkit';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { floodSendMail } from './support/grpc-flood.js';
 import { clientEntry, newClient } from './support/relay.js';
@@ -28,7 +28,7 @@ async function startIngest(): Promise<ServiceProcess> {
     senders: [{ id: 'registrar', from: 'registrar@campus.example', transport: 'graph', graph: { tenant_id: 't', client_id: 'c', client_secret: 's', mailbox: 'registrar@campus.example' } }],
   };
   const ingest = await spawnService('ingest', {
-    env: { RELAY_CONFIG: writeConfig(config), NATS_URL: testNatsUrl(), RELAY_BUS_PREFIX: prefix, RELAY_GRPC_PORT: '0', RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', RELAY_GRPC_MAX_CONNECTIONS_PER_PEER: '4' },
+    env: { RELAY_CONFIG: writeConfig(config), NATS_URL: testNatsUrl(), RELAY_BUS_PREFIX: prefix, RELAY_GRPC_PORT: '0', RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', RELAY_GRPC_MAX_CONNECTIONS_PER_PEER: '4', ...serviceTestEnv('ingest') },
   });
   running.push(ingest);
   return ingest;

@@ -7,11 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dropBus, masterKey, randomApiKey, repoRoot, startSmtpServer, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig, type TestSmtpServer } from '@relay/testkit';
+import { dropBus, envelopeKey, masterKey, randomApiKey, repoRoot, startSmtpServer, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig, type TestSmtpServer } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSupervisor, type ReadyChild } from '../tools/src/children.js';
 import { createInternalTls } from '../tools/src/internal-ca.js';
 import { secretEnvNames, stackChildEnv } from '../tools/src/service-scope.js';
+import { ENVELOPE_KEY_HOLDERS } from '../tools/src/stack-nats.js';
 import { credentialsAddress, serviceArgs, SERVICES, type ServiceName, type StackSettings } from '../tools/src/services.js';
 import { createTestClient } from './support/grpc-client.js';
 import { FAST_DELIVERY, smtpSender, waitForMail } from './support/relay.js';
@@ -66,7 +67,10 @@ beforeAll(async () => {
   const secrets = secretEnvNames(configPath);
   // The stack's default: mutual TLS toward credentials with a CA made for this run.
   const tls = await createInternalTls(tlsDir);
-  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(repoRoot, name), env: stackChildEnv(name, shell, settings, secrets, tls), cwd: repoRoot });
+  // As `npm run stack` adds it: only ingest (signs) and the senders (check) hold the envelope key.
+  const envelope = envelopeKey();
+  const childEnv = (name: ServiceName) => ({ ...stackChildEnv(name, shell, settings, secrets, tls), ...(ENVELOPE_KEY_HOLDERS.includes(name) ? { RELAY_ENVELOPE_KEY: envelope } : {}) });
+  const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(repoRoot, name), env: childEnv(name), cwd: repoRoot });
   const credentials = await supervisor.start(spec('credentials'));
   started.set('credentials', credentials);
   settings.credentialsAddr = credentialsAddress(0, credentials.ports, tls.host);

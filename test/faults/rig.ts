@@ -1,6 +1,7 @@
 import {
   freePort,
   masterKey,
+  serviceTestEnv,
   spawnService,
   startGraphFake,
   startIdentityFake,
@@ -113,6 +114,7 @@ export async function startFaultRig(): Promise<FaultRig> {
     RELAY_HTTP_PORT: '0',
     NODE_EXTRA_CA_CERTS: testCa().caFile,
     GRAPH_SECRET,
+    ...serviceTestEnv(),
   };
   const running = new Map<ServiceName, ServiceProcess>();
   // Generous: a restart competes for the CPU with the rest of the test suite.

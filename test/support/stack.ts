@@ -4,6 +4,7 @@ import {
   internalToken,
   masterKey,
   spawnService,
+  testCa,
   testNatsUrl,
   testContainersWanted,
   testRedisUrl,
@@ -41,6 +42,11 @@ export interface StackOptions {
   prefix?: string;
   /** An auth-enabled NATS server: each service gets its own user's nkey seed, and only that. */
   nats?: { url: string; auth: NatsAuthSetup };
+  /**
+   * The CA `client()` trusts when RELAY_TLS_CERT turns on TLS for ingest's gRPC. Default: the
+   * test CA (testkit `testCa()`), which issued the certificate the tests serve.
+   */
+  grpcCaPem?: string;
 }
 
 export interface Stack {
@@ -113,6 +119,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       ...Array.from({ length: opts.smtpSenders ?? 1 }, () => addSmtpSender()),
     ]);
     const address = `127.0.0.1:${ingest!.ports.grpc}`;
+    // The pair that serves ingest's SMTP door serves its gRPC over TLS too.
+    const grpcTls = env.RELAY_TLS_CERT ? { caPem: opts.grpcCaPem ?? testCa().caPem } : undefined;
     return {
       prefix,
       address,
@@ -123,7 +131,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       graphSender: graphSender!,
       smtpSenders,
       client(apiKey) {
-        const c = createTestClient(address, apiKey);
+        const c = createTestClient(address, apiKey, grpcTls);
         clients.push(c);
         return c;
       },

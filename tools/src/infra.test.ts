@@ -165,7 +165,7 @@ describe('startInfra', () => {
       return { host: 'localhost', port: 40000, stop: async () => void log.push(`stop ${image}`) };
     };
     const inContainers = await startInfra(await planInfra({}, probes({ docker: true })), start, launch);
-    expect(log).toEqual(['start nats:2.9 -c /etc/relay/nats-server.conf', 'start redis:7']);
+    expect(log).toEqual(['start nats:2.12 -c /etc/relay/nats-server.conf', 'start redis:7']);
     expect(files).toEqual([launch.container.files, undefined]);
     await inContainers.stop();
 

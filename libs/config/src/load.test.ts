@@ -263,8 +263,8 @@ describe('readEnv', () => {
 
 describe('secrets left unresolved', () => {
   it('ingest (callers-only) resolves API keys and starts without the sender secrets set', () => {
-    const cfg = parseConfig(base, { BILLING_API_KEY: 'billing-key' }, 'relay.yaml', { resolveSecrets: 'callers-only' });
-    expect(cfg.clients[0]!.apiKey.reveal()).toBe('billing-key');
+    const cfg = parseConfig(base, { BILLING_API_KEY: 'billing-key-0123456789abcdef0123456' }, 'relay.yaml', { resolveSecrets: 'callers-only' });
+    expect(cfg.clients[0]!.apiKey.reveal()).toBe('billing-key-0123456789abcdef0123456');
     const auth = cfg.senders[0]!.smtp!.auth;
     expect(auth.type === 'password' && auth.password.resolved).toBe(false);
     expect(() => (auth.type === 'password' ? auth.password.reveal() : '')).toThrow(/senders\[0\]\.smtp\.auth\.password: this service does not read secrets/);

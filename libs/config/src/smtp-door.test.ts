@@ -5,7 +5,7 @@ import { parseConfig } from './load.js';
 
 const config = (client: string, aliases = '') => `
 clients:
-  - { name: j1, api_key: k1, senders: [registrar]${client} }
+  - { name: j1, api_key: k1-0123456789abcdef0123456789abcdef, senders: [registrar]${client} }
 senders:
   - { id: registrar, from: 'Registrar <Registrar@Campus.example>', transport: smtp, smtp: { host: mail.campus.example, port: 587, security: starttls }${aliases} }
 `;
@@ -42,8 +42,8 @@ describe('SMTP door configuration', () => {
   it('refuses two clients with the same SMTP username', () => {
     const text = `
 clients:
-  - { name: a, api_key: k1, smtp: { username: Dup@campus.example, password: p } }
-  - { name: b, api_key: k2, smtp: { username: dup@campus.example, password: q } }
+  - { name: a, api_key: k1-0123456789abcdef0123456789abcdef, smtp: { username: Dup@campus.example, password: p } }
+  - { name: b, api_key: k2-0123456789abcdef0123456789abcdef, smtp: { username: dup@campus.example, password: q } }
 senders:
   - { id: s, from: s@campus.example, transport: smtp, smtp: { host: mail.campus.example, port: 587, security: starttls } }
 `;

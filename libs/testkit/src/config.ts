@@ -40,3 +40,28 @@ export function masterKey(): string {
 export function internalToken(): string {
   return randomBytes(32).toString('base64url');
 }
+
+/** A value for `RELAY_ENVELOPE_KEY`: 32 random bytes, base64. */
+export function envelopeKey(): string {
+  return randomBytes(32).toString('base64');
+}
+
+export type RelayServiceName = 'ingest' | 'scheduler' | 'smtp-sender' | 'graph-sender' | 'credentials';
+
+// One of each per test process: services a test starts separately must still agree on them.
+let processSecrets: { envelopeKey: string; internalToken: string } | undefined;
+const ENVELOPE_KEY_HOLDERS: readonly string[] = ['ingest', 'smtp-sender', 'graph-sender'];
+const INTERNAL_TOKEN_HOLDERS: readonly string[] = ['ingest', 'smtp-sender', 'graph-sender', 'credentials'];
+
+/**
+ * The environment a service needs to start beyond its config and bus: the envelope key (ingest
+ * and the senders) and the internal token toward credentials (credentials and its callers). The
+ * values are the same for every call in a test process; without `name`, all of them.
+ */
+export function serviceTestEnv(name?: RelayServiceName | string): Record<string, string> {
+  processSecrets ??= { envelopeKey: envelopeKey(), internalToken: internalToken() };
+  const env: Record<string, string> = {};
+  if (name === undefined || ENVELOPE_KEY_HOLDERS.includes(name)) env.RELAY_ENVELOPE_KEY = processSecrets.envelopeKey;
+  if (name === undefined || INTERNAL_TOKEN_HOLDERS.includes(name)) env.RELAY_INTERNAL_TOKEN = processSecrets.internalToken;
+  return env;
+}

@@ -5,8 +5,8 @@ import { createSmtpGate } from './gate.js';
 const cfg = parseConfig(
   `
 clients:
-  - { name: j1, api_key: k1, senders: [registrar], smtp: { username: J1@campus.example, password: secret } }
-  - { name: printer, api_key: k2, senders: [scans], smtp: { allow_ips: [10.20.0.0/16, '2001:db8::7'] } }
+  - { name: j1, api_key: k1-0123456789abcdef0123456789abcdef, senders: [registrar], smtp: { username: J1@campus.example, password: secret } }
+  - { name: printer, api_key: k2-0123456789abcdef0123456789abcdef, senders: [scans], smtp: { allow_ips: [10.20.0.0/16, '2001:db8::7'] } }
 senders:
   - { id: registrar, from: 'Registrar <registrar@campus.example>', smtp_aliases: [bounces@campus.example], transport: smtp, smtp: { host: mail.campus.example, port: 587, security: starttls } }
   - { id: scans, from: scans@campus.example, transport: smtp, smtp: { host: mail.campus.example, port: 587, security: starttls } }

@@ -11,7 +11,7 @@ import { createSmtpDoor } from './smtp-door.js';
 
 const config = parseConfig(
   `
-clients: [{ name: printer, api_key: k, senders: [scans], smtp: { allow_ips: [127.0.0.1] } }]
+clients: [{ name: printer, api_key: k-0123456789abcdef0123456789abcdef0, senders: [scans], smtp: { allow_ips: [127.0.0.1] } }]
 senders: [{ id: scans, from: scans@campus.example, transport: smtp, smtp: { host: mail.campus.example, port: 587, security: starttls } }]
 `,
   {},
