@@ -39,6 +39,10 @@ export async function unpackEnvelope(bus: Bus, stub: Envelope): Promise<Envelope
   const bytes = await readBody(bus, stub.bodyRef);
   // Decoding keeps attachment contents as views into `bytes`: the body is in memory once.
   const full = decodeEnvelope(bytes);
+  // The stub's identity wins: a stub that names another message's body then fails the envelope
+  // signature (which covers id and sender) instead of sending that message under a new id.
+  full.messageId = stub.messageId;
+  full.sender = stub.sender;
   full.attempt = stub.attempt;
   full.notBefore = stub.notBefore;
   full.firstAttemptAt = stub.firstAttemptAt;

@@ -78,16 +78,19 @@ export interface RefusalContext {
   bus: Pick<Bus, 'publishStatus'>;
   service: string;
   log: { warn(obj: object, msg: string): void };
+  /** The message id already has status events (a genuine message accepted by ingest has). */
+  known?: boolean;
 }
 
 /**
  * For a sender, before anything is sent: when `env` was not signed by ingest, reports it FAILED
  * and returns true (the caller acks it; it is never delivered). Its body is left alone: a forged
- * envelope may name another message's.
+ * envelope may name another message's. A forgery naming a message ingest accepted is only logged,
+ * so it cannot fail that message.
  */
 export async function refuseUnsigned(keys: EnvelopeKeys | undefined, env: Envelope, ctx: RefusalContext): Promise<boolean> {
   if (!keys || verifyEnvelope(keys, env)) return false;
-  await ctx.bus.publishStatus({ messageId: env.messageId, sender: env.sender, state: MessageState.FAILED, attempt: env.attempt, detail: ENVELOPE_SIG_INVALID, service: ctx.service });
+  if (!ctx.known) await ctx.bus.publishStatus({ messageId: env.messageId, sender: env.sender, state: MessageState.FAILED, attempt: env.attempt, detail: ENVELOPE_SIG_INVALID, service: ctx.service });
   ctx.log.warn({ message_id: env.messageId, sender: env.sender, client: env.client, attempt: env.attempt }, `refused: ${ENVELOPE_SIG_INVALID}`);
   return true;
 }

@@ -120,7 +120,7 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
       return;
     }
     const env = await unpackEnvelope(bus, stub);
-    if (await refuseUnsigned(o.envelopeKeys, env, { bus, service: o.service, log: o.log })) return m.ack();
+    if (await refuseUnsigned(o.envelopeKeys, env, { bus, service: o.service, log: o.log, known: lastEvent !== undefined })) return m.ack();
     // delivery.max_age counts from here (or send_at, if later); retries carry it (stubOf).
     env.firstAttemptAt ??= timestampFromDate(new Date());
     bus.noteStatus({ messageId: id, sender: env.sender, state: MessageState.SENDING, attempt: env.attempt, detail: '', service: o.service });
