@@ -104,6 +104,13 @@ describe('SMTP door to Microsoft Graph', () => {
     await waitForState(grpc, id, [MessageState.SENT]);
   });
 
+  it('refuses a header recipient the envelope does not name (Graph would mail it uncounted): 550 5.7.1', async () => {
+    const raw = Buffer.from(`From: ${MAILBOX}\r\nTo: ada@students.campus.example, everyone@campus.example\r\nSubject: extra\r\n\r\nhello\r\n`);
+    const res = await submit({ port: stack.ingest.ports.smtp!, security: 'starttls', auth: J1, envelope: { from: MAILBOX, to: ['ada@students.campus.example'] }, raw });
+    expect(res.ok).toBe(false);
+    expect(res.response).toMatch(/^550 5\.7\.1 Header recipient <everyone@campus\.example> is not among the RCPT TO addresses/);
+  });
+
   it('over 4 MB: parsed, sent as a draft with the attachment by upload session', async () => {
     const attachment = randomBytes(3_400_000);
     const { id } = await sendOverSmtp(attachment);

@@ -208,6 +208,10 @@ describe('SMTP door: never an open relay', () => {
     const header = await submit({ port: ports.smtp, security: 'none', localAddress: PRINTER_IP, envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] }, raw: spoofed });
     expect(header.ok).toBe(false);
     expect(header.response).toMatch(/^550 5\.7\.1 From header address <president@campus\.example> is not an address of sender "scans"/);
+    const onBehalf = Buffer.from('From: scans@campus.example\r\nSender: president@campus.example\r\nTo: ada@students.campus.example\r\nSubject: hi\r\n\r\nhello\r\n');
+    const sender = await submit({ port: ports.smtp, security: 'none', localAddress: PRINTER_IP, envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] }, raw: onBehalf });
+    expect(sender.ok).toBe(false);
+    expect(sender.response).toMatch(/^550 5\.7\.1 Sender or Resent-\* header address <president@campus\.example> is not an address of sender "scans"/);
   });
 
   it('an authenticated client cannot use another client\'s sender', async () => {

@@ -3,7 +3,7 @@ import { context, SpanKind, SpanStatusCode, trace, type Span } from '@openteleme
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import type { ClientConfig, SenderConfig } from '@relay/config';
 import { describe, ErrorCode, isRelayError } from '@relay/core';
-import { readHeaders } from '@relay/mail';
+import { DEFAULT_MAX_RECIPIENTS, MAX_HEADER_BYTES, readHeaders } from '@relay/mail';
 import { relayInstruments } from '@relay/telemetry';
 import { acceptMessage } from '../accept.js';
 import { messageLimit, type IngestContext } from '../mail-service.js';
@@ -120,8 +120,8 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     },
     onRcptTo(_address, session, callback) {
       const tx = sessions.get(session.id)?.tx;
-      const max = tx?.sender.rate?.maxRecipientsPerMessage;
-      if (tx && max && session.envelope.rcptTo.length >= max) {
+      const max = tx?.sender.rate?.maxRecipientsPerMessage ?? DEFAULT_MAX_RECIPIENTS;
+      if (tx && session.envelope.rcptTo.length >= max) {
         return callback(reply(452, `4.5.3 Too many recipients: sender "${tx.sender.id}" takes at most ${max} per message`));
       }
       callback();
@@ -172,13 +172,23 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
       const raw = await readLimited(stream, tx.limit);
       if (!raw) throw reply(552, `5.3.4 Message exceeds the limit of sender "${tx.sender.id}" (${tx.limit} bytes)`);
       const head = readHeaders(raw);
+      if (head.truncated) throw reply(552, `5.3.4 The header section is longer than ${MAX_HEADER_BYTES} bytes`);
       if (head.from.length === 0) throw reply(550, '5.7.1 The message has no From header; it must name one of the sender\'s addresses');
-      for (const a of head.from) {
-        if (gate.senderFor(tx.client, a) !== tx.sender) {
-          throw reply(550, `5.7.1 From header address <${a}> is not an address of sender "${tx.sender.id}" (its from or smtp_aliases)`);
+      // Sender and Resent-* claim an author too: they must be the sender's as well.
+      for (const [field, list] of [['From', head.from], ['Sender or Resent-*', head.onBehalf]] as const) {
+        for (const a of list) {
+          if (gate.senderFor(tx.client, a) !== tx.sender) {
+            throw reply(550, `5.7.1 ${field} header address <${a}> is not an address of sender "${tx.sender.id}" (its from or smtp_aliases)`);
+          }
         }
       }
       const rcpts = session.envelope.rcptTo.map((r) => r.address);
+      // Graph sends to the recipients in the headers: each must be one the envelope names (and counts).
+      if (tx.sender.transport === 'graph') {
+        const envelope = new Set(rcpts.map((r) => r.toLowerCase()));
+        const extra = head.recipients.find((r) => !envelope.has(r));
+        if (extra) throw reply(550, `5.7.1 Header recipient <${extra}> is not among the RCPT TO addresses; sender "${tx.sender.id}" sends through Microsoft Graph, which mails every header recipient`);
+      }
       const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
       const rawMime = Buffer.concat([Buffer.from(receivedHeader(session, name), 'latin1'), raw]);
       const accepted = await context.with(trace.setSpan(context.active(), tx.span), () =>
@@ -206,8 +216,11 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
         throw err;
       }
       const unavailable = isRelayError(err) && err.code === ErrorCode.Unavailable;
-      ctx.logger[unavailable ? 'warn' : 'error']({ err, sender: tx.sender.id, client: tx.client.name }, 'smtp message not stored');
+      const exhausted = isRelayError(err) && err.code === ErrorCode.ResourceExhausted;
+      ctx.logger[unavailable || exhausted ? 'warn' : 'error']({ err, sender: tx.sender.id, client: tx.client.name }, 'smtp message not stored');
       endTx(st, describe(err));
+      // A client's rate or quota, or the store's limit: the message names it.
+      if (exhausted) throw reply(452, `4.3.1 The message was not stored: ${err.message}; try again later`);
       throw reply(451, unavailable ? '4.3.0 The message was not stored (message broker unavailable); try again later' : '4.3.0 The message was not stored (local error); try again later');
     }
   }
