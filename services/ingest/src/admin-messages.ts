@@ -3,7 +3,7 @@ import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { Metadata } from '@grpc/grpc-js';
 import { context } from '@opentelemetry/api';
 import { indexRecipients, INDEX_BOUNDS, loadFailed, packEnvelope, readIndex, type Bus } from '@relay/bus';
-import { ErrorCode, RelayError } from '@relay/core';
+import { describe, ErrorCode, RelayError } from '@relay/core';
 import {
   CancelMessagesResponseSchema,
   EnvelopeSchema,
@@ -126,12 +126,18 @@ export function createAdminMessageHandlers(ctx: AdminMessagesContext) {
         // A new attempt number: never one whose hops the broker may still remember as duplicates.
         const attempt = Math.max(2, last.attempt + 1);
         // Held mail expires counting from not_before too, so an old message retried gets its full time.
-        const env = create(EnvelopeSchema, { ...kept.env, attempt, notBefore: timestampFromDate(new Date()), bodyRef: "", firstAttemptAt: undefined });
+        const env = create(EnvelopeSchema, { ...kept.env, attempt, notBefore: timestampFromDate(new Date()), bodyRef: '', firstAttemptAt: undefined });
         await context.with(kept.trace, async () => {
           const packed = await storingIn(ctx.bus, 'bodies', () => packEnvelope(ctx.bus, env));
           await ctx.bus.publishStatus({ messageId: id, sender: env.sender, state: MessageState.QUEUED, attempt, detail: `retried by ${client.name}`, service: 'relay-ingest' });
-          // Its Nats-Msg-Id is the attempt's: retrying twice stores it once.
-          await storingIn(ctx.bus, 'submitted', () => ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(env.sender), packed, `${id}.${attempt}.submit`));
+          // Its Nats-Msg-Id is the attempt's: retrying twice stores it once. Not stored: FAILED
+          // again, so it stays listed and can be retried.
+          await storingIn(ctx.bus, 'submitted', () => ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(env.sender), packed, `${id}.${attempt}.submit`)).catch(async (err: unknown) => {
+            await ctx.bus
+              .publishStatus({ messageId: id, sender: env.sender, state: MessageState.FAILED, attempt, detail: `retry not stored: ${describe(err)}`, service: 'relay-ingest' })
+              .catch(() => {});
+            throw err;
+          });
         });
         count++;
       }
@@ -143,8 +149,11 @@ export function createAdminMessageHandlers(ctx: AdminMessagesContext) {
       let count = 0;
       for (const { id, last } of await targets(call.request)) {
         if (last.state !== MessageState.QUEUED && last.state !== MessageState.RETRYING) continue;
-        // The scheduler and the senders check for FAILED before they hand on or send a message.
-        await ctx.bus.publishStatus({ messageId: id, sender: last.sender, state: MessageState.FAILED, attempt: last.attempt, detail: `cancelled by ${client.name}`, service: 'relay-ingest' });
+        // The scheduler and the senders check for FAILED before they hand on or send a message. A
+        // RETRYING message's next attempt is already parked: the cancel is recorded at that attempt,
+        // so a later RetryMessages gets a number of its own.
+        const attempt = last.state === MessageState.RETRYING ? last.attempt + 1 : last.attempt;
+        await ctx.bus.publishStatus({ messageId: id, sender: last.sender, state: MessageState.FAILED, attempt, detail: `cancelled by ${client.name}`, service: 'relay-ingest' });
         count++;
       }
       return create(CancelMessagesResponseSchema, { count });
