@@ -52,4 +52,21 @@ describe('held sweeper against a real NATS JetStream', () => {
     expect(await sweeper.sweep()).toBe(0);
     await sweeper.stop();
   });
+
+  it('does not make mail FAILED that was sent meanwhile, and keeps a cancelled one for a retry', async () => {
+    const held = (id: string) =>
+      bus.publishEnvelope(bus.names.heldSubject('ghost'), create(EnvelopeSchema, { messageId: id, sender: 'ghost', to: ['a@b.example'], subject: id, attempt: 1, submittedAt: ago(2 * HOUR) }), `${id}.1.held`);
+    const before = (await bus.jsm.streams.info(bus.names.heldStream)).state.messages;
+    await held('sent-meanwhile');
+    await held('cancelled');
+    await bus.publishStatus({ messageId: 'sent-meanwhile', sender: 'ghost', state: MessageState.SENT, attempt: 1, detail: '250 ok', service: 'test' });
+    await bus.publishStatus({ messageId: 'cancelled', sender: 'ghost', state: MessageState.FAILED, attempt: 1, detail: 'cancelled by ops', service: 'test' });
+    const sweeper = createHeldSweeper({ bus, known: () => false, maxAgeMs: () => HOUR, logger });
+    expect(await sweeper.sweep()).toBe(0);
+    expect((await bus.lastStatus('sent-meanwhile'))?.state).toBe(MessageState.SENT);
+    expect((await bus.lastStatus('cancelled'))?.detail).toBe('cancelled by ops');
+    expect((await loadFailed(bus, 'cancelled'))?.env.subject).toBe('cancelled');
+    expect((await bus.jsm.streams.info(bus.names.heldStream)).state.messages).toBe(before);
+    await sweeper.stop();
+  });
 });

@@ -1,9 +1,9 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { context } from '@opentelemetry/api';
 import { JetStreamApiCodes, JetStreamApiError, type StoredMsg } from '@nats-io/jetstream';
-import { deadLetter, decodeEnvelope, extractContext, type Bus } from '@relay/bus';
+import { deadLetter, decodeEnvelope, extractContext, isSettled, keepFailed, type Bus } from '@relay/bus';
 import { describe } from '@relay/core';
-import type { Envelope } from '@relay/proto';
+import { MessageState, type Envelope } from '@relay/proto';
 import type { Logger } from '@relay/telemetry';
 
 export const SCHEDULER_SERVICE = 'relay-scheduler';
@@ -87,10 +87,17 @@ export function createHeldSweeper(o: HeldSweeperOptions): HeldSweeper {
         continue;
       }
       youngInARow = 0;
-      await context.with(extractContext(m.header), () => deadLetter(bus, env, reason, SCHEDULER_SERVICE, o.logger));
+      // Settled meanwhile (a lane sent it at the boundary, or it was cancelled, its envelope kept
+      // for a retry): not made FAILED again.
+      const last = await bus.lastStatus(env.messageId);
+      if (!isSettled(last)) {
+        await context.with(extractContext(m.header), () => deadLetter(bus, env, reason, SCHEDULER_SERVICE, o.logger));
+        o.logger.warn({ message_id: env.messageId, sender, reason }, 'held mail expired');
+        failed++;
+      } else if (last?.state === MessageState.FAILED) {
+        await keepFailed(bus, env, o.logger);
+      }
       await bus.jsm.streams.deleteMessage(bus.names.heldStream, m.seq, false).catch(() => false);
-      o.logger.warn({ message_id: env.messageId, sender, reason }, 'held mail expired');
-      failed++;
     }
     return failed;
   }
