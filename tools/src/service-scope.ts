@@ -28,6 +28,10 @@ const PASSED = /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|TZ|TMPDIR|TERM|LC_\w+|NOD
 const MASTER_KEYS = ['RELAY_MASTER_KEY', 'RELAY_MASTER_KEY_OLD'];
 /** Only the services that call credentials authenticate to it. */
 const INTERNAL_AUTH = /^RELAY_INTERNAL_/;
+/** The token credentials accepts from ingest: credentials' alone (ingest presents it as its RELAY_INTERNAL_TOKEN). */
+const ADMIN_TOKEN = /^RELAY_INTERNAL_ADMIN_TOKEN(_FILE)?$/;
+/** The public ports' TLS pair: ingest's (and credentials', which gets everything). */
+const PUBLIC_TLS = /^RELAY_TLS_(CERT|KEY)$/;
 
 /**
  * The environment one service of the stack starts with: credentials gets it all but the callers'
@@ -44,6 +48,7 @@ export function scopeServiceEnv(name: ServiceName, env: Env, secrets: SecretEnvN
     if (v === undefined || drop.has(k)) continue;
     if (!PASSED.test(k) && !keep.has(k)) continue;
     if (name === 'scheduler' && INTERNAL_AUTH.test(k)) continue;
+    if (ADMIN_TOKEN.test(k) || (name !== 'ingest' && PUBLIC_TLS.test(k))) continue;
     out[k] = v;
   }
   return out;

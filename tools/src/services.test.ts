@@ -123,6 +123,13 @@ describe('scopeServiceEnv', () => {
     expect(scopeServiceEnv('ingest', shell, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x', RELAY_INTERNAL_TOKEN: 't', APP_KEY: 'k' });
   });
 
+  it("keeps ingest's admin token for credentials and the public TLS pair for ingest and credentials", () => {
+    const more = { ...shell, RELAY_INTERNAL_ADMIN_TOKEN: 'admin', RELAY_TLS_CERT: '/c.pem', RELAY_TLS_KEY: '/k.pem' };
+    expect(scopeServiceEnv('credentials', more, secrets)).toMatchObject({ RELAY_INTERNAL_ADMIN_TOKEN: 'admin', RELAY_TLS_CERT: '/c.pem', RELAY_TLS_KEY: '/k.pem' });
+    expect(scopeServiceEnv('ingest', more, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x', RELAY_INTERNAL_TOKEN: 't', APP_KEY: 'k', RELAY_TLS_CERT: '/c.pem', RELAY_TLS_KEY: '/k.pem' });
+    expect(scopeServiceEnv('smtp-sender', more, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x', RELAY_INTERNAL_TOKEN: 't' });
+  });
+
   it('gives the senders the internal token, the scheduler no secret at all', () => {
     expect(scopeServiceEnv('smtp-sender', shell, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x', RELAY_INTERNAL_TOKEN: 't' });
     expect(scopeServiceEnv('scheduler', shell, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x' });
