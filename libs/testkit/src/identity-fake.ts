@@ -54,6 +54,8 @@ export interface IdentityFake {
    * said (a user who picks another account); undefined goes back to login_hint.
    */
   signInAs(account: string | undefined): void;
+  /** What the id tokens say of the e-mail address (`email_verified`): true by default; undefined leaves the claim out. */
+  emailVerified(verified: boolean | undefined): void;
   close(): Promise<void>;
 }
 
@@ -84,6 +86,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
   const tokenRequests: TokenRequest[] = [];
   let failure: IdentityFailure | undefined;
   let signedIn: string | undefined;
+  let verified: boolean | undefined = true;
   let base = '';
 
   const newToken = (kind: string) => `${kind}-${randomBytes(24).toString('base64url')}`;
@@ -212,7 +215,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       out.refresh_token = refreshToken;
       const uid = createHash('sha256').update(user ?? '').digest('hex').slice(0, 32);
       out.client_info = Buffer.from(JSON.stringify({ uid, utid: 'tenant' })).toString('base64url');
-      const claims = { aud: 'fake', iss: `${base}/tenant/v2.0`, oid: uid, tid: 'tenant', preferred_username: user, email: user, email_verified: true, sub: uid, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + expiresIn };
+      const claims = { aud: 'fake', iss: `${base}/tenant/v2.0`, oid: uid, tid: 'tenant', preferred_username: user, email: user, ...(verified === undefined ? {} : { email_verified: verified }), sub: uid, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + expiresIn };
       if (idToken) out.id_token = [{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.') + '.';
     }
     json(res, 200, out);
@@ -249,6 +252,9 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     },
     signInAs(account) {
       signedIn = account;
+    },
+    emailVerified(v) {
+      verified = v;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -206,6 +206,24 @@ describe('consent binds the right account', () => {
     expect(await store.get(id)).toBe(before);
   });
 
+  it('Google: an address the id token does not call verified names no account, so nothing is stored', async () => {
+    const p = uniquePrefix('unverified');
+    const consent = consentFor(senders(), p);
+    const before = await store.get('gmail');
+    const url = await consent.begin('gmail');
+    // The id token comes with the code's redemption, in the callback.
+    idp.emailVerified(undefined);
+    let r: Awaited<ReturnType<typeof consent.callback>>;
+    try {
+      r = await consent.callback(await signIn(url));
+    } finally {
+      idp.emailVerified(true);
+    }
+    expect(r.status).toBe(403);
+    expect(r.message).toMatch(/did not say which account signed in/);
+    expect(await store.get('gmail')).toBe(before);
+  });
+
   it('the configured account, in any letter case, is accepted', async () => {
     const p = uniquePrefix('rightacct');
     const consent = consentFor(senders(), p);

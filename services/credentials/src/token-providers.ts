@@ -193,7 +193,8 @@ export async function redeemCode(auth: OAuth2Auth, req: { code: string; verifier
       const { tokens } = await client.getToken({ code: req.code, codeVerifier: req.verifier, redirect_uri: req.redirectUri });
       if (!tokens.refresh_token) throw new RelayError(ErrorCode.FailedPrecondition, 'Google returned no refresh token (access_type=offline and prompt=consent are needed)');
       const claims = tokens.id_token ? jwtClaims(tokens.id_token) : {};
-      const email = claims.email_verified === false ? undefined : claims.email;
+      // Only an address Google says it verified names the account.
+      const email = claims.email_verified === true ? claims.email : undefined;
       return { refreshToken: tokens.refresh_token, account: typeof email === 'string' ? email : undefined };
     }
     const app = msalApp(auth);
