@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
-import { dropBus, testNatsUrl, uniquePrefix } from '@relay/testkit';
+import { dropBus, eventually as until, testNatsUrl, uniquePrefix } from '@relay/testkit';
 import { connectBus, encodeEnvelope, timestampFromDate, type Bus } from './bus.js';
 import { ENVELOPE_SIG_INVALID, signEnvelope } from './envelope-sig.js';
 import { createDispatchWorker, type DispatchWorker } from './worker.js';
@@ -10,15 +10,6 @@ import { createDispatchWorker, type DispatchWorker } from './worker.js';
 const quiet = { warn() {}, info() {}, debug() {} };
 const key = randomBytes(32);
 
-async function until<T>(probe: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('dispatch worker: forged dispatches', () => {
   let prefix: string;

@@ -2,22 +2,13 @@ import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { retryable } from '@relay/core';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
-import { dropBus, testNatsUrl, uniquePrefix } from '@relay/testkit';
+import { dropBus, eventually as until, testNatsUrl, uniquePrefix } from '@relay/testkit';
 import { connectBus, decodeEnvelope, timestampDate, timestampFromDate, type Bus } from './bus.js';
 import { MAX_STATUS_DETAIL_BYTES } from './status-detail.js';
 import { createDispatchWorker, type DispatchWorker } from './worker.js';
 
 const quiet = { warn() {}, info() {}, debug() {} };
 
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** A reply naming 30,000 refused recipients: well over the broker's 1 MB message limit. */
 const HUGE_REPLY = `250 2.0.0 OK queued; refused recipients: ${Array.from({ length: 30_000 }, (_, i) => `refused-recipient-${i}@bcc.campus.example`).join(', ')}`;

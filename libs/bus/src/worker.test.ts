@@ -2,22 +2,13 @@ import { create } from '@bufbuild/protobuf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { notStarted, permanent } from '@relay/core';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
-import { dropBus, testNatsUrl, uniquePrefix } from '@relay/testkit';
+import { dropBus, eventually as until, testNatsUrl, uniquePrefix } from '@relay/testkit';
 import { connectBus, timestampFromDate, type Bus } from './bus.js';
 import { ensureDurable } from './consumers.js';
 import { createDispatchWorker, type DispatchWorker } from './worker.js';
 
 const quiet = { warn() {}, info() {}, debug() {} };
 
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('dispatch worker against a real NATS JetStream', () => {
   const prefix = uniquePrefix('worker');

@@ -11,3 +11,4 @@ export { packageDir, repoRoot, serviceScript } from './paths.js';
 export * from './identity-fake.js';
 export * from './graph-fake.js';
 export * from './otlp-receiver.js';
+export { eventually } from './wait.js';

@@ -42,3 +42,17 @@ export class Changes {
     });
   }
 }
+
+/**
+ * Polls `probe` every 50 ms until it returns a defined value, for state no event announces (a
+ * consumer's pending count, a status in the broker); rejects after `timeoutMs`.
+ */
+export async function eventually<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
