@@ -5,7 +5,7 @@
 # to end; does the same with deploy/compose.yaml (3 smtp-senders; validated first with Debian's
 # docker-compose); then runs the end-to-end delivery suite with RELAY_TEST_CONTAINERS=1 (NATS and
 # Redis through testcontainers). Everything it started is removed on exit, also on failure or
-# Ctrl-C, and the engine is taken down again unless it was running before. About 2.5 minutes.
+# Ctrl-C, and the engine is taken down again unless it was running before.
 # (deploy/kubernetes is checked by test/deploy.test.ts in npm test.)
 #   RELAY_CI_SKIP_SUITE=1   skip the vitest run (only the image and the delivery through it)
 #   RELAY_CI_IMAGE=TAG      test that image (e.g. built from source with deploy/Dockerfile) instead

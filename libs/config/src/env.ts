@@ -215,7 +215,7 @@ function duration(env: Env, name: string, fallback: number): number {
   }
 }
 
-// RELAY_JS_REPLICAS is the contract's name; RELAY_STREAM_REPLICAS, the earlier one, still works.
+// RELAY_JS_REPLICAS is the contract's name; RELAY_STREAM_REPLICAS is read too, RELAY_JS_REPLICAS winning.
 function replicas(env: Env): number {
   const name = env.RELAY_JS_REPLICAS ? 'RELAY_JS_REPLICAS' : 'RELAY_STREAM_REPLICAS';
   const v = env[name];
