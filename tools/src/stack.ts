@@ -15,7 +15,7 @@ import { DEMO, demoMasterKey, demoPaths, demoSmtpDoorEnv, demoTlsCa, formatCaptu
 import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startTestcontainer } from './infra.js';
 import { stackInternalAuth } from './internal-ca.js';
 import { secretEnvNames, stackChildEnv } from './service-scope.js';
-import { busyPorts, credentialsAddress, portFree, serviceArgs, SERVICES, shutdownGraceMs, stackPorts, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
+import { busyPorts, credentialsAddress, portFree, serviceArgs, SERVICES, shutdownGraceMs, stackPorts, stackTelemetryDefaults, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
 import { removeStackFile, STACK_DIR, writeStackFile } from './stack-file.js';
 import { ENVELOPE_KEY_HOLDERS, natsUserEnv, prepareStackNats, stackEnvelopeKey } from './stack-nats.js';
 
@@ -127,12 +127,14 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
   settings.internalToken = internal.token;
   const secrets = secretEnvNames(settings.configPath);
   const envelopeKey = stackEnvelopeKey(stackDir, env);
+  const telemetry = stackTelemetryDefaults(env);
+  if (telemetry.OTEL_TRACES_EXPORTER) print('stack: no OTLP collector configured: trace and metric export off (/metrics still served); set OTEL_EXPORTER_OTLP_ENDPOINT to export');
   const spec = (name: ServiceName) => ({
     name,
     command: process.execPath,
     args: serviceArgs(root, name),
     env: {
-      ...stackChildEnv(name, env, settings, secrets, internal.tls),
+      ...stackChildEnv(name, { ...telemetry, ...env }, settings, secrets, internal.tls),
       ...natsUserEnv(env, ownNats, name),
       // The demo's SMTP door (and so TLS on gRPC, which shares the pair) is ingest's alone.
       ...(name === 'ingest' ? doorEnv : {}),
