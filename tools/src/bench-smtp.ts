@@ -87,6 +87,8 @@ async function main() {
     RELAY_CONFIG: configPath,
     RELAY_BUS_PREFIX: prefix,
     RELAY_MASTER_KEY: randomBytes(32).toString('base64'),
+    RELAY_ENVELOPE_KEY: randomBytes(32).toString('base64'),
+    RELAY_INTERNAL_TOKEN: randomBytes(32).toString('base64url'),
     RELAY_HOST: '127.0.0.1',
     RELAY_METRICS_PORT: '0',
     RELAY_HTTP_PORT: '0',
