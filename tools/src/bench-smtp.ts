@@ -15,6 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import { benchServiceEnv } from './bench-env.js';
 import { createSupervisor } from './children.js';
 import { portFree, serviceArgs } from './services.js';
 import { smtpOpenLoop } from './smtp-load.js';
@@ -81,23 +82,7 @@ async function main() {
       `    smtp: { host: 127.0.0.1, port: ${sinkPort}, security: none, pool: { max_connections: 10, max_messages: 1000 } }\n`,
   );
   const certs = join(root, 'libs', 'testkit', 'certs');
-  const base = {
-    ...env,
-    NATS_URL: natsUrl,
-    RELAY_CONFIG: configPath,
-    RELAY_BUS_PREFIX: prefix,
-    RELAY_MASTER_KEY: randomBytes(32).toString('base64'),
-    RELAY_ENVELOPE_KEY: randomBytes(32).toString('base64'),
-    RELAY_INTERNAL_TOKEN: randomBytes(32).toString('base64url'),
-    RELAY_HOST: '127.0.0.1',
-    RELAY_METRICS_PORT: '0',
-    RELAY_HTTP_PORT: '0',
-    RELAY_CREDENTIALS_PORT: '0',
-    RELAY_GRPC_PORT: '0',
-    RELAY_TLS_CERT: join(certs, 'server.pem'),
-    RELAY_TLS_KEY: join(certs, 'server-key.pem'),
-    LOG_LEVEL: 'info',
-  };
+  const base = { ...benchServiceEnv(env, { natsUrl, configPath, prefix }), RELAY_TLS_CERT: join(certs, 'server.pem'), RELAY_TLS_KEY: join(certs, 'server-key.pem') };
   const sup = createSupervisor({ print: (l) => process.stderr.write(`${l}\n`), graceMs: 10_000 });
   const nc = await connect({ servers: natsUrl, noAsyncTraces: true });
   try {

@@ -24,6 +24,7 @@ import { createRelayClient } from '@relay/client';
 import { createBareClient } from './bare-client.js';
 import { bodyOfSize, closedLoop, openLoop, type SendInit } from './bench-load.js';
 import { cpuMs, pidListening, syscalls } from './proc-cpu.js';
+import { benchServiceEnv } from './bench-env.js';
 import { createSupervisor } from './children.js';
 import { portFree, serviceArgs } from './services.js';
 
@@ -116,22 +117,7 @@ async function main() {
       `senders:\n  - id: bench\n    from: bench@relay.localhost\n    transport: smtp\n` +
       `    smtp: { host: 127.0.0.1, port: ${sinkPort}, security: none, pool: { max_connections: 10, max_messages: ${num("BENCH_POOL_MESSAGES", 1000)} } }\n`,
   );
-  const base = {
-    ...env,
-    NATS_URL: natsUrl,
-    REDIS_URL: redisUrl,
-    RELAY_CONFIG: configPath,
-    RELAY_BUS_PREFIX: prefix,
-    RELAY_MASTER_KEY: randomBytes(32).toString('base64'),
-    RELAY_ENVELOPE_KEY: randomBytes(32).toString('base64'),
-    RELAY_INTERNAL_TOKEN: randomBytes(32).toString('base64url'),
-    RELAY_HOST: '127.0.0.1',
-    RELAY_METRICS_PORT: '0',
-    RELAY_HTTP_PORT: '0',
-    RELAY_CREDENTIALS_PORT: '0',
-    RELAY_GRPC_PORT: '0',
-    LOG_LEVEL: 'info',
-  };
+  const base = { ...benchServiceEnv(env, { natsUrl, configPath, prefix }), REDIS_URL: redisUrl };
   // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", go to every service's node.
   const nodeArgs = env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const sup = createSupervisor({ print: (l) => process.stderr.write(`${l}\n`), graceMs: 10_000 });
