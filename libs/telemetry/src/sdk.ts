@@ -22,6 +22,7 @@ const SECRET_QUERY_PARAMS = ['sig', 'Signature', 'AWSAccessKeyId', 'X-Goog-Signa
  */
 export function startTelemetry(serviceName: string | undefined): void {
   if (telemetryHandle()) return;
+  Object.assign(process.env, exportDefaults(process.env));
   const prometheus = new PrometheusExporter({ preventServerStart: true });
   const sdk = new NodeSDK({
     ...(serviceName ? { serviceName } : {}),
@@ -86,6 +87,19 @@ function otlpMetricExporter(): PushMetricExporter {
   if (protocol === 'http/json') return new OtlpJsonMetricExporter();
   if (protocol !== 'http/protobuf') diag.warn(`OTEL_EXPORTER_OTLP_PROTOCOL: unsupported value "${protocol}"; using http/protobuf`);
   return new OtlpProtoMetricExporter();
+}
+
+/** Any of these says where (or whether) to export telemetry. */
+const OTEL_EXPORT = /^OTEL_(SDK_DISABLED|TRACES_EXPORTER|METRICS_EXPORTER|EXPORTER_OTLP_(TRACES_|METRICS_)?ENDPOINT)$/;
+
+/**
+ * Export is off unless an OTEL_* setting names an exporter or a collector. The SDK's own default
+ * (OTLP to localhost:4318) makes every message's spans and then retries sending them to a collector
+ * that is usually not there; Prometheus `/metrics` is served either way.
+ */
+export function exportDefaults(env: NodeJS.ProcessEnv): Record<string, string> {
+  if (Object.keys(env).some((k) => OTEL_EXPORT.test(k) && env[k]?.trim())) return {};
+  return { OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none' };
 }
 
 /** OTEL_TRACES_EXPORTER=none (and nothing else), or the SDK disabled altogether. */
