@@ -46,19 +46,42 @@ export interface MessageIndexer {
   stop(graceMs: number): Promise<void>;
 }
 
+export interface MessageIndexerOptions {
+  /** Index writes in flight at once. */
+  concurrency: number;
+  ackWaitMs: number;
+  /** How long a message's events wait for more of its events before they are written together. */
+  lingerMs: number;
+  /** Messages whose events wait at once; beyond it the oldest are written at once. */
+  maxWaiting: number;
+}
+
+export const MESSAGE_INDEXER_DEFAULTS: MessageIndexerOptions = { concurrency: 64, ackWaitMs: 30_000, lingerMs: 100, maxWaiting: 2_048 };
+
 const CAS_TRIES = 8;
 const RECENT_MAX = 10_000;
 
+/** States after which a message usually has no more events soon: its record is written at once. */
+const SETTLING = new Set<MessageState>([MessageState.SENT, MessageState.FAILED, MessageState.RETRYING]);
+
+interface Waiting {
+  events: Array<{ ev: StatusEvent; m: JsMsg }>;
+  timer: ReturnType<typeof setTimeout>;
+}
+
 /**
  * Keeps the message index (KV `<prefix>-messages`) from the status stream: one durable consumer
- * that every ingest replica shares, each event folded into its message's record with a
+ * that every ingest replica shares, each message's events folded into its record with a
  * compare-and-set, so replicas working on events of one message never lose each other's writes.
+ * A message's events that arrive close together (QUEUED, SENDING, SENT) are written as one update.
  */
-export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: string): void }, opts = { concurrency: 64, ackWaitMs: 30_000 }): MessageIndexer {
+export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: string): void }, options: Partial<MessageIndexerOptions> = {}): MessageIndexer {
+  const opts = { ...MESSAGE_INDEXER_DEFAULTS, ...options };
   const inFlight = new InFlight();
   let loop: ConsumeLoop | undefined;
   const durable = bus.names.messagesIndexConsumer;
-  const waiting: Array<() => void> = [];
+  const slots: Array<() => void> = [];
+  const waiting = new Map<string, Waiting>();
 
   // The records this replica wrote last, with their revisions: a message's next event then costs
   // one write instead of a read and a write. A stale entry fails its compare-and-set and is read again.
@@ -69,46 +92,76 @@ export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: str
     if (recent.size > RECENT_MAX) recent.delete(recent.keys().next().value!);
   };
 
-  async function apply(m: JsMsg) {
-    const ev = fromBinary(StatusEventSchema, m.data);
-    const id = ev.messageId;
+  async function apply(id: string, events: Waiting['events']) {
+    // A message's first event (QUEUED at submission) needs no read: the record is created.
+    let fresh = events.some(({ ev }) => ev.state === MessageState.QUEUED && ev.attempt === 0);
     for (let i = 0; i < CAS_TRIES; i++) {
       let known = i === 0 ? recent.get(id) : undefined;
-      if (!known) {
+      if (!known && !fresh) {
         const entry = await bus.messages.get(id);
         if (entry && entry.operation === 'PUT' && entry.value.length > 0) known = { record: fromBinary(MessageRecordSchema, entry.value), revision: entry.revision };
       }
-      const next = foldIndexRecord(known?.record, ev, m.seq);
+      const next = events.reduce<MessageRecord | undefined>((r, { ev, m }) => foldIndexRecord(r, ev, m.seq), known?.record)!;
       try {
         const bytes = toBinary(MessageRecordSchema, next);
         const revision = known ? await bus.messages.update(id, bytes, known.revision) : await bus.messages.create(id, bytes);
         remember(id, next, revision);
         return;
       } catch (err) {
-        // Another replica wrote the record meanwhile: fold again on its version.
+        // Another replica wrote the record meanwhile (or it existed): fold again on its version.
         recent.delete(id);
+        fresh = false;
         if (i === CAS_TRIES - 1) throw err;
       }
     }
   }
 
-  async function each(m: JsMsg) {
-    if (inFlight.size >= opts.concurrency) await new Promise<void>((r) => waiting.push(r));
+  async function write(id: string) {
+    const w = waiting.get(id);
+    if (!w) return;
+    waiting.delete(id);
+    clearTimeout(w.timer);
+    if (inFlight.size >= opts.concurrency) await new Promise<void>((r) => slots.push(r));
     void inFlight
       .run(() =>
-        apply(m).then(
-          () => m.ack(),
+        apply(id, w.events).then(
+          () => {
+            for (const { m } of w.events) m.ack();
+          },
           (err: unknown) => {
-            log.warn({ err: describe(err), seq: m.seq }, 'could not update the message index; will try again');
-            try {
-              m.nak(1_000);
-            } catch {
-              // connection closed: the ack wait brings it back
+            log.warn({ err: describe(err), message_id: id }, 'could not update the message index; will try again');
+            for (const { m } of w.events) {
+              try {
+                m.nak(1_000);
+              } catch {
+                // connection closed: the ack wait brings it back
+              }
             }
           },
         ),
       )
-      .finally(() => waiting.shift()?.());
+      .finally(() => slots.shift()?.());
+  }
+
+  async function each(m: JsMsg) {
+    let ev: StatusEvent;
+    try {
+      ev = fromBinary(StatusEventSchema, m.data);
+    } catch (err) {
+      log.warn({ err: describe(err), seq: m.seq }, 'not a status event; left out of the message index');
+      m.term();
+      return;
+    }
+    const id = ev.messageId;
+    const w = waiting.get(id);
+    if (w) w.events.push({ ev, m });
+    else waiting.set(id, { events: [{ ev, m }], timer: setTimeout(() => void write(id), opts.lingerMs) });
+    if (SETTLING.has(ev.state)) await write(id);
+    else if (waiting.size > opts.maxWaiting) await write(waiting.keys().next().value!);
+  }
+
+  async function flushAll() {
+    for (const id of [...waiting.keys()]) await write(id);
   }
 
   return {
@@ -119,7 +172,8 @@ export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: str
           durable,
           filterSubject: bus.names.statusWildcard,
           ackWaitMs: opts.ackWaitMs,
-          maxAckPending: opts.concurrency * 4,
+          // Room for the events that wait for their message's next one, and for the writes.
+          maxAckPending: opts.maxWaiting * 2 + opts.concurrency * 4,
         });
       await ensure();
       let reopening = false;
@@ -135,8 +189,13 @@ export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: str
     },
     async stop(graceMs) {
       loop?.stop();
+      // What waits for more events is written now; a write that does not finish in time is
+      // left unacked, and another replica (or this one after a restart) does it again.
+      await flushAll();
       await within(inFlight.idle(), graceMs);
       await loop?.done.catch(() => {});
+      await flushAll();
+      await within(inFlight.idle(), graceMs);
     },
   };
 }
