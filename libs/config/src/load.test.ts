@@ -315,3 +315,12 @@ describe('internal authentication', () => {
     expect(() => readEnv({ RELAY_INTERNAL_CA: '/x/ca.pem' })).toThrow(/RELAY_INTERNAL_CERT, RELAY_INTERNAL_KEY: required with RELAY_INTERNAL_CA/);
   });
 });
+
+describe('SMTP pool defaults', () => {
+  it('keeps a connection for a thousand messages and opens five at most when pool is not set', () => {
+    const smtp = parseConfig(base, env).senders.find((s) => s.id === 'no-reply')!.smtp!;
+    expect(smtp.pool).toEqual({ maxConnections: 5, maxMessages: 1000 });
+    const partial = parseConfig(base.replace('security: starttls', 'security: starttls\n      pool: { max_connections: 2 }'), env).senders.find((s) => s.id === 'no-reply')!.smtp!;
+    expect(partial.pool).toEqual({ maxConnections: 2, maxMessages: 1000 });
+  });
+});

@@ -4,7 +4,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError, isConfigError } from '@relay/core';
 import { port25Refusal, RATE_PRESETS } from './presets.js';
 import { formatIssues } from './issues.js';
-import { configSchema, type RawClientLimits, type RawConfig, type RawSender } from './schema.js';
+import { configSchema, SMTP_POOL_DEFAULTS, type RawClientLimits, type RawConfig, type RawSender } from './schema.js';
 import { resolveSecret, UnresolvedSecret, type Secret } from './secret.js';
 import type { ClientConfig, ClientLimits, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig, ClientSmtpConfig, StoreLimit, StoreLimitsConfig } from './types.js';
 
@@ -209,7 +209,7 @@ function convertSmtp(s: NonNullable<RawSender['smtp']>, key: string, resolve: Re
     caFile: s.ca_file,
     ca,
     auth: convertAuth(s.auth, `${key}.auth`, resolve),
-    pool: { maxConnections: s.pool?.max_connections ?? 5, maxMessages: s.pool?.max_messages ?? 100 },
+    pool: { maxConnections: s.pool?.max_connections ?? SMTP_POOL_DEFAULTS.maxConnections, maxMessages: s.pool?.max_messages ?? SMTP_POOL_DEFAULTS.maxMessages },
     timeouts: {
       connectMs: s.timeouts?.connect ?? 30_000,
       greetingMs: s.timeouts?.greeting ?? 30_000,

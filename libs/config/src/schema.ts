@@ -96,6 +96,13 @@ const oauth2Auth = z.strictObject({
 
 const noAuth = z.strictObject({ type: z.literal('none') });
 
+/**
+ * A sender's SMTP connections when `pool` is not set. A connection carries up to a thousand messages
+ * before it is replaced (nodemailer's own default, 100, makes a new TLS handshake and AUTH every
+ * hundred messages); a server that closes it sooner only makes the pool open the next one.
+ */
+export const SMTP_POOL_DEFAULTS = { maxConnections: 5, maxMessages: 1_000 } as const;
+
 const smtpSchema = z.strictObject({
   host: nonEmpty,
   port: z.number().int().min(1).max(65535),
@@ -104,7 +111,7 @@ const smtpSchema = z.strictObject({
   ca_file: nonEmpty.optional(),
   auth: z.discriminatedUnion('type', [passwordAuth, oauth2Auth, noAuth]).optional(),
   pool: z
-    .strictObject({ max_connections: positiveInt.max(100).default(5), max_messages: positiveInt.default(100) })
+    .strictObject({ max_connections: positiveInt.max(100).default(SMTP_POOL_DEFAULTS.maxConnections), max_messages: positiveInt.default(SMTP_POOL_DEFAULTS.maxMessages) })
     .optional(),
   timeouts: z
     .strictObject({ connect: duration.optional(), greeting: duration.optional(), socket: duration.optional() })
