@@ -43,12 +43,10 @@ const RATE = num('BENCH_RATE', 500);
 const RATES = (env.BENCH_RATES ?? String(RATE)).split(',').map((r) => Number(r.trim())).filter((r) => r > 0);
 const SECONDS = num('BENCH_SECONDS', 10);
 /**
- * Messages sent before anything is measured. V8 compiles a function with TurboFan, its top tier,
- * only after some thousands of calls (after Maglev, at about 3,000 times a factor that grows with
- * the function), so the per-message functions of every service cross that line together, about
- * 10,500 messages after a start here (a few more later); the compile jobs then take both cores for
- * a few hundred milliseconds (README, Benchmark). The warm-up lets that happen before the figures
- * are taken.
+ * Messages sent before the steady figures are taken. V8 compiles a function with its top tier only
+ * after some thousands of calls, and every message passes through every service, so all of them
+ * compile their per-message code at about the same message count, taking the cores for a moment
+ * (docs/benchmarks.md, Method). The first BENCH_MESSAGES of the warm-up are reported on their own.
  */
 const WARMUP = num('BENCH_WARMUP', 20_000);
 const LATENCY_WARMUP_S = num('BENCH_LATENCY_WARMUP_S', 5);

@@ -79,8 +79,7 @@ export function streamConfigs(n: BusNames, o: TopologyOptions): Array<Partial<St
     // New mail has one consumer, the scheduler's intake, which purges what lies below its ack
     // floor (all acked) every few seconds, or within 200 ms at moderate rates (why: intake.ts,
     // IntakeOptions): on NATS 2.9's file store removing messages one by one at ack time
-    // (work-queue retention) cost about twice the CPU of storing and delivering them, a purge much
-    // less. No age limit, and a full stream refuses new mail (discard new): nothing unacked is
+    // (work-queue retention) costs more CPU than storing and delivering them, a purge much less. No age limit, and a full stream refuses new mail (discard new): nothing unacked is
     // ever removed. (A stream made by an earlier version keeps work-queue retention, which works
     // the same.)
     { ...common, name: n.submittedStream, subjects: [n.submittedWildcard], retention: RetentionPolicy.Limits, discard: DiscardPolicy.New, ...limitFields(o, 'submitted') },

@@ -45,7 +45,7 @@ export function startTelemetry(serviceName: string | undefined): void {
         },
       }),
       // gRPC's only makes spans (the others also make the HTTP duration metrics): with tracing off
-      // it would wrap every call for nothing, a few per cent of ingest's CPU per SendMail. A
+      // it would wrap every call for nothing, on the busiest path ingest has. A
       // caller's traceparent is then not carried on either.
       ...(tracingOff() ? [] : [new GrpcInstrumentation({ ignoreGrpcMethods: ['Check', 'Watch'] })]),
     ],

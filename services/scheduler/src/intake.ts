@@ -28,12 +28,10 @@ export interface IntakeOptions {
    * While mail has been acked at most `compactEarlyPerS` a second since the last purge, a purge
    * that leaves at most `compactTailMessages` in the stream (all unacked) is done at the next look,
    * not after `compactEveryMs`. That keeps the file store's block being written small: on NATS 2.9
-   * a block read while it is written keeps a write buffer that grows with it (to 8 MB), and while
-   * it grows, publishes to the stream wait, and SendMail with them (publish acks at 500/s with a
-   * consumer reading: p99 11-40 ms with a purge every 5 s, mostly 3.4-7 ms every 200 ms, and no
-   * more NATS CPU at 500 or 2,000/s; `npm run bench:broker`). Faster mail keeps the 5 s: purging
-   * that often was not measured above 2,000/s, and asking the broker for the ack floor every look
-   * cost `npm run bench:scheduler` up to half its rate (see #compact).
+   * a block read while it is written keeps a write buffer that grows with it, and while it grows,
+   * publishes to the stream wait, and SendMail with them (`npm run bench:broker` shows it). Faster
+   * mail keeps the longer interval, since asking the broker for the ack floor at every look costs
+   * the intake much of its rate (`npm run bench:scheduler`; see #compact).
    */
   compactTailMessages: number;
   compactEarlyPerS: number;
@@ -76,8 +74,8 @@ export interface IntakeSources {
  *    it), or the configuration no longer has the sender (its mail waits there until it does).
  * The sender's lane (lane.ts) then waits for it with its own consumer. So no sender's backlog or
  * pace ever stands in front of another sender's mail, and new mail costs JetStream one consumer
- * instead of one per sender: with a consumer per sender on the stream new mail arrives on, NATS
- * 2.9 spent about seven times the CPU per message (1,000 senders, measured).
+ * instead of one per sender: a consumer per sender on the stream new mail arrives on makes NATS 2.9
+ * spend several times the CPU per message once there are many senders.
  */
 export class Intake {
   readonly #bus: Bus;
