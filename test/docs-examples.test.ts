@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fromJson, type JsonValue } from '@bufbuild/protobuf';
@@ -6,7 +6,7 @@ import { parseConfig } from '@relay/config';
 import { AdminService, MailService } from '@relay/proto';
 import { repoRoot, testCa } from '@relay/testkit';
 import { parseAllDocuments, parse as parseYaml, stringify } from 'yaml';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 // The configuration and the grpcurl calls the documentation shows go through the real loader and
 // the real message schemas, so a renamed key or field fails here instead of at a reader's desk.
@@ -33,6 +33,7 @@ function fencedBlocks(file: string, lang: string): Array<{ line: number; text: s
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'relay-docs-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let made = 0;
 
 /**
