@@ -183,6 +183,7 @@ step "health check healthy; SIGTERM stops a service with exit code 0"
 if command -v docker-compose >/dev/null; then
   cdir=$work/compose; mkdir -p "$cdir/secrets"
   printf %s "$api_key" >"$cdir/secrets/billing-api-key"; printf %s unused >"$cdir/secrets/noreply-password"
+  printf %s "ops-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" >"$cdir/secrets/ops-api-key"
   node_modules/.bin/node tools/dist/nats-auth-cli.js --out "$cdir/secrets/nats" >/dev/null
   printf %s "$internal_token" >"$cdir/secrets/internal-token"; printf %s "$ingest_token" >"$cdir/secrets/ingest-token"
   cat >"$cdir/relay.yaml" <<YAML

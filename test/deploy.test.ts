@@ -245,7 +245,7 @@ describe('deploy/compose.yaml', () => {
     expect(compose.services.credentials.environment.RELAY_INTERNAL_ADMIN_TOKEN_FILE).toBe('/run/secrets/ingest-token');
     expect(Object.fromEntries(SERVICES.map((n) => [n, [...(compose.services[n].secrets ?? [])].sort()]))).toEqual({
       credentials: ['ingest-token', 'internal-token', 'nats-credentials', 'noreply-password'],
-      ingest: ['billing-api-key', 'envelope-key', 'ingest-token', 'nats-ingest'],
+      ingest: ['billing-api-key', 'envelope-key', 'ingest-token', 'nats-ingest', 'ops-api-key'],
       scheduler: ['nats-scheduler'],
       'smtp-sender': ['envelope-key', 'internal-token', 'nats-smtp-sender'],
       'graph-sender': ['envelope-key', 'internal-token', 'nats-graph-sender'],
