@@ -5,3 +5,4 @@ export * from './ids.js';
 export * from './node-flags.js';
 export * from './parent.js';
 export type * from './internal-auth.js';
+export * from './message-context.js';

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
-import { connectBus, serviceBusOptions, createDispatchWorker, type Bus } from '@relay/bus';
+import { connectBus, serviceBusOptions, type Bus } from '@relay/bus';
+import { createDispatchWorker } from '@relay/dispatch';
 import { busTopology, requireEnvelopeKeys, requireInternalAuth, type RelayConfig, type RelayEnv } from '@relay/config';
 import { once } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';

@@ -3,8 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { notStarted, permanent } from '@relay/core';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
 import { dropBus, eventually as until, testNatsUrl, uniquePrefix } from '@relay/testkit';
-import { connectBus, timestampFromDate, type Bus } from './bus.js';
-import { ensureDurable } from './consumers.js';
+import { connectBus, ensureDurable, timestampFromDate, type Bus } from '@relay/bus';
 import { createDispatchWorker, type DispatchWorker } from './worker.js';
 
 const quiet = { warn() {}, info() {}, debug() {} };

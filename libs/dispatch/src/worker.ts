@@ -6,17 +6,24 @@ import type { JsMsg } from '@nats-io/jetstream';
 import { backoffMs, describe, InFlight, isDeliveryError, retryable, STOP_FORCE_MS, within, type DeliveryError } from '@relay/core';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
 import { relayInstruments } from '@relay/telemetry';
-import type { Bus } from './bus.js';
-import { decodeEnvelope } from './bus.js';
-import { deleteBody, unpackEnvelope } from './bodies.js';
-import { keepFailed } from './dead-letters.js';
-import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
-import { BATCH_PULL_DEFAULTS, batchPull } from './batch-pull.js';
-import { ensureDurable } from './consumers.js';
-import { fail, processMessage } from './trace.js';
-import { isSettled } from './settled.js';
-import { boundDetail } from './status-detail.js';
-import { refuseUnsigned, type EnvelopeKeys } from './envelope-sig.js';
+import {
+  BATCH_PULL_DEFAULTS,
+  batchPull,
+  boundDetail,
+  consumeLoop,
+  decodeEnvelope,
+  deleteBody,
+  ensureDurable,
+  fail,
+  isSettled,
+  keepFailed,
+  processMessage,
+  refuseUnsigned,
+  unpackEnvelope,
+  type Bus,
+  type ConsumeLoop,
+  type EnvelopeKeys,
+} from '@relay/bus';
 
 export interface RetryPolicy {
   retryInitialMs: number;
