@@ -6,3 +6,5 @@ export * from './node-flags.js';
 export * from './parent.js';
 export type * from './internal-auth.js';
 export * from './message-context.js';
+export * from './parent-watch.js';
+export * from './run-service.js';

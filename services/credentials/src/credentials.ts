@@ -3,7 +3,7 @@ import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } f
 import { Redis } from 'ioredis';
 import { connectBus, serviceBusOptions, type Bus } from '@relay/bus';
 import { busTopology, requireInternalAuth, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
-import { once } from '@relay/core';
+import { once, type RunnableService } from '@relay/core';
 import {
   BeginConsentResponseSchema,
   CredentialsService,
@@ -19,7 +19,7 @@ import {
   type TestSenderRequest,
   type TestSenderResponse,
 } from '@relay/proto';
-import { addGrpcHealth, startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { addGrpcHealth, startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
 import { createConsent } from './consent.js';
 import { graphTokenFor } from './graph-auth.js';
 import { testGraphSender } from './graph-test.js';

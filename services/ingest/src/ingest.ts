@@ -1,9 +1,9 @@
 import { Server, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { connectBus, createMessageIndexer, serviceBusOptions, type Bus, type ConsumeLoop } from '@relay/bus';
 import { busTopology, requireEnvelopeKeys, type RelayConfig, type RelayEnv } from '@relay/config';
-import { ErrorCode, RelayError, InFlight, describe, once, within } from '@relay/core';
+import { ErrorCode, RelayError, InFlight, describe, once, within, type RunnableService } from '@relay/core';
 import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
-import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer } from '@relay/telemetry';
 import { Redis } from 'ioredis';
 import { createAuthenticator } from './auth.js';
 import { startBudgetRelease } from './budget-release.js';

@@ -1,9 +1,9 @@
 import { connectBus, serviceBusOptions, type Bus } from '@relay/bus';
 import { createDispatchWorker } from '@relay/dispatch';
 import { busTopology, requireEnvelopeKeys, requireInternalAuth, type RelayConfig, type RelayEnv } from '@relay/config';
-import { once } from '@relay/core';
+import { once, type RunnableService } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';
-import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
 import { AuthCache } from './auth-cache.js';
 import { createSmtpDeliverer } from './deliver.js';
 import { TransportPool } from './transports.js';
