@@ -3,9 +3,8 @@ import { DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
 import { describe, InFlight, within } from '@relay/core';
 import { MessageRecordSchema, MessageState, StatusEventSchema, type MessageRecord, type StatusEvent } from '@relay/proto';
 import type { Bus } from './bus.js';
-import { batchPull } from './batch-pull.js';
-import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
-import { ensureDurable } from './consumers.js';
+import type { ConsumeLoop } from './consume-loop.js';
+import { workDurable } from './consumers.js';
 
 /** Bounds of one index record, whatever the message: the index stays small per message. */
 export const INDEX_BOUNDS = { subjectChars: 200, recipients: 5, addressChars: 254, errorChars: 1_000 };
@@ -58,7 +57,6 @@ export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: str
   const inFlight = new InFlight();
   let loop: ConsumeLoop | undefined;
   const durable = bus.names.messagesIndexConsumer;
-  const waiting: Array<() => void> = [];
 
   // The records this replica wrote last, with their revisions: a message's next event then costs
   // one write instead of a read and a write. A stale entry fails its compare-and-set and is read again.
@@ -92,46 +90,23 @@ export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: str
     }
   }
 
-  async function each(m: JsMsg) {
-    if (inFlight.size >= opts.concurrency) await new Promise<void>((r) => waiting.push(r));
-    void inFlight
-      .run(() =>
-        apply(m).then(
-          () => m.ack(),
-          (err: unknown) => {
-            log.warn({ err: describe(err), seq: m.seq }, 'could not update the message index; will try again');
-            try {
-              m.nak(1_000);
-            } catch {
-              // connection closed: the ack wait brings it back
-            }
-          },
-        ),
-      )
-      .finally(() => waiting.shift()?.());
-  }
+  const each = (m: JsMsg) =>
+    apply(m).then(
+      () => m.ack(),
+      (err: unknown) => {
+        log.warn({ err: describe(err), seq: m.seq }, 'could not update the message index; will try again');
+        try {
+          m.nak(1_000);
+        } catch {
+          // connection closed: the ack wait brings it back
+        }
+      },
+    );
 
   return {
     async start() {
-      const ensure = () =>
-        ensureDurable(bus.jsm, {
-          stream: bus.names.statusStream,
-          durable,
-          filterSubject: bus.names.statusWildcard,
-          ackWaitMs: opts.ackWaitMs,
-          maxAckPending: opts.concurrency * 4,
-        });
-      await ensure();
-      let reopening = false;
-      loop = consumeLoop(
-        async () => {
-          if (reopening) await ensure();
-          reopening = true;
-          return batchPull(bus.nc, bus.names.statusStream, durable, { batch: opts.concurrency, room: () => opts.concurrency - inFlight.size, lingerMs: 25 });
-        },
-        each,
-        log,
-      );
+      const { statusStream: stream, statusWildcard: filterSubject } = bus.names;
+      loop = await workDurable(bus, { stream, durable, filterSubject, ackWaitMs: opts.ackWaitMs, maxAckPending: opts.concurrency * 4, concurrency: opts.concurrency, inFlight }, each, log);
     },
     async stop(graceMs) {
       loop?.stop();
