@@ -1,7 +1,6 @@
 import { loadConfigFile, readEnv, type RelayConfig, type RelayEnv, type SecretResolution } from '@relay/config';
 import { ConfigError, runService, type RunnableService } from '@relay/core';
-import { createLogger, type Logger } from './logger.js';
-import { shutdownTelemetry, TELEMETRY_DEFAULTS } from './state.js';
+import { createLogger, shutdownTelemetry, TELEMETRY_DEFAULTS, type Logger } from '@relay/telemetry';
 
 /** What a service's factory is built from: the environment, relay.yaml and a logger. */
 export interface ServiceContext {

@@ -6,4 +6,3 @@ export * from './token-refresh.js';
 export * from './grpc-health.js';
 export { shutdownTelemetry, openTelemetryMetricsText, TELEMETRY_DEFAULTS } from './state.js';
 export { serviceNameFromArgv, SERVICE_NAMES } from './service-name.js';
-export * from './run-main.js';

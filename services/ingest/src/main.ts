@@ -2,7 +2,7 @@
 // does) it is loaded already; run as `node dist/main.js` it is loaded here. Everything else is
 // imported afterwards, so that the instrumentation sees grpc-js, http and fetch being loaded.
 await import('@relay/telemetry/register');
-const { runMain } = await import('@relay/telemetry');
+const { runMain } = await import('@relay/service');
 const { createIngest } = await import('./ingest.js');
 
 // Only credentials reads secrets: ingest resolves just the callers' API keys it checks.
