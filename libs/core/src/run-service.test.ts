@@ -12,6 +12,22 @@ async function startWith(execArgv: string[], nodeOptions?: string) {
   return warnings;
 }
 
+/** A process whose exit() calls are recorded. */
+function signalledProcess() {
+  const exits: number[] = [];
+  const proc = Object.assign(new EventEmitter(), {
+    execArgv: ['--max-semi-space-size=16'],
+    env: {},
+    stderr: { write: () => true },
+    exitCode: undefined as number | undefined,
+    exit: (code: number) => void exits.push(code),
+  });
+  return { proc, exits };
+}
+
+/** A logger that says nothing. */
+const logger = { warn: () => {}, info: () => {}, error: () => {}, fatal: () => {} } as unknown as RunLogger;
+
 describe('runService', () => {
   it("warns, naming them, when the process was started without the services' node flags", async () => {
     const warnings = await startWith(['--import', 'register.js']);
@@ -26,15 +42,7 @@ describe('runService', () => {
   });
 
   it('ends the process with code 1 once a stop outlasts the grace period and the force time', async () => {
-    const exits: number[] = [];
-    const proc = Object.assign(new EventEmitter(), {
-      execArgv: ['--max-semi-space-size=16'],
-      env: {},
-      stderr: { write: () => true },
-      exitCode: undefined as number | undefined,
-      exit: (code: number) => void exits.push(code),
-    });
-    const logger = { warn: () => {}, info: () => {}, error: () => {}, fatal: () => {} } as unknown as RunLogger;
+    const { proc, exits } = signalledProcess();
     // A stop that never ends, as one waiting on a provider or a broker that never answers.
     const service = { start: async () => ({}), stop: () => new Promise<void>(() => {}) };
     await runService(proc as unknown as NodeJS.Process, 'probe', async () => ({ service, logger, graceMs: 20, forceMs: 20 }));
@@ -46,16 +54,8 @@ describe('runService', () => {
   });
 
   it('on a clean stop sets exit code 0, flushes telemetry once, and leaves ending the process to node', async () => {
-    const exits: number[] = [];
+    const { proc, exits } = signalledProcess();
     let flushes = 0;
-    const proc = Object.assign(new EventEmitter(), {
-      execArgv: ['--max-semi-space-size=16'],
-      env: {},
-      stderr: { write: () => true },
-      exitCode: undefined as number | undefined,
-      exit: (code: number) => void exits.push(code),
-    });
-    const logger = { warn: () => {}, info: () => {}, error: () => {}, fatal: () => {} } as unknown as RunLogger;
     let stopped!: () => void;
     const done = new Promise<void>((r) => (stopped = r));
     const service = { start: async () => ({}), stop: async () => stopped() };
