@@ -8,3 +8,4 @@ export type * from './internal-auth.js';
 export * from './message-context.js';
 export * from './parent-watch.js';
 export * from './run-service.js';
+export type * from './nats-auth.js';
