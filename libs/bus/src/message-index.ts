@@ -3,9 +3,8 @@ import { DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
 import { describe, InFlight, within } from '@relay/core';
 import { MessageRecordSchema, MessageState, StatusEventSchema, type MessageRecord, type StatusEvent } from '@relay/proto';
 import type { Bus } from './bus.js';
-import { batchPull } from './batch-pull.js';
-import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
-import { ensureDurable } from './consumers.js';
+import type { ConsumeLoop } from './consume-loop.js';
+import { workDurable } from './consumers.js';
 
 /** Bounds of one index record, whatever the message: the index stays small per message. */
 export const INDEX_BOUNDS = { subjectChars: 200, recipients: 5, addressChars: 254, errorChars: 1_000 };
@@ -80,7 +79,6 @@ export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: str
   const inFlight = new InFlight();
   let loop: ConsumeLoop | undefined;
   const durable = bus.names.messagesIndexConsumer;
-  const slots: Array<() => void> = [];
   const waiting = new Map<string, Waiting>();
 
   // The records this replica wrote last, with their revisions: a message's next event then costs
@@ -116,31 +114,25 @@ export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: str
     }
   }
 
+  /** Writes a message's waiting events as one update; acks them, or naks them to come back. */
   async function write(id: string) {
     const w = waiting.get(id);
     if (!w) return;
     waiting.delete(id);
     clearTimeout(w.timer);
-    if (inFlight.size >= opts.concurrency) await new Promise<void>((r) => slots.push(r));
-    void inFlight
-      .run(() =>
-        apply(id, w.events).then(
-          () => {
-            for (const { m } of w.events) m.ack();
-          },
-          (err: unknown) => {
-            log.warn({ err: describe(err), message_id: id }, 'could not update the message index; will try again');
-            for (const { m } of w.events) {
-              try {
-                m.nak(1_000);
-              } catch {
-                // connection closed: the ack wait brings it back
-              }
-            }
-          },
-        ),
-      )
-      .finally(() => slots.shift()?.());
+    try {
+      await apply(id, w.events);
+      for (const { m } of w.events) m.ack();
+    } catch (err) {
+      log.warn({ err: describe(err), message_id: id }, 'could not update the message index; will try again');
+      for (const { m } of w.events) {
+        try {
+          m.nak(1_000);
+        } catch {
+          // connection closed: the ack wait brings it back
+        }
+      }
+    }
   }
 
   async function each(m: JsMsg) {
@@ -155,47 +147,30 @@ export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: str
     const id = ev.messageId;
     const w = waiting.get(id);
     if (w) w.events.push({ ev, m });
-    else waiting.set(id, { events: [{ ev, m }], timer: setTimeout(() => void write(id), opts.lingerMs) });
+    else waiting.set(id, { events: [{ ev, m }], timer: setTimeout(() => void inFlight.run(() => write(id)), opts.lingerMs) });
     if (SETTLING.has(ev.state)) await write(id);
     else if (waiting.size > opts.maxWaiting) await write(waiting.keys().next().value!);
   }
 
   async function flushAll() {
-    for (const id of [...waiting.keys()]) await write(id);
+    await Promise.all([...waiting.keys()].map((id) => inFlight.run(() => write(id))));
   }
 
   return {
     async start() {
-      const ensure = () =>
-        ensureDurable(bus.jsm, {
-          stream: bus.names.statusStream,
-          durable,
-          filterSubject: bus.names.statusWildcard,
-          ackWaitMs: opts.ackWaitMs,
-          // Room for the events that wait for their message's next one, and for the writes.
-          maxAckPending: opts.maxWaiting * 2 + opts.concurrency * 4,
-        });
-      await ensure();
-      let reopening = false;
-      loop = consumeLoop(
-        async () => {
-          if (reopening) await ensure();
-          reopening = true;
-          return batchPull(bus.nc, bus.names.statusStream, durable, { batch: opts.concurrency, room: () => opts.concurrency - inFlight.size, lingerMs: 25 });
-        },
-        each,
-        log,
-      );
+      const { statusStream: stream, statusWildcard: filterSubject } = bus.names;
+      // Room for the events that wait for their message's next one, besides the writes.
+      const maxAckPending = opts.maxWaiting * 2 + opts.concurrency * 4;
+      loop = await workDurable(bus, { stream, durable, filterSubject, ackWaitMs: opts.ackWaitMs, maxAckPending, concurrency: opts.concurrency, inFlight }, each, log);
     },
     async stop(graceMs) {
       loop?.stop();
       // What waits for more events is written now; a write that does not finish in time is
       // left unacked, and another replica (or this one after a restart) does it again.
-      await flushAll();
+      await within(flushAll(), graceMs);
       await within(inFlight.idle(), graceMs);
       await loop?.done.catch(() => {});
-      await flushAll();
-      await within(inFlight.idle(), graceMs);
+      await within(flushAll(), graceMs);
     },
   };
 }

@@ -1,20 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { credsAuthenticator, nkeyAuthenticator } from '@nats-io/nats-core';
 import type { NodeConnectionOptions } from '@nats-io/transport-node';
-import { ConfigError } from '@relay/core';
+import { ConfigError, type NatsAuth } from '@relay/core';
 import { inboxPrefixFor, type ServiceKind } from './nats-auth.js';
 import type { BusOptions } from './bus.js';
 
-/** How a service proves itself to NATS (one way at most) and the TLS files it uses; paths are read at connect time. */
-export interface NatsAuthOptions {
-  credsFile?: string;
-  user?: string;
-  password?: string;
-  nkeySeedFile?: string;
-  tlsCa?: string;
-  tlsCert?: string;
-  tlsKey?: string;
-}
+/** How a service proves itself to NATS and the TLS files it uses (RelayEnv's `nats`). */
+export type NatsAuthOptions = NatsAuth;
 
 export function hasCredentials(a: NatsAuthOptions | undefined): boolean {
   return Boolean(a && (a.credsFile || a.user || a.nkeySeedFile));

@@ -1,8 +1,7 @@
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Context, type Span, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
 import type { JsMsg } from '@nats-io/jetstream';
-import { describe } from '@relay/core';
-import { withMessage } from '@relay/telemetry';
+import { describe, MESSAGE_LOG_KEY, type MessageLogContext } from '@relay/core';
 
 /**
  * Trace context across the JetStream hops, after the OpenTelemetry messaging semantic conventions:
@@ -83,7 +82,7 @@ export interface ProcessTrace {
  * the stream since it was stored is recorded as `relay.queue.wait_ms`.
  */
 export function processMessage<T>(m: JsMsg, t: ProcessTrace, fn: (span: Span) => Promise<T>): Promise<T> {
-  const parent = withMessage({ message_id: t.messageId, sender: t.sender }, extractContext(m.headers, context.active()));
+  const parent = extractContext(m.headers, context.active()).setValue(MESSAGE_LOG_KEY, { message_id: t.messageId, sender: t.sender } satisfies MessageLogContext);
   const storedMs = m.info.timestampNanos / 1_000_000;
   return tracer().startActiveSpan(
     `process ${m.subject}`,

@@ -3,6 +3,7 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import {
   AdminService,
+  bindGrpc,
   BeginConsentResponseSchema,
   GetMessageResponseSchema,
   MailService,
@@ -70,9 +71,7 @@ beforeAll(async () => {
   server = new Server({ 'grpc.max_receive_message_length': MAX, 'grpc.max_send_message_length': MAX });
   server.addService(toGrpcDefinition(MailService), mail);
   server.addService(toGrpcDefinition(AdminService), admin);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  const port = await bindGrpc(server, '127.0.0.1:0', ServerCredentials.createInsecure());
   address = `127.0.0.1:${port}`;
 });
 

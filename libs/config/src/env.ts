@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError, parseDuration, type InternalAuth } from '@relay/core';
+import { ConfigError, parseDuration, type InternalAuth, type NatsAuth } from '@relay/core';
 import { readInternalAuth } from './internal-auth.js';
 
 type Env = Record<string, string | undefined>;
@@ -38,7 +38,7 @@ export interface RelayEnv {
   ackWaitMs: number;
   logLevel: string;
   /** How this service proves itself to NATS, and the TLS it expects; all empty in a development setup. */
-  nats: NatsAuthEnv;
+  nats: NatsAuth;
   /** RELAY_ENVELOPE_KEY(_FILE): signs envelopes at ingest, checked by the senders. */
   envelopeKey?: Buffer;
   /** RELAY_ENVELOPE_KEY_OLD: earlier envelope keys senders still accept (comma-separated base64). */
@@ -51,21 +51,6 @@ export interface RelayEnv {
   smtpsPort?: number;
 }
 
-/** NATS credentials (one way at most) and TLS files, as paths or values from the environment. */
-export interface NatsAuthEnv {
-  /** NATS_CREDS: a user credentials file (JWT and nkey seed). */
-  credsFile?: string;
-  /** NATS_USER / NATS_PASSWORD. */
-  user?: string;
-  password?: string;
-  /** NATS_NKEY_SEED_FILE: a file holding the user's nkey seed (SU...). */
-  nkeySeedFile?: string;
-  /** NATS_TLS_CA: CA certificate(s) the server's certificate must chain to; turns TLS on. */
-  tlsCa?: string;
-  /** NATS_TLS_CERT / NATS_TLS_KEY: a client certificate, when the server asks for one. */
-  tlsCert?: string;
-  tlsKey?: string;
-}
 
 export const ENV_DEFAULTS = {
   natsUrl: 'nats://127.0.0.1:4222',
@@ -116,8 +101,8 @@ export function readEnv(env: Env): RelayEnv {
   };
 }
 
-function natsAuth(env: Env): NatsAuthEnv {
-  const a: NatsAuthEnv = {
+function natsAuth(env: Env): NatsAuth {
+  const a: NatsAuth = {
     credsFile: env.NATS_CREDS || undefined,
     user: env.NATS_USER || undefined,
     password: env.NATS_PASSWORD || undefined,
@@ -239,16 +224,7 @@ function masterKey(v: string | undefined): Buffer | undefined {
 }
 
 function oldMasterKeys(v: string | undefined): Buffer[] {
-  if (!v) return [];
-  return v
-    .split(',')
-    .map((k) => k.trim())
-    .filter(Boolean)
-    .map((k, i) => {
-      const key = Buffer.from(k, 'base64');
-      if (key.length !== 32) throw new ConfigError(`RELAY_MASTER_KEY_OLD: key ${i + 1} must be 32 bytes in base64 (got ${key.length} bytes)`);
-      return key;
-    });
+  return keyList('RELAY_MASTER_KEY_OLD', v);
 }
 
 /** The master key, or a ConfigError saying that this service needs one. */

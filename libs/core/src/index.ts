@@ -5,3 +5,7 @@ export * from './ids.js';
 export * from './node-flags.js';
 export * from './parent.js';
 export type * from './internal-auth.js';
+export * from './message-context.js';
+export * from './parent-watch.js';
+export * from './run-service.js';
+export type * from './nats-auth.js';

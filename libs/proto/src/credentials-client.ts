@@ -8,18 +8,28 @@ import {
   type GetGraphTokenResponse,
   type GetSmtpAuthResponse,
 } from './gen/relay/internal/v1/internal_pb.js';
+import {
+  BeginConsentRequestSchema,
+  TestSenderRequestSchema,
+  type BeginConsentResponse,
+  type TestSenderResponse,
+} from './gen/relay/v1/mail_pb.js';
 import { toGrpcDefinition } from './grpc.js';
 import { internalChannelCredentials, internalMetadata } from './internal-channel.js';
 
 export interface CredentialsClient {
   getSmtpAuth(req: MessageInitShape<typeof GetSmtpAuthRequestSchema>, deadlineMs?: number): Promise<GetSmtpAuthResponse>;
   getGraphToken(req: MessageInitShape<typeof GetGraphTokenRequestSchema>, deadlineMs?: number): Promise<GetGraphTokenResponse>;
+  /** AdminService.BeginConsent, forwarded by ingest. */
+  beginConsent(req: MessageInitShape<typeof BeginConsentRequestSchema>, deadlineMs: number): Promise<BeginConsentResponse>;
+  /** AdminService.TestSender, forwarded by ingest. */
+  testSender(req: MessageInitShape<typeof TestSenderRequestSchema>, deadlineMs: number): Promise<TestSenderResponse>;
   close(): void;
 }
 
 const Ctor = makeGenericClientConstructor(toGrpcDefinition(CredentialsService), 'CredentialsService');
 
-/** The sender services' client for the internal CredentialsService (mutual TLS or the internal token). */
+/** The client for the internal CredentialsService (mutual TLS or the internal token): senders' and ingest's. */
 export function createCredentialsClient(address: string, auth: InternalAuth): CredentialsClient {
   const client = new Ctor(address, internalChannelCredentials(auth)) as Client & Record<string, Function>;
   function unary<I extends DescMessage, O>(method: string, schema: I, req: MessageInitShape<I>, deadlineMs: number): Promise<O> {
@@ -31,6 +41,8 @@ export function createCredentialsClient(address: string, auth: InternalAuth): Cr
   return {
     getSmtpAuth: (req, deadlineMs = 10_000) => unary<typeof GetSmtpAuthRequestSchema, GetSmtpAuthResponse>('getSmtpAuth', GetSmtpAuthRequestSchema, req, deadlineMs),
     getGraphToken: (req, deadlineMs = 10_000) => unary<typeof GetGraphTokenRequestSchema, GetGraphTokenResponse>('getGraphToken', GetGraphTokenRequestSchema, req, deadlineMs),
+    beginConsent: (req, deadlineMs) => unary<typeof BeginConsentRequestSchema, BeginConsentResponse>('beginConsent', BeginConsentRequestSchema, req, deadlineMs),
+    testSender: (req, deadlineMs) => unary<typeof TestSenderRequestSchema, TestSenderResponse>('testSender', TestSenderRequestSchema, req, deadlineMs),
     close: () => client.close(),
   };
 }

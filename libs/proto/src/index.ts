@@ -4,3 +4,4 @@ export { toGrpcDefinition } from './grpc.js';
 export { toGrpcError } from './status.js';
 export { createCredentialsClient, type CredentialsClient } from './credentials-client.js';
 export * from './internal-channel.js';
+export { bindGrpc, unary, type UnaryOptions } from './grpc-server.js';

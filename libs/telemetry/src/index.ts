@@ -1,10 +1,8 @@
 export * from './logger.js';
 export * from './ops-server.js';
-export * from './run.js';
 export * from './log-context.js';
 export * from './instruments.js';
 export * from './token-refresh.js';
 export * from './grpc-health.js';
 export { shutdownTelemetry, openTelemetryMetricsText, TELEMETRY_DEFAULTS } from './state.js';
 export { serviceNameFromArgv, SERVICE_NAMES } from './service-name.js';
-export { watchParent, PARENT_WATCH_DEFAULTS } from './parent-watch.js';

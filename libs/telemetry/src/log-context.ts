@@ -1,16 +1,11 @@
-import { context, createContextKey, propagation, trace, type Context } from '@opentelemetry/api';
+import { context, propagation, trace, type Context } from '@opentelemetry/api';
+import { MESSAGE_LOG_KEY, type MessageLogContext } from '@relay/core';
 
-/** The message a piece of work is about, carried in the OpenTelemetry context for log lines. */
-export interface MessageLogContext {
-  message_id: string;
-  sender?: string;
-}
-
-const MESSAGE_KEY = createContextKey('campus-relay.message');
+export type { MessageLogContext };
 
 /** `ctx` (default: the active context) with the message's id and sender attached for logging. */
 export function withMessage(msg: MessageLogContext, ctx: Context = context.active()): Context {
-  return ctx.setValue(MESSAGE_KEY, msg);
+  return ctx.setValue(MESSAGE_LOG_KEY, msg);
 }
 
 /**
@@ -25,7 +20,7 @@ export function logContextFields(): Record<string, string> {
     out.trace_id = sc.traceId;
     out.span_id = sc.spanId;
   }
-  const msg = ctx.getValue(MESSAGE_KEY) as MessageLogContext | undefined;
+  const msg = ctx.getValue(MESSAGE_LOG_KEY) as MessageLogContext | undefined;
   if (msg) {
     out.message_id = msg.message_id;
     if (msg.sender) out.sender = msg.sender;

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server as GrpcServer, ServerCredentials, type ServiceDefinition, type handleUnaryCall } from '@grpc/grpc-js';
+import { bindGrpc } from '@relay/proto';
 import { decodeTraceRequest } from './otlp-protobuf.js';
 import { Changes } from './wait.js';
 
@@ -194,9 +195,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   };
   grpc.addService(rawExportService('/opentelemetry.proto.collector.trace.v1.TraceService/Export'), { Export: onTraces });
   grpc.addService(rawExportService('/opentelemetry.proto.collector.metrics.v1.MetricsService/Export'), { Export: onMetrics });
-  const grpcPort = await new Promise<number>((resolve, reject) =>
-    grpc.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
-  );
+  const grpcPort = await bindGrpc(grpc, '127.0.0.1:0', ServerCredentials.createInsecure());
   const grpcUrl = `http://127.0.0.1:${grpcPort}`;
   const traceOf = (id: string) => spans.filter((s) => s.traceId === id);
   return {

@@ -1,15 +1,16 @@
 import { create } from '@bufbuild/protobuf';
-import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { Redis } from 'ioredis';
-import { connectBus, serviceBusOptions, type Bus } from '@relay/bus';
-import { busTopology, requireInternalAuth, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
-import { once } from '@relay/core';
+import { Server } from '@grpc/grpc-js';
+import type { Redis } from 'ioredis';
+import type { Bus } from '@relay/bus';
+import { requireInternalAuth, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
+import { once, type RunnableService } from '@relay/core';
 import {
   BeginConsentResponseSchema,
+  bindGrpc,
   CredentialsService,
   internalServerCredentials,
   toGrpcDefinition,
-  toGrpcError,
+  unary,
   type BeginConsentRequest,
   type BeginConsentResponse,
   type GetGraphTokenRequest,
@@ -19,7 +20,8 @@ import {
   type TestSenderRequest,
   type TestSenderResponse,
 } from '@relay/proto';
-import { addGrpcHealth, startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { connectBusFor, createRedis } from '@relay/service';
+import { addGrpcHealth, startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
 import { createConsent } from './consent.js';
 import { graphTokenFor } from './graph-auth.js';
 import { testGraphSender } from './graph-test.js';
@@ -44,8 +46,8 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   const masterKey = requireMasterKey(env);
   const internalAuth = requireInternalAuth(env.internalAuth, 'relay-credentials');
   const box = createSecretBox(masterKey, env.oldMasterKeys ?? []);
-  const bus = overrides.bus ?? (await connectBus({ ...serviceBusOptions(env, 'credentials', logger), topology: busTopology(env, opts.config) }));
-  const redis = overrides.redis ?? new Redis(env.redisUrl, { maxRetriesPerRequest: 2, connectionName: `relay-credentials:${process.pid}` });
+  const bus = overrides.bus ?? (await connectBusFor('credentials', opts));
+  const redis = overrides.redis ?? createRedis('queued', { url: env.redisUrl, name: 'relay-credentials' });
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis error'));
   const store = await openRefreshTokenStore(bus, box, env.streamReplicas).catch(async (err: unknown) => {
     if (!overrides.bus) await bus.close();
@@ -62,23 +64,16 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
    * One internal call: the caller's certificate or internal token is checked first; a refusal is logged with
    * `refused` and answered with its gRPC status.
    */
-  const internal =
-    <Req extends { sender: string }, Res>(refused: string, callers: CallerPolicy, run: (req: Req) => Promise<Res>, done?: (req: Req, res: Res) => void) =>
-    (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
-      void (async () => {
+  const internal = <Req extends { sender: string }, Res>(refused: string, callers: CallerPolicy, run: (req: Req) => Promise<Res>, done?: (req: Req, res: Res) => void) =>
+    unary<Req, Res>(
+      async (call) => {
         checkInternalCaller(call, internalAuth, callers);
-        return run(call.request);
-      })().then(
-        (res) => {
-          done?.(call.request, res);
-          cb(null, res);
-        },
-        (err: unknown) => {
-          logger.warn({ sender: call.request.sender, err: (err as Error).message }, refused);
-          cb(toGrpcError(err));
-        },
-      );
-    };
+        const res = await run(call.request);
+        done?.(call.request, res);
+        return res;
+      },
+      { onError: (err, _answer, call) => logger.warn({ sender: (call.request as Req).sender, err: (err as Error).message }, refused) },
+    );
   server.addService(toGrpcDefinition(CredentialsService), {
     getSmtpAuth: internal<GetSmtpAuthRequest, GetSmtpAuthResponse>('credentials refused', CALLERS.getSmtpAuth, (req) =>
       smtpAuthFor(senders.get(req.sender), req.sender, tokens, { tokenRejected: req.tokenRejected }),
@@ -108,9 +103,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   const health = addGrpcHealth(server, ['relay.internal.v1.CredentialsService'], ready);
   return {
     async start() {
-      const grpcPort = await new Promise<number>((resolve, reject) =>
-        server.bindAsync(`${env.internalHost}:${env.credentialsPort}`, internalServerCredentials(internalAuth), (err, port) => (err ? reject(err) : resolve(port))),
-      );
+      const grpcPort = await bindGrpc(server, `${env.internalHost}:${env.credentialsPort}`, internalServerCredentials(internalAuth));
       http = await startCredentialsHttp({ port: env.httpPort, host: env.host, consent, ready, logger, tls: env.tls });
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
       return { grpc: grpcPort, http: http.port, metrics: ops.port };

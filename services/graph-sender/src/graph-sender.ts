@@ -1,9 +1,10 @@
-import { Redis } from 'ioredis';
-import { connectBus, serviceBusOptions, createDispatchWorker, type Bus } from '@relay/bus';
-import { busTopology, requireEnvelopeKeys, requireInternalAuth, type RelayConfig, type RelayEnv } from '@relay/config';
-import { once } from '@relay/core';
+import type { Redis } from 'ioredis';
+import type { Bus } from '@relay/bus';
+import { requireEnvelopeKeys, requireInternalAuth, type RelayConfig, type RelayEnv } from '@relay/config';
+import { once, type RunnableService } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';
-import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { connectBusFor, createRedis, createSenderWorker } from '@relay/service';
+import { startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
 import { createGraphDeliverer } from './deliver.js';
 import { createGraphClient, type GraphTiming } from './graph-client.js';
 import { createGraphTokens } from './graph-token.js';
@@ -28,8 +29,8 @@ export async function createGraphSender(opts: GraphSenderOptions, overrides: { b
   const { env, config, logger } = opts;
   const internalAuth = requireInternalAuth(env.internalAuth, 'relay-graph-sender');
   const envelopeKeys = requireEnvelopeKeys(env);
-  const bus = overrides.bus ?? (await connectBus({ ...serviceBusOptions(env, 'graph-sender', logger), topology: busTopology(env, opts.config) }));
-  const redis = overrides.redis ?? new Redis(env.redisUrl, { maxRetriesPerRequest: 2, connectionName: `relay-graph-sender:${process.pid}` });
+  const bus = overrides.bus ?? (await connectBusFor('graph-sender', opts));
+  const redis = overrides.redis ?? createRedis('queued', { url: env.redisUrl, name: 'relay-graph-sender' });
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis error'));
   const credentials = createCredentialsClient(env.credentialsAddr, internalAuth);
   const senders = new Map(config.senders.filter((s) => s.transport === 'graph').map((s) => [s.id, s]));
@@ -39,17 +40,7 @@ export async function createGraphSender(opts: GraphSenderOptions, overrides: { b
     ...(opts.timing ? { timing: opts.timing } : {}),
   });
   const deliverer = createGraphDeliverer(() => senders, client);
-  const worker = createDispatchWorker({
-    bus,
-    transport: 'graph',
-    service: 'relay-graph-sender',
-    concurrency: opts.concurrency ?? 64,
-    ackWaitMs: env.ackWaitMs,
-    retry: config.delivery,
-    envelopeKeys,
-    deliver: (e, stopping) => deliverer.deliver(e, stopping),
-    log: logger,
-  });
+  const worker = createSenderWorker('graph', opts, { bus, envelopeKeys, concurrency: opts.concurrency ?? 64, deliver: (e, stopping) => deliverer.deliver(e, stopping) });
   let ops: OpsServer | undefined;
   const ready = async () => (await bus.healthy()) && redis.status === 'ready';
   return {

@@ -1,16 +1,6 @@
-import { create } from '@bufbuild/protobuf';
-import { makeGenericClientConstructor, status, type Client, type ServiceError } from '@grpc/grpc-js';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { ErrorCode, RelayError, type InternalAuth } from '@relay/core';
-import {
-  BeginConsentRequestSchema,
-  CredentialsService,
-  internalChannelCredentials,
-  internalMetadata,
-  TestSenderRequestSchema,
-  toGrpcDefinition,
-  type BeginConsentResponse,
-  type TestSenderResponse,
-} from '@relay/proto';
+import { createCredentialsClient, type BeginConsentResponse, type CredentialsClient, type TestSenderResponse } from '@relay/proto';
 
 /** Ingest's client for the admin calls the credentials service answers (AdminService forwarding). */
 export interface AdminForward {
@@ -19,30 +9,24 @@ export interface AdminForward {
   close(): void;
 }
 
-const Ctor = makeGenericClientConstructor(toGrpcDefinition(CredentialsService), 'CredentialsService');
-
 export const FORWARD_DEADLINE_MS = 15_000;
 /** A sender test may wait for connect, greeting and a send: up to the SMTP timeouts. */
 export const TEST_DEADLINE_MS = 120_000;
 
 /** `auth` is the internal authentication; undefined when none was set up (the calls then explain that). */
 export function createAdminForward(address: string, auth: InternalAuth | undefined): AdminForward {
-  let client: (Client & Record<string, Function>) | undefined;
-  const get = (a: InternalAuth) => (client ??= new Ctor(address, internalChannelCredentials(a)) as Client & Record<string, Function>);
-  function unary<Res>(method: string, req: unknown, deadlineMs: number): Promise<Res> {
+  let client: CredentialsClient | undefined;
+  async function forward<Res>(call: (c: CredentialsClient) => Promise<Res>): Promise<Res> {
     if (!auth) {
-      return Promise.reject(
-        new RelayError(ErrorCode.FailedPrecondition, 'AdminService needs internal authentication on ingest (RELAY_INTERNAL_TOKEN, or RELAY_INTERNAL_CA/CERT/KEY) to call the credentials service'),
-      );
+      throw new RelayError(ErrorCode.FailedPrecondition, 'AdminService needs internal authentication on ingest (RELAY_INTERNAL_TOKEN, or RELAY_INTERNAL_CA/CERT/KEY) to call the credentials service');
     }
-    const md = internalMetadata(auth);
-    return new Promise<Res>((resolve, reject) => {
-      get(auth)[method]!(req, md, { deadline: Date.now() + deadlineMs }, (err: ServiceError | null, res: Res) => (err ? reject(fromCredentials(err)) : resolve(res)));
+    return call((client ??= createCredentialsClient(address, auth))).catch((err: ServiceError) => {
+      throw fromCredentials(err);
     });
   }
   return {
-    beginConsent: (sender) => unary<BeginConsentResponse>('beginConsent', create(BeginConsentRequestSchema, { sender }), FORWARD_DEADLINE_MS),
-    testSender: (sender, to) => unary<TestSenderResponse>('testSender', create(TestSenderRequestSchema, { sender, to }), TEST_DEADLINE_MS),
+    beginConsent: (sender) => forward((c) => c.beginConsent({ sender }, FORWARD_DEADLINE_MS)),
+    testSender: (sender, to) => forward((c) => c.testSender({ sender, to }, TEST_DEADLINE_MS)),
     close: () => client?.close(),
   };
 }

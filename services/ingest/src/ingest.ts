@@ -1,10 +1,10 @@
-import { Server, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { connectBus, createMessageIndexer, serviceBusOptions, type Bus, type ConsumeLoop } from '@relay/bus';
-import { busTopology, requireEnvelopeKeys, type RelayConfig, type RelayEnv } from '@relay/config';
-import { ErrorCode, RelayError, InFlight, describe, once, within } from '@relay/core';
-import { AdminService, MailService, toGrpcDefinition, toGrpcError, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
-import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
-import { Redis } from 'ioredis';
+import { Server, status, type Metadata, type ServerUnaryCall } from '@grpc/grpc-js';
+import { createMessageIndexer, type Bus, type ConsumeLoop } from '@relay/bus';
+import { requireEnvelopeKeys, type RelayConfig, type RelayEnv } from '@relay/config';
+import { ErrorCode, RelayError, InFlight, describe, once, within, type RunnableService } from '@relay/core';
+import { AdminService, MailService, toGrpcDefinition, unary, type UnaryOptions, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
+import { connectBusFor, createRedis } from '@relay/service';
+import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer } from '@relay/telemetry';
 import { createAuthenticator } from './auth.js';
 import { startBudgetRelease } from './budget-release.js';
 import { createClientBudget, hasLimits } from './client-budget.js';
@@ -26,11 +26,10 @@ const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
 export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService & { ctx: IngestContext }> {
   const { env, config, logger } = opts;
   const envelopeKey = requireEnvelopeKeys(env).current;
-  const bus = overrides.bus ?? (await connectBus({ ...serviceBusOptions(env, 'ingest', logger), topology: busTopology(env, config) }));
-  // Redis only when a client has limits: without any, ingest needs no Redis.
-  const redis = config.clients.some((c) => hasLimits(c.limits))
-    ? new Redis(env.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 200, 2_000), lazyConnect: true, commandTimeout: 2_000 })
-    : undefined;
+  const bus = overrides.bus ?? (await connectBusFor('ingest', opts));
+  // Redis only when a client has limits: without any, ingest needs no Redis. Fails fast while
+  // Redis is away: the limits are then not enforced.
+  const redis = config.clients.some((c) => hasLimits(c.limits)) ? createRedis('fail-fast', { url: env.redisUrl, name: 'relay-ingest' }) : undefined;
   redis?.on('error', () => {}); // reported by the budget, once per outage
   const budget = redis ? createClientBudget(redis, env.busPrefix, logger, config.delivery.maxAgeMs) : undefined;
   const ctx: IngestContext = {
@@ -42,7 +41,14 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     logger,
     envelopeKey,
   };
+  // Every call counts as work in flight; one that fails for the relay's own reasons is logged.
   const inFlight = new InFlight();
+  const calls: UnaryOptions = {
+    inFlight,
+    onError: (err, e, call) => {
+      if (e.code === status.INTERNAL || e.code === status.UNAVAILABLE) logger.error({ err, path: call.getPath() }, 'call failed');
+    },
+  };
   const server = new Server({
     // Large enough for the largest message any sender may take; each sender's own limit is checked per call.
     'grpc.max_receive_message_length': Math.max(config.limits.maxMessageBytes, ...config.senders.map((s) => messageLimit(config, s))) + GRPC_OVERHEAD_BYTES,
@@ -56,25 +62,25 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
   const mail = createMailHandlers(ctx);
   const admin = createAdminForward(env.credentialsAddr, env.internalAuth);
   server.addService(toGrpcDefinition(MailService), {
-    sendMail: unary(logger, inFlight, mail.sendMail),
-    getMessage: unary(logger, inFlight, mail.getMessage),
+    sendMail: unary(mail.sendMail, calls),
+    getMessage: unary(mail.getMessage, calls),
   });
   const messages = createAdminMessageHandlers(ctx);
   const indexer = createMessageIndexer(bus, logger);
   server.addService(toGrpcDefinition(AdminService), {
-    listMessages: unary(logger, inFlight, messages.listMessages),
-    retryMessages: unary(logger, inFlight, messages.retryMessages),
-    cancelMessages: unary(logger, inFlight, messages.cancelMessages),
-    testSender: unary(logger, inFlight, async (call: ServerUnaryCall<TestSenderRequest, unknown>) => {
+    listMessages: unary(messages.listMessages, calls),
+    retryMessages: unary(messages.retryMessages, calls),
+    cancelMessages: unary(messages.cancelMessages, calls),
+    testSender: unary(async (call: ServerUnaryCall<TestSenderRequest, unknown>) => {
       requireAdmin(ctx, call);
       if (!call.request.sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required');
       return admin.testSender(call.request.sender, call.request.to);
-    }),
-    beginConsent: unary(logger, inFlight, async (call: ServerUnaryCall<BeginConsentRequest, unknown>) => {
+    }, calls),
+    beginConsent: unary(async (call: ServerUnaryCall<BeginConsentRequest, unknown>) => {
       requireAdmin(ctx, call);
       if (!call.request.sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required');
       return admin.beginConsent(call.request.sender);
-    }),
+    }, calls),
   });
   const smtpDoor = createSmtpDoor(ctx, { host: env.host, port: env.smtpPort, smtpsPort: env.smtpsPort, tls: smtpDoorTls(env), graceMs: env.graceMs });
   let ops: OpsServer | undefined;
@@ -122,17 +128,4 @@ function requireAdmin(ctx: IngestContext, call: { metadata: Metadata }) {
   if (!client.admin) throw new RelayError(ErrorCode.PermissionDenied, `client "${client.name}" is not an admin client (admin: true)`);
 }
 
-function unary<Req, Res>(logger: Logger, inFlight: InFlight, fn: (call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
-  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-    void inFlight.run(async () => {
-      try {
-        callback(null, await fn(call));
-      } catch (err) {
-        const e = toGrpcError(err);
-        if (e.code === status.INTERNAL || e.code === status.UNAVAILABLE) logger.error({ err, path: call.getPath() }, 'call failed');
-        callback(e);
-      }
-    });
-  };
-}
 

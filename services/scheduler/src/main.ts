@@ -2,16 +2,8 @@
 // does) it is loaded already; run as `node dist/main.js` it is loaded here. Everything else is
 // imported afterwards, so that the instrumentation sees grpc-js, http and fetch being loaded.
 await import('@relay/telemetry/register');
-const { loadConfigFile, readEnv } = await import('@relay/config');
-const { ConfigError } = await import('@relay/core');
-const { createLogger, runService } = await import('@relay/telemetry');
+const { runMain } = await import('@relay/service');
 const { createScheduler } = await import('./scheduler.js');
 
-await runService(process, 'relay-scheduler', async () => {
-  const env = readEnv(process.env);
-  if (!env.configPath) throw new ConfigError('RELAY_CONFIG: required (path of relay.yaml)');
-  // Only credentials reads secrets: this service starts without them.
-  const config = loadConfigFile(env.configPath, process.env, { resolveSecrets: 'none' });
-  const logger = createLogger({ service: 'relay-scheduler', level: env.logLevel });
-  return { service: await createScheduler({ env, config, logger, configPath: env.configPath, resolveSecrets: 'none' }), logger, graceMs: env.graceMs };
-});
+// Only credentials reads secrets: this service starts without them.
+await runMain('relay-scheduler', createScheduler);

@@ -1,9 +1,9 @@
 import { watchFile, unwatchFile } from 'node:fs';
-import { Redis } from 'ioredis';
-import { connectBus, serviceBusOptions, type Bus } from '@relay/bus';
-import { busTopology, loadConfigFile, type RelayConfig, type RelayEnv, type SecretResolution, type SenderConfig } from '@relay/config';
-import { describe, once } from '@relay/core';
-import { relayInstruments, startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import type { Bus } from '@relay/bus';
+import { loadConfigFile, type RelayConfig, type RelayEnv, type SecretResolution, type SenderConfig } from '@relay/config';
+import { describe, once, type RunnableService } from '@relay/core';
+import { connectBusFor, createRedis } from '@relay/service';
+import { relayInstruments, startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
 import { Intake, INTAKE_DEFAULTS, type IntakeOptions } from './intake.js';
 import { SenderLane, LANE_DEFAULTS, type LaneOptions } from './lane.js';
 import { createHeldSweeper } from './held-expiry.js';
@@ -31,12 +31,9 @@ export type Scheduler = RunnableService & { reload(config: RelayConfig): Promise
 
 export async function createScheduler(opts: SchedulerOptions, overrides: { bus?: Bus; pacer?: Pacer } = {}): Promise<Scheduler> {
   const { env, logger } = opts;
-  const bus = overrides.bus ?? (await connectBus({ ...serviceBusOptions(env, 'scheduler', logger), topology: busTopology(env, opts.config) }));
-  // Commands fail at once while Redis is away (no offline queue), and after 2 s when it does not
-  // answer: the pacer then holds the mail.
-  const redis = overrides.pacer
-    ? undefined
-    : new Redis(env.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 200, 2_000), lazyConnect: true, enableAutoPipelining: true, commandTimeout: 2_000 });
+  const bus = overrides.bus ?? (await connectBusFor('scheduler', opts));
+  // Fails fast while Redis is away: the pacer then holds the mail.
+  const redis = overrides.pacer ? undefined : createRedis('fail-fast', { url: env.redisUrl, name: 'relay-scheduler' });
   redis?.on('error', () => {}); // reported by the pacer, once per outage
   const redisPacer = redis ? new RedisPacer(redis, new PacingLog(bus), env.busPrefix, logger) : undefined;
   const pacer: Pacer = overrides.pacer ?? redisPacer!;

@@ -1,8 +1,9 @@
-import { connectBus, serviceBusOptions, createDispatchWorker, type Bus } from '@relay/bus';
-import { busTopology, requireEnvelopeKeys, requireInternalAuth, type RelayConfig, type RelayEnv } from '@relay/config';
-import { once } from '@relay/core';
+import type { Bus } from '@relay/bus';
+import { requireEnvelopeKeys, requireInternalAuth, type RelayConfig, type RelayEnv } from '@relay/config';
+import { once, type RunnableService } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';
-import { startOpsServer, type Logger, type OpsServer, type RunnableService } from '@relay/telemetry';
+import { connectBusFor, createSenderWorker } from '@relay/service';
+import { startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
 import { AuthCache } from './auth-cache.js';
 import { createSmtpDeliverer } from './deliver.js';
 import { TransportPool } from './transports.js';
@@ -16,25 +17,15 @@ export interface SmtpSenderOptions {
 }
 
 export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService> {
-  const { env, config, logger } = opts;
+  const { env, config } = opts;
   const internalAuth = requireInternalAuth(env.internalAuth, 'relay-smtp-sender');
   const envelopeKeys = requireEnvelopeKeys(env);
-  const bus = overrides.bus ?? (await connectBus({ ...serviceBusOptions(env, 'smtp-sender', logger), topology: busTopology(env, opts.config) }));
+  const bus = overrides.bus ?? (await connectBusFor('smtp-sender', opts));
   const credentials = createCredentialsClient(env.credentialsAddr, internalAuth);
   const pools = new TransportPool();
   const senders = new Map(config.senders.filter((s) => s.transport === 'smtp').map((s) => [s.id, s]));
   const deliverer = createSmtpDeliverer(() => senders, new AuthCache(credentials), pools);
-  const worker = createDispatchWorker({
-    bus,
-    transport: 'smtp',
-    service: 'relay-smtp-sender',
-    concurrency: opts.concurrency ?? 256,
-    ackWaitMs: env.ackWaitMs,
-    retry: config.delivery,
-    envelopeKeys,
-    deliver: (e) => deliverer.deliver(e),
-    log: logger,
-  });
+  const worker = createSenderWorker('smtp', opts, { bus, envelopeKeys, concurrency: opts.concurrency ?? 256, deliver: (e) => deliverer.deliver(e) });
   let ops: OpsServer | undefined;
   return {
     async start() {

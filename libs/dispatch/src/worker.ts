@@ -6,17 +6,21 @@ import type { JsMsg } from '@nats-io/jetstream';
 import { backoffMs, describe, InFlight, isDeliveryError, retryable, STOP_FORCE_MS, within, type DeliveryError } from '@relay/core';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
 import { relayInstruments } from '@relay/telemetry';
-import type { Bus } from './bus.js';
-import { decodeEnvelope } from './bus.js';
-import { deleteBody, unpackEnvelope } from './bodies.js';
-import { keepFailed } from './dead-letters.js';
-import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
-import { BATCH_PULL_DEFAULTS, batchPull } from './batch-pull.js';
-import { ensureDurable } from './consumers.js';
-import { fail, processMessage } from './trace.js';
-import { isSettled } from './settled.js';
-import { boundDetail } from './status-detail.js';
-import { refuseUnsigned, type EnvelopeKeys } from './envelope-sig.js';
+import {
+  boundDetail,
+  decodeEnvelope,
+  deleteBody,
+  fail,
+  isSettled,
+  keepFailed,
+  processMessage,
+  refuseUnsigned,
+  unpackEnvelope,
+  workDurable,
+  type Bus,
+  type ConsumeLoop,
+  type EnvelopeKeys,
+} from '@relay/bus';
 
 export interface RetryPolicy {
   retryInitialMs: number;
@@ -213,26 +217,17 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     await bus.publishEnvelope(bus.names.submittedSubject(env.sender), next, `${env.messageId}.${next.attempt}.submit`);
   }
 
-  const waiting: Array<() => void> = [];
-  // Pulls ask for no more messages than there are free slots (batchPull), so a pulled message
-  // finds one; kept as a safeguard. A message that waited here past its ack wait may have gone to
-  // another replica meanwhile: the status lookup before its send finds that out.
-  async function each(m: JsMsg) {
+  function each(m: JsMsg) {
     working.add(m);
-    if (inFlight.size >= o.concurrency) await new Promise<void>((r) => waiting.push(r));
-    void inFlight
-      .run(() =>
-        handle(m).catch((err: unknown) => {
-          // The broker did not take the outcome; the message comes back and is settled again.
-          o.log.warn({ err: describe(err), seq: m.seq }, 'could not settle message; it will be redelivered');
-          try {
-            m.nak(2_000);
-          } catch {
-            // The connection is gone (shutdown after the grace period): the ack wait redelivers it.
-          }
-        }),
-      )
-      .finally(() => waiting.shift()?.());
+    return handle(m).catch((err: unknown) => {
+      // The broker did not take the outcome; the message comes back and is settled again.
+      o.log.warn({ err: describe(err), seq: m.seq }, 'could not settle message; it will be redelivered');
+      try {
+        m.nak(2_000);
+      } catch {
+        // The connection is gone (shutdown after the grace period): the ack wait redelivers it.
+      }
+    });
   }
 
   return {
@@ -240,24 +235,17 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
       return inFlight.size;
     },
     async start() {
-      const ensure = () =>
-        ensureDurable(bus.jsm, {
+      loop = await workDurable(
+        bus,
+        {
           stream: bus.names.dispatchStream,
           durable,
           filterSubject: bus.names.dispatchWildcard(o.transport),
           ackWaitMs: o.ackWaitMs,
           maxAckPending: Math.max(1_000, o.concurrency * 4),
-        });
-      await ensure();
-      // Reopened if its iterator ends or fails (consumer deleted, broker restarted), so the
-      // service never sits idle while mail waits; a deleted consumer is made again.
-      let reopening = false;
-      loop = consumeLoop(
-        async () => {
-          if (reopening) await ensure();
-          reopening = true;
-          // In batches (see batchPull), never more than there are free slots for.
-          return batchPull(bus.nc, bus.names.dispatchStream, durable, { batch: o.concurrency, room: () => o.concurrency - inFlight.size, lingerMs: o.pullLingerMs ?? BATCH_PULL_DEFAULTS.lingerMs });
+          concurrency: o.concurrency,
+          inFlight,
+          lingerMs: o.pullLingerMs,
         },
         each,
         o.log,

@@ -1,5 +1,5 @@
 import { fstatSync } from 'node:fs';
-import { EXIT_WITH_PARENT_ENV } from '@relay/core';
+import { EXIT_WITH_PARENT_ENV } from './parent.js';
 
 /** Named defaults, with units. */
 export const PARENT_WATCH_DEFAULTS = {

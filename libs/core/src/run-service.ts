@@ -1,7 +1,7 @@
-import { describe as describeError, EXIT_FORCE_MS, isConfigError, missingNodeFlags } from '@relay/core';
-import type { Logger } from './logger.js';
+import { describe as describeError, isConfigError } from './errors.js';
+import { EXIT_FORCE_MS } from './lifecycle.js';
+import { missingNodeFlags } from './node-flags.js';
 import { watchParent } from './parent-watch.js';
-import { shutdownTelemetry, TELEMETRY_DEFAULTS } from './state.js';
 
 export interface RunnableService {
   /** Begins taking work; resolves with the ports the service listens on. */
@@ -10,9 +10,17 @@ export interface RunnableService {
   stop(): Promise<void>;
 }
 
+/** What the run loop writes: a pino logger fits. */
+export interface RunLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+  fatal(obj: object, msg: string): void;
+}
+
 export interface BuiltService {
   service: RunnableService;
-  logger: Logger;
+  logger: RunLogger;
   /**
    * The service's grace period (RELAY_SHUTDOWN_GRACE). Once stopping, the process ends at the
    * latest `forceMs` after it, whatever still runs: a delivery the provider never answers or a
@@ -23,12 +31,23 @@ export interface BuiltService {
   forceMs?: number;
 }
 
+export interface RunOptions {
+  /**
+   * Sends what telemetry still holds once the service stopped; resolves false when it could not in
+   * `flushMs` (the exporter's retries would otherwise keep the process alive).
+   */
+  flush?: () => Promise<boolean>;
+  flushMs?: number;
+  /** How long the open handles of a service that failed to start may keep the process. */
+  failedStartExitMs?: number;
+}
+
 /**
  * create → start → wait for SIGTERM/SIGINT → stop, for a service's main.ts. A bad configuration
- * prints one line naming the key and exits 1; a clean stop exits 0, and one cut short by the force
- * time exits 1.
+ * prints one line naming the key and sets exit code 1; a clean stop sets 0, and one cut short by
+ * the force time ends the process with 1.
  */
-export async function runService(proc: NodeJS.Process, name: string, build: () => Promise<BuiltService>): Promise<void> {
+export async function runService(proc: NodeJS.Process, name: string, build: () => Promise<BuiltService>, opts: RunOptions = {}): Promise<void> {
   let built: BuiltService;
   try {
     built = await build();
@@ -43,11 +62,18 @@ export async function runService(proc: NodeJS.Process, name: string, build: () =
   if (missing.length > 0) {
     logger.warn({ missing }, `started without ${missing.join(' ')}: expect longer garbage-collection pauses under load (README, Operations)`);
   }
+  // The only place the process is ended by force: open sockets, a provider or broker that never
+  // answers, or an exporter's retries would otherwise keep it alive past every deadline.
+  const endNow = (code: number | string) => {
+    proc.exitCode = code;
+    proc.exit(code);
+  };
   let stopping: Promise<void> | undefined;
   const stop = (signal: string): Promise<void> => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now');
-      proc.exit(proc.exitCode ?? 1);
+      endNow(proc.exitCode ?? 1);
+      return stopping;
     }
     logger.info({ signal }, 'stopping');
     let stopped = false;
@@ -55,19 +81,18 @@ export async function runService(proc: NodeJS.Process, name: string, build: () =
       // Unref'd: a process that ends by itself is not held up by this timer.
       setTimeout(() => {
         logger.error({ after_ms: forceExitAfterMs, stopped }, stopped ? 'stopped, but open connections kept the process alive; exiting' : 'stop not finished within the grace period and force time; exiting, unfinished messages will be redelivered');
-        proc.exit(stopped ? (proc.exitCode ?? 0) : 1);
+        endNow(stopped ? (proc.exitCode ?? 0) : 1);
       }, forceExitAfterMs).unref();
     }
     stopping = service.stop().then(
       async () => {
         // Spans of the last messages leave before the process does, unless the collector cannot take them now.
-        const flushed = await shutdownTelemetry();
-        if (!flushed) logger.warn({ within_ms: TELEMETRY_DEFAULTS.shutdownFlushMs }, 'last spans and metrics not exported in time (is the OTLP collector reachable?); exiting without them');
-        logger.info('stopped');
+        const flushed = opts.flush ? await opts.flush() : true;
+        if (!flushed) logger.warn({ within_ms: opts.flushMs }, 'last spans and metrics not exported in time (is the OTLP collector reachable?); exiting without them');
+        logger.info({}, 'stopped');
         proc.exitCode ??= 0;
         stopped = true;
-        // The exporter's retries would keep the process alive until their own timeout.
-        if (!flushed) proc.exit();
+        if (!flushed) endNow(proc.exitCode);
       },
       (err: unknown) => {
         logger.error({ err }, 'stop failed');
@@ -80,7 +105,7 @@ export async function runService(proc: NodeJS.Process, name: string, build: () =
   proc.on('SIGINT', () => void stop('SIGINT'));
   // An orphan (its supervisor killed) stops as on SIGTERM, or lets a stop already begun finish,
   // then exits without waiting for open handles: nobody is left to signal it again.
-  watchParent(proc, () => void (stopping ?? stop('parent exited')).finally(() => proc.exit()));
+  watchParent(proc, () => void (stopping ?? stop('parent exited')).finally(() => endNow(proc.exitCode ?? 0)));
   try {
     const ports = await service.start();
     logger.info({ ports }, 'ready');
@@ -90,6 +115,6 @@ export async function runService(proc: NodeJS.Process, name: string, build: () =
     proc.exitCode = 1;
     await service.stop().catch(() => {});
     // Open handles of a half-started service must not keep the process alive.
-    setTimeout(() => proc.exit(1), 2_000).unref();
+    setTimeout(() => endNow(1), opts.failedStartExitMs ?? 2_000).unref();
   }
 }

@@ -3,8 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { notStarted, permanent } from '@relay/core';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
 import { dropBus, eventually as until, testNatsUrl, uniquePrefix } from '@relay/testkit';
-import { connectBus, timestampFromDate, type Bus } from './bus.js';
-import { ensureDurable } from './consumers.js';
+import { connectBus, ensureDurable, timestampFromDate, type Bus } from '@relay/bus';
 import { createDispatchWorker, type DispatchWorker } from './worker.js';
 
 const quiet = { warn() {}, info() {}, debug() {} };
@@ -118,61 +117,6 @@ describe('dispatch worker after a crash that kept an ack from the broker', () =>
     const submitted = await bus.jsm.streams.info(bus.names.submittedStream, { subjects_filter: bus.names.submittedSubject('s1') });
     expect(submitted.state.subjects?.[bus.names.submittedSubject('s1')]).toBe(1);
   }, 20_000);
-});
-
-describe('dispatch worker with every slot busy', () => {
-  const prefix = uniquePrefix('worker-busy');
-  let bus: Bus;
-  beforeAll(async () => {
-    bus = await connectBus({ servers: testNatsUrl(), prefix, name: 'worker-busy-test' });
-  });
-  afterAll(async () => {
-    await bus?.close();
-    await dropBus(prefix);
-  });
-
-  it('sends nothing twice when messages waited in its buffer past the ack wait and another replica took them', async () => {
-    const sends: string[] = [];
-    const replica = (concurrency: number, deliverMs: number) =>
-      createDispatchWorker({
-        bus,
-        transport: 'graph',
-        service: 'test',
-        concurrency,
-        ackWaitMs: 1_500,
-        retry: { retryInitialMs: 1_000, retryMaxMs: 1_000, maxAgeMs: 600_000 },
-        log: quiet,
-        async deliver(env: Envelope) {
-          sends.push(env.messageId);
-          await new Promise((r) => setTimeout(r, deliverMs));
-          return '202 Accepted';
-        },
-      });
-    // A slow replica with two slots, and a second one joining while it works. Since pulls are
-    // sized to free slots (batchPull) the slow one takes only two, so nothing waits in its buffer
-    // any more; with consume() it took all five, and the status lookup before each send is what
-    // keeps a message that waited there from going out twice.
-    const slow = replica(2, 2_000);
-    await slow.start();
-    const ids = ['b-1', 'b-2', 'b-3', 'b-4', 'b-5'];
-    for (const id of ids) {
-      await bus.publishEnvelope(
-        bus.names.dispatchSubject('graph', 's1'),
-        create(EnvelopeSchema, { messageId: id, sender: 's1', to: ['x@y.example'], subject: 's', text: 't', attempt: 1, submittedAt: timestampFromDate(new Date()) }),
-        `${id}.1.dispatch`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 800));
-    const fast = replica(4, 0);
-    await fast.start();
-    for (const id of ids) await until(async () => ((await bus.lastStatus(id))?.state === MessageState.SENT ? true : undefined), 15_000);
-    // Let the slow replica work through whatever it still holds, what it kept in its buffer all
-    // along included (their turn comes at about 2 s, their delivery would end by about 6 s).
-    await new Promise((r) => setTimeout(r, 3_000));
-    await slow.stop(10_000);
-    await fast.stop(2_000);
-    expect([...sends].sort()).toEqual(ids);
-  }, 30_000);
 });
 
 describe('dispatch worker stopping while a delivery waits to start', () => {

@@ -3,8 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { retryable } from '@relay/core';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
 import { dropBus, eventually as until, testNatsUrl, uniquePrefix } from '@relay/testkit';
-import { connectBus, decodeEnvelope, timestampDate, timestampFromDate, type Bus } from './bus.js';
-import { MAX_STATUS_DETAIL_BYTES } from './status-detail.js';
+import { connectBus, decodeEnvelope, MAX_STATUS_DETAIL_BYTES, timestampDate, timestampFromDate, type Bus } from '@relay/bus';
 import { createDispatchWorker, type DispatchWorker } from './worker.js';
 
 const quiet = { warn() {}, info() {}, debug() {} };

@@ -3,8 +3,7 @@ import { create } from '@bufbuild/protobuf';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EnvelopeSchema, MessageState, type Envelope } from '@relay/proto';
 import { dropBus, eventually as until, testNatsUrl, uniquePrefix } from '@relay/testkit';
-import { connectBus, encodeEnvelope, timestampFromDate, type Bus } from './bus.js';
-import { ENVELOPE_SIG_INVALID, signEnvelope } from './envelope-sig.js';
+import { connectBus, encodeEnvelope, ENVELOPE_SIG_INVALID, signEnvelope, timestampFromDate, type Bus } from '@relay/bus';
 import { createDispatchWorker, type DispatchWorker } from './worker.js';
 
 const quiet = { warn() {}, info() {}, debug() {} };

@@ -1,0 +1,3 @@
+export * from './run-main.js';
+export * from './connect.js';
+export * from './sender-worker.js';
