@@ -27,8 +27,6 @@ const senders: Array<{ id: string; rate?: Record<string, unknown>; user?: string
   // Two addresses of one signed-in mailbox: the provider's limit is the mailbox's, so they share it.
   { id: 'shared-a', rate: { batch_size: 3, interval: '2s' }, user: 'relay@campus.example' },
   { id: 'shared-b', rate: { batch_size: 3, interval: '2s' }, user: 'Relay@campus.example' },
-  // Paced per sender id by an earlier version: its grants are in the pacing log under its id.
-  { id: 'migrated', rate: { daily_recipients: 3, daily_window: '5s' }, user: 'migrated@campus.example' },
 ];
 const config = (rates: Record<string, unknown> = {}) => ({
   clients: [{ name: 'app', api_key: 'pacing-key-0123456789abcdef0123456789', senders: senders.map((s) => s.id) }],
@@ -147,18 +145,6 @@ describe('pacing across two scheduler processes', () => {
     expect(maxInWindow(times, 2_000)).toBeLessThanOrEqual(3);
     expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(3 * 2_000 - SLACK_MS);
   }, 40_000);
-
-  it('counts grants an earlier version logged under the sender id once pacing is per mailbox', async () => {
-    const t0 = Date.now();
-    for (let i = 0; i < 3; i++) bus.nc.publish(bus.names.pacingSubject('migrated'), JSON.stringify({ t: t0, m: `old-${i}:1`, r: 1 }));
-    await bus.nc.flush();
-    const [id] = await submit('migrated', 1);
-    // The day's 3 recipients are spent: it waits for the rolling window (5 s) instead of going at once.
-    await new Promise((r) => setTimeout(r, 2_000));
-    expect(released.has(id!)).toBe(false);
-    const [at] = await waitReleased([id!], 15_000);
-    expect(at! - t0).toBeGreaterThanOrEqual(5_000 - SLACK_MS);
-  }, 25_000);
 
   it("lets another sender's mail through at once while one sender has a backlog", async () => {
     await submit('slow', 10);
