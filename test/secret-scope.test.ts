@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dropBus, envelopeKey, masterKey, randomApiKey, repoRoot, startSmtpServer, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig, type TestSmtpServer } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSupervisor, type ReadyChild } from '../tools/src/children.js';
-import { createInternalTls } from '../tools/src/internal-ca.js';
-import { secretEnvNames, stackChildEnv } from '../tools/src/service-scope.js';
-import { ENVELOPE_KEY_HOLDERS } from '../tools/src/stack-nats.js';
-import { credentialsAddress, serviceArgs, SERVICES, type ServiceName, type StackSettings } from '../tools/src/services.js';
+import { createSupervisor, type ReadyChild } from '../tools/src/stack/children.js';
+import { createInternalTls } from '../tools/src/stack/internal-ca.js';
+import { secretEnvNames, stackChildEnv } from '../tools/src/stack/service-scope.js';
+import { ENVELOPE_KEY_HOLDERS } from '../tools/src/stack/nats.js';
+import { credentialsAddress, serviceArgs, SERVICES, type ServiceName, type StackSettings } from '../tools/src/stack/services.js';
 import { createTestClient } from './support/grpc-client.js';
 import { FAST_DELIVERY, smtpSender, waitForMail } from './support/relay.js';
 

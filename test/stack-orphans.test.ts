@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { dropBus, repoRoot, serviceEnv, testNatsUrl, testRedisUrl, uniquePrefix } from '@relay/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 
-const STACK_SCRIPT = join('tools', 'dist', 'stack.js');
+const STACK_SCRIPT = join('tools', 'dist', 'stack', 'stack.js');
 
 /**
  * A repository root of symlinks, so the stack under test keeps its demo files (`.relay/`) there

@@ -1,7 +1,7 @@
 import { connect, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { SendMailRequestSchema, SendMailResponseSchema, type SendMailResponse } from '@relay/proto';
-import type { Caller } from './bench-load.js';
+import type { Caller } from './load.js';
 
 /** A SendMail call that did not end with grpc-status 0. */
 export class BareCallError extends Error {

@@ -22,13 +22,13 @@ import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { createRelayClient } from '@relay/client';
 import { createBareClient } from './bare-client.js';
-import { bodyOfSize, closedLoop, openLoop, type SendInit } from './bench-load.js';
+import { bodyOfSize, closedLoop, openLoop, type SendInit } from './load.js';
 import { cpuMs, pidListening, syscalls } from './proc-cpu.js';
-import { benchServiceEnv } from './bench-env.js';
-import { createSupervisor } from './children.js';
-import { portFree, serviceArgs } from './services.js';
+import { benchServiceEnv } from './env.js';
+import { createSupervisor } from '../stack/children.js';
+import { portFree, serviceArgs } from '../stack/services.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const env = process.env;
 const num = (name: string, fallback: number) => (env[name] ? Number(env[name]) : fallback);
 const N = num('BENCH_MESSAGES', 5000);

@@ -17,7 +17,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
-import { percentile } from './bench-load.js';
+import { percentile } from './load.js';
 import { cpuMs, pidListening } from './proc-cpu.js';
 
 const env = process.env;

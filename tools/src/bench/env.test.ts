@@ -1,6 +1,6 @@
 import { readEnv, requireEnvelopeKeys, requireInternalAuth, requireMasterKey } from '@relay/config';
 import { describe, expect, it } from 'vitest';
-import { benchServiceEnv } from './bench-env.js';
+import { benchServiceEnv } from './env.js';
 
 describe('benchServiceEnv', () => {
   it('gives every service the keys it refuses to start without', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bodyOfSize, openLoop, percentile, stats } from './bench-load.js';
+import { bodyOfSize, openLoop, percentile, stats } from './load.js';
 
 describe('bench figures', () => {
   it('takes nearest-rank percentiles', () => {

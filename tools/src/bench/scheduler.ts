@@ -20,12 +20,12 @@ import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { busNames } from '@relay/bus';
 import { EnvelopeSchema } from '@relay/proto';
-import { percentile } from './bench-load.js';
+import { percentile } from './load.js';
 import { cpuMs, pidListening } from './proc-cpu.js';
-import { createSupervisor } from './children.js';
-import { serviceArgs } from './services.js';
+import { createSupervisor } from '../stack/children.js';
+import { serviceArgs } from '../stack/services.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const env = process.env;
 const num = (name: string, fallback: number) => (env[name] ? Number(env[name]) : fallback);
 const N = num('BENCH_MESSAGES', 50_000);

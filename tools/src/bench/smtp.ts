@@ -15,12 +15,12 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { benchServiceEnv } from './bench-env.js';
-import { createSupervisor } from './children.js';
-import { portFree, serviceArgs } from './services.js';
+import { benchServiceEnv } from './env.js';
+import { createSupervisor } from '../stack/children.js';
+import { portFree, serviceArgs } from '../stack/services.js';
 import { smtpOpenLoop } from './smtp-load.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const env = process.env;
 const num = (name: string, fallback: number) => (env[name] ? Number(env[name]) : fallback);
 const N = num('BENCH_MESSAGES', 5000);

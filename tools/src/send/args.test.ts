@@ -2,7 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { SendMailRequestSchema } from '@relay/proto';
 import { describe, expect, it } from 'vitest';
-import { buildRequest, contentType, isUsageError, parseSendArgs, resolveTarget } from './send-args.js';
+import { buildRequest, contentType, isUsageError, parseSendArgs, resolveTarget } from './args.js';
 
 function usageError(argv: string[]): string {
   try {

@@ -4,7 +4,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { ENV_DEFAULTS } from '@relay/config';
 import type { SendMailRequestSchema } from '@relay/proto';
-import type { StackInfo } from './stack-file.js';
+import type { StackInfo } from '../stack/stack-file.js';
 
 type Env = Record<string, string | undefined>;
 

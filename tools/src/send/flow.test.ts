@@ -3,7 +3,7 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { status } from '@grpc/grpc-js';
 import { GetMessageResponseSchema, MessageState, type GetMessageResponse } from '@relay/proto';
 import { describe, expect, it } from 'vitest';
-import { describeSendError, formatHistory, stateName, waitForOutcome } from './send-flow.js';
+import { describeSendError, formatHistory, stateName, waitForOutcome } from './flow.js';
 
 const ctx = { address: '127.0.0.1:50051', sender: 'demo', apiKeySet: true };
 const grpcError = (code: number, details: string) => Object.assign(new Error(`${code} ${status[code]}: ${details}`), { code, details });

@@ -5,15 +5,15 @@ import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRelayClient } from '@relay/client';
 import { MessageState } from '@relay/proto';
-import { buildRequest, isUsageError, parseSendArgs, resolveTarget, SEND_USAGE, type AttachmentFile } from './send-args.js';
-import { describeSendError, formatHistory, stateName, waitForOutcome, WAIT_DEFAULTS } from './send-flow.js';
-import { readStackFile } from './stack-file.js';
+import { buildRequest, isUsageError, parseSendArgs, resolveTarget, SEND_USAGE, type AttachmentFile } from './args.js';
+import { describeSendError, formatHistory, stateName, waitForOutcome, WAIT_DEFAULTS } from './flow.js';
+import { readStackFile } from '../stack/stack-file.js';
 
 /** SendMail answers once the message is stored; longer than this means something is wrong. */
 const SEND_DEADLINE_MS = 30_000;
 
 async function main(): Promise<number> {
-  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   let args;
   let target;
   let files: AttachmentFile[];

@@ -26,7 +26,7 @@ describe('npm run nats-auth', () => {
   const binary = findNatsServer(process.env);
   it.skipIf(!binary)('makes a users.conf that nats-server accepts with deploy/nats.conf', () => {
     writeNatsAuth(dir, 'relay');
-    copyFileSync(resolve(import.meta.dirname, '..', '..', 'deploy', 'nats.conf'), join(dir, 'nats.conf'));
+    copyFileSync(resolve(import.meta.dirname, '..', '..', '..', 'deploy', 'nats.conf'), join(dir, 'nats.conf'));
     const r = spawnSync(binary!, ['-c', join(dir, 'nats.conf'), '-t'], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout + r.stderr).toContain('is valid');

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { scopeServiceEnv, secretEnvNames } from './service-scope.js';
 import { busyPorts, credentialsAddress, serviceArgs, serviceEnv, SERVICES, stackPorts, stackTelemetryDefaults, unbuiltServices, type StackSettings } from './services.js';
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 const settings: StackSettings = {
   natsUrl: 'nats://127.0.0.1:4222',

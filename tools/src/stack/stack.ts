@@ -17,7 +17,7 @@ import { stackInternalAuth } from './internal-ca.js';
 import { secretEnvNames, stackChildEnv } from './service-scope.js';
 import { busyPorts, credentialsAddress, portFree, serviceArgs, SERVICES, shutdownGraceMs, stackPorts, stackTelemetryDefaults, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
 import { removeStackFile, STACK_DIR, writeStackFile } from './stack-file.js';
-import { ENVELOPE_KEY_HOLDERS, natsUserEnv, prepareStackNats, stackEnvelopeKey } from './stack-nats.js';
+import { ENVELOPE_KEY_HOLDERS, natsUserEnv, prepareStackNats, stackEnvelopeKey } from './nats.js';
 
 const USAGE = `Usage: npm run stack [-- --verbose]
 
@@ -160,7 +160,7 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
 }
 
 function main(): void {
-  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   let values;
   try {
     ({ values } = parseArgs({ args: process.argv.slice(2), options: { verbose: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }));
