@@ -13,7 +13,8 @@ import { createSupervisor, type ReadyChild } from '../tools/src/stack/children.j
 import { createInternalTls } from '../tools/src/stack/internal-ca.js';
 import { secretEnvNames, stackChildEnv } from '../tools/src/stack/service-scope.js';
 import { ENVELOPE_KEY_HOLDERS } from '../tools/src/stack/nats.js';
-import { credentialsAddress, serviceArgs, SERVICES, type ServiceName, type StackSettings } from '../tools/src/stack/services.js';
+import { SERVICE_NAMES, type ServiceName } from '@relay/core';
+import { credentialsAddress, serviceArgs, type StackSettings } from '../tools/src/stack/services.js';
 import { createTestClient } from './support/grpc-client.js';
 import { FAST_DELIVERY, smtpSender, waitForMail } from './support/relay.js';
 
@@ -74,12 +75,12 @@ beforeAll(async () => {
   const credentials = await supervisor.start(spec('credentials'));
   started.set('credentials', credentials);
   settings.credentialsAddr = credentialsAddress(0, credentials.ports, tls.host);
-  const others = await Promise.all(SERVICES.filter((s) => s !== 'credentials').map((s) => supervisor.start(spec(s))));
+  const others = await Promise.all(SERVICE_NAMES.filter((s) => s !== 'credentials').map((s) => supervisor.start(spec(s))));
   for (const c of others) started.set(c.name as ServiceName, c);
 }, 60_000);
 
 afterAll(async () => {
-  await supervisor.stop(SERVICES.filter((s) => s !== 'credentials'));
+  await supervisor.stop(SERVICE_NAMES.filter((s) => s !== 'credentials'));
   await supervisor.stop();
   await smtp?.close();
   await dropBus(prefix).catch(() => {});

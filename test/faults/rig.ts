@@ -1,3 +1,4 @@
+import { SERVICE_NAMES, type ServiceName } from '@relay/core';
 import {
   freePort,
   masterKey,
@@ -20,8 +21,6 @@ import { startPrivateNats, type PrivateNats } from '../support/nats-server.js';
 import { clientEntry, newClient, sleep, smtpSender } from '../support/relay.js';
 import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
 
-export type ServiceName = 'ingest' | 'scheduler' | 'smtp-sender' | 'graph-sender' | 'credentials';
-export const SERVICE_NAMES: readonly ServiceName[] = ['ingest', 'scheduler', 'smtp-sender', 'graph-sender', 'credentials'];
 
 /** RELAY_ACK_WAIT of the rig: what a killed service held comes back after this long. */
 export const ACK_WAIT_MS = 4_000;

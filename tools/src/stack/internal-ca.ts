@@ -8,7 +8,7 @@ import { randomBytes, webcrypto } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import type { ServiceName } from './services.js';
+import type { ServiceName } from '@relay/core';
 
 type Env = Record<string, string | undefined>;
 /** The library's WebCrypto parameter type, which Node's webcrypto implements. */

@@ -1,6 +1,7 @@
 import { loadConfigFile, unresolvedSecrets } from '@relay/config';
 import type { InternalTls } from './internal-ca.js';
-import { serviceEnv, type ServiceName, type StackSettings } from './services.js';
+import type { ServiceName } from '@relay/core';
+import { serviceEnv, type StackSettings } from './services.js';
 
 type Env = Record<string, string | undefined>;
 

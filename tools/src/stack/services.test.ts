@@ -2,10 +2,10 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isConfigError, SERVICE_NODE_FLAGS } from '@relay/core';
+import { isConfigError, SERVICE_NAMES, SERVICE_NODE_FLAGS } from '@relay/core';
 import { describe, expect, it } from 'vitest';
 import { scopeServiceEnv, secretEnvNames } from './service-scope.js';
-import { busyPorts, credentialsAddress, serviceArgs, serviceEnv, SERVICES, stackPorts, stackTelemetryDefaults, unbuiltServices, type StackSettings } from './services.js';
+import { busyPorts, credentialsAddress, serviceArgs, serviceEnv, stackPorts, stackTelemetryDefaults, unbuiltServices, type StackSettings } from './services.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -102,7 +102,7 @@ describe('how services are started', () => {
     expect(entrypoint).toBeDefined();
     const image = JSON.parse(entrypoint!) as string[];
     for (const flag of SERVICE_NODE_FLAGS) expect(image.slice(0, image.indexOf('--import'))).toContain(flag);
-    for (const name of SERVICES) {
+    for (const name of SERVICE_NAMES) {
       const start = (JSON.parse(readFileSync(join(repo, 'services', name, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
       for (const flag of SERVICE_NODE_FLAGS) expect(start.split(' '), name).toContain(flag);
     }

@@ -3,14 +3,11 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { readEnv } from '@relay/config';
-import { SERVICE_NODE_FLAGS } from '@relay/core';
+import { SERVICE_NAMES, SERVICE_NODE_FLAGS, type ServiceName } from '@relay/core';
 import { StackError } from './errors.js';
 
 type Env = Record<string, string | undefined>;
 
-/** Start order: credentials first (the others reach it), then the rest together. */
-export const SERVICES = ['credentials', 'ingest', 'scheduler', 'smtp-sender', 'graph-sender'] as const;
-export type ServiceName = (typeof SERVICES)[number];
 
 export function serviceMain(root: string, name: ServiceName): string {
   return join(root, 'services', name, 'dist', 'main.js');
@@ -31,7 +28,7 @@ export function serviceArgs(root: string, name: ServiceName, extra: readonly str
 
 /** Services whose build is missing, so the stack can say "npm run build" instead of a stack trace. */
 export function unbuiltServices(root: string): ServiceName[] {
-  return SERVICES.filter((name) => !existsSync(serviceMain(root, name)));
+  return SERVICE_NAMES.filter((name) => !existsSync(serviceMain(root, name)));
 }
 
 /** The fixed ports the stack binds, from the environment or the defaults (0 = any free port). */

@@ -7,7 +7,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readEnv } from '@relay/config';
-import { isConfigError } from '@relay/core';
+import { isConfigError, SERVICE_NAMES, type ServiceName } from '@relay/core';
 import { startCaptureServer } from './capture.js';
 import { isStackError, StackError } from './errors.js';
 import { createSupervisor, isChildError, type ChildError, type Supervisor } from './children.js';
@@ -15,7 +15,7 @@ import { DEMO, demoMasterKey, demoPaths, demoSmtpDoorEnv, demoTlsCa, formatCaptu
 import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startTestcontainer } from './infra.js';
 import { stackInternalAuth } from './internal-ca.js';
 import { secretEnvNames, stackChildEnv } from './service-scope.js';
-import { busyPorts, credentialsAddress, portFree, serviceArgs, SERVICES, shutdownGraceMs, stackPorts, stackTelemetryDefaults, unbuiltServices, type ServiceName, type StackSettings } from './services.js';
+import { busyPorts, credentialsAddress, portFree, serviceArgs, shutdownGraceMs, stackPorts, stackTelemetryDefaults, unbuiltServices, type StackSettings } from './services.js';
 import { removeStackFile, STACK_DIR, writeStackFile } from './stack-file.js';
 import { ENVELOPE_KEY_HOLDERS, natsUserEnv, prepareStackNats, stackEnvelopeKey } from './nats.js';
 
@@ -36,7 +36,7 @@ demo SMTP capture: RELAY_DEMO_SMTP_PORT (2525).
 Each service gets only the environment it needs; calls to credentials use mutual TLS with a CA
 made for the run (.relay/internal-tls/) unless RELAY_INTERNAL_TOKEN or RELAY_INTERNAL_CA is set.`;
 
-const WIDTH = Math.max(...SERVICES.map((s) => s.length));
+const WIDTH = Math.max(...SERVICE_NAMES.map((s) => s.length));
 
 /** Things to undo on the way out, last first. Steps added while it runs are undone too. */
 function createCleanup() {
@@ -109,7 +109,7 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
 
   cleanup.add(async () => {
     // Ingest and the senders first, so their in-flight work can still reach credentials.
-    await supervisor.stop(SERVICES.filter((s) => s !== 'credentials'));
+    await supervisor.stop(SERVICE_NAMES.filter((s) => s !== 'credentials'));
     await supervisor.stop();
   });
   const settings: StackSettings = {
@@ -148,7 +148,7 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
 
   const credentials = await supervisor.start(spec('credentials'));
   settings.credentialsAddr = credentialsAddress(ports.credentials, credentials.ports, internal.tls?.host);
-  const started = await Promise.all(SERVICES.filter((s) => s !== 'credentials').map((name) => supervisor.start(spec(name))));
+  const started = await Promise.all(SERVICE_NAMES.filter((s) => s !== 'credentials').map((name) => supervisor.start(spec(name))));
   if (stopping()) return;
 
   const ingestPorts = started.find((c) => c.name === 'ingest')?.ports;
