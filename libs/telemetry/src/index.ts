@@ -7,4 +7,4 @@ export * from './token-refresh.js';
 export * from './grpc-health.js';
 export { shutdownTelemetry, openTelemetryMetricsText, TELEMETRY_DEFAULTS } from './state.js';
 export { serviceNameFromArgv } from './service-name.js';
-export { watchParent, PARENT_WATCH_DEFAULTS } from './parent-watch.js';
+export { exitWithParentWhileStarting, watchParent, PARENT_WATCH_DEFAULTS } from './parent-watch.js';

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { EXIT_WITH_PARENT_ENV } from '@relay/core';
+import { EXIT_WITH_PARENT_ENV, PARENT_PID_ENV } from '@relay/core';
 import { formatLogLine, parseLogLine, readyPorts } from './log-lines.js';
 
 /** Named defaults, with units. */
@@ -99,8 +99,9 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     if (children.has(spec.name)) return Promise.reject(new Error(`${spec.name}: already started`));
     // A process group of its own: a terminal's Ctrl-C reaches only the supervisor, which then stops
     // the children in order (credentials last) instead of all of them at once. Their stdin is a pipe
-    // nothing is written to: it closes when the supervisor dies, even by SIGKILL, and they stop then.
-    const env = { ...spec.env, [EXIT_WITH_PARENT_ENV]: '1' };
+    // nothing is written to: it closes when the supervisor dies, even by SIGKILL, and they stop then;
+    // our pid tells them they were re-parented should they look only after we died.
+    const env = { ...spec.env, [EXIT_WITH_PARENT_ENV]: '1', [PARENT_PID_ENV]: String(process.pid) };
     const proc = spawn(spec.command, spec.args, { cwd: spec.cwd, env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const r: Running = { name: spec.name, proc, lines: [], exited: false, stopping: false, closed: Promise.resolve() };
     children.set(spec.name, r);
