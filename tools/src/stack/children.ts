@@ -1,7 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { EXIT_WITH_PARENT_ENV, PARENT_PID_ENV } from '@relay/core';
-import { formatLogLine, parseLogLine, readyPorts } from './log-lines.js';
+import { describeExit, startProcess, type ServiceChild } from '@relay/testkit/service-process';
+import { formatLogLine } from './log-lines.js';
 
 /** Named defaults, with units. */
 export const CHILD_DEFAULTS = {
@@ -60,10 +59,8 @@ export interface SupervisorOptions {
 
 interface Running {
   name: string;
-  proc: ChildProcess;
+  child: ServiceChild;
   lines: Array<{ line: string; shown: boolean }>;
-  closed: Promise<void>;
-  exited: boolean;
   stopping: boolean;
 }
 
@@ -94,70 +91,49 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       .filter((l): l is string => l !== undefined);
   const childError = (r: Running, message: string) => new ChildError(r.name, message, pretty(r), pretty(r, (l) => !l.shown));
 
-  const start = (spec: ChildSpec): Promise<ReadyChild> => {
-    if (shuttingDown) return Promise.reject(new ChildError(spec.name, `${spec.name}: not started, the stack is stopping`, []));
-    if (children.has(spec.name)) return Promise.reject(new Error(`${spec.name}: already started`));
+  const start = async (spec: ChildSpec): Promise<ReadyChild> => {
+    if (shuttingDown) throw new ChildError(spec.name, `${spec.name}: not started, the stack is stopping`, []);
+    if (children.has(spec.name)) throw new Error(`${spec.name}: already started`);
     // A process group of its own: a terminal's Ctrl-C reaches only the supervisor, which then stops
     // the children in order (credentials last) instead of all of them at once. Their stdin is a pipe
     // nothing is written to: it closes when the supervisor dies, even by SIGKILL, and they stop then;
     // our pid tells them they were re-parented should they look only after we died.
     const env = { ...spec.env, [EXIT_WITH_PARENT_ENV]: '1', [PARENT_PID_ENV]: String(process.pid) };
-    const proc = spawn(spec.command, spec.args, { cwd: spec.cwd, env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-    const r: Running = { name: spec.name, proc, lines: [], exited: false, stopping: false, closed: Promise.resolve() };
+    const lines: Running['lines'] = [];
+    const onLine = (line: string) => {
+      const shown = formatLogLine(spec.name, line, { verbose: options.verbose ?? false, width: options.width });
+      lines.push({ line, shown: shown !== undefined });
+      if (lines.length > CHILD_DEFAULTS.keepLines) lines.shift();
+      if (shown !== undefined) options.print(shown);
+    };
+    const child = startProcess({ ...spec, env, stdin: 'pipe', detached: true, killOnExit: false }, onLine);
+    const r: Running = { name: spec.name, child, lines, stopping: false };
     children.set(spec.name, r);
 
-    return new Promise<ReadyChild>((resolve, reject) => {
-      let ready = false;
-      const timer = setTimeout(() => {
-        fail(`${spec.name}: not ready after ${readyTimeoutMs / 1000} s`);
-        void stopOne(r, Math.min(graceMs, 5_000));
-      }, readyTimeoutMs);
-      const fail = (message: string) => {
-        clearTimeout(timer);
-        reject(childError(r, message));
-      };
-
-      const onLine = (line: string) => {
-        const shown = formatLogLine(spec.name, line, { verbose: options.verbose ?? false, width: options.width });
-        r.lines.push({ line, shown: shown !== undefined });
-        if (r.lines.length > CHILD_DEFAULTS.keepLines) r.lines.shift();
-        if (shown !== undefined) options.print(shown);
-        const ports = ready ? undefined : readyPorts(parseLogLine(line));
-        if (ports) {
-          ready = true;
-          clearTimeout(timer);
-          resolve({ name: spec.name, pid: proc.pid ?? -1, ports });
-        }
-      };
-      const streams = [proc.stdout, proc.stderr].filter((s) => s !== null);
-      for (const s of streams) createInterface({ input: s, crlfDelay: Infinity }).on('line', onLine);
-
-      r.closed = new Promise<void>((closed) => {
-        proc.on('error', (err) => {
-          if (proc.pid !== undefined) return; // a failed kill(); 'close' still comes
-          r.exited = true;
-          fail(`${spec.name}: cannot start ${spec.command}: ${err.message}`);
-          closed();
-        });
-        // 'close' comes after the last output line, so the last lines are complete.
-        proc.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
-          r.exited = true;
-          const how = signal ? `was killed by ${signal}` : `exited with code ${String(code)}`;
-          if (!ready) fail(`${spec.name} ${how} before it was ready`);
-          else if (!r.stopping && !shuttingDown) options.onUnexpectedExit?.(childError(r, `${spec.name} ${how}`));
-          closed();
-        });
-      });
+    let ports: Record<string, number>;
+    try {
+      ports = await child.ready(readyTimeoutMs);
+    } catch (err) {
+      const timedOut = !child.status() && !child.spawnError();
+      // Stopped first, so that its last lines are all there to show.
+      if (timedOut) await stopOne(r, Math.min(graceMs, 5_000));
+      const spawnError = child.spawnError();
+      const message = spawnError
+        ? `${spec.name}: cannot start ${spec.command}: ${spawnError.message}`
+        : timedOut
+          ? `${spec.name}: not ready after ${readyTimeoutMs / 1000} s`
+          : (err as Error).message;
+      throw childError(r, message);
+    }
+    void child.exited.then((status) => {
+      if (!r.stopping && !shuttingDown) options.onUnexpectedExit?.(childError(r, `${spec.name} ${describeExit(status)}`));
     });
+    return { name: spec.name, pid: child.pid ?? -1, ports };
   };
 
   const stopOne = async (r: Running, grace: number) => {
     r.stopping = true;
-    if (r.exited) return;
-    r.proc.kill('SIGTERM');
-    const timer = setTimeout(() => r.proc.kill('SIGKILL'), grace);
-    await r.closed;
-    clearTimeout(timer);
+    await r.child.stop('SIGTERM', grace);
   };
 
   return {
@@ -171,7 +147,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       shuttingDown = true;
       for (const r of children.values()) {
         r.stopping = true;
-        if (!r.exited) r.proc.kill('SIGKILL');
+        r.child.kill();
       }
     },
     lastLines(name) {

@@ -6,10 +6,10 @@ import {
   planInfra,
   realProbes,
   startInfra,
-  startTestcontainer,
+  startContainer,
   tcpListening,
   type InfraProbes,
-  type StartedInfraContainer,
+  type StartedContainer,
 } from './infra.js';
 
 function probes(opts: { docker?: boolean; listening?: number[]; natsServer?: string } = {}): InfraProbes & { calls: string[] } {
@@ -120,7 +120,7 @@ describe('startInfra', () => {
   function fakeStarter(failImage?: string) {
     const log: string[] = [];
     let next = 40000;
-    const start = async (image: string, port: number, command: string[], readyLog: RegExp): Promise<StartedInfraContainer> => {
+    const start = async (image: string, port: number, command: string[], readyLog: RegExp): Promise<StartedContainer> => {
       if (image === failImage) throw new Error(`pull ${image}: denied`);
       log.push(`start ${image} ${port} ${command.join(' ')}`.trim());
       expect(readyLog).toBeInstanceOf(RegExp);
@@ -159,7 +159,7 @@ describe('startInfra', () => {
     };
     const log: string[] = [];
     const files: unknown[] = [];
-    const start = async (image: string, port: number, command: string[], _ready: RegExp, f?: unknown[]): Promise<StartedInfraContainer> => {
+    const start = async (image: string, port: number, command: string[], _ready: RegExp, f?: unknown[]): Promise<StartedContainer> => {
       log.push(`start ${image} ${command.join(' ')}`.trim());
       files.push(f);
       return { host: 'localhost', port: 40000, stop: async () => void log.push(`stop ${image}`) };
@@ -199,10 +199,10 @@ describe('tcpListening', () => {
 
 // With a Docker engine (as .ci/containers.sh runs it): the real containers, from RELAY_NATS_IMAGE /
 // RELAY_REDIS_IMAGE, found ready by their log lines (official images have no shell to probe ports).
-describe.runIf(['1', 'true', 'yes'].includes(process.env.RELAY_TEST_CONTAINERS ?? ''))('startTestcontainer', () => {
+describe.runIf(['1', 'true', 'yes'].includes(process.env.RELAY_TEST_CONTAINERS ?? ''))('startContainer', () => {
   it('starts NATS and Redis in containers that accept connections, and removes them', async () => {
     const env = { ...process.env, NATS_URL: '', REDIS_URL: '', RELAY_STACK_INFRA: 'containers' };
-    const infra = await startInfra(await planInfra(env, realProbes), startTestcontainer);
+    const infra = await startInfra(await planInfra(env, realProbes), startContainer);
     const addresses = [infra.natsUrl, infra.redisUrl].map((u) => new URL(u));
     try {
       for (const a of addresses) expect(await tcpListening(a.hostname, Number(a.port))).toBe(true);

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { delimiter, join } from 'node:path';
+import type { ContainerFile, ContainerStarter, StartedContainer } from '@relay/testkit/containers';
 
 type Env = Record<string, string | undefined>;
 
@@ -167,19 +168,9 @@ export function describeChoice(choice: InfraChoice): string {
   }
 }
 
-/** A container the stack started: its address as seen from this machine, and how to remove it. */
-export interface StartedInfraContainer {
-  host: string;
-  port: number;
-  stop(): Promise<void>;
-}
-
-export interface ContainerFile {
-  content: string;
-  target: string;
-}
-
-export type ContainerStarter = (image: string, port: number, command: string[], readyLog: RegExp, files?: ContainerFile[]) => Promise<StartedInfraContainer>;
+// The one container starter, shared with the tests.
+export { startContainer } from '@relay/testkit/containers';
+export type { ContainerFile, ContainerStarter, StartedContainer };
 
 /** How the stack runs a NATS of its own with users: the server configuration, in a container or from this machine's binary. */
 export interface NatsLaunch {
@@ -200,7 +191,7 @@ export interface RunningInfra {
  * starts admits only the users of that configuration. If one fails, the ones already started go.
  */
 export async function startInfra(plan: InfraPlan, startContainer: ContainerStarter, nats?: NatsLaunch): Promise<RunningInfra> {
-  const started: StartedInfraContainer[] = [];
+  const started: StartedContainer[] = [];
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= Promise.allSettled(started.map((c) => c.stop())).then((results) => {
@@ -274,19 +265,3 @@ export function tcpListening(host: string, port: number, timeoutMs = 1_000): Pro
     socket.once('error', () => done(false));
   });
 }
-
-/** Starts a container with testcontainers, waiting until it logs that it is ready. */
-export const startTestcontainer: ContainerStarter = async (image, port, command, readyLog, files) => {
-  const { GenericContainer, Wait } = await import('testcontainers');
-  let container = new GenericContainer(image).withExposedPorts(port).withWaitStrategy(Wait.forLogMessage(readyLog));
-  if (command.length > 0) container = container.withCommand(command);
-  if (files?.length) container = container.withCopyContentToContainer(files);
-  const started = await container.start();
-  return {
-    host: started.getHost(),
-    port: started.getMappedPort(port),
-    stop: async () => {
-      await started.stop({ remove: true });
-    },
-  };
-};

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatLogLine, parseLogLine, readyPorts } from './log-lines.js';
+import { formatLogLine, parseLogLine } from './log-lines.js';
 
 const line = (o: object) => JSON.stringify(o);
 
@@ -20,11 +20,9 @@ describe('formatLogLine', () => {
   });
 });
 
-describe('readyPorts', () => {
-  it('reads numeric ports of a ready line only', () => {
-    expect(readyPorts(parseLogLine(line({ msg: 'ready', ports: { grpc: 1, http: 'x' } })))).toEqual({ grpc: 1 });
-    expect(readyPorts(parseLogLine(line({ msg: 'ready' })))).toEqual({});
-    expect(readyPorts(parseLogLine(line({ msg: 'not ready' })))).toBeUndefined();
+describe('parseLogLine', () => {
+  it('reads JSON objects only', () => {
+    expect(parseLogLine(line({ msg: 'ready' }))).toEqual({ msg: 'ready' });
     expect(parseLogLine('{broken')).toBeUndefined();
     expect(parseLogLine('[1,2]')).toBeUndefined();
   });

@@ -1,4 +1,5 @@
 /** Reading the pino JSON lines the services write, for the stack's terminal. */
+import { readyPorts } from '@relay/testkit/service-process';
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 const WARN = 40;
@@ -22,16 +23,6 @@ export function parseLogLine(line: string): LogRecord | undefined {
   }
 }
 
-/** The ports a service reported in its `"msg":"ready"` line, or undefined if the line is not one. */
-export function readyPorts(record: LogRecord | undefined): Record<string, number> | undefined {
-  if (record?.msg !== 'ready') return undefined;
-  const ports: Record<string, number> = {};
-  if (typeof record.ports === 'object' && record.ports !== null) {
-    for (const [k, v] of Object.entries(record.ports)) if (typeof v === 'number') ports[k] = v;
-  }
-  return ports;
-}
-
 /**
  * The line as the stack prints it, `[ingest] message`, or undefined when it is not shown: by default
  * only warnings and worse, ready lines and plain text (which is usually a crash) are shown.
@@ -40,7 +31,7 @@ export function formatLogLine(name: string, line: string, opts: { verbose: boole
   const tag = `[${name}]`.padEnd((opts.width ?? 0) + 2);
   const record = parseLogLine(line);
   if (!record) return line.trim() ? `${tag} ${line}` : undefined;
-  const ports = readyPorts(record);
+  const ports = readyPorts(line);
   if (ports) {
     const list = Object.entries(ports).map(([k, v]) => `${k} ${v}`);
     return `${tag} ready${list.length ? ` (${list.join(', ')})` : ''}`;

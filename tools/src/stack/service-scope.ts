@@ -1,7 +1,7 @@
 import { loadConfigFile, unresolvedSecrets } from '@relay/config';
 import type { InternalTls } from './internal-ca.js';
 import type { ServiceName } from '@relay/core';
-import { serviceEnv, type StackSettings } from './services.js';
+import { stackServiceEnv, type StackSettings } from './services.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -57,5 +57,5 @@ export function scopeServiceEnv(name: ServiceName, env: Env, secrets: SecretEnvN
 
 /** What `npm run stack` starts a service with: the stack's settings, scoped, plus its own internal certificate. */
 export function stackChildEnv(name: ServiceName, base: Env, settings: StackSettings, secrets: SecretEnvNames, tls?: InternalTls): Env {
-  return { ...scopeServiceEnv(name, serviceEnv(base, settings), secrets), ...tls?.envFor(name) };
+  return { ...scopeServiceEnv(name, stackServiceEnv(base, settings), secrets), ...tls?.envFor(name) };
 }

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { isConfigError, SERVICE_NAMES, SERVICE_NODE_FLAGS } from '@relay/core';
 import { describe, expect, it } from 'vitest';
 import { scopeServiceEnv, secretEnvNames } from './service-scope.js';
-import { busyPorts, credentialsAddress, serviceArgs, serviceEnv, stackPorts, stackTelemetryDefaults, unbuiltServices, type StackSettings } from './services.js';
+import { busyPorts, credentialsAddress, serviceArgs, stackServiceEnv, stackPorts, stackTelemetryDefaults, unbuiltServices, type StackSettings } from './services.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -19,9 +19,9 @@ const settings: StackSettings = {
   host: '127.0.0.1',
 };
 
-describe('serviceEnv', () => {
+describe('stackServiceEnv', () => {
   it("puts the stack's choices over the caller's environment", () => {
-    const env = serviceEnv({ PATH: '/bin', NATS_URL: 'nats://elsewhere:1', OTEL_SERVICE_NAME: 'x', RELAY_METRICS_PORT: '9000' }, settings);
+    const env = stackServiceEnv({ PATH: '/bin', NATS_URL: 'nats://elsewhere:1', OTEL_SERVICE_NAME: 'x', RELAY_METRICS_PORT: '9000' }, settings);
     expect(env).toMatchObject({
       PATH: '/bin',
       OTEL_SERVICE_NAME: 'x',
@@ -40,7 +40,7 @@ describe('serviceEnv', () => {
   });
 
   it("keeps the caller's RELAY_HOST and RELAY_PUBLIC_URL", () => {
-    const env = serviceEnv({ RELAY_HOST: '0.0.0.0', RELAY_PUBLIC_URL: 'https://relay.campus.example' }, settings);
+    const env = stackServiceEnv({ RELAY_HOST: '0.0.0.0', RELAY_PUBLIC_URL: 'https://relay.campus.example' }, settings);
     expect(env.RELAY_HOST).toBe('0.0.0.0');
     expect(env.RELAY_PUBLIC_URL).toBe('https://relay.campus.example');
   });

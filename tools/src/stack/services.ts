@@ -1,30 +1,16 @@
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { readEnv } from '@relay/config';
-import { SERVICE_NAMES, SERVICE_NODE_FLAGS, type ServiceName } from '@relay/core';
+import { SERVICE_NAMES, type ServiceName } from '@relay/core';
+import { serviceMain } from '@relay/testkit/service-process';
 import { StackError } from './errors.js';
 
+// Node's arguments for a service: the same for the stack, the benchmarks and the tests
+// (@relay/testkit/service-process alone: the stack does not load the rest of the testkit).
+export { serviceArgs } from '@relay/testkit/service-process';
+
 type Env = Record<string, string | undefined>;
-
-
-export function serviceMain(root: string, name: ServiceName): string {
-  return join(root, 'services', name, 'dist', 'main.js');
-}
-
-/** The telemetry module every service is started with (`node --import`), before its main.js. */
-export function telemetryRegister(root: string): string {
-  return join(root, 'libs', 'telemetry', 'dist', 'register.js');
-}
-
-/**
- * Node's arguments for a service: the services' flags (SERVICE_NODE_FLAGS), then `extra` (a later
- * value of the same flag wins), then the telemetry module, so its instrumentation sees every import.
- */
-export function serviceArgs(root: string, name: ServiceName, extra: readonly string[] = []): string[] {
-  return [...SERVICE_NODE_FLAGS, ...extra, '--import', pathToFileURL(telemetryRegister(root)).href, serviceMain(root, name)];
-}
 
 /** Services whose build is missing, so the stack can say "npm run build" instead of a stack trace. */
 export function unbuiltServices(root: string): ServiceName[] {
@@ -68,7 +54,7 @@ export interface StackSettings {
  * pass through) with the stack's choices on top. Each service binds only its own ports, and
  * metrics on any free port so five services never collide.
  */
-export function serviceEnv(base: Env, s: StackSettings): Env {
+export function stackServiceEnv(base: Env, s: StackSettings): Env {
   const env: Env = {
     ...base,
     NATS_URL: s.natsUrl,

@@ -12,7 +12,7 @@ import { startCaptureServer } from './capture.js';
 import { isStackError, StackError } from './errors.js';
 import { createSupervisor, isChildError, type ChildError, type Supervisor } from './children.js';
 import { DEMO, demoMasterKey, demoPaths, demoSmtpDoorEnv, demoTlsCa, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
-import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startTestcontainer } from './infra.js';
+import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startContainer } from './infra.js';
 import { stackInternalAuth } from './internal-ca.js';
 import { secretEnvNames, stackChildEnv } from './service-scope.js';
 import { busyPorts, credentialsAddress, portFree, serviceArgs, shutdownGraceMs, stackPorts, stackTelemetryDefaults, unbuiltServices, type StackSettings } from './services.js';
@@ -78,7 +78,7 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
   // A NATS the stack starts itself admits only the services, each as its own user.
   const stackDir = join(root, STACK_DIR);
   const ownNats = plan.nats.source === 'container' || plan.nats.source === 'private' ? prepareStackNats(stackDir, readEnv(env).busPrefix) : undefined;
-  const infra = await startInfra(plan, startTestcontainer, ownNats?.launch);
+  const infra = await startInfra(plan, startContainer, ownNats?.launch);
   cleanup.add(() => infra.stop());
   if (stopping()) return;
   for (const choice of [infra.plan.nats, infra.plan.redis]) print(`stack: ${describeChoice(choice)}`);
