@@ -1,11 +1,23 @@
 import { connectBus, MAX_STATUS_DETAIL_BYTES, type Bus } from '@relay/bus';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { MessageState } from '@relay/proto';
-import { startSmtpServer, testNatsUrl, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  historyStates,
+  mailsWithId,
+  newClient,
+  smtpSender,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  type TestClient,
+  testNatsUrl,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestClient } from './support/grpc-client.js';
-import { clientEntry, historyStates, mailsWithId, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const ACCEPTED = 'ada@students.campus.example';
 const REFUSED = Array.from({ length: 30_000 }, (_, i) => `refused-recipient-${i}@bcc.students.campus.example`);

@@ -3,10 +3,9 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { connectBus, decodeEnvelope, type Bus } from '@relay/bus';
 import { EnvelopeSchema } from '@relay/proto';
-import { dropBus, spawnService, testNatsUrl, uniquePrefix, writeConfig, type ServiceProcess } from '@relay/testkit';
+import { dropBus, type PrivateRedis, type ServiceProcess, spawnService, startPrivateRedis, testNatsUrl, uniquePrefix, writeConfig } from '@relay/testkit';
 import type { Subscription } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startPrivateRedis, type PrivateRedis } from './support/redis-server.js';
 
 /**
  * Pacing end to end: two scheduler processes share every sender's limits through Redis. Mail is

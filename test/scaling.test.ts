@@ -1,10 +1,24 @@
 import { connectBus } from '@relay/bus';
 import { MessageState } from '@relay/proto';
-import { startSmtpServer, testNatsUrl, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  newClient,
+  relayIdOf,
+  type SendMailInit,
+  type ServiceProcess,
+  sleep,
+  smtpSender,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  stateName,
+  type TestClient,
+  testNatsUrl,
+  type TestSmtpServer,
+  uncleanExits,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SendMailInit, TestClient } from './support/grpc-client.js';
-import { clientEntry, FAST_DELIVERY, newClient, relayIdOf, sleep, smtpSender, stateName } from './support/relay.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const AUTH = { user: 'relay@campus.example', password: 'scaling-secret' };
 /** How long the slow server sits on each message before answering 250. */

@@ -7,7 +7,23 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dropBus, envelopeKey, masterKey, randomApiKey, repoRoot, startSmtpServer, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig, type TestSmtpServer } from '@relay/testkit';
+import {
+  createTestClient,
+  dropBus,
+  envelopeKey,
+  FAST_DELIVERY,
+  masterKey,
+  randomApiKey,
+  repoRoot,
+  smtpSender,
+  startSmtpServer,
+  testNatsUrl,
+  testRedisUrl,
+  type TestSmtpServer,
+  uniquePrefix,
+  waitForMail,
+  writeConfig,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSupervisor, type ReadyChild } from '../tools/src/stack/children.js';
 import { createInternalTls } from '../tools/src/stack/internal-ca.js';
@@ -15,8 +31,6 @@ import { secretEnvNames, stackChildEnv } from '../tools/src/stack/service-scope.
 import { ENVELOPE_KEY_HOLDERS } from '../tools/src/stack/nats.js';
 import { SERVICE_NAMES, type ServiceName } from '@relay/core';
 import { credentialsAddress, serviceArgs, type StackSettings } from '../tools/src/stack/services.js';
-import { createTestClient } from './support/grpc-client.js';
-import { FAST_DELIVERY, smtpSender, waitForMail } from './support/relay.js';
 
 const PASSWORD = `smtp-pw-${randomBytes(12).toString('hex')}`;
 const API_KEY = randomApiKey();

@@ -9,13 +9,35 @@ import { connect } from '@nats-io/transport-node';
 import { busNames } from '@relay/bus';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import { MessageState } from '@relay/proto';
-import { dropBus, spawnService, startSmtpServer, testCa, uniquePrefix, type ReceivedMail, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  dropBus,
+  FAST_DELIVERY,
+  hasNatsServer,
+  NATS_SERVER_BIN,
+  newClient,
+  type PrivateNats,
+  queuedId,
+  type ReceivedMail,
+  type ServiceProcess,
+  sleep,
+  smtpSender,
+  spawnService,
+  type Stack,
+  startPrivateNats,
+  startSmtpServer,
+  startStack,
+  submit,
+  type SubmitOptions,
+  testCa,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  uniquePrefix,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestClient } from './support/grpc-client.js';
-import { hasNatsServer, NATS_SERVER_BIN, startPrivateNats, type PrivateNats } from './support/nats-server.js';
-import { clientEntry, FAST_DELIVERY, newClient, sleep, smtpSender, waitForMail, waitForState } from './support/relay.js';
-import { queuedId, submit, type SubmitOptions } from './support/smtp-client.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const RECEIVER = { user: 'relay@campus.example', password: 'receiver-secret' };
 /** J1 / Campus Cafe style: AUTH over STARTTLS or implicit TLS. */

@@ -1,8 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasNatsServer } from '../support/nats-server.js';
-import { hasRedisServer } from '../support/redis-server.js';
-import { sleep } from '../support/relay.js';
+import { hasNatsServer, hasRedisServer, sleep } from '@relay/testkit';
 import { startLoad } from './load.js';
 import { SERVICE_NAMES, type ServiceName } from '@relay/core';
 import { ACK_WAIT_MS, startFaultRig, type FaultRig } from './rig.js';

@@ -1,25 +1,31 @@
 import { SERVICE_NAMES, type ServiceName } from '@relay/core';
 import {
+  clientEntry,
+  createTestClient,
   freePort,
+  type GraphFake,
+  type IdentityFake,
   masterKey,
+  newClient,
+  type PrivateNats,
+  type PrivateRedis,
+  type ServiceProcess,
   serviceTestEnv,
+  sleep,
+  smtpSender,
+  type SmtpServerOptions,
   spawnService,
   startGraphFake,
   startIdentityFake,
+  startPrivateNats,
+  startPrivateRedis,
   startSmtpServer,
   testCa,
+  type TestClient,
+  type TestSmtpServer,
   uniquePrefix,
   writeConfig,
-  type GraphFake,
-  type IdentityFake,
-  type ServiceProcess,
-  type SmtpServerOptions,
-  type TestSmtpServer,
 } from '@relay/testkit';
-import { createTestClient, type TestClient } from '../support/grpc-client.js';
-import { startPrivateNats, type PrivateNats } from '../support/nats-server.js';
-import { clientEntry, newClient, sleep, smtpSender } from '../support/relay.js';
-import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
 
 
 /** RELAY_ACK_WAIT of the rig: what a killed service held comes back after this long. */

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { natsServerConfig, type NatsAuthSetup } from '@relay/bus';
-import { freePort } from '@relay/testkit';
+import { freePort } from './net.js';
 
 export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN || '/usr/sbin/nats-server';
 // In CI a missing binary fails the suites that need it instead of skipping them.

@@ -1,5 +1,7 @@
 import { MessageState, type GetMessageResponse } from '@relay/proto';
-import { randomApiKey, testCa, type ReceivedMail, type TestSmtpServer } from '@relay/testkit';
+import { randomApiKey } from './config.js';
+import type { ReceivedMail, TestSmtpServer } from './smtp-server.js';
+import { testCa } from './tls.js';
 import type { TestClient } from './grpc-client.js';
 
 /** The header the relay puts on every message it sends. */

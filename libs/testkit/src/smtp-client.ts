@@ -1,6 +1,6 @@
 import nodemailer from 'nodemailer';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
-import { testCa } from '@relay/testkit';
+import { testCa } from './tls.js';
 
 export interface SubmitOptions {
   port: number;

@@ -1,24 +1,15 @@
-import {
-  acquireTestInfra,
-  dropBus,
-  internalToken,
-  masterKey,
-  spawnService,
-  testCa,
-  testNatsUrl,
-  testContainersWanted,
-  testRedisUrl,
-  uniquePrefix,
-  writeConfig,
-  type ExitStatus,
-  type ServiceProcess,
-} from '@relay/testkit';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NatsAuthSetup, ServiceKind } from '@relay/bus';
+import { internalToken, masterKey, writeConfig } from './config.js';
+import { acquireTestInfra, testContainersWanted } from './containers.js';
 import { createTestClient, type TestClient } from './grpc-client.js';
+import { dropBus, testNatsUrl, testRedisUrl, uniquePrefix } from './infra.js';
+import { spawnService, type ServiceProcess } from './service.js';
+import type { ExitStatus } from './service-process.js';
+import { testCa } from './tls.js';
 
 export interface StopResult {
   name: string;
