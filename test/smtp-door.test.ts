@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,6 +19,8 @@ import {
   type PrivateNats,
   queuedId,
   type ReceivedMail,
+  requireBinary,
+  runsWith,
   type ServiceProcess,
   sleep,
   smtpSender,
@@ -266,9 +268,7 @@ describe('SMTP door: limits', () => {
 const run = promisify(execFile);
 const SWAKS = '/usr/bin/swaks';
 const SMTP_SOURCE = '/usr/sbin/smtp-source';
-/** In CI a missing client fails its suite (it is installed there); elsewhere the suite is skipped. */
-const runnable = (bin: string) => existsSync(bin) || process.env.CI === 'true';
-const installed = (bin: string) => expect(existsSync(bin), `${bin} is missing: apt-get install swaks postfix`).toBe(true);
+const installed = (bin: string) => requireBinary(bin, 'apt-get install swaks postfix');
 
 async function received(rcpt: string, n: number, timeoutMs = 20_000): Promise<ReceivedMail[]> {
   const until = Date.now() + timeoutMs;
@@ -280,7 +280,7 @@ async function received(rcpt: string, n: number, timeoutMs = 20_000): Promise<Re
   }
 }
 
-describe.runIf(runnable(SWAKS))('SMTP door: swaks', () => {
+describe.runIf(runsWith(SWAKS))('SMTP door: swaks', () => {
   it('STARTTLS + AUTH PLAIN with an attachment; EHLO advertises the extensions', async () => {
     installed(SWAKS);
     const dir = mkdtempSync(join(tmpdir(), 'relay-swaks-'));
@@ -313,7 +313,7 @@ describe.runIf(runnable(SWAKS))('SMTP door: swaks', () => {
   });
 });
 
-describe.runIf(runnable(SMTP_SOURCE))("SMTP door: Postfix's smtp-source", () => {
+describe.runIf(runsWith(SMTP_SOURCE))("SMTP door: Postfix's smtp-source", () => {
   it('many messages over parallel sessions from an allowed address, all relayed', async () => {
     installed(SMTP_SOURCE);
     const rcpt = `load-${randomBytes(4).toString('hex')}@example.test`;

@@ -7,6 +7,7 @@ export type { SmtpReply, SmtpSecurity } from './smtp-common.js';
 export * from './smtp-server.js';
 export * from './smtp-sink.js';
 export * from './service.js';
+export * from './binaries.js';
 export { describeExit, nodeArgsFor, readyPorts, serviceArgs, serviceMain, startProcess, telemetryRegister, type NodeArgsOptions, type ProcessSpec, type ServiceChild } from './service-process.js';
 export { packageDir, repoRoot, serviceScript } from './paths.js';
 export * from './identity-fake.js';

@@ -1,13 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { natsServerConfig, type NatsAuthSetup } from '@relay/bus';
+import { requireBinary, runsWith } from './binaries.js';
 import { freePort } from './net.js';
 
 export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN || '/usr/sbin/nats-server';
-// In CI a missing binary fails the suites that need it instead of skipping them.
-export const hasNatsServer = existsSync(NATS_SERVER_BIN) || process.env.CI === 'true';
+/** Suites that need nats-server run when it is installed, and always in CI (see runsWith). */
+export const hasNatsServer = runsWith(NATS_SERVER_BIN);
 
 export interface PrivateNats {
   url: string;
@@ -27,6 +28,7 @@ export interface PrivateNats {
  * admits only those users, with their permissions.
  */
 export async function startPrivateNats(opts: { auth?: NatsAuthSetup; tls?: { certFile: string; keyFile: string } } = {}): Promise<PrivateNats> {
+  requireBinary(NATS_SERVER_BIN, 'install nats-server, or set NATS_SERVER_BIN');
   const port = await freePort();
   const storeDir = mkdtempSync(join(tmpdir(), 'relay-nats-'));
   let args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];

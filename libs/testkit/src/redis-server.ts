@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
+import { requireBinary, runsWith } from './binaries.js';
 import { freePort } from './net.js';
 
 export const REDIS_SERVER_BIN = process.env.REDIS_SERVER_BIN || '/usr/bin/redis-server';
-// In CI a missing binary fails the suites that need it instead of skipping them.
-export const hasRedisServer = existsSync(REDIS_SERVER_BIN) || process.env.CI === 'true';
+/** Suites that need redis-server run when it is installed, and always in CI (see runsWith). */
+export const hasRedisServer = runsWith(REDIS_SERVER_BIN);
 
 export interface PrivateRedis {
   url: string;
@@ -18,6 +18,7 @@ export interface PrivateRedis {
 
 /** A Redis of the test's own, so a test can take it away and bring it back empty. */
 export async function startPrivateRedis(): Promise<PrivateRedis> {
+  requireBinary(REDIS_SERVER_BIN, 'install redis-server, or set REDIS_SERVER_BIN');
   const port = await freePort();
   let child: ChildProcess | undefined;
   const start = async () => {

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { requireBinary, runsWith } from '@relay/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findNatsServer } from './infra.js';
 import { writeNatsAuth } from './nats-auth-cli.js';
@@ -24,10 +25,11 @@ describe('npm run nats-auth', () => {
   });
 
   const binary = findNatsServer(process.env);
-  it.skipIf(!binary)('makes a users.conf that nats-server accepts with deploy/nats.conf', () => {
+  it.runIf(runsWith(binary))('makes a users.conf that nats-server accepts with deploy/nats.conf', () => {
+    const nats = requireBinary(binary, 'install nats-server, or set RELAY_NATS_SERVER_BIN');
     writeNatsAuth(dir, 'relay');
     copyFileSync(resolve(import.meta.dirname, '..', '..', '..', 'deploy', 'nats.conf'), join(dir, 'nats.conf'));
-    const r = spawnSync(binary!, ['-c', join(dir, 'nats.conf'), '-t'], { encoding: 'utf8' });
+    const r = spawnSync(nats, ['-c', join(dir, 'nats.conf'), '-t'], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout + r.stderr).toContain('is valid');
   });

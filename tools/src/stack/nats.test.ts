@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errors, nkeyAuthenticator } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
+import { requireBinary, runsWith } from '@relay/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findNatsServer } from './infra.js';
 import { ENVELOPE_KEY_HOLDERS, natsUserEnv, prepareStackNats, stackEnvelopeKey } from './nats.js';
@@ -39,9 +40,10 @@ describe('the stack\'s own NATS', () => {
   });
 
   const binary = findNatsServer(process.env);
-  it.skipIf(!binary)('runs a private nats-server that admits the services\' users and refuses anyone else', async () => {
+  it.runIf(runsWith(binary))('runs a private nats-server that admits the services\' users and refuses anyone else', async () => {
+    const bin = requireBinary(binary, 'install nats-server, or set RELAY_NATS_SERVER_BIN');
     const nats = prepareStackNats(tempDir(), 'relay');
-    const server = await nats.launch.startPrivate(binary!);
+    const server = await nats.launch.startPrivate(bin);
     try {
       await expect(connect({ servers: server.url, reconnect: false })).rejects.toBeInstanceOf(errors.AuthorizationError);
       const seed = readFileSync(nats.seedFiles.scheduler, 'utf8').trim();
