@@ -3,7 +3,7 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { connectBus, decodeEnvelope, type Bus } from '@relay/bus';
 import { EnvelopeSchema } from '@relay/proto';
-import { dropBus, type PrivateRedis, type ServiceProcess, spawnService, startPrivateRedis, testNatsUrl, uniquePrefix, writeConfig } from '@relay/testkit';
+import { dropBus, eventually, type PrivateRedis, type ServiceProcess, spawnService, startPrivateRedis, testNatsUrl, uniquePrefix, writeConfig } from '@relay/testkit';
 import type { Subscription } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -125,6 +125,13 @@ async function metrics(s: ServiceProcess): Promise<string> {
   return (await fetch(`http://127.0.0.1:${s.ports.metrics}/metrics`)).text();
 }
 
+/** Resolves once the schedulers hold `n` of the sender's messages back (its lane's backlog): taken in, not released. */
+async function heldBack(sender: string, n: number): Promise<void> {
+  const re = new RegExp(`relay_scheduler_backlog_messages\\{sender="${sender}"\\} (\\d+)`);
+  const backlog = async () => Math.max(0, ...(await Promise.all(schedulers.map(metrics))).map((t) => Number(re.exec(t)?.[1] ?? 0)));
+  await eventually(async () => ((await backlog()) === n ? true : undefined), 10_000);
+}
+
 describe('pacing across two scheduler processes', () => {
   it('never releases more than batch_size per interval, and releases the whole backlog', async () => {
     const ids = await submit('paced', 20);
@@ -147,7 +154,7 @@ describe('pacing across two scheduler processes', () => {
 
   it("lets another sender's mail through at once while one sender has a backlog", async () => {
     await submit('slow', 10);
-    await new Promise((r) => setTimeout(r, 500));
+    await heldBack('slow', 9);
     const t0 = Date.now();
     const [free] = await submit('free', 1);
     const [at] = await waitReleased([free!], 5_000);
@@ -165,7 +172,7 @@ describe('pacing across two scheduler processes', () => {
     // Three go at once; the other two wait for the rolling window (4 s) to let the first ones out.
     const end = Date.now() + 3_000;
     while (ids.filter((id) => released.has(id)).length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 300));
+    await heldBack('daily', 2);
     const first = ids.filter((id) => released.has(id));
     expect(first).toHaveLength(3);
     expect(first.every((id) => released.get(id)! - t0 < 3_000)).toBe(true);
@@ -205,7 +212,7 @@ describe('pacing across two scheduler processes', () => {
     const ids = await submit('reload', 4);
     // Either replica may win the one slot, with whichever of the four it holds.
     await waitAnyReleased(ids, 15_000);
-    await new Promise((r) => setTimeout(r, 500));
+    await heldBack('reload', 3);
     expect(ids.filter((id) => released.has(id))).toHaveLength(1);
     writeFileSync(configPath, JSON.stringify(config({ reload: { batch_size: 10, interval: '1s' } })));
     await Promise.all(schedulers.map((s) => s.waitForLog(/configuration reloaded/, 10_000)));

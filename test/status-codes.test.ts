@@ -10,6 +10,7 @@ import {
   mailsWithId,
   NATS_SERVER_BIN,
   newClient,
+  pipelineSettled,
   type PrivateNats,
   randomApiKey,
   RpcError,
@@ -140,8 +141,8 @@ describe('status codes', () => {
     const late = await client.sendMail(req);
     expect(late.messageId).toBe(first.messageId);
     expect(late.state).toBe(MessageState.SENT);
-    // Give a duplicate time to show up.
-    await sleep(1_500);
+    // Everything accepted went through the scheduler and the senders: a duplicate would be here.
+    await pipelineSettled(stack.prefix);
     expect(mailsWithId(smtp, first.messageId)).toHaveLength(1);
     expect(smtp.messages.filter((m) => m.parsed.subject === 'Idempotent invoice')).toHaveLength(1);
   });
