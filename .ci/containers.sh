@@ -76,7 +76,7 @@ if [ "$(docker image inspect --format '{{index .Config.Labels "node.version"}}' 
   step "built $BASE from $NODE24"
 fi
 
-# The image, from the app packed on the host. The host needs the build too: tools/dist/send.js.
+# The image, from the app packed on the host. The host needs the build too: tools/dist/send/send.js.
 npx turbo run build --output-logs=errors-only >/dev/null
 if [ -z "${RELAY_CI_IMAGE:-}" ]; then
   mkdir -p "$work/ctx"
@@ -166,7 +166,7 @@ wait_ready ingest scheduler smtp-sender graph-sender
 step "NATS, Redis, sink and the five services running"
 
 address=$(docker port "$run_id-ingest" 50051/tcp | head -1)
-node_modules/.bin/node tools/dist/send.js --address "$address" --api-key="$api_key" --sender ci \
+node_modules/.bin/node tools/dist/send/send.js --address "$address" --api-key="$api_key" --sender ci \
   --to student@campus.test --subject "containers $run_id" --text "through the image" --wait
 docker logs "$run_id-sink" 2>&1 | grep -q "received: containers $run_id" || { echo "containers: the sink did not receive the message" >&2; exit 1; }
 step "message delivered end to end through the containers"
@@ -184,7 +184,7 @@ if command -v docker-compose >/dev/null; then
   cdir=$work/compose; mkdir -p "$cdir/secrets"
   printf %s "$api_key" >"$cdir/secrets/billing-api-key"; printf %s unused >"$cdir/secrets/noreply-password"
   printf %s "ops-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" >"$cdir/secrets/ops-api-key"
-  node_modules/.bin/node tools/dist/nats-auth-cli.js --out "$cdir/secrets/nats" >/dev/null
+  node_modules/.bin/node tools/dist/stack/nats-auth-cli.js --out "$cdir/secrets/nats" >/dev/null
   printf %s "$internal_token" >"$cdir/secrets/internal-token"; printf %s "$ingest_token" >"$cdir/secrets/ingest-token"
   cat >"$cdir/relay.yaml" <<YAML
 clients:
@@ -209,7 +209,7 @@ YAML
   [ "$(compose logs --no-color 2>/dev/null | grep -c '"msg":"ready"')" -ge 7 ] || { compose logs --tail 10; echo "containers: compose services not ready" >&2; exit 1; }
   [ "$(compose ps -q smtp-sender | wc -l)" = 3 ] || { echo "containers: compose did not scale smtp-sender to 3" >&2; exit 1; }
   address=$(compose port ingest 50051)
-  node_modules/.bin/node tools/dist/send.js --address "$address" --api-key="$api_key" --sender ci \
+  node_modules/.bin/node tools/dist/send/send.js --address "$address" --api-key="$api_key" --sender ci \
     --to student@campus.test --subject "compose $run_id" --wait >/dev/null
   docker logs "$run_id-compose-sink" 2>&1 | grep -q "received: compose $run_id" || { echo "containers: compose: the sink did not receive the message" >&2; exit 1; }
   docker rm -f "$run_id-compose-sink" >/dev/null # on the project's network: before down removes it
@@ -289,6 +289,6 @@ step "3-server cluster: $(accepted) accepted, all delivered, none lost ($copies 
 if [ "${RELAY_CI_SKIP_SUITE:-}" != 1 ]; then
   RELAY_TEST_CONTAINERS=1 TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1 \
     RELAY_NATS_IMAGE=relay-test/nats:2.9 RELAY_REDIS_IMAGE=relay-test/redis:7 \
-    npx vitest run test/delivery.test.ts tools/src/infra.test.ts
+    npx vitest run test/delivery.test.ts tools/src/stack/infra.test.ts
   step "delivery suite and the stack's container start passed with NATS and Redis in containers"
 fi

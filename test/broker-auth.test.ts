@@ -9,12 +9,26 @@ import { createUser } from '@nats-io/nkeys';
 import { busNames, createNatsAuth, ENVELOPE_SIG_INVALID, inboxPrefixFor, secretsBucketName, signEnvelope, type NatsAuthSetup, type NatsUser } from '@relay/bus';
 import { uuidv7 } from '@relay/core';
 import { EnvelopeSchema, MessageState } from '@relay/proto';
-import { startSmtpServer, uniquePrefix, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  hasNatsServer,
+  mailsWithId,
+  newClient,
+  type PrivateNats,
+  smtpSender,
+  type Stack,
+  startPrivateNats,
+  startSmtpServer,
+  startStack,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  uniquePrefix,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestClient } from './support/grpc-client.js';
-import { hasNatsServer, startPrivateNats, type PrivateNats } from './support/nats-server.js';
-import { clientEntry, FAST_DELIVERY, mailsWithId, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const app = newClient('broker-app', ['no-reply', 'flaky', 'bouncer']);
 const opsKey = newClient('broker-ops', [], true);

@@ -3,9 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectBus, createNatsAuth, inboxPrefixFor } from '@relay/bus';
 import { readEnv } from '@relay/config';
-import { testCa, uniquePrefix } from '@relay/testkit';
+import { hasNatsServer, type PrivateNats, startPrivateNats, testCa, uniquePrefix } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasNatsServer, startPrivateNats, type PrivateNats } from './support/nats-server.js';
 
 describe.skipIf(!hasNatsServer)('NATS over TLS with a service user', () => {
   const prefix = uniquePrefix('natstls');

@@ -1,10 +1,25 @@
 import { connectBus, type Bus } from '@relay/bus';
 import { MessageState } from '@relay/proto';
-import { dropBus, serviceTestEnv, spawnService, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig, type ServiceProcess } from '@relay/testkit';
+import {
+  clientEntry,
+  codeOf,
+  createTestClient,
+  dropBus,
+  newClient,
+  type SendMailInit,
+  type ServiceProcess,
+  serviceTestEnv,
+  smtpSender,
+  spawnService,
+  status,
+  type TestClient,
+  testNatsUrl,
+  testRedisUrl,
+  uniquePrefix,
+  writeConfig,
+} from '@relay/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { codeOf, createTestClient, status, type SendMailInit, type TestClient } from './support/grpc-client.js';
-import { clientEntry, newClient, smtpSender } from './support/relay.js';
 
 // Only ingest runs: accepted mail stays stored, as it would behind a slow provider.
 const greedy = { ...newClient('greedy-app', ['shared']), limits: { max_stored_messages: 3 } };

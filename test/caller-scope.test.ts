@@ -2,10 +2,25 @@ import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { get } from 'node:https';
 import { MessageState } from '@relay/proto';
-import { dropBus, masterKey, serviceTestEnv, spawnService, testCa, testNatsUrl, uniquePrefix, writeConfig, type ServiceProcess } from '@relay/testkit';
+import {
+  clientEntry,
+  codeOf,
+  createTestClient,
+  dropBus,
+  masterKey,
+  newClient,
+  type ServiceProcess,
+  serviceTestEnv,
+  smtpSender,
+  spawnService,
+  status,
+  testCa,
+  type TestClient,
+  testNatsUrl,
+  uniquePrefix,
+  writeConfig,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { codeOf, createTestClient, status, type TestClient } from './support/grpc-client.js';
-import { clientEntry, newClient, smtpSender } from './support/relay.js';
 
 // Two clients that share a sender, and an admin client.
 const alice = newClient('alice-app', ['shared']);

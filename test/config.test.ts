@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { masterKey, repoRoot, runService, testNatsUrl, testRedisUrl, writeConfig } from '@relay/testkit';
+import { masterKey, repoRoot, runServiceToExit, testNatsUrl, testRedisUrl, writeConfig } from '@relay/testkit';
 import { describe, expect, it } from 'vitest';
 
 function config(smtp: Record<string, unknown>) {
@@ -14,7 +14,7 @@ function config(smtp: Record<string, unknown>) {
 const M365 = { host: 'smtp.office365.com', port: 587, security: 'starttls', auth: { type: 'password', user: 'no-reply@campus.example', password: 'x' } };
 
 function run(service: string, cfg: unknown) {
-  return runService(service, {
+  return runServiceToExit(service, {
     RELAY_CONFIG: writeConfig(cfg),
     NATS_URL: testNatsUrl(),
     RELAY_MASTER_KEY: masterKey(),
@@ -63,7 +63,7 @@ describe('an invalid configuration stops a service at start, naming the key', ()
 describe('npm run stack with an invalid configuration', () => {
   it('prints the error once and stops', async () => {
     const cfg = config({ ...M365, port: '587' });
-    const r = await promisify(execFile)(process.execPath, [join(repoRoot, 'tools', 'dist', 'stack.js')], {
+    const r = await promisify(execFile)(process.execPath, [join(repoRoot, 'tools', 'dist', 'stack', 'stack.js')], {
       cwd: repoRoot,
       timeout: 60_000,
       env: {

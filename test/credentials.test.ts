@@ -5,11 +5,23 @@ import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Redis } from 'ioredis';
 import { AdminService, BeginConsentRequestSchema, MessageState, toGrpcDefinition, type BeginConsentResponse, type TestSenderResponse } from '@relay/proto';
-import { startIdentityFake, startSmtpServer, testCa, type IdentityFake, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  type IdentityFake,
+  newClient,
+  type Stack,
+  startIdentityFake,
+  startSmtpServer,
+  startStack,
+  testCa,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestClient } from './support/grpc-client.js';
-import { clientEntry, FAST_DELIVERY, newClient, waitForMail, waitForState } from './support/relay.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const CLIENT_ID = 'relay-app';
 const CLIENT_SECRET = 'app-client-secret-Zq8~value';

@@ -2,12 +2,29 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { MessageState, type ListMessagesResponse } from '@relay/proto';
-import { startOtlpReceiver, startSmtpServer, type OtlpReceiver, type SmtpReply, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  codeOf,
+  FAST_DELIVERY,
+  historyStates,
+  mailsWithId,
+  newClient,
+  type OtlpReceiver,
+  type SmtpReply,
+  smtpSender,
+  type Stack,
+  startOtlpReceiver,
+  startSmtpServer,
+  startStack,
+  status,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { codeOf, status, type TestClient } from './support/grpc-client.js';
-import { clientEntry, FAST_DELIVERY, historyStates, mailsWithId, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const SEND_AS_DENIED: SmtpReply = { code: 550, message: '5.7.60 SMTP; Client does not have permissions to send as this sender [SendAsDenied]' };
 

@@ -1,11 +1,24 @@
 import { connectBus, MAX_STATUS_DETAIL_BYTES, type Bus } from '@relay/bus';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { MessageState } from '@relay/proto';
-import { startSmtpServer, testNatsUrl, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  consumerSettled,
+  historyStates,
+  mailsWithId,
+  newClient,
+  smtpSender,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  type TestClient,
+  testNatsUrl,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestClient } from './support/grpc-client.js';
-import { clientEntry, historyStates, mailsWithId, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const ACCEPTED = 'ada@students.campus.example';
 const REFUSED = Array.from({ length: 30_000 }, (_, i) => `refused-recipient-${i}@bcc.students.campus.example`);
@@ -53,14 +66,7 @@ describe('a message accepted for one recipient and refused for 30,000', () => {
     const status = await waitForState(client, res.messageId, [MessageState.SENT], 60_000);
     await waitForMail(smtp, res.messageId);
     // Acked: nothing left for the broker to hand out again.
-    const durable = bus.names.senderConsumer('smtp');
-    const end = Date.now() + 10_000;
-    for (;;) {
-      const info = await bus.jsm.consumers.info(bus.names.dispatchStream, durable);
-      if (info.num_pending + info.num_ack_pending === 0) break;
-      if (Date.now() > end) throw new Error(`the dispatch was not acked: ${JSON.stringify(info)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await consumerSettled(bus.jsm, bus.names.dispatchStream, bus.names.senderConsumer('smtp'), 10_000);
     expect(mailsWithId(smtp, res.messageId)).toHaveLength(1);
     expect(historyStates(status)).toEqual(['QUEUED', 'SENDING', 'SENT']);
     const sent = status.history.at(-1)!;

@@ -2,11 +2,24 @@ import { randomBytes } from 'node:crypto';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { connectBus } from '@relay/bus';
 import { MessageState } from '@relay/proto';
-import { startSmtpServer, testNatsUrl, type ReceivedMail, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  historyStates,
+  newClient,
+  type ReceivedMail,
+  smtpSender,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  type TestClient,
+  testNatsUrl,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestClient } from './support/grpc-client.js';
-import { clientEntry, FAST_DELIVERY, historyStates, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const SMTP_USER = 'no-reply@campus.example';
 const SMTP_PASSWORD = 'correct horse battery staple';

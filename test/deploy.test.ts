@@ -3,14 +3,16 @@
  * cluster or engine here; .ci/containers.sh builds and runs the image and validates compose.yaml
  * with docker-compose).
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SERVICE_NAMES } from '@relay/core';
 import { repoRoot } from '@relay/testkit';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 
 const deploy = join(repoRoot, 'deploy');
-const SERVICES = ['ingest', 'scheduler', 'smtp-sender', 'graph-sender', 'credentials'];
+const SERVICES = SERVICE_NAMES;
 const SENDERS = ['smtp-sender', 'graph-sender'];
 
 type Doc = Record<string, any>; // parsed YAML, checked field by field
@@ -287,8 +289,14 @@ describe('deploy/Dockerfile', () => {
     expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "--max-semi-space-size=16", "--import", "\/app\/libs\/telemetry\/dist\/register.js", "\/app\/relay.mjs"\]$/m);
     const instructions = dockerfile.split('\n').filter((l) => !l.startsWith('#'));
     expect(instructions.join('\n')).not.toMatch(/RELAY_MASTER_KEY|secrets\//);
+  });
+
+  it("relay.mjs takes the list of services from @relay/core and names them all on a wrong argument", () => {
     const entry = readFileSync(join(deploy, 'relay.mjs'), 'utf8');
-    for (const name of SERVICES) expect(entry).toContain(`'${name}'`);
+    for (const name of SERVICES) expect(entry).not.toContain(`'${name}'`);
+    const run = spawnSync(process.execPath, [join(deploy, 'relay.mjs'), 'nope'], { encoding: 'utf8' });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain(`usage: <image> ${SERVICES.join(' | ')}\nunknown service: nope`);
   });
 });
 

@@ -1,9 +1,22 @@
 import { MessageState } from '@relay/proto';
-import { startSmtpServer, type SmtpReply, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  historyStates,
+  mailsWithId,
+  newClient,
+  type SmtpReply,
+  smtpSender,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestClient } from './support/grpc-client.js';
-import { clientEntry, FAST_DELIVERY, historyStates, mailsWithId, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const AUTH = { user: 'relay@campus.example', password: 'right-password' };
 const TRY_LATER: SmtpReply = { code: 451, message: '4.7.0 Try again later' };

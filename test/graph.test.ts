@@ -1,11 +1,26 @@
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { MessageState, type TestSenderResponse } from '@relay/proto';
-import { spawnService, startGraphFake, startIdentityFake, testCa, type GraphFake, type IdentityFake, type ServiceProcess } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  type GraphFake,
+  historyStates,
+  type IdentityFake,
+  newClient,
+  type ServiceProcess,
+  spawnService,
+  type Stack,
+  startGraphFake,
+  startIdentityFake,
+  startStack,
+  type StopResult,
+  testCa,
+  type TestClient,
+  uncleanExits,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestClient } from './support/grpc-client.js';
-import { clientEntry, FAST_DELIVERY, historyStates, newClient, waitForState } from './support/relay.js';
-import { startStack, uncleanExits, type Stack, type StopResult } from './support/stack.js';
 
 const CLIENT_ID = 'graph-app';
 const LIMITED_ID = 'graph-app-without-mail-send';

@@ -1,10 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:http2';
 import { status } from '@grpc/grpc-js';
-import { dropBus, serviceTestEnv, spawnService, testNatsUrl, uniquePrefix, writeConfig, type ServiceProcess } from '@relay/testkit';
+import {
+  clientEntry,
+  dropBus,
+  floodSendMail,
+  newClient,
+  type ServiceProcess,
+  serviceTestEnv,
+  spawnService,
+  testNatsUrl,
+  uniquePrefix,
+  writeConfig,
+} from '@relay/testkit';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { floodSendMail } from './support/grpc-flood.js';
-import { clientEntry, newClient } from './support/relay.js';
 
 const MB = 1024 * 1024;
 // Far under a container's memory limit, far over what ingest needs at rest.

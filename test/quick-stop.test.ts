@@ -1,12 +1,21 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MessageState } from '@relay/proto';
-import { startSmtpServer, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  newClient,
+  smtpSender,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientEntry, FAST_DELIVERY, newClient, smtpSender, waitForState } from './support/relay.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
-/** Far longer than the stack's stop waits before it SIGKILLs a service (support/stack.ts). */
+/** Far longer than the stack's stop waits before it SIGKILLs a service (libs/testkit/src/stack.ts). */
 const HANG_MS = '600000';
 
 /** An OTLP/HTTP collector that takes every export request and never answers it. */

@@ -1,10 +1,25 @@
 import { connectBus } from '@relay/bus';
 import { MessageState } from '@relay/proto';
-import { startSmtpServer, testNatsUrl, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  newClient,
+  pipelineSettled,
+  relayIdOf,
+  type SendMailInit,
+  type ServiceProcess,
+  sleep,
+  smtpSender,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  stateName,
+  type TestClient,
+  testNatsUrl,
+  type TestSmtpServer,
+  uncleanExits,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SendMailInit, TestClient } from './support/grpc-client.js';
-import { clientEntry, FAST_DELIVERY, newClient, relayIdOf, sleep, smtpSender, stateName } from './support/relay.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const AUTH = { user: 'relay@campus.example', password: 'scaling-secret' };
 /** How long the slow server sits on each message before answering 250. */
@@ -119,7 +134,8 @@ describe('smtp-sender replicas', () => {
 
     await fast.waitForMessages(200, 30_000);
     await until('both replicas to log 200 sends', () => sentBy(a).length + sentBy(b).length >= 200, 10_000);
-    await sleep(500);
+    // Every message acked: a duplicate would be at the server now.
+    await pipelineSettled(stack.prefix);
     const counts = copies(fast, ids);
     expect(counts.size).toBe(200);
     expect([...counts.values()].filter((n) => n > 1)).toEqual([]);
@@ -163,7 +179,8 @@ describe('smtp-sender replicas', () => {
       // allowed below) and records SENT. So wait for every message's state, not for the server.
       const allSent = async () => (await Promise.all(ids.map((id) => client.getMessage(id)))).every((h) => h.state === MessageState.SENT);
       await until('all 40 messages SENT', allSent, TEST_ACK_WAIT_MS + 20_000);
-      await sleep(500);
+      // Every message acked, the redelivered ones included: no further copy is on its way.
+      await pipelineSettled(stack.prefix, testNatsUrl(), TEST_ACK_WAIT_MS + 20_000);
       const counts = copies(slow, ids);
       const duplicates = [...counts.entries()].filter(([, n]) => n > 1).map(([id]) => id);
       const histories = await Promise.all(ids.map((id) => client.getMessage(id)));

@@ -7,15 +7,30 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dropBus, envelopeKey, masterKey, randomApiKey, repoRoot, startSmtpServer, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig, type TestSmtpServer } from '@relay/testkit';
+import {
+  createTestClient,
+  dropBus,
+  envelopeKey,
+  FAST_DELIVERY,
+  masterKey,
+  randomApiKey,
+  repoRoot,
+  smtpSender,
+  startSmtpServer,
+  testNatsUrl,
+  testRedisUrl,
+  type TestSmtpServer,
+  uniquePrefix,
+  waitForMail,
+  writeConfig,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSupervisor, type ReadyChild } from '../tools/src/children.js';
-import { createInternalTls } from '../tools/src/internal-ca.js';
-import { secretEnvNames, stackChildEnv } from '../tools/src/service-scope.js';
-import { ENVELOPE_KEY_HOLDERS } from '../tools/src/stack-nats.js';
-import { credentialsAddress, serviceArgs, SERVICES, type ServiceName, type StackSettings } from '../tools/src/services.js';
-import { createTestClient } from './support/grpc-client.js';
-import { FAST_DELIVERY, smtpSender, waitForMail } from './support/relay.js';
+import { createSupervisor, type ReadyChild } from '../tools/src/stack/children.js';
+import { createInternalTls } from '../tools/src/stack/internal-ca.js';
+import { secretEnvNames, stackChildEnv } from '../tools/src/stack/service-scope.js';
+import { ENVELOPE_KEY_HOLDERS } from '../tools/src/stack/nats.js';
+import { SERVICE_NAMES, type ServiceName } from '@relay/core';
+import { credentialsAddress, serviceArgs, type StackSettings } from '../tools/src/stack/services.js';
 
 const PASSWORD = `smtp-pw-${randomBytes(12).toString('hex')}`;
 const API_KEY = randomApiKey();
@@ -74,12 +89,12 @@ beforeAll(async () => {
   const credentials = await supervisor.start(spec('credentials'));
   started.set('credentials', credentials);
   settings.credentialsAddr = credentialsAddress(0, credentials.ports, tls.host);
-  const others = await Promise.all(SERVICES.filter((s) => s !== 'credentials').map((s) => supervisor.start(spec(s))));
+  const others = await Promise.all(SERVICE_NAMES.filter((s) => s !== 'credentials').map((s) => supervisor.start(spec(s))));
   for (const c of others) started.set(c.name as ServiceName, c);
 }, 60_000);
 
 afterAll(async () => {
-  await supervisor.stop(SERVICES.filter((s) => s !== 'credentials'));
+  await supervisor.stop(SERVICE_NAMES.filter((s) => s !== 'credentials'));
   await supervisor.stop();
   await smtp?.close();
   await dropBus(prefix).catch(() => {});

@@ -1,9 +1,18 @@
 import { EXIT_FORCE_MS } from '@relay/core';
-import { startSmtpServer, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  hasNatsServer,
+  NATS_SERVER_BIN,
+  newClient,
+  type PrivateNats,
+  smtpSender,
+  type Stack,
+  startPrivateNats,
+  startSmtpServer,
+  startStack,
+  type TestSmtpServer,
+} from '@relay/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hasNatsServer, NATS_SERVER_BIN, startPrivateNats, type PrivateNats } from './support/nats-server.js';
-import { clientEntry, newClient, smtpSender } from './support/relay.js';
-import { startStack, type Stack } from './support/stack.js';
 
 const GRACE_MS = 1_000;
 /** Room for a loaded machine to start and end a process. */

@@ -1,12 +1,26 @@
 import { randomBytes } from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import { MessageState } from '@relay/proto';
-import { startGraphFake, startIdentityFake, testCa, type GraphFake, type GraphSentMessage, type IdentityFake } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  type GraphFake,
+  type GraphSentMessage,
+  type IdentityFake,
+  newClient,
+  queuedId,
+  sleep,
+  type Stack,
+  startGraphFake,
+  startIdentityFake,
+  startStack,
+  submit,
+  testCa,
+  type TestClient,
+  uncleanExits,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestClient } from './support/grpc-client.js';
-import { clientEntry, FAST_DELIVERY, newClient, sleep, waitForState } from './support/relay.js';
-import { queuedId, submit } from './support/smtp-client.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const CLIENT_ID = 'graph-app';
 const SECRET = 'graph-client-secret-8Q~value';

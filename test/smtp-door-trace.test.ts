@@ -1,8 +1,22 @@
-import { startOtlpReceiver, startSmtpServer, testCa, type OtlpReceiver, type ReceivedSpan, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  newClient,
+  type OtlpReceiver,
+  queuedId,
+  type ReceivedSpan,
+  smtpSender,
+  type Stack,
+  startOtlpReceiver,
+  startSmtpServer,
+  startStack,
+  submit,
+  testCa,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientEntry, FAST_DELIVERY, newClient, smtpSender, waitForMail } from './support/relay.js';
-import { queuedId, submit } from './support/smtp-client.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const RECEIVER = { user: 'relay@campus.example', password: 'receiver-secret' };
 const J1 = { user: 'j1@campus.example', pass: 'j1 app password' };

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -9,13 +9,37 @@ import { connect } from '@nats-io/transport-node';
 import { busNames } from '@relay/bus';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import { MessageState } from '@relay/proto';
-import { dropBus, spawnService, startSmtpServer, testCa, uniquePrefix, type ReceivedMail, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  dropBus,
+  FAST_DELIVERY,
+  hasNatsServer,
+  NATS_SERVER_BIN,
+  newClient,
+  type PrivateNats,
+  queuedId,
+  type ReceivedMail,
+  requireBinary,
+  runsWith,
+  type ServiceProcess,
+  sleep,
+  smtpSender,
+  spawnService,
+  type Stack,
+  startPrivateNats,
+  startSmtpServer,
+  startStack,
+  submit,
+  type SubmitOptions,
+  testCa,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  uniquePrefix,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestClient } from './support/grpc-client.js';
-import { hasNatsServer, NATS_SERVER_BIN, startPrivateNats, type PrivateNats } from './support/nats-server.js';
-import { clientEntry, FAST_DELIVERY, newClient, sleep, smtpSender, waitForMail, waitForState } from './support/relay.js';
-import { queuedId, submit, type SubmitOptions } from './support/smtp-client.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const RECEIVER = { user: 'relay@campus.example', password: 'receiver-secret' };
 /** J1 / Campus Cafe style: AUTH over STARTTLS or implicit TLS. */
@@ -244,9 +268,7 @@ describe('SMTP door: limits', () => {
 const run = promisify(execFile);
 const SWAKS = '/usr/bin/swaks';
 const SMTP_SOURCE = '/usr/sbin/smtp-source';
-/** In CI a missing client fails its suite (it is installed there); elsewhere the suite is skipped. */
-const runnable = (bin: string) => existsSync(bin) || process.env.CI === 'true';
-const installed = (bin: string) => expect(existsSync(bin), `${bin} is missing: apt-get install swaks postfix`).toBe(true);
+const installed = (bin: string) => requireBinary(bin, 'apt-get install swaks postfix');
 
 async function received(rcpt: string, n: number, timeoutMs = 20_000): Promise<ReceivedMail[]> {
   const until = Date.now() + timeoutMs;
@@ -258,7 +280,7 @@ async function received(rcpt: string, n: number, timeoutMs = 20_000): Promise<Re
   }
 }
 
-describe.runIf(runnable(SWAKS))('SMTP door: swaks', () => {
+describe.runIf(runsWith(SWAKS))('SMTP door: swaks', () => {
   it('STARTTLS + AUTH PLAIN with an attachment; EHLO advertises the extensions', async () => {
     installed(SWAKS);
     const dir = mkdtempSync(join(tmpdir(), 'relay-swaks-'));
@@ -291,7 +313,7 @@ describe.runIf(runnable(SWAKS))('SMTP door: swaks', () => {
   });
 });
 
-describe.runIf(runnable(SMTP_SOURCE))("SMTP door: Postfix's smtp-source", () => {
+describe.runIf(runsWith(SMTP_SOURCE))("SMTP door: Postfix's smtp-source", () => {
   it('many messages over parallel sessions from an allowed address, all relayed', async () => {
     installed(SMTP_SOURCE);
     const rcpt = `load-${randomBytes(4).toString('hex')}@example.test`;

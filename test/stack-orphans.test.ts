@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { dropBus, repoRoot, serviceEnv, testNatsUrl, testRedisUrl, uniquePrefix } from '@relay/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 
-const STACK_SCRIPT = join('tools', 'dist', 'stack.js');
+const STACK_SCRIPT = join('tools', 'dist', 'stack', 'stack.js');
 
 /**
  * A repository root of symlinks, so the stack under test keeps its demo files (`.relay/`) there
@@ -119,11 +119,22 @@ const running = (pid: number) => {
   return s !== undefined && s !== 'Z';
 };
 
+/** `pid 123 (S): node … services/ingest/dist/main.js`, to say which process is left. */
+function describeProc(pid: number): string {
+  let cmdline = '?';
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+  } catch {
+    // gone meanwhile
+  }
+  return `pid ${pid} (${procState(pid) ?? 'gone'}): ${cmdline}`;
+}
+
 /** Resolves once none of `pids` runs; rejects naming the ones still running after `timeoutMs`. */
 async function allExited(pids: number[], timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (pids.some(running)) {
-    if (Date.now() > until) throw new Error(`still running ${timeoutMs} ms after the stack died: ${pids.filter(running).join(', ')}`);
+    if (Date.now() > until) throw new Error(`still running ${timeoutMs} ms after the stack died:\n${pids.filter(running).map(describeProc).join('\n')}`);
     await sleep(100);
   }
 }

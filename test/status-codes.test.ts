@@ -1,11 +1,36 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { MessageState, type SendMailResponse } from '@relay/proto';
-import { dropBus, randomApiKey, spawnService, startSmtpServer, uniquePrefix, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  codeOf,
+  createTestClient,
+  dropBus,
+  FAST_DELIVERY,
+  hasNatsServer,
+  mailsWithId,
+  NATS_SERVER_BIN,
+  newClient,
+  pipelineSettled,
+  type PrivateNats,
+  randomApiKey,
+  RpcError,
+  type SendMailInit,
+  type ServiceProcess,
+  sleep,
+  smtpSender,
+  spawnService,
+  type Stack,
+  startPrivateNats,
+  startSmtpServer,
+  startStack,
+  status,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  uniquePrefix,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { codeOf, createTestClient, RpcError, status, type SendMailInit, type TestClient } from './support/grpc-client.js';
-import { hasNatsServer, NATS_SERVER_BIN, startPrivateNats, type PrivateNats } from './support/nats-server.js';
-import { clientEntry, FAST_DELIVERY, mailsWithId, newClient, sleep, smtpSender, waitForState } from './support/relay.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
 
@@ -116,8 +141,8 @@ describe('status codes', () => {
     const late = await client.sendMail(req);
     expect(late.messageId).toBe(first.messageId);
     expect(late.state).toBe(MessageState.SENT);
-    // Give a duplicate time to show up.
-    await sleep(1_500);
+    // Everything accepted went through the scheduler and the senders: a duplicate would be here.
+    await pipelineSettled(stack.prefix);
     expect(mailsWithId(smtp, first.messageId)).toHaveLength(1);
     expect(smtp.messages.filter((m) => m.parsed.subject === 'Idempotent invoice')).toHaveLength(1);
   });

@@ -1,9 +1,24 @@
 import { MessageState } from '@relay/proto';
-import { spawnService, startSmtpServer, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  codeOf,
+  FAST_DELIVERY,
+  newClient,
+  RpcError,
+  type ServiceProcess,
+  smtpSender,
+  spawnService,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  status,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { codeOf, RpcError, status, type TestClient } from './support/grpc-client.js';
-import { clientEntry, FAST_DELIVERY, newClient, smtpSender, waitForMail, waitForState } from './support/relay.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 let smtp: TestSmtpServer;
 let stack: Stack;

@@ -2,12 +2,35 @@ import { randomBytes } from 'node:crypto';
 import { busNames } from '@relay/bus';
 import { MessageState } from '@relay/proto';
 import { checkGrpcHealth } from '@relay/telemetry';
-import { startGraphFake, startIdentityFake, startOtlpReceiver, startSmtpServer, testCa, type GraphFake, type IdentityFake, type OtlpReceiver, type ReceivedSpan, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  type GraphFake,
+  hasNatsServer,
+  type IdentityFake,
+  NATS_SERVER_BIN,
+  newClient,
+  type OtlpReceiver,
+  type PrivateNats,
+  type ReceivedSpan,
+  type ServiceProcess,
+  sleep,
+  smtpSender,
+  type Stack,
+  startGraphFake,
+  startIdentityFake,
+  startOtlpReceiver,
+  startPrivateNats,
+  startSmtpServer,
+  startStack,
+  testCa,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestClient } from './support/grpc-client.js';
-import { hasNatsServer, NATS_SERVER_BIN, startPrivateNats, type PrivateNats } from './support/nats-server.js';
-import { clientEntry, FAST_DELIVERY, newClient, sleep, smtpSender, waitForMail, waitForState } from './support/relay.js';
-import { startStack, uncleanExits, type Stack } from './support/stack.js';
 
 const SMTP_USER = 'no-reply@campus.example';
 const SMTP_PASSWORD = 'correct horse battery staple';

@@ -1,10 +1,9 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasNatsServer } from '../support/nats-server.js';
-import { hasRedisServer } from '../support/redis-server.js';
-import { sleep } from '../support/relay.js';
+import { hasNatsServer, hasRedisServer, sleep } from '@relay/testkit';
 import { startLoad } from './load.js';
-import { ACK_WAIT_MS, SERVICE_NAMES, startFaultRig, type FaultRig, type ServiceName } from './rig.js';
+import { SERVICE_NAMES, type ServiceName } from '@relay/core';
+import { ACK_WAIT_MS, startFaultRig, type FaultRig } from './rig.js';
 import { figures, figuresTable, settle, type FaultFigures } from './tally.js';
 
 /** How long the SMTP server stays away (the 20 s unless RELAY_FAULTS_SMTP_OUTAGE_S says otherwise). */

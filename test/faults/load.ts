@@ -1,5 +1,4 @@
-import type { TestClient } from '../support/grpc-client.js';
-import { sleep } from '../support/relay.js';
+import { sleep, type TestClient } from '@relay/testkit';
 
 export interface Accepted {
   /** The subject, unique per message: how deliveries are matched to what was sent. */

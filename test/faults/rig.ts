@@ -1,27 +1,32 @@
+import { SERVICE_NAMES, type ServiceName } from '@relay/core';
 import {
+  clientEntry,
+  createTestClient,
   freePort,
+  type GraphFake,
+  type IdentityFake,
   masterKey,
+  newClient,
+  type PrivateNats,
+  type PrivateRedis,
+  type ServiceProcess,
   serviceTestEnv,
+  sleep,
+  smtpSender,
+  type SmtpServerOptions,
   spawnService,
   startGraphFake,
   startIdentityFake,
+  startPrivateNats,
+  startPrivateRedis,
   startSmtpServer,
   testCa,
+  type TestClient,
+  type TestSmtpServer,
   uniquePrefix,
   writeConfig,
-  type GraphFake,
-  type IdentityFake,
-  type ServiceProcess,
-  type SmtpServerOptions,
-  type TestSmtpServer,
 } from '@relay/testkit';
-import { createTestClient, type TestClient } from '../support/grpc-client.js';
-import { startPrivateNats, type PrivateNats } from '../support/nats-server.js';
-import { clientEntry, newClient, sleep, smtpSender } from '../support/relay.js';
-import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
 
-export type ServiceName = 'ingest' | 'scheduler' | 'smtp-sender' | 'graph-sender' | 'credentials';
-export const SERVICE_NAMES: readonly ServiceName[] = ['ingest', 'scheduler', 'smtp-sender', 'graph-sender', 'credentials'];
 
 /** RELAY_ACK_WAIT of the rig: what a killed service held comes back after this long. */
 export const ACK_WAIT_MS = 4_000;

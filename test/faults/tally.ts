@@ -2,8 +2,7 @@ import { timestampMs } from '@bufbuild/protobuf/wkt';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { MessageState, type GetMessageResponse } from '@relay/proto';
-import type { TestClient } from '../support/grpc-client.js';
-import { RELAY_ID_HEADER, sleep, stateName } from '../support/relay.js';
+import { RELAY_ID_HEADER, sleep, stateName, type TestClient } from '@relay/testkit';
 import type { Accepted } from './load.js';
 import type { FaultRig } from './rig.js';
 

@@ -79,9 +79,9 @@ export function streamConfigs(n: BusNames, o: TopologyOptions): Array<Partial<St
     // New mail has one consumer, the scheduler's intake, which purges what lies below its ack
     // floor (all acked) every few seconds, or within 200 ms at moderate rates (why: intake.ts,
     // IntakeOptions): on NATS 2.9's file store removing messages one by one at ack time
-    // (work-queue retention) costs more CPU than storing and delivering them, a purge much less. No age limit, and a full stream refuses new mail (discard new): nothing unacked is
-    // ever removed. (A stream made by an earlier version keeps work-queue retention, which works
-    // the same.)
+    // (work-queue retention) costs more CPU than storing and delivering them, a purge much less.
+    // No age limit, and a full stream refuses new mail (discard new): nothing unacked is ever
+    // removed.
     { ...common, name: n.submittedStream, subjects: [n.submittedWildcard], retention: RetentionPolicy.Limits, discard: DiscardPolicy.New, ...limitFields(o, 'submitted') },
     // Work queues: a message leaves the stream when the consumer that owns its subject acks it.
     // Its own stream: its per-sender consumers are many, and a stream's cost per stored message
@@ -135,12 +135,12 @@ export async function ensureStreams(jsm: JetStreamManager, configs: Array<Partia
   }
 }
 
-const LIMIT_KEYS = ['max_msgs', 'max_bytes', 'max_age', 'discard', 'allow_direct'] as const;
+const LIMIT_KEYS = ['max_msgs', 'max_bytes', 'max_age'] as const;
 
 /**
- * Updates a stream's limits (message count, bytes, age, discard policy, direct gets) where they
- * differ from `want`. A service whose NATS user may not update streams (only the scheduler's may)
- * leaves them to the scheduler rather than failing its start.
+ * Updates a stream's limits (message count, bytes, age) where they differ from `want`. A service
+ * whose NATS user may not update streams (only the scheduler's may) leaves them to the scheduler
+ * rather than failing its start.
  */
 export async function applyLimits(jsm: JetStreamManager, have: StreamConfig, want: Partial<StreamConfig>): Promise<void> {
   const changed = LIMIT_KEYS.filter((k) => want[k] !== undefined && want[k] !== have[k]);

@@ -5,4 +5,4 @@ export * from './instruments.js';
 export * from './token-refresh.js';
 export * from './grpc-health.js';
 export { shutdownTelemetry, openTelemetryMetricsText, TELEMETRY_DEFAULTS } from './state.js';
-export { serviceNameFromArgv, SERVICE_NAMES } from './service-name.js';
+export { serviceNameFromArgv } from './service-name.js';

@@ -5,10 +5,13 @@
  * a second time (by main.js, after `--import`), it does nothing.
  */
 import { createRequire, register } from 'node:module';
+import { exitWithParentWhileStarting } from '@relay/core';
 import { serviceNameFromArgv } from './service-name.js';
 import { telemetryHandle } from './state.js';
 
 if (!telemetryHandle()) {
+  // First: a supervisor killed while this service starts must not leave it running.
+  exitWithParentWhileStarting(process);
   // Only grpc-js needs the ESM hook; hooking every module would cost each service about half a
   // second more at start. fetch is instrumented through diagnostics channels.
   register('@opentelemetry/instrumentation/hook.mjs', import.meta.url, { data: { include: ['@grpc/grpc-js'] } });

@@ -13,7 +13,7 @@ describe('serviceNameFromArgv', () => {
   it('names nothing it does not know', () => {
     expect(serviceNameFromArgv(['node', '/app/relay.mjs', 'nope'])).toBeUndefined();
     expect(serviceNameFromArgv(['node', '/repo/services/other/dist/main.js'])).toBeUndefined();
-    expect(serviceNameFromArgv(['node', '/repo/tools/dist/stack.js'])).toBeUndefined();
+    expect(serviceNameFromArgv(['node', '/repo/tools/dist/stack/stack.js'])).toBeUndefined();
     expect(serviceNameFromArgv(['node'])).toBeUndefined();
   });
 });

@@ -1,5 +1,4 @@
-/** The services of the relay, as `services/<name>` and the image's argument name them. */
-export const SERVICE_NAMES = ['ingest', 'scheduler', 'smtp-sender', 'graph-sender', 'credentials'] as const;
+import { isServiceName } from '@relay/core';
 
 /**
  * The `service.name` of the process about to run, from how it was started:
@@ -11,5 +10,5 @@ export function serviceNameFromArgv(argv: readonly string[]): string | undefined
   const script = (argv[1] ?? '').replace(/\\/g, '/');
   const main = /(?:^|\/)services\/([a-z-]+)\/(?:dist|src)\/main\.[cm]?[jt]s$/.exec(script);
   const name = main?.[1] ?? (/(?:^|\/)relay\.mjs$/.test(script) ? argv[2] : undefined);
-  return name && (SERVICE_NAMES as readonly string[]).includes(name) ? `relay-${name}` : undefined;
+  return isServiceName(name) ? `relay-${name}` : undefined;
 }

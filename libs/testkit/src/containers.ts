@@ -1,11 +1,44 @@
 /**
- * NATS (JetStream) and Redis for tests in containers, through testcontainers: the test harness's
- * container mode (RELAY_TEST_CONTAINERS=1). Without it tests use NATS_URL / REDIS_URL or the
- * local defaults (see infra.ts).
+ * Containers through testcontainers, the one way the tests and `npm run stack` start them; and
+ * NATS (JetStream) and Redis for tests in containers: the test harness's container mode
+ * (RELAY_TEST_CONTAINERS=1). Without it tests use NATS_URL / REDIS_URL or the local defaults
+ * (see infra.ts).
  */
-import type { StartedTestContainer } from 'testcontainers';
 
 type Env = Record<string, string | undefined>;
+
+/** A started container: its address as seen from this machine, and how to remove it. */
+export interface StartedContainer {
+  host: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export interface ContainerFile {
+  content: string;
+  target: string;
+}
+
+export type ContainerStarter = (image: string, port: number, command: string[], readyLog: RegExp, files?: ContainerFile[]) => Promise<StartedContainer>;
+
+/**
+ * Starts a container exposing `port` and resolves once it logs `readyLog` (the servers' own ready
+ * lines: official images have no shell to probe ports with). `stop()` removes it.
+ */
+export const startContainer: ContainerStarter = async (image, port, command, readyLog, files) => {
+  const { GenericContainer, Wait } = await import('testcontainers');
+  let container = new GenericContainer(image).withExposedPorts(port).withWaitStrategy(Wait.forLogMessage(readyLog));
+  if (command.length > 0) container = container.withCommand(command);
+  if (files?.length) container = container.withCopyContentToContainer(files);
+  const started = await container.start();
+  return {
+    host: started.getHost(),
+    port: started.getMappedPort(port),
+    stop: async () => {
+      await started.stop({ remove: true });
+    },
+  };
+};
 
 export interface TestInfraImages {
   nats: string;
@@ -39,33 +72,19 @@ export function testInfraImages(env: Env = process.env): TestInfraImages {
  * this machine. If the second fails to start, the first is removed again.
  */
 export async function startTestInfra(images: TestInfraImages = testInfraImages()): Promise<TestInfra> {
-  const { GenericContainer, Wait } = await import('testcontainers');
-  const started: StartedTestContainer[] = [];
+  const started: StartedContainer[] = [];
   let stopping: Promise<void> | undefined;
   const stop = () =>
-    (stopping ??= Promise.allSettled(started.map((c) => c.stop({ remove: true }))).then((results) => {
+    (stopping ??= Promise.allSettled(started.map((c) => c.stop())).then((results) => {
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
     }));
   try {
-    // The servers' own "ready" lines: no shell needed in the image to probe ports.
-    const nats = await new GenericContainer(images.nats)
-      .withCommand(['-js'])
-      .withExposedPorts(4222)
-      .withWaitStrategy(Wait.forLogMessage(/Server is ready/))
-      .start();
+    const nats = await startContainer(images.nats, 4222, ['-js'], /Server is ready/);
     started.push(nats);
-    const redis = await new GenericContainer(images.redis)
-      .withCommand(['redis-server', '--save', '', '--appendonly', 'no'])
-      .withExposedPorts(6379)
-      .withWaitStrategy(Wait.forLogMessage(/Ready to accept connections/))
-      .start();
+    const redis = await startContainer(images.redis, 6379, ['redis-server', '--save', '', '--appendonly', 'no'], /Ready to accept connections/);
     started.push(redis);
-    return {
-      natsUrl: `nats://${nats.getHost()}:${nats.getMappedPort(4222)}`,
-      redisUrl: `redis://${redis.getHost()}:${redis.getMappedPort(6379)}`,
-      stop,
-    };
+    return { natsUrl: `nats://${nats.host}:${nats.port}`, redisUrl: `redis://${redis.host}:${redis.port}`, stop };
   } catch (err) {
     await stop().catch(() => {});
     throw err;

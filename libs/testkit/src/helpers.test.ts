@@ -5,6 +5,7 @@ import { connect, createServer, type TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { requireBinary, runsWith } from './binaries.js';
 import { masterKey, randomApiKey, writeConfig } from './config.js';
 import { freePort } from './net.js';
 import { packageDir, repoRoot, serviceScript } from './paths.js';
@@ -95,5 +96,19 @@ describe('freePort', () => {
     const server = createNetServer();
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', resolve));
     await new Promise((r) => server.close(r));
+  });
+});
+
+describe('runsWith / requireBinary', () => {
+  it('runs a suite when its program is installed, and in CI even when it is not', () => {
+    expect(runsWith(process.execPath, {})).toBe(true);
+    expect(runsWith('/nonexistent/relay-test-binary', {})).toBe(false);
+    expect(runsWith(undefined, {})).toBe(false);
+    expect(runsWith('/nonexistent/relay-test-binary', { CI: 'true' })).toBe(true);
+  });
+
+  it('fails naming the missing program and how to install it', () => {
+    expect(requireBinary(process.execPath, 'x')).toBe(process.execPath);
+    expect(() => requireBinary('/nonexistent/swaks', 'apt-get install swaks')).toThrow('/nonexistent/swaks is missing: apt-get install swaks');
   });
 });

@@ -1,11 +1,18 @@
 import { Redis } from 'ioredis';
-import { testRedisUrl, uniquePrefix } from '@relay/testkit';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, testRedisUrl, uniquePrefix } from '@relay/testkit';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createMailboxSlots } from './mailbox-slots.js';
 
 let a: Redis;
 let b: Redis;
 const prefix = uniquePrefix('slots');
+
+/** Resolves once `redis` has been asked `n` times to take a slot: a waiter that was refused n - 1 times. */
+async function asked(redis: Redis, n: number): Promise<void> {
+  const calls = vi.spyOn(redis, 'eval');
+  await eventually(() => (calls.mock.calls.length >= n ? true : undefined), 5_000);
+  calls.mockRestore();
+}
 
 beforeAll(() => {
   a = new Redis(testRedisUrl());
@@ -25,18 +32,23 @@ describe('mailbox slots', () => {
     const held = await Promise.all([one.acquire('Box@campus.example', 3), two.acquire('box@campus.example', 3), one.acquire('box@campus.example', 3)]);
     expect(await a.zcard(`${prefix}:graph-slots:box@campus.example`)).toBe(3);
     let fourth = false;
-    const waiting = two.acquire('box@campus.example', 3).then((release) => {
-      fourth = true;
-      return release;
-    });
-    // The waiter polls several times and stays out while three slots are held.
-    await new Promise((r) => setTimeout(r, 50));
+    const waiter = new Redis(testRedisUrl());
+    const polled = asked(waiter, 4);
+    const waiting = createMailboxSlots(waiter, prefix, { pollMs: 5 })
+      .acquire('box@campus.example', 3)
+      .then((release) => {
+        fourth = true;
+        return release;
+      });
+    // The waiter asks several times and stays out while three slots are held.
+    await polled;
     expect(fourth).toBe(false);
     await held[1]!();
     const release4 = await waiting;
     expect(await a.zcard(`${prefix}:graph-slots:box@campus.example`)).toBe(3);
     await Promise.all([held[0]!(), held[2]!(), release4()]);
     expect(await a.zcard(`${prefix}:graph-slots:box@campus.example`)).toBe(0);
+    await waiter.quit();
   });
 
   it('frees the slot of a replica that died holding it once its lease runs out', async () => {
@@ -60,8 +72,10 @@ describe('mailbox slots', () => {
     const s = createMailboxSlots(a, prefix, { pollMs: 5 });
     const held = await s.acquire('full@campus.example', 1);
     const stopping = new AbortController();
+    const polled = asked(a, 2);
     const waiting = s.acquire('full@campus.example', 1, stopping.signal);
-    await new Promise((r) => setTimeout(r, 30));
+    // Refused once, and waiting.
+    await polled;
     stopping.abort();
     await expect(waiting).rejects.toMatchObject({ notStarted: true, message: expect.stringMatching(/stopping.*full@campus\.example/) });
     expect(await a.zcard(`${prefix}:graph-slots:full@campus.example`)).toBe(1);

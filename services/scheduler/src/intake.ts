@@ -117,17 +117,7 @@ export class Intake {
         // Nothing is parked here: what is pending is only what the replicas have in hand.
         maxAckPending: this.#opts.concurrency * 8,
       });
-    // An earlier version's replica still running may make its consumer again meanwhile.
-    for (let attempt = 1; ; attempt++) {
-      await this.#dropPerSenderConsumers();
-      try {
-        await ensure();
-        break;
-      } catch (err) {
-        if (attempt >= 5) throw err;
-        this.#logger.warn({ err: describe(err) }, 'could not create the intake consumer; removing per-sender consumers again');
-      }
-    }
+    await ensure();
     this.#compactor = setInterval(() => void this.#compact(), this.#opts.compactCheckMs).unref();
     let reopening = false;
     this.#loop = new BoundedLoop(
@@ -145,22 +135,6 @@ export class Intake {
       (m) => this.#handle(m),
       this.#logger,
     );
-  }
-
-  /**
-   * Earlier versions gave each sender its own consumer on the submitted stream; a work queue
-   * allows no overlapping consumers, so they go (their unacked mail stays in the stream and comes
-   * to the intake).
-   */
-  async #dropPerSenderConsumers(): Promise<void> {
-    const { names, jsm } = this.#bus;
-    // Names first: the list comes in pages by offset, which deleting meanwhile would shift.
-    const old: string[] = [];
-    for await (const c of jsm.consumers.list(names.submittedStream)) if (c.name !== this.durable) old.push(c.name);
-    for (const name of old) {
-      await jsm.consumers.delete(names.submittedStream, name).catch(() => {});
-      this.#logger.info({ consumer: name }, 'removed a per-sender consumer of the submitted stream left by an earlier version');
-    }
   }
 
   /** New mail not yet looked at (in the stream or in the replicas' hands). */

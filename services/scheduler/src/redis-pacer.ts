@@ -114,7 +114,7 @@ export class RedisPacer implements Pacer {
           return;
         }
         if (wait < 0) {
-          await this.#rebuild(sender.pacingKey, rate, sender.pacingKey === sender.id ? [] : [sender.id]);
+          await this.#rebuild(sender.pacingKey, rate);
           continue;
         }
         if (reason === 'daily' && st.reason !== 'daily') {
@@ -152,7 +152,7 @@ export class RedisPacer implements Pacer {
   }
 
   /** Rebuilds one pacing key's window and day state from the durable pacing log, under a lock. */
-  async #rebuild(key: string, rate: RateConfig, alsoLogged: string[]): Promise<void> {
+  async #rebuild(key: string, rate: RateConfig): Promise<void> {
     const k = this.keys(key);
     const token = randomBytes(8).toString('hex');
     if ((await this.#redis.set(k.lock, token, 'PX', REBUILD_LOCK_MS, 'NX')) !== 'OK') {
@@ -168,11 +168,9 @@ export class RedisPacer implements Pacer {
       const dayw = rate.dailyRecipients || rate.dailyMessages ? rate.dailyWindowMs : 0;
       // A minute of margin for clock differences between JetStream and Redis.
       const since = now - Math.max(interval, dayw) - 60_000;
-      // Grants logged under the sender's own id count too: pacing was per sender id before it was
-      // per mailbox, and the log keeps a day of them.
       // A message granted twice (it asked again after a grant it did not use) counts once.
       const byMember = new Map<string, Grant>();
-      for (const g of (await Promise.all([key, ...alsoLogged].map((k) => this.#log.read(k, since)))).flat()) {
+      for (const g of await this.#log.read(key, since)) {
         const seen = byMember.get(g.m);
         if (!seen || seen.t < g.t) byMember.set(g.m, g);
       }
