@@ -61,8 +61,10 @@ const MAX_FAILED_LOGINS = 3;
  * only once JetStream has stored it, through the same step SendMail uses. A client submits only
  * as its own senders; without AUTH or an allowed source address nothing is relayed.
  *
- * Enhanced status codes are written into each reply by this door: smtp-server's own mapping
- * would answer 5.1.1 where the relay means 5.7.1, so its automatic codes stay off.
+ * Enhanced status codes are written into each reply by this door. smtp-server offers the
+ * ENHANCEDSTATUSCODES keyword only together with codes of its own, chosen by reply code alone
+ * (5.1.1 where the relay means 5.7.1), so the keyword and those codes stay off. It has no BDAT,
+ * so CHUNKING is not offered either: clients then send with DATA (RFC 3030).
  */
 export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpDoor {
   const gate = createSmtpGate(ctx.config.clients, ctx.senders);
