@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -9,7 +10,7 @@ import { connect } from '@nats-io/transport-node';
 import { busNames } from '@relay/bus';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import { MessageState } from '@relay/proto';
-import { dropBus, spawnService, startSmtpServer, testCa, uniquePrefix, type ReceivedMail, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
+import { dropBus, freePort, spawnService, startSmtpServer, testCa, uniquePrefix, type ReceivedMail, type ServiceProcess, type TestSmtpServer } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from './support/grpc-client.js';
 import { hasNatsServer, NATS_SERVER_BIN, startPrivateNats, type PrivateNats } from './support/nats-server.js';
@@ -299,6 +300,136 @@ describe.runIf(runnable(SMTP_SOURCE))("SMTP door: Postfix's smtp-source", () => 
     const mails = await received(rcpt, 40);
     expect(mails).toHaveLength(40);
     expect(mails.every((m) => m.envelope.from === 'scans@campus.example')).toBe(true);
+  });
+});
+
+const POSTFIX = '/usr/sbin/postfix';
+
+const accepts = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = tcpConnect({ host: '127.0.0.1', port });
+    s.once('connect', () => resolve(true)).once('error', () => resolve(false));
+    s.once('connect', () => s.destroy());
+  });
+const postfix = (args: string[]) => run(POSTFIX, args);
+
+/**
+ * A private Postfix (its own configuration and queue in a temporary directory, loopback only)
+ * that takes mail on `port` and relays each domain in `routes` to the loopback port given.
+ */
+async function startPostfix(port: number, routes: Record<string, number>): Promise<{ maillog(): string; stop(): Promise<void> }> {
+  const dir = mkdtempSync(join('/var/tmp', 'relay-postfix-'));
+  // Postfix's daemons run as the postfix user and must get through to their directories.
+  chmodSync(dir, 0o755);
+  const etc = join(dir, 'etc');
+  for (const d of [etc, join(dir, 'spool'), join(dir, 'data')]) mkdirSync(d);
+  await run('chown', ['postfix', join(dir, 'data')]);
+  const transport = Object.entries(routes).map(([domain, p]) => `${domain}=smtp:[127.0.0.1]:${p}`).join(', ');
+  writeFileSync(
+    join(etc, 'main.cf'),
+    [
+      'compatibility_level = 3.6',
+      `queue_directory = ${dir}/spool`,
+      `data_directory = ${dir}/data`,
+      'mail_owner = postfix',
+      'setgid_group = postdrop',
+      'myhostname = postfix.test',
+      'inet_interfaces = 127.0.0.1',
+      'inet_protocols = ipv4',
+      'mynetworks = 127.0.0.0/8',
+      'smtpd_relay_restrictions = permit_mynetworks, reject',
+      'mydestination =',
+      'local_recipient_maps =',
+      'alias_maps =',
+      'alias_database =',
+      `transport_maps = inline:{ ${transport} }`,
+      'default_transport = error:not routed in this test',
+      'smtpd_tls_security_level = none',
+      'smtp_tls_security_level = none',
+      `maillog_file = ${dir}/maillog`,
+      `maillog_file_prefixes = ${dir}`,
+      '',
+    ].join('\n'),
+  );
+  const services = [
+    `127.0.0.1:${port} inet n - n - - smtpd`,
+    'pickup unix n - n 60 1 pickup',
+    'cleanup unix n - n - 0 cleanup',
+    'qmgr unix n - n 300 1 qmgr',
+    'rewrite unix - - n - - trivial-rewrite',
+    'bounce unix - - n - 0 bounce',
+    'defer unix - - n - 0 bounce',
+    'trace unix - - n - 0 bounce',
+    'flush unix n - n 1000? 0 flush',
+    'proxymap unix - - n - - proxymap',
+    'smtp unix - - n - - smtp',
+    'error unix - - n - - error',
+    'retry unix - - n - - error',
+    'anvil unix - - n - 1 anvil',
+    'scache unix - - n - 1 scache',
+    'postlog unix-dgram n - n - 1 postlogd',
+  ];
+  writeFileSync(join(etc, 'master.cf'), `${services.join('\n')}\n`);
+  const maillog = () => (existsSync(join(dir, 'maillog')) ? readFileSync(join(dir, 'maillog'), 'utf8') : '');
+  const stop = async () => {
+    const pidFile = join(dir, 'spool', 'pid', 'master.pid');
+    const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : 0;
+    await postfix(['-c', etc, 'stop']).catch(() => {});
+    // postfix stop returns once the master was told; wait for it to have gone.
+    for (let i = 0; pid && i < 100; i++) {
+      try {
+        process.kill(pid, 0);
+      } catch {
+        break;
+      }
+      await sleep(100);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await postfix(['-c', etc, 'set-permissions', 'create-missing']);
+    await postfix(['-c', etc, 'start']);
+    const until = Date.now() + 10_000;
+    while (!(await accepts(port))) {
+      if (Date.now() > until) throw new Error(`postfix is not listening on 127.0.0.1:${port}\n${maillog()}`);
+      await sleep(100);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { maillog, stop };
+}
+
+const runnableAsRoot = (existsSync(POSTFIX) && process.getuid?.() === 0) || process.env.CI === 'true';
+
+// A campus mail server in front of the relay: Postfix's smtp client (no BDAT of its own; the door
+// offers no CHUNKING anyway) relays a message through the door from an allowed address.
+describe.runIf(runnableAsRoot)("SMTP door: an MTA relaying into it (Postfix's smtp client)", () => {
+  it('delivers, and Postfix records the door\'s 250 with the message id', async () => {
+    installed(POSTFIX);
+    const port = await freePort();
+    const mta = await startPostfix(port, { 'students.campus.example': ports.smtp });
+    try {
+      const tag = randomBytes(4).toString('hex');
+      const to = `pf-${tag}@students.campus.example`;
+      const raw = Buffer.from(`From: scans@campus.example\r\nTo: ${to}\r\nSubject: via postfix ${tag}\r\nMessage-ID: <${tag}@mfp3>\r\n\r\nScan attached.\r\n`);
+      const res = await submit({ port, security: 'none', envelope: { from: 'scans@campus.example', to: [to] }, raw });
+      if (!res.ok) throw new Error(`postfix refused the message: ${res.response}`);
+      const [mail] = await received(to, 1).catch((err: Error) => {
+        throw new Error(`${err.message}\n${mta.maillog()}`);
+      });
+      expect(mail!.parsed.subject).toBe(`via postfix ${tag}`);
+      expect(mail!.raw.toString('latin1')).toContain(`Message-ID: <${tag}@mfp3>`);
+      // Postfix logs through its own log daemon: the line may come a moment after the mail.
+      const logged = /status=sent \(250 2\.0\.0 OK (\S+) queued\)/;
+      for (let i = 0; i < 50 && !logged.test(mta.maillog()); i++) await sleep(100);
+      const sent = logged.exec(mta.maillog());
+      expect(sent, mta.maillog()).not.toBeNull();
+      expect(mail!.raw.toString('latin1')).toContain(`X-Relay-Message-ID: ${sent![1]}`);
+    } finally {
+      await mta.stop();
+    }
   });
 });
 
