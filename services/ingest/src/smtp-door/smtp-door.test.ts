@@ -141,7 +141,7 @@ function keywords(lines: string[]): string[] {
 }
 
 describe('SMTP door: what EHLO offers', () => {
-  it('PIPELINING, 8BITMIME, SMTPUTF8, SIZE and STARTTLS before TLS; AUTH after it; no CHUNKING', async () => {
+  it('PIPELINING, 8BITMIME, SMTPUTF8, SIZE and STARTTLS before TLS, AUTH only after it; no CHUNKING', async () => {
     const d = door();
     const { smtp } = await d.start();
     try {
@@ -154,6 +154,9 @@ describe('SMTP door: what EHLO offers', () => {
       // door's replies (see docs/smtp.md), so neither keyword is offered.
       expect(plain).not.toContain('CHUNKING');
       expect(plain).not.toContain('ENHANCEDSTATUSCODES');
+      expect(plain.filter((k) => k.startsWith('AUTH'))).toEqual([]);
+      c.send(`AUTH PLAIN ${Buffer.from('\0j1\0secret').toString('base64')}`);
+      await c.until(/^500 /);
       c.send('STARTTLS');
       await c.until(/^220 /, 2);
       await c.starttls();

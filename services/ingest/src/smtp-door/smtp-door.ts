@@ -86,8 +86,8 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     logger: false,
     secure: port === 'smtps',
     ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : {}),
-    // AUTH only over TLS (smtp-server answers 538 before STARTTLS); a printer from an allowed
-    // address may send without it, so the door, not smtp-server, decides who must log in.
+    // AUTH only over TLS (see onConnect); a printer from an allowed address may send without
+    // it, so the door, not smtp-server, decides who must log in.
     allowInsecureAuth: false,
     authOptional: true,
     authMethods: ['PLAIN', 'LOGIN'],
@@ -99,6 +99,13 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     onConnect(session, callback) {
       relayInstruments().smtpSessions.add(1, { port });
       sessions.set(session.id, { byAddress: gate.byAddress(session.remoteAddress), tx: undefined, receiving: false, failedLogins: 0 });
+      // AUTH is neither offered nor taken before TLS, so a client never sends its password in
+      // clear text (it would, offered AUTH, before the refusal); onSecure offers it.
+      if (!session.secure) session.disabledCommands = ['AUTH'];
+      callback();
+    },
+    onSecure(_socket, session, callback) {
+      session.disabledCommands = undefined;
       callback();
     },
     onClose(session) {
