@@ -6,6 +6,8 @@
  * for BENCH_SECONDS (10) and times each 250 after DATA (from the final "." to the reply). Then the
  * same smtp-source job through a private Postfix (../shared/bench/postfix-bench.sh), and the ratio.
  * Needs Postfix's smtp-source and smtp-sink (apt-get install postfix) and root for the anchor.
+ * BENCH_NODE_ARGS adds arguments to ingest's node (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof");
+ * BENCH_POSTFIX=0 skips the anchor (for A/B runs of the relay alone).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,6 +19,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { benchServiceEnv } from './env.js';
 import { createSupervisor } from '../stack/children.js';
+import { cpuMs, pidListening } from './proc-cpu.js';
 import { portFree, serviceArgs } from '../stack/services.js';
 import { smtpOpenLoop } from './smtp-load.js';
 
@@ -86,12 +89,15 @@ async function main() {
   const sup = createSupervisor({ print: (l) => process.stderr.write(`${l}\n`), graceMs: 10_000 });
   const nc = await connect({ servers: natsUrl, noAsyncTraces: true });
   try {
+    const nodeArgs = env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
     const start = (name: 'credentials' | 'ingest' | 'scheduler' | 'smtp-sender', extra: Record<string, string> = {}) =>
-      sup.start({ name, command: process.execPath, args: serviceArgs(root, name), env: { ...base, ...extra } });
+      sup.start({ name, command: process.execPath, args: serviceArgs(root, name, name === 'ingest' ? nodeArgs : []), env: { ...base, ...extra } });
     const creds = await start('credentials');
     const addr = { RELAY_CREDENTIALS_ADDR: `127.0.0.1:${creds.ports.grpc}` };
-    const [ingest] = await Promise.all([start('ingest', { ...addr, RELAY_SMTP_PORT: '0' }), start('scheduler', addr), start('smtp-sender', addr)]);
+    const [ingest, scheduler, smtpSender] = await Promise.all([start('ingest', { ...addr, RELAY_SMTP_PORT: '0' }), start('scheduler', addr), start('smtp-sender', addr)]);
     const door = ingest!.ports.smtp!;
+    // CPU each process spent per delivered message (from /proc): comparable across runs on a busy machine.
+    const processes: Array<[string, number | undefined]> = [['ingest', ingest!.pid], ['scheduler', scheduler!.pid], ['smtp_sender', smtpSender!.pid], ['nats', pidListening(natsUrl)]];
 
     process.stderr.write(`warm-up: ${WARMUP} messages (not counted)\n`);
     await smtpSource(door, WARMUP);
@@ -99,10 +105,16 @@ async function main() {
 
     process.stderr.write(`throughput: smtp-source, ${N} messages of ${SIZE} bytes over ${SESSIONS} sessions\n`);
     const before = sink.received();
+    const cpu0 = processes.map(([, pid]) => cpuMs(pid));
     const t0 = performance.now();
     await smtpSource(door, N);
     await sink.reaches(before + N);
     const deliveredPerS = N / ((performance.now() - t0) / 1000);
+    const cpuPerMessage = processes.map(([name, pid], i) => {
+      const a = cpu0[i];
+      const b = cpuMs(pid);
+      return `${name}=${a === undefined || b === undefined ? 'n/a' : ((b - a) / N).toFixed(3)}`;
+    });
 
     process.stderr.write(`latency: ${RATE} messages/s offered for ${SECONDS} s\n`);
     const afterThroughput = sink.received();
@@ -112,12 +124,14 @@ async function main() {
     const lines = [
       `messages=${N} size_bytes=${SIZE} sessions=${SESSIONS}`,
       `relay_smtp_delivered_per_s=${deliveredPerS.toFixed(0)}`,
+      `cpu_ms_per_message ${cpuPerMessage.join(' ')}`,
       `latency_offered_per_s=${RATE} latency_rate_per_s=${lat.achievedPerS.toFixed(0)} data_250_p50_ms=${lat.p50Ms.toFixed(1)} data_250_p99_ms=${lat.p99Ms.toFixed(1)} data_250_max_ms=${lat.maxMs.toFixed(1)} errors=${lat.errors}`,
     ];
     console.log(lines.join('\n'));
 
     await sup.stop();
     sink.proc.kill();
+    if (env.BENCH_POSTFIX === '0') return;
     const script = resolve(root, '..', 'shared', 'bench', 'postfix-bench.sh');
     process.stderr.write(`postfix anchor: ${script}\n`);
     const r = spawnSync('bash', [script], {

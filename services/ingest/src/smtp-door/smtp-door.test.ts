@@ -1,31 +1,46 @@
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { SMTPServer } from 'smtp-server';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Bus } from '@relay/bus';
 import { parseConfig } from '@relay/config';
 import { createLogger } from '@relay/telemetry';
-import { testCa } from '@relay/testkit';
+import { testCa, testRedisUrl, uniquePrefix } from '@relay/testkit';
 import { createAuthenticator } from '../auth.js';
+import { createClientBudget, type ClientBudget } from '../client-budget.js';
 import type { IngestContext } from '../mail-service.js';
 import { createSmtpDoor } from './smtp-door.js';
 
+/** The largest sender limit, which EHLO advertises as SIZE. */
+const MAX_SIZE = 50_000;
 const config = parseConfig(
   `
-clients: [{ name: printer, api_key: k-0123456789abcdef0123456789abcdef0, senders: [scans], smtp: { allow_ips: [127.0.0.1] } }]
-senders: [{ id: scans, from: scans@campus.example, transport: smtp, smtp: { host: mail.campus.example, port: 587, security: starttls } }]
+clients:
+  - { name: printer, api_key: k-0123456789abcdef0123456789abcdef0, senders: [scans, archive], smtp: { allow_ips: [127.0.0.1] } }
+  - { name: metered, api_key: k-metered-0123456789abcdef01234567, senders: [metered], smtp: { allow_ips: [127.0.0.4] }, limits: { daily_recipients: 1 } }
+senders:
+  - { id: scans, from: scans@campus.example, transport: smtp, smtp: { host: mail.campus.example, port: 587, security: starttls }, rate: { max_message_bytes: 1000, max_recipients_per_message: 2 } }
+  - { id: archive, from: archive@campus.example, transport: smtp, smtp: { host: mail.campus.example, port: 587, security: starttls }, rate: { max_message_bytes: ${MAX_SIZE} } }
+  - { id: metered, from: metered@campus.example, transport: smtp, smtp: { host: mail.campus.example, port: 587, security: starttls } }
+limits: { max_message_bytes: 10000 }
 `,
   {},
 );
 
-function door() {
-  // Nothing here reaches the broker: these sessions never get to DATA.
-  const ctx: IngestContext = { config, senders: new Map(config.senders.map((s) => [s.id, s])), bus: {} as Bus, auth: createAuthenticator(config.clients), logger: createLogger({ service: 'test', level: 'silent' }), envelopeKey: Buffer.alloc(32) };
+const redis = new Redis(testRedisUrl());
+const logger = createLogger({ service: 'test', level: 'silent' });
+afterAll(() => redis.disconnect());
+
+function door(budget?: ClientBudget) {
+  // No broker: a message that gets past every check is answered "not stored" (451).
+  const ctx: IngestContext = { config, senders: new Map(config.senders.map((s) => [s.id, s])), bus: {} as Bus, auth: createAuthenticator(config.clients), budget, logger, envelopeKey: Buffer.alloc(32) };
   return createSmtpDoor(ctx, { host: '127.0.0.1', port: 0, smtpsPort: undefined, tls: { cert: testCa().certPem, key: testCa().keyPem }, graceMs: 60_000 });
 }
 
 /** A raw client: sends lines, collects every reply line; `starttls()` after a 220 to STARTTLS. */
-async function client(port: number) {
-  let socket: Socket = connect({ host: '127.0.0.1', port });
+async function client(port: number, localAddress = '127.0.0.1') {
+  let socket: Socket = connect({ host: '127.0.0.1', port, localAddress });
   const lines: string[] = [];
   let waiter: (() => void) | undefined;
   const listen = (s: Socket) =>
@@ -114,5 +129,145 @@ describe('SMTP door shutdown', () => {
     busy.send('QUIT');
     await busy.closed;
     await stopped;
+  });
+});
+
+/** The EHLO keywords of the last EHLO reply (lines after the first, up to the final `250 `). */
+function keywords(lines: string[]): string[] {
+  const end = lines.findLastIndex((l) => l.startsWith('250 '));
+  let first = end;
+  while (first > 0 && lines[first - 1]!.startsWith('250-')) first--;
+  return lines.slice(first + 1, end + 1).map((l) => l.slice(4));
+}
+
+describe('SMTP door: what EHLO offers', () => {
+  it('PIPELINING, 8BITMIME, SMTPUTF8, SIZE and STARTTLS before TLS, AUTH only after it; no CHUNKING', async () => {
+    const d = door();
+    const { smtp } = await d.start();
+    try {
+      const c = await client(smtp!);
+      c.send('EHLO client.test');
+      await c.until(/^250 /);
+      const plain = keywords(c.lines);
+      expect(plain).toEqual(expect.arrayContaining(['PIPELINING', '8BITMIME', 'SMTPUTF8', `SIZE ${MAX_SIZE}`, 'STARTTLS']));
+      // smtp-server cannot receive BDAT; its automatic enhanced codes would be wrong for the
+      // door's replies (see docs/smtp.md), so neither keyword is offered.
+      expect(plain).not.toContain('CHUNKING');
+      expect(plain).not.toContain('ENHANCEDSTATUSCODES');
+      expect(plain.filter((k) => k.startsWith('AUTH'))).toEqual([]);
+      c.send(`AUTH PLAIN ${Buffer.from('\0j1\0secret').toString('base64')}`);
+      await c.until(/^500 /);
+      c.send('STARTTLS');
+      await c.until(/^220 /, 2);
+      await c.starttls();
+      c.send('EHLO client.test');
+      await c.until(/^250 /, 2);
+      const secure = keywords(c.lines);
+      expect(secure).toEqual(expect.arrayContaining(['PIPELINING', '8BITMIME', 'SMTPUTF8', `SIZE ${MAX_SIZE}`, 'AUTH PLAIN LOGIN']));
+      expect(secure).not.toContain('STARTTLS');
+      c.send('QUIT');
+      await c.closed;
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
+describe('SMTP door: every refusal carries its enhanced status code', () => {
+  /** Runs `commands` (a message body ending in "." counts as one) in one session from `from`; returns the replies after EHLO. */
+  async function replies(commands: string[], opts: { from?: string; budget?: ClientBudget } = {}): Promise<string[]> {
+    const d = door(opts.budget);
+    const { smtp } = await d.start();
+    try {
+      const c = await client(smtp!, opts.from);
+      c.send('EHLO client.test');
+      await c.until(/^250 /);
+      const before = c.lines.length;
+      const final = /^\d{3} /;
+      for (const cmd of commands) {
+        const seen = c.lines.filter((l) => final.test(l)).length;
+        c.send(cmd);
+        await c.until(final, seen + 1);
+      }
+      c.send('QUIT');
+      await c.closed;
+      return c.lines.slice(before).filter((l) => !l.startsWith('221'));
+    } finally {
+      await d.stop();
+    }
+  }
+
+  it('530 5.7.0 without AUTH from an address no client allows', async () => {
+    expect(await replies(['MAIL FROM:<scans@campus.example>'], { from: '127.0.0.3' })).toEqual([expect.stringMatching(/^530 5\.7\.0 Authentication required/)]);
+  });
+
+  it("550 5.7.1 for a MAIL FROM that is not the client's", async () => {
+    expect(await replies(['MAIL FROM:<president@campus.example>'])).toEqual([expect.stringMatching(/^550 5\.7\.1 Sender address <president@campus\.example>/)]);
+  });
+
+  it("552 5.3.4 for a declared SIZE over the sender's limit", async () => {
+    expect(await replies(['MAIL FROM:<scans@campus.example> SIZE=1001'])).toEqual([expect.stringMatching(/^552 5\.3\.4 Message size 1001 exceeds the limit of sender "scans"/)]);
+  });
+
+  it('552 for a declared SIZE over the advertised one (smtp-server answers it)', async () => {
+    expect(await replies([`MAIL FROM:<archive@campus.example> SIZE=${MAX_SIZE + 1}`])).toEqual([expect.stringMatching(new RegExp(`^552 .*maximum message size ${MAX_SIZE}`))]);
+  });
+
+  it("452 4.5.3 for a recipient over the sender's max_recipients_per_message", async () => {
+    const got = await replies(['MAIL FROM:<scans@campus.example>', 'RCPT TO:<a@example.test>', 'RCPT TO:<b@example.test>', 'RCPT TO:<c@example.test>']);
+    expect(got.at(-1)).toMatch(/^452 4\.5\.3 Too many recipients: sender "scans" takes at most 2/);
+  });
+
+  it('552 5.3.4 for a message that grows past the limit while DATA is read', async () => {
+    const body = `From: scans@campus.example\r\nSubject: big\r\n\r\n${'x'.repeat(998)}\r\n${'y'.repeat(100)}\r\n.`;
+    const got = await replies(['MAIL FROM:<scans@campus.example>', 'RCPT TO:<a@example.test>', 'DATA', body]);
+    expect(got.at(-1)).toMatch(/^552 5\.3\.4 Message exceeds the limit of sender "scans" \(1000 bytes\)/);
+  });
+
+  it('550 5.7.1 for a message without a From header', async () => {
+    const got = await replies(['MAIL FROM:<scans@campus.example>', 'RCPT TO:<a@example.test>', 'DATA', 'Subject: no author\r\n\r\nhello\r\n.']);
+    expect(got.at(-1)).toMatch(/^550 5\.7\.1 The message has no From header/);
+  });
+
+  it("452 4.3.1 when the client's quota refuses the message, naming the limit", async () => {
+    const budget = createClientBudget(redis, uniquePrefix('smtp-quota'), logger, 60_000);
+    const got = await replies(['MAIL FROM:<metered@campus.example>', 'RCPT TO:<a@example.test>', 'RCPT TO:<b@example.test>', 'DATA', 'From: metered@campus.example\r\nSubject: two\r\n\r\nhello\r\n.'], { from: '127.0.0.4', budget });
+    expect(got.at(-1)).toMatch(/^452 4\.3\.1 The message was not stored: .*limits\.daily_recipients/);
+  });
+
+  it('451 4.3.0 when the broker does not take the message', async () => {
+    const got = await replies(['MAIL FROM:<scans@campus.example>', 'RCPT TO:<a@example.test>', 'DATA', 'From: scans@campus.example\r\nSubject: hi\r\n\r\nhello\r\n.']);
+    expect(got.at(-1)).toMatch(/^451 4\.3\.0 The message was not stored/);
+  });
+});
+
+describe('smtp-server: why the door does not advertise ENHANCEDSTATUSCODES', () => {
+  // With the keyword on, smtp-server puts its own code, chosen by the reply code alone, in front
+  // of every handler's reply: a policy refusal would read "550 5.1.1" (bad mailbox) and the
+  // door's accept "250 2.6.0". When this fails, smtp-server changed: see whether the door can
+  // offer the keyword with its own codes.
+  it('derives an enhanced code from the reply code, whatever the handler meant', async () => {
+    const server = new SMTPServer({
+      hideENHANCEDSTATUSCODES: false,
+      authOptional: true,
+      disabledCommands: ['STARTTLS'],
+      logger: false,
+      onMailFrom: (_a, _s, cb) => cb(Object.assign(new Error('5.7.1 not one of your senders'), { responseCode: 550 })),
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const address = server.server.address();
+      const c = await client(typeof address === 'object' && address ? address.port : 0);
+      c.send('EHLO client.test');
+      await c.until(/^250 /);
+      expect(keywords(c.lines)).toContain('ENHANCEDSTATUSCODES');
+      c.send('MAIL FROM:<someone@campus.example>');
+      await c.until(/^550 /);
+      expect(c.lines.at(-1)).toBe('550 5.1.1 5.7.1 not one of your senders');
+      c.send('QUIT');
+      await c.closed;
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });

@@ -51,8 +51,6 @@ function reply(code: number, message: string): Error {
   return Object.assign(new Error(message), { responseCode: code });
 }
 
-const tracer = () => trace.getTracer('campus-relay');
-
 /** Failed AUTH attempts a session may make before it is closed. */
 const MAX_FAILED_LOGINS = 3;
 
@@ -61,8 +59,10 @@ const MAX_FAILED_LOGINS = 3;
  * only once JetStream has stored it, through the same step SendMail uses. A client submits only
  * as its own senders; without AUTH or an allowed source address nothing is relayed.
  *
- * Enhanced status codes are written into each reply by this door: smtp-server's own mapping
- * would answer 5.1.1 where the relay means 5.7.1, so its automatic codes stay off.
+ * Enhanced status codes are written into each reply by this door. smtp-server offers the
+ * ENHANCEDSTATUSCODES keyword only together with codes of its own, chosen by reply code alone
+ * (5.1.1 where the relay means 5.7.1), so the keyword and those codes stay off. It has no BDAT,
+ * so CHUNKING is not offered either: clients then send with DATA (RFC 3030).
  */
 export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpDoor {
   const gate = createSmtpGate(ctx.config.clients, ctx.senders);
@@ -71,6 +71,7 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
   const name = opts.name ?? hostname();
   const maxSize = Math.max(ctx.config.limits.maxMessageBytes, ...ctx.config.senders.map((s) => messageLimit(ctx.config, s)));
   const servers: SMTPServer[] = [];
+  const tracer = trace.getTracer('campus-relay');
 
   const endTx = (st: SessionState | undefined, error?: string) => {
     if (!st?.tx) return;
@@ -85,8 +86,8 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     logger: false,
     secure: port === 'smtps',
     ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : {}),
-    // AUTH only over TLS (smtp-server answers 538 before STARTTLS); a printer from an allowed
-    // address may send without it, so the door, not smtp-server, decides who must log in.
+    // AUTH only over TLS (see onConnect); a printer from an allowed address may send without
+    // it, so the door, not smtp-server, decides who must log in.
     allowInsecureAuth: false,
     authOptional: true,
     authMethods: ['PLAIN', 'LOGIN'],
@@ -98,6 +99,13 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     onConnect(session, callback) {
       relayInstruments().smtpSessions.add(1, { port });
       sessions.set(session.id, { byAddress: gate.byAddress(session.remoteAddress), tx: undefined, receiving: false, failedLogins: 0 });
+      // AUTH is neither offered nor taken before TLS, so a client never sends its password in
+      // clear text (it would, offered AUTH, before the refusal); onSecure offers it.
+      if (!session.secure) session.disabledCommands = ['AUTH'];
+      callback();
+    },
+    onSecure(_socket, session, callback) {
+      session.disabledCommands = undefined;
       callback();
     },
     onClose(session) {
@@ -153,7 +161,7 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     const limit = messageLimit(ctx.config, sender);
     const declared = address.args ? Number(address.args.SIZE ?? 0) : 0;
     if (declared > limit) return reply(552, `5.3.4 Message size ${declared} exceeds the limit of sender "${sender.id}" (${limit} bytes)`);
-    const span = tracer().startSpan('smtp submit', {
+    const span = tracer.startSpan('smtp submit', {
       kind: SpanKind.SERVER,
       attributes: { 'relay.door': 'smtp', 'relay.client': client.name, 'relay.sender': sender.id, 'client.address': session.remoteAddress, 'network.transport': 'tcp' },
     });
@@ -169,9 +177,11 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
       throw reply(503, '5.5.1 No transaction in progress (MAIL FROM first)');
     }
     try {
-      const raw = await readLimited(stream, tx.limit);
-      if (!raw) throw reply(552, `5.3.4 Message exceeds the limit of sender "${tx.sender.id}" (${tx.limit} bytes)`);
-      const head = readHeaders(raw);
+      // The Received line goes in front of the client's bytes as they are read: one buffer, no copy.
+      const received = Buffer.from(receivedHeader(session, name), 'latin1');
+      const rawMime = await readLimited(stream, tx.limit, received);
+      if (!rawMime) throw reply(552, `5.3.4 Message exceeds the limit of sender "${tx.sender.id}" (${tx.limit} bytes)`);
+      const head = readHeaders(rawMime.subarray(received.length));
       if (head.truncated) throw reply(552, `5.3.4 The header section is longer than ${MAX_HEADER_BYTES} bytes`);
       if (head.from.length === 0) throw reply(550, '5.7.1 The message has no From header; it must name one of the sender\'s addresses');
       // Sender and Resent-* claim an author too: they must be the sender's as well.
@@ -190,7 +200,6 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
         if (extra) throw reply(550, `5.7.1 Header recipient <${extra}> is not among the RCPT TO addresses; sender "${tx.sender.id}" sends through Microsoft Graph, which mails every header recipient`);
       }
       const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-      const rawMime = Buffer.concat([Buffer.from(receivedHeader(session, name), 'latin1'), raw]);
       const accepted = await context.with(trace.setSpan(context.active(), tx.span), () =>
         acceptMessage(ctx, {
           client: tx.client,
@@ -271,12 +280,13 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
 }
 
 /**
- * The message's bytes, or undefined once it grew past `limit`: from then on the rest is read
- * and dropped rather than buffered, so a client cannot make the door hold more than the limit.
+ * `prefix` and the message's bytes, or undefined once the message grew past `limit`: from then on
+ * the rest is read and dropped rather than buffered, so a client cannot make the door hold more
+ * than the limit.
  */
-function readLimited(stream: SMTPServerDataStream, limit: number): Promise<Buffer | undefined> {
+function readLimited(stream: SMTPServerDataStream, limit: number, prefix: Buffer): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
+    const chunks: Buffer[] = [prefix];
     let size = 0;
     let over = false;
     stream.on('data', (chunk: Buffer) => {
@@ -290,7 +300,7 @@ function readLimited(stream: SMTPServerDataStream, limit: number): Promise<Buffe
       chunks.push(chunk);
     });
     stream.once('error', reject);
-    stream.once('end', () => resolve(over ? undefined : Buffer.concat(chunks, size)));
+    stream.once('end', () => resolve(over ? undefined : Buffer.concat(chunks, prefix.length + size)));
   });
 }
 
