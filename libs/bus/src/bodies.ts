@@ -2,7 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import { RelayError, ErrorCode } from '@relay/core';
 import { EnvelopeSchema, type Envelope } from '@relay/proto';
 import type { Bus } from './bus.js';
-import { decodeEnvelope, encodeEnvelope } from './bus.js';
+import { decodeEnvelope, encodeEnvelope, keepEncoding } from './bus.js';
 
 /** Room left in a broker message for headers and the stub's routing fields. */
 const HEADROOM_BYTES = 64 * 1024;
@@ -14,7 +14,10 @@ const HEADROOM_BYTES = 64 * 1024;
 export async function packEnvelope(bus: Bus, env: Envelope): Promise<Envelope> {
   if (env.bodyRef) return env;
   const bytes = encodeEnvelope(env);
-  if (bytes.length <= bus.maxPayload - HEADROOM_BYTES) return env;
+  if (bytes.length <= bus.maxPayload - HEADROOM_BYTES) {
+    keepEncoding(env, bytes);
+    return env;
+  }
   const name = `${env.messageId}`;
   await bus.bodies.putBlob({ name }, bytes);
   return create(EnvelopeSchema, {

@@ -45,6 +45,18 @@ describe('bus against a real NATS JetStream', () => {
     expect(b.seq).toBe(a.seq);
   });
 
+  it('publishes a packed envelope as it is, and a changed one as changed', async () => {
+    const subject = bus.names.submittedSubject('packed');
+    const env = create(EnvelopeSchema, { messageId: 'packed', sender: 'packed', to: ['a@b.example'], subject: 'first', attempt: 1 });
+    expect(await packEnvelope(bus, env)).toBe(env);
+    const first = await bus.publishEnvelope(subject, env, 'packed.1');
+    env.subject = 'second';
+    const second = await bus.publishEnvelope(subject, env, 'packed.2');
+    const read = async (seq: number) => decodeEnvelope((await bus.jsm.streams.getMessage(bus.names.submittedStream, { seq })).data);
+    expect((await read(first.seq)).subject).toBe('first');
+    expect((await read(second.seq)).subject).toBe('second');
+  });
+
   it('carries a body larger than one broker message by reference, intact', async () => {
     const content = new Uint8Array(3 * 1024 * 1024).map((_, i) => (i * 7) % 251);
     const env = create(EnvelopeSchema, {

@@ -172,7 +172,7 @@ function createBus(
     topology,
     maxPayload: nc.info?.max_payload ?? 1024 * 1024,
     publishEnvelope(subject, env, msgId, headers) {
-      const data = toBinary(EnvelopeSchema, env);
+      const data = takeEncoding(env);
       return tracedPublish({ subject, messageId: env.messageId, natsMsgId: msgId, bodySize: data.length, sender: env.sender }, headers, (h) =>
         publisher.publish(subject, data, msgId, h),
       );
@@ -237,6 +237,23 @@ export function decodeEnvelope(data: Uint8Array): Envelope {
 
 export function encodeEnvelope(env: Envelope): Uint8Array {
   return toBinary(EnvelopeSchema, env);
+}
+
+/**
+ * Bytes an envelope was encoded to when its size was checked (packEnvelope), for the publish that
+ * follows: taken once, so an envelope changed and published again is encoded again.
+ */
+const encodedForPublish = new WeakMap<Envelope, Uint8Array>();
+
+export function keepEncoding(env: Envelope, bytes: Uint8Array): void {
+  encodedForPublish.set(env, bytes);
+}
+
+function takeEncoding(env: Envelope): Uint8Array {
+  const bytes = encodedForPublish.get(env);
+  if (!bytes) return encodeEnvelope(env);
+  encodedForPublish.delete(env);
+  return bytes;
 }
 
 export { timestampDate, timestampFromDate };
