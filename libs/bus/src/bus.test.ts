@@ -52,7 +52,7 @@ describe('bus against a real NATS JetStream', () => {
     const first = await bus.publishEnvelope(subject, env, 'packed.1');
     env.subject = 'second';
     const second = await bus.publishEnvelope(subject, env, 'packed.2');
-    const read = async (seq: number) => decodeEnvelope((await bus.jsm.streams.getMessage(bus.names.submittedStream, { seq })).data);
+    const read = async (seq: number) => decodeEnvelope((await bus.jsm.streams.getMessage(bus.names.submittedStream, { seq }))!.data);
     expect((await read(first.seq)).subject).toBe('first');
     expect((await read(second.seq)).subject).toBe('second');
   });

@@ -10,3 +10,4 @@ export * from './message-context.js';
 export * from './parent-watch.js';
 export * from './run-service.js';
 export type * from './nats-auth.js';
+export * from './telemetry-export.js';

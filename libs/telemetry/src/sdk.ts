@@ -9,6 +9,7 @@ import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { ConsoleMetricExporter, PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import { exportDefaults } from '@relay/core';
 import { setTelemetryHandle, telemetryHandle } from './state.js';
 
 /** Query parameters never recorded on HTTP spans: the instrumentation's defaults plus OAuth's. */
@@ -87,19 +88,6 @@ function otlpMetricExporter(): PushMetricExporter {
   if (protocol === 'http/json') return new OtlpJsonMetricExporter();
   if (protocol !== 'http/protobuf') diag.warn(`OTEL_EXPORTER_OTLP_PROTOCOL: unsupported value "${protocol}"; using http/protobuf`);
   return new OtlpProtoMetricExporter();
-}
-
-/** Any of these says where (or whether) to export telemetry. */
-const OTEL_EXPORT = /^OTEL_(SDK_DISABLED|TRACES_EXPORTER|METRICS_EXPORTER|EXPORTER_OTLP_(TRACES_|METRICS_)?ENDPOINT)$/;
-
-/**
- * Export is off unless an OTEL_* setting names an exporter or a collector. The SDK's own default
- * (OTLP to localhost:4318) makes every message's spans and then retries sending them to a collector
- * that is usually not there; Prometheus `/metrics` is served either way.
- */
-export function exportDefaults(env: NodeJS.ProcessEnv): Record<string, string> {
-  if (Object.keys(env).some((k) => OTEL_EXPORT.test(k) && env[k]?.trim())) return {};
-  return { OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none' };
 }
 
 /** OTEL_TRACES_EXPORTER=none (and nothing else), or the SDK disabled altogether. */

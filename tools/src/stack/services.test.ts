@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { isConfigError, SERVICE_NAMES, SERVICE_NODE_FLAGS } from '@relay/core';
 import { describe, expect, it } from 'vitest';
 import { scopeServiceEnv, secretEnvNames } from './service-scope.js';
-import { busyPorts, credentialsAddress, serviceArgs, stackServiceEnv, stackPorts, stackTelemetryDefaults, unbuiltServices, type StackSettings } from './services.js';
+import { busyPorts, credentialsAddress, serviceArgs, stackServiceEnv, stackPorts, unbuiltServices, type StackSettings } from './services.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -105,15 +105,6 @@ describe('how services are started', () => {
     for (const name of SERVICE_NAMES) {
       const start = (JSON.parse(readFileSync(join(repo, 'services', name, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
       for (const flag of SERVICE_NODE_FLAGS) expect(start.split(' '), name).toContain(flag);
-    }
-  });
-});
-
-describe('stackTelemetryDefaults', () => {
-  it('turns export off when the caller configured none, and leaves any configured export alone', () => {
-    expect(stackTelemetryDefaults({ PATH: '/bin', OTEL_SERVICE_NAME: 'x' })).toEqual({ OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none' });
-    for (const configured of [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }, { OTEL_TRACES_EXPORTER: 'console' }, { OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'http://m:4318' }, { OTEL_SDK_DISABLED: 'true' }]) {
-      expect(stackTelemetryDefaults(configured)).toEqual({});
     }
   });
 });

@@ -74,19 +74,6 @@ export function stackServiceEnv(base: Env, s: StackSettings): Env {
   return env;
 }
 
-/** Any of these says where (or whether) to export telemetry. */
-const OTEL_EXPORT = /^OTEL_(SDK_DISABLED|TRACES_EXPORTER|METRICS_EXPORTER|EXPORTER_OTLP_(TRACES_|METRICS_)?ENDPOINT)$/;
-
-/**
- * The stack's telemetry export when the caller configured none: off. The SDK's default (OTLP to
- * localhost:4318) only finds a collector on a laptop that runs one, and retries against one that is
- * not there until each service's stop gives up on it. Prometheus `/metrics` is served either way.
- */
-export function stackTelemetryDefaults(base: Env): Env {
-  if (Object.keys(base).some((k) => OTEL_EXPORT.test(k) && base[k])) return {};
-  return { OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none' };
-}
-
 /**
  * host:port for the other services to reach credentials, from its ready line when its port was 0.
  * `host`: `localhost` with internal TLS, whose certificates name no IP address.

@@ -7,7 +7,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readEnv } from '@relay/config';
-import { isConfigError, SERVICE_NAMES, type ServiceName } from '@relay/core';
+import { exportDefaults, isConfigError, SERVICE_NAMES, type ServiceName } from '@relay/core';
 import { startCaptureServer } from './capture.js';
 import { isStackError, StackError } from './errors.js';
 import { createSupervisor, isChildError, type ChildError, type Supervisor } from './children.js';
@@ -15,7 +15,7 @@ import { DEMO, demoMasterKey, demoPaths, demoSmtpDoorEnv, demoTlsCa, formatCaptu
 import { describeChoice, isInfraError, planInfra, realProbes, startInfra, startContainer } from './infra.js';
 import { stackInternalAuth } from './internal-ca.js';
 import { secretEnvNames, stackChildEnv } from './service-scope.js';
-import { busyPorts, credentialsAddress, portFree, serviceArgs, shutdownGraceMs, stackPorts, stackTelemetryDefaults, unbuiltServices, type StackSettings } from './services.js';
+import { busyPorts, credentialsAddress, portFree, serviceArgs, shutdownGraceMs, stackPorts, unbuiltServices, type StackSettings } from './services.js';
 import { removeStackFile, STACK_DIR, writeStackFile } from './stack-file.js';
 import { ENVELOPE_KEY_HOLDERS, natsUserEnv, prepareStackNats, stackEnvelopeKey } from './nats.js';
 
@@ -127,7 +127,7 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
   settings.internalToken = internal.token;
   const secrets = secretEnvNames(settings.configPath);
   const envelopeKey = stackEnvelopeKey(stackDir, env);
-  const telemetry = stackTelemetryDefaults(env);
+  const telemetry = exportDefaults(env);
   if (telemetry.OTEL_TRACES_EXPORTER) print('stack: no OTLP collector configured: trace and metric export off (/metrics still served); set OTEL_EXPORTER_OTLP_ENDPOINT to export');
   const spec = (name: ServiceName) => ({
     name,
