@@ -7,7 +7,7 @@ export * from './worker.js';
 export * from './consume-loop.js';
 export * from './trace.js';
 export * from './publisher.js';
-export * from './batch-pull.js';
+export * from './pull.js';
 export * from './status-detail.js';
 export * from './settled.js';
 export * from './dead-letters.js';

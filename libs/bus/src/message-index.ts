@@ -3,7 +3,7 @@ import { DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
 import { describe, InFlight, within } from '@relay/core';
 import { MessageRecordSchema, MessageState, StatusEventSchema, type MessageRecord, type StatusEvent } from '@relay/proto';
 import type { Bus } from './bus.js';
-import { batchPull } from './batch-pull.js';
+import { pullMessages } from './pull.js';
 import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
 import { ensureDurable } from './consumers.js';
 
@@ -127,7 +127,7 @@ export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: str
         async () => {
           if (reopening) await ensure();
           reopening = true;
-          return batchPull(bus.nc, bus.names.statusStream, durable, { batch: opts.concurrency, room: () => opts.concurrency - inFlight.size, lingerMs: 25 });
+          return pullMessages(bus.js, bus.names.statusStream, durable, { batch: opts.concurrency });
         },
         each,
         log,
