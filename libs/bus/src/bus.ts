@@ -19,8 +19,8 @@ import { EnvelopeSchema, StatusEventSchema, type Envelope, type MessageState, ty
 import { busNames, type BusNames } from './names.js';
 import { applyLimits, ensureStreams, storeLimit, streamConfigs, TOPOLOGY_DEFAULTS, type StoreName, type TopologyOptions } from './topology.js';
 import { tracedPublish } from './trace.js';
-import { coalesceWrites } from './coalesce.js';
 import { boundDetail } from './status-detail.js';
+import { coalesceWrites } from './nats-internals.js';
 import { rememberInboxPrefix } from './inbox.js';
 import { hasCredentials, natsConnectOptions, type NatsAuthOptions } from './nats-connect.js';
 
