@@ -20,6 +20,7 @@ import { applyLimits, ensureStreams, storeLimit, streamConfigs, TOPOLOGY_DEFAULT
 import { tracedPublish } from './trace.js';
 import { boundDetail } from './status-detail.js';
 import { coalesceWrites } from './nats-internals.js';
+import { rememberInboxPrefix } from './inbox.js';
 import { hasCredentials, natsConnectOptions, type NatsAuthOptions } from './nats-connect.js';
 
 export interface BusOptions {
@@ -109,6 +110,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
       ...authOptions,
       ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
     });
+    rememberInboxPrefix(nc, opts.inboxPrefix);
     coalesceWrites(nc);
   } catch (err) {
     throw new RelayError(ErrorCode.Unavailable, `cannot connect to NATS at ${opts.servers}: ${(err as Error).message}`, { cause: err });

@@ -6,7 +6,7 @@ export * from './consumers.js';
 export * from './worker.js';
 export * from './consume-loop.js';
 export * from './trace.js';
-export * from './pull.js';
+export { BATCH_PULL_DEFAULTS, batchPull, PullFailed, type BatchPullOptions, type PulledMessages } from './nats-internals.js';
 export * from './status-detail.js';
 export * from './settled.js';
 export * from './dead-letters.js';

@@ -3,7 +3,7 @@ import { DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
 import { describe, InFlight, within } from '@relay/core';
 import { MessageRecordSchema, MessageState, StatusEventSchema, type MessageRecord, type StatusEvent } from '@relay/proto';
 import type { Bus } from './bus.js';
-import { pullMessages } from './pull.js';
+import { batchPull } from './nats-internals.js';
 import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
 import { ensureDurable } from './consumers.js';
 
@@ -127,7 +127,7 @@ export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: str
         async () => {
           if (reopening) await ensure();
           reopening = true;
-          return pullMessages(bus.js, bus.names.statusStream, durable, { batch: opts.concurrency });
+          return batchPull(bus.nc, bus.names.statusStream, durable, { batch: opts.concurrency, room: () => opts.concurrency - inFlight.size, lingerMs: 25 });
         },
         each,
         log,

@@ -148,9 +148,10 @@ describe('dispatch worker with every slot busy', () => {
           return '202 Accepted';
         },
       });
-    // A slow replica with two slots, and a second one joining while it works. The slow one pulls
-    // up to two more than it has slots for (pullMessages), which wait in its buffer past the ack
-    // wait; the status lookup before each send keeps them from going out twice.
+    // A slow replica with two slots, and a second one joining while it works. Since pulls are
+    // sized to free slots (batchPull) the slow one takes only two, so nothing waits in its buffer
+    // any more; with consume() it took all five, and the status lookup before each send is what
+    // keeps a message that waited there from going out twice.
     const slow = replica(2, 2_000);
     await slow.start();
     const ids = ['b-1', 'b-2', 'b-3', 'b-4', 'b-5'];

@@ -11,7 +11,7 @@ import { decodeEnvelope } from './bus.js';
 import { deleteBody, unpackEnvelope } from './bodies.js';
 import { keepFailed } from './dead-letters.js';
 import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
-import { pullMessages } from './pull.js';
+import { BATCH_PULL_DEFAULTS, batchPull } from './nats-internals.js';
 import { ensureDurable } from './consumers.js';
 import { fail, processMessage } from './trace.js';
 import { isSettled } from './settled.js';
@@ -32,6 +32,8 @@ export interface DispatchWorkerOptions {
   service: string;
   concurrency: number;
   ackWaitMs: number;
+  /** The pause after a pull that found less than a full batch (batchPull); default 25 ms. */
+  pullLingerMs?: number;
   retry: RetryPolicy;
   /** The envelope signature's keys: a message ingest did not sign is refused, never sent. */
   envelopeKeys?: EnvelopeKeys;
@@ -212,9 +214,9 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
   }
 
   const waiting: Array<() => void> = [];
-  // At most `concurrency` pulled messages wait here for a slot (pullMessages). A message that
-  // waited past its ack wait may have gone to another replica meanwhile: the status lookup before
-  // its send finds that out.
+  // Pulls ask for no more messages than there are free slots (batchPull), so a pulled message
+  // finds one; kept as a safeguard. A message that waited here past its ack wait may have gone to
+  // another replica meanwhile: the status lookup before its send finds that out.
   async function each(m: JsMsg) {
     working.add(m);
     if (inFlight.size >= o.concurrency) await new Promise<void>((r) => waiting.push(r));
@@ -254,7 +256,8 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
         async () => {
           if (reopening) await ensure();
           reopening = true;
-          return pullMessages(bus.js, bus.names.dispatchStream, durable, { batch: o.concurrency });
+          // In batches (see batchPull), never more than there are free slots for.
+          return batchPull(bus.nc, bus.names.dispatchStream, durable, { batch: o.concurrency, room: () => o.concurrency - inFlight.size, lingerMs: o.pullLingerMs ?? BATCH_PULL_DEFAULTS.lingerMs });
         },
         each,
         o.log,

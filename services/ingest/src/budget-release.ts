@@ -1,5 +1,5 @@
 import { fromBinary } from '@bufbuild/protobuf';
-import { consumeLoop, pullMessages, ensureDurable, type Bus, type ConsumeLoop } from '@relay/bus';
+import { BATCH_PULL_DEFAULTS, batchPull, consumeLoop, ensureDurable, type Bus, type ConsumeLoop } from '@relay/bus';
 import { MessageState, StatusEventSchema } from '@relay/proto';
 import type { Logger } from '@relay/telemetry';
 import type { ClientBudget } from './client-budget.js';
@@ -19,7 +19,7 @@ export async function startBudgetRelease(bus: Bus, budget: ClientBudget, logger:
   const stream = bus.names.statusStream;
   await ensureDurable(bus.jsm, { stream, durable: DURABLE, filterSubject: bus.names.statusWildcard, ackWaitMs: ACK_WAIT_MS, maxAckPending: 1_000 });
   return consumeLoop(
-    () => pullMessages(bus.js, stream, DURABLE, { batch: 256 }),
+    async () => batchPull(bus.nc, stream, DURABLE, { batch: 256, lingerMs: BATCH_PULL_DEFAULTS.lingerMs }),
     async (m) => {
       let ev;
       try {

@@ -1,5 +1,5 @@
 import type { JsMsg } from '@nats-io/jetstream';
-import { decodeEnvelope, ensureDurable, isSettled, processMessage, pullMessages, type Bus } from '@relay/bus';
+import { batchPull, decodeEnvelope, ensureDurable, isSettled, processMessage, type Bus } from '@relay/bus';
 import type { SenderConfig } from '@relay/config';
 import type { Envelope } from '@relay/proto';
 import { describe } from '@relay/core';
@@ -12,6 +12,8 @@ import { isPaced } from './redis-pacer.js';
 export interface IntakeOptions {
   /** Messages the intake works on at once. */
   concurrency: number;
+  /** The pause after a pull that found less than a full batch (see batchPull in @relay/bus). */
+  pullLingerMs: number;
   ackWaitMs: number;
   /**
    * How often at least acked mail is purged from the submitted stream (limits retention, see
@@ -39,7 +41,7 @@ export interface IntakeOptions {
   pacerWaitMs: number;
 }
 
-export const INTAKE_DEFAULTS: IntakeOptions = { concurrency: 256, ackWaitMs: 30_000, compactEveryMs: 5_000, compactCheckMs: 200, compactTailMessages: 256, compactEarlyPerS: 1_000, pacerWaitMs: 250 };
+export const INTAKE_DEFAULTS: IntakeOptions = { concurrency: 256, pullLingerMs: 25, ackWaitMs: 30_000, compactEveryMs: 5_000, compactCheckMs: 200, compactTailMessages: 256, compactEarlyPerS: 1_000, pacerWaitMs: 250 };
 
 /**
  * Whether the intake purges now: there is acked mail below the floor not purged yet, and either
@@ -134,7 +136,12 @@ export class Intake {
       async () => {
         if (reopening) await ensure();
         reopening = true;
-        return pullMessages(this.#bus.js, names.submittedStream, this.durable, { batch: this.#opts.concurrency });
+        // In batches (see batchPull), never more than there are free slots for.
+        return batchPull(this.#bus.nc, names.submittedStream, this.durable, {
+          batch: this.#opts.concurrency,
+          room: () => this.#opts.concurrency - (this.#loop?.inFlight ?? 0),
+          lingerMs: this.#opts.pullLingerMs,
+        });
       },
       () => this.#opts.concurrency,
       (m) => this.#handle(m),
