@@ -104,7 +104,7 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
         if (auth.type === 'oauth2') {
           // The token comes from our own cache; XOAuth2 only formats it (no refresh settings given).
           const oauth2 = new XOAuth2({ user: auth.user, accessToken: accessToken ?? '' });
-          conn.login({ oauth2 } as unknown as SMTPConnection.AuthenticationOAuth2, done);
+          conn.login({ oauth2 }, done);
         } else conn.login({ credentials: { user: auth.user, pass: auth.password.reveal() } }, done);
       }, (err) => err);
       if (authErr) {
