@@ -3,7 +3,7 @@ import { headers, type NatsConnection } from '@nats-io/nats-core';
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testNatsUrl, uniquePrefix } from '@relay/testkit';
-import { batchPull, PullFailed, type PulledMessages } from './batch-pull.js';
+import { batchPull, PullFailed, type PulledMessages } from './nats-internals.js';
 
 describe('batchPull against a real NATS JetStream', () => {
   const prefix = uniquePrefix('bpull');

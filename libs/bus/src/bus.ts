@@ -14,13 +14,12 @@ import {
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { RelayError, ErrorCode, STOP_FORCE_MS, within } from '@relay/core';
-import { AckedPublisher } from './publisher.js';
 import { EnvelopeSchema, StatusEventSchema, type Envelope, type MessageState, type StatusEvent } from '@relay/proto';
 import { busNames, type BusNames } from './names.js';
 import { applyLimits, ensureStreams, storeLimit, streamConfigs, TOPOLOGY_DEFAULTS, type StoreName, type TopologyOptions } from './topology.js';
 import { tracedPublish } from './trace.js';
-import { coalesceWrites } from './coalesce.js';
 import { boundDetail } from './status-detail.js';
+import { coalesceWrites } from './nats-internals.js';
 import { rememberInboxPrefix } from './inbox.js';
 import { hasCredentials, natsConnectOptions, type NatsAuthOptions } from './nats-connect.js';
 
@@ -140,7 +139,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
       const info = await jsm.streams.info(stream);
       await applyLimits(jsm, info.config, { max_msgs: l.maxMessages, max_bytes: l.maxBytes, ...(ageMs ? { max_age: nanos(ageMs) } : {}) });
     }
-    return createBus(nc, js, jsm, names, idempotency, bodies, failed, messages, topo, timeout);
+    return createBus(nc, js, jsm, names, idempotency, bodies, failed, messages, topo);
   } catch (err) {
     await nc.close().catch(() => {});
     throw err;
@@ -157,9 +156,7 @@ function createBus(
   failed: ObjectStore,
   messages: KV,
   topology: TopologyOptions,
-  timeout: number,
 ): Bus {
-  const publisher = new AckedPublisher(nc, timeout);
   return {
     nc,
     js,
@@ -174,11 +171,11 @@ function createBus(
     publishEnvelope(subject, env, msgId, headers) {
       const data = takeEncoding(env);
       return tracedPublish({ subject, messageId: env.messageId, natsMsgId: msgId, bodySize: data.length, sender: env.sender }, headers, (h) =>
-        publisher.publish(subject, data, msgId, h),
+        js.publish(subject, data, { msgID: msgId, headers: h }),
       );
     },
     publishStatus(ev, headers, msgId) {
-      return publisher.publish(names.statusSubject(ev.messageId), encodeStatus(ev), msgId, headers);
+      return js.publish(names.statusSubject(ev.messageId), encodeStatus(ev), { msgID: msgId, headers });
     },
     noteStatus(ev, headers) {
       nc.publish(names.statusSubject(ev.messageId), encodeStatus(ev), headers ? { headers } : undefined);
@@ -219,7 +216,6 @@ function createBus(
       }
     },
     async close(forceMs = STOP_FORCE_MS) {
-      publisher.close();
       if (nc.isClosed()) return;
       if (!(await within(nc.drain(), forceMs)) || !nc.isClosed()) await nc.close().catch(() => {});
     },

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JsMsg } from '@nats-io/jetstream';
-import type { PulledMessages } from './batch-pull.js';
+import type { PulledMessages } from './nats-internals.js';
 import { describe } from '@relay/core';
 
 export interface ConsumeLoop {

@@ -1,7 +1,7 @@
 import { nanos } from '@nats-io/nats-core';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type ConsumerConfig, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { InFlight } from '@relay/core';
-import { BATCH_PULL_DEFAULTS, batchPull } from './batch-pull.js';
+import { BATCH_PULL_DEFAULTS, batchPull } from './nats-internals.js';
 import type { Bus } from './bus.js';
 import { consumeLoop, type ConsumeLoop } from './consume-loop.js';
 

@@ -7,6 +7,8 @@ import { Changes } from './wait.js';
 
 export interface ReceivedMail {
   envelope: { from: string; to: string[] };
+  /** MAIL FROM's parameters, upper-case names (e.g. `{ BODY: '8BITMIME' }`). */
+  mailFromArgs: Record<string, string | boolean>;
   /** The message exactly as the client sent it after DATA. */
   raw: Buffer;
   parsed: ParsedMail;
@@ -153,7 +155,8 @@ export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<Tes
           .then(async (r) => {
             if (r && r.code >= 400) return callback(smtpError(r));
             const parsed = await simpleParser(raw);
-            messages.push({ envelope, raw, parsed, secure: session.secure, ...(auth ? { user: auth.user, authMethod: auth.method } : {}) });
+            const mailFromArgs = (session.envelope.mailFrom && session.envelope.mailFrom.args) || {};
+            messages.push({ envelope, mailFromArgs, raw, parsed, secure: session.secure, ...(auth ? { user: auth.user, authMethod: auth.method } : {}) });
             changes.notify();
             callback(null, r?.message);
           })

@@ -46,8 +46,18 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
     }
   }
 
-  // Connected exactly as delivery connects (TLS 1.2 at least included).
-  const conn = new SMTPConnection(smtpConnectionOptions(smtp));
+  // Connected exactly as delivery connects (TLS 1.2 at least included). nodemailer tells the AUTH
+  // mechanisms the server offers only to a custom authentication handler: this one reads them.
+  let offered: string[] = [];
+  const conn = new SMTPConnection({
+    ...smtpConnectionOptions(smtp),
+    customAuth: {
+      [LIST_MECHANISMS]: (ctx) => {
+        offered = ctx.authMethods;
+        ctx.reject('only lists the mechanisms');
+      },
+    },
+  });
   // Connection-level failures (refused, TLS, timeouts) arrive as 'error' events, not in callbacks.
   let failed: ((err: SmtpError) => void) | undefined;
   conn.on('error', (err: SmtpError) => failed?.(err));
@@ -79,7 +89,8 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
       step('TLS', true, `${smtp.security === 'tls' ? 'implicit TLS' : 'STARTTLS'} ${socket.getProtocol?.() ?? ''} ${socket.getCipher?.().name ?? ''}; certificate for ${cert?.subject?.CN ?? '?'} verified`.replace(/\s+/g, ' '));
     }
 
-    const offered = (conn as unknown as { _supportedAuth?: string[] })._supportedAuth ?? [];
+    // Sends nothing: the handler above rejects at once.
+    conn.login({ method: LIST_MECHANISMS }, () => {});
     const mechanisms = offered.length ? `server offers AUTH ${offered.join(' ')}` : 'server offers no AUTH';
     if (smtp.auth.type === 'none') step('auth', true, `not used (auth: none); ${mechanisms}`);
     else {
@@ -93,7 +104,7 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
         if (auth.type === 'oauth2') {
           // The token comes from our own cache; XOAuth2 only formats it (no refresh settings given).
           const oauth2 = new XOAuth2({ user: auth.user, accessToken: accessToken ?? '' });
-          conn.login({ oauth2 } as unknown as SMTPConnection.AuthenticationOAuth2, done);
+          conn.login({ oauth2 }, done);
         } else conn.login({ credentials: { user: auth.user, pass: auth.password.reveal() } }, done);
       }, (err) => err);
       if (authErr) {
@@ -125,10 +136,13 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
     return finish();
   } finally {
     failed = undefined;
-    if (conn.stage === 'connected' && !conn.destroyed) conn.quit();
+    if (conn.stage === 'connected') conn.quit();
     conn.close();
   }
 }
+
+/** A name no server offers: the custom authentication handler that only lists the offered ones. */
+const LIST_MECHANISMS = 'X-RELAY-LIST-MECHANISMS';
 
 function addressOf(from: string): string {
   return /<([^>]+)>\s*$/.exec(from)?.[1] ?? from.trim();

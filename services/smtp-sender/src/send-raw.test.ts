@@ -49,6 +49,16 @@ describe('sendRaw over a pooled nodemailer transport to a real SMTP server (STAR
     expect(got!.user).toBe(USER);
   });
 
+  it('asks for BODY=8BITMIME when the envelope says the message has 8-bit bytes', async () => {
+    const before = server.messages.length;
+    const mail = rawMail('eight', 'x\r\n');
+    await sendRaw(pool, { ...mail, raw: Buffer.from(`${mail.raw.toString('latin1')}Grüße\r\n`, 'utf8'), envelope: { ...mail.envelope, use8BitMime: true } });
+    await sendRaw(pool, rawMail('seven', 'plain\r\n'));
+    const [eight, seven] = (await server.waitForMessages(before + 2)).slice(before);
+    expect(eight!.mailFromArgs).toMatchObject({ BODY: '8BITMIME' });
+    expect(seven!.mailFromArgs).not.toHaveProperty('BODY');
+  });
+
   it('sends many over the pool without mixing them up', async () => {
     const before = server.messages.length;
     const mails = Array.from({ length: 20 }, (_, i) => rawMail(`many-${i}`, `message ${i}\r\n`));

@@ -2,13 +2,71 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { nanos, type Msg, type NatsConnection } from '@nats-io/nats-core';
-import { newInbox } from './inbox.js';
 import type { JsMsg } from '@nats-io/jetstream';
+import { newInbox } from './inbox.js';
 
-// nats.js makes a JsMsg (ack, nak, working, delivery info) of a pulled message only inside its own
-// consumers and does not export the function; it is loaded from the pinned package's own file.
+/**
+ * The one place the relay reaches into nats.js past its public API. Written for these versions of
+ * its packages; nats-internals.test.ts fails on any other, so an upgrade re-checks this file.
+ */
+export const NATS_WRITTEN_FOR = { '@nats-io/nats-core': '3.4.0', '@nats-io/jetstream': '3.4.0' } as const;
+
 const require = createRequire(import.meta.url);
-const { toJsMsg } = require(join(dirname(require.resolve('@nats-io/jetstream')), 'jsmsg.js')) as { toJsMsg(m: Msg): JsMsg };
+
+/** Where an installed nats.js package's main file (lib/mod.js) lies. */
+const libOf = (pkg: keyof typeof NATS_WRITTEN_FOR) => dirname(require.resolve(pkg));
+
+/** The installed version of a nats.js package. */
+export function installedNatsVersion(pkg: keyof typeof NATS_WRITTEN_FOR): string {
+  return (require(join(libOf(pkg), '..', 'package.json')) as { version: string }).version;
+}
+
+// Buys: a JsMsg (ack, nak, working, delivery info) for what batchPull pulls; nats.js does not export it.
+const { toJsMsg } = require(join(libOf('@nats-io/jetstream'), 'jsmsg.js')) as { toJsMsg(m: Msg): JsMsg };
+
+/** The part of nats.js's protocol handler (`nc.protocol`, not exported) this module touches. */
+interface Protocol {
+  outbound: { size(): number };
+  pendingLimit: number;
+  flushPending(): void;
+  close(err?: Error): Promise<void>;
+}
+
+/**
+ * Makes the connection write what it has buffered once per turn of the event loop instead of once
+ * per microtask queue run.
+ *
+ * Buys: one socket write per batch of work instead of one per publish or ack (no public option).
+ *
+ * nats.js writes its buffer to the socket in a microtask after the first command put in it. A
+ * service working on a batch of messages reaches its publishes and acks in separate microtask runs
+ * (each message's handler awaits between them), so each went out in a write of its own. Deferred to
+ * `setImmediate`, everything produced while handling what one read brought goes out in one write;
+ * nothing waits longer than the rest of the current turn. `close` still writes what is buffered
+ * first, and a buffer past nats.js's own limit is written at once.
+ */
+export function coalesceWrites(nc: NatsConnection): void {
+  const protocol = (nc as unknown as { protocol?: Protocol }).protocol;
+  if (!protocol || typeof protocol.flushPending !== 'function' || typeof protocol.close !== 'function') {
+    throw new Error(`nats.js has no protocol.flushPending/close here: coalesceWrites was written for @nats-io/nats-core ${NATS_WRITTEN_FOR['@nats-io/nats-core']}`);
+  }
+  const flushNow = protocol.flushPending.bind(protocol);
+  const close = protocol.close.bind(protocol);
+  let scheduled = false;
+  protocol.flushPending = () => {
+    if (protocol.outbound.size() >= protocol.pendingLimit) return flushNow();
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      flushNow();
+    });
+  };
+  protocol.close = (err?: Error) => {
+    flushNow();
+    return close(err);
+  };
+}
 
 /** Messages pulled from a durable consumer; iterate, and `stop()` to end. */
 export interface PulledMessages extends AsyncIterable<JsMsg> {
@@ -37,14 +95,16 @@ export const BATCH_PULL_DEFAULTS = { lingerMs: 25, idleWaitMs: 5_000, answerGrac
 export class PullFailed extends Error {}
 
 /**
- * Pulls a durable consumer's messages in batches. nats.js's `consume()` keeps a pull open, so the
- * server sends each message the moment it is stored: at a few hundred a second that is one socket
- * write (and one wake-up of this process) per message on each side, and on small virtual machines
- * those, not the work, are most of the CPU. Here, while mail flows, each pull takes what has
- * gathered (`no_wait`), and a pull that found less than a full batch is followed by a pause of
- * `lingerMs`: what arrived meanwhile then comes in one write. When a pull finds nothing, the next
- * one waits (up to `idleWaitMs`) for the first message, which is handed on at once, so a quiet
- * relay adds no delay to a lone message; a burst after a quiet spell waits at most `lingerMs`.
+ * Pulls a durable consumer's messages in batches.
+ *
+ * Buys: several messages per socket write while mail flows; `consume()` and `fetch()` make one each.
+ *
+ * While mail flows, each pull takes what has gathered (`no_wait`), and a pull that found less than
+ * a full batch is followed by a pause of `lingerMs`: what arrived meanwhile then comes in one
+ * write. When a pull finds nothing, the next one waits (up to `idleWaitMs`) for the first message,
+ * which is handed on at once, so a quiet relay adds no delay to a lone message; a burst after a
+ * quiet spell waits at most `lingerMs`. JsMsg comes from nats.js's unexported `toJsMsg`, and a
+ * deleted consumer is told by the server's description text.
  */
 export function batchPull(nc: NatsConnection, stream: string, consumer: string, opts: BatchPullOptions): PulledMessages {
   const idleWaitMs = opts.idleWaitMs ?? BATCH_PULL_DEFAULTS.idleWaitMs;

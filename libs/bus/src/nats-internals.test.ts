@@ -2,7 +2,7 @@ import { connect } from '@nats-io/transport-node';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testNatsUrl, uniquePrefix } from '@relay/testkit';
-import { coalesceWrites } from './coalesce.js';
+import { coalesceWrites, installedNatsVersion, NATS_WRITTEN_FOR } from './nats-internals.js';
 
 /** Counts the buffers nats.js hands its socket. */
 function countSends(nc: NatsConnection): { readonly count: number } {
@@ -32,6 +32,12 @@ async function collect(sub: Subscription, n: number): Promise<string[]> {
   }
   return got;
 }
+
+describe('nats-internals', () => {
+  it('was written for the installed nats.js: after an upgrade, check this file against the new one and update the version', () => {
+    for (const [pkg, version] of Object.entries(NATS_WRITTEN_FOR)) expect(`${pkg} ${installedNatsVersion(pkg as keyof typeof NATS_WRITTEN_FOR)}`).toBe(`${pkg} ${version}`);
+  });
+});
 
 describe('coalesceWrites against a real NATS', () => {
   const prefix = uniquePrefix('coalesce');
