@@ -9,36 +9,7 @@ import { connect } from '@nats-io/transport-node';
 import { busNames } from '@relay/bus';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import { MessageState } from '@relay/proto';
-import {
-  clientEntry,
-  dropBus,
-  FAST_DELIVERY,
-  hasNatsServer,
-  NATS_SERVER_BIN,
-  newClient,
-  type PrivateNats,
-  queuedId,
-  type ReceivedMail,
-  requireBinary,
-  runsWith,
-  type ServiceProcess,
-  sleep,
-  smtpSender,
-  spawnService,
-  type Stack,
-  startPrivateNats,
-  startSmtpServer,
-  startStack,
-  submit,
-  type SubmitOptions,
-  testCa,
-  type TestClient,
-  type TestSmtpServer,
-  uncleanExits,
-  uniquePrefix,
-  waitForMail,
-  waitForState,
-} from '@relay/testkit';
+import { clientEntry, dropBus, FAST_DELIVERY, hasNatsServer, NATS_SERVER_BIN, newClient, type PrivateNats, queuedId, type ReceivedMail, requireBinary, runsWith, type ServiceProcess, sleep, smtpSender, spawnService, type Stack, startPrivateNats, startSmtpServer, startStack, submit, type SubmitOptions, testCa, type TestClient, type TestSmtpServer, uncleanExits, uniquePrefix, waitForMail, waitForState } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const RECEIVER = { user: 'relay@campus.example', password: 'receiver-secret' };
