@@ -9,25 +9,7 @@ import { createUser } from '@nats-io/nkeys';
 import { busNames, createNatsAuth, ENVELOPE_SIG_INVALID, inboxPrefixFor, secretsBucketName, signEnvelope, type NatsAuthSetup, type NatsUser } from '@relay/bus';
 import { uuidv7 } from '@relay/core';
 import { EnvelopeSchema, MessageState } from '@relay/proto';
-import {
-  clientEntry,
-  FAST_DELIVERY,
-  hasNatsServer,
-  mailsWithId,
-  newClient,
-  type PrivateNats,
-  smtpSender,
-  type Stack,
-  startPrivateNats,
-  startSmtpServer,
-  startStack,
-  type TestClient,
-  type TestSmtpServer,
-  uncleanExits,
-  uniquePrefix,
-  waitForMail,
-  waitForState,
-} from '@relay/testkit';
+import { clientEntry, FAST_DELIVERY, hasNatsServer, mailsWithId, newClient, type PrivateNats, smtpSender, type Stack, startPrivateNats, startSmtpServer, startStack, type TestClient, type TestSmtpServer, uncleanExits, uniquePrefix, waitForMail, waitForState } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const app = newClient('broker-app', ['no-reply', 'flaky', 'bouncer']);

@@ -1,23 +1,6 @@
 import { connectBus, type Bus } from '@relay/bus';
 import { MessageState } from '@relay/proto';
-import {
-  clientEntry,
-  codeOf,
-  createTestClient,
-  dropBus,
-  newClient,
-  type SendMailInit,
-  type ServiceProcess,
-  serviceTestEnv,
-  smtpSender,
-  spawnService,
-  status,
-  type TestClient,
-  testNatsUrl,
-  testRedisUrl,
-  uniquePrefix,
-  writeConfig,
-} from '@relay/testkit';
+import { clientEntry, codeOf, createTestClient, dropBus, newClient, type SendMailInit, type ServiceProcess, serviceTestEnv, smtpSender, spawnService, status, type TestClient, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig } from '@relay/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 

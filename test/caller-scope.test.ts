@@ -2,24 +2,7 @@ import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { get } from 'node:https';
 import { MessageState } from '@relay/proto';
-import {
-  clientEntry,
-  codeOf,
-  createTestClient,
-  dropBus,
-  masterKey,
-  newClient,
-  type ServiceProcess,
-  serviceTestEnv,
-  smtpSender,
-  spawnService,
-  status,
-  testCa,
-  type TestClient,
-  testNatsUrl,
-  uniquePrefix,
-  writeConfig,
-} from '@relay/testkit';
+import { clientEntry, codeOf, createTestClient, dropBus, masterKey, newClient, type ServiceProcess, serviceTestEnv, smtpSender, spawnService, status, testCa, type TestClient, testNatsUrl, uniquePrefix, writeConfig } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 // Two clients that share a sender, and an admin client.

@@ -5,22 +5,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Redis } from 'ioredis';
 import { AdminService, BeginConsentRequestSchema, MessageState, toGrpcDefinition, type BeginConsentResponse, type TestSenderResponse } from '@relay/proto';
-import {
-  clientEntry,
-  FAST_DELIVERY,
-  type IdentityFake,
-  newClient,
-  type Stack,
-  startIdentityFake,
-  startSmtpServer,
-  startStack,
-  testCa,
-  type TestClient,
-  type TestSmtpServer,
-  uncleanExits,
-  waitForMail,
-  waitForState,
-} from '@relay/testkit';
+import { clientEntry, FAST_DELIVERY, type IdentityFake, newClient, type Stack, startIdentityFake, startSmtpServer, startStack, testCa, type TestClient, type TestSmtpServer, uncleanExits, waitForMail, waitForState } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const CLIENT_ID = 'relay-app';

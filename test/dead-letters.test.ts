@@ -2,27 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { MessageState, type ListMessagesResponse } from '@relay/proto';
-import {
-  clientEntry,
-  codeOf,
-  FAST_DELIVERY,
-  historyStates,
-  mailsWithId,
-  newClient,
-  type OtlpReceiver,
-  type SmtpReply,
-  smtpSender,
-  type Stack,
-  startOtlpReceiver,
-  startSmtpServer,
-  startStack,
-  status,
-  type TestClient,
-  type TestSmtpServer,
-  uncleanExits,
-  waitForMail,
-  waitForState,
-} from '@relay/testkit';
+import { clientEntry, codeOf, FAST_DELIVERY, historyStates, mailsWithId, newClient, type OtlpReceiver, type SmtpReply, smtpSender, type Stack, startOtlpReceiver, startSmtpServer, startStack, status, type TestClient, type TestSmtpServer, uncleanExits, waitForMail, waitForState } from '@relay/testkit';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 

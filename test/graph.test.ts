@@ -1,25 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { MessageState, type TestSenderResponse } from '@relay/proto';
-import {
-  clientEntry,
-  FAST_DELIVERY,
-  type GraphFake,
-  historyStates,
-  type IdentityFake,
-  newClient,
-  type ServiceProcess,
-  spawnService,
-  type Stack,
-  startGraphFake,
-  startIdentityFake,
-  startStack,
-  type StopResult,
-  testCa,
-  type TestClient,
-  uncleanExits,
-  waitForState,
-} from '@relay/testkit';
+import { clientEntry, FAST_DELIVERY, type GraphFake, historyStates, type IdentityFake, newClient, type ServiceProcess, spawnService, type Stack, startGraphFake, startIdentityFake, startStack, type StopResult, testCa, type TestClient, uncleanExits, waitForState } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const CLIENT_ID = 'graph-app';

@@ -1,18 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:http2';
 import { status } from '@grpc/grpc-js';
-import {
-  clientEntry,
-  dropBus,
-  floodSendMail,
-  newClient,
-  type ServiceProcess,
-  serviceTestEnv,
-  spawnService,
-  testNatsUrl,
-  uniquePrefix,
-  writeConfig,
-} from '@relay/testkit';
+import { clientEntry, dropBus, floodSendMail, newClient, type ServiceProcess, serviceTestEnv, spawnService, testNatsUrl, uniquePrefix, writeConfig } from '@relay/testkit';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 const MB = 1024 * 1024;

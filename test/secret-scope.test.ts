@@ -7,23 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  createTestClient,
-  dropBus,
-  envelopeKey,
-  FAST_DELIVERY,
-  masterKey,
-  randomApiKey,
-  repoRoot,
-  smtpSender,
-  startSmtpServer,
-  testNatsUrl,
-  testRedisUrl,
-  type TestSmtpServer,
-  uniquePrefix,
-  waitForMail,
-  writeConfig,
-} from '@relay/testkit';
+import { createTestClient, dropBus, envelopeKey, FAST_DELIVERY, masterKey, randomApiKey, repoRoot, smtpSender, startSmtpServer, testNatsUrl, testRedisUrl, type TestSmtpServer, uniquePrefix, waitForMail, writeConfig } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSupervisor, type ReadyChild } from '../tools/src/stack/children.js';
 import { createInternalTls } from '../tools/src/stack/internal-ca.js';

@@ -1,25 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import { MessageState } from '@relay/proto';
-import {
-  clientEntry,
-  FAST_DELIVERY,
-  type GraphFake,
-  type GraphSentMessage,
-  type IdentityFake,
-  newClient,
-  queuedId,
-  sleep,
-  type Stack,
-  startGraphFake,
-  startIdentityFake,
-  startStack,
-  submit,
-  testCa,
-  type TestClient,
-  uncleanExits,
-  waitForState,
-} from '@relay/testkit';
+import { clientEntry, FAST_DELIVERY, type GraphFake, type GraphSentMessage, type IdentityFake, newClient, queuedId, sleep, type Stack, startGraphFake, startIdentityFake, startStack, submit, testCa, type TestClient, uncleanExits, waitForState } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const CLIENT_ID = 'graph-app';

@@ -1,21 +1,4 @@
-import {
-  clientEntry,
-  FAST_DELIVERY,
-  newClient,
-  type OtlpReceiver,
-  queuedId,
-  type ReceivedSpan,
-  smtpSender,
-  type Stack,
-  startOtlpReceiver,
-  startSmtpServer,
-  startStack,
-  submit,
-  testCa,
-  type TestSmtpServer,
-  uncleanExits,
-  waitForMail,
-} from '@relay/testkit';
+import { clientEntry, FAST_DELIVERY, newClient, type OtlpReceiver, queuedId, type ReceivedSpan, smtpSender, type Stack, startOtlpReceiver, startSmtpServer, startStack, submit, testCa, type TestSmtpServer, uncleanExits, waitForMail } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const RECEIVER = { user: 'relay@campus.example', password: 'receiver-secret' };

@@ -5,8 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { dropBus, repoRoot, serviceEnv, testNatsUrl, testRedisUrl, uniquePrefix } from '@relay/testkit';
+import { dropBus, processesExited, procRunning, repoRoot, serviceEnv, testNatsUrl, testRedisUrl, uniquePrefix } from '@relay/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 
 const STACK_SCRIPT = join('tools', 'dist', 'stack', 'stack.js');
@@ -89,16 +88,6 @@ function readyPorts(lines: string[]): number[] {
   });
 }
 
-/** The process' state letter from /proc (Z: exited, not yet reaped), or undefined once it is gone. */
-function procState(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-  } catch {
-    return undefined;
-  }
-}
-
 /** Processes whose parent is `pid`. */
 function childPids(pid: number): number[] {
   return readdirSync('/proc')
@@ -112,31 +101,6 @@ function childPids(pid: number): number[] {
       }
     })
     .map(Number);
-}
-
-const running = (pid: number) => {
-  const s = procState(pid);
-  return s !== undefined && s !== 'Z';
-};
-
-/** `pid 123 (S): node … services/ingest/dist/main.js`, to say which process is left. */
-function describeProc(pid: number): string {
-  let cmdline = '?';
-  try {
-    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
-  } catch {
-    // gone meanwhile
-  }
-  return `pid ${pid} (${procState(pid) ?? 'gone'}): ${cmdline}`;
-}
-
-/** Resolves once none of `pids` runs; rejects naming the ones still running after `timeoutMs`. */
-async function allExited(pids: number[], timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (pids.some(running)) {
-    if (Date.now() > until) throw new Error(`still running ${timeoutMs} ms after the stack died:\n${pids.filter(running).map(describeProc).join('\n')}`);
-    await sleep(100);
-  }
 }
 
 function canListen(port: number): Promise<boolean> {
@@ -164,7 +128,7 @@ async function startedStack() {
     () => dropBus(prefix),
     () => {
       // Whatever the outcome, nothing this test started outlives it.
-      for (const pid of [stack.proc.pid!, ...children]) if (running(pid)) process.kill(pid, 'SIGKILL');
+      for (const pid of [stack.proc.pid!, ...children]) if (procRunning(pid)) process.kill(pid, 'SIGKILL');
     },
   );
   await stack.waitForLine(/^Campus Relay is running/, 60_000);
@@ -177,7 +141,7 @@ async function startedStack() {
 }
 
 async function expectGoneAndPortsFree(children: number[], ports: number[]) {
-  await allExited(children, 30_000);
+  await processesExited(children, 30_000, 'the stack died');
   const free = await Promise.all(ports.map(async (port) => ({ port, free: await canListen(port) })));
   expect(free.filter((p) => !p.free)).toEqual([]);
 }
@@ -198,7 +162,7 @@ describe('npm run stack, killed', () => {
     await stack.waitForLine(/^stack: SIGTERM: stopping/, 10_000);
     stack.proc.kill('SIGKILL');
     await stack.exited;
-    expect(children.filter(running).length).toBeGreaterThan(0);
+    expect(children.filter(procRunning).length).toBeGreaterThan(0);
     await expectGoneAndPortsFree(children, ports);
   });
 });

@@ -1,23 +1,5 @@
 import { MessageState } from '@relay/proto';
-import {
-  clientEntry,
-  codeOf,
-  FAST_DELIVERY,
-  newClient,
-  RpcError,
-  type ServiceProcess,
-  smtpSender,
-  spawnService,
-  type Stack,
-  startSmtpServer,
-  startStack,
-  status,
-  type TestClient,
-  type TestSmtpServer,
-  uncleanExits,
-  waitForMail,
-  waitForState,
-} from '@relay/testkit';
+import { clientEntry, codeOf, FAST_DELIVERY, newClient, RpcError, type ServiceProcess, smtpSender, spawnService, type Stack, startSmtpServer, startStack, status, type TestClient, type TestSmtpServer, uncleanExits, waitForMail, waitForState } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 let smtp: TestSmtpServer;

@@ -2,34 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { busNames } from '@relay/bus';
 import { MessageState } from '@relay/proto';
 import { checkGrpcHealth } from '@relay/telemetry';
-import {
-  clientEntry,
-  FAST_DELIVERY,
-  type GraphFake,
-  hasNatsServer,
-  type IdentityFake,
-  NATS_SERVER_BIN,
-  newClient,
-  type OtlpReceiver,
-  type PrivateNats,
-  type ReceivedSpan,
-  type ServiceProcess,
-  sleep,
-  smtpSender,
-  type Stack,
-  startGraphFake,
-  startIdentityFake,
-  startOtlpReceiver,
-  startPrivateNats,
-  startSmtpServer,
-  startStack,
-  testCa,
-  type TestClient,
-  type TestSmtpServer,
-  uncleanExits,
-  waitForMail,
-  waitForState,
-} from '@relay/testkit';
+import { clientEntry, FAST_DELIVERY, type GraphFake, hasNatsServer, type IdentityFake, NATS_SERVER_BIN, newClient, type OtlpReceiver, type PrivateNats, type ReceivedSpan, type ServiceProcess, sleep, smtpSender, type Stack, startGraphFake, startIdentityFake, startOtlpReceiver, startPrivateNats, startSmtpServer, startStack, testCa, type TestClient, type TestSmtpServer, uncleanExits, waitForMail, waitForState } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const SMTP_USER = 'no-reply@campus.example';

@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { EXIT_WITH_PARENT_ENV, PARENT_PID_ENV } from '@relay/core';
+import { processesExited, procRunning } from '@relay/testkit';
 import { afterEach, describe, it } from 'vitest';
 
 /**
@@ -38,25 +39,6 @@ const t = setInterval(() => {
 /** Never finishes starting: only what the telemetry module (loaded first) installed can end it. */
 const STUCK_STARTING = `setInterval(() => {}, 1000);`;
 
-function state(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-  } catch {
-    return undefined;
-  }
-}
-const alive = (pid: number) => ![undefined, 'Z'].includes(state(pid));
-
-/** Resolves once `pid` no longer runs (an unreaped zombie has exited); rejects after `timeoutMs`. */
-async function exited(pid: number, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (alive(pid)) {
-    if (Date.now() > until) throw new Error(`pid ${pid} still runs ${timeoutMs} ms after its supervisor died`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 let cleanup: Array<() => void> = [];
 afterEach(() => {
   for (const step of cleanup.splice(0)) step();
@@ -74,7 +56,7 @@ async function orphanOf(script: string, nodeArgs: string[] = []): Promise<number
   const [line] = await createInterface({ input: supervisor.stdout })[Symbol.asyncIterator]().next().then((r) => [r.value as string]);
   const pid = Number(line);
   cleanup.push(() => {
-    if (alive(pid)) process.kill(pid, 'SIGKILL');
+    if (procRunning(pid)) process.kill(pid, 'SIGKILL');
   });
   supervisor.kill('SIGKILL');
   await new Promise((resolve) => supervisor.once('close', resolve));
@@ -84,11 +66,11 @@ async function orphanOf(script: string, nodeArgs: string[] = []): Promise<number
 describe('watchParent', () => {
   it('sees a parent that died before it began watching', async () => {
     const pid = await orphanOf(LATE_WATCHER);
-    await exited(pid, 5_000);
+    await processesExited([pid], 5_000, 'its supervisor died');
   });
 
   it('ends a service still starting when its supervisor dies (telemetry module, loaded first)', async () => {
     const pid = await orphanOf(STUCK_STARTING, ['--import', dist('register.js')]);
-    await exited(pid, 10_000);
+    await processesExited([pid], 10_000, 'its supervisor died');
   });
 });

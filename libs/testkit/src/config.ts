@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ServiceName } from '@relay/core';
 import { stringify } from 'yaml';
 
 const tempDirs: string[] = [];
@@ -46,8 +47,6 @@ export function envelopeKey(): string {
   return randomBytes(32).toString('base64');
 }
 
-export type RelayServiceName = 'ingest' | 'scheduler' | 'smtp-sender' | 'graph-sender' | 'credentials';
-
 // One of each per test process: services a test starts separately must still agree on them.
 let processSecrets: { envelopeKey: string; internalToken: string } | undefined;
 const ENVELOPE_KEY_HOLDERS: readonly string[] = ['ingest', 'smtp-sender', 'graph-sender'];
@@ -58,7 +57,7 @@ const INTERNAL_TOKEN_HOLDERS: readonly string[] = ['ingest', 'smtp-sender', 'gra
  * and the senders) and the internal token toward credentials (credentials and its callers). The
  * values are the same for every call in a test process; without `name`, all of them.
  */
-export function serviceTestEnv(name?: RelayServiceName | string): Record<string, string> {
+export function serviceTestEnv(name?: ServiceName | string): Record<string, string> {
   processSecrets ??= { envelopeKey: envelopeKey(), internalToken: internalToken() };
   const env: Record<string, string> = {};
   if (name === undefined || ENVELOPE_KEY_HOLDERS.includes(name)) env.RELAY_ENVELOPE_KEY = processSecrets.envelopeKey;

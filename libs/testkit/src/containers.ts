@@ -22,6 +22,19 @@ export interface ContainerFile {
 export type ContainerStarter = (image: string, port: number, command: string[], readyLog: RegExp, files?: ContainerFile[]) => Promise<StartedContainer>;
 
 /**
+ * A stop for what was started (`started` may grow until it is called): stops them all at once,
+ * rejects with the first failure, and is safe to call twice.
+ */
+export function stopAllOnce(started: ReadonlyArray<{ stop(): Promise<void> }>): () => Promise<void> {
+  let stopping: Promise<void> | undefined;
+  return () =>
+    (stopping ??= Promise.allSettled(started.map((c) => c.stop())).then((results) => {
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    }));
+}
+
+/**
  * Starts a container exposing `port` and resolves once it logs `readyLog` (the servers' own ready
  * lines: official images have no shell to probe ports with). `stop()` removes it.
  */
@@ -73,12 +86,7 @@ export function testInfraImages(env: Env = process.env): TestInfraImages {
  */
 export async function startTestInfra(images: TestInfraImages = testInfraImages()): Promise<TestInfra> {
   const started: StartedContainer[] = [];
-  let stopping: Promise<void> | undefined;
-  const stop = () =>
-    (stopping ??= Promise.allSettled(started.map((c) => c.stop())).then((results) => {
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
-    }));
+  const stop = stopAllOnce(started);
   try {
     const nats = await startContainer(images.nats, 4222, ['-js'], /Server is ready/);
     started.push(nats);

@@ -122,11 +122,17 @@ describe('scheduler intake', () => {
     // The next hop is gone: dispatching fails, the intake naks, nothing is acked.
     await t.bus.jsm.streams.delete(t.bus.names.dispatchStream);
     const stuck = await t.submit('free', 70);
-    await new Promise((r) => setTimeout(r, 2_500)); // five purge rounds
+    const intake = () => t.bus.jsm.consumers.info(t.bus.names.submittedStream, 'scheduler');
+    await t.until('the stuck mail taken in', async () => (await intake()).delivered.stream_seq === 170);
+    // Then five purge looks: each asks for the intake consumer's info (the test asks no more now).
+    let looks = 0;
+    const api = t.bus.nc.subscribe(`$JS.API.CONSUMER.INFO.${t.bus.names.submittedStream}.scheduler`, { callback: () => void looks++ });
+    await t.until('five purge looks', () => looks >= 5);
+    api.unsubscribe();
     const held = await t.stream();
     expect(held.state.messages).toBe(70);
     expect(held.state.first_seq).toBe(101);
-    const consumer = await t.bus.jsm.consumers.info(t.bus.names.submittedStream, 'scheduler');
+    const consumer = await intake();
     expect(consumer.ack_floor.stream_seq).toBe(100);
     expect(consumer.num_pending + consumer.num_ack_pending).toBe(70);
 

@@ -117,13 +117,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       const timedOut = !child.status() && !child.spawnError();
       // Stopped first, so that its last lines are all there to show.
       if (timedOut) await stopOne(r, Math.min(graceMs, 5_000));
-      const spawnError = child.spawnError();
-      const message = spawnError
-        ? `${spec.name}: cannot start ${spec.command}: ${spawnError.message}`
-        : timedOut
-          ? `${spec.name}: not ready after ${readyTimeoutMs / 1000} s`
-          : (err as Error).message;
-      throw childError(r, message);
+      throw childError(r, timedOut ? `${spec.name}: not ready after ${readyTimeoutMs / 1000} s` : (err as Error).message);
     }
     void child.exited.then((status) => {
       if (!r.stopping && !shuttingDown) options.onUnexpectedExit?.(childError(r, `${spec.name} ${describeExit(status)}`));

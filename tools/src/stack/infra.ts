@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { delimiter, join } from 'node:path';
-import type { ContainerFile, ContainerStarter, StartedContainer } from '@relay/testkit/containers';
+import { stopAllOnce, type ContainerFile, type ContainerStarter, type StartedContainer } from '@relay/testkit/containers';
 
 type Env = Record<string, string | undefined>;
 
@@ -192,12 +192,7 @@ export interface RunningInfra {
  */
 export async function startInfra(plan: InfraPlan, startContainer: ContainerStarter, nats?: NatsLaunch): Promise<RunningInfra> {
   const started: StartedContainer[] = [];
-  let stopping: Promise<void> | undefined;
-  const stop = () =>
-    (stopping ??= Promise.allSettled(started.map((c) => c.stop())).then((results) => {
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
-    }));
+  const stop = stopAllOnce(started);
 
   const resolve = async (choice: InfraChoice): Promise<InfraChoice> => {
     if (choice.source === 'private') {
