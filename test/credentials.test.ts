@@ -91,7 +91,7 @@ const requests = (tenant: string) => idp.tokenRequests.filter((r) => r.tenant ==
 // The shared test client has no BeginConsent yet; a small admin client of this file's own.
 function beginConsent(sender: string): Promise<BeginConsentResponse> {
   const Ctor = makeGenericClientConstructor(toGrpcDefinition(AdminService), 'AdminService');
-  const admin = new Ctor(stack.address, credentials.createInsecure()) as unknown as Record<string, Function> & { close(): void };
+  const admin = new Ctor(stack.address, credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown> & { close(): void };
   const md = new Metadata();
   md.set('authorization', `Bearer ${ops.apiKey}`);
   return new Promise<BeginConsentResponse>((resolve, reject) =>

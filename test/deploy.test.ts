@@ -15,7 +15,8 @@ const deploy = join(repoRoot, 'deploy');
 const SERVICES = SERVICE_NAMES;
 const SENDERS = ['smtp-sender', 'graph-sender'];
 
-type Doc = Record<string, any>; // parsed YAML, checked field by field
+// biome-ignore lint/suspicious/noExplicitAny: parsed YAML, checked field by field.
+type Doc = Record<string, any>;
 
 function manifests(): Doc[] {
   const dir = join(deploy, 'kubernetes');

@@ -24,7 +24,7 @@ function fencedBlocks(file: string, lang: string): Array<{ line: number; text: s
   const lines = readFileSync(join(repoRoot, file), 'utf8').split('\n');
   const blocks: Array<{ line: number; text: string }> = [];
   for (let i = 0; i < lines.length; i++) {
-    if (lines[i]!.trim() !== '```' + lang) continue;
+    if (lines[i]!.trim() !== `\`\`\`${lang}`) continue;
     const start = i + 1;
     while (++i < lines.length && lines[i]!.trim() !== '```');
     blocks.push({ line: start, text: lines.slice(start, i).join('\n') });

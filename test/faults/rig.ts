@@ -1,5 +1,5 @@
 import { SERVICE_NAMES, type ServiceName } from '@relay/core';
-import { clientEntry, createTestClient, freePort, type GraphFake, type IdentityFake, masterKey, newClient, type PrivateNats, type PrivateRedis, type ServiceProcess, serviceTestEnv, sleep, smtpSender, type SmtpServerOptions, spawnService, startGraphFake, startIdentityFake, startPrivateNats, startPrivateRedis, startSmtpServer, testCa, type TestClient, type TestSmtpServer, uniquePrefix, writeConfig } from '@relay/testkit';
+import { clientEntry, createTestClient, freePort, type GraphFake, masterKey, newClient, type PrivateNats, type PrivateRedis, type ServiceProcess, serviceTestEnv, sleep, smtpSender, type SmtpServerOptions, spawnService, startGraphFake, startIdentityFake, startPrivateNats, startPrivateRedis, startSmtpServer, testCa, type TestClient, type TestSmtpServer, uniquePrefix, writeConfig } from '@relay/testkit';
 
 
 /** RELAY_ACK_WAIT of the rig: what a killed service held comes back after this long. */

@@ -147,7 +147,7 @@ describe('createRelayClient', () => {
     'reads a message with its history',
     withClient(async (client) => {
       const res = await client.getMessage('m-9');
-      expect((seen[0]?.request as GetMessageRequest).messageId).toBe('m-9');
+      expect((seen[0]!.request as GetMessageRequest).messageId).toBe('m-9');
       expect(res).toMatchObject({ messageId: 'm-9', state: MessageState.SENT, attempts: 1, sender: 'no-reply' });
       expect(res.history[0]?.detail).toBe('accepted');
     }),

@@ -78,7 +78,7 @@ describe('parseConfig', () => {
     const cfg = parseConfig(base.replace('    rate: { preset: microsoft365-graph }\n', ''), env);
     expect(cfg.senders[1]!.rate).toMatchObject({ preset: 'microsoft365-graph', batchSize: 10_000, intervalMs: 600_000, maxConcurrent: 4, dailyRecipients: 10_000 });
     expect(cfg.senders[0]!.rate).toBeDefined();
-    const unpacedSmtp = parseConfig(base.replace(/    rate: \{ preset: microsoft365-smtp[^\n]*\n/, ''), env);
+    const unpacedSmtp = parseConfig(base.replace(/ {4}rate: \{ preset: microsoft365-smtp[^\n]*\n/, ''), env);
     expect(unpacedSmtp.senders[0]!.rate).toBeUndefined();
   });
 
@@ -130,7 +130,7 @@ describe('parseConfig', () => {
     expect(configError(base, { NOREPLY_PASSWORD: 'x' })).toMatch(/clients\[0\]\.api_key: environment variable BILLING_API_KEY is not set/);
     expect(configError(base.replace('senders: [no-reply]', 'senders: [nobody]'))).toMatch(/clients\[0\]\.senders\[0\]: "nobody" is not a configured sender/);
     expect(configError(base.replace('    transport: graph\n', '    transport: graph\n    smtp: { host: x, port: 587, security: none }\n'))).toMatch(/senders\[1\]\.smtp: not allowed with transport: graph/);
-    expect(configError(base.replace(/  - id: registrar[\s\S]*$/, '  - id: no-reply\n    from: a@b.example\n    transport: smtp\n    smtp: { host: x, port: 587, security: none }\n'))).toMatch(/senders\[1\]\.id: duplicate sender id/);
+    expect(configError(base.replace(/ {2}- id: registrar[\s\S]*$/, '  - id: no-reply\n    from: a@b.example\n    transport: smtp\n    smtp: { host: x, port: 587, security: none }\n'))).toMatch(/senders\[1\]\.id: duplicate sender id/);
     expect(configError('clients: []\nsenders: []\n')).toMatch(/clients: at least one client/);
     expect(configError('clients: [\n')).toMatch(/not valid YAML/);
     expect(configError(base.replace('rate: { preset: microsoft365-graph }', 'rate: { batch_size: 5 }'))).toMatch(/senders\[1\]\.rate\.interval: required with batch_size/);

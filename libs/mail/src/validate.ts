@@ -33,6 +33,7 @@ export const ALLOWED_HEADERS_TEXT = [...ALLOWED_PREFIXES.map((p) => `${p}*`), ..
 const FIELD_NAME = /^[!-9;-~]+$/; // printable US-ASCII except ":" (RFC 5322 3.6.8)
 const CONTENT_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(?: *; *[A-Za-z0-9!#$&^_.+-]+=(?:[A-Za-z0-9!#$&^_.+-]+|"[^"\\]*"))*$/;
 /** C0 controls but tab, DEL, C1 controls and Unicode line separators: any of them could end or fold a header line. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is its purpose.
 const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029]/;
 
 function invalid(field: string, reason: string): RelayError {

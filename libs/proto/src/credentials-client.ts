@@ -31,7 +31,7 @@ const Ctor = makeGenericClientConstructor(toGrpcDefinition(CredentialsService), 
 
 /** The client for the internal CredentialsService (mutual TLS or the internal token): senders' and ingest's. */
 export function createCredentialsClient(address: string, auth: InternalAuth): CredentialsClient {
-  const client = new Ctor(address, internalChannelCredentials(auth)) as Client & Record<string, Function>;
+  const client = new Ctor(address, internalChannelCredentials(auth)) as Client & Record<string, (...args: unknown[]) => unknown>;
   function unary<I extends DescMessage, O>(method: string, schema: I, req: MessageInitShape<I>, deadlineMs: number): Promise<O> {
     const md = internalMetadata(auth);
     return new Promise((resolve, reject) => {

@@ -39,7 +39,7 @@ const t = setInterval(() => {
 /** Never finishes starting: only what the telemetry module (loaded first) installed can end it. */
 const STUCK_STARTING = `setInterval(() => {}, 1000);`;
 
-let cleanup: Array<() => void> = [];
+const cleanup: Array<() => void> = [];
 afterEach(() => {
   for (const step of cleanup.splice(0)) step();
 });

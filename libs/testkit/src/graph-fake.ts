@@ -342,7 +342,7 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
       authorize(req, mailbox, 'Mail.ReadWrite');
       draftOf(mailbox, id);
       const item = json<{ AttachmentItem?: { attachmentType?: string; name?: string; size?: number; contentType?: string; isInline?: boolean } }>(body).AttachmentItem;
-      if (!item || item.attachmentType !== 'file' || !item.name || typeof item.size !== 'number') {
+      if (item?.attachmentType !== 'file' || !item.name || typeof item.size !== 'number') {
         throw new Answer(400, 'ErrorInvalidParameter', 'AttachmentItem with attachmentType file, name and size is required.');
       }
       if (item.size > 150 * 1024 * 1024) throw new Answer(400, 'ErrorAttachmentSizeShouldNotBeGreaterThanMaxSize', 'Attachments are limited to 150 MB.');

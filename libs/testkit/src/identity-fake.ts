@@ -216,7 +216,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       const uid = createHash('sha256').update(user ?? '').digest('hex').slice(0, 32);
       out.client_info = Buffer.from(JSON.stringify({ uid, utid: 'tenant' })).toString('base64url');
       const claims = { aud: 'fake', iss: `${base}/tenant/v2.0`, oid: uid, tid: 'tenant', preferred_username: user, email: user, ...(verified === undefined ? {} : { email_verified: verified }), sub: uid, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + expiresIn };
-      if (idToken) out.id_token = [{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.') + '.';
+      if (idToken) out.id_token = `${[{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.')}.`;
     }
     json(res, 200, out);
   }
@@ -224,7 +224,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
   function appToken(scope: string, roles: string[]): string {
     const now = Math.floor(Date.now() / 1000);
     const claims = { aud: scope.replace(/\/\.default$/, ''), iss: `${base}/tenant/v2.0`, iat: now, exp: now + expiresIn, roles, jti: randomBytes(16).toString('base64url') };
-    return [{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.') + '.sig';
+    return `${[{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.')}.sig`;
   }
 
   function oauthError(res: ServerResponse, statusCode: number, error: string, code: number, description: string) {

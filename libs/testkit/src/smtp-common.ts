@@ -1,4 +1,4 @@
-import { SMTPServer, type SMTPServerError, type SMTPServerOptions } from 'smtp-server';
+import type { SMTPServer, SMTPServerError, SMTPServerOptions } from 'smtp-server';
 import type { CertPair } from './tls.js';
 
 /** tls: implicit TLS (like port 465); starttls: STARTTLS offered, AUTH only after it; none: plain. */

@@ -155,7 +155,7 @@ export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<Tes
           .then(async (r) => {
             if (r && r.code >= 400) return callback(smtpError(r));
             const parsed = await simpleParser(raw);
-            const mailFromArgs = (session.envelope.mailFrom && session.envelope.mailFrom.args) || {};
+            const mailFromArgs = (session.envelope.mailFrom || undefined)?.args || {};
             messages.push({ envelope, mailFromArgs, raw, parsed, secure: session.secure, ...(auth ? { user: auth.user, authMethod: auth.method } : {}) });
             changes.notify();
             callback(null, r?.message);

@@ -68,7 +68,7 @@ export function createConsent(deps: ConsentDeps): Consent {
         );
       }
       const auth = sender.smtp?.auth;
-      if (!auth || auth.type !== 'oauth2') throw new RelayError(ErrorCode.FailedPrecondition, `sender "${senderId}" does not use OAuth2 (smtp.auth.type: oauth2)`);
+      if (auth?.type !== 'oauth2') throw new RelayError(ErrorCode.FailedPrecondition, `sender "${senderId}" does not use OAuth2 (smtp.auth.type: oauth2)`);
       if (auth.flow !== 'refresh_token') {
         throw new RelayError(ErrorCode.FailedPrecondition, `sender "${senderId}" uses flow: client_credentials (app-only); there is nobody to sign in. Grant the app SMTP.SendAsApp and register its service principal in Exchange instead`);
       }
@@ -121,7 +121,7 @@ export function createConsent(deps: ConsentDeps): Consent {
       const code = query.get('code');
       if (!code) return { status: 400, message: 'The sign-in answer has no authorization code.' };
       const auth = deps.senders.get(pending.sender)?.smtp?.auth;
-      if (!auth || auth.type !== 'oauth2') return { status: 400, message: `Sender "${pending.sender}" no longer uses OAuth2.` };
+      if (auth?.type !== 'oauth2') return { status: 400, message: `Sender "${pending.sender}" no longer uses OAuth2.` };
       let redeemed: RedeemedCode;
       try {
         redeemed = await deps.redeemCode(auth, { code, verifier: pending.verifier, redirectUri: pending.redirectUri, scopes: delegatedScopes(auth) });

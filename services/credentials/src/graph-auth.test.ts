@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { graphScopes, graphTokenAuth, graphTokenFor, tokenRoles } from './graph-auth.js';
 import type { OAuthTokens } from './oauth-tokens.js';
 
-const jwt = (claims: object) => ['{"alg":"none"}', JSON.stringify(claims)].map((p) => Buffer.from(p).toString('base64url')).join('.') + '.sig';
+const jwt = (claims: object) => `${['{"alg":"none"}', JSON.stringify(claims)].map((p) => Buffer.from(p).toString('base64url')).join('.')}.sig`;
 
 describe('graphScopes', () => {
   it.each([

@@ -55,7 +55,7 @@ function rawCall(
   token?: string,
   method: 'getSmtpAuth' | 'beginConsent' = 'getSmtpAuth',
 ): Promise<{ code: number; password?: string }> {
-  const client = new Ctor(address, channel, { 'grpc.ssl_target_name_override': 'localhost' }) as unknown as Record<string, Function> & { close(): void };
+  const client = new Ctor(address, channel, { 'grpc.ssl_target_name_override': 'localhost' }) as unknown as Record<string, (...args: unknown[]) => unknown> & { close(): void };
   const md = new Metadata();
   if (token) md.set('authorization', `Bearer ${token}`);
   const req = method === 'getSmtpAuth' ? create(GetSmtpAuthRequestSchema, { sender: 'mail' }) : create(BeginConsentRequestSchema, { sender: 'mail' });

@@ -54,7 +54,7 @@ export async function claim(kv: KV, client: string, idempotencyKey: string, fp: 
     } catch (err) {
       if (!(err instanceof JetStreamApiError) || !WRONG_LAST_SEQUENCE.has(err.code)) throw err;
       const existing = await kv.get(key);
-      if (!existing || existing.operation !== 'PUT') {
+      if (existing?.operation !== 'PUT') {
         if (i === 2) throw err;
         continue; // expired or deleted between our create and get: try again
       }

@@ -6,7 +6,6 @@ import { ErrorCode, RelayError } from '@relay/core';
 import { validateSendMail } from '@relay/mail';
 import {
   SendMailResponseSchema,
-  type Envelope,
   type GetMessageRequest,
   type GetMessageResponse,
   type SendMailRequest,

@@ -41,12 +41,12 @@ export async function pacingMetrics(lanes: Iterable<SenderLane>, pacer: RedisPac
     relay_pacing_daily_recipients_remaining: 'gauge Recipients the sender may still reach in the rolling day',
     relay_pacing_granted_total: 'counter Messages released by this replica\'s pacer',
   };
-  return Object.entries(rows)
+  return `${Object.entries(rows)
     .map(([name, lines]) => {
       const [type, ...text] = help[name]!.split(' ');
       return [`# HELP ${name} ${text.join(' ')}`, `# TYPE ${name} ${type}`, ...lines].join('\n');
     })
-    .join('\n') + '\n';
+    .join('\n')}\n`;
 }
 
 export interface QueueGaugeSource {

@@ -5,7 +5,7 @@ import type { SenderConfig } from '@relay/config';
 import { retryable } from '@relay/core';
 import type { Envelope } from '@relay/proto';
 import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
-import { AuthCache, SmtpAuthKind } from './auth-cache.js';
+import { type AuthCache, SmtpAuthKind } from './auth-cache.js';
 import { classifySmtpError, type SmtpErrorLike } from './classify.js';
 import { buildMessage } from './message.js';
 import { buildRawMessage } from './raw-message.js';

@@ -48,7 +48,7 @@ async function publisher(s: string) {
   }
   await Promise.all(acks);
   latencies.sort((a, b) => a - b);
-  process.stdout.write(JSON.stringify({ p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1) }) + '\n');
+  process.stdout.write(`${JSON.stringify({ p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1) })}\n`);
   await nc.close();
 }
 

@@ -6,7 +6,7 @@ import { createTransport } from 'nodemailer';
 import { parseConfig } from '@relay/config';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readSubject, startCaptureServer, type CapturedMessage, type CaptureServer } from './capture.js';
-import { DEMO, demoConfigYaml, demoMasterKey, demoSmtpDoorEnv, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
+import { DEMO, demoMasterKey, demoSmtpDoorEnv, formatCaptured, readyBanner, writeDemoConfig } from './demo.js';
 import { readStackFile, removeStackFile, stackFilePath, writeStackFile } from './stack-file.js';
 
 const dirs: string[] = [];

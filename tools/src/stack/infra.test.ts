@@ -159,7 +159,7 @@ describe('startInfra', () => {
     };
     const log: string[] = [];
     const files: unknown[] = [];
-    const start = async (image: string, port: number, command: string[], _ready: RegExp, f?: unknown[]): Promise<StartedContainer> => {
+    const start = async (image: string, _port: number, command: string[], _ready: RegExp, f?: unknown[]): Promise<StartedContainer> => {
       log.push(`start ${image} ${command.join(' ')}`.trim());
       files.push(f);
       return { host: 'localhost', port: 40000, stop: async () => void log.push(`stop ${image}`) };

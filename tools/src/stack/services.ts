@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
 import { readEnv } from '@relay/config';
 import { SERVICE_NAMES, type ServiceName } from '@relay/core';
 import { serviceMain } from '@relay/testkit/service-process';
