@@ -9,7 +9,25 @@ import { createUser } from '@nats-io/nkeys';
 import { busNames, createNatsAuth, ENVELOPE_SIG_INVALID, inboxPrefixFor, secretsBucketName, signEnvelope, type NatsAuthSetup, type NatsUser } from '@relay/bus';
 import { uuidv7 } from '@relay/core';
 import { EnvelopeSchema, MessageState } from '@relay/proto';
-import { clientEntry, FAST_DELIVERY, hasNatsServer, mailsWithId, newClient, type PrivateNats, smtpSender, type Stack, startPrivateNats, startSmtpServer, startStack, type TestClient, type TestSmtpServer, uncleanExits, uniquePrefix, waitForMail, waitForState } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  hasNatsServer,
+  mailsWithId,
+  newClient,
+  type PrivateNats,
+  smtpSender,
+  type Stack,
+  startPrivateNats,
+  startSmtpServer,
+  startStack,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  uniquePrefix,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const app = newClient('broker-app', ['no-reply', 'flaky', 'bouncer']);
@@ -31,7 +49,11 @@ const user = (kind: NatsUser['kind']) => auth.users.find((u) => u.kind === kind)
 
 /** A connection as `kind` (its seed, its inbox), as an attacker holding that service's credentials would open. */
 async function connectAs(kind: Exclude<NatsUser['kind'], 'admin'>): Promise<NatsConnection> {
-  const nc = await connect({ servers: nats.url, authenticator: nkeyAuthenticator(new TextEncoder().encode(user(kind).seed)), inboxPrefix: inboxPrefixFor(kind) });
+  const nc = await connect({
+    servers: nats.url,
+    authenticator: nkeyAuthenticator(new TextEncoder().encode(user(kind).seed)),
+    inboxPrefix: inboxPrefixFor(kind),
+  });
   conns.push(nc);
   return nc;
 }
@@ -64,9 +86,15 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
     nats = await startPrivateNats({ auth });
     smtp = await startSmtpServer({ security: 'starttls' });
     // Refuses the first message with a 451: the retry goes back through the scheduler.
-    flaky = await startSmtpServer({ security: 'starttls', reply: (ctx) => (ctx.phase === 'data' && ctx.attempt === 1 ? { code: 451, message: '4.7.0 Try again later' } : undefined) });
+    flaky = await startSmtpServer({
+      security: 'starttls',
+      reply: (ctx) => (ctx.phase === 'data' && ctx.attempt === 1 ? { code: 451, message: '4.7.0 Try again later' } : undefined),
+    });
     // Refuses mail for good while `refusing`: FAILED, kept for RetryMessages.
-    bouncer = await startSmtpServer({ security: 'starttls', reply: (ctx) => (ctx.phase === 'data' && refusing ? { code: 550, message: '5.7.1 Refused here' } : undefined) });
+    bouncer = await startSmtpServer({
+      security: 'starttls',
+      reply: (ctx) => (ctx.phase === 'data' && refusing ? { code: 550, message: '5.7.1 Refused here' } : undefined),
+    });
     stack = await startStack({
       prefix,
       nats: { url: nats.url, auth },
@@ -90,7 +118,13 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
   it('delivers mail end to end with each service on its own user, and no service hits a permission it lacks', async () => {
     const res = await client.sendMail({ sender: 'no-reply', to: ['ada@students.campus.example'], subject: 'hello', text: 'through an authenticated broker' });
     // Scheduled: it waits on the held stream.
-    const later = await client.sendMail({ sender: 'no-reply', to: ['cy@students.campus.example'], subject: 'later', text: 'x', sendAt: timestampFromDate(new Date(Date.now() + 1_500)) });
+    const later = await client.sendMail({
+      sender: 'no-reply',
+      to: ['cy@students.campus.example'],
+      subject: 'later',
+      text: 'x',
+      sendAt: timestampFromDate(new Date(Date.now() + 1_500)),
+    });
     // Larger than one broker message (its body goes through the object store), and retried once:
     // the retry keeps ingest's signature.
     const big = await client.sendMail({
@@ -100,7 +134,11 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
       text: 'see attachment',
       attachments: [{ filename: 'big.bin', contentType: 'application/octet-stream', content: randomBytes(1_500_000) }],
     });
-    for (const [id, server] of [[res.messageId, smtp], [later.messageId, smtp], [big.messageId, flaky]] as const) {
+    for (const [id, server] of [
+      [res.messageId, smtp],
+      [later.messageId, smtp],
+      [big.messageId, flaky],
+    ] as const) {
       await waitForState(client, id, [MessageState.SENT]);
       await waitForMail(server, id);
     }
@@ -130,7 +168,13 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
     expect((await waitForState(client, messageId, [MessageState.SENT])).attempts).toBe(2);
     expect((await waitForMail(bouncer, messageId)).parsed.subject).toBe('dead letter');
 
-    const later = await client.sendMail({ sender: 'no-reply', to: ['eve@students.campus.example'], subject: 'never', text: 'x', sendAt: timestampFromDate(new Date(Date.now() + 60_000)) });
+    const later = await client.sendMail({
+      sender: 'no-reply',
+      to: ['eve@students.campus.example'],
+      subject: 'never',
+      text: 'x',
+      sendAt: timestampFromDate(new Date(Date.now() + 60_000)),
+    });
     expect((await ops.cancelMessages({ messageIds: [later.messageId] })).count).toBe(1);
     expect((await waitForState(client, later.messageId, [MessageState.FAILED])).lastError).toContain('cancelled by broker-ops');
     expect(nats.output()).not.toMatch(/Violation/);
@@ -148,7 +192,9 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
     const n = busNames(prefix);
     const ingest = await connectAs('ingest');
     await expect(jetstream(ingest, { timeout: 2_000 }).publish(n.dispatchSubject('smtp', 'no-reply'), new Uint8Array([1]))).rejects.toThrow();
-    await untilLogged(new RegExp(`Publish Violation - Nkey "${user('ingest').publicKey}", Subject "${n.dispatchSubject('smtp', 'no-reply').replace(/\./g, '\\.')}"`));
+    await untilLogged(
+      new RegExp(`Publish Violation - Nkey "${user('ingest').publicKey}", Subject "${n.dispatchSubject('smtp', 'no-reply').replace(/\./g, '\\.')}"`),
+    );
 
     const scheduler = await connectAs('scheduler');
     const jsm = await jetstreamManager(scheduler, { timeout: 2_000 });
@@ -157,7 +203,9 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
     // The senders' secrets and pulled mail are not the scheduler's to read.
     const secrets = `KV_${secretsBucketName(prefix)}`;
     await expect(jsm.streams.getMessage(secrets, { seq: 1 })).rejects.toThrow();
-    await untilLogged(new RegExp(`Publish Violation - Nkey "${user('scheduler').publicKey}", Subject "\\$JS\\.API\\.STREAM\\.MSG\\.GET\\.${secrets.replace(/\./g, '\\.')}"`));
+    await untilLogged(
+      new RegExp(`Publish Violation - Nkey "${user('scheduler').publicKey}", Subject "\\$JS\\.API\\.STREAM\\.MSG\\.GET\\.${secrets.replace(/\./g, '\\.')}"`),
+    );
     scheduler.subscribe(`${inboxPrefixFor('smtp-sender')}.>`);
     await untilLogged(new RegExp(`Subscription Violation - Nkey "${user('scheduler').publicKey}", Subject "_INBOX\\.smtp-sender\\.>"`));
 
@@ -167,7 +215,7 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
     await expect(sjsm.consumers.add(n.dispatchStream, { durable_name: 'thief', filter_subject: n.dispatchWildcard('graph') })).rejects.toThrow();
   });
 
-  it('refuses a dispatch the scheduler\'s user injects without ingest\'s signature: FAILED, nothing reaches the SMTP server', async () => {
+  it("refuses a dispatch the scheduler's user injects without ingest's signature: FAILED, nothing reaches the SMTP server", async () => {
     const n = busNames(prefix);
     const js = jetstream(await connectAs('scheduler'));
     const forge = (sig?: Buffer) => {

@@ -27,7 +27,7 @@ describe.skipIf(!hasNatsServer)('NATS over TLS with a service user', () => {
     return connectBus({ servers: e.natsUrl, prefix: e.busPrefix, name: 'tls-test', auth: e.nats, inboxPrefix: inboxPrefixFor('ingest') });
   };
 
-  it('connects with NATS_TLS_CA and the service\'s nkey seed, and works as that user', async () => {
+  it("connects with NATS_TLS_CA and the service's nkey seed, and works as that user", async () => {
     const bus = await busFor({ NATS_TLS_CA: testCa().caFile, NATS_NKEY_SEED_FILE: seedFile });
     try {
       expect(await bus.healthy()).toBe(true);

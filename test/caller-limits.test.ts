@@ -1,6 +1,23 @@
 import { connectBus, type Bus } from '@relay/bus';
 import { MessageState } from '@relay/proto';
-import { clientEntry, codeOf, createTestClient, dropBus, newClient, type SendMailInit, type ServiceProcess, serviceTestEnv, smtpSender, spawnService, status, type TestClient, testNatsUrl, testRedisUrl, uniquePrefix, writeConfig } from '@relay/testkit';
+import {
+  clientEntry,
+  codeOf,
+  createTestClient,
+  dropBus,
+  newClient,
+  type SendMailInit,
+  type ServiceProcess,
+  serviceTestEnv,
+  smtpSender,
+  spawnService,
+  status,
+  type TestClient,
+  testNatsUrl,
+  testRedisUrl,
+  uniquePrefix,
+  writeConfig,
+} from '@relay/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -26,8 +43,20 @@ function client(apiKey: string, replica = 0): TestClient {
 }
 
 beforeAll(async () => {
-  const config = { clients: [greedy, polite, bursty, bulky, hoarder, mailer].map(entry), senders: [smtpSender({ id: 'shared', server: { port: 2 }, security: 'none' })] };
-  const env = { RELAY_CONFIG: writeConfig(config), NATS_URL: testNatsUrl(), REDIS_URL: testRedisUrl(), RELAY_BUS_PREFIX: prefix, RELAY_GRPC_PORT: '0', RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', ...serviceTestEnv('ingest') };
+  const config = {
+    clients: [greedy, polite, bursty, bulky, hoarder, mailer].map(entry),
+    senders: [smtpSender({ id: 'shared', server: { port: 2 }, security: 'none' })],
+  };
+  const env = {
+    RELAY_CONFIG: writeConfig(config),
+    NATS_URL: testNatsUrl(),
+    REDIS_URL: testRedisUrl(),
+    RELAY_BUS_PREFIX: prefix,
+    RELAY_GRPC_PORT: '0',
+    RELAY_METRICS_PORT: '0',
+    RELAY_HOST: '127.0.0.1',
+    ...serviceTestEnv('ingest'),
+  };
   // Two replicas: the limits are the client's, not each replica's.
   replicas.push(await spawnService('ingest', { env }), await spawnService('ingest', { env }));
   bus = await connectBus({ servers: testNatsUrl(), prefix, name: 'caller-limits-test' });
@@ -61,7 +90,12 @@ describe('per-client limits', () => {
     await bus.publishStatus({ messageId: ids[0]!, sender: 'shared', state: MessageState.SENT, attempt: 1, detail: '250 OK', service: 'relay-smtp-sender' });
     const until = Date.now() + 15_000;
     for (;;) {
-      const r = await client(greedy.apiKey, 0).sendMail(message()).then(() => 'ok', (err: { code?: number }) => err.code);
+      const r = await client(greedy.apiKey, 0)
+        .sendMail(message())
+        .then(
+          () => 'ok',
+          (err: { code?: number }) => err.code,
+        );
       if (r === 'ok') break;
       expect(r).toBe(status.RESOURCE_EXHAUSTED);
       if (Date.now() > until) throw new Error('the stored quota was not released after SENT');

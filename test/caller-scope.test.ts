@@ -2,7 +2,24 @@ import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { get } from 'node:https';
 import { MessageState } from '@relay/proto';
-import { clientEntry, codeOf, createTestClient, dropBus, masterKey, newClient, type ServiceProcess, serviceTestEnv, smtpSender, spawnService, status, testCa, type TestClient, testNatsUrl, uniquePrefix, writeConfig } from '@relay/testkit';
+import {
+  clientEntry,
+  codeOf,
+  createTestClient,
+  dropBus,
+  masterKey,
+  newClient,
+  type ServiceProcess,
+  serviceTestEnv,
+  smtpSender,
+  spawnService,
+  status,
+  testCa,
+  type TestClient,
+  testNatsUrl,
+  uniquePrefix,
+  writeConfig,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 // Two clients that share a sender, and an admin client.
@@ -32,7 +49,10 @@ function listeningAddress(port: number): string | undefined {
 }
 
 beforeAll(async () => {
-  const config = { clients: [clientEntry(alice), clientEntry(bob), clientEntry(ops)], senders: [smtpSender({ id: 'shared', server: { port: 2 }, security: 'none' })] };
+  const config = {
+    clients: [clientEntry(alice), clientEntry(bob), clientEntry(ops)],
+    senders: [smtpSender({ id: 'shared', server: { port: 2 }, security: 'none' })],
+  };
   ingest = await spawnService('ingest', {
     env: {
       RELAY_CONFIG: writeConfig(config),
@@ -104,7 +124,13 @@ describe('TLS and listening addresses', () => {
 
 describe('reads are scoped to the calling client', () => {
   it("another client of the same sender gets NOT_FOUND for a message's history; its own client and admins see it", async () => {
-    const sent = await client(alice.apiKey).sendMail({ sender: 'shared', to: ['a@campus.example'], bcc: ['secret-bcc@campus.example'], subject: 'private', text: 'x' });
+    const sent = await client(alice.apiKey).sendMail({
+      sender: 'shared',
+      to: ['a@campus.example'],
+      bcc: ['secret-bcc@campus.example'],
+      subject: 'private',
+      text: 'x',
+    });
     const denied = await codeOf(client(bob.apiKey).getMessage(sent.messageId));
     expect(denied.code).toBe(status.NOT_FOUND);
     expect(denied.details).not.toMatch(/secret-bcc/);
@@ -124,6 +150,8 @@ describe('headers a caller may not set', () => {
     const attachment = { filename: 'a.txt', contentType: 'text/plain\r\nBcc: victim@elsewhere.example', content: new Uint8Array(1) };
     const ct = await codeOf(client(alice.apiKey).sendMail({ ...base, attachments: [attachment] }));
     expect(ct).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^attachments\[0\]\.content_type/) });
-    expect((await client(alice.apiKey).sendMail({ ...base, headers: { 'X-Ticket': '1', 'List-Unsubscribe': '<mailto:u@campus.example>' } })).state).toBe(MessageState.QUEUED);
+    expect((await client(alice.apiKey).sendMail({ ...base, headers: { 'X-Ticket': '1', 'List-Unsubscribe': '<mailto:u@campus.example>' } })).state).toBe(
+      MessageState.QUEUED,
+    );
   });
 });

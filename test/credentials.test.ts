@@ -5,7 +5,22 @@ import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Redis } from 'ioredis';
 import { AdminService, BeginConsentRequestSchema, MessageState, toGrpcDefinition, type BeginConsentResponse, type TestSenderResponse } from '@relay/proto';
-import { clientEntry, FAST_DELIVERY, type IdentityFake, newClient, type Stack, startIdentityFake, startSmtpServer, startStack, testCa, type TestClient, type TestSmtpServer, uncleanExits, waitForMail, waitForState } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  type IdentityFake,
+  newClient,
+  type Stack,
+  startIdentityFake,
+  startSmtpServer,
+  startStack,
+  testCa,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const CLIENT_ID = 'relay-app';
@@ -32,7 +47,15 @@ function oauthSender(id: string, auth: Record<string, unknown>): Record<string, 
       security: 'starttls',
       servername: 'localhost',
       ca_file: testCa().caFile,
-      auth: { type: 'oauth2', provider: 'microsoft', client_id: CLIENT_ID, client_secret: 'env:APP_CLIENT_SECRET', user: `${id}@campus.example`, authority_url: idp.url, ...auth },
+      auth: {
+        type: 'oauth2',
+        provider: 'microsoft',
+        client_id: CLIENT_ID,
+        client_secret: 'env:APP_CLIENT_SECRET',
+        user: `${id}@campus.example`,
+        authority_url: idp.url,
+        ...auth,
+      },
     },
   };
 }
@@ -41,7 +64,11 @@ beforeAll(async () => {
   // This process plays the browser that signs in at the identity platform double.
   setDefaultCACertificates([...getCACertificates('default'), testCa().caPem]);
   idp = await startIdentityFake({ clients: { [CLIENT_ID]: CLIENT_SECRET }, tokenDelayMs: 100 });
-  smtp = await startSmtpServer({ security: 'starttls', xoauth2: (_user, token) => idp.acceptsAccessToken(token), users: { 'password@campus.example': SMTP_PASSWORD } });
+  smtp = await startSmtpServer({
+    security: 'starttls',
+    xoauth2: (_user, token) => idp.acceptsAccessToken(token),
+    users: { 'password@campus.example': SMTP_PASSWORD },
+  });
   importedRefreshToken = idp.issueRefreshToken(CLIENT_ID, 'delegated@campus.example');
   stack = await startStack({
     label: 'creds',
@@ -58,13 +85,27 @@ beforeAll(async () => {
           id: 'password',
           from: 'password@campus.example',
           transport: 'smtp',
-          smtp: { host: '127.0.0.1', port: smtp.port, security: 'starttls', servername: 'localhost', ca_file: testCa().caFile, auth: { type: 'password', user: 'password@campus.example', password: SMTP_PASSWORD } },
+          smtp: {
+            host: '127.0.0.1',
+            port: smtp.port,
+            security: 'starttls',
+            servername: 'localhost',
+            ca_file: testCa().caFile,
+            auth: { type: 'password', user: 'password@campus.example', password: SMTP_PASSWORD },
+          },
         },
         {
           id: 'wrong-password',
           from: 'password@campus.example',
           transport: 'smtp',
-          smtp: { host: '127.0.0.1', port: smtp.port, security: 'starttls', servername: 'localhost', ca_file: testCa().caFile, auth: { type: 'password', user: 'password@campus.example', password: 'not-the-password' } },
+          smtp: {
+            host: '127.0.0.1',
+            port: smtp.port,
+            security: 'starttls',
+            servername: 'localhost',
+            ca_file: testCa().caFile,
+            auth: { type: 'password', user: 'password@campus.example', password: 'not-the-password' },
+          },
         },
       ],
       delivery: FAST_DELIVERY,
@@ -95,8 +136,11 @@ function beginConsent(sender: string): Promise<BeginConsentResponse> {
   const md = new Metadata();
   md.set('authorization', `Bearer ${ops.apiKey}`);
   return new Promise<BeginConsentResponse>((resolve, reject) =>
-    admin.beginConsent!(create(BeginConsentRequestSchema, { sender }), md, { deadline: Date.now() + 10_000 }, (err: ServiceError | null, res: BeginConsentResponse) =>
-      err ? reject(err) : resolve(res),
+    admin.beginConsent!(
+      create(BeginConsentRequestSchema, { sender }),
+      md,
+      { deadline: Date.now() + 10_000 },
+      (err: ServiceError | null, res: BeginConsentResponse) => (err ? reject(err) : resolve(res)),
     ),
   ).finally(() => admin.close());
 }

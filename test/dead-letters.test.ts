@@ -2,7 +2,27 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { MessageState, type ListMessagesResponse } from '@relay/proto';
-import { clientEntry, codeOf, FAST_DELIVERY, historyStates, mailsWithId, newClient, type OtlpReceiver, type SmtpReply, smtpSender, type Stack, startOtlpReceiver, startSmtpServer, startStack, status, type TestClient, type TestSmtpServer, uncleanExits, waitForMail, waitForState } from '@relay/testkit';
+import {
+  clientEntry,
+  codeOf,
+  FAST_DELIVERY,
+  historyStates,
+  mailsWithId,
+  newClient,
+  type OtlpReceiver,
+  type SmtpReply,
+  smtpSender,
+  type Stack,
+  startOtlpReceiver,
+  startSmtpServer,
+  startStack,
+  status,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -48,7 +68,13 @@ beforeAll(async () => {
     label: 'dead-letters',
     config: config(true),
     // Spans to a local receiver: a retried message continues its trace.
-    env: { OTEL_TRACES_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'none', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '50' },
+    env: {
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_METRICS_EXPORTER: 'none',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_BSP_SCHEDULE_DELAY: '50',
+    },
   });
   app = stack.client(appKey.apiKey);
   other = stack.client(otherKey.apiKey);
@@ -62,12 +88,19 @@ afterAll(async () => {
 });
 
 /** Lists until `check` passes: the index follows the status stream a moment behind. */
-async function listUntil(req: Parameters<TestClient['listMessages']>[0], check: (r: ListMessagesResponse) => boolean, timeoutMs = 15_000): Promise<ListMessagesResponse> {
+async function listUntil(
+  req: Parameters<TestClient['listMessages']>[0],
+  check: (r: ListMessagesResponse) => boolean,
+  timeoutMs = 15_000,
+): Promise<ListMessagesResponse> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const r = await ops.listMessages(req);
     if (check(r)) return r;
-    if (Date.now() > until) throw new Error(`ListMessages ${JSON.stringify(req)} never matched; last: ${JSON.stringify(r.messages.map((m) => [m.messageId, MessageState[m.state]]))}`);
+    if (Date.now() > until)
+      throw new Error(
+        `ListMessages ${JSON.stringify(req)} never matched; last: ${JSON.stringify(r.messages.map((m) => [m.messageId, MessageState[m.state]]))}`,
+      );
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -104,7 +137,8 @@ describe('dead letters', () => {
   it('filters by sender, client, recipient, state and time, newest first, in pages', async () => {
     const before = new Date(Date.now() - 1_000);
     const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push((await app.sendMail({ sender: 'ok', to: [`pager${i}@students.campus.example`], subject: `page ${i}`, text: 'x' })).messageId);
+    for (let i = 0; i < 5; i++)
+      ids.push((await app.sendMail({ sender: 'ok', to: [`pager${i}@students.campus.example`], subject: `page ${i}`, text: 'x' })).messageId);
     const theirs = (await other.sendMail({ sender: 'ok', to: ['pager-other@students.campus.example'], subject: 'other', text: 'x' })).messageId;
     for (const id of [...ids, theirs]) await waitForState(app, id, [MessageState.SENT]).catch(() => waitForState(other, id, [MessageState.SENT]));
     await listUntil({ state: MessageState.SENT, sender: 'ok' }, (r) => [...ids, theirs].every((id) => r.messages.some((m) => m.messageId === id)));
@@ -154,7 +188,8 @@ describe('dead letters', () => {
   it('retries and cancels by filter as well as by id', async () => {
     refusing = true;
     const failed: string[] = [];
-    for (let i = 0; i < 2; i++) failed.push((await app.sendMail({ sender: 'gate', to: [`bulk${i}@students.campus.example`], subject: `bulk ${i}`, text: 'x' })).messageId);
+    for (let i = 0; i < 2; i++)
+      failed.push((await app.sendMail({ sender: 'gate', to: [`bulk${i}@students.campus.example`], subject: `bulk ${i}`, text: 'x' })).messageId);
     for (const id of failed) await waitForState(app, id, [MessageState.FAILED]);
     await listUntil({ state: MessageState.FAILED, sender: 'gate' }, (r) => failed.every((id) => r.messages.some((m) => m.messageId === id)));
     refusing = false;
@@ -163,7 +198,10 @@ describe('dead letters', () => {
 
     const at = timestampFromDate(new Date(Date.now() + 60_000));
     const queued: string[] = [];
-    for (let i = 0; i < 2; i++) queued.push((await app.sendMail({ sender: 'later', to: [`bulk-later${i}@students.campus.example`], subject: `later ${i}`, text: 'x', sendAt: at })).messageId);
+    for (let i = 0; i < 2; i++)
+      queued.push(
+        (await app.sendMail({ sender: 'later', to: [`bulk-later${i}@students.campus.example`], subject: `later ${i}`, text: 'x', sendAt: at })).messageId,
+      );
     await listUntil({ state: MessageState.QUEUED, sender: 'later' }, (r) => queued.every((id) => r.messages.some((m) => m.messageId === id)));
     expect((await ops.cancelMessages({ state: MessageState.QUEUED, sender: 'later', recipient: 'bulk-later1@students.campus.example' })).count).toBe(1);
     expect((await app.getMessage(queued[1]!)).lastError).toBe('cancelled by ops');
@@ -174,7 +212,8 @@ describe('dead letters', () => {
 
   it("a paced sender's backlog that waits longer than limits.held_max_age ends FAILED with the reason", async () => {
     const ids: string[] = [];
-    for (let i = 0; i < 3; i++) ids.push((await app.sendMail({ sender: 'paced', to: [`slow${i}@students.campus.example`], subject: `slow ${i}`, text: 'x' })).messageId);
+    for (let i = 0; i < 3; i++)
+      ids.push((await app.sendMail({ sender: 'paced', to: [`slow${i}@students.campus.example`], subject: `slow ${i}`, text: 'x' })).messageId);
     await waitForState(app, ids[0]!, [MessageState.SENT]);
     // The second waits in the lane for the next hour's slot, the third behind it in the held stream.
     for (const id of ids.slice(1)) {

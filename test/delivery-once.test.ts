@@ -1,7 +1,23 @@
 import { connectBus, MAX_STATUS_DETAIL_BYTES, type Bus } from '@relay/bus';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { MessageState } from '@relay/proto';
-import { clientEntry, consumerSettled, historyStates, mailsWithId, newClient, smtpSender, type Stack, startSmtpServer, startStack, type TestClient, testNatsUrl, type TestSmtpServer, uncleanExits, waitForMail, waitForState } from '@relay/testkit';
+import {
+  clientEntry,
+  consumerSettled,
+  historyStates,
+  mailsWithId,
+  newClient,
+  smtpSender,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  type TestClient,
+  testNatsUrl,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ACCEPTED = 'ada@students.campus.example';

@@ -2,7 +2,23 @@ import { randomBytes } from 'node:crypto';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { connectBus } from '@relay/bus';
 import { MessageState } from '@relay/proto';
-import { clientEntry, FAST_DELIVERY, historyStates, newClient, type ReceivedMail, smtpSender, type Stack, startSmtpServer, startStack, type TestClient, testNatsUrl, type TestSmtpServer, uncleanExits, waitForMail, waitForState } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  historyStates,
+  newClient,
+  type ReceivedMail,
+  smtpSender,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  type TestClient,
+  testNatsUrl,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const SMTP_USER = 'no-reply@campus.example';

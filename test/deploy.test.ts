@@ -115,7 +115,8 @@ describe('deploy/kubernetes', () => {
     for (const ref of fileRefs(relay.senders)) expect(generated['relay-credentials-secrets']).toContain(ref.split('/').pop());
     expect(generated['relay-credentials-secrets']).toContain('master-key');
     // Ingest presents a token of its own, which fetches no sender's secret.
-    const tokenFile = (name: string, variable: string) => find(docs, 'Deployment', name)!.spec.template.spec.containers[0].env?.find((e: Doc) => e.name === variable)?.value;
+    const tokenFile = (name: string, variable: string) =>
+      find(docs, 'Deployment', name)!.spec.template.spec.containers[0].env?.find((e: Doc) => e.name === variable)?.value;
     expect(Object.fromEntries(SERVICES.map((n) => [n, tokenFile(n, 'RELAY_INTERNAL_TOKEN_FILE')]))).toEqual({
       credentials: '/run/secrets/relay/internal-token',
       ingest: '/run/secrets/relay/ingest-token',
@@ -149,7 +150,11 @@ describe('deploy/kubernetes', () => {
       expect(spec.securityContext.runAsNonRoot, d.metadata.name).toBe(true);
       expect(spec.securityContext.seccompProfile, d.metadata.name).toEqual({ type: 'RuntimeDefault' });
       for (const c of spec.containers) {
-        expect(c.securityContext, `${d.metadata.name}/${c.name}`).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+        expect(c.securityContext, `${d.metadata.name}/${c.name}`).toEqual({
+          allowPrivilegeEscalation: false,
+          readOnlyRootFilesystem: true,
+          capabilities: { drop: ['ALL'] },
+        });
       }
     }
   });
@@ -159,7 +164,9 @@ describe('deploy/kubernetes', () => {
     const deny = policies.find((p) => Object.keys(p.spec.podSelector).length === 0);
     expect(deny?.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress'] });
     const relayPods = [...SERVICES].sort();
-    const rules = policies.flatMap((p) => (p.spec.ingress ?? []).map((r: Doc) => ({ pod: p.spec.podSelector.matchLabels?.['app.kubernetes.io/name'], rule: r })));
+    const rules = policies.flatMap((p) =>
+      (p.spec.ingress ?? []).map((r: Doc) => ({ pod: p.spec.podSelector.matchLabels?.['app.kubernetes.io/name'], rule: r })),
+    );
     // A rule without `from` admits anyone, in or out of the cluster.
     const open = rules.filter((r) => !r.rule.from).map((r) => `${r.pod}:${r.rule.ports.map((p: Doc) => p.port).join(',')}`);
     expect(open.sort()).toEqual(['credentials:8080', 'ingest:50051']);
@@ -196,7 +203,7 @@ describe('deploy/kubernetes', () => {
     expect(gen.files).toEqual([`seed=nats-auth/${name}.nk`]);
   });
 
-  it('admits only the relay\'s NATS users: the server includes the generated users (public keys only)', () => {
+  it("admits only the relay's NATS users: the server includes the generated users (public keys only)", () => {
     const sts = find(docs, 'StatefulSet', 'nats')!;
     const conf: string = find(docs, 'ConfigMap', 'nats-config')!.data['nats.conf'];
     const include = /^\s*include (\S+)$/m.exec(conf)?.[1];
@@ -287,12 +294,14 @@ describe('deploy/Dockerfile', () => {
     expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:24-slim$/m);
     expect(dockerfile).toMatch(/^USER 1000:1000$/m);
     expect(dockerfile).toMatch(/^HEALTHCHECK .*\n?.*\/healthz/m);
-    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "--max-semi-space-size=16", "--import", "\/app\/libs\/telemetry\/dist\/register.js", "\/app\/relay.mjs"\]$/m);
+    expect(dockerfile).toMatch(
+      /^ENTRYPOINT \["node", "--max-semi-space-size=16", "--import", "\/app\/libs\/telemetry\/dist\/register.js", "\/app\/relay.mjs"\]$/m,
+    );
     const instructions = dockerfile.split('\n').filter((l) => !l.startsWith('#'));
     expect(instructions.join('\n')).not.toMatch(/RELAY_MASTER_KEY|secrets\//);
   });
 
-  it("relay.mjs takes the list of services from @relay/core and names them all on a wrong argument", () => {
+  it('relay.mjs takes the list of services from @relay/core and names them all on a wrong argument', () => {
     const entry = readFileSync(join(deploy, 'relay.mjs'), 'utf8');
     for (const name of SERVICES) expect(entry).not.toContain(`'${name}'`);
     const run = spawnSync(process.execPath, [join(deploy, 'relay.mjs'), 'nope'], { encoding: 'utf8' });

@@ -11,7 +11,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 // The configuration and the grpcurl calls the documentation shows go through the real loader and
 // the real message schemas, so a renamed key or field fails here instead of at a reader's desk.
 
-const docFiles = ['README.md', ...readdirSync(join(repoRoot, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const docFiles = [
+  'README.md',
+  ...readdirSync(join(repoRoot, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
 const exampleFiles = [
   'deploy/relay.example.yaml',
   ...readdirSync(join(repoRoot, 'docs', 'examples'))
@@ -77,7 +82,13 @@ function complete(block: unknown): Doc {
     ids.add(id);
     senders.push({ id, from: `${id}@campus.example`, transport: 'smtp', smtp: { host: 'smtp.campus.example', port: 587, security: 'starttls' } } as never);
   }
-  if (senders.length === 0) senders.push({ id: 'no-reply', from: 'no-reply@campus.example', transport: 'smtp', smtp: { host: 'smtp.campus.example', port: 587, security: 'starttls' } } as never);
+  if (senders.length === 0)
+    senders.push({
+      id: 'no-reply',
+      from: 'no-reply@campus.example',
+      transport: 'smtp',
+      smtp: { host: 'smtp.campus.example', port: 587, security: 'starttls' },
+    } as never);
   return { ...doc, senders, clients: doc.clients ?? [{ name: 'docs-reader', api_key: 'env:DOCS_READER_KEY', senders: [...ids] } as never] };
 }
 
@@ -94,7 +105,9 @@ describe('configuration examples load with the real loader', () => {
   });
 
   it('the relay.yaml in the Kubernetes ConfigMap', () => {
-    const docs = parseAllDocuments(readFileSync(join(repoRoot, 'deploy/kubernetes/config.yaml'), 'utf8')).map((d) => d.toJS() as { metadata?: { name?: string }; data?: Record<string, string> });
+    const docs = parseAllDocuments(readFileSync(join(repoRoot, 'deploy/kubernetes/config.yaml'), 'utf8')).map(
+      (d) => d.toJS() as { metadata?: { name?: string }; data?: Record<string, string> },
+    );
     const text = docs.find((d) => d.metadata?.name === 'relay-config')?.data?.['relay.yaml'];
     expect(text).toBeDefined();
     expect(load(parseYaml(text!), 'deploy/kubernetes/config.yaml').clients.length).toBeGreaterThan(0);

@@ -1,5 +1,21 @@
 import { MessageState } from '@relay/proto';
-import { clientEntry, FAST_DELIVERY, historyStates, mailsWithId, newClient, type SmtpReply, smtpSender, type Stack, startSmtpServer, startStack, type TestClient, type TestSmtpServer, uncleanExits, waitForMail, waitForState } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  historyStates,
+  mailsWithId,
+  newClient,
+  type SmtpReply,
+  smtpSender,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const AUTH = { user: 'relay@campus.example', password: 'right-password' };

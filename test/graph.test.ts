@@ -1,7 +1,25 @@
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { MessageState, type TestSenderResponse } from '@relay/proto';
-import { clientEntry, FAST_DELIVERY, type GraphFake, historyStates, type IdentityFake, newClient, type ServiceProcess, spawnService, type Stack, startGraphFake, startIdentityFake, startStack, type StopResult, testCa, type TestClient, uncleanExits, waitForState } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  type GraphFake,
+  historyStates,
+  type IdentityFake,
+  newClient,
+  type ServiceProcess,
+  spawnService,
+  type Stack,
+  startGraphFake,
+  startIdentityFake,
+  startStack,
+  type StopResult,
+  testCa,
+  type TestClient,
+  uncleanExits,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const CLIENT_ID = 'graph-app';
@@ -26,12 +44,23 @@ function graphSender(id: string, mailbox: string, o: { from?: string; clientId?:
     from: o.from ?? mailbox,
     reply_to: 'help@campus.example',
     transport: 'graph',
-    graph: { tenant_id: `tenant-${id}`, client_id: o.clientId ?? CLIENT_ID, client_secret: 'env:GRAPH_SECRET', mailbox, authority_url: idp.url, graph_url: graph.url, ...o.extra },
+    graph: {
+      tenant_id: `tenant-${id}`,
+      client_id: o.clientId ?? CLIENT_ID,
+      client_secret: 'env:GRAPH_SECRET',
+      mailbox,
+      authority_url: idp.url,
+      graph_url: graph.url,
+      ...o.extra,
+    },
   };
 }
 
 beforeAll(async () => {
-  idp = await startIdentityFake({ clients: { [CLIENT_ID]: SECRET, [LIMITED_ID]: SECRET }, appRoles: { [CLIENT_ID]: ['Mail.Send', 'Mail.ReadWrite'], [LIMITED_ID]: ['User.Read.All'] } });
+  idp = await startIdentityFake({
+    clients: { [CLIENT_ID]: SECRET, [LIMITED_ID]: SECRET },
+    appRoles: { [CLIENT_ID]: ['Mail.Send', 'Mail.ReadWrite'], [LIMITED_ID]: ['User.Read.All'] },
+  });
   graph = await startGraphFake({
     identity: idp,
     // Every answer takes a moment, so that requests of concurrent messages overlap.
@@ -73,7 +102,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const results: StopResult[] = [];
-  if (secondReplica) results.push({ name: 'graph-sender#2', pid: secondReplica.pid, status: await secondReplica.stop('SIGTERM', 20_000), logs: secondReplica.logs });
+  if (secondReplica)
+    results.push({ name: 'graph-sender#2', pid: secondReplica.pid, status: await secondReplica.stop('SIGTERM', 20_000), logs: secondReplica.logs });
   if (stack) {
     const redis = new Redis(stack.env.REDIS_URL!);
     const keys = await redis.keys(`${stack.prefix}:*`);
@@ -125,7 +155,9 @@ describe('Microsoft Graph delivery end to end', () => {
     expect(sent!.message.internetMessageHeaders).toContainEqual({ name: 'X-Campus-Ticket', value: 'T-1' });
     expect(sent!.attachments).toMatchObject([{ name: 'receipt.pdf', via: 'inline', sha256: sha256(file(200_000)) }]);
     expect(historyStates(done)).toEqual(['QUEUED', 'SENDING', 'SENT']);
-    expect(done.history.at(-1)!.detail).toBe(`202 Accepted by Microsoft Graph sendMail for ${REGISTRAR} with 1 attachment(s) inline (request-id ${sent!.requestId})`);
+    expect(done.history.at(-1)!.detail).toBe(
+      `202 Accepted by Microsoft Graph sendMail for ${REGISTRAR} with 1 attachment(s) inline (request-id ${sent!.requestId})`,
+    );
     const tokenRequest = idp.tokenRequests.find((r) => r.tenant === 'tenant-registrar')!;
     expect(tokenRequest).toMatchObject({ grantType: 'client_credentials', scope: expect.stringContaining('https://graph.microsoft.com/.default') });
   });
@@ -173,7 +205,9 @@ describe('Microsoft Graph delivery end to end', () => {
 
   it('keeps at most 4 requests per mailbox in flight across two graph-sender replicas', async () => {
     const ids = await Promise.all(
-      Array.from({ length: 24 }, (_, i) => client.sendMail({ sender: 'busy', to: [`s${i}@students.campus.example`], subject: `busy ${i}`, text: 'x' }).then((r) => r.messageId)),
+      Array.from({ length: 24 }, (_, i) =>
+        client.sendMail({ sender: 'busy', to: [`s${i}@students.campus.example`], subject: `busy ${i}`, text: 'x' }).then((r) => r.messageId),
+      ),
     );
     await Promise.all(ids.map((id) => waitForState(client, id, [MessageState.SENT], 30_000)));
     expect(ids.every((id) => sentWithId(id).length === 1)).toBe(true);

@@ -3,7 +3,17 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { connectBus, decodeEnvelope, type Bus } from '@relay/bus';
 import { EnvelopeSchema } from '@relay/proto';
-import { dropBus, eventually, type PrivateRedis, type ServiceProcess, spawnService, startPrivateRedis, testNatsUrl, uniquePrefix, writeConfig } from '@relay/testkit';
+import {
+  dropBus,
+  eventually,
+  type PrivateRedis,
+  type ServiceProcess,
+  spawnService,
+  startPrivateRedis,
+  testNatsUrl,
+  uniquePrefix,
+  writeConfig,
+} from '@relay/testkit';
 import type { Subscription } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -57,7 +67,15 @@ beforeAll(async () => {
       if (!released.has(id)) released.set(id, Date.now());
     }
   })();
-  const env = { RELAY_CONFIG: configPath, NATS_URL: testNatsUrl(), REDIS_URL: redis.url, RELAY_BUS_PREFIX: prefix, RELAY_HOST: '127.0.0.1', RELAY_METRICS_PORT: '0', RELAY_ACK_WAIT: '10s' };
+  const env = {
+    RELAY_CONFIG: configPath,
+    NATS_URL: testNatsUrl(),
+    REDIS_URL: redis.url,
+    RELAY_BUS_PREFIX: prefix,
+    RELAY_HOST: '127.0.0.1',
+    RELAY_METRICS_PORT: '0',
+    RELAY_ACK_WAIT: '10s',
+  };
   schedulers = await Promise.all([1, 2].map(() => spawnService('scheduler', { env })));
 }, 60_000);
 
@@ -140,7 +158,9 @@ describe('pacing across two scheduler processes', () => {
     // 20 messages at 5 per 2 s need at least three full intervals after the first batch.
     expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(3 * 2_000 - SLACK_MS);
     // Every release was a grant of the shared pacer (counted across both replicas).
-    const granted = await Promise.all(schedulers.map(async (s) => Number(/relay_pacing_granted_total\{sender="paced"\} (\d+)/.exec(await metrics(s))?.[1] ?? 0)));
+    const granted = await Promise.all(
+      schedulers.map(async (s) => Number(/relay_pacing_granted_total\{sender="paced"\} (\d+)/.exec(await metrics(s))?.[1] ?? 0)),
+    );
     expect(granted.reduce((a, b) => a + b, 0)).toBe(20);
   }, 30_000);
 

@@ -1,7 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:http2';
 import { status } from '@grpc/grpc-js';
-import { clientEntry, dropBus, floodSendMail, newClient, type ServiceProcess, serviceTestEnv, spawnService, testNatsUrl, uniquePrefix, writeConfig } from '@relay/testkit';
+import {
+  clientEntry,
+  dropBus,
+  floodSendMail,
+  newClient,
+  type ServiceProcess,
+  serviceTestEnv,
+  spawnService,
+  testNatsUrl,
+  uniquePrefix,
+  writeConfig,
+} from '@relay/testkit';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 const MB = 1024 * 1024;
@@ -23,10 +34,26 @@ async function startIngest(): Promise<ServiceProcess> {
   const config = {
     clients: [clientEntry(app)],
     // A Graph sender raises the largest message ingest takes to 150 MB.
-    senders: [{ id: 'registrar', from: 'registrar@campus.example', transport: 'graph', graph: { tenant_id: 't', client_id: 'c', client_secret: 's', mailbox: 'registrar@campus.example' } }],
+    senders: [
+      {
+        id: 'registrar',
+        from: 'registrar@campus.example',
+        transport: 'graph',
+        graph: { tenant_id: 't', client_id: 'c', client_secret: 's', mailbox: 'registrar@campus.example' },
+      },
+    ],
   };
   const ingest = await spawnService('ingest', {
-    env: { RELAY_CONFIG: writeConfig(config), NATS_URL: testNatsUrl(), RELAY_BUS_PREFIX: prefix, RELAY_GRPC_PORT: '0', RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', RELAY_GRPC_MAX_CONNECTIONS_PER_PEER: '4', ...serviceTestEnv('ingest') },
+    env: {
+      RELAY_CONFIG: writeConfig(config),
+      NATS_URL: testNatsUrl(),
+      RELAY_BUS_PREFIX: prefix,
+      RELAY_GRPC_PORT: '0',
+      RELAY_METRICS_PORT: '0',
+      RELAY_HOST: '127.0.0.1',
+      RELAY_GRPC_MAX_CONNECTIONS_PER_PEER: '4',
+      ...serviceTestEnv('ingest'),
+    },
   });
   running.push(ingest);
   return ingest;
@@ -51,7 +78,9 @@ describe('before the key is checked', () => {
     try {
       // Over four connections (the per-peer limit), half without a key and half with a wrong one.
       const floods = await Promise.all(
-        Array.from({ length: 4 }, (_, i) => floodSendMail(address, { calls: 6, bytes: 40 * MB, ...(i % 2 ? { authorization: 'Bearer not-a-key-of-any-client-0123456789' } : {}) })),
+        Array.from({ length: 4 }, (_, i) =>
+          floodSendMail(address, { calls: 6, bytes: 40 * MB, ...(i % 2 ? { authorization: 'Bearer not-a-key-of-any-client-0123456789' } : {}) }),
+        ),
       );
       expect(floods.flatMap((f) => f.codes)).toEqual(Array(24).fill(status.UNAUTHENTICATED));
     } finally {

@@ -1,7 +1,18 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MessageState } from '@relay/proto';
-import { clientEntry, FAST_DELIVERY, newClient, smtpSender, type Stack, startSmtpServer, startStack, type TestSmtpServer, uncleanExits, waitForState } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  newClient,
+  smtpSender,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /** Far longer than the stack's stop waits before it SIGKILLs a service (libs/testkit/src/stack.ts). */

@@ -1,6 +1,24 @@
 import { connectBus } from '@relay/bus';
 import { MessageState } from '@relay/proto';
-import { clientEntry, FAST_DELIVERY, newClient, pipelineSettled, relayIdOf, type SendMailInit, type ServiceProcess, sleep, smtpSender, type Stack, startSmtpServer, startStack, stateName, type TestClient, testNatsUrl, type TestSmtpServer, uncleanExits } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  newClient,
+  pipelineSettled,
+  relayIdOf,
+  type SendMailInit,
+  type ServiceProcess,
+  sleep,
+  smtpSender,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  stateName,
+  type TestClient,
+  testNatsUrl,
+  type TestSmtpServer,
+  uncleanExits,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const AUTH = { user: 'relay@campus.example', password: 'scaling-secret' };

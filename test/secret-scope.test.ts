@@ -7,7 +7,23 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestClient, dropBus, envelopeKey, FAST_DELIVERY, masterKey, randomApiKey, repoRoot, smtpSender, startSmtpServer, testNatsUrl, testRedisUrl, type TestSmtpServer, uniquePrefix, waitForMail, writeConfig } from '@relay/testkit';
+import {
+  createTestClient,
+  dropBus,
+  envelopeKey,
+  FAST_DELIVERY,
+  masterKey,
+  randomApiKey,
+  repoRoot,
+  smtpSender,
+  startSmtpServer,
+  testNatsUrl,
+  testRedisUrl,
+  type TestSmtpServer,
+  uniquePrefix,
+  waitForMail,
+  writeConfig,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSupervisor, type ReadyChild } from '../tools/src/stack/children.js';
 import { createInternalTls } from '../tools/src/stack/internal-ca.js';
@@ -68,7 +84,10 @@ beforeAll(async () => {
   const tls = await createInternalTls(tlsDir);
   // As `npm run stack` adds it: only ingest (signs) and the senders (check) hold the envelope key.
   const envelope = envelopeKey();
-  const childEnv = (name: ServiceName) => ({ ...stackChildEnv(name, shell, settings, secrets, tls), ...(ENVELOPE_KEY_HOLDERS.includes(name) ? { RELAY_ENVELOPE_KEY: envelope } : {}) });
+  const childEnv = (name: ServiceName) => ({
+    ...stackChildEnv(name, shell, settings, secrets, tls),
+    ...(ENVELOPE_KEY_HOLDERS.includes(name) ? { RELAY_ENVELOPE_KEY: envelope } : {}),
+  });
   const spec = (name: ServiceName) => ({ name, command: process.execPath, args: serviceArgs(repoRoot, name), env: childEnv(name), cwd: repoRoot });
   const credentials = await supervisor.start(spec('credentials'));
   started.set('credentials', credentials);

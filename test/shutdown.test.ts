@@ -1,5 +1,17 @@
 import { EXIT_FORCE_MS } from '@relay/core';
-import { clientEntry, hasNatsServer, NATS_SERVER_BIN, newClient, type PrivateNats, smtpSender, type Stack, startPrivateNats, startSmtpServer, startStack, type TestSmtpServer } from '@relay/testkit';
+import {
+  clientEntry,
+  hasNatsServer,
+  NATS_SERVER_BIN,
+  newClient,
+  type PrivateNats,
+  smtpSender,
+  type Stack,
+  startPrivateNats,
+  startSmtpServer,
+  startStack,
+  type TestSmtpServer,
+} from '@relay/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const GRACE_MS = 1_000;

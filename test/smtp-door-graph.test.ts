@@ -1,7 +1,25 @@
 import { randomBytes } from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import { MessageState } from '@relay/proto';
-import { clientEntry, FAST_DELIVERY, type GraphFake, type GraphSentMessage, type IdentityFake, newClient, queuedId, sleep, type Stack, startGraphFake, startIdentityFake, startStack, submit, testCa, type TestClient, uncleanExits, waitForState } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  type GraphFake,
+  type GraphSentMessage,
+  type IdentityFake,
+  newClient,
+  queuedId,
+  sleep,
+  type Stack,
+  startGraphFake,
+  startIdentityFake,
+  startStack,
+  submit,
+  testCa,
+  type TestClient,
+  uncleanExits,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const CLIENT_ID = 'graph-app';
@@ -34,7 +52,14 @@ beforeAll(async () => {
           id: 'registrar',
           from: `Registrar <${MAILBOX}>`,
           transport: 'graph',
-          graph: { tenant_id: 'tenant-registrar', client_id: CLIENT_ID, client_secret: 'env:GRAPH_SECRET', mailbox: MAILBOX, authority_url: idp.url, graph_url: graph.url },
+          graph: {
+            tenant_id: 'tenant-registrar',
+            client_id: CLIENT_ID,
+            client_secret: 'env:GRAPH_SECRET',
+            mailbox: MAILBOX,
+            authority_url: idp.url,
+            graph_url: graph.url,
+          },
         },
       ],
       delivery: FAST_DELIVERY,
@@ -102,7 +127,13 @@ describe('SMTP door to Microsoft Graph', () => {
 
   it('refuses a header recipient the envelope does not name (Graph would mail it uncounted): 550 5.7.1', async () => {
     const raw = Buffer.from(`From: ${MAILBOX}\r\nTo: ada@students.campus.example, everyone@campus.example\r\nSubject: extra\r\n\r\nhello\r\n`);
-    const res = await submit({ port: stack.ingest.ports.smtp!, security: 'starttls', auth: J1, envelope: { from: MAILBOX, to: ['ada@students.campus.example'] }, raw });
+    const res = await submit({
+      port: stack.ingest.ports.smtp!,
+      security: 'starttls',
+      auth: J1,
+      envelope: { from: MAILBOX, to: ['ada@students.campus.example'] },
+      raw,
+    });
     expect(res.ok).toBe(false);
     expect(res.response).toMatch(/^550 5\.7\.1 Header recipient <everyone@campus\.example> is not among the RCPT TO addresses/);
   });
@@ -112,7 +143,9 @@ describe('SMTP door to Microsoft Graph', () => {
     const { id } = await sendOverSmtp(attachment);
     const sent = await sentWith(`graph door ${attachment.length}`);
     expect(sent.via).toBe('draft');
-    expect(sent.attachments.map((a) => ({ name: a.name, size: a.size, via: a.via }))).toEqual([{ name: 'scan.pdf', size: attachment.length, via: 'upload-session' }]);
+    expect(sent.attachments.map((a) => ({ name: a.name, size: a.size, via: a.via }))).toEqual([
+      { name: 'scan.pdf', size: attachment.length, via: 'upload-session' },
+    ]);
     expect(sent.message.toRecipients!.map((r) => r.emailAddress.address)).toEqual(['ada@students.campus.example']);
     expect(sent.message.bccRecipients!.map((r) => r.emailAddress.address)).toEqual(['hidden@campus.example']);
     await waitForState(grpc, id, [MessageState.SENT]);

@@ -1,4 +1,21 @@
-import { clientEntry, FAST_DELIVERY, newClient, type OtlpReceiver, queuedId, type ReceivedSpan, smtpSender, type Stack, startOtlpReceiver, startSmtpServer, startStack, submit, testCa, type TestSmtpServer, uncleanExits, waitForMail } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  newClient,
+  type OtlpReceiver,
+  queuedId,
+  type ReceivedSpan,
+  smtpSender,
+  type Stack,
+  startOtlpReceiver,
+  startSmtpServer,
+  startStack,
+  submit,
+  testCa,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const RECEIVER = { user: 'relay@campus.example', password: 'receiver-secret' };
@@ -43,16 +60,31 @@ const describeSpans = (spans: ReceivedSpan[]) => spans.map((s) => `${s.service} 
 describe('SMTP door tracing', () => {
   it('one SERVER span per SMTP transaction, continued through the pipeline to the sent message', async () => {
     const raw = Buffer.from('From: registrar@campus.example\r\nTo: ada@students.campus.example\r\nSubject: traced over SMTP\r\n\r\nhello\r\n');
-    const res = await submit({ port: stack.ingest.ports.smtp!, security: 'starttls', auth: J1, envelope: { from: 'registrar@campus.example', to: ['ada@students.campus.example'] }, raw });
+    const res = await submit({
+      port: stack.ingest.ports.smtp!,
+      security: 'starttls',
+      auth: J1,
+      envelope: { from: 'registrar@campus.example', to: ['ada@students.campus.example'] },
+      raw,
+    });
     if (!res.ok) throw new Error(res.response);
     const mail = await waitForMail(receiver, queuedId(res.response));
     const traceId = /^traceparent: 00-([0-9a-f]{32})-/m.exec(mail.raw.toString('latin1'))?.[1];
     expect(traceId).toBeDefined();
-    const spans = await otlp.waitForTrace(traceId!, (t) => t.some((s) => s.service === 'relay-smtp-sender' && s.name === 'smtp send') && t.some((s) => s.name === 'smtp submit'));
+    const spans = await otlp.waitForTrace(
+      traceId!,
+      (t) => t.some((s) => s.service === 'relay-smtp-sender' && s.name === 'smtp send') && t.some((s) => s.name === 'smtp submit'),
+    );
     const roots = spans.filter((s) => s.parentSpanId === '');
-    expect(roots.map((s) => [s.service, s.name, s.kind]), describeSpans(spans)).toEqual([['relay-ingest', 'smtp submit', 2]]);
+    expect(
+      roots.map((s) => [s.service, s.name, s.kind]),
+      describeSpans(spans),
+    ).toEqual([['relay-ingest', 'smtp submit', 2]]);
     expect(roots[0]!.attributes).toMatchObject({ 'relay.door': 'smtp', 'relay.client': 'j1', 'relay.sender': 'registrar' });
     const ids = new Set(spans.map((s) => s.spanId));
-    expect(spans.filter((s) => s.parentSpanId !== '' && !ids.has(s.parentSpanId)), describeSpans(spans)).toEqual([]);
+    expect(
+      spans.filter((s) => s.parentSpanId !== '' && !ids.has(s.parentSpanId)),
+      describeSpans(spans),
+    ).toEqual([]);
   });
 });

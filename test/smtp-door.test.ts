@@ -123,7 +123,10 @@ function expectRelayedAsWritten(mail: ReceivedMail, written: Buffer, messageId: 
   const tail = mail.raw.subarray(mail.raw.length - original.length);
   expect(tail.equals(original)).toBe(true);
   const prefix = mail.raw.subarray(0, mail.raw.length - original.length).toString('latin1');
-  const fields = prefix.split(/\r\n(?![ \t])/).filter(Boolean).map((f) => f.slice(0, f.indexOf(':')).toLowerCase());
+  const fields = prefix
+    .split(/\r\n(?![ \t])/)
+    .filter(Boolean)
+    .map((f) => f.slice(0, f.indexOf(':')).toLowerCase());
   expect(new Set(fields)).toEqual(new Set(['traceparent', 'x-relay-message-id', 'received'].filter((f) => fields.includes(f))));
   expect(fields).toContain('received');
   expect(prefix).toContain(`X-Relay-Message-ID: ${messageId}\r\n`);
@@ -173,7 +176,13 @@ describe('SMTP door: submission with real clients', () => {
         `${randomBytes(3000).toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`,
       'latin1',
     );
-    const res = await submit({ port: ports.smtp, security: 'none', localAddress: PRINTER_IP, envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] }, raw });
+    const res = await submit({
+      port: ports.smtp,
+      security: 'none',
+      localAddress: PRINTER_IP,
+      envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] },
+      raw,
+    });
     if (!res.ok) throw new Error(res.response);
     const id = queuedId(res.response);
     expectRelayedAsWritten(await waitForMail(receiver, id), raw, id);
@@ -186,7 +195,13 @@ describe('SMTP door: submission with real clients', () => {
         'Grüße aus dem Registrar – 成績証明書\r\n',
       'utf8',
     );
-    const res = await submit({ port: ports.smtp, security: 'starttls', auth: J1, envelope: { from: 'registrar@campus.example', to: ['zoe@students.campus.example'] }, raw });
+    const res = await submit({
+      port: ports.smtp,
+      security: 'starttls',
+      auth: J1,
+      envelope: { from: 'registrar@campus.example', to: ['zoe@students.campus.example'] },
+      raw,
+    });
     if (!res.ok) throw new Error(res.response);
     const id = queuedId(res.response);
     const mail = await waitForMail(receiver, id);
@@ -232,18 +247,38 @@ describe('SMTP door: never an open relay', () => {
     expect(foreign.response).toMatch(/^550 5\.7\.1 Sender address <registrar@campus\.example> is not one of client "scanner-3rd-floor"'s senders/);
 
     const spoofed = Buffer.from('From: president@campus.example\r\nTo: ada@students.campus.example\r\nSubject: hi\r\n\r\nhello\r\n');
-    const header = await submit({ port: ports.smtp, security: 'none', localAddress: PRINTER_IP, envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] }, raw: spoofed });
+    const header = await submit({
+      port: ports.smtp,
+      security: 'none',
+      localAddress: PRINTER_IP,
+      envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] },
+      raw: spoofed,
+    });
     expect(header.ok).toBe(false);
     expect(header.response).toMatch(/^550 5\.7\.1 From header address <president@campus\.example> is not an address of sender "scans"/);
-    const onBehalf = Buffer.from('From: scans@campus.example\r\nSender: president@campus.example\r\nTo: ada@students.campus.example\r\nSubject: hi\r\n\r\nhello\r\n');
-    const sender = await submit({ port: ports.smtp, security: 'none', localAddress: PRINTER_IP, envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] }, raw: onBehalf });
+    const onBehalf = Buffer.from(
+      'From: scans@campus.example\r\nSender: president@campus.example\r\nTo: ada@students.campus.example\r\nSubject: hi\r\n\r\nhello\r\n',
+    );
+    const sender = await submit({
+      port: ports.smtp,
+      security: 'none',
+      localAddress: PRINTER_IP,
+      envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] },
+      raw: onBehalf,
+    });
     expect(sender.ok).toBe(false);
     expect(sender.response).toMatch(/^550 5\.7\.1 Sender or Resent-\* header address <president@campus\.example> is not an address of sender "scans"/);
   });
 
-  it('an authenticated client cannot use another client\'s sender', async () => {
+  it("an authenticated client cannot use another client's sender", async () => {
     const raw = Buffer.from('From: scans@campus.example\r\nTo: ada@students.campus.example\r\nSubject: hi\r\n\r\nhello\r\n');
-    const res = await submit({ port: ports.smtp, security: 'starttls', auth: J1, envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] }, raw });
+    const res = await submit({
+      port: ports.smtp,
+      security: 'starttls',
+      auth: J1,
+      envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] },
+      raw,
+    });
     expect(res.ok).toBe(false);
     expect(res.response).toMatch(/^550 5\.7\.1 /);
   });
@@ -262,7 +297,13 @@ describe('SMTP door: limits', () => {
 
   it("refuses a message over the sender's size limit with 552 5.3.4", async () => {
     const raw = Buffer.from(`From: scans@campus.example\r\nTo: ada@students.campus.example\r\nSubject: big scan\r\n\r\n${'x'.repeat(998)}\r\n`.repeat(80));
-    const res = await submit({ port: ports.smtp, security: 'none', localAddress: PRINTER_IP, envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] }, raw });
+    const res = await submit({
+      port: ports.smtp,
+      security: 'none',
+      localAddress: PRINTER_IP,
+      envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] },
+      raw,
+    });
     expect(res.ok).toBe(false);
     expect(res.response).toMatch(/^552 5\.3\.4 /);
   });
@@ -292,10 +333,27 @@ describe.runIf(runsWith(SWAKS))('SMTP door: swaks', () => {
     writeFileSync(file, content);
     const rcpt = `swaks-${randomBytes(4).toString('hex')}@students.campus.example`;
     const { stdout } = await run(SWAKS, [
-      '--server', '127.0.0.1', '--port', String(ports.smtp), '--tls',
-      '--auth', 'PLAIN', '--auth-user', J1.user, '--auth-password', J1.pass,
-      '--from', 'registrar@campus.example', '--to', rcpt, '--header', 'Subject: swaks door test',
-      '--attach-type', 'application/octet-stream', '--attach', `@${file}`,
+      '--server',
+      '127.0.0.1',
+      '--port',
+      String(ports.smtp),
+      '--tls',
+      '--auth',
+      'PLAIN',
+      '--auth-user',
+      J1.user,
+      '--auth-password',
+      J1.pass,
+      '--from',
+      'registrar@campus.example',
+      '--to',
+      rcpt,
+      '--header',
+      'Subject: swaks door test',
+      '--attach-type',
+      'application/octet-stream',
+      '--attach',
+      `@${file}`,
     ]);
     for (const ext of ['PIPELINING', '8BITMIME', 'SMTPUTF8', 'STARTTLS', 'SIZE \\d+']) expect(stdout).toMatch(new RegExp(`250[- ]${ext}\\r?\\n`));
     expect(stdout).toMatch(/AUTH PLAIN LOGIN/);
@@ -308,7 +366,18 @@ describe.runIf(runsWith(SWAKS))('SMTP door: swaks', () => {
 
   it('AUTH without TLS is refused; MAIL without AUTH from an outside address gets 530', async () => {
     installed(SWAKS);
-    const common = ['--server', '127.0.0.1', '--port', String(ports.smtp), '--local-interface', OUTSIDER_IP, '--from', 'registrar@campus.example', '--to', 'ada@students.campus.example'];
+    const common = [
+      '--server',
+      '127.0.0.1',
+      '--port',
+      String(ports.smtp),
+      '--local-interface',
+      OUTSIDER_IP,
+      '--from',
+      'registrar@campus.example',
+      '--to',
+      'ada@students.campus.example',
+    ];
     const noTls = await run(SWAKS, [...common, '--auth', 'PLAIN', '--auth-user', J1.user, '--auth-password', J1.pass]).catch((e: { stdout: string }) => e);
     expect(noTls.stdout).not.toMatch(/250 2\.0\.0 OK/);
     // The password never goes out in clear text: swaks finds no AUTH offered and stops.
@@ -350,7 +419,9 @@ async function startPostfix(port: number, routes: Record<string, number>): Promi
   const etc = join(dir, 'etc');
   for (const d of [etc, join(dir, 'spool'), join(dir, 'data')]) mkdirSync(d);
   await run('chown', ['postfix', join(dir, 'data')]);
-  const transport = Object.entries(routes).map(([domain, p]) => `${domain}=smtp:[127.0.0.1]:${p}`).join(', ');
+  const transport = Object.entries(routes)
+    .map(([domain, p]) => `${domain}=smtp:[127.0.0.1]:${p}`)
+    .join(', ');
   writeFileSync(
     join(etc, 'main.cf'),
     [
@@ -432,7 +503,7 @@ const runnableAsRoot = (existsSync(POSTFIX) && process.getuid?.() === 0) || proc
 // A campus mail server in front of the relay: Postfix's smtp client (no BDAT of its own; the door
 // offers no CHUNKING anyway) relays a message through the door from an allowed address.
 describe.runIf(runnableAsRoot)("SMTP door: an MTA relaying into it (Postfix's smtp client)", () => {
-  it('delivers, and Postfix records the door\'s 250 with the message id', async () => {
+  it("delivers, and Postfix records the door's 250 with the message id", async () => {
     installed(POSTFIX);
     const port = await freePort();
     const mta = await startPostfix(port, { 'students.campus.example': ports.smtp });

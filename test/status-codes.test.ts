@@ -1,6 +1,35 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { MessageState, type SendMailResponse } from '@relay/proto';
-import { clientEntry, codeOf, createTestClient, dropBus, FAST_DELIVERY, hasNatsServer, mailsWithId, NATS_SERVER_BIN, newClient, pipelineSettled, type PrivateNats, randomApiKey, RpcError, type SendMailInit, type ServiceProcess, sleep, smtpSender, spawnService, type Stack, startPrivateNats, startSmtpServer, startStack, status, type TestClient, type TestSmtpServer, uncleanExits, uniquePrefix, waitForState } from '@relay/testkit';
+import {
+  clientEntry,
+  codeOf,
+  createTestClient,
+  dropBus,
+  FAST_DELIVERY,
+  hasNatsServer,
+  mailsWithId,
+  NATS_SERVER_BIN,
+  newClient,
+  pipelineSettled,
+  type PrivateNats,
+  randomApiKey,
+  RpcError,
+  type SendMailInit,
+  type ServiceProcess,
+  sleep,
+  smtpSender,
+  spawnService,
+  type Stack,
+  startPrivateNats,
+  startSmtpServer,
+  startStack,
+  status,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  uniquePrefix,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
@@ -130,7 +159,6 @@ describe('status codes', () => {
     expect(asAdmin).not.toBe('PERMISSION_DENIED');
     expect(asAdmin).not.toBe('UNAUTHENTICATED');
   });
-
 });
 
 // The broker goes away under a running ingest: a NATS server of this test's own, killed and restarted.

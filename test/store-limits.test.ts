@@ -1,5 +1,23 @@
 import { MessageState } from '@relay/proto';
-import { clientEntry, codeOf, FAST_DELIVERY, newClient, RpcError, type ServiceProcess, smtpSender, spawnService, type Stack, startSmtpServer, startStack, status, type TestClient, type TestSmtpServer, uncleanExits, waitForMail, waitForState } from '@relay/testkit';
+import {
+  clientEntry,
+  codeOf,
+  FAST_DELIVERY,
+  newClient,
+  RpcError,
+  type ServiceProcess,
+  smtpSender,
+  spawnService,
+  type Stack,
+  startSmtpServer,
+  startStack,
+  status,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 let smtp: TestSmtpServer;
@@ -34,7 +52,8 @@ describe('a full store', () => {
     // Nothing takes new mail out of the submitted stream while the scheduler is down.
     expect((await stack.scheduler.stop('SIGTERM', 20_000)).code).toBe(0);
     const stored: string[] = [];
-    for (let i = 0; i < 3; i++) stored.push((await client.sendMail({ sender: 'ok', to: [`full${i}@students.campus.example`], subject: `stored ${i}`, text: 'x' })).messageId);
+    for (let i = 0; i < 3; i++)
+      stored.push((await client.sendMail({ sender: 'ok', to: [`full${i}@students.campus.example`], subject: `stored ${i}`, text: 'x' })).messageId);
 
     const refused = await codeOf(client.sendMail({ sender: 'ok', to: ['refused@students.campus.example'], subject: 'refused', text: 'x' }));
     expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);

@@ -2,7 +2,34 @@ import { randomBytes } from 'node:crypto';
 import { busNames } from '@relay/bus';
 import { MessageState } from '@relay/proto';
 import { checkGrpcHealth } from '@relay/telemetry';
-import { clientEntry, FAST_DELIVERY, type GraphFake, hasNatsServer, type IdentityFake, NATS_SERVER_BIN, newClient, type OtlpReceiver, type PrivateNats, type ReceivedSpan, type ServiceProcess, sleep, smtpSender, type Stack, startGraphFake, startIdentityFake, startOtlpReceiver, startPrivateNats, startSmtpServer, startStack, testCa, type TestClient, type TestSmtpServer, uncleanExits, waitForMail, waitForState } from '@relay/testkit';
+import {
+  clientEntry,
+  FAST_DELIVERY,
+  type GraphFake,
+  hasNatsServer,
+  type IdentityFake,
+  NATS_SERVER_BIN,
+  newClient,
+  type OtlpReceiver,
+  type PrivateNats,
+  type ReceivedSpan,
+  type ServiceProcess,
+  sleep,
+  smtpSender,
+  type Stack,
+  startGraphFake,
+  startIdentityFake,
+  startOtlpReceiver,
+  startPrivateNats,
+  startSmtpServer,
+  startStack,
+  testCa,
+  type TestClient,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const SMTP_USER = 'no-reply@campus.example';
@@ -76,13 +103,27 @@ beforeAll(async () => {
           id: 'registrar',
           from: MAILBOX,
           transport: 'graph',
-          graph: { tenant_id: 'tenant-telemetry', client_id: GRAPH_CLIENT, client_secret: 'env:GRAPH_SECRET', mailbox: MAILBOX, authority_url: idp.url, graph_url: graph.url },
+          graph: {
+            tenant_id: 'tenant-telemetry',
+            client_id: GRAPH_CLIENT,
+            client_secret: 'env:GRAPH_SECRET',
+            mailbox: MAILBOX,
+            authority_url: idp.url,
+            graph_url: graph.url,
+          },
         },
         {
           id: 'wrong-secret',
           from: MAILBOX,
           transport: 'graph',
-          graph: { tenant_id: 'tenant-telemetry', client_id: GRAPH_CLIENT, client_secret: 'not-the-secret', mailbox: MAILBOX, authority_url: idp.url, graph_url: graph.url },
+          graph: {
+            tenant_id: 'tenant-telemetry',
+            client_id: GRAPH_CLIENT,
+            client_secret: 'not-the-secret',
+            mailbox: MAILBOX,
+            authority_url: idp.url,
+            graph_url: graph.url,
+          },
         },
       ],
       delivery: FAST_DELIVERY,
@@ -99,17 +140,25 @@ afterAll(async () => {
 });
 
 describe('one trace per message', () => {
-  it('continues the caller\'s traceparent through ingest, scheduler, smtp-sender and credentials, and into the sent message', async () => {
+  it("continues the caller's traceparent through ingest, scheduler, smtp-sender and credentials, and into the sent message", async () => {
     const caller = callerSpan();
-    const res = await client.sendMail({ sender: 'no-reply', to: ['ada@students.campus.example'], subject: 'traced', text: 'hello' }, { traceparent: caller.traceparent });
+    const res = await client.sendMail(
+      { sender: 'no-reply', to: ['ada@students.campus.example'], subject: 'traced', text: 'hello' },
+      { traceparent: caller.traceparent },
+    );
     const mail = await waitForMail(smtp, res.messageId);
 
-    const spans = await receiver.waitForTrace(
-      caller.traceId,
-      (t) => ['relay-ingest', 'relay-scheduler', 'relay-smtp-sender', 'relay-credentials'].every((s) => services(t).has(s)) && t.some((s) => s.name === 'smtp send') && orphans(t, caller.spanId).length === 0,
-    ).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}\nall spans:\n${describeSpans(receiver.spans)}`);
-    });
+    const spans = await receiver
+      .waitForTrace(
+        caller.traceId,
+        (t) =>
+          ['relay-ingest', 'relay-scheduler', 'relay-smtp-sender', 'relay-credentials'].every((s) => services(t).has(s)) &&
+          t.some((s) => s.name === 'smtp send') &&
+          orphans(t, caller.spanId).length === 0,
+      )
+      .catch((err: unknown) => {
+        throw new Error(`${(err as Error).message}\nall spans:\n${describeSpans(receiver.spans)}`);
+      });
     expect(orphans(spans, caller.spanId), describeSpans(spans)).toEqual([]);
     // The caller's span has exactly one child: ingest's SendMail server span.
     const roots = spans.filter((s) => s.parentSpanId === caller.spanId);
@@ -137,40 +186,58 @@ describe('one trace per message', () => {
 
   it('continues the same trace through a retry, and logs it with the trace and message', async () => {
     const caller = callerSpan();
-    const res = await client.sendMail({ sender: 'no-reply', to: ['bob@students.campus.example'], subject: 'retry once', text: 'hello' }, { traceparent: caller.traceparent });
+    const res = await client.sendMail(
+      { sender: 'no-reply', to: ['bob@students.campus.example'], subject: 'retry once', text: 'hello' },
+      { traceparent: caller.traceparent },
+    );
     await waitForState(client, res.messageId, [MessageState.SENT]);
     const spans = await receiver.waitForTrace(
       caller.traceId,
       // The retry goes back through the scheduler (which may park it for its backoff first).
-      (t) => t.filter((s) => s.name === 'smtp send').length === 2 && t.some((s) => s.attributes['relay.outcome'] === 'sent') && orphans(t, caller.spanId).length === 0,
+      (t) =>
+        t.filter((s) => s.name === 'smtp send').length === 2 &&
+        t.some((s) => s.attributes['relay.outcome'] === 'sent') &&
+        orphans(t, caller.spanId).length === 0,
     );
     const outcomes = spans.filter((s) => s.service === 'relay-smtp-sender' && s.kind === 5).map((s) => s.attributes['relay.outcome']);
     expect(outcomes.sort()).toEqual(['retrying', 'sent']);
     // The retry was published by the sender, inside the failed attempt's span.
     const failed = spans.find((s) => s.attributes['relay.outcome'] === 'retrying')!;
-    expect(spans.some((s) => s.kind === 4 && s.parentSpanId === failed.spanId && s.attributes['messaging.destination.name'] === busNames(stack.prefix).submittedSubject('no-reply'))).toBe(true);
+    expect(
+      spans.some(
+        (s) =>
+          s.kind === 4 &&
+          s.parentSpanId === failed.spanId &&
+          s.attributes['messaging.destination.name'] === busNames(stack.prefix).submittedSubject('no-reply'),
+      ),
+    ).toBe(true);
     // The sender's log line about the retry names the trace, the span, the message and the sender.
     const line = stack.smtpSenders[0]!.logs.find((l) => l.includes('"msg":"retrying"') && l.includes(res.messageId));
     expect(JSON.parse(line ?? '{}')).toMatchObject({ trace_id: caller.traceId, span_id: failed.spanId, message_id: res.messageId, sender: 'no-reply' });
     expect(orphans(spans, caller.spanId)).toEqual([]);
   });
 
-  it('continues it through the graph-sender\'s Graph calls and the credentials service\'s token refresh', async () => {
+  it("continues it through the graph-sender's Graph calls and the credentials service's token refresh", async () => {
     const caller = callerSpan();
-    const res = await client.sendMail({ sender: 'registrar', to: ['ada@students.campus.example'], subject: 'traced over Graph', text: 'hello' }, { traceparent: caller.traceparent });
+    const res = await client.sendMail(
+      { sender: 'registrar', to: ['ada@students.campus.example'], subject: 'traced over Graph', text: 'hello' },
+      { traceparent: caller.traceparent },
+    );
     await waitForState(client, res.messageId, [MessageState.SENT]);
     const isGraphCall = (s: ReceivedSpan) => s.service === 'relay-graph-sender' && s.kind === 3 && String(s.attributes['url.full'] ?? '').startsWith(graph.url);
-    const spans = await receiver.waitForTrace(
-      caller.traceId,
-      (t) =>
-        ['relay-ingest', 'relay-scheduler', 'relay-graph-sender', 'relay-credentials'].every((s) => services(t).has(s)) &&
-        t.some(isGraphCall) &&
-        t.some((s) => s.name === 'token refresh') &&
-        t.some((s) => s.service === 'relay-graph-sender' && s.kind === 5 && s.attributes['relay.outcome'] === 'sent') &&
-        orphans(t, caller.spanId).length === 0,
-    ).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}\nall spans:\n${describeSpans(receiver.spans)}`);
-    });
+    const spans = await receiver
+      .waitForTrace(
+        caller.traceId,
+        (t) =>
+          ['relay-ingest', 'relay-scheduler', 'relay-graph-sender', 'relay-credentials'].every((s) => services(t).has(s)) &&
+          t.some(isGraphCall) &&
+          t.some((s) => s.name === 'token refresh') &&
+          t.some((s) => s.service === 'relay-graph-sender' && s.kind === 5 && s.attributes['relay.outcome'] === 'sent') &&
+          orphans(t, caller.spanId).length === 0,
+      )
+      .catch((err: unknown) => {
+        throw new Error(`${(err as Error).message}\nall spans:\n${describeSpans(receiver.spans)}`);
+      });
     expect(spans.filter((s) => s.parentSpanId === caller.spanId).map((s) => s.service)).toEqual(['relay-ingest']);
     // A paced sender's first message is held by the intake (its pacing state is built on that first
     // look) and dispatched by the sender's lane: both are CONSUMER spans of the same trace.
@@ -239,7 +306,8 @@ describe('metrics', () => {
       waits: sample(await metricsOf(stack.scheduler), 'relay_pacing_wait_seconds_count', { sender: 'no-reply' }) ?? 0,
     };
     const ids = [];
-    for (let i = 0; i < 3; i++) ids.push((await client.sendMail({ sender: 'no-reply', to: [`m${i}@students.campus.example`], subject: `metrics ${i}`, text: 'x' })).messageId);
+    for (let i = 0; i < 3; i++)
+      ids.push((await client.sendMail({ sender: 'no-reply', to: [`m${i}@students.campus.example`], subject: `metrics ${i}`, text: 'x' })).messageId);
     const refused = (await client.sendMail({ sender: 'no-reply', to: ['x@students.campus.example'], subject: 'refuse for good', text: 'x' })).messageId;
     for (const id of ids) await waitForState(client, id, [MessageState.SENT]);
     await waitForState(client, refused, [MessageState.FAILED]);
@@ -247,7 +315,9 @@ describe('metrics', () => {
     expect(sample(await metricsOf(stack.ingest), 'relay_messages_accepted_total', { sender: 'no-reply' })).toBe(before.accepted + 4);
     const sender = await eventually('3 more sends and a failure counted', async () => {
       const text = await metricsOf(stack.smtpSenders[0]!);
-      const counted = sample(text, 'relay_messages_sent_total', { sender: 'no-reply', transport: 'smtp' }) === before.sent + 3 && sample(text, 'relay_messages_failed_total', { sender: 'no-reply', transport: 'smtp' }) === 1;
+      const counted =
+        sample(text, 'relay_messages_sent_total', { sender: 'no-reply', transport: 'smtp' }) === before.sent + 3 &&
+        sample(text, 'relay_messages_failed_total', { sender: 'no-reply', transport: 'smtp' }) === 1;
       return counted ? text : undefined;
     });
     expect(sample(sender, 'relay_send_duration_seconds_count', { transport: 'smtp', outcome: 'sent' })).toBe(before.latency + 3);
@@ -278,7 +348,7 @@ describe('metrics', () => {
     expect(sample(await metricsOf(stack.credentials), 'relay_token_refreshes_total', { sender: 'wrong-secret' }) ?? 0).toBe(0);
   });
 
-  it('exports the same metrics over OTLP with each service\'s name', async () => {
+  it("exports the same metrics over OTLP with each service's name", async () => {
     const names = await eventually('relay metrics in OTLP exports', async () => {
       const seen = new Map<string, Set<string>>();
       for (const req of receiver.metrics as OtlpMetricsRequest[]) {
@@ -310,7 +380,10 @@ describe.skipIf(!hasNatsServer)(`health when NATS goes away (needs ${NATS_SERVER
     nats = await startPrivateNats();
     down = await startStack({
       label: 'health',
-      config: { clients: [clientEntry(healthApp)], senders: [smtpSender({ id: 'no-reply', server: smtp, auth: { user: SMTP_USER, password: SMTP_PASSWORD } })] },
+      config: {
+        clients: [clientEntry(healthApp)],
+        senders: [smtpSender({ id: 'no-reply', server: smtp, auth: { user: SMTP_USER, password: SMTP_PASSWORD } })],
+      },
       env: { NATS_URL: nats.url, OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none' },
     });
   });

@@ -43,7 +43,13 @@ export function startLoad(o: LoadOptions): Load {
 
   const submit = async (n: number) => {
     const subject = `${o.label} #${n}`;
-    const req = { sender: o.senders[n % o.senders.length]!, to: [`student${n}@students.campus.example`], subject, text: `message ${n}`, idempotencyKey: `${o.label}-${n}` };
+    const req = {
+      sender: o.senders[n % o.senders.length]!,
+      to: [`student${n}@students.campus.example`],
+      subject,
+      text: `message ${n}`,
+      idempotencyKey: `${o.label}-${n}`,
+    };
     const until = Date.now() + (o.acceptWithinMs ?? 60_000);
     for (;;) {
       // The message may have been stored at any moment of the call that answered OK (and handed

@@ -1,6 +1,30 @@
 import { SERVICE_NAMES, type ServiceName } from '@relay/core';
-import { clientEntry, createTestClient, freePort, type GraphFake, masterKey, newClient, type PrivateNats, type PrivateRedis, type ServiceProcess, serviceTestEnv, sleep, smtpSender, type SmtpServerOptions, spawnService, startGraphFake, startIdentityFake, startPrivateNats, startPrivateRedis, startSmtpServer, testCa, type TestClient, type TestSmtpServer, uniquePrefix, writeConfig } from '@relay/testkit';
-
+import {
+  clientEntry,
+  createTestClient,
+  freePort,
+  type GraphFake,
+  masterKey,
+  newClient,
+  type PrivateNats,
+  type PrivateRedis,
+  type ServiceProcess,
+  serviceTestEnv,
+  sleep,
+  smtpSender,
+  type SmtpServerOptions,
+  spawnService,
+  startGraphFake,
+  startIdentityFake,
+  startPrivateNats,
+  startPrivateRedis,
+  startSmtpServer,
+  testCa,
+  type TestClient,
+  type TestSmtpServer,
+  uniquePrefix,
+  writeConfig,
+} from '@relay/testkit';
 
 /** RELAY_ACK_WAIT of the rig: what a killed service held comes back after this long. */
 export const ACK_WAIT_MS = 4_000;
@@ -72,7 +96,14 @@ export async function startFaultRig(): Promise<FaultRig> {
         id: 'graph',
         from: GRAPH_MAILBOX,
         transport: 'graph',
-        graph: { tenant_id: 'tenant-faults', client_id: GRAPH_CLIENT_ID, client_secret: 'env:GRAPH_SECRET', mailbox: GRAPH_MAILBOX, authority_url: idp.url, graph_url: graph.url },
+        graph: {
+          tenant_id: 'tenant-faults',
+          client_id: GRAPH_CLIENT_ID,
+          client_secret: 'env:GRAPH_SECRET',
+          mailbox: GRAPH_MAILBOX,
+          authority_url: idp.url,
+          graph_url: graph.url,
+        },
       },
     ],
     delivery: { retry_initial: '200ms', retry_max: '1s', max_age: '24h' },

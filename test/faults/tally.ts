@@ -101,7 +101,11 @@ export async function settle(rig: FaultRig, accepted: Accepted[], timeoutMs: num
   const missing = () => accepted.filter((a) => !deliveriesBySubject(rig).has(a.subject));
   const finals = [MessageState.SENT, MessageState.FAILED];
   try {
-    await until(() => `${missing().length} of ${accepted.length} messages at the provider`, () => missing().length === 0, left());
+    await until(
+      () => `${missing().length} of ${accepted.length} messages at the provider`,
+      () => missing().length === 0,
+      left(),
+    );
     await until(
       () => `${accepted.length - statuses.size} of ${accepted.length} messages to end SENT or FAILED`,
       async () => {

@@ -66,7 +66,8 @@ async function readBody(bus: Bus, name: string): Promise<Uint8Array> {
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    if (at + value.length > out.length) throw new RelayError(ErrorCode.Internal, `message body ${name} is longer than the ${out.length} bytes the body store recorded`);
+    if (at + value.length > out.length)
+      throw new RelayError(ErrorCode.Internal, `message body ${name} is longer than the ${out.length} bytes the body store recorded`);
     out.set(value, at);
     at += value.length;
   }

@@ -25,7 +25,13 @@ describe('bus against a real NATS JetStream', () => {
 
   it('returns a message history in order, and nothing for an unknown id', async () => {
     const id = 'm-history';
-    for (const [state, attempt] of [[MessageState.QUEUED, 0], [MessageState.SENDING, 1], [MessageState.RETRYING, 1], [MessageState.SENDING, 2], [MessageState.SENT, 2]] as const) {
+    for (const [state, attempt] of [
+      [MessageState.QUEUED, 0],
+      [MessageState.SENDING, 1],
+      [MessageState.RETRYING, 1],
+      [MessageState.SENDING, 2],
+      [MessageState.SENT, 2],
+    ] as const) {
       await bus.publishStatus({ messageId: id, sender: 's1', state, attempt, detail: `d${attempt}`, service: 'test' });
     }
     await bus.publishStatus({ messageId: 'other', sender: 's1', state: MessageState.QUEUED, attempt: 0, detail: '', service: 'test' });

@@ -96,7 +96,10 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
   let nc: NatsConnection;
   try {
     if (!hasCredentials(opts.auth)) {
-      opts.log?.warn({ nats: opts.servers }, 'connecting to NATS without credentials (a development setup): set NATS_CREDS, NATS_USER and NATS_PASSWORD, or NATS_NKEY_SEED_FILE');
+      opts.log?.warn(
+        { nats: opts.servers },
+        'connecting to NATS without credentials (a development setup): set NATS_CREDS, NATS_USER and NATS_PASSWORD, or NATS_NKEY_SEED_FILE',
+      );
     }
     // noAsyncTraces: nats.js otherwise makes two Error objects (stack traces) for every request,
     // each JetStream publish included, and one more when it settles: about a third of the

@@ -22,7 +22,11 @@ describe('consumeLoop', () => {
     const opened: number[] = [];
     const seen: number[] = [];
     const warnings: string[] = [];
-    const batches: Array<[number[], 'end' | 'throw']> = [[[1, 2], 'throw'], [[3], 'end'], [[4], 'end']];
+    const batches: Array<[number[], 'end' | 'throw']> = [
+      [[1, 2], 'throw'],
+      [[3], 'end'],
+      [[4], 'end'],
+    ];
     let loop!: ReturnType<typeof consumeLoop>;
     loop = consumeLoop(
       async () => {

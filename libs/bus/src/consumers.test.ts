@@ -23,7 +23,15 @@ describe('workDurable against a real NATS JetStream', () => {
     let busiest = 0;
     const loop = await workDurable(
       bus,
-      { stream: bus.names.dispatchStream, durable: 'work-test', filterSubject: bus.names.dispatchWildcard('smtp'), ackWaitMs: 30_000, maxAckPending: 100, concurrency: 3, inFlight },
+      {
+        stream: bus.names.dispatchStream,
+        durable: 'work-test',
+        filterSubject: bus.names.dispatchWildcard('smtp'),
+        ackWaitMs: 30_000,
+        maxAckPending: 100,
+        concurrency: 3,
+        inFlight,
+      },
       async (m) => {
         busiest = Math.max(busiest, inFlight.size);
         await new Promise((r) => setTimeout(r, 30));

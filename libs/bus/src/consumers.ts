@@ -59,7 +59,12 @@ export interface DurableWorkOptions extends DurableOptions {
  * each. If the consumer's iterator ends or fails (consumer deleted, broker restarted) it is made
  * and opened again, so the service never sits idle while messages wait.
  */
-export async function workDurable(bus: Bus, o: DurableWorkOptions, handle: (m: JsMsg) => Promise<void>, log: { warn(obj: object, msg: string): void }): Promise<ConsumeLoop> {
+export async function workDurable(
+  bus: Bus,
+  o: DurableWorkOptions,
+  handle: (m: JsMsg) => Promise<void>,
+  log: { warn(obj: object, msg: string): void },
+): Promise<ConsumeLoop> {
   const ensure = () => ensureDurable(bus.jsm, o);
   await ensure();
   let reopening = false;

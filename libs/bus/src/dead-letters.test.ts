@@ -63,7 +63,12 @@ describe('dead letters against a real NATS JetStream', () => {
   });
 
   it('an operator-set limit applies to a stream that exists already', async () => {
-    const again = await connectBus({ servers: testNatsUrl(), prefix, name: 'dead-letters-test-2', topology: { limits: { submitted: { maxMessages: 5 }, bodies: { maxBytes: 64 * 1024 * 1024 } } } });
+    const again = await connectBus({
+      servers: testNatsUrl(),
+      prefix,
+      name: 'dead-letters-test-2',
+      topology: { limits: { submitted: { maxMessages: 5 }, bodies: { maxBytes: 64 * 1024 * 1024 } } },
+    });
     await again.close();
     expect((await bus.jsm.streams.info(bus.names.submittedStream)).config.max_msgs).toBe(5);
     expect((await bus.jsm.streams.info(`OBJ_${bus.names.bodyBucket}`)).config.max_bytes).toBe(64 * 1024 * 1024);
@@ -73,19 +78,53 @@ describe('dead letters against a real NATS JetStream', () => {
     const indexer = createMessageIndexer(bus, silent);
     await indexer.start();
     try {
-      await bus.publishStatus({ messageId: 'ix-1', sender: 's1', state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 't', client: 'app', subject: 'hello', to: ['a@b.example'] });
+      await bus.publishStatus({
+        messageId: 'ix-1',
+        sender: 's1',
+        state: MessageState.QUEUED,
+        attempt: 0,
+        detail: 'accepted',
+        service: 't',
+        client: 'app',
+        subject: 'hello',
+        to: ['a@b.example'],
+      });
       await bus.publishStatus({ messageId: 'ix-1', sender: 's1', state: MessageState.SENDING, attempt: 1, detail: '', service: 't' });
       await bus.publishStatus({ messageId: 'ix-1', sender: 's1', state: MessageState.FAILED, attempt: 1, detail: '550 no', service: 't' });
-      await bus.publishStatus({ messageId: 'ix-2', sender: 's2', state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 't', client: 'other', subject: 'hi', to: [] });
+      await bus.publishStatus({
+        messageId: 'ix-2',
+        sender: 's2',
+        state: MessageState.QUEUED,
+        attempt: 0,
+        detail: 'accepted',
+        service: 't',
+        client: 'other',
+        subject: 'hi',
+        to: [],
+      });
       const until = Date.now() + 10_000;
       let rec = await readIndexRecord(bus, 'ix-1');
       while (rec?.state !== MessageState.FAILED && Date.now() < until) {
         await new Promise((r) => setTimeout(r, 50));
         rec = await readIndexRecord(bus, 'ix-1');
       }
-      expect(rec).toMatchObject({ messageId: 'ix-1', sender: 's1', client: 'app', subject: 'hello', to: ['a@b.example'], state: MessageState.FAILED, attempts: 1, lastError: '550 no' });
+      expect(rec).toMatchObject({
+        messageId: 'ix-1',
+        sender: 's1',
+        client: 'app',
+        subject: 'hello',
+        to: ['a@b.example'],
+        state: MessageState.FAILED,
+        attempts: 1,
+        lastError: '550 no',
+      });
       while (!(await readIndexRecord(bus, 'ix-2')) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-      expect((await readIndex(bus)).map((r) => r.messageId).filter((id) => id.startsWith('ix-')).sort()).toEqual(['ix-1', 'ix-2']);
+      expect(
+        (await readIndex(bus))
+          .map((r) => r.messageId)
+          .filter((id) => id.startsWith('ix-'))
+          .sort(),
+      ).toEqual(['ix-1', 'ix-2']);
     } finally {
       await indexer.stop(5_000);
     }
@@ -94,7 +133,16 @@ describe('dead letters against a real NATS JetStream', () => {
 
 describe('foldIndexRecord', () => {
   const ev = (state: MessageState, attempt: number, extra: Partial<{ detail: string; client: string; subject: string; to: string[] }> = {}) =>
-    create(StatusEventSchema, { messageId: 'm', sender: 's', state, attempt, detail: extra.detail ?? '', client: extra.client ?? '', subject: extra.subject ?? '', to: extra.to ?? [] });
+    create(StatusEventSchema, {
+      messageId: 'm',
+      sender: 's',
+      state,
+      attempt,
+      detail: extra.detail ?? '',
+      client: extra.client ?? '',
+      subject: extra.subject ?? '',
+      to: extra.to ?? [],
+    });
 
   it('gives the same record whatever order the events are folded in', () => {
     const events: Array<[ReturnType<typeof ev>, number]> = [
@@ -112,7 +160,11 @@ describe('foldIndexRecord', () => {
   });
 
   it('keeps a record small whatever the message', () => {
-    const r = foldIndexRecord(undefined, ev(MessageState.FAILED, 1, { subject: 's'.repeat(10_000), detail: 'e'.repeat(100_000), to: Array.from({ length: 50 }, (_, i) => `r${i}@b.example`) }), 1);
+    const r = foldIndexRecord(
+      undefined,
+      ev(MessageState.FAILED, 1, { subject: 's'.repeat(10_000), detail: 'e'.repeat(100_000), to: Array.from({ length: 50 }, (_, i) => `r${i}@b.example`) }),
+      1,
+    );
     expect(r.subject.length).toBe(INDEX_BOUNDS.subjectChars);
     expect(r.lastError.length).toBe(INDEX_BOUNDS.errorChars);
     expect(r.to).toHaveLength(INDEX_BOUNDS.recipients);

@@ -93,6 +93,8 @@ describe('envelope signature input', () => {
 
   it('is the same bytes as v1 has always signed, for small and large fields', () => {
     expect(envelopeSignature(key, fixed(new Uint8Array([65, 66]))).toString('hex')).toBe('d9f5d84a2bcf04f2e97fa2a2e2be91fd49d83311689adeac4c6934f131c1d75c');
-    expect(envelopeSignature(key, fixed(new Uint8Array(40_000).map((_, i) => i % 251))).toString('hex')).toBe('2956bb32d1c549bde711925e16b718bdee30472c9d93c27e9c1480d02927ccdb');
+    expect(envelopeSignature(key, fixed(new Uint8Array(40_000).map((_, i) => i % 251))).toString('hex')).toBe(
+      '2956bb32d1c549bde711925e16b718bdee30472c9d93c27e9c1480d02927ccdb',
+    );
   });
 });

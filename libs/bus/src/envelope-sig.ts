@@ -86,7 +86,15 @@ export interface RefusalContext {
  */
 export async function refuseUnsigned(keys: EnvelopeKeys | undefined, env: Envelope, ctx: RefusalContext): Promise<boolean> {
   if (!keys || verifyEnvelope(keys, env)) return false;
-  if (!ctx.known) await ctx.bus.publishStatus({ messageId: env.messageId, sender: env.sender, state: MessageState.FAILED, attempt: env.attempt, detail: ENVELOPE_SIG_INVALID, service: ctx.service });
+  if (!ctx.known)
+    await ctx.bus.publishStatus({
+      messageId: env.messageId,
+      sender: env.sender,
+      state: MessageState.FAILED,
+      attempt: env.attempt,
+      detail: ENVELOPE_SIG_INVALID,
+      service: ctx.service,
+    });
   ctx.log.warn({ message_id: env.messageId, sender: env.sender, client: env.client, attempt: env.attempt }, `refused: ${ENVELOPE_SIG_INVALID}`);
   return true;
 }

@@ -65,7 +65,9 @@ describe('message indexer against a real NATS JetStream', () => {
     await indexer.start();
     await event('at-stop', MessageState.QUEUED, 0, { subject: 'stopping' });
     // The event has reached the indexer (delivered, not yet acked) before it stops.
-    await eventually(async () => ((await bus.jsm.consumers.info(bus.names.statusStream, bus.names.messagesIndexConsumer)).num_ack_pending > 0 ? true : undefined));
+    await eventually(async () =>
+      (await bus.jsm.consumers.info(bus.names.statusStream, bus.names.messagesIndexConsumer)).num_ack_pending > 0 ? true : undefined,
+    );
     expect(await readIndexRecord(bus, 'at-stop')).toBeUndefined();
     await indexer.stop(5_000);
     expect(await readIndexRecord(bus, 'at-stop')).toMatchObject({ subject: 'stopping', state: MessageState.QUEUED });

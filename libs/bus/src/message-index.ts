@@ -97,7 +97,8 @@ export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: str
       let known = i === 0 ? recent.get(id) : undefined;
       if (!known && !fresh) {
         const entry = await bus.messages.get(id);
-        if (entry && entry.operation === 'PUT' && entry.value.length > 0) known = { record: fromBinary(MessageRecordSchema, entry.value), revision: entry.revision };
+        if (entry && entry.operation === 'PUT' && entry.value.length > 0)
+          known = { record: fromBinary(MessageRecordSchema, entry.value), revision: entry.revision };
       }
       const next = events.reduce<MessageRecord | undefined>((r, { ev, m }) => foldIndexRecord(r, ev, m.seq), known?.record)!;
       try {
@@ -161,7 +162,12 @@ export function createMessageIndexer(bus: Bus, log: { warn(obj: object, msg: str
       const { statusStream: stream, statusWildcard: filterSubject } = bus.names;
       // Room for the events that wait for their message's next one, besides the writes.
       const maxAckPending = opts.maxWaiting * 2 + opts.concurrency * 4;
-      loop = await workDurable(bus, { stream, durable, filterSubject, ackWaitMs: opts.ackWaitMs, maxAckPending, concurrency: opts.concurrency, inFlight }, each, log);
+      loop = await workDurable(
+        bus,
+        { stream, durable, filterSubject, ackWaitMs: opts.ackWaitMs, maxAckPending, concurrency: opts.concurrency, inFlight },
+        each,
+        log,
+      );
     },
     async stop(graceMs) {
       loop?.stop();

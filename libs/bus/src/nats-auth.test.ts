@@ -40,7 +40,8 @@ describe('NATS permissions per service', () => {
     const may = (kind: (typeof SERVICE_KINDS)[number], subject: string) => servicePermissions(kind, 'relay').publish.includes(subject);
     for (const kind of SERVICE_KINDS) {
       // Every service makes the failed store and the message index at start.
-      for (const s of ['OBJ_relay-failed', 'KV_relay-messages']) for (const op of ['INFO', 'CREATE']) expect(may(kind, `$JS.API.STREAM.${op}.${s}`), `${kind} ${op} ${s}`).toBe(true);
+      for (const s of ['OBJ_relay-failed', 'KV_relay-messages'])
+        for (const op of ['INFO', 'CREATE']) expect(may(kind, `$JS.API.STREAM.${op}.${s}`), `${kind} ${op} ${s}`).toBe(true);
       // Keeping a failed message's envelope: scheduler and senders.
       expect(may(kind, '$O.relay-failed.>'), kind).toBe(kind === 'scheduler' || kind.endsWith('-sender'));
     }

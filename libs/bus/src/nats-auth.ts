@@ -250,7 +250,13 @@ export function natsServerConfig(o: NatsServerConfigOptions): string {
     jetstream: { store_dir: o.storeDir },
     authorization: o.auth.authorization,
   };
-  if (o.tls) conf.tls = { cert_file: o.tls.certFile, key_file: o.tls.keyFile, ...(o.tls.caFile ? { ca_file: o.tls.caFile } : {}), ...(o.tls.verify ? { verify: true } : {}) };
+  if (o.tls)
+    conf.tls = {
+      cert_file: o.tls.certFile,
+      key_file: o.tls.keyFile,
+      ...(o.tls.caFile ? { ca_file: o.tls.caFile } : {}),
+      ...(o.tls.verify ? { verify: true } : {}),
+    };
   return `${JSON.stringify(conf, null, 2)}\n`;
 }
 

@@ -17,7 +17,8 @@ export function natsConnectOptions(a: NatsAuthOptions | undefined): Partial<Node
   if (!a) return {};
   const o: Partial<NodeConnectionOptions> = {};
   if (a.credsFile) o.authenticator = credsAuthenticator(readSecret('NATS_CREDS', a.credsFile));
-  else if (a.nkeySeedFile) o.authenticator = nkeyAuthenticator(new TextEncoder().encode(new TextDecoder().decode(readSecret('NATS_NKEY_SEED_FILE', a.nkeySeedFile)).trim()));
+  else if (a.nkeySeedFile)
+    o.authenticator = nkeyAuthenticator(new TextEncoder().encode(new TextDecoder().decode(readSecret('NATS_NKEY_SEED_FILE', a.nkeySeedFile)).trim()));
   else if (a.user) Object.assign(o, { user: a.user, pass: a.password ?? '' });
   if (a.tlsCa || a.tlsCert) o.tls = { ...(a.tlsCa ? { caFile: a.tlsCa } : {}), ...(a.tlsCert ? { certFile: a.tlsCert, keyFile: a.tlsKey } : {}) };
   return o;

@@ -35,7 +35,8 @@ async function collect(sub: Subscription, n: number): Promise<string[]> {
 
 describe('nats-internals', () => {
   it('was written for the installed nats.js: after an upgrade, check this file against the new one and update the version', () => {
-    for (const [pkg, version] of Object.entries(NATS_WRITTEN_FOR)) expect(`${pkg} ${installedNatsVersion(pkg as keyof typeof NATS_WRITTEN_FOR)}`).toBe(`${pkg} ${version}`);
+    for (const [pkg, version] of Object.entries(NATS_WRITTEN_FOR))
+      expect(`${pkg} ${installedNatsVersion(pkg as keyof typeof NATS_WRITTEN_FOR)}`).toBe(`${pkg} ${version}`);
   });
 });
 

@@ -48,7 +48,9 @@ interface Protocol {
 export function coalesceWrites(nc: NatsConnection): void {
   const protocol = (nc as unknown as { protocol?: Protocol }).protocol;
   if (!protocol || typeof protocol.flushPending !== 'function' || typeof protocol.close !== 'function') {
-    throw new Error(`nats.js has no protocol.flushPending/close here: coalesceWrites was written for @nats-io/nats-core ${NATS_WRITTEN_FOR['@nats-io/nats-core']}`);
+    throw new Error(
+      `nats.js has no protocol.flushPending/close here: coalesceWrites was written for @nats-io/nats-core ${NATS_WRITTEN_FOR['@nats-io/nats-core']}`,
+    );
   }
   const flushNow = protocol.flushPending.bind(protocol);
   const close = protocol.close.bind(protocol);

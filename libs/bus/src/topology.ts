@@ -82,13 +82,35 @@ export function streamConfigs(n: BusNames, o: TopologyOptions): Array<Partial<St
     // (work-queue retention) costs more CPU than storing and delivering them, a purge much less.
     // No age limit, and a full stream refuses new mail (discard new): nothing unacked is ever
     // removed.
-    { ...common, name: n.submittedStream, subjects: [n.submittedWildcard], retention: RetentionPolicy.Limits, discard: DiscardPolicy.New, ...limitFields(o, 'submitted') },
+    {
+      ...common,
+      name: n.submittedStream,
+      subjects: [n.submittedWildcard],
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.New,
+      ...limitFields(o, 'submitted'),
+    },
     // Work queues: a message leaves the stream when the consumer that owns its subject acks it.
     // Its own stream: its per-sender consumers are many, and a stream's cost per stored message
     // grows with its consumers (NATS 2.9), so new mail does not pay for them.
     // Direct gets: the scheduler reads held mail without consuming it to find what expired.
-    { ...common, name: n.heldStream, subjects: [n.heldWildcard], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, allow_direct: true, ...limitFields(o, 'held') },
-    { ...common, name: n.dispatchStream, subjects: [`${n.prefix}.dispatch.>`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, ...limitFields(o, 'dispatch') },
+    {
+      ...common,
+      name: n.heldStream,
+      subjects: [n.heldWildcard],
+      retention: RetentionPolicy.Workqueue,
+      discard: DiscardPolicy.New,
+      allow_direct: true,
+      ...limitFields(o, 'held'),
+    },
+    {
+      ...common,
+      name: n.dispatchStream,
+      subjects: [`${n.prefix}.dispatch.>`],
+      retention: RetentionPolicy.Workqueue,
+      discard: DiscardPolicy.New,
+      ...limitFields(o, 'dispatch'),
+    },
     {
       ...common,
       name: n.statusStream,

@@ -82,7 +82,10 @@ export interface ProcessTrace {
  * the stream since it was stored is recorded as `relay.queue.wait_ms`.
  */
 export function processMessage<T>(m: JsMsg, t: ProcessTrace, fn: (span: Span) => Promise<T>): Promise<T> {
-  const parent = extractContext(m.headers, context.active()).setValue(MESSAGE_LOG_KEY, { message_id: t.messageId, sender: t.sender } satisfies MessageLogContext);
+  const parent = extractContext(m.headers, context.active()).setValue(MESSAGE_LOG_KEY, {
+    message_id: t.messageId,
+    sender: t.sender,
+  } satisfies MessageLogContext);
   const storedMs = m.info.timestampNanos / 1_000_000;
   return tracer().startActiveSpan(
     `process ${m.subject}`,

@@ -37,7 +37,10 @@ function handler<Req>(method: string, respond: (req: Req, md: Metadata) => unkno
     seen.push({ method, metadata: call.metadata, request: call.request });
     Promise.resolve()
       .then(() => respond(call.request, call.metadata))
-      .then((res) => cb(null, res), (err: unknown) => cb(err as Error));
+      .then(
+        (res) => cb(null, res),
+        (err: unknown) => cb(err as Error),
+      );
   };
 }
 

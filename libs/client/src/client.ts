@@ -124,14 +124,7 @@ function callOptionsFor(opts: CallOptions): GrpcCallOptions {
   return opts.deadlineMs === undefined ? {} : { deadline: Date.now() + opts.deadlineMs };
 }
 
-function unary<Res>(
-  client: Client,
-  method: Method,
-  req: unknown,
-  metadata: Metadata,
-  options: GrpcCallOptions,
-  signal: AbortSignal | undefined,
-): Promise<Res> {
+function unary<Res>(client: Client, method: Method, req: unknown, metadata: Metadata, options: GrpcCallOptions, signal: AbortSignal | undefined): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
     if (signal?.aborted) {
       reject(signal.reason);

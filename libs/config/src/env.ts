@@ -51,7 +51,6 @@ export interface RelayEnv {
   smtpsPort?: number;
 }
 
-
 export const ENV_DEFAULTS = {
   natsUrl: 'nats://127.0.0.1:4222',
   redisUrl: 'redis://127.0.0.1:6379',
@@ -140,7 +139,8 @@ function keyList(name: string, v: string | undefined): Buffer[] {
     .filter(Boolean)
     .map((k, i) => {
       const key = Buffer.from(k, 'base64');
-      if (key.length !== 32) throw new ConfigError(`${name}: key ${i + 1} must be 32 bytes in base64 (got ${key.length} bytes); make one with: openssl rand -base64 32`);
+      if (key.length !== 32)
+        throw new ConfigError(`${name}: key ${i + 1} must be 32 bytes in base64 (got ${key.length} bytes); make one with: openssl rand -base64 32`);
       return key;
     });
 }
@@ -150,7 +150,10 @@ function keyList(name: string, v: string | undefined): Buffer[] {
  * the master key: the scheduler and the credentials service must not be able to make one.
  */
 export function requireEnvelopeKeys(env: RelayEnv): { current: Buffer; previous: Buffer[] } {
-  if (!env.envelopeKey) throw new ConfigError('RELAY_ENVELOPE_KEY: required by ingest and the senders (32 bytes, base64, the same for all of them); make one with: openssl rand -base64 32');
+  if (!env.envelopeKey)
+    throw new ConfigError(
+      'RELAY_ENVELOPE_KEY: required by ingest and the senders (32 bytes, base64, the same for all of them); make one with: openssl rand -base64 32',
+    );
   return { current: env.envelopeKey, previous: env.oldEnvelopeKeys ?? [] };
 }
 
@@ -172,7 +175,10 @@ function count(env: Env, name: string, fallback: number): number {
 
 function tlsFiles(certPath: string | undefined, keyPath: string | undefined): RelayEnv['tls'] {
   if (!certPath && !keyPath) return undefined;
-  if (!certPath || !keyPath) throw new ConfigError(`${certPath ? 'RELAY_TLS_KEY' : 'RELAY_TLS_CERT'}: required with ${certPath ? 'RELAY_TLS_CERT' : 'RELAY_TLS_KEY'} (PEM files of the public ports' certificate and key)`);
+  if (!certPath || !keyPath)
+    throw new ConfigError(
+      `${certPath ? 'RELAY_TLS_KEY' : 'RELAY_TLS_CERT'}: required with ${certPath ? 'RELAY_TLS_CERT' : 'RELAY_TLS_KEY'} (PEM files of the public ports' certificate and key)`,
+    );
   const read = (name: string, path: string, marker: RegExp) => {
     let pem: Buffer;
     try {
@@ -180,7 +186,8 @@ function tlsFiles(certPath: string | undefined, keyPath: string | undefined): Re
     } catch (err) {
       throw new ConfigError(`${name}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
     }
-    if (!marker.test(pem.toString('latin1'))) throw new ConfigError(`${name}: ${path} holds no PEM ${name === 'RELAY_TLS_CERT' ? 'certificate' : 'private key'}`);
+    if (!marker.test(pem.toString('latin1')))
+      throw new ConfigError(`${name}: ${path} holds no PEM ${name === 'RELAY_TLS_CERT' ? 'certificate' : 'private key'}`);
     return pem;
   };
   return { cert: read('RELAY_TLS_CERT', certPath, /-----BEGIN CERTIFICATE-----/), key: read('RELAY_TLS_KEY', keyPath, /-----BEGIN [A-Z ]*PRIVATE KEY-----/) };
@@ -219,7 +226,8 @@ function prefix(v: string | undefined): string {
 function masterKey(v: string | undefined): Buffer | undefined {
   if (!v) return undefined;
   const key = Buffer.from(v, 'base64');
-  if (key.length !== 32) throw new ConfigError(`RELAY_MASTER_KEY: must be 32 bytes in base64 (got ${key.length} bytes); make one with: openssl rand -base64 32`);
+  if (key.length !== 32)
+    throw new ConfigError(`RELAY_MASTER_KEY: must be 32 bytes in base64 (got ${key.length} bytes); make one with: openssl rand -base64 32`);
   return key;
 }
 

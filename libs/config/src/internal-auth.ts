@@ -17,7 +17,8 @@ export function readInternalAuth(env: Env): InternalAuth | undefined {
   const given = tls.filter((n) => env[n]);
   if (given.length > 0) {
     const missing = tls.filter((n) => !env[n]);
-    if (missing.length > 0) throw new ConfigError(`${missing.join(', ')}: required with ${given.join(', ')} (internal mutual TLS needs the CA, a certificate and its key)`);
+    if (missing.length > 0)
+      throw new ConfigError(`${missing.join(', ')}: required with ${given.join(', ')} (internal mutual TLS needs the CA, a certificate and its key)`);
     const [ca, cert, key] = tls.map((n) => readPem(n, env[n]!));
     return { kind: 'mtls', ca: ca!, cert: cert!, key: key! };
   }

@@ -20,7 +20,14 @@ describe('formatIssues', () => {
   it('treats nested, listed and mapped keys alike', () => {
     expect(format({ limits: { daly_cap: 5 } })).toBe('limits.daly_cap: unknown key; did you mean "daily_cap"?');
     expect(format({ limits: { daily_cap: '5' } })).toBe('limits.daily_cap: expected a number, got the string "5"');
-    expect(format({ routes: [{ name: 'a', mode: 'direct' }, { name: 'b', mode: 'later' }] })).toBe('routes[1].mode: must be one of direct, queued (got "later")');
+    expect(
+      format({
+        routes: [
+          { name: 'a', mode: 'direct' },
+          { name: 'b', mode: 'later' },
+        ],
+      }),
+    ).toBe('routes[1].mode: must be one of direct, queued (got "later")');
     expect(format({ routes: [{ nme: 'a', mode: 'queued' }] })).toBe('routes[0].nme: unknown key; did you mean "name"?');
     expect(format({ tags: { red: { color: 'red' } } })).toBe('tags.red.color: unknown key; did you mean "colour"?');
     expect(format({ routes: [{ name: 'a', mode: 'queued', token: 1234 }] })).toBe('routes[0].token: expected a string, got a number');

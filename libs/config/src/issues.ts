@@ -33,9 +33,14 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], doc: unknown, 
       i.keys.map((key) => {
         const where = i.path.length ? `${keyPath(i.path)}.${key}` : key;
         // A key already written is not what a misspelt one meant.
-        const guess = closest(key, allowed.filter((k) => !present.includes(k)));
+        const guess = closest(
+          key,
+          allowed.filter((k) => !present.includes(k)),
+        );
         if (guess) typos.set(keyPath([...i.path, guess]), key);
-        return guess ? `${where}: unknown key; did you mean "${guess}"?` : `${where}: unknown key${allowed.length ? ` (allowed keys: ${allowed.join(', ')})` : ''}`;
+        return guess
+          ? `${where}: unknown key; did you mean "${guess}"?`
+          : `${where}: unknown key${allowed.length ? ` (allowed keys: ${allowed.join(', ')})` : ''}`;
       }),
     );
   }
@@ -130,7 +135,14 @@ function schemasAt(root: z.core.$ZodType, doc: unknown, path: Path): z.core.$Zod
 /** The schema itself and what it wraps, down to objects, lists and plain values. */
 function unwrap(s: z.core.$ZodType, value: unknown): z.core.$ZodType[] {
   const out = [s];
-  if (s instanceof z.ZodOptional || s instanceof z.ZodNullable || s instanceof z.ZodDefault || s instanceof z.ZodPrefault || s instanceof z.ZodReadonly || s instanceof z.ZodCatch) {
+  if (
+    s instanceof z.ZodOptional ||
+    s instanceof z.ZodNullable ||
+    s instanceof z.ZodDefault ||
+    s instanceof z.ZodPrefault ||
+    s instanceof z.ZodReadonly ||
+    s instanceof z.ZodCatch
+  ) {
     out.push(...unwrap(s.unwrap() as z.core.$ZodType, value));
   } else if (s instanceof z.ZodPipe) {
     out.push(...unwrap(s.in as z.core.$ZodType, value));

@@ -55,7 +55,11 @@ describe('parseConfig', () => {
     expect(smtp.smtp).toMatchObject({ host: 'smtp.office365.com', port: 587, security: 'starttls' });
     expect(smtp.smtp!.auth).toMatchObject({ type: 'password', user: 'no-reply@campus.example' });
     expect(smtp.rate).toMatchObject({ batchSize: 10, intervalMs: 60_000, dailyRecipients: 10_000, maxRecipientsPerMessage: 500 });
-    expect(cfg.senders[1]!.graph).toMatchObject({ authorityUrl: 'https://login.microsoftonline.com', graphUrl: 'https://graph.microsoft.com', saveToSentItems: true });
+    expect(cfg.senders[1]!.graph).toMatchObject({
+      authorityUrl: 'https://login.microsoftonline.com',
+      graphUrl: 'https://graph.microsoft.com',
+      saveToSentItems: true,
+    });
     expect(cfg.limits.maxMessageBytes).toBe(35 * 1024 * 1024);
     expect(cfg.delivery.maxAgeMs).toBe(86_400_000);
   });
@@ -65,7 +69,10 @@ describe('parseConfig', () => {
     expect(d.limits.heldMaxAgeMs).toBe(72 * 3_600_000);
     expect(d.delivery.failedRetentionMs).toBe(7 * 86_400_000);
     expect(d.limits.store.submitted).toEqual({ maxMessages: undefined, maxBytes: undefined });
-    const set = parseConfig(`${base}limits:\n  held_max_age: 2h\n  store:\n    submitted: { max_messages: 1000, max_bytes: -1 }\n    bodies: { max_bytes: 1073741824 }\ndelivery:\n  failed_retention: 3d\n`, env);
+    const set = parseConfig(
+      `${base}limits:\n  held_max_age: 2h\n  store:\n    submitted: { max_messages: 1000, max_bytes: -1 }\n    bodies: { max_bytes: 1073741824 }\ndelivery:\n  failed_retention: 3d\n`,
+      env,
+    );
     expect(set.limits).toMatchObject({ maxMessageBytes: 35 * 1024 * 1024, heldMaxAgeMs: 7_200_000 });
     expect(set.limits.store.submitted).toEqual({ maxMessages: 1000, maxBytes: -1 });
     expect(set.limits.store.bodies).toEqual({ maxMessages: undefined, maxBytes: 1_073_741_824 });
@@ -76,7 +83,13 @@ describe('parseConfig', () => {
 
   it('paces a graph sender with the microsoft365-graph preset when it has no rate:', () => {
     const cfg = parseConfig(base.replace('    rate: { preset: microsoft365-graph }\n', ''), env);
-    expect(cfg.senders[1]!.rate).toMatchObject({ preset: 'microsoft365-graph', batchSize: 10_000, intervalMs: 600_000, maxConcurrent: 4, dailyRecipients: 10_000 });
+    expect(cfg.senders[1]!.rate).toMatchObject({
+      preset: 'microsoft365-graph',
+      batchSize: 10_000,
+      intervalMs: 600_000,
+      maxConcurrent: 4,
+      dailyRecipients: 10_000,
+    });
     expect(cfg.senders[0]!.rate).toBeDefined();
     const unpacedSmtp = parseConfig(base.replace(/ {4}rate: \{ preset: microsoft365-smtp[^\n]*\n/, ''), env);
     expect(unpacedSmtp.senders[0]!.rate).toBeUndefined();
@@ -129,24 +142,56 @@ describe('parseConfig', () => {
     expect(configError(base.replace('from: no-reply@campus.example', 'from: not-an-address'))).toMatch(/senders\[0\]\.from: must be an email address/);
     expect(configError(base, { NOREPLY_PASSWORD: 'x' })).toMatch(/clients\[0\]\.api_key: environment variable BILLING_API_KEY is not set/);
     expect(configError(base.replace('senders: [no-reply]', 'senders: [nobody]'))).toMatch(/clients\[0\]\.senders\[0\]: "nobody" is not a configured sender/);
-    expect(configError(base.replace('    transport: graph\n', '    transport: graph\n    smtp: { host: x, port: 587, security: none }\n'))).toMatch(/senders\[1\]\.smtp: not allowed with transport: graph/);
-    expect(configError(base.replace(/ {2}- id: registrar[\s\S]*$/, '  - id: no-reply\n    from: a@b.example\n    transport: smtp\n    smtp: { host: x, port: 587, security: none }\n'))).toMatch(/senders\[1\]\.id: duplicate sender id/);
+    expect(configError(base.replace('    transport: graph\n', '    transport: graph\n    smtp: { host: x, port: 587, security: none }\n'))).toMatch(
+      /senders\[1\]\.smtp: not allowed with transport: graph/,
+    );
+    expect(
+      configError(
+        base.replace(
+          / {2}- id: registrar[\s\S]*$/,
+          '  - id: no-reply\n    from: a@b.example\n    transport: smtp\n    smtp: { host: x, port: 587, security: none }\n',
+        ),
+      ),
+    ).toMatch(/senders\[1\]\.id: duplicate sender id/);
     expect(configError('clients: []\nsenders: []\n')).toMatch(/clients: at least one client/);
     expect(configError('clients: [\n')).toMatch(/not valid YAML/);
-    expect(configError(base.replace('rate: { preset: microsoft365-graph }', 'rate: { batch_size: 5 }'))).toMatch(/senders\[1\]\.rate\.interval: required with batch_size/);
-    expect(configError(base.replace('rate: { preset: microsoft365-graph }', 'rate: { batch_size: 5, interval: soon }'))).toMatch(/senders\[1\]\.rate\.interval: invalid duration "soon"/);
+    expect(configError(base.replace('rate: { preset: microsoft365-graph }', 'rate: { batch_size: 5 }'))).toMatch(
+      /senders\[1\]\.rate\.interval: required with batch_size/,
+    );
+    expect(configError(base.replace('rate: { preset: microsoft365-graph }', 'rate: { batch_size: 5, interval: soon }'))).toMatch(
+      /senders\[1\]\.rate\.interval: invalid duration "soon"/,
+    );
   });
 
   it('refuses an API key shorter than 32 characters, naming the client', () => {
-    expect(configError(base, { ...env, BILLING_API_KEY: 'x'.repeat(31) })).toMatch(/clients\[0\]\.api_key: the key of client "billing-app" is shorter than 32 characters/);
-    expect(configError(base.replace('ops-key-literal-0123456789abcdef0123', 'REPLACE'))).toMatch(/clients\[1\]\.api_key: the key of client "it-ops" is shorter than 32/);
+    expect(configError(base, { ...env, BILLING_API_KEY: 'x'.repeat(31) })).toMatch(
+      /clients\[0\]\.api_key: the key of client "billing-app" is shorter than 32 characters/,
+    );
+    expect(configError(base.replace('ops-key-literal-0123456789abcdef0123', 'REPLACE'))).toMatch(
+      /clients\[1\]\.api_key: the key of client "it-ops" is shorter than 32/,
+    );
     expect(parseConfig(base, { ...env, BILLING_API_KEY: 'x'.repeat(32) }).clients[0]!.apiKey.reveal()).toHaveLength(32);
   });
 
   it('reads per-client limits', () => {
-    const limited = base.replace('    senders: [no-reply]\n', '    senders: [no-reply]\n    limits: { messages_per_second: 2, bytes_per_second: 1000, max_stored_messages: 50, max_stored_bytes: 100000, daily_recipients: 3000 }\n');
-    expect(parseConfig(limited, env).clients[0]!.limits).toEqual({ messagesPerSecond: 2, bytesPerSecond: 1000, maxStoredMessages: 50, maxStoredBytes: 100000, dailyRecipients: 3000 });
-    expect(parseConfig(base, env).clients[1]!.limits).toEqual({ messagesPerSecond: undefined, bytesPerSecond: undefined, maxStoredMessages: undefined, maxStoredBytes: undefined, dailyRecipients: undefined });
+    const limited = base.replace(
+      '    senders: [no-reply]\n',
+      '    senders: [no-reply]\n    limits: { messages_per_second: 2, bytes_per_second: 1000, max_stored_messages: 50, max_stored_bytes: 100000, daily_recipients: 3000 }\n',
+    );
+    expect(parseConfig(limited, env).clients[0]!.limits).toEqual({
+      messagesPerSecond: 2,
+      bytesPerSecond: 1000,
+      maxStoredMessages: 50,
+      maxStoredBytes: 100000,
+      dailyRecipients: 3000,
+    });
+    expect(parseConfig(base, env).clients[1]!.limits).toEqual({
+      messagesPerSecond: undefined,
+      bytesPerSecond: undefined,
+      maxStoredMessages: undefined,
+      maxStoredBytes: undefined,
+      dailyRecipients: undefined,
+    });
     expect(configError(limited.replace('max_stored_messages: 50', 'max_stored_messages: -1'))).toMatch(/clients\[0\]\.limits\.max_stored_messages:/);
     expect(configError(limited.replace('bytes_per_second: 1000', 'bytes_per_sec: 1000'))).toMatch(/clients\[0\]\.limits\.bytes_per_sec: unknown key/);
   });
@@ -198,7 +243,10 @@ describe('parseConfig says what is wrong', () => {
   });
 
   it('reports every problem once, without a "required" for the key a typo meant', () => {
-    const text = base.replace('port: 587', 'prot: 587').replace('security: starttls', 'security: startls').replace('from: registrar@campus.example', 'form: registrar@campus.example');
+    const text = base
+      .replace('port: 587', 'prot: 587')
+      .replace('security: starttls', 'security: startls')
+      .replace('from: registrar@campus.example', 'form: registrar@campus.example');
     expect(configError(text)).toBe(
       'relay.yaml: senders[0].smtp.security: must be one of tls, starttls, none (got "startls"); senders[0].smtp.prot: unknown key; did you mean "port"?; senders[1].form: unknown key; did you mean "from"?',
     );
@@ -208,17 +256,16 @@ describe('parseConfig says what is wrong', () => {
     expect(at('client_secret: s3cret', 'client_secret: $GRAPH_SECRET')).toBe(
       'relay.yaml: senders[1].graph.client_secret: "$GRAPH_SECRET" looks like a shell variable; write env:GRAPH_SECRET to read it from the environment',
     );
-    const block = base.replace('graph: { tenant_id: t, client_id: c, client_secret: s3cret, mailbox: registrar@campus.example }', [
-      'graph:',
-      '      tenant_id: t',
-      '      client_id: c',
-      '      client_secret: ${GRAPH_SECRET}',
-      '      mailbox: registrar@campus.example',
-    ].join('\n'));
+    const block = base.replace(
+      'graph: { tenant_id: t, client_id: c, client_secret: s3cret, mailbox: registrar@campus.example }',
+      ['graph:', '      tenant_id: t', '      client_id: c', '      client_secret: ${GRAPH_SECRET}', '      mailbox: registrar@campus.example'].join('\n'),
+    );
     expect(configError(block)).toBe(
       'relay.yaml: senders[1].graph.client_secret: "${GRAPH_SECRET}" looks like a shell variable; write env:GRAPH_SECRET to read it from the environment',
     );
-    expect(at('env:NOREPLY_PASSWORD', 'env:$NOREPLY_PASSWORD')).toBe('relay.yaml: senders[0].smtp.auth.password: write env:NOREPLY_PASSWORD, without the $ (env: takes the variable\'s name)');
+    expect(at('env:NOREPLY_PASSWORD', 'env:$NOREPLY_PASSWORD')).toBe(
+      "relay.yaml: senders[0].smtp.auth.password: write env:NOREPLY_PASSWORD, without the $ (env: takes the variable's name)",
+    );
     // Not a variable name alone: an ordinary literal.
     expect(parseConfig(base.replace('client_secret: s3cret', 'client_secret: "pa$word1"'), env).senders[1]!.graph!.clientSecret.reveal()).toBe('pa$word1');
   });
@@ -233,7 +280,13 @@ describe('parseConfig says what is wrong', () => {
 describe('readEnv', () => {
   it('applies the documented defaults', () => {
     const e = readEnv({});
-    expect(e).toMatchObject({ natsUrl: 'nats://127.0.0.1:4222', redisUrl: 'redis://127.0.0.1:6379', grpcPort: 50051, httpPort: 8080, publicUrl: 'http://localhost:8080' });
+    expect(e).toMatchObject({
+      natsUrl: 'nats://127.0.0.1:4222',
+      redisUrl: 'redis://127.0.0.1:6379',
+      grpcPort: 50051,
+      httpPort: 8080,
+      publicUrl: 'http://localhost:8080',
+    });
   });
   it('keeps internal ports on loopback unless RELAY_INTERNAL_HOST opens them', () => {
     expect(readEnv({ RELAY_HOST: '0.0.0.0' })).toMatchObject({ host: '0.0.0.0', internalHost: '127.0.0.1', tls: undefined });
@@ -292,7 +345,9 @@ describe('secrets left unresolved', () => {
   });
 
   it('all (the default) still needs every secret', () => {
-    expect(configError(base, { BILLING_API_KEY: 'billing-key' })).toMatch(/senders\[0\]\.smtp\.auth\.password: environment variable NOREPLY_PASSWORD is not set/);
+    expect(configError(base, { BILLING_API_KEY: 'billing-key' })).toMatch(
+      /senders\[0\]\.smtp\.auth\.password: environment variable NOREPLY_PASSWORD is not set/,
+    );
   });
 });
 
@@ -308,7 +363,9 @@ describe('internal authentication', () => {
     expect(() => readEnv({ RELAY_INTERNAL_TOKEN_FILE: join(dir, 'missing') })).toThrow(/RELAY_INTERNAL_TOKEN_FILE: cannot read/);
     const admin = 'a'.repeat(32);
     expect(readEnv({ RELAY_INTERNAL_TOKEN: token, RELAY_INTERNAL_ADMIN_TOKEN: admin }).internalAuth).toEqual({ kind: 'token', token, adminToken: admin });
-    expect(() => readEnv({ RELAY_INTERNAL_TOKEN: token, RELAY_INTERNAL_ADMIN_TOKEN: 'short' })).toThrow(/RELAY_INTERNAL_ADMIN_TOKEN: the internal token must be at least 32/);
+    expect(() => readEnv({ RELAY_INTERNAL_TOKEN: token, RELAY_INTERNAL_ADMIN_TOKEN: 'short' })).toThrow(
+      /RELAY_INTERNAL_ADMIN_TOKEN: the internal token must be at least 32/,
+    );
   });
 
   it('needs all three of CA, certificate and key for mutual TLS', () => {
@@ -320,7 +377,9 @@ describe('SMTP pool defaults', () => {
   it('keeps a connection for a thousand messages and opens five at most when pool is not set', () => {
     const smtp = parseConfig(base, env).senders.find((s) => s.id === 'no-reply')!.smtp!;
     expect(smtp.pool).toEqual({ maxConnections: 5, maxMessages: 1000 });
-    const partial = parseConfig(base.replace('security: starttls', 'security: starttls\n      pool: { max_connections: 2 }'), env).senders.find((s) => s.id === 'no-reply')!.smtp!;
+    const partial = parseConfig(base.replace('security: starttls', 'security: starttls\n      pool: { max_connections: 2 }'), env).senders.find(
+      (s) => s.id === 'no-reply',
+    )!.smtp!;
     expect(partial.pool).toEqual({ maxConnections: 2, maxMessages: 1000 });
   });
 });

@@ -6,7 +6,17 @@ import { port25Refusal, RATE_PRESETS } from './presets.js';
 import { formatIssues } from './issues.js';
 import { configSchema, SMTP_POOL_DEFAULTS, type RawClientLimits, type RawConfig, type RawSender } from './schema.js';
 import { resolveSecret, UnresolvedSecret, type Secret } from './secret.js';
-import type { ClientConfig, ClientLimits, RateConfig, RelayConfig, SenderConfig, SmtpAuthConfig, ClientSmtpConfig, StoreLimit, StoreLimitsConfig } from './types.js';
+import type {
+  ClientConfig,
+  ClientLimits,
+  RateConfig,
+  RelayConfig,
+  SenderConfig,
+  SmtpAuthConfig,
+  ClientSmtpConfig,
+  StoreLimit,
+  StoreLimitsConfig,
+} from './types.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -83,7 +93,9 @@ function convert(raw: RawConfig, callers: Resolve, senderSecrets: Resolve): Rela
     const apiKey = callers(c.api_key, `clients[${i}].api_key`);
     // A short key is a placeholder or a guessable one; neither may become a working credential.
     if (apiKey.resolved && apiKey.reveal().length < MIN_API_KEY_LENGTH) {
-      throw new ConfigError(`clients[${i}].api_key: the key of client "${c.name}" is shorter than ${MIN_API_KEY_LENGTH} characters; make one with: openssl rand -base64 32`);
+      throw new ConfigError(
+        `clients[${i}].api_key: the key of client "${c.name}" is shorter than ${MIN_API_KEY_LENGTH} characters; make one with: openssl rand -base64 32`,
+      );
     }
     return {
       name: c.name,
@@ -137,7 +149,10 @@ function convertClientLimits(l: RawClientLimits | undefined): ClientLimits {
 }
 
 function storeLimits(raw: RawConfig['limits']['store']): StoreLimitsConfig {
-  const one = (v: { max_messages?: number | undefined; max_bytes?: number | undefined }): StoreLimit => ({ maxMessages: v.max_messages, maxBytes: v.max_bytes });
+  const one = (v: { max_messages?: number | undefined; max_bytes?: number | undefined }): StoreLimit => ({
+    maxMessages: v.max_messages,
+    maxBytes: v.max_bytes,
+  });
   return {
     submitted: one(raw.submitted),
     held: one(raw.held),
@@ -243,7 +258,9 @@ function convertAuth(a: NonNullable<RawSender['smtp']>['auth'], key: string, res
 function convertRate(r: NonNullable<RawSender['rate']>, key: string): RateConfig {
   const p: Partial<Record<string, number>> = r.preset ? RATE_PRESETS[r.preset] : {};
   if (!r.preset && (r.batch_size === undefined) !== (r.interval === undefined)) {
-    throw new ConfigError(`${key}.${r.batch_size === undefined ? 'batch_size' : 'interval'}: required with ${r.batch_size === undefined ? 'interval' : 'batch_size'} (messages per relay interval)`);
+    throw new ConfigError(
+      `${key}.${r.batch_size === undefined ? 'batch_size' : 'interval'}: required with ${r.batch_size === undefined ? 'interval' : 'batch_size'} (messages per relay interval)`,
+    );
   }
   return {
     preset: r.preset,
@@ -268,7 +285,10 @@ function convertClientSmtp(s: NonNullable<RawConfig['clients'][number]['smtp']>,
 
 /** The bare, lowercased address of `Name <local@host>` or `local@host`. */
 export function addrSpec(mailbox: string): string {
-  return mailbox.replace(/^.*<([^>]+)>\s*$/, '$1').trim().toLowerCase();
+  return mailbox
+    .replace(/^.*<([^>]+)>\s*$/, '$1')
+    .trim()
+    .toLowerCase();
 }
 
 function stripSlash(url: string): string {

@@ -37,7 +37,14 @@ export type PresetName = keyof typeof RATE_PRESETS;
 export const PRESET_NAMES = Object.keys(RATE_PRESETS) as [PresetName, ...PresetName[]];
 
 /** Hosts that no longer take submission on port 25 (Microsoft has blocked it; Gmail wants 587/465). */
-const PORT25_REFUSED = [/(^|\.)office365\.com$/i, /(^|\.)outlook\.com$/i, /(^|\.)mail\.protection\.outlook\.com$/i, /(^|\.)gmail\.com$/i, /(^|\.)google\.com$/i, /(^|\.)googlemail\.com$/i];
+const PORT25_REFUSED = [
+  /(^|\.)office365\.com$/i,
+  /(^|\.)outlook\.com$/i,
+  /(^|\.)mail\.protection\.outlook\.com$/i,
+  /(^|\.)gmail\.com$/i,
+  /(^|\.)google\.com$/i,
+  /(^|\.)googlemail\.com$/i,
+];
 
 export function port25Refusal(host: string, port: number): string | undefined {
   if (port !== 25) return undefined;

@@ -13,23 +13,22 @@ const ADDRESS = /^[^\s@<>",;]+@[^\s@<>",;]+$/;
 const mailbox = z
   .string()
   .trim()
-  .refine((v) => ADDRESS.test(v.replace(/^.*<([^>]+)>\s*$/, '$1')), 'must be an email address, e.g. no-reply@campus.example or "Name <no-reply@campus.example>"');
-const duration = z
-  .union([z.string(), z.number()])
-  .transform((v, ctx) => {
-    try {
-      return parseDuration(v);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      return z.NEVER;
-    }
-  });
+  .refine(
+    (v) => ADDRESS.test(v.replace(/^.*<([^>]+)>\s*$/, '$1')),
+    'must be an email address, e.g. no-reply@campus.example or "Name <no-reply@campus.example>"',
+  );
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseDuration(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
 const httpsUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
 const positiveInt = z.number().int().positive();
 
-export const senderId = z
-  .string()
-  .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "-" or "_"');
+export const senderId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "-" or "_"');
 
 const clientLimitsSchema = z.strictObject({
   messages_per_second: z.number().positive().optional(),
@@ -111,11 +110,12 @@ const smtpSchema = z.strictObject({
   ca_file: nonEmpty.optional(),
   auth: z.discriminatedUnion('type', [passwordAuth, oauth2Auth, noAuth]).optional(),
   pool: z
-    .strictObject({ max_connections: positiveInt.max(100).default(SMTP_POOL_DEFAULTS.maxConnections), max_messages: positiveInt.default(SMTP_POOL_DEFAULTS.maxMessages) })
+    .strictObject({
+      max_connections: positiveInt.max(100).default(SMTP_POOL_DEFAULTS.maxConnections),
+      max_messages: positiveInt.default(SMTP_POOL_DEFAULTS.maxMessages),
+    })
     .optional(),
-  timeouts: z
-    .strictObject({ connect: duration.optional(), greeting: duration.optional(), socket: duration.optional() })
-    .optional(),
+  timeouts: z.strictObject({ connect: duration.optional(), greeting: duration.optional(), socket: duration.optional() }).optional(),
 });
 
 const graphSchema = z.strictObject({
@@ -142,7 +142,10 @@ const rateSchema = z.strictObject({
 });
 
 // A stream's or bucket's limits; -1 (or leaving it out) means no limit of that kind.
-const limitValue = z.number().int().refine((n) => n === -1 || n > 0, 'must be a positive whole number, or -1 for no limit');
+const limitValue = z
+  .number()
+  .int()
+  .refine((n) => n === -1 || n > 0, 'must be a positive whole number, or -1 for no limit');
 const storeLimit = z.strictObject({ max_messages: limitValue.optional(), max_bytes: limitValue.optional() }).prefault({});
 
 const senderSchema = z.strictObject({

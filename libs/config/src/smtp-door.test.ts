@@ -22,7 +22,13 @@ function configError(text: string, env: Record<string, string> = {}): string {
 
 describe('SMTP door configuration', () => {
   it('reads smtp credentials (env: secret), allow_ips and smtp_aliases', () => {
-    const cfg = parseConfig(config(", smtp: { username: j1@campus.example, password: 'env:J1_PW', allow_ips: [10.20.0.0/16, 192.0.2.7, '2001:db8::/32'] }", ", smtp_aliases: ['Bounces <Bounces@campus.example>']"), { J1_PW: 'pw' });
+    const cfg = parseConfig(
+      config(
+        ", smtp: { username: j1@campus.example, password: 'env:J1_PW', allow_ips: [10.20.0.0/16, 192.0.2.7, '2001:db8::/32'] }",
+        ", smtp_aliases: ['Bounces <Bounces@campus.example>']",
+      ),
+      { J1_PW: 'pw' },
+    );
     const smtp = cfg.clients[0]!.smtp!;
     expect(smtp.username).toBe('j1@campus.example');
     expect(smtp.password!.reveal()).toBe('pw');

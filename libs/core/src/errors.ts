@@ -58,10 +58,7 @@ export class DeliveryError extends Error {
    * service is stopping. The message goes back to the queue as it was (no attempt is counted).
    */
   readonly notStarted: boolean;
-  constructor(
-    message: string,
-    opts: { retryable: boolean; retryAfterMs?: number; remedy?: string; cause?: unknown; notStarted?: boolean },
-  ) {
+  constructor(message: string, opts: { retryable: boolean; retryAfterMs?: number; remedy?: string; cause?: unknown; notStarted?: boolean }) {
     super(message, { cause: opts.cause });
     this.retryable = opts.retryable;
     this.retryAfterMs = opts.retryAfterMs;

@@ -19,7 +19,10 @@ export function once<T>(fn: () => Promise<T>): () => Promise<T> {
 export async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   const ac = new AbortController();
   const timer = sleep(ms, false, { signal: ac.signal }).catch(() => false);
-  const done = p.then(() => true, () => true);
+  const done = p.then(
+    () => true,
+    () => true,
+  );
   const settled = await Promise.race([done, timer]);
   ac.abort();
   return settled;

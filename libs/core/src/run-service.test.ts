@@ -4,7 +4,12 @@ import { runService, type RunLogger } from './run-service.js';
 
 /** A process with the given node arguments and NODE_OPTIONS, and a logger that keeps its warnings. */
 async function startWith(execArgv: string[], nodeOptions?: string) {
-  const proc = Object.assign(new EventEmitter(), { execArgv, env: { NODE_OPTIONS: nodeOptions }, stderr: { write: () => true }, exitCode: undefined as number | undefined });
+  const proc = Object.assign(new EventEmitter(), {
+    execArgv,
+    env: { NODE_OPTIONS: nodeOptions },
+    stderr: { write: () => true },
+    exitCode: undefined as number | undefined,
+  });
   const warnings: Array<{ obj: unknown; msg: string }> = [];
   const logger = { warn: (obj: unknown, msg: string) => warnings.push({ obj, msg }), info: () => {}, error: () => {}, fatal: () => {} } as unknown as RunLogger;
   const service = { start: async () => ({ grpc: 1 }), stop: async () => {} };
@@ -59,7 +64,9 @@ describe('runService', () => {
     let stopped!: () => void;
     const done = new Promise<void>((r) => (stopped = r));
     const service = { start: async () => ({}), stop: async () => stopped() };
-    await runService(proc as unknown as NodeJS.Process, 'probe', async () => ({ service, logger, graceMs: 20, forceMs: 20 }), { flush: async () => (flushes++, true) });
+    await runService(proc as unknown as NodeJS.Process, 'probe', async () => ({ service, logger, graceMs: 20, forceMs: 20 }), {
+      flush: async () => (flushes++, true),
+    });
     proc.emit('SIGTERM');
     await done;
     await new Promise((r) => setTimeout(r, 0));

@@ -80,7 +80,12 @@ export async function runService(proc: NodeJS.Process, name: string, build: () =
     if (forceExitAfterMs !== undefined) {
       // Unref'd: a process that ends by itself is not held up by this timer.
       setTimeout(() => {
-        logger.error({ after_ms: forceExitAfterMs, stopped }, stopped ? 'stopped, but open connections kept the process alive; exiting' : 'stop not finished within the grace period and force time; exiting, unfinished messages will be redelivered');
+        logger.error(
+          { after_ms: forceExitAfterMs, stopped },
+          stopped
+            ? 'stopped, but open connections kept the process alive; exiting'
+            : 'stop not finished within the grace period and force time; exiting, unfinished messages will be redelivered',
+        );
         endNow(stopped ? (proc.exitCode ?? 0) : 1);
       }, forceExitAfterMs).unref();
     }
@@ -88,7 +93,8 @@ export async function runService(proc: NodeJS.Process, name: string, build: () =
       async () => {
         // Spans of the last messages leave before the process does, unless the collector cannot take them now.
         const flushed = opts.flush ? await opts.flush() : true;
-        if (!flushed) logger.warn({ within_ms: opts.flushMs }, 'last spans and metrics not exported in time (is the OTLP collector reachable?); exiting without them');
+        if (!flushed)
+          logger.warn({ within_ms: opts.flushMs }, 'last spans and metrics not exported in time (is the OTLP collector reachable?); exiting without them');
         logger.info({}, 'stopped');
         proc.exitCode ??= 0;
         stopped = true;

@@ -9,7 +9,6 @@ import { createDispatchWorker, type DispatchWorker } from './worker.js';
 const quiet = { warn() {}, info() {}, debug() {} };
 const key = randomBytes(32);
 
-
 describe('dispatch worker: forged dispatches', () => {
   let prefix: string;
   let bus: Bus;
@@ -43,7 +42,16 @@ describe('dispatch worker: forged dispatches', () => {
   });
 
   const envelope = (id: string) =>
-    create(EnvelopeSchema, { messageId: id, sender: 's1', client: 'app', to: ['a@b.example'], subject: 'x', text: 'x', attempt: 1, submittedAt: timestampFromDate(new Date()) });
+    create(EnvelopeSchema, {
+      messageId: id,
+      sender: 's1',
+      client: 'app',
+      to: ['a@b.example'],
+      subject: 'x',
+      text: 'x',
+      attempt: 1,
+      submittedAt: timestampFromDate(new Date()),
+    });
   const dispatch = (env: Envelope) => bus.publishEnvelope(bus.names.dispatchSubject('smtp', 's1'), env, `${env.messageId}.${env.attempt}.dispatch`);
   const drained = () =>
     until(async () => {
@@ -52,7 +60,15 @@ describe('dispatch worker: forged dispatches', () => {
     });
 
   it('does not fail a message ingest accepted when an unsigned dispatch names it', async () => {
-    await bus.publishStatus({ messageId: 'real-1', sender: 's1', client: 'app', state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest' });
+    await bus.publishStatus({
+      messageId: 'real-1',
+      sender: 's1',
+      client: 'app',
+      state: MessageState.QUEUED,
+      attempt: 0,
+      detail: 'accepted',
+      service: 'relay-ingest',
+    });
     await dispatch(envelope('real-1'));
     await drained();
     expect(deliveries).toEqual([]);

@@ -8,7 +8,6 @@ import { createDispatchWorker, type DispatchWorker } from './worker.js';
 
 const quiet = { warn() {}, info() {}, debug() {} };
 
-
 /** A reply naming 30,000 refused recipients: well over the broker's 1 MB message limit. */
 const HUGE_REPLY = `250 2.0.0 OK queued; refused recipients: ${Array.from({ length: 30_000 }, (_, i) => `refused-recipient-${i}@bcc.campus.example`).join(', ')}`;
 
@@ -53,7 +52,16 @@ describe('dispatch worker: each message is sent at most once', () => {
   const dispatch = (id: string, fields: MessageInitShape<typeof EnvelopeSchema> = {}) =>
     bus.publishEnvelope(
       bus.names.dispatchSubject('smtp', 's1'),
-      create(EnvelopeSchema, { messageId: id, sender: 's1', to: ['a@b.example'], subject: 'x', text: 'x', attempt: 1, submittedAt: timestampFromDate(new Date()), ...fields }),
+      create(EnvelopeSchema, {
+        messageId: id,
+        sender: 's1',
+        to: ['a@b.example'],
+        subject: 'x',
+        text: 'x',
+        attempt: 1,
+        submittedAt: timestampFromDate(new Date()),
+        ...fields,
+      }),
       `${id}.${fields.attempt ?? 1}.dispatch`,
     );
 

@@ -8,7 +8,6 @@ import { createDispatchWorker, type DispatchWorker } from './worker.js';
 
 const quiet = { warn() {}, info() {}, debug() {} };
 
-
 describe('dispatch worker against a real NATS JetStream', () => {
   const prefix = uniquePrefix('worker');
   let bus: Bus;
@@ -81,8 +80,22 @@ describe('dispatch worker after a crash that kept an ack from the broker', () =>
   it('does not make an attempt again whose retry was already decided, nor one a later attempt replaced', async () => {
     const ackWaitMs = 1_000;
     const durable = bus.names.senderConsumer('smtp');
-    await ensureDurable(bus.jsm, { stream: bus.names.dispatchStream, durable, filterSubject: bus.names.dispatchWildcard('smtp'), ackWaitMs, maxAckPending: 1_000 });
-    const env = create(EnvelopeSchema, { messageId: 'w-crash', sender: 's1', to: ['a@b.example'], subject: 'x', text: 'x', attempt: 1, submittedAt: timestampFromDate(new Date()) });
+    await ensureDurable(bus.jsm, {
+      stream: bus.names.dispatchStream,
+      durable,
+      filterSubject: bus.names.dispatchWildcard('smtp'),
+      ackWaitMs,
+      maxAckPending: 1_000,
+    });
+    const env = create(EnvelopeSchema, {
+      messageId: 'w-crash',
+      sender: 's1',
+      to: ['a@b.example'],
+      subject: 'x',
+      text: 'x',
+      attempt: 1,
+      submittedAt: timestampFromDate(new Date()),
+    });
     await bus.publishEnvelope(bus.names.dispatchSubject('smtp', 's1'), env, 'w-crash.1.dispatch');
     // A replica took attempt 1, failed it, recorded RETRYING and published the retry, then died
     // before its ack reached the broker.
@@ -110,7 +123,14 @@ describe('dispatch worker after a crash that kept an ack from the broker', () =>
     });
     await worker.start();
     // The redelivered attempt 1 is settled without an attempt; the retry stays stored once.
-    await until(async () => ((await bus.jsm.consumers.info(bus.names.dispatchStream, durable)).num_ack_pending === 0 && (await bus.jsm.consumers.info(bus.names.dispatchStream, durable)).num_pending === 0 ? true : undefined), 10_000);
+    await until(
+      async () =>
+        (await bus.jsm.consumers.info(bus.names.dispatchStream, durable)).num_ack_pending === 0 &&
+        (await bus.jsm.consumers.info(bus.names.dispatchStream, durable)).num_pending === 0
+          ? true
+          : undefined,
+      10_000,
+    );
     expect(attempts).toEqual([]);
     expect((await bus.lastStatus('w-crash'))?.state).toBe(MessageState.RETRYING);
     expect((await bus.lastStatus('w-old'))?.state).toBe(MessageState.SENDING);
@@ -157,7 +177,15 @@ describe('dispatch worker stopping while a delivery waits to start', () => {
     await stuck.start();
     await bus.publishEnvelope(
       bus.names.dispatchSubject('graph', 's1'),
-      create(EnvelopeSchema, { messageId: 'h-1', sender: 's1', to: ['x@y.example'], subject: 's', text: 't', attempt: 1, submittedAt: timestampFromDate(new Date()) }),
+      create(EnvelopeSchema, {
+        messageId: 'h-1',
+        sender: 's1',
+        to: ['x@y.example'],
+        subject: 's',
+        text: 't',
+        attempt: 1,
+        submittedAt: timestampFromDate(new Date()),
+      }),
       'h-1.1.dispatch',
     );
     await until(() => (waitingToStart.includes('h-1') ? true : undefined));

@@ -171,7 +171,15 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
    * period is over (false). Its Nats-Msg-Id stores a write repeated after a lost ack once.
    */
   async function recordSent(env: Envelope, reply: string): Promise<boolean> {
-    const ev = { messageId: env.messageId, sender: env.sender, client: env.client, state: MessageState.SENT, attempt: env.attempt, detail: reply, service: o.service };
+    const ev = {
+      messageId: env.messageId,
+      sender: env.sender,
+      client: env.client,
+      state: MessageState.SENT,
+      attempt: env.attempt,
+      detail: reply,
+      service: o.service,
+    };
     for (let n = 0; ; n++) {
       try {
         await bus.publishStatus(n === 0 ? ev : { ...ev, detail: boundDetail(reply, SHORT_DETAIL_BYTES) }, undefined, `${env.messageId}.${env.attempt}.sent`);

@@ -5,12 +5,19 @@ const headers = (h: Record<string, string>) => ({ get: (n: string) => h[n.toLowe
 
 describe('parseGraphError', () => {
   it('reads code, message, request-id and Retry-After from a Graph error answer', () => {
-    const e = parseGraphError(429, JSON.stringify({ error: { code: 'ApplicationThrottled', message: 'Too many requests' } }), headers({ 'request-id': 'r-1', 'retry-after': '7' }));
+    const e = parseGraphError(
+      429,
+      JSON.stringify({ error: { code: 'ApplicationThrottled', message: 'Too many requests' } }),
+      headers({ 'request-id': 'r-1', 'retry-after': '7' }),
+    );
     expect(e).toEqual({ status: 429, code: 'ApplicationThrottled', message: 'Too many requests', requestId: 'r-1', retryAfterMs: 7000 });
     expect(describeGraphError(e)).toBe('ApplicationThrottled: Too many requests (HTTP 429, request-id r-1)');
   });
   it('falls back to innerError request-id and the HTTP status for a body that is not Graph JSON', () => {
-    expect(parseGraphError(403, JSON.stringify({ error: { code: 'ErrorAccessDenied', message: 'x', innerError: { 'request-id': 'inner' } } }), headers({})).requestId).toBe('inner');
+    expect(
+      parseGraphError(403, JSON.stringify({ error: { code: 'ErrorAccessDenied', message: 'x', innerError: { 'request-id': 'inner' } } }), headers({}))
+        .requestId,
+    ).toBe('inner');
     const e = parseGraphError(502, '<html>Bad gateway</html>', headers({}));
     expect(e.code).toBe('HTTP 502');
     expect(e.message).toBe('<html>Bad gateway</html>');

@@ -6,7 +6,13 @@ describe('readHeaders', () => {
     const raw = Buffer.from(
       'Received: from x\r\n\tby y\r\nFrom: "Office, Registrar" <Registrar@Campus.example>,\r\n bounces@campus.example (returns)\r\nSubject: Grades\r\n\r\nFrom: evil@elsewhere.example\r\n',
     );
-    expect(readHeaders(raw)).toEqual({ from: ['registrar@campus.example', 'bounces@campus.example'], onBehalf: [], recipients: [], subject: 'Grades', truncated: false });
+    expect(readHeaders(raw)).toEqual({
+      from: ['registrar@campus.example', 'bounces@campus.example'],
+      onBehalf: [],
+      recipients: [],
+      subject: 'Grades',
+      truncated: false,
+    });
   });
 
   it('a message without a From header yields none', () => {
@@ -31,7 +37,11 @@ describe('readHeaders: on whose behalf, and how much was read', () => {
   it('names Sender and Resent-* addresses, and says when the header section is too long to read', () => {
     const raw = Buffer.from('From: a@campus.example\r\nSender: ceo@campus.example\r\nResent-From: <dean@campus.example>\r\n\r\nbody');
     expect(readHeaders(raw).onBehalf).toEqual(['ceo@campus.example', 'dean@campus.example']);
-    const long = Buffer.concat([Buffer.from('From: a@campus.example\r\nX-Pad: '), Buffer.alloc(300 * 1024, 'a'), Buffer.from('\r\nFrom: ceo@campus.example\r\n\r\nbody')]);
+    const long = Buffer.concat([
+      Buffer.from('From: a@campus.example\r\nX-Pad: '),
+      Buffer.alloc(300 * 1024, 'a'),
+      Buffer.from('\r\nFrom: ceo@campus.example\r\n\r\nbody'),
+    ]);
     expect(readHeaders(long).truncated).toBe(true);
   });
 });

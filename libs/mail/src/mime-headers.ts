@@ -30,7 +30,10 @@ export function readHeaders(raw: Uint8Array): HeaderSummary {
     const colon = field.indexOf(':');
     if (colon <= 0) continue;
     const name = field.slice(0, colon).trim().toLowerCase();
-    const value = field.slice(colon + 1).replace(/\r?\n[ \t]/g, ' ').trim();
+    const value = field
+      .slice(colon + 1)
+      .replace(/\r?\n[ \t]/g, ' ')
+      .trim();
     if (name === 'from') from.push(...addresses(value));
     else if (name === 'sender' || name === 'resent-from' || name === 'resent-sender') onBehalf.push(...addresses(value));
     else if (name === 'to' || name === 'cc' || name === 'bcc') recipients.push(...addresses(value));
@@ -46,7 +49,13 @@ export function addresses(value: string): string[] {
   // Commas outside quoted display names separate the items; a group's name ends at its colon.
   for (const item of withoutComments.split(/,(?=(?:[^"]*"[^"]*")*[^"]*$)/)) {
     const bracketed = /<([^<>]*)>\s*;?\s*$/.exec(item);
-    const spec = bracketed ? bracketed[1]! : item.replace(/^[^"@]*:/, '').replace(/;\s*$/, '').split(/\s+/).find((w) => w.includes('@'));
+    const spec = bracketed
+      ? bracketed[1]!
+      : item
+          .replace(/^[^"@]*:/, '')
+          .replace(/;\s*$/, '')
+          .split(/\s+/)
+          .find((w) => w.includes('@'));
     if (spec?.trim()) out.push(spec.trim().toLowerCase());
   }
   return out;

@@ -11,11 +11,20 @@ describe('remedyFor', () => {
     ['530 5.7.57 Client not authenticated to send mail.', /authenticated client/],
     ['AADSTS7000215: Invalid client secret provided.', /client secret is wrong/],
     ['AADSTS700082: The refresh token has expired due to inactivity.', /Authenticate with MFA/],
-    ['sender "x" needs consent: the provider refused its refresh token (no refresh token is stored yet); press "Authenticate with MFA"', /Nobody has signed in for this sender yet/],
+    [
+      'sender "x" needs consent: the provider refused its refresh token (no refresh token is stored yet); press "Authenticate with MFA"',
+      /Nobody has signed in for this sender yet/,
+    ],
     ['self-signed certificate in certificate chain', /ca_file/],
     ['connect ECONNREFUSED 127.0.0.1:587', /Nothing answers/],
-    ['ErrorSendAsDenied: The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account. (HTTP 403)', /graph\.mailbox "Send As"/],
-    ['ErrorAccessDenied: Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings. (HTTP 403)', /application access policy keeps this app away/],
+    [
+      'ErrorSendAsDenied: The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account. (HTTP 403)',
+      /graph\.mailbox "Send As"/,
+    ],
+    [
+      'ErrorAccessDenied: Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings. (HTTP 403)',
+      /application access policy keeps this app away/,
+    ],
     ['ErrorAccessDenied: Access is denied. Check credentials and try again. (HTTP 403)', /application\* permission Mail\.Send/],
     ['MailboxNotEnabledForRESTAPI: The mailbox is either inactive, soft-deleted, or is hosted on-premise. (HTTP 404)', /no Exchange Online mailbox/],
     ['ErrorInvalidRecipients: At least one recipient is not valid. (HTTP 400)', /recipient address/],

@@ -18,7 +18,7 @@ const GRAPH_REMEDIES: Remedy[] = [
   {
     match: /ErrorAccessDenied.*(AccessPolicy|RAOP|Access to OData is disabled)/i,
     remedy:
-      'An Exchange application access policy keeps this app away from the mailbox. Add the mailbox to the policy\'s group (Get-ApplicationAccessPolicy shows it; check with Test-ApplicationAccessPolicy -Identity <graph.mailbox> -AppId <client_id>), or use a mailbox the policy allows.',
+      "An Exchange application access policy keeps this app away from the mailbox. Add the mailbox to the policy's group (Get-ApplicationAccessPolicy shows it; check with Test-ApplicationAccessPolicy -Identity <graph.mailbox> -AppId <client_id>), or use a mailbox the policy allows.",
   },
   {
     match: /ErrorAccessDenied/,
@@ -37,16 +37,17 @@ const GRAPH_REMEDIES: Remedy[] = [
   {
     match: /ErrorMessageSizeExceeded/,
     remedy:
-      'The message is larger than the mailbox may send. Exchange Online allows 35 MB by default and up to 150 MB when raised with Set-Mailbox <graph.mailbox> -MaxSendSize 150MB (and the organisation\'s limit, Set-TransportConfig -MaxSendSize); otherwise send a link instead of the attachment.',
+      "The message is larger than the mailbox may send. Exchange Online allows 35 MB by default and up to 150 MB when raised with Set-Mailbox <graph.mailbox> -MaxSendSize 150MB (and the organisation's limit, Set-TransportConfig -MaxSendSize); otherwise send a link instead of the attachment.",
   },
   {
     match: /InvalidAuthenticationToken|ErrorInvalidToken/,
     remedy:
-      'Graph refused the access token even after a new one was fetched. Check that tenant_id is the mailbox\'s tenant and that authority_url and graph_url belong to the same cloud (global: login.microsoftonline.com with graph.microsoft.com; US Government: login.microsoftonline.us with graph.microsoft.us; China: login.chinacloudapi.cn with microsoftgraph.chinacloudapi.cn).',
+      "Graph refused the access token even after a new one was fetched. Check that tenant_id is the mailbox's tenant and that authority_url and graph_url belong to the same cloud (global: login.microsoftonline.com with graph.microsoft.com; US Government: login.microsoftonline.us with graph.microsoft.us; China: login.chinacloudapi.cn with microsoftgraph.chinacloudapi.cn).",
   },
   {
     match: /UnsupportedInternetMessageHeader/,
-    remedy: 'Microsoft Graph only carries custom headers whose names start with "x-". Rename the header (e.g. X-Campus-Ticket) or send the message through an SMTP sender.',
+    remedy:
+      'Microsoft Graph only carries custom headers whose names start with "x-". Rename the header (e.g. X-Campus-Ticket) or send the message through an SMTP sender.',
   },
 ];
 
@@ -74,8 +75,7 @@ const REMEDIES: Remedy[] = [
   },
   {
     match: /AADSTS7000215/,
-    remedy:
-      'The client secret is wrong or expired. Create a new secret in Entra ID → App registrations → Certificates & secrets and update client_secret.',
+    remedy: 'The client secret is wrong or expired. Create a new secret in Entra ID → App registrations → Certificates & secrets and update client_secret.',
   },
   {
     match: /AADSTS700082|AADSTS70008\b|invalid_grant/,
@@ -84,11 +84,13 @@ const REMEDIES: Remedy[] = [
   {
     // The credentials service's own text when an oauth2 sender has no usable refresh token yet.
     match: /needs consent: the provider refused its refresh token \(no refresh token is stored yet\)/,
-    remedy: 'Nobody has signed in for this sender yet. Press "Authenticate with MFA" (AdminService.BeginConsent), sign in as the mailbox and accept; waiting messages are then sent on their next retry. Or import a refresh token with smtp.auth.refresh_token.',
+    remedy:
+      'Nobody has signed in for this sender yet. Press "Authenticate with MFA" (AdminService.BeginConsent), sign in as the mailbox and accept; waiting messages are then sent on their next retry. Or import a refresh token with smtp.auth.refresh_token.',
   },
   {
     match: /AADSTS65001|AADSTS50076|consent/i,
-    remedy: 'The app lacks consent for this mailbox. An administrator must grant the permission in Entra ID, or the mailbox owner must sign in with "Authenticate with MFA".',
+    remedy:
+      'The app lacks consent for this mailbox. An administrator must grant the permission in Entra ID, or the mailbox owner must sign in with "Authenticate with MFA".',
   },
   {
     match: /XOAUTH2|"status":"40[01]"|334 eyJ/,
@@ -98,10 +100,11 @@ const REMEDIES: Remedy[] = [
   {
     match: /5\.7\.(3|8)\b|535[ -]5\.7\.(3|8)|Authentication (unsuccessful|failed)|Username and Password not accepted|535[ -]5\.7\.0/i,
     remedy:
-      'The server refused the user name or password. Check the sender\'s auth.user and password; for Microsoft 365 the user is the full mailbox address; for Gmail use an app password or OAuth2.',
+      "The server refused the user name or password. Check the sender's auth.user and password; for Microsoft 365 the user is the full mailbox address; for Gmail use an app password or OAuth2.",
   },
   {
-    match: /self[- ]signed|unable to verify|UNABLE_TO_VERIFY_LEAF_SIGNATURE|CERT_HAS_EXPIRED|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|altnames|ERR_TLS_CERT_ALTNAME_INVALID|certificate/i,
+    match:
+      /self[- ]signed|unable to verify|UNABLE_TO_VERIFY_LEAF_SIGNATURE|CERT_HAS_EXPIRED|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|altnames|ERR_TLS_CERT_ALTNAME_INVALID|certificate/i,
     remedy:
       "The server's TLS certificate could not be verified. If the server uses a private CA, set smtp.ca_file to that CA's PEM; if the certificate is issued for another name, set smtp.servername to that name.",
   },
@@ -111,7 +114,8 @@ const REMEDIES: Remedy[] = [
   },
   {
     match: /ECONNREFUSED/,
-    remedy: 'Nothing answers at that host and port. Check smtp.host and smtp.port, and that a firewall allows the connection (Microsoft 365: smtp.office365.com:587).',
+    remedy:
+      'Nothing answers at that host and port. Check smtp.host and smtp.port, and that a firewall allows the connection (Microsoft 365: smtp.office365.com:587).',
   },
   {
     match: /ETIMEDOUT|timed? ?out/i,

@@ -62,11 +62,17 @@ describe('validateSendMail', () => {
     expect(reason(req({ headers: { 'X-Ok': 'fine\nInjected: yes' } }))).toMatch(/^headers\["X-Ok"\]: value must not contain line breaks or control characters/);
     expect(reason(req({ headers: { 'Bad Name': 'x' } }))).toMatch(/^headers\["Bad Name"\]: is not a valid header name/);
     expect(reason(req({ headers: { From: 'boss@campus.example' } }))).toMatch(/^headers\["From"\]: is set by the relay/);
-    expect(reason(req({ attachments: [{ filename: '', contentType: 'text/plain', content: new Uint8Array(1) } as never] }))).toMatch(/^attachments\[0\]\.filename: is required/);
-    expect(reason(req({ attachments: [{ filename: 'a.txt', contentType: 'not a type', content: new Uint8Array(1) } as never] }))).toMatch(/^attachments\[0\]\.content_type: /);
+    expect(reason(req({ attachments: [{ filename: '', contentType: 'text/plain', content: new Uint8Array(1) } as never] }))).toMatch(
+      /^attachments\[0\]\.filename: is required/,
+    );
+    expect(reason(req({ attachments: [{ filename: 'a.txt', contentType: 'not a type', content: new Uint8Array(1) } as never] }))).toMatch(
+      /^attachments\[0\]\.content_type: /,
+    );
     expect(reason(req({ idempotencyKey: 'k'.repeat(300) }))).toMatch(/^idempotency_key: /);
     expect(reason(req({ sendAt: timestampFromDate(new Date(Date.now() + 31 * 86_400_000)) }))).toMatch(/^send_at: is more than 30 days ahead/);
-    expect(reason(req({ to: ['a@x.example', 'b@x.example', 'c@x.example'] }), { ...limits, maxRecipientsPerMessage: 2 })).toMatch(/^to: 3 recipients exceed this sender's limit of 2/);
+    expect(reason(req({ to: ['a@x.example', 'b@x.example', 'c@x.example'] }), { ...limits, maxRecipientsPerMessage: 2 })).toMatch(
+      /^to: 3 recipients exceed this sender's limit of 2/,
+    );
   });
   it('refuses a recipient list over the default of 500 per message', () => {
     const many = (n: number) => Array.from({ length: n }, (_, i) => `r${i}@campus.example`);
@@ -82,11 +88,24 @@ describe('validateSendMail', () => {
     for (const name of ['X-Campus-Ticket', 'In-Reply-To', 'References', 'List-Unsubscribe', 'List-Unsubscribe-Post', 'Auto-Submitted', 'Precedence']) {
       expect(reason(req({ headers: { [name]: '<a@campus.example>' } }))).toBe('valid');
     }
-    for (const name of ['Received', 'Authentication-Results', 'DKIM-Signature', 'ARC-Seal', 'ARC-Authentication-Results', 'Resent-From', 'Return-Path', 'Content-Disposition', 'Content-ID', 'X-MS-Exchange-Organization-SCL']) {
+    for (const name of [
+      'Received',
+      'Authentication-Results',
+      'DKIM-Signature',
+      'ARC-Seal',
+      'ARC-Authentication-Results',
+      'Resent-From',
+      'Return-Path',
+      'Content-Disposition',
+      'Content-ID',
+      'X-MS-Exchange-Organization-SCL',
+    ]) {
       expect(reason(req({ headers: { [name]: 'x' } }))).toMatch(new RegExp(`^headers\\["${name}"\\]: is (a trace|set by the relay)`));
     }
     expect(reason(req({ headers: { Sender: 'boss@campus.example' } }))).toMatch(/^headers\["Sender"\]: is set by the relay/);
-    expect(reason(req({ headers: { 'Disposition-Notification-To': 'x@y.example' } }))).toMatch(/^headers\["Disposition-Notification-To"\]: may not be set by a caller \(allowed: X-\*/);
+    expect(reason(req({ headers: { 'Disposition-Notification-To': 'x@y.example' } }))).toMatch(
+      /^headers\["Disposition-Notification-To"\]: may not be set by a caller \(allowed: X-\*/,
+    );
   });
   it('refuses control characters in every field that reaches a header', () => {
     const file = (over: object) => ({ filename: 'a.txt', contentType: 'text/plain', content: new Uint8Array(1), ...over }) as never;
@@ -96,7 +115,9 @@ describe('validateSendMail', () => {
     expect(reason(req({ replyTo: 'a@campus.example\nBcc: x@y.example' }))).toMatch(/^reply_to: must not contain/);
     expect(reason(req({ headers: { 'X-Note': 'a\u0007b' } }))).toMatch(/^headers\["X-Note"\]: value must not contain/);
     expect(reason(req({ attachments: [file({ filename: 'a\u001b.txt' })] }))).toMatch(/^attachments\[0\]\.filename: must not contain/);
-    expect(reason(req({ attachments: [file({ contentType: 'text/plain\r\nBcc: x@y.example' })] }))).toMatch(/^attachments\[0\]\.content_type: must not contain/);
+    expect(reason(req({ attachments: [file({ contentType: 'text/plain\r\nBcc: x@y.example' })] }))).toMatch(
+      /^attachments\[0\]\.content_type: must not contain/,
+    );
     expect(reason(req({ attachments: [file({ contentType: 'text/plain; name="a\r\nb"' })] }))).toMatch(/^attachments\[0\]\.content_type: must not contain/);
     expect(reason(req({ attachments: [file({ contentType: 'text/plain; charset=utf-8' })] }))).toBe('valid');
     expect(reason(req({ subject: 'Tab\tis fine', headers: { 'X-Note': 'café' } }))).toBe('valid');

@@ -15,9 +15,21 @@ export const DEFAULT_MAX_RECIPIENTS = 500;
 const MAX_IDEMPOTENCY_KEY = 256;
 
 /** Headers the relay sets itself from the request fields and the sender's configuration. */
-const RESERVED_HEADERS = new Set(
-  ['from', 'to', 'cc', 'bcc', 'subject', 'reply-to', 'sender', 'date', 'message-id', 'mime-version', 'content-type', 'content-transfer-encoding', 'return-path'],
-);
+const RESERVED_HEADERS = new Set([
+  'from',
+  'to',
+  'cc',
+  'bcc',
+  'subject',
+  'reply-to',
+  'sender',
+  'date',
+  'message-id',
+  'mime-version',
+  'content-type',
+  'content-transfer-encoding',
+  'return-path',
+]);
 /**
  * Headers that receiving servers and signers add and that readers trust: a caller setting them
  * could forge a message's path or its authentication results.
@@ -26,7 +38,19 @@ const TRUST_HEADERS = new Set(['received', 'authentication-results', 'dkim-signa
 // X-MS-Exchange-*: Exchange acts on its organization headers (spam verdicts, authentication).
 const TRUST_PREFIXES = ['arc-', 'resent-', 'content-', 'x-ms-exchange-'];
 /** What a caller may set: threading, list and automation headers, and its own X- headers. */
-const ALLOWED_NAMES = ['In-Reply-To', 'References', 'Auto-Submitted', 'Precedence', 'Keywords', 'Comments', 'Importance', 'Priority', 'Sensitivity', 'Organization', 'Feedback-ID'];
+const ALLOWED_NAMES = [
+  'In-Reply-To',
+  'References',
+  'Auto-Submitted',
+  'Precedence',
+  'Keywords',
+  'Comments',
+  'Importance',
+  'Priority',
+  'Sensitivity',
+  'Organization',
+  'Feedback-ID',
+];
 const ALLOWED_PREFIXES = ['X-', 'List-'];
 const ALLOWED = new Set(ALLOWED_NAMES.map((n) => n.toLowerCase()));
 export const ALLOWED_HEADERS_TEXT = [...ALLOWED_PREFIXES.map((p) => `${p}*`), ...ALLOWED_NAMES].join(', ');
@@ -45,8 +69,10 @@ export function headerRefusal(name: string): string | undefined {
   const lower = name.toLowerCase();
   if (!FIELD_NAME.test(name)) return 'is not a valid header name (printable ASCII, no spaces or ":")';
   if (RESERVED_HEADERS.has(lower)) return 'is set by the relay; use the message fields (to, cc, subject, reply_to, ...) instead';
-  if (TRUST_HEADERS.has(lower) || TRUST_PREFIXES.some((p) => lower.startsWith(p))) return 'is a trace, authentication or MIME header that only the relay and receiving servers set';
-  if (!ALLOWED.has(lower) && !ALLOWED_PREFIXES.some((p) => lower.startsWith(p.toLowerCase()))) return `may not be set by a caller (allowed: ${ALLOWED_HEADERS_TEXT})`;
+  if (TRUST_HEADERS.has(lower) || TRUST_PREFIXES.some((p) => lower.startsWith(p)))
+    return 'is a trace, authentication or MIME header that only the relay and receiving servers set';
+  if (!ALLOWED.has(lower) && !ALLOWED_PREFIXES.some((p) => lower.startsWith(p.toLowerCase())))
+    return `may not be set by a caller (allowed: ${ALLOWED_HEADERS_TEXT})`;
   return undefined;
 }
 
@@ -101,7 +127,11 @@ export function validateSendMail(req: SendMailRequest, limits: MessageLimits, no
     noControls(`attachments[${i}].filename`, a.filename);
     if (/[/\\]/.test(a.filename)) throw invalid(`attachments[${i}].filename`, 'must not contain path separators');
     noControls(`attachments[${i}].content_type`, a.contentType);
-    if (a.contentType && !CONTENT_TYPE.test(a.contentType)) throw invalid(`attachments[${i}].content_type`, `"${a.contentType}" is not a media type like application/pdf (parameters as ; name=value, no line breaks)`);
+    if (a.contentType && !CONTENT_TYPE.test(a.contentType))
+      throw invalid(
+        `attachments[${i}].content_type`,
+        `"${a.contentType}" is not a media type like application/pdf (parameters as ; name=value, no line breaks)`,
+      );
   });
   if (req.idempotencyKey.length > MAX_IDEMPOTENCY_KEY) throw invalid('idempotency_key', `must be at most ${MAX_IDEMPOTENCY_KEY} characters`);
   if (req.sendAt) {
@@ -111,7 +141,10 @@ export function validateSendMail(req: SendMailRequest, limits: MessageLimits, no
   }
   const size = messageSize(req);
   if (size > limits.maxMessageBytes) {
-    throw invalid('attachments', `the message is ${formatBytes(size)}, over the limit of ${formatBytes(limits.maxMessageBytes)} (text, html, attachments and headers together)`);
+    throw invalid(
+      'attachments',
+      `the message is ${formatBytes(size)}, over the limit of ${formatBytes(limits.maxMessageBytes)} (text, html, attachments and headers together)`,
+    );
   }
   return { recipients, size };
 }

@@ -8,12 +8,7 @@ import {
   type GetGraphTokenResponse,
   type GetSmtpAuthResponse,
 } from './gen/relay/internal/v1/internal_pb.js';
-import {
-  BeginConsentRequestSchema,
-  TestSenderRequestSchema,
-  type BeginConsentResponse,
-  type TestSenderResponse,
-} from './gen/relay/v1/mail_pb.js';
+import { BeginConsentRequestSchema, TestSenderRequestSchema, type BeginConsentResponse, type TestSenderResponse } from './gen/relay/v1/mail_pb.js';
 import { toGrpcDefinition } from './grpc.js';
 import { internalChannelCredentials, internalMetadata } from './internal-channel.js';
 
@@ -35,13 +30,18 @@ export function createCredentialsClient(address: string, auth: InternalAuth): Cr
   function unary<I extends DescMessage, O>(method: string, schema: I, req: MessageInitShape<I>, deadlineMs: number): Promise<O> {
     const md = internalMetadata(auth);
     return new Promise((resolve, reject) => {
-      client[method]!(create(schema, req) as MessageShape<I>, md, { deadline: Date.now() + deadlineMs }, (err: ServiceError | null, res: O) => (err ? reject(err) : resolve(res)));
+      client[method]!(create(schema, req) as MessageShape<I>, md, { deadline: Date.now() + deadlineMs }, (err: ServiceError | null, res: O) =>
+        err ? reject(err) : resolve(res),
+      );
     });
   }
   return {
-    getSmtpAuth: (req, deadlineMs = 10_000) => unary<typeof GetSmtpAuthRequestSchema, GetSmtpAuthResponse>('getSmtpAuth', GetSmtpAuthRequestSchema, req, deadlineMs),
-    getGraphToken: (req, deadlineMs = 10_000) => unary<typeof GetGraphTokenRequestSchema, GetGraphTokenResponse>('getGraphToken', GetGraphTokenRequestSchema, req, deadlineMs),
-    beginConsent: (req, deadlineMs) => unary<typeof BeginConsentRequestSchema, BeginConsentResponse>('beginConsent', BeginConsentRequestSchema, req, deadlineMs),
+    getSmtpAuth: (req, deadlineMs = 10_000) =>
+      unary<typeof GetSmtpAuthRequestSchema, GetSmtpAuthResponse>('getSmtpAuth', GetSmtpAuthRequestSchema, req, deadlineMs),
+    getGraphToken: (req, deadlineMs = 10_000) =>
+      unary<typeof GetGraphTokenRequestSchema, GetGraphTokenResponse>('getGraphToken', GetGraphTokenRequestSchema, req, deadlineMs),
+    beginConsent: (req, deadlineMs) =>
+      unary<typeof BeginConsentRequestSchema, BeginConsentResponse>('beginConsent', BeginConsentRequestSchema, req, deadlineMs),
     testSender: (req, deadlineMs) => unary<typeof TestSenderRequestSchema, TestSenderResponse>('testSender', TestSenderRequestSchema, req, deadlineMs),
     close: () => client.close(),
   };

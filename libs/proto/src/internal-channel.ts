@@ -16,6 +16,7 @@ export function internalMetadata(auth: InternalAuth): Metadata {
 
 /** The credentials service's server credentials: with mutual TLS, a client without a certificate from the CA cannot connect. */
 export function internalServerCredentials(auth: InternalAuth): ServerCredentials {
-  if (auth.kind === 'mtls') return ServerCredentials.createSsl(Buffer.from(auth.ca), [{ cert_chain: Buffer.from(auth.cert), private_key: Buffer.from(auth.key) }], true);
+  if (auth.kind === 'mtls')
+    return ServerCredentials.createSsl(Buffer.from(auth.ca), [{ cert_chain: Buffer.from(auth.cert), private_key: Buffer.from(auth.key) }], true);
   return ServerCredentials.createInsecure();
 }

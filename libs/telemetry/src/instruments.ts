@@ -42,8 +42,11 @@ export function relayInstruments(): RelayInstruments {
     sent: meter.createCounter('relay_messages_sent', { description: 'Messages the provider accepted' }),
     failed: meter.createCounter('relay_messages_failed', { description: 'Messages that failed permanently' }),
     retrying: meter.createCounter('relay_messages_retrying', { description: 'Delivery attempts that failed and will be retried' }),
-    sendDuration: meter.createHistogram('relay_send_duration_seconds', { description: 'Duration of one delivery attempt, up to the provider\'s answer', ...seconds }),
-    pacingWait: meter.createHistogram('relay_pacing_wait_seconds', { description: 'Time a message waited for its sender\'s pacing slot', ...seconds }),
+    sendDuration: meter.createHistogram('relay_send_duration_seconds', {
+      description: "Duration of one delivery attempt, up to the provider's answer",
+      ...seconds,
+    }),
+    pacingWait: meter.createHistogram('relay_pacing_wait_seconds', { description: "Time a message waited for its sender's pacing slot", ...seconds }),
     tokenRefreshes: meter.createCounter('relay_token_refreshes', { description: 'Access tokens obtained from the identity provider' }),
     tokenRefreshFailures: meter.createCounter('relay_token_refresh_failures', { description: 'Access token refreshes that failed' }),
   };

@@ -25,7 +25,7 @@ describe('createLogger in a trace', () => {
   beforeAll(() => void context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable()));
   afterAll(() => context.disable());
 
-  it('writes the active span\'s trace_id and span_id, and the message\'s id and sender', async () => {
+  it("writes the active span's trace_id and span_id, and the message's id and sender", async () => {
     const out = new PassThrough();
     const lines: string[] = [];
     out.on('data', (b: Buffer) => lines.push(...b.toString().trim().split('\n')));

@@ -4,7 +4,21 @@ import { logContextFields } from './log-context.js';
 export type { Logger };
 
 /** Keys whose values never reach a log line, at any depth pino can address. */
-const SECRET_KEYS = ['password', 'pass', 'apiKey', 'api_key', 'accessToken', 'access_token', 'refreshToken', 'refresh_token', 'clientSecret', 'client_secret', 'authorization', 'secret', 'token'];
+const SECRET_KEYS = [
+  'password',
+  'pass',
+  'apiKey',
+  'api_key',
+  'accessToken',
+  'access_token',
+  'refreshToken',
+  'refresh_token',
+  'clientSecret',
+  'client_secret',
+  'authorization',
+  'secret',
+  'token',
+];
 
 export const REDACT_PATHS = [...SECRET_KEYS, ...SECRET_KEYS.map((k) => `*.${k}`), ...SECRET_KEYS.map((k) => `*.*.${k}`)];
 

@@ -53,7 +53,10 @@ async function orphanOf(script: string, nodeArgs: string[] = []): Promise<number
     env: { ...process.env, OTEL_SDK_DISABLED: 'true' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const [line] = await createInterface({ input: supervisor.stdout })[Symbol.asyncIterator]().next().then((r) => [r.value as string]);
+  const [line] = await createInterface({ input: supervisor.stdout })
+    [Symbol.asyncIterator]()
+    .next()
+    .then((r) => [r.value as string]);
   const pid = Number(line);
   cleanup.push(() => {
     if (procRunning(pid)) process.kill(pid, 'SIGKILL');

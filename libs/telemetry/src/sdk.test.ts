@@ -14,4 +14,3 @@ describe('tracingOff', () => {
     expect(tracingOff({ OTEL_SDK_DISABLED: 'false', OTEL_TRACES_EXPORTER: 'otlp' })).toBe(false);
   });
 });
-

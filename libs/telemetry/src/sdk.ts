@@ -13,7 +13,23 @@ import { exportDefaults } from '@relay/core';
 import { setTelemetryHandle, telemetryHandle } from './state.js';
 
 /** Query parameters never recorded on HTTP spans: the instrumentation's defaults plus OAuth's. */
-const SECRET_QUERY_PARAMS = ['sig', 'Signature', 'AWSAccessKeyId', 'X-Goog-Signature', 'code', 'state', 'session_state', 'client_info', 'access_token', 'refresh_token', 'id_token', 'client_secret', 'token', 'authtoken', 'tempauth'];
+const SECRET_QUERY_PARAMS = [
+  'sig',
+  'Signature',
+  'AWSAccessKeyId',
+  'X-Goog-Signature',
+  'code',
+  'state',
+  'session_state',
+  'client_info',
+  'access_token',
+  'refresh_token',
+  'id_token',
+  'client_secret',
+  'token',
+  'authtoken',
+  'tempauth',
+];
 
 /**
  * Starts the OpenTelemetry SDK for this process, configured by the standard OTEL_* variables:
@@ -93,6 +109,9 @@ function otlpMetricExporter(): PushMetricExporter {
 /** OTEL_TRACES_EXPORTER=none (and nothing else), or the SDK disabled altogether. */
 export function tracingOff(env: NodeJS.ProcessEnv = process.env): boolean {
   if ((env.OTEL_SDK_DISABLED ?? '').trim().toLowerCase() === 'true') return true;
-  const names = (env.OTEL_TRACES_EXPORTER ?? '').split(',').map((n) => n.trim().toLowerCase()).filter(Boolean);
+  const names = (env.OTEL_TRACES_EXPORTER ?? '')
+    .split(',')
+    .map((n) => n.trim().toLowerCase())
+    .filter(Boolean);
   return names.length > 0 && names.every((n) => n === 'none');
 }

@@ -7,7 +7,12 @@ import type { IdentityFake } from './identity-fake.js';
 import { testCa } from './tls.js';
 
 /** A mailbox-wide failure the fake answers every request for that mailbox with, as Graph does. */
-export type GraphMailboxFailure = 'ErrorAccessDenied' | 'ApplicationAccessPolicy' | 'MailboxNotEnabledForRESTAPI' | 'ErrorInvalidRecipients' | 'ErrorMessageSizeExceeded';
+export type GraphMailboxFailure =
+  | 'ErrorAccessDenied'
+  | 'ApplicationAccessPolicy'
+  | 'MailboxNotEnabledForRESTAPI'
+  | 'ErrorInvalidRecipients'
+  | 'ErrorMessageSizeExceeded';
 
 export interface GraphMailbox {
   /** Addresses this mailbox may send as, besides its own (Exchange "Send As"). */
@@ -171,7 +176,15 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
       res.writeHead(status, { 'request-id': requestId, 'content-type': 'application/json', ...a.headers }).end(text);
     } finally {
       inFlight.set(mailbox, inFlight.get(mailbox)! - 1);
-      requests.push({ method: req.method ?? '', path: url.pathname, mailbox, status, at: Date.now(), requestId, authorized: req.headers.authorization !== undefined });
+      requests.push({
+        method: req.method ?? '',
+        path: url.pathname,
+        mailbox,
+        status,
+        at: Date.now(),
+        requestId,
+        authorized: req.headers.authorization !== undefined,
+      });
     }
   }
 
@@ -206,7 +219,9 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
   function authorize(req: IncomingMessage, mailbox: string, permission: 'Mail.Send' | 'Mail.ReadWrite'): void {
     const token = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
     if (!token || !opts.identity.acceptsAccessToken(token)) {
-      throw new Answer(401, 'InvalidAuthenticationToken', 'Access token has expired or is not yet valid.', { 'www-authenticate': 'Bearer error="invalid_token"' });
+      throw new Answer(401, 'InvalidAuthenticationToken', 'Access token has expired or is not yet valid.', {
+        'www-authenticate': 'Bearer error="invalid_token"',
+      });
     }
     const box = mailboxes.get(mailbox);
     if (!box) throw new Answer(404, 'ErrorInvalidUser', `The requested user '${mailbox}' is invalid.`);
@@ -229,17 +244,23 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     const box = mailboxes.get(mailbox)!;
     const from = m.from?.emailAddress?.address?.toLowerCase();
     if (from && from !== mailbox && !(box.sendAs ?? []).map((a) => a.toLowerCase()).includes(from)) {
-      throw new Answer(403, 'ErrorSendAsDenied', 'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.');
+      throw new Answer(
+        403,
+        'ErrorSendAsDenied',
+        'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.',
+      );
     }
     for (const h of m.internetMessageHeaders ?? []) {
-      if (!/^x-/i.test(h.name)) throw new Answer(400, 'InvalidInternetMessageHeader', `The internet message header name '${h.name}' should start with 'x-' or 'X-'.`);
+      if (!/^x-/i.test(h.name))
+        throw new Answer(400, 'InvalidInternetMessageHeader', `The internet message header name '${h.name}' should start with 'x-' or 'X-'.`);
     }
     const recipients = [...(m.toRecipients ?? []), ...(m.ccRecipients ?? []), ...(m.bccRecipients ?? [])];
     if (box.failure === 'ErrorInvalidRecipients' || recipients.some((r) => !/^[^\s@]+@[^\s@]+$/.test(r.emailAddress?.address ?? ''))) {
       throw new Answer(400, 'ErrorInvalidRecipients', 'At least one recipient is not valid., Recipient is not valid.');
     }
     if (!recipients.length) throw new Answer(400, 'ErrorInvalidRecipients', 'At least one recipient is required.');
-    if (box.failure === 'ErrorMessageSizeExceeded') throw new Answer(413, 'ErrorMessageSizeExceeded', 'The message exceeds the maximum supported size., Cannot save changes made to an item to store.');
+    if (box.failure === 'ErrorMessageSizeExceeded')
+      throw new Answer(413, 'ErrorMessageSizeExceeded', 'The message exceeds the maximum supported size., Cannot save changes made to an item to store.');
   }
 
   /** sendMail's MIME form: the message base64-encoded, recipients and From read from its headers. */
@@ -275,9 +296,18 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     const list = (m.attachments ?? []) as Array<{ '@odata.type'?: string; name?: string; contentType?: string; contentBytes?: string; isInline?: boolean }>;
     delete m.attachments;
     return list.map((a) => {
-      if (a['@odata.type'] !== '#microsoft.graph.fileAttachment') throw new Answer(400, 'ErrorInvalidRequest', 'attachments need @odata.type #microsoft.graph.fileAttachment');
+      if (a['@odata.type'] !== '#microsoft.graph.fileAttachment')
+        throw new Answer(400, 'ErrorInvalidRequest', 'attachments need @odata.type #microsoft.graph.fileAttachment');
       const bytes = Buffer.from(a.contentBytes ?? '', 'base64');
-      return { name: a.name ?? '', contentType: a.contentType ?? '', isInline: a.isInline ?? false, size: bytes.length, sha256: sha256(bytes), via: 'inline' as const, chunks: [] };
+      return {
+        name: a.name ?? '',
+        contentType: a.contentType ?? '',
+        isInline: a.isInline ?? false,
+        size: bytes.length,
+        sha256: sha256(bytes),
+        via: 'inline' as const,
+        chunks: [],
+      };
     });
   }
 
@@ -295,7 +325,13 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     return d;
   }
 
-  async function route(req: IncomingMessage, url: URL, mailbox: string, body: Buffer, requestId: string): Promise<{ status: number; json?: unknown; headers?: Record<string, string> }> {
+  async function route(
+    req: IncomingMessage,
+    url: URL,
+    mailbox: string,
+    body: Buffer,
+    requestId: string,
+  ): Promise<{ status: number; json?: unknown; headers?: Record<string, string> }> {
     const method = req.method ?? '';
     const path = url.pathname;
     const upload = /^\/upload\/([^/]+)$/.exec(path);
@@ -334,23 +370,40 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
       const d = draftOf(mailbox, id);
       const a = json<{ '@odata.type'?: string; name?: string; contentType?: string; contentBytes?: string; isInline?: boolean }>(body);
       const [att] = takeInlineAttachments({ attachments: [a] });
-      if (att!.size > 3 * 1024 * 1024) throw new Answer(413, 'ErrorAttachmentSizeShouldNotBeLessThanMinimumSize', 'Attachments of 3 MB or more need an upload session.');
+      if (att!.size > 3 * 1024 * 1024)
+        throw new Answer(413, 'ErrorAttachmentSizeShouldNotBeLessThanMinimumSize', 'Attachments of 3 MB or more need an upload session.');
       d.attachments.push({ ...att!, via: 'post' });
       return { status: 201, json: { id: randomBytes(8).toString('base64url'), name: att!.name, size: att!.size } };
     }
     if (id && action === 'attachments' && session && method === 'POST') {
       authorize(req, mailbox, 'Mail.ReadWrite');
       draftOf(mailbox, id);
-      const item = json<{ AttachmentItem?: { attachmentType?: string; name?: string; size?: number; contentType?: string; isInline?: boolean } }>(body).AttachmentItem;
+      const item = json<{ AttachmentItem?: { attachmentType?: string; name?: string; size?: number; contentType?: string; isInline?: boolean } }>(
+        body,
+      ).AttachmentItem;
       if (item?.attachmentType !== 'file' || !item.name || typeof item.size !== 'number') {
         throw new Answer(400, 'ErrorInvalidParameter', 'AttachmentItem with attachmentType file, name and size is required.');
       }
       if (item.size > 150 * 1024 * 1024) throw new Answer(400, 'ErrorAttachmentSizeShouldNotBeGreaterThanMaxSize', 'Attachments are limited to 150 MB.');
       const sessionId = randomBytes(16).toString('base64url');
-      sessions.set(sessionId, { mailbox, draftId: id, name: item.name, contentType: item.contentType ?? 'application/octet-stream', isInline: item.isInline ?? false, size: item.size, received: 0, hash: createHash('sha256'), chunks: [] });
+      sessions.set(sessionId, {
+        mailbox,
+        draftId: id,
+        name: item.name,
+        contentType: item.contentType ?? 'application/octet-stream',
+        isInline: item.isInline ?? false,
+        size: item.size,
+        received: 0,
+        hash: createHash('sha256'),
+        chunks: [],
+      });
       return {
         status: 201,
-        json: { uploadUrl: `${base}/upload/${sessionId}?authtoken=${randomBytes(12).toString('base64url')}`, expirationDateTime: new Date(Date.now() + 3_600_000).toISOString(), nextExpectedRanges: ['0-'] },
+        json: {
+          uploadUrl: `${base}/upload/${sessionId}?authtoken=${randomBytes(12).toString('base64url')}`,
+          expirationDateTime: new Date(Date.now() + 3_600_000).toISOString(),
+          nextExpectedRanges: ['0-'],
+        },
       };
     }
     if (id && action === 'send' && method === 'POST') {
@@ -375,10 +428,15 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     const [start, end, total] = [Number(range[1]), Number(range[2]), Number(range[3])];
     const length = end - start + 1;
     if (total !== s.size || start !== s.received || length !== body.length || length > MB4) {
-      throw new Answer(416, 'InvalidRange', `Expected bytes ${s.received}- of ${s.size} (at most 4 MB); got ${req.headers['content-range']} with ${body.length} bytes.`);
+      throw new Answer(
+        416,
+        'InvalidRange',
+        `Expected bytes ${s.received}- of ${s.size} (at most 4 MB); got ${req.headers['content-range']} with ${body.length} bytes.`,
+      );
     }
     const last = end + 1 === s.size;
-    if (!last && length % CHUNK_UNIT !== 0) throw new Answer(400, 'InvalidRange', `A chunk other than the last must be a multiple of 320 KiB; got ${length} bytes.`);
+    if (!last && length % CHUNK_UNIT !== 0)
+      throw new Answer(400, 'InvalidRange', `A chunk other than the last must be a multiple of 320 KiB; got ${length} bytes.`);
     s.hash.update(body);
     s.received += length;
     s.chunks.push(length);
@@ -387,7 +445,15 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     const d = drafts.get(s.draftId);
     if (!d) throw new Answer(404, 'ErrorItemNotFound', 'The message of this upload session is gone.');
     const attId = randomBytes(8).toString('base64url');
-    d.attachments.push({ name: s.name, contentType: s.contentType, isInline: s.isInline, size: s.size, sha256: s.hash.digest('hex'), via: 'upload-session', chunks: s.chunks });
+    d.attachments.push({
+      name: s.name,
+      contentType: s.contentType,
+      isInline: s.isInline,
+      size: s.size,
+      sha256: s.hash.digest('hex'),
+      via: 'upload-session',
+      chunks: s.chunks,
+    });
     return { status: 201, headers: { location: `${base}/v1.0/users/${encodeURIComponent(s.mailbox)}/messages/${s.draftId}/attachments/${attId}` } };
   }
 
@@ -401,7 +467,11 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     peakInFlight: (mailbox) => peak.get(mailbox.toLowerCase()) ?? 0,
     inFlight: (mailbox) => inFlight.get(mailbox.toLowerCase()) ?? 0,
     throttle(mailbox, o) {
-      throttles.set(mailbox.toLowerCase(), { times: o.times, status: o.status ?? 429, ...(o.retryAfterSeconds !== undefined ? { retryAfterSeconds: o.retryAfterSeconds } : {}) });
+      throttles.set(mailbox.toLowerCase(), {
+        times: o.times,
+        status: o.status ?? 429,
+        ...(o.retryAfterSeconds !== undefined ? { retryAfterSeconds: o.retryAfterSeconds } : {}),
+      });
     },
     openDrafts: () => drafts.size,
     close: () =>

@@ -15,7 +15,13 @@ describe('testCa', () => {
   const ca = testCa();
 
   it('points at absolute files holding the same PEM it returns', () => {
-    for (const [file, pem] of [[ca.caFile, ca.caPem], [ca.certFile, ca.certPem], [ca.keyFile, ca.keyPem], [ca.untrusted.certFile, ca.untrusted.certPem], [ca.untrusted.keyFile, ca.untrusted.keyPem]] as const) {
+    for (const [file, pem] of [
+      [ca.caFile, ca.caPem],
+      [ca.certFile, ca.certPem],
+      [ca.keyFile, ca.keyPem],
+      [ca.untrusted.certFile, ca.untrusted.certPem],
+      [ca.untrusted.keyFile, ca.untrusted.keyPem],
+    ] as const) {
       expect(isAbsolute(file)).toBe(true);
       expect(readFileSync(file, 'utf8')).toBe(pem);
     }

@@ -117,7 +117,10 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     }
     if (req.method === 'GET' && rest === 'discovery/instance') {
       const host = new URL(base).host;
-      return json(res, 200, { tenant_discovery_endpoint: `${base}/${tenant}/v2.0/.well-known/openid-configuration`, metadata: [{ preferred_network: host, preferred_cache: host, aliases: [host] }] });
+      return json(res, 200, {
+        tenant_discovery_endpoint: `${base}/${tenant}/v2.0/.well-known/openid-configuration`,
+        metadata: [{ preferred_network: host, preferred_cache: host, aliases: [host] }],
+      });
     }
     if (req.method === 'GET' && rest === 'oauth2/v2.0/authorize') return authorize(url, res);
     if (req.method === 'POST' && (rest === 'oauth2/v2.0/token' || url.pathname === '/token')) {
@@ -131,7 +134,8 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     const q = url.searchParams;
     const redirectUri = q.get('redirect_uri');
     const clientId = q.get('client_id') ?? '';
-    if (!redirectUri || !(clientId in opts.clients)) return json(res, 400, { error: 'invalid_request', error_description: 'AADSTS700016: unknown application or redirect_uri' });
+    if (!redirectUri || !(clientId in opts.clients))
+      return json(res, 400, { error: 'invalid_request', error_description: 'AADSTS700016: unknown application or redirect_uri' });
     if (q.get('response_type') !== 'code' || q.get('code_challenge_method') !== 'S256' || !q.get('code_challenge')) {
       return json(res, 400, { error: 'invalid_request', error_description: 'AADSTS50148: PKCE S256 code_challenge required' });
     }
@@ -164,7 +168,13 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     tokenRequests.push({ tenant, grantType, clientId, scope, at: new Date() });
     if (opts.tokenDelayMs) await new Promise((r) => setTimeout(r, opts.tokenDelayMs));
     if (failure === 'invalid_client' || opts.clients[clientId] === undefined || opts.clients[clientId] !== secret) {
-      return oauthError(res, 401, 'invalid_client', 7000215, 'AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.');
+      return oauthError(
+        res,
+        401,
+        'invalid_client',
+        7000215,
+        'AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.',
+      );
     }
     if (failure === 'invalid_grant') {
       return oauthError(res, 400, 'invalid_grant', 700082, 'AADSTS700082: The refresh token has expired due to inactivity.');
@@ -186,8 +196,20 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       codes.delete(form.get('code') ?? '');
       const verifier = form.get('code_verifier') ?? '';
       const challenge = createHash('sha256').update(verifier).digest('base64url');
-      if (!grant || grant.expiresAt < Date.now() || grant.clientId !== clientId || grant.redirectUri !== form.get('redirect_uri') || grant.challenge !== challenge) {
-        return oauthError(res, 400, 'invalid_grant', 70008, 'AADSTS70008: The provided authorization code or refresh token has expired or was already redeemed.');
+      if (
+        !grant ||
+        grant.expiresAt < Date.now() ||
+        grant.clientId !== clientId ||
+        grant.redirectUri !== form.get('redirect_uri') ||
+        grant.challenge !== challenge
+      ) {
+        return oauthError(
+          res,
+          400,
+          'invalid_grant',
+          70008,
+          'AADSTS70008: The provided authorization code or refresh token has expired or was already redeemed.',
+        );
       }
       // As the real platform: an id token (who signed in) only when the sign-in asked for openid.
       return issue(res, grant.scope, newRefresh(clientId, grant.user), grant.user, undefined, grant.scope.split(' ').includes('openid'));
@@ -206,16 +228,33 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     accessTokens.set(at, { expiresAt: Date.now() + expiresIn * 1000, revoked: false });
     const out: Record<string, unknown> = {
       token_type: 'Bearer',
-      scope: scope.split(' ').filter((s) => !['offline_access', 'openid', 'profile', 'email'].includes(s)).join(' '),
+      scope: scope
+        .split(' ')
+        .filter((s) => !['offline_access', 'openid', 'profile', 'email'].includes(s))
+        .join(' '),
       expires_in: expiresIn,
       ext_expires_in: expiresIn,
       access_token: at,
     };
     if (refreshToken) {
       out.refresh_token = refreshToken;
-      const uid = createHash('sha256').update(user ?? '').digest('hex').slice(0, 32);
+      const uid = createHash('sha256')
+        .update(user ?? '')
+        .digest('hex')
+        .slice(0, 32);
       out.client_info = Buffer.from(JSON.stringify({ uid, utid: 'tenant' })).toString('base64url');
-      const claims = { aud: 'fake', iss: `${base}/tenant/v2.0`, oid: uid, tid: 'tenant', preferred_username: user, email: user, ...(verified === undefined ? {} : { email_verified: verified }), sub: uid, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + expiresIn };
+      const claims = {
+        aud: 'fake',
+        iss: `${base}/tenant/v2.0`,
+        oid: uid,
+        tid: 'tenant',
+        preferred_username: user,
+        email: user,
+        ...(verified === undefined ? {} : { email_verified: verified }),
+        sub: uid,
+        iat: Math.floor(Date.now() / 1000),
+        exp: Math.floor(Date.now() / 1000) + expiresIn,
+      };
       if (idToken) out.id_token = `${[{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.')}.`;
     }
     json(res, 200, out);
@@ -223,12 +262,26 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
 
   function appToken(scope: string, roles: string[]): string {
     const now = Math.floor(Date.now() / 1000);
-    const claims = { aud: scope.replace(/\/\.default$/, ''), iss: `${base}/tenant/v2.0`, iat: now, exp: now + expiresIn, roles, jti: randomBytes(16).toString('base64url') };
+    const claims = {
+      aud: scope.replace(/\/\.default$/, ''),
+      iss: `${base}/tenant/v2.0`,
+      iat: now,
+      exp: now + expiresIn,
+      roles,
+      jti: randomBytes(16).toString('base64url'),
+    };
     return `${[{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.')}.sig`;
   }
 
   function oauthError(res: ServerResponse, statusCode: number, error: string, code: number, description: string) {
-    json(res, statusCode, { error, error_description: description, error_codes: [code], timestamp: new Date().toISOString(), trace_id: randomBytes(8).toString('hex'), correlation_id: randomBytes(8).toString('hex') });
+    json(res, statusCode, {
+      error,
+      error_description: description,
+      error_codes: [code],
+      timestamp: new Date().toISOString(),
+      trace_id: randomBytes(8).toString('hex'),
+      correlation_id: randomBytes(8).toString('hex'),
+    });
   }
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -266,7 +319,9 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
 
 function json(res: ServerResponse, statusCode: number, payload: unknown) {
   const text = JSON.stringify(payload);
-  res.writeHead(statusCode, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' }).end(text);
+  res
+    .writeHead(statusCode, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' })
+    .end(text);
 }
 
 async function body(req: IncomingMessage): Promise<string> {

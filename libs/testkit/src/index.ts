@@ -9,7 +9,18 @@ export * from './smtp-sink.js';
 export * from './service.js';
 export * from './binaries.js';
 export * from './proc.js';
-export { describeExit, nodeArgsFor, readyPorts, serviceArgs, serviceMain, startProcess, telemetryRegister, type NodeArgsOptions, type ProcessSpec, type ServiceChild } from './service-process.js';
+export {
+  describeExit,
+  nodeArgsFor,
+  readyPorts,
+  serviceArgs,
+  serviceMain,
+  startProcess,
+  telemetryRegister,
+  type NodeArgsOptions,
+  type ProcessSpec,
+  type ServiceChild,
+} from './service-process.js';
 export { packageDir, repoRoot, serviceScript } from './paths.js';
 export * from './identity-fake.js';
 export * from './graph-fake.js';

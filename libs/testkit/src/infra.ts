@@ -22,7 +22,18 @@ export async function dropBus(prefix: string, servers = testNatsUrl()): Promise<
   try {
     const jsm = await jetstreamManager(nc);
     const n = busNames(prefix);
-    const streams = [n.submittedStream, n.heldStream, n.dispatchStream, n.statusStream, n.pacingStream, `KV_${n.idempotencyBucket}`, `OBJ_${n.bodyBucket}`, `OBJ_${n.failedBucket}`, `KV_${n.messagesBucket}`, `KV_${prefix}-secrets`];
+    const streams = [
+      n.submittedStream,
+      n.heldStream,
+      n.dispatchStream,
+      n.statusStream,
+      n.pacingStream,
+      `KV_${n.idempotencyBucket}`,
+      `OBJ_${n.bodyBucket}`,
+      `OBJ_${n.failedBucket}`,
+      `KV_${n.messagesBucket}`,
+      `KV_${prefix}-secrets`,
+    ];
     for (const s of streams) await jsm.streams.delete(s).catch(() => {});
   } finally {
     await nc.close();
@@ -40,7 +51,9 @@ export async function consumerSettled(jsm: JetStreamManager, stream: string, dur
     const info = await jsm.consumers.info(stream, durable);
     if (info.num_pending + info.num_ack_pending === 0) return;
     if (Date.now() > until) {
-      throw new Error(`${stream}/${durable} not settled within ${timeoutMs} ms: ${info.num_pending} pending, ${info.num_ack_pending} unacked, ${info.num_redelivered} redelivered`);
+      throw new Error(
+        `${stream}/${durable} not settled within ${timeoutMs} ms: ${info.num_pending} pending, ${info.num_ack_pending} unacked, ${info.num_redelivered} redelivered`,
+      );
     }
     await new Promise((r) => setTimeout(r, 50));
   }

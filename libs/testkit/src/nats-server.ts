@@ -34,7 +34,11 @@ export async function startPrivateNats(opts: { auth?: NatsAuthSetup; tls?: { cer
   let args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];
   if (opts.auth) {
     const conf = join(storeDir, 'nats-server.conf');
-    writeFileSync(conf, natsServerConfig({ host: '127.0.0.1', port, storeDir: join(storeDir, 'js'), auth: opts.auth, ...(opts.tls ? { tls: opts.tls } : {}) }), { mode: 0o600 });
+    writeFileSync(
+      conf,
+      natsServerConfig({ host: '127.0.0.1', port, storeDir: join(storeDir, 'js'), auth: opts.auth, ...(opts.tls ? { tls: opts.tls } : {}) }),
+      { mode: 0o600 },
+    );
     args = ['-c', conf];
   }
   let child: ChildProcess | undefined;

@@ -212,7 +212,12 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
           return check(t) ? t : undefined;
         },
         timeoutMs,
-        () => new Error(`trace ${traceId} not complete within ${timeoutMs} ms; spans so far:\n${traceOf(traceId).map((s) => `${s.service} ${s.name} ${s.spanId} <- ${s.parentSpanId}`).join('\n')}`),
+        () =>
+          new Error(
+            `trace ${traceId} not complete within ${timeoutMs} ms; spans so far:\n${traceOf(traceId)
+              .map((s) => `${s.service} ${s.name} ${s.spanId} <- ${s.parentSpanId}`)
+              .join('\n')}`,
+          ),
       );
     },
     close: async () => {

@@ -37,7 +37,11 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** Resolves with the mail carrying relay id `id` once the server accepted it. */
 export function waitForMail(server: TestSmtpServer, id: string, timeoutMs = 20_000): Promise<ReceivedMail> {
-  return poll(() => `message ${id} at the SMTP server (${server.messages.length} received)`, () => mailsWithId(server, id)[0], timeoutMs);
+  return poll(
+    () => `message ${id} at the SMTP server (${server.messages.length} received)`,
+    () => mailsWithId(server, id)[0],
+    timeoutMs,
+  );
 }
 
 /** Polls GetMessage until the message is in one of `states`; fails early on an unexpected final state. */

@@ -121,7 +121,10 @@ export function startProcess(spec: ProcessSpec, onLine: (line: string, stream: '
   let spawnError: Error | undefined;
   let ports: Record<string, number> | undefined;
 
-  for (const [which, stream] of [['stdout', proc.stdout], ['stderr', proc.stderr]] as const) {
+  for (const [which, stream] of [
+    ['stdout', proc.stdout],
+    ['stderr', proc.stderr],
+  ] as const) {
     if (!stream) continue;
     createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
       ports ??= readyPorts(line);

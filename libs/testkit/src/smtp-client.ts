@@ -14,7 +14,9 @@ export interface SubmitOptions {
 }
 
 /** What the relay answered: the final reply line, or the SMTP error it gave. */
-export type SubmitResult = { ok: true; response: string; rejected: string[]; rejectedResponses: string[] } | { ok: false; response: string; responseCode: number | undefined; command: string | undefined };
+export type SubmitResult =
+  | { ok: true; response: string; rejected: string[]; rejectedResponses: string[] }
+  | { ok: false; response: string; responseCode: number | undefined; command: string | undefined };
 
 /** Submits one finished message over SMTP with nodemailer, as an application would. */
 export async function submit(o: SubmitOptions): Promise<SubmitResult> {

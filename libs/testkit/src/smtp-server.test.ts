@@ -47,7 +47,9 @@ describe('startSmtpServer', () => {
     const auth = { user: 'user@campus.example', pass: 'pw' };
 
     const plaintext = createTransport({ ...base, ignoreTLS: true, auth });
-    const refused = (await plaintext.sendMail({ from: 'user@campus.example', to: 'x@y.example', text: 'x' }).catch((e: SmtpClientError) => e)) as SmtpClientError;
+    const refused = (await plaintext
+      .sendMail({ from: 'user@campus.example', to: 'x@y.example', text: 'x' })
+      .catch((e: SmtpClientError) => e)) as SmtpClientError;
     expect(refused.responseCode).toBe(538);
 
     const noAuth = createTransport({ ...base, requireTLS: true });
@@ -122,7 +124,13 @@ describe('startSmtpServer', () => {
       session.close();
     }
 
-    const client = createTransport({ host: 'localhost', port: smtp.port, secure: true, tls: { ca: ca.caPem }, auth: { type: 'OAuth2', user: 'box@campus.example', accessToken: 'expired' } });
+    const client = createTransport({
+      host: 'localhost',
+      port: smtp.port,
+      secure: true,
+      tls: { ca: ca.caPem },
+      auth: { type: 'OAuth2', user: 'box@campus.example', accessToken: 'expired' },
+    });
     const err = (await client.verify().catch((e: SmtpClientError) => e)) as SmtpClientError;
     expect(err.code).toBe('EAUTH');
     expect(err.response).toContain('535 5.7.3 Authentication unsuccessful');
@@ -141,7 +149,8 @@ describe('startSmtpServer', () => {
   it('lets the test answer DATA (here: try later once) and RCPT with replies of its own', async () => {
     const smtp = await start({
       reply: (ctx) => {
-        if (ctx.phase === 'rcpt' && ctx.rcpt === 'denied@x.example') return { code: 550, message: '5.7.60 SMTP; Client does not have permissions to send as this sender' };
+        if (ctx.phase === 'rcpt' && ctx.rcpt === 'denied@x.example')
+          return { code: 550, message: '5.7.60 SMTP; Client does not have permissions to send as this sender' };
         if (ctx.phase === 'data' && ctx.attempt === 1) return { code: 450, message: '4.7.0 try later' };
         return undefined;
       },

@@ -97,11 +97,7 @@ export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<Tes
   const fromOf = (session: SMTPServerSession) => (session.envelope.mailFrom ? session.envelope.mailFrom.address : '');
   const decide = async (ctx: SmtpReplyContext) => opts.reply?.(ctx);
 
-  const onAuth = (
-    auth: SMTPServerAuthentication,
-    session: SMTPServerSession,
-    callback: Parameters<NonNullable<SMTPServer['onAuth']>>[2],
-  ) => {
+  const onAuth = (auth: SMTPServerAuthentication, session: SMTPServerSession, callback: Parameters<NonNullable<SMTPServer['onAuth']>>[2]) => {
     const username = auth.username ?? '';
     const record = (accepted: boolean) => {
       authAttempts.push({ method: auth.method, username, accepted, ...(auth.accessToken ? { accessToken: auth.accessToken } : {}) });

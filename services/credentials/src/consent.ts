@@ -70,7 +70,10 @@ export function createConsent(deps: ConsentDeps): Consent {
       const auth = sender.smtp?.auth;
       if (auth?.type !== 'oauth2') throw new RelayError(ErrorCode.FailedPrecondition, `sender "${senderId}" does not use OAuth2 (smtp.auth.type: oauth2)`);
       if (auth.flow !== 'refresh_token') {
-        throw new RelayError(ErrorCode.FailedPrecondition, `sender "${senderId}" uses flow: client_credentials (app-only); there is nobody to sign in. Grant the app SMTP.SendAsApp and register its service principal in Exchange instead`);
+        throw new RelayError(
+          ErrorCode.FailedPrecondition,
+          `sender "${senderId}" uses flow: client_credentials (app-only); there is nobody to sign in. Grant the app SMTP.SendAsApp and register its service principal in Exchange instead`,
+        );
       }
       const state = randomBytes(32).toString('base64url');
       const verifier = randomBytes(48).toString('base64url');
@@ -132,7 +135,10 @@ export function createConsent(deps: ConsentDeps): Consent {
       // A token for another mailbox would send this sender's mail as someone else (or fail later).
       if (!redeemed.account) {
         logger.warn({ sender: pending.sender }, 'consent refused: the provider did not say which account signed in');
-        return { status: 403, message: `The provider did not say which account signed in, so nothing was stored for sender "${pending.sender}". Start again with "Authenticate with MFA".` };
+        return {
+          status: 403,
+          message: `The provider did not say which account signed in, so nothing was stored for sender "${pending.sender}". Start again with "Authenticate with MFA".`,
+        };
       }
       if (redeemed.account.toLowerCase() !== auth.user.toLowerCase()) {
         logger.warn({ sender: pending.sender, signed_in: redeemed.account, expected: auth.user }, 'consent refused: wrong account');

@@ -64,7 +64,12 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
    * One internal call: the caller's certificate or internal token is checked first; a refusal is logged with
    * `refused` and answered with its gRPC status.
    */
-  const internal = <Req extends { sender: string }, Res>(refused: string, callers: CallerPolicy, run: (req: Req) => Promise<Res>, done?: (req: Req, res: Res) => void) =>
+  const internal = <Req extends { sender: string }, Res>(
+    refused: string,
+    callers: CallerPolicy,
+    run: (req: Req) => Promise<Res>,
+    done?: (req: Req, res: Res) => void,
+  ) =>
     unary<Req, Res>(
       async (call) => {
         checkInternalCaller(call, internalAuth, callers);
@@ -117,4 +122,3 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
     }),
   };
 }
-

@@ -49,7 +49,14 @@ senders:
     expect(asked).toEqual([
       {
         sender: 'g',
-        auth: expect.objectContaining({ flow: 'client_credentials', provider: 'microsoft', tenantId: 't1', clientId: 'c1', authorityUrl: 'https://login.microsoftonline.us', scopes: ['https://graph.microsoft.us/.default'] }),
+        auth: expect.objectContaining({
+          flow: 'client_credentials',
+          provider: 'microsoft',
+          tenantId: 't1',
+          clientId: 'c1',
+          authorityUrl: 'https://login.microsoftonline.us',
+          scopes: ['https://graph.microsoft.us/.default'],
+        }),
         opts: { rejected: true },
       },
     ]);

@@ -18,7 +18,12 @@ export interface GraphTestOptions {
  * permissions in it (permission), and with `to` a real sendMail (send), each with Graph's own
  * answer; the first failure ends the test with a remedy.
  */
-export async function testGraphSender(sender: SenderConfig & { graph: NonNullable<SenderConfig['graph']> }, id: string, tokens: OAuthTokens, opts: GraphTestOptions = {}): Promise<TestSenderResponse> {
+export async function testGraphSender(
+  sender: SenderConfig & { graph: NonNullable<SenderConfig['graph']> },
+  id: string,
+  tokens: OAuthTokens,
+  opts: GraphTestOptions = {},
+): Promise<TestSenderResponse> {
   const graph = sender.graph;
   const steps: TestStep[] = [];
   const step = (name: string, ok: boolean, detail: string) => steps.push(create(TestStepSchema, { name, ok, detail }));
@@ -50,7 +55,9 @@ export async function testGraphSender(sender: SenderConfig & { graph: NonNullabl
     step('permission', false, `ErrorAccessDenied: the token carries no Mail.Send application permission (roles: ${roles.join(', ') || 'none'})`);
     return finish();
   } else {
-    const large = roles.includes('Mail.ReadWrite') ? 'Mail.ReadWrite present (attachments over 3 MB can be uploaded)' : 'no Mail.ReadWrite: messages with attachments over 3 MB will fail (they are uploaded to a draft first)';
+    const large = roles.includes('Mail.ReadWrite')
+      ? 'Mail.ReadWrite present (attachments over 3 MB can be uploaded)'
+      : 'no Mail.ReadWrite: messages with attachments over 3 MB will fail (they are uploaded to a draft first)';
     step('permission', true, `application permissions: ${roles.join(', ')}; Mail.Send present; ${large}${untested}`);
   }
   if (!opts.to) return finish();
@@ -58,7 +65,10 @@ export async function testGraphSender(sender: SenderConfig & { graph: NonNullabl
   const body = {
     message: {
       subject: `Campus Relay test message from sender "${id}"`,
-      body: { contentType: 'Text', content: `This message was sent by the "Test" button of Campus Relay for sender "${id}" at ${now.toISOString()}. No action is needed.` },
+      body: {
+        contentType: 'Text',
+        content: `This message was sent by the "Test" button of Campus Relay for sender "${id}" at ${now.toISOString()}. No action is needed.`,
+      },
       from: { emailAddress: { address: addressOf(sender.from) } },
       toRecipients: [{ emailAddress: { address: opts.to } }],
       internetMessageHeaders: [{ name: 'X-Relay-Test', value: id }],
@@ -76,7 +86,11 @@ export async function testGraphSender(sender: SenderConfig & { graph: NonNullabl
     const text = await res.text();
     if (res.status === 202 || res.ok) {
       const requestId = res.headers.get('request-id');
-      step('send', true, `${res.status} ${res.statusText || 'Accepted'}: sendMail as ${addressOf(sender.from)} from ${graph.mailbox}${requestId ? ` (request-id ${requestId})` : ''}`);
+      step(
+        'send',
+        true,
+        `${res.status} ${res.statusText || 'Accepted'}: sendMail as ${addressOf(sender.from)} from ${graph.mailbox}${requestId ? ` (request-id ${requestId})` : ''}`,
+      );
     } else {
       step('send', false, describeGraphError(parseGraphError(res.status, text, res.headers)));
     }

@@ -4,7 +4,14 @@ import { readFileSync } from 'node:fs';
 import { credentials as grpcCredentials, makeGenericClientConstructor, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { parseConfig, readEnv } from '@relay/config';
 import type { RunnableService } from '@relay/core';
-import { BeginConsentRequestSchema, createCredentialsClient, CredentialsService, GetSmtpAuthRequestSchema, GetSmtpAuthResponse_Kind, toGrpcDefinition } from '@relay/proto';
+import {
+  BeginConsentRequestSchema,
+  createCredentialsClient,
+  CredentialsService,
+  GetSmtpAuthRequestSchema,
+  GetSmtpAuthResponse_Kind,
+  toGrpcDefinition,
+} from '@relay/proto';
 import { createLogger } from '@relay/telemetry';
 import { dropBus, internalTls, testNatsUrl, testRedisUrl, uniquePrefix } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -55,7 +62,9 @@ function rawCall(
   token?: string,
   method: 'getSmtpAuth' | 'beginConsent' = 'getSmtpAuth',
 ): Promise<{ code: number; password?: string }> {
-  const client = new Ctor(address, channel, { 'grpc.ssl_target_name_override': 'localhost' }) as unknown as Record<string, (...args: unknown[]) => unknown> & { close(): void };
+  const client = new Ctor(address, channel, { 'grpc.ssl_target_name_override': 'localhost' }) as unknown as Record<string, (...args: unknown[]) => unknown> & {
+    close(): void;
+  };
   const md = new Metadata();
   if (token) md.set('authorization', `Bearer ${token}`);
   const req = method === 'getSmtpAuth' ? create(GetSmtpAuthRequestSchema, { sender: 'mail' }) : create(BeginConsentRequestSchema, { sender: 'mail' });

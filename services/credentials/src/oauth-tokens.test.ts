@@ -120,18 +120,24 @@ describe('OAuth2 tokens', () => {
   it('says the sender needs consent when the grant is dead', async () => {
     const [, delegated] = senders();
     const p = uniquePrefix('noconsent');
-    const err1 = await tokensFor(p).get('nobody', oauth(delegated!)).catch((e: unknown) => e);
+    const err1 = await tokensFor(p)
+      .get('nobody', oauth(delegated!))
+      .catch((e: unknown) => e);
     expect(isRelayError(err1) && err1.code).toBe(ErrorCode.FailedPrecondition);
     expect((err1 as Error).message).toMatch(/needs consent.*BeginConsent/);
     idp.failWith('invalid_grant');
     try {
       const [, withToken] = senders(idp.issueRefreshToken(CLIENT_ID));
-      const err = await tokensFor(p).get('expired', oauth(withToken!)).catch((e: unknown) => e);
+      const err = await tokensFor(p)
+        .get('expired', oauth(withToken!))
+        .catch((e: unknown) => e);
       expect(isRelayError(err) && err.code).toBe(ErrorCode.FailedPrecondition);
       expect((err as Error).message).toMatch(/needs consent.*AADSTS700082.*Authenticate with MFA/);
       idp.failWith('invalid_client');
       const [app] = senders();
-      const bad = await tokensFor(p).get('app', oauth(app!)).catch((e: unknown) => e);
+      const bad = await tokensFor(p)
+        .get('app', oauth(app!))
+        .catch((e: unknown) => e);
       expect(isRelayError(bad) && bad.code).toBe(ErrorCode.FailedPrecondition);
       expect((bad as Error).message).toMatch(/AADSTS7000215.*client_secret/);
     } finally {
@@ -176,7 +182,17 @@ describe('OAuth2 tokens', () => {
 
 describe('consent binds the right account', () => {
   const consentFor = (all: SenderConfig[], p: string) =>
-    createConsent({ senders: new Map(all.map((s) => [s.id, s])), redis, box, store, cache: new TokenCache(redis, box, p), logger, prefix: p, publicUrl: 'http://localhost:8080', redeemCode });
+    createConsent({
+      senders: new Map(all.map((s) => [s.id, s])),
+      redis,
+      box,
+      store,
+      cache: new TokenCache(redis, box, p),
+      logger,
+      prefix: p,
+      publicUrl: 'http://localhost:8080',
+      redeemCode,
+    });
 
   /** Signs in at the fake (Google's authorize URL is replayed against it) and returns the redirect's query. */
   async function signIn(authorizeUrl: string): Promise<URLSearchParams> {
@@ -257,7 +273,9 @@ describe('consent binds the right account', () => {
       expect(page).not.toContain('<script');
       expect(page).toContain('&#60;script&#62;alert(document.cookie)&#60;/script&#62;');
       // An unknown state echoes nothing of the query.
-      const forged = await fetch(`http://127.0.0.1:${http.port}/oauth/callback?state=${encodeURIComponent(attack)}&error_description=${encodeURIComponent(attack)}`);
+      const forged = await fetch(
+        `http://127.0.0.1:${http.port}/oauth/callback?state=${encodeURIComponent(attack)}&error_description=${encodeURIComponent(attack)}`,
+      );
       expect(forged.headers.get('x-content-type-options')).toBe('nosniff');
       expect(await forged.text()).not.toMatch(/<script|alert/);
     } finally {

@@ -52,7 +52,8 @@ export async function openRefreshTokenStore(bus: Bus, box: SecretBox, replicas =
       if (!rec) return undefined;
       const token = box.open(rec.sealed, context(sender));
       // Records sealed with an old master key are sealed again with the current one.
-      if (box.isStale(rec.sealed)) await kv.put(key(sender), JSON.stringify({ ...rec, sealed: box.seal(token, context(sender)), updatedAt: new Date().toISOString() }));
+      if (box.isStale(rec.sealed))
+        await kv.put(key(sender), JSON.stringify({ ...rec, sealed: box.seal(token, context(sender)), updatedAt: new Date().toISOString() }));
       return token;
     },
     async put(sender, token, source, configured) {

@@ -68,7 +68,10 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
       run(resolve);
     });
   try {
-    const connectErr = await phase<SmtpError | undefined>((resolve) => conn.connect((err) => resolve(err ?? undefined)), (err) => err);
+    const connectErr = await phase<SmtpError | undefined>(
+      (resolve) => conn.connect((err) => resolve(err ?? undefined)),
+      (err) => err,
+    );
     const greeting = typeof conn.lastServerResponse === 'string' ? conn.lastServerResponse : undefined;
     const where = `${smtp.host}:${smtp.port}`;
     if (connectErr) {
@@ -86,7 +89,14 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
     else {
       const socket = conn._socket as TLSSocket;
       const cert = socket.getPeerCertificate?.();
-      step('TLS', true, `${smtp.security === 'tls' ? 'implicit TLS' : 'STARTTLS'} ${socket.getProtocol?.() ?? ''} ${socket.getCipher?.().name ?? ''}; certificate for ${cert?.subject?.CN ?? '?'} verified`.replace(/\s+/g, ' '));
+      step(
+        'TLS',
+        true,
+        `${smtp.security === 'tls' ? 'implicit TLS' : 'STARTTLS'} ${socket.getProtocol?.() ?? ''} ${socket.getCipher?.().name ?? ''}; certificate for ${cert?.subject?.CN ?? '?'} verified`.replace(
+          /\s+/g,
+          ' ',
+        ),
+      );
     }
 
     // Sends nothing: the handler above rejects at once.
@@ -99,14 +109,17 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
         return finish('XOAUTH2');
       }
       const auth = smtp.auth;
-      const authErr = await phase<SmtpError | undefined>((resolve) => {
-        const done = (err?: SmtpError | null) => resolve(err ?? undefined);
-        if (auth.type === 'oauth2') {
-          // The token comes from our own cache; XOAuth2 only formats it (no refresh settings given).
-          const oauth2 = new XOAuth2({ user: auth.user, accessToken: accessToken ?? '' });
-          conn.login({ oauth2 }, done);
-        } else conn.login({ credentials: { user: auth.user, pass: auth.password.reveal() } }, done);
-      }, (err) => err);
+      const authErr = await phase<SmtpError | undefined>(
+        (resolve) => {
+          const done = (err?: SmtpError | null) => resolve(err ?? undefined);
+          if (auth.type === 'oauth2') {
+            // The token comes from our own cache; XOAuth2 only formats it (no refresh settings given).
+            const oauth2 = new XOAuth2({ user: auth.user, accessToken: accessToken ?? '' });
+            conn.login({ oauth2 }, done);
+          } else conn.login({ credentials: { user: auth.user, pass: auth.password.reveal() } }, done);
+        },
+        (err) => err,
+      );
       if (authErr) {
         step('auth', false, `${mechanisms}; ${describeSmtp(authErr)}`);
         return finish(describeSmtp(authErr) + (smtp.auth.type === 'oauth2' ? ' XOAUTH2' : ''));

@@ -161,7 +161,11 @@ function classify(sender: string, err: unknown): RelayError {
   const text = answer ? firstLine(answer.description) : err instanceof Error ? err.message : String(err);
   if (answer && DEAD_GRANT.has(answer.error)) return new ConsentRequiredError(sender, text, { cause: err });
   if (answer && BAD_CLIENT.has(answer.error)) {
-    return new RelayError(ErrorCode.FailedPrecondition, `sender "${sender}": the identity platform refused the application's credentials (${text}); check client_id and client_secret`, { cause: err });
+    return new RelayError(
+      ErrorCode.FailedPrecondition,
+      `sender "${sender}": the identity platform refused the application's credentials (${text}); check client_id and client_secret`,
+      { cause: err },
+    );
   }
   return new RelayError(ErrorCode.Unavailable, `sender "${sender}": token request failed (${text})`, { cause: err });
 }
@@ -191,7 +195,8 @@ export async function redeemCode(auth: OAuth2Auth, req: { code: string; verifier
         endpoints: { oauth2TokenUrl: auth.tokenUrl ?? GOOGLE_TOKEN_URL },
       });
       const { tokens } = await client.getToken({ code: req.code, codeVerifier: req.verifier, redirect_uri: req.redirectUri });
-      if (!tokens.refresh_token) throw new RelayError(ErrorCode.FailedPrecondition, 'Google returned no refresh token (access_type=offline and prompt=consent are needed)');
+      if (!tokens.refresh_token)
+        throw new RelayError(ErrorCode.FailedPrecondition, 'Google returned no refresh token (access_type=offline and prompt=consent are needed)');
       const claims = tokens.id_token ? jwtClaims(tokens.id_token) : {};
       // Only an address Google says it verified names the account.
       const email = claims.email_verified === true ? claims.email : undefined;

@@ -35,7 +35,12 @@ function tokensFrom(clientOf: (sender: string) => string): GraphTokens {
       tokenFetches++;
       const res = await fetch(`${idp.url}/tenant/oauth2/v2.0/token`, {
         method: 'POST',
-        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientOf(sender), client_secret: SECRET, scope: 'https://graph.microsoft.com/.default' }),
+        body: new URLSearchParams({
+          grant_type: 'client_credentials',
+          client_id: clientOf(sender),
+          client_secret: SECRET,
+          scope: 'https://graph.microsoft.com/.default',
+        }),
       });
       const token = ((await res.json()) as { access_token: string }).access_token;
       cache.set(sender, token);
@@ -79,7 +84,10 @@ async function failure(p: Promise<unknown>): Promise<DeliveryError> {
 
 beforeAll(async () => {
   setDefaultCACertificates([...getCACertificates('default'), testCa().caPem]);
-  idp = await startIdentityFake({ clients: { [CLIENT]: SECRET, [LIMITED]: SECRET }, appRoles: { [CLIENT]: ['Mail.Send', 'Mail.ReadWrite'], [LIMITED]: ['User.Read.All'] } });
+  idp = await startIdentityFake({
+    clients: { [CLIENT]: SECRET, [LIMITED]: SECRET },
+    appRoles: { [CLIENT]: ['Mail.Send', 'Mail.ReadWrite'], [LIMITED]: ['User.Read.All'] },
+  });
   graph = await startGraphFake({
     identity: idp,
     mailboxes: {
@@ -124,7 +132,13 @@ beforeEach(() => {
 
 describe('Graph delivery', () => {
   it('sends small mail with sendMail: JSON message, From kept, headers, Reply-To, saveToSentItems from the sender', async () => {
-    const env = envelope('registrar', { cc: ['cc@campus.example'], bcc: ['bcc@campus.example'], headers: { 'X-Ticket': '7' }, html: '<b>hi</b>', attachments: [randomFile('small.pdf', 100_000)] });
+    const env = envelope('registrar', {
+      cc: ['cc@campus.example'],
+      bcc: ['bcc@campus.example'],
+      headers: { 'X-Ticket': '7' },
+      html: '<b>hi</b>',
+      attachments: [randomFile('small.pdf', 100_000)],
+    });
     const reply = await deliverer.deliver(env);
     const sent = graph.sent.at(-1)!;
     expect(reply).toBe(`202 Accepted by Microsoft Graph sendMail for ${MAILBOX} with 1 attachment(s) inline (request-id ${sent.requestId})`);

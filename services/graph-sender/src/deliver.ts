@@ -20,7 +20,8 @@ export function createGraphDeliverer(senders: () => Map<string, SenderConfig>, c
   return {
     async deliver(env, stopping) {
       const sender = senders().get(env.sender);
-      if (!sender?.graph) throw retryable(`sender "${env.sender}" is not configured for Microsoft Graph in this graph-sender; the message waits for a configuration that has it`);
+      if (!sender?.graph)
+        throw retryable(`sender "${env.sender}" is not configured for Microsoft Graph in this graph-sender; the message waits for a configuration that has it`);
       const s = sender as GraphSender;
       const target: GraphTarget = { sender: s.id, mailbox: s.graph.mailbox, maxConcurrent: s.rate?.maxConcurrent ?? GRAPH_DEFAULTS.maxConcurrentPerMailbox };
       if (env.rawMime.length > 0) {
@@ -42,15 +43,39 @@ function userUrl(s: GraphSender, rest: string): string {
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
-async function sendMail(client: GraphClient, s: GraphSender, target: GraphTarget, message: GraphMessage, attachments: Attachment[], stopping?: AbortSignal): Promise<string> {
-  const body = JSON.stringify({ message: { ...message, ...(attachments.length ? { attachments: attachments.map(fileAttachment) } : {}) }, saveToSentItems: s.graph.saveToSentItems });
-  const res = await client.call(target, { method: 'POST', url: userUrl(s, '/sendMail'), body, headers: JSON_HEADERS, bearer: true, ...(stopping ? { stopping } : {}) });
+async function sendMail(
+  client: GraphClient,
+  s: GraphSender,
+  target: GraphTarget,
+  message: GraphMessage,
+  attachments: Attachment[],
+  stopping?: AbortSignal,
+): Promise<string> {
+  const body = JSON.stringify({
+    message: { ...message, ...(attachments.length ? { attachments: attachments.map(fileAttachment) } : {}) },
+    saveToSentItems: s.graph.saveToSentItems,
+  });
+  const res = await client.call(target, {
+    method: 'POST',
+    url: userUrl(s, '/sendMail'),
+    body,
+    headers: JSON_HEADERS,
+    bearer: true,
+    ...(stopping ? { stopping } : {}),
+  });
   return `${res.status} Accepted by Microsoft Graph sendMail for ${s.graph.mailbox}${attachments.length ? ` with ${attachments.length} attachment(s) inline` : ''} (request-id ${res.requestId ?? 'none'})`;
 }
 
 /** A message submitted over SMTP, sent as it was written: Graph's sendMail with base64 MIME. */
 async function sendMime(client: GraphClient, s: GraphSender, target: GraphTarget, mime: Buffer, stopping?: AbortSignal): Promise<string> {
-  const res = await client.call(target, { method: 'POST', url: userUrl(s, '/sendMail'), body: mime.toString('base64'), headers: { 'content-type': 'text/plain' }, bearer: true, ...(stopping ? { stopping } : {}) });
+  const res = await client.call(target, {
+    method: 'POST',
+    url: userUrl(s, '/sendMail'),
+    body: mime.toString('base64'),
+    headers: { 'content-type': 'text/plain' },
+    bearer: true,
+    ...(stopping ? { stopping } : {}),
+  });
   return `${res.status} Accepted by Microsoft Graph sendMail (MIME) for ${s.graph.mailbox} (request-id ${res.requestId ?? 'none'})`;
 }
 
@@ -82,7 +107,13 @@ async function sendDraft(
   const draftUrl = userUrl(s, `/messages/${encodeURIComponent(draftId)}`);
   try {
     for (const a of plan.posted) {
-      await client.call(target, { method: 'POST', url: `${draftUrl}/attachments`, body: JSON.stringify(fileAttachment(a)), headers: JSON_HEADERS, bearer: true });
+      await client.call(target, {
+        method: 'POST',
+        url: `${draftUrl}/attachments`,
+        body: JSON.stringify(fileAttachment(a)),
+        headers: JSON_HEADERS,
+        bearer: true,
+      });
     }
     for (const a of plan.uploaded) await upload(client, target, draftUrl, a);
     const sent = await client.call(target, { method: 'POST', url: `${draftUrl}/send`, bearer: true });
@@ -101,12 +132,15 @@ async function upload(client: GraphClient, target: GraphTarget, draftUrl: string
   const session = await client.call(target, {
     method: 'POST',
     url: `${draftUrl}/attachments/createUploadSession`,
-    body: JSON.stringify({ AttachmentItem: { attachmentType: 'file', name: a.filename, size, contentType: a.contentType || 'application/octet-stream', isInline: false } }),
+    body: JSON.stringify({
+      AttachmentItem: { attachmentType: 'file', name: a.filename, size, contentType: a.contentType || 'application/octet-stream', isInline: false },
+    }),
     headers: JSON_HEADERS,
     bearer: true,
   });
   const uploadUrl = (JSON.parse(session.text) as { uploadUrl?: string }).uploadUrl;
-  if (!uploadUrl) throw retryable(`Microsoft Graph opened an upload session for "${a.filename}" without an uploadUrl (request-id ${session.requestId ?? 'none'})`);
+  if (!uploadUrl)
+    throw retryable(`Microsoft Graph opened an upload session for "${a.filename}" without an uploadUrl (request-id ${session.requestId ?? 'none'})`);
   let done = false;
   for (const { start, end } of uploadRanges(size)) {
     const res = await client.call(target, {

@@ -24,7 +24,10 @@ const file = (name: string, bytes: number) => create(AttachmentSchema, { filenam
 
 describe('buildGraphMessage', () => {
   it('keeps From, names, every recipient list, the default Reply-To and x- headers plus the relay id', () => {
-    const m = buildGraphMessage(envelope({ cc: ['cc@campus.example'], bcc: ['bcc@campus.example'], headers: { 'X-Ticket': '42' } }), sender('    reply_to: help@campus.example\n'));
+    const m = buildGraphMessage(
+      envelope({ cc: ['cc@campus.example'], bcc: ['bcc@campus.example'], headers: { 'X-Ticket': '42' } }),
+      sender('    reply_to: help@campus.example\n'),
+    );
     expect(m.from).toEqual({ emailAddress: { address: 'registrar@campus.example', name: 'Registrar' } });
     expect(m.toRecipients).toEqual([{ emailAddress: { address: 'ada@students.campus.example', name: 'Ada' } }]);
     expect(m.ccRecipients).toEqual([{ emailAddress: { address: 'cc@campus.example' } }]);

@@ -135,7 +135,8 @@ export function planDelivery(message: GraphMessage, attachments: Attachment[]): 
 export const UPLOAD_CHUNK_BYTES = 12 * 320 * 1024;
 
 export function uploadRanges(size: number, chunk = UPLOAD_CHUNK_BYTES): Array<{ start: number; end: number }> {
-  if (chunk % (320 * 1024) !== 0 || chunk > MAX_REQUEST_BYTES) throw new Error(`upload chunk of ${chunk} bytes: must be a multiple of 320 KiB and at most 4 MB`);
+  if (chunk % (320 * 1024) !== 0 || chunk > MAX_REQUEST_BYTES)
+    throw new Error(`upload chunk of ${chunk} bytes: must be a multiple of 320 KiB and at most 4 MB`);
   const out: Array<{ start: number; end: number }> = [];
   for (let start = 0; start < size; start += chunk) out.push({ start, end: Math.min(size, start + chunk) - 1 });
   return out;

@@ -40,7 +40,12 @@ export async function createGraphSender(opts: GraphSenderOptions, overrides: { b
     ...(opts.timing ? { timing: opts.timing } : {}),
   });
   const deliverer = createGraphDeliverer(() => senders, client);
-  const worker = createSenderWorker('graph', opts, { bus, envelopeKeys, concurrency: opts.concurrency ?? 64, deliver: (e, stopping) => deliverer.deliver(e, stopping) });
+  const worker = createSenderWorker('graph', opts, {
+    bus,
+    envelopeKeys,
+    concurrency: opts.concurrency ?? 64,
+    deliver: (e, stopping) => deliverer.deliver(e, stopping),
+  });
   let ops: OpsServer | undefined;
   const ready = async () => (await bus.healthy()) && redis.status === 'ready';
   return {

@@ -31,7 +31,8 @@ export function createGraphTokens(client: CredentialsClient): GraphTokens {
       const e = err as ServiceError;
       // The credentials service says why (a refused client secret, the identity platform down);
       // the message waits and is tried again.
-      const detail = e.code === status.UNAVAILABLE || e.code === status.DEADLINE_EXCEEDED ? `credentials service unavailable: ${e.details}` : e.details || e.message;
+      const detail =
+        e.code === status.UNAVAILABLE || e.code === status.DEADLINE_EXCEEDED ? `credentials service unavailable: ${e.details}` : e.details || e.message;
       const remedy = remedyFor(detail);
       throw retryable(detail, { cause: err, ...(remedy ? { remedy } : {}) });
     }

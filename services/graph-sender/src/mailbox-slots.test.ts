@@ -89,7 +89,10 @@ describe('mailbox slots', () => {
   it('gives up after the wait timeout with a retryable error naming the mailbox', async () => {
     const s = createMailboxSlots(a, prefix, { pollMs: 5, waitTimeoutMs: 30 });
     const held = await s.acquire('busy@campus.example', 1);
-    await expect(s.acquire('busy@campus.example', 1)).rejects.toMatchObject({ retryable: true, message: expect.stringMatching(/busy@campus\.example had no free Graph request slot/) });
+    await expect(s.acquire('busy@campus.example', 1)).rejects.toMatchObject({
+      retryable: true,
+      message: expect.stringMatching(/busy@campus\.example had no free Graph request slot/),
+    });
     await held();
   });
 });

@@ -16,7 +16,11 @@ const MIME_HEADROOM_BYTES = 16 * 1024;
 export function graphMime(env: Envelope, traceparent?: string): Buffer {
   const named = new Set(readHeaders(env.rawMime).recipients);
   const hidden = env.envelopeTo.filter((a) => !named.has(a.toLowerCase()));
-  const lines = [`${RELAY_ID_HEADER}: ${env.messageId}`, ...(traceparent ? [`${TRACE_HEADER}: ${traceparent}`] : []), ...(hidden.length ? [`Bcc: ${hidden.join(', ')}`] : [])];
+  const lines = [
+    `${RELAY_ID_HEADER}: ${env.messageId}`,
+    ...(traceparent ? [`${TRACE_HEADER}: ${traceparent}`] : []),
+    ...(hidden.length ? [`Bcc: ${hidden.join(', ')}`] : []),
+  ];
   return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n`, 'latin1'), Buffer.from(env.rawMime.buffer, env.rawMime.byteOffset, env.rawMime.byteLength)]);
 }
 
@@ -32,8 +36,16 @@ export function fitsMimeSendMail(mime: Buffer): boolean {
  * cannot take this way (other headers, the MIME structure itself) is left behind; docs/graph.md.
  */
 export async function parsedForGraph(env: Envelope): Promise<Envelope> {
-  const parsed = await simpleParser(Buffer.from(env.rawMime.buffer, env.rawMime.byteOffset, env.rawMime.byteLength), { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true });
-  const list = (a: AddressObject | AddressObject[] | undefined) => (Array.isArray(a) ? a : a ? [a] : []).flatMap((o) => o.value).map((v) => v.address ?? '').filter(Boolean);
+  const parsed = await simpleParser(Buffer.from(env.rawMime.buffer, env.rawMime.byteOffset, env.rawMime.byteLength), {
+    skipHtmlToText: true,
+    skipTextToHtml: true,
+    skipImageLinks: true,
+  });
+  const list = (a: AddressObject | AddressObject[] | undefined) =>
+    (Array.isArray(a) ? a : a ? [a] : [])
+      .flatMap((o) => o.value)
+      .map((v) => v.address ?? '')
+      .filter(Boolean);
   const to = list(parsed.to);
   const cc = list(parsed.cc);
   const bcc = list(parsed.bcc);
@@ -41,7 +53,11 @@ export async function parsedForGraph(env: Envelope): Promise<Envelope> {
   const headers: Record<string, string> = {};
   for (const h of parsed.headerLines) {
     const name = h.line.slice(0, h.line.indexOf(':'));
-    if (/^x-/i.test(name) && !/^(x-relay-message-id|x-traceparent)$/i.test(name)) headers[name] = h.line.slice(name.length + 1).replace(/\r?\n[ \t]/g, ' ').trim();
+    if (/^x-/i.test(name) && !/^(x-relay-message-id|x-traceparent)$/i.test(name))
+      headers[name] = h.line
+        .slice(name.length + 1)
+        .replace(/\r?\n[ \t]/g, ' ')
+        .trim();
   }
   return create(EnvelopeSchema, {
     ...env,
@@ -54,6 +70,8 @@ export async function parsedForGraph(env: Envelope): Promise<Envelope> {
     text: parsed.text ?? '',
     html: typeof parsed.html === 'string' ? parsed.html : '',
     headers,
-    attachments: parsed.attachments.map((a) => create(AttachmentSchema, { filename: a.filename ?? 'attachment', contentType: a.contentType, content: a.content })),
+    attachments: parsed.attachments.map((a) =>
+      create(AttachmentSchema, { filename: a.filename ?? 'attachment', contentType: a.contentType, content: a.content }),
+    ),
   });
 }

@@ -64,18 +64,32 @@ export async function acceptMessage(ctx: IngestContext, req: AcceptRequest): Pro
       // QUEUED goes out first on the same connection, so it is stored before the message is,
       // and before anything a downstream service can say about it. It names the client
       // (GetMessage checks it) and carries the message index's summary (ListMessages).
-      ctx.bus.noteStatus({ messageId, sender: sender.id, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', service: 'relay-ingest', at: now, ...indexSummary(env) });
-      await storingIn(ctx.bus, 'submitted', () => ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`)).catch(async (err: unknown) => {
-        if (isRelayError(err)) await notStored(ctx.bus, env, err.message);
-        throw err;
+      ctx.bus.noteStatus({
+        messageId,
+        sender: sender.id,
+        state: MessageState.QUEUED,
+        attempt: 0,
+        detail: 'accepted',
+        service: 'relay-ingest',
+        at: now,
+        ...indexSummary(env),
       });
+      await storingIn(ctx.bus, 'submitted', () => ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`)).catch(
+        async (err: unknown) => {
+          if (isRelayError(err)) await notStored(ctx.bus, env, err.message);
+          throw err;
+        },
+      );
     } catch (err) {
       await ctx.budget?.release(messageId);
       throw err;
     }
     if (recordKey) await markStored(ctx.bus.idempotency, recordKey, messageId, req.idempotency!.fingerprint);
     relayInstruments().accepted.add(1, { sender: sender.id, door: req.door });
-    ctx.logger.debug({ message_id: messageId, sender: sender.id, client: client.name, door: req.door, recipients: env.recipientCount, size: Number(env.sizeBytes) }, 'accepted');
+    ctx.logger.debug(
+      { message_id: messageId, sender: sender.id, client: client.name, door: req.door, recipients: env.recipientCount, size: Number(env.sizeBytes) },
+      'accepted',
+    );
     return { messageId, state: MessageState.QUEUED };
   });
 }
@@ -91,6 +105,8 @@ async function storing<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (err) {
     if (isRelayError(err)) throw err;
-    throw new RelayError(ErrorCode.Unavailable, 'the message was not stored (message broker unavailable); it is safe to retry with the same idempotency_key', { cause: err });
+    throw new RelayError(ErrorCode.Unavailable, 'the message was not stored (message broker unavailable); it is safe to retry with the same idempotency_key', {
+      cause: err,
+    });
   }
 }

@@ -46,7 +46,14 @@ export function indexSummary(env: Envelope): { client: string; subject: string; 
 /** A message the store refused after its QUEUED event went out ends FAILED with the reason. */
 export async function notStored(bus: Bus, env: Envelope, reason: string): Promise<void> {
   await bus
-    .publishStatus({ messageId: env.messageId, sender: env.sender, state: MessageState.FAILED, attempt: 0, detail: `not stored: ${reason}`, service: 'relay-ingest' })
+    .publishStatus({
+      messageId: env.messageId,
+      sender: env.sender,
+      state: MessageState.FAILED,
+      attempt: 0,
+      detail: `not stored: ${reason}`,
+      service: 'relay-ingest',
+    })
     .catch(() => {});
 }
 
@@ -77,7 +84,10 @@ export function createAdminMessageHandlers(ctx: AdminMessagesContext) {
       ids = [...new Set(req.messageIds)];
     } else {
       const test = matcher(req);
-      ids = (await index()).filter(test).map((r) => r.messageId).slice(0, BULK_MAX);
+      ids = (await index())
+        .filter(test)
+        .map((r) => r.messageId)
+        .slice(0, BULK_MAX);
     }
     const out = [];
     for (const id of ids) {
@@ -129,12 +139,28 @@ export function createAdminMessageHandlers(ctx: AdminMessagesContext) {
         const env = create(EnvelopeSchema, { ...kept.env, attempt, notBefore: timestampFromDate(new Date()), bodyRef: '', firstAttemptAt: undefined });
         await context.with(kept.trace, async () => {
           const packed = await storingIn(ctx.bus, 'bodies', () => packEnvelope(ctx.bus, env));
-          await ctx.bus.publishStatus({ messageId: id, sender: env.sender, state: MessageState.QUEUED, attempt, detail: `retried by ${client.name}`, service: 'relay-ingest' });
+          await ctx.bus.publishStatus({
+            messageId: id,
+            sender: env.sender,
+            state: MessageState.QUEUED,
+            attempt,
+            detail: `retried by ${client.name}`,
+            service: 'relay-ingest',
+          });
           // Its Nats-Msg-Id is the attempt's: retrying twice stores it once. Not stored: FAILED
           // again, so it stays listed and can be retried.
-          await storingIn(ctx.bus, 'submitted', () => ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(env.sender), packed, `${id}.${attempt}.submit`)).catch(async (err: unknown) => {
+          await storingIn(ctx.bus, 'submitted', () =>
+            ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(env.sender), packed, `${id}.${attempt}.submit`),
+          ).catch(async (err: unknown) => {
             await ctx.bus
-              .publishStatus({ messageId: id, sender: env.sender, state: MessageState.FAILED, attempt, detail: `retry not stored: ${describe(err)}`, service: 'relay-ingest' })
+              .publishStatus({
+                messageId: id,
+                sender: env.sender,
+                state: MessageState.FAILED,
+                attempt,
+                detail: `retry not stored: ${describe(err)}`,
+                service: 'relay-ingest',
+              })
               .catch(() => {});
             throw err;
           });
@@ -153,7 +179,14 @@ export function createAdminMessageHandlers(ctx: AdminMessagesContext) {
         // RETRYING message's next attempt is already parked: the cancel is recorded at that attempt,
         // so a later RetryMessages gets a number of its own.
         const attempt = last.state === MessageState.RETRYING ? last.attempt + 1 : last.attempt;
-        await ctx.bus.publishStatus({ messageId: id, sender: last.sender, state: MessageState.FAILED, attempt, detail: `cancelled by ${client.name}`, service: 'relay-ingest' });
+        await ctx.bus.publishStatus({
+          messageId: id,
+          sender: last.sender,
+          state: MessageState.FAILED,
+          attempt,
+          detail: `cancelled by ${client.name}`,
+          service: 'relay-ingest',
+        });
         count++;
       }
       return create(CancelMessagesResponseSchema, { count });

@@ -43,7 +43,11 @@ describe('client budget', () => {
     let now = 1_000_000;
     const budget = createClientBudget(redis, prefix, logger, MAX_AGE_MS, () => now);
     const c = client('{ messages_per_second: 2 }');
-    expect([await outcome(budget.charge(c, msg())), await outcome(budget.charge(c, msg())), await outcome(budget.charge(c, msg()))]).toEqual(['ok', 'ok', 'messages_per_second']);
+    expect([await outcome(budget.charge(c, msg())), await outcome(budget.charge(c, msg())), await outcome(budget.charge(c, msg()))]).toEqual([
+      'ok',
+      'ok',
+      'messages_per_second',
+    ]);
     now += 500;
     expect(await outcome(budget.charge(c, msg()))).toBe('ok');
     expect(await outcome(budget.charge(c, msg()))).toBe('messages_per_second');

@@ -39,7 +39,8 @@ type ReleaseFn = (...args: Array<string | number>) => Promise<number>;
 const LIMIT_TEXT: Record<string, (l: ClientLimits) => string> = {
   messages_per_second: (l) => `limits.messages_per_second (${l.messagesPerSecond}) reached; retry later`,
   bytes_per_second: (l) => `limits.bytes_per_second (${l.bytesPerSecond}) reached; retry later`,
-  max_stored_messages: (l) => `limits.max_stored_messages (${l.maxStoredMessages}) reached: that many of its messages wait for delivery; retry when some are sent`,
+  max_stored_messages: (l) =>
+    `limits.max_stored_messages (${l.maxStoredMessages}) reached: that many of its messages wait for delivery; retry when some are sent`,
   max_stored_bytes: (l) => `limits.max_stored_bytes (${l.maxStoredBytes}) reached by its messages waiting for delivery; retry when some are sent`,
   daily_recipients: (l) => `limits.daily_recipients (${l.dailyRecipients}) reached for the last 24 hours`,
 };
@@ -74,10 +75,26 @@ export function createClientBudget(redis: Redis, prefix: string, logger: Logger,
       let reached: string;
       try {
         reached = await chargeCmd(
-          `${base}:rate`, `${base}:stored`, `${base}:sizes`, `${base}:stored-bytes`, owners, `${base}:rcpt:${hour}`, `${prefix}:client-charged:${msg.messageId}`,
-          t, msg.messageId, encodeURIComponent(client.name), msg.sizeBytes, msg.recipients,
-          l.messagesPerSecond ?? 0, l.bytesPerSecond ?? 0, l.maxStoredMessages ?? 0, l.maxStoredBytes ?? 0, l.dailyRecipients ?? 0,
-          expiry, `${base}:rcpt:`, hour,
+          `${base}:rate`,
+          `${base}:stored`,
+          `${base}:sizes`,
+          `${base}:stored-bytes`,
+          owners,
+          `${base}:rcpt:${hour}`,
+          `${prefix}:client-charged:${msg.messageId}`,
+          t,
+          msg.messageId,
+          encodeURIComponent(client.name),
+          msg.sizeBytes,
+          msg.recipients,
+          l.messagesPerSecond ?? 0,
+          l.bytesPerSecond ?? 0,
+          l.maxStoredMessages ?? 0,
+          l.maxStoredBytes ?? 0,
+          l.dailyRecipients ?? 0,
+          expiry,
+          `${base}:rcpt:`,
+          hour,
         );
         down = false;
       } catch (err) {

@@ -18,7 +18,10 @@ export function createAdminForward(address: string, auth: InternalAuth | undefin
   let client: CredentialsClient | undefined;
   async function forward<Res>(call: (c: CredentialsClient) => Promise<Res>): Promise<Res> {
     if (!auth) {
-      throw new RelayError(ErrorCode.FailedPrecondition, 'AdminService needs internal authentication on ingest (RELAY_INTERNAL_TOKEN, or RELAY_INTERNAL_CA/CERT/KEY) to call the credentials service');
+      throw new RelayError(
+        ErrorCode.FailedPrecondition,
+        'AdminService needs internal authentication on ingest (RELAY_INTERNAL_TOKEN, or RELAY_INTERNAL_CA/CERT/KEY) to call the credentials service',
+      );
     }
     return call((client ??= createCredentialsClient(address, auth))).catch((err: ServiceError) => {
       throw fromCredentials(err);
@@ -41,7 +44,11 @@ function fromCredentials(err: ServiceError): RelayError {
     case status.INVALID_ARGUMENT:
       return new RelayError(ErrorCode.InvalidArgument, err.details, { cause: err });
     case status.UNAUTHENTICATED:
-      return new RelayError(ErrorCode.Unavailable, 'the credentials service refused ingest (is the internal token or certificate authority the same on both?)', { cause: err });
+      return new RelayError(
+        ErrorCode.Unavailable,
+        'the credentials service refused ingest (is the internal token or certificate authority the same on both?)',
+        { cause: err },
+      );
     default:
       return new RelayError(ErrorCode.Unavailable, `the credentials service is unavailable: ${err.details || err.message}`, { cause: err });
   }

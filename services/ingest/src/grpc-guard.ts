@@ -60,7 +60,9 @@ export interface GrpcListener {
  * connection injector).
  */
 export async function listenGrpc(server: Server, opts: GrpcListenOptions): Promise<GrpcListener> {
-  const credentials = opts.tls ? ServerCredentials.createSsl(null, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], false) : ServerCredentials.createInsecure();
+  const credentials = opts.tls
+    ? ServerCredentials.createSsl(null, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], false)
+    : ServerCredentials.createInsecure();
   const injector = server.createConnectionInjector(credentials);
   const perPeer = new Map<string, number>();
   let refusedLogged = false;
@@ -68,7 +70,8 @@ export async function listenGrpc(server: Server, opts: GrpcListenOptions): Promi
     const peer = socket.remoteAddress ?? '';
     const open = perPeer.get(peer) ?? 0;
     if (opts.maxConnectionsPerPeer > 0 && open >= opts.maxConnectionsPerPeer) {
-      if (!refusedLogged) opts.logger.warn({ peer, limit: opts.maxConnectionsPerPeer }, 'refusing connections over the per-peer limit (RELAY_GRPC_MAX_CONNECTIONS_PER_PEER)');
+      if (!refusedLogged)
+        opts.logger.warn({ peer, limit: opts.maxConnectionsPerPeer }, 'refusing connections over the per-peer limit (RELAY_GRPC_MAX_CONNECTIONS_PER_PEER)');
       refusedLogged = true;
       socket.destroy();
       return;

@@ -93,7 +93,9 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     ctx,
     async start() {
       if (redis && budget) {
-        await redis.connect().catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable at start; client limits are not enforced until it answers'));
+        await redis
+          .connect()
+          .catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable at start; client limits are not enforced until it answers'));
         release = await startBudgetRelease(bus, budget, logger);
       }
       await indexer.start();
@@ -127,5 +129,3 @@ function requireAdmin(ctx: IngestContext, call: { metadata: Metadata }) {
   const client = ctx.auth.authenticate(call.metadata);
   if (!client.admin) throw new RelayError(ErrorCode.PermissionDenied, `client "${client.name}" is not an admin client (admin: true)`);
 }
-
-

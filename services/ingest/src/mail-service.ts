@@ -4,13 +4,7 @@ import type { Bus } from '@relay/bus';
 import type { RelayConfig, SenderConfig } from '@relay/config';
 import { ErrorCode, RelayError } from '@relay/core';
 import { validateSendMail } from '@relay/mail';
-import {
-  SendMailResponseSchema,
-  type GetMessageRequest,
-  type GetMessageResponse,
-  type SendMailRequest,
-  type SendMailResponse,
-} from '@relay/proto';
+import { SendMailResponseSchema, type GetMessageRequest, type GetMessageResponse, type SendMailRequest, type SendMailResponse } from '@relay/proto';
 import type { Logger } from '@relay/telemetry';
 import { acceptMessage } from './accept.js';
 import type { Authenticator } from './auth.js';

@@ -7,7 +7,12 @@ export class BoundedLoop {
   readonly #inFlight = new InFlight();
   readonly #loop: ConsumeLoop;
 
-  constructor(open: () => Promise<PulledMessages>, concurrency: () => number, handle: (m: JsMsg) => Promise<void>, log: { warn(obj: object, msg: string): void }) {
+  constructor(
+    open: () => Promise<PulledMessages>,
+    concurrency: () => number,
+    handle: (m: JsMsg) => Promise<void>,
+    log: { warn(obj: object, msg: string): void },
+  ) {
     const slots: Array<() => void> = [];
     this.#loop = consumeLoop(
       open,

@@ -33,7 +33,11 @@ describe('held sweeper against a real NATS JetStream', () => {
 
   it('ends FAILED held mail of an unknown sender past its max age, keeps it for a retry, and leaves younger mail', async () => {
     const held = (id: string, submittedAgoMs: number) =>
-      bus.publishEnvelope(bus.names.heldSubject('ghost'), create(EnvelopeSchema, { messageId: id, sender: 'ghost', to: ['a@b.example'], subject: id, attempt: 1, submittedAt: ago(submittedAgoMs) }), `${id}.1.held`);
+      bus.publishEnvelope(
+        bus.names.heldSubject('ghost'),
+        create(EnvelopeSchema, { messageId: id, sender: 'ghost', to: ['a@b.example'], subject: id, attempt: 1, submittedAt: ago(submittedAgoMs) }),
+        `${id}.1.held`,
+      );
     await held('old', 2 * HOUR);
     await held('young', 1_000);
     await held('old-too', 3 * HOUR);
@@ -55,7 +59,11 @@ describe('held sweeper against a real NATS JetStream', () => {
 
   it('does not make mail FAILED that was sent meanwhile, and keeps a cancelled one for a retry', async () => {
     const held = (id: string) =>
-      bus.publishEnvelope(bus.names.heldSubject('ghost'), create(EnvelopeSchema, { messageId: id, sender: 'ghost', to: ['a@b.example'], subject: id, attempt: 1, submittedAt: ago(2 * HOUR) }), `${id}.1.held`);
+      bus.publishEnvelope(
+        bus.names.heldSubject('ghost'),
+        create(EnvelopeSchema, { messageId: id, sender: 'ghost', to: ['a@b.example'], subject: id, attempt: 1, submittedAt: ago(2 * HOUR) }),
+        `${id}.1.held`,
+      );
     const before = (await bus.jsm.streams.info(bus.names.heldStream)).state.messages;
     await held('sent-meanwhile');
     await held('cancelled');

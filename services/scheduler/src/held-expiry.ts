@@ -23,7 +23,13 @@ export function heldExpiry(env: Envelope, now: number, maxAgeMs: number, why: st
 
 /** A duration as relay.yaml would write it. */
 function shown(ms: number): string {
-  for (const [unit, n] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1_000]] as const) if (ms % n === 0) return `${ms / n}${unit}`;
+  for (const [unit, n] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1_000],
+  ] as const)
+    if (ms % n === 0) return `${ms / n}${unit}`;
   return `${ms}ms`;
 }
 
@@ -123,9 +129,10 @@ export function createHeldSweeper(o: HeldSweeperOptions): HeldSweeper {
         if (busy) return;
         busy = true;
         running = sweep()
-          .finally(() => (busy = false)).catch((err: unknown) => {
-          if (!stopped) o.logger.warn({ err: describe(err) }, 'could not sweep expired held mail; will try again');
-        });
+          .finally(() => (busy = false))
+          .catch((err: unknown) => {
+            if (!stopped) o.logger.warn({ err: describe(err) }, 'could not sweep expired held mail; will try again');
+          });
       }, every).unref();
     },
     async stop() {

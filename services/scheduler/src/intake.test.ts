@@ -37,9 +37,19 @@ async function setup(label: string, opts: { before?: (bus: Bus) => Promise<void>
   const sub: Subscription = bus.nc.subscribe(`${prefix}.dispatch.>`, { callback: (_e, m) => void released.push(decodeEnvelope(m.data).messageId) });
   cleanup.push(async () => sub.unsubscribe());
   await opts.before?.(bus);
-  const env = readEnv({ NATS_URL: testNatsUrl(), REDIS_URL: opts.redisUrl ?? testRedisUrl(), RELAY_BUS_PREFIX: prefix, RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', RELAY_SHUTDOWN_GRACE: '2s' });
+  const env = readEnv({
+    NATS_URL: testNatsUrl(),
+    REDIS_URL: opts.redisUrl ?? testRedisUrl(),
+    RELAY_BUS_PREFIX: prefix,
+    RELAY_METRICS_PORT: '0',
+    RELAY_HOST: '127.0.0.1',
+    RELAY_SHUTDOWN_GRACE: '2s',
+  });
   const start = async (ids: string[], extra = '', pacer?: Pacer) => {
-    const s = await createScheduler({ env, config: parseConfig(yaml(ids) + extra, {}), logger, intake: { compactEveryMs: 500, compactCheckMs: 100, ...opts.intake } }, pacer ? { pacer } : {});
+    const s = await createScheduler(
+      { env, config: parseConfig(yaml(ids) + extra, {}), logger, intake: { compactEveryMs: 500, compactCheckMs: 100, ...opts.intake } },
+      pacer ? { pacer } : {},
+    );
     await s.start();
     cleanup.push(() => s.stop());
     return s;
@@ -50,7 +60,15 @@ async function setup(label: string, opts: { before?: (bus: Bus) => Promise<void>
     for (let i = 0; i < count; i++) {
       const id = `${sender}-${++n}`;
       ids.push(id);
-      const e = create(EnvelopeSchema, { messageId: id, sender, to: ['a@campus.example'], subject: id, attempt: 1, recipientCount: 1, submittedAt: timestampFromDate(new Date()) });
+      const e = create(EnvelopeSchema, {
+        messageId: id,
+        sender,
+        to: ['a@campus.example'],
+        subject: id,
+        attempt: 1,
+        recipientCount: 1,
+        submittedAt: timestampFromDate(new Date()),
+      });
       await bus.publishEnvelope(bus.names.submittedSubject(sender), e, `${id}.submit`);
     }
     return ids;
@@ -76,7 +94,10 @@ async function freezableRedis() {
     sockets.push(client, upstream);
     client.on('data', (d) => void (frozen || upstream.write(d)));
     upstream.on('data', (d) => void (frozen || client.write(d)));
-    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+    for (const [a, b] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
       a.on('error', () => b.destroy());
       a.on('close', () => b.destroy());
     }
@@ -156,7 +177,11 @@ describe('scheduler intake', () => {
   it("leaves another consumer of the submitted stream alone (an operator's, for debugging)", async () => {
     const t = await setup('intake-other', {
       before: async (bus) => {
-        await bus.jsm.consumers.add(bus.names.submittedStream, { durable_name: 'debug', filter_subject: bus.names.submittedWildcard, ack_policy: AckPolicy.Explicit });
+        await bus.jsm.consumers.add(bus.names.submittedStream, {
+          durable_name: 'debug',
+          filter_subject: bus.names.submittedWildcard,
+          ack_policy: AckPolicy.Explicit,
+        });
       },
     });
     await t.start(['a']);
@@ -174,7 +199,10 @@ describe('scheduler intake', () => {
     const [ok] = await t.submit('known', 1);
     await t.until('the known sender released', () => t.released.includes(ok!));
     const subject = t.bus.names.heldSubject('later');
-    await t.until('the unknown sender held', async () => (await t.bus.jsm.streams.info(t.bus.names.heldStream, { subjects_filter: subject })).state.subjects?.[subject] === 1);
+    await t.until(
+      'the unknown sender held',
+      async () => (await t.bus.jsm.streams.info(t.bus.names.heldStream, { subjects_filter: subject })).state.subjects?.[subject] === 1,
+    );
     expect(t.released).not.toContain(lost);
     await s.reload(parseConfig(yaml(['known', 'later']), {}));
     await t.until('held mail released after the reload', () => t.released.includes(lost!));
@@ -197,7 +225,10 @@ describe('scheduler intake', () => {
     expect(Date.now() - t0).toBeLessThan(8_000);
     expect(stuck.some((id) => t.released.includes(id))).toBe(false);
     const subject = t.bus.names.heldSubject('paced');
-    await t.until('the paced mail held', async () => ((await t.bus.jsm.streams.info(t.bus.names.heldStream, { subjects_filter: subject })).state.subjects?.[subject] ?? 0) === stuck.length);
+    await t.until(
+      'the paced mail held',
+      async () => ((await t.bus.jsm.streams.info(t.bus.names.heldStream, { subjects_filter: subject })).state.subjects?.[subject] ?? 0) === stuck.length,
+    );
   }, 40_000);
 
   it('holds paced mail whose pacing look does not answer, instead of waiting for it', async () => {
@@ -222,7 +253,16 @@ describe('scheduler intake', () => {
     const t = await setup('intake-settled');
     await t.start(['free']);
     const envelope = (id: string, sendAt?: Date) =>
-      create(EnvelopeSchema, { messageId: id, sender: 'free', to: ['a@campus.example'], subject: id, attempt: 1, recipientCount: 1, submittedAt: timestampFromDate(new Date()), ...(sendAt ? { sendAt: timestampFromDate(sendAt) } : {}) });
+      create(EnvelopeSchema, {
+        messageId: id,
+        sender: 'free',
+        to: ['a@campus.example'],
+        subject: id,
+        attempt: 1,
+        recipientCount: 1,
+        submittedAt: timestampFromDate(new Date()),
+        ...(sendAt ? { sendAt: timestampFromDate(sendAt) } : {}),
+      });
     const submit = (id: string, sendAt?: Date) => t.bus.publishEnvelope(t.bus.names.submittedSubject('free'), envelope(id, sendAt), `${id}.1.submit`);
     const settle = (id: string, state: MessageState) => t.bus.publishStatus({ messageId: id, sender: 'free', state, attempt: 1, detail: '', service: 'test' });
     // Submitted again after it was sent or failed (as when a broker restart lost the ack).
@@ -235,7 +275,10 @@ describe('scheduler intake', () => {
     await submit('sent-while-held', due);
     await submit('held-marker', due);
     const held = t.bus.names.heldSubject('free');
-    await t.until('mail held for its time', async () => (await t.bus.jsm.streams.info(t.bus.names.heldStream, { subjects_filter: held })).state.subjects?.[held] === 2);
+    await t.until(
+      'mail held for its time',
+      async () => (await t.bus.jsm.streams.info(t.bus.names.heldStream, { subjects_filter: held })).state.subjects?.[held] === 2,
+    );
     await settle('sent-while-held', MessageState.SENT);
     await submit('marker');
     await t.until('the markers released', () => t.released.includes('marker') && t.released.includes('held-marker'), 15_000);
@@ -243,7 +286,10 @@ describe('scheduler intake', () => {
       const info = await t.bus.jsm.consumers.info(stream, durable);
       return info.num_pending + info.num_ack_pending === 0;
     };
-    await t.until('everything acked', async () => (await idle(t.bus.names.submittedStream, 'scheduler')) && (await idle(t.bus.names.heldStream, 'scheduler-free')));
+    await t.until(
+      'everything acked',
+      async () => (await idle(t.bus.names.submittedStream, 'scheduler')) && (await idle(t.bus.names.heldStream, 'scheduler-free')),
+    );
     expect(t.released).not.toContain('sent-before');
     expect(t.released).not.toContain('failed-before');
     expect(t.released).not.toContain('sent-while-held');

@@ -39,7 +39,16 @@ export interface IntakeOptions {
   pacerWaitMs: number;
 }
 
-export const INTAKE_DEFAULTS: IntakeOptions = { concurrency: 256, pullLingerMs: 25, ackWaitMs: 30_000, compactEveryMs: 5_000, compactCheckMs: 200, compactTailMessages: 256, compactEarlyPerS: 1_000, pacerWaitMs: 250 };
+export const INTAKE_DEFAULTS: IntakeOptions = {
+  concurrency: 256,
+  pullLingerMs: 25,
+  ackWaitMs: 30_000,
+  compactEveryMs: 5_000,
+  compactCheckMs: 200,
+  compactTailMessages: 256,
+  compactEarlyPerS: 1_000,
+  pacerWaitMs: 250,
+};
 
 /**
  * Whether the intake purges now: there is acked mail below the floor not purged yet, and either

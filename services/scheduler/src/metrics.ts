@@ -27,19 +27,22 @@ export async function pacingMetrics(lanes: Iterable<SenderLane>, pacer: RedisPac
     const st = pacer.state(s.id);
     rows.relay_pacing_waiting_messages!.push(`relay_pacing_waiting_messages${label} ${st.waiting}`);
     rows.relay_pacing_granted_total!.push(`relay_pacing_granted_total${label} ${st.granted}`);
-    rows.relay_pacing_next_slot_seconds!.push(`relay_pacing_next_slot_seconds${label} ${st.nextSlotAt ? Math.max(0, (st.nextSlotAt - now) / 1000).toFixed(3) : 0}`);
+    rows.relay_pacing_next_slot_seconds!.push(
+      `relay_pacing_next_slot_seconds${label} ${st.nextSlotAt ? Math.max(0, (st.nextSlotAt - now) / 1000).toFixed(3) : 0}`,
+    );
     if (s.rate?.dailyRecipients) {
       const used = await pacer.recipientsToday(s.pacingKey);
-      if (used !== undefined) rows.relay_pacing_daily_recipients_remaining!.push(`relay_pacing_daily_recipients_remaining${label} ${Math.max(0, s.rate.dailyRecipients - used)}`);
+      if (used !== undefined)
+        rows.relay_pacing_daily_recipients_remaining!.push(`relay_pacing_daily_recipients_remaining${label} ${Math.max(0, s.rate.dailyRecipients - used)}`);
     }
   }
   const help: Record<string, string> = {
     relay_scheduler_intake_pending_messages: 'gauge New mail of all senders not yet looked at by the scheduler',
     relay_scheduler_backlog_messages: 'gauge Messages of a sender held by the scheduler (for its pace, send_at or retry time; stream and in hand)',
     relay_pacing_waiting_messages: 'gauge Messages this replica holds waiting for a pacing slot',
-    relay_pacing_next_slot_seconds: 'gauge Seconds until the sender\'s next slot opens (0 when not waiting)',
+    relay_pacing_next_slot_seconds: "gauge Seconds until the sender's next slot opens (0 when not waiting)",
     relay_pacing_daily_recipients_remaining: 'gauge Recipients the sender may still reach in the rolling day',
-    relay_pacing_granted_total: 'counter Messages released by this replica\'s pacer',
+    relay_pacing_granted_total: "counter Messages released by this replica's pacer",
   };
   return `${Object.entries(rows)
     .map(([name, lines]) => {
@@ -62,8 +65,13 @@ export interface QueueGaugeSource {
  * message still in either. Every replica reports the same, global, values. Returns the unregister.
  */
 export function registerQueueGauges(meter: Meter, src: QueueGaugeSource): () => void {
-  const depth = meter.createObservableGauge('relay_queue_depth_messages', { description: 'Messages of a sender waiting in JetStream, by stage (submitted, dispatch)' });
-  const age = meter.createObservableGauge('relay_queue_oldest_age_seconds', { description: 'Age of the oldest message of a sender still waiting in JetStream', unit: 's' });
+  const depth = meter.createObservableGauge('relay_queue_depth_messages', {
+    description: 'Messages of a sender waiting in JetStream, by stage (submitted, dispatch)',
+  });
+  const age = meter.createObservableGauge('relay_queue_oldest_age_seconds', {
+    description: 'Age of the oldest message of a sender still waiting in JetStream',
+    unit: 's',
+  });
   const { bus } = src;
   // STREAM.MSG.GET takes next_by_subj (the first message of a subject from a sequence on) since
   // NATS 2.9; nats.js types it for direct gets only, and these work queues have no direct get.

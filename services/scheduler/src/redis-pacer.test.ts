@@ -24,7 +24,8 @@ describe('RedisPacer', () => {
       `clients: [{ name: app, api_key: test-key-0123456789abcdef0123456789, senders: [${id}] }]\nsenders:\n  - { id: ${id}, from: ${id}@campus.example, transport: smtp, smtp: { host: 127.0.0.1, port: 2587, security: none }, rate: ${rate} }\n`,
       {},
     ).senders[0]!;
-  const env = (id: string, recipients = 1) => create(EnvelopeSchema, { messageId: id, sender: 's', to: ['a@campus.example'], attempt: 1, recipientCount: recipients });
+  const env = (id: string, recipients = 1) =>
+    create(EnvelopeSchema, { messageId: id, sender: 's', to: ['a@campus.example'], attempt: 1, recipientCount: recipients });
 
   beforeAll(async () => {
     redis = new Redis(testRedisUrl());
@@ -39,7 +40,12 @@ describe('RedisPacer', () => {
     const p = pacer();
     const s = sender('daily', '{ daily_messages: 2, daily_recipients: 10, batch_size: 2, interval: 60s }');
     const signal = new AbortController().signal;
-    await p.acquire(() => s, env('a', 3), signal, () => {}); // builds the state, then grants
+    await p.acquire(
+      () => s,
+      env('a', 3),
+      signal,
+      () => {},
+    ); // builds the state, then grants
     expect(await p.tryAcquire(s, env('a', 3))).toBe(true); // the same message again
     expect(await p.recipientsToday(s.pacingKey)).toBe(3);
     expect(await p.tryAcquire(s, env('b', 2))).toBe(true);
@@ -51,7 +57,12 @@ describe('RedisPacer', () => {
     // Rebuilt from the log after Redis lost the state: "a" was logged twice, counted once.
     expect(logged.filter((g) => g.m === 'a:1')).toHaveLength(2);
     await redis.del(...Object.values(p.keys(s.pacingKey)));
-    await p.acquire(() => s, env('b', 2), signal, () => {});
+    await p.acquire(
+      () => s,
+      env('b', 2),
+      signal,
+      () => {},
+    );
     expect(await p.recipientsToday(s.pacingKey)).toBe(5);
     expect(await p.tryAcquire(s, env('c'))).toBe(false);
   });

@@ -138,8 +138,17 @@ export class RedisPacer implements Pacer {
   #ask(sender: SenderConfig, rate: RateConfig, env: Envelope) {
     const k = this.keys(sender.pacingKey);
     return this.#acquire(
-      k.win, k.day, k.totals, k.epoch,
-      rate.intervalMs ?? 0, rate.batchSize ?? 0, rate.dailyWindowMs, rate.dailyRecipients ?? 0, rate.dailyMessages ?? 0, `${env.messageId}:${env.attempt}`, Math.max(1, env.recipientCount),
+      k.win,
+      k.day,
+      k.totals,
+      k.epoch,
+      rate.intervalMs ?? 0,
+      rate.batchSize ?? 0,
+      rate.dailyWindowMs,
+      rate.dailyRecipients ?? 0,
+      rate.dailyMessages ?? 0,
+      `${env.messageId}:${env.attempt}`,
+      Math.max(1, env.recipientCount),
     );
   }
 
@@ -186,7 +195,10 @@ export class RedisPacer implements Pacer {
           msgs++;
         }
       }
-      if (dayw) m.hset(k.totals, 'rcpt', rcpt, 'msgs', msgs).pexpire(k.day, dayw * 2).pexpire(k.totals, dayw * 2);
+      if (dayw)
+        m.hset(k.totals, 'rcpt', rcpt, 'msgs', msgs)
+          .pexpire(k.day, dayw * 2)
+          .pexpire(k.totals, dayw * 2);
       if (interval) m.pexpire(k.win, interval * 2);
       m.set(k.epoch, String(now));
       await m.exec();

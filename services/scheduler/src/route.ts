@@ -5,9 +5,7 @@ import type { Envelope } from '@relay/proto';
 /** The longest a message is parked before the scheduler looks at it again. */
 export const MAX_PARK_MS = 60 * 60_000;
 
-export type Decision =
-  | { action: 'dispatch'; transport: SenderConfig['transport'] }
-  | { action: 'wait'; ms: number };
+export type Decision = { action: 'dispatch'; transport: SenderConfig['transport'] } | { action: 'wait'; ms: number };
 
 /** What to do with a submitted message now: hand it to its transport, or wait for its time. */
 export function decide(env: Envelope, sender: SenderConfig, now: number): Decision {

@@ -40,13 +40,11 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
   const laneOpts = { ...LANE_DEFAULTS, ackWaitMs: env.ackWaitMs, heldMaxAgeMs: opts.config.limits.heldMaxAgeMs, ...opts.lane };
   const lanes = new Map<string, SenderLane>();
   let senders = new Map<string, SenderConfig>();
-  const intake = new Intake(
-    bus,
-    { sender: (id) => senders.get(id), holding: (id) => lanes.get(id)?.busy ?? false },
-    pacer,
-    logger,
-    { ...INTAKE_DEFAULTS, ackWaitMs: laneOpts.ackWaitMs, ...opts.intake },
-  );
+  const intake = new Intake(bus, { sender: (id) => senders.get(id), holding: (id) => lanes.get(id)?.busy ?? false }, pacer, logger, {
+    ...INTAKE_DEFAULTS,
+    ackWaitMs: laneOpts.ackWaitMs,
+    ...opts.intake,
+  });
   const sweeper = createHeldSweeper({ bus, known: (id) => senders.has(id), maxAgeMs: () => laneOpts.heldMaxAgeMs, logger });
   let ops: OpsServer | undefined;
   let stopped = false;

@@ -41,12 +41,12 @@ export class AuthCache {
     } catch (err) {
       const e = err as ServiceError;
       // The credentials service explains why (e.g. consent needed); the message waits and retries.
-      const detail = e.code === status.UNAVAILABLE || e.code === status.DEADLINE_EXCEEDED ? `credentials service unavailable: ${e.details}` : e.details || e.message;
+      const detail =
+        e.code === status.UNAVAILABLE || e.code === status.DEADLINE_EXCEEDED ? `credentials service unavailable: ${e.details}` : e.details || e.message;
       const remedy = remedyFor(detail);
       throw retryable(detail, { cause: err, ...(remedy ? { remedy } : {}) });
     }
-    const until =
-      auth.kind === Kind.XOAUTH2 && auth.expiresAt ? timestampDate(auth.expiresAt).getTime() - TOKEN_MARGIN_MS : Date.now() + PASSWORD_TTL_MS;
+    const until = auth.kind === Kind.XOAUTH2 && auth.expiresAt ? timestampDate(auth.expiresAt).getTime() - TOKEN_MARGIN_MS : Date.now() + PASSWORD_TTL_MS;
     this.#entries.set(sender, { auth, until });
     return auth;
   }

@@ -3,7 +3,11 @@ import { classifySmtpError } from './classify.js';
 
 describe('classifySmtpError', () => {
   it('fails at once on a 5xx reply, keeping the server text and a remedy', () => {
-    const e = classifySmtpError({ code: 'EAUTH', responseCode: 535, response: '535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.' });
+    const e = classifySmtpError({
+      code: 'EAUTH',
+      responseCode: 535,
+      response: '535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.',
+    });
     expect(e.retryable).toBe(false);
     expect(e.message).toBe('535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.');
     expect(e.remedy).toMatch(/Authenticated SMTP/);

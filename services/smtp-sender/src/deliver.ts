@@ -27,7 +27,16 @@ export function createSmtpDeliverer(senders: () => Map<string, SenderConfig>, au
     // so the provider's logs can be matched with the trace.
     return tracer().startActiveSpan(
       'smtp send',
-      { kind: SpanKind.CLIENT, attributes: { 'server.address': smtp.host, 'server.port': smtp.port, 'relay.smtp.security': smtp.security, 'relay.message.id': env.messageId, 'relay.sender': sender.id } },
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          'server.address': smtp.host,
+          'server.port': smtp.port,
+          'relay.smtp.security': smtp.security,
+          'relay.message.id': env.messageId,
+          'relay.sender': sender.id,
+        },
+      },
       async (span) => {
         try {
           const headers = traceHeaders();
@@ -50,7 +59,8 @@ export function createSmtpDeliverer(senders: () => Map<string, SenderConfig>, au
   return {
     async deliver(env) {
       const sender = senders().get(env.sender);
-      if (!sender?.smtp) throw retryable(`sender "${env.sender}" is not configured for SMTP in this smtp-sender; the message waits for a configuration that has it`);
+      if (!sender?.smtp)
+        throw retryable(`sender "${env.sender}" is not configured for SMTP in this smtp-sender; the message waits for a configuration that has it`);
       return attempt(env, sender, false);
     },
   };

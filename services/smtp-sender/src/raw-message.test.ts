@@ -22,7 +22,16 @@ const sender: SenderConfig = {
 };
 
 function envelope(init: MessageInitShape<typeof EnvelopeSchema>): Envelope {
-  return create(EnvelopeSchema, { messageId: '01JDX4TESTMESSAGE', sender: 'campus', submittedAt: timestampFromDate(SUBMITTED), attempt: 1, to: ['ada@students.campus.example'], subject: 'Hello', text: 'Hi Ada,\r\nsee you.\r\n', ...init });
+  return create(EnvelopeSchema, {
+    messageId: '01JDX4TESTMESSAGE',
+    sender: 'campus',
+    submittedAt: timestampFromDate(SUBMITTED),
+    attempt: 1,
+    to: ['ada@students.campus.example'],
+    subject: 'Hello',
+    text: 'Hi Ada,\r\nsee you.\r\n',
+    ...init,
+  });
 }
 
 /** The message and envelope as nodemailer's SMTP transports see them (Bcc left out of the headers). */
@@ -51,7 +60,8 @@ async function both(env: Envelope, s: SenderConfig = sender) {
 }
 
 const headerBlock = (m: string) => m.slice(0, m.indexOf('\r\n\r\n'));
-const addresses = (a: AddressObject | AddressObject[] | undefined) => (Array.isArray(a) ? a : a ? [a] : []).flatMap((o) => o.value.map((v) => ({ name: v.name, address: v.address })));
+const addresses = (a: AddressObject | AddressObject[] | undefined) =>
+  (Array.isArray(a) ? a : a ? [a] : []).flatMap((o) => o.value.map((v) => ({ name: v.name, address: v.address })));
 
 describe('buildRawMessage', () => {
   const matrix: Array<[string, MessageInitShape<typeof EnvelopeSchema>, SenderConfig?]> = [
@@ -59,13 +69,34 @@ describe('buildRawMessage', () => {
     ['html only', { text: '', html: '<p>Hi <b>Ada</b></p>' }],
     ['text and html', { html: '<html><body><p>Hi</p>\r\n</body></html>' }],
     ['text and html without final line breaks', { text: 'plain', html: '<p>html</p>' }],
-    ['every address field', { to: ['Ada Student <ada@students.campus.example>', 'bob@students.campus.example'], cc: ['registrar@campus.example', '"Registrar, Office of" <office@campus.example>'], bcc: ['audit@campus.example'], replyTo: 'bursar@campus.example' }],
+    [
+      'every address field',
+      {
+        to: ['Ada Student <ada@students.campus.example>', 'bob@students.campus.example'],
+        cc: ['registrar@campus.example', '"Registrar, Office of" <office@campus.example>'],
+        bcc: ['audit@campus.example'],
+        replyTo: 'bursar@campus.example',
+      },
+    ],
     ['cc and bcc only', { to: [], cc: ['registrar@campus.example'], bcc: ['audit@campus.example'] }],
     ['bcc only', { to: [], bcc: ['audit@campus.example'] }],
     ['a recipient twice', { to: ['ada@students.campus.example'], cc: ['Ada <ada@students.campus.example>'], bcc: ['ada@students.campus.example'] }],
     ["sender's default reply-to", {}, { ...sender, replyTo: 'help@campus.example' }],
     ['a bare sender address', {}, { ...sender, from: 'no-reply@campus.example' }],
-    ['custom headers', { headers: { 'X-Campus-Ticket': 'INV-2024-0042', 'list-unsubscribe': '<mailto:unsub@campus.example>', 'x-mailer-id': 'a', 'X-SPAM-SPF': 'pass', 'dkim-thing': 'x', 'X-Empty': '', 'X-Blank': '   ' } }],
+    [
+      'custom headers',
+      {
+        headers: {
+          'X-Campus-Ticket': 'INV-2024-0042',
+          'list-unsubscribe': '<mailto:unsub@campus.example>',
+          'x-mailer-id': 'a',
+          'X-SPAM-SPF': 'pass',
+          'dkim-thing': 'x',
+          'X-Empty': '',
+          'X-Blank': '   ',
+        },
+      },
+    ],
     ['a long subject folded', { subject: 'A very long subject line that goes on and on and on beyond seventy-six characters, for sure' }],
     ['a subject of 76 characters folded', { subject: `${'x'.repeat(30)} ${'y'.repeat(35)}` }],
     ['a subject of 75 characters', { subject: `${'x'.repeat(30)} ${'y'.repeat(34)}` }],
@@ -77,7 +108,17 @@ describe('buildRawMessage', () => {
     ['dots at line starts', { text: '.\r\n..leading dots\r\n.\r\nend' }],
     ['uppercase domain', { to: ['Ada@Students.Campus.EXAMPLE'] }],
     ['atext in a local part', { to: ["o'brien+tag@campus.example", 'a!#$%&*/=?^_`{|}~-z@campus.example', 'first.last@campus.example'] }],
-    ['names that need quotes', { to: ['Dr. Ada Lovelace <ada@campus.example>', "O'Brien <ob@campus.example>", '"Lovelace, Ada (Dr.)" <ada2@campus.example>', '"Campus IT" <it@campus.example>'] }],
+    [
+      'names that need quotes',
+      {
+        to: [
+          'Dr. Ada Lovelace <ada@campus.example>',
+          "O'Brien <ob@campus.example>",
+          '"Lovelace, Ada (Dr.)" <ada2@campus.example>',
+          '"Campus IT" <it@campus.example>',
+        ],
+      },
+    ],
     ['a line of 76 characters', { text: `${'a'.repeat(76)}\r\nshort\r\n` }],
   ];
 

@@ -66,10 +66,7 @@ export function buildRawMessage(env: Envelope, sender: SenderConfig, trace: Reco
     pushHeader(lines, 'MIME-Version', '1.0');
     pushHeader(lines, 'Content-Type', `multipart/alternative; boundary="${boundary}"`);
     // As nodemailer lays out a multipart body: the CRLF before each delimiter belongs to it.
-    body =
-      `--${boundary}\r\n${TEXT_PART_HEADERS}${text}` +
-      `\r\n--${boundary}\r\n${HTML_PART_HEADERS}${html}` +
-      `\r\n--${boundary}--\r\n`;
+    body = `--${boundary}\r\n${TEXT_PART_HEADERS}${text}` + `\r\n--${boundary}\r\n${HTML_PART_HEADERS}${html}` + `\r\n--${boundary}--\r\n`;
   } else {
     pushHeader(lines, 'Content-Transfer-Encoding', '7bit');
     if (!env.submittedAt) date(new Date());
@@ -92,8 +89,23 @@ const HTML_PART_HEADERS = 'Content-Type: text/html; charset=utf-8\r\nContent-Tra
 
 /** Header fields nodemailer composes or encodes in a way of its own; a custom one of these is left to it. */
 const COMPOSED_FIELDS = new Set([
-  'from', 'sender', 'to', 'cc', 'bcc', 'reply-to', 'subject', 'date', 'message-id', 'in-reply-to', 'references',
-  'mime-version', 'content-type', 'content-transfer-encoding', 'content-disposition', 'content-id', 'otp-token',
+  'from',
+  'sender',
+  'to',
+  'cc',
+  'bcc',
+  'reply-to',
+  'subject',
+  'date',
+  'message-id',
+  'in-reply-to',
+  'references',
+  'mime-version',
+  'content-type',
+  'content-transfer-encoding',
+  'content-disposition',
+  'content-id',
+  'otp-token',
   'x-relay-message-id',
 ]);
 /** Printable US-ASCII except ":" (RFC 5322 3.6.8), as ingest accepts header names. */
@@ -151,7 +163,9 @@ interface SimpleAddress {
 
 const ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]";
 /** A dot-atom local part and a host name whose last label is not numeric (nor an IPv4 address). */
-const ADDR_SPEC = new RegExp(`^(${ATEXT}+(?:\\.${ATEXT}+)*)@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$`);
+const ADDR_SPEC = new RegExp(
+  `^(${ATEXT}+(?:\\.${ATEXT}+)*)@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$`,
+);
 /**
  * `Name <addr-spec>`: a name of atext words and dots with single spaces, or a quoted one of
  * printable ASCII without quotes, backslashes or runs of spaces inside (nor "=?", as anywhere).

@@ -8,7 +8,10 @@ const USER = 'relay@campus.example';
 const PASSWORD = 'app-password';
 
 function rawMail(subject: string, body: string, to = ['ada@students.campus.example']): RawMail {
-  const raw = Buffer.from(`From: relay@campus.example\r\nTo: ${to.join(', ')}\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@campus.example>\r\n\r\n${body}`, 'latin1');
+  const raw = Buffer.from(
+    `From: relay@campus.example\r\nTo: ${to.join(', ')}\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@campus.example>\r\n\r\n${body}`,
+    'latin1',
+  );
   return { envelope: { from: 'relay@campus.example', to }, raw, messageId: `<${subject}@campus.example>` };
 }
 

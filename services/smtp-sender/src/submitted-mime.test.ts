@@ -6,7 +6,12 @@ import { submittedMail } from './submitted-mime.js';
 describe('submittedMail', () => {
   it('is the submitted bytes with the trace header and relay id in front, to the envelope recipients', () => {
     const raw = Buffer.from('From: a@campus.example\r\nMessage-ID: <m-1@app>\r\nBcc-less: yes\r\n\r\nbody\r\n');
-    const env = create(EnvelopeSchema, { messageId: 'id-1', rawMime: raw, envelopeFrom: 'a@campus.example', envelopeTo: ['x@example.test', 'hidden@example.test'] });
+    const env = create(EnvelopeSchema, {
+      messageId: 'id-1',
+      rawMime: raw,
+      envelopeFrom: 'a@campus.example',
+      envelopeTo: ['x@example.test', 'hidden@example.test'],
+    });
     const mail = submittedMail(env, { traceparent: '00-abc-def-01' })!;
     expect(mail.envelope).toEqual({ from: 'a@campus.example', to: ['x@example.test', 'hidden@example.test'] });
     expect(mail.raw.toString()).toBe(`traceparent: 00-abc-def-01\r\nX-Relay-Message-ID: id-1\r\n${raw.toString()}`);

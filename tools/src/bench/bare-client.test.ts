@@ -22,7 +22,9 @@ beforeAll(async () => {
       cb({ code: status.UNIMPLEMENTED });
     },
   });
-  port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
 });
 
 afterAll(() => server.forceShutdown());
@@ -52,7 +54,9 @@ describe('bare SendMail client', () => {
       expect((err as BareCallError).code).toBe(status.INVALID_ARGUMENT);
       expect((err as Error).message).toContain('subject: refused, with ünïcode');
       // Calls on the same connection go on working after an error.
-      await expect(client.sendMail({ sender: 's1', to: ['a@example.org'], subject: 'again' }, { deadlineMs: 5_000 })).resolves.toMatchObject({ messageId: 'id-again' });
+      await expect(client.sendMail({ sender: 's1', to: ['a@example.org'], subject: 'again' }, { deadlineMs: 5_000 })).resolves.toMatchObject({
+        messageId: 'id-again',
+      });
     } finally {
       client.close();
     }

@@ -40,7 +40,10 @@ const SIZE = num('BENCH_SIZE', 2048);
 const CONCURRENCY = num('BENCH_CONCURRENCY', 64);
 const RATE = num('BENCH_RATE', 500);
 /** BENCH_RATES=100,200,...: the latency phase at each of these rates in turn (default BENCH_RATE). */
-const RATES = (env.BENCH_RATES ?? String(RATE)).split(',').map((r) => Number(r.trim())).filter((r) => r > 0);
+const RATES = (env.BENCH_RATES ?? String(RATE))
+  .split(',')
+  .map((r) => Number(r.trim()))
+  .filter((r) => r > 0);
 const SECONDS = num('BENCH_SECONDS', 10);
 /**
  * Messages sent before the steady figures are taken. V8 compiles a function with its top tier only
@@ -51,10 +54,14 @@ const SECONDS = num('BENCH_SECONDS', 10);
 const WARMUP = num('BENCH_WARMUP', 20_000);
 const LATENCY_WARMUP_S = num('BENCH_LATENCY_WARMUP_S', 5);
 /** BENCH_PAUSE=scheduler,smtp-sender: services stopped while each rate's latency is measured. */
-const pausedDuringLatency = (env.BENCH_PAUSE ?? '').split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
-  if (s !== 'scheduler' && s !== 'smtp-sender') throw new Error(`BENCH_PAUSE: "${s}" is not scheduler or smtp-sender`);
-  return s;
-});
+const pausedDuringLatency = (env.BENCH_PAUSE ?? '')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean)
+  .map((s) => {
+    if (s !== 'scheduler' && s !== 'smtp-sender') throw new Error(`BENCH_PAUSE: "${s}" is not scheduler or smtp-sender`);
+    return s;
+  });
 const natsUrl = env.NATS_URL || 'nats://127.0.0.1:4222';
 const redisUrl = env.REDIS_URL || 'redis://127.0.0.1:6379';
 
@@ -107,10 +114,14 @@ function startSink(port: number) {
 }
 
 type Profile = 'defaults' | 'tuned';
-const PROFILES = (env.BENCH_PROFILES ?? 'defaults,tuned').split(',').map((p) => p.trim()).filter(Boolean).map((p) => {
-  if (p !== 'defaults' && p !== 'tuned') throw new Error(`BENCH_PROFILES: "${p}" is not defaults or tuned`);
-  return p as Profile;
-});
+const PROFILES = (env.BENCH_PROFILES ?? 'defaults,tuned')
+  .split(',')
+  .map((p) => p.trim())
+  .filter(Boolean)
+  .map((p) => {
+    if (p !== 'defaults' && p !== 'tuned') throw new Error(`BENCH_PROFILES: "${p}" is not defaults or tuned`);
+    return p as Profile;
+  });
 
 /** The sink sender's SMTP settings: the defaults a user gets, or the tuned pool. */
 function senderSmtp(profile: Profile, sinkPort: number): string {
@@ -139,7 +150,9 @@ async function main() {
   }
   console.log(`postfix_relay_msgs_per_s=${m[1]}`);
   for (const { profile, deliveredPerS } of results) {
-    console.log(`ratio_delivered_vs_postfix profile=${profile} ratio=${(deliveredPerS / Number(m[1])).toFixed(2)} (JetStream 2.9 does not fsync each message; Postfix does)`);
+    console.log(
+      `ratio_delivered_vs_postfix profile=${profile} ratio=${(deliveredPerS / Number(m[1])).toFixed(2)} (JetStream 2.9 does not fsync each message; Postfix does)`,
+    );
   }
 }
 
@@ -183,7 +196,10 @@ async function runProfile(profile: Profile): Promise<number> {
           const row = [...processes, ['sink', sink.proc.pid]].map(([name, pid]) => `${name}=${cpuMs(pid as number | undefined) ?? 'n/a'}`);
           // The whole machine's busy and idle time (jiffies), for what runs besides ours.
           const all = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/\s+/).slice(1).map(Number);
-          appendFileSync(env.BENCH_LATENCY_LOG!, `cpu ${Date.now()} ${row.join(' ')} machine_idle=${all[3]! + all[4]!} machine_total=${all.reduce((a, b) => a + b, 0)}\n`);
+          appendFileSync(
+            env.BENCH_LATENCY_LOG!,
+            `cpu ${Date.now()} ${row.join(' ')} machine_idle=${all[3]! + all[4]!} machine_total=${all.reduce((a, b) => a + b, 0)}\n`,
+          );
         }, 100)
       : undefined;
     // The defaults profile calls as an application does, through @relay/client (grpc-js); the
@@ -273,14 +289,14 @@ async function runProfile(profile: Profile): Promise<number> {
     ];
     console.log(lines.join('\n'));
     return deliveredPerS;
-
   } finally {
     await cleanup();
     await sup.stop();
     sink.proc.kill();
     const jsm = await jetstreamManager(nc);
     for await (const s of jsm.streams.list()) {
-      if (s.config.name.toLowerCase().includes(prefix.replace(/-/g, '_')) || s.config.name.includes(prefix)) await jsm.streams.delete(s.config.name).catch(() => {});
+      if (s.config.name.toLowerCase().includes(prefix.replace(/-/g, '_')) || s.config.name.includes(prefix))
+        await jsm.streams.delete(s.config.name).catch(() => {});
     }
     await nc.close();
   }

@@ -74,7 +74,15 @@ async function worker(s: string, scenario: Scenario) {
     }, 10);
     stops.push(() => clearInterval(timer));
   } else {
-    await consume(`${s}_IN`, 'intake', (m) => void js.publish(`${s}.d.x`, m.data, { msgID: `d-${m.seq}` }).then(() => m.ack(), () => {}));
+    await consume(
+      `${s}_IN`,
+      'intake',
+      (m) =>
+        void js.publish(`${s}.d.x`, m.data, { msgID: `d-${m.seq}` }).then(
+          () => m.ack(),
+          () => {},
+        ),
+    );
     if (scenario !== 'reader-workqueue') {
       let below = 0;
       const timer = setInterval(
@@ -92,7 +100,10 @@ async function worker(s: string, scenario: Scenario) {
   // The sender's part: two status events and an ack per message.
   await consume(`${s}_D`, 'send', (m) => {
     nc.publish(`${s}.st.s.${m.seq}`, status);
-    void js.publish(`${s}.st.t.${m.seq}`, status).then(() => m.ack(), () => {});
+    void js.publish(`${s}.st.t.${m.seq}`, status).then(
+      () => m.ack(),
+      () => {},
+    );
   });
   process.stdout.write('ready\n');
   await new Promise((r) => process.stdin.on('close', r).resume());
@@ -106,12 +117,13 @@ function child(args: string[]) {
   p.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
   return {
     proc: p,
-    line: () => new Promise<string>((resolve, reject) => {
-      const check = () => (out.includes('\n') ? resolve(out.slice(0, out.indexOf('\n'))) : undefined);
-      p.stdout!.on('data', check);
-      p.on('exit', (code) => reject(new Error(`bench-broker ${args[0]} exited (${code}) before answering`)));
-      check();
-    }),
+    line: () =>
+      new Promise<string>((resolve, reject) => {
+        const check = () => (out.includes('\n') ? resolve(out.slice(0, out.indexOf('\n'))) : undefined);
+        p.stdout!.on('data', check);
+        p.on('exit', (code) => reject(new Error(`bench-broker ${args[0]} exited (${code}) before answering`)));
+        check();
+      }),
     exited: new Promise((r) => p.on('exit', r)),
   };
 }
@@ -120,7 +132,12 @@ async function round(nc: NatsConnection, scenario: Scenario, n: number, natsPid:
   const jsm = await jetstreamManager(nc);
   const s = `bench_broker_${Date.now().toString(36)}_${n}`;
   const file = { storage: StorageType.File };
-  await jsm.streams.add({ ...file, name: `${s}_IN`, subjects: [`${s}.in.>`], retention: scenario === 'reader-workqueue' ? RetentionPolicy.Workqueue : RetentionPolicy.Limits });
+  await jsm.streams.add({
+    ...file,
+    name: `${s}_IN`,
+    subjects: [`${s}.in.>`],
+    retention: scenario === 'reader-workqueue' ? RetentionPolicy.Workqueue : RetentionPolicy.Limits,
+  });
   await jsm.streams.add({ ...file, name: `${s}_D`, subjects: [`${s}.d.>`], retention: RetentionPolicy.Workqueue });
   await jsm.streams.add({ ...file, name: `${s}_ST`, subjects: [`${s}.st.>`], retention: RetentionPolicy.Limits });
   try {
@@ -133,7 +150,9 @@ async function round(nc: NatsConnection, scenario: Scenario, n: number, natsPid:
     w.proc.stdin!.end();
     await w.exited;
     const cpu = cpu0 === undefined || cpu1 === undefined ? 'n/a' : ((cpu1 - cpu0) / (RATE * SECONDS)).toFixed(3);
-    console.log(`scenario=${scenario} round=${n} publish_ack_p50_ms=${r.p50.toFixed(1)} publish_ack_p99_ms=${r.p99.toFixed(1)} publish_ack_max_ms=${r.max.toFixed(1)} nats_cpu_ms_per_message=${cpu}`);
+    console.log(
+      `scenario=${scenario} round=${n} publish_ack_p50_ms=${r.p50.toFixed(1)} publish_ack_p99_ms=${r.p99.toFixed(1)} publish_ack_max_ms=${r.max.toFixed(1)} nats_cpu_ms_per_message=${cpu}`,
+    );
   } finally {
     for (const name of [`${s}_IN`, `${s}_D`, `${s}_ST`]) await jsm.streams.delete(name).catch(() => {});
   }

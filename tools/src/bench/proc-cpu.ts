@@ -23,7 +23,6 @@ export function pidListening(url: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-
 /** Read and write system calls a process has made so far, from /proc (Linux); undefined elsewhere. */
 export function syscalls(pid: number | undefined): { reads: number; writes: number } | undefined {
   if (!pid || pid < 0) return undefined;

@@ -59,7 +59,15 @@ async function main() {
       command: process.execPath,
       // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the scheduler.
       args: serviceArgs(root, 'scheduler', env.BENCH_NODE_ARGS?.split(' ').filter(Boolean)),
-      env: { ...env, NATS_URL: natsUrl, RELAY_CONFIG: configPath, RELAY_BUS_PREFIX: prefix, RELAY_METRICS_PORT: '0', RELAY_HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+      env: {
+        ...env,
+        NATS_URL: natsUrl,
+        RELAY_CONFIG: configPath,
+        RELAY_BUS_PREFIX: prefix,
+        RELAY_METRICS_PORT: '0',
+        RELAY_HOST: '127.0.0.1',
+        LOG_LEVEL: 'info',
+      },
     });
     const startupS = (Date.now() - t0) / 1000;
 
@@ -78,7 +86,19 @@ async function main() {
     })();
     const reach = (n: number) => new Promise<void>((r) => (count >= n ? r() : ((target = n), (onCount = r))));
     const envelope = (id: string, s: string) =>
-      toBinary(EnvelopeSchema, create(EnvelopeSchema, { messageId: id, sender: s, to: ['a@sink.localhost'], subject: id, text: 'x'.repeat(512), attempt: 1, recipientCount: 1, submittedAt: timestampFromDate(new Date()) }));
+      toBinary(
+        EnvelopeSchema,
+        create(EnvelopeSchema, {
+          messageId: id,
+          sender: s,
+          to: ['a@sink.localhost'],
+          subject: id,
+          text: 'x'.repeat(512),
+          attempt: 1,
+          recipientCount: 1,
+          submittedAt: timestampFromDate(new Date()),
+        }),
+      );
 
     // Warm-up: one message per sender, so each pacing key's state exists in Redis (the first look
     // at a sender rebuilds it from the pacing log, once per Redis lifetime) before the clock runs.
@@ -104,16 +124,21 @@ async function main() {
     // The CPU count runs on until the intake has purged what it acked, so that work is in it too.
     const jsmc = await jetstreamManager(nc);
     const purgeDeadline = Date.now() + 30_000;
-    while ((await jsmc.streams.info(names.submittedStream)).state.first_seq < SENDERS + N - 64 && Date.now() < purgeDeadline) await new Promise((r) => setTimeout(r, 100));
+    while ((await jsmc.streams.info(names.submittedStream)).state.first_seq < SENDERS + N - 64 && Date.now() < purgeDeadline)
+      await new Promise((r) => setTimeout(r, 100));
     // CPU per release is steadier than the rate on a shared machine.
     if (env.BENCH_DEBUG) {
       const jsm0 = await jetstreamManager(nc);
       for (const st of [names.submittedStream, names.heldStream, names.dispatchStream, names.pacingStream]) {
         const i = await jsm0.streams.info(st);
-        process.stderr.write(`${st}: retention=${i.config.retention} messages=${i.state.messages} first=${i.state.first_seq} last=${i.state.last_seq} consumers=${i.state.consumer_count}\n`);
+        process.stderr.write(
+          `${st}: retention=${i.config.retention} messages=${i.state.messages} first=${i.state.first_seq} last=${i.state.last_seq} consumers=${i.state.consumer_count}\n`,
+        );
       }
     }
-    const cpuPerRelease = [cpuMs(scheduler.pid), cpuMs(natsPid)].map((b, i) => (b === undefined || cpu0[i] === undefined ? 'n/a' : ((b - cpu0[i]!) / N).toFixed(3)));
+    const cpuPerRelease = [cpuMs(scheduler.pid), cpuMs(natsPid)].map((b, i) =>
+      b === undefined || cpu0[i] === undefined ? 'n/a' : ((b - cpu0[i]!) / N).toFixed(3),
+    );
 
     process.stderr.write(`latency: unpaced sender, ${RATE}/s for ${SECONDS} s\n`);
     const total = RATE * SECONDS;
@@ -124,7 +149,9 @@ async function main() {
       const wait = l0 + (i * 1000) / RATE - performance.now();
       if (wait > 1) await new Promise((r) => setTimeout(r, wait));
       const id = `l${i}`;
-      pubs.push(js.publish(names.submittedSubject('direct'), envelope(id, 'direct'), { msgID: `${id}.submit` }).then(() => void acked.set(id, performance.now())));
+      pubs.push(
+        js.publish(names.submittedSubject('direct'), envelope(id, 'direct'), { msgID: `${id}.submit` }).then(() => void acked.set(id, performance.now())),
+      );
     }
     await Promise.all(pubs);
     await reach(SENDERS + N + total);
@@ -143,7 +170,8 @@ async function main() {
     await sup.stop();
     const jsm = await jetstreamManager(nc);
     for await (const s of jsm.streams.list()) {
-      if (s.config.name.includes(prefix) || s.config.name.includes(prefix.toUpperCase().replace(/-/g, '_'))) await jsm.streams.delete(s.config.name).catch(() => {});
+      if (s.config.name.includes(prefix) || s.config.name.includes(prefix.toUpperCase().replace(/-/g, '_')))
+        await jsm.streams.delete(s.config.name).catch(() => {});
     }
     await nc.close();
   }

@@ -62,7 +62,22 @@ function startSink(port: number) {
 }
 
 function smtpSource(port: number, messages: number): Promise<void> {
-  const args = ['-d', '-s', String(SESSIONS), '-l', String(SIZE), '-m', String(messages), '-f', FROM, '-t', 'rcpt@example.test', '-M', 'bench.test', `127.0.0.1:${port}`];
+  const args = [
+    '-d',
+    '-s',
+    String(SESSIONS),
+    '-l',
+    String(SIZE),
+    '-m',
+    String(messages),
+    '-f',
+    FROM,
+    '-t',
+    'rcpt@example.test',
+    '-M',
+    'bench.test',
+    `127.0.0.1:${port}`,
+  ];
   return new Promise((resolvePromise, reject) => {
     const p = spawn(SMTP_SOURCE, args, { stdio: ['ignore', 'ignore', 'inherit'] });
     p.once('error', reject);
@@ -85,7 +100,11 @@ async function main() {
       `    smtp: { host: 127.0.0.1, port: ${sinkPort}, security: none, pool: { max_connections: 10, max_messages: 1000 } }\n`,
   );
   const certs = join(root, 'libs', 'testkit', 'certs');
-  const base = { ...benchServiceEnv(env, { natsUrl, configPath, prefix }), RELAY_TLS_CERT: join(certs, 'server.pem'), RELAY_TLS_KEY: join(certs, 'server-key.pem') };
+  const base = {
+    ...benchServiceEnv(env, { natsUrl, configPath, prefix }),
+    RELAY_TLS_CERT: join(certs, 'server.pem'),
+    RELAY_TLS_KEY: join(certs, 'server-key.pem'),
+  };
   const sup = createSupervisor({ print: (l) => process.stderr.write(`${l}\n`), graceMs: 10_000 });
   const nc = await connect({ servers: natsUrl, noAsyncTraces: true });
   try {
@@ -94,10 +113,19 @@ async function main() {
       sup.start({ name, command: process.execPath, args: serviceArgs(root, name, name === 'ingest' ? nodeArgs : []), env: { ...base, ...extra } });
     const creds = await start('credentials');
     const addr = { RELAY_CREDENTIALS_ADDR: `127.0.0.1:${creds.ports.grpc}` };
-    const [ingest, scheduler, smtpSender] = await Promise.all([start('ingest', { ...addr, RELAY_SMTP_PORT: '0' }), start('scheduler', addr), start('smtp-sender', addr)]);
+    const [ingest, scheduler, smtpSender] = await Promise.all([
+      start('ingest', { ...addr, RELAY_SMTP_PORT: '0' }),
+      start('scheduler', addr),
+      start('smtp-sender', addr),
+    ]);
     const door = ingest!.ports.smtp!;
     // CPU each process spent per delivered message (from /proc): comparable across runs on a busy machine.
-    const processes: Array<[string, number | undefined]> = [['ingest', ingest!.pid], ['scheduler', scheduler!.pid], ['smtp_sender', smtpSender!.pid], ['nats', pidListening(natsUrl)]];
+    const processes: Array<[string, number | undefined]> = [
+      ['ingest', ingest!.pid],
+      ['scheduler', scheduler!.pid],
+      ['smtp_sender', smtpSender!.pid],
+      ['nats', pidListening(natsUrl)],
+    ];
 
     process.stderr.write(`warm-up: ${WARMUP} messages (not counted)\n`);
     await smtpSource(door, WARMUP);
@@ -135,7 +163,16 @@ async function main() {
     const script = resolve(root, '..', 'shared', 'bench', 'postfix-bench.sh');
     process.stderr.write(`postfix anchor: ${script}\n`);
     const r = spawnSync('bash', [script], {
-      env: { ...env, MSGS: String(N), SIZE: String(SIZE), SESSIONS: String(SESSIONS), RUNS: '1', WARMUP: String(WARMUP), IN_PORT: String(await freePort()), SINK_PORT: String(await freePort()) },
+      env: {
+        ...env,
+        MSGS: String(N),
+        SIZE: String(SIZE),
+        SESSIONS: String(SESSIONS),
+        RUNS: '1',
+        WARMUP: String(WARMUP),
+        IN_PORT: String(await freePort()),
+        SINK_PORT: String(await freePort()),
+      },
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
     });

@@ -17,25 +17,43 @@ function usageError(argv: string[]): string {
 describe('parseSendArgs', () => {
   it('reads every option', () => {
     const args = parseSendArgs([
-      '--sender', 'no-reply',
-      '--to', 'a@b.example',
-      '--to', 'c@d.example, e@f.example',
-      '--cc', 'cc@b.example',
-      '--bcc', 'bcc@b.example',
-      '--reply-to', 'help@b.example',
-      '--subject', 'Hi',
-      '--text', 'plain',
-      '--html', '<p>html</p>',
-      '--attach', 'a.pdf',
-      '--attach', 'b.txt',
-      '--header', 'X-Ticket=42',
-      '--header', 'X-Empty=',
-      '--header', 'X-Eq=a=b',
-      '--idempotency-key', 'k1',
-      '--send-at', '2030-01-01T08:00:00Z',
+      '--sender',
+      'no-reply',
+      '--to',
+      'a@b.example',
+      '--to',
+      'c@d.example, e@f.example',
+      '--cc',
+      'cc@b.example',
+      '--bcc',
+      'bcc@b.example',
+      '--reply-to',
+      'help@b.example',
+      '--subject',
+      'Hi',
+      '--text',
+      'plain',
+      '--html',
+      '<p>html</p>',
+      '--attach',
+      'a.pdf',
+      '--attach',
+      'b.txt',
+      '--header',
+      'X-Ticket=42',
+      '--header',
+      'X-Empty=',
+      '--header',
+      'X-Eq=a=b',
+      '--idempotency-key',
+      'k1',
+      '--send-at',
+      '2030-01-01T08:00:00Z',
       '--wait',
-      '--address', 'relay:50051',
-      '--api-key', 'key',
+      '--address',
+      'relay:50051',
+      '--api-key',
+      'key',
     ]);
     expect(args).toEqual({
       help: false,
@@ -86,7 +104,10 @@ describe('resolveTarget', () => {
   });
 
   it('prefers flags, then the environment, over the stack file', () => {
-    expect(resolveTarget(args(['--api-key', 'flag', '--sender', 'billing']), { RELAY_API_KEY: 'env' }, stack)).toMatchObject({ apiKey: 'flag', sender: 'billing' });
+    expect(resolveTarget(args(['--api-key', 'flag', '--sender', 'billing']), { RELAY_API_KEY: 'env' }, stack)).toMatchObject({
+      apiKey: 'flag',
+      sender: 'billing',
+    });
     expect(resolveTarget(args(), { RELAY_API_KEY: 'env' }, stack)).toMatchObject({ apiKey: 'env', sender: 'demo' });
   });
 
@@ -109,7 +130,20 @@ describe('resolveTarget', () => {
 
 describe('buildRequest', () => {
   it('maps the arguments onto SendMailRequest', () => {
-    const args = parseSendArgs(['--to', 'a@b.example', '--subject', 'x', '--html', '<p>hi</p>', '--header', 'X-A=1', '--send-at', '2030-01-01T00:00:00Z', '--idempotency-key', 'k']);
+    const args = parseSendArgs([
+      '--to',
+      'a@b.example',
+      '--subject',
+      'x',
+      '--html',
+      '<p>hi</p>',
+      '--header',
+      'X-A=1',
+      '--send-at',
+      '2030-01-01T00:00:00Z',
+      '--idempotency-key',
+      'k',
+    ]);
     const req = create(SendMailRequestSchema, buildRequest(args, 'demo', [{ path: '/tmp/report.PDF', content: new Uint8Array([1, 2]) }]));
     expect(req).toMatchObject({ sender: 'demo', to: ['a@b.example'], subject: 'x', text: '', html: '<p>hi</p>', headers: { 'X-A': '1' }, idempotencyKey: 'k' });
     expect(req.attachments[0]).toMatchObject({ filename: 'report.PDF', contentType: 'application/pdf', content: new Uint8Array([1, 2]) });

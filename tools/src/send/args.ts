@@ -110,7 +110,10 @@ export function parseSendArgs(argv: string[]): SendArgs {
 
 /** `--to "a@x, b@y"` is two recipients, like `--to a@x --to b@y`. */
 function splitAddresses(values: string[] | undefined): string[] {
-  return (values ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+  return (values ?? [])
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter(Boolean);
 }
 
 function parseHeaders(values: string[]): Record<string, string> {

@@ -17,8 +17,12 @@ describe('describeSendError', () => {
     expect(describeSendError(grpcError(status.PERMISSION_DENIED, 'client "app" may not send as "demo"'), ctx)).toBe(
       'this API key may not send as "demo": a sender with that id must be defined in the relay config and listed in this client\'s senders; or pick another with --sender (the relay said: client "app" may not send as "demo")',
     );
-    expect(describeSendError(grpcError(status.INVALID_ARGUMENT, 'to[0]: not an email address'), ctx)).toBe('the relay refused the message: to[0]: not an email address');
-    expect(describeSendError(grpcError(status.UNAVAILABLE, 'No connection established'), ctx)).toContain('cannot reach the relay at 127.0.0.1:50051: is it running (npm run stack)?');
+    expect(describeSendError(grpcError(status.INVALID_ARGUMENT, 'to[0]: not an email address'), ctx)).toBe(
+      'the relay refused the message: to[0]: not an email address',
+    );
+    expect(describeSendError(grpcError(status.UNAVAILABLE, 'No connection established'), ctx)).toContain(
+      'cannot reach the relay at 127.0.0.1:50051: is it running (npm run stack)?',
+    );
     expect(describeSendError(grpcError(status.RESOURCE_EXHAUSTED, 'too big'), ctx)).toBe('RESOURCE_EXHAUSTED (the relay said: too big)');
     expect(describeSendError(new Error('plain'), ctx)).toBe('plain');
   });
@@ -62,7 +66,9 @@ describe('waitForOutcome', () => {
   });
 
   it('passes other errors on', async () => {
-    await expect(waitForOutcome(async () => Promise.reject(grpcError(status.UNAUTHENTICATED, 'x')), 'm1')).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    await expect(waitForOutcome(async () => Promise.reject(grpcError(status.UNAUTHENTICATED, 'x')), 'm1')).rejects.toMatchObject({
+      code: status.UNAUTHENTICATED,
+    });
   });
 });
 

@@ -40,7 +40,11 @@ async function main(): Promise<number> {
     return 2;
   }
 
-  const client = createRelayClient({ address: target.address, apiKey: target.apiKey, ...(target.tlsCaFile ? { tls: { ca: readFileSync(target.tlsCaFile, 'utf8') } } : {}) });
+  const client = createRelayClient({
+    address: target.address,
+    apiKey: target.apiKey,
+    ...(target.tlsCaFile ? { tls: { ca: readFileSync(target.tlsCaFile, 'utf8') } } : {}),
+  });
   const ctx = { address: target.address, sender: target.sender, apiKeySet: Boolean(target.apiKey) };
   try {
     const sent = await client.sendMail(buildRequest(args, target.sender, files), { deadlineMs: SEND_DEADLINE_MS });

@@ -89,7 +89,13 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       .filter(which)
       .map((l) => formatLogLine(r.name, l.line, { verbose: true, width: options.width }))
       .filter((l): l is string => l !== undefined);
-  const childError = (r: Running, message: string) => new ChildError(r.name, message, pretty(r), pretty(r, (l) => !l.shown));
+  const childError = (r: Running, message: string) =>
+    new ChildError(
+      r.name,
+      message,
+      pretty(r),
+      pretty(r, (l) => !l.shown),
+    );
 
   const start = async (spec: ChildSpec): Promise<ReadyChild> => {
     if (shuttingDown) throw new ChildError(spec.name, `${spec.name}: not started, the stack is stopping`, []);

@@ -47,7 +47,11 @@ describe('demo config', () => {
       RELAY_TLS_KEY: join(root, 'libs', 'testkit', 'certs', 'server-key.pem'),
     });
     expect(demoSmtpDoorEnv(root, {}, false).RELAY_SMTP_PORT).toBe('0');
-    expect(demoSmtpDoorEnv(root, { RELAY_SMTP_PORT: '587', RELAY_TLS_CERT: '/c', RELAY_TLS_KEY: '/k' }, true)).toEqual({ RELAY_SMTP_PORT: '587', RELAY_TLS_CERT: '/c', RELAY_TLS_KEY: '/k' });
+    expect(demoSmtpDoorEnv(root, { RELAY_SMTP_PORT: '587', RELAY_TLS_CERT: '/c', RELAY_TLS_KEY: '/k' }, true)).toEqual({
+      RELAY_SMTP_PORT: '587',
+      RELAY_TLS_CERT: '/c',
+      RELAY_TLS_KEY: '/k',
+    });
   });
 
   it('keeps one master key of 32 bytes across runs', () => {
@@ -65,7 +69,9 @@ describe('demo config', () => {
     expect(text).toContain('.relay/captured/');
     expect(text).toContain('Stop with Ctrl-C (services get up to 7.5 s, RELAY_SHUTDOWN_GRACE, to finish what they are sending).');
     const withDoor = readyBanner({ address: '127.0.0.1:50051', demo: { captureDir: join(root, '.relay', 'captured'), smtpPort: 2587 }, root, graceMs: 7500 });
-    expect(withDoor).toContain('swaks --server 127.0.0.1:2587 --tls --auth-user demo --auth-password demo-smtp-password --from demo@relay.localhost --to you@example.test');
+    expect(withDoor).toContain(
+      'swaks --server 127.0.0.1:2587 --tls --auth-user demo --auth-password demo-smtp-password --from demo@relay.localhost --to you@example.test',
+    );
   });
 });
 
@@ -112,7 +118,9 @@ describe('capture server', () => {
     const [msg] = got;
     expect(msg).toMatchObject({ from: 'demo@relay.localhost', to: ['a@example.test', 'b@example.test'], subject: 'Grüße from the relay ✉' });
     expect(readFileSync(msg!.file, 'utf8')).toContain('hello');
-    expect(formatCaptured(msg!, root)).toMatch(/^captured: demo@relay\.localhost → a@example\.test, b@example\.test "Grüße from the relay ✉" \(captured\/.+\.eml\)$/);
+    expect(formatCaptured(msg!, root)).toMatch(
+      /^captured: demo@relay\.localhost → a@example\.test, b@example\.test "Grüße from the relay ✉" \(captured\/.+\.eml\)$/,
+    );
   });
 
   it('takes any free port when the asked one is busy', async () => {

@@ -121,7 +121,11 @@ export function readyBanner(opts: { address: string; demo: { captureDir: string;
       );
     }
   } else {
-    lines.push('', 'Send a message from another terminal:', '  RELAY_API_KEY=<a client key from your config> npm run send -- --sender <id> --to you@example.test --subject "Hello"');
+    lines.push(
+      '',
+      'Send a message from another terminal:',
+      '  RELAY_API_KEY=<a client key from your config> npm run send -- --sender <id> --to you@example.test --subject "Hello"',
+    );
   }
   lines.push(`Stop with Ctrl-C (services get up to ${opts.graceMs / 1000} s, RELAY_SHUTDOWN_GRACE, to finish what they are sending).`, '');
   return lines.join('\n');

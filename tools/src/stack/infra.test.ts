@@ -170,7 +170,11 @@ describe('startInfra', () => {
     await inContainers.stop();
 
     log.length = 0;
-    const local = await startInfra(await planInfra({ RELAY_STACK_INFRA: 'local' }, probes({ listening: [6379], natsServer: '/bin/nats-server' })), start, launch);
+    const local = await startInfra(
+      await planInfra({ RELAY_STACK_INFRA: 'local' }, probes({ listening: [6379], natsServer: '/bin/nats-server' })),
+      start,
+      launch,
+    );
     expect(local.natsUrl).toBe('nats://127.0.0.1:41000');
     expect(describeChoice(local.plan.nats)).toContain('with a user per service');
     await local.stop();

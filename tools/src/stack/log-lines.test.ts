@@ -14,7 +14,9 @@ describe('formatLogLine', () => {
   });
 
   it('always shows ready lines and plain text, aligned to a width', () => {
-    expect(formatLogLine('ingest', line({ level: 30, msg: 'ready', ports: { grpc: 50051 } }), { verbose: false, width: 8 })).toBe('[ingest]   ready (grpc 50051)');
+    expect(formatLogLine('ingest', line({ level: 30, msg: 'ready', ports: { grpc: 50051 } }), { verbose: false, width: 8 })).toBe(
+      '[ingest]   ready (grpc 50051)',
+    );
     expect(formatLogLine('ingest', 'TypeError: x is not a function', { verbose: false })).toBe('[ingest] TypeError: x is not a function');
     expect(formatLogLine('ingest', '   ', { verbose: false })).toBeUndefined();
   });

@@ -18,7 +18,7 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-describe('the stack\'s own NATS', () => {
+describe("the stack's own NATS", () => {
   it('gives each service its own seed file, readable by this user only, and no other way to log in', () => {
     const nats = prepareStackNats(tempDir(), 'relay');
     for (const kind of ['ingest', 'scheduler', 'smtp-sender', 'graph-sender', 'credentials', 'admin'] as const) {
@@ -40,7 +40,7 @@ describe('the stack\'s own NATS', () => {
   });
 
   const binary = findNatsServer(process.env);
-  it.runIf(runsWith(binary))('runs a private nats-server that admits the services\' users and refuses anyone else', async () => {
+  it.runIf(runsWith(binary))("runs a private nats-server that admits the services' users and refuses anyone else", async () => {
     const bin = requireBinary(binary, 'install nats-server, or set RELAY_NATS_SERVER_BIN');
     const nats = prepareStackNats(tempDir(), 'relay');
     const server = await nats.launch.startPrivate(bin);

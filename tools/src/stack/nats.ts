@@ -123,4 +123,3 @@ export function stackEnvelopeKey(stackDir: string, env: Record<string, string | 
 
 /** The services that sign (ingest) or check (the senders) envelopes: the only ones given the key. */
 export const ENVELOPE_KEY_HOLDERS: readonly ServiceKind[] = ['ingest', 'smtp-sender', 'graph-sender'];
-

@@ -24,7 +24,8 @@ export function secretEnvNames(configPath: string): SecretEnvNames {
 // What a service other than credentials may inherit from the operator's shell: the system's
 // basics, Node's, telemetry's and the relay's own settings. Anything else (a cloud key, a
 // password exported for some other tool) stays with the shell.
-const PASSED = /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|TZ|TMPDIR|TERM|LC_\w+|NODE_\w+|OTEL_\w+|LOG_LEVEL|NATS_\w+|REDIS_URL|RELAY_\w+|SSL_CERT_FILE|SSL_CERT_DIR|https?_proxy|HTTPS?_PROXY|no_proxy|NO_PROXY)$/;
+const PASSED =
+  /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|TZ|TMPDIR|TERM|LC_\w+|NODE_\w+|OTEL_\w+|LOG_LEVEL|NATS_\w+|REDIS_URL|RELAY_\w+|SSL_CERT_FILE|SSL_CERT_DIR|https?_proxy|HTTPS?_PROXY|no_proxy|NO_PROXY)$/;
 /** Only credentials decrypts stored secrets. */
 const MASTER_KEYS = ['RELAY_MASTER_KEY', 'RELAY_MASTER_KEY_OLD'];
 /** Only the services that call credentials authenticate to it. */

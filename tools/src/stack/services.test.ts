@@ -91,10 +91,15 @@ describe('unbuiltServices', () => {
 });
 
 describe('how services are started', () => {
-  it('the stack and the benchmarks: the services\' node flags, extra flags after them, then the telemetry module', () => {
+  it("the stack and the benchmarks: the services' node flags, extra flags after them, then the telemetry module", () => {
     const args = serviceArgs('/repo', 'ingest', ['--cpu-prof']);
     expect(args.slice(0, SERVICE_NODE_FLAGS.length)).toEqual(SERVICE_NODE_FLAGS);
-    expect(args.slice(SERVICE_NODE_FLAGS.length)).toEqual(['--cpu-prof', '--import', 'file:///repo/libs/telemetry/dist/register.js', '/repo/services/ingest/dist/main.js']);
+    expect(args.slice(SERVICE_NODE_FLAGS.length)).toEqual([
+      '--cpu-prof',
+      '--import',
+      'file:///repo/libs/telemetry/dist/register.js',
+      '/repo/services/ingest/dist/main.js',
+    ]);
   });
 
   it('the container image and `npm start` in each service pass the same flags', () => {
@@ -110,7 +115,16 @@ describe('how services are started', () => {
 });
 
 describe('scopeServiceEnv', () => {
-  const shell = { PATH: '/bin', OTEL_SERVICE_NAME: 'x', RELAY_MASTER_KEY: 'mk', RELAY_MASTER_KEY_OLD: 'old', RELAY_INTERNAL_TOKEN: 't', APP_KEY: 'k', SMTP_PW: 'pw', GITHUB_TOKEN: 'gh' };
+  const shell = {
+    PATH: '/bin',
+    OTEL_SERVICE_NAME: 'x',
+    RELAY_MASTER_KEY: 'mk',
+    RELAY_MASTER_KEY_OLD: 'old',
+    RELAY_INTERNAL_TOKEN: 't',
+    APP_KEY: 'k',
+    SMTP_PW: 'pw',
+    GITHUB_TOKEN: 'gh',
+  };
   const secrets = { callers: ['APP_KEY'], others: ['SMTP_PW'] };
 
   it("gives credentials the senders' secrets and the master key, not the API keys", () => {
@@ -125,8 +139,19 @@ describe('scopeServiceEnv', () => {
 
   it("keeps ingest's admin token for credentials and the public TLS pair for ingest and credentials", () => {
     const more = { ...shell, RELAY_INTERNAL_ADMIN_TOKEN: 'admin', RELAY_TLS_CERT: '/c.pem', RELAY_TLS_KEY: '/k.pem' };
-    expect(scopeServiceEnv('credentials', more, secrets)).toMatchObject({ RELAY_INTERNAL_ADMIN_TOKEN: 'admin', RELAY_TLS_CERT: '/c.pem', RELAY_TLS_KEY: '/k.pem' });
-    expect(scopeServiceEnv('ingest', more, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x', RELAY_INTERNAL_TOKEN: 't', APP_KEY: 'k', RELAY_TLS_CERT: '/c.pem', RELAY_TLS_KEY: '/k.pem' });
+    expect(scopeServiceEnv('credentials', more, secrets)).toMatchObject({
+      RELAY_INTERNAL_ADMIN_TOKEN: 'admin',
+      RELAY_TLS_CERT: '/c.pem',
+      RELAY_TLS_KEY: '/k.pem',
+    });
+    expect(scopeServiceEnv('ingest', more, secrets)).toEqual({
+      PATH: '/bin',
+      OTEL_SERVICE_NAME: 'x',
+      RELAY_INTERNAL_TOKEN: 't',
+      APP_KEY: 'k',
+      RELAY_TLS_CERT: '/c.pem',
+      RELAY_TLS_KEY: '/k.pem',
+    });
     expect(scopeServiceEnv('smtp-sender', more, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x', RELAY_INTERNAL_TOKEN: 't' });
   });
 

@@ -79,7 +79,8 @@ export function stackServiceEnv(base: Env, s: StackSettings): Env {
  */
 export function credentialsAddress(configured: number, readyPorts: Record<string, number>, host = '127.0.0.1'): string {
   const port = configured !== 0 ? configured : readyPorts.grpc;
-  if (!port) throw new StackError('credentials: RELAY_CREDENTIALS_PORT=0, but its ready line reported no ports.grpc; set RELAY_CREDENTIALS_PORT to a fixed port');
+  if (!port)
+    throw new StackError('credentials: RELAY_CREDENTIALS_PORT=0, but its ready line reported no ports.grpc; set RELAY_CREDENTIALS_PORT to a fixed port');
   return `${host}:${port}`;
 }
 

@@ -71,7 +71,8 @@ interface StackContext {
 async function startStack({ root, env, print, cleanup, supervisor, stopping }: StackContext): Promise<void> {
   const ports = stackPorts(env);
   const unbuilt = unbuiltServices(root);
-  if (unbuilt.length > 0) throw new StackError(`not built: ${unbuilt.map((n) => `services/${n}`).join(', ')}. Run npm run build (npm run stack does it first).`);
+  if (unbuilt.length > 0)
+    throw new StackError(`not built: ${unbuilt.map((n) => `services/${n}`).join(', ')}. Run npm run build (npm run stack does it first).`);
 
   const plan = await planInfra(env, realProbes);
   if (plan.nats.source === 'container' || plan.redis.source === 'container') print('stack: starting containers (the first run pulls the images)...');
@@ -128,7 +129,8 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
   const secrets = secretEnvNames(settings.configPath);
   const envelopeKey = stackEnvelopeKey(stackDir, env);
   const telemetry = exportDefaults(env);
-  if (telemetry.OTEL_TRACES_EXPORTER) print('stack: no OTLP collector configured: trace and metric export off (/metrics still served); set OTEL_EXPORTER_OTLP_ENDPOINT to export');
+  if (telemetry.OTEL_TRACES_EXPORTER)
+    print('stack: no OTLP collector configured: trace and metric export off (/metrics still served); set OTEL_EXPORTER_OTLP_ENDPOINT to export');
   const spec = (name: ServiceName) => ({
     name,
     command: process.execPath,
@@ -154,7 +156,12 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
   const ingestPorts = started.find((c) => c.name === 'ingest')?.ports;
   const address = `127.0.0.1:${ingestPorts?.grpc ?? ports.grpc}`;
   if (demo && ingestPorts?.smtp) demo.smtpPort = ingestPorts.smtp;
-  writeStackFile(root, demo ? { address, apiKey: DEMO.apiKey, sender: DEMO.sender, captureDir: demo.captureDir, tlsCaFile: env.RELAY_TLS_CERT ? undefined : demoTlsCa(root) } : { address });
+  writeStackFile(
+    root,
+    demo
+      ? { address, apiKey: DEMO.apiKey, sender: DEMO.sender, captureDir: demo.captureDir, tlsCaFile: env.RELAY_TLS_CERT ? undefined : demoTlsCa(root) }
+      : { address },
+  );
   cleanup.add(() => removeStackFile(root));
   print(readyBanner({ address, demo, root, graceMs: shutdownGraceMs(env) }));
 }

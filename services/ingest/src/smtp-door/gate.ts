@@ -23,9 +23,7 @@ export function createSmtpGate(clients: ClientConfig[], senders: Map<string, Sen
   const logins = clients
     .filter((c) => c.smtp?.username && c.smtp.password)
     .map((c) => ({ client: c, digest: digest(c.smtp!.username!, c.smtp!.password!.reveal()) }));
-  const networks = clients
-    .filter((c) => c.smtp && c.smtp.allowIps.length > 0)
-    .map((c) => ({ client: c, list: blockList(c.smtp!.allowIps) }));
+  const networks = clients.filter((c) => c.smtp && c.smtp.allowIps.length > 0).map((c) => ({ client: c, list: blockList(c.smtp!.allowIps) }));
   const owners = new Map<string, Map<string, SenderConfig>>();
   for (const c of clients) {
     const own = new Map<string, SenderConfig>();

@@ -34,7 +34,15 @@ afterAll(() => redis.disconnect());
 
 function door(budget?: ClientBudget) {
   // No broker: a message that gets past every check is answered "not stored" (451).
-  const ctx: IngestContext = { config, senders: new Map(config.senders.map((s) => [s.id, s])), bus: {} as Bus, auth: createAuthenticator(config.clients), budget, logger, envelopeKey: Buffer.alloc(32) };
+  const ctx: IngestContext = {
+    config,
+    senders: new Map(config.senders.map((s) => [s.id, s])),
+    bus: {} as Bus,
+    auth: createAuthenticator(config.clients),
+    budget,
+    logger,
+    envelopeKey: Buffer.alloc(32),
+  };
   return createSmtpDoor(ctx, { host: '127.0.0.1', port: 0, smtpsPort: undefined, tls: { cert: testCa().certPem, key: testCa().keyPem }, graceMs: 60_000 });
 }
 
@@ -206,11 +214,15 @@ describe('SMTP door: every refusal carries its enhanced status code', () => {
   });
 
   it("552 5.3.4 for a declared SIZE over the sender's limit", async () => {
-    expect(await replies(['MAIL FROM:<scans@campus.example> SIZE=1001'])).toEqual([expect.stringMatching(/^552 5\.3\.4 Message size 1001 exceeds the limit of sender "scans"/)]);
+    expect(await replies(['MAIL FROM:<scans@campus.example> SIZE=1001'])).toEqual([
+      expect.stringMatching(/^552 5\.3\.4 Message size 1001 exceeds the limit of sender "scans"/),
+    ]);
   });
 
   it('552 for a declared SIZE over the advertised one (smtp-server answers it)', async () => {
-    expect(await replies([`MAIL FROM:<archive@campus.example> SIZE=${MAX_SIZE + 1}`])).toEqual([expect.stringMatching(new RegExp(`^552 .*maximum message size ${MAX_SIZE}`))]);
+    expect(await replies([`MAIL FROM:<archive@campus.example> SIZE=${MAX_SIZE + 1}`])).toEqual([
+      expect.stringMatching(new RegExp(`^552 .*maximum message size ${MAX_SIZE}`)),
+    ]);
   });
 
   it("452 4.5.3 for a recipient over the sender's max_recipients_per_message", async () => {
@@ -231,12 +243,26 @@ describe('SMTP door: every refusal carries its enhanced status code', () => {
 
   it("452 4.3.1 when the client's quota refuses the message, naming the limit", async () => {
     const budget = createClientBudget(redis, uniquePrefix('smtp-quota'), logger, 60_000);
-    const got = await replies(['MAIL FROM:<metered@campus.example>', 'RCPT TO:<a@example.test>', 'RCPT TO:<b@example.test>', 'DATA', 'From: metered@campus.example\r\nSubject: two\r\n\r\nhello\r\n.'], { from: '127.0.0.4', budget });
+    const got = await replies(
+      [
+        'MAIL FROM:<metered@campus.example>',
+        'RCPT TO:<a@example.test>',
+        'RCPT TO:<b@example.test>',
+        'DATA',
+        'From: metered@campus.example\r\nSubject: two\r\n\r\nhello\r\n.',
+      ],
+      { from: '127.0.0.4', budget },
+    );
     expect(got.at(-1)).toMatch(/^452 4\.3\.1 The message was not stored: .*limits\.daily_recipients/);
   });
 
   it('451 4.3.0 when the broker does not take the message', async () => {
-    const got = await replies(['MAIL FROM:<scans@campus.example>', 'RCPT TO:<a@example.test>', 'DATA', 'From: scans@campus.example\r\nSubject: hi\r\n\r\nhello\r\n.']);
+    const got = await replies([
+      'MAIL FROM:<scans@campus.example>',
+      'RCPT TO:<a@example.test>',
+      'DATA',
+      'From: scans@campus.example\r\nSubject: hi\r\n\r\nhello\r\n.',
+    ]);
     expect(got.at(-1)).toMatch(/^451 4\.3\.0 The message was not stored/);
   });
 });

@@ -163,7 +163,13 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     if (declared > limit) return reply(552, `5.3.4 Message size ${declared} exceeds the limit of sender "${sender.id}" (${limit} bytes)`);
     const span = tracer.startSpan('smtp submit', {
       kind: SpanKind.SERVER,
-      attributes: { 'relay.door': 'smtp', 'relay.client': client.name, 'relay.sender': sender.id, 'client.address': session.remoteAddress, 'network.transport': 'tcp' },
+      attributes: {
+        'relay.door': 'smtp',
+        'relay.client': client.name,
+        'relay.sender': sender.id,
+        'client.address': session.remoteAddress,
+        'network.transport': 'tcp',
+      },
     });
     st.tx = { client, sender, limit, span };
     return undefined;
@@ -183,9 +189,12 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
       if (!rawMime) throw reply(552, `5.3.4 Message exceeds the limit of sender "${tx.sender.id}" (${tx.limit} bytes)`);
       const head = readHeaders(rawMime.subarray(received.length));
       if (head.truncated) throw reply(552, `5.3.4 The header section is longer than ${MAX_HEADER_BYTES} bytes`);
-      if (head.from.length === 0) throw reply(550, '5.7.1 The message has no From header; it must name one of the sender\'s addresses');
+      if (head.from.length === 0) throw reply(550, "5.7.1 The message has no From header; it must name one of the sender's addresses");
       // Sender and Resent-* claim an author too: they must be the sender's as well.
-      for (const [field, list] of [['From', head.from], ['Sender or Resent-*', head.onBehalf]] as const) {
+      for (const [field, list] of [
+        ['From', head.from],
+        ['Sender or Resent-*', head.onBehalf],
+      ] as const) {
         for (const a of list) {
           if (gate.senderFor(tx.client, a) !== tx.sender) {
             throw reply(550, `5.7.1 ${field} header address <${a}> is not an address of sender "${tx.sender.id}" (its from or smtp_aliases)`);
@@ -197,7 +206,11 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
       if (tx.sender.transport === 'graph') {
         const envelope = new Set(rcpts.map((r) => r.toLowerCase()));
         const extra = head.recipients.find((r) => !envelope.has(r));
-        if (extra) throw reply(550, `5.7.1 Header recipient <${extra}> is not among the RCPT TO addresses; sender "${tx.sender.id}" sends through Microsoft Graph, which mails every header recipient`);
+        if (extra)
+          throw reply(
+            550,
+            `5.7.1 Header recipient <${extra}> is not among the RCPT TO addresses; sender "${tx.sender.id}" sends through Microsoft Graph, which mails every header recipient`,
+          );
       }
       const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
       const accepted = await context.with(trace.setSpan(context.active(), tx.span), () =>
@@ -230,7 +243,12 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
       endTx(st, describe(err));
       // A client's rate or quota, or the store's limit: the message names it.
       if (exhausted) throw reply(452, `4.3.1 The message was not stored: ${err.message}; try again later`);
-      throw reply(451, unavailable ? '4.3.0 The message was not stored (message broker unavailable); try again later' : '4.3.0 The message was not stored (local error); try again later');
+      throw reply(
+        451,
+        unavailable
+          ? '4.3.0 The message was not stored (message broker unavailable); try again later'
+          : '4.3.0 The message was not stored (local error); try again later',
+      );
     }
   }
 
