@@ -16,8 +16,8 @@
  * `tuned` sets the sink sender's pool (10 connections, BENCH_POOL_MESSAGES messages each) and calls
  * through the bare HTTP/2 client. Each profile starts its own services.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +30,8 @@ import { bodyOfSize, closedLoop, openLoop, type SendInit } from './load.js';
 import { cpuMs, pidListening, syscalls } from './proc-cpu.js';
 import { benchServiceEnv } from './env.js';
 import { createSupervisor } from '../stack/children.js';
-import { portFree, serviceArgs } from '../stack/services.js';
+import { serviceArgs } from '../stack/services.js';
+import { freePort, startSink } from './sink.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const env = process.env;
@@ -64,54 +65,6 @@ const pausedDuringLatency = (env.BENCH_PAUSE ?? '')
   });
 const natsUrl = env.NATS_URL || 'nats://127.0.0.1:4222';
 const redisUrl = env.REDIS_URL || 'redis://127.0.0.1:6379';
-
-async function freePort(): Promise<number> {
-  for (let p = 20_000 + Math.floor(Math.random() * 20_000); ; p++) if (await portFree(p)) return p;
-}
-
-/**
- * Postfix's smtp-sink when installed (what the Postfix anchor counts at), else a Node sink. Both
- * print a running count (`mesg=N`) on stdout each time a message has been received in full ("."):
- * that is what "delivered" counts, the same way as the anchor, with no subscriber of our own on the
- * broker adding to the load.
- */
-function startSink(port: number) {
-  const postfixSink = '/usr/sbin/smtp-sink';
-  const proc = existsSync(postfixSink)
-    ? spawn(postfixSink, ['-c', '-u', 'nobody', `127.0.0.1:${port}`, '256'], { stdio: ['ignore', 'pipe', 'ignore'] })
-    : spawn(
-        process.execPath,
-        [
-          '--input-type=module',
-          '-e',
-          `import { SMTPServer } from 'smtp-server'; let n = 0;
-    new SMTPServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
-      onData(s, _x, cb) { s.resume(); s.on('end', () => { process.stdout.write('mesg=' + ++n + '\\r'); cb(null, 'ok'); }); } }).listen(${port}, '127.0.0.1');`,
-        ],
-        { cwd: join(root, 'tools'), stdio: ['ignore', 'pipe', 'ignore'] },
-      );
-  let received = 0;
-  const waiters: Array<{ n: number; resolve: () => void }> = [];
-  let rest = '';
-  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    const parts = (rest + chunk).split('\r');
-    rest = parts.pop() ?? '';
-    const last = parts.length ? /mesg=(\d+)/.exec(parts.at(-1)!) : null;
-    if (!last) return;
-    received = Number(last[1]);
-    for (const w of waiters.filter((x) => received >= x.n)) {
-      waiters.splice(waiters.indexOf(w), 1);
-      w.resolve();
-    }
-  });
-  return {
-    kind: existsSync(postfixSink) ? 'postfix smtp-sink' : 'node smtp-server sink',
-    proc,
-    received: () => received,
-    /** Resolves once the sink has received `n` messages in all. */
-    reaches: (n: number) => new Promise<void>((r) => (received >= n ? r() : waiters.push({ n, resolve: r }))),
-  };
-}
 
 type Profile = 'defaults' | 'tuned';
 const PROFILES = (env.BENCH_PROFILES ?? 'defaults,tuned')

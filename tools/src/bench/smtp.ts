@@ -20,8 +20,9 @@ import { connect } from '@nats-io/transport-node';
 import { benchServiceEnv } from './env.js';
 import { createSupervisor } from '../stack/children.js';
 import { cpuMs, pidListening } from './proc-cpu.js';
-import { portFree, serviceArgs } from '../stack/services.js';
+import { serviceArgs } from '../stack/services.js';
 import { smtpOpenLoop } from './smtp-load.js';
+import { freePort, startSink } from './sink.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const env = process.env;
@@ -36,30 +37,6 @@ const SMTP_SOURCE = '/usr/sbin/smtp-source';
 const SMTP_SINK = '/usr/sbin/smtp-sink';
 const natsUrl = env.NATS_URL || 'nats://127.0.0.1:4222';
 const FROM = 'sender@bench.test';
-
-async function freePort(): Promise<number> {
-  for (let p = 20_000 + Math.floor(Math.random() * 20_000); ; p++) if (await portFree(p)) return p;
-}
-
-/** Postfix's smtp-sink with its running count (`mesg=N`) of messages received in full. */
-function startSink(port: number) {
-  const proc = spawn(SMTP_SINK, ['-c', '-u', 'nobody', `127.0.0.1:${port}`, '256'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let received = 0;
-  const waiters: Array<{ n: number; resolve: () => void }> = [];
-  let rest = '';
-  proc.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    const parts = (rest + chunk).split('\r');
-    rest = parts.pop() ?? '';
-    const last = parts.length ? /mesg=(\d+)/.exec(parts.at(-1)!) : null;
-    if (!last) return;
-    received = Number(last[1]);
-    for (const w of waiters.filter((x) => received >= x.n)) {
-      waiters.splice(waiters.indexOf(w), 1);
-      w.resolve();
-    }
-  });
-  return { proc, received: () => received, reaches: (n: number) => new Promise<void>((r) => (received >= n ? r() : waiters.push({ n, resolve: r }))) };
-}
 
 function smtpSource(port: number, messages: number): Promise<void> {
   const args = [
@@ -97,7 +74,7 @@ async function main() {
     configPath,
     `clients:\n  - { name: bench, api_key: ${randomBytes(16).toString('hex')}, senders: [bench], smtp: { allow_ips: [127.0.0.1] } }\n` +
       `senders:\n  - id: bench\n    from: ${FROM}\n    transport: smtp\n` +
-      `    smtp: { host: 127.0.0.1, port: ${sinkPort}, security: none, pool: { max_connections: 10, max_messages: 1000 } }\n`,
+      `    smtp: { host: 127.0.0.1, port: ${sinkPort}, security: none }\n`,
   );
   const certs = join(root, 'libs', 'testkit', 'certs');
   const base = {
