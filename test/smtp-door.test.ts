@@ -58,6 +58,16 @@ let stack: Stack;
 let grpc: TestClient;
 let ports: { smtp: number; smtps: number };
 
+/** A message from the printer's allowed address, as the scanner sender, without AUTH or TLS. */
+const submitAsPrinter = (raw: Buffer) =>
+  submit({
+    port: ports.smtp,
+    security: 'none',
+    localAddress: PRINTER_IP,
+    envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] },
+    raw,
+  });
+
 const SMTP_DOOR_ENV = (): Record<string, string> => ({
   RELAY_SMTP_PORT: '0',
   RELAY_SMTPS_PORT: '0',
@@ -176,13 +186,7 @@ describe('SMTP door: submission with real clients', () => {
         `${randomBytes(3000).toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`,
       'latin1',
     );
-    const res = await submit({
-      port: ports.smtp,
-      security: 'none',
-      localAddress: PRINTER_IP,
-      envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] },
-      raw,
-    });
+    const res = await submitAsPrinter(raw);
     if (!res.ok) throw new Error(res.response);
     const id = queuedId(res.response);
     expectRelayedAsWritten(await waitForMail(receiver, id), raw, id);
@@ -247,25 +251,13 @@ describe('SMTP door: never an open relay', () => {
     expect(foreign.response).toMatch(/^550 5\.7\.1 Sender address <registrar@campus\.example> is not one of client "scanner-3rd-floor"'s senders/);
 
     const spoofed = Buffer.from('From: president@campus.example\r\nTo: ada@students.campus.example\r\nSubject: hi\r\n\r\nhello\r\n');
-    const header = await submit({
-      port: ports.smtp,
-      security: 'none',
-      localAddress: PRINTER_IP,
-      envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] },
-      raw: spoofed,
-    });
+    const header = await submitAsPrinter(spoofed);
     expect(header.ok).toBe(false);
     expect(header.response).toMatch(/^550 5\.7\.1 From header address <president@campus\.example> is not an address of sender "scans"/);
     const onBehalf = Buffer.from(
       'From: scans@campus.example\r\nSender: president@campus.example\r\nTo: ada@students.campus.example\r\nSubject: hi\r\n\r\nhello\r\n',
     );
-    const sender = await submit({
-      port: ports.smtp,
-      security: 'none',
-      localAddress: PRINTER_IP,
-      envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] },
-      raw: onBehalf,
-    });
+    const sender = await submitAsPrinter(onBehalf);
     expect(sender.ok).toBe(false);
     expect(sender.response).toMatch(/^550 5\.7\.1 Sender or Resent-\* header address <president@campus\.example> is not an address of sender "scans"/);
   });
@@ -297,13 +289,7 @@ describe('SMTP door: limits', () => {
 
   it("refuses a message over the sender's size limit with 552 5.3.4", async () => {
     const raw = Buffer.from(`From: scans@campus.example\r\nTo: ada@students.campus.example\r\nSubject: big scan\r\n\r\n${'x'.repeat(998)}\r\n`.repeat(80));
-    const res = await submit({
-      port: ports.smtp,
-      security: 'none',
-      localAddress: PRINTER_IP,
-      envelope: { from: 'scans@campus.example', to: ['ada@students.campus.example'] },
-      raw,
-    });
+    const res = await submitAsPrinter(raw);
     expect(res.ok).toBe(false);
     expect(res.response).toMatch(/^552 5\.3\.4 /);
   });
