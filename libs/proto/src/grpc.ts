@@ -4,16 +4,18 @@ import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 
 /**
  * Turns a protoc-gen-es service descriptor into a grpc-js service definition, so grpc-js can serve
- * and call it with @bufbuild/protobuf messages (unary methods only: all the relay needs).
+ * and call it with @bufbuild/protobuf messages (unary and server-streaming methods).
  */
 export function toGrpcDefinition(service: DescService): ServiceDefinition {
   const def: Record<string, MethodDefinition<unknown, unknown>> = {};
   for (const method of service.methods) {
-    if (method.methodKind !== 'unary') throw new Error(`${service.typeName}.${method.name}: only unary methods are supported`);
+    if (method.methodKind !== 'unary' && method.methodKind !== 'server_streaming') {
+      throw new Error(`${service.typeName}.${method.name}: only unary and server-streaming methods are supported`);
+    }
     def[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: false,
-      responseStream: false,
+      responseStream: method.methodKind === 'server_streaming',
       requestSerialize: serializer(method.input),
       requestDeserialize: deserializer(method.input),
       responseSerialize: serializer(method.output),

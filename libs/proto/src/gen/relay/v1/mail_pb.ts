@@ -5,14 +5,14 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Message } from "@bufbuild/protobuf";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file relay/v1/mail.proto.
  */
 export const file_relay_v1_mail: GenFile = /*@__PURE__*/
-  fileDesc("ChNyZWxheS92MS9tYWlsLnByb3RvEghyZWxheS52MSJFCgpBdHRhY2htZW50EhAKCGZpbGVuYW1lGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIPCgdjb250ZW50GAMgASgMIvACCg9TZW5kTWFpbFJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEgoKAnRvGAIgAygJEgoKAmNjGAMgAygJEgsKA2JjYxgEIAMoCRIQCghyZXBseV90bxgFIAEoCRIPCgdzdWJqZWN0GAYgASgJEgwKBHRleHQYByABKAkSDAoEaHRtbBgIIAEoCRIpCgthdHRhY2htZW50cxgJIAMoCzIULnJlbGF5LnYxLkF0dGFjaG1lbnQSNwoHaGVhZGVycxgKIAMoCzImLnJlbGF5LnYxLlNlbmRNYWlsUmVxdWVzdC5IZWFkZXJzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAsgASgJEjAKB3NlbmRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIX3NlbmRfYXQiTQoQU2VuZE1haWxSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlIicKEUdldE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkifQoLU3RhdGVDaGFuZ2USJQoFc3RhdGUYASABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmRldGFpbBgDIAEoCRIPCgdhdHRlbXB0GAQgASgNIq0BChJHZXRNZXNzYWdlUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIQCghhdHRlbXB0cxgDIAEoDRISCgpsYXN0X2Vycm9yGAQgASgJEg4KBnNlbmRlchgFIAEoCRImCgdoaXN0b3J5GAYgAygLMhUucmVsYXkudjEuU3RhdGVDaGFuZ2UiLwoRVGVzdFNlbmRlclJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEgoKAnRvGAIgASgJIjQKCFRlc3RTdGVwEgwKBG5hbWUYASABKAkSCgoCb2sYAiABKAgSDgoGZGV0YWlsGAMgASgJIlMKElRlc3RTZW5kZXJSZXNwb25zZRIKCgJvaxgBIAEoCBIhCgVzdGVwcxgCIAMoCzISLnJlbGF5LnYxLlRlc3RTdGVwEg4KBnJlbWVkeRgDIAEoCSIlChNCZWdpbkNvbnNlbnRSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSItChRCZWdpbkNvbnNlbnRSZXNwb25zZRIVCg1hdXRob3JpemVfdXJsGAEgASgJIooCChNMaXN0TWVzc2FnZXNSZXF1ZXN0EiUKBXN0YXRlGAEgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgCIAEoCRIOCgZjbGllbnQYAyABKAkSEQoJcmVjaXBpZW50GAQgASgJEi4KBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEi4KBXVudGlsGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBEhEKCXBhZ2Vfc2l6ZRgHIAEoDRISCgpwYWdlX3Rva2VuGAggASgJQggKBl9zaW5jZUIICgZfdW50aWwi3gEKDk1lc3NhZ2VTdW1tYXJ5EhIKCm1lc3NhZ2VfaWQYASABKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIPCgdzdWJqZWN0GAUgASgJEgoKAnRvGAYgAygJEhAKCGF0dGVtcHRzGAcgASgNEhIKCmxhc3RfZXJyb3IYCCABKAkSLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWwoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USKgoIbWVzc2FnZXMYASADKAsyGC5yZWxheS52MS5NZXNzYWdlU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+QEKFFJldHJ5TWVzc2FnZXNSZXF1ZXN0EhMKC21lc3NhZ2VfaWRzGAEgAygJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgDIAEoCRIOCgZjbGllbnQYBCABKAkSEQoJcmVjaXBpZW50GAUgASgJEi4KBXNpbmNlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEi4KBXVudGlsGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBQggKBl9zaW5jZUIICgZfdW50aWwiJgoVUmV0cnlNZXNzYWdlc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgNIvoBChVDYW5jZWxNZXNzYWdlc1JlcXVlc3QSEwoLbWVzc2FnZV9pZHMYASADKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIRCglyZWNpcGllbnQYBSABKAkSLgoFc2luY2UYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESLgoFdW50aWwYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAGIAQFCCAoGX3NpbmNlQggKBl91bnRpbCInChZDYW5jZWxNZXNzYWdlc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgNKssBCgxNZXNzYWdlU3RhdGUSHQoZTUVTU0FHRV9TVEFURV9VTlNQRUNJRklFRBAAEhgKFE1FU1NBR0VfU1RBVEVfUVVFVUVEEAESGQoVTUVTU0FHRV9TVEFURV9TRU5ESU5HEAISFgoSTUVTU0FHRV9TVEFURV9TRU5UEAMSGgoWTUVTU0FHRV9TVEFURV9SRVRSWUlORxAEEhgKFE1FU1NBR0VfU1RBVEVfRkFJTEVEEAUSGQoVTUVTU0FHRV9TVEFURV9CT1VOQ0VEEAYymQEKC01haWxTZXJ2aWNlEkEKCFNlbmRNYWlsEhkucmVsYXkudjEuU2VuZE1haWxSZXF1ZXN0GhoucmVsYXkudjEuU2VuZE1haWxSZXNwb25zZRJHCgpHZXRNZXNzYWdlEhsucmVsYXkudjEuR2V0TWVzc2FnZVJlcXVlc3QaHC5yZWxheS52MS5HZXRNZXNzYWdlUmVzcG9uc2UynAMKDEFkbWluU2VydmljZRJHCgpUZXN0U2VuZGVyEhsucmVsYXkudjEuVGVzdFNlbmRlclJlcXVlc3QaHC5yZWxheS52MS5UZXN0U2VuZGVyUmVzcG9uc2USTQoMQmVnaW5Db25zZW50Eh0ucmVsYXkudjEuQmVnaW5Db25zZW50UmVxdWVzdBoeLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlc3BvbnNlEk0KDExpc3RNZXNzYWdlcxIdLnJlbGF5LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaHi5yZWxheS52MS5MaXN0TWVzc2FnZXNSZXNwb25zZRJQCg1SZXRyeU1lc3NhZ2VzEh4ucmVsYXkudjEuUmV0cnlNZXNzYWdlc1JlcXVlc3QaHy5yZWxheS52MS5SZXRyeU1lc3NhZ2VzUmVzcG9uc2USUwoOQ2FuY2VsTWVzc2FnZXMSHy5yZWxheS52MS5DYW5jZWxNZXNzYWdlc1JlcXVlc3QaIC5yZWxheS52MS5DYW5jZWxNZXNzYWdlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChNyZWxheS92MS9tYWlsLnByb3RvEghyZWxheS52MSJFCgpBdHRhY2htZW50EhAKCGZpbGVuYW1lGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIPCgdjb250ZW50GAMgASgMIvACCg9TZW5kTWFpbFJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEgoKAnRvGAIgAygJEgoKAmNjGAMgAygJEgsKA2JjYxgEIAMoCRIQCghyZXBseV90bxgFIAEoCRIPCgdzdWJqZWN0GAYgASgJEgwKBHRleHQYByABKAkSDAoEaHRtbBgIIAEoCRIpCgthdHRhY2htZW50cxgJIAMoCzIULnJlbGF5LnYxLkF0dGFjaG1lbnQSNwoHaGVhZGVycxgKIAMoCzImLnJlbGF5LnYxLlNlbmRNYWlsUmVxdWVzdC5IZWFkZXJzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAsgASgJEjAKB3NlbmRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIX3NlbmRfYXQiTQoQU2VuZE1haWxSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlIicKEUdldE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkifQoLU3RhdGVDaGFuZ2USJQoFc3RhdGUYASABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmRldGFpbBgDIAEoCRIPCgdhdHRlbXB0GAQgASgNIq0BChJHZXRNZXNzYWdlUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIQCghhdHRlbXB0cxgDIAEoDRISCgpsYXN0X2Vycm9yGAQgASgJEg4KBnNlbmRlchgFIAEoCRImCgdoaXN0b3J5GAYgAygLMhUucmVsYXkudjEuU3RhdGVDaGFuZ2UiLwoRVGVzdFNlbmRlclJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEgoKAnRvGAIgASgJIjQKCFRlc3RTdGVwEgwKBG5hbWUYASABKAkSCgoCb2sYAiABKAgSDgoGZGV0YWlsGAMgASgJIlMKElRlc3RTZW5kZXJSZXNwb25zZRIKCgJvaxgBIAEoCBIhCgVzdGVwcxgCIAMoCzISLnJlbGF5LnYxLlRlc3RTdGVwEg4KBnJlbWVkeRgDIAEoCSIlChNCZWdpbkNvbnNlbnRSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSItChRCZWdpbkNvbnNlbnRSZXNwb25zZRIVCg1hdXRob3JpemVfdXJsGAEgASgJIooCChNMaXN0TWVzc2FnZXNSZXF1ZXN0EiUKBXN0YXRlGAEgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgCIAEoCRIOCgZjbGllbnQYAyABKAkSEQoJcmVjaXBpZW50GAQgASgJEi4KBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEi4KBXVudGlsGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBEhEKCXBhZ2Vfc2l6ZRgHIAEoDRISCgpwYWdlX3Rva2VuGAggASgJQggKBl9zaW5jZUIICgZfdW50aWwi3gEKDk1lc3NhZ2VTdW1tYXJ5EhIKCm1lc3NhZ2VfaWQYASABKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIPCgdzdWJqZWN0GAUgASgJEgoKAnRvGAYgAygJEhAKCGF0dGVtcHRzGAcgASgNEhIKCmxhc3RfZXJyb3IYCCABKAkSLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWwoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USKgoIbWVzc2FnZXMYASADKAsyGC5yZWxheS52MS5NZXNzYWdlU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+QEKFFJldHJ5TWVzc2FnZXNSZXF1ZXN0EhMKC21lc3NhZ2VfaWRzGAEgAygJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgDIAEoCRIOCgZjbGllbnQYBCABKAkSEQoJcmVjaXBpZW50GAUgASgJEi4KBXNpbmNlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEi4KBXVudGlsGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBQggKBl9zaW5jZUIICgZfdW50aWwiJgoVUmV0cnlNZXNzYWdlc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgNIvoBChVDYW5jZWxNZXNzYWdlc1JlcXVlc3QSEwoLbWVzc2FnZV9pZHMYASADKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIRCglyZWNpcGllbnQYBSABKAkSLgoFc2luY2UYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESLgoFdW50aWwYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAGIAQFCCAoGX3NpbmNlQggKBl91bnRpbCInChZDYW5jZWxNZXNzYWdlc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgNIiYKFEdldFF1ZXVlU3RhdHNSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSKYAgoQU2VuZGVyUXVldWVTdGF0cxIOCgZzZW5kZXIYASABKAkSDgoGcXVldWVkGAIgASgEEgwKBGhlbGQYAyABKAQSEAoIcmV0cnlpbmcYBCABKAQSEgoKZmFpbGVkXzI0aBgFIAEoBBIaChJvbGRlc3RfYWdlX3NlY29uZHMYBiABKAQSGAoQcmVjaXBpZW50c190b2RheRgHIAEoBBIbChNkYWlseV9yZWNpcGllbnRfY2FwGAggASgEEjgKD25leHRfcmVsZWFzZV9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIPCgdzZW5kaW5nGAogASgEQhIKEF9uZXh0X3JlbGVhc2VfYXQiRAoVR2V0UXVldWVTdGF0c1Jlc3BvbnNlEisKB3NlbmRlcnMYASADKAsyGi5yZWxheS52MS5TZW5kZXJRdWV1ZVN0YXRzIl0KFFdhdGNoTWVzc2FnZXNSZXF1ZXN0EiUKBXN0YXRlGAEgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgCIAEoCRIOCgZjbGllbnQYAyABKAkisgEKDE1lc3NhZ2VFdmVudBISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgDIAEoCRIOCgZjbGllbnQYBCABKAkSJgoCYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBiABKA0SDgoGZGV0YWlsGAcgASgJInYKDFNlY3JldFN0YXR1cxINCgVmaWVsZBgBIAEoCRILCgNzZXQYAiABKAgSLwoGc2V0X2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEg4KBnNldF9ieRgEIAEoCUIJCgdfc2V0X2F0Iu4BCgZTZW5kZXISCgoCaWQYASABKAkSJQoEc3BlYxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKbWFuYWdlZF9ieRgDIAEoCRIMCgRldGFnGAQgASgJEicKB3NlY3JldHMYBSADKAsyFi5yZWxheS52MS5TZWNyZXRTdGF0dXMSMwoKdXBkYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARISCgp1cGRhdGVkX2J5GAcgASgJEg4KBm93bmVycxgIIAMoCUINCgtfdXBkYXRlZF9hdCI7ChJMaXN0U2VuZGVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiUQoTTGlzdFNlbmRlcnNSZXNwb25zZRIhCgdzZW5kZXJzGAEgAygLMhAucmVsYXkudjEuU2VuZGVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIeChBHZXRTZW5kZXJSZXF1ZXN0EgoKAmlkGAEgASgJIjUKEUdldFNlbmRlclJlc3BvbnNlEiAKBnNlbmRlchgBIAEoCzIQLnJlbGF5LnYxLlNlbmRlciI0ChBQdXRTZW5kZXJSZXF1ZXN0EiAKBnNlbmRlchgBIAEoCzIQLnJlbGF5LnYxLlNlbmRlciJGChFQdXRTZW5kZXJSZXNwb25zZRIgCgZzZW5kZXIYASABKAsyEC5yZWxheS52MS5TZW5kZXISDwoHY3JlYXRlZBgCIAEoCCI+ChNEZWxldGVTZW5kZXJSZXF1ZXN0EgoKAmlkGAEgASgJEgwKBGV0YWcYAiABKAkSDQoFZm9yY2UYAyABKAgiFgoURGVsZXRlU2VuZGVyUmVzcG9uc2UiQgoWU2V0U2VuZGVyU2VjcmV0UmVxdWVzdBIKCgJpZBgBIAEoCRINCgVmaWVsZBgCIAEoCRINCgV2YWx1ZRgDIAEoCSJBChdTZXRTZW5kZXJTZWNyZXRSZXNwb25zZRImCgZzZWNyZXQYASABKAsyFi5yZWxheS52MS5TZWNyZXRTdGF0dXMitAEKCkFwaUtleUluZm8SCgoCaWQYASABKAkSMwoKY3JlYXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIzCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBEhIKCmNyZWF0ZWRfYnkYBCABKAlCDQoLX2NyZWF0ZWRfYXRCDQoLX2V4cGlyZXNfYXQi3wEKBkNsaWVudBIMCgRuYW1lGAEgASgJEiUKBHNwZWMYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCm1hbmFnZWRfYnkYAyABKAkSDAoEZXRhZxgEIAEoCRImCghhcGlfa2V5cxgFIAMoCzIULnJlbGF5LnYxLkFwaUtleUluZm8SMwoKdXBkYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARISCgp1cGRhdGVkX2J5GAcgASgJQg0KC191cGRhdGVkX2F0IjsKEkxpc3RDbGllbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJRChNMaXN0Q2xpZW50c1Jlc3BvbnNlEiEKB2NsaWVudHMYASADKAsyEC5yZWxheS52MS5DbGllbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjQKEFB1dENsaWVudFJlcXVlc3QSIAoGY2xpZW50GAEgASgLMhAucmVsYXkudjEuQ2xpZW50IkYKEVB1dENsaWVudFJlc3BvbnNlEiAKBmNsaWVudBgBIAEoCzIQLnJlbGF5LnYxLkNsaWVudBIPCgdjcmVhdGVkGAIgASgIIm8KE0NyZWF0ZUFwaUtleVJlcXVlc3QSDgoGY2xpZW50GAEgASgJEigKG2V4cGlyZV9vdGhlcnNfYWZ0ZXJfc2Vjb25kcxgCIAEoDUgAiAEBQh4KHF9leHBpcmVfb3RoZXJzX2FmdGVyX3NlY29uZHMiSgoUQ3JlYXRlQXBpS2V5UmVzcG9uc2USIQoDa2V5GAEgASgLMhQucmVsYXkudjEuQXBpS2V5SW5mbxIPCgdhcGlfa2V5GAIgASgJIjUKE1Jldm9rZUFwaUtleVJlcXVlc3QSDgoGY2xpZW50GAEgASgJEg4KBmtleV9pZBgCIAEoCSIWChRSZXZva2VBcGlLZXlSZXNwb25zZSrLAQoMTWVzc2FnZVN0YXRlEh0KGU1FU1NBR0VfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRNRVNTQUdFX1NUQVRFX1FVRVVFRBABEhkKFU1FU1NBR0VfU1RBVEVfU0VORElORxACEhYKEk1FU1NBR0VfU1RBVEVfU0VOVBADEhoKFk1FU1NBR0VfU1RBVEVfUkVUUllJTkcQBBIYChRNRVNTQUdFX1NUQVRFX0ZBSUxFRBAFEhkKFU1FU1NBR0VfU1RBVEVfQk9VTkNFRBAGMpkBCgtNYWlsU2VydmljZRJBCghTZW5kTWFpbBIZLnJlbGF5LnYxLlNlbmRNYWlsUmVxdWVzdBoaLnJlbGF5LnYxLlNlbmRNYWlsUmVzcG9uc2USRwoKR2V0TWVzc2FnZRIbLnJlbGF5LnYxLkdldE1lc3NhZ2VSZXF1ZXN0GhwucmVsYXkudjEuR2V0TWVzc2FnZVJlc3BvbnNlMugJCgxBZG1pblNlcnZpY2USRwoKVGVzdFNlbmRlchIbLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXF1ZXN0GhwucmVsYXkudjEuVGVzdFNlbmRlclJlc3BvbnNlEk0KDEJlZ2luQ29uc2VudBIdLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlcXVlc3QaHi5yZWxheS52MS5CZWdpbkNvbnNlbnRSZXNwb25zZRJNCgxMaXN0TWVzc2FnZXMSHS5yZWxheS52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0Gh4ucmVsYXkudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USUAoNUmV0cnlNZXNzYWdlcxIeLnJlbGF5LnYxLlJldHJ5TWVzc2FnZXNSZXF1ZXN0Gh8ucmVsYXkudjEuUmV0cnlNZXNzYWdlc1Jlc3BvbnNlElMKDkNhbmNlbE1lc3NhZ2VzEh8ucmVsYXkudjEuQ2FuY2VsTWVzc2FnZXNSZXF1ZXN0GiAucmVsYXkudjEuQ2FuY2VsTWVzc2FnZXNSZXNwb25zZRJQCg1HZXRRdWV1ZVN0YXRzEh4ucmVsYXkudjEuR2V0UXVldWVTdGF0c1JlcXVlc3QaHy5yZWxheS52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2USSQoNV2F0Y2hNZXNzYWdlcxIeLnJlbGF5LnYxLldhdGNoTWVzc2FnZXNSZXF1ZXN0GhYucmVsYXkudjEuTWVzc2FnZUV2ZW50MAESSgoLTGlzdFNlbmRlcnMSHC5yZWxheS52MS5MaXN0U2VuZGVyc1JlcXVlc3QaHS5yZWxheS52MS5MaXN0U2VuZGVyc1Jlc3BvbnNlEkQKCUdldFNlbmRlchIaLnJlbGF5LnYxLkdldFNlbmRlclJlcXVlc3QaGy5yZWxheS52MS5HZXRTZW5kZXJSZXNwb25zZRJECglQdXRTZW5kZXISGi5yZWxheS52MS5QdXRTZW5kZXJSZXF1ZXN0GhsucmVsYXkudjEuUHV0U2VuZGVyUmVzcG9uc2USTQoMRGVsZXRlU2VuZGVyEh0ucmVsYXkudjEuRGVsZXRlU2VuZGVyUmVxdWVzdBoeLnJlbGF5LnYxLkRlbGV0ZVNlbmRlclJlc3BvbnNlElYKD1NldFNlbmRlclNlY3JldBIgLnJlbGF5LnYxLlNldFNlbmRlclNlY3JldFJlcXVlc3QaIS5yZWxheS52MS5TZXRTZW5kZXJTZWNyZXRSZXNwb25zZRJKCgtMaXN0Q2xpZW50cxIcLnJlbGF5LnYxLkxpc3RDbGllbnRzUmVxdWVzdBodLnJlbGF5LnYxLkxpc3RDbGllbnRzUmVzcG9uc2USRAoJUHV0Q2xpZW50EhoucmVsYXkudjEuUHV0Q2xpZW50UmVxdWVzdBobLnJlbGF5LnYxLlB1dENsaWVudFJlc3BvbnNlEk0KDENyZWF0ZUFwaUtleRIdLnJlbGF5LnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaHi5yZWxheS52MS5DcmVhdGVBcGlLZXlSZXNwb25zZRJNCgxSZXZva2VBcGlLZXkSHS5yZWxheS52MS5SZXZva2VBcGlLZXlSZXF1ZXN0Gh4ucmVsYXkudjEuUmV2b2tlQXBpS2V5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message relay.v1.Attachment
@@ -634,6 +634,756 @@ export const CancelMessagesResponseSchema: GenMessage<CancelMessagesResponse> = 
   messageDesc(file_relay_v1_mail, 17);
 
 /**
+ * @generated from message relay.v1.GetQueueStatsRequest
+ */
+export type GetQueueStatsRequest = Message<"relay.v1.GetQueueStatsRequest"> & {
+  /**
+   * Only this sender (empty: every sender).
+   *
+   * @generated from field: string sender = 1;
+   */
+  sender: string;
+};
+
+/**
+ * Describes the message relay.v1.GetQueueStatsRequest.
+ * Use `create(GetQueueStatsRequestSchema)` to create a new message.
+ */
+export const GetQueueStatsRequestSchema: GenMessage<GetQueueStatsRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 18);
+
+/**
+ * @generated from message relay.v1.SenderQueueStats
+ */
+export type SenderQueueStats = Message<"relay.v1.SenderQueueStats"> & {
+  /**
+   * @generated from field: string sender = 1;
+   */
+  sender: string;
+
+  /**
+   * Accepted and not yet handed to a delivery service (including held ones).
+   *
+   * @generated from field: uint64 queued = 2;
+   */
+  queued: bigint;
+
+  /**
+   * Waiting for the sender's pace or daily cap.
+   *
+   * @generated from field: uint64 held = 3;
+   */
+  held: bigint;
+
+  /**
+   * @generated from field: uint64 retrying = 4;
+   */
+  retrying: bigint;
+
+  /**
+   * Messages that ended FAILED in the last 24 hours.
+   *
+   * @generated from field: uint64 failed_24h = 5;
+   */
+  failed24h: bigint;
+
+  /**
+   * Age of the oldest message not yet sent (0: none waiting).
+   *
+   * @generated from field: uint64 oldest_age_seconds = 6;
+   */
+  oldestAgeSeconds: bigint;
+
+  /**
+   * Recipients sent in the sender's daily window, and its cap (0: no cap).
+   *
+   * @generated from field: uint64 recipients_today = 7;
+   */
+  recipientsToday: bigint;
+
+  /**
+   * @generated from field: uint64 daily_recipient_cap = 8;
+   */
+  dailyRecipientCap: bigint;
+
+  /**
+   * When held mail is next released (unset: nothing held).
+   *
+   * @generated from field: optional google.protobuf.Timestamp next_release_at = 9;
+   */
+  nextReleaseAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: uint64 sending = 10;
+   */
+  sending: bigint;
+};
+
+/**
+ * Describes the message relay.v1.SenderQueueStats.
+ * Use `create(SenderQueueStatsSchema)` to create a new message.
+ */
+export const SenderQueueStatsSchema: GenMessage<SenderQueueStats> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 19);
+
+/**
+ * @generated from message relay.v1.GetQueueStatsResponse
+ */
+export type GetQueueStatsResponse = Message<"relay.v1.GetQueueStatsResponse"> & {
+  /**
+   * @generated from field: repeated relay.v1.SenderQueueStats senders = 1;
+   */
+  senders: SenderQueueStats[];
+};
+
+/**
+ * Describes the message relay.v1.GetQueueStatsResponse.
+ * Use `create(GetQueueStatsResponseSchema)` to create a new message.
+ */
+export const GetQueueStatsResponseSchema: GenMessage<GetQueueStatsResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 20);
+
+/**
+ * @generated from message relay.v1.WatchMessagesRequest
+ */
+export type WatchMessagesRequest = Message<"relay.v1.WatchMessagesRequest"> & {
+  /**
+   * Only changes to this state (UNSPECIFIED: any).
+   *
+   * @generated from field: relay.v1.MessageState state = 1;
+   */
+  state: MessageState;
+
+  /**
+   * @generated from field: string sender = 2;
+   */
+  sender: string;
+
+  /**
+   * @generated from field: string client = 3;
+   */
+  client: string;
+};
+
+/**
+ * Describes the message relay.v1.WatchMessagesRequest.
+ * Use `create(WatchMessagesRequestSchema)` to create a new message.
+ */
+export const WatchMessagesRequestSchema: GenMessage<WatchMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 21);
+
+/**
+ * @generated from message relay.v1.MessageEvent
+ */
+export type MessageEvent = Message<"relay.v1.MessageEvent"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: relay.v1.MessageState state = 2;
+   */
+  state: MessageState;
+
+  /**
+   * @generated from field: string sender = 3;
+   */
+  sender: string;
+
+  /**
+   * @generated from field: string client = 4;
+   */
+  client: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 5;
+   */
+  at?: Timestamp | undefined;
+
+  /**
+   * @generated from field: uint32 attempt = 6;
+   */
+  attempt: number;
+
+  /**
+   * The provider's reply or the reason for the change.
+   *
+   * @generated from field: string detail = 7;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message relay.v1.MessageEvent.
+ * Use `create(MessageEventSchema)` to create a new message.
+ */
+export const MessageEventSchema: GenMessage<MessageEvent> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 22);
+
+/**
+ * Whether a secret field of a sender is set; its value is never returned.
+ *
+ * @generated from message relay.v1.SecretStatus
+ */
+export type SecretStatus = Message<"relay.v1.SecretStatus"> & {
+  /**
+   * The field's path in the sender's settings, e.g. "smtp.auth.password".
+   *
+   * @generated from field: string field = 1;
+   */
+  field: string;
+
+  /**
+   * @generated from field: bool set = 2;
+   */
+  set: boolean;
+
+  /**
+   * @generated from field: optional google.protobuf.Timestamp set_at = 3;
+   */
+  setAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string set_by = 4;
+   */
+  setBy: string;
+};
+
+/**
+ * Describes the message relay.v1.SecretStatus.
+ * Use `create(SecretStatusSchema)` to create a new message.
+ */
+export const SecretStatusSchema: GenMessage<SecretStatus> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 23);
+
+/**
+ * @generated from message relay.v1.Sender
+ */
+export type Sender = Message<"relay.v1.Sender"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The settings as a relay.yaml `senders:` entry (snake_case keys), secrets left out.
+   *
+   * @generated from field: google.protobuf.Struct spec = 2;
+   */
+  spec?: JsonObject | undefined;
+
+  /**
+   * "file" (relay.yaml; read-only through this API) or "api".
+   *
+   * @generated from field: string managed_by = 3;
+   */
+  managedBy: string;
+
+  /**
+   * The version; PutSender and DeleteSender with it act only on that version.
+   *
+   * @generated from field: string etag = 4;
+   */
+  etag: string;
+
+  /**
+   * @generated from field: repeated relay.v1.SecretStatus secrets = 5;
+   */
+  secrets: SecretStatus[];
+
+  /**
+   * @generated from field: optional google.protobuf.Timestamp updated_at = 6;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * The client that made the last change.
+   *
+   * @generated from field: string updated_by = 7;
+   */
+  updatedBy: string;
+
+  /**
+   * People who may manage this sender (its spec's `owners`).
+   *
+   * @generated from field: repeated string owners = 8;
+   */
+  owners: string[];
+};
+
+/**
+ * Describes the message relay.v1.Sender.
+ * Use `create(SenderSchema)` to create a new message.
+ */
+export const SenderSchema: GenMessage<Sender> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 24);
+
+/**
+ * @generated from message relay.v1.ListSendersRequest
+ */
+export type ListSendersRequest = Message<"relay.v1.ListSendersRequest"> & {
+  /**
+   * At most this many (default 100, at most 1000).
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message relay.v1.ListSendersRequest.
+ * Use `create(ListSendersRequestSchema)` to create a new message.
+ */
+export const ListSendersRequestSchema: GenMessage<ListSendersRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 25);
+
+/**
+ * @generated from message relay.v1.ListSendersResponse
+ */
+export type ListSendersResponse = Message<"relay.v1.ListSendersResponse"> & {
+  /**
+   * @generated from field: repeated relay.v1.Sender senders = 1;
+   */
+  senders: Sender[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message relay.v1.ListSendersResponse.
+ * Use `create(ListSendersResponseSchema)` to create a new message.
+ */
+export const ListSendersResponseSchema: GenMessage<ListSendersResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 26);
+
+/**
+ * @generated from message relay.v1.GetSenderRequest
+ */
+export type GetSenderRequest = Message<"relay.v1.GetSenderRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message relay.v1.GetSenderRequest.
+ * Use `create(GetSenderRequestSchema)` to create a new message.
+ */
+export const GetSenderRequestSchema: GenMessage<GetSenderRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 27);
+
+/**
+ * @generated from message relay.v1.GetSenderResponse
+ */
+export type GetSenderResponse = Message<"relay.v1.GetSenderResponse"> & {
+  /**
+   * @generated from field: relay.v1.Sender sender = 1;
+   */
+  sender?: Sender | undefined;
+};
+
+/**
+ * Describes the message relay.v1.GetSenderResponse.
+ * Use `create(GetSenderResponseSchema)` to create a new message.
+ */
+export const GetSenderResponseSchema: GenMessage<GetSenderResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 28);
+
+/**
+ * @generated from message relay.v1.PutSenderRequest
+ */
+export type PutSenderRequest = Message<"relay.v1.PutSenderRequest"> & {
+  /**
+   * id and spec; etag empty to create (ALREADY_EXISTS when it exists), else the version to update (ABORTED when it changed).
+   *
+   * @generated from field: relay.v1.Sender sender = 1;
+   */
+  sender?: Sender | undefined;
+};
+
+/**
+ * Describes the message relay.v1.PutSenderRequest.
+ * Use `create(PutSenderRequestSchema)` to create a new message.
+ */
+export const PutSenderRequestSchema: GenMessage<PutSenderRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 29);
+
+/**
+ * @generated from message relay.v1.PutSenderResponse
+ */
+export type PutSenderResponse = Message<"relay.v1.PutSenderResponse"> & {
+  /**
+   * @generated from field: relay.v1.Sender sender = 1;
+   */
+  sender?: Sender | undefined;
+
+  /**
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message relay.v1.PutSenderResponse.
+ * Use `create(PutSenderResponseSchema)` to create a new message.
+ */
+export const PutSenderResponseSchema: GenMessage<PutSenderResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 30);
+
+/**
+ * @generated from message relay.v1.DeleteSenderRequest
+ */
+export type DeleteSenderRequest = Message<"relay.v1.DeleteSenderRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * When set, only this version is deleted.
+   *
+   * @generated from field: string etag = 2;
+   */
+  etag: string;
+
+  /**
+   * Delete even while mail is queued for the sender (that mail then waits until a sender with this id exists again).
+   *
+   * @generated from field: bool force = 3;
+   */
+  force: boolean;
+};
+
+/**
+ * Describes the message relay.v1.DeleteSenderRequest.
+ * Use `create(DeleteSenderRequestSchema)` to create a new message.
+ */
+export const DeleteSenderRequestSchema: GenMessage<DeleteSenderRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 31);
+
+/**
+ * @generated from message relay.v1.DeleteSenderResponse
+ */
+export type DeleteSenderResponse = Message<"relay.v1.DeleteSenderResponse"> & {
+};
+
+/**
+ * Describes the message relay.v1.DeleteSenderResponse.
+ * Use `create(DeleteSenderResponseSchema)` to create a new message.
+ */
+export const DeleteSenderResponseSchema: GenMessage<DeleteSenderResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 32);
+
+/**
+ * @generated from message relay.v1.SetSenderSecretRequest
+ */
+export type SetSenderSecretRequest = Message<"relay.v1.SetSenderSecretRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * e.g. "smtp.auth.password", "smtp.auth.client_secret", "smtp.auth.refresh_token", "graph.client_secret".
+   *
+   * @generated from field: string field = 2;
+   */
+  field: string;
+
+  /**
+   * @generated from field: string value = 3;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message relay.v1.SetSenderSecretRequest.
+ * Use `create(SetSenderSecretRequestSchema)` to create a new message.
+ */
+export const SetSenderSecretRequestSchema: GenMessage<SetSenderSecretRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 33);
+
+/**
+ * @generated from message relay.v1.SetSenderSecretResponse
+ */
+export type SetSenderSecretResponse = Message<"relay.v1.SetSenderSecretResponse"> & {
+  /**
+   * @generated from field: relay.v1.SecretStatus secret = 1;
+   */
+  secret?: SecretStatus | undefined;
+};
+
+/**
+ * Describes the message relay.v1.SetSenderSecretResponse.
+ * Use `create(SetSenderSecretResponseSchema)` to create a new message.
+ */
+export const SetSenderSecretResponseSchema: GenMessage<SetSenderSecretResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 34);
+
+/**
+ * @generated from message relay.v1.ApiKeyInfo
+ */
+export type ApiKeyInfo = Message<"relay.v1.ApiKeyInfo"> & {
+  /**
+   * Not secret: names the key in RevokeApiKey and in logs.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: optional google.protobuf.Timestamp created_at = 2;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Unset: the key does not expire.
+   *
+   * @generated from field: optional google.protobuf.Timestamp expires_at = 3;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string created_by = 4;
+   */
+  createdBy: string;
+};
+
+/**
+ * Describes the message relay.v1.ApiKeyInfo.
+ * Use `create(ApiKeyInfoSchema)` to create a new message.
+ */
+export const ApiKeyInfoSchema: GenMessage<ApiKeyInfo> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 35);
+
+/**
+ * @generated from message relay.v1.Client
+ */
+export type Client = Message<"relay.v1.Client"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The settings as a relay.yaml `clients:` entry (snake_case keys) without api_key.
+   *
+   * @generated from field: google.protobuf.Struct spec = 2;
+   */
+  spec?: JsonObject | undefined;
+
+  /**
+   * @generated from field: string managed_by = 3;
+   */
+  managedBy: string;
+
+  /**
+   * @generated from field: string etag = 4;
+   */
+  etag: string;
+
+  /**
+   * @generated from field: repeated relay.v1.ApiKeyInfo api_keys = 5;
+   */
+  apiKeys: ApiKeyInfo[];
+
+  /**
+   * @generated from field: optional google.protobuf.Timestamp updated_at = 6;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string updated_by = 7;
+   */
+  updatedBy: string;
+};
+
+/**
+ * Describes the message relay.v1.Client.
+ * Use `create(ClientSchema)` to create a new message.
+ */
+export const ClientSchema: GenMessage<Client> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 36);
+
+/**
+ * @generated from message relay.v1.ListClientsRequest
+ */
+export type ListClientsRequest = Message<"relay.v1.ListClientsRequest"> & {
+  /**
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message relay.v1.ListClientsRequest.
+ * Use `create(ListClientsRequestSchema)` to create a new message.
+ */
+export const ListClientsRequestSchema: GenMessage<ListClientsRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 37);
+
+/**
+ * @generated from message relay.v1.ListClientsResponse
+ */
+export type ListClientsResponse = Message<"relay.v1.ListClientsResponse"> & {
+  /**
+   * @generated from field: repeated relay.v1.Client clients = 1;
+   */
+  clients: Client[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message relay.v1.ListClientsResponse.
+ * Use `create(ListClientsResponseSchema)` to create a new message.
+ */
+export const ListClientsResponseSchema: GenMessage<ListClientsResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 38);
+
+/**
+ * @generated from message relay.v1.PutClientRequest
+ */
+export type PutClientRequest = Message<"relay.v1.PutClientRequest"> & {
+  /**
+   * name and spec; etag as in PutSenderRequest.
+   *
+   * @generated from field: relay.v1.Client client = 1;
+   */
+  client?: Client | undefined;
+};
+
+/**
+ * Describes the message relay.v1.PutClientRequest.
+ * Use `create(PutClientRequestSchema)` to create a new message.
+ */
+export const PutClientRequestSchema: GenMessage<PutClientRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 39);
+
+/**
+ * @generated from message relay.v1.PutClientResponse
+ */
+export type PutClientResponse = Message<"relay.v1.PutClientResponse"> & {
+  /**
+   * @generated from field: relay.v1.Client client = 1;
+   */
+  client?: Client | undefined;
+
+  /**
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message relay.v1.PutClientResponse.
+ * Use `create(PutClientResponseSchema)` to create a new message.
+ */
+export const PutClientResponseSchema: GenMessage<PutClientResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 40);
+
+/**
+ * @generated from message relay.v1.CreateApiKeyRequest
+ */
+export type CreateApiKeyRequest = Message<"relay.v1.CreateApiKeyRequest"> & {
+  /**
+   * @generated from field: string client = 1;
+   */
+  client: string;
+
+  /**
+   * When set, the client's other keys stop working after this many seconds (0: at once); unset keeps them.
+   *
+   * @generated from field: optional uint32 expire_others_after_seconds = 2;
+   */
+  expireOthersAfterSeconds?: number | undefined;
+};
+
+/**
+ * Describes the message relay.v1.CreateApiKeyRequest.
+ * Use `create(CreateApiKeyRequestSchema)` to create a new message.
+ */
+export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 41);
+
+/**
+ * @generated from message relay.v1.CreateApiKeyResponse
+ */
+export type CreateApiKeyResponse = Message<"relay.v1.CreateApiKeyResponse"> & {
+  /**
+   * @generated from field: relay.v1.ApiKeyInfo key = 1;
+   */
+  key?: ApiKeyInfo | undefined;
+
+  /**
+   * The key itself: shown here once, stored only as a digest.
+   *
+   * @generated from field: string api_key = 2;
+   */
+  apiKey: string;
+};
+
+/**
+ * Describes the message relay.v1.CreateApiKeyResponse.
+ * Use `create(CreateApiKeyResponseSchema)` to create a new message.
+ */
+export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 42);
+
+/**
+ * @generated from message relay.v1.RevokeApiKeyRequest
+ */
+export type RevokeApiKeyRequest = Message<"relay.v1.RevokeApiKeyRequest"> & {
+  /**
+   * @generated from field: string client = 1;
+   */
+  client: string;
+
+  /**
+   * @generated from field: string key_id = 2;
+   */
+  keyId: string;
+};
+
+/**
+ * Describes the message relay.v1.RevokeApiKeyRequest.
+ * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
+ */
+export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 43);
+
+/**
+ * @generated from message relay.v1.RevokeApiKeyResponse
+ */
+export type RevokeApiKeyResponse = Message<"relay.v1.RevokeApiKeyResponse"> & {
+};
+
+/**
+ * Describes the message relay.v1.RevokeApiKeyResponse.
+ * Use `create(RevokeApiKeyResponseSchema)` to create a new message.
+ */
+export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 44);
+
+/**
  * @generated from enum relay.v1.MessageState
  */
 export enum MessageState {
@@ -766,6 +1516,110 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof CancelMessagesRequestSchema;
     output: typeof CancelMessagesResponseSchema;
+  },
+  /**
+   * Per sender: what is queued, held by pacing, retrying and failed, and the daily cap used.
+   *
+   * @generated from rpc relay.v1.AdminService.GetQueueStats
+   */
+  getQueueStats: {
+    methodKind: "unary";
+    input: typeof GetQueueStatsRequestSchema;
+    output: typeof GetQueueStatsResponseSchema;
+  },
+  /**
+   * State changes of messages as they happen, filtered (like `kubectl get -w`).
+   *
+   * @generated from rpc relay.v1.AdminService.WatchMessages
+   */
+  watchMessages: {
+    methodKind: "server_streaming";
+    input: typeof WatchMessagesRequestSchema;
+    output: typeof MessageEventSchema;
+  },
+  /**
+   * Senders: relay.yaml's (managed_by "file", read-only here) and those managed through this API.
+   *
+   * @generated from rpc relay.v1.AdminService.ListSenders
+   */
+  listSenders: {
+    methodKind: "unary";
+    input: typeof ListSendersRequestSchema;
+    output: typeof ListSendersResponseSchema;
+  },
+  /**
+   * @generated from rpc relay.v1.AdminService.GetSender
+   */
+  getSender: {
+    methodKind: "unary";
+    input: typeof GetSenderRequestSchema;
+    output: typeof GetSenderResponseSchema;
+  },
+  /**
+   * Creates a sender (empty etag) or updates the version named by etag; in effect on every service within seconds.
+   *
+   * @generated from rpc relay.v1.AdminService.PutSender
+   */
+  putSender: {
+    methodKind: "unary";
+    input: typeof PutSenderRequestSchema;
+    output: typeof PutSenderResponseSchema;
+  },
+  /**
+   * Refused while mail is queued for the sender, unless forced.
+   *
+   * @generated from rpc relay.v1.AdminService.DeleteSender
+   */
+  deleteSender: {
+    methodKind: "unary";
+    input: typeof DeleteSenderRequestSchema;
+    output: typeof DeleteSenderResponseSchema;
+  },
+  /**
+   * Sets a sender's password, client secret or refresh token; kept sealed by relay-credentials, never returned.
+   *
+   * @generated from rpc relay.v1.AdminService.SetSenderSecret
+   */
+  setSenderSecret: {
+    methodKind: "unary";
+    input: typeof SetSenderSecretRequestSchema;
+    output: typeof SetSenderSecretResponseSchema;
+  },
+  /**
+   * Clients (applications and devices that submit mail).
+   *
+   * @generated from rpc relay.v1.AdminService.ListClients
+   */
+  listClients: {
+    methodKind: "unary";
+    input: typeof ListClientsRequestSchema;
+    output: typeof ListClientsResponseSchema;
+  },
+  /**
+   * @generated from rpc relay.v1.AdminService.PutClient
+   */
+  putClient: {
+    methodKind: "unary";
+    input: typeof PutClientRequestSchema;
+    output: typeof PutClientResponseSchema;
+  },
+  /**
+   * A new API key for a client, shown once; optionally ends the client's other keys after an overlap.
+   *
+   * @generated from rpc relay.v1.AdminService.CreateApiKey
+   */
+  createApiKey: {
+    methodKind: "unary";
+    input: typeof CreateApiKeyRequestSchema;
+    output: typeof CreateApiKeyResponseSchema;
+  },
+  /**
+   * @generated from rpc relay.v1.AdminService.RevokeApiKey
+   */
+  revokeApiKey: {
+    methodKind: "unary";
+    input: typeof RevokeApiKeyRequestSchema;
+    output: typeof RevokeApiKeyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_relay_v1_mail, 1);
