@@ -18,6 +18,9 @@ export interface BusNames {
   failedBucket: string;
   /** The message index ListMessages reads: one summary per message (KV, key = message id). */
   messagesBucket: string;
+  /** The registry: senders and clients managed through the operations API (KV, key = id / name). */
+  sendersBucket: string;
+  clientsBucket: string;
   /** The durable consumer on the status stream that keeps the message index (ingest replicas share it). */
   messagesIndexConsumer: string;
   submittedSubject(sender: string): string;
@@ -47,6 +50,8 @@ export function busNames(prefix: string): BusNames {
     bodyBucket: `${prefix}-bodies`,
     failedBucket: `${prefix}-failed`,
     messagesBucket: `${prefix}-messages`,
+    sendersBucket: `${prefix}-senders`,
+    clientsBucket: `${prefix}-clients`,
     messagesIndexConsumer: 'messages-index',
     submittedSubject: (sender) => `${prefix}.submitted.${sender}`,
     submittedWildcard: `${prefix}.submitted.>`,

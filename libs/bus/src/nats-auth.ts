@@ -43,8 +43,16 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
   const failed = `OBJ_${n.failedBucket}`;
   const messagesKv = `KV_${n.messagesBucket}`;
   const secrets = secretsBucketName(prefix);
-  const shared = [n.submittedStream, n.heldStream, n.dispatchStream, n.statusStream, n.pacingStream, idemKv, bodies, failed, messagesKv];
-  const common = [`${API}.INFO`, ...shared.flatMap((s) => [`${API}.STREAM.INFO.${s}`, `${API}.STREAM.CREATE.${s}`])];
+  const registry = [`KV_${n.sendersBucket}`, `KV_${n.clientsBucket}`];
+  const shared = [n.submittedStream, n.heldStream, n.dispatchStream, n.statusStream, n.pacingStream, idemKv, bodies, failed, messagesKv, ...registry];
+  // Every service reads (watches) the registry; only ingest, which serves the operations API, writes it.
+  const readRegistry = registry.flatMap((kv) => [
+    `${API}.STREAM.MSG.GET.${kv}`,
+    `${API}.DIRECT.GET.${kv}`,
+    `${API}.DIRECT.GET.${kv}.>`,
+    ...orderedConsumer(kv),
+  ]);
+  const common = [`${API}.INFO`, ...shared.flatMap((s) => [`${API}.STREAM.INFO.${s}`, `${API}.STREAM.CREATE.${s}`]), ...readRegistry];
   const readStatus = [`${API}.DIRECT.GET.${n.statusStream}`, `${API}.DIRECT.GET.${n.statusStream}.>`];
   const readBodies = readObjects(bodies);
   // Settling a message outside delivery: removing its body (purge its chunks, mark it deleted)
@@ -81,6 +89,9 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           ...durableRights(n.statusStream, CLIENT_BUDGET_CONSUMER),
           // RetryMessages reads the kept envelopes.
           ...readObjects(failed),
+          // The operations API changes senders and clients.
+          `$KV.${n.sendersBucket}.>`,
+          `$KV.${n.clientsBucket}.>`,
         ],
         subscribe,
       };

@@ -49,7 +49,7 @@ function configError(text: string, e: Record<string, string> = env): string {
 describe('parseConfig', () => {
   it('reads the documented example, resolving secrets and merging presets', () => {
     const cfg = parseConfig(base, env);
-    expect(cfg.clients[0]!.apiKey.reveal()).toBe(env.BILLING_API_KEY);
+    expect(cfg.clients[0]!.apiKey!.reveal()).toBe(env.BILLING_API_KEY);
     expect(cfg.clients[1]).toMatchObject({ name: 'it-ops', admin: true, senders: [] });
     const smtp = cfg.senders[0]!;
     expect(smtp.smtp).toMatchObject({ host: 'smtp.office365.com', port: 587, security: 'starttls' });
@@ -170,7 +170,7 @@ describe('parseConfig', () => {
     expect(configError(base.replace('ops-key-literal-0123456789abcdef0123', 'REPLACE'))).toMatch(
       /clients\[1\]\.api_key: the key of client "it-ops" is shorter than 32/,
     );
-    expect(parseConfig(base, { ...env, BILLING_API_KEY: 'x'.repeat(32) }).clients[0]!.apiKey.reveal()).toHaveLength(32);
+    expect(parseConfig(base, { ...env, BILLING_API_KEY: 'x'.repeat(32) }).clients[0]!.apiKey!.reveal()).toHaveLength(32);
   });
 
   it('reads per-client limits', () => {
@@ -317,7 +317,7 @@ describe('readEnv', () => {
 describe('secrets left unresolved', () => {
   it('ingest (callers-only) resolves API keys and starts without the sender secrets set', () => {
     const cfg = parseConfig(base, { BILLING_API_KEY: 'billing-key-0123456789abcdef0123456' }, 'relay.yaml', { resolveSecrets: 'callers-only' });
-    expect(cfg.clients[0]!.apiKey.reveal()).toBe('billing-key-0123456789abcdef0123456');
+    expect(cfg.clients[0]!.apiKey!.reveal()).toBe('billing-key-0123456789abcdef0123456');
     const auth = cfg.senders[0]!.smtp!.auth;
     expect(auth.type === 'password' && auth.password.resolved).toBe(false);
     expect(() => (auth.type === 'password' ? auth.password.reveal() : '')).toThrow(/senders\[0\]\.smtp\.auth\.password: this service does not read secrets/);
@@ -339,7 +339,7 @@ describe('secrets left unresolved', () => {
 
   it('senders-only (credentials) resolves sender secrets without the API keys set', () => {
     const cfg = parseConfig(base, { NOREPLY_PASSWORD: 'hunter2' }, 'relay.yaml', { resolveSecrets: 'senders-only' });
-    expect(cfg.clients[0]!.apiKey.resolved).toBe(false);
+    expect(cfg.clients[0]!.apiKey!.resolved).toBe(false);
     const auth = cfg.senders[0]!.smtp!.auth;
     expect(auth.type === 'password' && auth.password.reveal()).toBe('hunter2');
   });

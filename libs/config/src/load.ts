@@ -4,10 +4,11 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError, isConfigError } from '@relay/core';
 import { port25Refusal, RATE_PRESETS } from './presets.js';
 import { formatIssues } from './issues.js';
-import { configSchema, SMTP_POOL_DEFAULTS, type RawClientLimits, type RawConfig, type RawSender } from './schema.js';
+import { configSchema, managedClientSchema, senderSchema, SMTP_POOL_DEFAULTS, type RawClientLimits, type RawConfig, type RawSender } from './schema.js';
 import { resolveSecret, UnresolvedSecret, type Secret } from './secret.js';
 import type {
   ClientConfig,
+  ClientKey,
   ClientLimits,
   RateConfig,
   RelayConfig,
@@ -67,7 +68,16 @@ export function parseConfig(text: string, env: Env, source = 'relay.yaml', opts:
   const unresolved: Resolve = (ref, key) => new UnresolvedSecret(key, ref);
   const callers = mode === 'all' || mode === 'callers-only' ? resolve : unresolved;
   try {
-    return convert(result.data, callers, mode === 'all' || mode === 'senders-only' ? resolve : unresolved);
+    const config = convert(result.data, callers, mode === 'all' || mode === 'senders-only' ? resolve : unresolved);
+    // What the operations API shows of relay.yaml's entries: as written, secrets left out.
+    const raw = doc as { senders: unknown[]; clients: unknown[] };
+    config.senders.forEach((s, i) => {
+      s.spec = withoutFields(raw.senders[i], SENDER_SECRET_FIELDS);
+    });
+    config.clients.forEach((c, i) => {
+      c.spec = withoutFields(raw.clients[i], ['api_key', 'smtp.password']);
+    });
+    return config;
   } catch (err) {
     // Every problem names the file, as the schema's do.
     if (isConfigError(err)) throw new ConfigError(`${source}: ${err.message}`, { cause: err });
@@ -100,6 +110,7 @@ function convert(raw: RawConfig, callers: Resolve, senderSecrets: Resolve): Rela
     return {
       name: c.name,
       apiKey,
+      managedBy: 'file',
       senders: [...c.senders],
       admin: c.admin,
       limits: convertClientLimits(c.limits),
@@ -116,7 +127,7 @@ function convert(raw: RawConfig, callers: Resolve, senderSecrets: Resolve): Rela
   });
   const keys = new Map<string, string>();
   clients.forEach((c, i) => {
-    if (!c.apiKey.resolved) return;
+    if (!c.apiKey?.resolved) return;
     const other = keys.get(c.apiKey.reveal());
     if (other) throw new ConfigError(`clients[${i}].api_key: the same key as client "${other}"; every client needs its own key`);
     keys.set(c.apiKey.reveal(), c.name);
@@ -136,6 +147,109 @@ function convert(raw: RawConfig, callers: Resolve, senderSecrets: Resolve): Rela
       failedRetentionMs: raw.delivery.failed_retention,
     },
   };
+}
+
+/** The fields of a sender that hold secrets, as paths in its settings. */
+export const SENDER_SECRET_FIELDS = ['smtp.auth.password', 'smtp.auth.client_secret', 'smtp.auth.refresh_token', 'graph.client_secret'] as const;
+export type SenderSecretField = (typeof SENDER_SECRET_FIELDS)[number];
+
+/** The secret fields a sender's settings use: those its auth type needs, and the optional ones it may take. */
+export function senderSecretFields(spec: Record<string, unknown>): { field: SenderSecretField; required: boolean }[] {
+  const smtp = spec.smtp as { auth?: { type?: unknown; flow?: unknown } } | undefined;
+  const out: { field: SenderSecretField; required: boolean }[] = [];
+  if (spec.transport === 'graph') out.push({ field: 'graph.client_secret', required: true });
+  const auth = smtp?.auth;
+  if (auth?.type === 'password') out.push({ field: 'smtp.auth.password', required: true });
+  if (auth?.type === 'oauth2') {
+    out.push({ field: 'smtp.auth.client_secret', required: auth.flow === 'client_credentials' });
+    out.push({ field: 'smtp.auth.refresh_token', required: false });
+  }
+  return out;
+}
+
+/** Reference that stands for a secret kept sealed by relay-credentials (senders managed through the API). */
+export const SEALED_REF = 'sealed:';
+
+/**
+ * A sender managed through the API, from its settings (a relay.yaml `senders:` entry without
+ * secrets). Each secret field it uses is a `sealed:<field>` reference that `resolve` turns into the
+ * value relay-credentials keeps; `isSet(field)` says which optional ones have a value. Throws
+ * ConfigError naming the field, exactly as relay.yaml's checks do.
+ */
+export function parseManagedSender(
+  spec: unknown,
+  resolve: (ref: string, key: string) => Secret,
+  isSet: (field: SenderSecretField) => boolean = () => false,
+): SenderConfig {
+  if (!isMapping(spec)) throw new ConfigError('sender: must be a mapping of settings (a relay.yaml senders: entry)');
+  for (const field of SENDER_SECRET_FIELDS) {
+    if (valueAt(spec, field) !== undefined) {
+      throw new ConfigError(`${field}: secrets are not accepted in a sender's settings; set it with SetSenderSecret (relay senders set-secret)`);
+    }
+  }
+  const doc = structuredClone(spec);
+  for (const { field, required } of senderSecretFields(doc)) {
+    if (required || isSet(field)) setAt(doc, field, `${SEALED_REF}${field}`);
+  }
+  const result = senderSchema.safeParse(doc);
+  if (!result.success) throw new ConfigError(formatIssues(result.error.issues, doc, senderSchema));
+  try {
+    const sender = convertSender(result.data, '', (ref, key) => resolve(ref, key.replace(/^\./, '')));
+    return { ...sender, managedBy: 'api' };
+  } catch (err) {
+    // The settings are the whole document here: `.smtp.port: …` reads `smtp.port: …`.
+    if (isConfigError(err)) throw new ConfigError(err.message.replace(/^\./, ''), { cause: err });
+    throw err;
+  }
+}
+
+/** A client managed through the API, from its settings and the keys the relay made for it. */
+export function parseManagedClient(spec: unknown, keys: ClientKey[], senders: ReadonlySet<string> | undefined): ClientConfig {
+  const result = managedClientSchema.safeParse(spec);
+  if (!result.success) throw new ConfigError(formatIssues(result.error.issues, spec, managedClientSchema));
+  const c = result.data;
+  c.senders.forEach((id, j) => {
+    if (senders && !senders.has(id)) throw new ConfigError(`senders[${j}]: "${id}" is not a configured sender (senders: ${[...senders].join(', ')})`);
+  });
+  return {
+    name: c.name,
+    apiKey: undefined,
+    keys,
+    managedBy: 'api',
+    senders: [...c.senders],
+    admin: c.admin,
+    limits: convertClientLimits(c.limits),
+    ...(c.smtp ? { smtp: { username: undefined, password: undefined, allowIps: c.smtp.allow_ips } } : {}),
+  };
+}
+
+function withoutFields(entry: unknown, fields: readonly string[]): Record<string, unknown> {
+  if (!isMapping(entry)) return {};
+  const copy = structuredClone(entry);
+  for (const path of fields) {
+    const keys = path.split('.');
+    let v: unknown = copy;
+    for (const k of keys.slice(0, -1)) v = isMapping(v) ? v[k] : undefined;
+    if (isMapping(v)) delete v[keys.at(-1)!];
+  }
+  return copy;
+}
+
+function isMapping(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function valueAt(doc: Record<string, unknown>, path: string): unknown {
+  let v: unknown = doc;
+  for (const k of path.split('.')) v = isMapping(v) ? v[k] : undefined;
+  return v;
+}
+
+function setAt(doc: Record<string, unknown>, path: string, value: unknown) {
+  const keys = path.split('.');
+  let v: unknown = doc;
+  for (const k of keys.slice(0, -1)) v = isMapping(v) ? v[k] : undefined;
+  if (isMapping(v)) v[keys.at(-1)!] = value;
 }
 
 function convertClientLimits(l: RawClientLimits | undefined): ClientLimits {
@@ -174,6 +288,7 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
   const smtp = s.smtp ? convertSmtp(s.smtp, `${key}.smtp`, resolve) : undefined;
   return {
     id: s.id,
+    managedBy: 'file',
     pacingKey: pacingKey(s.id, smtp, s.graph?.mailbox),
     from: s.from,
     replyTo: s.reply_to,
@@ -192,6 +307,7 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
       : undefined,
     // Graph senders are paced within Microsoft's Graph limits unless their rate: says otherwise.
     ...(s.smtp_aliases ? { smtpAliases: s.smtp_aliases.map(addrSpec) } : {}),
+    ...(s.owners ? { owners: s.owners.map(addrSpec) } : {}),
     rate: s.rate ? convertRate(s.rate, `${key}.rate`) : s.transport === 'graph' ? convertRate({ preset: 'microsoft365-graph' }, `${key}.rate`) : undefined,
   };
 }

@@ -65,7 +65,7 @@ const clientSmtpSchema = z
     }
   });
 
-const clientSchema = z.strictObject({
+export const clientSchema = z.strictObject({
   name: nonEmpty,
   api_key: secretRef,
   senders: z.array(senderId).default([]),
@@ -148,7 +148,7 @@ const limitValue = z
   .refine((n) => n === -1 || n > 0, 'must be a positive whole number, or -1 for no limit');
 const storeLimit = z.strictObject({ max_messages: limitValue.optional(), max_bytes: limitValue.optional() }).prefault({});
 
-const senderSchema = z.strictObject({
+export const senderSchema = z.strictObject({
   id: senderId,
   from: mailbox,
   reply_to: mailbox.optional(),
@@ -158,6 +158,16 @@ const senderSchema = z.strictObject({
   rate: rateSchema.optional(),
   /** More addresses a client may put in MAIL FROM and the From header when it submits over SMTP as this sender. */
   smtp_aliases: z.array(mailbox).optional(),
+  /** People (by email) who may manage this sender and see its mail. */
+  owners: z.array(mailbox).max(100, 'at most 100 owners').optional(),
+});
+
+/**
+ * A client managed through the API: as in relay.yaml, but its keys are made by the relay
+ * (CreateApiKey) and the SMTP door admits it by address only.
+ */
+export const managedClientSchema = clientSchema.omit({ api_key: true, smtp: true }).extend({
+  smtp: z.strictObject({ allow_ips: z.array(cidr).min(1, 'must list at least one address or range') }).optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -195,3 +205,5 @@ export const configSchema = z.strictObject({
 export type RawClientLimits = z.infer<typeof clientLimitsSchema>;
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawSender = z.infer<typeof senderSchema>;
+export type RawClient = z.infer<typeof clientSchema>;
+export type RawManagedClient = z.infer<typeof managedClientSchema>;

@@ -51,8 +51,26 @@ export class UnresolvedSecret extends Secret {
   }
 }
 
+/**
+ * A secret of a sender managed through the API that has not been set yet: the sender exists, and
+ * using it says what to do.
+ */
+export class MissingSecret extends Secret {
+  readonly #message: string;
+  constructor(sender: string, field: string) {
+    super('');
+    this.#message = `sender "${sender}": ${field} is not set; set it with SetSenderSecret (relay senders set-secret ${sender} ${field})`;
+  }
+  override reveal(): string {
+    throw new ConfigError(this.#message);
+  }
+}
+
 /** Resolves a config secret reference: a literal, `env:NAME` or `file:PATH`. `key` names it in errors. */
 export function resolveSecret(ref: string, key: string, env: Record<string, string | undefined>): Secret {
+  if (ref.startsWith('sealed:')) {
+    throw new ConfigError(`${key}: "sealed:" stands for a secret set through the operations API; in relay.yaml write env:NAME, file:PATH or the value`);
+  }
   // relay.yaml is not run through a shell: `$VAR` would otherwise become the secret itself.
   const shellVar = /^\$(?:\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))$/.exec(ref);
   if (shellVar) {

@@ -12,9 +12,26 @@ export interface ClientLimits {
   dailyRecipients: number | undefined;
 }
 
+/** Where a sender or client is defined: relay.yaml, or the operations API (the registry). */
+export type ManagedBy = 'file' | 'api';
+
+/** An API key the relay made for a client: only its SHA-256 digest is kept. */
+export interface ClientKey {
+  id: string;
+  /** SHA-256 of the key, hex. */
+  digest: string;
+  /** Epoch ms after which the key no longer works (a rotated key's overlap); absent: no end. */
+  expiresAt?: number;
+}
+
 export interface ClientConfig {
   name: string;
-  apiKey: Secret;
+  /** The key relay.yaml gives (api_key); a client managed through the API has keys instead. */
+  apiKey: Secret | undefined;
+  keys?: ClientKey[];
+  managedBy?: ManagedBy;
+  /** The settings as written (a relay.yaml entry without api_key and passwords), for the operations API. */
+  spec?: Record<string, unknown>;
   senders: string[];
   admin: boolean;
   limits: ClientLimits;
@@ -99,6 +116,11 @@ export interface SenderConfig {
   pacingKey: string;
   /** Addresses besides `from` this sender accepts in MAIL FROM and the From header over SMTP (lowercased addr-specs). */
   smtpAliases?: string[];
+  /** People (lowercased addresses) who may manage this sender. */
+  owners?: string[];
+  managedBy?: ManagedBy;
+  /** The settings as written (a relay.yaml entry without secrets), for the operations API. */
+  spec?: Record<string, unknown>;
 }
 
 export interface RelayConfig {

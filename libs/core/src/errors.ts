@@ -8,6 +8,8 @@ export const ErrorCode = {
   PermissionDenied: 'permission_denied',
   NotFound: 'not_found',
   AlreadyExists: 'already_exists',
+  /** A change made against a version that is no longer current (an etag mismatch). */
+  Aborted: 'aborted',
   /** A client's rate or quota, or the store's limit; the message names it. */
   ResourceExhausted: 'resource_exhausted',
   Unavailable: 'unavailable',

@@ -3,12 +3,21 @@ import { makeGenericClientConstructor, type Client, type ServiceError } from '@g
 import type { InternalAuth } from '@relay/core';
 import {
   CredentialsService,
+  DeleteSenderSecretsRequestSchema,
   GetGraphTokenRequestSchema,
   GetSmtpAuthRequestSchema,
+  type DeleteSenderSecretsResponse,
   type GetGraphTokenResponse,
   type GetSmtpAuthResponse,
 } from './gen/relay/internal/v1/internal_pb.js';
-import { BeginConsentRequestSchema, TestSenderRequestSchema, type BeginConsentResponse, type TestSenderResponse } from './gen/relay/v1/mail_pb.js';
+import {
+  BeginConsentRequestSchema,
+  SetSenderSecretRequestSchema,
+  TestSenderRequestSchema,
+  type BeginConsentResponse,
+  type SetSenderSecretResponse,
+  type TestSenderResponse,
+} from './gen/relay/v1/mail_pb.js';
 import { toGrpcDefinition } from './grpc.js';
 import { internalChannelCredentials, internalMetadata } from './internal-channel.js';
 
@@ -19,6 +28,9 @@ export interface CredentialsClient {
   beginConsent(req: MessageInitShape<typeof BeginConsentRequestSchema>, deadlineMs: number): Promise<BeginConsentResponse>;
   /** AdminService.TestSender, forwarded by ingest. */
   testSender(req: MessageInitShape<typeof TestSenderRequestSchema>, deadlineMs: number): Promise<TestSenderResponse>;
+  /** AdminService.SetSenderSecret, forwarded by ingest. */
+  setSenderSecret(req: MessageInitShape<typeof SetSenderSecretRequestSchema>, deadlineMs: number): Promise<SetSenderSecretResponse>;
+  deleteSenderSecrets(req: MessageInitShape<typeof DeleteSenderSecretsRequestSchema>, deadlineMs: number): Promise<DeleteSenderSecretsResponse>;
   close(): void;
 }
 
@@ -43,6 +55,10 @@ export function createCredentialsClient(address: string, auth: InternalAuth): Cr
     beginConsent: (req, deadlineMs) =>
       unary<typeof BeginConsentRequestSchema, BeginConsentResponse>('beginConsent', BeginConsentRequestSchema, req, deadlineMs),
     testSender: (req, deadlineMs) => unary<typeof TestSenderRequestSchema, TestSenderResponse>('testSender', TestSenderRequestSchema, req, deadlineMs),
+    setSenderSecret: (req, deadlineMs) =>
+      unary<typeof SetSenderSecretRequestSchema, SetSenderSecretResponse>('setSenderSecret', SetSenderSecretRequestSchema, req, deadlineMs),
+    deleteSenderSecrets: (req, deadlineMs) =>
+      unary<typeof DeleteSenderSecretsRequestSchema, DeleteSenderSecretsResponse>('deleteSenderSecrets', DeleteSenderSecretsRequestSchema, req, deadlineMs),
     close: () => client.close(),
   };
 }

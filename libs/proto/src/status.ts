@@ -7,6 +7,7 @@ const GRPC_STATUS: Record<Code, status> = {
   [ErrorCode.PermissionDenied]: status.PERMISSION_DENIED,
   [ErrorCode.NotFound]: status.NOT_FOUND,
   [ErrorCode.AlreadyExists]: status.ALREADY_EXISTS,
+  [ErrorCode.Aborted]: status.ABORTED,
   [ErrorCode.ResourceExhausted]: status.RESOURCE_EXHAUSTED,
   [ErrorCode.Unavailable]: status.UNAVAILABLE,
   [ErrorCode.FailedPrecondition]: status.FAILED_PRECONDITION,

@@ -52,6 +52,8 @@ export interface TestClient {
   listMessages(req: MessageInitShape<typeof ListMessagesRequestSchema>, opts?: CallOptions): Promise<ListMessagesResponse>;
   retryMessages(req: MessageInitShape<typeof RetryMessagesRequestSchema>, opts?: CallOptions): Promise<RetryMessagesResponse>;
   cancelMessages(req: MessageInitShape<typeof CancelMessagesRequestSchema>, opts?: CallOptions): Promise<CancelMessagesResponse>;
+  /** Any unary AdminService call by its local name (e.g. `putSender`), with a request made by `create(…Schema, …)`. */
+  admin<Res>(method: string, req: unknown, opts?: CallOptions): Promise<Res>;
   close(): void;
 }
 
@@ -87,6 +89,7 @@ export function createTestClient(address: string, apiKey?: string, tls?: { caPem
     listMessages: (req, opts) => call(admin, 'listMessages', create(ListMessagesRequestSchema, req), opts),
     retryMessages: (req, opts) => call(admin, 'retryMessages', create(RetryMessagesRequestSchema, req), opts),
     cancelMessages: (req, opts) => call(admin, 'cancelMessages', create(CancelMessagesRequestSchema, req), opts),
+    admin: (method, req, opts) => call(admin, method, req, opts),
     close() {
       mail.close();
       admin.close();

@@ -32,6 +32,8 @@ export async function dropBus(prefix: string, servers = testNatsUrl()): Promise<
       `OBJ_${n.bodyBucket}`,
       `OBJ_${n.failedBucket}`,
       `KV_${n.messagesBucket}`,
+      `KV_${n.sendersBucket}`,
+      `KV_${n.clientsBucket}`,
       `KV_${prefix}-secrets`,
     ];
     for (const s of streams) await jsm.streams.delete(s).catch(() => {});

@@ -2,17 +2,24 @@ import { create } from '@bufbuild/protobuf';
 import { Server } from '@grpc/grpc-js';
 import type { Redis } from 'ioredis';
 import type { Bus } from '@relay/bus';
-import { requireInternalAuth, requireMasterKey, type RelayConfig, type RelayEnv } from '@relay/config';
-import { once, type RunnableService } from '@relay/core';
+import { requireInternalAuth, requireMasterKey, SENDER_SECRET_FIELDS, type RelayConfig, type RelayEnv, type SecretResolution } from '@relay/config';
+import { describe, ErrorCode, once, RelayError, type RunnableService } from '@relay/core';
 import {
   BeginConsentResponseSchema,
   bindGrpc,
+  DeleteSenderSecretsResponseSchema,
+  SecretStatusSchema,
+  SetSenderSecretResponseSchema,
   CredentialsService,
   internalServerCredentials,
   toGrpcDefinition,
   unary,
   type BeginConsentRequest,
   type BeginConsentResponse,
+  type DeleteSenderSecretsRequest,
+  type DeleteSenderSecretsResponse,
+  type SetSenderSecretRequest,
+  type SetSenderSecretResponse,
   type GetGraphTokenRequest,
   type GetGraphTokenResponse,
   type GetSmtpAuthRequest,
@@ -20,6 +27,7 @@ import {
   type TestSenderRequest,
   type TestSenderResponse,
 } from '@relay/proto';
+import { createLiveConfig } from '@relay/registry';
 import { connectBusFor, createRedis } from '@relay/service';
 import { addGrpcHealth, startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
 import { createConsent } from './consent.js';
@@ -27,6 +35,7 @@ import { graphTokenFor } from './graph-auth.js';
 import { testGraphSender } from './graph-test.js';
 import { startCredentialsHttp, type CredentialsHttp } from './http-server.js';
 import { CALLERS, checkInternalCaller, type CallerPolicy } from './internal-auth.js';
+import { openManagedSecrets } from './managed-secrets.js';
 import { createOAuthTokens } from './oauth-tokens.js';
 import { createSecretBox } from './secret-box.js';
 import { openRefreshTokenStore } from './secret-store.js';
@@ -39,7 +48,12 @@ export interface CredentialsOptions {
   env: RelayEnv;
   config: RelayConfig;
   logger: Logger;
+  /** relay.yaml, re-read when it changes. */
+  configPath?: string;
+  resolveSecrets?: SecretResolution;
 }
+
+const MAX_SECRET_BYTES = 16 * 1024;
 
 export async function createCredentials(opts: CredentialsOptions, overrides: { bus?: Bus; redis?: Redis } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
@@ -49,14 +63,34 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   const bus = overrides.bus ?? (await connectBusFor('credentials', opts));
   const redis = overrides.redis ?? createRedis('queued', { url: env.redisUrl, name: 'relay-credentials' });
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis error'));
-  const store = await openRefreshTokenStore(bus, box, env.streamReplicas).catch(async (err: unknown) => {
+  const opened = await Promise.all([
+    openRefreshTokenStore(bus, box, env.streamReplicas),
+    openManagedSecrets(bus, box, env.streamReplicas, (err, key) => logger.error({ key, err: describe(err) }, 'managed secret cannot be opened')),
+  ]).catch(async (err: unknown) => {
     if (!overrides.bus) await bus.close();
     if (!overrides.redis) redis.disconnect();
     throw err;
   });
+  const [store, managed] = opened;
+  // relay.yaml and the senders managed through the API, whose secrets are the sealed ones above.
+  const live = await createLiveConfig({
+    bus,
+    config,
+    logger,
+    configPath: opts.configPath,
+    resolveSecrets: opts.resolveSecrets ?? 'senders-only',
+    replicas: env.streamReplicas,
+    managedSecret: (sender, field) => managed.get(sender, field),
+  });
+  managed.onChange(() => live.refresh());
   const cache = new TokenCache(redis, box, env.busPrefix);
   const tokens = createOAuthTokens({ cache, store, logger });
+  // One map, kept current in place: the consent flow and every call read it.
   const senders = new Map(config.senders.map((s) => [s.id, s]));
+  live.onChange((c) => {
+    senders.clear();
+    for (const s of c.senders) senders.set(s.id, s);
+  });
   const consent = createConsent({ senders, redis, box, store, cache, logger, prefix: env.busPrefix, publicUrl: env.publicUrl, redeemCode });
 
   const server = new Server();
@@ -100,6 +134,31 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
       },
       (req, res) => logger.info({ sender: req.sender, ok: res.ok, steps: res.steps.map((s) => `${s.name}:${s.ok ? 'ok' : 'failed'}`) }, 'sender tested'),
     ),
+    setSenderSecret: internal<SetSenderSecretRequest & { sender: string }, SetSenderSecretResponse>(
+      'sender secret refused',
+      CALLERS.setSenderSecret,
+      async (req) => {
+        if (!/^[A-Za-z0-9_-]{1,64}$/.test(req.id)) throw new RelayError(ErrorCode.InvalidArgument, 'id: must be 1-64 letters, digits, "-" or "_"');
+        if (!(SENDER_SECRET_FIELDS as readonly string[]).includes(req.field)) {
+          throw new RelayError(ErrorCode.InvalidArgument, `field: "${req.field}" is not a secret field (${SENDER_SECRET_FIELDS.join(', ')})`);
+        }
+        if (!req.value || Buffer.byteLength(req.value) > MAX_SECRET_BYTES) {
+          throw new RelayError(ErrorCode.InvalidArgument, `value: required, at most ${MAX_SECRET_BYTES} bytes`);
+        }
+        await managed.set(req.id, req.field, req.value);
+        return create(SetSenderSecretResponseSchema, { secret: create(SecretStatusSchema, { field: req.field, set: true }) });
+      },
+      // Never the value: which sender and field only.
+      (req) => logger.info({ sender: req.id, field: req.field }, 'sender secret set'),
+    ),
+    deleteSenderSecrets: internal<DeleteSenderSecretsRequest, DeleteSenderSecretsResponse>(
+      'sender secrets not deleted',
+      CALLERS.setSenderSecret,
+      async (req) => {
+        await managed.deleteSender(req.sender);
+        return create(DeleteSenderSecretsResponseSchema, {});
+      },
+    ),
   });
   let http: CredentialsHttp | undefined;
   let ops: OpsServer | undefined;
@@ -108,6 +167,10 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   const health = addGrpcHealth(server, ['relay.internal.v1.CredentialsService'], ready);
   return {
     async start() {
+      await managed.start();
+      await live.start();
+      senders.clear();
+      for (const s of live.current().senders) senders.set(s.id, s);
       const grpcPort = await bindGrpc(server, `${env.internalHost}:${env.credentialsPort}`, internalServerCredentials(internalAuth));
       http = await startCredentialsHttp({ port: env.httpPort, host: env.host, consent, ready, logger, tls: env.tls });
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
@@ -116,7 +179,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
     stop: once(async () => {
       health.close();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-      await Promise.allSettled([http?.close(), ops?.close()]);
+      await Promise.allSettled([http?.close(), ops?.close(), live.stop(), managed.stop()]);
       if (!overrides.redis) await redis.quit().catch(() => redis.disconnect());
       if (!overrides.bus) await bus.close();
     }),

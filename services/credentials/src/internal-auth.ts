@@ -16,6 +16,7 @@ export const CALLERS = {
   getGraphToken: { role: 'sender', names: ['relay-graph-sender'] },
   beginConsent: { role: 'admin', names: ['relay-ingest'] },
   testSender: { role: 'admin', names: ['relay-ingest'] },
+  setSenderSecret: { role: 'admin', names: ['relay-ingest'] },
 } as const satisfies Record<string, CallerPolicy>;
 
 type Call = Pick<ServerUnaryCall<unknown, unknown>, 'metadata' | 'getAuthContext'>;

@@ -3,6 +3,7 @@ import type { Bus } from '@relay/bus';
 import { requireEnvelopeKeys, requireInternalAuth, type RelayConfig, type RelayEnv } from '@relay/config';
 import { once, type RunnableService } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';
+import { createLiveConfig } from '@relay/registry';
 import { connectBusFor, createRedis, createSenderWorker } from '@relay/service';
 import { startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
 import { createGraphDeliverer } from './deliver.js';
@@ -14,6 +15,8 @@ export interface GraphSenderOptions {
   env: RelayEnv;
   config: RelayConfig;
   logger: Logger;
+  /** relay.yaml, re-read when it changes. */
+  configPath?: string;
   /** Messages one replica works on at once (the per-mailbox bound applies to their requests). */
   concurrency?: number;
   timing?: Partial<GraphTiming>;
@@ -33,7 +36,12 @@ export async function createGraphSender(opts: GraphSenderOptions, overrides: { b
   const redis = overrides.redis ?? createRedis('queued', { url: env.redisUrl, name: 'relay-graph-sender' });
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis error'));
   const credentials = createCredentialsClient(env.credentialsAddr, internalAuth);
-  const senders = new Map(config.senders.filter((s) => s.transport === 'graph').map((s) => [s.id, s]));
+  const live = await createLiveConfig({ bus, config, logger, configPath: opts.configPath, replicas: env.streamReplicas });
+  const graphSenders = (c: RelayConfig) => new Map(c.senders.filter((s) => s.transport === 'graph').map((s) => [s.id, s]));
+  let senders = graphSenders(config);
+  live.onChange((c) => {
+    senders = graphSenders(c);
+  });
   const client = createGraphClient({
     tokens: createGraphTokens(credentials),
     slots: createMailboxSlots(redis, env.busPrefix, opts.slotTiming),
@@ -50,12 +58,15 @@ export async function createGraphSender(opts: GraphSenderOptions, overrides: { b
   const ready = async () => (await bus.healthy()) && redis.status === 'ready';
   return {
     async start() {
+      await live.start();
+      senders = graphSenders(live.current());
       await worker.start();
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
       return { metrics: ops.port };
     },
     stop: once(async () => {
       await worker.stop(env.graceMs);
+      await live.stop();
       credentials.close();
       await ops?.close();
       if (!overrides.redis) await redis.quit().catch(() => redis.disconnect());

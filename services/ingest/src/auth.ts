@@ -16,18 +16,23 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest();
  * Keys are held only as SHA-256 digests and compared in constant time against every client, so
  * neither the plaintext nor the timing of a lookup tells anything about the configured keys.
  */
-export function createAuthenticator(clients: ClientConfig[]): Authenticator {
-  const digests = clients.map((c) => ({ client: c, digest: sha256(c.apiKey.reveal()) }));
+export function createAuthenticator(clients: ClientConfig[], now: () => number = Date.now): Authenticator {
+  // relay.yaml's api_key, and the keys the relay made for clients of the registry (digests only).
+  const digests = clients.flatMap((c) => [
+    ...(c.apiKey ? [{ client: c, digest: sha256(c.apiKey.reveal()), expiresAt: Infinity }] : []),
+    ...(c.keys ?? []).map((k) => ({ client: c, digest: Buffer.from(k.digest, 'hex'), expiresAt: k.expiresAt ?? Infinity })),
+  ]);
   return {
     authenticate(metadata) {
       const header = metadata.get('authorization')[0];
       const m = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
       if (!m) throw new RelayError(ErrorCode.Unauthenticated, 'missing API key: send metadata "authorization: Bearer <api key>"');
       const presented = sha256(m[1]!);
-      let found: ClientConfig | undefined;
-      for (const d of digests) if (timingSafeEqual(d.digest, presented)) found = d.client;
+      let found: (typeof digests)[number] | undefined;
+      for (const d of digests) if (d.digest.length === presented.length && timingSafeEqual(d.digest, presented)) found = d;
       if (!found) throw new RelayError(ErrorCode.Unauthenticated, 'unknown API key');
-      return found;
+      if (found.expiresAt <= now()) throw new RelayError(ErrorCode.Unauthenticated, `this API key of client "${found.client.name}" expired (it was rotated)`);
+      return found.client;
     },
     authorizeSender(client, sender) {
       if (!sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required (a configured sender id)');

@@ -1,11 +1,19 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { ErrorCode, RelayError, type InternalAuth } from '@relay/core';
-import { createCredentialsClient, type BeginConsentResponse, type CredentialsClient, type TestSenderResponse } from '@relay/proto';
+import {
+  createCredentialsClient,
+  type BeginConsentResponse,
+  type CredentialsClient,
+  type SetSenderSecretResponse,
+  type TestSenderResponse,
+} from '@relay/proto';
 
 /** Ingest's client for the admin calls the credentials service answers (AdminService forwarding). */
 export interface AdminForward {
   beginConsent(sender: string): Promise<BeginConsentResponse>;
   testSender(sender: string, to: string): Promise<TestSenderResponse>;
+  setSenderSecret(sender: string, field: string, value: string): Promise<SetSenderSecretResponse>;
+  deleteSenderSecrets(sender: string): Promise<void>;
   close(): void;
 }
 
@@ -30,6 +38,8 @@ export function createAdminForward(address: string, auth: InternalAuth | undefin
   return {
     beginConsent: (sender) => forward((c) => c.beginConsent({ sender }, FORWARD_DEADLINE_MS)),
     testSender: (sender, to) => forward((c) => c.testSender({ sender, to }, TEST_DEADLINE_MS)),
+    setSenderSecret: (sender, field, value) => forward((c) => c.setSenderSecret({ id: sender, field, value }, FORWARD_DEADLINE_MS)),
+    deleteSenderSecrets: async (sender) => void (await forward((c) => c.deleteSenderSecrets({ sender }, FORWARD_DEADLINE_MS))),
     close: () => client?.close(),
   };
 }

@@ -1,8 +1,9 @@
 import { Server, status, type Metadata, type ServerUnaryCall } from '@grpc/grpc-js';
 import { createMessageIndexer, type Bus, type ConsumeLoop } from '@relay/bus';
-import { requireEnvelopeKeys, type RelayConfig, type RelayEnv } from '@relay/config';
+import { requireEnvelopeKeys, type RelayConfig, type RelayEnv, type SecretResolution } from '@relay/config';
 import { ErrorCode, RelayError, InFlight, describe, once, within, type RunnableService } from '@relay/core';
 import { AdminService, MailService, toGrpcDefinition, unary, type UnaryOptions, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
+import { createLiveConfig } from '@relay/registry';
 import { connectBusFor, createRedis } from '@relay/service';
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer } from '@relay/telemetry';
 import { createAuthenticator } from './auth.js';
@@ -10,6 +11,7 @@ import { startBudgetRelease } from './budget-release.js';
 import { createClientBudget, hasLimits } from './client-budget.js';
 import { createAdminForward } from './credentials-forward.js';
 import { createAdminMessageHandlers } from './admin-messages.js';
+import { createAdminRegistryHandlers } from './admin-registry.js';
 import { createKeyInterceptor, listenGrpc, MAX_CONCURRENT_STREAMS, type GrpcListener } from './grpc-guard.js';
 import { createMailHandlers, messageLimit, type IngestContext } from './mail-service.js';
 import { createSmtpDoor, smtpDoorTls } from './smtp-door/index.js';
@@ -18,6 +20,9 @@ export interface IngestOptions {
   env: RelayEnv;
   config: RelayConfig;
   logger: Logger;
+  /** relay.yaml, re-read when it changes. */
+  configPath?: string;
+  resolveSecrets?: SecretResolution;
 }
 
 /** gRPC room for the largest allowed message plus protobuf framing. */
@@ -27,6 +32,17 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
   const { env, config, logger } = opts;
   const envelopeKey = requireEnvelopeKeys(env).current;
   const bus = overrides.bus ?? (await connectBusFor('ingest', opts));
+  const live = await createLiveConfig({
+    bus,
+    config,
+    logger,
+    configPath: opts.configPath,
+    resolveSecrets: opts.resolveSecrets ?? 'callers-only',
+    replicas: env.streamReplicas,
+  }).catch(async (err: unknown) => {
+    if (!overrides.bus) await bus.close();
+    throw err;
+  });
   // Redis only when a client has limits: without any, ingest needs no Redis. Fails fast while
   // Redis is away: the limits are then not enforced.
   const redis = config.clients.some((c) => hasLimits(c.limits)) ? createRedis('fail-fast', { url: env.redisUrl, name: 'relay-ingest' }) : undefined;
@@ -57,7 +73,11 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     'grpc.enable_channelz': 0,
     'grpc.max_concurrent_streams': MAX_CONCURRENT_STREAMS,
     // The key is checked before a call's body is read; health checks need none.
-    interceptors: [createKeyInterceptor(ctx.auth, (path) => path.startsWith('/relay.v1.'))],
+    interceptors: [
+      createKeyInterceptor({ authenticate: (md) => ctx.auth.authenticate(md), authorizeSender: (c, s) => ctx.auth.authorizeSender(c, s) }, (path) =>
+        path.startsWith('/relay.v1.'),
+      ),
+    ],
   });
   const mail = createMailHandlers(ctx);
   const admin = createAdminForward(env.credentialsAddr, env.internalAuth);
@@ -66,11 +86,28 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     getMessage: unary(mail.getMessage, calls),
   });
   const messages = createAdminMessageHandlers(ctx);
+  const registry = createAdminRegistryHandlers({
+    bus,
+    live,
+    credentials: admin,
+    get auth() {
+      return ctx.auth;
+    },
+  });
   const indexer = createMessageIndexer(bus, logger);
   server.addService(toGrpcDefinition(AdminService), {
     listMessages: unary(messages.listMessages, calls),
     retryMessages: unary(messages.retryMessages, calls),
     cancelMessages: unary(messages.cancelMessages, calls),
+    listSenders: unary(registry.listSenders, calls),
+    getSender: unary(registry.getSender, calls),
+    putSender: unary(registry.putSender, calls),
+    deleteSender: unary(registry.deleteSender, calls),
+    setSenderSecret: unary(registry.setSenderSecret, calls),
+    listClients: unary(registry.listClients, calls),
+    putClient: unary(registry.putClient, calls),
+    createApiKey: unary(registry.createApiKey, calls),
+    revokeApiKey: unary(registry.revokeApiKey, calls),
     testSender: unary(async (call: ServerUnaryCall<TestSenderRequest, unknown>) => {
       requireAdmin(ctx, call);
       if (!call.request.sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required');
@@ -89,6 +126,18 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
   let health: GrpcHealth | undefined;
   const ready = () => bus.healthy();
 
+  let limitsWarned = false;
+  /** relay.yaml and the registry, merged: in force for the next call and SMTP transaction. */
+  function applyConfig(next: RelayConfig) {
+    ctx.config = next;
+    ctx.senders = new Map(next.senders.map((s) => [s.id, s]));
+    ctx.auth = createAuthenticator(next.clients);
+    if (!redis && !limitsWarned && next.clients.some((c) => hasLimits(c.limits))) {
+      limitsWarned = true;
+      logger.warn({}, 'a client now has limits, but ingest started without any and so without Redis: restart ingest to enforce them');
+    }
+  }
+
   return {
     ctx,
     async start() {
@@ -98,6 +147,9 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
           .catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable at start; client limits are not enforced until it answers'));
         release = await startBudgetRelease(bus, budget, logger);
       }
+      await live.start();
+      applyConfig(live.current());
+      live.onChange(applyConfig);
       await indexer.start();
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
@@ -119,6 +171,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       await release?.done;
       redis?.disconnect();
       admin.close();
+      await live.stop();
       await indexer.stop(env.graceMs);
       if (!overrides.bus) await bus.close();
     }),

@@ -1,7 +1,7 @@
-import { watchFile, unwatchFile } from 'node:fs';
 import type { Bus } from '@relay/bus';
-import { loadConfigFile, type RelayConfig, type RelayEnv, type SecretResolution, type SenderConfig } from '@relay/config';
+import type { RelayConfig, RelayEnv, SecretResolution, SenderConfig } from '@relay/config';
 import { describe, once, type RunnableService } from '@relay/core';
+import { createLiveConfig } from '@relay/registry';
 import { connectBusFor, createRedis } from '@relay/service';
 import { relayInstruments, startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
 import { Intake, INTAKE_DEFAULTS, type IntakeOptions } from './intake.js';
@@ -67,30 +67,34 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
     await Promise.all(added.map((s) => lanes.get(s.id)!.start()));
   }
 
-  function watchConfig(path: string) {
-    watchFile(path, { interval: opts.reloadIntervalMs ?? 2_000 }, () => {
-      if (stopped) return;
-      try {
-        const config = loadConfigFile(path, opts.secretsEnv ?? {}, { resolveSecrets: opts.resolveSecrets ?? 'all' });
-        void reload(config).then(
-          () => logger.info({ senders: config.senders.length }, 'configuration reloaded'),
-          (err: unknown) => logger.error({ err: describe(err) }, 'configuration reload failed'),
-        );
-      } catch (err) {
-        logger.error({ err: describe(err) }, 'configuration change ignored: it is not valid; the previous one stays in force');
-      }
-    });
-  }
+  // relay.yaml (re-read when it changes) and the registry: new senders and rates without a restart.
+  const live = await createLiveConfig({
+    bus,
+    config: opts.config,
+    logger,
+    configPath: opts.configPath,
+    ...(opts.secretsEnv ? { secretsEnv: opts.secretsEnv } : {}),
+    resolveSecrets: opts.resolveSecrets ?? 'none',
+    ...(opts.reloadIntervalMs ? { reloadIntervalMs: opts.reloadIntervalMs } : {}),
+    replicas: env.streamReplicas,
+  });
+  live.onChange(async (config) => {
+    if (stopped) return;
+    await reload(config).then(
+      () => logger.info({ senders: config.senders.length }, 'configuration reloaded'),
+      (err: unknown) => logger.error({ err: describe(err) }, 'configuration reload failed'),
+    );
+  });
 
   return {
     reload,
     async start() {
       await redis?.connect().catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable at start; paced senders hold until it answers'));
-      await reload(opts.config);
+      await live.start();
+      await reload(live.current());
       // The lanes first, so held mail has its consumer before new mail comes in.
       await intake.start();
       sweeper.start();
-      if (opts.configPath) watchConfig(opts.configPath);
       unregisterGauges = registerQueueGauges(relayInstruments().meter, { bus, lanes: () => lanes.values() });
       ops = await startOpsServer({
         port: env.metricsPort,
@@ -103,7 +107,7 @@ export async function createScheduler(opts: SchedulerOptions, overrides: { bus?:
     stop: once(async () => {
       stopped = true;
       unregisterGauges?.();
-      if (opts.configPath) unwatchFile(opts.configPath);
+      await live.stop();
       await Promise.allSettled([sweeper.stop(), ...[intake, ...lanes.values()].map((l) => l.stop(env.graceMs))]);
       await pacer.close();
       await ops?.close();

@@ -24,6 +24,11 @@ export class AuthCache {
     this.#client = client;
   }
 
+  /** Forgets what was fetched: after a configuration change (a new password, another server). */
+  clear() {
+    this.#entries.clear();
+  }
+
   async get(sender: string, opts: { tokenRejected?: boolean } = {}): Promise<GetSmtpAuthResponse> {
     const hit = this.#entries.get(sender);
     if (hit && hit.until > Date.now() && !opts.tokenRejected) return hit.auth;

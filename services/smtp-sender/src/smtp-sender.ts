@@ -1,7 +1,8 @@
 import type { Bus } from '@relay/bus';
-import { requireEnvelopeKeys, requireInternalAuth, type RelayConfig, type RelayEnv } from '@relay/config';
+import { requireEnvelopeKeys, requireInternalAuth, type RelayConfig, type RelayEnv, type SenderConfig } from '@relay/config';
 import { once, type RunnableService } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';
+import { createLiveConfig } from '@relay/registry';
 import { connectBusFor, createSenderWorker } from '@relay/service';
 import { startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
 import { AuthCache } from './auth-cache.js';
@@ -12,6 +13,8 @@ export interface SmtpSenderOptions {
   env: RelayEnv;
   config: RelayConfig;
   logger: Logger;
+  /** relay.yaml, re-read when it changes. */
+  configPath?: string;
   /** Messages one replica delivers at once (across all its senders' pools). */
   concurrency?: number;
 }
@@ -23,18 +26,28 @@ export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus
   const bus = overrides.bus ?? (await connectBusFor('smtp-sender', opts));
   const credentials = createCredentialsClient(env.credentialsAddr, internalAuth);
   const pools = new TransportPool();
-  const senders = new Map(config.senders.filter((s) => s.transport === 'smtp').map((s) => [s.id, s]));
-  const deliverer = createSmtpDeliverer(() => senders, new AuthCache(credentials), pools);
+  const live = await createLiveConfig({ bus, config, logger: opts.logger, configPath: opts.configPath, replicas: env.streamReplicas });
+  const smtpSenders = (c: RelayConfig) => new Map(c.senders.filter((s) => s.transport === 'smtp').map((s) => [s.id, s]));
+  let senders: Map<string, SenderConfig> = smtpSenders(config);
+  const auth = new AuthCache(credentials);
+  live.onChange((c) => {
+    senders = smtpSenders(c);
+    auth.clear();
+  });
+  const deliverer = createSmtpDeliverer(() => senders, auth, pools);
   const worker = createSenderWorker('smtp', opts, { bus, envelopeKeys, concurrency: opts.concurrency ?? 256, deliver: (e) => deliverer.deliver(e) });
   let ops: OpsServer | undefined;
   return {
     async start() {
+      await live.start();
+      senders = smtpSenders(live.current());
       await worker.start();
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready: () => bus.healthy() });
       return { metrics: ops.port };
     },
     stop: once(async () => {
       await worker.stop(env.graceMs);
+      await live.stop();
       pools.closeAll();
       credentials.close();
       await ops?.close();

@@ -28,7 +28,10 @@ export class TransportPool {
   readonly #pools = new Map<string, { key: string; pool: Pool }>();
 
   get(sender: SenderConfig, auth: GetSmtpAuthResponse): Pool {
-    const key = createHash('sha256').update(`${auth.kind}\0${auth.user}\0${auth.password}\0${auth.accessToken}`).digest('hex');
+    // The settings too: a sender changed through the registry gets a new pool.
+    const key = createHash('sha256')
+      .update(`${auth.kind}\0${auth.user}\0${auth.password}\0${auth.accessToken}\0${JSON.stringify(sender.smtp)}`)
+      .digest('hex');
     const current = this.#pools.get(sender.id);
     if (current?.key === key) return current.pool;
     if (current) retire(current.pool);

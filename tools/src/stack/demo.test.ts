@@ -27,7 +27,7 @@ describe('demo config', () => {
     const path = writeDemoConfig(root, { host: '127.0.0.1', port: 2526 });
     expect(path).toBe(join(root, '.relay', 'demo-relay.yaml'));
     const config = parseConfig(readFileSync(path, 'utf8'), {}, path);
-    expect(config.clients.map((c) => [c.name, c.apiKey.reveal(), c.senders, c.admin])).toEqual([
+    expect(config.clients.map((c) => [c.name, c.apiKey!.reveal(), c.senders, c.admin])).toEqual([
       ['demo', DEMO.apiKey, ['demo'], false],
       ['demo-admin', DEMO.adminApiKey, ['demo'], true],
     ]);

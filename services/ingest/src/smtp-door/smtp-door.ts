@@ -65,8 +65,14 @@ const MAX_FAILED_LOGINS = 3;
  * so CHUNKING is not offered either: clients then send with DATA (RFC 3030).
  */
 export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpDoor {
-  const gate = createSmtpGate(ctx.config.clients, ctx.senders);
-  const clients = new Map(ctx.config.clients.map((c) => [c.name, c]));
+  // Rebuilt when the configuration changes (relay.yaml edits, the registry).
+  let view = { config: ctx.config, gate: createSmtpGate(ctx.config.clients, ctx.senders), clients: new Map(ctx.config.clients.map((c) => [c.name, c])) };
+  const current = () => {
+    if (view.config !== ctx.config) {
+      view = { config: ctx.config, gate: createSmtpGate(ctx.config.clients, ctx.senders), clients: new Map(ctx.config.clients.map((c) => [c.name, c])) };
+    }
+    return view;
+  };
   const sessions = new Map<string, SessionState>();
   const name = opts.name ?? hostname();
   const maxSize = Math.max(ctx.config.limits.maxMessageBytes, ...ctx.config.senders.map((s) => messageLimit(ctx.config, s)));
@@ -98,7 +104,7 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     closeTimeout: opts.graceMs,
     onConnect(session, callback) {
       relayInstruments().smtpSessions.add(1, { port });
-      sessions.set(session.id, { byAddress: gate.byAddress(session.remoteAddress), tx: undefined, receiving: false, failedLogins: 0 });
+      sessions.set(session.id, { byAddress: current().gate.byAddress(session.remoteAddress), tx: undefined, receiving: false, failedLogins: 0 });
       // AUTH is neither offered nor taken before TLS, so a client never sends its password in
       // clear text (it would, offered AUTH, before the refusal); onSecure offers it.
       if (!session.secure) session.disabledCommands = ['AUTH'];
@@ -113,7 +119,7 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
       sessions.delete(session.id);
     },
     onAuth(auth, session, callback) {
-      const client = auth.username && auth.password ? gate.login(auth.username, auth.password) : undefined;
+      const client = auth.username && auth.password ? current().gate.login(auth.username, auth.password) : undefined;
       if (!client) {
         ctx.logger.info({ smtp_session: session.id, remote: session.remoteAddress, user: auth.username }, 'smtp auth refused');
         const st = sessions.get(session.id);
@@ -152,9 +158,9 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     const st = sessions.get(session.id);
     if (!st) return reply(421, '4.3.0 Session state lost; reconnect');
     endTx(st, 'transaction abandoned');
-    const client = typeof session.user === 'string' ? clients.get(session.user) : st.byAddress;
+    const client = typeof session.user === 'string' ? current().clients.get(session.user) : st.byAddress;
     if (!client) return reply(530, '5.7.0 Authentication required');
-    const sender = gate.senderFor(client, address.address);
+    const sender = current().gate.senderFor(client, address.address);
     if (!sender) {
       return reply(550, `5.7.1 Sender address <${address.address}> is not one of client "${client.name}"'s senders (a sender's from or smtp_aliases)`);
     }
@@ -196,7 +202,7 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
         ['Sender or Resent-*', head.onBehalf],
       ] as const) {
         for (const a of list) {
-          if (gate.senderFor(tx.client, a) !== tx.sender) {
+          if (current().gate.senderFor(tx.client, a)?.id !== tx.sender.id) {
             throw reply(550, `5.7.1 ${field} header address <${a}> is not an address of sender "${tx.sender.id}" (its from or smtp_aliases)`);
           }
         }
