@@ -218,6 +218,16 @@ describe('the registry through AdminService', () => {
     expect(missing.code).toBe(status.NOT_FOUND);
   });
 
+  it("enforces a managed client's limits, though no client had any when ingest started", async () => {
+    await ops.admin('putClient', create(PutClientRequestSchema, { client: { name: 'capped', spec: { senders: ['desk'], limits: { daily_recipients: 1 } } } }));
+    const key = await ops.admin<CreateApiKeyResponse>('createApiKey', create(CreateApiKeyRequestSchema, { client: 'capped' }));
+    const capped = stack.client(key.apiKey);
+    const send = () => capped.sendMail({ sender: 'desk', to: ['f@example.org'], subject: 'cap', text: 'x' });
+    await send();
+    const over = await codeOf(send());
+    expect(over.code).toBe(status.RESOURCE_EXHAUSTED);
+  });
+
   it('refuses to delete a sender while mail is queued for it, unless forced', async () => {
     // One message per hour: the second waits in the held stream.
     await put('slow', senderSpec(open, { rate: { batch_size: 1, interval: '1h' } }));

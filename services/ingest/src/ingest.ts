@@ -8,7 +8,7 @@ import { connectBusFor, createRedis } from '@relay/service';
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer } from '@relay/telemetry';
 import { createAuthenticator } from './auth.js';
 import { startBudgetRelease } from './budget-release.js';
-import { createClientBudget, hasLimits } from './client-budget.js';
+import { createClientBudget, hasLimits, type ClientBudget } from './client-budget.js';
 import { createAdminForward } from './credentials-forward.js';
 import { createAdminMessageHandlers } from './admin-messages.js';
 import { createAdminRegistryHandlers } from './admin-registry.js';
@@ -43,17 +43,15 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     if (!overrides.bus) await bus.close();
     throw err;
   });
-  // Redis only when a client has limits: without any, ingest needs no Redis. Fails fast while
-  // Redis is away: the limits are then not enforced.
-  const redis = config.clients.some((c) => hasLimits(c.limits)) ? createRedis('fail-fast', { url: env.redisUrl, name: 'relay-ingest' }) : undefined;
-  redis?.on('error', () => {}); // reported by the budget, once per outage
-  const budget = redis ? createClientBudget(redis, env.busPrefix, logger, config.delivery.maxAgeMs) : undefined;
+  // Client limits (Redis): started once a client has limits, at start or when one gets them.
+  let redis: ReturnType<typeof createRedis> | undefined;
+  let budget: ClientBudget | undefined;
   const ctx: IngestContext = {
     config,
     senders: new Map(config.senders.map((s) => [s.id, s])),
     bus,
     auth: createAuthenticator(config.clients),
-    budget,
+    budget: undefined,
     logger,
     envelopeKey,
   };
@@ -126,30 +124,35 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
   let health: GrpcHealth | undefined;
   const ready = () => bus.healthy();
 
-  let limitsWarned = false;
   /** relay.yaml and the registry, merged: in force for the next call and SMTP transaction. */
   function applyConfig(next: RelayConfig) {
     ctx.config = next;
     ctx.senders = new Map(next.senders.map((s) => [s.id, s]));
     ctx.auth = createAuthenticator(next.clients);
-    if (!redis && !limitsWarned && next.clients.some((c) => hasLimits(c.limits))) {
-      limitsWarned = true;
-      logger.warn({}, 'a client now has limits, but ingest started without any and so without Redis: restart ingest to enforce them');
-    }
+    if (!budget && next.clients.some((c) => hasLimits(c.limits))) startBudget(next);
   }
+
+  /** Redis only once a client has limits: without any, ingest needs no Redis. */
+  function startBudget(first: RelayConfig) {
+    // Fails fast while Redis is away: the limits are then not enforced.
+    const r = (redis = createRedis('fail-fast', { url: env.redisUrl, name: 'relay-ingest' }));
+    r.on('error', () => {}); // reported by the budget, once per outage
+    const b = (budget = createClientBudget(r, env.busPrefix, logger, first.delivery.maxAgeMs));
+    ctx.budget = b;
+    budgetStarted = (async () => {
+      await r.connect().catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable; client limits are not enforced until it answers'));
+      release = await startBudgetRelease(bus, b, logger);
+    })();
+  }
+  let budgetStarted: Promise<void> | undefined;
 
   return {
     ctx,
     async start() {
-      if (redis && budget) {
-        await redis
-          .connect()
-          .catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable at start; client limits are not enforced until it answers'));
-        release = await startBudgetRelease(bus, budget, logger);
-      }
       await live.start();
       applyConfig(live.current());
       live.onChange(applyConfig);
+      await budgetStarted;
       await indexer.start();
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
@@ -167,6 +170,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       server.forceShutdown();
       await listenerClosed;
       await ops?.close();
+      await budgetStarted?.catch(() => {});
       release?.stop();
       await release?.done;
       redis?.disconnect();
