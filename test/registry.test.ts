@@ -197,6 +197,13 @@ describe('the registry through AdminService', () => {
       redis.disconnect();
     }
     for (const p of [stack.credentials, stack.ingest, stack.scheduler, ...stack.smtpSenders]) expect(p.logs.join('\n')).not.toContain(SECRET);
+
+    // Pointed at another server, the sender does not take its password there: it must be set again.
+    const spec = shown.sender!.spec as { smtp: Record<string, unknown> };
+    await put('locked', { ...spec, smtp: { ...spec.smtp, host: 'localhost' } }, shown.sender!.etag);
+    expect((await getSender('locked')).sender?.secrets).toEqual([expect.objectContaining({ field: 'smtp.auth.password', set: false })]);
+    const again = await locked.sendMail({ sender: 'locked', to: ['b@example.org'], subject: 's2', text: 'x' });
+    expect((await waitForState(locked, again.messageId, [MessageState.RETRYING])).lastError).toContain('smtp.auth.password is not set');
   });
 
   it('rotates a key with an overlap, and revokes one at once', async () => {

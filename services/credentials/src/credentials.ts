@@ -88,6 +88,11 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   // One map, kept current in place: the consent flow and every call read it.
   const senders = new Map(config.senders.map((s) => [s.id, s]));
   live.onChange((c) => {
+    for (const s of c.senders) {
+      // A sender whose settings changed gets a new token from where it now signs in.
+      const before = senders.get(s.id);
+      if (before && JSON.stringify(before) !== JSON.stringify(s)) cache.forget(s.id);
+    }
     senders.clear();
     for (const s of c.senders) senders.set(s.id, s);
   });
@@ -155,7 +160,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
       'sender secrets not deleted',
       CALLERS.setSenderSecret,
       async (req) => {
-        await managed.deleteSender(req.sender);
+        await Promise.all([managed.deleteSender(req.sender), store.forget(req.sender), cache.drop(req.sender)]);
         return create(DeleteSenderSecretsResponseSchema, {});
       },
     ),

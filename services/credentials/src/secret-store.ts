@@ -20,6 +20,8 @@ export interface RefreshTokenStore {
   /** The current refresh token of a sender: the stored one, or the one in relay.yaml when that is newer. */
   get(sender: string, configured?: string): Promise<string | undefined>;
   put(sender: string, token: string, source: RefreshTokenSource, configured?: string): Promise<void>;
+  /** Removes a sender's stored refresh token (the sender was deleted or now signs in elsewhere). */
+  forget(sender: string): Promise<void>;
 }
 
 export const SECRETS_HISTORY = 5;
@@ -64,6 +66,9 @@ export async function openRefreshTokenStore(bus: Bus, box: SecretBox, replicas =
         updatedAt: new Date().toISOString(),
       };
       await kv.put(key(sender), JSON.stringify(rec));
+    },
+    async forget(sender) {
+      await kv.purge(key(sender));
     },
   };
   return store;

@@ -66,6 +66,12 @@ export class TokenCache {
     this.#memory.delete(sender);
   }
 
+  /** Forgets the sender's token here and in Redis (its sign-in changed or it was deleted). */
+  async drop(sender: string): Promise<void> {
+    this.#memory.delete(sender);
+    await this.#redis.del(this.tokenKey(sender));
+  }
+
   /** Takes the refresh lock of a sender across replicas; returns the release function, or undefined when another replica holds it. */
   async lock(sender: string, ttlMs: number): Promise<(() => Promise<void>) | undefined> {
     const owner = randomBytes(12).toString('base64url');

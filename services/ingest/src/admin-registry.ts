@@ -132,7 +132,10 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
       const spec = specOf(input.spec, 'id', id, 'sender');
       if (input.owners.length > 0 && spec.owners === undefined) spec.owners = [...input.owners];
       const old = ctx.live.senderRecords().get(id);
-      const secrets = old?.value.secrets ?? {};
+      // Secrets go only where they were set for: a sender that now signs in elsewhere starts without them.
+      const moved = old !== undefined && signInTarget(old.value.spec) !== signInTarget(spec);
+      if (moved && input.etag) await ctx.credentials.deleteSenderSecrets(id);
+      const secrets = moved ? {} : (old?.value.secrets ?? {});
       // The same checks as relay.yaml's, with the field's name.
       invalidIfThrows(() =>
         parseManagedSender(
@@ -284,6 +287,29 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
       return create(RevokeApiKeyResponseSchema, {});
     },
   };
+}
+
+/** Where a sender's secrets are sent: its server or identity platform, app and account. */
+function signInTarget(spec: Record<string, unknown>): string {
+  const smtp = (spec.smtp ?? {}) as Record<string, unknown>;
+  const auth = (smtp.auth ?? {}) as Record<string, unknown>;
+  const graph = (spec.graph ?? {}) as Record<string, unknown>;
+  return JSON.stringify([
+    spec.transport,
+    smtp.host,
+    auth.type,
+    auth.provider,
+    auth.tenant_id,
+    auth.client_id,
+    auth.user,
+    auth.authority_url,
+    auth.token_url,
+    graph.tenant_id,
+    graph.client_id,
+    graph.mailbox,
+    graph.authority_url,
+    graph.graph_url,
+  ]);
 }
 
 function managedSenderView(id: string, rec: Versioned<SenderRecord>): Sender {
