@@ -1,5 +1,4 @@
 import { watchFile, unwatchFile } from 'node:fs';
-import type { Bus } from '@relay/bus';
 import { loadConfigFile, type RelayConfig, type RelayEnv, type SecretResolution, type SenderConfig } from '@relay/config';
 import { describe, once, type RunnableService } from '@relay/core';
 import { connectBusFor, createRedis } from '@relay/service';
@@ -8,7 +7,7 @@ import { Intake, INTAKE_DEFAULTS, type IntakeOptions } from './intake.js';
 import { SenderLane, LANE_DEFAULTS, type LaneOptions } from './lane.js';
 import { createHeldSweeper } from './held-expiry.js';
 import { pacingMetrics, registerQueueGauges } from './metrics.js';
-import { PacingLog } from './pacing-log.js';
+import { PacingLog, type Bus } from '@relay/bus';
 import type { Pacer } from './pacer.js';
 import { RedisPacer } from './redis-pacer.js';
 
