@@ -81,8 +81,11 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           ...durableRights(n.statusStream, CLIENT_BUDGET_CONSUMER),
           // RetryMessages reads the kept envelopes.
           ...readObjects(failed),
+          // GetQueueStats reads the pacing log when Redis has no pacing state.
+          ...orderedConsumer(n.pacingStream),
         ],
-        subscribe,
+        // WatchMessages: state changes as they are published.
+        subscribe: [...subscribe, n.statusWildcard],
       };
     case 'scheduler':
       return {
