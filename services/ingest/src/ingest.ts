@@ -10,6 +10,10 @@ import { startBudgetRelease } from './budget-release.js';
 import { createClientBudget, hasLimits } from './client-budget.js';
 import { createAdminForward } from './credentials-forward.js';
 import { createAdminMessageHandlers } from './admin-messages.js';
+import { createQueueStatsHandler } from './admin-queue.js';
+import { createWatchHub, type WatchHub, type WatchOptions } from './admin-watch.js';
+import { isPaced } from './pacing-view.js';
+import { addReflection } from './reflection.js';
 import { createKeyInterceptor, listenGrpc, MAX_CONCURRENT_STREAMS, type GrpcListener } from './grpc-guard.js';
 import { createMailHandlers, messageLimit, type IngestContext } from './mail-service.js';
 import { createSmtpDoor, smtpDoorTls } from './smtp-door/index.js';
@@ -23,15 +27,20 @@ export interface IngestOptions {
 /** gRPC room for the largest allowed message plus protobuf framing. */
 const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
 
-export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService & { ctx: IngestContext }> {
+export async function createIngest(
+  opts: IngestOptions,
+  overrides: { bus?: Bus; watch?: Partial<WatchOptions> } = {},
+): Promise<RunnableService & { ctx: IngestContext; watches: Pick<WatchHub, 'size'> }> {
   const { env, config, logger } = opts;
   const envelopeKey = requireEnvelopeKeys(env).current;
   const bus = overrides.bus ?? (await connectBusFor('ingest', opts));
-  // Redis only when a client has limits: without any, ingest needs no Redis. Fails fast while
-  // Redis is away: the limits are then not enforced.
-  const redis = config.clients.some((c) => hasLimits(c.limits)) ? createRedis('fail-fast', { url: env.redisUrl, name: 'relay-ingest' }) : undefined;
+  // Redis only when a client has limits or a sender is paced (GetQueueStats reads the pacing
+  // state): without either, ingest needs no Redis. Fails fast while Redis is away: the limits are
+  // then not enforced, and GetQueueStats reads the pacing log instead.
+  const limited = config.clients.some((c) => hasLimits(c.limits));
+  const redis = limited || config.senders.some((s) => isPaced(s.rate)) ? createRedis('fail-fast', { url: env.redisUrl, name: 'relay-ingest' }) : undefined;
   redis?.on('error', () => {}); // reported by the budget, once per outage
-  const budget = redis ? createClientBudget(redis, env.busPrefix, logger, config.delivery.maxAgeMs) : undefined;
+  const budget = redis && limited ? createClientBudget(redis, env.busPrefix, logger, config.delivery.maxAgeMs) : undefined;
   const ctx: IngestContext = {
     config,
     senders: new Map(config.senders.map((s) => [s.id, s])),
@@ -66,11 +75,16 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     getMessage: unary(mail.getMessage, calls),
   });
   const messages = createAdminMessageHandlers(ctx);
+  const getQueueStats = createQueueStatsHandler({ bus, auth: ctx.auth, senders: ctx.senders, redis, prefix: env.busPrefix, logger });
+  const watch = createWatchHub(bus, ctx.auth, logger, overrides.watch);
   const indexer = createMessageIndexer(bus, logger);
   server.addService(toGrpcDefinition(AdminService), {
     listMessages: unary(messages.listMessages, calls),
     retryMessages: unary(messages.retryMessages, calls),
     cancelMessages: unary(messages.cancelMessages, calls),
+    getQueueStats: unary(getQueueStats, calls),
+    // A stream, not work in flight: the stop ends it rather than waiting for it.
+    watchMessages: watch.watchMessages,
     testSender: unary(async (call: ServerUnaryCall<TestSenderRequest, unknown>) => {
       requireAdmin(ctx, call);
       if (!call.request.sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required');
@@ -82,6 +96,8 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       return admin.beginConsent(call.request.sender);
     }, calls),
   });
+  // Reflection needs no key (like health checks): it describes the API, no mail or settings.
+  addReflection(server);
   const smtpDoor = createSmtpDoor(ctx, { host: env.host, port: env.smtpPort, smtpsPort: env.smtpsPort, tls: smtpDoorTls(env), graceMs: env.graceMs });
   let ops: OpsServer | undefined;
   let grpc: GrpcListener | undefined;
@@ -91,13 +107,19 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
 
   return {
     ctx,
+    watches: watch,
     async start() {
-      if (redis && budget) {
+      if (redis) {
         await redis
           .connect()
-          .catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable at start; client limits are not enforced until it answers'));
-        release = await startBudgetRelease(bus, budget, logger);
+          .catch((err: unknown) =>
+            logger.error(
+              { err: describe(err) },
+              'Redis unavailable at start; client limits are not enforced until it answers (queue stats read the pacing log)',
+            ),
+          );
       }
+      if (budget) release = await startBudgetRelease(bus, budget, logger);
       await indexer.start();
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
@@ -109,8 +131,11 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     stop: once(async () => {
       // Refuse new calls, let the ones in progress finish within the grace period.
       health?.close();
+      // Open watches end now (UNAVAILABLE): the shutdown below would otherwise wait for them.
+      watch.closeAll();
       const listenerClosed = grpc?.close();
-      await Promise.all([new Promise<void>((resolve) => server.tryShutdown(() => resolve())), smtpDoor.stop()]);
+      // A watch whose client stopped reading cannot deliver its end: bounded by the grace period.
+      await Promise.all([within(new Promise<void>((resolve) => server.tryShutdown(() => resolve())), env.graceMs), smtpDoor.stop()]);
       if (!(await within(inFlight.idle(), env.graceMs))) logger.warn({ in_flight: inFlight.size }, 'grace period over');
       server.forceShutdown();
       await listenerClosed;
