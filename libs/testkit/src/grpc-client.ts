@@ -4,6 +4,7 @@ import {
   AdminService,
   CancelMessagesRequestSchema,
   GetMessageRequestSchema,
+  GetQueueStatsRequestSchema,
   ListMessagesRequestSchema,
   RetryMessagesRequestSchema,
   MailService,
@@ -12,6 +13,7 @@ import {
   toGrpcDefinition,
   type CancelMessagesResponse,
   type GetMessageResponse,
+  type GetQueueStatsResponse,
   type ListMessagesResponse,
   type RetryMessagesResponse,
   type SendMailRequest,
@@ -52,6 +54,7 @@ export interface TestClient {
   listMessages(req: MessageInitShape<typeof ListMessagesRequestSchema>, opts?: CallOptions): Promise<ListMessagesResponse>;
   retryMessages(req: MessageInitShape<typeof RetryMessagesRequestSchema>, opts?: CallOptions): Promise<RetryMessagesResponse>;
   cancelMessages(req: MessageInitShape<typeof CancelMessagesRequestSchema>, opts?: CallOptions): Promise<CancelMessagesResponse>;
+  getQueueStats(req: MessageInitShape<typeof GetQueueStatsRequestSchema>, opts?: CallOptions): Promise<GetQueueStatsResponse>;
   close(): void;
 }
 
@@ -87,6 +90,7 @@ export function createTestClient(address: string, apiKey?: string, tls?: { caPem
     listMessages: (req, opts) => call(admin, 'listMessages', create(ListMessagesRequestSchema, req), opts),
     retryMessages: (req, opts) => call(admin, 'retryMessages', create(RetryMessagesRequestSchema, req), opts),
     cancelMessages: (req, opts) => call(admin, 'cancelMessages', create(CancelMessagesRequestSchema, req), opts),
+    getQueueStats: (req, opts) => call(admin, 'getQueueStats', create(GetQueueStatsRequestSchema, req), opts),
     close() {
       mail.close();
       admin.close();
