@@ -130,7 +130,7 @@ export function createQueueStatsHandler(ctx: QueueStatsContext) {
       for (const s of senders) out.push(await statsOf(s, counts.get(s.id)!, held.get(s.id) ?? 0, now));
       return create(GetQueueStatsResponseSchema, { senders: out });
     } catch (err) {
-      throw new RelayError(ErrorCode.Unavailable, 'queue figures are unavailable (message broker unreachable); retry', { cause: err });
+      throw new RelayError(ErrorCode.Unavailable, 'queue figures are unavailable: the message broker did not answer, or refused a read; retry', { cause: err });
     }
   };
 }
