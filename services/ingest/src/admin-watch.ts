@@ -55,6 +55,8 @@ export function createWatchHub(bus: Bus, auth: Authenticator, logger: Logger, op
   const watchers = new Set<Watcher>();
   const clients = new Map<string, string>();
   let sub: Subscription | undefined;
+  /** Settles once the broker has the subscription (a round trip after it was sent). */
+  let subscribed: Promise<void> = Promise.resolve();
   let closed = false;
 
   const remember = (id: string, client: string) => {
@@ -82,6 +84,8 @@ export function createWatchHub(bus: Bus, auth: Authenticator, logger: Logger, op
         for (const w of watchers) w.offer(ev, client);
       },
     });
+    // The broker handles a connection's messages in order: once this PING is answered, it has the SUB.
+    subscribed = bus.nc.flush();
   }
 
   function unsubscribeIfIdle() {
@@ -167,8 +171,13 @@ export function createWatchHub(bus: Bus, auth: Authenticator, logger: Logger, op
     call.on('close', stop);
     watchers.add(watcher);
     if (!sub) subscribe();
-    // Headers now: the client knows the watch has started (events from here on are seen).
-    call.sendMetadata(new Metadata());
+    // Headers once the broker has the subscription: from then on the client misses no change.
+    subscribed.then(
+      () => {
+        if (!ended) call.sendMetadata(new Metadata());
+      },
+      () => watcher.end(status.UNAVAILABLE, 'could not subscribe to state changes (message broker unreachable); watch again'),
+    );
   }
 
   return {
