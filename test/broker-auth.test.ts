@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { status } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, Metadata, status, type ClientReadableStream } from '@grpc/grpc-js';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { errors, nkeyAuthenticator, type NatsConnection } from '@nats-io/nats-core';
@@ -8,7 +8,7 @@ import { connect } from '@nats-io/transport-node';
 import { createUser } from '@nats-io/nkeys';
 import { busNames, createNatsAuth, ENVELOPE_SIG_INVALID, inboxPrefixFor, secretsBucketName, signEnvelope, type NatsAuthSetup, type NatsUser } from '@relay/bus';
 import { uuidv7 } from '@relay/core';
-import { EnvelopeSchema, MessageState } from '@relay/proto';
+import { AdminService, EnvelopeSchema, MessageState, toGrpcDefinition, WatchMessagesRequestSchema, type MessageEvent } from '@relay/proto';
 import {
   clientEntry,
   FAST_DELIVERY,
@@ -22,15 +22,17 @@ import {
   startSmtpServer,
   startStack,
   type TestClient,
+  testRedisUrl,
   type TestSmtpServer,
   uncleanExits,
   uniquePrefix,
   waitForMail,
   waitForState,
 } from '@relay/testkit';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const app = newClient('broker-app', ['no-reply', 'flaky', 'bouncer']);
+const app = newClient('broker-app', ['no-reply', 'flaky', 'bouncer', 'capped']);
 const opsKey = newClient('broker-ops', [], true);
 
 let prefix: string;
@@ -100,7 +102,12 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
       nats: { url: nats.url, auth },
       config: {
         clients: [clientEntry(app), clientEntry(opsKey)],
-        senders: [smtpSender({ id: 'no-reply', server: smtp }), smtpSender({ id: 'flaky', server: flaky }), smtpSender({ id: 'bouncer', server: bouncer })],
+        senders: [
+          smtpSender({ id: 'no-reply', server: smtp }),
+          smtpSender({ id: 'flaky', server: flaky }),
+          smtpSender({ id: 'bouncer', server: bouncer }),
+          { ...smtpSender({ id: 'capped', server: smtp }), rate: { daily_recipients: 50 } },
+        ],
         delivery: FAST_DELIVERY,
       },
     });
@@ -177,6 +184,46 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
     });
     expect((await ops.cancelMessages({ messageIds: [later.messageId] })).count).toBe(1);
     expect((await waitForState(client, later.messageId, [MessageState.FAILED])).lastError).toContain('cancelled by broker-ops');
+    expect(nats.output()).not.toMatch(/Violation/);
+  });
+
+  it('reads queue figures (Redis, then the pacing log) and watches state changes through ingest on its own user', async () => {
+    const Admin = makeGenericClientConstructor(toGrpcDefinition(AdminService), 'AdminService');
+    const admin = new Admin(stack.address, credentials.createInsecure());
+    const md = new Metadata();
+    md.set('authorization', `Bearer ${opsKey.apiKey}`);
+    const call = (admin as unknown as Record<string, (req: unknown, md: Metadata) => ClientReadableStream<MessageEvent>>).watchMessages!.call(
+      admin,
+      create(WatchMessagesRequestSchema, { sender: 'capped' }),
+      md,
+    );
+    const seen: string[] = [];
+    call.on('data', (e: MessageEvent) => seen.push(MessageState[e.state]));
+    call.on('error', () => {});
+    await new Promise((resolve) => call.once('metadata', resolve));
+    try {
+      const { messageId } = await client.sendMail({ sender: 'capped', to: ['fay@students.campus.example'], subject: 'capped', text: 'x' });
+      await waitForState(client, messageId, [MessageState.SENT]);
+      const until = Date.now() + 10_000;
+      while (!seen.includes('SENT') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      expect(seen).toEqual(['QUEUED', 'SENDING', 'SENT']);
+    } finally {
+      call.cancel();
+      admin.close();
+    }
+    const [fromRedis] = (await ops.getQueueStats({ sender: 'capped' })).senders;
+    expect(fromRedis).toMatchObject({ recipientsToday: 1n, dailyRecipientCap: 50n });
+    // Nothing waits for the sender, so nothing rebuilds its state: the figures come from the log.
+    const redis = new Redis(testRedisUrl());
+    try {
+      const keys = await redis.keys(`${prefix}:pace:{capped}:*`);
+      expect(keys.length).toBeGreaterThan(0);
+      await redis.del(...keys);
+    } finally {
+      redis.disconnect();
+    }
+    const [fromLog] = (await ops.getQueueStats({ sender: 'capped' })).senders;
+    expect(fromLog).toMatchObject({ recipientsToday: 1n, dailyRecipientCap: 50n });
     expect(nats.output()).not.toMatch(/Violation/);
   });
 

@@ -13,3 +13,4 @@ export * from './message-index.js';
 export * from './envelope-sig.js';
 export * from './nats-auth.js';
 export * from './nats-connect.js';
+export * from './pacing-log.js';

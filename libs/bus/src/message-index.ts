@@ -213,3 +213,36 @@ export async function readIndexRecord(bus: Bus, messageId: string): Promise<Mess
   const entry = await bus.messages.get(messageId);
   return entry && entry.operation === 'PUT' && entry.value.length > 0 ? fromBinary(MessageRecordSchema, entry.value) : undefined;
 }
+
+/**
+ * Visits the records of the index (the latest value of each key), at most `max` of them; resolves
+ * with how many were visited and whether that was all. Only the small bounded records are read,
+ * never a message's body.
+ */
+export async function scanIndex(bus: Bus, max: number, visit: (r: MessageRecord) => void): Promise<{ visited: number; complete: boolean }> {
+  const stream = `KV_${bus.names.messagesBucket}`;
+  const info = await bus.jsm.streams.info(stream);
+  if (info.state.messages === 0) return { visited: 0, complete: true };
+  const consumer = await bus.js.consumers.get(stream, { deliver_policy: DeliverPolicy.LastPerSubject, filter_subjects: `$KV.${bus.names.messagesBucket}.>` });
+  let visited = 0;
+  try {
+    for (;;) {
+      const batch = await consumer.fetch({ max_messages: Math.min(1_000, max - visited + 1), expires: 2_000 });
+      let pending = -1;
+      let got = 0;
+      for await (const m of batch) {
+        got++;
+        pending = m.info.pending;
+        if (!m.headers?.get('KV-Operation') && m.data.length > 0) {
+          if (visited === max) return { visited, complete: false };
+          visit(fromBinary(MessageRecordSchema, m.data));
+          visited++;
+        }
+        if (pending === 0) break;
+      }
+      if (pending === 0 || got === 0) return { visited, complete: true };
+    }
+  } finally {
+    await consumer.delete().catch(() => {});
+  }
+}

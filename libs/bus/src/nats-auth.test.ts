@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createNatsAuth, natsServerConfig, SERVICE_KINDS, servicePermissions } from './nats-auth.js';
 
 describe('NATS permissions per service', () => {
-  it.each(SERVICE_KINDS)('%s: no stream deletion, updates by the scheduler only, no wildcard over everything, only its own inbox', (kind) => {
+  it.each(SERVICE_KINDS)('%s: no stream deletion, updates by the scheduler only, no wildcard over everything, no inbox but its own', (kind) => {
     const p = servicePermissions(kind, 'relay');
     for (const s of p.publish) {
       expect(s).not.toMatch(/STREAM\.DELETE/);
@@ -10,7 +10,8 @@ describe('NATS permissions per service', () => {
       expect(s).not.toMatch(/STREAM\.UPDATE\..*secrets/);
       expect(s).not.toMatch(/^(>|\$JS\.>|\$JS\.API\.>|\$JS\.API\.STREAM\.>|_INBOX\.>)$/);
     }
-    expect(p.subscribe).toEqual([`_INBOX.${kind}.>`]);
+    // Ingest also hears status events (WatchMessages).
+    expect(p.subscribe).toEqual(kind === 'ingest' ? [`_INBOX.${kind}.>`, 'relay.status.>'] : [`_INBOX.${kind}.>`]);
   });
 
   it('lets only the scheduler dispatch, and each sender pull only its own transport', () => {
@@ -52,6 +53,8 @@ describe('NATS permissions per service', () => {
     }
     expect(servicePermissions('ingest', 'relay').publish.filter((s) => s.startsWith('$JS.API.CONSUMER.') && s.includes('RELAY_STATUS.>'))).toEqual([]);
     expect(may('ingest', '$KV.relay-messages.>')).toBe(true);
+    // GetQueueStats reads the pacing log.
+    expect(may('ingest', '$JS.API.CONSUMER.CREATE.RELAY_PACING')).toBe(true);
     // The sweeper reads held mail without consuming it and deletes what expired.
     expect(may('scheduler', '$JS.API.DIRECT.GET.RELAY_HELD')).toBe(true);
     expect(may('scheduler', '$JS.API.STREAM.MSG.DELETE.RELAY_HELD')).toBe(true);

@@ -92,8 +92,11 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           // The operations API changes senders and clients.
           `$KV.${n.sendersBucket}.>`,
           `$KV.${n.clientsBucket}.>`,
+          // GetQueueStats reads the pacing log when Redis has no pacing state.
+          ...orderedConsumer(n.pacingStream),
         ],
-        subscribe,
+        // WatchMessages: state changes as they are published.
+        subscribe: [...subscribe, n.statusWildcard],
       };
     case 'scheduler':
       return {

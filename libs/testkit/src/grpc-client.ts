@@ -4,6 +4,7 @@ import {
   AdminService,
   CancelMessagesRequestSchema,
   GetMessageRequestSchema,
+  GetQueueStatsRequestSchema,
   ListMessagesRequestSchema,
   RetryMessagesRequestSchema,
   MailService,
@@ -12,6 +13,7 @@ import {
   toGrpcDefinition,
   type CancelMessagesResponse,
   type GetMessageResponse,
+  type GetQueueStatsResponse,
   type ListMessagesResponse,
   type RetryMessagesResponse,
   type SendMailRequest,
@@ -54,6 +56,7 @@ export interface TestClient {
   cancelMessages(req: MessageInitShape<typeof CancelMessagesRequestSchema>, opts?: CallOptions): Promise<CancelMessagesResponse>;
   /** Any unary AdminService call by its local name (e.g. `putSender`), with a request made by `create(…Schema, …)`. */
   admin<Res>(method: string, req: unknown, opts?: CallOptions): Promise<Res>;
+  getQueueStats(req: MessageInitShape<typeof GetQueueStatsRequestSchema>, opts?: CallOptions): Promise<GetQueueStatsResponse>;
   close(): void;
 }
 
@@ -90,6 +93,7 @@ export function createTestClient(address: string, apiKey?: string, tls?: { caPem
     retryMessages: (req, opts) => call(admin, 'retryMessages', create(RetryMessagesRequestSchema, req), opts),
     cancelMessages: (req, opts) => call(admin, 'cancelMessages', create(CancelMessagesRequestSchema, req), opts),
     admin: (method, req, opts) => call(admin, method, req, opts),
+    getQueueStats: (req, opts) => call(admin, 'getQueueStats', create(GetQueueStatsRequestSchema, req), opts),
     close() {
       mail.close();
       admin.close();

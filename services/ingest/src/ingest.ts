@@ -6,12 +6,16 @@ import { AdminService, MailService, toGrpcDefinition, unary, type UnaryOptions, 
 import { createLiveConfig } from '@relay/registry';
 import { connectBusFor, createRedis } from '@relay/service';
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer } from '@relay/telemetry';
-import { createAuthenticator } from './auth.js';
+import { createAuthenticator, type Authenticator } from './auth.js';
 import { startBudgetRelease } from './budget-release.js';
 import { createClientBudget, hasLimits, type ClientBudget } from './client-budget.js';
 import { createAdminForward } from './credentials-forward.js';
 import { createAdminMessageHandlers } from './admin-messages.js';
 import { createAdminRegistryHandlers } from './admin-registry.js';
+import { createQueueStatsHandler } from './admin-queue.js';
+import { createWatchHub, type WatchHub, type WatchOptions } from './admin-watch.js';
+import { isPaced } from './pacing-view.js';
+import { addReflection } from './reflection.js';
 import { createKeyInterceptor, listenGrpc, MAX_CONCURRENT_STREAMS, type GrpcListener } from './grpc-guard.js';
 import { createMailHandlers, messageLimit, type IngestContext } from './mail-service.js';
 import { createSmtpDoor, smtpDoorTls } from './smtp-door/index.js';
@@ -28,7 +32,10 @@ export interface IngestOptions {
 /** gRPC room for the largest allowed message plus protobuf framing. */
 const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
 
-export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus } = {}): Promise<RunnableService & { ctx: IngestContext }> {
+export async function createIngest(
+  opts: IngestOptions,
+  overrides: { bus?: Bus; watch?: Partial<WatchOptions> } = {},
+): Promise<RunnableService & { ctx: IngestContext; watches: Pick<WatchHub, 'size'> }> {
   const { env, config, logger } = opts;
   const envelopeKey = requireEnvelopeKeys(env).current;
   const bus = overrides.bus ?? (await connectBusFor('ingest', opts));
@@ -92,6 +99,21 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       return ctx.auth;
     },
   });
+  // The caller's key is checked against the configuration in force at each call.
+  const auth: Authenticator = { authenticate: (md) => ctx.auth.authenticate(md), authorizeSender: (c, sender) => ctx.auth.authorizeSender(c, sender) };
+  const getQueueStats = createQueueStatsHandler({
+    bus,
+    auth,
+    get senders() {
+      return ctx.senders;
+    },
+    get redis() {
+      return redis;
+    },
+    prefix: env.busPrefix,
+    logger,
+  });
+  const watch = createWatchHub(bus, auth, logger, overrides.watch);
   const indexer = createMessageIndexer(bus, logger);
   server.addService(toGrpcDefinition(AdminService), {
     listMessages: unary(messages.listMessages, calls),
@@ -106,6 +128,9 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     putClient: unary(registry.putClient, calls),
     createApiKey: unary(registry.createApiKey, calls),
     revokeApiKey: unary(registry.revokeApiKey, calls),
+    getQueueStats: unary(getQueueStats, calls),
+    // A stream, not work in flight: the stop ends it rather than waiting for it.
+    watchMessages: watch.watchMessages,
     testSender: unary(async (call: ServerUnaryCall<TestSenderRequest, unknown>) => {
       requireAdmin(ctx, call);
       if (!call.request.sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required');
@@ -117,6 +142,8 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
       return admin.beginConsent(call.request.sender);
     }, calls),
   });
+  // Reflection needs no key (like health checks): it describes the API, no mail or settings.
+  addReflection(server);
   const smtpDoor = createSmtpDoor(ctx, { host: env.host, port: env.smtpPort, smtpsPort: env.smtpsPort, tls: smtpDoorTls(env), graceMs: env.graceMs });
   let ops: OpsServer | undefined;
   let grpc: GrpcListener | undefined;
@@ -129,18 +156,34 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     ctx.config = next;
     ctx.senders = new Map(next.senders.map((s) => [s.id, s]));
     ctx.auth = createAuthenticator(next.clients);
-    if (!budget && next.clients.some((c) => hasLimits(c.limits))) startBudget(next);
+    const limited = next.clients.some((c) => hasLimits(c.limits));
+    if (limited || next.senders.some((s) => isPaced(s.rate))) ensureRedis();
+    if (limited && !budget) startBudget(next);
   }
 
-  /** Redis only once a client has limits: without any, ingest needs no Redis. */
-  function startBudget(first: RelayConfig) {
-    // Fails fast while Redis is away: the limits are then not enforced.
+  /**
+   * Redis once a client has limits or a sender is paced (GetQueueStats reads the pacing state):
+   * without either, ingest needs no Redis. Fails fast while Redis is away: the limits are then not
+   * enforced, and GetQueueStats reads the pacing log instead.
+   */
+  function ensureRedis() {
+    if (redis) return redis;
     const r = (redis = createRedis('fail-fast', { url: env.redisUrl, name: 'relay-ingest' }));
     r.on('error', () => {}); // reported by the budget, once per outage
-    const b = (budget = createClientBudget(r, env.busPrefix, logger, first.delivery.maxAgeMs));
+    redisStarted = r
+      .connect()
+      .catch((err: unknown) =>
+        logger.error({ err: describe(err) }, 'Redis unavailable; client limits are not enforced until it answers (queue stats read the pacing log)'),
+      );
+    return r;
+  }
+  let redisStarted: Promise<void> | undefined;
+
+  function startBudget(first: RelayConfig) {
+    const b = (budget = createClientBudget(ensureRedis(), env.busPrefix, logger, first.delivery.maxAgeMs));
     ctx.budget = b;
     budgetStarted = (async () => {
-      await r.connect().catch((err: unknown) => logger.error({ err: describe(err) }, 'Redis unavailable; client limits are not enforced until it answers'));
+      await redisStarted;
       release = await startBudgetRelease(bus, b, logger);
     })();
   }
@@ -148,6 +191,7 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
 
   return {
     ctx,
+    watches: watch,
     async start() {
       await live.start();
       applyConfig(live.current());
@@ -164,8 +208,11 @@ export async function createIngest(opts: IngestOptions, overrides: { bus?: Bus }
     stop: once(async () => {
       // Refuse new calls, let the ones in progress finish within the grace period.
       health?.close();
+      // Open watches end now (UNAVAILABLE): the shutdown below would otherwise wait for them.
+      watch.closeAll();
       const listenerClosed = grpc?.close();
-      await Promise.all([new Promise<void>((resolve) => server.tryShutdown(() => resolve())), smtpDoor.stop()]);
+      // A watch whose client stopped reading cannot deliver its end: bounded by the grace period.
+      await Promise.all([within(new Promise<void>((resolve) => server.tryShutdown(() => resolve())), env.graceMs), smtpDoor.stop()]);
       if (!(await within(inFlight.idle(), env.graceMs))) logger.warn({ in_flight: inFlight.size }, 'grace period over');
       server.forceShutdown();
       await listenerClosed;

@@ -6,7 +6,7 @@ import { EnvelopeSchema } from '@relay/proto';
 import { createLogger } from '@relay/telemetry';
 import { testRedisUrl } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Grant, PacingLog } from './pacing-log.js';
+import type { Grant, PacingLog } from '@relay/bus';
 import { RedisPacer } from './redis-pacer.js';
 
 /** The Redis pacer against the real Redis, with the durable pacing log kept in memory. */

@@ -2,12 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { RateConfig, SenderConfig } from '@relay/config';
+import { pacingRedisKeys, type Grant, type PacingLog } from '@relay/bus';
 import { describe } from '@relay/core';
 import type { Envelope } from '@relay/proto';
 import type { Logger } from '@relay/telemetry';
 import type { Pacer } from './pacer.js';
 import { ACQUIRE_SCRIPT } from './pacing-script.js';
-import type { Grant, PacingLog } from './pacing-log.js';
 
 /** Longest single sleep before asking Redis again (a freed slot may be taken by a replica). */
 const MAX_POLL_MS = 2_000;
@@ -58,8 +58,7 @@ export class RedisPacer implements Pacer {
 
   /** Redis keys of one pacing key (a sender id, or the mailbox several senders share). */
   keys(pacingKey: string) {
-    const base = `${this.#prefix}:pace:{${pacingKey}}`;
-    return { win: `${base}:win`, day: `${base}:day`, totals: `${base}:totals`, epoch: `${base}:epoch`, lock: `${base}:rebuild` };
+    return pacingRedisKeys(this.#prefix, pacingKey);
   }
 
   state(sender: string): PacingState {

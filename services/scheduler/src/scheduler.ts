@@ -1,4 +1,3 @@
-import type { Bus } from '@relay/bus';
 import type { RelayConfig, RelayEnv, SecretResolution, SenderConfig } from '@relay/config';
 import { describe, once, type RunnableService } from '@relay/core';
 import { createLiveConfig } from '@relay/registry';
@@ -8,7 +7,7 @@ import { Intake, INTAKE_DEFAULTS, type IntakeOptions } from './intake.js';
 import { SenderLane, LANE_DEFAULTS, type LaneOptions } from './lane.js';
 import { createHeldSweeper } from './held-expiry.js';
 import { pacingMetrics, registerQueueGauges } from './metrics.js';
-import { PacingLog } from './pacing-log.js';
+import { PacingLog, type Bus } from '@relay/bus';
 import type { Pacer } from './pacer.js';
 import { RedisPacer } from './redis-pacer.js';
 

@@ -1,6 +1,6 @@
 import { nanos } from '@nats-io/nats-core';
 import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
-import type { Bus } from '@relay/bus';
+import type { Bus } from './bus.js';
 
 /** One grant as recorded in the durable pacing log. */
 export interface Grant {
@@ -61,4 +61,15 @@ export class PacingLog {
     }
     return grants;
   }
+}
+
+/**
+ * The Redis keys of one pacing key's state (a sender id, or the mailbox several senders share):
+ * grants in the interval window, grants in the daily window ("id:attempt|recipients"), the daily
+ * totals, and the epoch (present once the state is known, i.e. rebuilt from the pacing log).
+ * The scheduler writes them; GetQueueStats only reads them.
+ */
+export function pacingRedisKeys(prefix: string, pacingKey: string) {
+  const base = `${prefix}:pace:{${pacingKey}}`;
+  return { win: `${base}:win`, day: `${base}:day`, totals: `${base}:totals`, epoch: `${base}:epoch`, lock: `${base}:rebuild` };
 }
