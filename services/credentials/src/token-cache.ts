@@ -11,8 +11,16 @@ export interface CachedToken {
   obtainedAt: number;
 }
 
-/** A token is not handed out for less than this much remaining life. */
-export const TOKEN_MARGIN_MS = 60_000;
+/**
+ * A token is refreshed this long before it expires and not handed out for less remaining life:
+ * Microsoft's High Volume Email refuses tokens close to expiry (`501 5.5.127`).
+ */
+export const TOKEN_MARGIN_MS = 10 * 60_000;
+
+/** When a token stops being handed out: TOKEN_MARGIN_MS before expiry, or half way for a short-lived one. */
+export function refreshAt(token: CachedToken): number {
+  return token.expiresAt - Math.min(TOKEN_MARGIN_MS, (token.expiresAt - token.obtainedAt) / 2);
+}
 
 /**
  * Access tokens in this process's memory and in Redis (sealed with the master key), so that all
@@ -40,15 +48,15 @@ export class TokenCache {
     return `${this.#prefix}:token-lock:${sender}`;
   }
 
-  /** A usable token (more than TOKEN_MARGIN_MS of life left), from memory unless `shared` asks for Redis. */
+  /** A usable token (before its refreshAt), from memory unless `shared` asks for Redis. */
   async get(sender: string, opts: { shared?: boolean } = {}): Promise<CachedToken | undefined> {
     const now = Date.now();
     const mem = this.#memory.get(sender);
-    if (!opts.shared && mem && mem.expiresAt - TOKEN_MARGIN_MS > now) return mem;
+    if (!opts.shared && mem && refreshAt(mem) > now) return mem;
     const text = await this.#redis.get(this.tokenKey(sender));
     if (!text) return undefined;
     const token = JSON.parse(this.#box.openString(text, this.#context(sender))) as CachedToken;
-    if (token.expiresAt - TOKEN_MARGIN_MS <= now) return undefined;
+    if (refreshAt(token) <= now) return undefined;
     if (opts.shared) this.#refreshing.get(sender)?.reused();
     this.#memory.set(sender, token);
     return token;
@@ -57,7 +65,7 @@ export class TokenCache {
   async set(sender: string, token: CachedToken): Promise<void> {
     this.#refreshing.get(sender)?.obtained();
     this.#memory.set(sender, token);
-    const ttl = token.expiresAt - TOKEN_MARGIN_MS - Date.now();
+    const ttl = refreshAt(token) - Date.now();
     if (ttl <= 0) return;
     await this.#redis.set(this.tokenKey(sender), this.#box.sealToString(JSON.stringify(token), this.#context(sender)), 'PX', ttl);
   }

@@ -4,8 +4,8 @@ import { retryable } from '@relay/core';
 import { remedyFor } from '@relay/mail';
 import type { CredentialsClient } from '@relay/proto';
 
-/** A token is replaced this long before it expires. */
-export const TOKEN_MARGIN_MS = 60_000;
+/** Asked for again this long before expiry: the credentials service refreshes tokens 10 minutes ahead. */
+export const TOKEN_MARGIN_MS = 5 * 60_000;
 
 export interface GraphTokens {
   /** An app-only Graph token for `sender`; `rejected` says Graph answered 401 to the last one. */

@@ -6,8 +6,8 @@ import { GetSmtpAuthResponse_Kind as Kind, type CredentialsClient, type GetSmtpA
 
 /** How long a password fetched from the credentials service is reused. */
 export const PASSWORD_TTL_MS = 60_000;
-/** A token is refreshed this long before it expires. */
-export const TOKEN_MARGIN_MS = 60_000;
+/** Asked for again this long before expiry: the credentials service refreshes tokens 10 minutes ahead. */
+export const TOKEN_MARGIN_MS = 5 * 60_000;
 
 export { Kind as SmtpAuthKind };
 
