@@ -122,14 +122,16 @@ export function registerSenders(program: Command, rt: ForCommand): void {
     .command('consent')
     .argument('<id>', 'an oauth2 sender id')
     .option('--wait-for <duration>', 'how long to wait for the sign-in to finish', '10m')
+    .option('--interval <duration>', 'how often to check whether it finished', '3s')
     .option('--no-wait', 'print the sign-in address and return')
     .description(
       'the "Authenticate with MFA" step: prints the provider\'s sign-in address to open in a browser, then checks every few seconds ' +
         'until the relay holds a new refresh token for the sender, and tests the sender once',
     )
-    .action(async (id: string, opts: { waitFor: string; wait: boolean }, cmd: Command) => {
+    .action(async (id: string, opts: { waitFor: string; interval: string; wait: boolean }, cmd: Command) => {
       const r = rt(cmd);
       const waitMs = parseDuration(opts.waitFor, '--wait-for');
+      const intervalMs = Math.max(100, parseDuration(opts.interval, '--interval'));
       const before = refreshTokenSetAt((await r.client.call(AdminService.method.getSender, { id }, r.call())).sender);
       const res = await r.client.call(AdminService.method.beginConsent, { sender: id }, r.call());
       if (!opts.wait) {
@@ -143,7 +145,7 @@ export function registerSenders(program: Command, rt: ForCommand): void {
       r.output.err(`Waiting up to ${opts.waitFor} for the sign-in to finish (Ctrl-C stops waiting; the address stays valid)…`);
       const deadline = Date.now() + waitMs;
       for (;;) {
-        await sleep(Math.min(CONSENT_POLL_MS, Math.max(0, deadline - Date.now())));
+        await sleep(Math.min(intervalMs, Math.max(0, deadline - Date.now())));
         const now = refreshTokenSetAt((await r.client.call(AdminService.method.getSender, { id }, r.call())).sender);
         if (now !== undefined && now !== before) break;
         if (Date.now() >= deadline) throw new CliError(`no new refresh token for sender ${id} after ${opts.waitFor}; run relay senders consent ${id} again`);
@@ -180,8 +182,6 @@ export function registerSenders(program: Command, rt: ForCommand): void {
       r.output.out(`sender/${id} ${field} set`);
     });
 }
-
-const CONSENT_POLL_MS = 3_000;
 
 function str(v: unknown): string {
   return typeof v === 'string' && v ? v : '-';
