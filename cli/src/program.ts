@@ -40,6 +40,7 @@ export function createProgram(rt: (cmd: Command) => Runtime, env: Env, version: 
     .option('--ca-file <path>', 'use TLS and trust this PEM CA')
     .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('table'))
     .option('--timeout <duration>', 'how long one call may take', '30s')
+    .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError('(relay --help for usage)')
     .exitOverride()
     .configureOutput({ outputError: (str, write) => write(str.startsWith('error:') ? `relay: ${str}` : str) })
