@@ -1,9 +1,9 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { status } from '@grpc/grpc-js';
-import { MessageState } from '@relay/proto';
+import { MessageState, type SendMailRequest } from '@relay/proto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { type FakeRelay, grpcError, runCli, startFakeRelay } from './testing/fake-relay.js';
@@ -94,6 +94,24 @@ describe('relay send', () => {
       subject: 'Hi',
       attachments: [{ filename: 'report.pdf', contentType: 'application/pdf' }],
     });
+  });
+
+  it('sends an attachment over the old 64 MiB client limit, and refuses one over its own 160 MiB itself', async () => {
+    relay.on('sendMail', (req: SendMailRequest) => ({ messageId: `m-${req.attachments[0]?.content.length}`, state: MessageState.QUEUED }));
+    const big = join(dir, 'big.bin');
+    writeFileSync(big, '');
+    truncateSync(big, 65 * 1024 * 1024); // sparse: nothing written to disk
+    const res = await relayCli(['send', '--sender', 'registrar', '--to', 'a@campus.example', '--subject', 'Big', '--attach', big]);
+    expect(res.stderr).toBe('');
+    expect(res.stdout).toMatch(/^message m-68157440: QUEUED \(sender registrar, relay [^,]+, 65\.0 MiB\)\n$/);
+
+    relay.calls.length = 0;
+    truncateSync(big, 161 * 1024 * 1024);
+    const tooBig = await relayCli(['send', '--sender', 'registrar', '--to', 'a@campus.example', '--subject', 'Big', '--attach', big]);
+    expect(tooBig.code).toBe(2);
+    expect(tooBig.stderr).toMatch(/^relay: the attachments alone are 161\.0 MiB, over the 160\.0 MiB this command sends in one call/);
+    expect(relay.calls).toEqual([]);
+    rmSync(big);
   });
 
   it('says what a refusal means, with its status name and exit code', async () => {

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { grpcCode } from '@relay/client';
@@ -44,6 +44,10 @@ export function registerSend(program: Command, rt: ForCommand): void {
       const target = r.target;
       const sender = args.sender ?? target.stack?.sender;
       if (!sender) throw new UsageError('--sender is required: the id of a sender in the relay config (npm run stack in demo mode makes one called "demo")');
+      // Sizes first, so a message too large for one call is refused before gigabytes are read.
+      let attachedBytes = 0;
+      for (const path of args.attach) attachedBytes += await fileSize(path);
+      if (attachedBytes > MAX_GRPC_MESSAGE_BYTES) throw tooLarge(attachedBytes, 'the attachments alone are');
       const files: AttachmentFile[] = await Promise.all(
         args.attach.map(async (path) => {
           try {
@@ -55,13 +59,7 @@ export function registerSend(program: Command, rt: ForCommand): void {
       );
       const req = create(SendMailRequestSchema, buildRequest(args, sender, files));
       const size = toBinary(SendMailRequestSchema, req).length;
-      if (size > MAX_GRPC_MESSAGE_BYTES) {
-        throw new CliError(
-          `the message is ${formatBytes(size)}, over the ${formatBytes(MAX_GRPC_MESSAGE_BYTES)} this command sends in one call ` +
-            '(the relay takes at most 150 MiB per message, for Graph senders; 35 MiB by default); nothing was sent',
-          EXIT.usage,
-        );
-      }
+      if (size > MAX_GRPC_MESSAGE_BYTES) throw tooLarge(size);
       const ctx = { address: target.address, sender, apiKeySet: Boolean(target.apiKey) };
       const o = r.output;
       try {
@@ -96,4 +94,20 @@ export function registerSend(program: Command, rt: ForCommand): void {
         throw new CliError(describeSendError(err, ctx), exitCodeForStatus(code), { cause: err });
       }
     });
+}
+
+function tooLarge(bytes: number, what = 'the message is'): CliError {
+  return new CliError(
+    `${what} ${formatBytes(bytes)}, over the ${formatBytes(MAX_GRPC_MESSAGE_BYTES)} this command sends in one call ` +
+      '(the relay takes at most 150 MiB per message, for Graph senders; 35 MiB by default); nothing was sent',
+    EXIT.usage,
+  );
+}
+
+async function fileSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch (err) {
+    throw new CliError(`--attach ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? 'error'})`, EXIT.usage, { cause: err });
+  }
 }

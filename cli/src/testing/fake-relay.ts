@@ -44,7 +44,8 @@ export interface FakeRelay {
 export async function startFakeRelay(): Promise<FakeRelay> {
   const calls: RecordedCall[] = [];
   let handlers = new Map<string, Handler>();
-  const server = new Server();
+  // Room for the largest message the relay takes (150 MiB for a Graph sender), as ingest has.
+  const server = new Server({ 'grpc.max_receive_message_length': 200 * 1024 * 1024 });
   const serve = (service: typeof MailService | typeof AdminService): UntypedServiceImplementation => {
     const impl: UntypedServiceImplementation = {};
     for (const m of service.methods) {
