@@ -18,6 +18,7 @@ import { stringify } from 'yaml';
 import { parseDuration } from '../duration.js';
 import { CliError, EXIT, UsageError } from '../errors.js';
 import { readManifest } from '../manifest.js';
+import { readHiddenLine } from '../prompt.js';
 import { formatTime, isStructured, printMessage, printTable, printValue, protoJson } from '../output.js';
 import { readStdin, type Runtime } from '../runtime.js';
 import { listAll } from './paging.js';
@@ -162,7 +163,9 @@ export function registerSenders(program: Command, rt: ForCommand): void {
     .argument('<id>', 'sender id')
     .argument('<field>', 'e.g. smtp.auth.password, smtp.auth.client_secret, smtp.auth.refresh_token, graph.client_secret')
     .addOption(new Option('--from-env <var>', 'read the value from this environment variable'))
-    .description('set a sender secret; the value is read from stdin (or --from-env), never from the command line, and never shown again')
+    .description(
+      'set a sender secret; the value is read from stdin (typed without echo on a terminal, or piped in) or --from-env, never from the command line; it is never shown again',
+    )
     .action(async (id: string, field: string, opts: { fromEnv?: string }, cmd: Command) => {
       const r = rt(cmd);
       let value: string;
@@ -170,11 +173,11 @@ export function registerSenders(program: Command, rt: ForCommand): void {
         value = r.env[opts.fromEnv] ?? '';
         if (!value) throw new UsageError(`--from-env ${opts.fromEnv}: that environment variable is not set or empty`);
       } else {
-        if (process.stdin.isTTY) {
-          throw new UsageError(`the value of ${field} is read from stdin: pipe it in (relay senders set-secret ${id} ${field} < file), or use --from-env VAR`);
-        }
-        // One trailing newline is what `echo` and editors add, not part of the secret.
-        value = (await readStdin(MAX_SECRET_BYTES, field)).replace(/\r?\n$/, '');
+        // A terminal: typed without echo. Otherwise piped in, where one trailing newline is what
+        // `echo` and editors add, not part of the secret.
+        value = process.stdin.isTTY
+          ? await readHiddenLine(`${field} for sender ${id} (not shown): `, MAX_SECRET_BYTES)
+          : (await readStdin(MAX_SECRET_BYTES, field)).replace(/\r?\n$/, '');
         if (!value) throw new UsageError(`no value for ${field} on stdin`);
       }
       const res = await r.client.call(AdminService.method.setSenderSecret, { id, field, value }, r.call());
