@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { status } from '@grpc/grpc-js';
-import type { CreateApiKeyRequest, GetSenderRequest, PutSenderRequest, SetSenderSecretRequest } from '@relay/proto';
+import type { CreateApiKeyRequest, GetSenderRequest, PutClientRequest, PutSenderRequest, SetSenderSecretRequest } from '@relay/proto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { type FakeRelay, grpcError, runCli, startFakeRelay } from './testing/fake-relay.js';
@@ -210,5 +210,45 @@ describe('relay senders consent', () => {
     expect(res.stdout).toContain('ok    token   access token for no-reply@campus.example');
     expect(res.stderr).toContain('Signed in');
     expect(relay.calls.map((c) => c.method)).toEqual(['getSender', 'beginConsent', 'getSender', 'getSender', 'testSender']);
+  });
+});
+
+describe('relay clients', () => {
+  it('lists clients, applies one with the etag from the list, and revokes a key', async () => {
+    const billing = {
+      name: 'billing-app',
+      spec: { name: 'billing-app', senders: ['no-reply', 'billing'] },
+      managedBy: 'api',
+      etag: 'c-etag-1',
+      apiKeys: [{ id: 'k_1', createdAt: at }],
+      updatedAt: at,
+    };
+    relay.on('listClients', () => ({ clients: [billing] }));
+    relay.on('putClient', (req: PutClientRequest) => ({ client: req.client, created: req.client?.etag === '' }));
+    relay.on('revokeApiKey', () => ({}));
+
+    const list = await relayCli(['clients', 'list']);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/billing-app\s+no-reply,billing\s+no\s+1\s+api\s+2030-01-02 03:04:05Z/);
+
+    const file = join(dir, 'clients.yaml');
+    writeFileSync(
+      file,
+      'clients:\n  - name: billing-app\n    senders: [no-reply]\n  - name: printer\n    senders: [no-reply]\n    smtp: { allow_ips: [10.0.0.0/24] }\n',
+    );
+    relay.calls.length = 0;
+    const apply = await relayCli(['clients', 'apply', '-f', file]);
+    expect(apply).toMatchObject({ code: 0, stdout: 'client/billing-app configured\nclient/printer created\n' });
+    expect(relay.calls.filter((c) => c.method === 'putClient').map((c) => (c.request as PutClientRequest).client?.etag)).toEqual(['c-etag-1', '']);
+
+    const withKey = join(dir, 'with-key.yaml');
+    writeFileSync(withKey, 'name: x\napi_key: env:X\n');
+    const refused = await relayCli(['clients', 'apply', '-f', withKey]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('leave api_key out');
+
+    const revoke = await relayCli(['keys', 'revoke', 'billing-app', 'k_1']);
+    expect(revoke).toMatchObject({ code: 0, stdout: 'key k_1 of client/billing-app revoked\n' });
+    expect(relay.calls.at(-1)?.request).toMatchObject({ client: 'billing-app', keyId: 'k_1' });
   });
 });
