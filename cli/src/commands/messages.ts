@@ -163,6 +163,7 @@ async function bulk(r: Runtime, action: 'retry' | 'cancel', ids: string[], opts:
   const skipped = selected.length - count;
   const why = action === 'retry' ? 'not FAILED' : 'not QUEUED or RETRYING';
   o.out(`${verb} ${count} of ${selected.length} message${selected.length === 1 ? '' : 's'}${skipped > 0 ? ` (${skipped} ${why} or unknown)` : ''}`);
+  if (ids.length === 0 && selected.length >= limit) o.err(`stopped at --limit ${limit}: more may match; run it again`);
 }
 
 function stateColor(o: Output, state: MessageState, text: string): string {
