@@ -35,4 +35,10 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `relay tail | head -3`: the reader went away; that ends the command, it is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(EXIT.ok);
+  throw err;
+});
+
 process.exitCode = await main(process.argv.slice(2));
