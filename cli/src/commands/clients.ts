@@ -4,9 +4,9 @@ import {
   type ApiKeyInfo,
   ApiKeyInfoSchema,
   type Client,
-  ClientSchema,
   CreateApiKeyResponseSchema,
   ListClientsResponseSchema,
+  PutClientResponseSchema,
 } from '@relay/proto';
 import type { Command } from 'commander';
 import { parseDuration, formatDuration } from '../duration.js';
@@ -69,7 +69,7 @@ export function registerClients(program: Command, rt: ForCommand): void {
         if (!isStructured(r.output.format)) r.output.out(`client/${id} ${res.created ? 'created' : 'configured'}`);
       }
       if (isStructured(r.output.format)) {
-        const json = results.map((res) => ({ created: res.created, client: res.client ? protoJson(ClientSchema, res.client) : null }));
+        const json = results.map((res) => protoJson(PutClientResponseSchema, res));
         printValue(r.output, json.length === 1 ? json[0] : json);
       }
     });

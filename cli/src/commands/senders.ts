@@ -7,6 +7,7 @@ import {
   AdminService,
   BeginConsentResponseSchema,
   ListSendersResponseSchema,
+  PutSenderResponseSchema,
   type Sender,
   SenderSchema,
   type TestSenderResponse,
@@ -88,7 +89,8 @@ export function registerSenders(program: Command, rt: ForCommand): void {
         if (!isStructured(r.output.format)) r.output.out(`sender/${id} ${res.created ? 'created' : 'configured'}`);
       }
       if (isStructured(r.output.format)) {
-        const json = results.map((res) => ({ created: res.created, sender: res.sender ? protoJson(SenderSchema, res.sender) : null }));
+        // One entry: the PutSender answer; several: a list of them.
+        const json = results.map((res) => protoJson(PutSenderResponseSchema, res));
         printValue(r.output, json.length === 1 ? json[0] : json);
       }
     });
