@@ -46,6 +46,7 @@ describe('resolveTarget', () => {
     expect(resolveTarget({}, {}, stack, none)).toMatchObject({ address: '127.0.0.1:50061', apiKey: 'demo-key', stack });
     expect(resolveTarget({}, { RELAY_ADDRESS: 'relay.campus.example:443' }, stack, none)).toMatchObject({ apiKey: undefined, stack: undefined });
     expect(resolveTarget({}, {}, undefined, none)).toMatchObject({ address: '127.0.0.1:50051', source: 'default' });
+    expect(resolveTarget({}, { RELAY_GRPC_PORT: '6000' }, undefined, none).address).toBe('127.0.0.1:6000');
   });
 
   it('names a bad address', () => {

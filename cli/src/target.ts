@@ -39,7 +39,8 @@ export const DEFAULT_ADDRESS = '127.0.0.1:50051';
 
 /**
  * Resolves the relay to talk to. The address comes from the first of: --address; --context NAME;
- * RELAY_ADDRESS; the contexts file's current-context; `npm run stack`'s stack file; 127.0.0.1:50051.
+ * RELAY_ADDRESS; the contexts file's current-context; `npm run stack`'s stack file; 127.0.0.1 on
+ * RELAY_GRPC_PORT, else 127.0.0.1:50051.
  * The API key from: --api-key; the chosen context's api_key / api_key_env; RELAY_API_KEY; the
  * stack's demo key when talking to that stack (so a key never goes to a relay it was not set for).
  */
@@ -73,7 +74,8 @@ export function resolveTarget(opts: GlobalOptions, env: Env, stack: StackInfo | 
     address = stack.address;
     source = 'npm run stack';
   } else {
-    address = DEFAULT_ADDRESS;
+    // A relay on this machine: ingest's port as the services read it.
+    address = env.RELAY_GRPC_PORT ? `127.0.0.1:${env.RELAY_GRPC_PORT}` : DEFAULT_ADDRESS;
     source = 'default';
   }
   if (stack && stack.address === address) fromStack = stack;
