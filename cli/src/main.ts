@@ -9,6 +9,10 @@ import { createProgram } from './program.js';
 import { createRuntimeFactory } from './runtime.js';
 import { readStackFile } from './target.js';
 
+// Deprecation warnings speak to the developers of a dependency, not to an operator reading output:
+// grpc-js passes an IP address as the TLS server name (DEP0123) on every TLS call to an IP.
+process.noDeprecation = true;
+
 const here = dirname(fileURLToPath(import.meta.url));
 // In the repository: cli/dist → the root, where `npm run stack` leaves .relay/stack.json.
 const repoRoot = join(here, '..', '..');

@@ -132,7 +132,8 @@ async function bulk(r: Runtime, action: 'retry' | 'cancel', ids: string[], opts:
     );
     selected = found.map((m) => m.messageId);
     if (!opts.yes && !isStructured(o.format)) {
-      o.err(`${selected.length} message${selected.length === 1 ? '' : 's'} match ${filterText}; add --yes to ${action} them`);
+      const n = selected.length === 1 ? '1 message matches' : `${selected.length} messages match`;
+      o.err(`${n} ${filterText}; add --yes to ${action} ${selected.length === 1 ? 'it' : 'them'}`);
       if (selected.length > 0) process.exitCode = EXIT.usage;
       return;
     }

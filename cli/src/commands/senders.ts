@@ -135,13 +135,15 @@ export function registerSenders(program: Command, rt: ForCommand): void {
       const r = rt(cmd);
       const waitMs = parseDuration(opts.waitFor, '--wait-for');
       const intervalMs = Math.max(100, parseDuration(opts.interval, '--interval'));
-      const before = refreshTokenSetAt((await r.client.call(AdminService.method.getSender, { id }, r.call())).sender);
-      const res = await r.client.call(AdminService.method.beginConsent, { sender: id }, r.call());
       if (!opts.wait) {
+        const res = await r.client.call(AdminService.method.beginConsent, { sender: id }, r.call());
         if (isStructured(r.output.format)) printMessage(r.output, BeginConsentResponseSchema, res);
         else r.output.out(res.authorizeUrl);
         return;
       }
+      // The token held before, so that only one stored by this sign-in ends the wait.
+      const before = refreshTokenSetAt((await r.client.call(AdminService.method.getSender, { id }, r.call())).sender);
+      const res = await r.client.call(AdminService.method.beginConsent, { sender: id }, r.call());
       r.output.err(`Open this address in a browser and sign in as the sender's mailbox (it works once):`);
       if (isStructured(r.output.format)) r.output.err(res.authorizeUrl);
       else r.output.out(res.authorizeUrl);
