@@ -1,5 +1,8 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { ContextsFile } from './contexts.js';
+import { type ContextsFile, readContextsFile } from './contexts.js';
 import { formatBytes, formatDuration, parseDuration, parseTime } from './duration.js';
 import { resolveTarget } from './target.js';
 
@@ -75,5 +78,22 @@ describe('durations and sizes', () => {
   it('labels binary sizes as MiB', () => {
     expect(formatBytes(70_000_000)).toBe('66.8 MiB');
     expect(formatBytes(160 * 1024 * 1024)).toBe('160.0 MiB');
+  });
+});
+
+describe('docs/cli.md', () => {
+  it('shows a contexts file the CLI reads', () => {
+    const md = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'cli.md'), 'utf8');
+    const block = /```yaml contexts-file\n([\s\S]*?)\n```/.exec(md)?.[1];
+    expect(block).toBeDefined();
+    const dir = mkdtempSync(join(tmpdir(), 'relay-cli-docs-'));
+    try {
+      writeFileSync(join(dir, 'config.yaml'), block!);
+      const file = readContextsFile(join(dir, 'config.yaml'));
+      expect(file['current-context']).toBe('prod');
+      expect(file.contexts.map((c) => c.name)).toEqual(['prod', 'lab']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
