@@ -3,6 +3,7 @@
  * generated descriptors, answering each call from a handler the test sets, and recording every call.
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { create, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
@@ -108,6 +109,7 @@ export interface CliResult {
  * what the test gives plus PATH and HOME, so the developer's own RELAY_* settings never leak in.
  */
 export function runCli(args: string[], opts: { env?: Record<string, string>; stdin?: string } = {}): Promise<CliResult> {
+  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: these tests run the built CLI; run npm run build first`);
   return new Promise((resolve) => {
     const child = execFile(
       process.execPath,
