@@ -1,4 +1,13 @@
-import { Server, ServerCredentials, status, type Metadata, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  Server,
+  ServerCredentials,
+  status,
+  type Metadata,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import {
@@ -11,7 +20,10 @@ import {
   SendMailResponseSchema,
   TestSenderResponseSchema,
   toGrpcDefinition,
+  ListSendersResponseSchema,
+  MessageEventSchema,
   type GetMessageRequest,
+  type WatchMessagesRequest,
   type SendMailRequest,
   type TestSenderRequest,
 } from '@relay/proto';
@@ -19,7 +31,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createRelayClient, type RelayClient } from './client.js';
 import { grpcCode, grpcDetails } from './errors.js';
 
-const MAX = 64 * 1024 * 1024;
+const MAX = 200 * 1024 * 1024;
 
 /** What the fake relay saw of each call. */
 interface Seen {
@@ -68,6 +80,17 @@ const admin: UntypedServiceImplementation = {
     create(TestSenderResponseSchema, { ok: true, steps: [{ name: 'connect', ok: true, detail: `220 ${req.sender}` }] }),
   ),
   beginConsent: handler('beginConsent', () => create(BeginConsentResponseSchema, { authorizeUrl: 'https://login.example/authorize' })),
+  listSenders: handler('listSenders', () => create(ListSendersResponseSchema, { senders: [{ id: 'no-reply', managedBy: 'file' }] })),
+  watchMessages: (call: ServerWritableStream<WatchMessagesRequest, unknown>) => {
+    seen.push({ method: 'watchMessages', metadata: call.metadata, request: call.request });
+    if (call.request.sender === 'denied') {
+      // grpc-js ends a server stream with an error status this way.
+      call.emit('error', { code: status.PERMISSION_DENIED, details: 'not an admin key' });
+      return;
+    }
+    for (const id of ['m1', 'm2']) call.write(create(MessageEventSchema, { messageId: id, state: MessageState.SENT, sender: call.request.sender }));
+    call.end();
+  },
 };
 
 beforeAll(async () => {
@@ -186,9 +209,9 @@ describe('createRelayClient', () => {
   );
 
   it(
-    'sends a 40 MB message',
+    'sends a 70 MB message (a Graph sender takes up to 150 MiB)',
     withClient(async (client) => {
-      const content = new Uint8Array(40 * 1024 * 1024).fill(7);
+      const content = new Uint8Array(70_000_000).fill(7);
       const res = await client.sendMail({ sender: 'a', to: ['a@b.example'], subject: 'big', attachments: [{ filename: 'big.bin', content }] });
       expect(res.messageId).toBe(`m-1-${content.length}`);
     }),
@@ -205,6 +228,25 @@ describe('createRelayClient', () => {
       expect(seen.map((s) => s.method)).toEqual(['testSender', 'beginConsent']);
       expect(seen[1]?.metadata.get('authorization')).toEqual(['Bearer admin-key']);
     }, 'admin-key'),
+  );
+
+  it(
+    'calls any AdminService method by its descriptor, and reads a server stream',
+    withClient(async (client) => {
+      const list = await client.call(AdminService.method.listSenders, { pageSize: 5 });
+      expect(list.senders[0]).toMatchObject({ id: 'no-reply', managedBy: 'file' });
+      const ids: string[] = [];
+      for await (const ev of client.stream(AdminService.method.watchMessages, { sender: 'billing' })) ids.push(`${ev.messageId}:${ev.sender}`);
+      expect(ids).toEqual(['m1:billing', 'm2:billing']);
+      expect(seen.map((s) => s.method)).toEqual(['listSenders', 'watchMessages']);
+      expect(seen[1]?.metadata.get('authorization')).toEqual(['Bearer k-123']);
+      const denied = async () => {
+        for await (const _ of client.stream(AdminService.method.watchMessages, { sender: 'denied' })) {
+          // no messages before the error
+        }
+      };
+      await expect(denied()).rejects.toMatchObject({ code: status.PERMISSION_DENIED, details: 'not an admin key' });
+    }),
   );
 
   it('fails with UNAVAILABLE when nothing listens, and close() may be called twice', async () => {

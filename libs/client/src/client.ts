@@ -1,4 +1,4 @@
-import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { create, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import {
   credentials as grpcCredentials,
   makeGenericClientConstructor,
@@ -24,11 +24,14 @@ import {
   type TestSenderResponse,
 } from '@relay/proto';
 
+const MiB = 1024 * 1024;
+
 /**
- * Default largest message the client sends or accepts (grpc-js's own default is 4 MB). The relay
- * takes messages up to 35 MB by default (Microsoft 365's limit); this leaves room above that.
+ * Default largest message the client sends or accepts, 160 MiB (grpc-js's own default is 4 MiB).
+ * The relay takes up to 150 MiB for a Graph sender (35 MiB by default) plus protobuf framing, so a
+ * message the relay would take is never refused by the client's own limit.
  */
-export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_MESSAGE_BYTES = 160 * MiB;
 
 export interface RelayClientOptions {
   /** host:port of the ingest service. */
@@ -57,9 +60,23 @@ export interface RelayClient {
   getMessage(messageId: string, opts?: CallOptions): Promise<GetMessageResponse>;
   testSender(req: MessageInitShape<typeof TestSenderRequestSchema>, opts?: CallOptions): Promise<TestSenderResponse>;
   beginConsent(req: MessageInitShape<typeof BeginConsentRequestSchema>, opts?: CallOptions): Promise<BeginConsentResponse>;
+  /** Any unary MailService or AdminService method, e.g. `call(AdminService.method.listSenders, {})`. */
+  call<I extends DescMessage, O extends DescMessage>(method: UnaryMethod<I, O>, req: MessageInitShape<I>, opts?: CallOptions): Promise<MessageShape<O>>;
+  /**
+   * A server-streaming method, e.g. `stream(AdminService.method.watchMessages, {})`: its messages as
+   * they come; the iteration ends when the server ends the call and throws its status on error.
+   */
+  stream<I extends DescMessage, O extends DescMessage>(
+    method: StreamMethod<I, O>,
+    req: MessageInitShape<I>,
+    opts?: CallOptions,
+  ): AsyncIterable<MessageShape<O>>;
   /** Closes the channel; calls in flight fail with CANCELLED. Safe to call twice. */
   close(): void;
 }
+
+export type UnaryMethod<I extends DescMessage, O extends DescMessage> = DescMethod & { methodKind: 'unary'; input: I; output: O };
+export type StreamMethod<I extends DescMessage, O extends DescMessage> = DescMethod & { methodKind: 'server_streaming'; input: I; output: O };
 
 type Method = MethodDefinition<unknown, unknown>;
 
@@ -90,12 +107,27 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
 
   const call = <Res>(client: Client, method: Method, req: unknown, opts: CallOptions = {}) =>
     unary<Res>(client, method, req, metadataFor(options.apiKey, opts), callOptionsFor(opts), opts.signal);
+  const resolve = (desc: DescMethod): { client: Client; method: Method } => {
+    const [client, def] = desc.parent.typeName === MailService.typeName ? [mail, mailDef] : [admin, adminDef];
+    if (desc.parent.typeName !== MailService.typeName && desc.parent.typeName !== AdminService.typeName) {
+      throw new Error(`@relay/client: ${desc.parent.typeName}.${desc.name} is not a MailService or AdminService method`);
+    }
+    return { client, method: methodOf(def, desc.localName) };
+  };
 
   return {
     sendMail: (req, opts) => call<SendMailResponse>(mail, methods.sendMail, create(SendMailRequestSchema, req), opts),
     getMessage: (messageId, opts) => call<GetMessageResponse>(mail, methods.getMessage, create(GetMessageRequestSchema, { messageId }), opts),
     testSender: (req, opts) => call<TestSenderResponse>(admin, methods.testSender, create(TestSenderRequestSchema, req), opts),
     beginConsent: (req, opts) => call<BeginConsentResponse>(admin, methods.beginConsent, create(BeginConsentRequestSchema, req), opts),
+    call: (desc, req, opts) => {
+      const { client, method } = resolve(desc);
+      return call(client, method, create(desc.input, req), opts);
+    },
+    stream: (desc, req, opts = {}) => {
+      const { client, method } = resolve(desc);
+      return serverStream(client, method, create(desc.input, req), metadataFor(options.apiKey, opts), callOptionsFor(opts), opts.signal);
+    },
     close: () => mail.close(),
   };
 }
@@ -146,4 +178,33 @@ function unary<Res>(client: Client, method: Method, req: unknown, metadata: Meta
     );
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+async function* serverStream<Res>(
+  client: Client,
+  method: Method,
+  req: unknown,
+  metadata: Metadata,
+  options: GrpcCallOptions,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<Res> {
+  if (signal?.aborted) throw signal.reason;
+  const call = client.makeServerStreamRequest<unknown, Res>(
+    method.path,
+    method.requestSerialize,
+    method.responseDeserialize as (value: Buffer) => Res,
+    req,
+    metadata,
+    options,
+  );
+  const onAbort = () => call.cancel();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    // grpc-js's stream is a Readable in object mode: iterating it yields messages and throws the status.
+    for await (const msg of call) yield msg as Res;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    // A consumer that stops early (break, return) ends the call on the server too.
+    call.cancel();
+  }
 }

@@ -1,9 +1,9 @@
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { status } from '@grpc/grpc-js';
 import { GetMessageResponseSchema, MessageState, type GetMessageResponse } from '@relay/proto';
 import { describe, expect, it } from 'vitest';
-import { describeSendError, formatHistory, stateName, waitForOutcome } from './flow.js';
+import { stateName } from '../runtime.js';
+import { describeSendError, waitForOutcome } from './flow.js';
 
 const ctx = { address: '127.0.0.1:50051', sender: 'demo', apiKeySet: true };
 const grpcError = (code: number, details: string) => Object.assign(new Error(`${code} ${status[code]}: ${details}`), { code, details });
@@ -11,19 +11,19 @@ const grpcError = (code: number, details: string) => Object.assign(new Error(`${
 describe('describeSendError', () => {
   it('explains the codes a caller meets', () => {
     expect(describeSendError(grpcError(status.UNAUTHENTICATED, 'unknown api key'), ctx)).toBe(
-      'the API key was refused: set RELAY_API_KEY (or --api-key) to a key from the relay config (the relay said: unknown api key)',
+      'UNAUTHENTICATED: the API key was refused: set RELAY_API_KEY (or --api-key) to a key from the relay config (the relay said: unknown api key)',
     );
-    expect(describeSendError(grpcError(status.UNAUTHENTICATED, ''), { ...ctx, apiKeySet: false })).toMatch(/^no API key: set RELAY_API_KEY/);
+    expect(describeSendError(grpcError(status.UNAUTHENTICATED, ''), { ...ctx, apiKeySet: false })).toMatch(/^UNAUTHENTICATED: no API key: set RELAY_API_KEY/);
     expect(describeSendError(grpcError(status.PERMISSION_DENIED, 'client "app" may not send as "demo"'), ctx)).toBe(
-      'this API key may not send as "demo": a sender with that id must be defined in the relay config and listed in this client\'s senders; or pick another with --sender (the relay said: client "app" may not send as "demo")',
+      'PERMISSION_DENIED: this API key may not send as "demo": a sender with that id must be defined in the relay config and listed in this client\'s senders; or pick another with --sender (the relay said: client "app" may not send as "demo")',
     );
     expect(describeSendError(grpcError(status.INVALID_ARGUMENT, 'to[0]: not an email address'), ctx)).toBe(
-      'the relay refused the message: to[0]: not an email address',
+      'INVALID_ARGUMENT: the relay refused the message: to[0]: not an email address',
     );
     expect(describeSendError(grpcError(status.UNAVAILABLE, 'No connection established'), ctx)).toContain(
-      'cannot reach the relay at 127.0.0.1:50051: is it running (npm run stack)?',
+      'UNAVAILABLE: cannot reach the relay at 127.0.0.1:50051: is it running (npm run stack), is the address right?',
     );
-    expect(describeSendError(grpcError(status.RESOURCE_EXHAUSTED, 'too big'), ctx)).toBe('RESOURCE_EXHAUSTED (the relay said: too big)');
+    expect(describeSendError(grpcError(status.RESOURCE_EXHAUSTED, 'too big'), ctx)).toBe('RESOURCE_EXHAUSTED: too big');
     expect(describeSendError(new Error('plain'), ctx)).toBe('plain');
   });
 });
@@ -69,20 +69,5 @@ describe('waitForOutcome', () => {
     await expect(waitForOutcome(async () => Promise.reject(grpcError(status.UNAUTHENTICATED, 'x')), 'm1')).rejects.toMatchObject({
       code: status.UNAUTHENTICATED,
     });
-  });
-});
-
-describe('formatHistory', () => {
-  it('prints one line per state change', () => {
-    const at = timestampFromDate(new Date('2030-01-01T00:00:00Z'));
-    const lines = formatHistory(
-      message(MessageState.SENT, {
-        history: [
-          { state: MessageState.QUEUED, at, detail: '' },
-          { state: MessageState.SENT, at, attempt: 1, detail: '250 2.0.0 OK' },
-        ],
-      }),
-    );
-    expect(lines).toEqual(['  2030-01-01T00:00:00.000Z  QUEUED  ', '  2030-01-01T00:00:00.000Z  SENT     (attempt 1)  250 2.0.0 OK'].map((l) => l.trimEnd()));
   });
 });

@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status } from '@grpc/grpc-js';
-import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { grpcCode, grpcCodeName, grpcDetails } from '@relay/client';
 import { MessageState, type GetMessageResponse } from '@relay/proto';
 
@@ -9,20 +8,18 @@ export const WAIT_DEFAULTS = {
   intervalMs: 500,
 } as const;
 
-/** "QUEUED", "SENT", …: the state without its MESSAGE_STATE_ prefix. */
-export function stateName(state: MessageState): string {
-  return MessageState[state] ?? `state ${state}`;
-}
-
 export function isFinal(state: MessageState): boolean {
-  return state === MessageState.SENT || state === MessageState.FAILED;
+  return state === MessageState.SENT || state === MessageState.FAILED || state === MessageState.BOUNCED;
 }
 
-/** What went wrong, in the words a newcomer needs, from a grpc-js error. */
+/** What went wrong, in the words a newcomer needs, from a grpc-js error: its status name first. */
 export function describeSendError(err: unknown, ctx: { address: string; sender: string; apiKeySet: boolean }): string {
   const code = grpcCode(err);
   if (code === undefined) return err instanceof Error ? err.message : String(err);
-  const details = grpcDetails(err);
+  return `${grpcCodeName(code)}: ${explain(code, grpcDetails(err), ctx)}`;
+}
+
+function explain(code: number, details: string | undefined, ctx: { address: string; sender: string; apiKeySet: boolean }): string {
   const said = details ? ` (the relay said: ${details})` : '';
   switch (code) {
     case status.UNAUTHENTICATED:
@@ -37,23 +34,14 @@ export function describeSendError(err: unknown, ctx: { address: string; sender: 
     case status.ALREADY_EXISTS:
       return `that idempotency key was already used for a different message${said}`;
     case status.UNAVAILABLE:
-      return `cannot reach the relay at ${ctx.address}: is it running (npm run stack)? Nothing was stored; it is safe to retry${said}`;
+      return `cannot reach the relay at ${ctx.address}: is it running (npm run stack), is the address right? Nothing was stored; it is safe to retry${said}`;
     case status.DEADLINE_EXCEEDED:
       return `the relay at ${ctx.address} did not answer in time${said}`;
     case status.NOT_FOUND:
       return `not found${said}`;
     default:
-      return `${grpcCodeName(code)}${said}`;
+      return details ?? 'no details';
   }
-}
-
-/** The message's history, one line per state change. */
-export function formatHistory(res: GetMessageResponse): string[] {
-  return res.history.map((h) => {
-    const at = h.at ? timestampDate(h.at).toISOString() : '-'.padEnd(24);
-    const attempt = h.attempt ? ` (attempt ${h.attempt})` : '';
-    return `  ${at}  ${stateName(h.state).padEnd(8)}${attempt}${h.detail ? `  ${h.detail}` : ''}`.trimEnd();
-  });
 }
 
 /**
