@@ -15,6 +15,14 @@ const GRPC_STATUS: Record<Code, status> = {
   [ErrorCode.Internal]: status.INTERNAL,
 };
 
+/** Trailer on every error a relay service answers with: its ErrorCode. */
+export const ANSWERED = 'relay-error';
+
+/** True when the service called answered with this error itself (not unreachable, not timed out on the way). */
+export function answeredByRelay(err: { metadata?: Metadata | undefined }): boolean {
+  return (err.metadata?.get(ANSWERED).length ?? 0) > 0;
+}
+
 /**
  * The one place an error becomes a gRPC status. RelayErrors keep their message (written for the
  * caller); anything else is an internal error whose details stay in the server's log.
@@ -30,5 +38,7 @@ export function toGrpcError(err: unknown): ServerErrorResponse {
   }
   e.message = e.details;
   e.metadata = new Metadata();
+  // Tells a caller the relay service answered (rather than the call failing on the way to it).
+  e.metadata.set(ANSWERED, isRelayError(err) ? err.code : ErrorCode.Internal);
   return e;
 }

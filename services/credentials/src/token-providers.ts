@@ -2,6 +2,7 @@ import { AuthError, ConfidentialClientApplication, LogLevel, type Authentication
 import { OAuth2Client } from 'google-auth-library';
 import type { SmtpAuthConfig } from '@relay/config';
 import { ErrorCode, RelayError } from '@relay/core';
+import { diagnoseHttps } from './reachability.js';
 
 export type OAuth2Auth = Extract<SmtpAuthConfig, { type: 'oauth2' }>;
 
@@ -88,7 +89,15 @@ export async function fetchToken(sender: string, auth: TokenAuth, refreshToken: 
     if (auth.flow === 'client_credentials') return await microsoftClientCredentials(auth);
     return await microsoftRefresh(auth, refreshToken!);
   } catch (err) {
-    throw classify(sender, err);
+    const e = classify(sender, err);
+    if (e.code !== ErrorCode.Unavailable) throw e;
+    // The library says only that the request failed: find out where the way to the provider breaks.
+    const endpoint = auth.provider === 'google' ? (auth.tokenUrl ?? GOOGLE_TOKEN_URL) : (auth.authorityUrl ?? MICROSOFT_AUTHORITY);
+    const broken = await diagnoseHttps(endpoint);
+    if (!broken) throw e;
+    throw new RelayError(ErrorCode.Unavailable, `sender "${sender}": cannot reach the identity platform at ${broken.host}: ${broken.cause}; ${broken.remedy}`, {
+      cause: err,
+    });
   }
 }
 

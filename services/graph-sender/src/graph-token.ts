@@ -2,7 +2,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { retryable } from '@relay/core';
 import { remedyFor } from '@relay/mail';
-import type { CredentialsClient } from '@relay/proto';
+import { answeredByRelay, type CredentialsClient } from '@relay/proto';
 
 /** Asked for again this long before expiry: the credentials service refreshes tokens 10 minutes ahead. */
 export const TOKEN_MARGIN_MS = 5 * 60_000;
@@ -32,7 +32,9 @@ export function createGraphTokens(client: CredentialsClient): GraphTokens {
       // The credentials service says why (a refused client secret, the identity platform down);
       // the message waits and is tried again.
       const detail =
-        e.code === status.UNAVAILABLE || e.code === status.DEADLINE_EXCEEDED ? `credentials service unavailable: ${e.details}` : e.details || e.message;
+        !answeredByRelay(e) && (e.code === status.UNAVAILABLE || e.code === status.DEADLINE_EXCEEDED)
+          ? `credentials service unavailable: ${e.details}`
+          : e.details || e.message;
       const remedy = remedyFor(detail);
       throw retryable(detail, { cause: err, ...(remedy ? { remedy } : {}) });
     }

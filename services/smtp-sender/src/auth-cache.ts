@@ -2,7 +2,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { retryable } from '@relay/core';
 import { remedyFor } from '@relay/mail';
-import { GetSmtpAuthResponse_Kind as Kind, type CredentialsClient, type GetSmtpAuthResponse } from '@relay/proto';
+import { answeredByRelay, GetSmtpAuthResponse_Kind as Kind, type CredentialsClient, type GetSmtpAuthResponse } from '@relay/proto';
 
 /** How long a password fetched from the credentials service is reused. */
 export const PASSWORD_TTL_MS = 60_000;
@@ -47,7 +47,9 @@ export class AuthCache {
       const e = err as ServiceError;
       // The credentials service explains why (e.g. consent needed); the message waits and retries.
       const detail =
-        e.code === status.UNAVAILABLE || e.code === status.DEADLINE_EXCEEDED ? `credentials service unavailable: ${e.details}` : e.details || e.message;
+        !answeredByRelay(e) && (e.code === status.UNAVAILABLE || e.code === status.DEADLINE_EXCEEDED)
+          ? `credentials service unavailable: ${e.details}`
+          : e.details || e.message;
       const remedy = remedyFor(detail);
       throw retryable(detail, { cause: err, ...(remedy ? { remedy } : {}) });
     }

@@ -1,0 +1,86 @@
+import { lookup } from 'node:dns/promises';
+import { isIP, connect as tcpConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+
+/** Why a host could not be reached, and what to do about it. */
+export interface Unreachable {
+  host: string;
+  /** e.g. `DNS lookup failed (ENOTFOUND)`, `connection refused`, `no answer within 5 s`, `TLS failed (CERT_HAS_EXPIRED)`. */
+  cause: string;
+  remedy: string;
+}
+
+const TIMEOUT_MS = 5_000;
+
+/**
+ * Finds where the way to an HTTPS endpoint breaks: DNS, the TCP connection, or the TLS handshake.
+ * Libraries that report only "network request failed" (MSAL does) are followed by this, so an
+ * error names the host and the cause. Undefined when all three work (the failure was elsewhere).
+ */
+export async function diagnoseHttps(url: string, timeoutMs = TIMEOUT_MS): Promise<Unreachable | undefined> {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(u.port || (u.protocol === 'http:' ? 80 : 443));
+  const where = port === 443 ? host : `${host}:${port}`;
+  try {
+    await lookup(host);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    return { host: where, cause: `DNS lookup failed (${code})`, remedy: `check that the relay's DNS resolves ${host}` };
+  }
+  const tcp = await attempt((done) => {
+    const s = tcpConnect({ host, port, timeout: timeoutMs });
+    s.once('connect', () => done(undefined, s));
+    s.once('timeout', () => done(new Error('timeout'), s));
+    s.once('error', (e) => done(e, s));
+    s.once('close', () => done(new Error('closed'), s));
+  });
+  if (tcp) {
+    const code = (tcp as NodeJS.ErrnoException).code;
+    const cause =
+      code === 'ECONNREFUSED'
+        ? 'connection refused'
+        : tcp.message === 'timeout'
+          ? `no answer within ${timeoutMs / 1000} s`
+          : `connection failed (${code ?? tcp.message})`;
+    return { host: where, cause, remedy: `allow outbound TCP ${port} from the relay to ${host} (firewall, proxy)` };
+  }
+  if (u.protocol !== 'https:') return undefined;
+  const tls = await attempt((done) => {
+    const s = tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), timeout: timeoutMs });
+    s.once('secureConnect', () => done(undefined, s));
+    s.once('timeout', () => done(new Error('timeout'), s));
+    s.once('error', (e) => done(e, s));
+    s.once('close', () => done(Object.assign(new Error('closed before the handshake'), { code: 'ECONNRESET' }), s));
+  });
+  if (tls) {
+    const code = (tls as NodeJS.ErrnoException).code ?? tls.message;
+    return {
+      host: where,
+      cause: `TLS failed (${code})`,
+      remedy: `the relay does not trust ${host}'s certificate; if a proxy inspects TLS, give the relay its CA (NODE_EXTRA_CA_CERTS)`,
+    };
+  }
+  return undefined;
+}
+
+type Probe = { destroy(): void; on(event: 'error', fn: () => void): unknown };
+
+function attempt(run: (done: (err: Error | undefined, socket: Probe) => void) => void): Promise<Error | undefined> {
+  return new Promise((resolve) => {
+    let settled = false;
+    run((err, socket) => {
+      // Later errors of a socket given up on (a reset after the close) are expected.
+      socket.on('error', () => {});
+      if (settled) return;
+      settled = true;
+      socket.destroy();
+      resolve(err);
+    });
+  });
+}
