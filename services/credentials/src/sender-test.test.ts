@@ -60,6 +60,17 @@ describe('testSender', () => {
     expect(r.remedy).toMatch(/Authenticated SMTP/);
   });
 
+  it('suggests STARTTLS when the server offers no AUTH on an unencrypted connection', async () => {
+    const plain = { ...sender(good.port), smtp: { ...sender(good.port).smtp!, security: 'none' as const } };
+    const r = await testSender(plain, 's', noTokens);
+    expect(r.ok).toBe(false);
+    // This server lists AUTH but answers 538 until STARTTLS; others list none: the same remedy.
+    expect(r.steps.at(-1)).toMatchObject({ name: 'auth', ok: false, detail: 'server offers AUTH PLAIN LOGIN; 538 Error: Must issue a STARTTLS command first' });
+    expect(r.remedy).toBe(
+      `The server takes no AUTH before TLS. Set security: starttls (port ${good.port}), or security: tls on port 465, so the relay encrypts the connection and then signs in.`,
+    );
+  });
+
   it('says when nothing answers', async () => {
     const r = await testSender(sender(await freePort()), 's', noTokens);
     expect(names(r)).toEqual(['connect:failed']);

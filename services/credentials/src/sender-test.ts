@@ -28,9 +28,9 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
   const smtp = sender.smtp;
   const steps: TestStep[] = [];
   const step = (name: string, ok: boolean, detail: string) => steps.push(create(TestStepSchema, { name, ok, detail }));
-  const finish = (remedySource?: string) => {
+  const finish = (remedySource?: string, own?: string) => {
     const ok = steps.every((s) => s.ok);
-    const remedy = ok ? '' : (remedyFor(remedySource ?? steps.at(-1)?.detail ?? '') ?? '');
+    const remedy = ok ? '' : (own ?? remedyFor(remedySource ?? steps.at(-1)?.detail ?? '') ?? '');
     return create(TestSenderResponseSchema, { ok, steps, remedy });
   };
 
@@ -104,6 +104,12 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
     const mechanisms = offered.length ? `server offers AUTH ${offered.join(' ')}` : 'server offers no AUTH';
     if (smtp.auth.type === 'none') step('auth', true, `not used (auth: none); ${mechanisms}`);
     else {
+      // Submission servers take AUTH only once the connection is encrypted.
+      const startTls = `The server takes no AUTH before TLS. Set security: starttls (port ${smtp.port === 25 ? 587 : smtp.port}), or security: tls on port 465, so the relay encrypts the connection and then signs in.`;
+      if (offered.length === 0 && smtp.security === 'none') {
+        step('auth', false, `${mechanisms} on an unencrypted connection`);
+        return finish(undefined, startTls);
+      }
       if (smtp.auth.type === 'oauth2' && !offered.includes('XOAUTH2')) {
         step('auth', false, `${mechanisms}; XOAUTH2 is not among them`);
         return finish('XOAUTH2');
@@ -122,6 +128,7 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
       );
       if (authErr) {
         step('auth', false, `${mechanisms}; ${describeSmtp(authErr)}`);
+        if (smtp.security === 'none' && /\b538\b|STARTTLS/i.test(describeSmtp(authErr))) return finish(undefined, startTls);
         return finish(describeSmtp(authErr) + (smtp.auth.type === 'oauth2' ? ' XOAUTH2' : ''));
       }
       step('auth', true, `${mechanisms}; ${typeof conn.lastServerResponse === 'string' ? conn.lastServerResponse : 'authenticated'} as ${smtp.auth.user}`);
