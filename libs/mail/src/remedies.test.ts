@@ -17,6 +17,7 @@ describe('remedyFor', () => {
     ],
     ['self-signed certificate in certificate chain', /ca_file/],
     ['connect ECONNREFUSED 127.0.0.1:587', /Nothing answers/],
+    ['getaddrinfo ENOTFOUND smtp.offfice365.com', /host name does not resolve/],
     [
       'ErrorSendAsDenied: The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account. (HTTP 403)',
       /graph\.mailbox "Send As"/,

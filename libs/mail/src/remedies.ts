@@ -113,6 +113,10 @@ const REMEDIES: Remedy[] = [
     remedy: 'TLS mode and port do not match: use security: tls with port 465, and security: starttls with port 587.',
   },
   {
+    match: /ENOTFOUND|EAI_AGAIN|getaddrinfo/,
+    remedy: "The server's host name does not resolve. Check smtp.host for typos and that the relay's DNS resolves it (inside containers, the container's DNS).",
+  },
+  {
     match: /ECONNREFUSED/,
     remedy:
       'Nothing answers at that host and port. Check smtp.host and smtp.port, and that a firewall allows the connection (Microsoft 365: smtp.office365.com:587).',
