@@ -2,7 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { clientEntry, newClient, repoRoot, smtpSender, type Stack, startSmtpServer, startStack, type TestSmtpServer } from '@relay/testkit';
+import { clientEntry, managedSpec, newClient, repoRoot, smtpSender, type Stack, startSmtpServer, startStack, type TestSmtpServer } from '@relay/testkit';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -67,9 +67,8 @@ describe('relay against a running relay', () => {
   let deptKey = '';
 
   it('applies a sender and a client from files, and makes a key', async () => {
-    const { id: _id, ...spec } = smtpSender({ id: 'dept', server: authed, auth: { user: 'dept' } as never });
-    const smtp = spec.smtp as { auth: Record<string, unknown> };
-    delete smtp.auth.password;
+    const spec = managedSpec(smtpSender({ id: 'dept', server: authed, auth: { user: 'dept' } as never }));
+    delete (spec.smtp.auth as Record<string, unknown>).password;
     writeFileSync(join(dir, 'sender.yaml'), stringify({ id: 'dept', ...spec, from: 'dept@campus.example' }));
     writeFileSync(join(dir, 'client.yaml'), stringify({ name: 'dept-app', senders: ['dept'] }));
     const applied = await relay(['senders', 'apply', '-f', join(dir, 'sender.yaml')]);

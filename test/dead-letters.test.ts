@@ -15,6 +15,7 @@ import {
   codeOf,
   FAST_DELIVERY,
   historyStates,
+  managedSpec,
   mailsWithId,
   newClient,
   type OtlpReceiver,
@@ -232,7 +233,7 @@ describe('dead letters', () => {
 
   it('held mail for a sender the scheduler does not know ends FAILED after limits.held_max_age', async () => {
     // A sender managed through the API, deleted (forced) while a message waits for its send_at.
-    const { id: _id, ...spec } = smtpSender({ id: 'ghost', server: open });
+    const spec = managedSpec(smtpSender({ id: 'ghost', server: open }));
     await ops.admin('putSender', create(PutSenderRequestSchema, { sender: { id: 'ghost', spec: spec as never } }));
     await ops.admin('putClient', create(PutClientRequestSchema, { client: { name: 'ghost-app', spec: { senders: ['ghost'] } } }));
     const key = await ops.admin<CreateApiKeyResponse>('createApiKey', create(CreateApiKeyRequestSchema, { client: 'ghost-app' }));

@@ -27,6 +27,7 @@ import {
   codeOf,
   eventually,
   FAST_DELIVERY,
+  managedSpec,
   mailsWithId,
   newClient,
   smtpSender,
@@ -64,14 +65,31 @@ const fileConfig = (extra: { senders?: object[]; clients?: object[] } = {}) => (
 });
 
 /** A sender's settings as an operator writes them (relay.yaml's senders: entry), for this test's SMTP servers. */
-const senderSpec = (server: TestSmtpServer, extra: Record<string, unknown> = {}): Record<string, unknown> & { smtp: Record<string, unknown> } => {
-  const { id: _id, ...spec } = smtpSender({ id: 'x', server });
-  return { ...(spec as { smtp: Record<string, unknown> }), from: 'dept@campus.example', ...extra };
-};
+const senderSpec = (server: TestSmtpServer, extra: Record<string, unknown> = {}): Record<string, unknown> & { smtp: Record<string, unknown> } => ({
+  ...managedSpec(smtpSender({ id: 'x', server })),
+  from: 'dept@campus.example',
+  ...extra,
+});
 
 const put = (id: string, spec: object, etag = '') =>
   ops.admin<PutSenderResponse>('putSender', create(PutSenderRequestSchema, { sender: { id, spec: spec as never, etag } }));
 const getSender = (id: string) => ops.admin<GetSenderResponse>('getSender', create(GetSenderRequestSchema, { id }));
+
+/** A Redis key's whole value as text, whatever its type. */
+async function redisValue(redis: Redis, key: string): Promise<string> {
+  const type = await redis.type(key);
+  const read: Record<string, () => Promise<unknown>> = {
+    string: () => redis.get(key),
+    hash: () => redis.hgetall(key),
+    list: () => redis.lrange(key, 0, -1),
+    set: () => redis.smembers(key),
+    zset: () => redis.zrange(key, '0', '-1', 'WITHSCORES'),
+    stream: () => redis.xrange(key, '-', '+'),
+  };
+  const reader = read[type];
+  if (!reader) throw new Error(`key ${key}: Redis type ${type} is not read by this test`);
+  return JSON.stringify(await reader());
+}
 
 beforeAll(async () => {
   [open, authed] = await Promise.all([startSmtpServer({ security: 'starttls' }), startSmtpServer({ security: 'starttls', users: { dept: SECRET } })]);
@@ -189,9 +207,7 @@ describe('the registry through AdminService', () => {
     try {
       for (const k of await redis.keys(`${stack.prefix}*`)) {
         expect(k).not.toContain(SECRET);
-        const type = await redis.type(k);
-        const value = type === 'string' ? await redis.get(k) : JSON.stringify(type === 'hash' ? await redis.hgetall(k) : '');
-        expect(value ?? '').not.toContain(SECRET);
+        expect(await redisValue(redis, k), k).not.toContain(SECRET);
       }
     } finally {
       redis.disconnect();

@@ -238,7 +238,7 @@ describe('parseConfig says what is wrong', () => {
     );
     expect(at('clients:', 'client:')).toBe('relay.yaml: client: unknown key; did you mean "clients"?');
     expect(at('security: starttls', 'security: starttls\n      colour: blue')).toBe(
-      'relay.yaml: senders[0].smtp.colour: unknown key (allowed keys: host, port, security, servername, ca_file, auth, pool, timeouts)',
+      'relay.yaml: senders[0].smtp.colour: unknown key (allowed keys: host, port, security, servername, ca_file, ca_pem, auth, pool, timeouts)',
     );
   });
 

@@ -182,6 +182,10 @@ export function parseManagedSender(
   isSet: (field: SenderSecretField) => boolean = () => false,
 ): SenderConfig {
   if (!isMapping(spec)) throw new ConfigError('sender: must be a mapping of settings (a relay.yaml senders: entry)');
+  // A path on the relay's hosts that every service would read: only relay.yaml may name one.
+  if (valueAt(spec, 'smtp.ca_file') !== undefined) {
+    throw new ConfigError("smtp.ca_file: not accepted through the API (it names a file on the relay's hosts); set it for a sender in relay.yaml");
+  }
   for (const field of SENDER_SECRET_FIELDS) {
     if (valueAt(spec, field) !== undefined) {
       throw new ConfigError(`${field}: secrets are not accepted in a sender's settings; set it with SetSenderSecret (relay senders set-secret)`);
@@ -323,7 +327,8 @@ function pacingKey(id: string, smtp: SenderConfig['smtp'], graphMailbox: string 
 function convertSmtp(s: NonNullable<RawSender['smtp']>, key: string, resolve: Resolve): NonNullable<SenderConfig['smtp']> {
   const refusal = port25Refusal(s.host, s.port);
   if (refusal) throw new ConfigError(`${key}.port: ${refusal}`);
-  let ca: string | undefined;
+  if (s.ca_file && s.ca_pem) throw new ConfigError(`${key}.ca_pem: give ca_file or ca_pem, not both`);
+  let ca: string | undefined = s.ca_pem;
   if (s.ca_file) {
     try {
       ca = readFileSync(s.ca_file, 'utf8');

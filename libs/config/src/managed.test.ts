@@ -30,6 +30,9 @@ describe('senders managed through the API', () => {
       parseManagedSender({ id: 'x', from: 'x@campus.example', transport: 'smtp', smtp: { ...smtp, port: 25, host: 'smtp.gmail.com' } }, resolveNone),
     ).toThrow(/^smtp\.port: /);
     expect(() => parseManagedSender({ id: 'x', from: 'x@campus.example', transport: 'smtp' }, resolveNone)).toThrow('smtp: required for transport: smtp');
+    expect(() => parseManagedSender({ id: 'x', from: 'x@campus.example', transport: 'smtp', smtp: { ...smtp, ca_file: '/etc/shadow' } }, resolveNone)).toThrow(
+      "smtp.ca_file: not accepted through the API (it names a file on the relay's hosts); set it for a sender in relay.yaml",
+    );
   });
 
   it('fills an optional secret only once it is set', () => {

@@ -108,6 +108,12 @@ const smtpSchema = z.strictObject({
   security: z.enum(['tls', 'starttls', 'none']),
   servername: nonEmpty.optional(),
   ca_file: nonEmpty.optional(),
+  /** The CA's PEM itself (senders managed through the API, which may not name files). */
+  ca_pem: z
+    .string()
+    .max(64 * 1024, 'at most 64 KiB')
+    .refine((v) => v.includes('-----BEGIN CERTIFICATE-----'), 'must be a PEM certificate (-----BEGIN CERTIFICATE-----)')
+    .optional(),
   auth: z.discriminatedUnion('type', [passwordAuth, oauth2Auth, noAuth]).optional(),
   pool: z
     .strictObject({

@@ -84,11 +84,12 @@ export async function createLiveConfig(opts: LiveConfigOptions): Promise<LiveCon
     logger.warn(obj, msg);
   }
 
-  function resolveManaged(id: string) {
+  /** A managed sender's secrets: only those its record says are set (for these settings) are looked up. */
+  function resolveManaged(id: string, set: SenderRecord['secrets']) {
     return (ref: string, key: string): Secret => {
       const field = ref.startsWith(SEALED_REF) ? ref.slice(SEALED_REF.length) : key;
       if (!opts.managedSecret) return new UnresolvedSecret(key, ref);
-      const value = opts.managedSecret(id, field);
+      const value = field in set ? opts.managedSecret(id, field) : undefined;
       return value === undefined ? new MissingSecret(id, field) : new Secret(value);
     };
   }
@@ -102,7 +103,7 @@ export async function createLiveConfig(opts: LiveConfigOptions): Promise<LiveCon
         continue;
       }
       try {
-        merged.push(parseManagedSender({ ...value.spec, id }, resolveManaged(id), (f) => value.secrets[f] !== undefined));
+        merged.push(parseManagedSender({ ...value.spec, id }, resolveManaged(id, value.secrets), (f) => value.secrets[f] !== undefined));
       } catch (err) {
         warnOnce(`sender:${id}:${revision}`, { sender: id, err: describe(err) }, 'registry sender not usable; skipped');
       }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { MessageState, type GetMessageResponse } from '@relay/proto';
 import { randomApiKey } from './config.js';
 import type { ReceivedMail, TestSmtpServer } from './smtp-server.js';
@@ -101,6 +102,16 @@ export interface TestClientConfig {
   apiKey: string;
   senders: string[];
   admin?: boolean;
+}
+
+/**
+ * A sender's settings for PutSender (the operations API): without `id`, and with the test CA as
+ * `ca_pem`, since the API takes no file paths.
+ */
+export function managedSpec(sender: Record<string, unknown>): Record<string, unknown> & { smtp: Record<string, unknown> } {
+  const { id: _id, ...spec } = sender;
+  const { ca_file: caFile, ...smtp } = spec.smtp as Record<string, unknown>;
+  return { ...spec, smtp: { ...smtp, ...(caFile ? { ca_pem: readFileSync(String(caFile), 'utf8') } : {}) } };
 }
 
 export function clientEntry(c: TestClientConfig): Record<string, unknown> {

@@ -54,6 +54,7 @@ export interface CredentialsOptions {
 }
 
 const MAX_SECRET_BYTES = 16 * 1024;
+const SENDER_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 export async function createCredentials(opts: CredentialsOptions, overrides: { bus?: Bus; redis?: Redis } = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
@@ -87,12 +88,15 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   const tokens = createOAuthTokens({ cache, store, logger });
   // One map, kept current in place: the consent flow and every call read it.
   const senders = new Map(config.senders.map((s) => [s.id, s]));
-  live.onChange((c) => {
-    for (const s of c.senders) {
-      // A sender whose settings changed gets a new token from where it now signs in.
+  live.onChange(async (c) => {
+    // A sender whose settings changed gets a new token from where it now signs in (here and in Redis).
+    const changed = c.senders.filter((s) => {
       const before = senders.get(s.id);
-      if (before && JSON.stringify(before) !== JSON.stringify(s)) cache.forget(s.id);
-    }
+      return before && JSON.stringify(before) !== JSON.stringify(s);
+    });
+    await Promise.all(
+      changed.map((s) => cache.drop(s.id).catch((err: unknown) => logger.warn({ sender: s.id, err: describe(err) }, 'cached token not dropped'))),
+    );
     senders.clear();
     for (const s of c.senders) senders.set(s.id, s);
   });
@@ -143,7 +147,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
       'sender secret refused',
       CALLERS.setSenderSecret,
       async (req) => {
-        if (!/^[A-Za-z0-9_-]{1,64}$/.test(req.id)) throw new RelayError(ErrorCode.InvalidArgument, 'id: must be 1-64 letters, digits, "-" or "_"');
+        if (!SENDER_ID.test(req.id)) throw new RelayError(ErrorCode.InvalidArgument, 'id: must be 1-64 letters, digits, "-" or "_"');
         if (!(SENDER_SECRET_FIELDS as readonly string[]).includes(req.field)) {
           throw new RelayError(ErrorCode.InvalidArgument, `field: "${req.field}" is not a secret field (${SENDER_SECRET_FIELDS.join(', ')})`);
         }
@@ -160,6 +164,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
       'sender secrets not deleted',
       CALLERS.setSenderSecret,
       async (req) => {
+        if (!SENDER_ID.test(req.sender)) throw new RelayError(ErrorCode.InvalidArgument, 'sender: must be 1-64 letters, digits, "-" or "_"');
         await Promise.all([managed.deleteSender(req.sender), store.forget(req.sender), cache.drop(req.sender)]);
         return create(DeleteSenderSecretsResponseSchema, {});
       },

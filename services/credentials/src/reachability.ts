@@ -10,7 +10,8 @@ export interface Unreachable {
   remedy: string;
 }
 
-const TIMEOUT_MS = 5_000;
+/** The whole diagnosis, so that a caller's deadline (10 s for a token) leaves room for the answer. */
+const TIMEOUT_MS = 3_000;
 
 /**
  * Finds where the way to an HTTPS endpoint breaks: DNS, the TCP connection, or the TLS handshake.
@@ -18,6 +19,19 @@ const TIMEOUT_MS = 5_000;
  * error names the host and the cause. Undefined when all three work (the failure was elsewhere).
  */
 export async function diagnoseHttps(url: string, timeoutMs = TIMEOUT_MS): Promise<Unreachable | undefined> {
+  // Through a proxy the relay does not connect to the host itself: a direct probe would mislead.
+  if (process.env.HTTPS_PROXY || process.env.https_proxy) return undefined;
+  // One budget for the three steps: the caller is waiting for its answer.
+  let timer: NodeJS.Timeout | undefined;
+  const budget = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+  try {
+    return await Promise.race([probe(url, timeoutMs), budget]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function probe(url: string, timeoutMs: number): Promise<Unreachable | undefined> {
   let u: URL;
   try {
     u = new URL(url);

@@ -30,6 +30,7 @@ let tokenFetches = 0;
 function tokensFrom(clientOf: (sender: string) => string): GraphTokens {
   const cache = new Map<string, string>();
   return {
+    clear: () => cache.clear(),
     async get(sender, opts = {}) {
       if (!opts.rejected && cache.has(sender)) return cache.get(sender)!;
       tokenFetches++;

@@ -39,11 +39,13 @@ export async function createGraphSender(opts: GraphSenderOptions, overrides: { b
   const live = await createLiveConfig({ bus, config, logger, configPath: opts.configPath, replicas: env.streamReplicas });
   const graphSenders = (c: RelayConfig) => new Map(c.senders.filter((s) => s.transport === 'graph').map((s) => [s.id, s]));
   let senders = graphSenders(config);
+  const tokens = createGraphTokens(credentials);
   live.onChange((c) => {
     senders = graphSenders(c);
+    tokens.clear();
   });
   const client = createGraphClient({
-    tokens: createGraphTokens(credentials),
+    tokens,
     slots: createMailboxSlots(redis, env.busPrefix, opts.slotTiming),
     ...(opts.timing ? { timing: opts.timing } : {}),
   });

@@ -10,6 +10,8 @@ export const TOKEN_MARGIN_MS = 5 * 60_000;
 export interface GraphTokens {
   /** An app-only Graph token for `sender`; `rejected` says Graph answered 401 to the last one. */
   get(sender: string, opts?: { rejected?: boolean }): Promise<string>;
+  /** Forgets every token: the senders' settings changed (another tenant, app or Graph URL). */
+  clear(): void;
 }
 
 /**
@@ -41,6 +43,10 @@ export function createGraphTokens(client: CredentialsClient): GraphTokens {
   }
 
   return {
+    clear() {
+      entries.clear();
+      pending.clear();
+    },
     async get(sender, opts = {}) {
       const rejected = opts.rejected ?? false;
       const hit = entries.get(sender);

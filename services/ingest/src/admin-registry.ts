@@ -49,6 +49,7 @@ import type { AdminForward } from './credentials-forward.js';
 
 export interface AdminRegistryContext {
   bus: Bus;
+  logger?: { warn(obj: object, msg: string): void };
   auth: Authenticator;
   live: LiveConfig;
   credentials: Pick<AdminForward, 'setSenderSecret' | 'deleteSenderSecrets'>;
@@ -131,11 +132,11 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
       if (fileSender(id)) throw new RelayError(ErrorCode.FailedPrecondition, `sender "${id}" is defined in relay.yaml (managed_by: file); change it there`);
       const spec = specOf(input.spec, 'id', id, 'sender');
       if (input.owners.length > 0 && spec.owners === undefined) spec.owners = [...input.owners];
-      const old = ctx.live.senderRecords().get(id);
+      // The version being changed, from the registry itself (this ingest's copy may lag another's write).
+      const old = input.etag ? await current<SenderRecord>(ctx.live.store.senders, id, 'sender', input.etag) : undefined;
       // Secrets go only where they were set for: a sender that now signs in elsewhere starts without them.
       const moved = old !== undefined && signInTarget(old.value.spec) !== signInTarget(spec);
-      if (moved && input.etag) await ctx.credentials.deleteSenderSecrets(id);
-      const secrets = moved ? {} : (old?.value.secrets ?? {});
+      const secrets = moved || !old ? {} : old.value.secrets;
       // The same checks as relay.yaml's, with the field's name.
       invalidIfThrows(() =>
         parseManagedSender(
@@ -146,6 +147,9 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
       );
       const record: SenderRecord = { spec, secrets, updated_at: new Date().toISOString(), updated_by: who.name };
       const revision = await write(ctx.live.store.senders, id, record, input.etag, 'sender');
+      // The record no longer lists them, so no service uses them; removing them is housekeeping.
+      if (moved)
+        await ctx.credentials.deleteSenderSecrets(id).catch((err: unknown) => ctx.logger?.warn({ sender: id, err: String(err) }, 'old secrets not removed'));
       await applied(ctx.live.senderRecords, id, revision);
       return create(PutSenderResponseSchema, { sender: managedSenderView(id, { value: record, revision }), created: !input.etag });
     },
@@ -189,6 +193,7 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
       }
       const field = call.request.field as SenderSecretField;
       const value = call.request.value;
+      let target = '';
       for (let attempt = 0; ; attempt++) {
         const rec = ctx.live.senderRecords().get(id) ?? (await readRecord<SenderRecord>(ctx.live.store.senders, id));
         if (!rec) throw new RelayError(ErrorCode.NotFound, `sender "${id}" does not exist`);
@@ -202,7 +207,12 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
         }
         if (!value) throw new RelayError(ErrorCode.InvalidArgument, 'value: required');
         if (Buffer.byteLength(value) > MAX_SECRET_BYTES) throw new RelayError(ErrorCode.InvalidArgument, `value: longer than ${MAX_SECRET_BYTES} bytes`);
-        if (attempt === 0) await ctx.credentials.setSenderSecret(id, field, value);
+        if (attempt === 0) {
+          target = signInTarget(rec.value.spec);
+          await ctx.credentials.setSenderSecret(id, field, value);
+        } else if (signInTarget(rec.value.spec) !== target) {
+          throw new RelayError(ErrorCode.Aborted, `sender "${id}" was pointed elsewhere while its secret was set; set it again`);
+        }
         const meta = { set_at: new Date().toISOString(), set_by: who.name };
         const record: SenderRecord = { ...rec.value, secrets: { ...rec.value.secrets, [field]: meta } };
         try {
@@ -232,7 +242,7 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
       const spec = specOf(input.spec, 'name', name, 'client');
       const senders = new Set([...config().senders.map((s) => s.id), ...ctx.live.senderRecords().keys()]);
       invalidIfThrows(() => parseManagedClient({ ...spec, name }, [], senders));
-      const old = ctx.live.clientRecords().get(name);
+      const old = input.etag ? await current<ClientRecord>(ctx.live.store.clients, name, 'client', input.etag) : undefined;
       const record: ClientRecord = { spec, keys: old?.value.keys ?? [], updated_at: new Date().toISOString(), updated_by: who.name };
       const revision = await write(ctx.live.store.clients, name, record, input.etag, 'client');
       await applied(ctx.live.clientRecords, name, revision);
@@ -405,6 +415,20 @@ function conflict(err: unknown, message: string): RelayError {
   return new RelayError(ErrorCode.Unavailable, 'the registry is unavailable (broker unreachable); retry', { cause: err });
 }
 
+/** The entry at the version named by `etag`: NOT_FOUND when gone, ABORTED when changed since. */
+async function current<T>(kv: KV, key: string, what: string, etag: string): Promise<Versioned<T>> {
+  const revision = etagRevision(etag);
+  let rec: Versioned<T> | undefined;
+  try {
+    rec = await readRecord<T>(kv, key);
+  } catch (err) {
+    throw conflict(err, '');
+  }
+  if (!rec) throw new RelayError(ErrorCode.NotFound, `${what} "${key}" does not exist (deleted since etag ${etag})`);
+  if (rec.revision !== revision) throw new RelayError(ErrorCode.Aborted, `${what} "${key}" changed since etag ${etag}; get it again`);
+  return rec;
+}
+
 async function readRecord<T>(kv: KV, key: string): Promise<Versioned<T> | undefined> {
   const e = await kv.get(key);
   return e && e.operation === 'PUT' && e.length > 0 ? { value: e.json<T>(), revision: e.revision } : undefined;
@@ -450,7 +474,7 @@ async function queuedFor(bus: Bus, sender: string): Promise<number> {
     const counts = await Promise.all([
       count(n.submittedStream, n.submittedSubject(sender)),
       count(n.heldStream, n.heldSubject(sender)),
-      count(n.dispatchStream, `${n.prefix}.dispatch.*.${sender}`),
+      count(n.dispatchStream, n.dispatchSubject('*', sender)),
     ]);
     return counts.reduce((a, b) => a + b, 0);
   } catch (err) {

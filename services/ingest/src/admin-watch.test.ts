@@ -5,6 +5,7 @@ import { credentials, makeGenericClientConstructor, Metadata, status, type Clien
 import { connectBus, readIndexRecord, type Bus } from '@relay/bus';
 import { parseConfig, readEnv } from '@relay/config';
 import type { RunnableService } from '@relay/core';
+import { CreateApiKeyRequestSchema, PutClientRequestSchema, RevokeApiKeyRequestSchema, type CreateApiKeyResponse } from '@relay/proto';
 import { AdminService, GetQueueStatsRequestSchema, MessageState, toGrpcDefinition, WatchMessagesRequestSchema, type MessageEvent } from '@relay/proto';
 import { createLogger } from '@relay/telemetry';
 import { clientEntry, dropBus, eventually, newClient, serviceTestEnv, testNatsUrl, uniquePrefix } from '@relay/testkit';
@@ -210,6 +211,27 @@ function fields(bytes: Uint8Array): Map<number, Uint8Array[]> {
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const decode = <D extends DescMessage>(schema: D, b: Uint8Array) => fromBinary(schema, b);
+
+describe('WatchMessages and the registry', () => {
+  const unaryCall = <T>(method: string, req: unknown): Promise<T> =>
+    new Promise((resolve, reject) =>
+      (admin as unknown as Record<string, (r: unknown, md: Metadata, cb: (e: ServiceError | null, res: T) => void) => void>)[method]!.call(
+        admin,
+        req,
+        auth(ops.apiKey),
+        (e, res) => (e ? reject(e) : resolve(res)),
+      ),
+    );
+
+  it('ends a watch whose key is revoked', async () => {
+    await unaryCall('putClient', create(PutClientRequestSchema, { client: { name: 'watcher', spec: { admin: true } } }));
+    const made = await unaryCall<CreateApiKeyResponse>('createApiKey', create(CreateApiKeyRequestSchema, { client: 'watcher' }));
+    const w = watch({}, made.apiKey);
+    await w.started;
+    await unaryCall('revokeApiKey', create(RevokeApiKeyRequestSchema, { client: 'watcher', keyId: made.key!.id }));
+    expect(await w.ended).toMatchObject({ code: status.UNAUTHENTICATED, details: 'unknown API key' });
+  });
+});
 
 describe('server reflection', () => {
   it('lists the relay services without a key', async () => {

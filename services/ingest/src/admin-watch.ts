@@ -26,6 +26,8 @@ const MAX_FILTER_CHARS = 256;
 
 interface Watcher {
   req: WatchMessagesRequest;
+  /** The call's metadata: its key is checked again when the configuration changes. */
+  metadata: Metadata;
   offer(ev: StatusEvent, client: string | undefined): void;
   end(code: status, details: string): void;
 }
@@ -37,6 +39,8 @@ export interface WatchHub {
   readonly size: number;
   /** Ends every watch (UNAVAILABLE) and the subscription: ingest is stopping. */
   closeAll(): void;
+  /** Checks every watch's key again (the configuration changed): a revoked or expired one ends it. */
+  recheck(): void;
 }
 
 /**
@@ -136,6 +140,7 @@ export function createWatchHub(bus: Bus, auth: Authenticator, logger: Logger, op
 
     const watcher: Watcher = {
       req,
+      metadata: call.metadata,
       offer(ev, client) {
         if (req.state !== MessageState.UNSPECIFIED && ev.state !== req.state) return;
         if (req.sender && ev.sender !== req.sender) return;
@@ -184,6 +189,16 @@ export function createWatchHub(bus: Bus, auth: Authenticator, logger: Logger, op
     watchMessages,
     get size() {
       return watchers.size;
+    },
+    recheck() {
+      for (const w of [...watchers]) {
+        try {
+          const caller = auth.authenticate(w.metadata);
+          if (!caller.admin) w.end(status.PERMISSION_DENIED, `client "${caller.name}" is no longer an admin client`);
+        } catch (err) {
+          w.end(status.UNAUTHENTICATED, (err as Error).message);
+        }
+      }
     },
     closeAll() {
       closed = true;

@@ -93,6 +93,7 @@ export async function createIngest(
   const messages = createAdminMessageHandlers(ctx);
   const registry = createAdminRegistryHandlers({
     bus,
+    logger,
     live,
     credentials: admin,
     get auth() {
@@ -156,6 +157,7 @@ export async function createIngest(
     ctx.config = next;
     ctx.senders = new Map(next.senders.map((s) => [s.id, s]));
     ctx.auth = createAuthenticator(next.clients);
+    watch.recheck();
     const limited = next.clients.some((c) => hasLimits(c.limits));
     if (limited || next.senders.some((s) => isPaced(s.rate))) ensureRedis();
     if (limited && !budget) startBudget(next);

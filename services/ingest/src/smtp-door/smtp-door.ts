@@ -39,7 +39,6 @@ interface Transaction {
 
 interface SessionState {
   /** The client whose allow_ips holds the peer's address, if any (AUTH takes precedence). */
-  byAddress: ClientConfig | undefined;
   tx: Transaction | undefined;
   failedLogins: number;
   /** Between DATA and its reply: the one state a stop lets finish (smtp-server refuses new commands then). */
@@ -104,7 +103,7 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     closeTimeout: opts.graceMs,
     onConnect(session, callback) {
       relayInstruments().smtpSessions.add(1, { port });
-      sessions.set(session.id, { byAddress: current().gate.byAddress(session.remoteAddress), tx: undefined, receiving: false, failedLogins: 0 });
+      sessions.set(session.id, { tx: undefined, receiving: false, failedLogins: 0 });
       // AUTH is neither offered nor taken before TLS, so a client never sends its password in
       // clear text (it would, offered AUTH, before the refusal); onSecure offers it.
       if (!session.secure) session.disabledCommands = ['AUTH'];
@@ -158,7 +157,8 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     const st = sessions.get(session.id);
     if (!st) return reply(421, '4.3.0 Session state lost; reconnect');
     endTx(st, 'transaction abandoned');
-    const client = typeof session.user === 'string' ? current().clients.get(session.user) : st.byAddress;
+    // Looked up per transaction: a client removed or changed since the connection opened is in force at once.
+    const client = typeof session.user === 'string' ? current().clients.get(session.user) : current().gate.byAddress(session.remoteAddress);
     if (!client) return reply(530, '5.7.0 Authentication required');
     const sender = current().gate.senderFor(client, address.address);
     if (!sender) {
