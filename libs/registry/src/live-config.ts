@@ -63,6 +63,9 @@ export interface LiveConfig {
   stop(): Promise<void>;
 }
 
+/** Longest wait for a registry bucket's entries at start, for a bucket whose last message was purged. */
+const READY_FALLBACK_MS = 5_000;
+
 export async function createLiveConfig(opts: LiveConfigOptions): Promise<LiveConfig> {
   const { logger } = opts;
   const store = await openRegistry(opts.bus, opts.replicas);
@@ -150,6 +153,11 @@ export async function createLiveConfig(opts: LiveConfigOptions): Promise<LiveCon
     let markReady!: () => void;
     const ready = new Promise<void>((resolve) => (markReady = resolve));
     if (last === 0) markReady();
+    // The bucket's last message may be gone (a purge) and the watch then has nothing to deliver.
+    const fallback = setTimeout(() => {
+      markReady();
+    }, READY_FALLBACK_MS);
+    void ready.then(() => clearTimeout(fallback));
     const done = (async () => {
       for await (const e of iter) {
         if (e.operation === 'PUT' && e.length > 0) {
@@ -159,7 +167,8 @@ export async function createLiveConfig(opts: LiveConfigOptions): Promise<LiveCon
             warnOnce(`${what}:${e.key}:${e.revision}:json`, { key: e.key, err: describe(err) }, `registry ${what} entry is not JSON; skipped`);
           }
         } else into.delete(e.key);
-        if (e.revision >= last) {
+        // Caught up: the newest message of the bucket at start, or nothing more pending.
+        if (e.revision >= last || e.delta === 0) {
           markReady();
           changed();
         }

@@ -55,15 +55,34 @@ function acceptedAt(r: MessageRecord): number {
   return r.updatedAt ? timestampDate(r.updatedAt).getTime() : Date.now();
 }
 
+/** How long one scan of the message index answers GetQueueStats calls. */
+const SCAN_REUSE_MS = 2_000;
+const emptyCounts = (): Counts => ({ queued: 0, sending: 0, retrying: 0, failed24h: 0, oldest: Number.POSITIVE_INFINITY });
+
 /** AdminService.GetQueueStats: per sender, what waits, what is held by its pace, and its daily cap. */
 export function createQueueStatsHandler(ctx: QueueStatsContext) {
   const log = new PacingLog(ctx.bus);
 
-  async function countFromIndex(ids: Set<string>, now: number): Promise<Map<string, Counts>> {
-    const counts = new Map<string, Counts>([...ids].map((id) => [id, { queued: 0, sending: 0, retrying: 0, failed24h: 0, oldest: Number.POSITIVE_INFINITY }]));
+  // One scan of the index serves every call for a moment: `relay queue --watch` on several
+  // terminals, or a console page per operator, then cost one scan, not one each.
+  let recent: { at: number; counts: Promise<Map<string, Counts>> } | undefined;
+
+  function countFromIndex(ids: Set<string>, now: number): Promise<Map<string, Counts>> {
+    if (!recent || now - recent.at > SCAN_REUSE_MS) {
+      const counts = scanCounts(now);
+      recent = { at: now, counts };
+      counts.catch(() => {
+        if (recent?.counts === counts) recent = undefined;
+      });
+    }
+    return recent.counts.then((all) => new Map([...ids].map((id) => [id, all.get(id) ?? emptyCounts()])));
+  }
+
+  async function scanCounts(now: number): Promise<Map<string, Counts>> {
+    const counts = new Map<string, Counts>();
     const scan = await scanIndex(ctx.bus, INDEX_SCAN_MAX, (r) => {
-      const c = counts.get(r.sender);
-      if (!c) return;
+      let c = counts.get(r.sender);
+      if (!c) counts.set(r.sender, (c = emptyCounts()));
       if (r.state === MessageState.QUEUED) c.queued++;
       else if (r.state === MessageState.SENDING) c.sending++;
       else if (r.state === MessageState.RETRYING) c.retrying++;
