@@ -79,3 +79,14 @@ senders:
     expect(config.senders[0]).toMatchObject({ managedBy: 'file', owners: ['jane@campus.example'] });
   });
 });
+
+describe('presets', () => {
+  it("google-smtp-relay paces within Google's SMTP relay limits per user", () => {
+    const text = `
+clients: [{ name: a, api_key: ${'k'.repeat(40)}, senders: [s] }]
+senders:
+  - { id: s, from: s@campus.example, transport: smtp, smtp: { host: smtp-relay.gmail.com, port: 587, security: starttls }, rate: { preset: google-smtp-relay } }
+`;
+    expect(parseConfig(text, {}).senders[0]!.rate).toMatchObject({ dailyMessages: 10_000, dailyRecipients: 10_000, maxRecipientsPerMessage: 100 });
+  });
+});

@@ -31,6 +31,16 @@ export const RATE_PRESETS = {
     dailyRecipients: 10_000,
     maxRecipientsPerMessage: 100,
   },
+  // Google Workspace's SMTP relay service (smtp-relay.gmail.com:587): per registered user,
+  // 10,000 messages and 10,000 unique recipients in 24 hours; 100 recipients per message is
+  // what RFC 5321 guarantees.
+  'google-smtp-relay': {
+    batchSize: 10_000,
+    intervalMs: 86_400_000,
+    dailyMessages: 10_000,
+    dailyRecipients: 10_000,
+    maxRecipientsPerMessage: 100,
+  },
 } as const satisfies Record<string, RatePreset>;
 
 export type PresetName = keyof typeof RATE_PRESETS;
