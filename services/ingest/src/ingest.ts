@@ -19,6 +19,7 @@ import { addReflection } from './reflection.js';
 import { createKeyInterceptor, listenGrpc, MAX_CONCURRENT_STREAMS, type GrpcListener } from './grpc-guard.js';
 import { createMailHandlers, messageLimit, type IngestContext } from './mail-service.js';
 import { createSmtpDoor, smtpDoorTls } from './smtp-door/index.js';
+import { startPublicHttp, type PublicHttp } from './public-http.js';
 
 export interface IngestOptions {
   env: RelayEnv;
@@ -146,6 +147,7 @@ export async function createIngest(
   addReflection(server);
   const smtpDoor = createSmtpDoor(ctx, { host: env.host, port: env.smtpPort, smtpsPort: env.smtpsPort, tls: smtpDoorTls(env), graceMs: env.graceMs });
   let ops: OpsServer | undefined;
+  let http: PublicHttp | undefined;
   let grpc: GrpcListener | undefined;
   let release: ConsumeLoop | undefined;
   let health: GrpcHealth | undefined;
@@ -202,8 +204,9 @@ export async function createIngest(
       await health.refresh();
       grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
       const smtpPorts = await smtpDoor.start();
+      http = await startPublicHttp({ port: env.httpPort, host: env.host, tls: env.tls, ready, logger, completeConsent: (f) => admin.completeConsent(f) });
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
-      return { grpc: grpc.port, ...smtpPorts, metrics: ops.port };
+      return { grpc: grpc.port, ...smtpPorts, http: http.port, metrics: ops.port };
     },
     stop: once(async () => {
       // Refuse new calls, let the ones in progress finish within the grace period.
@@ -216,7 +219,7 @@ export async function createIngest(
       if (!(await within(inFlight.idle(), env.graceMs))) logger.warn({ in_flight: inFlight.size }, 'grace period over');
       server.forceShutdown();
       await listenerClosed;
-      await ops?.close();
+      await Promise.allSettled([http?.close(), ops?.close()]);
       await budgetStarted?.catch(() => {});
       release?.stop();
       await release?.done;
