@@ -39,6 +39,10 @@ describe('stackServiceEnv', () => {
     });
   });
 
+  it('names https in the public URL when ingest serves its HTTP port over TLS', () => {
+    expect(stackServiceEnv({}, { ...settings, publicTls: true }).RELAY_PUBLIC_URL).toBe('https://localhost:8080');
+  });
+
   it("keeps the caller's RELAY_HOST and RELAY_PUBLIC_URL", () => {
     const env = stackServiceEnv({ RELAY_HOST: '0.0.0.0', RELAY_PUBLIC_URL: 'https://relay.campus.example' }, settings);
     expect(env.RELAY_HOST).toBe('0.0.0.0');
@@ -63,7 +67,7 @@ describe('ports', () => {
     const busy = await busyPorts({ grpc: 50051, http: 50051, credentials: 0 }, async (p) => p !== 50051);
     expect(busy).toEqual([
       'port 50051 (ingest gRPC) is in use: stop what holds it, or set RELAY_GRPC_PORT to another port (0 = any free port)',
-      'RELAY_HTTP_PORT=50051 (credentials HTTP) is the same port as RELAY_GRPC_PORT',
+      'RELAY_HTTP_PORT=50051 (ingest HTTP) is the same port as RELAY_GRPC_PORT',
     ]);
     expect(await busyPorts({ grpc: 1, http: 2, credentials: 3 }, async () => true)).toEqual([]);
   });

@@ -126,6 +126,7 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
   // Mutual TLS toward credentials from a CA made for this run, unless the caller set up its own.
   const internal = hasInternalAuth(env) ? {} : await stackInternalAuth(join(root, '.relay', 'internal-tls'), print);
   settings.internalToken = internal.token;
+  settings.publicTls = Boolean(doorEnv.RELAY_TLS_CERT ?? env.RELAY_TLS_CERT);
   const secrets = secretEnvNames(settings.configPath);
   const envelopeKey = stackEnvelopeKey(stackDir, env);
   const telemetry = exportDefaults(env);
