@@ -16,7 +16,8 @@ export function secretEnvNames(configPath: string): SecretEnvNames {
   const names: SecretEnvNames = { callers: [], others: [] };
   for (const s of unresolvedSecrets(loadConfigFile(configPath, {}, { resolveSecrets: 'none' }))) {
     if (!s.ref.startsWith('env:')) continue;
-    (s.key.startsWith('clients[') ? names.callers : names.others).push(s.ref.slice(4));
+    // The console's client secret is ingest's too (it signs people in).
+    (s.key.startsWith('clients[') || s.key.startsWith('console.') ? names.callers : names.others).push(s.ref.slice(4));
   }
   return names;
 }
