@@ -1,5 +1,5 @@
 #!/bin/sh
-# Packs the built services into a tar for the image: package.json files, dist/, production
+# Packs the built services into a tar for the image: package.json files, dist/ (and the console's), production
 # node_modules (no dev dependencies, no tools or tests), and the entry point relay.mjs.
 # Usage: deploy/bundle.sh OUT.tar [extra npm install flags, e.g. --prefer-offline]. Run after `npm run build`.
 set -eu
@@ -10,7 +10,7 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT INT TERM
 cd "$root"
 cp package.json package-lock.json deploy/relay.mjs "$stage/"
-for dir in libs/* services/* tools test; do
+for dir in libs/* services/* console tools test; do
   [ -f "$dir/package.json" ] || continue
   mkdir -p "$stage/$dir"
   cp "$dir/package.json" "$stage/$dir/"
@@ -24,6 +24,9 @@ for dir in libs/* services/*; do
   [ "$dir" = libs/testkit ] && continue
   [ -d "$dir/dist" ] && cp -R "$dir/dist" "$stage/$dir/"
 done
+# The web console: static files ingest serves (built by Vite; no runtime dependencies).
+[ -d console/dist ] || { echo "bundle: console/dist is missing; run npm run build first" >&2; exit 1; }
+cp -R console/dist "$stage/console/"
 # Only the services' production dependencies (and the libraries they use); no install scripts.
 # `npm install` rather than `npm ci`: the lock holds only this platform's optional packages.
 (cd "$stage" && npm install --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error $workspaces "$@")
