@@ -11,8 +11,9 @@ export type Role = { kind: 'admin' } | { kind: 'owner'; senders: string[] } | { 
 
 export function roleOf(person: Session, config: Pick<RelayConfig, 'console' | 'senders'>): Role {
   const email = person.email.toLowerCase();
-  if (person.demo) return { kind: 'admin' };
   const c = config.console;
+  // The demo's sign-in stands for an admin only while no real sign-in is configured.
+  if (person.demo) return c ? { kind: 'none' } : { kind: 'admin' };
   if (c && (c.admins.includes(email) || person.groups.some((g) => c.adminGroups.includes(g)))) return { kind: 'admin' };
   const senders = config.senders.filter((s) => (s.owners ?? []).some((o) => o.toLowerCase() === email)).map((s) => s.id);
   return senders.length > 0 ? { kind: 'owner', senders } : { kind: 'none' };

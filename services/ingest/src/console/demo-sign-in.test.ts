@@ -3,16 +3,15 @@ import { parseConfig } from '@relay/config';
 import { createLogger } from '@relay/telemetry';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startPublicHttp, type PublicHttp } from '../public-http.js';
+import { roleOf } from './api.js';
 import { createConsoleRoutes, DEMO_LINK_TTL_MS } from './console-http.js';
 import { createSigner } from './session.js';
 
 const logger = createLogger({ service: 'test', level: 'silent' });
-const config = parseConfig(
-  `clients: [{ name: app, api_key: app-key-0123456789abcdef0123456789, senders: [s] }]
+const CONFIG_TEXT = `clients: [{ name: app, api_key: app-key-0123456789abcdef0123456789, senders: [s] }]
 senders: [{ id: s, from: s@campus.example, transport: smtp, smtp: { host: 127.0.0.1, port: 2525, security: none } }]
-`,
-  {},
-);
+`;
+const config = parseConfig(CONFIG_TEXT, {});
 const servers: PublicHttp[] = [];
 afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
@@ -48,6 +47,16 @@ async function start(token: string | undefined, clock: { now: number }) {
   servers.push(http);
   return { base: `http://127.0.0.1:${http.port}`, calls };
 }
+
+describe('roles', () => {
+  it('makes the demo sign-in an admin only while relay.yaml has no console:', () => {
+    const demo = { email: 'demo@localhost', name: 'Demo', groups: [], demo: true, csrf: 'c', exp: 0 };
+    expect(roleOf(demo, config)).toEqual({ kind: 'admin' });
+    const withConsole = parseConfig(`console: { issuer: "https://idp.campus.example", client_id: c, admins: [a@campus.example] }\n${CONFIG_TEXT}`, {});
+    expect(roleOf(demo, withConsole)).toEqual({ kind: 'none' });
+    expect(roleOf({ ...demo, demo: false, email: 'A@campus.example' }, withConsole)).toEqual({ kind: 'admin' });
+  });
+});
 
 describe('the demo sign-in link', () => {
   const token = randomBytes(24).toString('base64url');
