@@ -159,6 +159,16 @@ describe('scopeServiceEnv', () => {
     expect(scopeServiceEnv('smtp-sender', more, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x', RELAY_INTERNAL_TOKEN: 't' });
   });
 
+  it("gives the console's cookie key and demo token to ingest only", () => {
+    const more = { ...shell, RELAY_CONSOLE_SESSION_KEY: 'sk', RELAY_CONSOLE_DEMO_TOKEN: 'dt' };
+    expect(scopeServiceEnv('ingest', more, secrets)).toMatchObject({ RELAY_CONSOLE_SESSION_KEY: 'sk', RELAY_CONSOLE_DEMO_TOKEN: 'dt' });
+    for (const name of ['credentials', 'scheduler', 'smtp-sender', 'graph-sender'] as const) {
+      const env = scopeServiceEnv(name, more, secrets);
+      expect(env.RELAY_CONSOLE_SESSION_KEY, name).toBeUndefined();
+      expect(env.RELAY_CONSOLE_DEMO_TOKEN, name).toBeUndefined();
+    }
+  });
+
   it('gives the senders the internal token, the scheduler no secret at all', () => {
     expect(scopeServiceEnv('smtp-sender', shell, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x', RELAY_INTERNAL_TOKEN: 't' });
     expect(scopeServiceEnv('scheduler', shell, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x' });
