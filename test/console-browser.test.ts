@@ -94,6 +94,20 @@ describe.skipIf(!haveChromium)('web console in chromium', () => {
       .getByRole('list', { name: `History of message ${sent.messageId}` })
       .getByText('sent', { exact: true })
       .waitFor();
+    // Send again asks first; declined, nothing is called; accepted, the API's count is shown.
+    await page.getByRole('checkbox', { name: `Select message ${sent.messageId}` }).check();
+    const asked: string[] = [];
+    page.once('dialog', (d) => {
+      asked.push(d.message());
+      void d.dismiss();
+    });
+    await page.getByRole('button', { name: 'Send again' }).click();
+    expect(asked).toEqual(['Send again 1 message?']);
+    expect(await page.getByRole('status').count()).toBe(0);
+    page.once('dialog', (d) => void d.accept());
+    await page.getByRole('button', { name: 'Send again' }).click();
+    // A SENT message is not sent again: the relay says how many it took (none).
+    expect(await page.getByRole('status').textContent()).toBe('Send again: 0 message(s).');
     await page.goto(`${base}/#/queues`);
     await page.getByRole('rowheader', { name: 'helpdesk' }).waitFor();
     await page.goto(`${base}/#/clients`);
