@@ -53,6 +53,7 @@ beforeAll(async () => {
     REDIS_URL: testRedisUrl(),
     RELAY_BUS_PREFIX: prefix,
     RELAY_GRPC_PORT: '0',
+    RELAY_HTTP_PORT: '0',
     RELAY_METRICS_PORT: '0',
     RELAY_HOST: '127.0.0.1',
     ...serviceTestEnv('ingest'),

@@ -59,6 +59,7 @@ beforeAll(async () => {
       NATS_URL: testNatsUrl(),
       RELAY_BUS_PREFIX: prefix,
       RELAY_GRPC_PORT: '0',
+      RELAY_HTTP_PORT: '0',
       RELAY_METRICS_PORT: '0',
       RELAY_HOST: '0.0.0.0',
       RELAY_TLS_CERT: testCa().certFile,
@@ -88,7 +89,19 @@ describe('TLS and listening addresses', () => {
     expect(listeningAddress(ingest.ports.metrics!)).toBe('127.0.0.1');
   });
 
-  it("serves the HTTP port over TLS and keeps credentials' internal gRPC port on loopback", async () => {
+  it('serves the public HTTP port over TLS on RELAY_HTTP_PORT, on RELAY_HOST', async () => {
+    const body = await new Promise<string>((resolve, reject) => {
+      get({ host: '127.0.0.1', port: ingest.ports.http, path: '/healthz', ca: testCa().caPem, servername: 'localhost' }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve(text));
+      }).on('error', reject);
+    });
+    expect(body.trim()).toBe('ok');
+    expect(listeningAddress(ingest.ports.http!)).toBe('0.0.0.0');
+  });
+
+  it('gives credentials no public port: its internal gRPC and ops ports stay on loopback', async () => {
     const credentials = await spawnService('credentials', {
       env: {
         RELAY_CONFIG: writeConfig({ clients: [clientEntry(alice)], senders: [smtpSender({ id: 'shared', server: { port: 2 }, security: 'none' })] }),
@@ -105,15 +118,8 @@ describe('TLS and listening addresses', () => {
       },
     });
     try {
-      const body = await new Promise<string>((resolve, reject) => {
-        get({ host: '127.0.0.1', port: credentials.ports.http, path: '/healthz', ca: testCa().caPem }, (res) => {
-          let text = '';
-          res.on('data', (d: Buffer) => (text += d.toString()));
-          res.on('end', () => resolve(text));
-        }).on('error', reject);
-      });
-      expect(body.trim()).toBe('ok');
-      expect(listeningAddress(credentials.ports.http!)).toBe('0.0.0.0');
+      expect(credentials.ports.http).toBeUndefined();
+      expect(Object.keys(credentials.ports).sort()).toEqual(['grpc', 'metrics']);
       expect(listeningAddress(credentials.ports.grpc!)).toBe('127.0.0.1');
       expect(listeningAddress(credentials.ports.metrics!)).toBe('127.0.0.1');
     } finally {

@@ -184,9 +184,11 @@ describe('OAuth2 credentials end to end', () => {
     expect(authorize.searchParams.get('code_challenge_method')).toBe('S256');
     const signedIn = await fetch(authorize, { redirect: 'manual' });
     expect(signedIn.status).toBe(302);
-    // RELAY_PUBLIC_URL is the default here; the callback is served on the port the stack chose.
+    // RELAY_PUBLIC_URL is the default here; ingest serves the callback on the port the stack chose
+    // and relays it to credentials, which has no public port.
     const back = new URL(signedIn.headers.get('location')!);
-    const callback = `http://127.0.0.1:${stack.credentials.ports.http}${back.pathname}${back.search}`;
+    expect(stack.credentials.ports.http).toBeUndefined();
+    const callback = `http://127.0.0.1:${stack.ingest.ports.http}${back.pathname}${back.search}`;
     const forged = await fetch(callback.replace(/state=[^&]+/, 'state=forged'));
     expect(forged.status).toBe(400);
     const done = await fetch(callback);

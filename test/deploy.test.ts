@@ -159,7 +159,7 @@ describe('deploy/kubernetes', () => {
     }
   });
 
-  it('lets only ingest and the OAuth callback be reached from outside the namespace; NATS and Redis only from the relay', () => {
+  it('lets only ingest (gRPC, and HTTP for the console and OAuth callback) be reached from outside the namespace; NATS and Redis only from the relay', () => {
     const policies = docs.filter((d) => d.kind === 'NetworkPolicy');
     const deny = policies.find((p) => Object.keys(p.spec.podSelector).length === 0);
     expect(deny?.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress'] });
@@ -169,7 +169,7 @@ describe('deploy/kubernetes', () => {
     );
     // A rule without `from` admits anyone, in or out of the cluster.
     const open = rules.filter((r) => !r.rule.from).map((r) => `${r.pod}:${r.rule.ports.map((p: Doc) => p.port).join(',')}`);
-    expect(open.sort()).toEqual(['credentials:8080', 'ingest:50051']);
+    expect(open.sort()).toEqual(['ingest:50051', 'ingest:8080']);
     for (const r of rules.filter((r) => r.rule.from)) {
       for (const peer of r.rule.from) {
         // Pods of this namespace only: no namespaceSelector, no ipBlock.

@@ -49,6 +49,7 @@ async function startIngest(): Promise<ServiceProcess> {
       NATS_URL: testNatsUrl(),
       RELAY_BUS_PREFIX: prefix,
       RELAY_GRPC_PORT: '0',
+      RELAY_HTTP_PORT: '0',
       RELAY_METRICS_PORT: '0',
       RELAY_HOST: '127.0.0.1',
       RELAY_GRPC_MAX_CONNECTIONS_PER_PEER: '4',

@@ -524,7 +524,7 @@ describe.skipIf(!hasNatsServer)(`SMTP door: broker down (needs ${NATS_SERVER_BIN
 
   beforeAll(async () => {
     nats = await startPrivateNats();
-    ingest = await spawnService('ingest', { env: { ...stack.env, NATS_URL: nats.url, RELAY_BUS_PREFIX: prefix, RELAY_GRPC_PORT: '0' } });
+    ingest = await spawnService('ingest', { env: { ...stack.env, NATS_URL: nats.url, RELAY_BUS_PREFIX: prefix, RELAY_GRPC_PORT: '0', RELAY_HTTP_PORT: '0' } });
   });
 
   afterAll(async () => {

@@ -172,7 +172,7 @@ describe.skipIf(!hasNatsServer)(`broker down (needs ${NATS_SERVER_BIN})`, () => 
 
   beforeAll(async () => {
     nats = await startPrivateNats();
-    ingest = await spawnService('ingest', { env: { ...stack.env, NATS_URL: nats.url, RELAY_BUS_PREFIX: prefix, RELAY_GRPC_PORT: '0' } });
+    ingest = await spawnService('ingest', { env: { ...stack.env, NATS_URL: nats.url, RELAY_BUS_PREFIX: prefix, RELAY_GRPC_PORT: '0', RELAY_HTTP_PORT: '0' } });
     down = createTestClient(`127.0.0.1:${ingest.ports.grpc}`, app.apiKey);
     expect((await down.sendMail(message({ subject: 'broker up' }))).state).toBe(MessageState.QUEUED);
     await nats.kill();

@@ -49,6 +49,10 @@ export interface RelayEnv {
   smtpPort?: number;
   /** RELAY_SMTPS_PORT: the same door with implicit TLS (465). */
   smtpsPort?: number;
+  /** RELAY_CONSOLE_SESSION_KEY: signs the console's cookies; the same on every ingest replica. */
+  consoleSessionKey?: Buffer;
+  /** RELAY_CONSOLE_DEMO_TOKEN: the demo's one-time console sign-in (npm run stack without a config). */
+  consoleDemoToken?: string;
 }
 
 export const ENV_DEFAULTS = {
@@ -97,7 +101,15 @@ export function readEnv(env: Env): RelayEnv {
     internalAuth: readInternalAuth(env),
     smtpPort: optionalPort(env, 'RELAY_SMTP_PORT'),
     smtpsPort: optionalPort(env, 'RELAY_SMTPS_PORT'),
+    consoleSessionKey: keyList('RELAY_CONSOLE_SESSION_KEY', env.RELAY_CONSOLE_SESSION_KEY)[0],
+    consoleDemoToken: demoToken(env.RELAY_CONSOLE_DEMO_TOKEN),
   };
+}
+
+function demoToken(v: string | undefined): string | undefined {
+  if (!v) return undefined;
+  if (!/^[A-Za-z0-9_-]{32,128}$/.test(v)) throw new ConfigError('RELAY_CONSOLE_DEMO_TOKEN: must be 32-128 letters, digits, "-" or "_"');
+  return v;
 }
 
 function natsAuth(env: Env): NatsAuth {

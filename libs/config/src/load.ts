@@ -4,10 +4,20 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError, isConfigError } from '@relay/core';
 import { port25Refusal, RATE_PRESETS } from './presets.js';
 import { formatIssues } from './issues.js';
-import { configSchema, managedClientSchema, senderSchema, SMTP_POOL_DEFAULTS, type RawClientLimits, type RawConfig, type RawSender } from './schema.js';
+import {
+  configSchema,
+  managedClientSchema,
+  senderSchema,
+  SMTP_POOL_DEFAULTS,
+  type RawClientLimits,
+  type RawConfig,
+  type RawConsole,
+  type RawSender,
+} from './schema.js';
 import { resolveSecret, UnresolvedSecret, type Secret } from './secret.js';
 import type {
   ClientConfig,
+  ConsoleConfig,
   ClientKey,
   ClientLimits,
   RateConfig,
@@ -133,6 +143,7 @@ function convert(raw: RawConfig, callers: Resolve, senderSecrets: Resolve): Rela
     keys.set(c.apiKey.reveal(), c.name);
   });
   return {
+    ...(raw.console ? { console: convertConsole(raw.console, callers) } : {}),
     clients,
     senders,
     limits: {
@@ -146,6 +157,19 @@ function convert(raw: RawConfig, callers: Resolve, senderSecrets: Resolve): Rela
       maxAgeMs: raw.delivery.max_age,
       failedRetentionMs: raw.delivery.failed_retention,
     },
+  };
+}
+
+/** The console's client secret is ingest's, like the callers' keys: resolved with them. */
+function convertConsole(c: RawConsole, resolve: Resolve): ConsoleConfig {
+  return {
+    issuer: (c.issuer ?? c.authority)!.replace(/\/+$/, ''),
+    clientId: c.client_id,
+    clientSecret: c.client_secret === undefined ? undefined : resolve(c.client_secret, 'console.client_secret'),
+    admins: c.admins.map((a) => a.replace(/^.*<([^>]+)>\s*$/, '$1').toLowerCase()),
+    adminGroups: [...c.admin_groups],
+    contact: c.contact,
+    sessionTtlMs: c.session_ttl,
   };
 }
 

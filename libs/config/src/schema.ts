@@ -176,7 +176,37 @@ export const managedClientSchema = clientSchema.omit({ api_key: true, smtp: true
   smtp: z.strictObject({ allow_ips: z.array(cidr).min(1, 'must list at least one address or range') }).optional(),
 });
 
+/**
+ * The web console's sign-in (OpenID Connect, authorization code + PKCE): the identity provider's
+ * issuer (`authority` is the same thing under Entra ID's name), the app's client id and secret,
+ * and who is an admin (by email or by a group id in the `groups` claim).
+ */
+export const consoleSchema = z
+  .strictObject({
+    issuer: httpsUrl.optional(),
+    authority: httpsUrl.optional(),
+    client_id: nonEmpty,
+    client_secret: secretRef.optional(),
+    admins: z.array(mailbox).max(1_000, 'at most 1000 admins').default([]),
+    admin_groups: z.array(nonEmpty).max(100, 'at most 100 groups').default([]),
+    /** Whom people without a role should ask, shown on the console's "no access" page. */
+    contact: z.string().trim().min(1, 'must not be empty').max(200, 'at most 200 characters').optional(),
+    session_ttl: duration.refine((ms) => ms >= 60_000 && ms <= 7 * 86_400_000, 'must be between 1m and 7d').default(8 * 3_600_000),
+  })
+  .superRefine((v, ctx) => {
+    if (v.issuer === undefined && v.authority === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'required (or authority), e.g. https://login.microsoftonline.com/<tenant id>/v2.0' });
+    }
+    if (v.issuer !== undefined && v.authority !== undefined && v.issuer !== v.authority) {
+      ctx.addIssue({ code: 'custom', path: ['authority'], message: 'give issuer or authority, not two different values' });
+    }
+    if (v.admins.length === 0 && v.admin_groups.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['admins'], message: 'name at least one admin (admins: [email]) or admin group (admin_groups: [group id])' });
+    }
+  });
+
 export const configSchema = z.strictObject({
+  console: consoleSchema.optional(),
   clients: z.array(clientSchema).min(1, 'at least one client is required'),
   senders: z.array(senderSchema).min(1, 'at least one sender is required'),
   limits: z
@@ -210,6 +240,7 @@ export const configSchema = z.strictObject({
 
 export type RawClientLimits = z.infer<typeof clientLimitsSchema>;
 export type RawConfig = z.infer<typeof configSchema>;
+export type RawConsole = z.infer<typeof consoleSchema>;
 export type RawSender = z.infer<typeof senderSchema>;
 export type RawClient = z.infer<typeof clientSchema>;
 export type RawManagedClient = z.infer<typeof managedClientSchema>;

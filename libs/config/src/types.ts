@@ -123,7 +123,21 @@ export interface SenderConfig {
   spec?: Record<string, unknown>;
 }
 
+/** relay.yaml `console:`: the web console's OpenID Connect sign-in and its admins. */
+export interface ConsoleConfig {
+  issuer: string;
+  clientId: string;
+  clientSecret: Secret | undefined;
+  /** Lower-cased email addresses. */
+  admins: string[];
+  adminGroups: string[];
+  contact: string | undefined;
+  sessionTtlMs: number;
+}
+
 export interface RelayConfig {
+  /** Absent: the console signs nobody in over OpenID Connect (a local demo sign-in may still be set up). */
+  console?: ConsoleConfig;
   clients: ClientConfig[];
   senders: SenderConfig[];
   limits: {

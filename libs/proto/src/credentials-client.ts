@@ -2,10 +2,12 @@ import { create, type DescMessage, type MessageInitShape, type MessageShape } fr
 import { makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
 import type { InternalAuth } from '@relay/core';
 import {
+  CompleteConsentRequestSchema,
   CredentialsService,
   DeleteSenderSecretsRequestSchema,
   GetGraphTokenRequestSchema,
   GetSmtpAuthRequestSchema,
+  type CompleteConsentResponse,
   type DeleteSenderSecretsResponse,
   type GetGraphTokenResponse,
   type GetSmtpAuthResponse,
@@ -31,6 +33,8 @@ export interface CredentialsClient {
   /** AdminService.SetSenderSecret, forwarded by ingest. */
   setSenderSecret(req: MessageInitShape<typeof SetSenderSecretRequestSchema>, deadlineMs: number): Promise<SetSenderSecretResponse>;
   deleteSenderSecrets(req: MessageInitShape<typeof DeleteSenderSecretsRequestSchema>, deadlineMs: number): Promise<DeleteSenderSecretsResponse>;
+  /** The consent redirect (`/oauth/callback`), forwarded by ingest. */
+  completeConsent(req: MessageInitShape<typeof CompleteConsentRequestSchema>, deadlineMs: number): Promise<CompleteConsentResponse>;
   close(): void;
 }
 
@@ -59,6 +63,8 @@ export function createCredentialsClient(address: string, auth: InternalAuth): Cr
       unary<typeof SetSenderSecretRequestSchema, SetSenderSecretResponse>('setSenderSecret', SetSenderSecretRequestSchema, req, deadlineMs),
     deleteSenderSecrets: (req, deadlineMs) =>
       unary<typeof DeleteSenderSecretsRequestSchema, DeleteSenderSecretsResponse>('deleteSenderSecrets', DeleteSenderSecretsRequestSchema, req, deadlineMs),
+    completeConsent: (req, deadlineMs) =>
+      unary<typeof CompleteConsentRequestSchema, CompleteConsentResponse>('completeConsent', CompleteConsentRequestSchema, req, deadlineMs),
     close: () => client.close(),
   };
 }

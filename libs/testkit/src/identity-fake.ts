@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createSign, generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -30,6 +30,8 @@ export interface IdentityFakeOptions {
    * unsigned JWTs carrying them as `roles` (as Entra ID's Graph tokens do); others stay opaque.
    */
   appRoles?: Record<string, string[]>;
+  /** Group ids per signed-in account, in the `groups` claim of OpenID Connect sign-ins (those that send a nonce). */
+  groups?: Record<string, string[]>;
 }
 
 export interface IdentityFake {
@@ -66,6 +68,9 @@ interface CodeGrant {
   scope: string;
   user: string;
   expiresAt: number;
+  /** OpenID Connect sign-ins (the console's) send one: their ID token is then signed (RS256) and carries it. */
+  nonce: string | undefined;
+  tenant: string;
 }
 
 /**
@@ -88,6 +93,9 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
   let signedIn: string | undefined;
   let verified: boolean | undefined = true;
   let base = '';
+  // The key OpenID Connect ID tokens are signed with, published at the jwks_uri.
+  const signing = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const kid = randomBytes(8).toString('hex');
 
   const newToken = (kind: string) => `${kind}-${randomBytes(24).toString('base64url')}`;
 
@@ -115,6 +123,9 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
         code_challenge_methods_supported: ['plain', 'S256'],
       });
     }
+    if (req.method === 'GET' && rest === 'discovery/v2.0/keys') {
+      return json(res, 200, { keys: [{ ...signing.publicKey.export({ format: 'jwk' }), kid, use: 'sig', alg: 'RS256' }] });
+    }
     if (req.method === 'GET' && rest === 'discovery/instance') {
       const host = new URL(base).host;
       return json(res, 200, {
@@ -122,7 +133,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
         metadata: [{ preferred_network: host, preferred_cache: host, aliases: [host] }],
       });
     }
-    if (req.method === 'GET' && rest === 'oauth2/v2.0/authorize') return authorize(url, res);
+    if (req.method === 'GET' && rest === 'oauth2/v2.0/authorize') return authorize(tenant, url, res);
     if (req.method === 'POST' && (rest === 'oauth2/v2.0/token' || url.pathname === '/token')) {
       const form = new URLSearchParams(await body(req));
       return token(tenant, form, req, res);
@@ -130,7 +141,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     json(res, 404, { error: 'not_found', error_description: `no route ${req.method} ${url.pathname}` });
   }
 
-  function authorize(url: URL, res: ServerResponse) {
+  function authorize(tenant: string, url: URL, res: ServerResponse) {
     const q = url.searchParams;
     const redirectUri = q.get('redirect_uri');
     const clientId = q.get('client_id') ?? '';
@@ -147,6 +158,8 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       scope: q.get('scope') ?? '',
       user: signedIn ?? q.get('login_hint') ?? 'user@campus.example',
       expiresAt: Date.now() + 600_000,
+      nonce: q.get('nonce') ?? undefined,
+      tenant,
     });
     const back = new URL(redirectUri);
     back.searchParams.set('code', code);
@@ -211,6 +224,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
           'AADSTS70008: The provided authorization code or refresh token has expired or was already redeemed.',
         );
       }
+      if (grant.nonce !== undefined) return oidcTokens(res, grant);
       // As the real platform: an id token (who signed in) only when the sign-in asked for openid.
       return issue(res, grant.scope, newRefresh(clientId, grant.user), grant.user, undefined, grant.scope.split(' ').includes('openid'));
     }
@@ -258,6 +272,28 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       if (idToken) out.id_token = `${[{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.')}.`;
     }
     json(res, 200, out);
+  }
+
+  /** An OpenID Connect sign-in's answer: an access token and an RS256-signed ID token for the app. */
+  function oidcTokens(res: ServerResponse, grant: CodeGrant) {
+    const now = Math.floor(Date.now() / 1000);
+    const claims = {
+      iss: `${base}/${grant.tenant}/v2.0`,
+      aud: grant.clientId,
+      sub: createHash('sha256').update(grant.user).digest('hex').slice(0, 32),
+      nonce: grant.nonce,
+      iat: now,
+      exp: now + expiresIn,
+      name: grant.user.split('@')[0],
+      preferred_username: grant.user,
+      ...(verified === undefined ? {} : { email: grant.user, email_verified: verified }),
+      ...(opts.groups?.[grant.user] ? { groups: opts.groups[grant.user] } : {}),
+    };
+    const input = [{ typ: 'JWT', alg: 'RS256', kid }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.');
+    const signature = createSign('RSA-SHA256').update(input).sign(signing.privateKey).toString('base64url');
+    const at = newToken('at');
+    accessTokens.set(at, { expiresAt: Date.now() + expiresIn * 1000, revoked: false });
+    json(res, 200, { token_type: 'Bearer', scope: 'openid profile email', expires_in: expiresIn, access_token: at, id_token: `${input}.${signature}` });
   }
 
   function appToken(scope: string, roles: string[]): string {

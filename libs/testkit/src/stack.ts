@@ -104,7 +104,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       return p;
     };
     const [ingest, scheduler, graphSender] = await Promise.all([
-      spawn('ingest', { RELAY_GRPC_PORT: '0' }),
+      // Its public HTTP port: the caller's when given (a console test needs to know it before start).
+      spawn('ingest', { RELAY_GRPC_PORT: '0', RELAY_HTTP_PORT: opts.env?.RELAY_HTTP_PORT ?? '0' }),
       spawn('scheduler'),
       spawn('graph-sender'),
       ...Array.from({ length: opts.smtpSenders ?? 1 }, () => addSmtpSender()),

@@ -43,6 +43,25 @@ export interface Consent {
   callback(query: URLSearchParams): Promise<CallbackResult>;
 }
 
+/** Bounds on what a redirect may carry; the provider's codes and states are far shorter. */
+export const CONSENT_QUERY_LIMITS = { state: 512, code: 4096, error: 128, error_description: 1024 } as const;
+
+/**
+ * The redirect's fields as the callback reads them: only those given, each cut to its bound (an
+ * over-long state or code then matches nothing and is refused as unknown).
+ */
+export function consentQuery(fields: { state: string; code: string; error: string; errorDescription: string }): URLSearchParams {
+  const q = new URLSearchParams();
+  const put = (name: keyof typeof CONSENT_QUERY_LIMITS, value: string) => {
+    if (value) q.set(name, value.slice(0, CONSENT_QUERY_LIMITS[name]));
+  };
+  put('state', fields.state);
+  put('code', fields.code);
+  put('error', fields.error);
+  put('error_description', fields.errorDescription);
+  return q;
+}
+
 export function redirectUriOf(publicUrl: string): string {
   return `${publicUrl}/oauth/callback`;
 }

@@ -7,6 +7,7 @@ import { describe, ErrorCode, once, RelayError, type RunnableService } from '@re
 import {
   BeginConsentResponseSchema,
   bindGrpc,
+  CompleteConsentResponseSchema,
   DeleteSenderSecretsResponseSchema,
   SecretStatusSchema,
   SetSenderSecretResponseSchema,
@@ -16,6 +17,8 @@ import {
   unary,
   type BeginConsentRequest,
   type BeginConsentResponse,
+  type CompleteConsentRequest,
+  type CompleteConsentResponse,
   type DeleteSenderSecretsRequest,
   type DeleteSenderSecretsResponse,
   type SetSenderSecretRequest,
@@ -30,10 +33,9 @@ import {
 import { createLiveConfig } from '@relay/registry';
 import { connectBusFor, createRedis } from '@relay/service';
 import { addGrpcHealth, startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
-import { createConsent } from './consent.js';
+import { consentQuery, createConsent } from './consent.js';
 import { graphTokenFor } from './graph-auth.js';
 import { testGraphSender } from './graph-test.js';
-import { startCredentialsHttp, type CredentialsHttp } from './http-server.js';
 import { CALLERS, checkInternalCaller, type CallerPolicy } from './internal-auth.js';
 import { openManagedSecrets } from './managed-secrets.js';
 import { createOAuthTokens } from './oauth-tokens.js';
@@ -107,12 +109,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
    * One internal call: the caller's certificate or internal token is checked first; a refusal is logged with
    * `refused` and answered with its gRPC status.
    */
-  const internal = <Req extends { sender: string }, Res>(
-    refused: string,
-    callers: CallerPolicy,
-    run: (req: Req) => Promise<Res>,
-    done?: (req: Req, res: Res) => void,
-  ) =>
+  const internal = <Req extends object, Res>(refused: string, callers: CallerPolicy, run: (req: Req) => Promise<Res>, done?: (req: Req, res: Res) => void) =>
     unary<Req, Res>(
       async (call) => {
         checkInternalCaller(call, internalAuth, callers);
@@ -120,7 +117,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
         done?.(call.request, res);
         return res;
       },
-      { onError: (err, _answer, call) => logger.warn({ sender: (call.request as Req).sender, err: (err as Error).message }, refused) },
+      { onError: (err, _answer, call) => logger.warn({ sender: (call.request as { sender?: string }).sender, err: (err as Error).message }, refused) },
     );
   server.addService(toGrpcDefinition(CredentialsService), {
     getSmtpAuth: internal<GetSmtpAuthRequest, GetSmtpAuthResponse>('credentials refused', CALLERS.getSmtpAuth, (req) =>
@@ -132,6 +129,11 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
     beginConsent: internal<BeginConsentRequest, BeginConsentResponse>('consent refused', CALLERS.beginConsent, async (req) =>
       create(BeginConsentResponseSchema, { authorizeUrl: await consent.begin(req.sender) }),
     ),
+    // The browser's redirect, relayed by ingest (which serves the public HTTP port): the answer is its page.
+    completeConsent: internal<CompleteConsentRequest, CompleteConsentResponse>('consent callback refused', CALLERS.completeConsent, async (req) => {
+      const r = await consent.callback(consentQuery(req));
+      return create(CompleteConsentResponseSchema, { httpStatus: r.status, message: r.message });
+    }),
     testSender: internal<TestSenderRequest, TestSenderResponse>(
       'sender test refused',
       CALLERS.testSender,
@@ -170,7 +172,6 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
       },
     ),
   });
-  let http: CredentialsHttp | undefined;
   let ops: OpsServer | undefined;
   const ready = async () => (await bus.healthy()) && redis.status === 'ready';
   // The gRPC health checking protocol answers what /readyz answers, for the whole server and by name.
@@ -182,14 +183,13 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
       senders.clear();
       for (const s of live.current().senders) senders.set(s.id, s);
       const grpcPort = await bindGrpc(server, `${env.internalHost}:${env.credentialsPort}`, internalServerCredentials(internalAuth));
-      http = await startCredentialsHttp({ port: env.httpPort, host: env.host, consent, ready, logger, tls: env.tls });
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
-      return { grpc: grpcPort, http: http.port, metrics: ops.port };
+      return { grpc: grpcPort, metrics: ops.port };
     },
     stop: once(async () => {
       health.close();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-      await Promise.allSettled([http?.close(), ops?.close(), live.stop(), managed.stop()]);
+      await Promise.allSettled([ops?.close(), live.stop(), managed.stop()]);
       if (!overrides.redis) await redis.quit().catch(() => redis.disconnect());
       if (!overrides.bus) await bus.close();
     }),

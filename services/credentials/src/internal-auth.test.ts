@@ -6,6 +6,7 @@ import { parseConfig, readEnv } from '@relay/config';
 import type { RunnableService } from '@relay/core';
 import {
   BeginConsentRequestSchema,
+  CompleteConsentRequestSchema,
   createCredentialsClient,
   CredentialsService,
   GetSmtpAuthRequestSchema,
@@ -45,7 +46,6 @@ async function start(extraEnv: Record<string, string>): Promise<string> {
     RELAY_MASTER_KEY: masterKey.toString('base64'),
     RELAY_HOST: '127.0.0.1',
     RELAY_CREDENTIALS_PORT: '0',
-    RELAY_HTTP_PORT: '0',
     ...extraEnv,
   });
   const service = await createCredentials({ env, config, logger });
@@ -60,18 +60,27 @@ function rawCall(
   address: string,
   channel: ReturnType<typeof grpcCredentials.createInsecure>,
   token?: string,
-  method: 'getSmtpAuth' | 'beginConsent' = 'getSmtpAuth',
-): Promise<{ code: number; password?: string }> {
+  method: 'getSmtpAuth' | 'beginConsent' | 'completeConsent' = 'getSmtpAuth',
+): Promise<{ code: number; password?: string; httpStatus?: number }> {
   const client = new Ctor(address, channel, { 'grpc.ssl_target_name_override': 'localhost' }) as unknown as Record<string, (...args: unknown[]) => unknown> & {
     close(): void;
   };
   const md = new Metadata();
   if (token) md.set('authorization', `Bearer ${token}`);
-  const req = method === 'getSmtpAuth' ? create(GetSmtpAuthRequestSchema, { sender: 'mail' }) : create(BeginConsentRequestSchema, { sender: 'mail' });
+  const req =
+    method === 'getSmtpAuth'
+      ? create(GetSmtpAuthRequestSchema, { sender: 'mail' })
+      : method === 'beginConsent'
+        ? create(BeginConsentRequestSchema, { sender: 'mail' })
+        : create(CompleteConsentRequestSchema, { state: 'forged', code: 'c' });
   return new Promise((resolve) => {
-    client[method]!(req, md, { deadline: Date.now() + 5_000 }, (err: ServiceError | null, res?: { password?: string }) => {
+    client[method]!(req, md, { deadline: Date.now() + 5_000 }, (err: ServiceError | null, res?: { password?: string; httpStatus?: number }) => {
       client.close();
-      resolve(err ? { code: err.code } : { code: status.OK, ...(res?.password ? { password: res.password } : {}) });
+      resolve(
+        err
+          ? { code: err.code }
+          : { code: status.OK, ...(res?.password ? { password: res.password } : {}), ...(res?.httpStatus ? { httpStatus: res.httpStatus } : {}) },
+      );
     });
   });
 }
@@ -94,6 +103,12 @@ describe('internal token', () => {
     expect(await rawCall(address, grpcCredentials.createInsecure(), token, 'beginConsent')).toEqual({ code: status.UNAUTHENTICATED });
     // Each token does pass for its own calls (BeginConsent then says the sender has no OAuth2).
     expect(await rawCall(address, grpcCredentials.createInsecure(), ingestToken, 'beginConsent')).toEqual({ code: status.FAILED_PRECONDITION });
+  });
+
+  it("takes a consent redirect only with ingest's token, and answers a forged state with a 400 page", async () => {
+    expect(await rawCall(address, grpcCredentials.createInsecure(), token, 'completeConsent')).toEqual({ code: status.UNAUTHENTICATED });
+    expect(await rawCall(address, grpcCredentials.createInsecure(), undefined, 'completeConsent')).toEqual({ code: status.UNAUTHENTICATED });
+    expect(await rawCall(address, grpcCredentials.createInsecure(), ingestToken, 'completeConsent')).toEqual({ code: status.OK, httpStatus: 400 });
   });
 
   it('refuses a token derived from the master key, as services used to make it', async () => {
@@ -136,6 +151,7 @@ describe('internal mutual TLS', () => {
     // internal-client.pem names relay-smtp-sender: SMTP passwords yes, a consent no.
     const channel = () => grpcCredentials.createSsl(read(files.ca), read(files.client.key), read(files.client.cert));
     expect(await rawCall(address, channel(), undefined, 'beginConsent')).toEqual({ code: status.PERMISSION_DENIED });
+    expect(await rawCall(address, channel(), undefined, 'completeConsent')).toEqual({ code: status.PERMISSION_DENIED });
     expect((await rawCall(address, channel())).password).toBe(PASSWORD);
   });
 

@@ -15,6 +15,8 @@ export const CALLERS = {
   getSmtpAuth: { role: 'sender', names: ['relay-smtp-sender'] },
   getGraphToken: { role: 'sender', names: ['relay-graph-sender'] },
   beginConsent: { role: 'admin', names: ['relay-ingest'] },
+  // The browser comes back to ingest's public port; only ingest relays it.
+  completeConsent: { role: 'admin', names: ['relay-ingest'] },
   testSender: { role: 'admin', names: ['relay-ingest'] },
   setSenderSecret: { role: 'admin', names: ['relay-ingest'] },
 } as const satisfies Record<string, CallerPolicy>;

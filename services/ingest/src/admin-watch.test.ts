@@ -31,6 +31,7 @@ beforeAll(async () => {
     NATS_URL: testNatsUrl(),
     RELAY_BUS_PREFIX: prefix,
     RELAY_GRPC_PORT: '0',
+    RELAY_HTTP_PORT: '0',
     RELAY_METRICS_PORT: '0',
     RELAY_HOST: '127.0.0.1',
     RELAY_SHUTDOWN_GRACE: `${GRACE_MS}ms`,

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
 import { ErrorCode, RelayError } from '@relay/core';
 import type { ClientConfig } from '@relay/config';
+import { consoleActor } from './console/actor.js';
 
 export interface Authenticator {
   /** The client whose key is in `authorization: Bearer <key>`; UNAUTHENTICATED otherwise. */
@@ -24,6 +25,8 @@ export function createAuthenticator(clients: ClientConfig[], now: () => number =
   ]);
   return {
     authenticate(metadata) {
+      const person = consoleActor(metadata);
+      if (person) return person;
       const header = metadata.get('authorization')[0];
       const m = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
       if (!m) throw new RelayError(ErrorCode.Unauthenticated, 'missing API key: send metadata "authorization: Bearer <api key>"');

@@ -7,6 +7,7 @@ import {
   type SetSenderSecretResponse,
   type TestSenderResponse,
 } from '@relay/proto';
+import type { ConsentReturn } from './public-http.js';
 
 /** Ingest's client for the admin calls the credentials service answers (AdminService forwarding). */
 export interface AdminForward {
@@ -14,6 +15,8 @@ export interface AdminForward {
   testSender(sender: string, to: string): Promise<TestSenderResponse>;
   setSenderSecret(sender: string, field: string, value: string): Promise<SetSenderSecretResponse>;
   deleteSenderSecrets(sender: string): Promise<void>;
+  /** The browser's return from a consent sign-in: the page's HTTP status and text. */
+  completeConsent(fields: ConsentReturn): Promise<{ status: number; message: string }>;
   close(): void;
 }
 
@@ -40,6 +43,12 @@ export function createAdminForward(address: string, auth: InternalAuth | undefin
     testSender: (sender, to) => forward((c) => c.testSender({ sender, to }, TEST_DEADLINE_MS)),
     setSenderSecret: (sender, field, value) => forward((c) => c.setSenderSecret({ id: sender, field, value }, FORWARD_DEADLINE_MS)),
     deleteSenderSecrets: async (sender) => void (await forward((c) => c.deleteSenderSecrets({ sender }, FORWARD_DEADLINE_MS))),
+    completeConsent: async (fields) => {
+      const r = await forward((c) => c.completeConsent(fields, FORWARD_DEADLINE_MS));
+      // Only a status a page may have: anything else means the two services disagree.
+      if (r.httpStatus < 200 || r.httpStatus > 599) throw new RelayError(ErrorCode.Internal, `the credentials service answered HTTP status ${r.httpStatus}`);
+      return { status: r.httpStatus, message: r.message };
+    },
     close: () => client?.close(),
   };
 }

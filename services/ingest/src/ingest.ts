@@ -1,4 +1,4 @@
-import { Server, status, type Metadata, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Server, status, type Metadata } from '@grpc/grpc-js';
 import { createMessageIndexer, type Bus, type ConsumeLoop } from '@relay/bus';
 import { requireEnvelopeKeys, type RelayConfig, type RelayEnv, type SecretResolution } from '@relay/config';
 import { ErrorCode, RelayError, InFlight, describe, once, within, type RunnableService } from '@relay/core';
@@ -19,6 +19,13 @@ import { addReflection } from './reflection.js';
 import { createKeyInterceptor, listenGrpc, MAX_CONCURRENT_STREAMS, type GrpcListener } from './grpc-guard.js';
 import { createMailHandlers, messageLimit, type IngestContext } from './mail-service.js';
 import { createSmtpDoor, smtpDoorTls } from './smtp-door/index.js';
+import { startPublicHttp, type PublicHttp } from './public-http.js';
+import { randomBytes } from 'node:crypto';
+import { createConsoleApi, type Handler } from './console/api.js';
+import { DEFAULT_CONSOLE_ASSETS, serveAssets } from './console/assets.js';
+import { createConsoleRoutes } from './console/console-http.js';
+import { createOidcSignIn, type OidcSignIn } from './console/oidc.js';
+import { createSigner } from './console/session.js';
 
 export interface IngestOptions {
   env: RelayEnv;
@@ -27,6 +34,8 @@ export interface IngestOptions {
   /** relay.yaml, re-read when it changes. */
   configPath?: string;
   resolveSecrets?: SecretResolution;
+  /** The console's built front end (console/dist by default). */
+  consoleAssets?: string;
 }
 
 /** gRPC room for the largest allowed message plus protobuf framing. */
@@ -116,37 +125,60 @@ export async function createIngest(
   });
   const watch = createWatchHub(bus, auth, logger, overrides.watch);
   const indexer = createMessageIndexer(bus, logger);
-  server.addService(toGrpcDefinition(AdminService), {
-    listMessages: unary(messages.listMessages, calls),
-    retryMessages: unary(messages.retryMessages, calls),
-    cancelMessages: unary(messages.cancelMessages, calls),
-    listSenders: unary(registry.listSenders, calls),
-    getSender: unary(registry.getSender, calls),
-    putSender: unary(registry.putSender, calls),
-    deleteSender: unary(registry.deleteSender, calls),
-    setSenderSecret: unary(registry.setSenderSecret, calls),
-    listClients: unary(registry.listClients, calls),
-    putClient: unary(registry.putClient, calls),
-    createApiKey: unary(registry.createApiKey, calls),
-    revokeApiKey: unary(registry.revokeApiKey, calls),
-    getQueueStats: unary(getQueueStats, calls),
-    // A stream, not work in flight: the stop ends it rather than waiting for it.
-    watchMessages: watch.watchMessages,
-    testSender: unary(async (call: ServerUnaryCall<TestSenderRequest, unknown>) => {
+  // AdminService's unary calls: served over gRPC, and called in process by the console's API.
+  const adminCalls = {
+    listMessages: messages.listMessages,
+    retryMessages: messages.retryMessages,
+    cancelMessages: messages.cancelMessages,
+    listSenders: registry.listSenders,
+    getSender: registry.getSender,
+    putSender: registry.putSender,
+    deleteSender: registry.deleteSender,
+    setSenderSecret: registry.setSenderSecret,
+    listClients: registry.listClients,
+    putClient: registry.putClient,
+    createApiKey: registry.createApiKey,
+    revokeApiKey: registry.revokeApiKey,
+    getQueueStats,
+    testSender: async (call: { metadata: Metadata; request: TestSenderRequest }) => {
       requireAdmin(ctx, call);
       if (!call.request.sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required');
       return admin.testSender(call.request.sender, call.request.to);
-    }, calls),
-    beginConsent: unary(async (call: ServerUnaryCall<BeginConsentRequest, unknown>) => {
+    },
+    beginConsent: async (call: { metadata: Metadata; request: BeginConsentRequest }) => {
       requireAdmin(ctx, call);
       if (!call.request.sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required');
       return admin.beginConsent(call.request.sender);
-    }, calls),
+    },
+  };
+  server.addService(toGrpcDefinition(AdminService), {
+    ...Object.fromEntries(Object.entries(adminCalls).map(([name, fn]) => [name, unary(fn as Parameters<typeof unary>[0], calls)])),
+    // A stream, not work in flight: the stop ends it rather than waiting for it.
+    watchMessages: watch.watchMessages,
+  });
+  let oidc: { key: string; signIn: OidcSignIn } | undefined;
+  const consoleRoutes = createConsoleRoutes({
+    config: () => ctx.config,
+    api: createConsoleApi({ ...adminCalls, getMessage: mail.getMessage } as unknown as Record<string, Handler>),
+    signer: createSigner(env.consoleSessionKey ?? randomBytes(32)),
+    publicUrl: env.publicUrl,
+    secure: env.tls !== undefined || env.publicUrl.startsWith('https:'),
+    oidc: () => {
+      const c = ctx.config.console;
+      if (!c) return undefined;
+      const key = JSON.stringify([c.issuer, c.clientId, c.clientSecret?.reveal()]);
+      if (oidc?.key !== key) oidc = { key, signIn: createOidcSignIn(c, `${env.publicUrl}/auth/callback`) };
+      return oidc.signIn;
+    },
+    demoToken: env.consoleDemoToken,
+    logger,
+    assets: serveAssets(opts.consoleAssets ?? DEFAULT_CONSOLE_ASSETS),
   });
   // Reflection needs no key (like health checks): it describes the API, no mail or settings.
   addReflection(server);
   const smtpDoor = createSmtpDoor(ctx, { host: env.host, port: env.smtpPort, smtpsPort: env.smtpsPort, tls: smtpDoorTls(env), graceMs: env.graceMs });
   let ops: OpsServer | undefined;
+  let http: PublicHttp | undefined;
   let grpc: GrpcListener | undefined;
   let release: ConsumeLoop | undefined;
   let health: GrpcHealth | undefined;
@@ -204,8 +236,17 @@ export async function createIngest(
       await health.refresh();
       grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
       const smtpPorts = await smtpDoor.start();
+      http = await startPublicHttp({
+        port: env.httpPort,
+        host: env.host,
+        tls: env.tls,
+        ready,
+        logger,
+        completeConsent: (f) => admin.completeConsent(f),
+        routes: [consoleRoutes],
+      });
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
-      return { grpc: grpc.port, ...smtpPorts, metrics: ops.port };
+      return { grpc: grpc.port, ...smtpPorts, http: http.port, metrics: ops.port };
     },
     stop: once(async () => {
       // Refuse new calls, let the ones in progress finish within the grace period.
@@ -218,7 +259,7 @@ export async function createIngest(
       if (!(await within(inFlight.idle(), env.graceMs))) logger.warn({ in_flight: inFlight.size }, 'grace period over');
       server.forceShutdown();
       await listenerClosed;
-      await ops?.close();
+      await Promise.allSettled([http?.close(), ops?.close()]);
       await budgetStarted?.catch(() => {});
       release?.stop();
       await release?.done;

@@ -69,6 +69,15 @@ describe('demo config', () => {
     expect(text).toContain('.relay/captured/');
     expect(text).toContain('Stop with Ctrl-C (services get up to 7.5 s, RELAY_SHUTDOWN_GRACE, to finish what they are sending).');
     const withDoor = readyBanner({ address: '127.0.0.1:50051', demo: { captureDir: join(root, '.relay', 'captured'), smtpPort: 2587 }, root, graceMs: 7500 });
+    const withConsole = readyBanner({
+      address: '127.0.0.1:50051',
+      demo: { captureDir: join(root, '.relay', 'captured') },
+      root,
+      graceMs: 7500,
+      console: { url: 'https://localhost:8080', demoLink: 'https://localhost:8080/auth/demo?token=abc' },
+    });
+    expect(withConsole).toContain('Web console: https://localhost:8080/');
+    expect(withConsole).toContain('one-time link (this machine only, within 15 minutes): https://localhost:8080/auth/demo?token=abc');
     expect(withDoor).toContain(
       'swaks --server 127.0.0.1:2587 --tls --auth-user demo --auth-password demo-smtp-password --from demo@relay.localhost --to you@example.test',
     );

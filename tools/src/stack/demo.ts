@@ -102,8 +102,21 @@ export function demoTlsCa(root: string): string {
 }
 
 /** What the stack prints once everything is ready. */
-export function readyBanner(opts: { address: string; demo: { captureDir: string; smtpPort?: number } | undefined; root: string; graceMs: number }): string {
+export function readyBanner(opts: {
+  address: string;
+  demo: { captureDir: string; smtpPort?: number } | undefined;
+  root: string;
+  graceMs: number;
+  /** The web console's address, and the demo's one-time sign-in link. */
+  console?: { url: string; demoLink?: string | undefined };
+}): string {
   const lines = ['', `Campus Relay is running. gRPC (relay.v1.MailService, relay.v1.AdminService): ${opts.address}`];
+  if (opts.console) {
+    lines.push(`Web console: ${opts.console.url}/`);
+    if (opts.console.demoLink) {
+      lines.push(`  Sign in as the demo admin with this one-time link (this machine only, within 15 minutes): ${opts.console.demoLink}`);
+    }
+  }
   if (opts.demo) {
     lines.push(
       `Demo mode (no RELAY_CONFIG): client "${DEMO.client}" with API key "${DEMO.apiKey}" sends as "${DEMO.sender}" <${DEMO.from}>;`,

@@ -16,7 +16,8 @@ export function secretEnvNames(configPath: string): SecretEnvNames {
   const names: SecretEnvNames = { callers: [], others: [] };
   for (const s of unresolvedSecrets(loadConfigFile(configPath, {}, { resolveSecrets: 'none' }))) {
     if (!s.ref.startsWith('env:')) continue;
-    (s.key.startsWith('clients[') ? names.callers : names.others).push(s.ref.slice(4));
+    // The console's client secret is ingest's too (it signs people in).
+    (s.key.startsWith('clients[') || s.key.startsWith('console.') ? names.callers : names.others).push(s.ref.slice(4));
   }
   return names;
 }
@@ -32,6 +33,8 @@ const MASTER_KEYS = ['RELAY_MASTER_KEY', 'RELAY_MASTER_KEY_OLD'];
 const INTERNAL_AUTH = /^RELAY_INTERNAL_/;
 /** The token credentials accepts from ingest: credentials' alone (ingest presents it as its RELAY_INTERNAL_TOKEN). */
 const ADMIN_TOKEN = /^RELAY_INTERNAL_ADMIN_TOKEN(_FILE)?$/;
+/** The console's cookie key and demo sign-in: ingest's alone, credentials' included. */
+const CONSOLE_SECRETS = /^RELAY_CONSOLE_(SESSION_KEY|DEMO_TOKEN)$/;
 /** The public ports' TLS pair: ingest's (and credentials', which gets everything). */
 const PUBLIC_TLS = /^RELAY_TLS_(CERT|KEY)$/;
 
@@ -42,7 +45,9 @@ const PUBLIC_TLS = /^RELAY_TLS_(CERT|KEY)$/;
  * no secret in its /proc/<pid>/environ to give away.
  */
 export function scopeServiceEnv(name: ServiceName, env: Env, secrets: SecretEnvNames): Env {
-  if (name === 'credentials') return Object.fromEntries(Object.entries(env).filter(([k]) => !secrets.callers.includes(k) || secrets.others.includes(k)));
+  if (name === 'credentials') {
+    return Object.fromEntries(Object.entries(env).filter(([k]) => (!secrets.callers.includes(k) || secrets.others.includes(k)) && !CONSOLE_SECRETS.test(k)));
+  }
   const keep = new Set(name === 'ingest' ? secrets.callers : []);
   const drop = new Set([...MASTER_KEYS, ...secrets.callers, ...secrets.others].filter((n) => !keep.has(n)));
   const out: Env = {};
@@ -50,7 +55,7 @@ export function scopeServiceEnv(name: ServiceName, env: Env, secrets: SecretEnvN
     if (v === undefined || drop.has(k)) continue;
     if (!PASSED.test(k) && !keep.has(k)) continue;
     if (name === 'scheduler' && INTERNAL_AUTH.test(k)) continue;
-    if (ADMIN_TOKEN.test(k) || (name !== 'ingest' && PUBLIC_TLS.test(k))) continue;
+    if (ADMIN_TOKEN.test(k) || (name !== 'ingest' && (PUBLIC_TLS.test(k) || CONSOLE_SECRETS.test(k)))) continue;
     out[k] = v;
   }
   return out;

@@ -39,6 +39,10 @@ describe('stackServiceEnv', () => {
     });
   });
 
+  it('names https in the public URL when ingest serves its HTTP port over TLS', () => {
+    expect(stackServiceEnv({}, { ...settings, publicTls: true }).RELAY_PUBLIC_URL).toBe('https://localhost:8080');
+  });
+
   it("keeps the caller's RELAY_HOST and RELAY_PUBLIC_URL", () => {
     const env = stackServiceEnv({ RELAY_HOST: '0.0.0.0', RELAY_PUBLIC_URL: 'https://relay.campus.example' }, settings);
     expect(env.RELAY_HOST).toBe('0.0.0.0');
@@ -63,7 +67,7 @@ describe('ports', () => {
     const busy = await busyPorts({ grpc: 50051, http: 50051, credentials: 0 }, async (p) => p !== 50051);
     expect(busy).toEqual([
       'port 50051 (ingest gRPC) is in use: stop what holds it, or set RELAY_GRPC_PORT to another port (0 = any free port)',
-      'RELAY_HTTP_PORT=50051 (credentials HTTP) is the same port as RELAY_GRPC_PORT',
+      'RELAY_HTTP_PORT=50051 (ingest HTTP) is the same port as RELAY_GRPC_PORT',
     ]);
     expect(await busyPorts({ grpc: 1, http: 2, credentials: 3 }, async () => true)).toEqual([]);
   });
@@ -153,6 +157,16 @@ describe('scopeServiceEnv', () => {
       RELAY_TLS_KEY: '/k.pem',
     });
     expect(scopeServiceEnv('smtp-sender', more, secrets)).toEqual({ PATH: '/bin', OTEL_SERVICE_NAME: 'x', RELAY_INTERNAL_TOKEN: 't' });
+  });
+
+  it("gives the console's cookie key and demo token to ingest only", () => {
+    const more = { ...shell, RELAY_CONSOLE_SESSION_KEY: 'sk', RELAY_CONSOLE_DEMO_TOKEN: 'dt' };
+    expect(scopeServiceEnv('ingest', more, secrets)).toMatchObject({ RELAY_CONSOLE_SESSION_KEY: 'sk', RELAY_CONSOLE_DEMO_TOKEN: 'dt' });
+    for (const name of ['credentials', 'scheduler', 'smtp-sender', 'graph-sender'] as const) {
+      const env = scopeServiceEnv(name, more, secrets);
+      expect(env.RELAY_CONSOLE_SESSION_KEY, name).toBeUndefined();
+      expect(env.RELAY_CONSOLE_DEMO_TOKEN, name).toBeUndefined();
+    }
   });
 
   it('gives the senders the internal token, the scheduler no secret at all', () => {

@@ -46,6 +46,8 @@ export interface StackSettings {
   host: string | undefined;
   /** RELAY_INTERNAL_TOKEN when the caller set up no internal authentication (a random one per run). */
   internalToken?: string | undefined;
+  /** Ingest serves its public HTTP port over TLS (RELAY_TLS_CERT, or the demo's pair): the public URL is https. */
+  publicTls?: boolean;
 }
 
 /**
@@ -68,8 +70,8 @@ export function stackServiceEnv(base: Env, s: StackSettings): Env {
   if (s.masterKey) env.RELAY_MASTER_KEY = s.masterKey;
   if (s.internalToken) env.RELAY_INTERNAL_TOKEN = s.internalToken;
   if (!base.RELAY_HOST && s.host) env.RELAY_HOST = s.host;
-  // The OAuth redirect must name the HTTP port actually used.
-  if (!base.RELAY_PUBLIC_URL && s.ports.http !== 0) env.RELAY_PUBLIC_URL = `http://localhost:${s.ports.http}`;
+  // The OAuth redirect and the console's links must name ingest's HTTP port as the browser reaches it.
+  if (!base.RELAY_PUBLIC_URL && s.ports.http !== 0) env.RELAY_PUBLIC_URL = `${s.publicTls ? 'https' : 'http'}://localhost:${s.ports.http}`;
   return env;
 }
 
@@ -88,7 +90,7 @@ export function credentialsAddress(configured: number, readyPorts: Record<string
 export async function busyPorts(ports: StackPorts, isFree: (port: number) => Promise<boolean> = portFree): Promise<string[]> {
   const wanted: Array<[number, string, string]> = [
     [ports.grpc, 'RELAY_GRPC_PORT', 'ingest gRPC'],
-    [ports.http, 'RELAY_HTTP_PORT', 'credentials HTTP'],
+    [ports.http, 'RELAY_HTTP_PORT', 'ingest HTTP'],
     [ports.credentials, 'RELAY_CREDENTIALS_PORT', 'credentials gRPC'],
   ];
   const busy: string[] = [];

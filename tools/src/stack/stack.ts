@@ -3,6 +3,7 @@
  * or this machine; the five services as child processes; with no RELAY_CONFIG, a demo configuration
  * that delivers to a local capture SMTP server. Ctrl-C stops everything it started.
  */
+import { randomBytes } from 'node:crypto';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -126,11 +127,13 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
   // Mutual TLS toward credentials from a CA made for this run, unless the caller set up its own.
   const internal = hasInternalAuth(env) ? {} : await stackInternalAuth(join(root, '.relay', 'internal-tls'), print);
   settings.internalToken = internal.token;
+  settings.publicTls = Boolean(doorEnv.RELAY_TLS_CERT ?? env.RELAY_TLS_CERT);
   const secrets = secretEnvNames(settings.configPath);
   const envelopeKey = stackEnvelopeKey(stackDir, env);
   const telemetry = exportDefaults(env);
   if (telemetry.OTEL_TRACES_EXPORTER)
     print('stack: no OTLP collector configured: trace and metric export off (/metrics still served); set OTEL_EXPORTER_OTLP_ENDPOINT to export');
+  const consoleDemoToken = demo ? randomBytes(32).toString('base64url') : undefined;
   const spec = (name: ServiceName) => ({
     name,
     command: process.execPath,
@@ -140,6 +143,8 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
       ...natsUserEnv(env, ownNats, name),
       // The demo's SMTP door (and so TLS on gRPC, which shares the pair) is ingest's alone.
       ...(name === 'ingest' ? doorEnv : {}),
+      // The demo's one-time console sign-in: ingest's alone.
+      RELAY_CONSOLE_DEMO_TOKEN: name === 'ingest' ? consoleDemoToken : undefined,
       // Only ingest (signs) and the senders (check) hold the envelope key.
       RELAY_ENVELOPE_KEY: ENVELOPE_KEY_HOLDERS.includes(name) ? envelopeKey : undefined,
       RELAY_ENVELOPE_KEY_OLD: ENVELOPE_KEY_HOLDERS.includes(name) ? env.RELAY_ENVELOPE_KEY_OLD : undefined,
@@ -163,7 +168,9 @@ async function startStack({ root, env, print, cleanup, supervisor, stopping }: S
       : { address },
   );
   cleanup.add(() => removeStackFile(root));
-  print(readyBanner({ address, demo, root, graceMs: shutdownGraceMs(env) }));
+  const consoleUrl = (env.RELAY_PUBLIC_URL || `${settings.publicTls ? 'https' : 'http'}://localhost:${ingestPorts?.http ?? ports.http}`).replace(/\/+$/, '');
+  const demoLink = consoleDemoToken ? `${consoleUrl}/auth/demo?token=${consoleDemoToken}` : undefined;
+  print(readyBanner({ address, demo, root, graceMs: shutdownGraceMs(env), console: { url: consoleUrl, demoLink } }));
 }
 
 function main(): void {

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relay/internal/v1/internal.proto.
  */
 export const file_relay_internal_v1_internal: GenFile = /*@__PURE__*/
-  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEi3gUKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBI5ChBmaXJzdF9hdHRlbXB0X2F0GBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgCiAEBEhIKCmluZ2VzdF9zaWcYGiABKAwSEAoIcmF3X21pbWUYFiABKAwSEwoLZW52ZWxvcGVfdG8YFyADKAkSFQoNZW52ZWxvcGVfZnJvbRgYIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc2VuZF9hdEINCgtfbm90X2JlZm9yZUITChFfZmlyc3RfYXR0ZW1wdF9hdCLfAQoLU3RhdHVzRXZlbnQSEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SDgoGZGV0YWlsGAYgASgJEg8KB3NlcnZpY2UYByABKAkSDgoGY2xpZW50GAggASgJEg8KB3N1YmplY3QYHSABKAkSCgoCdG8YHiADKAki8QEKDU1lc3NhZ2VSZWNvcmQSEgoKbWVzc2FnZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIOCgZzZW5kZXIYAyABKAkSDgoGY2xpZW50GAQgASgJEg8KB3N1YmplY3QYBSABKAkSCgoCdG8YBiADKAkSEAoIYXR0ZW1wdHMYByABKA0SEgoKbGFzdF9lcnJvchgIIAEoCRIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpzdGF0dXNfc2VxGAogASgEIiwKGkRlbGV0ZVNlbmRlclNlY3JldHNSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSIdChtEZWxldGVTZW5kZXJTZWNyZXRzUmVzcG9uc2UiPAoSR2V0U210cEF1dGhSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCKcAgoTR2V0U210cEF1dGhSZXNwb25zZRI5CgRraW5kGAEgASgOMisucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXNwb25zZS5LaW5kEgwKBHVzZXIYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSFAoMYWNjZXNzX3Rva2VuGAQgASgJEjMKCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEiUAoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASDQoJS0lORF9OT05FEAESEQoNS0lORF9QQVNTV09SRBACEhAKDEtJTkRfWE9BVVRIMhADQg0KC19leHBpcmVzX2F0Ij4KFEdldEdyYXBoVG9rZW5SZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCJdChVHZXRHcmFwaFRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMrwEChJDcmVkZW50aWFsc1NlcnZpY2USXAoLR2V0U210cEF1dGgSJS5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlcXVlc3QaJi5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlc3BvbnNlEmIKDUdldEdyYXBoVG9rZW4SJy5yZWxheS5pbnRlcm5hbC52MS5HZXRHcmFwaFRva2VuUmVxdWVzdBooLnJlbGF5LmludGVybmFsLnYxLkdldEdyYXBoVG9rZW5SZXNwb25zZRJNCgxCZWdpbkNvbnNlbnQSHS5yZWxheS52MS5CZWdpbkNvbnNlbnRSZXF1ZXN0Gh4ucmVsYXkudjEuQmVnaW5Db25zZW50UmVzcG9uc2USRwoKVGVzdFNlbmRlchIbLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXF1ZXN0GhwucmVsYXkudjEuVGVzdFNlbmRlclJlc3BvbnNlElYKD1NldFNlbmRlclNlY3JldBIgLnJlbGF5LnYxLlNldFNlbmRlclNlY3JldFJlcXVlc3QaIS5yZWxheS52MS5TZXRTZW5kZXJTZWNyZXRSZXNwb25zZRJ0ChNEZWxldGVTZW5kZXJTZWNyZXRzEi0ucmVsYXkuaW50ZXJuYWwudjEuRGVsZXRlU2VuZGVyU2VjcmV0c1JlcXVlc3QaLi5yZWxheS5pbnRlcm5hbC52MS5EZWxldGVTZW5kZXJTZWNyZXRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_relay_v1_mail]);
+  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEi3gUKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBI5ChBmaXJzdF9hdHRlbXB0X2F0GBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgCiAEBEhIKCmluZ2VzdF9zaWcYGiABKAwSEAoIcmF3X21pbWUYFiABKAwSEwoLZW52ZWxvcGVfdG8YFyADKAkSFQoNZW52ZWxvcGVfZnJvbRgYIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc2VuZF9hdEINCgtfbm90X2JlZm9yZUITChFfZmlyc3RfYXR0ZW1wdF9hdCLfAQoLU3RhdHVzRXZlbnQSEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SDgoGZGV0YWlsGAYgASgJEg8KB3NlcnZpY2UYByABKAkSDgoGY2xpZW50GAggASgJEg8KB3N1YmplY3QYHSABKAkSCgoCdG8YHiADKAki8QEKDU1lc3NhZ2VSZWNvcmQSEgoKbWVzc2FnZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIOCgZzZW5kZXIYAyABKAkSDgoGY2xpZW50GAQgASgJEg8KB3N1YmplY3QYBSABKAkSCgoCdG8YBiADKAkSEAoIYXR0ZW1wdHMYByABKA0SEgoKbGFzdF9lcnJvchgIIAEoCRIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpzdGF0dXNfc2VxGAogASgEIl8KFkNvbXBsZXRlQ29uc2VudFJlcXVlc3QSDQoFc3RhdGUYASABKAkSDAoEY29kZRgCIAEoCRINCgVlcnJvchgDIAEoCRIZChFlcnJvcl9kZXNjcmlwdGlvbhgEIAEoCSI/ChdDb21wbGV0ZUNvbnNlbnRSZXNwb25zZRITCgtodHRwX3N0YXR1cxgBIAEoDRIPCgdtZXNzYWdlGAIgASgJIiwKGkRlbGV0ZVNlbmRlclNlY3JldHNSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSIdChtEZWxldGVTZW5kZXJTZWNyZXRzUmVzcG9uc2UiPAoSR2V0U210cEF1dGhSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCKcAgoTR2V0U210cEF1dGhSZXNwb25zZRI5CgRraW5kGAEgASgOMisucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXNwb25zZS5LaW5kEgwKBHVzZXIYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSFAoMYWNjZXNzX3Rva2VuGAQgASgJEjMKCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEiUAoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASDQoJS0lORF9OT05FEAESEQoNS0lORF9QQVNTV09SRBACEhAKDEtJTkRfWE9BVVRIMhADQg0KC19leHBpcmVzX2F0Ij4KFEdldEdyYXBoVG9rZW5SZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCJdChVHZXRHcmFwaFRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMqYFChJDcmVkZW50aWFsc1NlcnZpY2USXAoLR2V0U210cEF1dGgSJS5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlcXVlc3QaJi5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlc3BvbnNlEmIKDUdldEdyYXBoVG9rZW4SJy5yZWxheS5pbnRlcm5hbC52MS5HZXRHcmFwaFRva2VuUmVxdWVzdBooLnJlbGF5LmludGVybmFsLnYxLkdldEdyYXBoVG9rZW5SZXNwb25zZRJNCgxCZWdpbkNvbnNlbnQSHS5yZWxheS52MS5CZWdpbkNvbnNlbnRSZXF1ZXN0Gh4ucmVsYXkudjEuQmVnaW5Db25zZW50UmVzcG9uc2USRwoKVGVzdFNlbmRlchIbLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXF1ZXN0GhwucmVsYXkudjEuVGVzdFNlbmRlclJlc3BvbnNlElYKD1NldFNlbmRlclNlY3JldBIgLnJlbGF5LnYxLlNldFNlbmRlclNlY3JldFJlcXVlc3QaIS5yZWxheS52MS5TZXRTZW5kZXJTZWNyZXRSZXNwb25zZRJ0ChNEZWxldGVTZW5kZXJTZWNyZXRzEi0ucmVsYXkuaW50ZXJuYWwudjEuRGVsZXRlU2VuZGVyU2VjcmV0c1JlcXVlc3QaLi5yZWxheS5pbnRlcm5hbC52MS5EZWxldGVTZW5kZXJTZWNyZXRzUmVzcG9uc2USaAoPQ29tcGxldGVDb25zZW50EikucmVsYXkuaW50ZXJuYWwudjEuQ29tcGxldGVDb25zZW50UmVxdWVzdBoqLnJlbGF5LmludGVybmFsLnYxLkNvbXBsZXRlQ29uc2VudFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_relay_v1_mail]);
 
 /**
  * A message as it travels on the bus (subjects relay.submitted.<sender>, relay.dispatch.<transport>.<sender>).
@@ -310,6 +310,66 @@ export const MessageRecordSchema: GenMessage<MessageRecord> = /*@__PURE__*/
   messageDesc(file_relay_internal_v1_internal, 2);
 
 /**
+ * @generated from message relay.internal.v1.CompleteConsentRequest
+ */
+export type CompleteConsentRequest = Message<"relay.internal.v1.CompleteConsentRequest"> & {
+  /**
+   * @generated from field: string state = 1;
+   */
+  state: string;
+
+  /**
+   * @generated from field: string code = 2;
+   */
+  code: string;
+
+  /**
+   * The provider's refusal (`error`, `error_description`), when it did not grant access.
+   *
+   * @generated from field: string error = 3;
+   */
+  error: string;
+
+  /**
+   * @generated from field: string error_description = 4;
+   */
+  errorDescription: string;
+};
+
+/**
+ * Describes the message relay.internal.v1.CompleteConsentRequest.
+ * Use `create(CompleteConsentRequestSchema)` to create a new message.
+ */
+export const CompleteConsentRequestSchema: GenMessage<CompleteConsentRequest> = /*@__PURE__*/
+  messageDesc(file_relay_internal_v1_internal, 3);
+
+/**
+ * @generated from message relay.internal.v1.CompleteConsentResponse
+ */
+export type CompleteConsentResponse = Message<"relay.internal.v1.CompleteConsentResponse"> & {
+  /**
+   * The HTTP status the browser gets: 200 when the sender is authorized, else 4xx or 5xx.
+   *
+   * @generated from field: uint32 http_status = 1;
+   */
+  httpStatus: number;
+
+  /**
+   * What the page says: the outcome and, on a failure, what to do next.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message relay.internal.v1.CompleteConsentResponse.
+ * Use `create(CompleteConsentResponseSchema)` to create a new message.
+ */
+export const CompleteConsentResponseSchema: GenMessage<CompleteConsentResponse> = /*@__PURE__*/
+  messageDesc(file_relay_internal_v1_internal, 4);
+
+/**
  * @generated from message relay.internal.v1.DeleteSenderSecretsRequest
  */
 export type DeleteSenderSecretsRequest = Message<"relay.internal.v1.DeleteSenderSecretsRequest"> & {
@@ -324,7 +384,7 @@ export type DeleteSenderSecretsRequest = Message<"relay.internal.v1.DeleteSender
  * Use `create(DeleteSenderSecretsRequestSchema)` to create a new message.
  */
 export const DeleteSenderSecretsRequestSchema: GenMessage<DeleteSenderSecretsRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 3);
+  messageDesc(file_relay_internal_v1_internal, 5);
 
 /**
  * @generated from message relay.internal.v1.DeleteSenderSecretsResponse
@@ -337,7 +397,7 @@ export type DeleteSenderSecretsResponse = Message<"relay.internal.v1.DeleteSende
  * Use `create(DeleteSenderSecretsResponseSchema)` to create a new message.
  */
 export const DeleteSenderSecretsResponseSchema: GenMessage<DeleteSenderSecretsResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 4);
+  messageDesc(file_relay_internal_v1_internal, 6);
 
 /**
  * @generated from message relay.internal.v1.GetSmtpAuthRequest
@@ -361,7 +421,7 @@ export type GetSmtpAuthRequest = Message<"relay.internal.v1.GetSmtpAuthRequest">
  * Use `create(GetSmtpAuthRequestSchema)` to create a new message.
  */
 export const GetSmtpAuthRequestSchema: GenMessage<GetSmtpAuthRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 5);
+  messageDesc(file_relay_internal_v1_internal, 7);
 
 /**
  * @generated from message relay.internal.v1.GetSmtpAuthResponse
@@ -398,7 +458,7 @@ export type GetSmtpAuthResponse = Message<"relay.internal.v1.GetSmtpAuthResponse
  * Use `create(GetSmtpAuthResponseSchema)` to create a new message.
  */
 export const GetSmtpAuthResponseSchema: GenMessage<GetSmtpAuthResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 6);
+  messageDesc(file_relay_internal_v1_internal, 8);
 
 /**
  * @generated from enum relay.internal.v1.GetSmtpAuthResponse.Kind
@@ -429,7 +489,7 @@ export enum GetSmtpAuthResponse_Kind {
  * Describes the enum relay.internal.v1.GetSmtpAuthResponse.Kind.
  */
 export const GetSmtpAuthResponse_KindSchema: GenEnum<GetSmtpAuthResponse_Kind> = /*@__PURE__*/
-  enumDesc(file_relay_internal_v1_internal, 6, 0);
+  enumDesc(file_relay_internal_v1_internal, 8, 0);
 
 /**
  * @generated from message relay.internal.v1.GetGraphTokenRequest
@@ -453,7 +513,7 @@ export type GetGraphTokenRequest = Message<"relay.internal.v1.GetGraphTokenReque
  * Use `create(GetGraphTokenRequestSchema)` to create a new message.
  */
 export const GetGraphTokenRequestSchema: GenMessage<GetGraphTokenRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 7);
+  messageDesc(file_relay_internal_v1_internal, 9);
 
 /**
  * @generated from message relay.internal.v1.GetGraphTokenResponse
@@ -475,7 +535,7 @@ export type GetGraphTokenResponse = Message<"relay.internal.v1.GetGraphTokenResp
  * Use `create(GetGraphTokenResponseSchema)` to create a new message.
  */
 export const GetGraphTokenResponseSchema: GenMessage<GetGraphTokenResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 8);
+  messageDesc(file_relay_internal_v1_internal, 10);
 
 /**
  * How a sender service authenticates to its provider; served only to sender services.
@@ -540,6 +600,17 @@ export const CredentialsService: GenService<{
     methodKind: "unary";
     input: typeof DeleteSenderSecretsRequestSchema;
     output: typeof DeleteSenderSecretsResponseSchema;
+  },
+  /**
+   * The browser's return from a consent sign-in (`/oauth/callback` on ingest's public HTTP port),
+   * forwarded by ingest: the query's fields only, never the request's headers.
+   *
+   * @generated from rpc relay.internal.v1.CredentialsService.CompleteConsent
+   */
+  completeConsent: {
+    methodKind: "unary";
+    input: typeof CompleteConsentRequestSchema;
+    output: typeof CompleteConsentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_relay_internal_v1_internal, 0);

@@ -1,0 +1,223 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RelayConfig } from '@relay/config';
+import { describe, ErrorCode, isRelayError, type RelayError } from '@relay/core';
+import type { Logger } from '@relay/telemetry';
+import type { PublicRoute } from '../public-http.js';
+import { escapeHtml, PAGE_HEADERS } from '../public-http.js';
+import { roleOf, type ConsoleApi } from './api.js';
+import type { OidcSignIn, PendingSignIn } from './oidc.js';
+import { cookieName, newCsrfToken, parseCookies, setCookie, type Person, type Session, type Signer } from './session.js';
+
+/** Largest JSON body the API reads (a sender's settings, a secret of up to 16 KiB). */
+export const MAX_API_BODY_BYTES = 64 * 1024;
+const SIGN_IN_TTL_MS = 10 * 60_000;
+/** The demo's one-time link works this long after ingest started, and once. */
+export const DEMO_LINK_TTL_MS = 15 * 60_000;
+
+export interface ConsoleHttpOptions {
+  config: () => RelayConfig;
+  api: ConsoleApi;
+  signer: Signer;
+  /** RELAY_PUBLIC_URL: the console's origin, checked against Origin on every change. */
+  publicUrl: string;
+  /** Cookies are Secure (served over TLS, or RELAY_PUBLIC_URL is https). */
+  secure: boolean;
+  /** OpenID Connect sign-in, when relay.yaml has `console:` (read at each sign-in: the file may change). */
+  oidc: () => OidcSignIn | undefined;
+  /** The demo's one-time sign-in token (RELAY_CONSOLE_DEMO_TOKEN), honoured only without `console:`. */
+  demoToken: string | undefined;
+  logger: Logger;
+  /** Static assets (the built front end), tried for GET requests the console does not answer. */
+  assets?: PublicRoute;
+  now?: () => number;
+}
+
+const STATUS: Record<string, number> = {
+  [ErrorCode.InvalidArgument]: 400,
+  [ErrorCode.Unauthenticated]: 401,
+  [ErrorCode.PermissionDenied]: 403,
+  [ErrorCode.NotFound]: 404,
+  [ErrorCode.AlreadyExists]: 409,
+  [ErrorCode.Aborted]: 409,
+  [ErrorCode.FailedPrecondition]: 412,
+  [ErrorCode.ResourceExhausted]: 429,
+  [ErrorCode.Unavailable]: 503,
+};
+
+/**
+ * The console's server side on ingest's public port: sign-in (OpenID Connect, or the demo's
+ * one-time link), the session cookie, CSRF checks, and the JSON API at `/api/<Method>`.
+ */
+export function createConsoleRoutes(opts: ConsoleHttpOptions): PublicRoute {
+  const now = opts.now ?? Date.now;
+  const startedAt = now();
+  let demoUsed = false;
+  const sessionCookie = cookieName('relay_session', opts.secure);
+  const pendingCookie = cookieName('relay_signin', opts.secure);
+  const origin = new URL(opts.publicUrl).origin;
+
+  const json = (res: ServerResponse, status: number, body: unknown, cookies: string[] = []) => {
+    res.writeHead(status, { ...PAGE_HEADERS, 'content-type': 'application/json; charset=utf-8', ...(cookies.length ? { 'set-cookie': cookies } : {}) });
+    res.end(JSON.stringify(body));
+  };
+  const page = (res: ServerResponse, status: number, title: string, text: string, cookies: string[] = [], refreshTo?: string) => {
+    const refresh = refreshTo ? `<meta http-equiv="refresh" content="0;url=${escapeHtml(refreshTo)}">` : '';
+    res.writeHead(status, { ...PAGE_HEADERS, 'content-type': 'text/html; charset=utf-8', ...(cookies.length ? { 'set-cookie': cookies } : {}) });
+    res.end(
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">${refresh}<title>Campus Relay: ${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(text)}</p><p><a href="/">Campus Relay console</a></p></body></html>`,
+    );
+  };
+  const session = (req: IncomingMessage) => opts.signer.open<Session>('session', parseCookies(req.headers.cookie).get(sessionCookie));
+  /** Signs the person in: a fresh session (and CSRF token), then a same-site hop to the console so the Strict cookie is sent. */
+  const signIn = (res: ServerResponse, person: Person) => {
+    const ttl = opts.config().console?.sessionTtlMs ?? 8 * 3_600_000;
+    const value: Omit<Session, 'exp'> = { ...person, csrf: newCsrfToken() };
+    const cookies = [
+      setCookie(sessionCookie, opts.signer.sign('session', value, ttl), { secure: opts.secure, maxAgeMs: ttl }),
+      setCookie(pendingCookie, '', { secure: opts.secure, maxAgeMs: 0, sameSite: 'Lax' }),
+    ];
+    opts.logger.info({ person: person.email, demo: person.demo ?? false }, 'console sign-in');
+    page(res, 200, 'Signed in', `Signed in as ${person.email}.`, cookies, '/');
+  };
+  /** A change must come from the console itself: same Origin (when sent), and the session's CSRF token. */
+  const sameOrigin = (req: IncomingMessage, s: Session) => {
+    const o = req.headers.origin;
+    if (o !== undefined && o !== origin) return false;
+    const given = Buffer.from(String(req.headers['x-csrf-token'] ?? ''));
+    const expected = Buffer.from(s.csrf);
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  };
+
+  return async (req, res, url) => {
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+
+    if (path === '/auth/login' && method === 'GET') {
+      const oidc = opts.oidc();
+      if (!oidc) return (page(res, 404, 'No sign-in configured', 'This relay has no console: section in relay.yaml, so nobody can sign in here.'), true);
+      const { url: to, pending } = await oidc.begin();
+      res.writeHead(302, {
+        ...PAGE_HEADERS,
+        location: to,
+        'set-cookie': setCookie(pendingCookie, opts.signer.sign('signin', pending, SIGN_IN_TTL_MS), {
+          secure: opts.secure,
+          maxAgeMs: SIGN_IN_TTL_MS,
+          sameSite: 'Lax',
+        }),
+      });
+      res.end();
+      return true;
+    }
+    if (path === '/auth/callback' && method === 'GET') {
+      const pending = opts.signer.open<PendingSignIn & { exp: number }>('signin', parseCookies(req.headers.cookie).get(pendingCookie));
+      const oidc = opts.oidc();
+      if (!oidc || !pending) return (page(res, 400, 'Sign-in not completed', 'This sign-in expired or was started elsewhere. Sign in again.'), true);
+      let person: Person;
+      try {
+        person = await oidc.complete(new URL(`${opts.publicUrl}${path}${url.search}`), pending);
+      } catch (err) {
+        opts.logger.warn({ err: describe(err) }, 'console sign-in refused');
+        return (page(res, 400, 'Sign-in not completed', `The sign-in was not accepted: ${(err as Error).message}`), true);
+      }
+      signIn(res, person);
+      return true;
+    }
+    if (path === '/auth/demo' && method === 'GET') {
+      const token = url.searchParams.get('token') ?? '';
+      const ok =
+        opts.demoToken !== undefined &&
+        !opts.config().console &&
+        !demoUsed &&
+        now() - startedAt < DEMO_LINK_TTL_MS &&
+        isLoopback(req.socket.remoteAddress) &&
+        token.length === opts.demoToken.length &&
+        timingSafeEqual(Buffer.from(token), Buffer.from(opts.demoToken));
+      if (!ok)
+        return (
+          page(
+            res,
+            403,
+            'Link not valid',
+            'This sign-in link is unknown, expired or was already used, or was opened from another machine. Restart npm run stack for a new one.',
+          ),
+          true
+        );
+      demoUsed = true;
+      signIn(res, { email: 'demo@localhost', name: 'Demo admin', groups: [], demo: true });
+      return true;
+    }
+    if (path === '/auth/logout' && method === 'POST') {
+      const s = session(req);
+      if (s && !sameOrigin(req, s)) return (json(res, 403, { error: 'CSRF check failed: send the x-csrf-token header from /api/session' }), true);
+      json(res, 200, { signedIn: false }, [setCookie(sessionCookie, '', { secure: opts.secure, maxAgeMs: 0 })]);
+      return true;
+    }
+    if (path === '/api/session' && method === 'GET') {
+      const s = session(req);
+      const c = opts.config().console;
+      const signIn = c ? '/auth/login' : undefined;
+      if (!s) return (json(res, 200, { signedIn: false, signIn, demo: !c && opts.demoToken !== undefined }), true);
+      const role = roleOf(s, opts.config());
+      json(res, 200, {
+        signedIn: true,
+        email: s.email,
+        name: s.name,
+        role: role.kind,
+        senders: role.kind === 'owner' ? role.senders : [],
+        csrf: s.csrf,
+        contact: c?.contact ?? (c ? c.admins.join(', ') : ''),
+      });
+      return true;
+    }
+    if (path.startsWith('/api/')) {
+      if (method !== 'POST') return (json(res, 405, { error: `${method} not allowed: API calls are POST with a JSON body` }), true);
+      const s = session(req);
+      if (!s) return (json(res, 401, { error: 'not signed in', signIn: opts.config().console ? '/auth/login' : undefined }), true);
+      if (!sameOrigin(req, s))
+        return (json(res, 403, { error: 'CSRF check failed: send the x-csrf-token header from /api/session, from the console origin' }), true);
+      if (!/^application\/json\b/.test(req.headers['content-type'] ?? '')) return (json(res, 415, { error: 'content-type: application/json required' }), true);
+      let body: unknown;
+      try {
+        body = await readJson(req, MAX_API_BODY_BYTES);
+      } catch (err) {
+        return (json(res, 400, { error: (err as Error).message }), true);
+      }
+      try {
+        const out = await opts.api.call(s, roleOf(s, opts.config()), path.slice('/api/'.length), body);
+        json(res, 200, out);
+      } catch (err) {
+        if (!isRelayError(err)) throw err;
+        const status = STATUS[(err as RelayError).code] ?? 500;
+        if (status === 500) opts.logger.error({ err: describe(err), call: path }, 'console call failed');
+        json(res, status, { error: status === 500 ? 'internal error' : err.message, code: err.code });
+      }
+      return true;
+    }
+    if ((method === 'GET' || method === 'HEAD') && opts.assets) return opts.assets(req, res, url);
+    return false;
+  };
+}
+
+function isLoopback(address: string | undefined): boolean {
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
+}
+
+async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw new Error(`request body larger than ${limit} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new Error(`request body larger than ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (!text) return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error('request body is not valid JSON');
+  }
+}
