@@ -20,7 +20,7 @@ import {
   type RetryMessagesRequest,
   type RetryMessagesResponse,
 } from '@relay/proto';
-import type { Authenticator } from './auth.js';
+import { requireAdmin, type Authenticator } from './auth.js';
 import { storingIn } from './store-limits.js';
 
 export interface AdminMessagesContext {
@@ -59,11 +59,7 @@ export async function notStored(bus: Bus, env: Envelope, reason: string): Promis
 
 /** AdminService's dead-letter calls: list what the relay knows of, send failed mail again, cancel queued mail. */
 export function createAdminMessageHandlers(ctx: AdminMessagesContext) {
-  function admin(call: Call<unknown>) {
-    const client = ctx.auth.authenticate(call.metadata);
-    if (!client.admin) throw new RelayError(ErrorCode.PermissionDenied, `client "${client.name}" is not an admin client (admin: true)`);
-    return client;
-  }
+  const admin = (call: Call<unknown>) => requireAdmin(ctx.auth, call.metadata);
 
   async function index(): Promise<MessageRecord[]> {
     try {

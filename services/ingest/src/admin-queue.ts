@@ -15,7 +15,7 @@ import {
   type SenderQueueStats,
 } from '@relay/proto';
 import type { Logger } from '@relay/telemetry';
-import type { Authenticator } from './auth.js';
+import { requireAdmin, type Authenticator } from './auth.js';
 import { isPaced, pacingView, readPacing } from './pacing-view.js';
 
 export interface QueueStatsContext {
@@ -129,8 +129,7 @@ export function createQueueStatsHandler(ctx: QueueStatsContext) {
   }
 
   return async function getQueueStats(call: { metadata: Metadata; request: GetQueueStatsRequest }): Promise<GetQueueStatsResponse> {
-    const client = ctx.auth.authenticate(call.metadata);
-    if (!client.admin) throw new RelayError(ErrorCode.PermissionDenied, `client "${client.name}" is not an admin client (admin: true)`);
+    requireAdmin(ctx.auth, call.metadata);
     const id = call.request.sender;
     if (id.length > 256) throw new RelayError(ErrorCode.InvalidArgument, 'sender: at most 256 characters');
     let senders: SenderConfig[];

@@ -44,7 +44,7 @@ import {
   type SetSenderSecretRequest,
 } from '@relay/proto';
 import { MAX_RECORD_BYTES, REGISTRY_KEY, type ClientRecord, type LiveConfig, type SenderRecord, type StoredKey, type Versioned } from '@relay/registry';
-import type { Authenticator } from './auth.js';
+import { requireAdmin, type Authenticator } from './auth.js';
 import type { AdminForward } from './credentials-forward.js';
 
 export interface AdminRegistryContext {
@@ -66,11 +66,7 @@ const APPLY_WAIT_MS = 5_000;
 
 /** AdminService's registry calls: senders, clients and their keys, managed at runtime. */
 export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
-  function admin(call: Call<unknown>): ClientConfig {
-    const client = ctx.auth.authenticate(call.metadata);
-    if (!client.admin) throw new RelayError(ErrorCode.PermissionDenied, `client "${client.name}" is not an admin client (admin: true)`);
-    return client;
-  }
+  const admin = (call: Call<unknown>): ClientConfig => requireAdmin(ctx.auth, call.metadata);
   const config = () => ctx.live.current();
   const fileSender = (id: string) => config().senders.find((s) => s.id === id && s.managedBy !== 'api');
   const fileClient = (name: string) => config().clients.find((c) => c.name === name && c.managedBy !== 'api');

@@ -5,7 +5,7 @@ import { readIndexRecord, type Bus } from '@relay/bus';
 import { describe, ErrorCode, RelayError } from '@relay/core';
 import { MessageEventSchema, MessageState, StatusEventSchema, toGrpcError, type MessageEvent, type StatusEvent, type WatchMessagesRequest } from '@relay/proto';
 import type { Logger } from '@relay/telemetry';
-import type { Authenticator } from './auth.js';
+import { requireAdmin, type Authenticator } from './auth.js';
 
 export interface WatchOptions {
   /** Watches one ingest serves at once; one more is refused with RESOURCE_EXHAUSTED. */
@@ -110,8 +110,7 @@ export function createWatchHub(bus: Bus, auth: Authenticator, logger: Logger, op
     const fail = (err: unknown) => call.emit('error', toGrpcError(err));
     // Authenticated (and its filters checked) before anything is subscribed.
     try {
-      const caller = auth.authenticate(call.metadata);
-      if (!caller.admin) throw new RelayError(ErrorCode.PermissionDenied, `client "${caller.name}" is not an admin client (admin: true)`);
+      requireAdmin(auth, call.metadata);
       const r = call.request;
       if (!(r.state in MessageState)) throw new RelayError(ErrorCode.InvalidArgument, `state: ${r.state} is not a MessageState`);
       if (r.sender.length > MAX_FILTER_CHARS) throw new RelayError(ErrorCode.InvalidArgument, `sender: at most ${MAX_FILTER_CHARS} characters`);

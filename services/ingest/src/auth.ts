@@ -45,3 +45,10 @@ export function createAuthenticator(clients: ClientConfig[], now: () => number =
     },
   };
 }
+
+/** The caller's client, which must be an admin client (AdminService); PERMISSION_DENIED otherwise. */
+export function requireAdmin(auth: Authenticator, metadata: Metadata): ClientConfig {
+  const client = auth.authenticate(metadata);
+  if (!client.admin) throw new RelayError(ErrorCode.PermissionDenied, `client "${client.name}" is not an admin client (admin: true)`);
+  return client;
+}

@@ -6,7 +6,7 @@ import { AdminService, MailService, toGrpcDefinition, unary, type UnaryOptions, 
 import { createLiveConfig } from '@relay/registry';
 import { connectBusFor, createRedis } from '@relay/service';
 import { addGrpcHealth, startOpsServer, type GrpcHealth, type Logger, type OpsServer } from '@relay/telemetry';
-import { createAuthenticator, type Authenticator } from './auth.js';
+import { createAuthenticator, requireAdmin, type Authenticator } from './auth.js';
 import { startBudgetRelease } from './budget-release.js';
 import { createClientBudget, hasLimits, type ClientBudget } from './client-budget.js';
 import { createAdminForward } from './credentials-forward.js';
@@ -141,12 +141,12 @@ export async function createIngest(
     revokeApiKey: registry.revokeApiKey,
     getQueueStats,
     testSender: async (call: { metadata: Metadata; request: TestSenderRequest }) => {
-      requireAdmin(ctx, call);
+      requireAdmin(ctx.auth, call.metadata);
       if (!call.request.sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required');
       return admin.testSender(call.request.sender, call.request.to);
     },
     beginConsent: async (call: { metadata: Metadata; request: BeginConsentRequest }) => {
-      requireAdmin(ctx, call);
+      requireAdmin(ctx.auth, call.metadata);
       if (!call.request.sender) throw new RelayError(ErrorCode.InvalidArgument, 'sender: required');
       return admin.beginConsent(call.request.sender);
     },
@@ -270,9 +270,4 @@ export async function createIngest(
       if (!overrides.bus) await bus.close();
     }),
   };
-}
-
-function requireAdmin(ctx: IngestContext, call: { metadata: Metadata }) {
-  const client = ctx.auth.authenticate(call.metadata);
-  if (!client.admin) throw new RelayError(ErrorCode.PermissionDenied, `client "${client.name}" is not an admin client (admin: true)`);
 }
