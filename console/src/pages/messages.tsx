@@ -32,7 +32,8 @@ export function MessagesPage({ senders }: { senders: string[] }) {
     ...(filters.sender ? { sender: filters.sender } : {}),
     ...(filters.recipient ? { recipient: filters.recipient } : {}),
   });
-  const list = useLoad(() => call<{ messages?: Summary[] }>('ListMessages', { ...request(), pageSize: 200 }), [JSON.stringify(filters)]);
+  // Read again every 3 seconds, so a message's state changes on the page as it moves on.
+  const list = useLoad(() => call<{ messages?: Summary[] }>('ListMessages', { ...request(), pageSize: 200 }), [JSON.stringify(filters)], 3_000);
 
   const act = async (method: 'RetryMessages' | 'CancelMessages') => {
     const ids = [...selected];
