@@ -201,6 +201,24 @@ describe.skipIf(!haveChromium)('web console with OpenID Connect sign-in, in chro
     await row('Lost').filter({ hasText: 'sent' }).waitFor({ timeout: 30_000 });
     expect(helpdeskSmtp.messages.some((m) => m.envelope.to.includes('nobody@students.campus.example'))).toBe(true);
     await shot(page, 'messages-retried');
+
+    // Paging: eleven messages at ten a page are two pages, the second with the one left over.
+    await Promise.all(
+      Array.from({ length: 9 }, (_, i) => client.sendMail({ sender: 'helpdesk', to: ['ada@students.campus.example'], subject: `Notice ${i + 1}`, text: 'x' })),
+    );
+    await page.getByLabel('Per page').selectOption('10');
+    const rows = page.locator('tbody tr');
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(10);
+    expect(await page.getByRole('button', { name: 'Previous page' }).isDisabled()).toBe(true);
+    const first = await rows.allTextContents();
+    await page.getByRole('button', { name: 'Next page' }).click();
+    await page.getByText('Page 2').waitFor();
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(1);
+    expect(first).not.toContain(await rows.first().textContent());
+    expect(await page.getByRole('button', { name: 'Next page' }).isDisabled()).toBe(true);
+    await page.getByRole('button', { name: 'Previous page' }).click();
+    await page.getByText('Page 1').waitFor();
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(10);
   });
 
   it("lets an owner see only their own sender, not another department's", async () => {
