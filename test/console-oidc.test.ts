@@ -221,6 +221,25 @@ describe.skipIf(!haveChromium)('web console with OpenID Connect sign-in, in chro
     await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(10);
   });
 
+  it('keeps the Queues page current without a reload, and lists clients', async () => {
+    await page.getByRole('link', { name: 'Queues' }).click();
+    await page.getByRole('heading', { name: 'Queues' }).waitFor();
+    const helpdesk = page.getByRole('row', { name: /^helpdesk/ });
+    await helpdesk.waitFor();
+    expect(await page.getByRole('rowheader').allTextContents()).toEqual(expect.arrayContaining(['helpdesk', 'library', 'news']));
+    const before = await helpdesk.textContent();
+    expect(before).toContain('healthy');
+    // A message refused for good turns helpdesk red on the open page, by itself.
+    refuseNobody = true;
+    await stack.client(app.apiKey).sendMail({ sender: 'helpdesk', to: ['nobody@students.campus.example'], subject: 'Lost again', text: 'x' });
+    await expect.poll(() => helpdesk.textContent(), { timeout: 15_000 }).toContain('1 failed in 24 h');
+    await shot(page, 'queues');
+    await page.getByRole('link', { name: 'Clients and keys' }).click();
+    await page.getByRole('heading', { name: 'Clients and keys' }).waitFor();
+    expect(await page.getByRole('row', { name: /^app/ }).textContent()).toMatch(/helpdesk.*library/s);
+    await shot(page, 'clients');
+  });
+
   it("lets an owner see only their own sender, not another department's", async () => {
     const context = await browser.newContext({ viewport: { width: 1200, height: 800 }, ignoreHTTPSErrors: true });
     const owner = await context.newPage();
