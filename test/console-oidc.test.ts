@@ -170,7 +170,7 @@ describe.skipIf(!haveChromium)('web console with OpenID Connect sign-in, in chro
     expect(mail?.envelope.to).toEqual(['check@students.campus.example']);
     expect(mail?.user).toBe('news@campus.example');
     await shot(page, 'sender');
-  });
+  }, 60_000);
 
   it('shows a message reaching SENT, and sends a failed one again from the Messages page', async () => {
     const client = stack.client(app.apiKey);
@@ -224,7 +224,7 @@ describe.skipIf(!haveChromium)('web console with OpenID Connect sign-in, in chro
     await page.getByRole('button', { name: 'Previous page' }).click();
     await page.getByText('Page 1').waitFor();
     await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(10);
-  });
+  }, 60_000);
 
   it('keeps the Queues page current without a reload, and lists clients', async () => {
     await page.getByRole('link', { name: 'Queues' }).click();
