@@ -14,6 +14,9 @@ interface Summary {
   updatedAt?: string;
 }
 
+/** Page sizes to choose from; ListMessages takes at most 1000. */
+const PAGE_SIZES = [10, 50, 200] as const;
+
 interface Filters {
   state: string;
   sender: string;
@@ -32,7 +35,17 @@ export function MessagesPage({ senders }: { senders: string[] }) {
     ...(filters.sender ? { sender: filters.sender } : {}),
     ...(filters.recipient ? { recipient: filters.recipient } : {}),
   });
-  const list = useLoad(() => call<{ messages?: Summary[] }>('ListMessages', { ...request(), pageSize: 200 }), [JSON.stringify(filters)]);
+  const [pageSize, setPageSize] = useState<number>(PAGE_SIZES[1]);
+  // The page token of every page from the first to the one shown ('' is the first page).
+  const [pages, setPages] = useState<string[]>(['']);
+  const token = pages[pages.length - 1] ?? '';
+  // Read again every 3 seconds, so a message's state changes on the page as it moves on.
+  const list = useLoad(
+    () => call<{ messages?: Summary[]; nextPageToken?: string }>('ListMessages', { ...request(), pageSize, ...(token ? { pageToken: token } : {}) }),
+    [JSON.stringify(filters), pageSize, token],
+    3_000,
+  );
+  const next = list.data?.nextPageToken;
 
   const act = async (method: 'RetryMessages' | 'CancelMessages') => {
     const ids = [...selected];
@@ -63,6 +76,7 @@ export function MessagesPage({ senders }: { senders: string[] }) {
         onSubmit={(e) => {
           e.preventDefault();
           setFilters(form);
+          setPages(['']);
         }}
       >
         <Field label="State" id="m-state">
@@ -90,6 +104,22 @@ export function MessagesPage({ senders }: { senders: string[] }) {
         </Field>
         <Field label="Recipient" id="m-recipient">
           <input id="m-recipient" type="email" value={form.recipient} onInput={(e) => setForm({ ...form, recipient: e.currentTarget.value })} />
+        </Field>
+        <Field label="Per page" id="m-size">
+          <select
+            id="m-size"
+            value={String(pageSize)}
+            onChange={(e) => {
+              setPageSize(Number(e.currentTarget.value));
+              setPages(['']);
+            }}
+          >
+            {PAGE_SIZES.map((n) => (
+              <option key={n} value={String(n)}>
+                {n}
+              </option>
+            ))}
+          </select>
         </Field>
         <button type="submit">Search</button>
       </form>
@@ -153,6 +183,15 @@ export function MessagesPage({ senders }: { senders: string[] }) {
           </tbody>
         </table>
       </div>
+      <nav class="pager" aria-label="Pages of messages">
+        <button type="button" disabled={pages.length === 1} onClick={() => setPages(pages.slice(0, -1))}>
+          Previous page
+        </button>{' '}
+        <span>Page {pages.length}</span>{' '}
+        <button type="button" disabled={!next} onClick={() => next && setPages([...pages, next])}>
+          Next page
+        </button>
+      </nav>
     </section>
   );
 }

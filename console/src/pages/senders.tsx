@@ -113,8 +113,10 @@ export function SendersPage({ admin }: { admin: boolean }) {
                   <td>{authOf(spec)}</td>
                   <td>{spec?.rate?.preset ?? (spec?.rate ? 'custom' : 'none')}</td>
                   <td>
-                    {q?.recipientsToday ?? 0}
-                    {Number(q?.dailyRecipientCap ?? 0) ? ` / ${q?.dailyRecipientCap}` : ' (no cap)'}
+                    {/* The relay counts a day's recipients only for paced senders (those with rate:). */}
+                    {spec?.rate
+                      ? `${q?.recipientsToday ?? 0}${Number(q?.dailyRecipientCap ?? 0) ? ` / ${q?.dailyRecipientCap}` : ' (no cap)'}`
+                      : 'not counted (no pacing)'}
                   </td>
                   <td>{q ? `${q.queued ?? 0} queued` : '—'}</td>
                   <td>
