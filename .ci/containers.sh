@@ -76,7 +76,7 @@ if [ "$(docker image inspect --format '{{index .Config.Labels "node.version"}}' 
   step "built $BASE from $NODE24"
 fi
 
-# The image, from the app packed on the host. The host needs the build too: tools/dist/send/send.js.
+# The image, from the app packed on the host. The host needs the build too: the relay command (cli/dist/main.js).
 npx turbo run build --output-logs=errors-only >/dev/null
 if [ -z "${RELAY_CI_IMAGE:-}" ]; then
   mkdir -p "$work/ctx"
@@ -166,7 +166,7 @@ wait_ready ingest scheduler smtp-sender graph-sender
 step "NATS, Redis, sink and the five services running"
 
 address=$(docker port "$run_id-ingest" 50051/tcp | head -1)
-node_modules/.bin/node tools/dist/send/send.js --address "$address" --api-key="$api_key" --sender ci \
+node_modules/.bin/node cli/dist/main.js send --address "$address" --api-key="$api_key" --sender ci \
   --to student@campus.test --subject "containers $run_id" --text "through the image" --wait
 docker logs "$run_id-sink" 2>&1 | grep -q "received: containers $run_id" || { echo "containers: the sink did not receive the message" >&2; exit 1; }
 step "message delivered end to end through the containers"
@@ -209,7 +209,7 @@ YAML
   [ "$(compose logs --no-color 2>/dev/null | grep -c '"msg":"ready"')" -ge 7 ] || { compose logs --tail 10; echo "containers: compose services not ready" >&2; exit 1; }
   [ "$(compose ps -q smtp-sender | wc -l)" = 3 ] || { echo "containers: compose did not scale smtp-sender to 3" >&2; exit 1; }
   address=$(compose port ingest 50051)
-  node_modules/.bin/node tools/dist/send/send.js --address "$address" --api-key="$api_key" --sender ci \
+  node_modules/.bin/node cli/dist/main.js send --address "$address" --api-key="$api_key" --sender ci \
     --to student@campus.test --subject "compose $run_id" --wait >/dev/null
   docker logs "$run_id-compose-sink" 2>&1 | grep -q "received: compose $run_id" || { echo "containers: compose: the sink did not receive the message" >&2; exit 1; }
   docker rm -f "$run_id-compose-sink" >/dev/null # on the project's network: before down removes it
