@@ -9,9 +9,18 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { busNames } from '@relay/bus';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
-import { MessageState } from '@relay/proto';
+import { create } from '@bufbuild/protobuf';
+import {
+  CreateSmtpPasswordRequestSchema,
+  ListClientsRequestSchema,
+  MessageState,
+  PutClientRequestSchema,
+  type CreateSmtpPasswordResponse,
+  type ListClientsResponse,
+} from '@relay/proto';
 import {
   clientEntry,
+  codeOf,
   dropBus,
   FAST_DELIVERY,
   freePort,
@@ -51,6 +60,7 @@ const PRINTER_IP = '127.0.0.2';
 const OUTSIDER_IP = '127.0.0.3';
 
 const j1 = newClient('j1', ['registrar']);
+const ops = newClient('ops', [], true);
 const printer = newClient('scanner-3rd-floor', ['scans']);
 
 let receiver: TestSmtpServer;
@@ -83,6 +93,7 @@ beforeAll(async () => {
       clients: [
         { ...clientEntry(j1), smtp: { username: J1.user, password: 'env:J1_SMTP_PASSWORD' } },
         { ...clientEntry(printer), smtp: { allow_ips: [`${PRINTER_IP}/32`, '127.0.0.1'] } },
+        clientEntry(ops),
       ],
       senders: [
         {
@@ -222,6 +233,39 @@ describe('SMTP door: submission with real clients', () => {
     expect(text).toMatch(/^relay_messages_accepted_total\{[^}]*door="grpc"[^}]*\} [1-9]/m);
     expect(text).toMatch(/^relay_smtp_sessions_total\{[^}]*\} [1-9]/m);
     expect(text).toMatch(/^relay_messages_accepted_total\{[^}]*door="smtp"[^}]*\} [1-9]/m);
+  });
+});
+
+describe('SMTP door: a client managed through the API', () => {
+  it('logs in with the password the relay made, and with no other; a new username needs a new password', async () => {
+    const admin = stack.client(ops.apiKey);
+    const cafe = { user: 'cafe-staff@campus.example', pass: '' };
+    await admin.admin(
+      'putClient',
+      create(PutClientRequestSchema, { client: { name: 'cafe', spec: { senders: ['registrar'], smtp: { username: cafe.user } } } }),
+    );
+    const made = await admin.admin<CreateSmtpPasswordResponse>('createSmtpPassword', create(CreateSmtpPasswordRequestSchema, { client: 'cafe' }));
+    expect(made.username).toBe(cafe.user);
+    const ok = await submit(await registrarMail({ auth: { user: cafe.user, pass: made.password }, localAddress: OUTSIDER_IP }));
+    if (!ok.ok) throw new Error(ok.response);
+    expect(ok.response).toMatch(/^250 2\.0\.0 OK \S+ queued/);
+    const wrong = await submit(await registrarMail({ auth: { user: cafe.user, pass: `${made.password}x` }, localAddress: OUTSIDER_IP }));
+    expect(wrong.ok).toBe(false);
+    expect(wrong.response).toMatch(/^535 5\.7\.8/);
+    // Another client's username is refused; a changed username drops the password.
+    const taken = await codeOf(
+      admin.admin('putClient', create(PutClientRequestSchema, { client: { name: 'copycat', spec: { senders: [], smtp: { username: J1.user } } } })),
+    );
+    expect(taken.details).toBe(`smtp.username: "${J1.user}" is already client "j1"'s username`);
+    const listed = await admin.admin<ListClientsResponse>('listClients', create(ListClientsRequestSchema, {}));
+    const etag = listed.clients.find((c) => c.name === 'cafe')!.etag;
+    await admin.admin(
+      'putClient',
+      create(PutClientRequestSchema, { client: { name: 'cafe', etag, spec: { senders: ['registrar'], smtp: { username: 'other@campus.example' } } } }),
+    );
+    const moved = await submit(await registrarMail({ auth: { user: 'other@campus.example', pass: made.password }, localAddress: OUTSIDER_IP }));
+    expect(moved.ok).toBe(false);
+    expect(moved.response).toMatch(/^535 5\.7\.8/);
   });
 });
 

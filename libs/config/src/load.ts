@@ -232,7 +232,7 @@ export function parseManagedSender(
 }
 
 /** A client managed through the API, from its settings and the keys the relay made for it. */
-export function parseManagedClient(spec: unknown, keys: ClientKey[], senders: ReadonlySet<string> | undefined): ClientConfig {
+export function parseManagedClient(spec: unknown, keys: ClientKey[], senders: ReadonlySet<string> | undefined, smtpPasswordDigest?: string): ClientConfig {
   const result = managedClientSchema.safeParse(spec);
   if (!result.success) throw new ConfigError(formatIssues(result.error.issues, spec, managedClientSchema));
   const c = result.data;
@@ -247,7 +247,16 @@ export function parseManagedClient(spec: unknown, keys: ClientKey[], senders: Re
     senders: [...c.senders],
     admin: c.admin,
     limits: convertClientLimits(c.limits),
-    ...(c.smtp ? { smtp: { username: undefined, password: undefined, allowIps: c.smtp.allow_ips } } : {}),
+    ...(c.smtp
+      ? {
+          smtp: {
+            username: c.smtp.username,
+            password: undefined,
+            ...(c.smtp.username && smtpPasswordDigest ? { passwordDigest: smtpPasswordDigest } : {}),
+            allowIps: c.smtp.allow_ips ?? [],
+          },
+        }
+      : {}),
   };
 }
 

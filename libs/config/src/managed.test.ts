@@ -48,7 +48,7 @@ describe('senders managed through the API', () => {
 describe('clients managed through the API', () => {
   it('takes no api_key or SMTP password, and checks its senders', () => {
     expect(() => parseManagedClient({ name: 'a', api_key: 'k'.repeat(40), senders: [] }, [], undefined)).toThrow('api_key: unknown key');
-    expect(() => parseManagedClient({ name: 'a', senders: [], smtp: { username: 'u', password: 'p' } }, [], undefined)).toThrow(/smtp\.username: unknown key/);
+    expect(() => parseManagedClient({ name: 'a', senders: [], smtp: { username: 'u', password: 'p' } }, [], undefined)).toThrow(/smtp\.password: unknown key/);
     expect(() => parseManagedClient({ name: 'a', senders: ['nope'] }, [], new Set(['lib']))).toThrow(
       'senders[0]: "nope" is not a configured sender (senders: lib)',
     );

@@ -173,7 +173,14 @@ export const senderSchema = z.strictObject({
  * (CreateApiKey) and the SMTP door admits it by address only.
  */
 export const managedClientSchema = clientSchema.omit({ api_key: true, smtp: true }).extend({
-  smtp: z.strictObject({ allow_ips: z.array(cidr).min(1, 'must list at least one address or range') }).optional(),
+  smtp: z
+    .strictObject({
+      // The password is made by the relay (CreateSmtpPassword), never written here.
+      username: nonEmpty.optional(),
+      allow_ips: z.array(cidr).min(1, 'must list at least one address or range').optional(),
+    })
+    .refine((v) => v.username !== undefined || v.allow_ips !== undefined, 'needs username, or allow_ips, or both')
+    .optional(),
 });
 
 /**

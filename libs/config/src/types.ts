@@ -43,6 +43,8 @@ export interface ClientSmtpConfig {
   /** AUTH PLAIN/LOGIN credentials (both or neither). */
   username: string | undefined;
   password: Secret | undefined;
+  /** A client managed through the API: SHA-256 (hex) of lowercased username, NUL, password, instead of the password. */
+  passwordDigest?: string;
   /** Source addresses/ranges that may submit without AUTH (printers, scanners). */
   allowIps: string[];
 }

@@ -31,6 +31,8 @@ export interface ClientRecord {
   /** The settings, as a relay.yaml `clients:` entry without `name` and `api_key`. */
   spec: Record<string, unknown>;
   keys: StoredKey[];
+  /** The SMTP AUTH password the relay made (CreateSmtpPassword): SHA-256 of lowercased username, NUL, password. */
+  smtp_password?: { digest: string; username: string; created_at: string; created_by: string };
   updated_at: string;
   updated_by: string;
 }

@@ -19,6 +19,7 @@ import {
   ApiKeyInfoSchema,
   ClientSchema,
   CreateApiKeyResponseSchema,
+  CreateSmtpPasswordResponseSchema,
   DeleteSenderResponseSchema,
   GetSenderResponseSchema,
   ListClientsResponseSchema,
@@ -32,6 +33,7 @@ import {
   type ApiKeyInfo,
   type Client,
   type CreateApiKeyRequest,
+  type CreateSmtpPasswordRequest,
   type DeleteSenderRequest,
   type GetSenderRequest,
   type ListClientsRequest,
@@ -45,6 +47,7 @@ import {
 } from '@relay/proto';
 import { MAX_RECORD_BYTES, REGISTRY_KEY, type ClientRecord, type LiveConfig, type SenderRecord, type StoredKey, type Versioned } from '@relay/registry';
 import { requireAdmin, type Authenticator } from './auth.js';
+import { digest as smtpDigest } from './smtp-door/gate.js';
 import type { AdminForward } from './credentials-forward.js';
 
 export interface AdminRegistryContext {
@@ -239,7 +242,20 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
       const senders = new Set([...config().senders.map((s) => s.id), ...ctx.live.senderRecords().keys()]);
       invalidIfThrows(() => parseManagedClient({ ...spec, name }, [], senders));
       const old = input.etag ? await current<ClientRecord>(ctx.live.store.clients, name, 'client', input.etag) : undefined;
-      const record: ClientRecord = { spec, keys: old?.value.keys ?? [], updated_at: new Date().toISOString(), updated_by: who.name };
+      const username = smtpUsername(spec);
+      if (username) {
+        const other = config().clients.find((c) => c.name !== name && c.smtp?.username?.toLowerCase() === username.toLowerCase());
+        if (other) throw new RelayError(ErrorCode.AlreadyExists, `smtp.username: "${username}" is already client "${other.name}"'s username`);
+      }
+      // A password made for another username does not carry over to this one.
+      const password = old?.value.smtp_password?.username === username ? old?.value.smtp_password : undefined;
+      const record: ClientRecord = {
+        spec,
+        keys: old?.value.keys ?? [],
+        ...(password ? { smtp_password: password } : {}),
+        updated_at: new Date().toISOString(),
+        updated_by: who.name,
+      };
       const revision = await write(ctx.live.store.clients, name, record, input.etag, 'client');
       await applied(ctx.live.clientRecords, name, revision);
       return create(PutClientResponseSchema, { client: managedClientView(name, { value: record, revision }), created: !input.etag });
@@ -273,6 +289,29 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
       });
       await applied(ctx.live.clientRecords, name, revision);
       return create(CreateApiKeyResponseSchema, { key: keyInfo(key), apiKey });
+    },
+
+    async createSmtpPassword(call: Call<CreateSmtpPasswordRequest>) {
+      const who = admin(call);
+      const name = requireId(call.request.client, 'client');
+      if (fileClient(name)) {
+        throw new RelayError(ErrorCode.FailedPrecondition, `client "${name}" is defined in relay.yaml (managed_by: file); its password is smtp.password there`);
+      }
+      const password = randomBytes(24).toString('base64url');
+      let username = '';
+      const revision = await modify<ClientRecord>(ctx.live.store.clients, name, 'client', (rec) => {
+        username = smtpUsername(rec.spec) ?? '';
+        if (!username) throw new RelayError(ErrorCode.FailedPrecondition, `client "${name}" has no smtp.username; set one with PutClient first`);
+        const at = new Date().toISOString();
+        return {
+          ...rec,
+          smtp_password: { digest: smtpDigest(username, password).toString('hex'), username, created_at: at, created_by: who.name },
+          updated_at: at,
+          updated_by: who.name,
+        };
+      });
+      await applied(ctx.live.clientRecords, name, revision);
+      return create(CreateSmtpPasswordResponseSchema, { username, password });
     },
 
     async revokeApiKey(call: Call<RevokeApiKeyRequest>) {
@@ -355,6 +394,11 @@ function keyInfo(k: StoredKey): ApiKeyInfo {
 
 function secretStatus(field: string, meta: { set_at: string; set_by: string } | undefined): SecretStatus {
   return create(SecretStatusSchema, meta ? { field, set: true, setAt: timestampFromDate(new Date(meta.set_at)), setBy: meta.set_by } : { field, set: false });
+}
+
+function smtpUsername(spec: Record<string, unknown>): string | undefined {
+  const smtp = spec.smtp as { username?: unknown } | undefined;
+  return typeof smtp?.username === 'string' ? smtp.username : undefined;
 }
 
 function requireId(v: string, key: string): string {

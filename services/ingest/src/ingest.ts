@@ -139,6 +139,7 @@ export async function createIngest(
     putClient: registry.putClient,
     createApiKey: registry.createApiKey,
     revokeApiKey: registry.revokeApiKey,
+    createSmtpPassword: registry.createSmtpPassword,
     getQueueStats,
     testSender: async (call: { metadata: Metadata; request: TestSenderRequest }) => {
       requireAdmin(ctx.auth, call.metadata);

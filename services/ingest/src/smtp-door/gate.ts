@@ -13,16 +13,20 @@ export interface SmtpGate {
   senderFor(client: ClientConfig, address: string): SenderConfig | undefined;
 }
 
-const digest = (username: string, password: string) => createHash('sha256').update(username.toLowerCase()).update('\0').update(password).digest();
+export const digest = (username: string, password: string) => createHash('sha256').update(username.toLowerCase()).update('\0').update(password).digest();
 
 /**
  * Passwords are held only as SHA-256 digests of user and password and compared in constant time
  * against every client, as API keys are, so a lookup's timing says nothing about which users exist.
  */
 export function createSmtpGate(clients: ClientConfig[], senders: Map<string, SenderConfig>): SmtpGate {
+  // relay.yaml's passwords, and the digests of those the relay made (CreateSmtpPassword).
   const logins = clients
-    .filter((c) => c.smtp?.username && c.smtp.password)
-    .map((c) => ({ client: c, digest: digest(c.smtp!.username!, c.smtp!.password!.reveal()) }));
+    .filter((c) => c.smtp?.username && (c.smtp.password || c.smtp.passwordDigest))
+    .map((c) => ({
+      client: c,
+      digest: c.smtp!.password ? digest(c.smtp!.username!, c.smtp!.password.reveal()) : Buffer.from(c.smtp!.passwordDigest!, 'hex'),
+    }));
   const networks = clients.filter((c) => c.smtp && c.smtp.allowIps.length > 0).map((c) => ({ client: c, list: blockList(c.smtp!.allowIps) }));
   const owners = new Map<string, Map<string, SenderConfig>>();
   for (const c of clients) {
@@ -38,7 +42,7 @@ export function createSmtpGate(clients: ClientConfig[], senders: Map<string, Sen
     login(username, password) {
       const presented = digest(username, password);
       let found: ClientConfig | undefined;
-      for (const l of logins) if (timingSafeEqual(l.digest, presented)) found = l.client;
+      for (const l of logins) if (l.digest.length === presented.length && timingSafeEqual(l.digest, presented)) found = l.client;
       return found;
     },
     byAddress(ip) {
