@@ -193,6 +193,18 @@ describe('relay keys', () => {
   });
 });
 
+describe('relay clients smtp-password', () => {
+  it('prints the new password once on stdout with the username and the warning on stderr', async () => {
+    relay.on('createSmtpPassword', () => ({ username: 'cafe@campus.example', password: 'made-by-the-relay' }));
+    const res = await relayCli(['clients', 'smtp-password', 'cafe']);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toBe('made-by-the-relay\n');
+    expect(res.stderr).toContain('username cafe@campus.example');
+    expect(res.stderr).toContain('not shown again');
+    expect(relay.calls[0]).toMatchObject({ method: 'createSmtpPassword', request: { client: 'cafe' } });
+  });
+});
+
 describe('relay senders consent', () => {
   it('prints the sign-in address, waits for a new refresh token, then tests the sender', async () => {
     let reads = 0;

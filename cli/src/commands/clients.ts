@@ -5,6 +5,7 @@ import {
   ApiKeyInfoSchema,
   type Client,
   CreateApiKeyResponseSchema,
+  CreateSmtpPasswordResponseSchema,
   ListClientsResponseSchema,
   PutClientResponseSchema,
 } from '@relay/proto';
@@ -72,6 +73,20 @@ export function registerClients(program: Command, rt: ForCommand): void {
         const json = results.map((res) => protoJson(PutClientResponseSchema, res));
         printValue(r.output, json.length === 1 ? json[0] : json);
       }
+    });
+
+  clients
+    .command('smtp-password')
+    .argument('<client>', 'client name (with smtp.username in its settings)')
+    .description('make a new SMTP AUTH password for a client; it is printed once and replaces the old one')
+    .action(async (client: string, _opts, cmd: Command) => {
+      const r = rt(cmd);
+      const res = await r.client.call(AdminService.method.createSmtpPassword, { client }, r.call());
+      if (isStructured(r.output.format)) return printMessage(r.output, CreateSmtpPasswordResponseSchema, res);
+      const o = r.output;
+      o.err(`New SMTP password for client ${client} (username ${res.username}):`);
+      o.out(res.password);
+      o.err(o.colorErr('yellow', 'Store it now: it is not shown again (the relay keeps only a digest).'));
     });
 }
 
