@@ -1,42 +1,13 @@
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { status } from '@grpc/grpc-js';
 import { MessageState, type SendMailRequest } from '@relay/proto';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { dir, relay, relayCli, sender, useFakeRelay } from './testing/fixture.js';
 import { parse } from 'yaml';
-import { type FakeRelay, grpcError, runCli, startFakeRelay } from './testing/fake-relay.js';
+import { grpcError, runCli } from './testing/fake-relay.js';
 
-let relay: FakeRelay;
-let dir: string;
-const at = timestampFromDate(new Date('2030-01-02T03:04:05Z'));
-
-beforeAll(async () => {
-  relay = await startFakeRelay();
-  dir = mkdtempSync(join(tmpdir(), 'relay-cli-'));
-});
-
-afterAll(async () => {
-  await relay.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-beforeEach(() => relay.reset());
-
-/** The relay at the fake's address with an admin key from the environment, as most tests want it. */
-const relayCli = (args: string[], opts: { env?: Record<string, string>; stdin?: string } = {}) =>
-  runCli(args, { ...opts, env: { RELAY_ADDRESS: relay.address, RELAY_API_KEY: 'admin-key', ...opts.env } });
-
-const sender = (id: string, extra: Record<string, unknown> = {}) => ({
-  id,
-  spec: { id, from: `${id}@campus.example`, transport: 'smtp', smtp: { host: 'smtp.office365.com', port: 587 } },
-  managedBy: 'api',
-  etag: `etag-${id}-1`,
-  secrets: [{ field: 'smtp.auth.password', set: true, setAt: at }],
-  updatedAt: at,
-  ...extra,
-});
+useFakeRelay();
 
 describe('contexts', () => {
   it('uses the current context of $XDG_CONFIG_HOME/campus-relay/config.yaml, or the one named', async () => {

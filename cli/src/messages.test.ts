@@ -1,40 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { type ListMessagesRequest, MessageState, type RetryMessagesRequest, type WatchMessagesRequest } from '@relay/proto';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type FakeRelay, runCli, startFakeRelay } from './testing/fake-relay.js';
+import { describe, expect, it } from 'vitest';
+import { at, relay, relayCli, useFakeRelay } from './testing/fixture.js';
 
-let relay: FakeRelay;
-let dir: string;
-const at = timestampFromDate(new Date('2030-01-02T03:04:05Z'));
-
-beforeAll(async () => {
-  relay = await startFakeRelay();
-  dir = mkdtempSync(join(tmpdir(), 'relay-cli-'));
-});
-
-afterAll(async () => {
-  await relay.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-beforeEach(() => relay.reset());
-
-/** The relay at the fake's address with an admin key from the environment, as most tests want it. */
-const relayCli = (args: string[], opts: { env?: Record<string, string>; stdin?: string } = {}) =>
-  runCli(args, { ...opts, env: { RELAY_ADDRESS: relay.address, RELAY_API_KEY: 'admin-key', ...opts.env } });
-
-const _sender = (id: string, extra: Record<string, unknown> = {}) => ({
-  id,
-  spec: { id, from: `${id}@campus.example`, transport: 'smtp', smtp: { host: 'smtp.office365.com', port: 587 } },
-  managedBy: 'api',
-  etag: `etag-${id}-1`,
-  secrets: [{ field: 'smtp.auth.password', set: true, setAt: at }],
-  updatedAt: at,
-  ...extra,
-});
+useFakeRelay();
 
 describe('relay messages', () => {
   const summary = (i: number, state = MessageState.FAILED) => ({
