@@ -1,5 +1,6 @@
 import { pino, type Logger } from 'pino';
 import { logContextFields } from './log-context.js';
+import { logDestination } from './log-destination.js';
 
 export type { Logger };
 
@@ -42,6 +43,6 @@ export function createLogger(opts: LoggerOptions): Logger {
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    opts.destination ?? pino.destination({ sync: false }),
+    opts.destination ?? logDestination(),
   );
 }
