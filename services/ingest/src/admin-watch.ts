@@ -32,12 +32,31 @@ interface Watcher {
   end(code: status, details: string): void;
 }
 
-export interface WatchHub {
+/** One in-process listener on the status feed (see WatchHub.listen). */
+export interface StatusListener {
+  /** Settles once the broker has the subscription: from then on no change is missed. Rejects when it could not subscribe. */
+  ready: Promise<void>;
+  /** Stops listening (onEnd is not called). */
+  close(): void;
+}
+
+/** What in-process readers of the status feed (the console's live pages) need of the hub. */
+export interface StatusFeed {
+  /**
+   * Every state change from now on, on the subscription WatchMessages uses; no authentication
+   * (the caller has checked who asks) and no filter (the caller picks what it shows). `onEnd`
+   * is called once when the feed ends: the broker failed or ingest is stopping. Throws
+   * UNAVAILABLE once ingest is stopping.
+   */
+  listen(onEvent: (ev: StatusEvent) => void, onEnd: (reason: string) => void): StatusListener;
+}
+
+export interface WatchHub extends StatusFeed {
   /** The WatchMessages handler. */
   watchMessages(call: ServerWritableStream<WatchMessagesRequest, MessageEvent>): void;
   /** Watches open now. */
   readonly size: number;
-  /** Ends every watch (UNAVAILABLE) and the subscription: ingest is stopping. */
+  /** Ends every watch (UNAVAILABLE), every listener, and the subscription: ingest is stopping. */
   closeAll(): void;
   /** Checks every watch's key again (the configuration changed): a revoked or expired one ends it. */
   recheck(): void;
@@ -57,6 +76,7 @@ export interface WatchHub {
 export function createWatchHub(bus: Bus, auth: Authenticator, logger: Logger, options: Partial<WatchOptions> = {}): WatchHub {
   const opts = { ...WATCH_DEFAULTS, ...options };
   const watchers = new Set<Watcher>();
+  const listeners = new Set<{ onEvent: (ev: StatusEvent) => void; end: (reason: string) => void }>();
   const clients = new Map<string, string>();
   let sub: Subscription | undefined;
   /** Settles once the broker has the subscription (a round trip after it was sent). */
@@ -75,6 +95,7 @@ export function createWatchHub(bus: Bus, auth: Authenticator, logger: Logger, op
         if (err) {
           logger.warn({ err: describe(err) }, 'status subscription for WatchMessages failed');
           for (const w of [...watchers]) w.end(status.UNAVAILABLE, 'the status feed ended (message broker unreachable); watch again');
+          for (const l of [...listeners]) l.end('the status feed ended (message broker unreachable)');
           return;
         }
         let ev: StatusEvent;
@@ -86,6 +107,7 @@ export function createWatchHub(bus: Bus, auth: Authenticator, logger: Logger, op
         if (ev.client) remember(ev.messageId, ev.client);
         const client = ev.client || clients.get(ev.messageId);
         for (const w of watchers) w.offer(ev, client);
+        for (const l of listeners) l.onEvent(ev);
       },
     });
     // The broker handles a connection's messages in order: once this PING is answered, it has the SUB.
@@ -93,7 +115,7 @@ export function createWatchHub(bus: Bus, auth: Authenticator, logger: Logger, op
   }
 
   function unsubscribeIfIdle() {
-    if (watchers.size > 0 || !sub) return;
+    if (watchers.size > 0 || listeners.size > 0 || !sub) return;
     sub.unsubscribe();
     sub = undefined;
   }
@@ -184,8 +206,34 @@ export function createWatchHub(bus: Bus, auth: Authenticator, logger: Logger, op
     );
   }
 
+  function listen(onEvent: (ev: StatusEvent) => void, onEnd: (reason: string) => void): StatusListener {
+    if (closed) throw new RelayError(ErrorCode.Unavailable, 'ingest is stopping');
+    let ended = false;
+    const listener = {
+      onEvent,
+      end(reason: string) {
+        if (ended) return;
+        close();
+        onEnd(reason);
+      },
+    };
+    const close = () => {
+      ended = true;
+      listeners.delete(listener);
+      unsubscribeIfIdle();
+    };
+    listeners.add(listener);
+    if (!sub) subscribe();
+    const ready = subscribed.catch((err: unknown) => {
+      listener.end('could not subscribe to state changes (message broker unreachable)');
+      throw err;
+    });
+    return { ready, close };
+  }
+
   return {
     watchMessages,
+    listen,
     get size() {
       return watchers.size;
     },
@@ -202,6 +250,7 @@ export function createWatchHub(bus: Bus, auth: Authenticator, logger: Logger, op
     closeAll() {
       closed = true;
       for (const w of [...watchers]) w.end(status.UNAVAILABLE, 'ingest is stopping; watch again');
+      for (const l of [...listeners]) l.end('ingest is stopping');
       sub?.unsubscribe();
       sub = undefined;
     },

@@ -25,6 +25,7 @@ import { createConsoleApi, type Handler } from './console/api.js';
 import { DEFAULT_CONSOLE_ASSETS, serveAssets } from './console/assets.js';
 import { createConsoleRoutes } from './console/console-http.js';
 import { createOidcSignIn, type OidcSignIn } from './console/oidc.js';
+import { createQueueEvents, type QueueEventsLimits } from './console/queue-events.js';
 import { createSigner } from './console/session.js';
 
 export interface IngestOptions {
@@ -43,8 +44,8 @@ const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
 
 export async function createIngest(
   opts: IngestOptions,
-  overrides: { bus?: Bus; watch?: Partial<WatchOptions> } = {},
-): Promise<RunnableService & { ctx: IngestContext; watches: Pick<WatchHub, 'size'> }> {
+  overrides: { bus?: Bus; watch?: Partial<WatchOptions>; queueEvents?: Partial<QueueEventsLimits> } = {},
+): Promise<RunnableService & { ctx: IngestContext; watches: Pick<WatchHub, 'size'>; queueEvents: { size: number } }> {
   const { env, config, logger } = opts;
   const envelopeKey = requireEnvelopeKeys(env).current;
   const bus = overrides.bus ?? (await connectBusFor('ingest', opts));
@@ -158,9 +159,12 @@ export async function createIngest(
     watchMessages: watch.watchMessages,
   });
   let oidc: { key: string; signIn: OidcSignIn } | undefined;
+  const consoleApi = createConsoleApi({ ...adminCalls, getMessage: mail.getMessage } as unknown as Record<string, Handler>);
+  const queueEvents = createQueueEvents({ api: consoleApi, feed: watch, logger, limits: overrides.queueEvents });
   const consoleRoutes = createConsoleRoutes({
     config: () => ctx.config,
-    api: createConsoleApi({ ...adminCalls, getMessage: mail.getMessage } as unknown as Record<string, Handler>),
+    api: consoleApi,
+    queueEvents,
     signer: createSigner(env.consoleSessionKey ?? randomBytes(32)),
     publicUrl: env.publicUrl,
     secure: env.tls !== undefined || env.publicUrl.startsWith('https:'),
@@ -227,6 +231,7 @@ export async function createIngest(
   return {
     ctx,
     watches: watch,
+    queueEvents,
     async start() {
       await live.start();
       applyConfig(live.current());
@@ -253,7 +258,9 @@ export async function createIngest(
       // Refuse new calls, let the ones in progress finish within the grace period.
       health?.close();
       // Open watches end now (UNAVAILABLE): the shutdown below would otherwise wait for them.
+      // So do the console's live streams (an `end` event; the HTTP close cuts what remains).
       watch.closeAll();
+      queueEvents.closeAll();
       const listenerClosed = grpc?.close();
       // A watch whose client stopped reading cannot deliver its end: bounded by the grace period.
       await Promise.all([within(new Promise<void>((resolve) => server.tryShutdown(() => resolve())), env.graceMs), smtpDoor.stop()]);

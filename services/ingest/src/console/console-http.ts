@@ -7,6 +7,7 @@ import type { PublicRoute } from '../public-http.js';
 import { escapeHtml, PAGE_HEADERS } from '../public-http.js';
 import { roleOf, type ConsoleApi } from './api.js';
 import type { OidcSignIn, PendingSignIn } from './oidc.js';
+import { QUEUE_EVENTS_PATH, type QueueEvents } from './queue-events.js';
 import { cookieName, newCsrfToken, parseCookies, setCookie, type Person, type Session, type Signer } from './session.js';
 
 /** Largest JSON body the API reads (a sender's settings, a secret of up to 16 KiB). */
@@ -30,6 +31,8 @@ export interface ConsoleHttpOptions {
   logger: Logger;
   /** Static assets (the built front end), tried for GET requests the console does not answer. */
   assets?: PublicRoute;
+  /** The Queues page's live figures (server-sent events at /api/events/queues). */
+  queueEvents?: QueueEvents;
   now?: () => number;
 }
 
@@ -168,6 +171,14 @@ export function createConsoleRoutes(opts: ConsoleHttpOptions): PublicRoute {
         csrf: s.csrf,
         contact: c?.contact ?? (c ? c.admins.join(', ') : ''),
       });
+      return true;
+    }
+    if (path === QUEUE_EVENTS_PATH && opts.queueEvents) {
+      if (method !== 'GET') return (json(res, 405, { error: `${method} not allowed: ${QUEUE_EVENTS_PATH} is GET (an event stream)` }), true);
+      const s = session(req);
+      if (!s) return (json(res, 401, { error: 'not signed in', signIn: opts.config().console ? '/auth/login' : undefined }), true);
+      if (req.headers.origin !== undefined && req.headers.origin !== origin) return (json(res, 403, { error: 'Origin is not the console' }), true);
+      opts.queueEvents.serve(res, s, () => roleOf(s, opts.config()));
       return true;
     }
     if (path.startsWith('/api/')) {
