@@ -1,14 +1,19 @@
 import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { connectBus, type Bus } from '@relay/bus';
 import { parseConfig, readEnv } from '@relay/config';
-import type { RunnableService } from '@relay/core';
-import { MessageState } from '@relay/proto';
+import { ErrorCode, RelayError, type RunnableService } from '@relay/core';
+import { create } from '@bufbuild/protobuf';
+import { MessageState, StatusEventSchema, type StatusEvent } from '@relay/proto';
 import { createLogger } from '@relay/telemetry';
 import { clientEntry, dropBus, eventually, newClient, serviceTestEnv, testNatsUrl, uniquePrefix } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { createIngest } from '../ingest.js';
-import { createSigner } from './session.js';
+import type { Role } from './api.js';
+import { createQueueEvents } from './queue-events.js';
+import { createSigner, type Session } from './session.js';
 
 /** ingest in this process; status events are published here as the other services would. */
 const prefix = uniquePrefix('queue-events');
@@ -83,9 +88,9 @@ interface Stream {
   close(): void;
 }
 
-async function open(cookie: string | undefined, init: RequestInit = {}): Promise<Stream & { body: string }> {
+async function open(cookie: string | undefined, init: RequestInit = {}, url = `${base}/api/events/queues`): Promise<Stream & { body: string }> {
   const abort = new AbortController();
-  const res = await fetch(`${base}/api/events/queues`, { ...init, headers: { ...(cookie ? { cookie } : {}), ...init.headers }, signal: abort.signal });
+  const res = await fetch(url, { ...init, headers: { ...(cookie ? { cookie } : {}), ...init.headers }, signal: abort.signal });
   const events: SseEvent[] = [];
   const waiting = new Set<() => void>();
   if (res.status !== 200 || !res.body) {
@@ -218,5 +223,85 @@ describe('GET /api/events/queues', () => {
     expect(JSON.parse(end.data)).toEqual({ reason: 'ingest is stopping' });
     await s.done;
     expect(ingest.queueEvents.size).toBe(0);
+  });
+});
+
+describe('createQueueEvents', () => {
+  /** A status feed the test drives, and an API whose answers it sets. */
+  function fixture() {
+    const listeners = new Set<{ onEvent: (ev: StatusEvent) => void; onEnd: (reason: string) => void }>();
+    const feed = {
+      listen(onEvent: (ev: StatusEvent) => void, onEnd: (reason: string) => void) {
+        const l = { onEvent, onEnd };
+        listeners.add(l);
+        return { ready: Promise.resolve(), close: () => listeners.delete(l) };
+      },
+    };
+    const state = { answer: (): unknown => ({ senders: [{ sender: 'a', queued: String(reads) }] }), role: { kind: 'owner', senders: ['a'] } as Role };
+    let reads = 0;
+    const api = {
+      call: async () => {
+        reads++;
+        return state.answer() as never;
+      },
+    };
+    const events = createQueueEvents({
+      api,
+      feed,
+      logger: createLogger({ service: 'test', level: 'silent' }),
+      limits: { settleMs: 0, minIntervalMs: 10, refreshMs: 600_000 },
+    });
+    const session: Session = { email: 'olive@campus.example', name: 'Olive', groups: [], csrf: 'c', exp: Date.now() + 3_600_000 };
+    const server: Server = createServer((_req, res) => events.serve(res, session, () => state.role));
+    const listening = new Promise<string>((resolve) =>
+      server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`)),
+    );
+    const change = (sender: string) => {
+      for (const l of listeners) l.onEvent(create(StatusEventSchema, { messageId: 'm', sender, state: MessageState.QUEUED }));
+    };
+    return { listeners, state, events, listening, change, close: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))) };
+  }
+
+  it('says when the figures are unavailable, keeps the stream, and reads again after the next change', async () => {
+    const f = fixture();
+    try {
+      f.state.answer = () => {
+        throw new RelayError(ErrorCode.Unavailable, 'queue figures are unavailable');
+      };
+      const s = await open(undefined, {}, await f.listening);
+      expect(JSON.parse((await s.next((e) => e.event === 'problem')).data)).toEqual({ error: 'queue figures are unavailable' });
+      f.state.answer = () => ({ senders: [{ sender: 'a', queued: '7' }] });
+      f.change('a');
+      expect(JSON.parse((await s.next((e) => e.event === 'stats')).data)).toEqual({ senders: [{ sender: 'a', queued: '7' }] });
+      s.close();
+      await eventually(() => (f.listeners.size === 0 && f.events.size === 0 ? true : undefined));
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('ends the stream when the person loses their role, or the feed ends', async () => {
+    const f = fixture();
+    try {
+      const url = await f.listening;
+      const a = await open(undefined, {}, url);
+      await a.next((e) => e.event === 'stats');
+      f.state.role = { kind: 'none' };
+      f.change('a');
+      expect(JSON.parse((await a.next((e) => e.event === 'end')).data)).toEqual({ reason: 'olive@campus.example no longer has a role in the console' });
+      await a.done;
+      // Without a role, no stream at all.
+      const refused = await open(undefined, {}, url);
+      expect(refused.status).toBe(403);
+      f.state.role = { kind: 'admin' };
+      const b = await open(undefined, {}, url);
+      await b.next((e) => e.event === 'stats');
+      for (const l of [...f.listeners]) l.onEnd('the status feed ended (message broker unreachable)');
+      expect(JSON.parse((await b.next((e) => e.event === 'end')).data)).toEqual({ reason: 'the status feed ended (message broker unreachable)' });
+      await b.done;
+      expect(f.events.size).toBe(0);
+    } finally {
+      await f.close();
+    }
   });
 });
