@@ -234,6 +234,8 @@ describe.skipIf(!haveChromium)('web console with OpenID Connect sign-in, in chro
     expect(await page.getByRole('rowheader').allTextContents()).toEqual(expect.arrayContaining(['helpdesk', 'library', 'news']));
     const before = await helpdesk.textContent();
     expect(before).toContain('healthy');
+    // The figures come over the live stream (not polling).
+    await page.getByText('Live: the figures change as mail is sent.').waitFor();
     // A message refused for good turns helpdesk red on the open page, by itself.
     refuseNobody = true;
     await stack.client(app.apiKey).sendMail({ sender: 'helpdesk', to: ['nobody@students.campus.example'], subject: 'Lost again', text: 'x' });

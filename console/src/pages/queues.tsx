@@ -1,5 +1,7 @@
+import { useEffect, useState } from 'preact/hooks';
 import { call } from '../api';
-import { ErrorNote, useLoad } from '../ui';
+import { followLive, type LiveMode } from '../live';
+import { ErrorNote } from '../ui';
 
 export interface QueueStats {
   sender: string;
@@ -13,10 +15,30 @@ export interface QueueStats {
   nextReleaseAt?: string;
 }
 
+const byId = (res: { senders?: QueueStats[] }) => new Map((res.senders ?? []).map((s) => [s.sender, s]));
+
 export async function loadStats(): Promise<Map<string, QueueStats>> {
-  const res = await call<{ senders?: QueueStats[] }>('GetQueueStats');
-  return new Map((res.senders ?? []).map((s) => [s.sender, s]));
+  return byId(await call<{ senders?: QueueStats[] }>('GetQueueStats'));
 }
+
+/** Where the live figures come from: GetQueueStats as server-sent events, at once and after each change. */
+export const QUEUE_EVENTS_URL = '/api/events/queues';
+const POLL_MS = 3_000;
+
+function modeText(mode: LiveMode, note: string | undefined): string {
+  switch (mode) {
+    case 'connecting':
+      return 'Connecting to the live figures…';
+    case 'live':
+      return 'Live: the figures change as mail is sent.';
+    case 'reconnecting':
+      return `Reconnecting to the live figures…${note ? ` (${note})` : ''}`;
+    case 'polling':
+      return `Live figures unavailable: read again every ${POLL_MS / 1000} seconds.`;
+  }
+}
+
+const time = (iso: string | undefined) => (iso ? new Date(iso).toLocaleTimeString() : '');
 
 /** green, amber or red, and the words for it: colour is never the only signal. */
 export function health(s: QueueStats | undefined): { colour: 'ok' | 'warn' | 'bad'; label: string } {
@@ -28,14 +50,33 @@ export function health(s: QueueStats | undefined): { colour: 'ok' | 'warn' | 'ba
 }
 
 export function QueuesPage() {
-  // Live: the figures are read again every 3 seconds.
-  const { data, error } = useLoad(loadStats, [], 3_000);
-  const rows = [...(data?.values() ?? [])];
+  const [data, setData] = useState<{ stats: Map<string, QueueStats>; at: Date } | undefined>(undefined);
+  const [error, setError] = useState<string | undefined>(undefined);
+  const [live, setLive] = useState<{ mode: LiveMode; note?: string }>({ mode: 'connecting' });
+  // The stream (polling when it fails repeatedly), for as long as the page is open.
+  useEffect(
+    () =>
+      followLive({
+        url: QUEUE_EVENTS_URL,
+        connect: (url) => new EventSource(url),
+        parse: (text) => byId(JSON.parse(text) as { senders?: QueueStats[] }),
+        poll: loadStats,
+        onData: (stats) => setData({ stats, at: new Date() }),
+        onError: setError,
+        onMode: (mode, note) => setLive({ mode, note }),
+        pollMs: POLL_MS,
+      }),
+    [],
+  );
+  const rows = [...(data?.stats.values() ?? [])];
   return (
     <section aria-labelledby="queues-title">
       <h1 id="queues-title">Queues</h1>
-      <p class="hint" aria-live="polite">
-        Updated every 3 seconds{data ? `; last at ${new Date().toLocaleTimeString()}` : ''}.
+      <p class="hint">
+        <span class={`health ${live.mode === 'live' ? 'ok' : 'warn'}`} aria-live="polite">
+          {modeText(live.mode, live.note)}
+        </span>{' '}
+        {data ? `Figures of ${data.at.toLocaleTimeString()}.` : ''}
       </p>
       <ErrorNote error={error} />
       <div class="table-wrap">
@@ -45,6 +86,7 @@ export function QueuesPage() {
               <th scope="col">Sender</th>
               <th scope="col">Queued</th>
               <th scope="col">Held</th>
+              <th scope="col">Next release</th>
               <th scope="col">Retrying</th>
               <th scope="col">Failed (24 h)</th>
               <th scope="col">Oldest waiting</th>
@@ -62,6 +104,7 @@ export function QueuesPage() {
                   </th>
                   <td>{s.queued ?? 0}</td>
                   <td>{s.held ?? 0}</td>
+                  <td>{Number(s.held ?? 0) && s.nextReleaseAt ? time(s.nextReleaseAt) : '—'}</td>
                   <td>{s.retrying ?? 0}</td>
                   <td>{s.failed24h ?? 0}</td>
                   <td>{Number(s.oldestAgeSeconds ?? 0) ? `${s.oldestAgeSeconds} s` : '—'}</td>

@@ -22,7 +22,7 @@ export function roleOf(person: Session, config: Pick<RelayConfig, 'console' | 's
 /** An in-process AdminService (or MailService.GetMessage) handler: the very functions gRPC calls. */
 export type Handler = (call: { metadata: Metadata; request: never }) => Promise<Message>;
 
-/** The calls the console offers (WatchMessages, a stream, is not one: the console polls). */
+/** The calls the console offers (WatchMessages, a stream, is not one: see queue-events.ts for the live Queues page). */
 const METHODS = new Map<string, DescMethod>(
   [...AdminService.methods.filter((m) => m.methodKind === 'unary'), MailService.method.getMessage].map((m) => [m.name, m]),
 );
