@@ -107,7 +107,13 @@ export function createWatchHub(bus: Bus, auth: Authenticator, logger: Logger, op
         if (ev.client) remember(ev.messageId, ev.client);
         const client = ev.client || clients.get(ev.messageId);
         for (const w of watchers) w.offer(ev, client);
-        for (const l of listeners) l.onEvent(ev);
+        for (const l of listeners) {
+          try {
+            l.onEvent(ev);
+          } catch (err) {
+            logger.error({ err: describe(err) }, 'a status listener failed');
+          }
+        }
       },
     });
     // The broker handles a connection's messages in order: once this PING is answered, it has the SUB.
