@@ -239,9 +239,11 @@ describe('createQueueEvents', () => {
     };
     const state = { answer: (): unknown => ({ senders: [{ sender: 'a', queued: String(reads) }] }), role: { kind: 'owner', senders: ['a'] } as Role };
     let reads = 0;
+    const scopes: string[] = [];
     const api = {
-      call: async () => {
+      call: async (_s: Session, role: Role) => {
         reads++;
+        scopes.push(role.kind === 'owner' ? role.senders.join(',') : role.kind);
         return state.answer() as never;
       },
     };
@@ -249,7 +251,7 @@ describe('createQueueEvents', () => {
       api,
       feed,
       logger: createLogger({ service: 'test', level: 'silent' }),
-      limits: { settleMs: 0, minIntervalMs: 10, refreshMs: 600_000 },
+      limits: { settleMs: 5, minIntervalMs: 10, refreshMs: 600_000 },
     });
     const session: Session = { email: 'olive@campus.example', name: 'Olive', groups: [], csrf: 'c', exp: Date.now() + 3_600_000 };
     const server: Server = createServer((_req, res) => events.serve(res, session, () => state.role));
@@ -259,7 +261,15 @@ describe('createQueueEvents', () => {
     const change = (sender: string) => {
       for (const l of listeners) l.onEvent(create(StatusEventSchema, { messageId: 'm', sender, state: MessageState.QUEUED }));
     };
-    return { listeners, state, events, listening, change, close: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))) };
+    return {
+      listeners,
+      state,
+      events,
+      listening,
+      change,
+      scopes,
+      close: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))),
+    };
   }
 
   it('says when the figures are unavailable, keeps the stream, and reads again after the next change', async () => {
@@ -275,6 +285,22 @@ describe('createQueueEvents', () => {
       expect(JSON.parse((await s.next((e) => e.event === 'stats')).data)).toEqual({ senders: [{ sender: 'a', queued: '7' }] });
       s.close();
       await eventually(() => (f.listeners.size === 0 && f.events.size === 0 ? true : undefined));
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('reads once for streams of the same scope woken by the same change', async () => {
+    const f = fixture();
+    try {
+      const url = await f.listening;
+      const streams = [await open(undefined, {}, url), await open(undefined, {}, url), await open(undefined, {}, url)];
+      for (const s of streams) await s.next((e) => e.event === 'stats');
+      const before = f.scopes.length;
+      f.change('a');
+      for (const s of streams) await s.next((e) => e.event === 'stats' && s.events.filter((x) => x.event === 'stats').indexOf(e) === 1);
+      expect(f.scopes.slice(before)).toEqual(['a']);
+      for (const s of streams) s.close();
     } finally {
       await f.close();
     }

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { describe, isRelayError } from '@relay/core';
+import type { JsonValue } from '@bufbuild/protobuf';
 import type { Logger } from '@relay/telemetry';
 import type { StatusFeed, StatusListener } from '../admin-watch.js';
 import { PAGE_HEADERS } from '../public-http.js';
@@ -39,6 +40,9 @@ export const QUEUE_EVENTS_DEFAULTS: QueueEventsLimits = {
   maxBufferedBytes: 256 * 1024,
 };
 
+/** Streams of the same scope reading within this long of each other share one GetQueueStats: a change wakes them all at once. */
+const SHARE_MS = 200;
+
 /** setTimeout's longest delay (about 24.8 days); a longer sign-in is checked again then. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -73,7 +77,8 @@ interface Stream {
  * once, then after each state change of a sender the person sees (at most one a second, read a
  * moment after the change and once more when the index scan is surely new), and every
  * `refreshMs` regardless. A comment every `heartbeatMs`. Changes come from the status feed
- * WatchMessages uses (one subscription for all). A stream ends with an `end` event when the
+ * WatchMessages uses (one subscription for all); streams of the same scope that read at the same
+ * moment share one reading. A stream ends with an `end` event when the
  * sign-in expires, the person loses their role, or ingest stops; and when the client goes away.
  */
 export function createQueueEvents(opts: QueueEventsOptions): QueueEvents {
@@ -81,6 +86,23 @@ export function createQueueEvents(opts: QueueEventsOptions): QueueEvents {
   const now = opts.now ?? Date.now;
   const streams = new Set<Stream>();
   let closed = false;
+  /** The last reading of each scope (all senders, or an owner's senders), shared by streams that read at the same moment. */
+  const readings = new Map<string, { at: number; result: Promise<JsonValue> }>();
+
+  /** A reading for `role`'s scope started after `changedAt` (the stream's last change): shared, or a new one. */
+  function reading(session: Session, role: Exclude<Role, { kind: 'none' }>, changedAt: number): Promise<JsonValue> {
+    const key = role.kind === 'admin' ? '*' : [...role.senders].sort().join('\n');
+    const t = now();
+    for (const [k, r] of readings) if (t - r.at >= SHARE_MS) readings.delete(k);
+    const known = readings.get(key);
+    if (known && known.at > changedAt) return known.result;
+    const result = opts.api.call(session, role, 'GetQueueStats', {});
+    readings.set(key, { at: t, result });
+    result.catch(() => {
+      if (readings.get(key)?.result === result) readings.delete(key);
+    });
+    return result;
+  }
 
   const refuse = (res: ServerResponse, status: number, error: string, headers: Record<string, string> = {}) => {
     res.writeHead(status, { ...PAGE_HEADERS, 'content-type': 'application/json; charset=utf-8', ...headers });
@@ -104,6 +126,8 @@ export function createQueueEvents(opts: QueueEventsOptions): QueueEvents {
     let due: number | undefined;
     let lastRunAt = Number.NEGATIVE_INFINITY;
     let followUpUntil = 0;
+    /** When the last change this stream shows came. */
+    let changedAt = Number.NEGATIVE_INFINITY;
     let running = false;
     let again = false;
     /** The senders the person sees: undefined for an admin (all). */
@@ -140,7 +164,7 @@ export function createQueueEvents(opts: QueueEventsOptions): QueueEvents {
         const r = role();
         if (r.kind === 'none') return stream.end(`${session.email} no longer has a role in the console`);
         visible = r.kind === 'owner' ? new Set(r.senders) : undefined;
-        const stats = await opts.api.call(session, r, 'GetQueueStats', {});
+        const stats = await reading(session, r, changedAt);
         event('stats', stats);
       } catch (err) {
         // The figures are away for now (the broker did not answer): said, and read again later.
@@ -184,6 +208,7 @@ export function createQueueEvents(opts: QueueEventsOptions): QueueEvents {
         (ev) => {
           if (visible && !visible.has(ev.sender)) return;
           const t = now();
+          changedAt = t;
           followUpUntil = t + limits.settleMs + limits.followUpMs;
           want(t + limits.settleMs);
         },
