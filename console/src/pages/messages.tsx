@@ -168,75 +168,77 @@ export function MessagesPage({ senders, traceUrlTemplate }: { senders: string[];
   return (
     <section aria-labelledby="messages-title">
       <h1 id="messages-title">Messages</h1>
-      <form class="filters" role="search" aria-label="Search messages" onSubmit={search}>
-        <Field label="Recipient" id="m-recipient">
-          <input id="m-recipient" type="email" maxLength={254} value={form.recipient} onInput={text('recipient')} />
-        </Field>
-        <Field label="Subject" id="m-subject">
-          <input id="m-subject" maxLength={SUBJECT_MAX} value={form.subject} onInput={text('subject')} />
-        </Field>
-        <Field label="Sender" id="m-sender">
-          {senders.length > 0 ? (
-            <select id="m-sender" value={form.sender} onChange={text('sender')}>
-              {senders.map((s) => (
+      <search aria-label="Search messages">
+        <form class="filters" onSubmit={search}>
+          <Field label="Recipient" id="m-recipient">
+            <input id="m-recipient" type="email" maxLength={254} value={form.recipient} onInput={text('recipient')} />
+          </Field>
+          <Field label="Subject" id="m-subject">
+            <input id="m-subject" maxLength={SUBJECT_MAX} value={form.subject} onInput={text('subject')} />
+          </Field>
+          <Field label="Sender" id="m-sender">
+            {senders.length > 0 ? (
+              <select id="m-sender" value={form.sender} onChange={text('sender')}>
+                {senders.map((s) => (
+                  <option key={s} value={s}>
+                    {s}
+                  </option>
+                ))}
+              </select>
+            ) : (
+              <input id="m-sender" value={form.sender} onInput={text('sender')} />
+            )}
+          </Field>
+          <Field label="State" id="m-state">
+            <select id="m-state" value={form.state} onChange={(e) => setForm({ ...form, state: e.currentTarget.value })}>
+              <option value="">Any</option>
+              {STATES.map((s) => (
                 <option key={s} value={s}>
-                  {s}
+                  {s.toLowerCase()}
                 </option>
               ))}
             </select>
-          ) : (
-            <input id="m-sender" value={form.sender} onInput={text('sender')} />
-          )}
-        </Field>
-        <Field label="State" id="m-state">
-          <select id="m-state" value={form.state} onChange={(e) => setForm({ ...form, state: e.currentTarget.value })}>
-            <option value="">Any</option>
-            {STATES.map((s) => (
-              <option key={s} value={s}>
-                {s.toLowerCase()}
-              </option>
-            ))}
-          </select>
-        </Field>
-        <Field label="From" id="m-from">
-          <input
-            id="m-from"
-            type="datetime-local"
-            aria-describedby="m-time-hint"
-            value={form.from}
-            onInput={(e) => setForm({ ...form, from: e.currentTarget.value })}
-          />
-        </Field>
-        <Field label="To" id="m-to">
-          <input
-            id="m-to"
-            type="datetime-local"
-            aria-describedby="m-time-hint"
-            value={form.to}
-            onInput={(e) => setForm({ ...form, to: e.currentTarget.value })}
-          />
-        </Field>
-        <Field label="Per page" id="m-size">
-          <select
-            id="m-size"
-            value={String(pageSize)}
-            onChange={(e) => {
-              setPageSize(Number(e.currentTarget.value));
-              setPages(['']);
-            }}
-          >
-            {PAGE_SIZES.map((n) => (
-              <option key={n} value={String(n)}>
-                {n}
-              </option>
-            ))}
-          </select>
-        </Field>
-        <button type="submit">Search</button>
-        <small id="m-time-hint" class="hint wide">
-          From and To bound the time of each message's latest state change, in your local time. The search is in the page's address: copy it to share it.
-        </small>
-      </form>
+          </Field>
+          <Field label="From" id="m-from">
+            <input
+              id="m-from"
+              type="datetime-local"
+              aria-describedby="m-time-hint"
+              value={form.from}
+              onInput={(e) => setForm({ ...form, from: e.currentTarget.value })}
+            />
+          </Field>
+          <Field label="To" id="m-to">
+            <input
+              id="m-to"
+              type="datetime-local"
+              aria-describedby="m-time-hint"
+              value={form.to}
+              onInput={(e) => setForm({ ...form, to: e.currentTarget.value })}
+            />
+          </Field>
+          <Field label="Per page" id="m-size">
+            <select
+              id="m-size"
+              value={String(pageSize)}
+              onChange={(e) => {
+                setPageSize(Number(e.currentTarget.value));
+                setPages(['']);
+              }}
+            >
+              {PAGE_SIZES.map((n) => (
+                <option key={n} value={String(n)}>
+                  {n}
+                </option>
+              ))}
+            </select>
+          </Field>
+          <button type="submit">Search</button>
+          <small id="m-time-hint" class="hint wide">
+            From and To bound the time of each message's latest state change, in your local time. The search is in the page's address: copy it to share it.
+          </small>
+        </form>
+      </search>
       <ErrorNote error={formError ?? list.error ?? error} />
       {notice ? <p role="status">{notice}</p> : null}
       <p>
