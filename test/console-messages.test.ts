@@ -34,9 +34,9 @@ let browser: Browser;
 let base: string;
 
 /** A caller's trace: the message keeps this trace id from SendMail to the provider's answer. */
-function callerTrace() {
+function callerTrace(sampled = true) {
   const traceId = randomBytes(16).toString('hex');
-  return { traceId, traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` };
+  return { traceId, traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-${sampled ? '01' : '00'}` };
 }
 
 describe.skipIf(!haveChromium)('Messages page in chromium', () => {
@@ -81,11 +81,14 @@ describe.skipIf(!haveChromium)('Messages page in chromium', () => {
       { sender: 'helpdesk', to: ['ada@students.campus.example'], subject: 'Library loan overdue', text: 'x' },
       { traceparent: loan.traceparent },
     );
-    await client.sendMail(
+    // A trace the caller did not sample is recorded nowhere: the message names none.
+    const exam = await client.sendMail(
       { sender: 'helpdesk', to: ['bob@students.campus.example'], subject: 'Exam results', text: 'x' },
-      { traceparent: callerTrace().traceparent },
+      { traceparent: callerTrace(false).traceparent },
     );
     await smtp.waitForMessages(2);
+    expect((await client.getMessage(sent.messageId)).traceId).toBe(loan.traceId);
+    expect((await client.getMessage(exam.messageId)).traceId).toBe('');
 
     const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
     page = await context.newPage();
@@ -141,6 +144,13 @@ describe.skipIf(!haveChromium)('Messages page in chromium', () => {
     await linked.getByRole('button', { name: 'Exam results' }).waitFor({ timeout: 20_000 });
     expect(await linked.getByLabel('Subject').inputValue()).toBe('exam');
     expect(await linked.locator('tbody tr').count()).toBe(1);
+    // Its message has no trace: its timeline has no link.
+    await linked.getByRole('button', { name: 'Exam results' }).click();
+    await linked
+      .getByRole('list', { name: /^History of message/ })
+      .getByText('sent', { exact: true })
+      .waitFor({ timeout: 20_000 });
+    expect(await linked.getByRole('link', { name: /View trace/ }).count()).toBe(0);
 
     // From an hour ahead: nothing has changed since; from an hour ago to an hour ahead: all.
     const local = (ms: number) => {

@@ -1,6 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { isSpanContextValid, trace } from '@opentelemetry/api';
+import { isSpanContextValid, trace, TraceFlags } from '@opentelemetry/api';
 import { packEnvelope, signEnvelope } from '@relay/bus';
 import type { ClientConfig, SenderConfig } from '@relay/config';
 import { ErrorCode, RelayError, isRelayError, uuidv7 } from '@relay/core';
@@ -60,8 +60,10 @@ export async function acceptMessage(ctx: IngestContext, req: AcceptRequest): Pro
     // On the door's server span (a child of the caller's traceparent, if it sent one).
     const span = trace.getActiveSpan();
     span?.setAttributes({ 'relay.message.id': messageId, 'relay.sender': sender.id, 'relay.client': client.name });
-    // The trace the message keeps to the provider's answer, retries included: GetMessage names it.
-    const traceId = span && isSpanContextValid(span.spanContext()) ? span.spanContext().traceId : '';
+    // The trace the message keeps to the provider's answer, retries included: GetMessage names it,
+    // when it is recorded (sampled) and so can be found in the tracing backend.
+    const sc = span?.spanContext();
+    const traceId = sc && isSpanContextValid(sc) && (sc.traceFlags & TraceFlags.SAMPLED) !== 0 ? sc.traceId : '';
     try {
       const packed = await storingIn(ctx.bus, 'bodies', () => packEnvelope(ctx.bus, signEnvelope(ctx.envelopeKey, env)));
       // QUEUED goes out first on the same connection, so it is stored before the message is,
