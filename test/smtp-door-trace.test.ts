@@ -81,6 +81,8 @@ describe('SMTP door tracing', () => {
       describeSpans(spans),
     ).toEqual([['relay-ingest', 'smtp submit', 2]]);
     expect(roots[0]!.attributes).toMatchObject({ 'relay.door': 'smtp', 'relay.client': 'j1', 'relay.sender': 'registrar' });
+    // GetMessage names the trace, for the console's link to it.
+    expect((await stack.client(j1.apiKey).getMessage(queuedId(res.response))).traceId).toBe(traceId);
     const ids = new Set(spans.map((s) => s.spanId));
     expect(
       spans.filter((s) => s.parentSpanId !== '' && !ids.has(s.parentSpanId)),

@@ -22,33 +22,43 @@ describe('relay messages', () => {
     relay.on('listMessages', (req: ListMessagesRequest) =>
       req.pageToken === '' ? { messages: [summary(1), summary(2)], nextPageToken: 'p2' } : { messages: [summary(3)], nextPageToken: 'p3' },
     );
-    const res = await relayCli(['messages', 'list', '--state', 'failed', '--sender', 'no-reply', '--since', '24h', '--limit', '3']);
+    const res = await relayCli(['messages', 'list', '--state', 'failed', '--sender', 'no-reply', '--subject', 'Invoice', '--since', '24h', '--limit', '3']);
     expect(res.code).toBe(0);
     expect(res.stdout.split('\n')[0]).toMatch(/^ID\s+STATE\s+SENDER\s+TO\s+SUBJECT\s+ATTEMPTS\s+UPDATED$/);
     expect(res.stdout).toMatch(/m-3\s+FAILED\s+no-reply\s+student3@campus\.example\s+Invoice 3\s+3\s+2030-01-02 03:04:05Z/);
     expect(res.stderr).toContain('first 3; more match');
     const req = relay.calls[0]?.request as ListMessagesRequest;
-    expect(req).toMatchObject({ state: MessageState.FAILED, sender: 'no-reply', pageSize: 3 });
+    expect(req).toMatchObject({ state: MessageState.FAILED, sender: 'no-reply', subject: 'Invoice', pageSize: 3 });
     const since = Number(req.since?.seconds) * 1000;
     expect(Math.abs(since - (Date.now() - 86_400_000))).toBeLessThan(60_000);
   });
 
-  it('shows a message history as a timeline', async () => {
+  it('shows a message history as a timeline, with remedies and the trace id', async () => {
     relay.on('getMessage', (req: { messageId: string }) => ({
       messageId: req.messageId,
       state: MessageState.SENT,
       attempts: 2,
       sender: 'no-reply',
+      traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
       history: [
         { state: MessageState.QUEUED, at, detail: 'accepted' },
-        { state: MessageState.RETRYING, at: timestampFromDate(new Date('2030-01-02T03:04:35Z')), attempt: 1, detail: '421 4.7.0 try again' },
+        {
+          state: MessageState.RETRYING,
+          at: timestampFromDate(new Date('2030-01-02T03:04:35Z')),
+          attempt: 1,
+          detail: '421 4.7.0 try again',
+          remedy: 'The server is busy; the relay tries again.',
+        },
         { state: MessageState.SENT, at: timestampFromDate(new Date('2030-01-02T03:06:05Z')), attempt: 2, detail: '250 2.0.0 OK' },
       ],
     }));
     const res = await relayCli(['messages', 'get', 'm-9']);
     expect(res.code).toBe(0);
     expect(res.stdout).toContain('SENT (2 attempts)');
-    expect(res.stdout).toContain('2030-01-02 03:04:35Z  +30s    RETRYING attempt 1  421 4.7.0 try again');
+    expect(res.stdout).toContain('Trace:      4bf92f3577b34da6a3ce929d0e0e4736');
+    expect(res.stdout).toContain(
+      '2030-01-02 03:04:35Z  +30s    RETRYING attempt 1  421 4.7.0 try again\n                                                    What to do: The server is busy; the relay tries again.\n',
+    );
     expect(res.stdout).toContain('2030-01-02 03:06:05Z  +2m     SENT     attempt 2  250 2.0.0 OK');
   });
 
@@ -59,9 +69,10 @@ describe('relay messages', () => {
     );
     relay.on('retryMessages', (req: RetryMessagesRequest) => ({ count: req.messageIds.filter((id) => id !== 'm-7').length }));
 
-    const dry = await relayCli(['messages', 'retry', '--state', 'failed', '--sender', 'no-reply']);
+    const dry = await relayCli(['messages', 'retry', '--state', 'failed', '--sender', 'no-reply', '--subject', 'invoice']);
     expect(dry.code).toBe(2);
-    expect(dry.stderr).toBe('150 messages match --state failed --sender no-reply; add --yes to retry them\n');
+    expect(dry.stderr).toBe('150 messages match --state failed --sender no-reply --subject invoice; add --yes to retry them\n');
+    expect(relay.calls[0]?.request).toMatchObject({ subject: 'invoice' });
     expect(relay.calls.some((c) => c.method === 'retryMessages')).toBe(false);
 
     relay.calls.length = 0;

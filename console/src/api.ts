@@ -9,6 +9,8 @@ export interface SessionInfo {
   senders?: string[];
   csrf?: string;
   contact?: string;
+  /** RELAY_TRACE_URL_TEMPLATE: a message's trace, `{trace_id}` standing for its trace id. */
+  traceUrlTemplate?: string;
 }
 
 export class ApiError extends Error {

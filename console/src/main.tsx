@@ -44,7 +44,8 @@ function App() {
     );
   }
   const admin = session.role === 'admin';
-  const [, page, arg] = hash.split('/');
+  // A page's own search follows "?" (e.g. #/messages?subject=exam).
+  const [, page, arg] = (hash.split('?')[0] ?? '').split('/');
   const links = [['senders', 'Senders'], ['messages', 'Messages'], ['queues', 'Queues'], ...(admin ? [['clients', 'Clients and keys']] : [])] as const;
   return (
     <>
@@ -72,7 +73,7 @@ function App() {
         {page === 'senders' && arg ? (
           <SenderPage id={decodeURIComponent(arg)} admin={admin} />
         ) : page === 'messages' ? (
-          <MessagesPage senders={admin ? [] : (session.senders ?? [])} />
+          <MessagesPage senders={admin ? [] : (session.senders ?? [])} traceUrlTemplate={session.traceUrlTemplate} />
         ) : page === 'queues' ? (
           <QueuesPage />
         ) : page === 'clients' && admin ? (

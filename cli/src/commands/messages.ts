@@ -16,6 +16,7 @@ interface FilterOptions {
   sender?: string;
   client?: string;
   recipient?: string;
+  subject?: string;
   since?: string;
   until?: string;
 }
@@ -32,6 +33,7 @@ function addFilters(cmd: Command): Command {
     .option('--sender <id>', 'only this sender')
     .option('--client <name>', 'only messages this client sent')
     .option('--recipient <address>', 'only messages to this address')
+    .option('--subject <text>', 'only messages whose subject contains this text (any case)')
     .option('--since <time>', 'changed at or after: a duration ago (24h, 7d) or an ISO 8601 time')
     .option('--until <time>', 'changed before: a duration ago or an ISO 8601 time');
 }
@@ -43,13 +45,14 @@ function toFilters(opts: FilterOptions) {
     sender: opts.sender ?? '',
     client: opts.client ?? '',
     recipient: opts.recipient ?? '',
+    subject: opts.subject ?? '',
     since: opts.since ? timestampFromDate(parseTime(opts.since, '--since', now)) : undefined,
     until: opts.until ? timestampFromDate(parseTime(opts.until, '--until', now)) : undefined,
   };
 }
 
 function describeFilters(opts: FilterOptions): string {
-  return (['state', 'sender', 'client', 'recipient', 'since', 'until'] as const)
+  return (['state', 'sender', 'client', 'recipient', 'subject', 'since', 'until'] as const)
     .filter((k) => opts[k] !== undefined)
     .map((k) => `--${k} ${opts[k]}`)
     .join(' ');
@@ -210,6 +213,7 @@ export function printTimeline(o: Output, res: GetMessageResponse): void {
   o.out(`${label('State')}${stateColor(o, res.state, stateName(res.state))} (${res.attempts} attempt${res.attempts === 1 ? '' : 's'})`);
   o.out(`${label('Sender')}${res.sender || '-'}`);
   if (res.lastError) o.out(`${label('Last error')}${res.lastError}`);
+  if (res.traceId) o.out(`${label('Trace')}${res.traceId}`);
   if (res.history.length === 0) return;
   o.out(o.color('bold', 'History:'));
   const first = res.history[0]?.at ? timestampDate(res.history[0].at).getTime() : undefined;
@@ -218,5 +222,6 @@ export function printTimeline(o: Output, res: GetMessageResponse): void {
     const offset = at !== undefined && first !== undefined ? `+${formatDuration(at - first)}` : '';
     const attempt = h.attempt ? `attempt ${h.attempt}` : '';
     o.out(`  ${formatTime(h.at)}  ${offset.padEnd(8)}${stateColor(o, h.state, stateName(h.state).padEnd(9))}${attempt.padEnd(11)}${h.detail}`.trimEnd());
+    if (h.remedy) o.out(`${' '.repeat(52)}What to do: ${h.remedy}`);
   }
 }

@@ -4,6 +4,7 @@ import { EnvelopeSchema, MessageState } from '@relay/proto';
 import { dropBus, testNatsUrl, uniquePrefix } from '@relay/testkit';
 import { connectBus, decodeEnvelope, timestampFromDate, type Bus } from './bus.js';
 import { packEnvelope, unpackEnvelope, deleteBody } from './bodies.js';
+import { MAX_STATUS_REMEDY_BYTES } from './status-detail.js';
 
 describe('bus against a real NATS JetStream', () => {
   const prefix = uniquePrefix('bus');
@@ -40,6 +41,21 @@ describe('bus against a real NATS JetStream', () => {
     expect(await bus.history('unknown')).toEqual([]);
     expect((await bus.lastStatus(id))?.state).toBe(MessageState.SENT);
     expect(await bus.lastStatus('unknown')).toBeUndefined();
+  });
+
+  it("bounds a status event's remedy, like its detail", async () => {
+    await bus.publishStatus({
+      messageId: 'm-remedy',
+      sender: 's1',
+      state: MessageState.FAILED,
+      attempt: 1,
+      detail: '550 no',
+      remedy: 'fix '.repeat(1_000),
+      service: 'test',
+    });
+    const ev = await bus.lastStatus('m-remedy');
+    expect(Buffer.byteLength(ev!.remedy)).toBeLessThanOrEqual(MAX_STATUS_REMEDY_BYTES);
+    expect(ev!.remedy).toMatch(/^fix fix .* \(4000 bytes in all, cut\)$/);
   });
 
   it('dedupes a republished envelope by its message id', async () => {

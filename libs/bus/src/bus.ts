@@ -18,7 +18,7 @@ import { EnvelopeSchema, StatusEventSchema, type Envelope, type MessageState, ty
 import { busNames, type BusNames } from './names.js';
 import { applyLimits, ensureStreams, storeLimit, streamConfigs, TOPOLOGY_DEFAULTS, type StoreName, type TopologyOptions } from './topology.js';
 import { tracedPublish } from './trace.js';
-import { boundDetail } from './status-detail.js';
+import { boundDetail, MAX_STATUS_REMEDY_BYTES } from './status-detail.js';
 import { coalesceWrites } from './nats-internals.js';
 import { rememberInboxPrefix } from './inbox.js';
 import { hasCredentials, natsConnectOptions, type NatsAuthOptions } from './nats-connect.js';
@@ -83,7 +83,14 @@ export interface Bus {
 }
 
 /** A status event to publish; the summary fields (client, subject, to) only on QUEUED at accept. */
-export type StatusInit = Omit<StatusEvent, '$typeName' | 'at' | 'client' | 'subject' | 'to'> & { at?: Date; client?: string; subject?: string; to?: string[] };
+export type StatusInit = Omit<StatusEvent, '$typeName' | 'at' | 'client' | 'subject' | 'to' | 'remedy' | 'traceId'> & {
+  at?: Date;
+  client?: string;
+  subject?: string;
+  to?: string[];
+  remedy?: string;
+  traceId?: string;
+};
 
 export const PUBLISH_TIMEOUT_MS = 5_000;
 
@@ -227,7 +234,15 @@ function createBus(
 
 /** Every status event goes out through here, so none outgrows a broker message (see boundDetail). */
 function encodeStatus(ev: StatusInit): Uint8Array {
-  return toBinary(StatusEventSchema, create(StatusEventSchema, { ...ev, detail: boundDetail(ev.detail), at: timestampFromDate(ev.at ?? new Date()) }));
+  return toBinary(
+    StatusEventSchema,
+    create(StatusEventSchema, {
+      ...ev,
+      detail: boundDetail(ev.detail),
+      remedy: ev.remedy ? boundDetail(ev.remedy, MAX_STATUS_REMEDY_BYTES) : '',
+      at: timestampFromDate(ev.at ?? new Date()),
+    }),
+  );
 }
 
 export function decodeEnvelope(data: Uint8Array): Envelope {

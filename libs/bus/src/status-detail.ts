@@ -4,6 +4,9 @@
  */
 export const MAX_STATUS_DETAIL_BYTES = 4_096;
 
+/** Most bytes a status event's `remedy` carries (the known remedies are a few hundred). */
+export const MAX_STATUS_REMEDY_BYTES = 1_024;
+
 /** Addresses a detail names before it counts the rest. */
 export const MAX_LISTED_ADDRESSES = 10;
 

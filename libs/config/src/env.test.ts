@@ -51,3 +51,23 @@ describe('the envelope key', () => {
     expect(configError({ RELAY_ENVELOPE_KEY_FILE: join(dir, 'missing') })).toContain('cannot read');
   });
 });
+
+describe('the trace URL template', () => {
+  it('is optional, and kept as given when it is an http(s) URL with {trace_id}', () => {
+    expect(readEnv({}).traceUrlTemplate).toBeUndefined();
+    expect(readEnv({ RELAY_TRACE_URL_TEMPLATE: 'http://jaeger.campus:16686/trace/{trace_id}' }).traceUrlTemplate).toBe(
+      'http://jaeger.campus:16686/trace/{trace_id}',
+    );
+    const grafana = 'https://grafana.campus/explore?left={"queries":[{"query":"{trace_id}"}]}';
+    expect(readEnv({ RELAY_TRACE_URL_TEMPLATE: grafana }).traceUrlTemplate).toBe(grafana);
+  });
+
+  it('names the variable when it has no {trace_id}, is no URL, or not http(s)', () => {
+    expect(configError({ RELAY_TRACE_URL_TEMPLATE: 'http://jaeger.campus:16686/trace/' })).toMatch(/^RELAY_TRACE_URL_TEMPLATE: .* must contain \{trace_id\}/);
+    expect(configError({ RELAY_TRACE_URL_TEMPLATE: 'jaeger/trace/{trace_id}' })).toMatch(/^RELAY_TRACE_URL_TEMPLATE: .* is not a URL/);
+    expect(configError({ RELAY_TRACE_URL_TEMPLATE: 'javascript:alert(1)//{trace_id}' })).toMatch(
+      /^RELAY_TRACE_URL_TEMPLATE: .* must be an http:\/\/ or https:\/\/ URL/,
+    );
+    expect(configError({ RELAY_TRACE_URL_TEMPLATE: `https://t.campus/${'x'.repeat(2_000)}/{trace_id}` })).toMatch(/^RELAY_TRACE_URL_TEMPLATE: at most 2000/);
+  });
+});

@@ -53,6 +53,11 @@ export interface RelayEnv {
   consoleSessionKey?: Buffer;
   /** RELAY_CONSOLE_DEMO_TOKEN: the demo's one-time console sign-in (npm run stack without a config). */
   consoleDemoToken?: string;
+  /**
+   * RELAY_TRACE_URL_TEMPLATE: a message's trace in the tracing UI, `{trace_id}` standing for its
+   * trace id (e.g. http://jaeger.campus:16686/trace/{trace_id}); the console links to it.
+   */
+  traceUrlTemplate?: string;
 }
 
 export const ENV_DEFAULTS = {
@@ -103,7 +108,27 @@ export function readEnv(env: Env): RelayEnv {
     smtpsPort: optionalPort(env, 'RELAY_SMTPS_PORT'),
     consoleSessionKey: keyList('RELAY_CONSOLE_SESSION_KEY', env.RELAY_CONSOLE_SESSION_KEY)[0],
     consoleDemoToken: demoToken(env.RELAY_CONSOLE_DEMO_TOKEN),
+    traceUrlTemplate: traceUrlTemplate(env.RELAY_TRACE_URL_TEMPLATE),
   };
+}
+
+/** Longest RELAY_TRACE_URL_TEMPLATE. */
+export const TRACE_URL_TEMPLATE_MAX = 2_000;
+
+function traceUrlTemplate(v: string | undefined): string | undefined {
+  if (!v) return undefined;
+  const name = 'RELAY_TRACE_URL_TEMPLATE';
+  if (v.length > TRACE_URL_TEMPLATE_MAX) throw new ConfigError(`${name}: at most ${TRACE_URL_TEMPLATE_MAX} characters`);
+  if (!v.includes('{trace_id}'))
+    throw new ConfigError(`${name}: "${v}" must contain {trace_id} where the trace id goes, e.g. http://jaeger.campus:16686/trace/{trace_id}`);
+  let url: URL;
+  try {
+    url = new URL(v.replaceAll('{trace_id}', '0'.repeat(32)));
+  } catch {
+    throw new ConfigError(`${name}: "${v}" is not a URL (expected http:// or https://, e.g. http://jaeger.campus:16686/trace/{trace_id})`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`${name}: "${v}" must be an http:// or https:// URL`);
+  return v;
 }
 
 function demoToken(v: string | undefined): string | undefined {

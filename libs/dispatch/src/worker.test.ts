@@ -24,7 +24,7 @@ describe('dispatch worker against a real NATS JetStream', () => {
       retry: { retryInitialMs: 1_000, retryMaxMs: 1_000, maxAgeMs: 60_000 },
       log: quiet,
       async deliver(env: Envelope) {
-        if (env.subject === 'reject me') throw permanent('550 5.1.1 no such user');
+        if (env.subject === 'reject me') throw permanent('550 5.1.1 no such user', { remedy: 'Check the address.' });
         delivered.push(env.messageId);
         return `250 ok ${env.messageId}`;
       },
@@ -44,13 +44,15 @@ describe('dispatch worker against a real NATS JetStream', () => {
       `${id}.1.dispatch`,
     );
 
-  it('settles a delivered message as SENT with the reply, and a 5xx as FAILED', async () => {
+  it('settles a delivered message as SENT with the reply, and a 5xx as FAILED with its remedy', async () => {
     await dispatch('w-ok');
     await dispatch('w-bad', 'reject me');
     const ok = await until(async () => ((await bus.lastStatus('w-ok'))?.state === MessageState.SENT ? bus.lastStatus('w-ok') : undefined));
     expect(ok?.detail).toBe('250 ok w-ok');
     const bad = await until(async () => ((await bus.lastStatus('w-bad'))?.state === MessageState.FAILED ? bus.lastStatus('w-bad') : undefined));
-    expect(bad?.detail).toContain('550 5.1.1');
+    // The remedy follows the reply in detail, and goes on its own too, for the timeline.
+    expect(bad?.detail).toBe('550 5.1.1 no such user — Check the address.');
+    expect(bad?.remedy).toBe('Check the address.');
     expect(delivered).not.toContain('w-bad');
   });
 

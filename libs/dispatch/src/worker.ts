@@ -197,7 +197,8 @@ export function createDispatchWorker(o: DispatchWorkerOptions): DispatchWorker {
     const detail = err.remedy ? `${err.message} — ${err.remedy}` : err.message;
     const wait = Math.max(backoffMs(env.attempt, o.retry.retryInitialMs, o.retry.retryMaxMs), err.retryAfterMs ?? 0);
     // Each outcome names the client too, so GetMessage can tell whose message it is even without the QUEUED event.
-    const base = { messageId: env.messageId, sender: env.sender, client: env.client, attempt: env.attempt, service: o.service };
+    // The remedy goes separately too, so a timeline can show the provider's reply and the fix apart.
+    const base = { messageId: env.messageId, sender: env.sender, client: env.client, attempt: env.attempt, service: o.service, remedy: err.remedy ?? '' };
     if (err.retryable && Date.now() + wait - ageFrom(env) <= o.retry.maxAgeMs) {
       span.setAttributes({ 'relay.outcome': 'retrying', 'relay.retry_in_ms': wait });
       await bus.publishStatus({ ...base, state: MessageState.RETRYING, detail });

@@ -1,6 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { trace } from '@opentelemetry/api';
+import { isSpanContextValid, trace, TraceFlags } from '@opentelemetry/api';
 import { packEnvelope, signEnvelope } from '@relay/bus';
 import type { ClientConfig, SenderConfig } from '@relay/config';
 import { ErrorCode, RelayError, isRelayError, uuidv7 } from '@relay/core';
@@ -58,7 +58,12 @@ export async function acceptMessage(ctx: IngestContext, req: AcceptRequest): Pro
       attempt: 1,
     });
     // On the door's server span (a child of the caller's traceparent, if it sent one).
-    trace.getActiveSpan()?.setAttributes({ 'relay.message.id': messageId, 'relay.sender': sender.id, 'relay.client': client.name });
+    const span = trace.getActiveSpan();
+    span?.setAttributes({ 'relay.message.id': messageId, 'relay.sender': sender.id, 'relay.client': client.name });
+    // The trace the message keeps to the provider's answer, retries included: GetMessage names it,
+    // when it is recorded (sampled) and so can be found in the tracing backend.
+    const sc = span?.spanContext();
+    const traceId = sc && isSpanContextValid(sc) && (sc.traceFlags & TraceFlags.SAMPLED) !== 0 ? sc.traceId : '';
     try {
       const packed = await storingIn(ctx.bus, 'bodies', () => packEnvelope(ctx.bus, signEnvelope(ctx.envelopeKey, env)));
       // QUEUED goes out first on the same connection, so it is stored before the message is,
@@ -72,6 +77,7 @@ export async function acceptMessage(ctx: IngestContext, req: AcceptRequest): Pro
         detail: 'accepted',
         service: 'relay-ingest',
         at: now,
+        traceId,
         ...indexSummary(env),
       });
       await storingIn(ctx.bus, 'submitted', () => ctx.bus.publishEnvelope(ctx.bus.names.submittedSubject(sender.id), packed, `${messageId}.submit`)).catch(

@@ -3,7 +3,8 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { describe, expect, it } from 'vitest';
 import { ListMessagesRequestSchema, MessageRecordSchema, MessageState } from '@relay/proto';
-import { matcher } from './admin-messages.js';
+import { ErrorCode, isRelayError } from '@relay/core';
+import { matcher, SUBJECT_FILTER_MAX } from './admin-messages.js';
 import { isStoreFull } from './store-limits.js';
 
 const at = (iso: string) => timestampFromDate(new Date(iso));
@@ -13,6 +14,7 @@ const record = create(MessageRecordSchema, {
   sender: 'billing',
   client: 'app',
   to: ['Ada Lovelace <Ada@Students.Campus.Example>', 'bob@students.campus.example'],
+  subject: 'Your Library Loan is overdue',
   updatedAt: at('2026-12-05T10:00:00Z'),
 });
 const test = (init: Parameters<typeof create<typeof ListMessagesRequestSchema>>[1]) => matcher(create(ListMessagesRequestSchema, init))(record);
@@ -30,6 +32,22 @@ describe('matcher', () => {
     expect(test({ recipient: 'ada@students.campus.example' })).toBe(true);
     expect(test({ recipient: 'BOB@students.campus.example' })).toBe(true);
     expect(test({ recipient: 'carol@students.campus.example' })).toBe(false);
+  });
+
+  it('finds a part of the subject in any case, and refuses a filter longer than the index keeps', () => {
+    expect(test({ subject: 'library loan' })).toBe(true);
+    expect(test({ subject: '  OVERDUE ' })).toBe(true);
+    expect(test({ subject: 'Your Library Loan is overdue' })).toBe(true);
+    expect(test({ subject: 'exam results' })).toBe(false);
+    expect(test({ subject: 'x'.repeat(SUBJECT_FILTER_MAX) })).toBe(false);
+    let err: unknown;
+    try {
+      test({ subject: 'x'.repeat(SUBJECT_FILTER_MAX + 1) });
+    } catch (e) {
+      err = e;
+    }
+    expect(isRelayError(err) && err.code).toBe(ErrorCode.InvalidArgument);
+    expect((err as Error).message).toBe(`subject: at most ${SUBJECT_FILTER_MAX} characters`);
   });
 
   it('takes since inclusive and until exclusive, on the time of the latest state change', () => {

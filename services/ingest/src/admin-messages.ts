@@ -30,13 +30,15 @@ export interface AdminMessagesContext {
 
 type Call<Req> = { metadata: Metadata; request: Req };
 
-/** The filters ListMessages, RetryMessages and CancelMessages share. */
-type Filters = Pick<ListMessagesRequest, 'state' | 'sender' | 'client' | 'recipient' | 'since' | 'until'>;
+/** The filters ListMessages, RetryMessages and CancelMessages share; `subject` is ListMessages' only. */
+type Filters = Pick<ListMessagesRequest, 'state' | 'sender' | 'client' | 'recipient' | 'since' | 'until'> & { subject?: string };
 
 export const PAGE_SIZE = { default: 100, max: 1_000 };
 /** Most messages one RetryMessages or CancelMessages call acts on. */
 export const BULK_MAX = 10_000;
 const ID = /^[A-Za-z0-9-]{1,64}$/;
+/** Longest subject filter: the index keeps this much of a subject. */
+export const SUBJECT_FILTER_MAX = INDEX_BOUNDS.subjectChars;
 
 /** What the QUEUED event carries for the message index. */
 export function indexSummary(env: Envelope): { client: string; subject: string; to: string[] } {
@@ -190,16 +192,23 @@ export function createAdminMessageHandlers(ctx: AdminMessagesContext) {
   };
 }
 
-/** A predicate for the shared filters; `since` and `until` bound the time of the latest state change. */
+/**
+ * A predicate for the shared filters; `since` and `until` bound the time of the latest state
+ * change, `subject` is a part of the subject in any case. A bad filter is an INVALID_ARGUMENT.
+ */
 export function matcher(f: Filters): (r: MessageRecord) => boolean {
   const since = f.since ? timestampDate(f.since).getTime() : undefined;
   const until = f.until ? timestampDate(f.until).getTime() : undefined;
   const recipient = f.recipient.trim().toLowerCase();
+  const subjectText = (f.subject ?? '').trim();
+  if ([...subjectText].length > SUBJECT_FILTER_MAX) throw new RelayError(ErrorCode.InvalidArgument, `subject: at most ${SUBJECT_FILTER_MAX} characters`);
+  const subject = subjectText.toLowerCase();
   return (r) => {
     if (f.state !== MessageState.UNSPECIFIED && r.state !== f.state) return false;
     if (f.sender && r.sender !== f.sender) return false;
     if (f.client && r.client !== f.client) return false;
     if (recipient && !r.to.some((a) => a.toLowerCase() === recipient || a.toLowerCase().endsWith(`<${recipient}>`))) return false;
+    if (subject && !r.subject.toLowerCase().includes(subject)) return false;
     const at = r.updatedAt ? timestampDate(r.updatedAt).getTime() : 0;
     if (since !== undefined && at < since) return false;
     if (until !== undefined && at >= until) return false;

@@ -16,6 +16,13 @@ export function foldHistory(messageId: string, events: StatusEvent[]): GetMessag
     attempts,
     lastError,
     sender: last?.sender ?? '',
-    history: events.map((e) => create(StateChangeSchema, { state: e.state, at: e.at, detail: e.detail, attempt: e.attempt })),
+    history: events.map((e) => create(StateChangeSchema, { state: e.state, at: e.at, detail: replyOf(e), attempt: e.attempt, remedy: e.remedy })),
+    traceId: events.find((e) => e.traceId)?.traceId ?? '',
   });
+}
+
+/** An event's detail without the remedy the sender appended to it (the remedy is reported apart). */
+function replyOf(e: StatusEvent): string {
+  const suffix = ` — ${e.remedy}`;
+  return e.remedy && e.detail.endsWith(suffix) ? e.detail.slice(0, -suffix.length) : e.detail;
 }

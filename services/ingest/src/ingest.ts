@@ -176,6 +176,7 @@ export async function createIngest(
       return oidc.signIn;
     },
     demoToken: env.consoleDemoToken,
+    traceUrlTemplate: env.traceUrlTemplate,
     logger,
     assets: serveAssets(opts.consoleAssets ?? DEFAULT_CONSOLE_ASSETS),
   });

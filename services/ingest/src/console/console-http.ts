@@ -29,6 +29,8 @@ export interface ConsoleHttpOptions {
   /** The demo's one-time sign-in token (RELAY_CONSOLE_DEMO_TOKEN), honoured only without `console:`. */
   demoToken: string | undefined;
   logger: Logger;
+  /** RELAY_TRACE_URL_TEMPLATE: the console links a message to its trace there. */
+  traceUrlTemplate?: string;
   /** Static assets (the built front end), tried for GET requests the console does not answer. */
   assets?: PublicRoute;
   /** The Queues page's live figures (server-sent events at /api/events/queues). */
@@ -170,6 +172,7 @@ export function createConsoleRoutes(opts: ConsoleHttpOptions): PublicRoute {
         senders: role.kind === 'owner' ? role.senders : [],
         csrf: s.csrf,
         contact: c?.contact ?? (c ? c.admins.join(', ') : ''),
+        ...(opts.traceUrlTemplate ? { traceUrlTemplate: opts.traceUrlTemplate } : {}),
       });
       return true;
     }
