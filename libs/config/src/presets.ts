@@ -42,7 +42,7 @@ export const RATE_PRESETS = {
     maxRecipientsPerMessage: 100,
   },
   // Microsoft 365 High Volume Email (smtp.hve.mx.microsoft:587, STARTTLS): mail to the tenant's
-  // own recipients. Conservative values (see docs/presets.md): the 100,000 recipients a day
+  // own recipients. Conservative values (see docs/configuration.md): the 100,000 recipients a day
   // Microsoft named as HVE's ceiling, messages up to 10 MB and 10 recipients each; no per-minute
   // rate is published, so 100 messages a minute.
   'microsoft365-hve': {
