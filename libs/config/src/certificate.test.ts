@@ -1,7 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { makeAppCertificate, type AppCertificate } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { certificateExpiries, senderCertificate } from './certificate.js';
+import { certificateExpiries, checkCertificateKey, senderCertificate } from './certificate.js';
 import { parseConfig, parseManagedSender } from './load.js';
 import { MissingSecret, Secret } from './secret.js';
 
@@ -176,5 +176,27 @@ describe('certificate credentials of senders managed through the API', () => {
     expect(() => parseManagedSender(spec({ certificate_pem: expired.certPem }), key)).toThrow(
       'graph.client_certificate.certificate_pem: the certificate of sender "g" expired on 2020-01-02T00:00:00.000Z (notAfter)',
     );
+  });
+});
+
+describe('SetSenderSecret of a certificate key', () => {
+  const spec = { transport: 'smtp', smtp: { auth: { type: 'oauth2', client_certificate: { certificate_pem: '' } } } };
+  const withCert = (pem: string) => {
+    const s = structuredClone(spec);
+    s.smtp.auth.client_certificate.certificate_pem = pem;
+    return s;
+  };
+
+  it("takes the certificate's key, and refuses another key or something else", () => {
+    const field = 'smtp.auth.client_certificate.private_key';
+    expect(() => checkCertificateKey(withCert(good.certPem), 'app', field, good.keyPem)).not.toThrow();
+    expect(() => checkCertificateKey(withCert(pkcs1.certPem), 'app', field, pkcs1.keyPem)).not.toThrow();
+    expect(() => checkCertificateKey(withCert(good.certPem), 'app', field, other.keyPem)).toThrow(
+      /^value: the private key does not belong to the certificate of sender "app" \(SHA-256 thumbprint [0-9A-F]{64}\)$/,
+    );
+    expect(() => checkCertificateKey(withCert(good.certPem), 'app', field, ec.keyPem)).toThrow(/^value: the private key does not belong/);
+    expect(() => checkCertificateKey(withCert(good.certPem), 'app', field, 'hunter2')).toThrow(/^value: not an unencrypted PEM private key \(/);
+    // Other secrets are not keys.
+    expect(() => checkCertificateKey(withCert(good.certPem), 'app', 'smtp.auth.client_secret', 'hunter2')).not.toThrow();
   });
 });

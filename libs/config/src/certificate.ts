@@ -58,19 +58,8 @@ export function loadClientCertificate(raw: RawClientCertificate, key: string, ow
   let privateKey = resolve(ref, keyField);
   // Only a service that reads secrets has the key; a managed sender's may not be set yet.
   if (privateKey.resolved && !(privateKey instanceof MissingSecret)) {
-    let keyObject: KeyObject;
-    try {
-      keyObject = createPrivateKey(privateKey.reveal());
-    } catch (err) {
-      throw new ConfigError(`${keyField}: not an unencrypted PEM private key (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, {
-        cause: err,
-      });
-    }
-    if (!cert.checkPrivateKey(keyObject)) {
-      throw new ConfigError(`${keyField}: the private key does not belong to the certificate of ${owner} (SHA-256 thumbprint ${hex(cert.fingerprint256)})`);
-    }
     // MSAL wants PKCS#8 (-----BEGIN PRIVATE KEY-----); a PKCS#1 RSA key is the same key.
-    privateKey = new Secret(keyObject.export({ type: 'pkcs8', format: 'pem' }).toString());
+    privateKey = new Secret(keyOf(cert, privateKey.reveal(), keyField, owner).export({ type: 'pkcs8', format: 'pem' }).toString());
   }
   return {
     certificatePem: pem!,
@@ -80,6 +69,43 @@ export function loadClientCertificate(raw: RawClientCertificate, key: string, ow
     notAfter,
     privateKey,
   };
+}
+
+/** The private key in `pem`, checked to be `cert`'s; a ConfigError naming `keyField` otherwise. */
+function keyOf(cert: X509Certificate, pem: string, keyField: string, owner: string): KeyObject {
+  let keyObject: KeyObject;
+  try {
+    keyObject = createPrivateKey(pem);
+  } catch (err) {
+    throw new ConfigError(`${keyField}: not an unencrypted PEM private key (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, {
+      cause: err,
+    });
+  }
+  if (keyObject.asymmetricKeyType !== cert.publicKey.asymmetricKeyType || !cert.checkPrivateKey(keyObject)) {
+    throw new ConfigError(`${keyField}: the private key does not belong to the certificate of ${owner} (SHA-256 thumbprint ${hex(cert.fingerprint256)})`);
+  }
+  return keyObject;
+}
+
+/**
+ * SetSenderSecret of a certificate's private key (`field` ends in `client_certificate.private_key`)
+ * for a sender managed through the API: throws a ConfigError naming `value` unless `pem` is the
+ * key of the certificate in the sender's settings, so a wrong key is refused when it is set rather
+ * than leaving the sender unusable. Other fields pass.
+ */
+export function checkCertificateKey(spec: Record<string, unknown>, sender: string, field: string, pem: string): void {
+  if (!field.endsWith('.client_certificate.private_key')) return;
+  let at: unknown = spec;
+  for (const k of field.split('.').slice(0, -1)) at = at && typeof at === 'object' ? (at as Record<string, unknown>)[k] : undefined;
+  const certPem = (at as { certificate_pem?: unknown } | undefined)?.certificate_pem;
+  if (typeof certPem !== 'string') return;
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(certPem);
+  } catch {
+    return; // PutSender refused such settings already
+  }
+  keyOf(cert, pem, 'value', `sender "${sender}"`);
 }
 
 function hex(fingerprint: string): string {

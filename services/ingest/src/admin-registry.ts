@@ -7,6 +7,7 @@ import type { KV } from '@nats-io/kv';
 import type { Bus } from '@relay/bus';
 import {
   parseManagedClient,
+  checkCertificateKey,
   parseManagedSender,
   SENDER_SECRET_FIELDS,
   senderSecretFields,
@@ -206,6 +207,8 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
         }
         if (!value) throw new RelayError(ErrorCode.InvalidArgument, 'value: required');
         if (Buffer.byteLength(value) > MAX_SECRET_BYTES) throw new RelayError(ErrorCode.InvalidArgument, `value: longer than ${MAX_SECRET_BYTES} bytes`);
+        // A certificate's key must be that certificate's: refused now rather than leaving the sender unusable.
+        invalidIfThrows(() => checkCertificateKey(rec.value.spec, id, field, value));
         if (attempt === 0) {
           target = signInTarget(rec.value.spec);
           await ctx.credentials.setSenderSecret(id, field, value);
