@@ -3,11 +3,13 @@ import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { create } from '@bufbuild/protobuf';
 import {
   CreateApiKeyRequestSchema,
+  GetSenderRequestSchema,
   MessageState,
   PutClientRequestSchema,
   PutSenderRequestSchema,
   SetSenderSecretRequestSchema,
   type CreateApiKeyResponse,
+  type GetSenderResponse,
 } from '@relay/proto';
 import {
   clientEntry,
@@ -135,5 +137,13 @@ describe('certificate credentials', () => {
     await waitForState(client, messageId, [MessageState.SENT], 30_000);
     expect(mailsWithId(smtp, messageId)).toHaveLength(1);
     expect(idp.tokenRequests.find((r) => r.clientId === 'api-app')).toMatchObject({ clientAuth: 'assertion' });
+    // A new certificate needs its own key: the one set for the old certificate no longer counts.
+    const shown = await admin.admin<GetSenderResponse>('getSender', create(GetSenderRequestSchema, { id: 'by-api' }));
+    expect(shown.sender?.secrets).toContainEqual(expect.objectContaining({ field, set: true }));
+    const renewed = certSender('by-api', 'api-app', { certificate_pem: stranger.certPem }, false);
+    delete renewed.id;
+    await admin.admin('putSender', create(PutSenderRequestSchema, { sender: { id: 'by-api', spec: renewed as never, etag: shown.sender!.etag } }));
+    const after = await admin.admin<GetSenderResponse>('getSender', create(GetSenderRequestSchema, { id: 'by-api' }));
+    expect(after.sender?.secrets).toContainEqual(expect.objectContaining({ field, set: false }));
   });
 });
