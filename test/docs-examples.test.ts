@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fromJson, type JsonValue } from '@bufbuild/protobuf';
 import { parseConfig } from '@relay/config';
 import { AdminService, MailService } from '@relay/proto';
-import { repoRoot, testCa } from '@relay/testkit';
+import { makeAppCertificate, repoRoot, testCa, type AppCertificate } from '@relay/testkit';
 import { parseAllDocuments, parse as parseYaml, stringify } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -38,7 +38,12 @@ function fencedBlocks(file: string, lang: string): Array<{ line: number; text: s
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'relay-docs-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let appCert: AppCertificate | undefined;
+const appCertificate = () => (appCert ??= makeAppCertificate());
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+  appCert?.remove();
+});
 let made = 0;
 
 /**
@@ -53,6 +58,9 @@ function load(doc: unknown, source: string) {
     if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, k)]));
     if (typeof v !== 'string') return v;
     if (key === 'ca_file') return testCa().caFile;
+    // An Entra app certificate and its key: a pair made for the test run, valid for a month.
+    if (key === 'certificate_file') return appCertificate().certFile;
+    if (key === 'private_key_file') return appCertificate().keyFile;
     if (v.startsWith('env:')) {
       env[v.slice(4)] ??= secret(v);
       return v;

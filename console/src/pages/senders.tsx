@@ -36,7 +36,15 @@ export const PRESETS = [
     rate: 'microsoft365-smtp',
   },
   { id: 'microsoft365-graph', label: 'Microsoft 365 (Graph API)', transport: 'graph', rate: 'microsoft365-graph' },
-  { id: 'microsoft365-hve', label: 'Microsoft 365 High Volume Email', transport: 'smtp', host: 'smtp-hve.office365.com', port: 587, security: 'starttls' },
+  {
+    id: 'microsoft365-hve',
+    label: 'Microsoft 365 High Volume Email',
+    transport: 'smtp',
+    host: 'smtp.hve.mx.microsoft',
+    port: 587,
+    security: 'starttls',
+    rate: 'microsoft365-hve',
+  },
   {
     id: 'google-workspace',
     label: 'Google Workspace (Gmail SMTP)',

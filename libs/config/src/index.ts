@@ -1,4 +1,5 @@
 export * from './env.js';
+export * from './certificate.js';
 export * from './load.js';
 export * from './presets.js';
 export * from './secret.js';

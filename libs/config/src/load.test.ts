@@ -267,7 +267,7 @@ describe('parseConfig says what is wrong', () => {
       "relay.yaml: senders[0].smtp.auth.password: write env:NOREPLY_PASSWORD, without the $ (env: takes the variable's name)",
     );
     // Not a variable name alone: an ordinary literal.
-    expect(parseConfig(base.replace('client_secret: s3cret', 'client_secret: "pa$word1"'), env).senders[1]!.graph!.clientSecret.reveal()).toBe('pa$word1');
+    expect(parseConfig(base.replace('client_secret: s3cret', 'client_secret: "pa$word1"'), env).senders[1]!.graph!.clientSecret!.reveal()).toBe('pa$word1');
   });
 
   it('says that a sender a client names is not defined', () => {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError, isConfigError } from '@relay/core';
+import { loadClientCertificate } from './certificate.js';
 import { port25Refusal, RATE_PRESETS } from './presets.js';
 import { formatIssues } from './issues.js';
 import {
@@ -166,6 +167,7 @@ function convertConsole(c: RawConsole, resolve: Resolve): ConsoleConfig {
     issuer: (c.issuer ?? c.authority)!.replace(/\/+$/, ''),
     clientId: c.client_id,
     clientSecret: c.client_secret === undefined ? undefined : resolve(c.client_secret, 'console.client_secret'),
+    ...(c.client_certificate ? { clientCertificate: loadClientCertificate(c.client_certificate, 'console.client_certificate', 'the console', resolve) } : {}),
     admins: c.admins.map((a) => a.replace(/^.*<([^>]+)>\s*$/, '$1').toLowerCase()),
     adminGroups: [...c.admin_groups],
     contact: c.contact,
@@ -174,18 +176,29 @@ function convertConsole(c: RawConsole, resolve: Resolve): ConsoleConfig {
 }
 
 /** The fields of a sender that hold secrets, as paths in its settings. */
-export const SENDER_SECRET_FIELDS = ['smtp.auth.password', 'smtp.auth.client_secret', 'smtp.auth.refresh_token', 'graph.client_secret'] as const;
+export const SENDER_SECRET_FIELDS = [
+  'smtp.auth.password',
+  'smtp.auth.client_secret',
+  'smtp.auth.refresh_token',
+  'smtp.auth.client_certificate.private_key',
+  'graph.client_secret',
+  'graph.client_certificate.private_key',
+] as const;
 export type SenderSecretField = (typeof SENDER_SECRET_FIELDS)[number];
 
 /** The secret fields a sender's settings use: those its auth type needs, and the optional ones it may take. */
 export function senderSecretFields(spec: Record<string, unknown>): { field: SenderSecretField; required: boolean }[] {
-  const smtp = spec.smtp as { auth?: { type?: unknown; flow?: unknown } } | undefined;
+  const smtp = spec.smtp as { auth?: { type?: unknown; flow?: unknown; client_certificate?: unknown } } | undefined;
+  const graph = spec.graph as { client_certificate?: unknown } | undefined;
   const out: { field: SenderSecretField; required: boolean }[] = [];
-  if (spec.transport === 'graph') out.push({ field: 'graph.client_secret', required: true });
+  // A certificate credential's private key takes the place of the client secret.
+  if (spec.transport === 'graph')
+    out.push({ field: isMapping(graph?.client_certificate) ? 'graph.client_certificate.private_key' : 'graph.client_secret', required: true });
   const auth = smtp?.auth;
   if (auth?.type === 'password') out.push({ field: 'smtp.auth.password', required: true });
   if (auth?.type === 'oauth2') {
-    out.push({ field: 'smtp.auth.client_secret', required: auth.flow === 'client_credentials' });
+    if (isMapping(auth.client_certificate)) out.push({ field: 'smtp.auth.client_certificate.private_key', required: true });
+    else out.push({ field: 'smtp.auth.client_secret', required: auth.flow === 'client_credentials' });
     out.push({ field: 'smtp.auth.refresh_token', required: false });
   }
   return out;
@@ -207,8 +220,18 @@ export function parseManagedSender(
 ): SenderConfig {
   if (!isMapping(spec)) throw new ConfigError('sender: must be a mapping of settings (a relay.yaml senders: entry)');
   // A path on the relay's hosts that every service would read: only relay.yaml may name one.
-  if (valueAt(spec, 'smtp.ca_file') !== undefined) {
-    throw new ConfigError("smtp.ca_file: not accepted through the API (it names a file on the relay's hosts); set it for a sender in relay.yaml");
+  for (const [field, instead] of [
+    ['smtp.ca_file', 'ca_pem'],
+    ['smtp.auth.client_certificate.certificate_file', 'certificate_pem'],
+    ['smtp.auth.client_certificate.private_key_file', 'SetSenderSecret for smtp.auth.client_certificate.private_key'],
+    ['graph.client_certificate.certificate_file', 'certificate_pem'],
+    ['graph.client_certificate.private_key_file', 'SetSenderSecret for graph.client_certificate.private_key'],
+  ] as const) {
+    if (valueAt(spec, field) !== undefined) {
+      throw new ConfigError(
+        `${field}: not accepted through the API (it names a file on the relay's hosts); use ${instead}, or set it for a sender in relay.yaml`,
+      );
+    }
   }
   for (const field of SENDER_SECRET_FIELDS) {
     if (valueAt(spec, field) !== undefined) {
@@ -322,7 +345,15 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
   if (s.transport === 'graph' && !s.graph) throw new ConfigError(`${key}.graph: required for transport: graph`);
   if (s.transport === 'smtp' && s.graph) throw new ConfigError(`${key}.graph: not allowed with transport: smtp (graph settings are for transport: graph)`);
   if (s.transport === 'graph' && s.smtp) throw new ConfigError(`${key}.smtp: not allowed with transport: graph (smtp settings are for transport: smtp)`);
-  const smtp = s.smtp ? convertSmtp(s.smtp, `${key}.smtp`, resolve) : undefined;
+  const smtp = s.smtp ? convertSmtp(s.smtp, `${key}.smtp`, resolve, s.id) : undefined;
+  const g = s.graph;
+  if (g && g.client_secret !== undefined && g.client_certificate !== undefined) {
+    throw new ConfigError(`${key}.graph.client_certificate: give client_secret or client_certificate, not both`);
+  }
+  if (g && g.client_secret === undefined && g.client_certificate === undefined) {
+    throw new ConfigError(`${key}.graph.client_secret: required (or client_certificate)`);
+  }
+  const internalDomains = s.internal_domains ?? (s.rate?.preset === 'microsoft365-hve' ? [addrSpec(s.from).split('@')[1]!] : undefined);
   return {
     id: s.id,
     managedBy: 'file',
@@ -335,7 +366,10 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
       ? {
           tenantId: s.graph.tenant_id,
           clientId: s.graph.client_id,
-          clientSecret: resolve(s.graph.client_secret, `${key}.graph.client_secret`),
+          clientSecret: s.graph.client_secret === undefined ? undefined : resolve(s.graph.client_secret, `${key}.graph.client_secret`),
+          clientCertificate: s.graph.client_certificate
+            ? loadClientCertificate(s.graph.client_certificate, `${key}.graph.client_certificate`, `sender "${s.id}"`, resolve)
+            : undefined,
           mailbox: s.graph.mailbox,
           authorityUrl: stripSlash(s.graph.authority_url),
           graphUrl: stripSlash(s.graph.graph_url),
@@ -345,6 +379,7 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
     // Graph senders are paced within Microsoft's Graph limits unless their rate: says otherwise.
     ...(s.smtp_aliases ? { smtpAliases: s.smtp_aliases.map(addrSpec) } : {}),
     ...(s.owners ? { owners: s.owners.map(addrSpec) } : {}),
+    ...(internalDomains ? { internalDomains: [...new Set(internalDomains)] } : {}),
     rate: s.rate ? convertRate(s.rate, `${key}.rate`) : s.transport === 'graph' ? convertRate({ preset: 'microsoft365-graph' }, `${key}.rate`) : undefined,
   };
 }
@@ -357,7 +392,7 @@ function pacingKey(id: string, smtp: SenderConfig['smtp'], graphMailbox: string 
   return account ? `mailbox-${createHash('sha256').update(account).digest('hex').slice(0, 20)}` : id;
 }
 
-function convertSmtp(s: NonNullable<RawSender['smtp']>, key: string, resolve: Resolve): NonNullable<SenderConfig['smtp']> {
+function convertSmtp(s: NonNullable<RawSender['smtp']>, key: string, resolve: Resolve, sender: string): NonNullable<SenderConfig['smtp']> {
   const refusal = port25Refusal(s.host, s.port);
   if (refusal) throw new ConfigError(`${key}.port: ${refusal}`);
   if (s.ca_file && s.ca_pem) throw new ConfigError(`${key}.ca_pem: give ca_file or ca_pem, not both`);
@@ -377,7 +412,7 @@ function convertSmtp(s: NonNullable<RawSender['smtp']>, key: string, resolve: Re
     servername: s.servername,
     caFile: s.ca_file,
     ca,
-    auth: convertAuth(s.auth, `${key}.auth`, resolve),
+    auth: convertAuth(s.auth, `${key}.auth`, resolve, sender),
     pool: { maxConnections: s.pool?.max_connections ?? SMTP_POOL_DEFAULTS.maxConnections, maxMessages: s.pool?.max_messages ?? SMTP_POOL_DEFAULTS.maxMessages },
     timeouts: {
       connectMs: s.timeouts?.connect ?? 30_000,
@@ -387,14 +422,20 @@ function convertSmtp(s: NonNullable<RawSender['smtp']>, key: string, resolve: Re
   };
 }
 
-function convertAuth(a: NonNullable<RawSender['smtp']>['auth'], key: string, resolve: Resolve): SmtpAuthConfig {
+function convertAuth(a: NonNullable<RawSender['smtp']>['auth'], key: string, resolve: Resolve, sender: string): SmtpAuthConfig {
   if (!a || a.type === 'none') return { type: 'none' };
   if (a.type === 'password') return { type: 'password', user: a.user, password: resolve(a.password, `${key}.password`) };
   if (a.provider === 'microsoft' && !a.tenant_id) throw new ConfigError(`${key}.tenant_id: required for provider: microsoft`);
   if (a.flow === 'client_credentials' && a.provider !== 'microsoft') {
     throw new ConfigError(`${key}.flow: client_credentials is only available with provider: microsoft (Google needs a refresh token)`);
   }
-  if (a.flow === 'client_credentials' && !a.client_secret) throw new ConfigError(`${key}.client_secret: required for flow: client_credentials`);
+  if (a.client_certificate && a.provider !== 'microsoft') {
+    throw new ConfigError(`${key}.client_certificate: only available with provider: microsoft (Entra ID certificate credentials)`);
+  }
+  if (a.client_certificate && a.client_secret) throw new ConfigError(`${key}.client_certificate: give client_secret or client_certificate, not both`);
+  if (a.flow === 'client_credentials' && !a.client_secret && !a.client_certificate) {
+    throw new ConfigError(`${key}.client_secret: required for flow: client_credentials (or client_certificate)`);
+  }
   return {
     type: 'oauth2',
     provider: a.provider,
@@ -402,6 +443,9 @@ function convertAuth(a: NonNullable<RawSender['smtp']>['auth'], key: string, res
     tenantId: a.tenant_id,
     clientId: a.client_id,
     clientSecret: a.client_secret ? resolve(a.client_secret, `${key}.client_secret`) : undefined,
+    clientCertificate: a.client_certificate
+      ? loadClientCertificate(a.client_certificate, `${key}.client_certificate`, `sender "${sender}"`, resolve)
+      : undefined,
     user: a.user,
     refreshToken: a.refresh_token ? resolve(a.refresh_token, `${key}.refresh_token`) : undefined,
     authorityUrl: a.authority_url ? stripSlash(a.authority_url) : undefined,

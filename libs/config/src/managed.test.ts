@@ -31,7 +31,7 @@ describe('senders managed through the API', () => {
     ).toThrow(/^smtp\.port: /);
     expect(() => parseManagedSender({ id: 'x', from: 'x@campus.example', transport: 'smtp' }, resolveNone)).toThrow('smtp: required for transport: smtp');
     expect(() => parseManagedSender({ id: 'x', from: 'x@campus.example', transport: 'smtp', smtp: { ...smtp, ca_file: '/etc/shadow' } }, resolveNone)).toThrow(
-      "smtp.ca_file: not accepted through the API (it names a file on the relay's hosts); set it for a sender in relay.yaml",
+      "smtp.ca_file: not accepted through the API (it names a file on the relay's hosts); use ca_pem, or set it for a sender in relay.yaml",
     );
   });
 

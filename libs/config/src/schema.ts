@@ -80,6 +80,31 @@ const passwordAuth = z.strictObject({
   password: secretRef,
 });
 
+/**
+ * An Entra ID application's certificate credential, instead of a client secret: the certificate
+ * (a PEM file, or the PEM itself for senders managed through the API) and its private key (a PEM
+ * file, or a secret reference; set with SetSenderSecret for senders managed through the API).
+ */
+const clientCertificateSchema = z
+  .strictObject({
+    certificate_file: nonEmpty.optional(),
+    certificate_pem: z
+      .string()
+      .max(64 * 1024, 'at most 64 KiB')
+      .refine((v) => v.includes('-----BEGIN CERTIFICATE-----'), 'must be a PEM certificate (-----BEGIN CERTIFICATE-----)')
+      .optional(),
+    private_key_file: nonEmpty.optional(),
+    private_key: secretRef.optional(),
+  })
+  .superRefine((v, ctx) => {
+    if ((v.certificate_file === undefined) === (v.certificate_pem === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['certificate_file'], message: 'give certificate_file or certificate_pem (one of them)' });
+    }
+    if ((v.private_key_file === undefined) === (v.private_key === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['private_key_file'], message: 'give private_key_file or private_key (one of them)' });
+    }
+  });
+
 const oauth2Auth = z.strictObject({
   type: z.literal('oauth2'),
   provider: z.enum(['microsoft', 'google']),
@@ -87,6 +112,7 @@ const oauth2Auth = z.strictObject({
   tenant_id: nonEmpty.optional(),
   client_id: nonEmpty,
   client_secret: secretRef.optional(),
+  client_certificate: clientCertificateSchema.optional(),
   user: nonEmpty,
   refresh_token: secretRef.optional(),
   authority_url: httpsUrl.optional(),
@@ -127,7 +153,8 @@ const smtpSchema = z.strictObject({
 const graphSchema = z.strictObject({
   tenant_id: nonEmpty,
   client_id: nonEmpty,
-  client_secret: secretRef,
+  client_secret: secretRef.optional(),
+  client_certificate: clientCertificateSchema.optional(),
   mailbox: mailbox,
   authority_url: httpsUrl.default('https://login.microsoftonline.com'),
   graph_url: httpsUrl.default('https://graph.microsoft.com'),
@@ -164,6 +191,22 @@ export const senderSchema = z.strictObject({
   rate: rateSchema.optional(),
   /** More addresses a client may put in MAIL FROM and the From header when it submits over SMTP as this sender. */
   smtp_aliases: z.array(mailbox).optional(),
+  /**
+   * The domains this sender's recipients must be in (`*.campus.example` takes its subdomains too).
+   * Mail to any other domain is refused when it is submitted. Senders with the microsoft365-hve
+   * preset default to the domain of `from`: High Volume Email delivers inside the tenant only.
+   */
+  internal_domains: z
+    .array(
+      z
+        .string()
+        .trim()
+        .toLowerCase()
+        .regex(/^(\*\.)?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/, 'must be a domain name, e.g. campus.example or *.campus.example'),
+    )
+    .min(1, 'must list at least one domain')
+    .max(100, 'at most 100 domains')
+    .optional(),
   /** People (by email) who may manage this sender and see its mail. */
   owners: z.array(mailbox).max(100, 'at most 100 owners').optional(),
 });
@@ -194,6 +237,7 @@ export const consoleSchema = z
     authority: httpsUrl.optional(),
     client_id: nonEmpty,
     client_secret: secretRef.optional(),
+    client_certificate: clientCertificateSchema.optional(),
     admins: z.array(mailbox).max(1_000, 'at most 1000 admins').default([]),
     admin_groups: z.array(nonEmpty).max(100, 'at most 100 groups').default([]),
     /** Whom people without a role should ask, shown on the console's "no access" page. */
@@ -206,6 +250,9 @@ export const consoleSchema = z
     }
     if (v.issuer !== undefined && v.authority !== undefined && v.issuer !== v.authority) {
       ctx.addIssue({ code: 'custom', path: ['authority'], message: 'give issuer or authority, not two different values' });
+    }
+    if (v.client_secret !== undefined && v.client_certificate !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['client_certificate'], message: 'give client_secret or client_certificate, not both' });
     }
     if (v.admins.length === 0 && v.admin_groups.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['admins'], message: 'name at least one admin (admins: [email]) or admin group (admin_groups: [group id])' });

@@ -59,6 +59,8 @@ export type SmtpAuthConfig =
       tenantId: string | undefined;
       clientId: string;
       clientSecret: Secret | undefined;
+      /** Instead of clientSecret: a certificate credential (Microsoft only). */
+      clientCertificate?: ClientCertificateConfig | undefined;
       user: string;
       refreshToken: Secret | undefined;
       authorityUrl: string | undefined;
@@ -78,10 +80,27 @@ export interface SmtpConfig {
   timeouts: { connectMs: number; greetingMs: number; socketMs: number };
 }
 
+/** An Entra ID application's certificate credential (relay.yaml `client_certificate:`). */
+export interface ClientCertificateConfig {
+  /** PEM of the certificate (the app's own first; any others its chain). */
+  certificatePem: string;
+  certificateFile: string | undefined;
+  /** Hex SHA-256 thumbprint (the x5t#S256 of client assertions). */
+  thumbprintSha256: string;
+  /** Hex SHA-1 thumbprint, as the Entra admin center lists it. */
+  thumbprint: string;
+  /** The certificate's notAfter: the credential stops working then. */
+  notAfter: Date;
+  /** PKCS#8 PEM once resolved (checked to belong to the certificate). */
+  privateKey: Secret;
+}
+
 export interface GraphConfig {
   tenantId: string;
   clientId: string;
-  clientSecret: Secret;
+  /** One of clientSecret and clientCertificate is set. */
+  clientSecret: Secret | undefined;
+  clientCertificate?: ClientCertificateConfig | undefined;
   mailbox: string;
   authorityUrl: string;
   graphUrl: string;
@@ -118,6 +137,11 @@ export interface SenderConfig {
   pacingKey: string;
   /** Addresses besides `from` this sender accepts in MAIL FROM and the From header over SMTP (lowercased addr-specs). */
   smtpAliases?: string[];
+  /**
+   * The only recipient domains this sender takes (lowercased; `*.x` also takes x's subdomains):
+   * `internal_domains`, or the domain of `from` for the microsoft365-hve preset. Absent: any.
+   */
+  internalDomains?: string[];
   /** People (lowercased addresses) who may manage this sender. */
   owners?: string[];
   managedBy?: ManagedBy;
@@ -130,6 +154,8 @@ export interface ConsoleConfig {
   issuer: string;
   clientId: string;
   clientSecret: Secret | undefined;
+  /** Instead of clientSecret: private_key_jwt with this certificate. */
+  clientCertificate?: ClientCertificateConfig | undefined;
   /** Lower-cased email addresses. */
   admins: string[];
   adminGroups: string[];

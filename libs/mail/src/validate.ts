@@ -7,6 +7,8 @@ export interface MessageLimits {
   maxRecipientsPerMessage?: number | undefined;
   /** How far ahead send_at may be. */
   maxScheduleAheadMs?: number;
+  /** Why the sender takes no mail to this addr-spec (e.g. outside its internal domains), or undefined. */
+  recipientRefusal?: (address: string) => string | undefined;
 }
 
 export const MAX_SCHEDULE_AHEAD_MS = 30 * 86_400_000;
@@ -109,6 +111,8 @@ export function validateSendMail(req: SendMailRequest, limits: MessageLimits, no
       noControls(`${field}[${i}]`, addr);
       const parsed = parseAddress(addr);
       if (typeof parsed === 'string') throw invalid(`${field}[${i}]`, parsed);
+      const refusal = limits.recipientRefusal?.(parsed.address);
+      if (refusal) throw invalid(`${field}[${i}]`, refusal);
     });
   }
   if (req.replyTo) {

@@ -1,4 +1,4 @@
-import { createHash, createSign, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { constants, createHash, createSign, createVerify, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -11,6 +11,10 @@ export interface TokenRequest {
   clientId: string;
   scope: string;
   at: Date;
+  /** How the application authenticated: a client secret, or a signed client assertion (certificate). */
+  clientAuth: 'secret' | 'assertion';
+  /** A client assertion's JOSE header, once it was verified. */
+  assertionHeader?: Record<string, unknown>;
 }
 
 /** An error the token endpoint answers with, the way the Microsoft identity platform does. */
@@ -19,6 +23,12 @@ export type IdentityFailure = 'invalid_grant' | 'invalid_client';
 export interface IdentityFakeOptions {
   /** Accepted applications: client id → client secret. Any other pair gets AADSTS7000215. */
   clients: Record<string, string>;
+  /**
+   * Applications with a certificate credential: client id → the certificate's PEM. Their token
+   * requests must carry a client assertion (private_key_jwt) signed with its key, naming it by
+   * x5t#S256 or x5t, addressed (aud) to the token endpoint, with iss = sub = the client id.
+   */
+  certificates?: Record<string, string>;
   /** Lifetime of issued access tokens. Default 3600 s. */
   expiresInSeconds?: number;
   /** Rotate refresh tokens: every refresh_token grant returns a new one and retires the old. Default true. */
@@ -145,7 +155,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     const q = url.searchParams;
     const redirectUri = q.get('redirect_uri');
     const clientId = q.get('client_id') ?? '';
-    if (!redirectUri || !(clientId in opts.clients))
+    if (!redirectUri || !(clientId in opts.clients || clientId in (opts.certificates ?? {})))
       return json(res, 400, { error: 'invalid_request', error_description: 'AADSTS700016: unknown application or redirect_uri' });
     if (q.get('response_type') !== 'code' || q.get('code_challenge_method') !== 'S256' || !q.get('code_challenge')) {
       return json(res, 400, { error: 'invalid_request', error_description: 'AADSTS50148: PKCE S256 code_challenge required' });
@@ -178,9 +188,18 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     }
     const grantType = form.get('grant_type') ?? '';
     const scope = form.get('scope') ?? '';
-    tokenRequests.push({ tenant, grantType, clientId, scope, at: new Date() });
+    const assertion = form.get('client_assertion');
+    const request: TokenRequest = { tenant, grantType, clientId, scope, at: new Date(), clientAuth: assertion === null ? 'secret' : 'assertion' };
+    tokenRequests.push(request);
     if (opts.tokenDelayMs) await new Promise((r) => setTimeout(r, opts.tokenDelayMs));
-    if (failure === 'invalid_client' || opts.clients[clientId] === undefined || opts.clients[clientId] !== secret) {
+    if (assertion !== null) {
+      const checked = checkAssertion(tenant, form, assertion);
+      if (typeof checked === 'string') return oauthError(res, 401, 'invalid_client', Number(/AADSTS(\d+)/.exec(checked)?.[1] ?? 0), checked);
+      clientId = checked.clientId;
+      request.clientId = clientId;
+      request.assertionHeader = checked.header;
+      if (failure === 'invalid_client') return oauthError(res, 401, 'invalid_client', 700027, 'AADSTS700027: Client assertion failed signature validation.');
+    } else if (failure === 'invalid_client' || opts.clients[clientId] === undefined || opts.clients[clientId] !== secret) {
       return oauthError(
         res,
         401,
@@ -229,6 +248,55 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       return issue(res, grant.scope, newRefresh(clientId, grant.user), grant.user, undefined, grant.scope.split(' ').includes('openid'));
     }
     return oauthError(res, 400, 'unsupported_grant_type', 70003, `AADSTS70003: grant_type ${grantType} is not supported`);
+  }
+
+  /**
+   * Verifies a private_key_jwt client assertion as Entra ID does: the certificate named by the
+   * header's thumbprint is the one registered for the client, the RS256/PS256 signature is its key's,
+   * aud is this token endpoint, iss = sub = client id, and the time window holds. Returns the
+   * client id and header, or the AADSTS error text.
+   */
+  function checkAssertion(tenant: string, form: URLSearchParams, assertion: string): { clientId: string; header: Record<string, unknown> } | string {
+    if (form.get('client_assertion_type') !== 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer') {
+      return 'AADSTS7000216: client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+    }
+    const [h, p, sig, extra] = assertion.split('.');
+    if (!h || !p || !sig || extra !== undefined) return 'AADSTS50027: JWT token is invalid or malformed.';
+    let header: Record<string, unknown>;
+    let claims: Record<string, unknown>;
+    try {
+      header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8')) as Record<string, unknown>;
+      claims = JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as Record<string, unknown>;
+    } catch {
+      return 'AADSTS50027: JWT token is invalid or malformed.';
+    }
+    const clientId = typeof claims.iss === 'string' ? claims.iss : '';
+    const formClient = form.get('client_id');
+    if (claims.sub !== clientId || (formClient !== null && formClient !== clientId)) {
+      return 'AADSTS700023: Client assertion audience claim does not match: iss and sub must both be the client id.';
+    }
+    const pem = opts.certificates?.[clientId];
+    if (!pem) return `AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application ${clientId}.`;
+    const cert = new X509Certificate(pem);
+    const x5tS256 = createHash('sha256').update(cert.raw).digest('base64url');
+    const x5t = createHash('sha1').update(cert.raw).digest('base64url');
+    if (header['x5t#S256'] !== x5tS256 && header.x5t !== x5t) {
+      return `AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application ${clientId}.`;
+    }
+    if (header.alg !== 'RS256' && header.alg !== 'PS256') return `AADSTS5002730: unsupported client assertion algorithm ${String(header.alg)}.`;
+    const pss = header.alg === 'PS256' ? { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } : {};
+    const valid = createVerify('RSA-SHA256')
+      .update(`${h}.${p}`)
+      .verify({ key: cert.publicKey, ...pss }, Buffer.from(sig, 'base64url'));
+    if (!valid) return 'AADSTS700027: Client assertion failed signature validation.';
+    const endpoint = `${base}/${tenant}/oauth2/v2.0/token`;
+    if (claims.aud !== endpoint)
+      return `AADSTS700021: Client assertion audience claim does not match Realm issuer (aud ${String(claims.aud)}, expected ${endpoint}).`;
+    const now = Math.floor(Date.now() / 1000);
+    if (typeof claims.exp !== 'number' || claims.exp < now || (typeof claims.nbf === 'number' && claims.nbf > now + 300)) {
+      return 'AADSTS700024: Client assertion is not within its valid time range.';
+    }
+    return { clientId, header };
   }
 
   function newRefresh(clientId: string, user: string): string {

@@ -1,6 +1,7 @@
 export * from './infra.js';
 export * from './containers.js';
 export * from './tls.js';
+export * from './app-certificate.js';
 export * from './net.js';
 export * from './config.js';
 export type { SmtpReply, SmtpSecurity } from './smtp-common.js';

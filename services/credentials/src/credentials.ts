@@ -32,7 +32,8 @@ import {
 } from '@relay/proto';
 import { createLiveConfig } from '@relay/registry';
 import { connectBusFor, createRedis } from '@relay/service';
-import { addGrpcHealth, startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
+import { addGrpcHealth, relayInstruments, startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
+import { registerCertificateExpiryGauge } from './certificate-expiry.js';
 import { consentQuery, createConsent } from './consent.js';
 import { graphTokenFor } from './graph-auth.js';
 import { testGraphSender } from './graph-test.js';
@@ -176,6 +177,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   const ready = async () => (await bus.healthy()) && redis.status === 'ready';
   // The gRPC health checking protocol answers what /readyz answers, for the whole server and by name.
   const health = addGrpcHealth(server, ['relay.internal.v1.CredentialsService'], ready);
+  const unregisterExpiry = registerCertificateExpiryGauge(relayInstruments().meter, () => senders.values());
   return {
     async start() {
       await managed.start();
@@ -188,6 +190,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
     },
     stop: once(async () => {
       health.close();
+      unregisterExpiry();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       await Promise.allSettled([ops?.close(), live.stop(), managed.stop()]);
       if (!overrides.redis) await redis.quit().catch(() => redis.disconnect());

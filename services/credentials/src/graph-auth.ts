@@ -28,6 +28,7 @@ export function graphTokenAuth(graph: GraphConfig): TokenAuth {
     tenantId: graph.tenantId,
     clientId: graph.clientId,
     clientSecret: graph.clientSecret,
+    clientCertificate: graph.clientCertificate,
     user: graph.mailbox,
     refreshToken: undefined,
     authorityUrl: graph.authorityUrl,

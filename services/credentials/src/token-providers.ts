@@ -58,11 +58,22 @@ export function msalAuthority(auth: OAuth2Auth): { authority: string; knownAutho
   return { authority: `${base}/${auth.tenantId ?? 'organizations'}`, knownAuthorities: [new URL(base).host] };
 }
 
+/**
+ * How the application proves itself to Entra ID: a client secret, or a client assertion MSAL signs
+ * with the certificate's key (PS256, x5t#S256 = the SHA-256 thumbprint; x5c = the certificate, for
+ * apps trusted by subject name and issuer).
+ */
+export function msalCredential(auth: OAuth2Auth): Pick<NonNullable<Configuration['auth']>, 'clientSecret' | 'clientCertificate'> {
+  const cert = auth.clientCertificate;
+  if (cert) return { clientCertificate: { thumbprintSha256: cert.thumbprintSha256, privateKey: cert.privateKey.reveal(), x5c: cert.certificatePem } };
+  return auth.clientSecret ? { clientSecret: auth.clientSecret.reveal() } : {};
+}
+
 function msalApp(auth: OAuth2Auth): ConfidentialClientApplication {
   const config: Configuration = {
     auth: {
       clientId: auth.clientId,
-      ...(auth.clientSecret ? { clientSecret: auth.clientSecret.reveal() } : {}),
+      ...msalCredential(auth),
       ...msalAuthority(auth),
     },
     system: { loggerOptions: { logLevel: LogLevel.Error, piiLoggingEnabled: false, loggerCallback: () => {} } },
@@ -89,7 +100,7 @@ export async function fetchToken(sender: string, auth: TokenAuth, refreshToken: 
     if (auth.flow === 'client_credentials') return await microsoftClientCredentials(auth);
     return await microsoftRefresh(auth, refreshToken!);
   } catch (err) {
-    const e = classify(sender, err);
+    const e = classify(sender, err, auth);
     if (e.code !== ErrorCode.Unavailable) throw e;
     // The library says only that the request failed: find out where the way to the provider breaks.
     const endpoint = auth.provider === 'google' ? (auth.tokenUrl ?? GOOGLE_TOKEN_URL) : (auth.authorityUrl ?? MICROSOFT_AUTHORITY);
@@ -164,7 +175,7 @@ function providerAnswer(err: unknown): ProviderAnswer | undefined {
   return undefined;
 }
 
-function classify(sender: string, err: unknown): RelayError {
+function classify(sender: string, err: unknown, auth?: OAuth2Auth): RelayError {
   if (err instanceof RelayError) return err;
   const answer = providerAnswer(err);
   const text = answer ? firstLine(answer.description) : err instanceof Error ? err.message : String(err);
@@ -172,7 +183,11 @@ function classify(sender: string, err: unknown): RelayError {
   if (answer && BAD_CLIENT.has(answer.error)) {
     return new RelayError(
       ErrorCode.FailedPrecondition,
-      `sender "${sender}": the identity platform refused the application's credentials (${text}); check client_id and client_secret`,
+      `sender "${sender}": the identity platform refused the application's credentials (${text}); ${
+        auth?.clientCertificate
+          ? `check client_id, and that the certificate (SHA-1 thumbprint ${auth.clientCertificate.thumbprint}) is uploaded to the app registration under Certificates & secrets`
+          : 'check client_id and client_secret'
+      }`,
       { cause: err },
     );
   }
@@ -218,7 +233,7 @@ export async function redeemCode(auth: OAuth2Auth, req: { code: string; verifier
     const username = res?.idTokenClaims ? (res.idTokenClaims as Record<string, unknown>).preferred_username : undefined;
     return { refreshToken: rt, account: typeof username === 'string' ? username : undefined };
   } catch (err) {
-    throw classify('consent', err);
+    throw classify('consent', err, auth);
   }
 }
 

@@ -7,6 +7,7 @@ import type { KV } from '@nats-io/kv';
 import type { Bus } from '@relay/bus';
 import {
   parseManagedClient,
+  checkCertificateKey,
   parseManagedSender,
   SENDER_SECRET_FIELDS,
   senderSecretFields,
@@ -135,7 +136,7 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
       const old = input.etag ? await current<SenderRecord>(ctx.live.store.senders, id, 'sender', input.etag) : undefined;
       // Secrets go only where they were set for: a sender that now signs in elsewhere starts without them.
       const moved = old !== undefined && signInTarget(old.value.spec) !== signInTarget(spec);
-      const secrets = moved || !old ? {} : old.value.secrets;
+      const secrets = moved || !old ? {} : withoutStaleKeys(old.value.spec, spec, old.value.secrets);
       // The same checks as relay.yaml's, with the field's name.
       invalidIfThrows(() =>
         parseManagedSender(
@@ -206,6 +207,8 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
         }
         if (!value) throw new RelayError(ErrorCode.InvalidArgument, 'value: required');
         if (Buffer.byteLength(value) > MAX_SECRET_BYTES) throw new RelayError(ErrorCode.InvalidArgument, `value: longer than ${MAX_SECRET_BYTES} bytes`);
+        // A certificate's key must be that certificate's: refused now rather than leaving the sender unusable.
+        invalidIfThrows(() => checkCertificateKey(rec.value.spec, id, field, value));
         if (attempt === 0) {
           target = signInTarget(rec.value.spec);
           await ctx.credentials.setSenderSecret(id, field, value);
@@ -332,6 +335,18 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
       return create(RevokeApiKeyResponseSchema, {});
     },
   };
+}
+
+/** A certificate's private key set for another certificate does not fit the new one: it must be set again. */
+function withoutStaleKeys(before: Record<string, unknown>, after: Record<string, unknown>, secrets: SenderRecord['secrets']): SenderRecord['secrets'] {
+  const pemOf = (spec: Record<string, unknown>, path: string[]) =>
+    path.reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), spec);
+  const out = { ...secrets };
+  for (const field of ['smtp.auth.client_certificate.private_key', 'graph.client_certificate.private_key'] as const) {
+    const path = [...field.split('.').slice(0, -1), 'certificate_pem'];
+    if (pemOf(before, path) !== pemOf(after, path)) delete out[field];
+  }
+  return out;
 }
 
 /** Where a sender's secrets are sent: its server or identity platform, app and account. */

@@ -171,7 +171,7 @@ export async function createIngest(
     oidc: () => {
       const c = ctx.config.console;
       if (!c) return undefined;
-      const key = JSON.stringify([c.issuer, c.clientId, c.clientSecret?.reveal()]);
+      const key = JSON.stringify([c.issuer, c.clientId, c.clientSecret?.reveal(), c.clientCertificate?.thumbprintSha256]);
       if (oidc?.key !== key) oidc = { key, signIn: createOidcSignIn(c, `${env.publicUrl}/auth/callback`) };
       return oidc.signIn;
     },

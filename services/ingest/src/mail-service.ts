@@ -1,7 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import type { ServerUnaryCall } from '@grpc/grpc-js';
 import type { Bus } from '@relay/bus';
-import type { RelayConfig, SenderConfig } from '@relay/config';
+import { recipientRefusal, type RelayConfig, type SenderConfig } from '@relay/config';
 import { ErrorCode, RelayError } from '@relay/core';
 import { validateSendMail } from '@relay/mail';
 import { SendMailResponseSchema, type GetMessageRequest, type GetMessageResponse, type SendMailRequest, type SendMailResponse } from '@relay/proto';
@@ -37,6 +37,7 @@ export function createMailHandlers(ctx: IngestContext) {
       const { recipients, size } = validateSendMail(req, {
         maxMessageBytes: messageLimit(ctx.config, sender),
         maxRecipientsPerMessage: sender.rate?.maxRecipientsPerMessage,
+        recipientRefusal: (address) => recipientRefusal(sender, address),
       });
 
       const accepted = await acceptMessage(ctx, {

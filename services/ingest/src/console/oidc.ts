@@ -1,5 +1,6 @@
+import { createPrivateKey } from 'node:crypto';
 import * as client from 'openid-client';
-import type { ConsoleConfig } from '@relay/config';
+import type { ClientCertificateConfig, ConsoleConfig } from '@relay/config';
 import { ErrorCode, RelayError } from '@relay/core';
 import type { Person } from './session.js';
 
@@ -24,7 +25,14 @@ export interface OidcSignIn {
 export function createOidcSignIn(cfg: ConsoleConfig, redirectUri: string): OidcSignIn {
   let discovered: Promise<client.Configuration> | undefined;
   const configuration = () => {
-    discovered ??= client.discovery(new URL(cfg.issuer), cfg.clientId, cfg.clientSecret?.reveal()).catch((err: unknown) => {
+    discovered ??= (async () => {
+      if (!cfg.clientCertificate) return client.discovery(new URL(cfg.issuer), cfg.clientId, cfg.clientSecret?.reveal());
+      // Entra ID wants the assertion addressed to its token endpoint, known once discovery answered.
+      let tokenEndpoint: string | undefined;
+      const found = await client.discovery(new URL(cfg.issuer), cfg.clientId, undefined, await privateKeyJwt(cfg.clientCertificate, () => tokenEndpoint));
+      tokenEndpoint = found.serverMetadata().token_endpoint;
+      return found;
+    })().catch((err: unknown) => {
       discovered = undefined; // try again at the next sign-in
       throw new RelayError(ErrorCode.Unavailable, `the identity provider at ${cfg.issuer} did not answer discovery: ${(err as Error).message}`, {
         cause: err,
@@ -64,6 +72,23 @@ export function createOidcSignIn(cfg: ConsoleConfig, redirectUri: string): OidcS
       return { email, name: name.slice(0, 200), groups: groups.filter((g) => cfg.adminGroups.includes(g)) };
     },
   };
+}
+
+/**
+ * private_key_jwt with an Entra ID app's certificate, as MSAL signs its client assertions: PS256,
+ * the certificate named by its SHA-256 thumbprint (x5t#S256), aud the token endpoint.
+ */
+async function privateKeyJwt(cert: ClientCertificateConfig, tokenEndpoint: () => string | undefined): Promise<client.ClientAuth> {
+  const der = createPrivateKey(cert.privateKey.reveal()).export({ type: 'pkcs8', format: 'der' });
+  const key = await crypto.subtle.importKey('pkcs8', der, { name: 'RSA-PSS', hash: 'SHA-256' }, false, ['sign']);
+  const x5tS256 = Buffer.from(cert.thumbprintSha256, 'hex').toString('base64url');
+  return client.PrivateKeyJwt(key, {
+    [client.modifyAssertion]: (header, payload) => {
+      header['x5t#S256'] = x5tS256;
+      const aud = tokenEndpoint();
+      if (aud) payload.aud = aud;
+    },
+  });
 }
 
 /** Entra ID puts the address in preferred_username or upn when the account has no email claim. */

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
-import type { ClientConfig, SenderConfig } from '@relay/config';
+import { recipientRefusal, type ClientConfig, type SenderConfig } from '@relay/config';
 import { describe, ErrorCode, isRelayError } from '@relay/core';
 import { DEFAULT_MAX_RECIPIENTS, MAX_HEADER_BYTES, readHeaders } from '@relay/mail';
 import { relayInstruments } from '@relay/telemetry';
@@ -131,12 +131,15 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     onMailFrom(address, session, callback) {
       callback(startTransaction(address, session));
     },
-    onRcptTo(_address, session, callback) {
+    onRcptTo(address, session, callback) {
       const tx = sessions.get(session.id)?.tx;
       const max = tx?.sender.rate?.maxRecipientsPerMessage ?? DEFAULT_MAX_RECIPIENTS;
       if (tx && session.envelope.rcptTo.length >= max) {
         return callback(reply(452, `4.5.3 Too many recipients: sender "${tx.sender.id}" takes at most ${max} per message`));
       }
+      // Refused now rather than bounced later (Microsoft High Volume Email delivers inside the tenant only).
+      const refusal = tx && recipientRefusal(tx.sender, address.address);
+      if (refusal) return callback(reply(550, `5.7.1 Recipient ${refusal}`));
       callback();
     },
     onData(stream, session, callback) {
