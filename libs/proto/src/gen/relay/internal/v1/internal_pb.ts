@@ -8,7 +8,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Attachment, BeginConsentRequestSchema, BeginConsentResponseSchema, MessageState, SetSenderSecretRequestSchema, SetSenderSecretResponseSchema, TestSenderRequestSchema, TestSenderResponseSchema } from "../../v1/mail_pb.js";
+import type { Attachment, BeginConsentRequestSchema, BeginConsentResponseSchema, CredentialStatus, MessageState, SetSenderSecretRequestSchema, SetSenderSecretResponseSchema, TestSenderRequestSchema, TestSenderResponseSchema } from "../../v1/mail_pb.js";
 import { file_relay_v1_mail } from "../../v1/mail_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relay/internal/v1/internal.proto.
  */
 export const file_relay_internal_v1_internal: GenFile = /*@__PURE__*/
-  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEi3gUKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBI5ChBmaXJzdF9hdHRlbXB0X2F0GBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgCiAEBEhIKCmluZ2VzdF9zaWcYGiABKAwSEAoIcmF3X21pbWUYFiABKAwSEwoLZW52ZWxvcGVfdG8YFyADKAkSFQoNZW52ZWxvcGVfZnJvbRgYIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc2VuZF9hdEINCgtfbm90X2JlZm9yZUITChFfZmlyc3RfYXR0ZW1wdF9hdCLfAQoLU3RhdHVzRXZlbnQSEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SDgoGZGV0YWlsGAYgASgJEg8KB3NlcnZpY2UYByABKAkSDgoGY2xpZW50GAggASgJEg8KB3N1YmplY3QYHSABKAkSCgoCdG8YHiADKAki8QEKDU1lc3NhZ2VSZWNvcmQSEgoKbWVzc2FnZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIOCgZzZW5kZXIYAyABKAkSDgoGY2xpZW50GAQgASgJEg8KB3N1YmplY3QYBSABKAkSCgoCdG8YBiADKAkSEAoIYXR0ZW1wdHMYByABKA0SEgoKbGFzdF9lcnJvchgIIAEoCRIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpzdGF0dXNfc2VxGAogASgEIl8KFkNvbXBsZXRlQ29uc2VudFJlcXVlc3QSDQoFc3RhdGUYASABKAkSDAoEY29kZRgCIAEoCRINCgVlcnJvchgDIAEoCRIZChFlcnJvcl9kZXNjcmlwdGlvbhgEIAEoCSI/ChdDb21wbGV0ZUNvbnNlbnRSZXNwb25zZRITCgtodHRwX3N0YXR1cxgBIAEoDRIPCgdtZXNzYWdlGAIgASgJIiwKGkRlbGV0ZVNlbmRlclNlY3JldHNSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSIdChtEZWxldGVTZW5kZXJTZWNyZXRzUmVzcG9uc2UiPAoSR2V0U210cEF1dGhSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCKcAgoTR2V0U210cEF1dGhSZXNwb25zZRI5CgRraW5kGAEgASgOMisucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXNwb25zZS5LaW5kEgwKBHVzZXIYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSFAoMYWNjZXNzX3Rva2VuGAQgASgJEjMKCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEiUAoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASDQoJS0lORF9OT05FEAESEQoNS0lORF9QQVNTV09SRBACEhAKDEtJTkRfWE9BVVRIMhADQg0KC19leHBpcmVzX2F0Ij4KFEdldEdyYXBoVG9rZW5SZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIWCg50b2tlbl9yZWplY3RlZBgCIAEoCCJdChVHZXRHcmFwaFRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMqYFChJDcmVkZW50aWFsc1NlcnZpY2USXAoLR2V0U210cEF1dGgSJS5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlcXVlc3QaJi5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlc3BvbnNlEmIKDUdldEdyYXBoVG9rZW4SJy5yZWxheS5pbnRlcm5hbC52MS5HZXRHcmFwaFRva2VuUmVxdWVzdBooLnJlbGF5LmludGVybmFsLnYxLkdldEdyYXBoVG9rZW5SZXNwb25zZRJNCgxCZWdpbkNvbnNlbnQSHS5yZWxheS52MS5CZWdpbkNvbnNlbnRSZXF1ZXN0Gh4ucmVsYXkudjEuQmVnaW5Db25zZW50UmVzcG9uc2USRwoKVGVzdFNlbmRlchIbLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXF1ZXN0GhwucmVsYXkudjEuVGVzdFNlbmRlclJlc3BvbnNlElYKD1NldFNlbmRlclNlY3JldBIgLnJlbGF5LnYxLlNldFNlbmRlclNlY3JldFJlcXVlc3QaIS5yZWxheS52MS5TZXRTZW5kZXJTZWNyZXRSZXNwb25zZRJ0ChNEZWxldGVTZW5kZXJTZWNyZXRzEi0ucmVsYXkuaW50ZXJuYWwudjEuRGVsZXRlU2VuZGVyU2VjcmV0c1JlcXVlc3QaLi5yZWxheS5pbnRlcm5hbC52MS5EZWxldGVTZW5kZXJTZWNyZXRzUmVzcG9uc2USaAoPQ29tcGxldGVDb25zZW50EikucmVsYXkuaW50ZXJuYWwudjEuQ29tcGxldGVDb25zZW50UmVxdWVzdBoqLnJlbGF5LmludGVybmFsLnYxLkNvbXBsZXRlQ29uc2VudFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_relay_v1_mail]);
+  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEi3gUKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBI5ChBmaXJzdF9hdHRlbXB0X2F0GBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgCiAEBEhIKCmluZ2VzdF9zaWcYGiABKAwSEAoIcmF3X21pbWUYFiABKAwSEwoLZW52ZWxvcGVfdG8YFyADKAkSFQoNZW52ZWxvcGVfZnJvbRgYIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc2VuZF9hdEINCgtfbm90X2JlZm9yZUITChFfZmlyc3RfYXR0ZW1wdF9hdCLfAQoLU3RhdHVzRXZlbnQSEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SDgoGZGV0YWlsGAYgASgJEg8KB3NlcnZpY2UYByABKAkSDgoGY2xpZW50GAggASgJEg8KB3N1YmplY3QYHSABKAkSCgoCdG8YHiADKAki8QEKDU1lc3NhZ2VSZWNvcmQSEgoKbWVzc2FnZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIOCgZzZW5kZXIYAyABKAkSDgoGY2xpZW50GAQgASgJEg8KB3N1YmplY3QYBSABKAkSCgoCdG8YBiADKAkSEAoIYXR0ZW1wdHMYByABKA0SEgoKbGFzdF9lcnJvchgIIAEoCRIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpzdGF0dXNfc2VxGAogASgEIiwKGkdldENyZWRlbnRpYWxTdGF0dXNSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSJJChtHZXRDcmVkZW50aWFsU3RhdHVzUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoucmVsYXkudjEuQ3JlZGVudGlhbFN0YXR1cyJfChZDb21wbGV0ZUNvbnNlbnRSZXF1ZXN0Eg0KBXN0YXRlGAEgASgJEgwKBGNvZGUYAiABKAkSDQoFZXJyb3IYAyABKAkSGQoRZXJyb3JfZGVzY3JpcHRpb24YBCABKAkiPwoXQ29tcGxldGVDb25zZW50UmVzcG9uc2USEwoLaHR0cF9zdGF0dXMYASABKA0SDwoHbWVzc2FnZRgCIAEoCSIsChpEZWxldGVTZW5kZXJTZWNyZXRzUmVxdWVzdBIOCgZzZW5kZXIYASABKAkiHQobRGVsZXRlU2VuZGVyU2VjcmV0c1Jlc3BvbnNlIjwKEkdldFNtdHBBdXRoUmVxdWVzdBIOCgZzZW5kZXIYASABKAkSFgoOdG9rZW5fcmVqZWN0ZWQYAiABKAginAIKE0dldFNtdHBBdXRoUmVzcG9uc2USOQoEa2luZBgBIAEoDjIrLnJlbGF5LmludGVybmFsLnYxLkdldFNtdHBBdXRoUmVzcG9uc2UuS2luZBIMCgR1c2VyGAIgASgJEhAKCHBhc3N3b3JkGAMgASgJEhQKDGFjY2Vzc190b2tlbhgEIAEoCRIzCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBIlAKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEg0KCUtJTkRfTk9ORRABEhEKDUtJTkRfUEFTU1dPUkQQAhIQCgxLSU5EX1hPQVVUSDIQA0INCgtfZXhwaXJlc19hdCI+ChRHZXRHcmFwaFRva2VuUmVxdWVzdBIOCgZzZW5kZXIYASABKAkSFgoOdG9rZW5fcmVqZWN0ZWQYAiABKAgiXQoVR2V0R3JhcGhUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDKcBgoSQ3JlZGVudGlhbHNTZXJ2aWNlElwKC0dldFNtdHBBdXRoEiUucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXF1ZXN0GiYucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXNwb25zZRJiCg1HZXRHcmFwaFRva2VuEicucmVsYXkuaW50ZXJuYWwudjEuR2V0R3JhcGhUb2tlblJlcXVlc3QaKC5yZWxheS5pbnRlcm5hbC52MS5HZXRHcmFwaFRva2VuUmVzcG9uc2USTQoMQmVnaW5Db25zZW50Eh0ucmVsYXkudjEuQmVnaW5Db25zZW50UmVxdWVzdBoeLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlc3BvbnNlEkcKClRlc3RTZW5kZXISGy5yZWxheS52MS5UZXN0U2VuZGVyUmVxdWVzdBocLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXNwb25zZRJWCg9TZXRTZW5kZXJTZWNyZXQSIC5yZWxheS52MS5TZXRTZW5kZXJTZWNyZXRSZXF1ZXN0GiEucmVsYXkudjEuU2V0U2VuZGVyU2VjcmV0UmVzcG9uc2USdAoTRGVsZXRlU2VuZGVyU2VjcmV0cxItLnJlbGF5LmludGVybmFsLnYxLkRlbGV0ZVNlbmRlclNlY3JldHNSZXF1ZXN0Gi4ucmVsYXkuaW50ZXJuYWwudjEuRGVsZXRlU2VuZGVyU2VjcmV0c1Jlc3BvbnNlEmgKD0NvbXBsZXRlQ29uc2VudBIpLnJlbGF5LmludGVybmFsLnYxLkNvbXBsZXRlQ29uc2VudFJlcXVlc3QaKi5yZWxheS5pbnRlcm5hbC52MS5Db21wbGV0ZUNvbnNlbnRSZXNwb25zZRJ0ChNHZXRDcmVkZW50aWFsU3RhdHVzEi0ucmVsYXkuaW50ZXJuYWwudjEuR2V0Q3JlZGVudGlhbFN0YXR1c1JlcXVlc3QaLi5yZWxheS5pbnRlcm5hbC52MS5HZXRDcmVkZW50aWFsU3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_relay_v1_mail]);
 
 /**
  * A message as it travels on the bus (subjects relay.submitted.<sender>, relay.dispatch.<transport>.<sender>).
@@ -310,6 +310,40 @@ export const MessageRecordSchema: GenMessage<MessageRecord> = /*@__PURE__*/
   messageDesc(file_relay_internal_v1_internal, 2);
 
 /**
+ * @generated from message relay.internal.v1.GetCredentialStatusRequest
+ */
+export type GetCredentialStatusRequest = Message<"relay.internal.v1.GetCredentialStatusRequest"> & {
+  /**
+   * @generated from field: string sender = 1;
+   */
+  sender: string;
+};
+
+/**
+ * Describes the message relay.internal.v1.GetCredentialStatusRequest.
+ * Use `create(GetCredentialStatusRequestSchema)` to create a new message.
+ */
+export const GetCredentialStatusRequestSchema: GenMessage<GetCredentialStatusRequest> = /*@__PURE__*/
+  messageDesc(file_relay_internal_v1_internal, 3);
+
+/**
+ * @generated from message relay.internal.v1.GetCredentialStatusResponse
+ */
+export type GetCredentialStatusResponse = Message<"relay.internal.v1.GetCredentialStatusResponse"> & {
+  /**
+   * @generated from field: relay.v1.CredentialStatus status = 1;
+   */
+  status?: CredentialStatus | undefined;
+};
+
+/**
+ * Describes the message relay.internal.v1.GetCredentialStatusResponse.
+ * Use `create(GetCredentialStatusResponseSchema)` to create a new message.
+ */
+export const GetCredentialStatusResponseSchema: GenMessage<GetCredentialStatusResponse> = /*@__PURE__*/
+  messageDesc(file_relay_internal_v1_internal, 4);
+
+/**
  * @generated from message relay.internal.v1.CompleteConsentRequest
  */
 export type CompleteConsentRequest = Message<"relay.internal.v1.CompleteConsentRequest"> & {
@@ -341,7 +375,7 @@ export type CompleteConsentRequest = Message<"relay.internal.v1.CompleteConsentR
  * Use `create(CompleteConsentRequestSchema)` to create a new message.
  */
 export const CompleteConsentRequestSchema: GenMessage<CompleteConsentRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 3);
+  messageDesc(file_relay_internal_v1_internal, 5);
 
 /**
  * @generated from message relay.internal.v1.CompleteConsentResponse
@@ -367,7 +401,7 @@ export type CompleteConsentResponse = Message<"relay.internal.v1.CompleteConsent
  * Use `create(CompleteConsentResponseSchema)` to create a new message.
  */
 export const CompleteConsentResponseSchema: GenMessage<CompleteConsentResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 4);
+  messageDesc(file_relay_internal_v1_internal, 6);
 
 /**
  * @generated from message relay.internal.v1.DeleteSenderSecretsRequest
@@ -384,7 +418,7 @@ export type DeleteSenderSecretsRequest = Message<"relay.internal.v1.DeleteSender
  * Use `create(DeleteSenderSecretsRequestSchema)` to create a new message.
  */
 export const DeleteSenderSecretsRequestSchema: GenMessage<DeleteSenderSecretsRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 5);
+  messageDesc(file_relay_internal_v1_internal, 7);
 
 /**
  * @generated from message relay.internal.v1.DeleteSenderSecretsResponse
@@ -397,7 +431,7 @@ export type DeleteSenderSecretsResponse = Message<"relay.internal.v1.DeleteSende
  * Use `create(DeleteSenderSecretsResponseSchema)` to create a new message.
  */
 export const DeleteSenderSecretsResponseSchema: GenMessage<DeleteSenderSecretsResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 6);
+  messageDesc(file_relay_internal_v1_internal, 8);
 
 /**
  * @generated from message relay.internal.v1.GetSmtpAuthRequest
@@ -421,7 +455,7 @@ export type GetSmtpAuthRequest = Message<"relay.internal.v1.GetSmtpAuthRequest">
  * Use `create(GetSmtpAuthRequestSchema)` to create a new message.
  */
 export const GetSmtpAuthRequestSchema: GenMessage<GetSmtpAuthRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 7);
+  messageDesc(file_relay_internal_v1_internal, 9);
 
 /**
  * @generated from message relay.internal.v1.GetSmtpAuthResponse
@@ -458,7 +492,7 @@ export type GetSmtpAuthResponse = Message<"relay.internal.v1.GetSmtpAuthResponse
  * Use `create(GetSmtpAuthResponseSchema)` to create a new message.
  */
 export const GetSmtpAuthResponseSchema: GenMessage<GetSmtpAuthResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 8);
+  messageDesc(file_relay_internal_v1_internal, 10);
 
 /**
  * @generated from enum relay.internal.v1.GetSmtpAuthResponse.Kind
@@ -489,7 +523,7 @@ export enum GetSmtpAuthResponse_Kind {
  * Describes the enum relay.internal.v1.GetSmtpAuthResponse.Kind.
  */
 export const GetSmtpAuthResponse_KindSchema: GenEnum<GetSmtpAuthResponse_Kind> = /*@__PURE__*/
-  enumDesc(file_relay_internal_v1_internal, 8, 0);
+  enumDesc(file_relay_internal_v1_internal, 10, 0);
 
 /**
  * @generated from message relay.internal.v1.GetGraphTokenRequest
@@ -513,7 +547,7 @@ export type GetGraphTokenRequest = Message<"relay.internal.v1.GetGraphTokenReque
  * Use `create(GetGraphTokenRequestSchema)` to create a new message.
  */
 export const GetGraphTokenRequestSchema: GenMessage<GetGraphTokenRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 9);
+  messageDesc(file_relay_internal_v1_internal, 11);
 
 /**
  * @generated from message relay.internal.v1.GetGraphTokenResponse
@@ -535,7 +569,7 @@ export type GetGraphTokenResponse = Message<"relay.internal.v1.GetGraphTokenResp
  * Use `create(GetGraphTokenResponseSchema)` to create a new message.
  */
 export const GetGraphTokenResponseSchema: GenMessage<GetGraphTokenResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 10);
+  messageDesc(file_relay_internal_v1_internal, 12);
 
 /**
  * How a sender service authenticates to its provider; served only to sender services.
@@ -611,6 +645,16 @@ export const CredentialsService: GenService<{
     methodKind: "unary";
     input: typeof CompleteConsentRequestSchema;
     output: typeof CompleteConsentResponseSchema;
+  },
+  /**
+   * A sender's consent and token facts for AdminService.GetSender (never a secret).
+   *
+   * @generated from rpc relay.internal.v1.CredentialsService.GetCredentialStatus
+   */
+  getCredentialStatus: {
+    methodKind: "unary";
+    input: typeof GetCredentialStatusRequestSchema;
+    output: typeof GetCredentialStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_relay_internal_v1_internal, 0);
