@@ -105,6 +105,7 @@ describe.skipIf(!haveChromium)('sender page in chromium', () => {
     expect(await today.getAttribute('max')).toBe('100');
     expect(await page.getByRole('meter', { name: 'Failed (24 h)' }).getAttribute('aria-valuetext')).toBe('0 messages');
     for (const name of ['Queued', 'Held by pacing', 'Retrying']) await page.getByRole('meter', { name }).waitFor();
+    expect(await page.getByRole('region', { name: 'Pacing and daily cap' }).textContent()).toMatch(/Pace\s*100 recipients a day/);
 
     const recent = page.getByRole('table', { name: 'Recent messages' });
     await recent.getByRole('link', { name: 'Gauge two' }).waitFor({ timeout: 20_000 });

@@ -296,7 +296,7 @@ function Gauge(props: { id: string; label: string; value: number; max: number; t
 
 const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
 
-/** The pace the sender's settings give (a preset by name, or its batch and interval). */
+/** The pace the sender's settings give (a preset by name, its batch and interval, its daily caps). */
 function paceOf(spec: Spec | undefined): string {
   const rate = spec?.rate as Record<string, unknown> | undefined;
   if (!rate) return spec?.transport === 'graph' ? 'the microsoft365-graph preset' : 'unpaced';
@@ -304,6 +304,7 @@ function paceOf(spec: Spec | undefined): string {
   if (rate.preset) parts.push(`preset ${String(rate.preset)}`);
   if (rate.batch_size && rate.interval) parts.push(`${String(rate.batch_size)} messages every ${String(rate.interval)}`);
   if (rate.daily_messages) parts.push(`${String(rate.daily_messages)} messages a day`);
+  if (rate.daily_recipients) parts.push(`${String(rate.daily_recipients)} recipients a day`);
   return parts.join('; ') || 'unpaced';
 }
 
