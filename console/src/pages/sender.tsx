@@ -232,7 +232,8 @@ function SignInPanel(props: { id: string; consent: boolean; credential: Credenti
       const r = await call<{ authorizeUrl: string }>('BeginConsent', { sender: id });
       setUrl(r.authorizeUrl);
       window.open(r.authorizeUrl, '_blank', 'noopener');
-      void watch(c?.consentedAt ?? '');
+      // One look at a time: a second press reuses the first's.
+      if (!waiting) void watch(c?.consentedAt ?? '');
     } catch (err) {
       setError((err as Error).message);
     }
