@@ -4,7 +4,19 @@ import { credentials, makeGenericClientConstructor, Metadata, type ServiceError 
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Redis } from 'ioredis';
-import { AdminService, BeginConsentRequestSchema, MessageState, toGrpcDefinition, type BeginConsentResponse, type TestSenderResponse } from '@relay/proto';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+import {
+  AdminService,
+  BeginConsentRequestSchema,
+  GetSenderRequestSchema,
+  GetSenderResponseSchema,
+  MessageState,
+  toGrpcDefinition,
+  type BeginConsentResponse,
+  type GetSenderResponse,
+  type TestSenderResponse,
+} from '@relay/proto';
+import { toJsonString } from '@bufbuild/protobuf';
 import {
   clientEntry,
   FAST_DELIVERY,
@@ -197,6 +209,29 @@ describe('OAuth2 credentials end to end', () => {
     expect((await fetch(callback)).status).toBe(400);
 
     await waitForMail(smtp, res.messageId, 30_000);
+  });
+
+  it('GetSender shows who consented and when the token was refreshed, and no secret', async () => {
+    const getSender = (id: string) => client.admin<GetSenderResponse>('getSender', create(GetSenderRequestSchema, { id }), { apiKey: ops.apiKey });
+    const got = await getSender('consented');
+    const c = got.credential!;
+    expect(c.consentedBy).toBe('consented@campus.example');
+    const consentedAt = timestampDate(c.consentedAt!).getTime();
+    const refreshedAt = timestampDate(c.tokenRefreshedAt!).getTime();
+    expect(Math.abs(Date.now() - consentedAt)).toBeLessThan(5 * 60_000);
+    // The mail waiting for consent went out with a token obtained after it.
+    expect(refreshedAt).toBeGreaterThanOrEqual(consentedAt);
+    expect(timestampDate(c.tokenExpiresAt!).getTime()).toBeGreaterThan(refreshedAt);
+    const text = toJsonString(GetSenderResponseSchema, got);
+    for (const secret of [CLIENT_SECRET, ...idp.issuedRefreshTokens(), ...idp.issuedAccessTokens()]) expect(text).not.toContain(secret);
+
+    // An imported refresh token was never consented to here; its token times are still shown.
+    const imported = (await getSender('delegated')).credential!;
+    expect(imported.consentedBy).toBe('');
+    expect(imported.tokenRefreshedAt).toBeDefined();
+    // A password sender has neither.
+    const password = (await getSender('password')).credential!;
+    expect([password.consentedBy, password.consentedAt, password.tokenRefreshedAt]).toEqual(['', undefined, undefined]);
   });
 
   it('tests a sender step by step (AdminService.TestSender), with a test message and a remedy on failure', async () => {

@@ -3,11 +3,14 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import type { CreateApiKeyRequest, GetSenderRequest, PutClientRequest, PutSenderRequest, SetSenderSecretRequest } from '@relay/proto';
 import { describe, expect, it } from 'vitest';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { at, dir, relay, relayCli, sender, useFakeRelay } from './testing/fixture.js';
 import { parse } from 'yaml';
 import { grpcError, runCli } from './testing/fake-relay.js';
 
 useFakeRelay();
+
+const later = timestampFromDate(new Date('2030-01-02T04:04:05Z'));
 
 describe('relay senders', () => {
   it('lists senders as a table, sending the API key from RELAY_API_KEY', async () => {
@@ -43,6 +46,26 @@ describe('relay senders', () => {
       spec: { smtp: { port: 587 } },
       secrets: [{ field: 'smtp.auth.password', set: true }],
     });
+  });
+
+  it('shows who consented and when the token was refreshed and expires', async () => {
+    const oauth = { id: 'mfa', from: 'mfa@campus.example', transport: 'smtp', smtp: { auth: { type: 'oauth2', flow: 'refresh_token' } } };
+    relay.on('getSender', (req: GetSenderRequest) =>
+      req.id === 'mfa'
+        ? {
+            sender: sender('mfa', { spec: oauth }),
+            credential: { consentedBy: 'mfa@campus.example', consentedAt: at, tokenRefreshedAt: at, tokenExpiresAt: later },
+          }
+        : { sender: sender(req.id, { spec: { ...oauth, id: req.id } }) },
+    );
+    const res = await relayCli(['senders', 'get', 'mfa']);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(
+      /Sign-in:\n\s+consented by\s+mfa@campus\.example {2}2030-01-02 03:04:05Z\n\s+token refreshed\s+2030-01-02 03:04:05Z\n\s+token expires\s+2030-01-02 04:04:05Z\n/,
+    );
+    // Nothing known yet, or the credentials service did not answer: said so.
+    const none = await relayCli(['senders', 'get', 'other']);
+    expect(none.stdout).toMatch(/Sign-in:\n\s+unknown \(the credentials service did not answer\)/);
   });
 
   it('applies a file: reads the sender first and updates that version', async () => {

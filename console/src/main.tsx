@@ -2,6 +2,7 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { loadSession, type SessionInfo, signOut } from './api';
 import { ClientsPage } from './pages/clients';
+import { MessagePage } from './pages/message';
 import { MessagesPage } from './pages/messages';
 import { QueuesPage } from './pages/queues';
 import { SenderPage } from './pages/sender';
@@ -72,6 +73,8 @@ function App() {
       <main id="main">
         {page === 'senders' && arg ? (
           <SenderPage id={decodeURIComponent(arg)} admin={admin} />
+        ) : page === 'messages' && arg ? (
+          <MessagePage id={decodeURIComponent(arg)} />
         ) : page === 'messages' ? (
           <MessagesPage senders={admin ? [] : (session.senders ?? [])} traceUrlTemplate={session.traceUrlTemplate} />
         ) : page === 'queues' ? (

@@ -6,6 +6,7 @@ import { grpcCode } from '@relay/client';
 import {
   AdminService,
   BeginConsentResponseSchema,
+  type CredentialStatus,
   ListSendersResponseSchema,
   PutSenderResponseSchema,
   type Sender,
@@ -66,7 +67,7 @@ export function registerSenders(program: Command, rt: ForCommand): void {
       const s = res.sender;
       if (!s) throw new CliError(`the relay returned no sender for "${id}"`);
       if (isStructured(r.output.format)) return printMessage(r.output, SenderSchema, s);
-      printSender(r, s);
+      printSender(r, s, res.credential);
     });
 
   senders
@@ -206,7 +207,7 @@ function refreshTokenSetAt(s: Sender | undefined): number | undefined {
   return secret.setAt ? timestampDate(secret.setAt).getTime() : 0;
 }
 
-function printSender(r: Runtime, s: Sender): void {
+function printSender(r: Runtime, s: Sender, credential?: CredentialStatus): void {
   const o = r.output;
   const rows: Array<[string, string]> = [
     ['Id', s.id],
@@ -223,6 +224,7 @@ function printSender(r: Runtime, s: Sender): void {
       o.out(`  ${x.field.padEnd(28)}${state}${x.setAt ? `  ${formatTime(x.setAt)}` : ''}${x.setBy ? ` by ${x.setBy}` : ''}`);
     }
   }
+  printSignIn(r, s, credential);
   o.out(o.color('bold', 'Settings:'));
   o.out(
     stringify(s.spec ?? {})
@@ -231,6 +233,25 @@ function printSender(r: Runtime, s: Sender): void {
       .map((l) => `  ${l}`)
       .join('\n'),
   );
+}
+
+/** Who consented and the access token's times, for a sender that signs in with tokens (or has any of these facts). */
+function printSignIn(r: Runtime, s: Sender, c: CredentialStatus | undefined): void {
+  const o = r.output;
+  const spec = (s.spec ?? {}) as { transport?: unknown; smtp?: { auth?: { type?: unknown; flow?: unknown } } };
+  const tokens = spec.transport === 'graph' || spec.smtp?.auth?.type === 'oauth2';
+  const known = c && (c.consentedBy || c.consentedAt || c.tokenRefreshedAt);
+  if (!tokens && !known) return;
+  o.out(o.color('bold', 'Sign-in:'));
+  if (!c) {
+    o.out('  unknown (the credentials service did not answer)');
+    return;
+  }
+  if (spec.smtp?.auth?.flow === 'refresh_token' || c.consentedBy) {
+    o.out(`  ${'consented by'.padEnd(28)}${c.consentedBy ? `${c.consentedBy}  ${formatTime(c.consentedAt)}` : o.color('yellow', 'nobody yet')}`);
+  }
+  o.out(`  ${'token refreshed'.padEnd(28)}${c.tokenRefreshedAt ? formatTime(c.tokenRefreshedAt) : 'not yet'}`);
+  if (c.tokenExpiresAt) o.out(`  ${'token expires'.padEnd(28)}${formatTime(c.tokenExpiresAt)}`);
 }
 
 function printTest(r: Runtime, id: string, res: TestSenderResponse): void {

@@ -5,10 +5,12 @@ import {
   CompleteConsentRequestSchema,
   CredentialsService,
   DeleteSenderSecretsRequestSchema,
+  GetCredentialStatusRequestSchema,
   GetGraphTokenRequestSchema,
   GetSmtpAuthRequestSchema,
   type CompleteConsentResponse,
   type DeleteSenderSecretsResponse,
+  type GetCredentialStatusResponse,
   type GetGraphTokenResponse,
   type GetSmtpAuthResponse,
 } from './gen/relay/internal/v1/internal_pb.js';
@@ -35,6 +37,8 @@ export interface CredentialsClient {
   deleteSenderSecrets(req: MessageInitShape<typeof DeleteSenderSecretsRequestSchema>, deadlineMs: number): Promise<DeleteSenderSecretsResponse>;
   /** The consent redirect (`/oauth/callback`), forwarded by ingest. */
   completeConsent(req: MessageInitShape<typeof CompleteConsentRequestSchema>, deadlineMs: number): Promise<CompleteConsentResponse>;
+  /** A sender's consent and token facts, for AdminService.GetSender. */
+  getCredentialStatus(req: MessageInitShape<typeof GetCredentialStatusRequestSchema>, deadlineMs: number): Promise<GetCredentialStatusResponse>;
   close(): void;
 }
 
@@ -65,6 +69,8 @@ export function createCredentialsClient(address: string, auth: InternalAuth): Cr
       unary<typeof DeleteSenderSecretsRequestSchema, DeleteSenderSecretsResponse>('deleteSenderSecrets', DeleteSenderSecretsRequestSchema, req, deadlineMs),
     completeConsent: (req, deadlineMs) =>
       unary<typeof CompleteConsentRequestSchema, CompleteConsentResponse>('completeConsent', CompleteConsentRequestSchema, req, deadlineMs),
+    getCredentialStatus: (req, deadlineMs) =>
+      unary<typeof GetCredentialStatusRequestSchema, GetCredentialStatusResponse>('getCredentialStatus', GetCredentialStatusRequestSchema, req, deadlineMs),
     close: () => client.close(),
   };
 }

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { SenderConfig } from '@relay/config';
 import { ErrorCode, RelayError } from '@relay/core';
 import type { Logger } from '@relay/telemetry';
+import type { CredentialStatusStore } from './credential-status.js';
 import type { SecretBox } from './secret-box.js';
 import type { RefreshTokenStore } from './secret-store.js';
 import type { TokenCache } from './token-cache.js';
@@ -23,6 +24,8 @@ export interface ConsentDeps {
   publicUrl: string;
   /** Redeems an authorization code at the provider; returns the refresh token and who signed in. */
   redeemCode: (auth: OAuth2Auth, req: { code: string; verifier: string; redirectUri: string; scopes: string[] }) => Promise<RedeemedCode>;
+  /** Where who consented and when is kept (shown by GetSender). */
+  status?: Pick<CredentialStatusStore, 'consented'>;
 }
 
 interface PendingConsent {
@@ -169,6 +172,10 @@ export function createConsent(deps: ConsentDeps): Consent {
       const refreshToken = redeemed.refreshToken;
       await deps.store.put(pending.sender, refreshToken, 'consent', auth.refreshToken?.reveal());
       deps.cache.forget(pending.sender);
+      // The grant is stored: a failure to note who gave it does not undo it.
+      await deps.status
+        ?.consented(pending.sender, redeemed.account)
+        .catch((err: unknown) => logger.warn({ sender: pending.sender, err: (err as Error).message }, 'consent not recorded in the credential status'));
       logger.info({ sender: pending.sender }, 'consent completed; refresh token stored');
       return { status: 200, message: `Sender "${pending.sender}" is authorized. You can close this window.` };
     },

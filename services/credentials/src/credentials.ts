@@ -9,6 +9,7 @@ import {
   bindGrpc,
   CompleteConsentResponseSchema,
   DeleteSenderSecretsResponseSchema,
+  GetCredentialStatusResponseSchema,
   SecretStatusSchema,
   SetSenderSecretResponseSchema,
   CredentialsService,
@@ -21,6 +22,8 @@ import {
   type CompleteConsentResponse,
   type DeleteSenderSecretsRequest,
   type DeleteSenderSecretsResponse,
+  type GetCredentialStatusRequest,
+  type GetCredentialStatusResponse,
   type SetSenderSecretRequest,
   type SetSenderSecretResponse,
   type GetGraphTokenRequest,
@@ -35,6 +38,7 @@ import { connectBusFor, createRedis } from '@relay/service';
 import { addGrpcHealth, relayInstruments, startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
 import { registerCertificateExpiryGauge } from './certificate-expiry.js';
 import { consentQuery, createConsent } from './consent.js';
+import { credentialStatusMessage, openCredentialStatus } from './credential-status.js';
 import { graphTokenFor } from './graph-auth.js';
 import { testGraphSender } from './graph-test.js';
 import { CALLERS, checkInternalCaller, type CallerPolicy } from './internal-auth.js';
@@ -70,12 +74,13 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   const opened = await Promise.all([
     openRefreshTokenStore(bus, box, env.streamReplicas),
     openManagedSecrets(bus, box, env.streamReplicas, (err, key) => logger.error({ key, err: describe(err) }, 'managed secret cannot be opened')),
+    openCredentialStatus(bus, env.streamReplicas),
   ]).catch(async (err: unknown) => {
     if (!overrides.bus) await bus.close();
     if (!overrides.redis) redis.disconnect();
     throw err;
   });
-  const [store, managed] = opened;
+  const [store, managed, status] = opened;
   // relay.yaml and the senders managed through the API, whose secrets are the sealed ones above.
   const live = await createLiveConfig({
     bus,
@@ -88,7 +93,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   });
   managed.onChange(() => live.refresh());
   const cache = new TokenCache(redis, box, env.busPrefix);
-  const tokens = createOAuthTokens({ cache, store, logger });
+  const tokens = createOAuthTokens({ cache, store, logger, status });
   // One map, kept current in place: the consent flow and every call read it.
   const senders = new Map(config.senders.map((s) => [s.id, s]));
   live.onChange(async (c) => {
@@ -103,7 +108,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
     senders.clear();
     for (const s of c.senders) senders.set(s.id, s);
   });
-  const consent = createConsent({ senders, redis, box, store, cache, logger, prefix: env.busPrefix, publicUrl: env.publicUrl, redeemCode });
+  const consent = createConsent({ senders, redis, box, store, cache, logger, prefix: env.busPrefix, publicUrl: env.publicUrl, redeemCode, status });
 
   const server = new Server();
   /**
@@ -168,8 +173,17 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
       CALLERS.setSenderSecret,
       async (req) => {
         if (!SENDER_ID.test(req.sender)) throw new RelayError(ErrorCode.InvalidArgument, 'sender: must be 1-64 letters, digits, "-" or "_"');
-        await Promise.all([managed.deleteSender(req.sender), store.forget(req.sender), cache.drop(req.sender)]);
+        await Promise.all([managed.deleteSender(req.sender), store.forget(req.sender), cache.drop(req.sender), status.forget(req.sender)]);
         return create(DeleteSenderSecretsResponseSchema, {});
+      },
+    ),
+    // Who consented and the token's times, for GetSender: facts only, never a token.
+    getCredentialStatus: internal<GetCredentialStatusRequest, GetCredentialStatusResponse>(
+      'credential status refused',
+      CALLERS.getCredentialStatus,
+      async (req) => {
+        if (!SENDER_ID.test(req.sender)) throw new RelayError(ErrorCode.InvalidArgument, 'sender: must be 1-64 letters, digits, "-" or "_"');
+        return create(GetCredentialStatusResponseSchema, { status: credentialStatusMessage(await status.get(req.sender)) });
       },
     ),
   });

@@ -8,6 +8,7 @@ import {
   BeginConsentRequestSchema,
   CompleteConsentRequestSchema,
   createCredentialsClient,
+  GetCredentialStatusRequestSchema,
   CredentialsService,
   GetSmtpAuthRequestSchema,
   GetSmtpAuthResponse_Kind,
@@ -60,7 +61,7 @@ function rawCall(
   address: string,
   channel: ReturnType<typeof grpcCredentials.createInsecure>,
   token?: string,
-  method: 'getSmtpAuth' | 'beginConsent' | 'completeConsent' = 'getSmtpAuth',
+  method: 'getSmtpAuth' | 'beginConsent' | 'completeConsent' | 'getCredentialStatus' = 'getSmtpAuth',
 ): Promise<{ code: number; password?: string; httpStatus?: number }> {
   const client = new Ctor(address, channel, { 'grpc.ssl_target_name_override': 'localhost' }) as unknown as Record<string, (...args: unknown[]) => unknown> & {
     close(): void;
@@ -72,7 +73,9 @@ function rawCall(
       ? create(GetSmtpAuthRequestSchema, { sender: 'mail' })
       : method === 'beginConsent'
         ? create(BeginConsentRequestSchema, { sender: 'mail' })
-        : create(CompleteConsentRequestSchema, { state: 'forged', code: 'c' });
+        : method === 'getCredentialStatus'
+          ? create(GetCredentialStatusRequestSchema, { sender: 'mail' })
+          : create(CompleteConsentRequestSchema, { state: 'forged', code: 'c' });
   return new Promise((resolve) => {
     client[method]!(req, md, { deadline: Date.now() + 5_000 }, (err: ServiceError | null, res?: { password?: string; httpStatus?: number }) => {
       client.close();
@@ -109,6 +112,21 @@ describe('internal token', () => {
     expect(await rawCall(address, grpcCredentials.createInsecure(), token, 'completeConsent')).toEqual({ code: status.UNAUTHENTICATED });
     expect(await rawCall(address, grpcCredentials.createInsecure(), undefined, 'completeConsent')).toEqual({ code: status.UNAUTHENTICATED });
     expect(await rawCall(address, grpcCredentials.createInsecure(), ingestToken, 'completeConsent')).toEqual({ code: status.OK, httpStatus: 400 });
+  });
+
+  it("answers the credential status only with ingest's token", async () => {
+    expect(await rawCall(address, grpcCredentials.createInsecure(), token, 'getCredentialStatus')).toEqual({ code: status.UNAUTHENTICATED });
+    expect(await rawCall(address, grpcCredentials.createInsecure(), undefined, 'getCredentialStatus')).toEqual({ code: status.UNAUTHENTICATED });
+    expect(await rawCall(address, grpcCredentials.createInsecure(), ingestToken, 'getCredentialStatus')).toEqual({ code: status.OK });
+    const client = createCredentialsClient(address, { kind: 'token', token: ingestToken });
+    try {
+      // A password sender has no consent and no token: every fact is unset.
+      const facts = (await client.getCredentialStatus({ sender: 'mail' }, 5_000)).status!;
+      expect([facts.consentedBy, facts.consentedAt, facts.tokenRefreshedAt, facts.tokenExpiresAt]).toEqual(['', undefined, undefined, undefined]);
+      await expect(client.getCredentialStatus({ sender: 'bad id!' }, 5_000)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+    } finally {
+      client.close();
+    }
   });
 
   it('refuses a token derived from the master key, as services used to make it', async () => {
@@ -152,6 +170,7 @@ describe('internal mutual TLS', () => {
     const channel = () => grpcCredentials.createSsl(read(files.ca), read(files.client.key), read(files.client.cert));
     expect(await rawCall(address, channel(), undefined, 'beginConsent')).toEqual({ code: status.PERMISSION_DENIED });
     expect(await rawCall(address, channel(), undefined, 'completeConsent')).toEqual({ code: status.PERMISSION_DENIED });
+    expect(await rawCall(address, channel(), undefined, 'getCredentialStatus')).toEqual({ code: status.PERMISSION_DENIED });
     expect((await rawCall(address, channel())).password).toBe(PASSWORD);
   });
 

@@ -19,6 +19,7 @@ export const CALLERS = {
   completeConsent: { role: 'admin', names: ['relay-ingest'] },
   testSender: { role: 'admin', names: ['relay-ingest'] },
   setSenderSecret: { role: 'admin', names: ['relay-ingest'] },
+  getCredentialStatus: { role: 'admin', names: ['relay-ingest'] },
 } as const satisfies Record<string, CallerPolicy>;
 
 type Call = Pick<ServerUnaryCall<unknown, unknown>, 'metadata' | 'getAuthContext'>;

@@ -9,6 +9,7 @@ import { createLogger } from '@relay/telemetry';
 import { dropBus, startIdentityFake, testCa, testNatsUrl, testRedisUrl, uniquePrefix, type IdentityFake } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONSENT_QUERY_LIMITS, consentQuery, createConsent } from './consent.js';
+import { openCredentialStatus } from './credential-status.js';
 import { createOAuthTokens, type OAuthTokens } from './oauth-tokens.js';
 import { createSecretBox } from './secret-box.js';
 import { openRefreshTokenStore, secretsBucketName, type RefreshTokenStore } from './secret-store.js';
@@ -178,6 +179,53 @@ describe('OAuth2 tokens', () => {
     expect((await consent.callback(back.searchParams)).status).toBe(400);
     const t = await createOAuthTokens({ cache, store, logger }).get('delegated', oauth(all[1]!), { rejected: true });
     expect(idp.acceptsAccessToken(t.accessToken)).toBe(true);
+  });
+});
+
+describe('credential status', () => {
+  it('notes who consented and when, then when each token was obtained and expires, and never a token', async () => {
+    const all = senders();
+    const status = await openCredentialStatus(bus);
+    const p = uniquePrefix('status');
+    const cache = new TokenCache(redis, box, p);
+    const consent = createConsent({
+      senders: new Map(all.map((s) => [s.id, s])),
+      redis,
+      box,
+      store,
+      cache,
+      logger,
+      prefix: p,
+      publicUrl: 'http://localhost:8080',
+      redeemCode,
+      status,
+    });
+    await status.forget('delegated');
+    const before = Date.now();
+    const back = new URL((await fetch(await consent.begin('delegated'), { redirect: 'manual' })).headers.get('location')!);
+    expect(await consent.callback(back.searchParams)).toMatchObject({ status: 200 });
+    const consented = await status.get('delegated');
+    expect(consented.consentedBy).toBe('delegated@campus.example');
+    expect(Date.parse(consented.consentedAt!)).toBeGreaterThanOrEqual(before - 1);
+    expect(consented.tokenRefreshedAt).toBeUndefined();
+
+    const tokens = createOAuthTokens({ cache, store, logger, status });
+    const first = await tokens.get('delegated', oauth(all[1]!));
+    const once = await status.get('delegated');
+    expect(once.tokenRefreshedAt).toBe(new Date(first.obtainedAt).toISOString());
+    expect(once.tokenExpiresAt).toBe(new Date(first.expiresAt).toISOString());
+    // A replaced token moves the refresh time on; the consent stays as it was.
+    const second = await tokens.get('delegated', oauth(all[1]!), { rejected: true });
+    const twice = await status.get('delegated');
+    expect(twice.tokenRefreshedAt).toBe(new Date(second.obtainedAt).toISOString());
+    expect(second.obtainedAt).toBeGreaterThanOrEqual(first.obtainedAt);
+    expect(twice.consentedBy).toBe('delegated@campus.example');
+    expect(twice.consentedAt).toBe(consented.consentedAt);
+
+    const text = JSON.stringify(twice);
+    for (const secret of [...idp.issuedRefreshTokens(), ...idp.issuedAccessTokens(), CLIENT_SECRET]) expect(text).not.toContain(secret);
+    const raw = await (await new Kvm(bus.js).open(secretsBucketName(prefix))).get('status.delegated');
+    expect(JSON.parse(raw!.string())).toEqual(twice);
   });
 });
 

@@ -1,5 +1,6 @@
 import { ErrorCode, RelayError } from '@relay/core';
 import type { Logger } from '@relay/telemetry';
+import type { CredentialStatusStore } from './credential-status.js';
 import type { RefreshTokenStore } from './secret-store.js';
 import type { CachedToken, TokenCache } from './token-cache.js';
 import { fetchToken as defaultFetchToken, type FetchedToken, type TokenAuth } from './token-providers.js';
@@ -19,6 +20,8 @@ export interface OAuthTokensDeps {
   logger: Logger;
   fetchToken?: (sender: string, auth: TokenAuth, refreshToken: string | undefined) => Promise<FetchedToken>;
   timing?: Partial<typeof TOKEN_DEFAULTS>;
+  /** Where the time of each token obtained is noted (shown by GetSender). */
+  status?: Pick<CredentialStatusStore, 'tokenObtained'>;
 }
 
 export interface OAuthTokens {
@@ -58,6 +61,9 @@ export function createOAuthTokens(deps: OAuthTokensDeps): OAuthTokens {
           }
           const token: CachedToken = { accessToken: fetched.accessToken, expiresAt: fetched.expiresAt.getTime(), obtainedAt: Date.now() };
           await cache.set(sender, token);
+          await deps.status
+            ?.tokenObtained(sender, new Date(token.obtainedAt), new Date(token.expiresAt))
+            .catch((err: unknown) => logger.warn({ sender, err: (err as Error).message }, 'token refresh not recorded in the credential status'));
           logger.info({ sender, expires_at: new Date(token.expiresAt).toISOString(), rejected }, 'access token refreshed');
           return token;
         } finally {

@@ -56,7 +56,7 @@ export interface AdminRegistryContext {
   logger?: { warn(obj: object, msg: string): void };
   auth: Authenticator;
   live: LiveConfig;
-  credentials: Pick<AdminForward, 'setSenderSecret' | 'deleteSenderSecrets'>;
+  credentials: Pick<AdminForward, 'setSenderSecret' | 'deleteSenderSecrets' | 'credentialStatus'>;
 }
 
 type Call<Req> = { metadata: Metadata; request: Req };
@@ -121,7 +121,12 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
       admin(call);
       const sender = senderView(requireId(call.request.id, 'id'));
       if (!sender) throw new RelayError(ErrorCode.NotFound, `sender "${call.request.id}" does not exist`);
-      return create(GetSenderResponseSchema, { sender });
+      // The sender's settings stand on their own: without the credentials service the answer has no status.
+      const credential = await ctx.credentials.credentialStatus(sender.id).catch((err: unknown) => {
+        ctx.logger?.warn({ sender: sender.id, err: (err as Error).message }, 'credential status not read');
+        return undefined;
+      });
+      return create(GetSenderResponseSchema, { sender, ...(credential ? { credential } : {}) });
     },
 
     async putSender(call: Call<PutSenderRequest>) {

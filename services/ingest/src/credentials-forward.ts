@@ -3,6 +3,7 @@ import { ErrorCode, RelayError, type InternalAuth } from '@relay/core';
 import {
   createCredentialsClient,
   type BeginConsentResponse,
+  type CredentialStatus,
   type CredentialsClient,
   type SetSenderSecretResponse,
   type TestSenderResponse,
@@ -17,10 +18,14 @@ export interface AdminForward {
   deleteSenderSecrets(sender: string): Promise<void>;
   /** The browser's return from a consent sign-in: the page's HTTP status and text. */
   completeConsent(fields: ConsentReturn): Promise<{ status: number; message: string }>;
+  /** Who consented for the sender and its token's times (no secret); undefined when nothing is known. */
+  credentialStatus(sender: string): Promise<CredentialStatus | undefined>;
   close(): void;
 }
 
 export const FORWARD_DEADLINE_MS = 15_000;
+/** GetSender waits this long for the credential status, then answers without it. */
+export const STATUS_DEADLINE_MS = 3_000;
 /** A sender test may wait for connect, greeting and a send: up to the SMTP timeouts. */
 export const TEST_DEADLINE_MS = 120_000;
 
@@ -49,6 +54,7 @@ export function createAdminForward(address: string, auth: InternalAuth | undefin
       if (r.httpStatus < 200 || r.httpStatus > 599) throw new RelayError(ErrorCode.Internal, `the credentials service answered HTTP status ${r.httpStatus}`);
       return { status: r.httpStatus, message: r.message };
     },
+    credentialStatus: async (sender) => (await forward((c) => c.getCredentialStatus({ sender }, STATUS_DEADLINE_MS))).status,
     close: () => client?.close(),
   };
 }

@@ -8,7 +8,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Attachment, BeginConsentRequestSchema, BeginConsentResponseSchema, MessageState, SetSenderSecretRequestSchema, SetSenderSecretResponseSchema, TestSenderRequestSchema, TestSenderResponseSchema } from "../../v1/mail_pb.js";
+import type { Attachment, BeginConsentRequestSchema, BeginConsentResponseSchema, CredentialStatus, MessageState, SetSenderSecretRequestSchema, SetSenderSecretResponseSchema, TestSenderRequestSchema, TestSenderResponseSchema } from "../../v1/mail_pb.js";
 import { file_relay_v1_mail } from "../../v1/mail_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relay/internal/v1/internal.proto.
  */
 export const file_relay_internal_v1_internal: GenFile = /*@__PURE__*/
-  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEi3gUKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBI5ChBmaXJzdF9hdHRlbXB0X2F0GBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgCiAEBEhIKCmluZ2VzdF9zaWcYGiABKAwSEAoIcmF3X21pbWUYFiABKAwSEwoLZW52ZWxvcGVfdG8YFyADKAkSFQoNZW52ZWxvcGVfZnJvbRgYIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc2VuZF9hdEINCgtfbm90X2JlZm9yZUITChFfZmlyc3RfYXR0ZW1wdF9hdCKBAgoLU3RhdHVzRXZlbnQSEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SDgoGZGV0YWlsGAYgASgJEg8KB3NlcnZpY2UYByABKAkSDgoGY2xpZW50GAggASgJEg8KB3N1YmplY3QYHSABKAkSCgoCdG8YHiADKAkSDgoGcmVtZWR5GB8gASgJEhAKCHRyYWNlX2lkGCAgASgJIvEBCg1NZXNzYWdlUmVjb3JkEhIKCm1lc3NhZ2VfaWQYASABKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIPCgdzdWJqZWN0GAUgASgJEgoKAnRvGAYgAygJEhAKCGF0dGVtcHRzGAcgASgNEhIKCmxhc3RfZXJyb3IYCCABKAkSLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKc3RhdHVzX3NlcRgKIAEoBCJfChZDb21wbGV0ZUNvbnNlbnRSZXF1ZXN0Eg0KBXN0YXRlGAEgASgJEgwKBGNvZGUYAiABKAkSDQoFZXJyb3IYAyABKAkSGQoRZXJyb3JfZGVzY3JpcHRpb24YBCABKAkiPwoXQ29tcGxldGVDb25zZW50UmVzcG9uc2USEwoLaHR0cF9zdGF0dXMYASABKA0SDwoHbWVzc2FnZRgCIAEoCSIsChpEZWxldGVTZW5kZXJTZWNyZXRzUmVxdWVzdBIOCgZzZW5kZXIYASABKAkiHQobRGVsZXRlU2VuZGVyU2VjcmV0c1Jlc3BvbnNlIjwKEkdldFNtdHBBdXRoUmVxdWVzdBIOCgZzZW5kZXIYASABKAkSFgoOdG9rZW5fcmVqZWN0ZWQYAiABKAginAIKE0dldFNtdHBBdXRoUmVzcG9uc2USOQoEa2luZBgBIAEoDjIrLnJlbGF5LmludGVybmFsLnYxLkdldFNtdHBBdXRoUmVzcG9uc2UuS2luZBIMCgR1c2VyGAIgASgJEhAKCHBhc3N3b3JkGAMgASgJEhQKDGFjY2Vzc190b2tlbhgEIAEoCRIzCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBIlAKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEg0KCUtJTkRfTk9ORRABEhEKDUtJTkRfUEFTU1dPUkQQAhIQCgxLSU5EX1hPQVVUSDIQA0INCgtfZXhwaXJlc19hdCI+ChRHZXRHcmFwaFRva2VuUmVxdWVzdBIOCgZzZW5kZXIYASABKAkSFgoOdG9rZW5fcmVqZWN0ZWQYAiABKAgiXQoVR2V0R3JhcGhUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDKmBQoSQ3JlZGVudGlhbHNTZXJ2aWNlElwKC0dldFNtdHBBdXRoEiUucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXF1ZXN0GiYucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXNwb25zZRJiCg1HZXRHcmFwaFRva2VuEicucmVsYXkuaW50ZXJuYWwudjEuR2V0R3JhcGhUb2tlblJlcXVlc3QaKC5yZWxheS5pbnRlcm5hbC52MS5HZXRHcmFwaFRva2VuUmVzcG9uc2USTQoMQmVnaW5Db25zZW50Eh0ucmVsYXkudjEuQmVnaW5Db25zZW50UmVxdWVzdBoeLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlc3BvbnNlEkcKClRlc3RTZW5kZXISGy5yZWxheS52MS5UZXN0U2VuZGVyUmVxdWVzdBocLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXNwb25zZRJWCg9TZXRTZW5kZXJTZWNyZXQSIC5yZWxheS52MS5TZXRTZW5kZXJTZWNyZXRSZXF1ZXN0GiEucmVsYXkudjEuU2V0U2VuZGVyU2VjcmV0UmVzcG9uc2USdAoTRGVsZXRlU2VuZGVyU2VjcmV0cxItLnJlbGF5LmludGVybmFsLnYxLkRlbGV0ZVNlbmRlclNlY3JldHNSZXF1ZXN0Gi4ucmVsYXkuaW50ZXJuYWwudjEuRGVsZXRlU2VuZGVyU2VjcmV0c1Jlc3BvbnNlEmgKD0NvbXBsZXRlQ29uc2VudBIpLnJlbGF5LmludGVybmFsLnYxLkNvbXBsZXRlQ29uc2VudFJlcXVlc3QaKi5yZWxheS5pbnRlcm5hbC52MS5Db21wbGV0ZUNvbnNlbnRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_relay_v1_mail]);
+  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEi3gUKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBI5ChBmaXJzdF9hdHRlbXB0X2F0GBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgCiAEBEhIKCmluZ2VzdF9zaWcYGiABKAwSEAoIcmF3X21pbWUYFiABKAwSEwoLZW52ZWxvcGVfdG8YFyADKAkSFQoNZW52ZWxvcGVfZnJvbRgYIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc2VuZF9hdEINCgtfbm90X2JlZm9yZUITChFfZmlyc3RfYXR0ZW1wdF9hdCKBAgoLU3RhdHVzRXZlbnQSEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SDgoGZGV0YWlsGAYgASgJEg8KB3NlcnZpY2UYByABKAkSDgoGY2xpZW50GAggASgJEg8KB3N1YmplY3QYHSABKAkSCgoCdG8YHiADKAkSDgoGcmVtZWR5GB8gASgJEhAKCHRyYWNlX2lkGCAgASgJIvEBCg1NZXNzYWdlUmVjb3JkEhIKCm1lc3NhZ2VfaWQYASABKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIPCgdzdWJqZWN0GAUgASgJEgoKAnRvGAYgAygJEhAKCGF0dGVtcHRzGAcgASgNEhIKCmxhc3RfZXJyb3IYCCABKAkSLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKc3RhdHVzX3NlcRgKIAEoBCIsChpHZXRDcmVkZW50aWFsU3RhdHVzUmVxdWVzdBIOCgZzZW5kZXIYASABKAkiSQobR2V0Q3JlZGVudGlhbFN0YXR1c1Jlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLnJlbGF5LnYxLkNyZWRlbnRpYWxTdGF0dXMiXwoWQ29tcGxldGVDb25zZW50UmVxdWVzdBINCgVzdGF0ZRgBIAEoCRIMCgRjb2RlGAIgASgJEg0KBWVycm9yGAMgASgJEhkKEWVycm9yX2Rlc2NyaXB0aW9uGAQgASgJIj8KF0NvbXBsZXRlQ29uc2VudFJlc3BvbnNlEhMKC2h0dHBfc3RhdHVzGAEgASgNEg8KB21lc3NhZ2UYAiABKAkiLAoaRGVsZXRlU2VuZGVyU2VjcmV0c1JlcXVlc3QSDgoGc2VuZGVyGAEgASgJIh0KG0RlbGV0ZVNlbmRlclNlY3JldHNSZXNwb25zZSI8ChJHZXRTbXRwQXV0aFJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEhYKDnRva2VuX3JlamVjdGVkGAIgASgIIpwCChNHZXRTbXRwQXV0aFJlc3BvbnNlEjkKBGtpbmQYASABKA4yKy5yZWxheS5pbnRlcm5hbC52MS5HZXRTbXRwQXV0aFJlc3BvbnNlLktpbmQSDAoEdXNlchgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRIUCgxhY2Nlc3NfdG9rZW4YBCABKAkSMwoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBASJQCgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABINCglLSU5EX05PTkUQARIRCg1LSU5EX1BBU1NXT1JEEAISEAoMS0lORF9YT0FVVEgyEANCDQoLX2V4cGlyZXNfYXQiPgoUR2V0R3JhcGhUb2tlblJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEhYKDnRva2VuX3JlamVjdGVkGAIgASgIIl0KFUdldEdyYXBoVG9rZW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAynAYKEkNyZWRlbnRpYWxzU2VydmljZRJcCgtHZXRTbXRwQXV0aBIlLnJlbGF5LmludGVybmFsLnYxLkdldFNtdHBBdXRoUmVxdWVzdBomLnJlbGF5LmludGVybmFsLnYxLkdldFNtdHBBdXRoUmVzcG9uc2USYgoNR2V0R3JhcGhUb2tlbhInLnJlbGF5LmludGVybmFsLnYxLkdldEdyYXBoVG9rZW5SZXF1ZXN0GigucmVsYXkuaW50ZXJuYWwudjEuR2V0R3JhcGhUb2tlblJlc3BvbnNlEk0KDEJlZ2luQ29uc2VudBIdLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlcXVlc3QaHi5yZWxheS52MS5CZWdpbkNvbnNlbnRSZXNwb25zZRJHCgpUZXN0U2VuZGVyEhsucmVsYXkudjEuVGVzdFNlbmRlclJlcXVlc3QaHC5yZWxheS52MS5UZXN0U2VuZGVyUmVzcG9uc2USVgoPU2V0U2VuZGVyU2VjcmV0EiAucmVsYXkudjEuU2V0U2VuZGVyU2VjcmV0UmVxdWVzdBohLnJlbGF5LnYxLlNldFNlbmRlclNlY3JldFJlc3BvbnNlEnQKE0RlbGV0ZVNlbmRlclNlY3JldHMSLS5yZWxheS5pbnRlcm5hbC52MS5EZWxldGVTZW5kZXJTZWNyZXRzUmVxdWVzdBouLnJlbGF5LmludGVybmFsLnYxLkRlbGV0ZVNlbmRlclNlY3JldHNSZXNwb25zZRJoCg9Db21wbGV0ZUNvbnNlbnQSKS5yZWxheS5pbnRlcm5hbC52MS5Db21wbGV0ZUNvbnNlbnRSZXF1ZXN0GioucmVsYXkuaW50ZXJuYWwudjEuQ29tcGxldGVDb25zZW50UmVzcG9uc2USdAoTR2V0Q3JlZGVudGlhbFN0YXR1cxItLnJlbGF5LmludGVybmFsLnYxLkdldENyZWRlbnRpYWxTdGF0dXNSZXF1ZXN0Gi4ucmVsYXkuaW50ZXJuYWwudjEuR2V0Q3JlZGVudGlhbFN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_relay_v1_mail]);
 
 /**
  * A message as it travels on the bus (subjects relay.submitted.<sender>, relay.dispatch.<transport>.<sender>).
@@ -324,6 +324,40 @@ export const MessageRecordSchema: GenMessage<MessageRecord> = /*@__PURE__*/
   messageDesc(file_relay_internal_v1_internal, 2);
 
 /**
+ * @generated from message relay.internal.v1.GetCredentialStatusRequest
+ */
+export type GetCredentialStatusRequest = Message<"relay.internal.v1.GetCredentialStatusRequest"> & {
+  /**
+   * @generated from field: string sender = 1;
+   */
+  sender: string;
+};
+
+/**
+ * Describes the message relay.internal.v1.GetCredentialStatusRequest.
+ * Use `create(GetCredentialStatusRequestSchema)` to create a new message.
+ */
+export const GetCredentialStatusRequestSchema: GenMessage<GetCredentialStatusRequest> = /*@__PURE__*/
+  messageDesc(file_relay_internal_v1_internal, 3);
+
+/**
+ * @generated from message relay.internal.v1.GetCredentialStatusResponse
+ */
+export type GetCredentialStatusResponse = Message<"relay.internal.v1.GetCredentialStatusResponse"> & {
+  /**
+   * @generated from field: relay.v1.CredentialStatus status = 1;
+   */
+  status?: CredentialStatus | undefined;
+};
+
+/**
+ * Describes the message relay.internal.v1.GetCredentialStatusResponse.
+ * Use `create(GetCredentialStatusResponseSchema)` to create a new message.
+ */
+export const GetCredentialStatusResponseSchema: GenMessage<GetCredentialStatusResponse> = /*@__PURE__*/
+  messageDesc(file_relay_internal_v1_internal, 4);
+
+/**
  * @generated from message relay.internal.v1.CompleteConsentRequest
  */
 export type CompleteConsentRequest = Message<"relay.internal.v1.CompleteConsentRequest"> & {
@@ -355,7 +389,7 @@ export type CompleteConsentRequest = Message<"relay.internal.v1.CompleteConsentR
  * Use `create(CompleteConsentRequestSchema)` to create a new message.
  */
 export const CompleteConsentRequestSchema: GenMessage<CompleteConsentRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 3);
+  messageDesc(file_relay_internal_v1_internal, 5);
 
 /**
  * @generated from message relay.internal.v1.CompleteConsentResponse
@@ -381,7 +415,7 @@ export type CompleteConsentResponse = Message<"relay.internal.v1.CompleteConsent
  * Use `create(CompleteConsentResponseSchema)` to create a new message.
  */
 export const CompleteConsentResponseSchema: GenMessage<CompleteConsentResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 4);
+  messageDesc(file_relay_internal_v1_internal, 6);
 
 /**
  * @generated from message relay.internal.v1.DeleteSenderSecretsRequest
@@ -398,7 +432,7 @@ export type DeleteSenderSecretsRequest = Message<"relay.internal.v1.DeleteSender
  * Use `create(DeleteSenderSecretsRequestSchema)` to create a new message.
  */
 export const DeleteSenderSecretsRequestSchema: GenMessage<DeleteSenderSecretsRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 5);
+  messageDesc(file_relay_internal_v1_internal, 7);
 
 /**
  * @generated from message relay.internal.v1.DeleteSenderSecretsResponse
@@ -411,7 +445,7 @@ export type DeleteSenderSecretsResponse = Message<"relay.internal.v1.DeleteSende
  * Use `create(DeleteSenderSecretsResponseSchema)` to create a new message.
  */
 export const DeleteSenderSecretsResponseSchema: GenMessage<DeleteSenderSecretsResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 6);
+  messageDesc(file_relay_internal_v1_internal, 8);
 
 /**
  * @generated from message relay.internal.v1.GetSmtpAuthRequest
@@ -435,7 +469,7 @@ export type GetSmtpAuthRequest = Message<"relay.internal.v1.GetSmtpAuthRequest">
  * Use `create(GetSmtpAuthRequestSchema)` to create a new message.
  */
 export const GetSmtpAuthRequestSchema: GenMessage<GetSmtpAuthRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 7);
+  messageDesc(file_relay_internal_v1_internal, 9);
 
 /**
  * @generated from message relay.internal.v1.GetSmtpAuthResponse
@@ -472,7 +506,7 @@ export type GetSmtpAuthResponse = Message<"relay.internal.v1.GetSmtpAuthResponse
  * Use `create(GetSmtpAuthResponseSchema)` to create a new message.
  */
 export const GetSmtpAuthResponseSchema: GenMessage<GetSmtpAuthResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 8);
+  messageDesc(file_relay_internal_v1_internal, 10);
 
 /**
  * @generated from enum relay.internal.v1.GetSmtpAuthResponse.Kind
@@ -503,7 +537,7 @@ export enum GetSmtpAuthResponse_Kind {
  * Describes the enum relay.internal.v1.GetSmtpAuthResponse.Kind.
  */
 export const GetSmtpAuthResponse_KindSchema: GenEnum<GetSmtpAuthResponse_Kind> = /*@__PURE__*/
-  enumDesc(file_relay_internal_v1_internal, 8, 0);
+  enumDesc(file_relay_internal_v1_internal, 10, 0);
 
 /**
  * @generated from message relay.internal.v1.GetGraphTokenRequest
@@ -527,7 +561,7 @@ export type GetGraphTokenRequest = Message<"relay.internal.v1.GetGraphTokenReque
  * Use `create(GetGraphTokenRequestSchema)` to create a new message.
  */
 export const GetGraphTokenRequestSchema: GenMessage<GetGraphTokenRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 9);
+  messageDesc(file_relay_internal_v1_internal, 11);
 
 /**
  * @generated from message relay.internal.v1.GetGraphTokenResponse
@@ -549,7 +583,7 @@ export type GetGraphTokenResponse = Message<"relay.internal.v1.GetGraphTokenResp
  * Use `create(GetGraphTokenResponseSchema)` to create a new message.
  */
 export const GetGraphTokenResponseSchema: GenMessage<GetGraphTokenResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 10);
+  messageDesc(file_relay_internal_v1_internal, 12);
 
 /**
  * How a sender service authenticates to its provider; served only to sender services.
@@ -625,6 +659,16 @@ export const CredentialsService: GenService<{
     methodKind: "unary";
     input: typeof CompleteConsentRequestSchema;
     output: typeof CompleteConsentResponseSchema;
+  },
+  /**
+   * A sender's consent and token facts for AdminService.GetSender (never a secret).
+   *
+   * @generated from rpc relay.internal.v1.CredentialsService.GetCredentialStatus
+   */
+  getCredentialStatus: {
+    methodKind: "unary";
+    input: typeof GetCredentialStatusRequestSchema;
+    output: typeof GetCredentialStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_relay_internal_v1_internal, 0);

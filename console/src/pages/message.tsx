@@ -1,0 +1,52 @@
+import { call } from '../api';
+import { ErrorNote, stateName, useLoad, when } from '../ui';
+
+interface Message {
+  messageId?: string;
+  state?: string;
+  sender?: string;
+  attempts?: number;
+  lastError?: string;
+  history?: Array<{ state?: string; at?: string; detail?: string; attempt?: number }>;
+}
+
+/** One message (`#/messages/<id>`): where it is and its timeline, read again while it moves on. */
+export function MessagePage({ id }: { id: string }) {
+  const { data, error } = useLoad(() => call<Message>('GetMessage', { messageId: id }), [id], 5_000);
+  return (
+    <section aria-labelledby="message-title">
+      <p>
+        <a href="#/messages">← Messages</a>
+      </p>
+      <h1 id="message-title">Message {id}</h1>
+      <ErrorNote error={error} />
+      {data ? (
+        <>
+          <dl class="facts">
+            <dt>State</dt>
+            <dd>{stateName(data.state)}</dd>
+            <dt>Sender</dt>
+            <dd>{data.sender ? <a href={`#/senders/${encodeURIComponent(data.sender)}`}>{data.sender}</a> : '—'}</dd>
+            <dt>Attempts</dt>
+            <dd>{data.attempts ?? 0}</dd>
+            {data.lastError ? (
+              <>
+                <dt>Last error</dt>
+                <dd>{data.lastError}</dd>
+              </>
+            ) : null}
+          </dl>
+          <h2>Timeline</h2>
+          <ol class="timeline" aria-label={`History of message ${id}`}>
+            {(data.history ?? []).map((h, i) => (
+              <li key={`${h.at}-${i}`}>
+                <strong>{stateName(h.state)}</strong> {when(h.at)}
+                {h.attempt ? ` (attempt ${h.attempt})` : ''} {h.detail ? <div class="hint">{h.detail}</div> : null}
+              </li>
+            ))}
+          </ol>
+        </>
+      ) : null}
+    </section>
+  );
+}
