@@ -26,6 +26,8 @@ import { DEFAULT_CONSOLE_ASSETS, serveAssets } from './console/assets.js';
 import { createConsoleRoutes } from './console/console-http.js';
 import { createOidcSignIn, type OidcSignIn } from './console/oidc.js';
 import { createSigner } from './console/session.js';
+import { createWebhookDeliveriesHandler } from './webhooks/admin.js';
+import { createWebhooks, type WebhooksOptions } from './webhooks/webhooks.js';
 
 export interface IngestOptions {
   env: RelayEnv;
@@ -43,7 +45,7 @@ const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
 
 export async function createIngest(
   opts: IngestOptions,
-  overrides: { bus?: Bus; watch?: Partial<WatchOptions> } = {},
+  overrides: { bus?: Bus; watch?: Partial<WatchOptions>; webhooks?: Partial<WebhooksOptions> } = {},
 ): Promise<RunnableService & { ctx: IngestContext; watches: Pick<WatchHub, 'size'> }> {
   const { env, config, logger } = opts;
   const envelopeKey = requireEnvelopeKeys(env).current;
@@ -125,6 +127,12 @@ export async function createIngest(
   });
   const watch = createWatchHub(bus, auth, logger, overrides.watch);
   const indexer = createMessageIndexer(bus, logger);
+  const webhooks = createWebhooks(bus, logger, {
+    retryInitialMs: config.delivery.webhookRetryInitialMs,
+    retryMaxMs: config.delivery.webhookRetryMaxMs,
+    maxAgeMs: config.delivery.webhookMaxAgeMs,
+    ...overrides.webhooks,
+  });
   // AdminService's unary calls: served over gRPC, and called in process by the console's API.
   const adminCalls = {
     listMessages: messages.listMessages,
@@ -140,6 +148,7 @@ export async function createIngest(
     createApiKey: registry.createApiKey,
     revokeApiKey: registry.revokeApiKey,
     createSmtpPassword: registry.createSmtpPassword,
+    listWebhookDeliveries: createWebhookDeliveriesHandler({ auth, config: () => ctx.config, webhooks }),
     getQueueStats,
     testSender: async (call: { metadata: Metadata; request: TestSenderRequest }) => {
       requireAdmin(ctx.auth, call.metadata);
@@ -191,6 +200,7 @@ export async function createIngest(
     ctx.senders = new Map(next.senders.map((s) => [s.id, s]));
     ctx.auth = createAuthenticator(next.clients);
     watch.recheck();
+    if (webhooksStarted) void webhooks.apply(next.clients);
     const limited = next.clients.some((c) => hasLimits(c.limits));
     if (limited || next.senders.some((s) => isPaced(s.rate))) ensureRedis();
     if (limited && !budget) startBudget(next);
@@ -223,6 +233,7 @@ export async function createIngest(
     })();
   }
   let budgetStarted: Promise<void> | undefined;
+  let webhooksStarted = false;
 
   return {
     ctx,
@@ -233,6 +244,8 @@ export async function createIngest(
       live.onChange(applyConfig);
       await budgetStarted;
       await indexer.start();
+      await webhooks.start(ctx.config.clients);
+      webhooksStarted = true;
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
       grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
@@ -267,6 +280,7 @@ export async function createIngest(
       redis?.disconnect();
       admin.close();
       await live.stop();
+      await webhooks.stop(env.graceMs);
       await indexer.stop(env.graceMs);
       if (!overrides.bus) await bus.close();
     }),
