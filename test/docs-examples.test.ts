@@ -54,7 +54,8 @@ function load(doc: unknown, source: string) {
     if (typeof v !== 'string') return v;
     if (key === 'ca_file') return testCa().caFile;
     if (v.startsWith('env:')) {
-      env[v.slice(4)] ??= secret(v);
+      // A webhook's secret has a format of its own (whsec_ and base64).
+      env[v.slice(4)] ??= key === 'secret' ? `whsec_${Buffer.from(secret(v)).toString('base64')}` : secret(v);
       return v;
     }
     if (v.startsWith('file:')) {

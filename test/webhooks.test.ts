@@ -3,20 +3,25 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { create } from '@bufbuild/protobuf';
 import { ListWebhookDeliveriesRequestSchema, MessageState, type ListWebhookDeliveriesResponse } from '@relay/proto';
+import { createNatsAuth } from '@relay/bus';
 import {
   Changes,
   clientEntry,
   FAST_DELIVERY,
+  hasNatsServer,
   historyStates,
   newClient,
+  type PrivateNats,
   RpcError,
   smtpSender,
   type Stack,
+  startPrivateNats,
   startSmtpServer,
   startStack,
   type TestClient,
   type TestSmtpServer,
   uncleanExits,
+  uniquePrefix,
   waitForState,
 } from '@relay/testkit';
 import { Webhook } from 'standardwebhooks';
@@ -136,6 +141,8 @@ class Receiver {
 const REJECTED = 'nobody@students.campus.example';
 
 let smtp: TestSmtpServer;
+/** A broker with one user per service (where nats-server is installed): ingest's rights cover webhooks. */
+let nats: PrivateNats | undefined;
 let stack: Stack;
 let app: TestClient;
 let other: TestClient;
@@ -153,8 +160,12 @@ beforeAll(async () => {
     reply: (c) => (c.phase === 'rcpt' && c.rcpt === REJECTED ? { code: 550, message: '5.1.1 User unknown' } : undefined),
   });
   await receiver.start();
+  const prefix = uniquePrefix('webhooks');
+  const auth = hasNatsServer ? createNatsAuth(prefix) : undefined;
+  if (auth) nats = await startPrivateNats({ auth });
   stack = await startStack({
-    label: 'webhooks',
+    prefix,
+    ...(nats && auth ? { nats: { url: nats.url, auth } } : {}),
     env: { SIS_WEBHOOK_SECRET: SECRET },
     config: {
       clients: [
@@ -182,7 +193,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const results = await stack?.stop();
-  await Promise.all([smtp?.close(), receiver.stop()]);
+  await Promise.all([smtp?.close(), receiver.stop(), nats?.close()]);
   expect(uncleanExits(results ?? [])).toEqual([]);
 });
 
@@ -279,5 +290,6 @@ describe('webhooks', () => {
     expect(logs).toContain('webhook endpoint takes events again');
     expect(logs).not.toContain(SECRET.slice(6, 26));
     expect(logs).not.toContain('token=abc');
+    if (nats) expect(nats.output()).not.toMatch(/Violation/);
   });
 });

@@ -179,7 +179,6 @@ function webhookRights(n: ReturnType<typeof busNames>): string[] {
   return [
     `${API}.STREAM.INFO.${stream}`,
     `${API}.STREAM.CREATE.${stream}`,
-    `${API}.STREAM.UPDATE.${stream}`,
     `${n.prefix}.webhook.>`,
     ...consumerRights(stream),
     `${API}.DIRECT.GET.${stream}`,
