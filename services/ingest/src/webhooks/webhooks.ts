@@ -109,11 +109,9 @@ export function createWebhooks(bus: Bus, logger: Logger, opts: WebhooksOptions):
         logger.error({ client: e.client, url: urlForLog(e.url), err: describe(err) }, 'could not start delivering to a webhook');
       }
     }
+    // Once started it keeps running with no endpoint left (acking every change): an endpoint added
+    // later gets the changes from then on, not those made while there was none.
     if (next.size > 0 && !fanOut) fanOut = await startFanOut(bus, () => endpoints, logger, opts.fanOut);
-    if (next.size === 0 && fanOut) {
-      await fanOut.stop(5_000);
-      fanOut = undefined;
-    }
   }
 
   function apply(clients: readonly ClientConfig[]): Promise<void> {
