@@ -11,6 +11,8 @@ import { postEvent, type PostOptions } from './post.js';
 
 /** How long an event waits in place for an earlier event of its message before it is given back. */
 const EARLIER_WAIT_MS = 3_000;
+/** How soon an event given back for an earlier one comes again. */
+const WAITING_RECHECK_MS = 1_000;
 
 /** One client's webhook, as the workers use it. */
 export interface Endpoint {
@@ -91,7 +93,8 @@ export async function startEndpointWorker(bus: Bus, first: Endpoint, log: Delive
     }
     try {
       if (!(await earlierDone(m))) {
-        m.nak(timing.retryInitialMs);
+        // Back soon after the earlier event's next attempt, which decides when this one may go.
+        m.nak(Math.min(timing.retryInitialMs, WAITING_RECHECK_MS));
         return;
       }
     } catch (err) {
