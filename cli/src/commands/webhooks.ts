@@ -24,10 +24,13 @@ export function registerWebhooks(program: Command, rt: ForCommand): void {
       const res = await r.client.call(AdminService.method.listWebhookDeliveries, { client, limit }, r.call());
       if (isStructured(r.output.format)) return printMessage(r.output, ListWebhookDeliveriesResponseSchema, res);
       if (res.endpoints.length === 0) return r.output.err(`client ${client} has no webhooks`);
-      res.endpoints.forEach((e, i) => {
+      for (const [i, e] of res.endpoints.entries()) {
         if (i > 0) r.output.out('');
         r.output.out(`${e.url}  events: ${e.events.join(',')}  pending: ${e.pending}`);
-        if (e.deliveries.length === 0) return r.output.out('  no deliveries yet');
+        if (e.deliveries.length === 0) {
+          r.output.out('  no deliveries yet');
+          continue;
+        }
         printTable(
           r.output,
           ['time', 'event', 'message', 'attempt', 'status', 'ms', 'error'],
@@ -41,6 +44,6 @@ export function registerWebhooks(program: Command, rt: ForCommand): void {
             d.error || '-',
           ]),
         );
-      });
+      }
     });
 }
