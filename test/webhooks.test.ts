@@ -291,5 +291,12 @@ describe('webhooks', () => {
     expect(logs).not.toContain(SECRET.slice(6, 26));
     expect(logs).not.toContain('token=abc');
     if (nats) expect(nats.output()).not.toMatch(/Violation/);
+
+    // And counted, by client and outcome.
+    const metrics = await (await fetch(`http://127.0.0.1:${stack.ingest.ports.metrics}/metrics`)).text();
+    const count = (outcome: string) =>
+      Number(new RegExp(`^relay_webhook_attempts_total\\{[^}]*client="student-system"[^}]*outcome="${outcome}"[^}]*\\} (\\S+)`, 'm').exec(metrics)?.[1] ?? 0);
+    expect(count('failed')).toBeGreaterThan(0);
+    expect(count('delivered')).toBeGreaterThanOrEqual(receiver.events.length);
   });
 });

@@ -7,6 +7,7 @@ import type { Logger } from '@relay/telemetry';
 import type { Webhook } from 'standardwebhooks';
 import type { DeliveryLog } from './delivery-log.js';
 import { urlForLog, type WebhookJob } from './events.js';
+import { webhookAttempts } from './metrics.js';
 import { postEvent, type PostOptions } from './post.js';
 
 /** How long an event waits in place for an earlier event of its message before it is given back. */
@@ -119,6 +120,7 @@ export async function startEndpointWorker(bus: Bus, first: Endpoint, log: Delive
         duration_ms: outcome.durationMs,
       })
       .catch((err: unknown) => logger.warn({ ...where, err: describe(err) }, 'could not write the webhook delivery log'));
+    webhookAttempts().add(1, { client: endpoint.client, outcome: outcome.ok ? 'delivered' : 'failed' });
     if (outcome.ok) {
       // Acked (and so gone from the stream) before the message's next event checks for it.
       await m.ackAck().catch(() => {});
