@@ -280,7 +280,9 @@ function convertWebhooks(raw: NonNullable<RawClient['webhooks']>, key: string, r
     urls.add(w.url);
     const secret = resolve(w.secret, `${key}[${j}].secret`);
     if (secret.resolved) checkWebhookSecret(secret.reveal(), `${key}[${j}].secret`);
-    return { url: w.url, secret, events: [...new Set(w.events)] };
+    const previous = w.previous_secret === undefined ? undefined : resolve(w.previous_secret, `${key}[${j}].previous_secret`);
+    if (previous?.resolved) checkWebhookSecret(previous.reveal(), `${key}[${j}].previous_secret`);
+    return { url: w.url, secret, ...(previous ? { previousSecret: previous } : {}), events: [...new Set(w.events)] };
   });
 }
 
@@ -296,7 +298,7 @@ export function checkWebhookSecret(value: string, key: string): void {
 }
 
 function withoutWebhookSecrets(spec: Record<string, unknown>): Record<string, unknown> {
-  if (Array.isArray(spec.webhooks)) spec.webhooks = spec.webhooks.map((w: unknown) => (isMapping(w) ? withoutFields(w, ['secret']) : w));
+  if (Array.isArray(spec.webhooks)) spec.webhooks = spec.webhooks.map((w: unknown) => (isMapping(w) ? withoutFields(w, ['secret', 'previous_secret']) : w));
   return spec;
 }
 

@@ -99,6 +99,8 @@ const webhookSchema = z.strictObject({
   url: webhookUrl,
   /** A Standard Webhooks secret, `whsec_<base64>`, or env:NAME / file:PATH holding one. */
   secret: secretRef,
+  /** While receivers move to a new secret: deliveries are signed with both (two signatures). */
+  previous_secret: secretRef.optional(),
   events: z
     .array(z.enum(WEBHOOK_EVENTS, { error: `must be one of ${WEBHOOK_EVENTS.join(', ')}` }))
     .min(1, `must list at least one of ${WEBHOOK_EVENTS.join(', ')}`),

@@ -48,6 +48,8 @@ export interface WebhookConfig {
   url: string;
   /** A Standard Webhooks secret, `whsec_<base64>` (checked when resolved). */
   secret: Secret;
+  /** The secret being replaced: deliveries carry a signature with each while it is set. */
+  previousSecret?: Secret;
   events: WebhookEventName[];
 }
 

@@ -95,6 +95,20 @@ describe('client webhooks', () => {
     );
   });
 
+  it('takes a previous secret while receivers move to a new one, checked and left out of the settings the same way', () => {
+    const previous = `whsec_${randomBytes(24).toString('base64')}`;
+    const cfg = parseConfig(withWebhooks('      - { url: https://x.example/h, secret: env:HOOK_SECRET, previous_secret: env:OLD_SECRET, events: [sent] }'), {
+      ...env,
+      OLD_SECRET: previous,
+    });
+    expect(cfg.clients[0]!.webhooks![0]!.previousSecret!.reveal()).toBe(previous);
+    expect(cfg.clients[0]!.spec).toMatchObject({ webhooks: [{ url: 'https://x.example/h', events: ['sent'] }] });
+    expect(JSON.stringify(cfg.clients[0]!.spec)).not.toContain('OLD_SECRET');
+    expect(configError(withWebhooks('      - { url: https://x.example/h, secret: env:HOOK_SECRET, previous_secret: "whsec_abc", events: [sent] }'))).toContain(
+      'clients[0].webhooks[0].previous_secret: must be a Standard Webhooks secret',
+    );
+  });
+
   it('bounds the webhooks of one client', () => {
     const many = Array.from({ length: 11 }, (_, i) => `      - { url: "https://x.example/${i}", secret: env:HOOK_SECRET, events: [sent] }`).join('\n');
     expect(configError(withWebhooks(many))).toContain('clients[0].webhooks: at most 10 webhooks per client');

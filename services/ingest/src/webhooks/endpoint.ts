@@ -21,7 +21,8 @@ export interface Endpoint {
   client: string;
   url: string;
   events: readonly WebhookEventName[];
-  signer: Webhook;
+  /** The current secret's, then (while receivers move to it) the previous one's. */
+  signers: Webhook[];
 }
 
 export interface EndpointTiming {
@@ -106,7 +107,7 @@ export async function startEndpointWorker(bus: Bus, first: Endpoint, log: Delive
     // A first delivery is a first attempt; a later one may have been a wait behind an earlier event.
     const before = m.info.deliveryCount === 1 ? 0 : await log.attempts(endpoint.key, job.id).catch(() => m.info.deliveryCount - 1);
     const attempt = before + 1;
-    const outcome = await postEvent(endpoint.url, job.id, job.body, endpoint.signer, timing.post);
+    const outcome = await postEvent(endpoint.url, job.id, job.body, endpoint.signers, timing.post);
     await log
       .record(endpoint.key, {
         at: new Date().toISOString(),

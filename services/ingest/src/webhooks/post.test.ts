@@ -43,7 +43,7 @@ const opts = { timeoutMs: 500, maxResponseBytes: 64 };
 describe('postEvent', () => {
   it('signs the body with the Standard Webhooks headers, which the library verifies', async () => {
     const body = JSON.stringify({ type: 'message.sent', timestamp: new Date().toISOString(), data: { message_id: 'm1' } });
-    const out = await postEvent(`${base}/ok`, 'evt_1', body, signer, opts);
+    const out = await postEvent(`${base}/ok`, 'evt_1', body, [signer], opts);
     expect(out).toMatchObject({ ok: true, status: 204, error: '' });
     const got = seen.at(-1)!;
     expect(got.headers['webhook-id']).toBe('evt_1');
@@ -53,26 +53,39 @@ describe('postEvent', () => {
     expect(() => new Webhook(`whsec_${randomBytes(32).toString('base64')}`).verify(got.body, got.headers as Record<string, string>)).toThrow();
   });
 
+  it('signs with every secret given, so a receiver holding either verifies', async () => {
+    const previous = `whsec_${randomBytes(32).toString('base64')}`;
+    await postEvent(`${base}/ok`, 'evt_r', '{"type":"message.sent"}', [signer, new Webhook(previous)], opts);
+    const got = seen.at(-1)!;
+    expect(String(got.headers['webhook-signature']).split(' ')).toHaveLength(2);
+    for (const s of [secret, previous]) expect(new Webhook(s).verify(got.body, got.headers as Record<string, string>)).toEqual({ type: 'message.sent' });
+  });
+
   it('does not follow a redirect', async () => {
     const before = seen.length;
-    const out = await postEvent(`${base}/moved`, 'evt_2', '{}', signer, opts);
+    const out = await postEvent(`${base}/moved`, 'evt_2', '{}', [signer], opts);
     expect(out).toMatchObject({ ok: false, status: 302 });
     expect(out.error).toContain('redirects are not followed (to https://elsewhere.example/hook)');
     expect(seen.length).toBe(before + 1);
   });
 
   it('reads a bounded part of the answer, and names a non-2xx status', async () => {
-    expect((await postEvent(`${base}/big`, 'evt_3', '{}', signer, opts)).response).toHaveLength(64);
-    expect(await postEvent(`${base}/down`, 'evt_4', '{}', signer, opts)).toMatchObject({ ok: false, status: 503, error: 'HTTP 503', response: 'maintenance' });
+    expect((await postEvent(`${base}/big`, 'evt_3', '{}', [signer], opts)).response).toHaveLength(64);
+    expect(await postEvent(`${base}/down`, 'evt_4', '{}', [signer], opts)).toMatchObject({
+      ok: false,
+      status: 503,
+      error: 'HTTP 503',
+      response: 'maintenance',
+    });
   });
 
   it('gives up on a receiver that does not answer in time, and names a refused connection', async () => {
-    expect(await postEvent(`${base}/slow`, 'evt_5', '{}', signer, opts)).toMatchObject({ ok: false, status: 0, error: 'no answer within 500 ms' });
+    expect(await postEvent(`${base}/slow`, 'evt_5', '{}', [signer], opts)).toMatchObject({ ok: false, status: 0, error: 'no answer within 500 ms' });
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const port = (closed.address() as AddressInfo).port;
     await new Promise((resolve) => closed.close(resolve));
-    const refused = await postEvent(`http://127.0.0.1:${port}/`, 'evt_6', '{}', signer, opts);
+    const refused = await postEvent(`http://127.0.0.1:${port}/`, 'evt_6', '{}', [signer], opts);
     expect(refused).toMatchObject({ ok: false, status: 0 });
     expect(refused.error).toMatch(/^ECONNREFUSED/);
   });

@@ -21,11 +21,11 @@ export interface PostOutcome {
 
 /**
  * Posts one event, signed with the Standard Webhooks headers (`webhook-id`, `webhook-timestamp`,
- * `webhook-signature`: HMAC-SHA256 over id, timestamp and body). Redirects are not followed (a
+ * `webhook-signature`: HMAC-SHA256 over id, timestamp and body, one per secret). Redirects are not followed (a
  * 3xx is a failed attempt: the receiver's URL should be fixed instead), and at most
  * `maxResponseBytes` of the answer is read.
  */
-export async function postEvent(url: string, id: string, body: string, signer: Webhook, opts: PostOptions = POST_DEFAULTS): Promise<PostOutcome> {
+export async function postEvent(url: string, id: string, body: string, signers: readonly Webhook[], opts: PostOptions = POST_DEFAULTS): Promise<PostOutcome> {
   const started = performance.now();
   const now = new Date();
   const took = () => Math.round(performance.now() - started);
@@ -40,7 +40,8 @@ export async function postEvent(url: string, id: string, body: string, signer: W
         'user-agent': 'campus-relay-webhooks',
         'webhook-id': id,
         'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
-        'webhook-signature': signer.sign(id, now, body),
+        // One signature per secret, space-separated: a receiver holding either one verifies it.
+        'webhook-signature': signers.map((s) => s.sign(id, now, body)).join(' '),
       },
       body,
     });

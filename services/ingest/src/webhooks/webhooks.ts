@@ -68,18 +68,18 @@ export function createWebhooks(bus: Bus, logger: Logger, opts: WebhooksOptions):
     const out = new Map<string, Endpoint>();
     for (const c of clients) {
       for (const w of c.webhooks ?? []) {
-        const signer = signerFor(c.name, w);
-        if (!signer) continue;
+        const signers = signersFor(c.name, w);
+        if (!signers) continue;
         const key = endpointKey(c.name, w.url);
-        out.set(key, { key, client: c.name, url: w.url, events: [...w.events], signer });
+        out.set(key, { key, client: c.name, url: w.url, events: [...w.events], signers });
       }
     }
     return out;
   }
 
-  function signerFor(client: string, w: WebhookConfig): Webhook | undefined {
+  function signersFor(client: string, w: WebhookConfig): Webhook[] | undefined {
     try {
-      return new Webhook(w.secret.reveal());
+      return [w.secret, ...(w.previousSecret ? [w.previousSecret] : [])].map((s) => new Webhook(s.reveal()));
     } catch (err) {
       // The message names the config key, never the value.
       logger.error({ client, url: urlForLog(w.url), err: describe(err) }, 'webhook left out: its secret cannot be used');
