@@ -62,7 +62,8 @@ function load(doc: unknown, source: string) {
     if (key === 'certificate_file') return appCertificate().certFile;
     if (key === 'private_key_file') return appCertificate().keyFile;
     if (v.startsWith('env:')) {
-      env[v.slice(4)] ??= secret(v);
+      // A webhook's secret has a format of its own (whsec_ and base64).
+      env[v.slice(4)] ??= key === 'secret' ? `whsec_${Buffer.from(secret(v)).toString('base64')}` : secret(v);
       return v;
     }
     if (v.startsWith('file:')) {

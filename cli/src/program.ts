@@ -5,6 +5,7 @@ import { registerMessages } from './commands/messages.js';
 import { registerSend } from './commands/send.js';
 import { registerSenders } from './commands/senders.js';
 import { registerQueue, registerTail } from './commands/watch.js';
+import { registerWebhooks } from './commands/webhooks.js';
 import { EXIT_CODES_HELP } from './errors.js';
 import { OUTPUT_FORMATS } from './output.js';
 import type { Runtime } from './runtime.js';
@@ -51,6 +52,7 @@ export function createProgram(rt: (cmd: Command) => Runtime, env: Env, version: 
   registerMessages(program, rt);
   registerQueue(program, rt);
   registerTail(program, rt);
+  registerWebhooks(program, rt);
   registerSend(program, rt);
   registerContext(program, env);
   return program;

@@ -34,6 +34,16 @@ export interface BusNames {
   /** Durable consumer names: the scheduler's intake on every submitted subject (lanes on the held stream add `-<sender>`). */
   schedulerConsumer: string;
   senderConsumer(transport: string): string;
+  /** Webhook events waiting for their endpoint (work queue; subject per endpoint and message). */
+  webhooksStream: string;
+  webhookSubject(endpoint: string, messageId: string): string;
+  webhookWildcard(endpoint: string): string;
+  /** The last delivery attempts per endpoint (KV with history, key = endpoint). */
+  webhookLogBucket: string;
+  /** The durable on the status stream that turns state changes into webhook events (ingest replicas share it). */
+  webhooksFanoutConsumer: string;
+  /** One durable per endpoint on the webhooks stream. */
+  webhookConsumer(endpoint: string): string;
 }
 
 export function busNames(prefix: string): BusNames {
@@ -63,5 +73,11 @@ export function busNames(prefix: string): BusNames {
     statusWildcard: `${prefix}.status.>`,
     schedulerConsumer: 'scheduler',
     senderConsumer: (transport) => `${transport}-sender`,
+    webhooksStream: `${P}_WEBHOOKS`,
+    webhookSubject: (endpoint, id) => `${prefix}.webhook.${endpoint}.${id}`,
+    webhookWildcard: (endpoint) => `${prefix}.webhook.${endpoint}.>`,
+    webhookLogBucket: `${prefix}-webhook-log`,
+    webhooksFanoutConsumer: 'webhooks',
+    webhookConsumer: (endpoint) => `webhook-${endpoint}`,
   };
 }

@@ -94,6 +94,7 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           `$KV.${n.clientsBucket}.>`,
           // GetQueueStats reads the pacing log when Redis has no pacing state.
           ...orderedConsumer(n.pacingStream),
+          ...webhookRights(n),
         ],
         // WatchMessages: state changes as they are published.
         subscribe: [...subscribe, n.statusWildcard],
@@ -166,6 +167,32 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
       };
     }
   }
+}
+
+/**
+ * Webhooks (ingest): the fan-out durable on the status stream, the webhooks stream with one
+ * durable per endpoint (and the direct gets that keep a message's events in order), the log bucket.
+ */
+function webhookRights(n: ReturnType<typeof busNames>): string[] {
+  const stream = n.webhooksStream;
+  const log = `KV_${n.webhookLogBucket}`;
+  return [
+    `${API}.STREAM.INFO.${stream}`,
+    `${API}.STREAM.CREATE.${stream}`,
+    `${n.prefix}.webhook.>`,
+    ...consumerRights(stream),
+    `${API}.DIRECT.GET.${stream}`,
+    `${API}.DIRECT.GET.${stream}.>`,
+    ...durableRights(n.statusStream, n.webhooksFanoutConsumer),
+    `${API}.CONSUMER.DELETE.${n.statusStream}.${n.webhooksFanoutConsumer}`,
+    `${API}.STREAM.INFO.${log}`,
+    `${API}.STREAM.CREATE.${log}`,
+    `$KV.${n.webhookLogBucket}.>`,
+    `${API}.STREAM.MSG.GET.${log}`,
+    `${API}.DIRECT.GET.${log}`,
+    `${API}.DIRECT.GET.${log}.>`,
+    ...orderedConsumer(log),
+  ];
 }
 
 /** Durable consumers on `stream`: create, update, look up, list, delete, pull and ack. */

@@ -4,7 +4,7 @@ export * from './load.js';
 export * from './presets.js';
 export * from './secret.js';
 export type * from './types.js';
-export { senderId } from './schema.js';
+export { MAX_WEBHOOKS_PER_CLIENT, senderId, WEBHOOK_EVENTS } from './schema.js';
 export * from './smtp-options.js';
 export { busTopology } from './bus-topology.js';
 export * from './internal-auth.js';

@@ -10,6 +10,7 @@ import {
   managedClientSchema,
   senderSchema,
   SMTP_POOL_DEFAULTS,
+  type RawClient,
   type RawClientLimits,
   type RawConfig,
   type RawConsole,
@@ -28,6 +29,7 @@ import type {
   ClientSmtpConfig,
   StoreLimit,
   StoreLimitsConfig,
+  WebhookConfig,
 } from './types.js';
 
 type Env = Record<string, string | undefined>;
@@ -86,7 +88,7 @@ export function parseConfig(text: string, env: Env, source = 'relay.yaml', opts:
       s.spec = withoutFields(raw.senders[i], SENDER_SECRET_FIELDS);
     });
     config.clients.forEach((c, i) => {
-      c.spec = withoutFields(raw.clients[i], ['api_key', 'smtp.password']);
+      c.spec = withoutWebhookSecrets(withoutFields(raw.clients[i], ['api_key', 'smtp.password']));
     });
     return config;
   } catch (err) {
@@ -126,6 +128,7 @@ function convert(raw: RawConfig, callers: Resolve, senderSecrets: Resolve): Rela
       admin: c.admin,
       limits: convertClientLimits(c.limits),
       ...(c.smtp ? { smtp: convertClientSmtp(c.smtp, `clients[${i}].smtp`, callers) } : {}),
+      ...(c.webhooks ? { webhooks: convertWebhooks(c.webhooks, `clients[${i}].webhooks`, callers) } : {}),
     };
   });
   const smtpUsers = new Map<string, string>();
@@ -157,6 +160,9 @@ function convert(raw: RawConfig, callers: Resolve, senderSecrets: Resolve): Rela
       retryMaxMs: raw.delivery.retry_max,
       maxAgeMs: raw.delivery.max_age,
       failedRetentionMs: raw.delivery.failed_retention,
+      webhookRetryInitialMs: raw.delivery.webhook_retry_initial,
+      webhookRetryMaxMs: raw.delivery.webhook_retry_max,
+      webhookMaxAgeMs: raw.delivery.webhook_max_age,
     },
   };
 }
@@ -256,6 +262,9 @@ export function parseManagedSender(
 
 /** A client managed through the API, from its settings and the keys the relay made for it. */
 export function parseManagedClient(spec: unknown, keys: ClientKey[], senders: ReadonlySet<string> | undefined, smtpPasswordDigest?: string): ClientConfig {
+  if (isMapping(spec) && spec.webhooks !== undefined) {
+    throw new ConfigError('webhooks: not accepted through the API yet (each needs a signing secret); give the client its webhooks in relay.yaml');
+  }
   const result = managedClientSchema.safeParse(spec);
   if (!result.success) throw new ConfigError(formatIssues(result.error.issues, spec, managedClientSchema));
   const c = result.data;
@@ -281,6 +290,39 @@ export function parseManagedClient(spec: unknown, keys: ClientKey[], senders: Re
         }
       : {}),
   };
+}
+
+/** The smallest Standard Webhooks secret accepted, in bytes (the specification asks for 24 to 64). */
+export const MIN_WEBHOOK_SECRET_BYTES = 24;
+const MAX_WEBHOOK_SECRET_BYTES = 64;
+
+function convertWebhooks(raw: NonNullable<RawClient['webhooks']>, key: string, resolve: Resolve): WebhookConfig[] {
+  const urls = new Set<string>();
+  return raw.map((w, j) => {
+    if (urls.has(w.url)) throw new ConfigError(`${key}[${j}].url: the same URL as an earlier webhook of this client; list all its events in one entry`);
+    urls.add(w.url);
+    const secret = resolve(w.secret, `${key}[${j}].secret`);
+    if (secret.resolved) checkWebhookSecret(secret.reveal(), `${key}[${j}].secret`);
+    const previous = w.previous_secret === undefined ? undefined : resolve(w.previous_secret, `${key}[${j}].previous_secret`);
+    if (previous?.resolved) checkWebhookSecret(previous.reveal(), `${key}[${j}].previous_secret`);
+    return { url: w.url, secret, ...(previous ? { previousSecret: previous } : {}), events: [...new Set(w.events)] };
+  });
+}
+
+/** Throws ConfigError unless `value` is a Standard Webhooks secret: `whsec_` and 24-64 bytes in base64. */
+export function checkWebhookSecret(value: string, key: string): void {
+  const b64 = value.startsWith('whsec_') ? value.slice(6) : undefined;
+  const bytes = b64 !== undefined && /^[A-Za-z0-9+/]+={0,2}$/.test(b64) && b64.length % 4 === 0 ? Buffer.from(b64, 'base64').length : 0;
+  if (bytes < MIN_WEBHOOK_SECRET_BYTES || bytes > MAX_WEBHOOK_SECRET_BYTES) {
+    throw new ConfigError(
+      `${key}: must be a Standard Webhooks secret, whsec_ followed by ${MIN_WEBHOOK_SECRET_BYTES}-${MAX_WEBHOOK_SECRET_BYTES} random bytes in base64; make one with: echo whsec_$(openssl rand -base64 32)`,
+    );
+  }
+}
+
+function withoutWebhookSecrets(spec: Record<string, unknown>): Record<string, unknown> {
+  if (Array.isArray(spec.webhooks)) spec.webhooks = spec.webhooks.map((w: unknown) => (isMapping(w) ? withoutFields(w, ['secret', 'previous_secret']) : w));
+  return spec;
 }
 
 function withoutFields(entry: unknown, fields: readonly string[]): Record<string, unknown> {

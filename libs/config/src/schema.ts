@@ -65,6 +65,47 @@ const clientSmtpSchema = z
     }
   });
 
+/** Webhook endpoints one client may have: each is a consumer and a delivery log on the broker. */
+export const MAX_WEBHOOKS_PER_CLIENT = 10;
+
+/** The state changes a webhook may ask for (`events: [sent, failed, ...]`); `message.<name>` on the wire. */
+export const WEBHOOK_EVENTS = ['queued', 'sending', 'sent', 'retrying', 'failed', 'bounced'] as const;
+
+/**
+ * HTTPS, or plain HTTP to a loopback address (a receiver on the same host, for development and
+ * tests); no credentials in the URL (the secret signs every delivery instead).
+ */
+const webhookUrl = z
+  .string()
+  .trim()
+  .max(2_048, 'at most 2048 characters')
+  .superRefine((v, ctx) => {
+    let u: URL;
+    try {
+      u = new URL(v);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be an https:// URL' });
+      return;
+    }
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    const loopback = host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+    if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) {
+      ctx.addIssue({ code: 'custom', message: 'must be an https:// URL (http:// only to a loopback address such as 127.0.0.1)' });
+    }
+    if (u.username || u.password) ctx.addIssue({ code: 'custom', message: 'must not carry a user name or password (deliveries are signed with secret)' });
+  });
+
+const webhookSchema = z.strictObject({
+  url: webhookUrl,
+  /** A Standard Webhooks secret, `whsec_<base64>`, or env:NAME / file:PATH holding one. */
+  secret: secretRef,
+  /** While receivers move to a new secret: deliveries are signed with both (two signatures). */
+  previous_secret: secretRef.optional(),
+  events: z
+    .array(z.enum(WEBHOOK_EVENTS, { error: `must be one of ${WEBHOOK_EVENTS.join(', ')}` }))
+    .min(1, `must list at least one of ${WEBHOOK_EVENTS.join(', ')}`),
+});
+
 export const clientSchema = z.strictObject({
   name: nonEmpty,
   api_key: secretRef,
@@ -72,6 +113,7 @@ export const clientSchema = z.strictObject({
   admin: z.boolean().default(false),
   limits: clientLimitsSchema.optional(),
   smtp: clientSmtpSchema.optional(),
+  webhooks: z.array(webhookSchema).max(MAX_WEBHOOKS_PER_CLIENT, `at most ${MAX_WEBHOOKS_PER_CLIENT} webhooks per client`).optional(),
 });
 
 const passwordAuth = z.strictObject({
@@ -215,7 +257,7 @@ export const senderSchema = z.strictObject({
  * A client managed through the API: as in relay.yaml, but its keys are made by the relay
  * (CreateApiKey) and the SMTP door admits it by address only.
  */
-export const managedClientSchema = clientSchema.omit({ api_key: true, smtp: true }).extend({
+export const managedClientSchema = clientSchema.omit({ api_key: true, smtp: true, webhooks: true }).extend({
   smtp: z
     .strictObject({
       // The password is made by the relay (CreateSmtpPassword), never written here.
@@ -288,6 +330,10 @@ export const configSchema = z.strictObject({
       retry_max: duration.default(3_600_000),
       max_age: duration.default(86_400_000),
       failed_retention: duration.refine((ms) => ms > 0, 'must be more than 0').default(7 * 86_400_000),
+      /** Webhook deliveries: the first retry's wait, the longest wait, and how long an event is offered. */
+      webhook_retry_initial: duration.refine((ms) => ms > 0, 'must be more than 0').default(5_000),
+      webhook_retry_max: duration.refine((ms) => ms > 0, 'must be more than 0').default(600_000),
+      webhook_max_age: duration.refine((ms) => ms >= 60_000, 'must be at least 1m').default(3 * 86_400_000),
     })
     .prefault({}),
 });

@@ -37,6 +37,20 @@ export interface ClientConfig {
   limits: ClientLimits;
   /** Submission over the SMTP door; absent: this client cannot use it. */
   smtp?: ClientSmtpConfig;
+  /** Where the state changes of this client's messages are posted (relay.yaml only). */
+  webhooks?: WebhookConfig[];
+}
+
+/** A state a webhook may subscribe to; the event's type on the wire is `message.<name>`. */
+export type WebhookEventName = 'queued' | 'sending' | 'sent' | 'retrying' | 'failed' | 'bounced';
+
+export interface WebhookConfig {
+  url: string;
+  /** A Standard Webhooks secret, `whsec_<base64>` (checked when resolved). */
+  secret: Secret;
+  /** The secret being replaced: deliveries carry a signature with each while it is set. */
+  previousSecret?: Secret;
+  events: WebhookEventName[];
 }
 
 export interface ClientSmtpConfig {
@@ -181,6 +195,10 @@ export interface RelayConfig {
     maxAgeMs: number;
     /** How long a FAILED message's envelope is kept so RetryMessages can send it again. */
     failedRetentionMs: number;
+    /** Webhook deliveries: first and longest wait between attempts, and how long an event is offered. */
+    webhookRetryInitialMs: number;
+    webhookRetryMaxMs: number;
+    webhookMaxAgeMs: number;
   };
 }
 

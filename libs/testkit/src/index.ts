@@ -26,7 +26,7 @@ export { packageDir, repoRoot, serviceScript } from './paths.js';
 export * from './identity-fake.js';
 export * from './graph-fake.js';
 export * from './otlp-receiver.js';
-export { eventually } from './wait.js';
+export { Changes, eventually } from './wait.js';
 export * from './grpc-client.js';
 export * from './grpc-flood.js';
 export * from './nats-server.js';

@@ -35,6 +35,8 @@ export async function dropBus(prefix: string, servers = testNatsUrl()): Promise<
       `KV_${n.sendersBucket}`,
       `KV_${n.clientsBucket}`,
       `KV_${prefix}-secrets`,
+      n.webhooksStream,
+      `KV_${n.webhookLogBucket}`,
     ];
     for (const s of streams) await jsm.streams.delete(s).catch(() => {});
   } finally {

@@ -27,6 +27,8 @@ import { createConsoleRoutes } from './console/console-http.js';
 import { createOidcSignIn, type OidcSignIn } from './console/oidc.js';
 import { createQueueEvents, type QueueEventsLimits } from './console/queue-events.js';
 import { createSigner } from './console/session.js';
+import { createWebhookDeliveriesHandler } from './webhooks/admin.js';
+import { createWebhooks, type WebhooksOptions } from './webhooks/webhooks.js';
 
 export interface IngestOptions {
   env: RelayEnv;
@@ -44,7 +46,7 @@ const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
 
 export async function createIngest(
   opts: IngestOptions,
-  overrides: { bus?: Bus; watch?: Partial<WatchOptions>; queueEvents?: Partial<QueueEventsLimits> } = {},
+  overrides: { bus?: Bus; watch?: Partial<WatchOptions>; queueEvents?: Partial<QueueEventsLimits>; webhooks?: Partial<WebhooksOptions> } = {},
 ): Promise<RunnableService & { ctx: IngestContext; watches: Pick<WatchHub, 'size'>; queueEvents: { size: number } }> {
   const { env, config, logger } = opts;
   const envelopeKey = requireEnvelopeKeys(env).current;
@@ -126,6 +128,12 @@ export async function createIngest(
   });
   const watch = createWatchHub(bus, auth, logger, overrides.watch);
   const indexer = createMessageIndexer(bus, logger);
+  const webhooks = createWebhooks(bus, logger, {
+    retryInitialMs: config.delivery.webhookRetryInitialMs,
+    retryMaxMs: config.delivery.webhookRetryMaxMs,
+    maxAgeMs: config.delivery.webhookMaxAgeMs,
+    ...overrides.webhooks,
+  });
   // AdminService's unary calls: served over gRPC, and called in process by the console's API.
   const adminCalls = {
     listMessages: messages.listMessages,
@@ -141,6 +149,7 @@ export async function createIngest(
     createApiKey: registry.createApiKey,
     revokeApiKey: registry.revokeApiKey,
     createSmtpPassword: registry.createSmtpPassword,
+    listWebhookDeliveries: createWebhookDeliveriesHandler({ auth, config: () => ctx.config, webhooks }),
     getQueueStats,
     testSender: async (call: { metadata: Metadata; request: TestSenderRequest }) => {
       requireAdmin(ctx.auth, call.metadata);
@@ -196,6 +205,7 @@ export async function createIngest(
     ctx.senders = new Map(next.senders.map((s) => [s.id, s]));
     ctx.auth = createAuthenticator(next.clients);
     watch.recheck();
+    if (webhooksStarted) void webhooks.apply(next.clients);
     const limited = next.clients.some((c) => hasLimits(c.limits));
     if (limited || next.senders.some((s) => isPaced(s.rate))) ensureRedis();
     if (limited && !budget) startBudget(next);
@@ -228,6 +238,7 @@ export async function createIngest(
     })();
   }
   let budgetStarted: Promise<void> | undefined;
+  let webhooksStarted = false;
 
   return {
     ctx,
@@ -239,6 +250,8 @@ export async function createIngest(
       live.onChange(applyConfig);
       await budgetStarted;
       await indexer.start();
+      await webhooks.start(ctx.config.clients);
+      webhooksStarted = true;
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
       grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
@@ -275,6 +288,7 @@ export async function createIngest(
       redis?.disconnect();
       admin.close();
       await live.stop();
+      await webhooks.stop(env.graceMs);
       await indexer.stop(env.graceMs);
       if (!overrides.bus) await bus.close();
     }),
