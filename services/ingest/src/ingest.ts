@@ -23,8 +23,9 @@ import { startPublicHttp, type PublicHttp } from './public-http.js';
 import { randomBytes } from 'node:crypto';
 import { createConsoleApi, type Handler } from './console/api.js';
 import { DEFAULT_CONSOLE_ASSETS, serveAssets } from './console/assets.js';
-import { createConsoleRoutes } from './console/console-http.js';
+import { createConsoleRoutes, DEFAULT_SIGN_IN_TTL_MS } from './console/console-http.js';
 import { createOidcSignIn, type OidcSignIn } from './console/oidc.js';
+import { openRevocations } from './console/revocations.js';
 import { createSigner } from './console/session.js';
 
 export interface IngestOptions {
@@ -55,6 +56,15 @@ export async function createIngest(
     configPath: opts.configPath,
     resolveSecrets: opts.resolveSecrets ?? 'callers-only',
     replicas: env.streamReplicas,
+  }).catch(async (err: unknown) => {
+    if (!overrides.bus) await bus.close();
+    throw err;
+  });
+  const signOuts = await openRevocations({
+    bus,
+    lifetimeMs: config.console?.sessionTtlMs ?? DEFAULT_SIGN_IN_TTL_MS,
+    replicas: env.streamReplicas,
+    logger,
   }).catch(async (err: unknown) => {
     if (!overrides.bus) await bus.close();
     throw err;
@@ -162,6 +172,7 @@ export async function createIngest(
     config: () => ctx.config,
     api: createConsoleApi({ ...adminCalls, getMessage: mail.getMessage } as unknown as Record<string, Handler>),
     signer: createSigner(env.consoleSessionKey ?? randomBytes(32)),
+    signOuts,
     publicUrl: env.publicUrl,
     secure: env.tls !== undefined || env.publicUrl.startsWith('https:'),
     oidc: () => {
@@ -233,6 +244,7 @@ export async function createIngest(
       live.onChange(applyConfig);
       await budgetStarted;
       await indexer.start();
+      await signOuts.start();
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
       grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
@@ -267,6 +279,7 @@ export async function createIngest(
       redis?.disconnect();
       admin.close();
       await live.stop();
+      await signOuts.stop();
       await indexer.stop(env.graceMs);
       if (!overrides.bus) await bus.close();
     }),
