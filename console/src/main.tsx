@@ -105,17 +105,30 @@ function SignIn({ session }: { session: SessionInfo }) {
 }
 
 function SignOutButton() {
+  const [error, setError] = useState<string | undefined>(undefined);
   return (
-    <button
-      type="button"
-      class="link"
-      onClick={async () => {
-        await signOut();
-        location.reload();
-      }}
-    >
-      Sign out
-    </button>
+    <>
+      <button
+        type="button"
+        class="link"
+        onClick={async () => {
+          try {
+            await signOut();
+            location.reload();
+          } catch (e) {
+            setError((e as Error).message);
+          }
+        }}
+      >
+        Sign out
+      </button>
+      {error ? (
+        <span class="error" role="alert">
+          {' '}
+          {error}
+        </span>
+      ) : null}
+    </>
   );
 }
 
