@@ -48,7 +48,15 @@ function App() {
   const links = [['senders', 'Senders'], ['messages', 'Messages'], ['queues', 'Queues'], ...(admin ? [['clients', 'Clients and keys']] : [])] as const;
   return (
     <>
-      <a class="skip" href="#main">
+      {/* The address's # is the console's route: the skip link moves the focus and leaves it alone. */}
+      <a
+        class="skip"
+        href="#main"
+        onClick={(e) => {
+          e.preventDefault();
+          document.getElementById('main')?.focus();
+        }}
+      >
         Skip to content
       </a>
       <header>
@@ -68,7 +76,7 @@ function App() {
           </span>
         </nav>
       </header>
-      <main id="main">
+      <main id="main" tabIndex={-1}>
         {page === 'senders' && arg ? (
           <SenderPage id={decodeURIComponent(arg)} admin={admin} />
         ) : page === 'messages' ? (
