@@ -48,17 +48,10 @@ function App() {
   const links = [['senders', 'Senders'], ['messages', 'Messages'], ['queues', 'Queues'], ...(admin ? [['clients', 'Clients and keys']] : [])] as const;
   return (
     <>
-      {/* The address's # is the console's route: the skip link moves the focus and leaves it alone. */}
-      <a
-        class="skip"
-        href="#main"
-        onClick={(e) => {
-          e.preventDefault();
-          document.getElementById('main')?.focus();
-        }}
-      >
+      {/* A button, not a link to #main: the address's # is the console's route. */}
+      <button type="button" class="skip" onClick={() => document.getElementById('main')?.focus()}>
         Skip to content
-      </a>
+      </button>
       <header>
         <nav aria-label="Console">
           <strong class="brand">Campus Relay</strong>
