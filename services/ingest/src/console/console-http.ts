@@ -76,12 +76,12 @@ export function createConsoleRoutes(opts: ConsoleHttpOptions): PublicRoute {
   /** The signed-in person: a cookie we signed, not expired, and not signed out (here or on another replica). */
   const session = (req: IncomingMessage) => {
     const s = opts.signer.open<Session>('session', parseCookies(req.headers.cookie).get(sessionCookie));
-    return s && typeof s.sid === 'string' && !opts.signOuts.revoked(s.sid) ? s : undefined;
+    return s && typeof s.sid === 'string' && typeof s.iat === 'number' && !opts.signOuts.revoked(s) ? s : undefined;
   };
   /** Signs the person in: a fresh session (and CSRF token), then a same-site hop to the console so the Strict cookie is sent. */
   const signIn = async (res: ServerResponse, person: Person) => {
     const ttl = await opts.signOuts.lifetime(opts.config().console?.sessionTtlMs ?? DEFAULT_SIGN_IN_TTL_MS);
-    const value: Omit<Session, 'exp'> = { ...person, sid: newSignInId(), csrf: newCsrfToken() };
+    const value: Omit<Session, 'exp'> = { ...person, sid: newSignInId(), iat: opts.signOuts.issuedAt(person.email), csrf: newCsrfToken() };
     const cookies = [
       setCookie(sessionCookie, opts.signer.sign('session', value, ttl), { secure: opts.secure, maxAgeMs: ttl }),
       setCookie(pendingCookie, '', { secure: opts.secure, maxAgeMs: 0, sameSite: 'Lax' }),
@@ -170,6 +170,31 @@ export function createConsoleRoutes(opts: ConsoleHttpOptions): PublicRoute {
         opts.logger.info({ person: s.email }, 'console sign-out');
       }
       json(res, 200, { signedIn: false }, [setCookie(sessionCookie, '', { secure: opts.secure, maxAgeMs: 0 })]);
+      return true;
+    }
+    if (path === '/auth/logout-everywhere' && method === 'POST') {
+      const s = session(req);
+      if (!s) return (json(res, 401, { error: 'not signed in' }), true);
+      if (!sameOrigin(req, s)) return (json(res, 403, { error: 'CSRF check failed: send the x-csrf-token header from /api/session' }), true);
+      let body: { email?: unknown };
+      try {
+        body = ((await readJson(req, 1024)) ?? {}) as { email?: unknown };
+      } catch (err) {
+        return (json(res, 400, { error: (err as Error).message }), true);
+      }
+      const email = body.email === undefined ? s.email : body.email;
+      if (typeof email !== 'string' || email.length > 320 || !/^[^@\s]+@[^@\s]+$/.test(email))
+        return (json(res, 400, { error: 'email: an email address (or leave it out for yourself)' }), true);
+      const self = email.toLowerCase() === s.email.toLowerCase();
+      if (!self && roleOf(s, opts.config()).kind !== 'admin') return (json(res, 403, { error: 'email: only an admin signs another person out' }), true);
+      try {
+        await opts.signOuts.revokePerson(email);
+      } catch (err) {
+        opts.logger.error({ err: describe(err), person: s.email }, 'console sign-out everywhere not recorded');
+        return (json(res, 503, { error: 'sign-out not recorded (the broker is unreachable); try again' }), true);
+      }
+      opts.logger.info({ person: s.email, signed_out: email }, 'console sign-out everywhere');
+      json(res, 200, { signedOut: email }, self ? [setCookie(sessionCookie, '', { secure: opts.secure, maxAgeMs: 0 })] : []);
       return true;
     }
     if (path === '/api/session' && method === 'GET') {

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { parseConfig, readEnv, type RelayConfig, type RelayEnv } from '@relay/config';
-import type { RunnableService } from '@relay/core';
 import { createLogger } from '@relay/telemetry';
 import {
   clientEntry,
@@ -207,6 +206,45 @@ describe('console sign-out', () => {
       // Signing out on the other replica ends it here too.
       expect((await signOut(kept, running.base)).status).toBe(200);
       await eventually(async () => ((await api(kept, 'ListSenders')).status === 401 ? true : undefined), 5_000);
+    } finally {
+      await running.stop();
+    }
+  });
+
+  it('signs a person out everywhere: themselves, or anyone by an admin; a new sign-in works', async () => {
+    const running = await replica();
+    try {
+      const everywhere = (who: { cookie: string; csrf: string }, body?: object, at = base) =>
+        fetch(`${at}/auth/logout-everywhere`, {
+          method: 'POST',
+          headers: { cookie: who.cookie, 'x-csrf-token': who.csrf, origin: PUBLIC, 'content-type': 'application/json' },
+          ...(body ? { body: JSON.stringify(body) } : {}),
+        });
+      // One after another: the identity provider double signs in one account at a time.
+      const ada1 = await signIn('ada@campus.example');
+      const ada2 = await signIn('ada@campus.example');
+      const olive = await signIn('olive@campus.example');
+      const gina = await signIn('gina@campus.example');
+      // An owner signs out only themselves.
+      const refused = await everywhere(olive, { email: 'ada@campus.example' });
+      expect(refused.status).toBe(403);
+      expect((await everywhere(gina, { email: 'not an address' })).status).toBe(400);
+      // An admin (gina) signs olive out everywhere, on the other replica.
+      expect(await (await everywhere(gina, { email: 'Olive@campus.example' }, running.base)).json()).toEqual({ signedOut: 'Olive@campus.example' });
+      await eventually(async () => ((await api(olive, 'ListSenders', {})).status === 401 ? true : undefined), 5_000);
+      expect((await api(gina, 'ListSenders')).status).toBe(200);
+      // Ada ends both her sign-ins at once, and her cookie is cleared.
+      const out = await everywhere(ada1);
+      expect(out.status).toBe(200);
+      expect(out.headers.getSetCookie()[0]).toMatch(/^relay_session=; .*Max-Age=0/);
+      for (const who of [ada1, ada2]) {
+        expect((await api(who, 'ListSenders')).status).toBe(401);
+        await eventually(async () => ((await api(who, 'ListSenders', {}, {}, running.base)).status === 401 ? true : undefined), 5_000);
+      }
+      // Signing in again afterwards works, on either replica.
+      const again = await signIn('ada@campus.example');
+      expect((await api(again, 'ListSenders')).status).toBe(200);
+      expect((await api(again, 'ListSenders', {}, {}, running.base)).status).toBe(200);
     } finally {
       await running.stop();
     }

@@ -37,7 +37,13 @@ async function start(token: string | undefined, clock: { now: number }) {
         },
         signer: createSigner(randomBytes(32), () => clock.now),
         // Sign-outs in memory: console.test.ts covers them across replicas.
-        signOuts: { revoked: (id) => ended.has(id), revoke: async (id) => void ended.add(id), lifetime: async (ms) => ms },
+        signOuts: {
+          revoked: (s) => ended.has(s.sid),
+          revoke: async (id) => void ended.add(id),
+          revokePerson: async () => {},
+          issuedAt: () => clock.now,
+          lifetime: async (ms) => ms,
+        },
         publicUrl: 'http://localhost:8080',
         secure: false,
         oidc: () => undefined,
@@ -53,7 +59,7 @@ async function start(token: string | undefined, clock: { now: number }) {
 
 describe('roles', () => {
   it('makes the demo sign-in an admin only while relay.yaml has no console:', () => {
-    const demo = { email: 'demo@localhost', name: 'Demo', groups: [], demo: true, sid: 's', csrf: 'c', exp: 0 };
+    const demo = { email: 'demo@localhost', name: 'Demo', groups: [], demo: true, sid: 's', iat: 0, csrf: 'c', exp: 0 };
     expect(roleOf(demo, config)).toEqual({ kind: 'admin' });
     const withConsole = parseConfig(`console: { issuer: "https://idp.campus.example", client_id: c, admins: [a@campus.example] }\n${CONFIG_TEXT}`, {});
     expect(roleOf(demo, withConsole)).toEqual({ kind: 'none' });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { applyLimits, type Bus } from '@relay/bus';
 import { describe } from '@relay/core';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -15,11 +16,23 @@ const PRUNE_EVERY_MS = 60_000;
 /** The console's sign-in ids: random, base64url. */
 const SIGN_IN_ID = /^[A-Za-z0-9_-]{16,64}$/;
 
+/** What a sign-in cookie says about itself, as far as sign-outs go. */
+export interface SignInRef {
+  sid: string;
+  email: string;
+  /** When it was made (ms). */
+  iat: number;
+}
+
 export interface Revocations {
-  /** Whether the sign-in with this id was ended (a sign-out here or on another replica). */
-  revoked(id: string): boolean;
+  /** Whether the sign-in was ended: signed out, or all of its person's sign-ins were (here or on another replica). */
+  revoked(s: SignInRef): boolean;
   /** Ends a sign-in everywhere: stored before it answers, so every replica refuses the cookie from then on. */
   revoke(id: string, exp: number): Promise<void>;
+  /** Ends every sign-in of a person made until now ("sign out everywhere"). */
+  revokePerson(email: string): Promise<void>;
+  /** The `iat` for a new sign-in of this person: after their last "sign out everywhere", whatever this clock says. */
+  issuedAt(email: string): number;
   /**
    * How long a new sign-in may last, at most `wantMs`: the bucket keeps revocations for the
    * sign-in lifetime (its max_age), and is made to keep them longer first when `wantMs` needs it.
@@ -31,11 +44,12 @@ export interface Revocations {
 }
 
 /** What the console's routes need: the check, the sign-out and the lifetime of a new sign-in. */
-export type SignOuts = Pick<Revocations, 'revoked' | 'revoke' | 'lifetime'>;
+export type SignOuts = Pick<Revocations, 'revoked' | 'revoke' | 'revokePerson' | 'issuedAt' | 'lifetime'>;
 
 /**
  * Console sign-outs, shared by every ingest replica through the JetStream KV bucket
- * `<prefix>-console-revoked`: one key per ended sign-in, expired by the bucket's max_age (NATS 2.9
+ * `<prefix>-console-revoked`: one key per ended sign-in (`sid.<id>`), one per person whose
+ * sign-ins all ended at a time (`person.<SHA-256 of the address>`), expired by the bucket's max_age (NATS 2.9
  * has no per-key TTL), which is the sign-in lifetime plus a clock allowance, so an entry outlives
  * the cookie it ends. Every replica watches the bucket and checks its copy on every request.
  */
@@ -59,27 +73,42 @@ export async function openRevocations(opts: { bus: Bus; lifetimeMs: number; repl
 
   /** Sign-in id → when its cookie expires (ms). */
   const ended = new Map<string, number>();
+  /** Person (digest of the address) → sign-ins made up to `before` are ended; the entry lasts until `exp`. */
+  const people = new Map<string, { before: number; exp: number }>();
   let watch: { stop(): void; done: Promise<void> } | undefined;
   let prune: ReturnType<typeof setInterval> | undefined;
 
   const remember = (key: string, value: Uint8Array | undefined) => {
-    let exp = Date.now() + maxAgeMs;
+    let parsed: { exp?: unknown; before?: unknown } = {};
     try {
-      const parsed = value && value.length > 0 ? (JSON.parse(new TextDecoder().decode(value)) as { exp?: unknown }) : {};
-      if (typeof parsed.exp === 'number') exp = parsed.exp;
+      if (value && value.length > 0) parsed = JSON.parse(new TextDecoder().decode(value)) as typeof parsed;
     } catch {
       // Still ended: an unreadable entry keeps the sign-in refused until the bucket expires it.
     }
-    ended.set(key, exp);
+    const exp = typeof parsed.exp === 'number' ? parsed.exp : Date.now() + maxAgeMs;
+    const [kind, id] = [key.slice(0, key.indexOf('.')), key.slice(key.indexOf('.') + 1)];
+    if (kind === 'sid') ended.set(id, exp);
+    else if (kind === 'person') {
+      const before = typeof parsed.before === 'number' ? parsed.before : exp;
+      people.set(id, { before: Math.max(before, people.get(id)?.before ?? 0), exp });
+    }
   };
+  const endedBefore = (email: string) => people.get(personKey(email))?.before ?? Number.NEGATIVE_INFINITY;
 
   return {
-    revoked: (id) => ended.has(id),
+    revoked: (s) => ended.has(s.sid) || s.iat <= endedBefore(s.email),
     async revoke(id, exp) {
       if (!SIGN_IN_ID.test(id)) return;
-      await kv.put(id, JSON.stringify({ exp }));
+      await kv.put(`sid.${id}`, JSON.stringify({ exp }));
       ended.set(id, exp);
     },
+    async revokePerson(email) {
+      const before = Math.max(Date.now(), endedBefore(email) + 1);
+      const value = { before, exp: before + maxAgeMs };
+      await kv.put(`person.${personKey(email)}`, JSON.stringify(value));
+      people.set(personKey(email), value);
+    },
+    issuedAt: (email) => Math.max(Date.now(), endedBefore(email) + 1),
     async lifetime(wantMs) {
       if (wantMs + CLOCK_ALLOWANCE_MS > maxAgeMs) await keepFor(wantMs + CLOCK_ALLOWANCE_MS);
       return Math.min(wantMs, maxAgeMs - CLOCK_ALLOWANCE_MS);
@@ -102,6 +131,7 @@ export async function openRevocations(opts: { bus: Bus; lifetimeMs: number; repl
       prune = setInterval(() => {
         const now = Date.now();
         for (const [id, exp] of ended) if (exp < now) ended.delete(id);
+        for (const [id, p] of people) if (p.exp < now) people.delete(id);
       }, PRUNE_EVERY_MS);
       prune.unref();
       await ready;
@@ -112,4 +142,9 @@ export async function openRevocations(opts: { bus: Bus; lifetimeMs: number; repl
       await watch?.done;
     },
   };
+}
+
+/** A person's key in the bucket: the digest of their address, lowercased (addresses are not keys, nor logged there). */
+function personKey(email: string): string {
+  return createHash('sha256').update(email.trim().toLowerCase()).digest('hex');
 }

@@ -13,6 +13,8 @@ export interface Person {
 export interface Session extends Person {
   /** This sign-in's id: what a sign-out revokes (see revocations.ts); a cookie without one is refused. */
   sid: string;
+  /** When it was made (ms): "sign out everywhere" ends the person's sign-ins made until then. */
+  iat: number;
   /** The CSRF token every change must carry in `x-csrf-token`. */
   csrf: string;
   exp: number;
