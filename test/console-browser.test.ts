@@ -134,4 +134,15 @@ describe.skipIf(!haveChromium)('web console in chromium', () => {
     await page.goto(`${base}/#/clients`);
     await page.getByRole('rowheader', { name: /^app/ }).waitFor();
   });
+
+  it('signs out everywhere: the cookie, copied before, is refused afterwards', async () => {
+    const [cookie] = await page.context().cookies(base);
+    expect(cookie?.name).toBe('relay_session');
+    const copy = { cookie: `${cookie!.name}=${cookie!.value}` };
+    const signedIn = async () => ((await (await fetch(`${base}/api/session`, { headers: copy })).json()) as { signedIn: boolean }).signedIn;
+    expect(await signedIn()).toBe(true);
+    await page.getByRole('button', { name: 'Sign out everywhere' }).click();
+    await page.getByRole('heading', { name: 'Campus Relay console' }).waitFor();
+    expect(await signedIn()).toBe(false);
+  });
 });

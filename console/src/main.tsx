@@ -65,7 +65,7 @@ function App() {
             ))}
           </ul>
           <span class="who">
-            {session.email} ({session.role}) <SignOutButton />
+            {session.email} ({session.role}) <SignOutButton /> <SignOutButton everywhere />
           </span>
         </nav>
       </header>
@@ -105,7 +105,8 @@ function SignIn({ session }: { session: SessionInfo }) {
   );
 }
 
-function SignOutButton() {
+/** Sign out here, or `everywhere`: every sign-in of this person, in any browser. */
+function SignOutButton({ everywhere = false }: { everywhere?: boolean }) {
   const [error, setError] = useState<string | undefined>(undefined);
   return (
     <>
@@ -114,14 +115,14 @@ function SignOutButton() {
         class="link"
         onClick={async () => {
           try {
-            await signOut();
+            await signOut(everywhere);
             location.reload();
           } catch (e) {
             setError((e as Error).message);
           }
         }}
       >
-        Sign out
+        {everywhere ? 'Sign out everywhere' : 'Sign out'}
       </button>
       {error ? (
         <span class="error" role="alert">
