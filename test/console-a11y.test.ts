@@ -141,6 +141,19 @@ describe.skipIf(!haveChromium)('console accessibility (axe-core)', () => {
     120_000,
   );
 
+  it('has no serious or critical violation on the sign-in page', async () => {
+    const found: string[] = [];
+    for (const view of VIEWS) {
+      const context = await browser.newContext({ bypassCSP: true, viewport: { width: view.width, height: view.height }, colorScheme: view.colorScheme });
+      const signIn = await context.newPage();
+      await signIn.goto(base);
+      await signIn.getByRole('heading', { name: 'Campus Relay console' }).waitFor();
+      found.push(...(await audit(signIn, `Sign-in (${view.name})`)));
+      await context.close();
+    }
+    expect(found).toEqual([]);
+  });
+
   it('shows where keyboard focus is on every page: an outline of at least 2px on each element Tab reaches', async () => {
     await page.setViewportSize({ width: 1280, height: 800 });
     await page.emulateMedia({ colorScheme: 'light' });
