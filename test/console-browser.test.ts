@@ -82,6 +82,9 @@ describe.skipIf(!haveChromium)('web console in chromium', () => {
     expect(await id.getAttribute('aria-describedby')).toBe('f-id-hint f-id-error');
     // From is still empty, but untouched: no message for it yet.
     expect(await page.locator('#f-from-error').count()).toBe(0);
+    // An id that is taken is the id field's message too.
+    await id.fill('helpdesk');
+    await page.getByText('a sender with this id is defined in relay.yaml').waitFor();
     await id.fill('news');
     await idError.waitFor({ state: 'detached' });
     expect(await id.getAttribute('aria-invalid')).toBeNull();
