@@ -68,16 +68,40 @@ describe.skipIf(!haveChromium)('web console in chromium', () => {
     expect((await other.goto(`${base}/auth/demo?token=${token}`))?.status()).toBe(403);
   });
 
-  it("creates a sender, showing the API's field message for a bad value first", async () => {
+  it("creates a sender, checked as one types with the API's message next to the field", async () => {
     await page.setViewportSize({ width: 1200, height: 800 });
     await page.goto(`${base}/#/senders`);
     await page.getByRole('button', { name: 'New sender' }).click();
-    await page.getByLabel('Sender id').fill('bad id');
+    const id = page.getByLabel('Sender id');
+    await id.fill('bad id');
+    // PutSender with validate_only answers as saving would; the message sits by the field it names.
+    const idError = page.locator('#f-id-error');
+    await idError.waitFor();
+    expect(await idError.textContent()).toMatch(/^must be 1-64 letters, digits/);
+    expect(await id.getAttribute('aria-invalid')).toBe('true');
+    expect(await id.getAttribute('aria-describedby')).toBe('f-id-hint f-id-error');
+    // From is still empty, but untouched: no message for it yet.
+    expect(await page.locator('#f-from-error').count()).toBe(0);
+    // An id that is taken is the id field's message too.
+    await id.fill('helpdesk');
+    await page.getByText('a sender with this id is defined in relay.yaml').waitFor();
+    await id.fill('news');
+    await idError.waitFor({ state: 'detached' });
+    expect(await id.getAttribute('aria-invalid')).toBeNull();
     await page.getByLabel('Provider').selectOption('google-workspace');
     await page.getByLabel('From address').fill('news@campus.example');
-    await page.getByRole('button', { name: 'Save sender' }).click();
-    expect(await page.getByRole('alert').textContent()).toMatch(/id: must be 1-64 letters/);
-    await page.getByLabel('Sender id').fill('news');
+    const port = page.getByLabel('Port');
+    await port.fill('5x');
+    await page.locator('#f-port-error').waitFor();
+    expect(await port.getAttribute('aria-describedby')).toBe('f-port-error');
+    // Save stays available, and says what stopped it.
+    const save = page.getByRole('button', { name: 'Save sender' });
+    expect(await save.isEnabled()).toBe(true);
+    await save.click();
+    expect(await page.getByRole('alert').textContent()).toMatch(/^smtp\.port: /);
+    await port.fill('587');
+    await page.locator('#f-port-error').waitFor({ state: 'detached' });
+    // The checks stored nothing: saving creates it now.
     await page.getByRole('button', { name: 'Save sender' }).click();
     await page.getByRole('heading', { name: 'Sender news' }).waitFor();
     expect(await page.locator('dl.facts').textContent()).toMatch(/SMTP smtp\.gmail\.com:587.*demo@localhost \(console\)/s);
@@ -112,5 +136,16 @@ describe.skipIf(!haveChromium)('web console in chromium', () => {
     await page.getByRole('rowheader', { name: 'helpdesk' }).waitFor();
     await page.goto(`${base}/#/clients`);
     await page.getByRole('rowheader', { name: /^app/ }).waitFor();
+  });
+
+  it('signs out everywhere: the cookie, copied before, is refused afterwards', async () => {
+    const [cookie] = await page.context().cookies(base);
+    expect(cookie?.name).toBe('relay_session');
+    const copy = { cookie: `${cookie!.name}=${cookie!.value}` };
+    const signedIn = async () => ((await (await fetch(`${base}/api/session`, { headers: copy })).json()) as { signedIn: boolean }).signedIn;
+    expect(await signedIn()).toBe(true);
+    await page.getByRole('button', { name: 'Sign out everywhere' }).click();
+    await page.getByRole('heading', { name: 'Campus Relay console' }).waitFor();
+    expect(await signedIn()).toBe(false);
   });
 });

@@ -6,6 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readEnv } from '@relay/config';
 import { SERVICE_NAMES } from '@relay/core';
 import { repoRoot } from '@relay/testkit';
 import { describe, expect, it } from 'vitest';
@@ -103,7 +104,7 @@ describe('deploy/kubernetes', () => {
     expect(find(docs, 'ConfigMap', 'relay-env')!.data.RELAY_CONFIG).toBe('/etc/relay/relay.yaml');
     expect(Object.fromEntries(SERVICES.map((n) => [n, secretsOf(find(docs, 'Deployment', n)!)]))).toEqual({
       credentials: ['relay-credentials-secrets', 'relay-ingest-token', 'relay-internal-token', 'relay-nats-credentials'],
-      ingest: ['relay-envelope-key', 'relay-ingest-secrets', 'relay-ingest-token', 'relay-nats-ingest'],
+      ingest: ['relay-console-session-key', 'relay-envelope-key', 'relay-ingest-secrets', 'relay-ingest-token', 'relay-nats-ingest'],
       scheduler: ['relay-nats-scheduler'],
       'smtp-sender': ['relay-envelope-key', 'relay-internal-token', 'relay-nats-smtp-sender'],
       'graph-sender': ['relay-envelope-key', 'relay-internal-token', 'relay-nats-graph-sender'],
@@ -127,6 +128,23 @@ describe('deploy/kubernetes', () => {
     expect(tokenFile('credentials', 'RELAY_INTERNAL_ADMIN_TOKEN_FILE')).toBe('/run/secrets/relay/ingest-token');
     expect(generated['relay-ingest-token']).toEqual(['ingest-token']);
     expect(generated['relay-internal-token']).toEqual(['internal-token']);
+  });
+
+  it('gives every ingest replica the same console cookie key, from a Secret of its own', () => {
+    const ingest = find(docs, 'Deployment', 'ingest')!;
+    expect(ingest.spec.replicas).toBeGreaterThan(1);
+    const env = ingest.spec.template.spec.containers[0].env as Doc[];
+    const key = env.filter((e) => e.name === 'RELAY_CONSOLE_SESSION_KEY');
+    expect(key).toEqual([
+      { name: 'RELAY_CONSOLE_SESSION_KEY', valueFrom: { secretKeyRef: { name: 'relay-console-session-key', key: 'console-session-key' } } },
+    ]);
+    expect(generatedSecrets()['relay-console-session-key']).toEqual(['console-session-key']);
+    // No other workload holds it.
+    const holders = docs.filter((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet').filter((d) => secretsOf(d).includes('relay-console-session-key'));
+    expect(holders.map((d) => d.metadata.name)).toEqual(['ingest']);
+    // The variable is the one ingest reads.
+    const secret = Buffer.alloc(32, 7);
+    expect(readEnv({ RELAY_CONSOLE_SESSION_KEY: secret.toString('base64') }).consoleSessionKey).toEqual(secret);
   });
 
   it('has no placeholder secret: Secrets are generated from files the operator writes', () => {

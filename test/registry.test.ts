@@ -167,6 +167,31 @@ describe('the registry through AdminService', () => {
     expect(unknownSender.details).toContain('senders[0]: "nowhere" is not a configured sender');
   });
 
+  it('checks a sender without storing it when validate_only is set', async () => {
+    const check = (id: string, spec: object, etag = '') =>
+      ops.admin<PutSenderResponse>('putSender', create(PutSenderRequestSchema, { sender: { id, spec: spec as never, etag }, validateOnly: true }));
+    const fresh = await check('checked', senderSpec(open));
+    expect(fresh).toMatchObject({ created: true, sender: { id: 'checked', managedBy: 'api', etag: '' } });
+    expect((await codeOf(getSender('checked'))).code).toBe(status.NOT_FOUND);
+    // The same answers as a real PutSender, field messages included.
+    const badPort = { ...senderSpec(open), smtp: { ...senderSpec(open).smtp, port: '587' } };
+    const [checked, real] = await Promise.all([codeOf(check('checked', badPort)), codeOf(put('checked', badPort))]);
+    expect(checked).toMatchObject({ code: status.INVALID_ARGUMENT, details: 'smtp.port: expected a number, got the string "587"' });
+    expect(checked.details).toBe(real.details);
+    expect((await codeOf(check('bad id!', senderSpec(open)))).details).toBe('sender.id: must be 1-64 letters, digits, "-" or "_"');
+    expect((await codeOf(check('desk', senderSpec(open)))).code).toBe(status.FAILED_PRECONDITION);
+    const stored = await put('checked-later', senderSpec(open));
+    expect((await codeOf(check('checked-later', senderSpec(open)))).code).toBe(status.ALREADY_EXISTS);
+    const update = await check('checked-later', senderSpec(open, { reply_to: 'desk@campus.example' }), stored.sender!.etag);
+    expect(update).toMatchObject({ created: false, sender: { etag: stored.sender!.etag, spec: { reply_to: 'desk@campus.example' } } });
+    const after = await getSender('checked-later');
+    expect(after.sender?.etag).toBe(stored.sender!.etag);
+    expect(after.sender?.spec?.reply_to).toBeUndefined();
+    const changed = await put('checked-later', senderSpec(open), stored.sender!.etag);
+    expect((await codeOf(check('checked-later', senderSpec(open), stored.sender!.etag))).code).toBe(status.ABORTED);
+    expect(changed.sender?.etag).not.toBe(stored.sender!.etag);
+  });
+
   it('keeps a secret set through the API sealed in relay-credentials, never readable back', async () => {
     await put('locked', senderSpec(authed, { smtp: { ...senderSpec(authed).smtp, auth: { type: 'password', user: 'dept' } } }));
     await ops.admin('putClient', create(PutClientRequestSchema, { client: { name: 'locked-app', spec: { senders: ['locked'] } } }));

@@ -87,6 +87,25 @@ describe('relay senders', () => {
     });
   });
 
+  it('only checks with --dry-run: PutSender with validate_only, said in the output', async () => {
+    const file = join(dir, 'dry.yaml');
+    writeFileSync(file, 'id: no-reply\nfrom: no-reply@campus.example\ntransport: smtp\nsmtp:\n  host: smtp.office365.com\n  port: 587\n');
+    relay.on('getSender', (req: GetSenderRequest) => ({ sender: sender(req.id) }));
+    relay.on('putSender', (req: PutSenderRequest) => ({ sender: req.sender, created: false }));
+    const res = await relayCli(['senders', 'apply', '--dry-run', '-f', file]);
+    expect(res).toMatchObject({ code: 0, stdout: 'sender/no-reply configured (dry run)\n' });
+    expect(relay.calls[1]?.request).toMatchObject({ validateOnly: true, sender: { id: 'no-reply', etag: 'etag-no-reply-1' } });
+    relay.on('putSender', () => {
+      throw grpcError(status.INVALID_ARGUMENT, 'smtp.port: expected a number, got the string "x"');
+    });
+    const bad = await relayCli(['senders', 'apply', '--dry-run', '-f', file]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('INVALID_ARGUMENT: smtp.port: expected a number');
+    const real = await relayCli(['senders', 'apply', '-f', file]);
+    expect(real.stderr).toContain('INVALID_ARGUMENT');
+    expect(relay.calls.at(-1)?.request).toMatchObject({ validateOnly: false });
+  });
+
   it('applies a new sender with an empty etag when GetSender says NOT_FOUND', async () => {
     const file = join(dir, 'new.yaml');
     writeFileSync(file, 'senders:\n  - id: registrar\n    from: registrar@campus.example\n    transport: graph\n');

@@ -45,6 +45,18 @@ export async function call<T = Record<string, unknown>>(method: string, body: un
   return out;
 }
 
-export async function signOut(): Promise<void> {
-  await fetch('/auth/logout', { method: 'POST', credentials: 'same-origin', headers: { 'x-csrf-token': csrf } });
+/**
+ * Ends the sign-in on every replica (with `everywhere`, all of this person's sign-ins); throws
+ * ApiError when the relay could not record it (the sign-in then still works).
+ */
+export async function signOut(everywhere = false): Promise<void> {
+  const res = await fetch(everywhere ? '/auth/logout-everywhere' : '/auth/logout', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'x-csrf-token': csrf },
+  });
+  if (!res.ok) {
+    const out = (await res.json().catch(() => ({}))) as { error?: string };
+    throw new ApiError(`Not signed out: ${out.error ?? `HTTP ${res.status}`}`, res.status);
+  }
 }

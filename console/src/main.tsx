@@ -50,9 +50,10 @@ function App() {
   const links = [['senders', 'Senders'], ['messages', 'Messages'], ['queues', 'Queues'], ...(admin ? [['clients', 'Clients and keys']] : [])] as const;
   return (
     <>
-      <a class="skip" href="#main">
+      {/* A button, not a link to #main: the address's # is the console's route. */}
+      <button type="button" class="skip" onClick={() => document.getElementById('main')?.focus()}>
         Skip to content
-      </a>
+      </button>
       <header>
         <nav aria-label="Console">
           <strong class="brand">Campus Relay</strong>
@@ -66,11 +67,11 @@ function App() {
             ))}
           </ul>
           <span class="who">
-            {session.email} ({session.role}) <SignOutButton />
+            {session.email} ({session.role}) <SignOutButton /> <SignOutButton everywhere />
           </span>
         </nav>
       </header>
-      <main id="main">
+      <main id="main" tabIndex={-1}>
         {page === 'senders' && arg ? (
           <SenderPage id={decodeURIComponent(arg)} admin={admin} />
         ) : page === 'messages' && arg ? (
@@ -108,18 +109,32 @@ function SignIn({ session }: { session: SessionInfo }) {
   );
 }
 
-function SignOutButton() {
+/** Sign out here, or `everywhere`: every sign-in of this person, in any browser. */
+function SignOutButton({ everywhere = false }: { everywhere?: boolean }) {
+  const [error, setError] = useState<string | undefined>(undefined);
   return (
-    <button
-      type="button"
-      class="link"
-      onClick={async () => {
-        await signOut();
-        location.reload();
-      }}
-    >
-      Sign out
-    </button>
+    <>
+      <button
+        type="button"
+        class="link"
+        onClick={async () => {
+          try {
+            await signOut(everywhere);
+            location.reload();
+          } catch (e) {
+            setError((e as Error).message);
+          }
+        }}
+      >
+        {everywhere ? 'Sign out everywhere' : 'Sign out'}
+      </button>
+      {error ? (
+        <span class="error" role="alert">
+          {' '}
+          {error}
+        </span>
+      ) : null}
+    </>
   );
 }
 

@@ -73,8 +73,9 @@ export function registerSenders(program: Command, rt: ForCommand): void {
   senders
     .command('apply')
     .requiredOption('-f, --file <path>', 'a relay.yaml-style sender entry (snake_case keys, with its id); - for stdin')
+    .option('--dry-run', 'only check: the relay runs every check of a real apply and stores nothing')
     .description('create a sender, or update it to the file (reads it first and updates only that version)')
-    .action(async (opts: { file: string }, cmd: Command) => {
+    .action(async (opts: { file: string; dryRun?: boolean }, cmd: Command) => {
       const r = rt(cmd);
       const entries = await readManifest(opts.file, 'senders', 'id');
       const results = [];
@@ -85,9 +86,9 @@ export function registerSenders(program: Command, rt: ForCommand): void {
         } catch (err) {
           if (grpcCode(err) !== status.NOT_FOUND) throw err;
         }
-        const res = await r.client.call(AdminService.method.putSender, { sender: { id, spec, etag } }, r.call());
+        const res = await r.client.call(AdminService.method.putSender, { sender: { id, spec, etag }, validateOnly: Boolean(opts.dryRun) }, r.call());
         results.push(res);
-        if (!isStructured(r.output.format)) r.output.out(`sender/${id} ${res.created ? 'created' : 'configured'}`);
+        if (!isStructured(r.output.format)) r.output.out(`sender/${id} ${res.created ? 'created' : 'configured'}${opts.dryRun ? ' (dry run)' : ''}`);
       }
       if (isStructured(r.output.format)) {
         // One entry: the PutSender answer; several: a list of them.

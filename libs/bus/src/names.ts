@@ -21,6 +21,8 @@ export interface BusNames {
   /** The registry: senders and clients managed through the operations API (KV, key = id / name). */
   sendersBucket: string;
   clientsBucket: string;
+  /** Console sign-ins ended before their cookie expires (KV, kept for the sign-in lifetime; ingest only). */
+  consoleRevokedBucket: string;
   /** The durable consumer on the status stream that keeps the message index (ingest replicas share it). */
   messagesIndexConsumer: string;
   submittedSubject(sender: string): string;
@@ -62,6 +64,7 @@ export function busNames(prefix: string): BusNames {
     messagesBucket: `${prefix}-messages`,
     sendersBucket: `${prefix}-senders`,
     clientsBucket: `${prefix}-clients`,
+    consoleRevokedBucket: `${prefix}-console-revoked`,
     messagesIndexConsumer: 'messages-index',
     submittedSubject: (sender) => `${prefix}.submitted.${sender}`,
     submittedWildcard: `${prefix}.submitted.>`,

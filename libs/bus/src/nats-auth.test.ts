@@ -6,6 +6,8 @@ describe('NATS permissions per service', () => {
     const p = servicePermissions(kind, 'relay');
     for (const s of p.publish) {
       expect(s).not.toMatch(/STREAM\.DELETE/);
+      // Ingest keeps its own console sign-out bucket's age limit at the sign-in lifetime.
+      if (kind === 'ingest' && s === '$JS.API.STREAM.UPDATE.KV_relay-console-revoked') continue;
       if (kind !== 'scheduler') expect(s).not.toMatch(/STREAM\.UPDATE/);
       expect(s).not.toMatch(/STREAM\.UPDATE\..*secrets/);
       expect(s).not.toMatch(/^(>|\$JS\.>|\$JS\.API\.>|\$JS\.API\.STREAM\.>|_INBOX\.>)$/);
@@ -53,6 +55,11 @@ describe('NATS permissions per service', () => {
     }
     expect(servicePermissions('ingest', 'relay').publish.filter((s) => s.startsWith('$JS.API.CONSUMER.') && s.includes('RELAY_STATUS.>'))).toEqual([]);
     expect(may('ingest', '$KV.relay-messages.>')).toBe(true);
+    // Console sign-outs: ingest alone writes and watches them.
+    for (const kind of SERVICE_KINDS) {
+      expect(may(kind, '$KV.relay-console-revoked.>'), kind).toBe(kind === 'ingest');
+      expect(may(kind, '$JS.API.CONSUMER.CREATE.KV_relay-console-revoked'), kind).toBe(kind === 'ingest');
+    }
     // GetQueueStats reads the pacing log.
     expect(may('ingest', '$JS.API.CONSUMER.CREATE.RELAY_PACING')).toBe(true);
     // The sweeper reads held mail without consuming it and deletes what expired.

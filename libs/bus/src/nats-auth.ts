@@ -42,6 +42,7 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
   const bodies = `OBJ_${n.bodyBucket}`;
   const failed = `OBJ_${n.failedBucket}`;
   const messagesKv = `KV_${n.messagesBucket}`;
+  const revokedKv = `KV_${n.consoleRevokedBucket}`;
   const secrets = secretsBucketName(prefix);
   const registry = [`KV_${n.sendersBucket}`, `KV_${n.clientsBucket}`];
   const shared = [n.submittedStream, n.heldStream, n.dispatchStream, n.statusStream, n.pacingStream, idemKv, bodies, failed, messagesKv, ...registry];
@@ -95,6 +96,10 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           // GetQueueStats reads the pacing log when Redis has no pacing state.
           ...orderedConsumer(n.pacingStream),
           ...webhookRights(n),
+          // Console sign-outs: ingest's own bucket, its age limit kept at the sign-in lifetime.
+          ...[`INFO`, `CREATE`, `UPDATE`].map((op) => `${API}.STREAM.${op}.${revokedKv}`),
+          `$KV.${n.consoleRevokedBucket}.>`,
+          ...orderedConsumer(revokedKv),
         ],
         // WatchMessages: state changes as they are published.
         subscribe: [...subscribe, n.statusWildcard],

@@ -34,6 +34,7 @@ export async function dropBus(prefix: string, servers = testNatsUrl()): Promise<
       `KV_${n.messagesBucket}`,
       `KV_${n.sendersBucket}`,
       `KV_${n.clientsBucket}`,
+      `KV_${n.consoleRevokedBucket}`,
       `KV_${prefix}-secrets`,
       n.webhooksStream,
       `KV_${n.webhookLogBucket}`,

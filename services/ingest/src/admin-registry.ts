@@ -151,6 +151,14 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
         ),
       );
       const record: SenderRecord = { spec, secrets, updated_at: new Date().toISOString(), updated_by: who.name };
+      if (call.request.validateOnly) {
+        // What the write would answer, short of writing: an update's version was checked above.
+        if (!input.etag && (await exists(ctx.live.store.senders, id)))
+          throw new RelayError(ErrorCode.AlreadyExists, `sender "${id}" already exists; pass its etag to change it`);
+        const view = managedSenderView(id, { value: record, revision: old?.revision ?? 0 });
+        view.etag = input.etag;
+        return create(PutSenderResponseSchema, { sender: view, created: !input.etag });
+      }
       const revision = await write(ctx.live.store.senders, id, record, input.etag, 'sender');
       // The record no longer lists them, so no service uses them; removing them is housekeeping.
       if (moved)
@@ -492,6 +500,14 @@ async function current<T>(kv: KV, key: string, what: string, etag: string): Prom
 async function readRecord<T>(kv: KV, key: string): Promise<Versioned<T> | undefined> {
   const e = await kv.get(key);
   return e && e.operation === 'PUT' && e.length > 0 ? { value: e.json<T>(), revision: e.revision } : undefined;
+}
+
+async function exists(kv: KV, key: string): Promise<boolean> {
+  try {
+    return (await readRecord(kv, key)) !== undefined;
+  } catch (err) {
+    throw conflict(err, '');
+  }
 }
 
 /** Creates (empty etag) or updates the version named by etag; answers the new revision. */

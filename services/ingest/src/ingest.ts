@@ -23,9 +23,10 @@ import { startPublicHttp, type PublicHttp } from './public-http.js';
 import { randomBytes } from 'node:crypto';
 import { createConsoleApi, type Handler } from './console/api.js';
 import { DEFAULT_CONSOLE_ASSETS, serveAssets } from './console/assets.js';
-import { createConsoleRoutes } from './console/console-http.js';
+import { createConsoleRoutes, DEFAULT_SIGN_IN_TTL_MS } from './console/console-http.js';
 import { createOidcSignIn, type OidcSignIn } from './console/oidc.js';
 import { createQueueEvents, type QueueEventsLimits } from './console/queue-events.js';
+import { openRevocations } from './console/revocations.js';
 import { createSigner } from './console/session.js';
 import { createWebhookDeliveriesHandler } from './webhooks/admin.js';
 import { createWebhooks, type WebhooksOptions } from './webhooks/webhooks.js';
@@ -58,6 +59,15 @@ export async function createIngest(
     configPath: opts.configPath,
     resolveSecrets: opts.resolveSecrets ?? 'callers-only',
     replicas: env.streamReplicas,
+  }).catch(async (err: unknown) => {
+    if (!overrides.bus) await bus.close();
+    throw err;
+  });
+  const signOuts = await openRevocations({
+    bus,
+    lifetimeMs: config.console?.sessionTtlMs ?? DEFAULT_SIGN_IN_TTL_MS,
+    replicas: env.streamReplicas,
+    logger,
   }).catch(async (err: unknown) => {
     if (!overrides.bus) await bus.close();
     throw err;
@@ -175,6 +185,7 @@ export async function createIngest(
     api: consoleApi,
     queueEvents,
     signer: createSigner(env.consoleSessionKey ?? randomBytes(32)),
+    signOuts,
     publicUrl: env.publicUrl,
     secure: env.tls !== undefined || env.publicUrl.startsWith('https:'),
     oidc: () => {
@@ -252,6 +263,7 @@ export async function createIngest(
       await indexer.start();
       await webhooks.start(ctx.config.clients);
       webhooksStarted = true;
+      await signOuts.start();
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
       grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
@@ -289,6 +301,7 @@ export async function createIngest(
       admin.close();
       await live.stop();
       await webhooks.stop(env.graceMs);
+      await signOuts.stop();
       await indexer.stop(env.graceMs);
       if (!overrides.bus) await bus.close();
     }),

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { createConsoleApi, type Handler } from './api.js';
 import type { Session } from './session.js';
 
-const olive: Session = { email: 'olive@campus.example', name: 'Olive', groups: [], csrf: 'c', exp: Number.MAX_SAFE_INTEGER };
+const olive: Session = { email: 'olive@campus.example', name: 'Olive', groups: [], sid: 'test-sign-in', iat: 0, csrf: 'c', exp: Number.MAX_SAFE_INTEGER };
 const at = new Date('2030-01-02T03:04:05Z');
 
 /** GetSender as ingest answers it, with the credential status the credentials service gave. */

@@ -8,11 +8,14 @@ import { escapeHtml, PAGE_HEADERS } from '../public-http.js';
 import { roleOf, type ConsoleApi } from './api.js';
 import type { OidcSignIn, PendingSignIn } from './oidc.js';
 import { QUEUE_EVENTS_PATH, type QueueEvents } from './queue-events.js';
-import { cookieName, newCsrfToken, parseCookies, setCookie, type Person, type Session, type Signer } from './session.js';
+import type { SignOuts } from './revocations.js';
+import { cookieName, newCsrfToken, newSignInId, parseCookies, setCookie, type Person, type Session, type Signer } from './session.js';
 
 /** Largest JSON body the API reads (a sender's settings, a secret of up to 16 KiB). */
 export const MAX_API_BODY_BYTES = 64 * 1024;
 const SIGN_IN_TTL_MS = 10 * 60_000;
+/** How long a console sign-in lasts without `console.session_ttl` (the demo's, for one). */
+export const DEFAULT_SIGN_IN_TTL_MS = 8 * 3_600_000;
 /** The demo's one-time link works this long after ingest started, and once. */
 export const DEMO_LINK_TTL_MS = 15 * 60_000;
 
@@ -20,6 +23,8 @@ export interface ConsoleHttpOptions {
   config: () => RelayConfig;
   api: ConsoleApi;
   signer: Signer;
+  /** Sign-outs every ingest replica honours (a signed cookie alone stays valid until it expires). */
+  signOuts: SignOuts;
   /** RELAY_PUBLIC_URL: the console's origin, checked against Origin on every change. */
   publicUrl: string;
   /** Cookies are Secure (served over TLS, or RELAY_PUBLIC_URL is https). */
@@ -73,11 +78,15 @@ export function createConsoleRoutes(opts: ConsoleHttpOptions): PublicRoute {
       `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">${refresh}<title>Campus Relay: ${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(text)}</p><p><a href="/">Campus Relay console</a></p></body></html>`,
     );
   };
-  const session = (req: IncomingMessage) => opts.signer.open<Session>('session', parseCookies(req.headers.cookie).get(sessionCookie));
+  /** The signed-in person: a cookie we signed, not expired, and not signed out (here or on another replica). */
+  const session = (req: IncomingMessage) => {
+    const s = opts.signer.open<Session>('session', parseCookies(req.headers.cookie).get(sessionCookie));
+    return s && typeof s.sid === 'string' && typeof s.iat === 'number' && !opts.signOuts.revoked(s) ? s : undefined;
+  };
   /** Signs the person in: a fresh session (and CSRF token), then a same-site hop to the console so the Strict cookie is sent. */
-  const signIn = (res: ServerResponse, person: Person) => {
-    const ttl = opts.config().console?.sessionTtlMs ?? 8 * 3_600_000;
-    const value: Omit<Session, 'exp'> = { ...person, csrf: newCsrfToken() };
+  const signIn = async (res: ServerResponse, person: Person) => {
+    const ttl = await opts.signOuts.lifetime(opts.config().console?.sessionTtlMs ?? DEFAULT_SIGN_IN_TTL_MS);
+    const value: Omit<Session, 'exp'> = { ...person, sid: newSignInId(), iat: opts.signOuts.issuedAt(person.email), csrf: newCsrfToken() };
     const cookies = [
       setCookie(sessionCookie, opts.signer.sign('session', value, ttl), { secure: opts.secure, maxAgeMs: ttl }),
       setCookie(pendingCookie, '', { secure: opts.secure, maxAgeMs: 0, sameSite: 'Lax' }),
@@ -125,7 +134,7 @@ export function createConsoleRoutes(opts: ConsoleHttpOptions): PublicRoute {
         opts.logger.warn({ err: describe(err) }, 'console sign-in refused');
         return (page(res, 400, 'Sign-in not completed', `The sign-in was not accepted: ${(err as Error).message}`), true);
       }
-      signIn(res, person);
+      await signIn(res, person);
       return true;
     }
     if (path === '/auth/demo' && method === 'GET') {
@@ -149,13 +158,48 @@ export function createConsoleRoutes(opts: ConsoleHttpOptions): PublicRoute {
           true
         );
       demoUsed = true;
-      signIn(res, { email: 'demo@localhost', name: 'Demo admin', groups: [], demo: true });
+      await signIn(res, { email: 'demo@localhost', name: 'Demo admin', groups: [], demo: true });
       return true;
     }
     if (path === '/auth/logout' && method === 'POST') {
       const s = session(req);
       if (s && !sameOrigin(req, s)) return (json(res, 403, { error: 'CSRF check failed: send the x-csrf-token header from /api/session' }), true);
+      if (s) {
+        try {
+          await opts.signOuts.revoke(s.sid, s.exp);
+        } catch (err) {
+          // The cookie stays: signed out here only, a copy of it would still work elsewhere.
+          opts.logger.error({ err: describe(err), person: s.email }, 'console sign-out not recorded');
+          return (json(res, 503, { error: 'sign-out not recorded (the broker is unreachable); try again' }), true);
+        }
+        opts.logger.info({ person: s.email }, 'console sign-out');
+      }
       json(res, 200, { signedIn: false }, [setCookie(sessionCookie, '', { secure: opts.secure, maxAgeMs: 0 })]);
+      return true;
+    }
+    if (path === '/auth/logout-everywhere' && method === 'POST') {
+      const s = session(req);
+      if (!s) return (json(res, 401, { error: 'not signed in' }), true);
+      if (!sameOrigin(req, s)) return (json(res, 403, { error: 'CSRF check failed: send the x-csrf-token header from /api/session' }), true);
+      let body: { email?: unknown };
+      try {
+        body = ((await readJson(req, 1024)) ?? {}) as { email?: unknown };
+      } catch (err) {
+        return (json(res, 400, { error: (err as Error).message }), true);
+      }
+      const email = body.email === undefined ? s.email : body.email;
+      if (typeof email !== 'string' || email.length > 320 || !/^[^@\s]+@[^@\s]+$/.test(email))
+        return (json(res, 400, { error: 'email: an email address (or leave it out for yourself)' }), true);
+      const self = email.toLowerCase() === s.email.toLowerCase();
+      if (!self && roleOf(s, opts.config()).kind !== 'admin') return (json(res, 403, { error: 'email: only an admin signs another person out' }), true);
+      try {
+        await opts.signOuts.revokePerson(email);
+      } catch (err) {
+        opts.logger.error({ err: describe(err), person: s.email }, 'console sign-out everywhere not recorded');
+        return (json(res, 503, { error: 'sign-out not recorded (the broker is unreachable); try again' }), true);
+      }
+      opts.logger.info({ person: s.email, signed_out: email }, 'console sign-out everywhere');
+      json(res, 200, { signedOut: email }, self ? [setCookie(sessionCookie, '', { secure: opts.secure, maxAgeMs: 0 })] : []);
       return true;
     }
     if (path === '/api/session' && method === 'GET') {

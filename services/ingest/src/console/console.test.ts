@@ -1,24 +1,39 @@
+import { randomBytes } from 'node:crypto';
 import { getCACertificates, setDefaultCACertificates } from 'node:tls';
-import { parseConfig, readEnv } from '@relay/config';
-import type { RunnableService } from '@relay/core';
+import { parseConfig, readEnv, type RelayConfig, type RelayEnv } from '@relay/config';
 import { createLogger } from '@relay/telemetry';
-import { clientEntry, dropBus, newClient, serviceTestEnv, startIdentityFake, testCa, testNatsUrl, uniquePrefix, type IdentityFake } from '@relay/testkit';
+import {
+  clientEntry,
+  dropBus,
+  eventually,
+  newClient,
+  serviceTestEnv,
+  startIdentityFake,
+  testCa,
+  testNatsUrl,
+  uniquePrefix,
+  type IdentityFake,
+} from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { createIngest } from '../ingest.js';
+import { CLOCK_ALLOWANCE_MS } from './revocations.js';
 
 /** ingest in this process with `console:` pointing at the fake identity provider. */
 const prefix = uniquePrefix('console');
 const PUBLIC = 'http://localhost:8080';
 const ops = newClient('ops', [], true);
 let idp: IdentityFake;
-let ingest: RunnableService;
+let ingest: Awaited<ReturnType<typeof createIngest>>;
 let base: string;
+let env: RelayEnv;
+let config: RelayConfig;
+const logger = createLogger({ service: 'test', level: 'silent' });
 
 beforeAll(async () => {
   setDefaultCACertificates([...getCACertificates('default'), testCa().caPem]);
   idp = await startIdentityFake({ clients: { 'console-app': 'console-secret' }, groups: { 'gina@campus.example': ['g-other', 'g-admins'] } });
-  const env = readEnv({
+  env = readEnv({
     NATS_URL: testNatsUrl(),
     RELAY_BUS_PREFIX: prefix,
     RELAY_GRPC_PORT: '0',
@@ -26,6 +41,8 @@ beforeAll(async () => {
     RELAY_METRICS_PORT: '0',
     RELAY_HOST: '127.0.0.1',
     RELAY_PUBLIC_URL: PUBLIC,
+    // The same cookie key on every replica, as in production.
+    RELAY_CONSOLE_SESSION_KEY: randomBytes(32).toString('base64'),
     ...serviceTestEnv('ingest'),
   });
   const sender = (id: string, owners?: string[]) => ({
@@ -35,7 +52,7 @@ beforeAll(async () => {
     transport: 'smtp',
     smtp: { host: '127.0.0.1', port: 2525, security: 'none' },
   });
-  const config = parseConfig(
+  config = parseConfig(
     stringify({
       console: {
         issuer: `${idp.url}/t1/v2.0`,
@@ -44,13 +61,14 @@ beforeAll(async () => {
         admins: ['Ada@campus.example'],
         admin_groups: ['g-admins'],
         contact: 'it-help@campus.example',
+        session_ttl: '2h',
       },
       clients: [clientEntry(ops)],
       senders: [sender('a', ['olive@campus.example']), sender('b')],
     }),
     { CONSOLE_SECRET: 'console-secret' },
   );
-  ingest = await createIngest({ env, config, logger: createLogger({ service: 'test', level: 'silent' }) });
+  ingest = await createIngest({ env, config, logger });
   const ports = await ingest.start();
   base = `http://127.0.0.1:${ports.http}`;
 });
@@ -69,7 +87,7 @@ const cookieOf = (res: Response) =>
     .join('; ');
 
 /** Signs in at the fake as `account`; returns the session cookie and the CSRF token. */
-async function signIn(account: string): Promise<{ cookie: string; csrf: string; session: Record<string, unknown> }> {
+async function signIn(account: string): Promise<{ cookie: string; csrf: string; session: Record<string, unknown>; setCookie: string }> {
   const login = await fetch(`${base}/auth/login`, { redirect: 'manual' });
   expect(login.status).toBe(302);
   const pending = cookieOf(login);
@@ -88,11 +106,11 @@ async function signIn(account: string): Promise<{ cookie: string; csrf: string; 
   expect(setCookie).toMatch(/HttpOnly; SameSite=Strict/);
   const cookie = setCookie.split(';')[0]!;
   const session = (await (await fetch(`${base}/api/session`, { headers: { cookie } })).json()) as Record<string, unknown>;
-  return { cookie, csrf: String(session.csrf), session };
+  return { cookie, csrf: String(session.csrf), session, setCookie };
 }
 
-async function api(who: { cookie: string; csrf: string }, name: string, body: unknown = {}, headers: Record<string, string> = {}) {
-  const res = await fetch(`${base}/api/${name}`, {
+async function api(who: { cookie: string; csrf: string }, name: string, body: unknown = {}, headers: Record<string, string> = {}, at = base) {
+  const res = await fetch(`${at}/api/${name}`, {
     method: 'POST',
     headers: { cookie: who.cookie, 'x-csrf-token': who.csrf, 'content-type': 'application/json', origin: PUBLIC, ...headers },
     body: JSON.stringify(body),
@@ -146,6 +164,97 @@ describe('console sign-in and roles', () => {
     const zed = await signIn('zed@campus.example');
     expect(zed.session).toMatchObject({ signedIn: true, role: 'none', contact: 'it-help@campus.example' });
     expect((await api(zed, 'ListSenders')).status).toBe(403);
+  });
+});
+
+describe('console sign-out', () => {
+  /** Another ingest replica: same relay, same cookie key. */
+  async function replica(): Promise<{ base: string; stop: () => Promise<void> }> {
+    const other = await createIngest({ env, config, logger });
+    const ports = await other.start();
+    return { base: `http://127.0.0.1:${ports.http}`, stop: () => other.stop() };
+  }
+  const signOut = (who: { cookie: string; csrf: string }, at = base) =>
+    fetch(`${at}/auth/logout`, { method: 'POST', headers: { cookie: who.cookie, 'x-csrf-token': who.csrf, origin: PUBLIC } });
+  const signedIn = async (who: { cookie: string }, at = base) =>
+    ((await (await fetch(`${at}/api/session`, { headers: { cookie: who.cookie } })).json()) as { signedIn: boolean }).signedIn;
+
+  it('refuses the cookie after sign-out, on this replica and on every other (401)', async () => {
+    const running = await replica();
+    try {
+      const ada = await signIn('ada@campus.example');
+      const kept = await signIn('ada@campus.example');
+      // One cookie key: the other replica takes the cookie as it is.
+      expect((await api(ada, 'ListSenders', {}, {}, running.base)).status).toBe(200);
+      const out = await signOut(ada);
+      expect(out.status).toBe(200);
+      expect(out.headers.getSetCookie()[0]).toMatch(/^relay_session=; .*Max-Age=0/);
+      // A copy of the cookie, sent again after the sign-out.
+      expect((await api(ada, 'ListSenders')).status).toBe(401);
+      expect(await signedIn(ada)).toBe(false);
+      await eventually(async () => ((await api(ada, 'ListSenders', {}, {}, running.base)).status === 401 ? true : undefined), 5_000);
+      expect(await signedIn(ada, running.base)).toBe(false);
+      // A replica started afterwards knows it too.
+      const later = await replica();
+      try {
+        expect((await api(ada, 'ListSenders', {}, {}, later.base)).status).toBe(401);
+        // The person's other sign-in is not ended by it.
+        expect((await api(kept, 'ListSenders', {}, {}, later.base)).status).toBe(200);
+      } finally {
+        await later.stop();
+      }
+      // Signing out on the other replica ends it here too.
+      expect((await signOut(kept, running.base)).status).toBe(200);
+      await eventually(async () => ((await api(kept, 'ListSenders')).status === 401 ? true : undefined), 5_000);
+    } finally {
+      await running.stop();
+    }
+  });
+
+  it('signs a person out everywhere: themselves, or anyone by an admin; a new sign-in works', async () => {
+    const running = await replica();
+    try {
+      const everywhere = (who: { cookie: string; csrf: string }, body?: object, at = base) =>
+        fetch(`${at}/auth/logout-everywhere`, {
+          method: 'POST',
+          headers: { cookie: who.cookie, 'x-csrf-token': who.csrf, origin: PUBLIC, 'content-type': 'application/json' },
+          ...(body ? { body: JSON.stringify(body) } : {}),
+        });
+      // One after another: the identity provider double signs in one account at a time.
+      const ada1 = await signIn('ada@campus.example');
+      const ada2 = await signIn('ada@campus.example');
+      const olive = await signIn('olive@campus.example');
+      const gina = await signIn('gina@campus.example');
+      // An owner signs out only themselves.
+      const refused = await everywhere(olive, { email: 'ada@campus.example' });
+      expect(refused.status).toBe(403);
+      expect((await everywhere(gina, { email: 'not an address' })).status).toBe(400);
+      // An admin (gina) signs olive out everywhere, on the other replica.
+      expect(await (await everywhere(gina, { email: 'Olive@campus.example' }, running.base)).json()).toEqual({ signedOut: 'Olive@campus.example' });
+      await eventually(async () => ((await api(olive, 'ListSenders', {})).status === 401 ? true : undefined), 5_000);
+      expect((await api(gina, 'ListSenders')).status).toBe(200);
+      // Ada ends both her sign-ins at once, and her cookie is cleared.
+      const out = await everywhere(ada1);
+      expect(out.status).toBe(200);
+      expect(out.headers.getSetCookie()[0]).toMatch(/^relay_session=; .*Max-Age=0/);
+      for (const who of [ada1, ada2]) {
+        expect((await api(who, 'ListSenders')).status).toBe(401);
+        await eventually(async () => ((await api(who, 'ListSenders', {}, {}, running.base)).status === 401 ? true : undefined), 5_000);
+      }
+      // Signing in again afterwards works, on either replica.
+      const again = await signIn('ada@campus.example');
+      expect((await api(again, 'ListSenders')).status).toBe(200);
+      expect((await api(again, 'ListSenders', {}, {}, running.base)).status).toBe(200);
+    } finally {
+      await running.stop();
+    }
+  });
+
+  it('keeps sign-outs in a bucket whose max_age is the sign-in lifetime (plus a clock allowance)', async () => {
+    const info = await ingest.ctx.bus.jsm.streams.info(`KV_${prefix}-console-revoked`);
+    expect(info.config.max_age).toBe((2 * 3_600_000 + CLOCK_ALLOWANCE_MS) * 1e6);
+    // The cookie lasts the sign-in lifetime, so a sign-out is kept as long as the cookie it ends.
+    expect((await signIn('ada@campus.example')).setCookie).toMatch(/Max-Age=7200\b/);
   });
 });
 

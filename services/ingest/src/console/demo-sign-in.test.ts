@@ -19,6 +19,7 @@ afterEach(async () => {
 
 async function start(token: string | undefined, clock: { now: number }) {
   const calls: string[] = [];
+  const ended = new Set<string>();
   const http = await startPublicHttp({
     port: 0,
     host: '127.0.0.1',
@@ -35,6 +36,14 @@ async function start(token: string | undefined, clock: { now: number }) {
           },
         },
         signer: createSigner(randomBytes(32), () => clock.now),
+        // Sign-outs in memory: console.test.ts covers them across replicas.
+        signOuts: {
+          revoked: (s) => ended.has(s.sid),
+          revoke: async (id) => void ended.add(id),
+          revokePerson: async () => {},
+          issuedAt: () => clock.now,
+          lifetime: async (ms) => ms,
+        },
         publicUrl: 'http://localhost:8080',
         secure: false,
         oidc: () => undefined,
@@ -50,7 +59,7 @@ async function start(token: string | undefined, clock: { now: number }) {
 
 describe('roles', () => {
   it('makes the demo sign-in an admin only while relay.yaml has no console:', () => {
-    const demo = { email: 'demo@localhost', name: 'Demo', groups: [], demo: true, csrf: 'c', exp: 0 };
+    const demo = { email: 'demo@localhost', name: 'Demo', groups: [], demo: true, sid: 's', iat: 0, csrf: 'c', exp: 0 };
     expect(roleOf(demo, config)).toEqual({ kind: 'admin' });
     const withConsole = parseConfig(`console: { issuer: "https://idp.campus.example", client_id: c, admins: [a@campus.example] }\n${CONFIG_TEXT}`, {});
     expect(roleOf(demo, withConsole)).toEqual({ kind: 'none' });

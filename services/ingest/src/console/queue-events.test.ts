@@ -13,7 +13,7 @@ import { stringify } from 'yaml';
 import { createIngest } from '../ingest.js';
 import type { Role } from './api.js';
 import { createQueueEvents } from './queue-events.js';
-import { createSigner, type Session } from './session.js';
+import { createSigner, newSignInId, type Session } from './session.js';
 
 /** ingest in this process; status events are published here as the other services would. */
 const prefix = uniquePrefix('queue-events');
@@ -71,7 +71,7 @@ afterAll(async () => {
 
 /** A session cookie for `email`, made with ingest's own key (as a sign-in would). */
 const cookieFor = (email: string, ttlMs = 3_600_000) =>
-  `relay_session=${signer.sign('session', { email, name: email, groups: [], csrf: 'c'.repeat(32) }, ttlMs)}`;
+  `relay_session=${signer.sign('session', { email, name: email, groups: [], sid: newSignInId(), iat: Date.now(), csrf: 'c'.repeat(32) }, ttlMs)}`;
 
 interface SseEvent {
   event: string;
@@ -159,7 +159,7 @@ describe('GET /api/events/queues', () => {
     expect((await open(cookieFor('ada@campus.example'), { method: 'POST' })).status).toBe(405);
     expect((await open(cookieFor('ada@campus.example'), { headers: { origin: 'https://evil.example' } })).status).toBe(403);
     // An expired sign-in is no sign-in.
-    const expired = `relay_session=${createSigner(sessionKey, () => Date.now() - 10_000).sign('session', { email: 'ada@campus.example', name: 'a', groups: [], csrf: 'c' }, 1_000)}`;
+    const expired = `relay_session=${createSigner(sessionKey, () => Date.now() - 10_000).sign('session', { email: 'ada@campus.example', name: 'a', groups: [], sid: newSignInId(), iat: Date.now(), csrf: 'c' }, 1_000)}`;
     expect((await open(expired)).status).toBe(401);
   });
 
@@ -253,7 +253,7 @@ describe('createQueueEvents', () => {
       logger: createLogger({ service: 'test', level: 'silent' }),
       limits: { settleMs: 5, minIntervalMs: 10, refreshMs: 600_000 },
     });
-    const session: Session = { email: 'olive@campus.example', name: 'Olive', groups: [], csrf: 'c', exp: Date.now() + 3_600_000 };
+    const session: Session = { email: 'olive@campus.example', name: 'Olive', groups: [], sid: 'test-sign-in', iat: 0, csrf: 'c', exp: Date.now() + 3_600_000 };
     const server: Server = createServer((_req, res) => events.serve(res, session, () => state.role));
     const listening = new Promise<string>((resolve) =>
       server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`)),

@@ -11,6 +11,10 @@ export interface Person {
 }
 
 export interface Session extends Person {
+  /** This sign-in's id: what a sign-out revokes (see revocations.ts); a cookie without one is refused. */
+  sid: string;
+  /** When it was made (ms): "sign out everywhere" ends the person's sign-ins made until then. */
+  iat: number;
   /** The CSRF token every change must carry in `x-csrf-token`. */
   csrf: string;
   exp: number;
@@ -53,6 +57,11 @@ export type Signer = ReturnType<typeof createSigner>;
 
 export function newCsrfToken(): string {
   return randomBytes(24).toString('base64url');
+}
+
+/** A sign-in's id: random, base64url, safe as a KV key. */
+export function newSignInId(): string {
+  return randomBytes(18).toString('base64url');
 }
 
 /** Cookies of a request header, bounded: at most 50, names and values as given. */
