@@ -29,6 +29,7 @@ describe('remedyFor', () => {
     ['ErrorAccessDenied: Access is denied. Check credentials and try again. (HTTP 403)', /application\* permission Mail\.Send/],
     ['MailboxNotEnabledForRESTAPI: The mailbox is either inactive, soft-deleted, or is hosted on-premise. (HTTP 404)', /no Exchange Online mailbox/],
     ['ErrorInvalidRecipients: At least one recipient is not valid. (HTTP 400)', /recipient address/],
+    ["ErrorInvalidUser: The requested user 'nobody@campus.example' is invalid. (HTTP 404)", /graph\.mailbox names no user in this tenant/],
     ['ErrorMessageSizeExceeded: The message exceeds the maximum supported size. (HTTP 413)', /MaxSendSize/],
   ])('explains %s', (text, re) => {
     expect(remedyFor(text)).toMatch(re);

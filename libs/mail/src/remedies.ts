@@ -26,6 +26,11 @@ const GRAPH_REMEDIES: Remedy[] = [
       'Graph refused the app access to the mailbox. In Entra ID → App registrations → the app → API permissions, add the Microsoft Graph *application* permission Mail.Send (not the delegated one) and press "Grant admin consent"; messages with attachments over 3 MB also need Mail.ReadWrite (they are uploaded to a draft first). If both are granted, an application access policy may exclude the mailbox (Test-ApplicationAccessPolicy -Identity <graph.mailbox> -AppId <client_id>).',
   },
   {
+    match: /ErrorInvalidUser/,
+    remedy:
+      'graph.mailbox names no user in this tenant. Check the address (the user principal name or primary SMTP address of a mailbox in the tenant of tenant_id): Microsoft 365 admin center → Users → Active users, or Exchange admin center → Recipients → Mailboxes.',
+  },
+  {
     match: /MailboxNotEnabledForRESTAPI|MailboxNotSupportedForRESTAPI/,
     remedy:
       'graph.mailbox has no Exchange Online mailbox Graph can use: it is on-premises, inactive or soft-deleted, a guest, or has no Exchange Online licence. Assign a licence with Exchange Online, or point graph.mailbox at a cloud mailbox (on-premises mailboxes must use transport: smtp).',
