@@ -26,10 +26,11 @@ export interface GraphFakeOptions {
   /** Existing mailboxes by address (lower case). Others answer 404 ErrorInvalidUser. */
   mailboxes: Record<string, GraphMailbox>;
   /**
-   * Exchange RBAC for Applications: client id → the mailboxes its application roles are scoped
-   * to. That app's tokens get 403 ErrorAccessDenied for any other mailbox; apps not listed reach all.
+   * Exchange RBAC for Applications: client id → role → the mailboxes that role assignment is
+   * scoped to. A request needing that role for another mailbox gets 403 ErrorAccessDenied; roles
+   * and apps not listed reach every mailbox.
    */
-  appScopes?: Record<string, string[]>;
+  appScopes?: Record<string, Partial<Record<'Mail.Send' | 'Mail.ReadWrite', string[]>>>;
   /** Largest request body accepted (Graph: 4 MB); larger ones get 413. */
   maxRequestBytes?: number;
   /** Delay before every answer, so that concurrent requests overlap. */
@@ -236,7 +237,7 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     if (roles && !roles.includes(permission)) {
       throw new Answer(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
     }
-    const scope = typeof claims?.appid === 'string' ? opts.appScopes?.[claims.appid] : undefined;
+    const scope = typeof claims?.appid === 'string' ? opts.appScopes?.[claims.appid]?.[permission] : undefined;
     if (scope && !scope.some((m) => m.toLowerCase() === mailbox)) {
       throw new Answer(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
     }

@@ -10,6 +10,7 @@ const FULL = 'full-app';
 const SEND_ONLY = 'send-only-app';
 const NO_SEND = 'no-send-app';
 const SCOPED = 'scoped-app';
+const DRAFTS_OUT = 'drafts-out-of-scope-app';
 const MAILBOX = 'registrar@campus.example';
 
 let idp: IdentityFake;
@@ -44,14 +45,24 @@ const names = (r: Awaited<ReturnType<typeof testGraphSender>>) => r.steps.map((s
 beforeAll(async () => {
   setDefaultCACertificates([...getCACertificates('default'), testCa().caPem]);
   idp = await startIdentityFake({
-    clients: { [FULL]: SECRET, [SEND_ONLY]: SECRET, [NO_SEND]: SECRET, [SCOPED]: SECRET },
-    appRoles: { [FULL]: ['Mail.Send', 'Mail.ReadWrite'], [SEND_ONLY]: ['Mail.Send'], [NO_SEND]: ['User.Read.All'], [SCOPED]: ['Mail.Send', 'Mail.ReadWrite'] },
+    clients: { [FULL]: SECRET, [SEND_ONLY]: SECRET, [NO_SEND]: SECRET, [SCOPED]: SECRET, [DRAFTS_OUT]: SECRET },
+    appRoles: {
+      [FULL]: ['Mail.Send', 'Mail.ReadWrite'],
+      [SEND_ONLY]: ['Mail.Send'],
+      [NO_SEND]: ['User.Read.All'],
+      [SCOPED]: ['Mail.Send', 'Mail.ReadWrite'],
+      [DRAFTS_OUT]: ['Mail.Send', 'Mail.ReadWrite'],
+    },
   });
   graph = await startGraphFake({
     identity: idp,
     mailboxes: { [MAILBOX]: {}, 'it-ops@campus.example': {}, 'policy@campus.example': { failure: 'ApplicationAccessPolicy' } },
-    // RBAC for Applications: the scoped app's roles reach it-ops only.
-    appScopes: { [SCOPED]: ['it-ops@campus.example'] },
+    // RBAC for Applications: the scoped app's roles reach it-ops only; the other app's Mail.Send
+    // reaches the registrar, its Mail.ReadWrite only it-ops.
+    appScopes: {
+      [SCOPED]: { 'Mail.Send': ['it-ops@campus.example'], 'Mail.ReadWrite': ['it-ops@campus.example'] },
+      [DRAFTS_OUT]: { 'Mail.Send': [MAILBOX], 'Mail.ReadWrite': ['it-ops@campus.example'] },
+    },
   });
 });
 
@@ -116,6 +127,16 @@ describe('testGraphSender', () => {
       'mailbox:ok',
       'drafts:ok',
     ]);
+  });
+
+  it('Mail.ReadWrite scoped away from the mailbox passes with a warning at the drafts step', async () => {
+    const r = await testGraphSender(graphSender(DRAFTS_OUT), 'g', tokens);
+    expect(names(r)).toEqual(['token:ok', 'permission:ok', 'mailbox:ok', 'drafts:ok']);
+    expect(r.ok).toBe(true);
+    expect(r.steps[3]!.detail).toMatch(
+      /^warning: Graph refused a draft in registrar@campus\.example, so messages with attachments over 3 MB will fail: ErrorAccessDenied: .*InScope must be True for "Application Mail\.ReadWrite"/,
+    );
+    expect(graph.openDrafts()).toBe(0);
   });
 
   it('an application access policy that leaves the mailbox out fails at the mailbox step with its remedy', async () => {

@@ -55,13 +55,13 @@ export async function testGraphSender(
   if (roles === undefined) {
     step('permission', true, 'the token is not a readable JWT, so its application permissions cannot be listed');
   } else if (!roles.includes('Mail.Send')) {
-    own = permissionRemedy('Mail.Send', sender.graph.clientId);
+    own = permissionRemedy('Mail.Send', graph.clientId);
     step('permission', false, `ErrorAccessDenied: the token carries no Mail.Send application permission (roles: ${roles.join(', ') || 'none'})`);
     return finish();
   } else {
     const large = roles.includes('Mail.ReadWrite')
       ? 'Mail.ReadWrite present (attachments over 3 MB can be uploaded)'
-      : `warning: no Mail.ReadWrite, so messages with attachments over 3 MB will fail (they are uploaded to a draft first); to send them: ${permissionRemedy('Mail.ReadWrite', sender.graph.clientId)}`;
+      : `warning: no Mail.ReadWrite, so messages with attachments over 3 MB will fail (they are uploaded to a draft first); to send them: ${permissionRemedy('Mail.ReadWrite', graph.clientId)}`;
     step('permission', true, `application permissions: ${roles.join(', ')}; Mail.Send present; ${large}`);
   }
 
