@@ -1,10 +1,12 @@
 import { MessageState } from '@relay/proto';
 import {
+  answering,
   clientEntry,
   FAST_DELIVERY,
   historyStates,
   mailsWithId,
   newClient,
+  PROVIDER_REPLIES,
   type SmtpReply,
   smtpSender,
   type Stack,
@@ -28,12 +30,13 @@ const SEND_AS_DENIED: SmtpReply = {
 let badAuth: TestSmtpServer;
 let flaky: TestSmtpServer;
 let denying: TestSmtpServer;
+let retired: TestSmtpServer;
 let stack: Stack;
 let client: TestClient;
-const app = newClient('ops-app', ['bad-auth', 'flaky', 'denied']);
+const app = newClient('ops-app', ['bad-auth', 'flaky', 'denied', 'basic-auth-retired']);
 
 beforeAll(async () => {
-  [badAuth, flaky, denying] = await Promise.all([
+  [badAuth, flaky, denying, retired] = await Promise.all([
     // What Postfix/Dovecot answer to a wrong password.
     startSmtpServer({ security: 'starttls', authFailure: { code: 535, message: '5.7.8 Error: authentication failed' } }),
     // Refuses the first message it is offered, accepts from then on.
@@ -43,6 +46,8 @@ beforeAll(async () => {
       reply: (ctx) => (ctx.phase === 'data' && ctx.attempt === 1 ? TRY_LATER : undefined),
     }),
     startSmtpServer({ security: 'starttls', users: { [AUTH.user]: AUTH.password }, reply: (ctx) => (ctx.phase === 'data' ? SEND_AS_DENIED : undefined) }),
+    // Exchange Online once basic authentication for SMTP is retired: every password AUTH gets 550 5.7.30.
+    startSmtpServer({ security: 'starttls', users: { [AUTH.user]: AUTH.password }, ...answering(PROVIDER_REPLIES.basicAuthRetired) }),
   ]);
   stack = await startStack({
     label: 'failures',
@@ -52,6 +57,7 @@ beforeAll(async () => {
         smtpSender({ id: 'bad-auth', server: badAuth, auth: { user: AUTH.user, password: 'wrong-password' } }),
         smtpSender({ id: 'flaky', server: flaky, auth: AUTH }),
         smtpSender({ id: 'denied', server: denying, auth: AUTH }),
+        smtpSender({ id: 'basic-auth-retired', server: retired, auth: AUTH }),
       ],
       delivery: FAST_DELIVERY,
     },
@@ -61,7 +67,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const results = await stack?.stop();
-  await Promise.all([badAuth?.close(), flaky?.close(), denying?.close()]);
+  await Promise.all([badAuth?.close(), flaky?.close(), denying?.close(), retired?.close()]);
   expect(uncleanExits(results ?? [])).toEqual([]);
 });
 
@@ -99,5 +105,18 @@ describe('provider answers decide the outcome', () => {
     expect(status.lastError).toContain('SendAsDenied');
     expect(historyStates(status)).toEqual(['QUEUED', 'SENDING', 'FAILED']);
     expect(denying.messages).toHaveLength(0);
+  });
+
+  it('550 5.7.30 (basic authentication retired) fails at once, and last_error says how to move to OAuth2', async () => {
+    const res = await client.sendMail({ sender: 'basic-auth-retired', to: ['dave@students.campus.example'], subject: 'password sender', text: 'x' });
+    const status = await waitForState(client, res.messageId, [MessageState.FAILED]);
+    expect(status.attempts).toBe(1);
+    expect(status.lastError).toContain('550 5.7.30 Basic authentication is not supported for Client Submission.');
+    expect(status.lastError).toMatch(
+      /retired basic authentication.*auth: \{ type: oauth2, provider: microsoft.*"Authenticate with MFA" \(or `relay senders consent <sender>`\)/s,
+    );
+    expect(historyStates(status)).toEqual(['QUEUED', 'SENDING', 'FAILED']);
+    expect(retired.authAttempts.every((a) => !a.accepted && a.username === AUTH.user)).toBe(true);
+    expect(retired.messages).toHaveLength(0);
   });
 });

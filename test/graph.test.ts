@@ -246,24 +246,28 @@ describe('Microsoft Graph delivery end to end', () => {
     expect(sentWithId(res.messageId)).toEqual([]);
   });
 
-  it('tests a graph sender (AdminService.TestSender): token, permission, a test message, and remedies', async () => {
+  it('tests a graph sender (AdminService.TestSender): token, permission, mailbox, drafts, a test message, and remedies', async () => {
     const good = await client.testSender({ sender: 'registrar', to: 'it-ops@campus.example' }, { apiKey: ops.apiKey });
-    expect(stepsOf(good)).toEqual(['token:ok', 'permission:ok', 'send:ok']);
+    expect(stepsOf(good)).toEqual(['token:ok', 'permission:ok', 'mailbox:ok', 'drafts:ok', 'send:ok']);
     expect(good.ok).toBe(true);
     expect(good.steps[1]!.detail).toMatch(/Mail\.Send present; Mail\.ReadWrite present/);
-    expect(good.steps[2]!.detail).toMatch(/^202 .*request-id [0-9a-f-]{36}/);
+    expect(good.steps[4]!.detail).toMatch(/^202 .*request-id [0-9a-f-]{36}/);
     expect(graph.sent.some((m) => m.message.toRecipients?.[0]?.emailAddress.address === 'it-ops@campus.example')).toBe(true);
 
     const withoutTo = await client.testSender({ sender: 'registrar' }, { apiKey: ops.apiKey });
-    expect(stepsOf(withoutTo)).toEqual(['token:ok', 'permission:ok']);
+    expect(stepsOf(withoutTo)).toEqual(['token:ok', 'permission:ok', 'mailbox:ok', 'drafts:ok']);
 
     const limited = await client.testSender({ sender: 'limited' }, { apiKey: ops.apiKey });
     expect(stepsOf(limited)).toEqual(['token:ok', 'permission:failed']);
     expect(limited.remedy).toMatch(/Grant admin consent/);
 
     const sendAs = await client.testSender({ sender: 'send-as', to: 'it-ops@campus.example' }, { apiKey: ops.apiKey });
-    expect(stepsOf(sendAs)).toEqual(['token:ok', 'permission:ok', 'send:failed']);
-    expect(sendAs.steps[2]!.detail).toMatch(/^ErrorSendAsDenied: /);
+    expect(stepsOf(sendAs)).toEqual(['token:ok', 'permission:ok', 'mailbox:ok', 'drafts:ok', 'send:failed']);
+    expect(sendAs.steps[4]!.detail).toMatch(/^ErrorSendAsDenied: /);
     expect(sendAs.remedy).toMatch(/"Send As"/);
+
+    const policy = await client.testSender({ sender: 'policy' }, { apiKey: ops.apiKey });
+    expect(stepsOf(policy)).toEqual(['token:ok', 'permission:ok', 'mailbox:failed']);
+    expect(policy.remedy).toMatch(/application access policy keeps this app away/);
   });
 });

@@ -25,6 +25,12 @@ export interface GraphFakeOptions {
   identity: IdentityFake;
   /** Existing mailboxes by address (lower case). Others answer 404 ErrorInvalidUser. */
   mailboxes: Record<string, GraphMailbox>;
+  /**
+   * Exchange RBAC for Applications: client id → role → the mailboxes that role assignment is
+   * scoped to. A request needing that role for another mailbox gets 403 ErrorAccessDenied; roles
+   * and apps not listed reach every mailbox.
+   */
+  appScopes?: Record<string, Partial<Record<'Mail.Send' | 'Mail.ReadWrite', string[]>>>;
   /** Largest request body accepted (Graph: 4 MB); larger ones get 413. */
   maxRequestBytes?: number;
   /** Delay before every answer, so that concurrent requests overlap. */
@@ -133,7 +139,8 @@ class Answer extends Error {
  * A stand-in for Microsoft Graph's mail API over HTTPS (test CA): sendMail, draft messages,
  * attachments, createUploadSession with chunked PUTs, draft send and delete. It checks what real
  * Graph checks and the relay must get right: bearer tokens from the identity fake (401 when
- * expired or revoked), Mail.Send / Mail.ReadWrite in the token's roles when present, Send As,
+ * expired or revoked), Mail.Send / Mail.ReadWrite in the token's roles when present, the app's
+ * mailbox scope (RBAC for Applications, `appScopes`), Send As,
  * x- header names, the 4 MB request limit, upload ranges (in order, at most 4 MB, multiples of
  * 320 KiB but the last), no Authorization header on upload URLs. It counts requests in progress
  * per mailbox and can be told to throttle.
@@ -225,8 +232,13 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     }
     const box = mailboxes.get(mailbox);
     if (!box) throw new Answer(404, 'ErrorInvalidUser', `The requested user '${mailbox}' is invalid.`);
-    const roles = rolesOf(token);
+    const claims = claimsOf(token);
+    const roles = Array.isArray(claims?.roles) ? (claims.roles as string[]) : undefined;
     if (roles && !roles.includes(permission)) {
+      throw new Answer(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
+    }
+    const scope = typeof claims?.appid === 'string' ? opts.appScopes?.[claims.appid]?.[permission] : undefined;
+    if (scope && !scope.some((m) => m.toLowerCase() === mailbox)) {
       throw new Answer(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
     }
     switch (box.failure) {
@@ -482,12 +494,11 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
   };
 }
 
-function rolesOf(token: string): string[] | undefined {
+function claimsOf(token: string): { roles?: unknown; appid?: unknown } | undefined {
   const parts = token.split('.');
   if (parts.length !== 3) return undefined;
   try {
-    const roles = (JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as { roles?: unknown }).roles;
-    return Array.isArray(roles) ? (roles as string[]) : undefined;
+    return JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as { roles?: unknown; appid?: unknown };
   } catch {
     return undefined;
   }

@@ -37,7 +37,8 @@ export interface IdentityFakeOptions {
   tokenDelayMs?: number;
   /**
    * Application permissions per client id. Client-credentials tokens of a listed client are
-   * unsigned JWTs carrying them as `roles` (as Entra ID's Graph tokens do); others stay opaque.
+   * unsigned JWTs carrying them as `roles` and the client id as `appid` (as Entra ID's Graph
+   * tokens do); others stay opaque.
    */
   appRoles?: Record<string, string[]>;
   /** Group ids per signed-in account, in the `groups` claim of OpenID Connect sign-ins (those that send a nonce). */
@@ -213,7 +214,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     }
     let user = '';
     if (grantType === 'client_credentials') {
-      return issue(res, scope, undefined, undefined, opts.appRoles?.[clientId]);
+      return issue(res, scope, undefined, undefined, opts.appRoles?.[clientId], true, clientId);
     } else if (grantType === 'refresh_token') {
       const presented = form.get('refresh_token') ?? '';
       const known = refreshTokens.get(presented);
@@ -305,8 +306,8 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     return rt;
   }
 
-  function issue(res: ServerResponse, scope: string, refreshToken: string | undefined, user?: string, roles?: string[], idToken = true) {
-    const at = roles ? appToken(scope, roles) : newToken('at');
+  function issue(res: ServerResponse, scope: string, refreshToken: string | undefined, user?: string, roles?: string[], idToken = true, clientId = '') {
+    const at = roles ? appToken(scope, roles, clientId) : newToken('at');
     accessTokens.set(at, { expiresAt: Date.now() + expiresIn * 1000, revoked: false });
     const out: Record<string, unknown> = {
       token_type: 'Bearer',
@@ -364,10 +365,12 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     json(res, 200, { token_type: 'Bearer', scope: 'openid profile email', expires_in: expiresIn, access_token: at, id_token: `${input}.${signature}` });
   }
 
-  function appToken(scope: string, roles: string[]): string {
+  function appToken(scope: string, roles: string[], clientId: string): string {
     const now = Math.floor(Date.now() / 1000);
     const claims = {
       aud: scope.replace(/\/\.default$/, ''),
+      // The application the token was issued to (Entra ID's v1.0 `appid`; v2.0 says `azp`).
+      appid: clientId,
       iss: `${base}/tenant/v2.0`,
       iat: now,
       exp: now + expiresIn,

@@ -5,6 +5,7 @@ export * from './app-certificate.js';
 export * from './net.js';
 export * from './config.js';
 export type { SmtpReply, SmtpSecurity } from './smtp-common.js';
+export * from './provider-replies.js';
 export * from './smtp-server.js';
 export * from './smtp-sink.js';
 export * from './service.js';

@@ -4,7 +4,11 @@ import type { CertPair } from './tls.js';
 /** tls: implicit TLS (like port 465); starttls: STARTTLS offered, AUTH only after it; none: plain. */
 export type SmtpSecurity = 'tls' | 'starttls' | 'none';
 
-/** An SMTP reply; put the enhanced status code at the start of `message` ("5.7.60 ..."). */
+/**
+ * An SMTP reply; put the enhanced status code at the start of `message` ("5.7.60 ..."). A message
+ * with "\n" is sent as a multi-line reply, each line with the code ("535-5.7.8 ...", "535 5.7.8 ..."),
+ * as Gmail and Exchange answer; start every line with the enhanced status code, as they do.
+ */
 export interface SmtpReply {
   code: number;
   message: string;
@@ -75,4 +79,13 @@ export function closeSmtp(server: SMTPServer, graceMs = 250): Promise<void> {
     // A 421 also closes the connection.
     for (const c of open) c.send(421, '4.3.2 Service shutting down');
   });
+}
+
+/**
+ * Makes `connection` send a reply text with line breaks as a multi-line reply (smtp-server sends
+ * an array of lines that way, but replaces line breaks in one text with spaces).
+ */
+export function multiLineReplies(connection: SmtpConnection): void {
+  const send = connection.send.bind(connection);
+  connection.send = (code, data, context) => send(code, typeof data === 'string' && data.includes('\n') ? data.split('\n') : data, context);
 }

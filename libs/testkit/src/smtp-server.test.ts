@@ -2,6 +2,7 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { createTransport } from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
+import { answering, PROVIDER_REPLIES, replyText } from './provider-replies.js';
 import { startSmtpServer, type SmtpServerOptions, type TestSmtpServer } from './smtp-server.js';
 import { testCa } from './tls.js';
 
@@ -144,6 +145,27 @@ describe('startSmtpServer', () => {
     expect(err.responseCode).toBe(535);
     expect(err.response).toBe(`535 ${message}`);
     expect(smtp.authAttempts[0]?.accepted).toBe(false);
+  });
+
+  it("answers Gmail's multi-line AUTH reply line by line, as nodemailer reports it", async () => {
+    const smtp = await start({ security: 'starttls', users: { u: 'p' }, ...answering(PROVIDER_REPLIES.gmailBadCredentials) });
+    const client = createTransport({ host: 'localhost', port: smtp.port, requireTLS: true, tls: { ca: ca.caPem }, auth: { user: 'u', pass: 'p' } });
+    const err = (await client.verify().catch((e: SmtpClientError) => e)) as SmtpClientError;
+    expect(err.responseCode).toBe(535);
+    expect(err.response).toBe(
+      '535-5.7.8 Username and Password not accepted. For more information, go to\n535 5.7.8  https://support.google.com/mail/?p=BadCredentials af79cd13be357-794f3061475sm18893085a.74 - gsmtp',
+    );
+    expect(err.response).toBe(replyText(PROVIDER_REPLIES.gmailBadCredentials));
+  });
+
+  it('answers the end of DATA with a provider reply (Gmail 550 5.4.5) and keeps no message', async () => {
+    const smtp = await start({ ...answering(PROVIDER_REPLIES.gmailDailyUserLimit) });
+    const client = createTransport({ host: smtp.host, port: smtp.port, ignoreTLS: true });
+    const err = (await client.sendMail({ from: 'a@x.example', to: 'b@x.example', text: 'x' }).catch((e: SmtpClientError) => e)) as SmtpClientError;
+    expect(err.responseCode).toBe(550);
+    expect(err.response).toBe(replyText(PROVIDER_REPLIES.gmailDailyUserLimit));
+    expect(err.response).toMatch(/^550-5\.4\.5 Daily user sending limit exceeded\. .*\n550-5\.4\.5 sending limits go to\n550 5\.4\.5 {2}https:/);
+    expect(smtp.messages).toHaveLength(0);
   });
 
   it('lets the test answer DATA (here: try later once) and RCPT with replies of its own', async () => {

@@ -1,7 +1,17 @@
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
 import { once } from '@relay/core';
-import { baseOptions, closeSmtp, dropClients, listen, smtpError, type SmtpConnection, type SmtpReply, type SmtpSecurity } from './smtp-common.js';
+import {
+  baseOptions,
+  closeSmtp,
+  dropClients,
+  listen,
+  multiLineReplies,
+  smtpError,
+  type SmtpConnection,
+  type SmtpReply,
+  type SmtpSecurity,
+} from './smtp-common.js';
 import { testCa, type CertPair } from './tls.js';
 import { Changes } from './wait.js';
 
@@ -129,6 +139,11 @@ export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<Tes
     ...(authMethods.length ? { authMethods } : {}),
     ...(opts.maxSize ? { size: opts.maxSize } : {}),
     onAuth,
+    onConnect(session, callback) {
+      const conn = connectionOf(server, session);
+      if (conn) multiLineReplies(conn);
+      callback();
+    },
     onRcptTo(address, session, callback) {
       decide({ phase: 'rcpt', from: fromOf(session), rcpt: address.address, user: userOf(session) }).then(
         (r) => callback(r && r.code >= 400 ? smtpError(r) : null),

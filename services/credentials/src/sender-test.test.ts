@@ -1,5 +1,5 @@
 import { parseConfig, type SenderConfig } from '@relay/config';
-import { freePort, startSmtpServer, testCa, type TestSmtpServer } from '@relay/testkit';
+import { answering, freePort, PROVIDER_REPLIES, replyText, startSmtpServer, testCa, type TestSmtpServer } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OAuthTokens } from './oauth-tokens.js';
 import { testSender } from './sender-test.js';
@@ -58,6 +58,30 @@ describe('testSender', () => {
     expect(names(r)).toEqual(['connect:ok', 'TLS:ok', 'auth:failed']);
     expect(r.steps.at(-1)!.detail).toMatch(/535 5\.7\.139/);
     expect(r.remedy).toMatch(/Authenticated SMTP/);
+  });
+
+  // Each provider reply arrives at its own step, whole (multi-line ones too), with its own remedy.
+  it.each([
+    ['basicAuthRetired', 'auth', /retired basic authentication.*"Authenticate with MFA" \(or `relay senders consent <sender>`\)/s],
+    ['smtpAuthDisabledForTenant', 'auth', /switched off for the whole tenant/],
+    ['smtpAuthDisabledForMailbox', 'auth', /switched off for this mailbox only/],
+    ['tokenExpiringSoon', 'auth', /expire within minutes/],
+    ['applicationSpecificPasswordRequired', 'auth', /App passwords/],
+    ['gmailBadCredentials', 'auth', /Gmail refused the user name or password/],
+    ['sendAsDenied', 'send', /Delegation → Send As/],
+    ['gmailDailyUserLimit', 'send', /Google account reached its daily sending limit/],
+    ['relayDailyCustomerLimit', 'send', /organisation reached the daily limit of the Google Workspace SMTP relay service/],
+    ['relayPeakCustomerLimit', 'send', /Google defers its relay mail/],
+  ] as const)('shows the remedy for %s at the %s step', async (name, stepName, remedy) => {
+    const reply = PROVIDER_REPLIES[name];
+    const server = await startSmtpServer({ security: 'starttls', users: { [USER]: PASSWORD }, ...answering(reply) });
+    servers.push(server);
+    const r = await testSender(sender(server.port), 's', noTokens, { to: 'it@campus.example' });
+    expect(r.ok).toBe(false);
+    expect(r.steps.at(-1)).toMatchObject({ name: stepName, ok: false });
+    expect(r.steps.at(-1)!.detail).toContain(replyText(reply));
+    expect(r.remedy).toMatch(remedy);
+    expect(server.messages).toHaveLength(0);
   });
 
   it('suggests STARTTLS when the server offers no AUTH on an unencrypted connection', async () => {

@@ -12,6 +12,13 @@ describe('classifySmtpError', () => {
     expect(e.message).toBe('535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.');
     expect(e.remedy).toMatch(/Authenticated SMTP/);
   });
+  it("tells Gmail's refused password from its refused XOAUTH2 token by the command", () => {
+    const response =
+      '535-5.7.8 Username and Password not accepted. For more information, go to\n535 5.7.8  https://support.google.com/mail/?p=BadCredentials x1sm1 - gsmtp';
+    const base = { code: 'EAUTH', responseCode: 535, response, message: `Invalid login: ${response}` };
+    expect(classifySmtpError({ ...base, command: 'AUTH PLAIN' }).remedy).toMatch(/^Gmail refused the user name or password/);
+    expect(classifySmtpError({ ...base, command: 'AUTH XOAUTH2' }).remedy).toMatch(/^The access token was refused/);
+  });
   it('retries 4xx replies', () => {
     const e = classifySmtpError({ code: 'EENVELOPE', responseCode: 451, response: '451 4.7.500 Server busy' });
     expect(e.retryable).toBe(true);

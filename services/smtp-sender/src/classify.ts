@@ -17,7 +17,8 @@ export interface SmtpErrorLike {
 export function classifySmtpError(err: SmtpErrorLike): DeliveryError {
   const reply = (err.response ?? '').trim();
   const detail = reply || `${err.code ? `${err.code}: ` : ''}${err.message ?? 'unknown error'}`;
-  const remedy = remedyFor(`${reply} ${err.message ?? ''} ${err.code ?? ''}`);
+  // The command tells a refused XOAUTH2 token from a refused password (Gmail answers both alike).
+  const remedy = remedyFor(`${reply} ${err.message ?? ''} ${err.code ?? ''} ${err.command ?? ''}`);
   const opts = { cause: err, ...(remedy ? { remedy } : {}) };
   const code = err.responseCode;
   if (code !== undefined && code >= 500 && code < 600) return permanent(detail, opts);
