@@ -68,7 +68,7 @@ export function senderExpiries(sender: SenderConfig, facts: CredentialFacts = {}
 export function lastRefreshTokenUse(facts: CredentialFacts): Date | undefined {
   const refreshed = isoOrUndefined(facts.tokenRefreshedAt);
   const consented = isoOrUndefined(facts.consentedAt);
-  if (refreshed && consented) return refreshed > consented ? refreshed : consented;
+  if (refreshed && consented) return new Date(Math.max(refreshed.getTime(), consented.getTime()));
   return refreshed ?? consented;
 }
 
