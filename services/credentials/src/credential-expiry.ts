@@ -33,9 +33,12 @@ export function refreshTokenAuth(sender: SenderConfig): OAuth2Auth | undefined {
   return auth?.type === 'oauth2' && auth.flow === 'refresh_token' ? auth : undefined;
 }
 
-/** The sender's client secret and its configured end (client_secret_expires_at), if both are there. */
-function clientSecretExpiry(sender: SenderConfig): Date | undefined {
-  if (sender.graph) return sender.graph.clientSecret ? sender.graph.clientSecretExpiresAt : undefined;
+/**
+ * The end of the sender's client secret: client_secret_expires_at, else the date read from Graph
+ * (`read`), if the sender has a client secret at all.
+ */
+function clientSecretExpiry(sender: SenderConfig, read?: Date): Date | undefined {
+  if (sender.graph) return sender.graph.clientSecret ? (sender.graph.clientSecretExpiresAt ?? read) : undefined;
   const auth = sender.smtp?.auth;
   return auth?.type === 'oauth2' && auth.clientSecret ? auth.clientSecretExpiresAt : undefined;
 }
@@ -50,11 +53,11 @@ function isoOrUndefined(iso: string | undefined): Date | undefined {
  * counts from its last use (the last refresh, or the consent when it was never refreshed): unknown
  * until either happened here.
  */
-export function senderExpiries(sender: SenderConfig, facts: CredentialFacts = {}): CredentialExpiry[] {
+export function senderExpiries(sender: SenderConfig, facts: CredentialFacts = {}, secretEndFromGraph?: Date): CredentialExpiry[] {
   const out: CredentialExpiry[] = [];
   const cert = senderCertificate(sender);
   if (cert) out.push({ sender: sender.id, kind: 'certificate', expiresAt: cert.notAfter });
-  const secret = clientSecretExpiry(sender);
+  const secret = clientSecretExpiry(sender, secretEndFromGraph);
   if (secret) out.push({ sender: sender.id, kind: 'client_secret', expiresAt: secret });
   const rt = refreshTokenAuth(sender);
   const lastUsedAt = rt ? lastRefreshTokenUse(facts) : undefined;
@@ -135,8 +138,13 @@ export function describeExpiry(e: CredentialExpiry, now: number): string {
  * within 30 days, failed once one expired (with the remedy). Undefined when nothing about the
  * sender's credentials expires or is known to.
  */
-export function expiryStep(sender: SenderConfig, facts: CredentialFacts, now: number): { step: TestStep; remedy: string } | undefined {
-  const expiries = senderExpiries(sender, facts);
+export function expiryStep(
+  sender: SenderConfig,
+  facts: CredentialFacts,
+  now: number,
+  secretEndFromGraph?: Date,
+): { step: TestStep; remedy: string } | undefined {
+  const expiries = senderExpiries(sender, facts, secretEndFromGraph);
   if (expiries.length === 0) return undefined;
   const parts = expiries.map((e) => describeExpiry(e, now));
   if (facts.consentedAt && refreshTokenAuth(sender)) {
@@ -173,6 +181,12 @@ export interface ExpiryMonitorDeps {
   logger: Logger;
   /** Epoch ms; tests move it. */
   now?: () => number;
+  /**
+   * The end of a Graph sender's client secret read from its app registration (graph-secret-end.ts),
+   * for senders without client_secret_expires_at; asked at most daily per sender, and again at the
+   * next check when it answers undefined (no token to ask with yet).
+   */
+  readSecretEnd?: (sender: SenderConfig) => Promise<{ end: Date | undefined } | undefined>;
   /** Refreshes idle refresh tokens (RELAY_TOKEN_KEEP_ALIVE). */
   keepAlive?: {
     /** Refresh when the last use is older than this. */
@@ -191,6 +205,8 @@ export interface ExpiryMonitor {
   note(sender: string, facts: Partial<CredentialFacts>): void;
   /** The current expiries (for the gauge): the facts as last read or noted. */
   expiries(): CredentialExpiry[];
+  /** The end of the sender's client secret as last read from Graph, if it was. */
+  secretEndFromGraph(sender: string): Date | undefined;
   /** Runs check() now and then every intervalMs. */
   start(intervalMs?: number): void;
   stop(): void;
@@ -198,6 +214,8 @@ export interface ExpiryMonitor {
 
 /** How long one replica keeps the keep-alive of a sender to itself. */
 const KEEP_ALIVE_CLAIM_MS = 10 * 60_000;
+/** How often a client secret's end is read from Graph again. */
+const SECRET_READ_INTERVAL_MS = 86_400_000;
 /** How often the expiries are checked. */
 export const EXPIRY_CHECK_INTERVAL_MS = 3_600_000;
 
@@ -209,12 +227,29 @@ export const EXPIRY_CHECK_INTERVAL_MS = 3_600_000;
 export function createExpiryMonitor(deps: ExpiryMonitorDeps): ExpiryMonitor {
   const now = deps.now ?? Date.now;
   const facts = new Map<string, CredentialFacts>();
+  /** Client secret ends read from Graph, and when they were asked for (by `now`). */
+  const fromGraph = new Map<string, { end: Date | undefined; askedAt: number }>();
   /** The level last logged per sender and kind, for the expiry date it was logged for. */
   const logged = new Map<string, { level: ExpiryLevel; expiresAt: number }>();
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
 
-  const expiries = () => [...deps.senders()].flatMap((s) => senderExpiries(s, facts.get(s.id)));
+  const expiries = () => [...deps.senders()].flatMap((s) => senderExpiries(s, facts.get(s.id), fromGraph.get(s.id)?.end));
+
+  async function readFromGraph(sender: SenderConfig, at: number): Promise<void> {
+    const read = deps.readSecretEnd;
+    if (!read || !sender.graph?.clientSecret || sender.graph.clientSecretExpiresAt) return;
+    const last = fromGraph.get(sender.id);
+    if (last && at - last.askedAt < SECRET_READ_INTERVAL_MS) return;
+    try {
+      const answer = await read(sender);
+      if (answer) fromGraph.set(sender.id, { end: answer.end, askedAt: at });
+    } catch (err) {
+      // Not fatal: client_secret_expires_at says the same. Asked again a day later.
+      fromGraph.set(sender.id, { end: last?.end, askedAt: at });
+      deps.logger.info({ sender: sender.id, err: (err as Error).message }, 'client secret end not read from Graph; set client_secret_expires_at');
+    }
+  }
 
   function warn(sender: SenderConfig, e: CredentialExpiry, at: number): void {
     const key = `${e.sender}\u0000${e.kind}`;
@@ -264,6 +299,7 @@ export function createExpiryMonitor(deps: ExpiryMonitorDeps): ExpiryMonitor {
     const senders = [...deps.senders()];
     const ids = new Set(senders.map((s) => s.id));
     for (const id of facts.keys()) if (!ids.has(id)) facts.delete(id);
+    for (const id of fromGraph.keys()) if (!ids.has(id)) fromGraph.delete(id);
     for (const s of senders) {
       if (refreshTokenAuth(s)) {
         try {
@@ -273,7 +309,8 @@ export function createExpiryMonitor(deps: ExpiryMonitorDeps): ExpiryMonitor {
         }
         await keepAlive(s, at);
       }
-      for (const e of senderExpiries(s, facts.get(s.id))) warn(s, e, at);
+      await readFromGraph(s, at);
+      for (const e of senderExpiries(s, facts.get(s.id), fromGraph.get(s.id)?.end)) warn(s, e, at);
     }
   }
 
@@ -289,6 +326,7 @@ export function createExpiryMonitor(deps: ExpiryMonitorDeps): ExpiryMonitor {
       facts.set(sender, { ...facts.get(sender), ...f });
     },
     expiries,
+    secretEndFromGraph: (sender) => fromGraph.get(sender)?.end,
     start(intervalMs = EXPIRY_CHECK_INTERVAL_MS) {
       const run = () => monitor.check().catch((err: unknown) => deps.logger.warn({ err: (err as Error).message }, 'credential expiry check failed'));
       void run();

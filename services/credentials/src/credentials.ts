@@ -40,6 +40,7 @@ import { consentQuery, createConsent } from './consent.js';
 import { createExpiryMonitor, expiryStep, registerCredentialExpiryGauge, withExpiryStep } from './credential-expiry.js';
 import { credentialStatusMessage, openCredentialStatus, type CredentialStatusStore } from './credential-status.js';
 import { graphTokenFor } from './graph-auth.js';
+import { graphClientSecretEnd } from './graph-secret-end.js';
 import { testGraphSender } from './graph-test.js';
 import { CALLERS, checkInternalCaller, type CallerPolicy } from './internal-auth.js';
 import { openManagedSecrets } from './managed-secrets.js';
@@ -130,6 +131,7 @@ export async function createCredentials(
     facts: (sender) => recorded.get(sender),
     logger,
     now,
+    readSecretEnd: graphClientSecretEnd(cache),
     ...(keepAliveMs
       ? {
           keepAlive: {
@@ -183,7 +185,10 @@ export async function createCredentials(
           ? await testGraphSender({ ...sender, graph: sender.graph }, req.sender, tokens, opts)
           : await testSender(sender, req.sender, tokens, opts);
         // Read after the test: a token it obtained counts as the refresh token's last use.
-        return withExpiryStep(res, sender && expiryStep(sender, await recorded.get(req.sender).catch(() => ({})), now()));
+        return withExpiryStep(
+          res,
+          sender && expiryStep(sender, await recorded.get(req.sender).catch(() => ({})), now(), expiry.secretEndFromGraph(req.sender)),
+        );
       },
       (req, res) =>
         logger.info(
