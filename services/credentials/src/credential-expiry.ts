@@ -281,12 +281,12 @@ export function createExpiryMonitor(deps: ExpiryMonitorDeps): ExpiryMonitor {
       return last !== undefined && at - last.getTime() >= k.afterMs;
     };
     if (!stale(facts.get(sender.id))) return;
-    if (!(await k.claim(sender.id, KEEP_ALIVE_CLAIM_MS))) return;
-    // Another replica may have refreshed it just before the claim: read again.
-    const current = await deps.facts(sender.id);
-    facts.set(sender.id, current);
-    if (!stale(current)) return;
     try {
+      if (!(await k.claim(sender.id, KEEP_ALIVE_CLAIM_MS))) return;
+      // Another replica may have refreshed it just before the claim: read again.
+      const current = await deps.facts(sender.id);
+      facts.set(sender.id, current);
+      if (!stale(current)) return;
       await k.refresh(sender.id, auth);
       deps.logger.info({ sender: sender.id, idle_since: lastRefreshTokenUse(current)?.toISOString() }, 'refreshed an idle refresh token (keep-alive)');
     } catch (err) {
