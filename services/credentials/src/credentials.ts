@@ -64,10 +64,14 @@ export interface CredentialsOptions {
 const MAX_SECRET_BYTES = 16 * 1024;
 const SENDER_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
-export async function createCredentials(
-  opts: CredentialsOptions,
-  overrides: { bus?: Bus; redis?: Redis /** Epoch ms for the expiry checks; tests move it. */; now?: () => number } = {},
-): Promise<RunnableService> {
+export interface CredentialsOverrides {
+  bus?: Bus;
+  redis?: Redis;
+  /** Epoch ms for the credential expiry checks; tests move it. */
+  now?: () => number;
+}
+
+export async function createCredentials(opts: CredentialsOptions, overrides: CredentialsOverrides = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
   const masterKey = requireMasterKey(env);
   const internalAuth = requireInternalAuth(env.internalAuth, 'relay-credentials');
