@@ -55,6 +55,8 @@ describe.skipIf(!haveChromium)('sender page in chromium', () => {
       tenant_id: 'tenant-mfa',
       client_id: CLIENT_ID,
       client_secret: 'env:APP_CLIENT_SECRET',
+      // Ten days left: the Test view shows the expiry step as a warning.
+      client_secret_expires_at: new Date(Date.now() + 10 * 86_400_000 + 3_600_000).toISOString(),
       user: 'mailbox@campus.example',
       authority_url: idp.url,
     };
@@ -138,7 +140,9 @@ describe.skipIf(!haveChromium)('sender page in chromium', () => {
     await expect.poll(() => signIn.textContent(), { timeout: 10_000 }).toMatch(/Consented by\s*mailbox@campus\.example, \d/);
 
     await page.getByRole('button', { name: 'Test', exact: true }).click();
-    await page.getByText('All steps passed.').waitFor({ timeout: 60_000 });
+    await page.getByText('All steps passed. One needs attention soon.').waitFor({ timeout: 60_000 });
+    const warning = (await page.locator('ol.steps li.warn').textContent()) ?? '';
+    expect(warning).toMatch(/^⚠ credential expiry client secret expires \S+ \(in 10 days\); refresh token last used .*Add a new client secret in Entra ID/);
     await page.reload();
     await page.getByRole('heading', { name: 'Sender mailbox' }).waitFor();
     await expect.poll(() => page.getByRole('region', { name: 'Mailbox sign-in' }).textContent(), { timeout: 10_000 }).not.toMatch(/not yet/);

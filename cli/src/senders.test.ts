@@ -191,6 +191,22 @@ describe('relay senders', () => {
   });
 });
 
+describe('relay senders test with a warning', () => {
+  it('marks a step that passed with a warning WARN and still exits 0', async () => {
+    relay.on('testSender', () => ({
+      ok: true,
+      steps: [
+        { name: 'credential expiry', ok: true, warning: true, detail: 'client secret expires 2027-06-30 (in 12 days)' },
+        { name: 'token', ok: true, detail: 'app-only Graph token' },
+      ],
+    }));
+    const res = await relayCli(['senders', 'test', 'registrar']);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toContain('WARN  credential expiry client secret expires 2027-06-30 (in 12 days)');
+    expect(res.stdout).toContain('ok    token   app-only Graph token');
+  });
+});
+
 describe('relay keys', () => {
   it('prints a new key once on stdout, with the warning on stderr; rotate sets the overlap', async () => {
     relay.on('createApiKey', (req: CreateApiKeyRequest) => ({ key: { id: 'k_2', createdAt: at }, apiKey: `rk_secret_for_${req.client}` }));

@@ -258,8 +258,9 @@ function printSignIn(r: Runtime, s: Sender, c: CredentialStatus | undefined): vo
 function printTest(r: Runtime, id: string, res: TestSenderResponse): void {
   const o = r.output;
   for (const step of res.steps) {
-    const mark = step.ok ? o.color('green', 'ok  ') : o.color('red', 'FAIL');
-    o.out(`${mark}  ${step.name.padEnd(8)}${step.detail}`);
+    // A warning passed but needs attention soon (a credential close to its expiry).
+    const mark = !step.ok ? o.color('red', 'FAIL') : step.warning ? o.color('yellow', 'WARN') : o.color('green', 'ok  ');
+    o.out(`${mark}  ${step.name.padEnd(7)} ${step.detail}`);
   }
   if (res.remedy) o.out(`\n${o.color('bold', 'How to fix it:')} ${res.remedy}`);
   o.out(res.ok ? `sender/${id}: ${o.color('green', 'test passed')}` : `sender/${id}: ${o.color('red', 'test failed')}`);

@@ -20,7 +20,8 @@ const CONSENT_POLL_MS = 2_000;
 
 interface TestResult {
   ok?: boolean;
-  steps?: Array<{ name: string; ok?: boolean; detail?: string }>;
+  /** warning: passed, but needs attention soon (a credential close to its expiry). */
+  steps?: Array<{ name: string; ok?: boolean; warning?: boolean; detail?: string }>;
   remedy?: string;
 }
 
@@ -168,12 +169,14 @@ function TestPanel({ id }: { id: string }) {
       <ErrorNote error={error} />
       {result ? (
         <div aria-live="polite">
-          <p class={result.ok ? 'ok-text' : 'error'}>{result.ok ? 'All steps passed.' : 'The test failed.'}</p>
+          <p class={result.ok ? 'ok-text' : 'error'}>
+            {result.ok ? `All steps passed.${result.steps?.some((s) => s.warning) ? ' One needs attention soon.' : ''}` : 'The test failed.'}
+          </p>
           <ol class="steps">
             {(result.steps ?? []).map((s) => (
-              <li key={s.name} class={s.ok ? 'ok' : 'bad'}>
+              <li key={s.name} class={s.ok ? (s.warning ? 'warn' : 'ok') : 'bad'}>
                 <strong>
-                  {s.ok ? '✓' : '✗'} {s.name}
+                  {s.ok ? (s.warning ? '⚠' : '✓') : '✗'} {s.name}
                 </strong>{' '}
                 {s.detail}
               </li>

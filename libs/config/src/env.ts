@@ -58,6 +58,11 @@ export interface RelayEnv {
    * trace id (e.g. http://jaeger.campus:16686/trace/{trace_id}); the console links to it.
    */
   traceUrlTemplate?: string;
+  /**
+   * RELAY_TOKEN_KEEP_ALIVE: credentials refreshes a refresh_token sender's token once its last
+   * refresh is older than this, so that an idle sender's refresh token does not lapse. Unset: off.
+   */
+  tokenKeepAliveMs?: number;
 }
 
 export const ENV_DEFAULTS = {
@@ -109,6 +114,7 @@ export function readEnv(env: Env): RelayEnv {
     consoleSessionKey: keyList('RELAY_CONSOLE_SESSION_KEY', env.RELAY_CONSOLE_SESSION_KEY)[0],
     consoleDemoToken: demoToken(env.RELAY_CONSOLE_DEMO_TOKEN),
     traceUrlTemplate: traceUrlTemplate(env.RELAY_TRACE_URL_TEMPLATE),
+    tokenKeepAliveMs: tokenKeepAlive(env),
   };
 }
 
@@ -232,6 +238,20 @@ function tlsFiles(certPath: string | undefined, keyPath: string | undefined): Re
 
 function optionalPort(env: Env, name: string): number | undefined {
   return env[name] === undefined || env[name] === '' ? undefined : port(env, name, 0);
+}
+
+/** RELAY_TOKEN_KEEP_ALIVE bounds: not more often than hourly, and before Microsoft's 90 idle days. */
+export const TOKEN_KEEP_ALIVE_BOUNDS = { minMs: 3_600_000, maxMs: 89 * 86_400_000 } as const;
+
+function tokenKeepAlive(env: Env): number | undefined {
+  if (!env.RELAY_TOKEN_KEEP_ALIVE) return undefined;
+  const ms = duration(env, 'RELAY_TOKEN_KEEP_ALIVE', 0);
+  if (ms < TOKEN_KEEP_ALIVE_BOUNDS.minMs || ms > TOKEN_KEEP_ALIVE_BOUNDS.maxMs) {
+    throw new ConfigError(
+      `RELAY_TOKEN_KEEP_ALIVE: must be between 1h and 89d (refresh tokens lapse after 90 days unused), e.g. 30d; got "${env.RELAY_TOKEN_KEEP_ALIVE}"`,
+    );
+  }
+  return ms;
 }
 
 function duration(env: Env, name: string, fallback: number): number {

@@ -173,6 +173,7 @@ function convertConsole(c: RawConsole, resolve: Resolve): ConsoleConfig {
     issuer: (c.issuer ?? c.authority)!.replace(/\/+$/, ''),
     clientId: c.client_id,
     clientSecret: c.client_secret === undefined ? undefined : resolve(c.client_secret, 'console.client_secret'),
+    ...(c.client_secret_expires_at ? { clientSecretExpiresAt: new Date(c.client_secret_expires_at) } : {}),
     ...(c.client_certificate ? { clientCertificate: loadClientCertificate(c.client_certificate, 'console.client_certificate', 'the console', resolve) } : {}),
     admins: c.admins.map((a) => a.replace(/^.*<([^>]+)>\s*$/, '$1').toLowerCase()),
     adminGroups: [...c.admin_groups],
@@ -395,6 +396,9 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
   if (g && g.client_secret === undefined && g.client_certificate === undefined) {
     throw new ConfigError(`${key}.graph.client_secret: required (or client_certificate)`);
   }
+  if (g?.client_secret_expires_at !== undefined && g.client_certificate !== undefined) {
+    throw new ConfigError(`${key}.graph.client_secret_expires_at: is the expiry of client_secret; a client_certificate's expiry is its notAfter`);
+  }
   const internalDomains = s.internal_domains ?? (s.rate?.preset === 'microsoft365-hve' ? [addrSpec(s.from).split('@')[1]!] : undefined);
   return {
     id: s.id,
@@ -409,6 +413,7 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
           tenantId: s.graph.tenant_id,
           clientId: s.graph.client_id,
           clientSecret: s.graph.client_secret === undefined ? undefined : resolve(s.graph.client_secret, `${key}.graph.client_secret`),
+          ...(s.graph.client_secret_expires_at ? { clientSecretExpiresAt: new Date(s.graph.client_secret_expires_at) } : {}),
           clientCertificate: s.graph.client_certificate
             ? loadClientCertificate(s.graph.client_certificate, `${key}.graph.client_certificate`, `sender "${s.id}"`, resolve)
             : undefined,
@@ -475,6 +480,9 @@ function convertAuth(a: NonNullable<RawSender['smtp']>['auth'], key: string, res
     throw new ConfigError(`${key}.client_certificate: only available with provider: microsoft (Entra ID certificate credentials)`);
   }
   if (a.client_certificate && a.client_secret) throw new ConfigError(`${key}.client_certificate: give client_secret or client_certificate, not both`);
+  if (a.client_secret_expires_at !== undefined && a.client_certificate) {
+    throw new ConfigError(`${key}.client_secret_expires_at: is the expiry of client_secret; a client_certificate's expiry is its notAfter`);
+  }
   if (a.flow === 'client_credentials' && !a.client_secret && !a.client_certificate) {
     throw new ConfigError(`${key}.client_secret: required for flow: client_credentials (or client_certificate)`);
   }
@@ -485,6 +493,7 @@ function convertAuth(a: NonNullable<RawSender['smtp']>['auth'], key: string, res
     tenantId: a.tenant_id,
     clientId: a.client_id,
     clientSecret: a.client_secret ? resolve(a.client_secret, `${key}.client_secret`) : undefined,
+    ...(a.client_secret_expires_at ? { clientSecretExpiresAt: new Date(a.client_secret_expires_at) } : {}),
     clientCertificate: a.client_certificate
       ? loadClientCertificate(a.client_certificate, `${key}.client_certificate`, `sender "${sender}"`, resolve)
       : undefined,

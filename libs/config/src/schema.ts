@@ -27,6 +27,12 @@ const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
 });
 const httpsUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
 const positiveInt = z.number().int().positive();
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
+/** A client secret's end date as Entra ID shows it: an ISO 8601 date (00:00 UTC that day) or date-time with its zone. */
+const expiryDate = z
+  .string()
+  .trim()
+  .refine((v) => ISO_DATE.test(v) && !Number.isNaN(new Date(v).getTime()), 'must be an ISO 8601 date or date-time, e.g. 2027-06-30 or 2027-06-30T12:00:00Z');
 
 export const senderId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "-" or "_"');
 
@@ -154,6 +160,8 @@ const oauth2Auth = z.strictObject({
   tenant_id: nonEmpty.optional(),
   client_id: nonEmpty,
   client_secret: secretRef.optional(),
+  /** When the client secret stops working (Entra ID → Certificates & secrets → Expires). */
+  client_secret_expires_at: expiryDate.optional(),
   client_certificate: clientCertificateSchema.optional(),
   user: nonEmpty,
   refresh_token: secretRef.optional(),
@@ -196,6 +204,7 @@ const graphSchema = z.strictObject({
   tenant_id: nonEmpty,
   client_id: nonEmpty,
   client_secret: secretRef.optional(),
+  client_secret_expires_at: expiryDate.optional(),
   client_certificate: clientCertificateSchema.optional(),
   mailbox: mailbox,
   authority_url: httpsUrl.default('https://login.microsoftonline.com'),
@@ -279,6 +288,7 @@ export const consoleSchema = z
     authority: httpsUrl.optional(),
     client_id: nonEmpty,
     client_secret: secretRef.optional(),
+    client_secret_expires_at: expiryDate.optional(),
     client_certificate: clientCertificateSchema.optional(),
     admins: z.array(mailbox).max(1_000, 'at most 1000 admins').default([]),
     admin_groups: z.array(nonEmpty).max(100, 'at most 100 groups').default([]),
@@ -295,6 +305,9 @@ export const consoleSchema = z
     }
     if (v.client_secret !== undefined && v.client_certificate !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['client_certificate'], message: 'give client_secret or client_certificate, not both' });
+    }
+    if (v.client_secret_expires_at !== undefined && v.client_secret === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['client_secret_expires_at'], message: 'is the expiry of client_secret, which is not set' });
     }
     if (v.admins.length === 0 && v.admin_groups.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['admins'], message: 'name at least one admin (admins: [email]) or admin group (admin_groups: [group id])' });

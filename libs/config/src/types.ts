@@ -73,6 +73,8 @@ export type SmtpAuthConfig =
       tenantId: string | undefined;
       clientId: string;
       clientSecret: Secret | undefined;
+      /** client_secret_expires_at: when the client secret stops working, if configured. */
+      clientSecretExpiresAt?: Date | undefined;
       /** Instead of clientSecret: a certificate credential (Microsoft only). */
       clientCertificate?: ClientCertificateConfig | undefined;
       user: string;
@@ -114,6 +116,8 @@ export interface GraphConfig {
   clientId: string;
   /** One of clientSecret and clientCertificate is set. */
   clientSecret: Secret | undefined;
+  /** client_secret_expires_at: when the client secret stops working, if configured. */
+  clientSecretExpiresAt?: Date | undefined;
   clientCertificate?: ClientCertificateConfig | undefined;
   mailbox: string;
   authorityUrl: string;
@@ -168,6 +172,8 @@ export interface ConsoleConfig {
   issuer: string;
   clientId: string;
   clientSecret: Secret | undefined;
+  /** client_secret_expires_at: when the client secret stops working, if configured. */
+  clientSecretExpiresAt?: Date | undefined;
   /** Instead of clientSecret: private_key_jwt with this certificate. */
   clientCertificate?: ClientCertificateConfig | undefined;
   /** Lower-cased email addresses. */

@@ -36,10 +36,11 @@ import {
 import { createLiveConfig } from '@relay/registry';
 import { connectBusFor, createRedis } from '@relay/service';
 import { addGrpcHealth, relayInstruments, startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
-import { registerCertificateExpiryGauge } from './certificate-expiry.js';
 import { consentQuery, createConsent } from './consent.js';
-import { credentialStatusMessage, openCredentialStatus } from './credential-status.js';
+import { createExpiryMonitor, expiryStep, registerCredentialExpiryGauge, withExpiryStep } from './credential-expiry.js';
+import { credentialStatusMessage, openCredentialStatus, type CredentialStatusStore } from './credential-status.js';
 import { graphTokenFor } from './graph-auth.js';
+import { graphClientSecretEnd } from './graph-secret-end.js';
 import { testGraphSender } from './graph-test.js';
 import { CALLERS, checkInternalCaller, type CallerPolicy } from './internal-auth.js';
 import { openManagedSecrets } from './managed-secrets.js';
@@ -63,7 +64,14 @@ export interface CredentialsOptions {
 const MAX_SECRET_BYTES = 16 * 1024;
 const SENDER_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
-export async function createCredentials(opts: CredentialsOptions, overrides: { bus?: Bus; redis?: Redis } = {}): Promise<RunnableService> {
+export interface CredentialsOverrides {
+  bus?: Bus;
+  redis?: Redis;
+  /** Epoch ms for the credential expiry checks; tests move it. */
+  now?: () => number;
+}
+
+export async function createCredentials(opts: CredentialsOptions, overrides: CredentialsOverrides = {}): Promise<RunnableService> {
   const { env, config, logger } = opts;
   const masterKey = requireMasterKey(env);
   const internalAuth = requireInternalAuth(env.internalAuth, 'relay-credentials');
@@ -80,7 +88,20 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
     if (!overrides.redis) redis.disconnect();
     throw err;
   });
-  const [store, managed, status] = opened;
+  const [store, managed, recorded] = opened;
+  const now = overrides.now ?? Date.now;
+  // Each token and consent also restarts the refresh token's clock in the expiry monitor.
+  const status: CredentialStatusStore = {
+    ...recorded,
+    consented: async (sender, account, at) => {
+      await recorded.consented(sender, account, at);
+      expiry.note(sender, { consentedAt: (at ?? new Date()).toISOString() });
+    },
+    tokenObtained: async (sender, obtainedAt, expiresAt) => {
+      await recorded.tokenObtained(sender, obtainedAt, expiresAt);
+      expiry.note(sender, { tokenRefreshedAt: obtainedAt.toISOString() });
+    },
+  };
   // relay.yaml and the senders managed through the API, whose secrets are the sealed ones above.
   const live = await createLiveConfig({
     bus,
@@ -107,6 +128,24 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
     );
     senders.clear();
     for (const s of c.senders) senders.set(s.id, s);
+  });
+  const keepAliveMs = env.tokenKeepAliveMs;
+  const expiry = createExpiryMonitor({
+    senders: () => senders.values(),
+    facts: (sender) => recorded.get(sender),
+    logger,
+    now,
+    readSecretEnd: graphClientSecretEnd(cache),
+    ...(keepAliveMs
+      ? {
+          keepAlive: {
+            afterMs: keepAliveMs,
+            claim: async (sender, ttlMs) => (await redis.set(`${env.busPrefix}:token-keepalive:${sender}`, '1', 'PX', ttlMs, 'NX')) === 'OK',
+            // As if the last token had been refused: a new one from the provider, single-flight like every refresh.
+            refresh: async (sender, auth) => void (await tokens.get(sender, auth, { rejected: true })),
+          },
+        }
+      : {}),
   });
   const consent = createConsent({ senders, redis, box, store, cache, logger, prefix: env.busPrefix, publicUrl: env.publicUrl, redeemCode, status });
 
@@ -146,10 +185,20 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
       async (req) => {
         const sender = senders.get(req.sender);
         const opts = req.to ? { to: req.to } : {};
-        if (sender?.graph) return testGraphSender({ ...sender, graph: sender.graph }, req.sender, tokens, opts);
-        return testSender(sender, req.sender, tokens, opts);
+        const res = sender?.graph
+          ? await testGraphSender({ ...sender, graph: sender.graph }, req.sender, tokens, opts)
+          : await testSender(sender, req.sender, tokens, opts);
+        // Read after the test: a token it obtained counts as the refresh token's last use.
+        return withExpiryStep(
+          res,
+          sender && expiryStep(sender, await recorded.get(req.sender).catch(() => ({})), now(), expiry.secretEndFromGraph(req.sender)),
+        );
       },
-      (req, res) => logger.info({ sender: req.sender, ok: res.ok, steps: res.steps.map((s) => `${s.name}:${s.ok ? 'ok' : 'failed'}`) }, 'sender tested'),
+      (req, res) =>
+        logger.info(
+          { sender: req.sender, ok: res.ok, steps: res.steps.map((s) => `${s.name}:${s.ok ? (s.warning ? 'warning' : 'ok') : 'failed'}`) },
+          'sender tested',
+        ),
     ),
     setSenderSecret: internal<SetSenderSecretRequest & { sender: string }, SetSenderSecretResponse>(
       'sender secret refused',
@@ -191,19 +240,21 @@ export async function createCredentials(opts: CredentialsOptions, overrides: { b
   const ready = async () => (await bus.healthy()) && redis.status === 'ready';
   // The gRPC health checking protocol answers what /readyz answers, for the whole server and by name.
   const health = addGrpcHealth(server, ['relay.internal.v1.CredentialsService'], ready);
-  const unregisterExpiry = registerCertificateExpiryGauge(relayInstruments().meter, () => senders.values());
+  const unregisterExpiry = registerCredentialExpiryGauge(relayInstruments().meter, () => expiry.expiries(), now);
   return {
     async start() {
       await managed.start();
       await live.start();
       senders.clear();
       for (const s of live.current().senders) senders.set(s.id, s);
+      expiry.start();
       const grpcPort = await bindGrpc(server, `${env.internalHost}:${env.credentialsPort}`, internalServerCredentials(internalAuth));
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
       return { grpc: grpcPort, metrics: ops.port };
     },
     stop: once(async () => {
       health.close();
+      expiry.stop();
       unregisterExpiry();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       await Promise.allSettled([ops?.close(), live.stop(), managed.stop()]);
