@@ -133,7 +133,8 @@ class Answer extends Error {
  * A stand-in for Microsoft Graph's mail API over HTTPS (test CA): sendMail, draft messages,
  * attachments, createUploadSession with chunked PUTs, draft send and delete. It checks what real
  * Graph checks and the relay must get right: bearer tokens from the identity fake (401 when
- * expired or revoked), Mail.Send / Mail.ReadWrite in the token's roles when present, Send As,
+ * expired or revoked), Mail.Send / Mail.ReadWrite in the token's roles when present, or for a
+ * user's (delegated) token in its `scp` and for the signed-in user's own mailbox only (`/me` too), Send As,
  * x- header names, the 4 MB request limit, upload ranges (in order, at most 4 MB, multiples of
  * 320 KiB but the last), no Authorization header on upload URLs. It counts requests in progress
  * per mailbox and can be told to throttle.
@@ -158,7 +159,7 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
   async function serve(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', base);
     const requestId = randomUUID();
-    const mailbox = mailboxOf(url.pathname);
+    const mailbox = mailboxOf(url.pathname, req);
     inFlight.set(mailbox, (inFlight.get(mailbox) ?? 0) + 1);
     peak.set(mailbox, Math.max(peak.get(mailbox) ?? 0, inFlight.get(mailbox)!));
     let status = 500;
@@ -188,7 +189,9 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     }
   }
 
-  function mailboxOf(path: string): string {
+  function mailboxOf(path: string, req: IncomingMessage): string {
+    // /me is the signed-in user of a delegated token.
+    if (/^\/v1\.0\/me\//.test(path)) return (delegatedOf(bearerOf(req) ?? '')?.user ?? '').toLowerCase();
     const user = /^\/v1\.0\/users\/([^/]+)/.exec(path);
     if (user) return decodeURIComponent(user[1]!).toLowerCase();
     const upload = /^\/upload\/([^/]+)/.exec(path);
@@ -217,7 +220,7 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
   }
 
   function authorize(req: IncomingMessage, mailbox: string, permission: 'Mail.Send' | 'Mail.ReadWrite'): void {
-    const token = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    const token = bearerOf(req);
     if (!token || !opts.identity.acceptsAccessToken(token)) {
       throw new Answer(401, 'InvalidAuthenticationToken', 'Access token has expired or is not yet valid.', {
         'www-authenticate': 'Bearer error="invalid_token"',
@@ -227,6 +230,11 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     if (!box) throw new Answer(404, 'ErrorInvalidUser', `The requested user '${mailbox}' is invalid.`);
     const roles = rolesOf(token);
     if (roles && !roles.includes(permission)) {
+      throw new Answer(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
+    }
+    // A user's token acts for that user's own mailbox only (another one needs Mail.Send.Shared and Exchange rights).
+    const delegated = delegatedOf(token);
+    if (delegated && (!delegated.scopes.includes(permission) || delegated.user.toLowerCase() !== mailbox)) {
       throw new Answer(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
     }
     switch (box.failure) {
@@ -336,7 +344,7 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     const path = url.pathname;
     const upload = /^\/upload\/([^/]+)$/.exec(path);
     if (upload && method === 'PUT') return put(req, upload[1]!, body);
-    const m = /^\/v1\.0\/users\/[^/]+\/(sendMail|messages)(?:\/([^/]+))?(?:\/(send|attachments))?(?:\/(createUploadSession))?$/.exec(path);
+    const m = /^\/v1\.0\/(?:users\/[^/]+|me)\/(sendMail|messages)(?:\/([^/]+))?(?:\/(send|attachments))?(?:\/(createUploadSession))?$/.exec(path);
     if (!m) throw new Answer(400, 'BadRequest', `Resource not found for the segment '${path}'.`);
     const [, kind, id, action, session] = m;
     checkThrottle(mailbox);
@@ -480,6 +488,23 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
         server.close(() => resolve());
       }),
   };
+}
+
+function bearerOf(req: IncomingMessage): string | undefined {
+  return /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
+}
+
+/** Who signed in and the delegated permissions (`scp`) of a user's token; undefined for app-only and opaque tokens. */
+function delegatedOf(token: string): { user: string; scopes: string[] } | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  try {
+    const claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as { scp?: unknown; upn?: unknown };
+    if (typeof claims.scp !== 'string') return undefined;
+    return { user: typeof claims.upn === 'string' ? claims.upn : '', scopes: claims.scp.split(' ') };
+  } catch {
+    return undefined;
+  }
 }
 
 function rolesOf(token: string): string[] | undefined {
