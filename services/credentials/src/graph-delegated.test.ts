@@ -8,6 +8,7 @@ import { dropBus, startGraphFake, startIdentityFake, testCa, testNatsUrl, testRe
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConsent } from './consent.js';
 import { graphTokenFor } from './graph-auth.js';
+import { testGraphSender } from './graph-test.js';
 import { tokenScopes } from './graph-delegated.js';
 import { createOAuthTokens } from './oauth-tokens.js';
 import { createSecretBox } from './secret-box.js';
@@ -102,6 +103,16 @@ describe('delegated consent for a Graph sender (graph.flow: refresh_token)', () 
     expect(await post(`${graph.url}/v1.0/me/sendMail`, got.accessToken)).toBe(202);
     expect(await post(`${graph.url}/v1.0/users/dean%40campus.example/sendMail`, got.accessToken)).toBe(403);
     expect(graph.sent.map((m) => m.mailbox)).toEqual([MAILBOX, MAILBOX]);
+  });
+
+  it('TestSender lists the delegated permissions of the mailbox token and sends a test message', async () => {
+    const tokens = createOAuthTokens({ cache: new TokenCache(redis, box, prefix), store, logger });
+    const history = senders.get('history')!;
+    const r = await testGraphSender({ ...history, graph: history.graph! }, 'history', tokens, { to: 'a@campus.example' });
+    expect(r.ok).toBe(true);
+    expect(r.steps.map((st) => st.name)).toEqual(['token', 'permission', 'send']);
+    expect(r.steps[0]!.detail).toMatch(new RegExp(`^delegated Graph token of ${MAILBOX} for tenant t-dept`));
+    expect(r.steps[1]!.detail).toMatch(/^delegated permissions: Mail\.Send; Mail\.Send present; no Mail\.ReadWrite/);
   });
 
   it('refuses the sign-in of another account than the mailbox', async () => {

@@ -3,6 +3,7 @@ import type { SenderConfig } from '@relay/config';
 import { describeGraphError, graphRemedyFor, parseGraphError, remedyFor } from '@relay/mail';
 import { TestSenderResponseSchema, TestStepSchema, type TestSenderResponse, type TestStep } from '@relay/proto';
 import { graphTokenAuth, tokenRoles } from './graph-auth.js';
+import { tokenScopes } from './graph-delegated.js';
 import type { OAuthTokens } from './oauth-tokens.js';
 
 export interface GraphTestOptions {
@@ -36,11 +37,15 @@ export async function testGraphSender(
     return create(TestSenderResponseSchema, { ok, steps, remedy });
   };
 
+  // graph.flow: refresh_token: the mailbox's own token, whose delegated permissions are in `scp`.
+  const delegated = graph.flow === 'refresh_token';
+  const permission = delegated ? 'delegated permission' : 'application permission';
   let accessToken: string;
   try {
     const t = await tokens.get(id, graphTokenAuth(graph));
     accessToken = t.accessToken;
-    step('token', true, `app-only Graph token for tenant ${graph.tenantId} from ${graph.authorityUrl}, valid until ${new Date(t.expiresAt).toISOString()}`);
+    const kind = delegated ? `delegated Graph token of ${graph.mailbox}` : 'app-only Graph token';
+    step('token', true, `${kind} for tenant ${graph.tenantId} from ${graph.authorityUrl}, valid until ${new Date(t.expiresAt).toISOString()}`);
   } catch (err) {
     step('token', false, (err as Error).message);
     return finish();
@@ -48,17 +53,21 @@ export async function testGraphSender(
 
   // The mailbox itself (licence, application access policy, Send As) only shows when mail is sent.
   const untested = opts.to ? '' : `; ${graph.mailbox}, Send As and application access policies are checked only by a test message (give "to")`;
-  const roles = tokenRoles(accessToken);
+  const roles = delegated ? tokenScopes(accessToken) : tokenRoles(accessToken);
   if (roles === undefined) {
-    step('permission', true, `the token is not a readable JWT, so its application permissions cannot be listed${untested}`);
+    step('permission', true, `the token is not a readable JWT, so its ${permission}s cannot be listed${untested}`);
   } else if (!roles.includes('Mail.Send')) {
-    step('permission', false, `ErrorAccessDenied: the token carries no Mail.Send application permission (roles: ${roles.join(', ') || 'none'})`);
+    step(
+      'permission',
+      false,
+      `ErrorAccessDenied: the token carries no Mail.Send ${permission} (${delegated ? 'scp' : 'roles'}: ${roles.join(', ') || 'none'})`,
+    );
     return finish();
   } else {
     const large = roles.includes('Mail.ReadWrite')
       ? 'Mail.ReadWrite present (attachments over 3 MB can be uploaded)'
       : 'no Mail.ReadWrite: messages with attachments over 3 MB will fail (they are uploaded to a draft first)';
-    step('permission', true, `application permissions: ${roles.join(', ')}; Mail.Send present; ${large}${untested}`);
+    step('permission', true, `${permission}s: ${roles.join(', ')}; Mail.Send present; ${large}${untested}`);
   }
   if (!opts.to) return finish();
   const now = (opts.now ?? (() => new Date()))();
