@@ -5,7 +5,21 @@ import { join } from 'node:path';
 import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { create } from '@bufbuild/protobuf';
 import { Redis } from 'ioredis';
-import { BeginConsentRequestSchema, MessageState, type BeginConsentResponse, type TestSenderResponse } from '@relay/proto';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import {
+  BeginConsentRequestSchema,
+  CreateApiKeyRequestSchema,
+  MessageState,
+  PutClientRequestSchema,
+  PutSenderRequestSchema,
+  SetSenderSecretRequestSchema,
+  type BeginConsentResponse,
+  type CreateApiKeyResponse,
+  GetSenderRequestSchema,
+  type GetSenderResponse,
+  type PutSenderResponse,
+  type TestSenderResponse,
+} from '@relay/proto';
 import {
   clientEntry,
   FAST_DELIVERY,
@@ -41,6 +55,7 @@ let smtp: TestSmtpServer;
 let stack: Stack;
 let client: TestClient;
 let dir: string;
+let saKeyPem: string;
 
 const app = newClient('department-app', ['history', 'gmail']);
 const ops = newClient('it-ops', [], true);
@@ -49,6 +64,7 @@ beforeAll(async () => {
   // This process plays the browser that signs in at the identity platform double.
   setDefaultCACertificates([...getCACertificates('default'), testCa().caPem]);
   const key = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  saKeyPem = key.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   idp = await startIdentityFake({
     clients: { [DEPT_APP]: DEPT_SECRET },
     // No delegation granted yet: the first token request is refused as Google refuses it.
@@ -181,5 +197,58 @@ describe('delegated Graph consent and Google domain-wide delegation end to end',
     await waitForState(client, res.messageId, [MessageState.SENT]);
     const granted = idp.tokenRequests.filter((r) => r.clientId === SA_EMAIL && r.bearerClaims?.sub === GMAIL_USER);
     expect(granted.at(-1)!.bearerClaims).toMatchObject({ iss: SA_EMAIL, sub: GMAIL_USER, scope: 'https://mail.google.com/', aud: `${idp.url}/token` });
+  });
+
+  it('takes a managed sender service account key through SetSenderSecret, refusing one that is not a key', async () => {
+    const admin = (method: string, req: unknown) => client.admin(method, req, { apiKey: ops.apiKey });
+    const spec = (clientEmail: string) => ({
+      from: GMAIL_USER,
+      transport: 'smtp',
+      smtp: {
+        host: '127.0.0.1',
+        port: smtp.port,
+        security: 'starttls',
+        servername: 'localhost',
+        ca_pem: testCa().caPem,
+        auth: {
+          type: 'oauth2',
+          provider: 'google',
+          flow: 'service_account',
+          user: GMAIL_USER,
+          service_account: { client_email: clientEmail },
+          token_url: `${idp.url}/token`,
+        },
+      },
+    });
+    const put = (clientEmail: string, etag = '') =>
+      client.admin<PutSenderResponse>('putSender', create(PutSenderRequestSchema, { sender: { id: 'gmail-api', spec: spec(clientEmail) as never, etag } }), {
+        apiKey: ops.apiKey,
+      });
+    await put(SA_EMAIL);
+    await admin('putClient', create(PutClientRequestSchema, { client: { name: 'gmail-api-app', spec: { senders: ['gmail-api'] } } }));
+    const key = await client.admin<CreateApiKeyResponse>('createApiKey', create(CreateApiKeyRequestSchema, { client: 'gmail-api-app' }), {
+      apiKey: ops.apiKey,
+    });
+    const field = 'smtp.auth.service_account.private_key';
+    const refused = await admin('setSenderSecret', create(SetSenderSecretRequestSchema, { id: 'gmail-api', field, value: 'not a key' })).then(
+      () => undefined,
+      (err: ServiceError) => err,
+    );
+    expect(refused?.code).toBe(status.INVALID_ARGUMENT);
+    expect(refused?.details).toBe(
+      'value: not an unencrypted PEM private key (ERR_OSSL_UNSUPPORTED); give the "private_key" of the service account\'s JSON key file',
+    );
+    // As the JSON key file writes it: \n escapes, as it often comes out of a secret store.
+    await admin('setSenderSecret', create(SetSenderSecretRequestSchema, { id: 'gmail-api', field, value: saKeyPem.trim().replaceAll('\n', '\\n') }));
+    const managed = stack.client(key.apiKey);
+    const res = await managed.sendMail({ sender: 'gmail-api', to: ['carol@students.campus.example'], subject: 'managed', text: 'x' });
+    const mail = await waitForMail(smtp, res.messageId, 30_000);
+    expect(mail.user).toBe(GMAIL_USER);
+
+    // Another service account is another sign-in: the key set for the first one is not kept.
+    const current = await client.admin<GetSenderResponse>('getSender', create(GetSenderRequestSchema, { id: 'gmail-api' }), { apiKey: ops.apiKey });
+    expect(current.sender?.secrets).toEqual([expect.objectContaining({ field, set: true })]);
+    const moved = await put('other-mailer@campus-relay.iam.gserviceaccount.com', current.sender!.etag);
+    expect(moved.sender?.secrets).toEqual([expect.objectContaining({ field, set: false })]);
   });
 });

@@ -84,3 +84,12 @@ export function rsaKey(text: string, field: string): string {
   if (key.asymmetricKeyType !== 'rsa') throw new ConfigError(`${field}: a ${key.asymmetricKeyType ?? 'non-RSA'} key; Google service account keys are RSA`);
   return key.export({ type: 'pkcs8', format: 'pem' }).toString();
 }
+
+/**
+ * SetSenderSecret of a service account's private key (`smtp.auth.service_account.private_key`):
+ * throws a ConfigError naming `value` unless it is an unencrypted RSA PEM key, so a wrong value is
+ * refused when it is set rather than at the first token request. Other fields pass.
+ */
+export function checkServiceAccountKey(field: string, value: string): void {
+  if (field === 'smtp.auth.service_account.private_key') rsaKey(value, 'value');
+}
