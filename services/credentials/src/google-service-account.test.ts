@@ -1,4 +1,5 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { Redis } from 'ioredis';
 import { parseConfig, type SenderConfig } from '@relay/config';
@@ -6,6 +7,7 @@ import { ErrorCode, isRelayError } from '@relay/core';
 import { createLogger } from '@relay/telemetry';
 import { startIdentityFake, testCa, testRedisUrl, uniquePrefix, type IdentityFake } from '@relay/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createConsent } from './consent.js';
 import { JWT_BEARER_GRANT } from './google-service-account.js';
 import { createOAuthTokens } from './oauth-tokens.js';
 import { createSecretBox } from './secret-box.js';
@@ -98,6 +100,38 @@ describe('Google service account with domain-wide delegation (JWT bearer grant)'
       code: ErrorCode.FailedPrecondition,
       message:
         'sender "gmail": Google does not know the mailbox former-staff@campus.example (invalid_grant: Invalid email or User ID); smtp.auth.user must be the primary address of an existing user in the Workspace domain that granted the delegation',
+    });
+  });
+
+  it('has nobody to sign in: BeginConsent says where delegation is granted instead', async () => {
+    const consent = createConsent({
+      senders: new Map([['gmail', sender()]]),
+      redis,
+      box: createSecretBox(randomBytes(32)),
+      store: {} as RefreshTokenStore,
+      cache: new TokenCache(redis, createSecretBox(randomBytes(32)), prefix),
+      logger: createLogger({ service: 'test', level: 'silent' }),
+      prefix,
+      publicUrl: 'http://localhost:8080',
+      redeemCode: async () => {
+        throw new Error('not called');
+      },
+    });
+    await expect(consent.begin('gmail')).rejects.toThrow(
+      'sender "gmail" uses flow: service_account (Google domain-wide delegation); there is nobody to sign in. A Google Workspace administrator grants the delegation in the Google Admin console: Security → Access and data control → API controls → Domain-wide delegation',
+    );
+  });
+
+  it('names the host and the cause when the token endpoint cannot be reached', async () => {
+    // A port that was just free: nothing listens there.
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const a = { ...auth(sender()), tokenUrl: `https://127.0.0.1:${port}/token` };
+    expect(await refusal(fetchToken('gmail', a, undefined))).toEqual({
+      code: ErrorCode.Unavailable,
+      message: `sender "gmail": cannot reach the identity platform at 127.0.0.1:${port}: connection refused; allow outbound TCP ${port} from the relay to 127.0.0.1 (firewall, proxy)`,
     });
   });
 
