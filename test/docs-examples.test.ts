@@ -61,6 +61,22 @@ function load(doc: unknown, source: string) {
     // An Entra app certificate and its key: a pair made for the test run, valid for a month.
     if (key === 'certificate_file') return appCertificate().certFile;
     if (key === 'private_key_file') return appCertificate().keyFile;
+    // A private key given as a secret (a Google service account's): an RSA key in PEM.
+    if (key === 'private_key' && (v.startsWith('env:') || v.startsWith('file:'))) {
+      const path = join(dir, `key-${made++}.pem`);
+      writeFileSync(path, readFileSync(appCertificate().keyFile));
+      return `file:${path}`;
+    }
+    // A Google service account's JSON key file, as the Cloud console hands it out.
+    if (key === 'service_account_file') {
+      const path = join(dir, `service-account-${made++}.json`);
+      const privateKey = readFileSync(appCertificate().keyFile, 'utf8');
+      writeFileSync(
+        path,
+        JSON.stringify({ type: 'service_account', client_email: 'docs@example.iam.gserviceaccount.com', client_id: '1', private_key: privateKey }),
+      );
+      return path;
+    }
     if (v.startsWith('env:')) {
       // A webhook's secret has a format of its own (whsec_ and base64).
       env[v.slice(4)] ??= key === 'secret' ? `whsec_${Buffer.from(secret(v)).toString('base64')}` : secret(v);

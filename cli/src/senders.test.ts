@@ -68,6 +68,14 @@ describe('relay senders', () => {
     expect(none.stdout).toMatch(/Sign-in:\n\s+unknown \(the credentials service did not answer\)/);
   });
 
+  it('says a delegated Graph sender has no consent yet', async () => {
+    const spec = { id: 'dept', from: 'dept@campus.example', transport: 'graph', graph: { mailbox: 'dept@campus.example', flow: 'refresh_token' } };
+    relay.on('getSender', (req: GetSenderRequest) => ({ sender: sender(req.id, { spec }), credential: {} }));
+    const res = await relayCli(['senders', 'get', 'dept']);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/Sign-in:\n\s+consented by\s+nobody yet\n\s+token refreshed\s+not yet\n/);
+  });
+
   it('applies a file: reads the sender first and updates that version', async () => {
     const file = join(dir, 'sender.yaml');
     writeFileSync(

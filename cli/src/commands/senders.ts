@@ -239,7 +239,7 @@ function printSender(r: Runtime, s: Sender, credential?: CredentialStatus): void
 /** Who consented and the access token's times, for a sender that signs in with tokens (or has any of these facts). */
 function printSignIn(r: Runtime, s: Sender, c: CredentialStatus | undefined): void {
   const o = r.output;
-  const spec = (s.spec ?? {}) as { transport?: unknown; smtp?: { auth?: { type?: unknown; flow?: unknown } } };
+  const spec = (s.spec ?? {}) as { transport?: unknown; smtp?: { auth?: { type?: unknown; flow?: unknown } }; graph?: { flow?: unknown } };
   const tokens = spec.transport === 'graph' || spec.smtp?.auth?.type === 'oauth2';
   const known = c && (c.consentedBy || c.consentedAt || c.tokenRefreshedAt);
   if (!tokens && !known) return;
@@ -248,7 +248,7 @@ function printSignIn(r: Runtime, s: Sender, c: CredentialStatus | undefined): vo
     o.out('  unknown (the credentials service did not answer)');
     return;
   }
-  if (spec.smtp?.auth?.flow === 'refresh_token' || c.consentedBy) {
+  if (spec.smtp?.auth?.flow === 'refresh_token' || spec.graph?.flow === 'refresh_token' || c.consentedBy) {
     o.out(`  ${'consented by'.padEnd(28)}${c.consentedBy ? `${c.consentedBy}  ${formatTime(c.consentedAt)}` : o.color('yellow', 'nobody yet')}`);
   }
   o.out(`  ${'token refreshed'.padEnd(28)}${c.tokenRefreshedAt ? formatTime(c.tokenRefreshedAt) : 'not yet'}`);

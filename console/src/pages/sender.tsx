@@ -30,7 +30,8 @@ export function SenderPage({ id, admin }: { id: string; admin: boolean }) {
   const [editing, setEditing] = useState(false);
   const s = data?.sender;
   const spec = s?.spec as Spec | undefined;
-  const oauth = spec?.smtp?.auth?.type === 'oauth2' && spec.smtp.auth.flow === 'refresh_token';
+  // Senders the mailbox signs in for: OAuth2 over SMTP with a refresh token, and delegated Graph.
+  const oauth = (spec?.smtp?.auth?.type === 'oauth2' && spec.smtp.auth.flow === 'refresh_token') || spec?.graph?.flow === 'refresh_token';
   // Senders that sign in with access tokens: OAuth2 over SMTP, and Graph.
   const tokens = spec?.smtp?.auth?.type === 'oauth2' || spec?.transport === 'graph';
   return (

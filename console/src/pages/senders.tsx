@@ -20,7 +20,7 @@ export interface Spec {
   from?: string;
   transport?: string;
   smtp?: { host?: string; port?: number; security?: string; auth?: { type?: string; user?: string; provider?: string; flow?: string } };
-  graph?: { tenant_id?: string; client_id?: string; mailbox?: string };
+  graph?: { tenant_id?: string; client_id?: string; mailbox?: string; flow?: string };
   rate?: { preset?: string };
   [key: string]: unknown;
 }

@@ -1,5 +1,6 @@
 export * from './env.js';
 export * from './certificate.js';
+export * from './service-account.js';
 export * from './load.js';
 export * from './presets.js';
 export * from './secret.js';

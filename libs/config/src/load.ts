@@ -17,6 +17,7 @@ import {
   type RawSender,
 } from './schema.js';
 import { resolveSecret, UnresolvedSecret, type Secret } from './secret.js';
+import { loadServiceAccount } from './service-account.js';
 import type {
   ClientConfig,
   ConsoleConfig,
@@ -188,6 +189,7 @@ export const SENDER_SECRET_FIELDS = [
   'smtp.auth.client_secret',
   'smtp.auth.refresh_token',
   'smtp.auth.client_certificate.private_key',
+  'smtp.auth.service_account.private_key',
   'graph.client_secret',
   'graph.client_certificate.private_key',
 ] as const;
@@ -203,7 +205,8 @@ export function senderSecretFields(spec: Record<string, unknown>): { field: Send
     out.push({ field: isMapping(graph?.client_certificate) ? 'graph.client_certificate.private_key' : 'graph.client_secret', required: true });
   const auth = smtp?.auth;
   if (auth?.type === 'password') out.push({ field: 'smtp.auth.password', required: true });
-  if (auth?.type === 'oauth2') {
+  if (auth?.type === 'oauth2' && auth.flow === 'service_account') out.push({ field: 'smtp.auth.service_account.private_key', required: true });
+  else if (auth?.type === 'oauth2') {
     if (isMapping(auth.client_certificate)) out.push({ field: 'smtp.auth.client_certificate.private_key', required: true });
     else out.push({ field: 'smtp.auth.client_secret', required: auth.flow === 'client_credentials' });
     out.push({ field: 'smtp.auth.refresh_token', required: false });
@@ -233,6 +236,7 @@ export function parseManagedSender(
     ['smtp.auth.client_certificate.private_key_file', 'SetSenderSecret for smtp.auth.client_certificate.private_key'],
     ['graph.client_certificate.certificate_file', 'certificate_pem'],
     ['graph.client_certificate.private_key_file', 'SetSenderSecret for graph.client_certificate.private_key'],
+    ['smtp.auth.service_account_file', 'service_account: { client_email } and SetSenderSecret for smtp.auth.service_account.private_key'],
   ] as const) {
     if (valueAt(spec, field) !== undefined) {
       throw new ConfigError(
@@ -410,6 +414,7 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
     smtp,
     graph: s.graph
       ? {
+          ...(s.graph.flow === 'refresh_token' ? { flow: 'refresh_token' as const } : {}),
           tenantId: s.graph.tenant_id,
           clientId: s.graph.client_id,
           clientSecret: s.graph.client_secret === undefined ? undefined : resolve(s.graph.client_secret, `${key}.graph.client_secret`),
@@ -472,6 +477,8 @@ function convertSmtp(s: NonNullable<RawSender['smtp']>, key: string, resolve: Re
 function convertAuth(a: NonNullable<RawSender['smtp']>['auth'], key: string, resolve: Resolve, sender: string): SmtpAuthConfig {
   if (!a || a.type === 'none') return { type: 'none' };
   if (a.type === 'password') return { type: 'password', user: a.user, password: resolve(a.password, `${key}.password`) };
+  if (a.flow === 'service_account' || a.service_account || a.service_account_file) return convertServiceAccountAuth(a, key, resolve);
+  if (a.client_id === undefined) throw new ConfigError(`${key}.client_id: required`);
   if (a.provider === 'microsoft' && !a.tenant_id) throw new ConfigError(`${key}.tenant_id: required for provider: microsoft`);
   if (a.flow === 'client_credentials' && a.provider !== 'microsoft') {
     throw new ConfigError(`${key}.flow: client_credentials is only available with provider: microsoft (Google needs a refresh token)`);
@@ -500,6 +507,42 @@ function convertAuth(a: NonNullable<RawSender['smtp']>['auth'], key: string, res
     user: a.user,
     refreshToken: a.refresh_token ? resolve(a.refresh_token, `${key}.refresh_token`) : undefined,
     authorityUrl: a.authority_url ? stripSlash(a.authority_url) : undefined,
+    tokenUrl: a.token_url,
+  };
+}
+
+type RawOAuth2Auth = Extract<NonNullable<NonNullable<RawSender['smtp']>['auth']>, { type: 'oauth2' }>;
+
+/** Google domain-wide delegation: a service account's key signs a JWT naming the mailbox (flow: service_account). */
+function convertServiceAccountAuth(a: RawOAuth2Auth, key: string, resolve: Resolve): SmtpAuthConfig {
+  if (a.flow !== 'service_account') {
+    const given = a.service_account ? 'service_account' : 'service_account_file';
+    throw new ConfigError(`${key}.${given}: only used with flow: service_account (add flow: service_account, or remove ${given})`);
+  }
+  if (a.provider !== 'google') {
+    throw new ConfigError(`${key}.flow: service_account is only available with provider: google (Microsoft apps use client_credentials)`);
+  }
+  if (a.service_account && a.service_account_file) {
+    throw new ConfigError(`${key}.service_account_file: give service_account or service_account_file, not both`);
+  }
+  if (!a.service_account && !a.service_account_file) {
+    throw new ConfigError(`${key}.service_account: required for flow: service_account (client_email and private_key), or service_account_file`);
+  }
+  for (const field of ['client_secret', 'client_certificate', 'refresh_token', 'tenant_id'] as const) {
+    if (a[field] !== undefined) throw new ConfigError(`${key}.${field}: not used with flow: service_account (the service account's key signs in)`);
+  }
+  const { serviceAccount, clientId } = loadServiceAccount(a, key, resolve);
+  return {
+    type: 'oauth2',
+    provider: 'google',
+    flow: 'service_account',
+    tenantId: undefined,
+    clientId,
+    clientSecret: undefined,
+    user: a.user,
+    refreshToken: undefined,
+    serviceAccount,
+    authorityUrl: undefined,
     tokenUrl: a.token_url,
   };
 }

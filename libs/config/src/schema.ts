@@ -153,18 +153,31 @@ const clientCertificateSchema = z
     }
   });
 
+/**
+ * A Google service account's key, for domain-wide delegation (flow: service_account): its address
+ * and its private key (a secret reference; SetSenderSecret for senders managed through the API).
+ */
+const serviceAccountSchema = z.strictObject({
+  client_email: nonEmpty.refine((v) => ADDRESS.test(v), "must be the service account's address, e.g. relay-mailer@project.iam.gserviceaccount.com"),
+  private_key: secretRef,
+});
+
 const oauth2Auth = z.strictObject({
   type: z.literal('oauth2'),
   provider: z.enum(['microsoft', 'google']),
-  flow: z.enum(['client_credentials', 'refresh_token']).default('refresh_token'),
+  flow: z.enum(['client_credentials', 'refresh_token', 'service_account']).default('refresh_token'),
   tenant_id: nonEmpty.optional(),
-  client_id: nonEmpty,
+  // Required except with flow: service_account (checked when the config is converted).
+  client_id: nonEmpty.optional(),
   client_secret: secretRef.optional(),
   /** When the client secret stops working (Entra ID → Certificates & secrets → Expires). */
   client_secret_expires_at: expiryDate.optional(),
   client_certificate: clientCertificateSchema.optional(),
   user: nonEmpty,
   refresh_token: secretRef.optional(),
+  service_account: serviceAccountSchema.optional(),
+  /** The service account's JSON key file as Google Cloud hands it out (a secret: it holds the private key). */
+  service_account_file: nonEmpty.optional(),
   authority_url: httpsUrl.optional(),
   token_url: httpsUrl.optional(),
 });
@@ -201,6 +214,8 @@ const smtpSchema = z.strictObject({
 });
 
 const graphSchema = z.strictObject({
+  /** client_credentials: app-only Mail.Send; refresh_token: delegated Mail.Send, signed in by the mailbox (BeginConsent). */
+  flow: z.enum(['client_credentials', 'refresh_token']).default('client_credentials'),
   tenant_id: nonEmpty,
   client_id: nonEmpty,
   client_secret: secretRef.optional(),

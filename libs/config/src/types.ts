@@ -69,8 +69,10 @@ export type SmtpAuthConfig =
   | {
       type: 'oauth2';
       provider: 'microsoft' | 'google';
-      flow: 'client_credentials' | 'refresh_token';
+      /** service_account: Google domain-wide delegation (JWT bearer grant, RFC 7523) with serviceAccount. */
+      flow: 'client_credentials' | 'refresh_token' | 'service_account';
       tenantId: string | undefined;
+      /** With flow: service_account, the service account's unique ID (client_id of its key file) when known, else ''. */
       clientId: string;
       clientSecret: Secret | undefined;
       /** client_secret_expires_at: when the client secret stops working, if configured. */
@@ -79,9 +81,23 @@ export type SmtpAuthConfig =
       clientCertificate?: ClientCertificateConfig | undefined;
       user: string;
       refreshToken: Secret | undefined;
+      /** flow: service_account only. */
+      serviceAccount?: GoogleServiceAccountConfig | undefined;
       authorityUrl: string | undefined;
       tokenUrl: string | undefined;
     };
+
+/** A Google service account key (relay.yaml `service_account:` or `service_account_file:`). */
+export interface GoogleServiceAccountConfig {
+  /** The service account's address (iss of the JWT); undefined where the key file was not read (services without secrets). */
+  clientEmail: string | undefined;
+  /** PKCS#8 PEM of its RSA key once resolved. */
+  privateKey: Secret;
+  /** The key's id (private_key_id of a key file), sent as the JWT's kid. */
+  privateKeyId: string | undefined;
+  /** service_account_file, when the key came from one. */
+  file: string | undefined;
+}
 
 export interface SmtpConfig {
   host: string;
@@ -112,6 +128,11 @@ export interface ClientCertificateConfig {
 }
 
 export interface GraphConfig {
+  /**
+   * client_credentials (undefined: the same): an app-only token with the Mail.Send application
+   * permission; refresh_token: a delegated Mail.Send token from the mailbox's own sign-in (BeginConsent).
+   */
+  flow?: 'client_credentials' | 'refresh_token' | undefined;
   tenantId: string;
   clientId: string;
   /** One of clientSecret and clientCertificate is set. */

@@ -140,7 +140,8 @@ class Answer extends Error {
  * attachments, createUploadSession with chunked PUTs, draft send and delete. It checks what real
  * Graph checks and the relay must get right: bearer tokens from the identity fake (401 when
  * expired or revoked), Mail.Send / Mail.ReadWrite in the token's roles when present, the app's
- * mailbox scope (RBAC for Applications, `appScopes`), Send As,
+ * mailbox scope (RBAC for Applications, `appScopes`), or for a user's (delegated) token in its
+ * `scp` and for the signed-in user's own mailbox only (`/me` too), Send As,
  * x- header names, the 4 MB request limit, upload ranges (in order, at most 4 MB, multiples of
  * 320 KiB but the last), no Authorization header on upload URLs. It counts requests in progress
  * per mailbox and can be told to throttle.
@@ -165,7 +166,7 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
   async function serve(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', base);
     const requestId = randomUUID();
-    const mailbox = mailboxOf(url.pathname);
+    const mailbox = mailboxOf(url.pathname, req);
     inFlight.set(mailbox, (inFlight.get(mailbox) ?? 0) + 1);
     peak.set(mailbox, Math.max(peak.get(mailbox) ?? 0, inFlight.get(mailbox)!));
     let status = 500;
@@ -195,7 +196,9 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     }
   }
 
-  function mailboxOf(path: string): string {
+  function mailboxOf(path: string, req: IncomingMessage): string {
+    // /me is the signed-in user of a delegated token.
+    if (/^\/v1\.0\/me\//.test(path)) return (delegatedOf(bearerOf(req) ?? '')?.user ?? '').toLowerCase();
     const user = /^\/v1\.0\/users\/([^/]+)/.exec(path);
     if (user) return decodeURIComponent(user[1]!).toLowerCase();
     const upload = /^\/upload\/([^/]+)/.exec(path);
@@ -224,7 +227,7 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
   }
 
   function authorize(req: IncomingMessage, mailbox: string, permission: 'Mail.Send' | 'Mail.ReadWrite'): void {
-    const token = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    const token = bearerOf(req);
     if (!token || !opts.identity.acceptsAccessToken(token)) {
       throw new Answer(401, 'InvalidAuthenticationToken', 'Access token has expired or is not yet valid.', {
         'www-authenticate': 'Bearer error="invalid_token"',
@@ -239,6 +242,11 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     }
     const scope = typeof claims?.appid === 'string' ? opts.appScopes?.[claims.appid]?.[permission] : undefined;
     if (scope && !scope.some((m) => m.toLowerCase() === mailbox)) {
+      throw new Answer(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
+    }
+    // A user's token acts for that user's own mailbox only (another one needs Mail.Send.Shared and Exchange rights).
+    const delegated = delegatedOf(token);
+    if (delegated && (!delegated.scopes.includes(permission) || delegated.user.toLowerCase() !== mailbox)) {
       throw new Answer(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
     }
     switch (box.failure) {
@@ -348,7 +356,7 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     const path = url.pathname;
     const upload = /^\/upload\/([^/]+)$/.exec(path);
     if (upload && method === 'PUT') return put(req, upload[1]!, body);
-    const m = /^\/v1\.0\/users\/[^/]+\/(sendMail|messages)(?:\/([^/]+))?(?:\/(send|attachments))?(?:\/(createUploadSession))?$/.exec(path);
+    const m = /^\/v1\.0\/(?:users\/[^/]+|me)\/(sendMail|messages)(?:\/([^/]+))?(?:\/(send|attachments))?(?:\/(createUploadSession))?$/.exec(path);
     if (!m) throw new Answer(400, 'BadRequest', `Resource not found for the segment '${path}'.`);
     const [, kind, id, action, session] = m;
     checkThrottle(mailbox);
@@ -492,6 +500,23 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
         server.close(() => resolve());
       }),
   };
+}
+
+function bearerOf(req: IncomingMessage): string | undefined {
+  return /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
+}
+
+/** Who signed in and the delegated permissions (`scp`) of a user's token; undefined for app-only and opaque tokens. */
+function delegatedOf(token: string): { user: string; scopes: string[] } | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  try {
+    const claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as { scp?: unknown; upn?: unknown };
+    if (typeof claims.scp !== 'string') return undefined;
+    return { user: typeof claims.upn === 'string' ? claims.upn : '', scopes: claims.scp.split(' ') };
+  } catch {
+    return undefined;
+  }
 }
 
 function claimsOf(token: string): { roles?: unknown; appid?: unknown } | undefined {

@@ -15,6 +15,18 @@ export interface TokenRequest {
   clientAuth: 'secret' | 'assertion';
   /** A client assertion's JOSE header, once it was verified. */
   assertionHeader?: Record<string, unknown>;
+  /** The JWT bearer grant's (RFC 7523) claims, once its signature was verified: iss, sub, scope, aud, iat, exp. */
+  bearerClaims?: Record<string, unknown>;
+}
+
+/** A Google service account the fake knows, for the JWT bearer grant (domain-wide delegation). */
+export interface FakeServiceAccount {
+  /** PEM of the public key of the account's key (its assertions are verified with it). */
+  publicKeyPem: string;
+  /** Scopes a Workspace admin granted it by domain-wide delegation; none: `unauthorized_client`. */
+  delegatedScopes?: string[];
+  /** The domain's users it may act as (sub); absent: any address. Others get `invalid_grant` Invalid email or User ID. */
+  users?: string[];
 }
 
 /** An error the token endpoint answers with, the way the Microsoft identity platform does. */
@@ -43,6 +55,12 @@ export interface IdentityFakeOptions {
   appRoles?: Record<string, string[]>;
   /** Group ids per signed-in account, in the `groups` claim of OpenID Connect sign-ins (those that send a nonce). */
   groups?: Record<string, string[]>;
+  /**
+   * Google service accounts by client_email, for the JWT bearer grant at `/token` (as
+   * oauth2.googleapis.com/token): the assertion's RS256 signature, aud (this `/token` URL), iss, sub
+   * and time window are checked, and the scope against the domain-wide delegation granted.
+   */
+  serviceAccounts?: Record<string, FakeServiceAccount>;
 }
 
 export interface IdentityFake {
@@ -69,6 +87,8 @@ export interface IdentityFake {
   signInAs(account: string | undefined): void;
   /** What the id tokens say of the e-mail address (`email_verified`): true by default; undefined leaves the claim out. */
   emailVerified(verified: boolean | undefined): void;
+  /** Sets the scopes granted to a service account by domain-wide delegation (Google Admin console). */
+  delegate(clientEmail: string, scopes: string[]): void;
   close(): Promise<void>;
 }
 
@@ -193,6 +213,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     const request: TokenRequest = { tenant, grantType, clientId, scope, at: new Date(), clientAuth: assertion === null ? 'secret' : 'assertion' };
     tokenRequests.push(request);
     if (opts.tokenDelayMs) await new Promise((r) => setTimeout(r, opts.tokenDelayMs));
+    if (grantType === JWT_BEARER) return jwtBearer(form, request, res);
     if (assertion !== null) {
       const checked = checkAssertion(tenant, form, assertion);
       if (typeof checked === 'string') return oauthError(res, 401, 'invalid_client', Number(/AADSTS(\d+)/.exec(checked)?.[1] ?? 0), checked);
@@ -300,6 +321,62 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     return { clientId, header };
   }
 
+  /**
+   * Google's JWT bearer grant for a service account with domain-wide delegation, checked as Google
+   * does, with Google's error answers: the signature is the account's key's (RS256), aud is this
+   * token endpoint, the assertion lives at most an hour, sub is a user of the domain, and the
+   * scope was granted to the account by domain-wide delegation.
+   */
+  function jwtBearer(form: URLSearchParams, request: TokenRequest, res: ServerResponse) {
+    const googleError = (status: number, error: string, description: string) => json(res, status, { error, error_description: description });
+    const [h, p, sig, extra] = (form.get('assertion') ?? '').split('.');
+    if (!h || !p || !sig || extra !== undefined) return googleError(400, 'invalid_grant', 'Invalid JWT: malformed assertion.');
+    let header: Record<string, unknown>;
+    let claims: Record<string, unknown>;
+    try {
+      header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8')) as Record<string, unknown>;
+      claims = JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as Record<string, unknown>;
+    } catch {
+      return googleError(400, 'invalid_grant', 'Invalid JWT: malformed assertion.');
+    }
+    const iss = typeof claims.iss === 'string' ? claims.iss : '';
+    request.clientId = iss;
+    request.clientAuth = 'assertion';
+    request.scope = typeof claims.scope === 'string' ? claims.scope : '';
+    const account = opts.serviceAccounts?.[iss];
+    if (!account) return googleError(400, 'invalid_grant', 'Invalid grant: account not found');
+    if (header.alg !== 'RS256') return googleError(400, 'invalid_grant', 'Invalid JWT: alg must be RS256.');
+    const valid = createVerify('RSA-SHA256').update(`${h}.${p}`).verify(account.publicKeyPem, Buffer.from(sig, 'base64url'));
+    if (!valid) return googleError(400, 'invalid_grant', 'Invalid JWT Signature.');
+    request.bearerClaims = claims;
+    if (claims.aud !== `${base}/token`) return googleError(400, 'invalid_grant', `Invalid JWT: Failed audience check. The right audience is ${base}/token`);
+    const now = Math.floor(Date.now() / 1000);
+    const { iat, exp } = claims;
+    if (typeof iat !== 'number' || typeof exp !== 'number' || exp - iat > 3600 || exp < now || iat > now + 300) {
+      return googleError(
+        400,
+        'invalid_grant',
+        'Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.',
+      );
+    }
+    const sub = typeof claims.sub === 'string' ? claims.sub.toLowerCase() : '';
+    if (!sub || (account.users && !account.users.map((u) => u.toLowerCase()).includes(sub))) {
+      return googleError(400, 'invalid_grant', 'Invalid email or User ID');
+    }
+    const scopes = request.scope.split(' ').filter(Boolean);
+    const granted = account.delegatedScopes ?? [];
+    if (!scopes.length || !scopes.every((sc) => granted.includes(sc))) {
+      return googleError(
+        401,
+        'unauthorized_client',
+        'Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.',
+      );
+    }
+    const at = `ya29.${randomBytes(24).toString('base64url')}`;
+    accessTokens.set(at, { expiresAt: Date.now() + expiresIn * 1000, revoked: false });
+    json(res, 200, { access_token: at, expires_in: expiresIn, token_type: 'Bearer' });
+  }
+
   function newRefresh(clientId: string, user: string): string {
     const rt = newToken('rt');
     refreshTokens.set(rt, { clientId, user, retired: false });
@@ -307,7 +384,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
   }
 
   function issue(res: ServerResponse, scope: string, refreshToken: string | undefined, user?: string, roles?: string[], idToken = true, clientId = '') {
-    const at = roles ? appToken(scope, roles, clientId) : newToken('at');
+    const at = roles ? appToken(scope, roles, clientId) : user && graphScopes(scope).length ? userGraphToken(scope, user) : newToken('at');
     accessTokens.set(at, { expiresAt: Date.now() + expiresIn * 1000, revoked: false });
     const out: Record<string, unknown> = {
       token_type: 'Bearer',
@@ -365,6 +442,30 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     json(res, 200, { token_type: 'Bearer', scope: 'openid profile email', expires_in: expiresIn, access_token: at, id_token: `${input}.${signature}` });
   }
 
+  /** The delegated Graph permissions asked for (`https://graph.microsoft.com/Mail.Send` → Mail.Send). */
+  function graphScopes(scope: string): string[] {
+    return scope
+      .split(' ')
+      .filter((sc) => /^https:\/\/graph\.microsoft\.com\/[A-Za-z.]+$/.test(sc) && !sc.endsWith('/.default'))
+      .map((sc) => sc.slice('https://graph.microsoft.com/'.length));
+  }
+
+  /** A user's (delegated) Graph token: an unsigned JWT with the granted permissions in `scp` and who signed in, as Entra ID's. */
+  function userGraphToken(scope: string, user: string): string {
+    const now = Math.floor(Date.now() / 1000);
+    const claims = {
+      aud: 'https://graph.microsoft.com',
+      iss: `${base}/tenant/v2.0`,
+      iat: now,
+      exp: now + expiresIn,
+      scp: graphScopes(scope).join(' '),
+      upn: user,
+      preferred_username: user,
+      jti: randomBytes(16).toString('base64url'),
+    };
+    return `${[{ typ: 'JWT', alg: 'none' }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.')}.sig`;
+  }
+
   function appToken(scope: string, roles: string[], clientId: string): string {
     const now = Math.floor(Date.now() / 1000);
     const claims = {
@@ -416,6 +517,11 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     emailVerified(v) {
       verified = v;
     },
+    delegate(clientEmail, scopes) {
+      const account = opts.serviceAccounts?.[clientEmail];
+      if (!account) throw new Error(`no service account ${clientEmail} in this identity fake`);
+      account.delegatedScopes = [...scopes];
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -423,6 +529,8 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       }),
   };
 }
+
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
 function json(res: ServerResponse, statusCode: number, payload: unknown) {
   const text = JSON.stringify(payload);

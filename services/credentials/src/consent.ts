@@ -7,7 +7,8 @@ import type { CredentialStatusStore } from './credential-status.js';
 import type { SecretBox } from './secret-box.js';
 import type { RefreshTokenStore } from './secret-store.js';
 import type { TokenCache } from './token-cache.js';
-import { GOOGLE_AUTHORIZE_URL, MICROSOFT_AUTHORITY, SCOPES, type OAuth2Auth, type RedeemedCode } from './token-providers.js';
+import { consentAuthOf } from './graph-delegated.js';
+import { GOOGLE_AUTHORIZE_URL, MICROSOFT_AUTHORITY, SCOPES, type OAuth2Auth, type RedeemedCode, type TokenAuth } from './token-providers.js';
 
 /** How long a sign-in started by BeginConsent may take. */
 export const CONSENT_STATE_TTL_MS = 10 * 60_000;
@@ -69,9 +70,12 @@ export function redirectUriOf(publicUrl: string): string {
   return `${publicUrl}/oauth/callback`;
 }
 
-/** The sign-in's scopes: sending, plus OpenID Connect's so the answer says which account signed in. */
-export function delegatedScopes(auth: OAuth2Auth): string[] {
-  return auth.provider === 'google' ? [...SCOPES.google, 'openid', 'email'] : [...SCOPES.microsoftDelegatedSmtp, 'openid', 'profile'];
+/**
+ * The sign-in's scopes: sending (SMTP, or Graph Mail.Send for a Graph sender), plus OpenID
+ * Connect's so the answer says which account signed in.
+ */
+export function delegatedScopes(auth: TokenAuth): string[] {
+  return auth.provider === 'google' ? [...SCOPES.google, 'openid', 'email'] : [...(auth.scopes ?? SCOPES.microsoftDelegatedSmtp), 'openid', 'profile'];
 }
 
 export function createConsent(deps: ConsentDeps): Consent {
@@ -83,14 +87,20 @@ export function createConsent(deps: ConsentDeps): Consent {
     async begin(senderId) {
       const sender = deps.senders.get(senderId);
       if (!sender) throw new RelayError(ErrorCode.NotFound, `sender "${senderId}" is not configured`);
-      if (sender.graph) {
+      if (sender.graph && sender.graph.flow !== 'refresh_token') {
         throw new RelayError(
           ErrorCode.FailedPrecondition,
-          `sender "${senderId}" uses transport: graph with an app-only token; there is nobody to sign in. An administrator grants the app the Microsoft Graph application permission Mail.Send (and Mail.ReadWrite for attachments over 3 MB) with "Grant admin consent" in Entra ID; TestSender then checks it`,
+          `sender "${senderId}" uses transport: graph with an app-only token; there is nobody to sign in. An administrator grants the app the Microsoft Graph application permission Mail.Send (and Mail.ReadWrite for attachments over 3 MB) with "Grant admin consent" in Entra ID; TestSender then checks it. For delegated Mail.Send signed in by the mailbox instead, set graph.flow: refresh_token`,
         );
       }
-      const auth = sender.smtp?.auth;
-      if (auth?.type !== 'oauth2') throw new RelayError(ErrorCode.FailedPrecondition, `sender "${senderId}" does not use OAuth2 (smtp.auth.type: oauth2)`);
+      const auth = consentAuthOf(sender);
+      if (!auth) throw new RelayError(ErrorCode.FailedPrecondition, `sender "${senderId}" does not use OAuth2 (smtp.auth.type: oauth2)`);
+      if (auth.flow === 'service_account') {
+        throw new RelayError(
+          ErrorCode.FailedPrecondition,
+          `sender "${senderId}" uses flow: service_account (Google domain-wide delegation); there is nobody to sign in. A Google Workspace administrator grants the delegation in the Google Admin console: Security → Access and data control → API controls → Domain-wide delegation`,
+        );
+      }
       if (auth.flow !== 'refresh_token') {
         throw new RelayError(
           ErrorCode.FailedPrecondition,
@@ -145,8 +155,8 @@ export function createConsent(deps: ConsentDeps): Consent {
       }
       const code = query.get('code');
       if (!code) return { status: 400, message: 'The sign-in answer has no authorization code.' };
-      const auth = deps.senders.get(pending.sender)?.smtp?.auth;
-      if (auth?.type !== 'oauth2') return { status: 400, message: `Sender "${pending.sender}" no longer uses OAuth2.` };
+      const auth = consentAuthOf(deps.senders.get(pending.sender));
+      if (auth?.flow !== 'refresh_token') return { status: 400, message: `Sender "${pending.sender}" no longer signs in with OAuth2 (flow: refresh_token).` };
       let redeemed: RedeemedCode;
       try {
         redeemed = await deps.redeemCode(auth, { code, verifier: pending.verifier, redirectUri: pending.redirectUri, scopes: delegatedScopes(auth) });

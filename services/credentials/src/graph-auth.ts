@@ -19,12 +19,26 @@ export function graphScopes(graphUrl: string): string[] {
   return CLOUD_GRAPH_HOSTS.has(url.host) ? [`https://${url.host}/.default`] : [...SCOPES.graphAppOnly];
 }
 
-/** A Graph sender as the token machinery sees it: a Microsoft app with client credentials. */
+/**
+ * The delegated scopes of a Graph sender signed in by its mailbox (graph.flow: refresh_token):
+ * Mail.Send on its cloud's Graph, and offline_access for a refresh token.
+ */
+export function graphDelegatedScopes(graphUrl: string): string[] {
+  const url = new URL(graphUrl);
+  const resource = CLOUD_GRAPH_HOSTS.has(url.host) ? `https://${url.host}` : 'https://graph.microsoft.com';
+  return [`${resource}/Mail.Send`, 'offline_access'];
+}
+
+/**
+ * A Graph sender as the token machinery sees it: a Microsoft app with client credentials, or with
+ * the mailbox's refresh token (delegated Mail.Send, from BeginConsent) for graph.flow: refresh_token.
+ */
 export function graphTokenAuth(graph: GraphConfig): TokenAuth {
+  const delegated = graph.flow === 'refresh_token';
   return {
     type: 'oauth2',
     provider: 'microsoft',
-    flow: 'client_credentials',
+    flow: delegated ? 'refresh_token' : 'client_credentials',
     tenantId: graph.tenantId,
     clientId: graph.clientId,
     clientSecret: graph.clientSecret,
@@ -33,7 +47,7 @@ export function graphTokenAuth(graph: GraphConfig): TokenAuth {
     refreshToken: undefined,
     authorityUrl: graph.authorityUrl,
     tokenUrl: undefined,
-    scopes: graphScopes(graph.graphUrl),
+    scopes: delegated ? graphDelegatedScopes(graph.graphUrl) : graphScopes(graph.graphUrl),
   };
 }
 

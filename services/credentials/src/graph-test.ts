@@ -3,6 +3,7 @@ import type { SenderConfig } from '@relay/config';
 import { describeGraphError, graphRemedyFor, parseGraphError, remedyFor } from '@relay/mail';
 import { TestSenderResponseSchema, TestStepSchema, type TestSenderResponse, type TestStep } from '@relay/proto';
 import { graphTokenAuth, tokenRoles } from './graph-auth.js';
+import { tokenScopes } from './graph-delegated.js';
 import type { OAuthTokens } from './oauth-tokens.js';
 
 export interface GraphTestOptions {
@@ -39,30 +40,40 @@ export async function testGraphSender(
     return create(TestSenderResponseSchema, { ok, steps, remedy });
   };
 
+  // graph.flow: refresh_token: the mailbox's own token, whose delegated permissions are in `scp`.
+  const delegated = graph.flow === 'refresh_token';
+  const permission = delegated ? 'delegated permission' : 'application permission';
   let accessToken: string;
   try {
     const t = await tokens.get(id, graphTokenAuth(graph));
     accessToken = t.accessToken;
-    step('token', true, `app-only Graph token for tenant ${graph.tenantId} from ${graph.authorityUrl}, valid until ${new Date(t.expiresAt).toISOString()}`);
+    const kind = delegated ? `delegated Graph token of ${graph.mailbox}` : 'app-only Graph token';
+    step('token', true, `${kind} for tenant ${graph.tenantId} from ${graph.authorityUrl}, valid until ${new Date(t.expiresAt).toISOString()}`);
   } catch (err) {
     step('token', false, (err as Error).message);
     return finish();
   }
 
-  // The application permissions, read from the token's `roles` claim (our own token, decoded
-  // without verifying, only to explain).
-  const roles = tokenRoles(accessToken);
+  // The permissions, read from the token's `roles` (app-only) or `scp` (delegated) claim: our own
+  // token, decoded without verifying, only to explain.
+  const roles = delegated ? tokenScopes(accessToken) : tokenRoles(accessToken);
   if (roles === undefined) {
-    step('permission', true, 'the token is not a readable JWT, so its application permissions cannot be listed');
+    step('permission', true, `the token is not a readable JWT, so its ${permission}s cannot be listed`);
   } else if (!roles.includes('Mail.Send')) {
-    own = permissionRemedy('Mail.Send', graph.clientId);
-    step('permission', false, `ErrorAccessDenied: the token carries no Mail.Send application permission (roles: ${roles.join(', ') || 'none'})`);
+    own = delegated ? undefined : permissionRemedy('Mail.Send', graph.clientId);
+    step(
+      'permission',
+      false,
+      `ErrorAccessDenied: the token carries no Mail.Send ${permission} (${delegated ? 'scp' : 'roles'}: ${roles.join(', ') || 'none'})`,
+    );
     return finish();
   } else {
     const large = roles.includes('Mail.ReadWrite')
       ? 'Mail.ReadWrite present (attachments over 3 MB can be uploaded)'
-      : `warning: no Mail.ReadWrite, so messages with attachments over 3 MB will fail (they are uploaded to a draft first); to send them: ${permissionRemedy('Mail.ReadWrite', graph.clientId)}`;
-    step('permission', true, `application permissions: ${roles.join(', ')}; Mail.Send present; ${large}`);
+      : delegated
+        ? 'no Mail.ReadWrite: messages with attachments over 3 MB will fail (they are uploaded to a draft first)'
+        : `warning: no Mail.ReadWrite, so messages with attachments over 3 MB will fail (they are uploaded to a draft first); to send them: ${permissionRemedy('Mail.ReadWrite', graph.clientId)}`;
+    step('permission', true, `${permission}s: ${roles.join(', ')}; Mail.Send present; ${large}`);
   }
 
   const mailbox = await probeMailbox(graph, accessToken, opts.timeoutMs);

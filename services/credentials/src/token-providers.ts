@@ -2,13 +2,15 @@ import { AuthError, ConfidentialClientApplication, LogLevel, type Authentication
 import { OAuth2Client } from 'google-auth-library';
 import type { SmtpAuthConfig } from '@relay/config';
 import { ErrorCode, RelayError } from '@relay/core';
+import { googleServiceAccountToken } from './google-service-account.js';
 import { diagnoseHttps } from './reachability.js';
 
 export type OAuth2Auth = Extract<SmtpAuthConfig, { type: 'oauth2' }>;
 
 /**
  * What a token is fetched for: an oauth2 SMTP auth, or a Graph sender presented as a Microsoft
- * client_credentials application with its own scopes (see graph-auth.ts).
+ * application (client_credentials, or refresh_token for delegated Mail.Send) with its own scopes
+ * (see graph-auth.ts).
  */
 export type TokenAuth = OAuth2Auth & { scopes?: readonly string[] };
 
@@ -96,6 +98,7 @@ export async function fetchToken(sender: string, auth: TokenAuth, refreshToken: 
     throw new ConsentRequiredError(sender, 'no refresh token is stored yet');
   }
   try {
+    if (auth.flow === 'service_account') return await googleServiceAccountToken(sender, auth);
     if (auth.provider === 'google') return await googleRefresh(auth, refreshToken!);
     if (auth.flow === 'client_credentials') return await microsoftClientCredentials(auth);
     return await microsoftRefresh(auth, refreshToken!);
@@ -118,12 +121,12 @@ async function microsoftClientCredentials(auth: TokenAuth): Promise<FetchedToken
   return fromMsal(res);
 }
 
-async function microsoftRefresh(auth: OAuth2Auth, refreshToken: string): Promise<FetchedToken> {
+async function microsoftRefresh(auth: TokenAuth, refreshToken: string): Promise<FetchedToken> {
   // MSAL returns no refresh token in AuthenticationResult; it keeps the (possibly rotated) one in
   // its token cache. A fresh application per refresh has an empty cache, so the only RefreshToken
   // entry in its serialization after the call is the one the provider just issued.
   const app = msalApp(auth);
-  const res = await app.acquireTokenByRefreshToken({ scopes: [...SCOPES.microsoftDelegatedSmtp], refreshToken, forceCache: true });
+  const res = await app.acquireTokenByRefreshToken({ scopes: [...(auth.scopes ?? SCOPES.microsoftDelegatedSmtp)], refreshToken, forceCache: true });
   const rotated = refreshTokenFromCache(app.getTokenCache().serialize());
   return { ...fromMsal(res), ...(rotated && rotated !== refreshToken ? { refreshToken: rotated } : {}) };
 }

@@ -8,6 +8,7 @@ import type { Bus } from '@relay/bus';
 import {
   parseManagedClient,
   checkCertificateKey,
+  checkServiceAccountKey,
   parseManagedSender,
   SENDER_SECRET_FIELDS,
   senderSecretFields,
@@ -222,6 +223,7 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
         if (Buffer.byteLength(value) > MAX_SECRET_BYTES) throw new RelayError(ErrorCode.InvalidArgument, `value: longer than ${MAX_SECRET_BYTES} bytes`);
         // A certificate's key must be that certificate's: refused now rather than leaving the sender unusable.
         invalidIfThrows(() => checkCertificateKey(rec.value.spec, id, field, value));
+        invalidIfThrows(() => checkServiceAccountKey(field, value));
         if (attempt === 0) {
           target = signInTarget(rec.value.spec);
           await ctx.credentials.setSenderSecret(id, field, value);
@@ -377,6 +379,7 @@ function signInTarget(spec: Record<string, unknown>): string {
     auth.user,
     auth.authority_url,
     auth.token_url,
+    (auth.service_account as Record<string, unknown> | undefined)?.client_email,
     graph.tenant_id,
     graph.client_id,
     graph.mailbox,
