@@ -10,6 +10,7 @@ import {
   createExpiryMonitor,
   expiryLevel,
   expiryStep,
+  refreshTokenAuth,
   registerCredentialExpiryGauge,
   senderExpiries,
   withExpiryStep,
@@ -88,6 +89,25 @@ describe('credential expiry', () => {
     expect(senderExpiries(byId('gmail'), facts.gmail)).toEqual([
       { sender: 'gmail', kind: 'refresh_token', expiresAt: new Date(REFRESHED + 183 * DAY), lastUsedAt: new Date(REFRESHED) },
     ]);
+  });
+
+  it("counts a delegated Graph sender's refresh token too, and keeps it alive with Graph's delegated scopes", () => {
+    const [graphDelegated] = parseConfig(
+      `clients: [{ name: a, api_key: ${'k'.repeat(40)} }]
+senders:
+  - { id: dept, from: d@campus.example, transport: graph, graph: { flow: refresh_token, tenant_id: t, client_id: app-6, client_secret: x, mailbox: d@campus.example } }
+`,
+      {},
+    ).senders;
+    expect(senderExpiries(graphDelegated!, facts.delegated)).toContainEqual({
+      sender: 'dept',
+      kind: 'refresh_token',
+      expiresAt: new Date(REFRESHED + 90 * DAY),
+      lastUsedAt: new Date(REFRESHED),
+    });
+    expect(refreshTokenAuth(graphDelegated!)?.scopes).toEqual(['https://graph.microsoft.com/Mail.Send', 'offline_access']);
+    // App-only Graph senders have no refresh token to lapse.
+    expect(refreshTokenAuth(byId('graph-secret'))).toBeUndefined();
   });
 
   it('reports relay_credential_expiry_seconds{sender,kind} for every known expiry, at the time of collection', async () => {

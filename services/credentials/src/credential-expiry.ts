@@ -3,7 +3,8 @@ import { senderCertificate, type SenderConfig } from '@relay/config';
 import { TestSenderResponseSchema, TestStepSchema, type TestSenderResponse, type TestStep } from '@relay/proto';
 import type { Logger, RelayInstruments } from '@relay/telemetry';
 import type { CredentialFacts } from './credential-status.js';
-import type { OAuth2Auth } from './token-providers.js';
+import { graphTokenAuth } from './graph-auth.js';
+import type { TokenAuth } from './token-providers.js';
 
 /** What runs out: a certificate's notAfter, a configured client secret's end, an idle refresh token's lapse. */
 export type ExpiryKind = 'certificate' | 'client_secret' | 'refresh_token';
@@ -27,8 +28,9 @@ export const EXPIRY_WARNING_DAYS = [30, 14, 3] as const;
  */
 export const REFRESH_TOKEN_IDLE_MS = { microsoft: 90 * DAY_MS, google: 183 * DAY_MS } as const;
 
-/** The sender's OAuth2 settings when it signs in with a stored refresh token (delegated). */
-export function refreshTokenAuth(sender: SenderConfig): OAuth2Auth | undefined {
+/** How the sender's token is fetched when it signs in with a stored refresh token (delegated SMTP or Graph). */
+export function refreshTokenAuth(sender: SenderConfig): TokenAuth | undefined {
+  if (sender.graph) return sender.graph.flow === 'refresh_token' ? graphTokenAuth(sender.graph) : undefined;
   const auth = sender.smtp?.auth;
   return auth?.type === 'oauth2' && auth.flow === 'refresh_token' ? auth : undefined;
 }
@@ -194,7 +196,7 @@ export interface ExpiryMonitorDeps {
     /** Claims the keep-alive of a sender across replicas for ttlMs; false when another replica has it. */
     claim: (sender: string, ttlMs: number) => Promise<boolean>;
     /** Obtains a new access token with the stored refresh token. */
-    refresh: (sender: string, auth: OAuth2Auth) => Promise<void>;
+    refresh: (sender: string, auth: TokenAuth) => Promise<void>;
   };
 }
 
