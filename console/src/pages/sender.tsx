@@ -2,7 +2,8 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { call } from '../api';
 import { ErrorNote, Field, stateName, useLoad, when } from '../ui';
 import type { QueueStats } from './queues';
-import { authOf, type Sender, SenderForm, type Spec, transportOf } from './senders';
+import { authOf, type Spec, transportOf } from '../sender-text';
+import { type Sender, SenderForm } from './senders';
 
 /** GetSender's `credential`: facts about how the sender signs in, never a secret. */
 export interface CredentialStatus {

@@ -1,6 +1,7 @@
 import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, call } from '../api';
+import { authOf, type Spec, transportOf } from '../sender-text';
 import { ErrorNote, useLoad } from '../ui';
 import { health, loadStats } from './queues';
 
@@ -13,16 +14,6 @@ export interface Sender {
   secrets?: Array<{ field: string; set?: boolean; setAt?: string; setBy?: string }>;
   updatedAt?: string;
   updatedBy?: string;
-}
-
-/** The settings of a sender as relay.yaml writes them (the fields the console shows or edits). */
-export interface Spec {
-  from?: string;
-  transport?: string;
-  smtp?: { host?: string; port?: number; security?: string; auth?: { type?: string; user?: string; provider?: string; flow?: string } };
-  graph?: { tenant_id?: string; client_id?: string; mailbox?: string; flow?: string };
-  rate?: { preset?: string };
-  [key: string]: unknown;
 }
 
 /** Provider presets: the connection each provider expects, and its sending limits where the relay knows them. */
@@ -58,18 +49,6 @@ export const PRESETS = [
   { id: 'google-smtp-relay', label: 'Google Workspace SMTP relay', transport: 'smtp', host: 'smtp-relay.gmail.com', port: 587, security: 'starttls' },
   { id: 'custom', label: 'Other SMTP server', transport: 'smtp', host: '', port: 587, security: 'starttls' },
 ] as const;
-
-export function transportOf(spec: Spec | undefined): string {
-  return spec?.transport === 'graph' ? 'Graph API' : `SMTP ${spec?.smtp?.host ?? ''}${spec?.smtp?.port ? `:${spec.smtp.port}` : ''}`;
-}
-
-export function authOf(spec: Spec | undefined): string {
-  if (spec?.transport === 'graph') return 'app-only (client secret)';
-  const a = spec?.smtp?.auth;
-  if (!a || a.type === 'none') return 'none';
-  if (a.type === 'oauth2') return `OAuth2 ${a.provider ?? ''} (${a.flow ?? ''})`;
-  return `password (${a.user ?? ''})`;
-}
 
 export function SendersPage({ admin }: { admin: boolean }) {
   const senders = useLoad(() => call<{ senders?: Sender[] }>('ListSenders', { pageSize: 1000 }));
