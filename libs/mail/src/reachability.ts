@@ -80,7 +80,9 @@ async function probe(url: string, timeoutMs: number): Promise<Unreachable | unde
     return {
       host: where,
       cause: problem ? `TLS failed: ${problem.cause}` : `TLS failed (${code})`,
-      remedy: `the relay does not trust ${host}'s certificate; if a proxy inspects TLS, give the relay its CA (NODE_EXTRA_CA_CERTS)`,
+      remedy: problem
+        ? `if a proxy between the relay and ${host} inspects TLS, give the relay that proxy's CA (NODE_EXTRA_CA_CERTS)`
+        : `the relay does not trust ${host}'s certificate; if a proxy inspects TLS, give the relay its CA (NODE_EXTRA_CA_CERTS)`,
     };
   }
   return undefined;
