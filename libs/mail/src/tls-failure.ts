@@ -46,24 +46,25 @@ const nameOf = (dn: PeerCertificate['issuer'] | undefined) => {
 export function describeCertificateProblem(code: string, cert: Partial<PeerCertificate> | undefined, asked: string): CertificateProblem {
   const names = certificateNames(cert);
   const forNames = names.length ? names.join(', ') : 'no name';
+  const the = names.length ? `the certificate for ${forNames}` : 'the certificate';
   switch (code) {
     case 'CERT_HAS_EXPIRED':
-      return { kind: 'expired', names, cause: `the certificate for ${forNames} expired on ${day(cert?.valid_to)}` };
+      return { kind: 'expired', names, cause: `${the} expired on ${day(cert?.valid_to)}` };
     case 'CERT_NOT_YET_VALID':
-      return { kind: 'not-yet-valid', names, cause: `the certificate for ${forNames} is valid only from ${day(cert?.valid_from)}` };
+      return { kind: 'not-yet-valid', names, cause: `${the} is valid only from ${day(cert?.valid_from)}` };
     case 'ERR_TLS_CERT_ALTNAME_INVALID':
     case 'HOSTNAME_MISMATCH':
       return { kind: 'name', names, cause: `the certificate is for ${forNames}, not ${asked}` };
     case 'DEPTH_ZERO_SELF_SIGNED_CERT':
-      return { kind: 'self-signed', names, cause: `the certificate for ${forNames} is self-signed, and the relay does not trust it` };
+      return { kind: 'self-signed', names, cause: `${the} is self-signed, and the relay does not trust it` };
     case 'SELF_SIGNED_CERT_IN_CHAIN':
-      return { kind: 'untrusted', names, cause: `the certificate for ${forNames} comes from a root CA the relay does not trust (${nameOf(cert?.issuer)})` };
+      return { kind: 'untrusted', names, cause: `${the} comes from a root CA the relay does not trust (${nameOf(cert?.issuer)})` };
     case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
     case 'UNABLE_TO_GET_ISSUER_CERT':
     case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
-      return { kind: 'untrusted', names, cause: `the certificate for ${forNames} is issued by ${nameOf(cert?.issuer)}, which the relay does not trust` };
+      return { kind: 'untrusted', names, cause: `${the} is issued by ${nameOf(cert?.issuer)}, which the relay does not trust` };
     default:
-      return { kind: 'other', names, cause: `the certificate for ${forNames} was refused (${code})` };
+      return { kind: 'other', names, cause: `${the} was refused (${code})` };
   }
 }
 
