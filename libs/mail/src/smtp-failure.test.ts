@@ -10,13 +10,13 @@ describe('diagnoseSmtpFailure', () => {
   });
 
   it('tells port 465 without TLS from a silent server', async () => {
-    const greeting = { code: 'ETIMEDOUT', timeoutType: 'greeting', message: 'Greeting never received' };
+    const greeting = { code: 'ETIMEDOUT', timeoutType: 'GREETING_TIMEOUT', message: 'Greeting never received' };
     expect(await diagnoseSmtpFailure(greeting, smtp({ port: 465 }))).toEqual({
       host: 'smtp.campus.example:465',
       cause: 'connected, but the server sent no greeting',
       remedy: 'port 465 expects TLS from the first byte: set security: tls',
     });
-    expect(await diagnoseSmtpFailure({ code: 'ETIMEDOUT', timeoutType: 'conn', message: 'Connection timeout' }, smtp({ port: 25 }))).toEqual({
+    expect(await diagnoseSmtpFailure({ code: 'ETIMEDOUT', timeoutType: 'CONNECT_TIMEOUT', message: 'Connection timeout' }, smtp({ port: 25 }))).toEqual({
       host: 'smtp.campus.example:25',
       cause: 'no answer (connection timed out)',
       remedy: 'allow outbound TCP 25 from the relay to smtp.campus.example (firewall; many networks block port 25)',
@@ -24,7 +24,10 @@ describe('diagnoseSmtpFailure', () => {
   });
 
   it('names a TLS mode that does not match the port', async () => {
-    const broken = await diagnoseSmtpFailure({ code: 'ESOCKET', message: 'C0F7:error:0A00010B:SSL routines:ssl3_get_record:wrong version number' }, smtp());
+    const broken = await diagnoseSmtpFailure(
+      { code: 'ESOCKET', originalCode: 'ERR_SSL_WRONG_VERSION_NUMBER', message: 'C0F7:error:0A00010B:SSL routines:ssl3_get_record:wrong version number' },
+      smtp(),
+    );
     expect(broken?.cause).toBe('TLS failed: the server does not speak TLS the way security: says');
   });
 });

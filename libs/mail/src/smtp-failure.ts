@@ -18,7 +18,7 @@ export interface SmtpConnectionErrorLike {
   originalCode?: string;
   message?: string;
   responseCode?: number;
-  /** `conn` or `greeting` on ETIMEDOUT. */
+  /** Which wait ran out on ETIMEDOUT: CONNECT_TIMEOUT, GREETING_TIMEOUT, UPGRADE_TIMEOUT (TLS) or SOCKET_TIMEOUT. */
   timeoutType?: string;
   /** The certificate, on ERR_TLS_CERT_ALTNAME_INVALID. */
   cert?: Partial<PeerCertificate>;
@@ -35,23 +35,21 @@ export async function diagnoseSmtpFailure(err: SmtpConnectionErrorLike, smtp: Sm
   if (err.responseCode !== undefined) return undefined;
   const causeCode = (err.cause as { code?: string } | undefined)?.code;
   const code = err.originalCode ?? causeCode ?? err.code ?? '';
-  const text = err.message ?? '';
   const where = `${smtp.host}:${smtp.port}`;
   const at = (cause: string, remedy: string): Unreachable => ({ host: where, cause, remedy });
   const modes = 'submission uses port 587 with security: starttls, or port 465 with security: tls';
 
-  if (code === 'EDNS' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || /getaddrinfo/.test(text)) {
-    const dns = /\b(ENOTFOUND|EAI_AGAIN|ENODATA|ESERVFAIL)\b/.exec(text)?.[1] ?? code;
-    return at(`DNS lookup of ${smtp.host} failed (${dns})`, `check smtp.host for typos and that the relay's DNS resolves ${smtp.host}`);
+  if (DNS_CODES.has(code)) {
+    return at(`DNS lookup of ${smtp.host} failed (${code})`, `check smtp.host for typos and that the relay's DNS resolves ${smtp.host}`);
   }
-  if (code === 'ECONNREFUSED' || /\bECONNREFUSED\b/.test(text)) {
+  if (code === 'ECONNREFUSED') {
     return at('connection refused', `check smtp.host and smtp.port (${modes}), and allow outbound TCP ${smtp.port} from the relay to ${smtp.host} (firewall)`);
   }
-  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || /\bE(HOST|NET)UNREACH\b/.test(text)) {
+  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
     return at('no route to the host', `allow outbound TCP ${smtp.port} from the relay to ${smtp.host} (firewall, routing)`);
   }
-  const certCode = isCertificateCode(code) ? code : certificateCodeOf(text);
-  if (certCode) {
+  if (isCertificateCode(code)) {
+    const certCode = code;
     const servername = smtp.servername ?? smtp.host;
     const problem: CertificateProblem =
       (certCode === 'ERR_TLS_CERT_ALTNAME_INVALID' && err.cert ? describeCertificateProblem(certCode, err.cert, servername) : undefined) ??
@@ -59,11 +57,14 @@ export async function diagnoseSmtpFailure(err: SmtpConnectionErrorLike, smtp: Sm
       describeCertificateProblem(certCode, undefined, servername);
     return at(`TLS failed: ${problem.cause}`, certificateRemedy(problem, smtp));
   }
-  if (/wrong version number|packet length too long|ssl3_get_record|unknown protocol/i.test(text) || code === 'EPROTO') {
+  if (code === 'EPROTO' || /^ERR_SSL_(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|UNKNOWN_PROTOCOL|RECORD_LAYER_FAILURE)/.test(code)) {
     return at('TLS failed: the server does not speak TLS the way security: says', `check smtp.security against smtp.port (${modes})`);
   }
-  if (code === 'ETIMEDOUT' || /\btimed? ?out\b|timeout|Greeting never received/i.test(text)) {
-    if (err.timeoutType === 'greeting' || /Greeting never received/i.test(text)) {
+  if (code === 'ETIMEDOUT') {
+    if (err.timeoutType === 'UPGRADE_TIMEOUT') {
+      return at('the TLS handshake got no answer', `check smtp.security against smtp.port (${modes})`);
+    }
+    if (err.timeoutType === 'GREETING_TIMEOUT') {
       const remedy =
         smtp.port === 465 && smtp.security !== 'tls'
           ? 'port 465 expects TLS from the first byte: set security: tls'
@@ -75,23 +76,13 @@ export async function diagnoseSmtpFailure(err: SmtpConnectionErrorLike, smtp: Sm
       `allow outbound TCP ${smtp.port} from the relay to ${smtp.host} (firewall; many networks block port 25)${smtp.security === 'tls' ? ` and check that the port speaks TLS (${modes})` : ''}`,
     );
   }
-  if (code === 'ECONNRESET' || /\bECONNRESET\b/.test(text)) {
+  if (code === 'ECONNRESET') {
     return at('the connection was reset', `check smtp.security against smtp.port (${modes}), and that no firewall cuts connections to ${smtp.host}`);
   }
   return undefined;
 }
 
-/** The code behind a TLS message that kept no code: Node's message texts. */
-function certificateCodeOf(text: string): string | undefined {
-  if (/certificate has expired/i.test(text)) return 'CERT_HAS_EXPIRED';
-  if (/certificate is not yet valid/i.test(text)) return 'CERT_NOT_YET_VALID';
-  if (/does not match certificate's altnames/i.test(text)) return 'ERR_TLS_CERT_ALTNAME_INVALID';
-  if (/self[- ]signed certificate in certificate chain/i.test(text)) return 'SELF_SIGNED_CERT_IN_CHAIN';
-  if (/self[- ]signed certificate/i.test(text)) return 'DEPTH_ZERO_SELF_SIGNED_CERT';
-  if (/unable to verify the first certificate/i.test(text)) return 'UNABLE_TO_VERIFY_LEAF_SIGNATURE';
-  if (/unable to get (local )?issuer certificate/i.test(text)) return 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY';
-  return undefined;
-}
+const DNS_CODES = new Set(['EDNS', 'ENOTFOUND', 'EAI_AGAIN', 'ENODATA', 'ESERVFAIL', 'EAI_FAIL']);
 
 function certificateRemedy(problem: CertificateProblem, smtp: SmtpTarget): string {
   switch (problem.kind) {
