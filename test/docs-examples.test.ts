@@ -13,9 +13,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 const docFiles = [
   'README.md',
-  ...readdirSync(join(repoRoot, 'docs'))
-    .filter((f) => f.endsWith('.md'))
-    .map((f) => `docs/${f}`),
+  ...['docs', 'docs/providers'].flatMap((d) =>
+    readdirSync(join(repoRoot, d))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => `${d}/${f}`),
+  ),
 ];
 const exampleFiles = [
   'deploy/relay.example.yaml',

@@ -18,6 +18,7 @@ const DAY = 86_400_000;
 const SHIFT = 80 * DAY;
 const now = () => Date.now() + SHIFT;
 const adminToken = randomBytes(32).toString('base64url');
+const internalToken = randomBytes(32).toString('base64url');
 const lines: { level: number; msg: string; sender?: string; kind?: string }[] = [];
 const logger = createLogger({
   service: 'test',
@@ -61,7 +62,7 @@ ${delegated('idle', 'app-idle', 's1')}${delegated('fresh', 'app-fresh', 's2')}  
     RELAY_BUS_PREFIX: prefix,
     RELAY_MASTER_KEY: randomBytes(32).toString('base64'),
     RELAY_CREDENTIALS_PORT: '0',
-    RELAY_INTERNAL_TOKEN: randomBytes(32).toString('base64url'),
+    RELAY_INTERNAL_TOKEN: internalToken,
     RELAY_INTERNAL_ADMIN_TOKEN: adminToken,
     RELAY_TOKEN_KEEP_ALIVE: '30d',
   });
@@ -111,6 +112,20 @@ describe('credential expiry in the credentials service', () => {
         /^client secret expires .* \(in 10 days\)\. Add a new client secret in Entra ID → App registrations → the app \(client id app-graph\)/,
       );
       expect(lines.find((l) => l.msg === 'sender tested')).toMatchObject({ steps: expect.arrayContaining(['credential expiry:warning']) });
+    } finally {
+      client.close();
+    }
+  });
+
+  it('logs a refused token request with the sender and the reason', async () => {
+    const client = createCredentialsClient(address, { kind: 'token', token: internalToken });
+    try {
+      await expect(client.getSmtpAuth({ sender: 'nope' })).rejects.toThrow(/not configured/);
+      expect(await until(() => lines.find((l) => l.msg.startsWith('credentials refused')))).toMatchObject({
+        level: 40,
+        sender: 'nope',
+        msg: 'credentials refused: sender "nope" is not configured',
+      });
     } finally {
       client.close();
     }

@@ -51,6 +51,7 @@ import { testSender } from './sender-test.js';
 import { smtpAuthFor } from './smtp-auth.js';
 import { TokenCache } from './token-cache.js';
 import { redeemCode } from './token-providers.js';
+import { refusalLine } from './refusal-log.js';
 
 export interface CredentialsOptions {
   env: RelayEnv;
@@ -162,7 +163,12 @@ export async function createCredentials(opts: CredentialsOptions, overrides: Cre
         done?.(call.request, res);
         return res;
       },
-      { onError: (err, _answer, call) => logger.warn({ sender: (call.request as { sender?: string }).sender, err: (err as Error).message }, refused) },
+      {
+        onError: (err, _answer, call) => {
+          const sender = (call.request as { sender?: string }).sender || undefined;
+          logger.warn({ sender, err: (err as Error).message }, refusalLine(refused, sender, err));
+        },
+      },
     );
   server.addService(toGrpcDefinition(CredentialsService), {
     getSmtpAuth: internal<GetSmtpAuthRequest, GetSmtpAuthResponse>('credentials refused', CALLERS.getSmtpAuth, (req) =>

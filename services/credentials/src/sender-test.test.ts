@@ -98,6 +98,6 @@ describe('testSender', () => {
   it('says when nothing answers', async () => {
     const r = await testSender(sender(await freePort()), 's', noTokens);
     expect(names(r)).toEqual(['connect:failed']);
-    expect(r.remedy).toMatch(/Nothing answers/);
+    expect(r.remedy).toMatch(/^check smtp\.host and smtp\.port .*allow outbound TCP \d+ from the relay to 127\.0\.0\.1 \(firewall\)$/);
   });
 });

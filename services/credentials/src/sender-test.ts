@@ -5,7 +5,7 @@ import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import XOAuth2 from 'nodemailer/lib/xoauth2/index.js';
 import { smtpConnectionOptions, type SenderConfig } from '@relay/config';
 import { ErrorCode, RelayError } from '@relay/core';
-import { remedyFor } from '@relay/mail';
+import { diagnoseSmtpFailure, remedyFor } from '@relay/mail';
 import { TestSenderResponseSchema, TestStepSchema, type TestSenderResponse, type TestStep } from '@relay/proto';
 import type { OAuthTokens } from './oauth-tokens.js';
 
@@ -75,14 +75,16 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
     const greeting = typeof conn.lastServerResponse === 'string' ? conn.lastServerResponse : undefined;
     const where = `${smtp.host}:${smtp.port}`;
     if (connectErr) {
-      const tlsFailure = isTlsError(connectErr);
+      // The host, the cause in words and the remedy, where the server never answered.
+      const broken = await diagnoseSmtpFailure(connectErr, smtp).catch(() => undefined);
+      const tlsFailure = isTlsError(connectErr) || broken?.cause.startsWith('TLS failed');
       if (tlsFailure || greeting) {
         step('connect', true, greeting ? `connected to ${where}: ${greeting}` : `connected to ${where}`);
-        step('TLS', false, describeSmtp(connectErr));
+        step('TLS', false, broken ? `${where}: ${broken.cause}` : describeSmtp(connectErr));
       } else {
-        step('connect', false, `${where}: ${describeSmtp(connectErr)}`);
+        step('connect', false, `${where}: ${broken?.cause ?? describeSmtp(connectErr)}`);
       }
-      return finish();
+      return finish(undefined, broken?.remedy);
     }
     step('connect', true, `connected to ${where}`);
     if (smtp.security === 'none') step('TLS', true, 'not used (security: none)');
@@ -175,5 +177,6 @@ function describeSmtp(err: SmtpError): string {
 const TLS_CODES = /^(ETLS|EPROTO|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|ERR_TLS|ERR_SSL)/;
 function isTlsError(err: SmtpError): boolean {
   const causeCode = (err as { cause?: { code?: string } }).cause?.code;
-  return TLS_CODES.test(err.code ?? '') || TLS_CODES.test(causeCode ?? '');
+  const originalCode = (err as { originalCode?: string }).originalCode;
+  return [err.code, causeCode, originalCode].some((c) => TLS_CODES.test(c ?? ''));
 }

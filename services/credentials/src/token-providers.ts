@@ -3,7 +3,7 @@ import { OAuth2Client } from 'google-auth-library';
 import type { SmtpAuthConfig } from '@relay/config';
 import { ErrorCode, RelayError } from '@relay/core';
 import { googleServiceAccountToken } from './google-service-account.js';
-import { diagnoseHttps } from './reachability.js';
+import { diagnoseHttps } from '@relay/mail';
 
 export type OAuth2Auth = Extract<SmtpAuthConfig, { type: 'oauth2' }>;
 

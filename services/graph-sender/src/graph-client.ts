@@ -1,5 +1,5 @@
 import { backoffMs, DeliveryError, retryable } from '@relay/core';
-import { describeGraphError, graphRemedyFor, parseGraphError, type GraphErrorAnswer } from '@relay/mail';
+import { describeGraphError, diagnoseHttps, graphRemedyFor, parseGraphError, type GraphErrorAnswer } from '@relay/mail';
 import type { GraphTokens } from './graph-token.js';
 import type { MailboxSlots } from './mailbox-slots.js';
 
@@ -102,21 +102,23 @@ export function createGraphClient(deps: GraphClientDeps): GraphClient {
         refreshToken = false;
         const release = await deps.slots.acquire(target.mailbox, target.maxConcurrent, first ? req.stopping : undefined);
         first = false;
-        let res: Response;
-        let text: string;
+        let got: { res: Response; text: string } | { err: unknown };
         try {
-          res = await doFetch(req.url, {
+          got = await doFetch(req.url, {
             method: req.method,
             headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...req.headers },
             ...(req.body !== undefined ? { body: req.body } : {}),
             signal: AbortSignal.timeout(t.requestTimeoutMs),
-          });
-          text = await res.text();
-        } catch (err) {
-          throw retryable(`${req.method} ${redactUrl(req.url)}: ${networkText(err)}`, { cause: err });
+          }).then(
+            async (res) => ({ res, text: await res.text() }),
+            (err: unknown) => ({ err }),
+          );
         } finally {
           await release();
         }
+        // No HTTP answer: where the way to Graph breaks, once the mailbox slot is free again.
+        if ('err' in got) throw await unreachable(req, got.err);
+        const { res, text } = got;
         const requestId = res.headers.get('request-id') ?? undefined;
         if (res.ok) return { status: res.status, headers: res.headers, text, requestId };
 
@@ -159,6 +161,13 @@ export function classifyGraphAnswer(answer: GraphErrorAnswer): GraphCallError {
 export function redactUrl(url: string): string {
   const u = new URL(url);
   return `${u.origin}${u.pathname}`;
+}
+
+/** A request that got no HTTP answer: the host, the cause and the remedy when a probe finds them. */
+async function unreachable(req: GraphRequest, err: unknown): Promise<DeliveryError> {
+  const broken = await diagnoseHttps(req.url).catch(() => undefined);
+  if (!broken) return retryable(`${req.method} ${redactUrl(req.url)}: ${networkText(err)}`, { cause: err });
+  return retryable(`cannot reach Microsoft Graph at ${broken.host}: ${broken.cause}; ${broken.remedy}`, { cause: err, remedy: broken.remedy });
 }
 
 function networkText(err: unknown): string {

@@ -1,5 +1,5 @@
 import { permanent, retryable, type DeliveryError } from '@relay/core';
-import { remedyFor } from '@relay/mail';
+import { diagnoseSmtpFailure, remedyFor, type SmtpConnectionErrorLike, type SmtpTarget } from '@relay/mail';
 
 /** What nodemailer puts on the errors it throws. */
 export interface SmtpErrorLike {
@@ -23,4 +23,14 @@ export function classifySmtpError(err: SmtpErrorLike): DeliveryError {
   const code = err.responseCode;
   if (code !== undefined && code >= 500 && code < 600) return permanent(detail, opts);
   return retryable(detail, opts);
+}
+
+/**
+ * As classifySmtpError, but a failure before the server answered names the host and port, the
+ * cause in words and the remedy (DNS, a refused or silent port, a refused certificate).
+ */
+export async function classifySmtpFailure(err: SmtpErrorLike & SmtpConnectionErrorLike, smtp: SmtpTarget): Promise<DeliveryError> {
+  const broken = await diagnoseSmtpFailure(err, smtp).catch(() => undefined);
+  if (!broken) return classifySmtpError(err);
+  return retryable(`cannot connect to the SMTP server at ${broken.host}: ${broken.cause}; ${broken.remedy}`, { cause: err, remedy: broken.remedy });
 }

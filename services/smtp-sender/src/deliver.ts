@@ -6,7 +6,7 @@ import { retryable } from '@relay/core';
 import type { Envelope } from '@relay/proto';
 import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
 import { type AuthCache, SmtpAuthKind } from './auth-cache.js';
-import { classifySmtpError, type SmtpErrorLike } from './classify.js';
+import { classifySmtpError, classifySmtpFailure, type SmtpErrorLike } from './classify.js';
 import { buildMessage } from './message.js';
 import { buildRawMessage } from './raw-message.js';
 import { sendRaw } from './send-raw.js';
@@ -49,7 +49,7 @@ export function createSmtpDeliverer(senders: () => Map<string, SenderConfig>, au
           span.setStatus({ code: SpanStatusCode.ERROR, message: classifySmtpError(e).message });
           // A refused access token gets one refresh and one more try before it counts as an answer.
           if (creds.kind === SmtpAuthKind.XOAUTH2 && e.code === 'EAUTH' && !tokenRejected) return attempt(env, sender, true);
-          throw classifySmtpError(e);
+          throw await classifySmtpFailure(e, smtp);
         } finally {
           span.end();
         }

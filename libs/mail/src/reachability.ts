@@ -1,6 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP, connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import { checkCertificate, isCertificateCode } from './tls-failure.js';
 
 /** Why a host could not be reached, and what to do about it. */
 export interface Unreachable {
@@ -74,10 +75,14 @@ async function probe(url: string, timeoutMs: number): Promise<Unreachable | unde
   });
   if (tls) {
     const code = (tls as NodeJS.ErrnoException).code ?? tls.message;
+    // A refused certificate is told in words: its names, its end, its issuer.
+    const problem = isCertificateCode(code) ? await checkCertificate({ host, port, timeoutMs }) : undefined;
     return {
       host: where,
-      cause: `TLS failed (${code})`,
-      remedy: `the relay does not trust ${host}'s certificate; if a proxy inspects TLS, give the relay its CA (NODE_EXTRA_CA_CERTS)`,
+      cause: problem ? `TLS failed: ${problem.cause}` : `TLS failed (${code})`,
+      remedy: problem
+        ? `if a proxy between the relay and ${host} inspects TLS, give the relay that proxy's CA (NODE_EXTRA_CA_CERTS)`
+        : `the relay does not trust ${host}'s certificate; if a proxy inspects TLS, give the relay its CA (NODE_EXTRA_CA_CERTS)`,
     };
   }
   return undefined;

@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '@relay/core';
-import { diagnoseHttps } from './reachability.js';
+import { diagnoseHttps } from '@relay/mail';
 import { fetchToken, type TokenAuth } from './token-providers.js';
 
 const app = (authorityUrl: string): TokenAuth => ({
