@@ -167,7 +167,7 @@ export function redactUrl(url: string): string {
 async function unreachable(req: GraphRequest, err: unknown): Promise<DeliveryError> {
   const broken = await diagnoseHttps(req.url).catch(() => undefined);
   if (!broken) return retryable(`${req.method} ${redactUrl(req.url)}: ${networkText(err)}`, { cause: err });
-  return retryable(`cannot reach Microsoft Graph at ${broken.host}: ${broken.cause}; ${broken.remedy}`, { cause: err, remedy: broken.remedy });
+  return retryable(`cannot reach Microsoft Graph at ${broken.host}: ${broken.cause}`, { cause: err, remedy: broken.remedy });
 }
 
 function networkText(err: unknown): string {

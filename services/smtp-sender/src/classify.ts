@@ -32,5 +32,5 @@ export function classifySmtpError(err: SmtpErrorLike): DeliveryError {
 export async function classifySmtpFailure(err: SmtpErrorLike & SmtpConnectionErrorLike, smtp: SmtpTarget): Promise<DeliveryError> {
   const broken = await diagnoseSmtpFailure(err, smtp).catch(() => undefined);
   if (!broken) return classifySmtpError(err);
-  return retryable(`cannot connect to the SMTP server at ${broken.host}: ${broken.cause}; ${broken.remedy}`, { cause: err, remedy: broken.remedy });
+  return retryable(`cannot connect to the SMTP server at ${broken.host}: ${broken.cause}`, { cause: err, remedy: broken.remedy });
 }

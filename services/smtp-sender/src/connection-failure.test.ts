@@ -5,6 +5,9 @@ import { freePort, makeAppCertificate, startSmtpServer, testCa, type AppCertific
 import { afterAll, describe, expect, it } from 'vitest';
 import { classifySmtpFailure } from './classify.js';
 
+/** A failure as last_error shows it: the message, then its remedy. */
+const lastError = (e: { message: string; remedy?: string }) => (e.remedy ? `${e.message} — ${e.remedy}` : e.message);
+
 // Real local conditions, connected as delivery connects; the outcome's text is last_error.
 
 const servers: TestSmtpServer[] = [];
@@ -44,16 +47,16 @@ describe('an SMTP server that cannot be reached', () => {
     const port = await freePort();
     const e = await outcome(smtpOf(`host: 127.0.0.1, port: ${port}, security: starttls`));
     expect(e.retryable).toBe(true);
-    expect(e.message).toBe(
-      `cannot connect to the SMTP server at 127.0.0.1:${port}: connection refused; check smtp.host and smtp.port (submission uses port 587 with security: starttls, or port 465 with security: tls), and allow outbound TCP ${port} from the relay to 127.0.0.1 (firewall)`,
+    expect(lastError(e)).toBe(
+      `cannot connect to the SMTP server at 127.0.0.1:${port}: connection refused — check smtp.host and smtp.port (submission uses port 587 with security: starttls, or port 465 with security: tls), and allow outbound TCP ${port} from the relay to 127.0.0.1 (firewall)`,
     );
     expect(e.remedy).toMatch(/^check smtp\.host and smtp\.port/);
   });
 
   it('names a host name that does not resolve', async () => {
     const e = await outcome(smtpOf('host: smtp.nowhere.invalid, port: 587, security: starttls'));
-    expect(e.message).toMatch(
-      /^cannot connect to the SMTP server at smtp\.nowhere\.invalid:587: DNS lookup of smtp\.nowhere\.invalid failed \((ENOTFOUND|EAI_AGAIN)\); check smtp\.host for typos and that the relay's DNS resolves smtp\.nowhere\.invalid$/,
+    expect(lastError(e)).toMatch(
+      /^cannot connect to the SMTP server at smtp\.nowhere\.invalid:587: DNS lookup of smtp\.nowhere\.invalid failed \((ENOTFOUND|EAI_AGAIN)\) — check smtp\.host for typos and that the relay's DNS resolves smtp\.nowhere\.invalid$/,
     );
   });
 
@@ -67,8 +70,8 @@ describe('an SMTP server that cannot be reached', () => {
     const port = (silent.address() as { port: number }).port;
     try {
       const e = await outcome(smtpOf(`host: 127.0.0.1, port: ${port}, security: starttls, timeouts: { greeting: 300ms }`));
-      expect(e.message).toBe(
-        `cannot connect to the SMTP server at 127.0.0.1:${port}: connected, but the server sent no greeting; check smtp.security against smtp.port (submission uses port 587 with security: starttls, or port 465 with security: tls); a proxy or filter may be holding the connection`,
+      expect(lastError(e)).toBe(
+        `cannot connect to the SMTP server at 127.0.0.1:${port}: connected, but the server sent no greeting — check smtp.security against smtp.port (submission uses port 587 with security: starttls, or port 465 with security: tls); a proxy or filter may be holding the connection`,
       );
     } finally {
       for (const s of sockets) s.destroy();
@@ -89,8 +92,8 @@ describe('a certificate the relay refuses', () => {
     const e = await outcome(
       smtpOf(`host: 127.0.0.1, port: ${server.port}, security: starttls, servername: mail.campus.example, ca_pem: ${caPem(testCa().caPem)}`),
     );
-    expect(e.message).toBe(
-      `cannot connect to the SMTP server at 127.0.0.1:${server.port}: TLS failed: the certificate is for localhost, 127.0.0.1, smtp.test.local, not mail.campus.example; set smtp.host to a name the certificate is for (localhost, 127.0.0.1, smtp.test.local), or set smtp.servername to that name when the relay reaches the server under another one`,
+    expect(lastError(e)).toBe(
+      `cannot connect to the SMTP server at 127.0.0.1:${server.port}: TLS failed: the certificate is for localhost, 127.0.0.1, smtp.test.local, not mail.campus.example — set smtp.host to a name the certificate is for (localhost, 127.0.0.1, smtp.test.local), or set smtp.servername to that name when the relay reaches the server under another one`,
     );
   });
 
@@ -100,24 +103,24 @@ describe('a certificate the relay refuses', () => {
     certificates.push(expired);
     const server = await serve(expired);
     const e = await outcome(smtpOf(`host: 127.0.0.1, port: ${server.port}, security: starttls, servername: localhost, ca_pem: ${caPem(expired.certPem)}`));
-    expect(e.message).toBe(
-      `cannot connect to the SMTP server at 127.0.0.1:${server.port}: TLS failed: the certificate for localhost expired on 2026-01-15; the administrator of 127.0.0.1 must renew its certificate; the relay does not send over an expired one`,
+    expect(lastError(e)).toBe(
+      `cannot connect to the SMTP server at 127.0.0.1:${server.port}: TLS failed: the certificate for localhost expired on 2026-01-15 — the administrator of 127.0.0.1 must renew its certificate; the relay does not send over an expired one`,
     );
   });
 
   it('names a self-signed certificate and an untrusted issuer, without Node’s hints', async () => {
     const selfSigned = await serve(testCa().untrusted);
     const a = await outcome(smtpOf(`host: 127.0.0.1, port: ${selfSigned.port}, security: starttls`));
-    expect(a.message).toBe(
-      `cannot connect to the SMTP server at 127.0.0.1:${selfSigned.port}: TLS failed: the certificate for localhost, 127.0.0.1 is self-signed, and the relay does not trust it; if 127.0.0.1 uses its own or a private CA, give the relay that CA's certificate as smtp.ca_pem (or smtp.ca_file); a server with a public certificate must send its intermediate certificates too`,
+    expect(lastError(a)).toBe(
+      `cannot connect to the SMTP server at 127.0.0.1:${selfSigned.port}: TLS failed: the certificate for localhost, 127.0.0.1 is self-signed, and the relay does not trust it — if 127.0.0.1 uses its own or a private CA, give the relay that CA's certificate as smtp.ca_pem (or smtp.ca_file); a server with a public certificate must send its intermediate certificates too`,
     );
     const privateCa = await serve(testCa());
     const b = await outcome(smtpOf(`host: 127.0.0.1, port: ${privateCa.port}, security: starttls`));
-    expect(b.message).toMatch(
+    expect(lastError(b)).toMatch(
       new RegExp(
-        `^cannot connect to the SMTP server at 127\\.0\\.0\\.1:${privateCa.port}: TLS failed: the certificate for localhost, 127\\.0\\.0\\.1, smtp\\.test\\.local is issued by "Campus Relay Test CA", which the relay does not trust; if 127\\.0\\.0\\.1 uses its own or a private CA, give the relay that CA's certificate as smtp\\.ca_pem`,
+        `^cannot connect to the SMTP server at 127\\.0\\.0\\.1:${privateCa.port}: TLS failed: the certificate for localhost, 127\\.0\\.0\\.1, smtp\\.test\\.local is issued by "Campus Relay Test CA", which the relay does not trust — if 127\\.0\\.0\\.1 uses its own or a private CA, give the relay that CA's certificate as smtp\\.ca_pem`,
       ),
     );
-    for (const e of [a, b]) expect(e.message).not.toMatch(/use-system-ca|Node\.js/);
+    for (const e of [a, b]) expect(lastError(e)).not.toMatch(/use-system-ca|Node\.js/);
   });
 });
