@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError, isConfigError } from '@relay/core';
 import { loadClientCertificate } from './certificate.js';
+import { convertFeedback, sentCopyImap } from './feedback.js';
 import { port25Refusal, RATE_PRESETS } from './presets.js';
 import { formatIssues } from './issues.js';
 import {
@@ -403,6 +404,8 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
   if (g?.client_secret_expires_at !== undefined && g.client_certificate !== undefined) {
     throw new ConfigError(`${key}.graph.client_secret_expires_at: is the expiry of client_secret; a client_certificate's expiry is its notAfter`);
   }
+  const feedback = s.feedback ? convertFeedback(s.feedback, `${key}.feedback`, resolve) : undefined;
+  const sentCopy = sentCopyImap(s.copy_to_sent, s.transport, smtp, feedback, key);
   const internalDomains = s.internal_domains ?? (s.rate?.preset === 'microsoft365-hve' ? [addrSpec(s.from).split('@')[1]!] : undefined);
   return {
     id: s.id,
@@ -432,6 +435,8 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
     ...(s.smtp_aliases ? { smtpAliases: s.smtp_aliases.map(addrSpec) } : {}),
     ...(s.owners ? { owners: s.owners.map(addrSpec) } : {}),
     ...(internalDomains ? { internalDomains: [...new Set(internalDomains)] } : {}),
+    ...(feedback ? { feedback } : {}),
+    ...(sentCopy ? { sentCopy: { imap: sentCopy } } : {}),
     rate: s.rate ? convertRate(s.rate, `${key}.rate`) : s.transport === 'graph' ? convertRate({ preset: 'microsoft365-graph' }, `${key}.rate`) : undefined,
   };
 }
