@@ -1,0 +1,170 @@
+import { headers as natsHeaders } from '@nats-io/nats-core';
+import { connectBus, type Bus } from '@relay/bus';
+import { MessageState } from '@relay/proto';
+import {
+  clientEntry,
+  consumerSettled,
+  DOVECOT_BIN,
+  eventually,
+  freePort,
+  mailsWithId,
+  newClient,
+  runsWith,
+  requireBinary,
+  smtpSender,
+  type Stack,
+  startDovecot,
+  startSmtpServer,
+  startStack,
+  type TestClient,
+  testCa,
+  type TestDovecot,
+  testNatsUrl,
+  type TestSmtpServer,
+  uncleanExits,
+  waitForMail,
+  waitForState,
+} from '@relay/testkit';
+import { ImapFlow } from 'imapflow';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const PASSWORD = 'mailbox-password-1';
+const COPY = 'copy@campus.example';
+const LATE = 'late@campus.example';
+
+let smtp: TestSmtpServer;
+let dovecot: TestDovecot;
+let latePort: number;
+let lateDovecot: TestDovecot | undefined;
+let stack: Stack;
+let client: TestClient;
+let bus: Bus;
+const app = newClient('sent-copy-app', ['copy', 'late']);
+
+/** A copy_to_sent sender whose mailbox is on the test's Dovecot at `port`. */
+function copySender(id: string, user: string, port: number): Record<string, unknown> {
+  return {
+    ...smtpSender({ id, from: user, server: smtp, auth: { user, password: PASSWORD } }),
+    copy_to_sent: true,
+    feedback: { imap: { host: '127.0.0.1', port, security: 'tls', servername: 'localhost', ca_file: testCa().caFile } },
+  };
+}
+
+/** The messages of `user`'s Sent folder carrying the relay's message id: their bytes and flags. */
+async function sentCopies(user: string, port: number, relayId: string): Promise<Array<{ source: Buffer; flags: string[] }>> {
+  const imap = new ImapFlow({
+    host: '127.0.0.1',
+    port,
+    secure: true,
+    tls: { ca: testCa().caPem, servername: 'localhost' },
+    auth: { user, pass: PASSWORD },
+    logger: false,
+  });
+  await imap.connect();
+  try {
+    const lock = await imap.getMailboxLock('Sent');
+    try {
+      const uids = (await imap.search({ header: { 'X-Relay-Message-ID': relayId } }, { uid: true })) || [];
+      if (uids.length === 0) return [];
+      const out: Array<{ source: Buffer; flags: string[] }> = [];
+      for await (const m of imap.fetch(uids, { source: true, flags: true }, { uid: true })) out.push({ source: m.source!, flags: [...(m.flags ?? [])] });
+      return out;
+    } finally {
+      lock.release();
+    }
+  } finally {
+    await imap.logout();
+  }
+}
+
+describe.runIf(runsWith(DOVECOT_BIN))('copy_to_sent against Dovecot', () => {
+  beforeAll(async () => {
+    requireBinary(DOVECOT_BIN, 'apt-get install dovecot-imapd');
+    smtp = await startSmtpServer({ security: 'starttls', users: { [COPY]: PASSWORD, [LATE]: PASSWORD } });
+    dovecot = await startDovecot({ users: { [COPY]: PASSWORD } });
+    // The second mailbox's server is not running yet: its copies wait for it.
+    latePort = await freePort();
+    stack = await startStack({
+      label: 'sent-copy',
+      config: {
+        clients: [clientEntry(app)],
+        senders: [copySender('copy', COPY, dovecot.port), copySender('late', LATE, latePort)],
+        delivery: { retry_initial: '200ms', retry_max: '1s' },
+      },
+    });
+    client = stack.client(app.apiKey);
+    bus = await connectBus({ servers: stack.env.NATS_URL ?? testNatsUrl(), prefix: stack.prefix, name: 'sent-copy-test' });
+  }, 60_000);
+
+  afterAll(async () => {
+    await bus?.close();
+    const results = await stack?.stop();
+    await Promise.all([smtp?.close(), dovecot?.close(), lateDovecot?.close()]);
+    expect(uncleanExits(results ?? [])).toEqual([]);
+  });
+
+  it('appends the message exactly as the SMTP server received it to the Sent folder, flagged \\Seen', async () => {
+    // One composed by nodemailer (an attachment), one finished by the relay itself (plain text).
+    const withAttachment = await client.sendMail({
+      sender: 'copy',
+      to: ['ada@students.campus.example'],
+      bcc: ['hidden@students.campus.example'],
+      subject: 'Transcript — 2026',
+      text: 'Your transcript is attached.',
+      attachments: [{ filename: 'transcript.txt', contentType: 'text/plain', content: new TextEncoder().encode('grades') }],
+    });
+    const plain = await client.sendMail({ sender: 'copy', to: ['ada@students.campus.example'], subject: 'Plain', text: 'Hello.' });
+    for (const id of [withAttachment.messageId, plain.messageId]) {
+      await waitForState(client, id, [MessageState.SENT], 30_000);
+      const received = await waitForMail(smtp, id);
+      const copies = await eventually(async () => {
+        const found = await sentCopies(COPY, dovecot.port, id);
+        return found.length > 0 ? found : undefined;
+      }, 20_000);
+      expect(copies).toHaveLength(1);
+      expect(copies[0]!.source.equals(received.raw)).toBe(true);
+      expect(copies[0]!.flags).toContain('\\Seen');
+    }
+    // Bcc stays in the envelope, not in the copy; the relay's own header is in it, as sent.
+    const copy = (await sentCopies(COPY, dovecot.port, withAttachment.messageId))[0]!.source.toString('latin1');
+    expect(copy).not.toMatch(/hidden@students/);
+    expect(copy).toContain(`X-Relay-Message-ID: ${withAttachment.messageId}\r\n`);
+  }, 60_000);
+
+  it('appends the copy once its IMAP server comes up; the message is sent once and stays SENT', async () => {
+    const res = await client.sendMail({ sender: 'late', to: ['ada@students.campus.example'], subject: 'While IMAP is down', text: 'x' });
+    const status = await waitForState(client, res.messageId, [MessageState.SENT], 30_000);
+    const received = await waitForMail(smtp, res.messageId);
+    // At least one append failed meanwhile and is waiting for its next try.
+    await eventually(
+      () => stack.smtpSenders[0]!.logs.some((l) => l.includes(res.messageId) && l.includes('could not copy the sent message')) || undefined,
+      20_000,
+    );
+    lateDovecot = await startDovecot({ users: { [LATE]: PASSWORD }, port: latePort });
+    const copies = await eventually(async () => {
+      const found = await sentCopies(LATE, latePort, res.messageId);
+      return found.length > 0 ? found : undefined;
+    }, 30_000);
+    expect(copies).toHaveLength(1);
+    expect(copies[0]!.source.equals(received.raw)).toBe(true);
+    expect(mailsWithId(smtp, res.messageId)).toHaveLength(1);
+    const after = await client.getMessage(res.messageId);
+    expect(after.state).toBe(MessageState.SENT);
+    expect(after.history).toHaveLength(status.history.length);
+  }, 90_000);
+
+  it('does not append twice when a job comes again after a successful append', async () => {
+    const res = await client.sendMail({ sender: 'copy', to: ['ada@students.campus.example'], subject: 'Once', text: 'once' });
+    await waitForState(client, res.messageId, [MessageState.SENT], 30_000);
+    const received = await waitForMail(smtp, res.messageId);
+    await eventually(async () => ((await sentCopies(COPY, dovecot.port, res.messageId)).length > 0 ? true : undefined), 20_000);
+    // The same job again, as the broker hands it out when the first append's ack was lost.
+    const h = natsHeaders();
+    h.set('Relay-Message-Id', res.messageId);
+    h.set('Relay-Sender', 'copy');
+    await bus.js.publish(bus.names.sentCopySubject('copy'), received.raw, { msgID: `${res.messageId}.again`, headers: h });
+    await consumerSettled(bus.jsm, bus.names.sentCopyStream, bus.names.sentCopyConsumer, 20_000);
+    expect(await sentCopies(COPY, dovecot.port, res.messageId)).toHaveLength(1);
+    expect(stack.smtpSenders[0]!.logs.some((l) => l.includes(res.messageId) && l.includes('already in the Sent folder'))).toBe(true);
+  }, 60_000);
+});
