@@ -9,6 +9,7 @@ import {
   freePort,
   mailsWithId,
   newClient,
+  queuedId,
   runsWith,
   requireBinary,
   smtpSender,
@@ -16,6 +17,7 @@ import {
   startDovecot,
   startSmtpServer,
   startStack,
+  submit,
   type TestClient,
   testCa,
   type TestDovecot,
@@ -40,6 +42,8 @@ let stack: Stack;
 let client: TestClient;
 let bus: Bus;
 const app = newClient('sent-copy-app', ['copy', 'late']);
+/** A system that submits over the SMTP door from its address. */
+const door = newClient('sent-copy-door', ['copy']);
 
 /** A copy_to_sent sender whose mailbox is on the test's Dovecot at `port`. */
 function copySender(id: string, user: string, port: number): Record<string, unknown> {
@@ -87,10 +91,11 @@ describe.runIf(runsWith(DOVECOT_BIN))('copy_to_sent against Dovecot', () => {
     stack = await startStack({
       label: 'sent-copy',
       config: {
-        clients: [clientEntry(app)],
+        clients: [clientEntry(app), { ...clientEntry(door), smtp: { allow_ips: ['127.0.0.1/32'] } }],
         senders: [copySender('copy', COPY, dovecot.port), copySender('late', LATE, latePort)],
         delivery: { retry_initial: '200ms', retry_max: '1s' },
       },
+      env: { RELAY_SMTP_PORT: '0', RELAY_TLS_CERT: testCa().certFile, RELAY_TLS_KEY: testCa().keyFile },
     });
     client = stack.client(app.apiKey);
     bus = await connectBus({ servers: stack.env.NATS_URL ?? testNatsUrl(), prefix: stack.prefix, name: 'sent-copy-test' });
@@ -129,6 +134,24 @@ describe.runIf(runsWith(DOVECOT_BIN))('copy_to_sent against Dovecot', () => {
     const copy = (await sentCopies(COPY, dovecot.port, withAttachment.messageId))[0]!.source.toString('latin1');
     expect(copy).not.toMatch(/hidden@students/);
     expect(copy).toContain(`X-Relay-Message-ID: ${withAttachment.messageId}\r\n`);
+  }, 60_000);
+
+  it('copies mail submitted over the SMTP door with the Received header the relay added', async () => {
+    const raw = Buffer.from(
+      'From: copy@campus.example\r\nTo: ada@students.campus.example\r\nSubject: From the door\r\nMessage-ID: <door-1@campus.example>\r\n\r\nScanned.\r\n',
+    );
+    const res = await submit({ port: stack.ingest.ports.smtp!, security: 'none', envelope: { from: COPY, to: ['ada@students.campus.example'] }, raw });
+    expect(res.ok).toBe(true);
+    const id = queuedId(res.response);
+    await waitForState(stack.client(door.apiKey), id, [MessageState.SENT], 30_000);
+    const received = await waitForMail(smtp, id);
+    const copies = await eventually(async () => {
+      const found = await sentCopies(COPY, dovecot.port, id);
+      return found.length > 0 ? found : undefined;
+    }, 20_000);
+    expect(copies).toHaveLength(1);
+    expect(copies[0]!.source.equals(received.raw)).toBe(true);
+    expect(copies[0]!.source.toString('latin1')).toMatch(/^Received: from [^\r]*\r\n\tby [^\r]*\(Campus Relay\)/m);
   }, 60_000);
 
   it('appends the copy once its IMAP server comes up; the message is sent once and stays SENT', async () => {
