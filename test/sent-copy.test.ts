@@ -136,6 +136,29 @@ describe.runIf(runsWith(DOVECOT_BIN))('copy_to_sent against Dovecot', () => {
     expect(copy).toContain(`X-Relay-Message-ID: ${withAttachment.messageId}\r\n`);
   }, 60_000);
 
+  it('copies a message larger than one broker message through the body store, and removes it there', async () => {
+    const big = new Uint8Array(bus.maxPayload + 256 * 1024).map((_, i) => (i * 7919) % 251);
+    const res = await client.sendMail({
+      sender: 'copy',
+      to: ['ada@students.campus.example'],
+      subject: 'Large',
+      text: 'Attached.',
+      attachments: [{ filename: 'scan.bin', contentType: 'application/octet-stream', content: big }],
+    });
+    await waitForState(client, res.messageId, [MessageState.SENT], 60_000);
+    const received = await waitForMail(smtp, res.messageId);
+    expect(received.raw.length).toBeGreaterThan(bus.maxPayload);
+    const copies = await eventually(async () => {
+      const found = await sentCopies(COPY, dovecot.port, res.messageId);
+      return found.length > 0 ? found : undefined;
+    }, 30_000);
+    expect(copies[0]!.source.equals(received.raw)).toBe(true);
+    await eventually(async () => {
+      const stored = await bus.bodies.info(`sent-copy-${res.messageId}`);
+      return stored === null || stored.deleted ? true : undefined;
+    }, 10_000);
+  }, 90_000);
+
   it('copies mail submitted over the SMTP door with the Received header the relay added', async () => {
     const raw = Buffer.from(
       'From: copy@campus.example\r\nTo: ada@students.campus.example\r\nSubject: From the door\r\nMessage-ID: <door-1@campus.example>\r\n\r\nScanned.\r\n',
