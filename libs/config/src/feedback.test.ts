@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isConfigError } from '@relay/core';
-import { parseConfig } from './load.js';
+import { parseConfig, parseManagedSender } from './load.js';
+import { UnresolvedSecret } from './secret.js';
 
 const env = { NOREPLY_PASSWORD: 'hunter2' };
 
@@ -92,5 +93,37 @@ describe('copy_to_sent and feedback', () => {
     smtp: { host: smtp.gmail.com, port: 587, security: starttls }
     copy_to_sent: true`);
     expect(configError(text)).toMatch(/senders\[0\]\.copy_to_sent: needs smtp\.auth/);
+  });
+});
+
+describe('feedback through the operations API', () => {
+  const spec = (feedback: Record<string, unknown>) => ({
+    id: 's',
+    from: 's@campus.example',
+    transport: 'smtp',
+    smtp: { host: 'smtp.gmail.com', port: 587, security: 'starttls', auth: { type: 'password', user: 's@campus.example' } },
+    copy_to_sent: true,
+    feedback,
+  });
+  const resolve = (ref: string, key: string) => new UnresolvedSecret(key, ref);
+
+  it('takes feedback.imap without files or passwords', () => {
+    expect(parseManagedSender(spec({ imap: { host: 'imap.campus.example' } }), resolve).sentCopy?.imap.host).toBe('imap.campus.example');
+  });
+
+  it('refuses an IMAP password or a CA file', () => {
+    expect(() => parseManagedSender(spec({ imap: { host: 'x', auth: { type: 'password', user: 'u', password: 'p' } } }), resolve)).toThrow(
+      /^feedback\.imap\.auth: not accepted through the API/,
+    );
+    expect(() => parseManagedSender(spec({ imap: { host: 'x', ca_file: '/etc/ca.pem' } }), resolve)).toThrow(
+      /^feedback\.imap\.ca_file: not accepted through the API/,
+    );
+  });
+
+  it('leaves the IMAP password out of the settings relay.yaml senders show', () => {
+    const text = config(smtpSender('smtp.gmail.com', '    feedback: { imap: { host: x, auth: { type: password, user: u, password: literal-pw } } }'));
+    const s = parseConfig(text, env).senders[0]!;
+    expect(JSON.stringify(s.spec)).not.toContain('literal-pw');
+    expect(s.feedback?.imap?.auth?.password.reveal()).toBe('literal-pw');
   });
 });

@@ -87,7 +87,7 @@ export function parseConfig(text: string, env: Env, source = 'relay.yaml', opts:
     // What the operations API shows of relay.yaml's entries: as written, secrets left out.
     const raw = doc as { senders: unknown[]; clients: unknown[] };
     config.senders.forEach((s, i) => {
-      s.spec = withoutFields(raw.senders[i], SENDER_SECRET_FIELDS);
+      s.spec = withoutFields(raw.senders[i], [...SENDER_SECRET_FIELDS, FEEDBACK_PASSWORD_FIELD]);
     });
     config.clients.forEach((c, i) => {
       c.spec = withoutWebhookSecrets(withoutFields(raw.clients[i], ['api_key', 'smtp.password']));
@@ -215,6 +215,9 @@ export function senderSecretFields(spec: Record<string, unknown>): { field: Send
   return out;
 }
 
+/** The IMAP password feedback.imap may name: relay.yaml only, left out of the settings the API shows. */
+const FEEDBACK_PASSWORD_FIELD = 'feedback.imap.auth.password';
+
 /** Reference that stands for a secret kept sealed by relay-credentials (senders managed through the API). */
 export const SEALED_REF = 'sealed:';
 
@@ -238,12 +241,16 @@ export function parseManagedSender(
     ['graph.client_certificate.certificate_file', 'certificate_pem'],
     ['graph.client_certificate.private_key_file', 'SetSenderSecret for graph.client_certificate.private_key'],
     ['smtp.auth.service_account_file', 'service_account: { client_email } and SetSenderSecret for smtp.auth.service_account.private_key'],
+    ['feedback.imap.ca_file', 'a CA the system trusts'],
   ] as const) {
     if (valueAt(spec, field) !== undefined) {
       throw new ConfigError(
         `${field}: not accepted through the API (it names a file on the relay's hosts); use ${instead}, or set it for a sender in relay.yaml`,
       );
     }
+  }
+  if (valueAt(spec, 'feedback.imap.auth') !== undefined) {
+    throw new ConfigError("feedback.imap.auth: not accepted through the API; leave it out to use the sender's smtp.auth, or set it for a sender in relay.yaml");
   }
   for (const field of SENDER_SECRET_FIELDS) {
     if (valueAt(spec, field) !== undefined) {
