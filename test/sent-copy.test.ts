@@ -130,7 +130,8 @@ describe.runIf(runsWith(DOVECOT_BIN))('copy_to_sent against Dovecot', () => {
       expect(copies[0]!.source.equals(received.raw)).toBe(true);
       expect(copies[0]!.flags).toContain('\\Seen');
     }
-    // Bcc stays in the envelope, not in the copy; the relay's own header is in it, as sent.
+    // Bcc stays in the envelope (the recipient gets it), not in the copy; the relay's own header is in it, as sent.
+    expect((await waitForMail(smtp, withAttachment.messageId)).envelope.to).toContain('hidden@students.campus.example');
     const copy = (await sentCopies(COPY, dovecot.port, withAttachment.messageId))[0]!.source.toString('latin1');
     expect(copy).not.toMatch(/hidden@students/);
     expect(copy).toContain(`X-Relay-Message-ID: ${withAttachment.messageId}\r\n`);
