@@ -1,5 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,11 @@ export interface DovecotOptions {
   users: Record<string, string>;
   /** Default: a free port. Pass one (freePort) to start a server later where a client already points. */
   port?: number;
+  /**
+   * Enables XOAUTH2 and OAUTHBEARER: Dovecot asks this (through a local token introspection
+   * endpoint) whether `token` is a valid access token for `user`.
+   */
+  xoauth2?: (user: string, token: string) => boolean;
 }
 
 export interface TestDovecot {
@@ -55,6 +61,15 @@ export async function startDovecot(opts: DovecotOptions): Promise<TestDovecot> {
     { mode: 0o644 },
   );
   const ca = testCa();
+  const introspection = opts.xoauth2 ? await startIntrospection(opts.users, opts.xoauth2) : undefined;
+  const oauth2Conf = join(dir, 'oauth2.conf.ext');
+  if (introspection) {
+    writeFileSync(
+      oauth2Conf,
+      `introspection_url = http://127.0.0.1:${introspection.port}/introspect\nintrospection_mode = post\nforce_introspection = yes\nusername_attribute = username\nactive_attribute = active\nactive_value = true\n`,
+      { mode: 0o644 },
+    );
+  }
   const conf = join(dir, 'dovecot.conf');
   writeFileSync(
     conf,
@@ -73,11 +88,12 @@ default_internal_user = ${internal}
 default_internal_group = ${groupName(gid)}
 first_valid_uid = 1
 first_valid_gid = 1
-auth_mechanisms = plain login
+auth_mechanisms = plain login${introspection ? ' xoauth2 oauthbearer' : ''}
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u ${passwd}
 }
+${introspection ? `passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = ${oauth2Conf}\n}\n` : ''}
 userdb {
   driver = static
   args = uid=${uid} gid=${gid} home=${home}/%u
@@ -116,6 +132,7 @@ service auth {
     if (closed) return;
     closed = true;
     await stop(child, exited);
+    if (introspection) await new Promise((r) => introspection.server.close(r));
     rmSync(dir, { recursive: true, force: true });
   };
   try {
@@ -169,4 +186,28 @@ function userName(): string {
 
 function groupName(gid: number): string {
   return execFileSync('getent', ['group', String(gid)], { encoding: 'utf8' }).split(':')[0]!;
+}
+
+/**
+ * The token introspection endpoint Dovecot's oauth2 passdb posts `token=...` to (RFC 7662 style):
+ * active with the user's name when `check` accepts the token for one of `users`.
+ */
+async function startIntrospection(users: Record<string, string>, check: (user: string, token: string) => boolean): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => {
+      body += c;
+      if (body.length > 64 * 1024) req.destroy();
+    });
+    req.on('end', () => {
+      const token = new URLSearchParams(body).get('token') ?? '';
+      const user = Object.keys(users).find((u) => check(u, token));
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(user ? { active: 'true', username: user } : { active: 'false' }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  return { server, port: typeof address === 'object' && address ? address.port : 0 };
 }
