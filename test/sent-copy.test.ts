@@ -15,6 +15,8 @@ import {
   smtpSender,
   type Stack,
   startDovecot,
+  startIdentityFake,
+  type IdentityFake,
   startSmtpServer,
   startStack,
   submit,
@@ -33,6 +35,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const PASSWORD = 'mailbox-password-1';
 const COPY = 'copy@campus.example';
 const LATE = 'late@campus.example';
+/** A mailbox whose app signs in with app-only OAuth2 (client credentials) to SMTP and IMAP alike. */
+const APP = 'app@campus.example';
+const CLIENT_ID = 'sent-copy-app-id';
+const CLIENT_SECRET = 'sent-copy-app-secret';
+let idp: IdentityFake;
 
 let smtp: TestSmtpServer;
 let dovecot: TestDovecot;
@@ -41,7 +48,7 @@ let lateDovecot: TestDovecot | undefined;
 let stack: Stack;
 let client: TestClient;
 let bus: Bus;
-const app = newClient('sent-copy-app', ['copy', 'late']);
+const app = newClient('sent-copy-app', ['copy', 'late', 'oauth']);
 /** A system that submits over the SMTP door from its address. */
 const door = newClient('sent-copy-door', ['copy']);
 
@@ -84,18 +91,49 @@ async function sentCopies(user: string, port: number, relayId: string): Promise<
 describe.runIf(runsWith(DOVECOT_BIN))('copy_to_sent against Dovecot', () => {
   beforeAll(async () => {
     requireBinary(DOVECOT_BIN, 'apt-get install dovecot-imapd');
-    smtp = await startSmtpServer({ security: 'starttls', users: { [COPY]: PASSWORD, [LATE]: PASSWORD } });
-    dovecot = await startDovecot({ users: { [COPY]: PASSWORD } });
+    idp = await startIdentityFake({ clients: { [CLIENT_ID]: CLIENT_SECRET } });
+    smtp = await startSmtpServer({
+      security: 'starttls',
+      users: { [COPY]: PASSWORD, [LATE]: PASSWORD },
+      xoauth2: (_user, token) => idp.acceptsAccessToken(token),
+    });
+    // The app's tokens open its one mailbox.
+    dovecot = await startDovecot({ users: { [COPY]: PASSWORD, [APP]: PASSWORD }, xoauth2: (token) => (idp.acceptsAccessToken(token) ? APP : undefined) });
     // The second mailbox's server is not running yet: its copies wait for it.
     latePort = await freePort();
     stack = await startStack({
       label: 'sent-copy',
       config: {
         clients: [clientEntry(app), { ...clientEntry(door), smtp: { allow_ips: ['127.0.0.1/32'] } }],
-        senders: [copySender('copy', COPY, dovecot.port), copySender('late', LATE, latePort)],
+        senders: [
+          copySender('copy', COPY, dovecot.port),
+          copySender('late', LATE, latePort),
+          {
+            ...copySender('oauth', APP, dovecot.port),
+            smtp: {
+              ...(copySender('oauth', APP, dovecot.port).smtp as Record<string, unknown>),
+              auth: {
+                type: 'oauth2',
+                provider: 'microsoft',
+                flow: 'client_credentials',
+                tenant_id: 'tenant-sent-copy',
+                client_id: CLIENT_ID,
+                client_secret: 'env:APP_CLIENT_SECRET',
+                user: APP,
+                authority_url: idp.url,
+              },
+            },
+          },
+        ],
         delivery: { retry_initial: '200ms', retry_max: '1s' },
       },
-      env: { RELAY_SMTP_PORT: '0', RELAY_TLS_CERT: testCa().certFile, RELAY_TLS_KEY: testCa().keyFile },
+      env: {
+        RELAY_SMTP_PORT: '0',
+        RELAY_TLS_CERT: testCa().certFile,
+        RELAY_TLS_KEY: testCa().keyFile,
+        NODE_EXTRA_CA_CERTS: testCa().caFile,
+        APP_CLIENT_SECRET: CLIENT_SECRET,
+      },
     });
     client = stack.client(app.apiKey);
     bus = await connectBus({ servers: stack.env.NATS_URL ?? testNatsUrl(), prefix: stack.prefix, name: 'sent-copy-test' });
@@ -104,7 +142,7 @@ describe.runIf(runsWith(DOVECOT_BIN))('copy_to_sent against Dovecot', () => {
   afterAll(async () => {
     await bus?.close();
     const results = await stack?.stop();
-    await Promise.all([smtp?.close(), dovecot?.close(), lateDovecot?.close()]);
+    await Promise.all([smtp?.close(), dovecot?.close(), lateDovecot?.close(), idp?.close()]);
     expect(uncleanExits(results ?? [])).toEqual([]);
   });
 
@@ -159,6 +197,19 @@ describe.runIf(runsWith(DOVECOT_BIN))('copy_to_sent against Dovecot', () => {
       return stored === null || stored.deleted ? true : undefined;
     }, 10_000);
   }, 90_000);
+
+  it('signs in to IMAP with the XOAUTH2 token of an OAuth2 sender', async () => {
+    const res = await client.sendMail({ sender: 'oauth', to: ['ada@students.campus.example'], subject: 'App-only', text: 'x' });
+    await waitForState(client, res.messageId, [MessageState.SENT], 30_000);
+    const received = await waitForMail(smtp, res.messageId);
+    const copies = await eventually(async () => {
+      const found = await sentCopies(APP, dovecot.port, res.messageId);
+      return found.length > 0 ? found : undefined;
+    }, 30_000);
+    expect(copies[0]!.source.equals(received.raw)).toBe(true);
+    // imapflow takes OAUTHBEARER where the server offers it, else XOAUTH2: the same bearer token.
+    expect(dovecot.logs.some((l) => new RegExp(`Login: user=<${APP}>, method=(XOAUTH2|OAUTHBEARER)`).test(l))).toBe(true);
+  }, 60_000);
 
   it('copies mail submitted over the SMTP door with the Received header the relay added', async () => {
     const raw = Buffer.from(

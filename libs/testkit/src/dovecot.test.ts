@@ -10,7 +10,7 @@ const TOKEN = 'access-token-for-ada';
 describe.runIf(runsWith(DOVECOT_BIN))('startDovecot', () => {
   let dovecot: TestDovecot;
   beforeAll(async () => {
-    dovecot = await startDovecot({ users: { [USER]: 'pw' }, xoauth2: (user, token) => user === USER && token === TOKEN });
+    dovecot = await startDovecot({ users: { [USER]: 'pw' }, xoauth2: (token) => (token === TOKEN ? USER : undefined) });
   }, 30_000);
   afterAll(() => dovecot?.close());
 

@@ -17,9 +17,9 @@ export interface DovecotOptions {
   port?: number;
   /**
    * Enables XOAUTH2 and OAUTHBEARER: Dovecot asks this (through a local token introspection
-   * endpoint) whether `token` is a valid access token for `user`.
+   * endpoint) whose mailbox an access token opens; undefined refuses the token.
    */
-  xoauth2?: (user: string, token: string) => boolean;
+  xoauth2?: (token: string) => string | undefined;
 }
 
 export interface TestDovecot {
@@ -61,7 +61,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<TestDovecot> {
     { mode: 0o644 },
   );
   const ca = testCa();
-  const introspection = opts.xoauth2 ? await startIntrospection(opts.users, opts.xoauth2) : undefined;
+  const introspection = opts.xoauth2 ? await startIntrospection(opts.xoauth2) : undefined;
   const oauth2Conf = join(dir, 'oauth2.conf.ext');
   if (introspection) {
     writeFileSync(
@@ -190,9 +190,9 @@ function groupName(gid: number): string {
 
 /**
  * The token introspection endpoint Dovecot's oauth2 passdb posts `token=...` to (RFC 7662 style):
- * active with the user's name when `check` accepts the token for one of `users`.
+ * active, with the mailbox's name, when `owner` names whose token it is.
  */
-async function startIntrospection(users: Record<string, string>, check: (user: string, token: string) => boolean): Promise<{ server: Server; port: number }> {
+async function startIntrospection(owner: (token: string) => string | undefined): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
     let body = '';
     req.setEncoding('utf8');
@@ -201,8 +201,9 @@ async function startIntrospection(users: Record<string, string>, check: (user: s
       if (body.length > 64 * 1024) req.destroy();
     });
     req.on('end', () => {
-      const token = new URLSearchParams(body).get('token') ?? '';
-      const user = Object.keys(users).find((u) => check(u, token));
+      // The token as Dovecot wrote it: percent-escapes undone, a `+` (base64) kept as it is.
+      const raw = /(?:^|&)token=([^&]*)/.exec(body)?.[1] ?? '';
+      const user = owner(raw) ?? owner(safeDecode(raw));
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(user ? { active: 'true', username: user } : { active: 'false' }));
     });
@@ -210,4 +211,12 @@ async function startIntrospection(users: Record<string, string>, check: (user: s
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   return { server, port: typeof address === 'object' && address ? address.port : 0 };
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
