@@ -46,6 +46,12 @@ export interface BusNames {
   webhooksFanoutConsumer: string;
   /** One durable per endpoint on the webhooks stream. */
   webhookConsumer(endpoint: string): string;
+  /** Sent messages waiting to be appended to their mailbox's Sent folder (work queue; copy_to_sent). */
+  sentCopyStream: string;
+  sentCopySubject(sender: string): string;
+  sentCopyWildcard: string;
+  /** The smtp-sender replicas' durable on the sent-copy stream. */
+  sentCopyConsumer: string;
 }
 
 export function busNames(prefix: string): BusNames {
@@ -82,5 +88,9 @@ export function busNames(prefix: string): BusNames {
     webhookLogBucket: `${prefix}-webhook-log`,
     webhooksFanoutConsumer: 'webhooks',
     webhookConsumer: (endpoint) => `webhook-${endpoint}`,
+    sentCopyStream: `${P}_SENT_COPY`,
+    sentCopySubject: (sender) => `${prefix}.sentcopy.${sender}`,
+    sentCopyWildcard: `${prefix}.sentcopy.>`,
+    sentCopyConsumer: 'sent-copy',
   };
 }

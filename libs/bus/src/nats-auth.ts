@@ -150,6 +150,7 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           // Removing a sent message's body; keeping a failed one's envelope.
           ...dropBody,
           ...keepFailed,
+          ...(kind === 'smtp-sender' ? sentCopyRights(n) : []),
         ],
         subscribe,
       };
@@ -197,6 +198,21 @@ function webhookRights(n: ReturnType<typeof busNames>): string[] {
     `${API}.DIRECT.GET.${log}`,
     `${API}.DIRECT.GET.${log}.>`,
     ...orderedConsumer(log),
+  ];
+}
+
+/**
+ * copy_to_sent (smtp-sender): the sent-copy stream and its durable, and a large copy's bytes in
+ * the body store (written, read and removed).
+ */
+function sentCopyRights(n: ReturnType<typeof busNames>): string[] {
+  const stream = n.sentCopyStream;
+  return [
+    `${API}.STREAM.INFO.${stream}`,
+    `${API}.STREAM.CREATE.${stream}`,
+    n.sentCopyWildcard,
+    ...durableRights(stream, n.sentCopyConsumer),
+    `$O.${n.bodyBucket}.>`,
   ];
 }
 

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError, isConfigError } from '@relay/core';
 import { loadClientCertificate } from './certificate.js';
+import { convertFeedback, sentCopyImap } from './feedback.js';
 import { port25Refusal, RATE_PRESETS } from './presets.js';
 import { formatIssues } from './issues.js';
 import {
@@ -86,7 +87,7 @@ export function parseConfig(text: string, env: Env, source = 'relay.yaml', opts:
     // What the operations API shows of relay.yaml's entries: as written, secrets left out.
     const raw = doc as { senders: unknown[]; clients: unknown[] };
     config.senders.forEach((s, i) => {
-      s.spec = withoutFields(raw.senders[i], SENDER_SECRET_FIELDS);
+      s.spec = withoutFields(raw.senders[i], [...SENDER_SECRET_FIELDS, FEEDBACK_PASSWORD_FIELD]);
     });
     config.clients.forEach((c, i) => {
       c.spec = withoutWebhookSecrets(withoutFields(raw.clients[i], ['api_key', 'smtp.password']));
@@ -214,6 +215,9 @@ export function senderSecretFields(spec: Record<string, unknown>): { field: Send
   return out;
 }
 
+/** The IMAP password feedback.imap may name: relay.yaml only, left out of the settings the API shows. */
+const FEEDBACK_PASSWORD_FIELD = 'feedback.imap.auth.password';
+
 /** Reference that stands for a secret kept sealed by relay-credentials (senders managed through the API). */
 export const SEALED_REF = 'sealed:';
 
@@ -237,12 +241,16 @@ export function parseManagedSender(
     ['graph.client_certificate.certificate_file', 'certificate_pem'],
     ['graph.client_certificate.private_key_file', 'SetSenderSecret for graph.client_certificate.private_key'],
     ['smtp.auth.service_account_file', 'service_account: { client_email } and SetSenderSecret for smtp.auth.service_account.private_key'],
+    ['feedback.imap.ca_file', 'a CA the system trusts'],
   ] as const) {
     if (valueAt(spec, field) !== undefined) {
       throw new ConfigError(
         `${field}: not accepted through the API (it names a file on the relay's hosts); use ${instead}, or set it for a sender in relay.yaml`,
       );
     }
+  }
+  if (valueAt(spec, 'feedback.imap.auth') !== undefined) {
+    throw new ConfigError("feedback.imap.auth: not accepted through the API; leave it out to use the sender's smtp.auth, or set it for a sender in relay.yaml");
   }
   for (const field of SENDER_SECRET_FIELDS) {
     if (valueAt(spec, field) !== undefined) {
@@ -403,6 +411,8 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
   if (g?.client_secret_expires_at !== undefined && g.client_certificate !== undefined) {
     throw new ConfigError(`${key}.graph.client_secret_expires_at: is the expiry of client_secret; a client_certificate's expiry is its notAfter`);
   }
+  const feedback = s.feedback ? convertFeedback(s.feedback, `${key}.feedback`, resolve) : undefined;
+  const sentCopy = sentCopyImap(s.copy_to_sent, s.transport, smtp, feedback, key);
   const internalDomains = s.internal_domains ?? (s.rate?.preset === 'microsoft365-hve' ? [addrSpec(s.from).split('@')[1]!] : undefined);
   return {
     id: s.id,
@@ -432,6 +442,8 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
     ...(s.smtp_aliases ? { smtpAliases: s.smtp_aliases.map(addrSpec) } : {}),
     ...(s.owners ? { owners: s.owners.map(addrSpec) } : {}),
     ...(internalDomains ? { internalDomains: [...new Set(internalDomains)] } : {}),
+    ...(feedback ? { feedback } : {}),
+    ...(sentCopy ? { sentCopy: { imap: sentCopy } } : {}),
     rate: s.rate ? convertRate(s.rate, `${key}.rate`) : s.transport === 'graph' ? convertRate({ preset: 'microsoft365-graph' }, `${key}.rate`) : undefined,
   };
 }

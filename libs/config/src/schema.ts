@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from '@relay/core';
+import { feedbackSchema } from './feedback.js';
 import { secretFields } from './issues.js';
 import { PRESET_NAMES } from './presets.js';
 
@@ -275,6 +276,9 @@ export const senderSchema = z.strictObject({
     .optional(),
   /** People (by email) who may manage this sender and see its mail. */
   owners: z.array(mailbox).max(100, 'at most 100 owners').optional(),
+  feedback: feedbackSchema.optional(),
+  /** SMTP senders: append each sent message to the mailbox's Sent folder over IMAP (feedback.imap). */
+  copy_to_sent: z.boolean().optional(),
 });
 
 /**

@@ -183,6 +183,10 @@ export interface SenderConfig {
   internalDomains?: string[];
   /** People (lowercased addresses) who may manage this sender. */
   owners?: string[];
+  /** relay.yaml `feedback:`: where the sender's mailbox is read. */
+  feedback?: FeedbackConfig;
+  /** `copy_to_sent: true`: the IMAP server each sent message is appended to (Sent folder, flagged \Seen). */
+  sentCopy?: { imap: ImapConfig };
   managedBy?: ManagedBy;
   /** The settings as written (a relay.yaml entry without secrets), for the operations API. */
   spec?: Record<string, unknown>;
@@ -245,4 +249,24 @@ export interface StoreLimitsConfig {
   failed: StoreLimit;
   messages: StoreLimit;
   idempotency: StoreLimit;
+}
+
+/** A sender's mailbox over IMAP (relay.yaml `feedback.imap`). */
+export interface ImapConfig {
+  host: string;
+  port: number;
+  security: 'tls' | 'starttls';
+  servername: string | undefined;
+  /** PEM text of ca_file. */
+  ca: string | undefined;
+  /** Absent: the sender's SMTP credentials. */
+  auth: { type: 'password'; user: string; password: Secret } | undefined;
+}
+
+export interface FeedbackConfig {
+  imap: ImapConfig | undefined;
+  /** Read the Graph sender's mailbox over Graph. */
+  graph: boolean;
+  folder: string | undefined;
+  processedFolder: string | undefined;
 }

@@ -35,3 +35,4 @@ export * from './redis-server.js';
 export * from './relay.js';
 export * from './smtp-client.js';
 export * from './stack.js';
+export * from './dovecot.js';

@@ -38,6 +38,7 @@ export async function dropBus(prefix: string, servers = testNatsUrl()): Promise<
       `KV_${prefix}-secrets`,
       n.webhooksStream,
       `KV_${n.webhookLogBucket}`,
+      n.sentCopyStream,
     ];
     for (const s of streams) await jsm.streams.delete(s).catch(() => {});
   } finally {

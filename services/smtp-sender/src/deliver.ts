@@ -8,8 +8,9 @@ import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
 import { type AuthCache, SmtpAuthKind } from './auth-cache.js';
 import { classifySmtpError, classifySmtpFailure, type SmtpErrorLike } from './classify.js';
 import { buildMessage } from './message.js';
+import { composedRaw } from './composed-raw.js';
 import { buildRawMessage } from './raw-message.js';
-import { sendRaw } from './send-raw.js';
+import { sendRaw, type RawMail } from './send-raw.js';
 import { submittedMail } from './submitted-mime.js';
 import type { TransportPool } from './transports.js';
 
@@ -17,9 +18,15 @@ export interface SmtpDeliverer {
   deliver(env: Envelope): Promise<string>;
 }
 
+/**
+ * What happens once the provider accepted a message of a copy_to_sent sender, with the bytes it
+ * was sent as: must not throw (the message is sent; nothing may make it go again).
+ */
+export type OnSent = (env: Envelope, sender: SenderConfig, mail: RawMail) => Promise<void>;
+
 /** Sends one envelope over its sender's pooled SMTP transport; returns the server's reply. */
-export function createSmtpDeliverer(senders: () => Map<string, SenderConfig>, auth: AuthCache, pools: TransportPool): SmtpDeliverer {
-  async function attempt(env: Envelope, sender: SenderConfig, tokenRejected: boolean): Promise<string> {
+export function createSmtpDeliverer(senders: () => Map<string, SenderConfig>, auth: AuthCache, pools: TransportPool, onSent?: OnSent): SmtpDeliverer {
+  async function attempt(env: Envelope, sender: SenderConfig, tokenRejected: boolean): Promise<{ reply: string; raw: RawMail | undefined }> {
     const creds = await auth.get(sender.id, { tokenRejected });
     const pool = pools.get(sender, creds);
     const smtp = sender.smtp!;
@@ -40,10 +47,14 @@ export function createSmtpDeliverer(senders: () => Map<string, SenderConfig>, au
       async (span) => {
         try {
           const headers = traceHeaders();
-          const raw = submittedMail(env, headers) ?? buildRawMessage(env, sender, headers);
+          // A copy_to_sent sender's message is always finished into bytes first: those bytes are the copy.
+          const raw =
+            submittedMail(env, headers) ??
+            buildRawMessage(env, sender, headers) ??
+            (sender.sentCopy ? await composedRaw(buildMessage(env, sender, headers)) : undefined);
           const reply = describeInfo(await (raw ? sendRaw(pool, raw) : pool.sendMail(buildMessage(env, sender, headers))));
           span.setAttribute('relay.smtp.reply', reply);
-          return reply;
+          return { reply, raw };
         } catch (err) {
           const e = err as SmtpErrorLike;
           span.setStatus({ code: SpanStatusCode.ERROR, message: classifySmtpError(e).message });
@@ -61,7 +72,9 @@ export function createSmtpDeliverer(senders: () => Map<string, SenderConfig>, au
       const sender = senders().get(env.sender);
       if (!sender?.smtp)
         throw retryable(`sender "${env.sender}" is not configured for SMTP in this smtp-sender; the message waits for a configuration that has it`);
-      return attempt(env, sender, false);
+      const { reply, raw } = await attempt(env, sender, false);
+      if (raw && sender.sentCopy && onSent) await onSent(env, sender, raw);
+      return reply;
     },
   };
 }

@@ -7,6 +7,8 @@ import { connectBusFor, createSenderWorker } from '@relay/service';
 import { startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
 import { AuthCache } from './auth-cache.js';
 import { createSmtpDeliverer } from './deliver.js';
+import { recordSentCopy } from './sent-copy/job.js';
+import { createSentCopyWorker } from './sent-copy/worker.js';
 import { TransportPool } from './transports.js';
 
 export interface SmtpSenderOptions {
@@ -34,7 +36,21 @@ export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus
     senders = smtpSenders(c);
     auth.clear();
   });
-  const deliverer = createSmtpDeliverer(() => senders, auth, pools);
+  const deliverer = createSmtpDeliverer(
+    () => senders,
+    auth,
+    pools,
+    (e, _sender, mail) => recordSentCopy(bus, { sender: e.sender, messageId: e.messageId, raw: mail.raw }, opts.logger),
+  );
+  // copy_to_sent: sent messages appended to their mailbox's Sent folder over IMAP.
+  const sentCopy = createSentCopyWorker({
+    bus,
+    senders: () => senders,
+    auth,
+    retryInitialMs: config.delivery.retryInitialMs,
+    retryMaxMs: config.delivery.retryMaxMs,
+    log: opts.logger,
+  });
   const worker = createSenderWorker('smtp', opts, { bus, envelopeKeys, concurrency: opts.concurrency ?? 256, deliver: (e) => deliverer.deliver(e) });
   let ops: OpsServer | undefined;
   return {
@@ -42,11 +58,13 @@ export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus
       await live.start();
       senders = smtpSenders(live.current());
       await worker.start();
+      await sentCopy.start();
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready: () => bus.healthy() });
       return { metrics: ops.port };
     },
     stop: once(async () => {
       await worker.stop(env.graceMs);
+      await sentCopy.stop(env.graceMs);
       await live.stop();
       pools.closeAll();
       credentials.close();
