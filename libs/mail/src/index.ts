@@ -3,3 +3,4 @@ export * from './validate.js';
 export * from './remedies.js';
 export * from './graph-errors.js';
 export * from './mime-headers.js';
+export * from './ndr.js';
