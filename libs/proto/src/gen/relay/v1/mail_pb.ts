@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file relay/v1/mail.proto.
  */
 export const file_relay_v1_mail: GenFile = /*@__PURE__*/
-  fileDesc("ChNyZWxheS92MS9tYWlsLnByb3RvEghyZWxheS52MSJFCgpBdHRhY2htZW50EhAKCGZpbGVuYW1lGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIPCgdjb250ZW50GAMgASgMIvACCg9TZW5kTWFpbFJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEgoKAnRvGAIgAygJEgoKAmNjGAMgAygJEgsKA2JjYxgEIAMoCRIQCghyZXBseV90bxgFIAEoCRIPCgdzdWJqZWN0GAYgASgJEgwKBHRleHQYByABKAkSDAoEaHRtbBgIIAEoCRIpCgthdHRhY2htZW50cxgJIAMoCzIULnJlbGF5LnYxLkF0dGFjaG1lbnQSNwoHaGVhZGVycxgKIAMoCzImLnJlbGF5LnYxLlNlbmRNYWlsUmVxdWVzdC5IZWFkZXJzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAsgASgJEjAKB3NlbmRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIX3NlbmRfYXQiTQoQU2VuZE1haWxSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlIicKEUdldE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkijQEKC1N0YXRlQ2hhbmdlEiUKBXN0YXRlGAEgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZkZXRhaWwYAyABKAkSDwoHYXR0ZW1wdBgEIAEoDRIOCgZyZW1lZHkYBSABKAkivwEKEkdldE1lc3NhZ2VSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEhAKCGF0dGVtcHRzGAMgASgNEhIKCmxhc3RfZXJyb3IYBCABKAkSDgoGc2VuZGVyGAUgASgJEiYKB2hpc3RvcnkYBiADKAsyFS5yZWxheS52MS5TdGF0ZUNoYW5nZRIQCgh0cmFjZV9pZBgHIAEoCSIvChFUZXN0U2VuZGVyUmVxdWVzdBIOCgZzZW5kZXIYASABKAkSCgoCdG8YAiABKAkiRQoIVGVzdFN0ZXASDAoEbmFtZRgBIAEoCRIKCgJvaxgCIAEoCBIOCgZkZXRhaWwYAyABKAkSDwoHd2FybmluZxgEIAEoCCJTChJUZXN0U2VuZGVyUmVzcG9uc2USCgoCb2sYASABKAgSIQoFc3RlcHMYAiADKAsyEi5yZWxheS52MS5UZXN0U3RlcBIOCgZyZW1lZHkYAyABKAkiJQoTQmVnaW5Db25zZW50UmVxdWVzdBIOCgZzZW5kZXIYASABKAkiLQoUQmVnaW5Db25zZW50UmVzcG9uc2USFQoNYXV0aG9yaXplX3VybBgBIAEoCSKbAgoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIlCgVzdGF0ZRgBIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIOCgZzZW5kZXIYAiABKAkSDgoGY2xpZW50GAMgASgJEhEKCXJlY2lwaWVudBgEIAEoCRIuCgVzaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIuCgV1bnRpbBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIRCglwYWdlX3NpemUYByABKA0SEgoKcGFnZV90b2tlbhgIIAEoCRIPCgdzdWJqZWN0GAkgASgJQggKBl9zaW5jZUIICgZfdW50aWwi3gEKDk1lc3NhZ2VTdW1tYXJ5EhIKCm1lc3NhZ2VfaWQYASABKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIPCgdzdWJqZWN0GAUgASgJEgoKAnRvGAYgAygJEhAKCGF0dGVtcHRzGAcgASgNEhIKCmxhc3RfZXJyb3IYCCABKAkSLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWwoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USKgoIbWVzc2FnZXMYASADKAsyGC5yZWxheS52MS5NZXNzYWdlU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+QEKFFJldHJ5TWVzc2FnZXNSZXF1ZXN0EhMKC21lc3NhZ2VfaWRzGAEgAygJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgDIAEoCRIOCgZjbGllbnQYBCABKAkSEQoJcmVjaXBpZW50GAUgASgJEi4KBXNpbmNlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEi4KBXVudGlsGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBQggKBl9zaW5jZUIICgZfdW50aWwiJgoVUmV0cnlNZXNzYWdlc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgNIvoBChVDYW5jZWxNZXNzYWdlc1JlcXVlc3QSEwoLbWVzc2FnZV9pZHMYASADKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIRCglyZWNpcGllbnQYBSABKAkSLgoFc2luY2UYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESLgoFdW50aWwYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAGIAQFCCAoGX3NpbmNlQggKBl91bnRpbCInChZDYW5jZWxNZXNzYWdlc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgNIiYKFEdldFF1ZXVlU3RhdHNSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSKYAgoQU2VuZGVyUXVldWVTdGF0cxIOCgZzZW5kZXIYASABKAkSDgoGcXVldWVkGAIgASgEEgwKBGhlbGQYAyABKAQSEAoIcmV0cnlpbmcYBCABKAQSEgoKZmFpbGVkXzI0aBgFIAEoBBIaChJvbGRlc3RfYWdlX3NlY29uZHMYBiABKAQSGAoQcmVjaXBpZW50c190b2RheRgHIAEoBBIbChNkYWlseV9yZWNpcGllbnRfY2FwGAggASgEEjgKD25leHRfcmVsZWFzZV9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIPCgdzZW5kaW5nGAogASgEQhIKEF9uZXh0X3JlbGVhc2VfYXQiRAoVR2V0UXVldWVTdGF0c1Jlc3BvbnNlEisKB3NlbmRlcnMYASADKAsyGi5yZWxheS52MS5TZW5kZXJRdWV1ZVN0YXRzIl0KFFdhdGNoTWVzc2FnZXNSZXF1ZXN0EiUKBXN0YXRlGAEgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgCIAEoCRIOCgZjbGllbnQYAyABKAkisgEKDE1lc3NhZ2VFdmVudBISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgDIAEoCRIOCgZjbGllbnQYBCABKAkSJgoCYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBiABKA0SDgoGZGV0YWlsGAcgASgJInYKDFNlY3JldFN0YXR1cxINCgVmaWVsZBgBIAEoCRILCgNzZXQYAiABKAgSLwoGc2V0X2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEg4KBnNldF9ieRgEIAEoCUIJCgdfc2V0X2F0Iu4BCgZTZW5kZXISCgoCaWQYASABKAkSJQoEc3BlYxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKbWFuYWdlZF9ieRgDIAEoCRIMCgRldGFnGAQgASgJEicKB3NlY3JldHMYBSADKAsyFi5yZWxheS52MS5TZWNyZXRTdGF0dXMSMwoKdXBkYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARISCgp1cGRhdGVkX2J5GAcgASgJEg4KBm93bmVycxgIIAMoCUINCgtfdXBkYXRlZF9hdCI7ChJMaXN0U2VuZGVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiUQoTTGlzdFNlbmRlcnNSZXNwb25zZRIhCgdzZW5kZXJzGAEgAygLMhAucmVsYXkudjEuU2VuZGVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIeChBHZXRTZW5kZXJSZXF1ZXN0EgoKAmlkGAEgASgJImUKEUdldFNlbmRlclJlc3BvbnNlEiAKBnNlbmRlchgBIAEoCzIQLnJlbGF5LnYxLlNlbmRlchIuCgpjcmVkZW50aWFsGAIgASgLMhoucmVsYXkudjEuQ3JlZGVudGlhbFN0YXR1cyKUAgoQQ3JlZGVudGlhbFN0YXR1cxIUCgxjb25zZW50ZWRfYnkYASABKAkSNQoMY29uc2VudGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEjsKEnRva2VuX3JlZnJlc2hlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARI5ChB0b2tlbl9leHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgCiAEBQg8KDV9jb25zZW50ZWRfYXRCFQoTX3Rva2VuX3JlZnJlc2hlZF9hdEITChFfdG9rZW5fZXhwaXJlc19hdCJLChBQdXRTZW5kZXJSZXF1ZXN0EiAKBnNlbmRlchgBIAEoCzIQLnJlbGF5LnYxLlNlbmRlchIVCg12YWxpZGF0ZV9vbmx5GAIgASgIIkYKEVB1dFNlbmRlclJlc3BvbnNlEiAKBnNlbmRlchgBIAEoCzIQLnJlbGF5LnYxLlNlbmRlchIPCgdjcmVhdGVkGAIgASgIIj4KE0RlbGV0ZVNlbmRlclJlcXVlc3QSCgoCaWQYASABKAkSDAoEZXRhZxgCIAEoCRINCgVmb3JjZRgDIAEoCCIWChREZWxldGVTZW5kZXJSZXNwb25zZSJCChZTZXRTZW5kZXJTZWNyZXRSZXF1ZXN0EgoKAmlkGAEgASgJEg0KBWZpZWxkGAIgASgJEg0KBXZhbHVlGAMgASgJIkEKF1NldFNlbmRlclNlY3JldFJlc3BvbnNlEiYKBnNlY3JldBgBIAEoCzIWLnJlbGF5LnYxLlNlY3JldFN0YXR1cyK0AQoKQXBpS2V5SW5mbxIKCgJpZBgBIAEoCRIzCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEjMKCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAGIAQESEgoKY3JlYXRlZF9ieRgEIAEoCUINCgtfY3JlYXRlZF9hdEINCgtfZXhwaXJlc19hdCLfAQoGQ2xpZW50EgwKBG5hbWUYASABKAkSJQoEc3BlYxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKbWFuYWdlZF9ieRgDIAEoCRIMCgRldGFnGAQgASgJEiYKCGFwaV9rZXlzGAUgAygLMhQucmVsYXkudjEuQXBpS2V5SW5mbxIzCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEhIKCnVwZGF0ZWRfYnkYByABKAlCDQoLX3VwZGF0ZWRfYXQiOwoSTGlzdENsaWVudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlEKE0xpc3RDbGllbnRzUmVzcG9uc2USIQoHY2xpZW50cxgBIAMoCzIQLnJlbGF5LnYxLkNsaWVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNAoQUHV0Q2xpZW50UmVxdWVzdBIgCgZjbGllbnQYASABKAsyEC5yZWxheS52MS5DbGllbnQiRgoRUHV0Q2xpZW50UmVzcG9uc2USIAoGY2xpZW50GAEgASgLMhAucmVsYXkudjEuQ2xpZW50Eg8KB2NyZWF0ZWQYAiABKAgibwoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIOCgZjbGllbnQYASABKAkSKAobZXhwaXJlX290aGVyc19hZnRlcl9zZWNvbmRzGAIgASgNSACIAQFCHgocX2V4cGlyZV9vdGhlcnNfYWZ0ZXJfc2Vjb25kcyJKChRDcmVhdGVBcGlLZXlSZXNwb25zZRIhCgNrZXkYASABKAsyFC5yZWxheS52MS5BcGlLZXlJbmZvEg8KB2FwaV9rZXkYAiABKAkiNQoTUmV2b2tlQXBpS2V5UmVxdWVzdBIOCgZjbGllbnQYASABKAkSDgoGa2V5X2lkGAIgASgJIhYKFFJldm9rZUFwaUtleVJlc3BvbnNlIisKGUNyZWF0ZVNtdHBQYXNzd29yZFJlcXVlc3QSDgoGY2xpZW50GAEgASgJIkAKGkNyZWF0ZVNtdHBQYXNzd29yZFJlc3BvbnNlEhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIj0KHExpc3RXZWJob29rRGVsaXZlcmllc1JlcXVlc3QSDgoGY2xpZW50GAEgASgJEg0KBWxpbWl0GAIgASgNIk0KHUxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEiwKCWVuZHBvaW50cxgBIAMoCzIZLnJlbGF5LnYxLldlYmhvb2tFbmRwb2ludCJuCg9XZWJob29rRW5kcG9pbnQSCwoDdXJsGAEgASgJEg4KBmV2ZW50cxgCIAMoCRIPCgdwZW5kaW5nGAMgASgEEi0KCmRlbGl2ZXJpZXMYBCADKAsyGS5yZWxheS52MS5XZWJob29rRGVsaXZlcnkizwEKD1dlYmhvb2tEZWxpdmVyeRImCgJhdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZXZlbnRfaWQYAiABKAkSEgoKZXZlbnRfdHlwZRgDIAEoCRISCgptZXNzYWdlX2lkGAQgASgJEg8KB2F0dGVtcHQYBSABKA0SEwoLc3RhdHVzX2NvZGUYBiABKA0SDQoFZXJyb3IYByABKAkSEAoIcmVzcG9uc2UYCCABKAkSEwoLZHVyYXRpb25fbXMYCSABKA0qywEKDE1lc3NhZ2VTdGF0ZRIdChlNRVNTQUdFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUTUVTU0FHRV9TVEFURV9RVUVVRUQQARIZChVNRVNTQUdFX1NUQVRFX1NFTkRJTkcQAhIWChJNRVNTQUdFX1NUQVRFX1NFTlQQAxIaChZNRVNTQUdFX1NUQVRFX1JFVFJZSU5HEAQSGAoUTUVTU0FHRV9TVEFURV9GQUlMRUQQBRIZChVNRVNTQUdFX1NUQVRFX0JPVU5DRUQQBjKZAQoLTWFpbFNlcnZpY2USQQoIU2VuZE1haWwSGS5yZWxheS52MS5TZW5kTWFpbFJlcXVlc3QaGi5yZWxheS52MS5TZW5kTWFpbFJlc3BvbnNlEkcKCkdldE1lc3NhZ2USGy5yZWxheS52MS5HZXRNZXNzYWdlUmVxdWVzdBocLnJlbGF5LnYxLkdldE1lc3NhZ2VSZXNwb25zZTKzCwoMQWRtaW5TZXJ2aWNlEkcKClRlc3RTZW5kZXISGy5yZWxheS52MS5UZXN0U2VuZGVyUmVxdWVzdBocLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXNwb25zZRJNCgxCZWdpbkNvbnNlbnQSHS5yZWxheS52MS5CZWdpbkNvbnNlbnRSZXF1ZXN0Gh4ucmVsYXkudjEuQmVnaW5Db25zZW50UmVzcG9uc2USTQoMTGlzdE1lc3NhZ2VzEh0ucmVsYXkudjEuTGlzdE1lc3NhZ2VzUmVxdWVzdBoeLnJlbGF5LnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlElAKDVJldHJ5TWVzc2FnZXMSHi5yZWxheS52MS5SZXRyeU1lc3NhZ2VzUmVxdWVzdBofLnJlbGF5LnYxLlJldHJ5TWVzc2FnZXNSZXNwb25zZRJTCg5DYW5jZWxNZXNzYWdlcxIfLnJlbGF5LnYxLkNhbmNlbE1lc3NhZ2VzUmVxdWVzdBogLnJlbGF5LnYxLkNhbmNlbE1lc3NhZ2VzUmVzcG9uc2USUAoNR2V0UXVldWVTdGF0cxIeLnJlbGF5LnYxLkdldFF1ZXVlU3RhdHNSZXF1ZXN0Gh8ucmVsYXkudjEuR2V0UXVldWVTdGF0c1Jlc3BvbnNlEkkKDVdhdGNoTWVzc2FnZXMSHi5yZWxheS52MS5XYXRjaE1lc3NhZ2VzUmVxdWVzdBoWLnJlbGF5LnYxLk1lc3NhZ2VFdmVudDABEkoKC0xpc3RTZW5kZXJzEhwucmVsYXkudjEuTGlzdFNlbmRlcnNSZXF1ZXN0Gh0ucmVsYXkudjEuTGlzdFNlbmRlcnNSZXNwb25zZRJECglHZXRTZW5kZXISGi5yZWxheS52MS5HZXRTZW5kZXJSZXF1ZXN0GhsucmVsYXkudjEuR2V0U2VuZGVyUmVzcG9uc2USRAoJUHV0U2VuZGVyEhoucmVsYXkudjEuUHV0U2VuZGVyUmVxdWVzdBobLnJlbGF5LnYxLlB1dFNlbmRlclJlc3BvbnNlEk0KDERlbGV0ZVNlbmRlchIdLnJlbGF5LnYxLkRlbGV0ZVNlbmRlclJlcXVlc3QaHi5yZWxheS52MS5EZWxldGVTZW5kZXJSZXNwb25zZRJWCg9TZXRTZW5kZXJTZWNyZXQSIC5yZWxheS52MS5TZXRTZW5kZXJTZWNyZXRSZXF1ZXN0GiEucmVsYXkudjEuU2V0U2VuZGVyU2VjcmV0UmVzcG9uc2USSgoLTGlzdENsaWVudHMSHC5yZWxheS52MS5MaXN0Q2xpZW50c1JlcXVlc3QaHS5yZWxheS52MS5MaXN0Q2xpZW50c1Jlc3BvbnNlEkQKCVB1dENsaWVudBIaLnJlbGF5LnYxLlB1dENsaWVudFJlcXVlc3QaGy5yZWxheS52MS5QdXRDbGllbnRSZXNwb25zZRJNCgxDcmVhdGVBcGlLZXkSHS5yZWxheS52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0Gh4ucmVsYXkudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2USTQoMUmV2b2tlQXBpS2V5Eh0ucmVsYXkudjEuUmV2b2tlQXBpS2V5UmVxdWVzdBoeLnJlbGF5LnYxLlJldm9rZUFwaUtleVJlc3BvbnNlEl8KEkNyZWF0ZVNtdHBQYXNzd29yZBIjLnJlbGF5LnYxLkNyZWF0ZVNtdHBQYXNzd29yZFJlcXVlc3QaJC5yZWxheS52MS5DcmVhdGVTbXRwUGFzc3dvcmRSZXNwb25zZRJoChVMaXN0V2ViaG9va0RlbGl2ZXJpZXMSJi5yZWxheS52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0GicucmVsYXkudjEuTGlzdFdlYmhvb2tEZWxpdmVyaWVzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChNyZWxheS92MS9tYWlsLnByb3RvEghyZWxheS52MSJFCgpBdHRhY2htZW50EhAKCGZpbGVuYW1lGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIPCgdjb250ZW50GAMgASgMIvACCg9TZW5kTWFpbFJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEgoKAnRvGAIgAygJEgoKAmNjGAMgAygJEgsKA2JjYxgEIAMoCRIQCghyZXBseV90bxgFIAEoCRIPCgdzdWJqZWN0GAYgASgJEgwKBHRleHQYByABKAkSDAoEaHRtbBgIIAEoCRIpCgthdHRhY2htZW50cxgJIAMoCzIULnJlbGF5LnYxLkF0dGFjaG1lbnQSNwoHaGVhZGVycxgKIAMoCzImLnJlbGF5LnYxLlNlbmRNYWlsUmVxdWVzdC5IZWFkZXJzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAsgASgJEjAKB3NlbmRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIX3NlbmRfYXQiTQoQU2VuZE1haWxSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlIicKEUdldE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkijQEKC1N0YXRlQ2hhbmdlEiUKBXN0YXRlGAEgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZkZXRhaWwYAyABKAkSDwoHYXR0ZW1wdBgEIAEoDRIOCgZyZW1lZHkYBSABKAki9wEKEkdldE1lc3NhZ2VSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEhAKCGF0dGVtcHRzGAMgASgNEhIKCmxhc3RfZXJyb3IYBCABKAkSDgoGc2VuZGVyGAUgASgJEiYKB2hpc3RvcnkYBiADKAsyFS5yZWxheS52MS5TdGF0ZUNoYW5nZRIQCgh0cmFjZV9pZBgHIAEoCRI2ChJyZWNpcGllbnRfb3V0Y29tZXMYCCADKAsyGi5yZWxheS52MS5SZWNpcGllbnRPdXRjb21lIp0BChBSZWNpcGllbnRPdXRjb21lEhEKCXJlY2lwaWVudBgBIAEoCRIqCgdvdXRjb21lGAIgASgOMhkucmVsYXkudjEuRGVsaXZlcnlPdXRjb21lEg4KBnN0YXR1cxgDIAEoCRISCgpkaWFnbm9zdGljGAQgASgJEiYKAmF0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIvChFUZXN0U2VuZGVyUmVxdWVzdBIOCgZzZW5kZXIYASABKAkSCgoCdG8YAiABKAkiRQoIVGVzdFN0ZXASDAoEbmFtZRgBIAEoCRIKCgJvaxgCIAEoCBIOCgZkZXRhaWwYAyABKAkSDwoHd2FybmluZxgEIAEoCCJTChJUZXN0U2VuZGVyUmVzcG9uc2USCgoCb2sYASABKAgSIQoFc3RlcHMYAiADKAsyEi5yZWxheS52MS5UZXN0U3RlcBIOCgZyZW1lZHkYAyABKAkiJQoTQmVnaW5Db25zZW50UmVxdWVzdBIOCgZzZW5kZXIYASABKAkiLQoUQmVnaW5Db25zZW50UmVzcG9uc2USFQoNYXV0aG9yaXplX3VybBgBIAEoCSKbAgoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIlCgVzdGF0ZRgBIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIOCgZzZW5kZXIYAiABKAkSDgoGY2xpZW50GAMgASgJEhEKCXJlY2lwaWVudBgEIAEoCRIuCgVzaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIuCgV1bnRpbBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIRCglwYWdlX3NpemUYByABKA0SEgoKcGFnZV90b2tlbhgIIAEoCRIPCgdzdWJqZWN0GAkgASgJQggKBl9zaW5jZUIICgZfdW50aWwi3gEKDk1lc3NhZ2VTdW1tYXJ5EhIKCm1lc3NhZ2VfaWQYASABKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIPCgdzdWJqZWN0GAUgASgJEgoKAnRvGAYgAygJEhAKCGF0dGVtcHRzGAcgASgNEhIKCmxhc3RfZXJyb3IYCCABKAkSLgoKdXBkYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWwoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USKgoIbWVzc2FnZXMYASADKAsyGC5yZWxheS52MS5NZXNzYWdlU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+QEKFFJldHJ5TWVzc2FnZXNSZXF1ZXN0EhMKC21lc3NhZ2VfaWRzGAEgAygJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgDIAEoCRIOCgZjbGllbnQYBCABKAkSEQoJcmVjaXBpZW50GAUgASgJEi4KBXNpbmNlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEi4KBXVudGlsGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBQggKBl9zaW5jZUIICgZfdW50aWwiJgoVUmV0cnlNZXNzYWdlc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgNIvoBChVDYW5jZWxNZXNzYWdlc1JlcXVlc3QSEwoLbWVzc2FnZV9pZHMYASADKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIRCglyZWNpcGllbnQYBSABKAkSLgoFc2luY2UYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESLgoFdW50aWwYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAGIAQFCCAoGX3NpbmNlQggKBl91bnRpbCInChZDYW5jZWxNZXNzYWdlc1Jlc3BvbnNlEg0KBWNvdW50GAEgASgNIiYKFEdldFF1ZXVlU3RhdHNSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSKYAgoQU2VuZGVyUXVldWVTdGF0cxIOCgZzZW5kZXIYASABKAkSDgoGcXVldWVkGAIgASgEEgwKBGhlbGQYAyABKAQSEAoIcmV0cnlpbmcYBCABKAQSEgoKZmFpbGVkXzI0aBgFIAEoBBIaChJvbGRlc3RfYWdlX3NlY29uZHMYBiABKAQSGAoQcmVjaXBpZW50c190b2RheRgHIAEoBBIbChNkYWlseV9yZWNpcGllbnRfY2FwGAggASgEEjgKD25leHRfcmVsZWFzZV9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIPCgdzZW5kaW5nGAogASgEQhIKEF9uZXh0X3JlbGVhc2VfYXQiRAoVR2V0UXVldWVTdGF0c1Jlc3BvbnNlEisKB3NlbmRlcnMYASADKAsyGi5yZWxheS52MS5TZW5kZXJRdWV1ZVN0YXRzIl0KFFdhdGNoTWVzc2FnZXNSZXF1ZXN0EiUKBXN0YXRlGAEgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgCIAEoCRIOCgZjbGllbnQYAyABKAkisgEKDE1lc3NhZ2VFdmVudBISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgDIAEoCRIOCgZjbGllbnQYBCABKAkSJgoCYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBiABKA0SDgoGZGV0YWlsGAcgASgJInYKDFNlY3JldFN0YXR1cxINCgVmaWVsZBgBIAEoCRILCgNzZXQYAiABKAgSLwoGc2V0X2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEg4KBnNldF9ieRgEIAEoCUIJCgdfc2V0X2F0Iu4BCgZTZW5kZXISCgoCaWQYASABKAkSJQoEc3BlYxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKbWFuYWdlZF9ieRgDIAEoCRIMCgRldGFnGAQgASgJEicKB3NlY3JldHMYBSADKAsyFi5yZWxheS52MS5TZWNyZXRTdGF0dXMSMwoKdXBkYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARISCgp1cGRhdGVkX2J5GAcgASgJEg4KBm93bmVycxgIIAMoCUINCgtfdXBkYXRlZF9hdCI7ChJMaXN0U2VuZGVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiUQoTTGlzdFNlbmRlcnNSZXNwb25zZRIhCgdzZW5kZXJzGAEgAygLMhAucmVsYXkudjEuU2VuZGVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIeChBHZXRTZW5kZXJSZXF1ZXN0EgoKAmlkGAEgASgJImUKEUdldFNlbmRlclJlc3BvbnNlEiAKBnNlbmRlchgBIAEoCzIQLnJlbGF5LnYxLlNlbmRlchIuCgpjcmVkZW50aWFsGAIgASgLMhoucmVsYXkudjEuQ3JlZGVudGlhbFN0YXR1cyKUAgoQQ3JlZGVudGlhbFN0YXR1cxIUCgxjb25zZW50ZWRfYnkYASABKAkSNQoMY29uc2VudGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEjsKEnRva2VuX3JlZnJlc2hlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARI5ChB0b2tlbl9leHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgCiAEBQg8KDV9jb25zZW50ZWRfYXRCFQoTX3Rva2VuX3JlZnJlc2hlZF9hdEITChFfdG9rZW5fZXhwaXJlc19hdCJLChBQdXRTZW5kZXJSZXF1ZXN0EiAKBnNlbmRlchgBIAEoCzIQLnJlbGF5LnYxLlNlbmRlchIVCg12YWxpZGF0ZV9vbmx5GAIgASgIIkYKEVB1dFNlbmRlclJlc3BvbnNlEiAKBnNlbmRlchgBIAEoCzIQLnJlbGF5LnYxLlNlbmRlchIPCgdjcmVhdGVkGAIgASgIIj4KE0RlbGV0ZVNlbmRlclJlcXVlc3QSCgoCaWQYASABKAkSDAoEZXRhZxgCIAEoCRINCgVmb3JjZRgDIAEoCCIWChREZWxldGVTZW5kZXJSZXNwb25zZSJCChZTZXRTZW5kZXJTZWNyZXRSZXF1ZXN0EgoKAmlkGAEgASgJEg0KBWZpZWxkGAIgASgJEg0KBXZhbHVlGAMgASgJIkEKF1NldFNlbmRlclNlY3JldFJlc3BvbnNlEiYKBnNlY3JldBgBIAEoCzIWLnJlbGF5LnYxLlNlY3JldFN0YXR1cyK0AQoKQXBpS2V5SW5mbxIKCgJpZBgBIAEoCRIzCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEjMKCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAGIAQESEgoKY3JlYXRlZF9ieRgEIAEoCUINCgtfY3JlYXRlZF9hdEINCgtfZXhwaXJlc19hdCLfAQoGQ2xpZW50EgwKBG5hbWUYASABKAkSJQoEc3BlYxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKbWFuYWdlZF9ieRgDIAEoCRIMCgRldGFnGAQgASgJEiYKCGFwaV9rZXlzGAUgAygLMhQucmVsYXkudjEuQXBpS2V5SW5mbxIzCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEhIKCnVwZGF0ZWRfYnkYByABKAlCDQoLX3VwZGF0ZWRfYXQiOwoSTGlzdENsaWVudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlEKE0xpc3RDbGllbnRzUmVzcG9uc2USIQoHY2xpZW50cxgBIAMoCzIQLnJlbGF5LnYxLkNsaWVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNAoQUHV0Q2xpZW50UmVxdWVzdBIgCgZjbGllbnQYASABKAsyEC5yZWxheS52MS5DbGllbnQiRgoRUHV0Q2xpZW50UmVzcG9uc2USIAoGY2xpZW50GAEgASgLMhAucmVsYXkudjEuQ2xpZW50Eg8KB2NyZWF0ZWQYAiABKAgibwoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIOCgZjbGllbnQYASABKAkSKAobZXhwaXJlX290aGVyc19hZnRlcl9zZWNvbmRzGAIgASgNSACIAQFCHgocX2V4cGlyZV9vdGhlcnNfYWZ0ZXJfc2Vjb25kcyJKChRDcmVhdGVBcGlLZXlSZXNwb25zZRIhCgNrZXkYASABKAsyFC5yZWxheS52MS5BcGlLZXlJbmZvEg8KB2FwaV9rZXkYAiABKAkiNQoTUmV2b2tlQXBpS2V5UmVxdWVzdBIOCgZjbGllbnQYASABKAkSDgoGa2V5X2lkGAIgASgJIhYKFFJldm9rZUFwaUtleVJlc3BvbnNlIisKGUNyZWF0ZVNtdHBQYXNzd29yZFJlcXVlc3QSDgoGY2xpZW50GAEgASgJIkAKGkNyZWF0ZVNtdHBQYXNzd29yZFJlc3BvbnNlEhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIj0KHExpc3RXZWJob29rRGVsaXZlcmllc1JlcXVlc3QSDgoGY2xpZW50GAEgASgJEg0KBWxpbWl0GAIgASgNIk0KHUxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEiwKCWVuZHBvaW50cxgBIAMoCzIZLnJlbGF5LnYxLldlYmhvb2tFbmRwb2ludCJuCg9XZWJob29rRW5kcG9pbnQSCwoDdXJsGAEgASgJEg4KBmV2ZW50cxgCIAMoCRIPCgdwZW5kaW5nGAMgASgEEi0KCmRlbGl2ZXJpZXMYBCADKAsyGS5yZWxheS52MS5XZWJob29rRGVsaXZlcnkizwEKD1dlYmhvb2tEZWxpdmVyeRImCgJhdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZXZlbnRfaWQYAiABKAkSEgoKZXZlbnRfdHlwZRgDIAEoCRISCgptZXNzYWdlX2lkGAQgASgJEg8KB2F0dGVtcHQYBSABKA0SEwoLc3RhdHVzX2NvZGUYBiABKA0SDQoFZXJyb3IYByABKAkSEAoIcmVzcG9uc2UYCCABKAkSEwoLZHVyYXRpb25fbXMYCSABKA0qywEKDE1lc3NhZ2VTdGF0ZRIdChlNRVNTQUdFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUTUVTU0FHRV9TVEFURV9RVUVVRUQQARIZChVNRVNTQUdFX1NUQVRFX1NFTkRJTkcQAhIWChJNRVNTQUdFX1NUQVRFX1NFTlQQAxIaChZNRVNTQUdFX1NUQVRFX1JFVFJZSU5HEAQSGAoUTUVTU0FHRV9TVEFURV9GQUlMRUQQBRIZChVNRVNTQUdFX1NUQVRFX0JPVU5DRUQQBiqPAQoPRGVsaXZlcnlPdXRjb21lEiAKHERFTElWRVJZX09VVENPTUVfVU5TUEVDSUZJRUQQABIeChpERUxJVkVSWV9PVVRDT01FX0RFTElWRVJFRBABEhwKGERFTElWRVJZX09VVENPTUVfQk9VTkNFRBACEhwKGERFTElWRVJZX09VVENPTUVfREVMQVlFRBADMpkBCgtNYWlsU2VydmljZRJBCghTZW5kTWFpbBIZLnJlbGF5LnYxLlNlbmRNYWlsUmVxdWVzdBoaLnJlbGF5LnYxLlNlbmRNYWlsUmVzcG9uc2USRwoKR2V0TWVzc2FnZRIbLnJlbGF5LnYxLkdldE1lc3NhZ2VSZXF1ZXN0GhwucmVsYXkudjEuR2V0TWVzc2FnZVJlc3BvbnNlMrMLCgxBZG1pblNlcnZpY2USRwoKVGVzdFNlbmRlchIbLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXF1ZXN0GhwucmVsYXkudjEuVGVzdFNlbmRlclJlc3BvbnNlEk0KDEJlZ2luQ29uc2VudBIdLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlcXVlc3QaHi5yZWxheS52MS5CZWdpbkNvbnNlbnRSZXNwb25zZRJNCgxMaXN0TWVzc2FnZXMSHS5yZWxheS52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0Gh4ucmVsYXkudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USUAoNUmV0cnlNZXNzYWdlcxIeLnJlbGF5LnYxLlJldHJ5TWVzc2FnZXNSZXF1ZXN0Gh8ucmVsYXkudjEuUmV0cnlNZXNzYWdlc1Jlc3BvbnNlElMKDkNhbmNlbE1lc3NhZ2VzEh8ucmVsYXkudjEuQ2FuY2VsTWVzc2FnZXNSZXF1ZXN0GiAucmVsYXkudjEuQ2FuY2VsTWVzc2FnZXNSZXNwb25zZRJQCg1HZXRRdWV1ZVN0YXRzEh4ucmVsYXkudjEuR2V0UXVldWVTdGF0c1JlcXVlc3QaHy5yZWxheS52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2USSQoNV2F0Y2hNZXNzYWdlcxIeLnJlbGF5LnYxLldhdGNoTWVzc2FnZXNSZXF1ZXN0GhYucmVsYXkudjEuTWVzc2FnZUV2ZW50MAESSgoLTGlzdFNlbmRlcnMSHC5yZWxheS52MS5MaXN0U2VuZGVyc1JlcXVlc3QaHS5yZWxheS52MS5MaXN0U2VuZGVyc1Jlc3BvbnNlEkQKCUdldFNlbmRlchIaLnJlbGF5LnYxLkdldFNlbmRlclJlcXVlc3QaGy5yZWxheS52MS5HZXRTZW5kZXJSZXNwb25zZRJECglQdXRTZW5kZXISGi5yZWxheS52MS5QdXRTZW5kZXJSZXF1ZXN0GhsucmVsYXkudjEuUHV0U2VuZGVyUmVzcG9uc2USTQoMRGVsZXRlU2VuZGVyEh0ucmVsYXkudjEuRGVsZXRlU2VuZGVyUmVxdWVzdBoeLnJlbGF5LnYxLkRlbGV0ZVNlbmRlclJlc3BvbnNlElYKD1NldFNlbmRlclNlY3JldBIgLnJlbGF5LnYxLlNldFNlbmRlclNlY3JldFJlcXVlc3QaIS5yZWxheS52MS5TZXRTZW5kZXJTZWNyZXRSZXNwb25zZRJKCgtMaXN0Q2xpZW50cxIcLnJlbGF5LnYxLkxpc3RDbGllbnRzUmVxdWVzdBodLnJlbGF5LnYxLkxpc3RDbGllbnRzUmVzcG9uc2USRAoJUHV0Q2xpZW50EhoucmVsYXkudjEuUHV0Q2xpZW50UmVxdWVzdBobLnJlbGF5LnYxLlB1dENsaWVudFJlc3BvbnNlEk0KDENyZWF0ZUFwaUtleRIdLnJlbGF5LnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaHi5yZWxheS52MS5DcmVhdGVBcGlLZXlSZXNwb25zZRJNCgxSZXZva2VBcGlLZXkSHS5yZWxheS52MS5SZXZva2VBcGlLZXlSZXF1ZXN0Gh4ucmVsYXkudjEuUmV2b2tlQXBpS2V5UmVzcG9uc2USXwoSQ3JlYXRlU210cFBhc3N3b3JkEiMucmVsYXkudjEuQ3JlYXRlU210cFBhc3N3b3JkUmVxdWVzdBokLnJlbGF5LnYxLkNyZWF0ZVNtdHBQYXNzd29yZFJlc3BvbnNlEmgKFUxpc3RXZWJob29rRGVsaXZlcmllcxImLnJlbGF5LnYxLkxpc3RXZWJob29rRGVsaXZlcmllc1JlcXVlc3QaJy5yZWxheS52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message relay.v1.Attachment
@@ -239,6 +239,14 @@ export type GetMessageResponse = Message<"relay.v1.GetMessageResponse"> & {
    * @generated from field: string trace_id = 7;
    */
   traceId: string;
+
+  /**
+   * What became of each recipient after SENT, from the delivery reports read from the sender's
+   * mailbox (`feedback:`): the newest outcome per recipient. Empty when no report named one.
+   *
+   * @generated from field: repeated relay.v1.RecipientOutcome recipient_outcomes = 8;
+   */
+  recipientOutcomes: RecipientOutcome[];
 };
 
 /**
@@ -247,6 +255,49 @@ export type GetMessageResponse = Message<"relay.v1.GetMessageResponse"> & {
  */
 export const GetMessageResponseSchema: GenMessage<GetMessageResponse> = /*@__PURE__*/
   messageDesc(file_relay_v1_mail, 5);
+
+/**
+ * @generated from message relay.v1.RecipientOutcome
+ */
+export type RecipientOutcome = Message<"relay.v1.RecipientOutcome"> & {
+  /**
+   * @generated from field: string recipient = 1;
+   */
+  recipient: string;
+
+  /**
+   * @generated from field: relay.v1.DeliveryOutcome outcome = 2;
+   */
+  outcome: DeliveryOutcome;
+
+  /**
+   * The enhanced status code (RFC 3463), e.g. "5.1.1"; empty when the report gave none.
+   *
+   * @generated from field: string status = 3;
+   */
+  status: string;
+
+  /**
+   * The receiving server's reply or the reporting server's reason.
+   *
+   * @generated from field: string diagnostic = 4;
+   */
+  diagnostic: string;
+
+  /**
+   * When the report was written.
+   *
+   * @generated from field: google.protobuf.Timestamp at = 5;
+   */
+  at?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message relay.v1.RecipientOutcome.
+ * Use `create(RecipientOutcomeSchema)` to create a new message.
+ */
+export const RecipientOutcomeSchema: GenMessage<RecipientOutcome> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 6);
 
 /**
  * @generated from message relay.v1.TestSenderRequest
@@ -270,7 +321,7 @@ export type TestSenderRequest = Message<"relay.v1.TestSenderRequest"> & {
  * Use `create(TestSenderRequestSchema)` to create a new message.
  */
 export const TestSenderRequestSchema: GenMessage<TestSenderRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 6);
+  messageDesc(file_relay_v1_mail, 7);
 
 /**
  * @generated from message relay.v1.TestStep
@@ -305,7 +356,7 @@ export type TestStep = Message<"relay.v1.TestStep"> & {
  * Use `create(TestStepSchema)` to create a new message.
  */
 export const TestStepSchema: GenMessage<TestStep> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 7);
+  messageDesc(file_relay_v1_mail, 8);
 
 /**
  * @generated from message relay.v1.TestSenderResponse
@@ -332,7 +383,7 @@ export type TestSenderResponse = Message<"relay.v1.TestSenderResponse"> & {
  * Use `create(TestSenderResponseSchema)` to create a new message.
  */
 export const TestSenderResponseSchema: GenMessage<TestSenderResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 8);
+  messageDesc(file_relay_v1_mail, 9);
 
 /**
  * @generated from message relay.v1.BeginConsentRequest
@@ -349,7 +400,7 @@ export type BeginConsentRequest = Message<"relay.v1.BeginConsentRequest"> & {
  * Use `create(BeginConsentRequestSchema)` to create a new message.
  */
 export const BeginConsentRequestSchema: GenMessage<BeginConsentRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 9);
+  messageDesc(file_relay_v1_mail, 10);
 
 /**
  * @generated from message relay.v1.BeginConsentResponse
@@ -366,7 +417,7 @@ export type BeginConsentResponse = Message<"relay.v1.BeginConsentResponse"> & {
  * Use `create(BeginConsentResponseSchema)` to create a new message.
  */
 export const BeginConsentResponseSchema: GenMessage<BeginConsentResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 10);
+  messageDesc(file_relay_v1_mail, 11);
 
 /**
  * @generated from message relay.v1.ListMessagesRequest
@@ -441,7 +492,7 @@ export type ListMessagesRequest = Message<"relay.v1.ListMessagesRequest"> & {
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 11);
+  messageDesc(file_relay_v1_mail, 12);
 
 /**
  * @generated from message relay.v1.MessageSummary
@@ -500,7 +551,7 @@ export type MessageSummary = Message<"relay.v1.MessageSummary"> & {
  * Use `create(MessageSummarySchema)` to create a new message.
  */
 export const MessageSummarySchema: GenMessage<MessageSummary> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 12);
+  messageDesc(file_relay_v1_mail, 13);
 
 /**
  * @generated from message relay.v1.ListMessagesResponse
@@ -524,7 +575,7 @@ export type ListMessagesResponse = Message<"relay.v1.ListMessagesResponse"> & {
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 13);
+  messageDesc(file_relay_v1_mail, 14);
 
 /**
  * @generated from message relay.v1.RetryMessagesRequest
@@ -573,7 +624,7 @@ export type RetryMessagesRequest = Message<"relay.v1.RetryMessagesRequest"> & {
  * Use `create(RetryMessagesRequestSchema)` to create a new message.
  */
 export const RetryMessagesRequestSchema: GenMessage<RetryMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 14);
+  messageDesc(file_relay_v1_mail, 15);
 
 /**
  * @generated from message relay.v1.RetryMessagesResponse
@@ -592,7 +643,7 @@ export type RetryMessagesResponse = Message<"relay.v1.RetryMessagesResponse"> & 
  * Use `create(RetryMessagesResponseSchema)` to create a new message.
  */
 export const RetryMessagesResponseSchema: GenMessage<RetryMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 15);
+  messageDesc(file_relay_v1_mail, 16);
 
 /**
  * @generated from message relay.v1.CancelMessagesRequest
@@ -641,7 +692,7 @@ export type CancelMessagesRequest = Message<"relay.v1.CancelMessagesRequest"> & 
  * Use `create(CancelMessagesRequestSchema)` to create a new message.
  */
 export const CancelMessagesRequestSchema: GenMessage<CancelMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 16);
+  messageDesc(file_relay_v1_mail, 17);
 
 /**
  * @generated from message relay.v1.CancelMessagesResponse
@@ -660,7 +711,7 @@ export type CancelMessagesResponse = Message<"relay.v1.CancelMessagesResponse"> 
  * Use `create(CancelMessagesResponseSchema)` to create a new message.
  */
 export const CancelMessagesResponseSchema: GenMessage<CancelMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 17);
+  messageDesc(file_relay_v1_mail, 18);
 
 /**
  * @generated from message relay.v1.GetQueueStatsRequest
@@ -679,7 +730,7 @@ export type GetQueueStatsRequest = Message<"relay.v1.GetQueueStatsRequest"> & {
  * Use `create(GetQueueStatsRequestSchema)` to create a new message.
  */
 export const GetQueueStatsRequestSchema: GenMessage<GetQueueStatsRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 18);
+  messageDesc(file_relay_v1_mail, 19);
 
 /**
  * @generated from message relay.v1.SenderQueueStats
@@ -753,7 +804,7 @@ export type SenderQueueStats = Message<"relay.v1.SenderQueueStats"> & {
  * Use `create(SenderQueueStatsSchema)` to create a new message.
  */
 export const SenderQueueStatsSchema: GenMessage<SenderQueueStats> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 19);
+  messageDesc(file_relay_v1_mail, 20);
 
 /**
  * @generated from message relay.v1.GetQueueStatsResponse
@@ -770,7 +821,7 @@ export type GetQueueStatsResponse = Message<"relay.v1.GetQueueStatsResponse"> & 
  * Use `create(GetQueueStatsResponseSchema)` to create a new message.
  */
 export const GetQueueStatsResponseSchema: GenMessage<GetQueueStatsResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 20);
+  messageDesc(file_relay_v1_mail, 21);
 
 /**
  * @generated from message relay.v1.WatchMessagesRequest
@@ -799,7 +850,7 @@ export type WatchMessagesRequest = Message<"relay.v1.WatchMessagesRequest"> & {
  * Use `create(WatchMessagesRequestSchema)` to create a new message.
  */
 export const WatchMessagesRequestSchema: GenMessage<WatchMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 21);
+  messageDesc(file_relay_v1_mail, 22);
 
 /**
  * @generated from message relay.v1.MessageEvent
@@ -848,7 +899,7 @@ export type MessageEvent = Message<"relay.v1.MessageEvent"> & {
  * Use `create(MessageEventSchema)` to create a new message.
  */
 export const MessageEventSchema: GenMessage<MessageEvent> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 22);
+  messageDesc(file_relay_v1_mail, 23);
 
 /**
  * Whether a secret field of a sender is set; its value is never returned.
@@ -884,7 +935,7 @@ export type SecretStatus = Message<"relay.v1.SecretStatus"> & {
  * Use `create(SecretStatusSchema)` to create a new message.
  */
 export const SecretStatusSchema: GenMessage<SecretStatus> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 23);
+  messageDesc(file_relay_v1_mail, 24);
 
 /**
  * @generated from message relay.v1.Sender
@@ -946,7 +997,7 @@ export type Sender = Message<"relay.v1.Sender"> & {
  * Use `create(SenderSchema)` to create a new message.
  */
 export const SenderSchema: GenMessage<Sender> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 24);
+  messageDesc(file_relay_v1_mail, 25);
 
 /**
  * @generated from message relay.v1.ListSendersRequest
@@ -970,7 +1021,7 @@ export type ListSendersRequest = Message<"relay.v1.ListSendersRequest"> & {
  * Use `create(ListSendersRequestSchema)` to create a new message.
  */
 export const ListSendersRequestSchema: GenMessage<ListSendersRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 25);
+  messageDesc(file_relay_v1_mail, 26);
 
 /**
  * @generated from message relay.v1.ListSendersResponse
@@ -992,7 +1043,7 @@ export type ListSendersResponse = Message<"relay.v1.ListSendersResponse"> & {
  * Use `create(ListSendersResponseSchema)` to create a new message.
  */
 export const ListSendersResponseSchema: GenMessage<ListSendersResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 26);
+  messageDesc(file_relay_v1_mail, 27);
 
 /**
  * @generated from message relay.v1.GetSenderRequest
@@ -1009,7 +1060,7 @@ export type GetSenderRequest = Message<"relay.v1.GetSenderRequest"> & {
  * Use `create(GetSenderRequestSchema)` to create a new message.
  */
 export const GetSenderRequestSchema: GenMessage<GetSenderRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 27);
+  messageDesc(file_relay_v1_mail, 28);
 
 /**
  * @generated from message relay.v1.GetSenderResponse
@@ -1034,7 +1085,7 @@ export type GetSenderResponse = Message<"relay.v1.GetSenderResponse"> & {
  * Use `create(GetSenderResponseSchema)` to create a new message.
  */
 export const GetSenderResponseSchema: GenMessage<GetSenderResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 28);
+  messageDesc(file_relay_v1_mail, 29);
 
 /**
  * Facts about a sender's sign-in, never a secret: who gave consent and when, and the access token's
@@ -1075,7 +1126,7 @@ export type CredentialStatus = Message<"relay.v1.CredentialStatus"> & {
  * Use `create(CredentialStatusSchema)` to create a new message.
  */
 export const CredentialStatusSchema: GenMessage<CredentialStatus> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 29);
+  messageDesc(file_relay_v1_mail, 30);
 
 /**
  * @generated from message relay.v1.PutSenderRequest
@@ -1101,7 +1152,7 @@ export type PutSenderRequest = Message<"relay.v1.PutSenderRequest"> & {
  * Use `create(PutSenderRequestSchema)` to create a new message.
  */
 export const PutSenderRequestSchema: GenMessage<PutSenderRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 30);
+  messageDesc(file_relay_v1_mail, 31);
 
 /**
  * @generated from message relay.v1.PutSenderResponse
@@ -1123,7 +1174,7 @@ export type PutSenderResponse = Message<"relay.v1.PutSenderResponse"> & {
  * Use `create(PutSenderResponseSchema)` to create a new message.
  */
 export const PutSenderResponseSchema: GenMessage<PutSenderResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 31);
+  messageDesc(file_relay_v1_mail, 32);
 
 /**
  * @generated from message relay.v1.DeleteSenderRequest
@@ -1154,7 +1205,7 @@ export type DeleteSenderRequest = Message<"relay.v1.DeleteSenderRequest"> & {
  * Use `create(DeleteSenderRequestSchema)` to create a new message.
  */
 export const DeleteSenderRequestSchema: GenMessage<DeleteSenderRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 32);
+  messageDesc(file_relay_v1_mail, 33);
 
 /**
  * @generated from message relay.v1.DeleteSenderResponse
@@ -1167,7 +1218,7 @@ export type DeleteSenderResponse = Message<"relay.v1.DeleteSenderResponse"> & {
  * Use `create(DeleteSenderResponseSchema)` to create a new message.
  */
 export const DeleteSenderResponseSchema: GenMessage<DeleteSenderResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 33);
+  messageDesc(file_relay_v1_mail, 34);
 
 /**
  * @generated from message relay.v1.SetSenderSecretRequest
@@ -1196,7 +1247,7 @@ export type SetSenderSecretRequest = Message<"relay.v1.SetSenderSecretRequest"> 
  * Use `create(SetSenderSecretRequestSchema)` to create a new message.
  */
 export const SetSenderSecretRequestSchema: GenMessage<SetSenderSecretRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 34);
+  messageDesc(file_relay_v1_mail, 35);
 
 /**
  * @generated from message relay.v1.SetSenderSecretResponse
@@ -1213,7 +1264,7 @@ export type SetSenderSecretResponse = Message<"relay.v1.SetSenderSecretResponse"
  * Use `create(SetSenderSecretResponseSchema)` to create a new message.
  */
 export const SetSenderSecretResponseSchema: GenMessage<SetSenderSecretResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 35);
+  messageDesc(file_relay_v1_mail, 36);
 
 /**
  * @generated from message relay.v1.ApiKeyInfo
@@ -1249,7 +1300,7 @@ export type ApiKeyInfo = Message<"relay.v1.ApiKeyInfo"> & {
  * Use `create(ApiKeyInfoSchema)` to create a new message.
  */
 export const ApiKeyInfoSchema: GenMessage<ApiKeyInfo> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 36);
+  messageDesc(file_relay_v1_mail, 37);
 
 /**
  * @generated from message relay.v1.Client
@@ -1298,7 +1349,7 @@ export type Client = Message<"relay.v1.Client"> & {
  * Use `create(ClientSchema)` to create a new message.
  */
 export const ClientSchema: GenMessage<Client> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 37);
+  messageDesc(file_relay_v1_mail, 38);
 
 /**
  * @generated from message relay.v1.ListClientsRequest
@@ -1320,7 +1371,7 @@ export type ListClientsRequest = Message<"relay.v1.ListClientsRequest"> & {
  * Use `create(ListClientsRequestSchema)` to create a new message.
  */
 export const ListClientsRequestSchema: GenMessage<ListClientsRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 38);
+  messageDesc(file_relay_v1_mail, 39);
 
 /**
  * @generated from message relay.v1.ListClientsResponse
@@ -1342,7 +1393,7 @@ export type ListClientsResponse = Message<"relay.v1.ListClientsResponse"> & {
  * Use `create(ListClientsResponseSchema)` to create a new message.
  */
 export const ListClientsResponseSchema: GenMessage<ListClientsResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 39);
+  messageDesc(file_relay_v1_mail, 40);
 
 /**
  * @generated from message relay.v1.PutClientRequest
@@ -1361,7 +1412,7 @@ export type PutClientRequest = Message<"relay.v1.PutClientRequest"> & {
  * Use `create(PutClientRequestSchema)` to create a new message.
  */
 export const PutClientRequestSchema: GenMessage<PutClientRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 40);
+  messageDesc(file_relay_v1_mail, 41);
 
 /**
  * @generated from message relay.v1.PutClientResponse
@@ -1383,7 +1434,7 @@ export type PutClientResponse = Message<"relay.v1.PutClientResponse"> & {
  * Use `create(PutClientResponseSchema)` to create a new message.
  */
 export const PutClientResponseSchema: GenMessage<PutClientResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 41);
+  messageDesc(file_relay_v1_mail, 42);
 
 /**
  * @generated from message relay.v1.CreateApiKeyRequest
@@ -1407,7 +1458,7 @@ export type CreateApiKeyRequest = Message<"relay.v1.CreateApiKeyRequest"> & {
  * Use `create(CreateApiKeyRequestSchema)` to create a new message.
  */
 export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 42);
+  messageDesc(file_relay_v1_mail, 43);
 
 /**
  * @generated from message relay.v1.CreateApiKeyResponse
@@ -1431,7 +1482,7 @@ export type CreateApiKeyResponse = Message<"relay.v1.CreateApiKeyResponse"> & {
  * Use `create(CreateApiKeyResponseSchema)` to create a new message.
  */
 export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 43);
+  messageDesc(file_relay_v1_mail, 44);
 
 /**
  * @generated from message relay.v1.RevokeApiKeyRequest
@@ -1453,7 +1504,7 @@ export type RevokeApiKeyRequest = Message<"relay.v1.RevokeApiKeyRequest"> & {
  * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
  */
 export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 44);
+  messageDesc(file_relay_v1_mail, 45);
 
 /**
  * @generated from message relay.v1.RevokeApiKeyResponse
@@ -1466,7 +1517,7 @@ export type RevokeApiKeyResponse = Message<"relay.v1.RevokeApiKeyResponse"> & {
  * Use `create(RevokeApiKeyResponseSchema)` to create a new message.
  */
 export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 45);
+  messageDesc(file_relay_v1_mail, 46);
 
 /**
  * @generated from message relay.v1.CreateSmtpPasswordRequest
@@ -1483,7 +1534,7 @@ export type CreateSmtpPasswordRequest = Message<"relay.v1.CreateSmtpPasswordRequ
  * Use `create(CreateSmtpPasswordRequestSchema)` to create a new message.
  */
 export const CreateSmtpPasswordRequestSchema: GenMessage<CreateSmtpPasswordRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 46);
+  messageDesc(file_relay_v1_mail, 47);
 
 /**
  * @generated from message relay.v1.CreateSmtpPasswordResponse
@@ -1509,7 +1560,7 @@ export type CreateSmtpPasswordResponse = Message<"relay.v1.CreateSmtpPasswordRes
  * Use `create(CreateSmtpPasswordResponseSchema)` to create a new message.
  */
 export const CreateSmtpPasswordResponseSchema: GenMessage<CreateSmtpPasswordResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 47);
+  messageDesc(file_relay_v1_mail, 48);
 
 /**
  * @generated from message relay.v1.ListWebhookDeliveriesRequest
@@ -1533,7 +1584,7 @@ export type ListWebhookDeliveriesRequest = Message<"relay.v1.ListWebhookDeliveri
  * Use `create(ListWebhookDeliveriesRequestSchema)` to create a new message.
  */
 export const ListWebhookDeliveriesRequestSchema: GenMessage<ListWebhookDeliveriesRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 48);
+  messageDesc(file_relay_v1_mail, 49);
 
 /**
  * @generated from message relay.v1.ListWebhookDeliveriesResponse
@@ -1550,7 +1601,7 @@ export type ListWebhookDeliveriesResponse = Message<"relay.v1.ListWebhookDeliver
  * Use `create(ListWebhookDeliveriesResponseSchema)` to create a new message.
  */
 export const ListWebhookDeliveriesResponseSchema: GenMessage<ListWebhookDeliveriesResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 49);
+  messageDesc(file_relay_v1_mail, 50);
 
 /**
  * @generated from message relay.v1.WebhookEndpoint
@@ -1586,7 +1637,7 @@ export type WebhookEndpoint = Message<"relay.v1.WebhookEndpoint"> & {
  * Use `create(WebhookEndpointSchema)` to create a new message.
  */
 export const WebhookEndpointSchema: GenMessage<WebhookEndpoint> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 50);
+  messageDesc(file_relay_v1_mail, 51);
 
 /**
  * One attempt to deliver one event.
@@ -1657,7 +1708,7 @@ export type WebhookDelivery = Message<"relay.v1.WebhookDelivery"> & {
  * Use `create(WebhookDeliverySchema)` to create a new message.
  */
 export const WebhookDeliverySchema: GenMessage<WebhookDelivery> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 51);
+  messageDesc(file_relay_v1_mail, 52);
 
 /**
  * @generated from enum relay.v1.MessageState
@@ -1706,6 +1757,39 @@ export enum MessageState {
  */
 export const MessageStateSchema: GenEnum<MessageState> = /*@__PURE__*/
   enumDesc(file_relay_v1_mail, 0);
+
+/**
+ * What a delivery report said of one recipient.
+ *
+ * @generated from enum relay.v1.DeliveryOutcome
+ */
+export enum DeliveryOutcome {
+  /**
+   * @generated from enum value: DELIVERY_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: DELIVERY_OUTCOME_DELIVERED = 1;
+   */
+  DELIVERED = 1,
+
+  /**
+   * @generated from enum value: DELIVERY_OUTCOME_BOUNCED = 2;
+   */
+  BOUNCED = 2,
+
+  /**
+   * @generated from enum value: DELIVERY_OUTCOME_DELAYED = 3;
+   */
+  DELAYED = 3,
+}
+
+/**
+ * Describes the enum relay.v1.DeliveryOutcome.
+ */
+export const DeliveryOutcomeSchema: GenEnum<DeliveryOutcome> = /*@__PURE__*/
+  enumDesc(file_relay_v1_mail, 1);
 
 /**
  * MailService is what applications call to hand mail to the relay.
