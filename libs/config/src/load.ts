@@ -431,8 +431,28 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
     // Graph senders are paced within Microsoft's Graph limits unless their rate: says otherwise.
     ...(s.smtp_aliases ? { smtpAliases: s.smtp_aliases.map(addrSpec) } : {}),
     ...(s.owners ? { owners: s.owners.map(addrSpec) } : {}),
+    ...(s.feedback ? { feedback: convertFeedback(s, key) } : {}),
     ...(internalDomains ? { internalDomains: [...new Set(internalDomains)] } : {}),
     rate: s.rate ? convertRate(s.rate, `${key}.rate`) : s.transport === 'graph' ? convertRate({ preset: 'microsoft365-graph' }, `${key}.rate`) : undefined,
+  };
+}
+
+/** How often a sender's mailbox is read for delivery reports when `feedback.interval` is not set. */
+export const FEEDBACK_INTERVAL_MS = 60_000;
+
+function convertFeedback(s: RawSender, key: string): NonNullable<SenderConfig['feedback']> {
+  const f = s.feedback!;
+  if (f.imap && s.transport !== 'smtp')
+    throw new ConfigError(`${key}.feedback.imap: reads with the sender's SMTP credentials; for transport: graph use graph: true`);
+  if (f.imap && (!s.smtp?.auth || s.smtp.auth.type === 'none')) throw new ConfigError(`${key}.feedback.imap: needs the sender's smtp.auth (password or oauth2) to sign in`);
+  if (f.graph && s.transport !== 'graph') throw new ConfigError(`${key}.feedback.graph: only for transport: graph`);
+  if (f.folder === f.processed_folder) throw new ConfigError(`${key}.feedback.processed_folder: must differ from folder`);
+  return {
+    ...(f.imap ? { imap: { host: f.imap.host, port: f.imap.port, security: f.imap.security } } : {}),
+    ...(f.graph ? { graph: true as const } : {}),
+    folder: f.folder,
+    processedFolder: f.processed_folder,
+    intervalMs: f.interval ?? FEEDBACK_INTERVAL_MS,
   };
 }
 

@@ -247,6 +247,26 @@ const limitValue = z
   .refine((n) => n === -1 || n > 0, 'must be a positive whole number, or -1 for no limit');
 const storeLimit = z.strictObject({ max_messages: limitValue.optional(), max_bytes: limitValue.optional() }).prefault({});
 
+/**
+ * Where the sender's delivery reports (bounces) are read: its mailbox over IMAP, with the
+ * sender's own SMTP credentials (password or XOAUTH2), or over Graph for a Graph sender.
+ */
+const feedbackSchema = z
+  .strictObject({
+    imap: z
+      .strictObject({
+        host: nonEmpty,
+        port: z.number().int().min(1).max(65535).default(993),
+        security: z.enum(['tls', 'starttls', 'none']).default('tls'),
+      })
+      .optional(),
+    graph: z.literal(true).optional(),
+    folder: nonEmpty.default('INBOX'),
+    processed_folder: nonEmpty.default('Delivery reports'),
+    interval: duration.optional(),
+  })
+  .refine((f) => (f.imap === undefined) !== (f.graph === undefined), 'needs imap: { host, port, security } or graph: true, one of them');
+
 export const senderSchema = z.strictObject({
   id: senderId,
   from: mailbox,
@@ -275,6 +295,7 @@ export const senderSchema = z.strictObject({
     .optional(),
   /** People (by email) who may manage this sender and see its mail. */
   owners: z.array(mailbox).max(100, 'at most 100 owners').optional(),
+  feedback: feedbackSchema.optional(),
 });
 
 /**

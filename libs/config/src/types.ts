@@ -146,6 +146,17 @@ export interface GraphConfig {
   saveToSentItems: boolean;
 }
 
+/** relay.yaml `senders[].feedback`: the mailbox folder delivery reports arrive in, and how it is read. */
+export interface FeedbackConfig {
+  imap?: { host: string; port: number; security: 'tls' | 'starttls' | 'none' };
+  graph?: true;
+  folder: string;
+  /** Reports recorded on their messages are moved here (made when missing), never deleted. */
+  processedFolder: string;
+  /** How often the folder is read. */
+  intervalMs: number;
+}
+
 /** Pacing for one sender; every field already merged from its preset. */
 export interface RateConfig {
   preset: PresetName | undefined;
@@ -183,6 +194,8 @@ export interface SenderConfig {
   internalDomains?: string[];
   /** People (lowercased addresses) who may manage this sender. */
   owners?: string[];
+  /** Where the sender's delivery reports are read (`feedback:`). */
+  feedback?: FeedbackConfig;
   managedBy?: ManagedBy;
   /** The settings as written (a relay.yaml entry without secrets), for the operations API. */
   spec?: Record<string, unknown>;
