@@ -64,7 +64,7 @@ describe('parseDeliveryReport', () => {
         status: '5.1.10',
         diagnostic: '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup',
       },
-      { recipient: 'full@fabrikam.com', outcome: 'bounced', status: '5.2.2', diagnostic: '552 5.2.2 STOREDRV.Deliver; mailbox full' },
+      { recipient: 'full@fabrikam.com', outcome: 'bounced', status: '5.2.2', diagnostic: "552 5.2.2 STOREDRV.Deliver; the recipient's mailbox is full" },
     ]);
   });
 

@@ -94,7 +94,8 @@ function readExchangeText(mail: ParsedMail): Found | undefined {
   if (!fromDaemon(mail) && !mail.headers.has('x-ms-exchange-message-is-ndr')) return undefined;
   const text = mail.text ?? '';
   const recipients: RecipientReport[] = [];
-  for (const m of text.matchAll(/^[ \t]*<?([^\s<>@]+@[^\s<>@]+?)>?[ \t]*\r?\n[ \t]*Remote Server returned '([^'\r\n]*)'/gim)) {
+  // The reply runs to the quote that ends the line: it may hold apostrophes itself.
+  for (const m of text.matchAll(/^[ \t]*<?([^\s<>@]+@[^\s<>@]+?)>?[ \t]*\r?\n[ \t]*Remote Server returned '([^\r\n]*)'[ \t]*\r?$/gim)) {
     const diagnostic = oneLine(m[2]!);
     const status = statusOf(diagnostic);
     recipients.push({ recipient: m[1]!, outcome: outcomeOf('', status) ?? 'bounced', status, diagnostic });
