@@ -58,6 +58,9 @@ describe('sender feedback', () => {
       'senders[0].feedback.processed_folder: must differ from folder',
     );
     expect(configError(withFeedback('{ graph: true }'))).toContain('senders[0].feedback.graph: only for transport: graph');
+    expect(configError(withFeedback('{ imap: { host: imap.campus.example, auth: { type: password } } }'))).toContain(
+      "senders[0].feedback.imap.auth: not needed: IMAP signs in with the sender's smtp.auth (the same password or OAuth2 token)",
+    );
     expect(
       configError(withFeedback('{ imap: { host: imap.campus.example } }', 'transport: smtp\n    smtp: { host: 127.0.0.1, port: 2525, security: none }')),
     ).toContain("senders[0].feedback.imap: needs the sender's smtp.auth (password or oauth2) to sign in");

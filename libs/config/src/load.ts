@@ -444,7 +444,11 @@ function convertFeedback(s: RawSender, key: string): NonNullable<SenderConfig['f
   const f = s.feedback!;
   if (f.imap && s.transport !== 'smtp')
     throw new ConfigError(`${key}.feedback.imap: reads with the sender's SMTP credentials; for transport: graph use graph: true`);
-  if (f.imap && (!s.smtp?.auth || s.smtp.auth.type === 'none')) throw new ConfigError(`${key}.feedback.imap: needs the sender's smtp.auth (password or oauth2) to sign in`);
+  if (f.imap && (!s.smtp?.auth || s.smtp.auth.type === 'none'))
+    throw new ConfigError(`${key}.feedback.imap: needs the sender's smtp.auth (password or oauth2) to sign in`);
+  if (f.imap?.auth !== undefined) {
+    throw new ConfigError(`${key}.feedback.imap.auth: not needed: IMAP signs in with the sender's smtp.auth (the same password or OAuth2 token)`);
+  }
   if (f.graph && s.transport !== 'graph') throw new ConfigError(`${key}.feedback.graph: only for transport: graph`);
   if (f.folder === f.processed_folder) throw new ConfigError(`${key}.feedback.processed_folder: must differ from folder`);
   return {

@@ -258,6 +258,8 @@ const feedbackSchema = z
         host: nonEmpty,
         port: z.number().int().min(1).max(65535).default(993),
         security: z.enum(['tls', 'starttls', 'none']).default('tls'),
+        /** Refused with a clear message: the sender's smtp.auth signs in (see convertFeedback). */
+        auth: z.unknown().optional(),
       })
       .optional(),
     graph: z.literal(true).optional(),
