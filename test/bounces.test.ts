@@ -149,7 +149,7 @@ describe.runIf(hasDovecot)('bounces read back from the sending mailbox', () => {
     });
     expect(processed.messages).toBe(2);
     const inbox = await mailbox.status('INBOX', { messages: true });
-    expect(inbox && inbox.messages).toBe(0);
+    expect(inbox ? inbox.messages : undefined).toBe(0);
     await mailbox.logout();
   });
 });
