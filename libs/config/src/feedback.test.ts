@@ -58,6 +58,14 @@ describe('sender feedback', () => {
       'senders[0].feedback.processed_folder: must differ from folder',
     );
     expect(configError(withFeedback('{ graph: true }'))).toContain('senders[0].feedback.graph: only for transport: graph');
+    expect(
+      configError(
+        withFeedback(
+          '{ imap: { host: outlook.office365.com } }',
+          'transport: smtp\n    smtp: { host: smtp.office365.com, port: 587, security: starttls, auth: { type: oauth2, provider: microsoft, tenant_id: t, client_id: c, user: registrar@campus.example } }',
+        ),
+      ),
+    ).toContain('senders[0].feedback.imap: a delegated Microsoft sign-in is granted SMTP.Send only, which IMAP refuses');
     expect(configError(withFeedback('{ imap: { host: imap.campus.example, auth: { type: password } } }'))).toContain(
       "senders[0].feedback.imap.auth: not needed: IMAP signs in with the sender's smtp.auth (the same password or OAuth2 token)",
     );

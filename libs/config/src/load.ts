@@ -446,6 +446,12 @@ function convertFeedback(s: RawSender, key: string): NonNullable<SenderConfig['f
     throw new ConfigError(`${key}.feedback.imap: reads with the sender's SMTP credentials; for transport: graph use graph: true`);
   if (f.imap && (!s.smtp?.auth || s.smtp.auth.type === 'none'))
     throw new ConfigError(`${key}.feedback.imap: needs the sender's smtp.auth (password or oauth2) to sign in`);
+  const smtpAuth = s.smtp?.auth;
+  if (f.imap && smtpAuth?.type === 'oauth2' && smtpAuth.provider === 'microsoft' && smtpAuth.flow === 'refresh_token') {
+    throw new ConfigError(
+      `${key}.feedback.imap: a delegated Microsoft sign-in is granted SMTP.Send only, which IMAP refuses; use flow: client_credentials with IMAP.AccessAsApp, or a Graph sender with feedback: { graph: true }`,
+    );
+  }
   if (f.imap?.auth !== undefined) {
     throw new ConfigError(`${key}.feedback.imap.auth: not needed: IMAP signs in with the sender's smtp.auth (the same password or OAuth2 token)`);
   }
