@@ -66,6 +66,14 @@ describe('sender feedback', () => {
         ),
       ),
     ).toContain('senders[0].feedback.imap: a delegated Microsoft sign-in is granted SMTP.Send only, which IMAP refuses');
+    expect(
+      configError(
+        withFeedback(
+          '{ graph: true }',
+          'transport: graph\n    graph: { flow: refresh_token, tenant_id: t, client_id: c, client_secret: s, mailbox: registrar@campus.example }',
+        ),
+      ),
+    ).toContain('senders[0].feedback.graph: a delegated sign-in (graph.flow: refresh_token) is granted Mail.Send only');
     expect(configError(withFeedback('{ imap: { host: imap.campus.example, auth: { type: password } } }'))).toContain(
       "senders[0].feedback.imap.auth: not needed: IMAP signs in with the sender's smtp.auth (the same password or OAuth2 token)",
     );

@@ -456,6 +456,11 @@ function convertFeedback(s: RawSender, key: string): NonNullable<SenderConfig['f
     throw new ConfigError(`${key}.feedback.imap.auth: not needed: IMAP signs in with the sender's smtp.auth (the same password or OAuth2 token)`);
   }
   if (f.graph && s.transport !== 'graph') throw new ConfigError(`${key}.feedback.graph: only for transport: graph`);
+  if (f.graph && s.graph?.flow === 'refresh_token') {
+    throw new ConfigError(
+      `${key}.feedback.graph: a delegated sign-in (graph.flow: refresh_token) is granted Mail.Send only; reading reports needs flow: client_credentials with Mail.ReadWrite`,
+    );
+  }
   if (f.folder === f.processed_folder) throw new ConfigError(`${key}.feedback.processed_folder: must differ from folder`);
   return {
     ...(f.imap ? { imap: { host: f.imap.host, port: f.imap.port, security: f.imap.security } } : {}),
