@@ -1,6 +1,14 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { AdminService, GetMessageResponseSchema, type GetMessageResponse, ListMessagesResponseSchema, MessageState, type MessageSummary } from '@relay/proto';
+import {
+  AdminService,
+  DeliveryOutcome,
+  GetMessageResponseSchema,
+  type GetMessageResponse,
+  ListMessagesResponseSchema,
+  MessageState,
+  type MessageSummary,
+} from '@relay/proto';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { formatDuration, parseTime } from '../duration.js';
@@ -214,6 +222,14 @@ export function printTimeline(o: Output, res: GetMessageResponse): void {
   o.out(`${label('Sender')}${res.sender || '-'}`);
   if (res.lastError) o.out(`${label('Last error')}${res.lastError}`);
   if (res.traceId) o.out(`${label('Trace')}${res.traceId}`);
+  if (res.recipientOutcomes.length > 0) {
+    // What the delivery reports read from the sender's mailbox said, per recipient.
+    o.out(o.color('bold', 'Recipients:'));
+    for (const r of res.recipientOutcomes) {
+      const outcome = (DeliveryOutcome[r.outcome] ?? 'UNSPECIFIED').padEnd(10);
+      o.out(`  ${formatTime(r.at)}  ${outcome}${r.recipient}${r.status || r.diagnostic ? `  ${r.diagnostic || r.status}` : ''}`);
+    }
+  }
   if (res.history.length === 0) return;
   o.out(o.color('bold', 'History:'));
   const first = res.history[0]?.at ? timestampDate(res.history[0].at).getTime() : undefined;

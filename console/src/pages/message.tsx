@@ -1,4 +1,5 @@
 import { call } from '../api';
+import { outcomeRows, type RecipientOutcomeJson } from '../outcomes';
 import { ErrorNote, stateName, useLoad, when } from '../ui';
 
 interface Message {
@@ -8,6 +9,7 @@ interface Message {
   attempts?: number;
   lastError?: string;
   history?: Array<{ state?: string; at?: string; detail?: string; attempt?: number }>;
+  recipientOutcomes?: RecipientOutcomeJson[];
 }
 
 /** One message (`#/messages/<id>`): where it is and its timeline, read again while it moves on. */
@@ -36,6 +38,33 @@ export function MessagePage({ id }: { id: string }) {
               </>
             ) : null}
           </dl>
+          {data.recipientOutcomes?.length ? (
+            <>
+              <h2>Recipients</h2>
+              <div class="table-wrap">
+                <table aria-label={`Delivery reports of message ${id}`}>
+                  <thead>
+                    <tr>
+                      <th scope="col">Recipient</th>
+                      <th scope="col">Outcome</th>
+                      <th scope="col">Reply</th>
+                      <th scope="col">Reported</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {outcomeRows(data.recipientOutcomes).map((r) => (
+                      <tr key={r.recipient}>
+                        <td>{r.recipient}</td>
+                        <td>{r.outcome}</td>
+                        <td>{r.reply}</td>
+                        <td>{when(r.at)}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            </>
+          ) : null}
           <h2>Timeline</h2>
           <ol class="timeline" aria-label={`History of message ${id}`}>
             {(data.history ?? []).map((h, i) => (

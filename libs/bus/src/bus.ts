@@ -83,13 +83,15 @@ export interface Bus {
 }
 
 /** A status event to publish; the summary fields (client, subject, to) only on QUEUED at accept. */
-export type StatusInit = Omit<StatusEvent, '$typeName' | 'at' | 'client' | 'subject' | 'to' | 'remedy' | 'traceId'> & {
+export type StatusInit = Omit<StatusEvent, '$typeName' | 'at' | 'client' | 'subject' | 'to' | 'remedy' | 'traceId' | 'recipientCount' | 'outcomes'> & {
   at?: Date;
   client?: string;
   subject?: string;
   to?: string[];
   remedy?: string;
   traceId?: string;
+  recipientCount?: number;
+  outcomes?: StatusEvent['outcomes'];
 };
 
 export const PUBLISH_TIMEOUT_MS = 5_000;

@@ -14,3 +14,4 @@ export * from './envelope-sig.js';
 export * from './nats-auth.js';
 export * from './nats-connect.js';
 export * from './pacing-log.js';
+export * from './delivery-reports.js';

@@ -35,7 +35,8 @@ export function foldIndexRecord(prev: MessageRecord | undefined, ev: StatusEvent
     r.statusSeq = BigInt(seq);
     r.state = ev.state;
     r.updatedAt = ev.at;
-    if (ev.state === MessageState.RETRYING || ev.state === MessageState.FAILED) r.lastError = clip(ev.detail, INDEX_BOUNDS.errorChars);
+    if (ev.state === MessageState.RETRYING || ev.state === MessageState.FAILED || ev.state === MessageState.BOUNCED)
+      r.lastError = clip(ev.detail, INDEX_BOUNDS.errorChars);
   }
   return r;
 }
@@ -61,7 +62,7 @@ const CAS_TRIES = 8;
 const RECENT_MAX = 10_000;
 
 /** States after which a message usually has no more events soon: its record is written at once. */
-const SETTLING = new Set<MessageState>([MessageState.SENT, MessageState.FAILED, MessageState.RETRYING]);
+const SETTLING = new Set<MessageState>([MessageState.SENT, MessageState.FAILED, MessageState.RETRYING, MessageState.BOUNCED]);
 
 interface Waiting {
   events: Array<{ ev: StatusEvent; m: JsMsg }>;

@@ -11,6 +11,10 @@ describe('isSettled', () => {
     expect(isSettled(event(MessageState.FAILED, 2))).toBe(true);
   });
 
+  it('takes BOUNCED as final: a message bounced after SENT is never sent again', () => {
+    expect(isSettled(event(MessageState.BOUNCED, 1))).toBe(true);
+  });
+
   it('leaves mail on its way alone, a message retried by hand (QUEUED again) included', () => {
     expect(isSettled(undefined)).toBe(false);
     for (const s of [MessageState.QUEUED, MessageState.SENDING, MessageState.RETRYING]) expect(isSettled(event(s, 3))).toBe(false);

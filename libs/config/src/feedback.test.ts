@@ -82,7 +82,7 @@ describe('copy_to_sent and feedback', () => {
       configError(
         config(smtpSender('smtp.gmail.com', '    copy_to_sent: true\n    feedback: { imap: { host: x, auth: { type: password, user: u, password: p } } }')),
       ),
-    ).toMatch(/senders\[0\]\.feedback\.imap\.auth: not used with copy_to_sent/);
+    ).toMatch(/senders\[0\]\.feedback\.imap\.auth: not needed: IMAP signs in with the sender's smtp\.auth/);
   });
 
   it('refuses copy_to_sent without SMTP credentials', () => {
@@ -120,10 +120,8 @@ describe('feedback through the operations API', () => {
     );
   });
 
-  it('leaves the IMAP password out of the settings relay.yaml senders show', () => {
+  it("refuses an IMAP password of its own in relay.yaml: the sender's smtp.auth signs in", () => {
     const text = config(smtpSender('smtp.gmail.com', '    feedback: { imap: { host: x, auth: { type: password, user: u, password: literal-pw } } }'));
-    const s = parseConfig(text, env).senders[0]!;
-    expect(JSON.stringify(s.spec)).not.toContain('literal-pw');
-    expect(s.feedback?.imap?.auth?.password.reveal()).toBe('literal-pw');
+    expect(() => parseConfig(text, env)).toThrow(/senders\[0\]\.feedback\.imap\.auth: not needed: IMAP signs in with the sender's smtp\.auth/);
   });
 });

@@ -1,37 +1,38 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '@relay/core';
-import { secretFields } from './issues.js';
-import type { Secret } from './secret.js';
+import { duration } from './duration-field.js';
 import type { FeedbackConfig, ImapConfig, SmtpConfig } from './types.js';
 
 // A sender's mailbox as the relay reads and writes it after sending (relay.yaml `feedback:` and
 // `copy_to_sent:`): over IMAP for SMTP senders, over Graph for Graph senders.
 
 const nonEmpty = z.string().trim().min(1, 'must not be empty');
-const secretRef = z.string().min(1, 'must not be empty').register(secretFields);
 const folderName = z.string().trim().min(1, 'must not be empty').max(200, 'at most 200 characters');
 
 export const imapSchema = z.strictObject({
   host: nonEmpty,
   port: z.number().int().min(1).max(65535).default(993),
-  /** tls: implicit TLS (993); starttls: the upgrade on a plain connection (143). */
+  /** tls: implicit TLS (993); starttls: the upgrade on a plain connection (143). Never plain text: it carries the sender's credentials. */
   security: z.enum(['tls', 'starttls'], { error: 'must be tls or starttls' }).default('tls'),
   servername: nonEmpty.optional(),
   ca_file: nonEmpty.optional(),
-  /** Absent: the sender's SMTP credentials (its password, or its XOAUTH2 token). */
-  auth: z.strictObject({ type: z.literal('password'), user: nonEmpty, password: secretRef }).optional(),
+  /** Refused with a clear message (see convertFeedback): the sender's smtp.auth signs in. */
+  auth: z.unknown().optional(),
 });
 
 export const feedbackSchema = z
   .strictObject({
     imap: imapSchema.optional(),
     graph: z.literal(true, { error: 'must be true (read the mailbox over Graph), or leave graph out' }).optional(),
-    folder: folderName.optional(),
-    processed_folder: folderName.optional(),
+    folder: folderName.default('INBOX'),
+    processed_folder: folderName.default('Delivery reports'),
+    /** How often the folder is read for delivery reports. */
+    interval: duration.optional(),
   })
   .superRefine((v, ctx) => {
     if (v.imap && v.graph) ctx.addIssue({ code: 'custom', path: ['graph'], message: 'give imap or graph, not both' });
+    else if (!v.imap && !v.graph) ctx.addIssue({ code: 'custom', message: 'needs imap: { host, port, security } or graph: true, one of them' });
   });
 
 export type RawFeedback = z.infer<typeof feedbackSchema>;
@@ -44,16 +45,51 @@ export const KNOWN_IMAP_HOSTS: Readonly<Record<string, string>> = {
   'smtp.gmail.com': 'imap.gmail.com',
 };
 
-export function convertFeedback(f: RawFeedback, key: string, resolve: (ref: string, key: string) => Secret): FeedbackConfig {
+/** How often a sender's mailbox is read for delivery reports when `feedback.interval` is not set. */
+export const FEEDBACK_INTERVAL_MS = 60_000;
+
+/** What of the sender convertFeedback checks the mailbox settings against. */
+export interface FeedbackContext {
+  transport: 'smtp' | 'graph';
+  smtpAuth: { type: string; provider?: string; flow?: string } | undefined;
+  graphFlow: string | undefined;
+}
+
+/**
+ * `feedback:` of a sender: its mailbox over IMAP (SMTP senders, signing in with the sender's own
+ * smtp.auth: the same password or XOAUTH2 token) or over Graph (Graph senders). `key` names the
+ * sender (`senders[0]`).
+ */
+export function convertFeedback(f: RawFeedback, s: FeedbackContext, key: string): FeedbackConfig {
+  if (f.imap && s.transport !== 'smtp')
+    throw new ConfigError(`${key}.feedback.imap: reads with the sender's SMTP credentials; for transport: graph use graph: true`);
+  if (f.imap && (!s.smtpAuth || s.smtpAuth.type === 'none'))
+    throw new ConfigError(`${key}.feedback.imap: needs the sender's smtp.auth (password or oauth2) to sign in`);
+  if (f.imap && s.smtpAuth?.type === 'oauth2' && s.smtpAuth.provider === 'microsoft' && s.smtpAuth.flow === 'refresh_token') {
+    throw new ConfigError(
+      `${key}.feedback.imap: a delegated Microsoft sign-in is granted SMTP.Send only, which IMAP refuses; use flow: client_credentials with IMAP.AccessAsApp, or a Graph sender with feedback: { graph: true }`,
+    );
+  }
+  if (f.imap?.auth !== undefined) {
+    throw new ConfigError(`${key}.feedback.imap.auth: not needed: IMAP signs in with the sender's smtp.auth (the same password or OAuth2 token)`);
+  }
+  if (f.graph && s.transport !== 'graph') throw new ConfigError(`${key}.feedback.graph: only for transport: graph`);
+  if (f.graph && s.graphFlow === 'refresh_token') {
+    throw new ConfigError(
+      `${key}.feedback.graph: a delegated sign-in (graph.flow: refresh_token) is granted Mail.Send only; reading reports needs flow: client_credentials with Mail.ReadWrite`,
+    );
+  }
+  if (f.folder === f.processed_folder) throw new ConfigError(`${key}.feedback.processed_folder: must differ from folder`);
   return {
-    imap: f.imap ? convertImap(f.imap, `${key}.imap`, resolve) : undefined,
+    imap: f.imap ? convertImap(f.imap, `${key}.feedback.imap`) : undefined,
     graph: f.graph === true,
     folder: f.folder,
     processedFolder: f.processed_folder,
+    intervalMs: f.interval ?? FEEDBACK_INTERVAL_MS,
   };
 }
 
-function convertImap(i: RawImap, key: string, resolve: (ref: string, key: string) => Secret): ImapConfig {
+function convertImap(i: RawImap, key: string): ImapConfig {
   let ca: string | undefined;
   if (i.ca_file) {
     try {
@@ -69,14 +105,13 @@ function convertImap(i: RawImap, key: string, resolve: (ref: string, key: string
     security: i.security,
     servername: i.servername,
     ca,
-    auth: i.auth ? { type: 'password', user: i.auth.user, password: resolve(i.auth.password, `${key}.auth.password`) } : undefined,
   };
 }
 
 /**
  * The IMAP server copy_to_sent appends to: `feedback.imap` when given, else the provider's own
  * for Microsoft 365 and Gmail submission hosts. The copy signs in with the sender's SMTP
- * credentials, so an `auth` of its own is refused (it would be a second secret to serve).
+ * credentials.
  */
 export function sentCopyImap(
   copyToSent: boolean | undefined,
@@ -90,19 +125,12 @@ export function sentCopyImap(
     throw new ConfigError(`${key}.copy_to_sent: not for transport: graph (Graph saves the message in Sent Items itself; set graph.save_to_sent_items)`);
   }
   if (!smtp || smtp.auth.type === 'none') throw new ConfigError(`${key}.copy_to_sent: needs smtp.auth (IMAP signs in with the sender's SMTP credentials)`);
-  if (feedback?.imap) {
-    if (feedback.imap.auth) {
-      throw new ConfigError(
-        `${key}.feedback.imap.auth: not used with copy_to_sent, which signs in to IMAP with the sender's smtp.auth (leave auth out, or set copy_to_sent: false)`,
-      );
-    }
-    return feedback.imap;
-  }
+  if (feedback?.imap) return feedback.imap;
   const host = KNOWN_IMAP_HOSTS[smtp.host.toLowerCase()];
   if (!host) {
     throw new ConfigError(
       `${key}.feedback.imap: required with copy_to_sent for SMTP host ${smtp.host} (the IMAP server is known only for smtp.office365.com and smtp.gmail.com); e.g. feedback: { imap: { host: imap.campus.example, port: 993, security: tls } }`,
     );
   }
-  return { host, port: 993, security: 'tls', servername: undefined, ca: undefined, auth: undefined };
+  return { host, port: 993, security: 'tls', servername: undefined, ca: undefined };
 }

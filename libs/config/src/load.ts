@@ -87,7 +87,7 @@ export function parseConfig(text: string, env: Env, source = 'relay.yaml', opts:
     // What the operations API shows of relay.yaml's entries: as written, secrets left out.
     const raw = doc as { senders: unknown[]; clients: unknown[] };
     config.senders.forEach((s, i) => {
-      s.spec = withoutFields(raw.senders[i], [...SENDER_SECRET_FIELDS, FEEDBACK_PASSWORD_FIELD]);
+      s.spec = withoutFields(raw.senders[i], [...SENDER_SECRET_FIELDS]);
     });
     config.clients.forEach((c, i) => {
       c.spec = withoutWebhookSecrets(withoutFields(raw.clients[i], ['api_key', 'smtp.password']));
@@ -214,9 +214,6 @@ export function senderSecretFields(spec: Record<string, unknown>): { field: Send
   }
   return out;
 }
-
-/** The IMAP password feedback.imap may name: relay.yaml only, left out of the settings the API shows. */
-const FEEDBACK_PASSWORD_FIELD = 'feedback.imap.auth.password';
 
 /** Reference that stands for a secret kept sealed by relay-credentials (senders managed through the API). */
 export const SEALED_REF = 'sealed:';
@@ -411,7 +408,7 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
   if (g?.client_secret_expires_at !== undefined && g.client_certificate !== undefined) {
     throw new ConfigError(`${key}.graph.client_secret_expires_at: is the expiry of client_secret; a client_certificate's expiry is its notAfter`);
   }
-  const feedback = s.feedback ? convertFeedback(s.feedback, `${key}.feedback`, resolve) : undefined;
+  const feedback = s.feedback ? convertFeedback(s.feedback, { transport: s.transport, smtpAuth: s.smtp?.auth, graphFlow: s.graph?.flow }, key) : undefined;
   const sentCopy = sentCopyImap(s.copy_to_sent, s.transport, smtp, feedback, key);
   const internalDomains = s.internal_domains ?? (s.rate?.preset === 'microsoft365-hve' ? [addrSpec(s.from).split('@')[1]!] : undefined);
   return {

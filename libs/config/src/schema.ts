@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { parseDuration } from '@relay/core';
+import { duration } from './duration-field.js';
 import { feedbackSchema } from './feedback.js';
 import { secretFields } from './issues.js';
 import { PRESET_NAMES } from './presets.js';
@@ -18,14 +18,6 @@ const mailbox = z
     (v) => ADDRESS.test(v.replace(/^.*<([^>]+)>\s*$/, '$1')),
     'must be an email address, e.g. no-reply@campus.example or "Name <no-reply@campus.example>"',
   );
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseDuration(v);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
-    return z.NEVER;
-  }
-});
 const httpsUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
 const positiveInt = z.number().int().positive();
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;

@@ -259,14 +259,16 @@ export interface ImapConfig {
   servername: string | undefined;
   /** PEM text of ca_file. */
   ca: string | undefined;
-  /** Absent: the sender's SMTP credentials. */
-  auth: { type: 'password'; user: string; password: Secret } | undefined;
 }
 
+/** relay.yaml `senders[].feedback`: the mailbox folder delivery reports arrive in, and how it is read. */
 export interface FeedbackConfig {
   imap: ImapConfig | undefined;
   /** Read the Graph sender's mailbox over Graph. */
   graph: boolean;
-  folder: string | undefined;
-  processedFolder: string | undefined;
+  folder: string;
+  /** Reports recorded on their messages are moved here (made when missing), never deleted. */
+  processedFolder: string;
+  /** How often the folder is read. */
+  intervalMs: number;
 }

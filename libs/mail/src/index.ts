@@ -6,3 +6,4 @@ export * from './mime-headers.js';
 export * from './reachability.js';
 export * from './tls-failure.js';
 export * from './smtp-failure.js';
+export * from './ndr.js';

@@ -4,6 +4,7 @@ import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { simpleParser, type AddressObject } from 'mailparser';
 import type { IdentityFake } from './identity-fake.js';
+import { createFakeFolders } from './graph-fake-folders.js';
 import { testCa } from './tls.js';
 
 /** A mailbox-wide failure the fake answers every request for that mailbox with, as Graph does. */
@@ -100,6 +101,10 @@ export interface GraphFake {
   throttle(mailbox: string, o: { times: number; retryAfterSeconds?: number; status?: 429 | 503 | 504 }): void;
   /** Drafts created and not yet sent or deleted. */
   openDrafts(): number;
+  /** Puts a message (MIME) into a mailbox folder, `Inbox` by default (made when missing); returns its id. */
+  deliver(mailbox: string, raw: Buffer | string, folder?: string): string;
+  /** The MIME of every message in a mailbox folder (by display name). */
+  folderMessages(mailbox: string, folder: string): Buffer[];
   close(): Promise<void>;
 }
 
@@ -157,6 +162,7 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
   const throttles = new Map<string, { times: number; retryAfterSeconds?: number; status: number }>();
   const sent: GraphSentMessage[] = [];
   const requests: GraphRequestLog[] = [];
+  const folders = createFakeFolders((status, code, message) => new Answer(status, code, message));
   let base = '';
 
   const server = createServer({ cert: ca.certPem, key: ca.keyPem }, (req, res) => {
@@ -175,6 +181,10 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
       if (opts.delayMs) await new Promise((r) => setTimeout(r, opts.delayMs));
       const out = await route(req, url, mailbox, body, requestId);
       status = out.status;
+      if (out.raw) {
+        res.writeHead(status, { 'request-id': requestId, 'content-type': 'text/plain', ...out.headers }).end(out.raw);
+        return;
+      }
       const text = out.json === undefined ? '' : JSON.stringify(out.json);
       res.writeHead(status, { 'request-id': requestId, ...(text ? { 'content-type': 'application/json' } : {}), ...out.headers }).end(text);
     } catch (err) {
@@ -351,11 +361,16 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     mailbox: string,
     body: Buffer,
     requestId: string,
-  ): Promise<{ status: number; json?: unknown; headers?: Record<string, string> }> {
+  ): Promise<{ status: number; json?: unknown; raw?: Buffer; headers?: Record<string, string> }> {
     const method = req.method ?? '';
     const path = url.pathname;
     const upload = /^\/upload\/([^/]+)$/.exec(path);
     if (upload && method === 'PUT') return put(req, upload[1]!, body);
+    if (/^\/v1\.0\/(?:users\/[^/]+|me)\/(?:mailFolders|messages\/[^/]+\/(?:\$value|move)$)/.test(path)) {
+      checkThrottle(mailbox);
+      authorize(req, mailbox, 'Mail.ReadWrite');
+      return folders.route(method, path, url, mailbox, body)!;
+    }
     const m = /^\/v1\.0\/(?:users\/[^/]+|me)\/(sendMail|messages)(?:\/([^/]+))?(?:\/(send|attachments))?(?:\/(createUploadSession))?$/.exec(path);
     if (!m) throw new Answer(400, 'BadRequest', `Resource not found for the segment '${path}'.`);
     const [, kind, id, action, session] = m;
@@ -494,6 +509,8 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
       });
     },
     openDrafts: () => drafts.size,
+    deliver: (mailbox, raw, folder) => folders.deliver(mailbox, raw, folder),
+    folderMessages: (mailbox, folder) => folders.messages(mailbox, folder),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -32,7 +32,7 @@ export * from './grpc-client.js';
 export * from './grpc-flood.js';
 export * from './nats-server.js';
 export * from './redis-server.js';
+export * from './dovecot.js';
 export * from './relay.js';
 export * from './smtp-client.js';
 export * from './stack.js';
-export * from './dovecot.js';

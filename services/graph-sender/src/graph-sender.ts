@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Bus } from '@relay/bus';
 import { requireEnvelopeKeys, requireInternalAuth, type RelayConfig, type RelayEnv } from '@relay/config';
-import { once, type RunnableService } from '@relay/core';
+import { once, within, type RunnableService } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';
 import { createLiveConfig } from '@relay/registry';
 import { connectBusFor, createRedis, createSenderWorker } from '@relay/service';
@@ -9,6 +9,7 @@ import { startOpsServer, type Logger, type OpsServer } from '@relay/telemetry';
 import { createGraphDeliverer } from './deliver.js';
 import { createGraphClient, type GraphTiming } from './graph-client.js';
 import { createGraphTokens } from './graph-token.js';
+import { startGraphFeedbackReaders, type GraphFeedbackReaders } from './graph-feedback.js';
 import { createMailboxSlots, type SlotTiming } from './mailbox-slots.js';
 
 export interface GraphSenderOptions {
@@ -57,17 +58,21 @@ export async function createGraphSender(opts: GraphSenderOptions, overrides: { b
     deliver: (e, stopping) => deliverer.deliver(e, stopping),
   });
   let ops: OpsServer | undefined;
+  let feedback: GraphFeedbackReaders | undefined;
   const ready = async () => (await bus.healthy()) && redis.status === 'ready';
   return {
     async start() {
       await live.start();
       senders = graphSenders(live.current());
       await worker.start();
+      // Bounces and other delivery reports, from the mailboxes of senders with feedback.graph.
+      feedback = startGraphFeedbackReaders(bus, client, () => senders.values(), logger);
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
       return { metrics: ops.port };
     },
     stop: once(async () => {
       await worker.stop(env.graceMs);
+      if (feedback) await within(feedback.stop(), env.graceMs);
       await live.stop();
       credentials.close();
       await ops?.close();

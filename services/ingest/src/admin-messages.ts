@@ -41,8 +41,13 @@ const ID = /^[A-Za-z0-9-]{1,64}$/;
 export const SUBJECT_FILTER_MAX = INDEX_BOUNDS.subjectChars;
 
 /** What the QUEUED event carries for the message index. */
-export function indexSummary(env: Envelope): { client: string; subject: string; to: string[] } {
-  return { client: env.client, subject: env.subject.slice(0, INDEX_BOUNDS.subjectChars), to: indexRecipients(env.to, env.cc, env.bcc) };
+export function indexSummary(env: Envelope): { client: string; subject: string; to: string[]; recipientCount: number } {
+  return {
+    client: env.client,
+    subject: env.subject.slice(0, INDEX_BOUNDS.subjectChars),
+    to: indexRecipients(env.to, env.cc, env.bcc),
+    recipientCount: env.recipientCount,
+  };
 }
 
 /** A message the store refused after its QUEUED event went out ends FAILED with the reason. */

@@ -1,4 +1,5 @@
 import { create } from '@bufbuild/protobuf';
+import { latestOutcomes } from '@relay/bus';
 import { GetMessageResponseSchema, MessageState, StateChangeSchema, type GetMessageResponse, type StatusEvent } from '@relay/proto';
 
 /** Folds a message's status events into what GetMessage reports. */
@@ -7,7 +8,7 @@ export function foldHistory(messageId: string, events: StatusEvent[]): GetMessag
   let attempts = 0;
   for (const e of events) {
     attempts = Math.max(attempts, e.attempt);
-    if (e.state === MessageState.RETRYING || e.state === MessageState.FAILED) lastError = e.detail;
+    if (e.state === MessageState.RETRYING || e.state === MessageState.FAILED || e.state === MessageState.BOUNCED) lastError = e.detail;
   }
   const last = events.at(-1);
   return create(GetMessageResponseSchema, {
@@ -18,6 +19,7 @@ export function foldHistory(messageId: string, events: StatusEvent[]): GetMessag
     sender: last?.sender ?? '',
     history: events.map((e) => create(StateChangeSchema, { state: e.state, at: e.at, detail: replyOf(e), attempt: e.attempt, remedy: e.remedy })),
     traceId: events.find((e) => e.traceId)?.traceId ?? '',
+    recipientOutcomes: latestOutcomes(events.flatMap((e) => e.outcomes)),
   });
 }
 

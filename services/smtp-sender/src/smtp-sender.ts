@@ -1,6 +1,6 @@
 import type { Bus } from '@relay/bus';
 import { requireEnvelopeKeys, requireInternalAuth, type RelayConfig, type RelayEnv, type SenderConfig } from '@relay/config';
-import { once, type RunnableService } from '@relay/core';
+import { once, within, type RunnableService } from '@relay/core';
 import { createCredentialsClient } from '@relay/proto';
 import { createLiveConfig } from '@relay/registry';
 import { connectBusFor, createSenderWorker } from '@relay/service';
@@ -9,6 +9,7 @@ import { AuthCache } from './auth-cache.js';
 import { createSmtpDeliverer } from './deliver.js';
 import { recordSentCopy } from './sent-copy/job.js';
 import { createSentCopyWorker } from './sent-copy/worker.js';
+import { startFeedbackReaders, type FeedbackReaders } from './feedback.js';
 import { TransportPool } from './transports.js';
 
 export interface SmtpSenderOptions {
@@ -53,18 +54,27 @@ export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus
   });
   const worker = createSenderWorker('smtp', opts, { bus, envelopeKeys, concurrency: opts.concurrency ?? 256, deliver: (e) => deliverer.deliver(e) });
   let ops: OpsServer | undefined;
+  let feedback: FeedbackReaders | undefined;
   return {
     async start() {
       await live.start();
       senders = smtpSenders(live.current());
       await worker.start();
       await sentCopy.start();
+      // Bounces and other delivery reports, from the mailboxes of senders with feedback.imap.
+      feedback = startFeedbackReaders(
+        bus,
+        () => senders.values(),
+        (id) => auth.get(id),
+        opts.logger,
+      );
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready: () => bus.healthy() });
       return { metrics: ops.port };
     },
     stop: once(async () => {
       await worker.stop(env.graceMs);
       await sentCopy.stop(env.graceMs);
+      if (feedback) await within(feedback.stop(), env.graceMs);
       await live.stop();
       pools.closeAll();
       credentials.close();

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import type { WebhookEventName } from '@relay/config';
-import { MessageState, type StatusEvent } from '@relay/proto';
+import { DeliveryOutcome, MessageState, type RecipientOutcome, type StatusEvent } from '@relay/proto';
 
 /** The webhook event each state change is sent as (`message.<name>`); other states send none. */
 export const STATE_EVENTS: ReadonlyMap<MessageState, WebhookEventName> = new Map([
@@ -46,9 +46,22 @@ export function webhookJob(ev: StatusEvent, client: string, seq: number): Webhoo
       attempts: ev.attempt,
       last_error: ERROR_STATES.has(ev.state) ? ev.detail : '',
       detail: ev.detail,
+      // On an event from a delivery report: what it said of each recipient it names.
+      ...(ev.outcomes.length > 0 ? { recipient_outcomes: ev.outcomes.map(outcomeJson) } : {}),
     },
   });
   return { id: `evt_${ev.messageId.replaceAll('-', '')}_${seq}`, type, message_id: ev.messageId, body };
+}
+
+const OUTCOME_NAMES: Record<DeliveryOutcome, string> = {
+  [DeliveryOutcome.UNSPECIFIED]: 'unspecified',
+  [DeliveryOutcome.DELIVERED]: 'delivered',
+  [DeliveryOutcome.BOUNCED]: 'bounced',
+  [DeliveryOutcome.DELAYED]: 'delayed',
+};
+
+function outcomeJson(o: RecipientOutcome) {
+  return { recipient: o.recipient, outcome: OUTCOME_NAMES[o.outcome], status: o.status, diagnostic: o.diagnostic };
 }
 
 /** A token for one client's endpoint, safe in subjects and consumer names; the same URL of two clients differs. */

@@ -1,0 +1,142 @@
+import { readFileSync } from 'node:fs';
+import { getCACertificates, setDefaultCACertificates } from 'node:tls';
+import { connectBus, type Bus } from '@relay/bus';
+import { parseConfig } from '@relay/config';
+import { DeliveryOutcome, MessageState } from '@relay/proto';
+import {
+  dropBus,
+  eventually,
+  startGraphFake,
+  startIdentityFake,
+  testCa,
+  testNatsUrl,
+  testRedisUrl,
+  uniquePrefix,
+  type GraphFake,
+  type IdentityFake,
+} from '@relay/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createGraphClient, type GraphClient } from './graph-client.js';
+import { readGraphReportsOnce, startGraphFeedbackReaders, type GraphReportSource } from './graph-feedback.js';
+import type { GraphTokens } from './graph-token.js';
+import { createMailboxSlots } from './mailbox-slots.js';
+
+const CLIENT = 'graph-app';
+const SEND_ONLY = 'send-only-app';
+const SECRET = 'graph-secret';
+const MAILBOX = 'registrar@contoso.edu';
+const fixture = (name: string) => readFileSync(new URL(`../../../libs/mail/test-fixtures/ndr/${name}.eml`, import.meta.url));
+const EXCHANGE_ID = '0193a5b2-cccc-7d10-8a2b-3c4d5e6f7a84';
+const log = { info() {}, warn() {} };
+
+describe('delivery reports read from a mailbox over Graph (Graph fake, real NATS)', () => {
+  const prefix = uniquePrefix('graphfb');
+  let idp: IdentityFake;
+  let graph: GraphFake;
+  let redis: Redis;
+  let bus: Bus;
+  let client: GraphClient;
+  let source: GraphReportSource;
+
+  function tokens(app: (sender: string) => string): GraphTokens {
+    return {
+      clear() {},
+      async get(sender) {
+        const res = await fetch(`${idp.url}/tenant/oauth2/v2.0/token`, {
+          method: 'POST',
+          body: new URLSearchParams({
+            grant_type: 'client_credentials',
+            client_id: app(sender),
+            client_secret: SECRET,
+            scope: 'https://graph.microsoft.com/.default',
+          }),
+        });
+        return ((await res.json()) as { access_token: string }).access_token;
+      },
+    };
+  }
+
+  beforeAll(async () => {
+    setDefaultCACertificates([...getCACertificates('default'), testCa().caPem]);
+    idp = await startIdentityFake({
+      clients: { [CLIENT]: SECRET, [SEND_ONLY]: SECRET },
+      appRoles: { [CLIENT]: ['Mail.Send', 'Mail.ReadWrite'], [SEND_ONLY]: ['Mail.Send'] },
+    });
+    graph = await startGraphFake({ identity: idp, mailboxes: { [MAILBOX]: { sendAs: [] } } });
+    redis = new Redis(testRedisUrl());
+    bus = await connectBus({ servers: testNatsUrl(), prefix, name: 'graph-feedback-test' });
+    client = createGraphClient({ tokens: tokens((s) => (s === 'send-only' ? SEND_ONLY : CLIENT)), slots: createMailboxSlots(redis, prefix, { pollMs: 5 }) });
+    source = { sender: 'registrar', mailbox: MAILBOX, graphUrl: graph.url, folder: 'Inbox', processedFolder: 'Delivery reports', maxConcurrent: 4 };
+  });
+  afterAll(async () => {
+    const keys = await redis?.keys(`${prefix}:*`);
+    if (keys?.length) await redis.del(...keys);
+    await redis?.quit();
+    await bus?.close();
+    await dropBus(prefix);
+    await Promise.all([graph?.close(), idp?.close()]);
+  });
+
+  it('records an Exchange Online report on its message, moves it, and leaves other mail alone', async () => {
+    const base = { messageId: EXCHANGE_ID, sender: 'registrar', service: 'test' };
+    await bus.publishStatus({ ...base, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', client: 'app', recipientCount: 1 });
+    await bus.publishStatus({ ...base, state: MessageState.SENT, attempt: 1, detail: '202 Accepted' });
+    graph.deliver(MAILBOX, fixture('exchange-online-5.1.10'));
+    graph.deliver(MAILBOX, fixture('not-a-bounce'));
+    graph.deliver(MAILBOX, fixture('gmail-5.1.1'));
+    graph.deliver(MAILBOX, Buffer.concat([fixture('exchange-online-text'), Buffer.from('x'.repeat(10_000))]));
+
+    const seen = new Set<string>();
+    expect(await readGraphReportsOnce(bus, client, source, seen, log, 8_000)).toEqual({ read: 4, recorded: 1, moved: 1, left: 2, tooLarge: 1 });
+    const last = (await bus.history(EXCHANGE_ID)).at(-1)!;
+    expect(last.state).toBe(MessageState.BOUNCED);
+    expect(last.outcomes.map((o) => [o.recipient, o.outcome, o.status])).toEqual([['gone@fabrikam.com', DeliveryOutcome.BOUNCED, '5.1.10']]);
+    expect(graph.folderMessages(MAILBOX, 'Delivery reports').map((m) => m.equals(fixture('exchange-online-5.1.10')))).toEqual([true]);
+    expect(graph.folderMessages(MAILBOX, 'Inbox')).toHaveLength(3);
+
+    // What was left is not read again.
+    expect(await readGraphReportsOnce(bus, client, source, seen, log, 8_000)).toEqual({ read: 0, recorded: 0, moved: 0, left: 0, tooLarge: 0 });
+  });
+
+  it('names a missing folder, and fails without Mail.ReadWrite', async () => {
+    await expect(readGraphReportsOnce(bus, client, { ...source, folder: 'Bounces' }, new Set(), log)).rejects.toThrow(
+      `mailbox ${MAILBOX} has no folder "Bounces" (feedback.folder)`,
+    );
+    await expect(readGraphReportsOnce(bus, client, { ...source, sender: 'send-only' }, new Set(), log)).rejects.toThrow(/ErrorAccessDenied/);
+  });
+
+  it('reads the folder of each sender with feedback.graph, until stopped', async () => {
+    const id = '0193a5b2-dddd-7d10-8a2b-3c4d5e6f7a85';
+    await bus.publishStatus({
+      messageId: id,
+      sender: 'registrar',
+      service: 'test',
+      state: MessageState.QUEUED,
+      attempt: 0,
+      detail: '',
+      client: 'app',
+      recipientCount: 2,
+    });
+    await bus.publishStatus({ messageId: id, sender: 'registrar', service: 'test', state: MessageState.SENT, attempt: 1, detail: '202 Accepted' });
+    graph.deliver(MAILBOX, fixture('exchange-online-text'), 'Bounces');
+    const cfg = parseConfig(
+      `clients: [{ name: a, api_key: test-key-0123456789abcdef0123456789 }]
+senders:
+  - id: registrar
+    from: ${MAILBOX}
+    transport: graph
+    graph: { tenant_id: tenant, client_id: ${CLIENT}, client_secret: ${SECRET}, mailbox: ${MAILBOX}, graph_url: "${graph.url}" }
+    feedback: { graph: true, folder: Bounces, processed_folder: Bounces done }
+`,
+      {},
+    );
+    const readers = startGraphFeedbackReaders(bus, client, () => cfg.senders, log, 50);
+    try {
+      await eventually(async () => ((await bus.history(id)).at(-1)?.state === MessageState.BOUNCED ? true : undefined));
+      await eventually(() => (graph.folderMessages(MAILBOX, 'Bounces done').length === 1 ? true : undefined));
+    } finally {
+      await readers.stop();
+    }
+  });
+});
