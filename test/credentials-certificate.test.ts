@@ -41,7 +41,7 @@ let fileCert: AppCertificate;
 let apiCert: AppCertificate;
 let stranger: AppCertificate;
 const notAfter = new Date(Math.floor(Date.now() / 1000) * 1000 + 20 * 86_400_000);
-const app = newClient('cert-app', ['by-file']);
+const app = newClient('cert-app', ['by-file', 'hve']);
 const ops = newClient('it-ops', [], true);
 
 function certSender(id: string, clientId: string, certificate: Record<string, unknown>, caFile = true): Record<string, unknown> {
@@ -81,7 +81,14 @@ beforeAll(async () => {
     env: { NODE_EXTRA_CA_CERTS: testCa().caFile },
     config: {
       clients: [clientEntry(app), clientEntry(ops)],
-      senders: [certSender('by-file', 'file-app', { certificate_file: fileCert.certFile, private_key_file: fileCert.keyFile })],
+      senders: [
+        certSender('by-file', 'file-app', { certificate_file: fileCert.certFile, private_key_file: fileCert.keyFile }),
+        // Microsoft High Volume Email: app-only OAuth2 with a certificate, its preset's pace and rule.
+        {
+          ...certSender('hve', 'file-app', { certificate_file: fileCert.certFile, private_key_file: fileCert.keyFile }),
+          rate: { preset: 'microsoft365-hve' },
+        },
+      ],
       delivery: FAST_DELIVERY,
     },
   });
@@ -116,6 +123,15 @@ describe('certificate credentials', () => {
     const left = sample(metrics, 'relay_credential_expiry_seconds', { sender: 'by-file', kind: 'certificate' });
     expect(left).toBeGreaterThan(19 * 86_400);
     expect(left).toBeLessThanOrEqual(20 * 86_400);
+  });
+
+  it('delivers through a microsoft365-hve sender to an internal recipient and refuses an outside one at SendMail', async () => {
+    const client = stack.client(app.apiKey);
+    const { messageId } = await client.sendMail({ sender: 'hve', to: ['registrar@campus.example'], subject: 'hve', text: 'x' });
+    await waitForState(client, messageId, [MessageState.SENT]);
+    expect(mailsWithId(smtp, messageId)).toHaveLength(1);
+    const refused = await codeOf(client.sendMail({ sender: 'hve', to: ['ada@example.org'], subject: 'hve', text: 'x' }));
+    expect(refused.details).toMatch(/^to\[0\]: <ada@example\.org> is outside sender "hve"'s internal domains \(campus\.example\): the microsoft365-hve preset/);
   });
 
   it('a sender managed through the API takes the certificate inline and its key through SetSenderSecret, refusing a wrong key', async () => {
