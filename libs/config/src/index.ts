@@ -10,3 +10,4 @@ export * from './smtp-options.js';
 export { busTopology } from './bus-topology.js';
 export * from './internal-auth.js';
 export { formatIssues, keyPath } from './issues.js';
+export * from './expiry.js';

@@ -1,5 +1,5 @@
 import { create } from '@bufbuild/protobuf';
-import { senderCertificate, type SenderConfig } from '@relay/config';
+import { EXPIRY_WARNING_DAYS, type ExpiryLevel, expiryLevel, senderCertificate, type SenderConfig } from '@relay/config';
 import { TestSenderResponseSchema, TestStepSchema, type TestSenderResponse, type TestStep } from '@relay/proto';
 import type { Logger, RelayInstruments } from '@relay/telemetry';
 import type { CredentialFacts } from './credential-status.js';
@@ -19,8 +19,7 @@ export interface CredentialExpiry {
 
 const DAY_MS = 86_400_000;
 
-/** Days before an expiry when a warning is logged and TestSender reports it, earliest first. */
-export const EXPIRY_WARNING_DAYS = [30, 14, 3] as const;
+export { EXPIRY_WARNING_DAYS, type ExpiryLevel, expiryLevel } from '@relay/config';
 
 /**
  * How long a refresh token lives unused: Microsoft's lapse after 90 days of inactivity
@@ -75,17 +74,6 @@ export function lastRefreshTokenUse(facts: CredentialFacts): Date | undefined {
   const consented = isoOrUndefined(facts.consentedAt);
   if (refreshed && consented) return new Date(Math.max(refreshed.getTime(), consented.getTime()));
   return refreshed ?? consented;
-}
-
-/** How close an expiry is: 'ok', the tightest warning threshold (30, 14, 3 days) it is within, or 'expired'. */
-export type ExpiryLevel = 'ok' | (typeof EXPIRY_WARNING_DAYS)[number] | 'expired';
-
-export function expiryLevel(expiresAt: Date, now: number): ExpiryLevel {
-  const left = expiresAt.getTime() - now;
-  if (left <= 0) return 'expired';
-  let level: ExpiryLevel = 'ok';
-  for (const days of EXPIRY_WARNING_DAYS) if (left <= days * DAY_MS) level = days;
-  return level;
 }
 
 /** Orders levels from harmless to expired. */

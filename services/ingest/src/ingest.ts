@@ -24,6 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { createConsoleApi, type Handler } from './console/api.js';
 import { DEFAULT_CONSOLE_ASSETS, serveAssets } from './console/assets.js';
 import { createConsoleRoutes, DEFAULT_SIGN_IN_TTL_MS } from './console/console-http.js';
+import { createConsoleExpiryCheck } from './console/credential-expiry.js';
 import { createOidcSignIn, type OidcSignIn } from './console/oidc.js';
 import { createQueueEvents, type QueueEventsLimits } from './console/queue-events.js';
 import { openRevocations } from './console/revocations.js';
@@ -44,6 +45,9 @@ export interface IngestOptions {
 
 /** gRPC room for the largest allowed message plus protobuf framing. */
 const GRPC_OVERHEAD_BYTES = 8 * 1024 * 1024;
+
+/** How often the console's sign-in credential is checked for its end (hourly, as the senders'). */
+const CONSOLE_EXPIRY_CHECK_MS = 3_600_000;
 
 export async function createIngest(
   opts: IngestOptions,
@@ -180,6 +184,9 @@ export async function createIngest(
   let oidc: { key: string; signIn: OidcSignIn } | undefined;
   const consoleApi = createConsoleApi({ ...adminCalls, getMessage: mail.getMessage } as unknown as Record<string, Handler>);
   const queueEvents = createQueueEvents({ api: consoleApi, feed: watch, logger, limits: overrides.queueEvents });
+  // The console's own sign-in credential: warned about before it runs out, like the senders'.
+  const consoleExpiry = createConsoleExpiryCheck({ config: () => ctx.config.console, logger });
+  let consoleExpiryTimer: NodeJS.Timeout | undefined;
   const consoleRoutes = createConsoleRoutes({
     config: () => ctx.config,
     api: consoleApi,
@@ -264,6 +271,8 @@ export async function createIngest(
       await webhooks.start(ctx.config.clients);
       webhooksStarted = true;
       await signOuts.start();
+      consoleExpiry.check();
+      consoleExpiryTimer = setInterval(() => consoleExpiry.check(), CONSOLE_EXPIRY_CHECK_MS).unref();
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
       grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
@@ -301,6 +310,7 @@ export async function createIngest(
       admin.close();
       await live.stop();
       await webhooks.stop(env.graceMs);
+      clearInterval(consoleExpiryTimer);
       await signOuts.stop();
       await indexer.stop(env.graceMs);
       if (!overrides.bus) await bus.close();
