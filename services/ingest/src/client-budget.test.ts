@@ -94,6 +94,17 @@ describe('client budget', () => {
     expect(await outcome(budget.charge(c, msg()))).toBe('ok');
   });
 
+  it('counts the first messages of a client whose limits arrive while ingest still connects to Redis', async () => {
+    // As ingest makes it: lazily connected, no offline queue (a command before "ready" fails).
+    const fresh = new Redis(testRedisUrl(), { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+    const connected = fresh.connect();
+    const budget = createClientBudget(fresh, prefix, logger, MAX_AGE_MS, Date.now, connected);
+    const c = client('{ daily_recipients: 1 }');
+    expect(await outcome(budget.charge(c, msg()))).toBe('ok');
+    expect(await outcome(budget.charge(c, msg()))).toBe('daily_recipients');
+    fresh.disconnect();
+  });
+
   it('admits without limits and while Redis does not answer', async () => {
     const down = new Redis('redis://127.0.0.1:1', { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
     const budget = createClientBudget(down, prefix, logger, MAX_AGE_MS);

@@ -29,6 +29,11 @@ export interface ClientBudget {
   release(messageId: string): Promise<void>;
 }
 
+/** How long a charge waits for Redis while ingest connects to it. */
+export const CONNECT_WAIT_MS = 2_000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
 export function hasLimits(l: ClientLimits): boolean {
   return !!(l.messagesPerSecond || l.bytesPerSecond || l.maxStoredMessages || l.maxStoredBytes || l.dailyRecipients);
 }
@@ -50,7 +55,15 @@ const LIMIT_TEXT: Record<string, (l: ClientLimits) => string> = {
  * messages are admitted (and a warning logged once per outage): the limits protect the relay,
  * and refusing all mail for a lost cache would be the larger harm.
  */
-export function createClientBudget(redis: Redis, prefix: string, logger: Logger, maxAgeMs: number, now: () => number = Date.now): ClientBudget {
+export function createClientBudget(
+  redis: Redis,
+  prefix: string,
+  logger: Logger,
+  maxAgeMs: number,
+  now: () => number = Date.now,
+  /** The connection being made: a charge waits for it (at most CONNECT_WAIT_MS) instead of finding Redis "unavailable". */
+  connected?: Promise<unknown>,
+): ClientBudget {
   redis.defineCommand('relayClientCharge', { numberOfKeys: 7, lua: CHARGE_SCRIPT });
   redis.defineCommand('relayClientRelease', { numberOfKeys: 1, lua: RELEASE_SCRIPT });
   const commands = redis as unknown as Record<string, ChargeFn & ReleaseFn>;
@@ -68,6 +81,9 @@ export function createClientBudget(redis: Redis, prefix: string, logger: Logger,
     async charge(client, msg) {
       const l = client.limits;
       if (!hasLimits(l)) return;
+      // A client that just got its first limits: ingest is still connecting to Redis, whose
+      // fail-fast client would refuse the command and admit the message uncounted.
+      if (connected && redis.status !== 'ready') await Promise.race([connected, sleep(CONNECT_WAIT_MS)]);
       const t = now();
       const base = clientBase + encodeURIComponent(client.name);
       const hour = Math.floor(t / HOUR_MS);

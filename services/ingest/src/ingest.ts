@@ -248,7 +248,8 @@ export async function createIngest(
   let redisStarted: Promise<void> | undefined;
 
   function startBudget(first: RelayConfig) {
-    const b = (budget = createClientBudget(ensureRedis(), env.busPrefix, logger, first.delivery.maxAgeMs));
+    const r = ensureRedis();
+    const b = (budget = createClientBudget(r, env.busPrefix, logger, first.delivery.maxAgeMs, Date.now, redisStarted));
     ctx.budget = b;
     budgetStarted = (async () => {
       await redisStarted;
