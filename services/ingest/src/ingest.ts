@@ -1,5 +1,5 @@
 import { Server, status, type Metadata } from '@grpc/grpc-js';
-import { createMessageIndexer, type Bus, type ConsumeLoop } from '@relay/bus';
+import { createMessageIndexer, watchSuppressions, type Bus, type ConsumeLoop, type SuppressionList } from '@relay/bus';
 import { requireEnvelopeKeys, type RelayConfig, type RelayEnv, type SecretResolution } from '@relay/config';
 import { ErrorCode, RelayError, InFlight, describe, once, within, type RunnableService } from '@relay/core';
 import { AdminService, MailService, toGrpcDefinition, unary, type UnaryOptions, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
@@ -75,6 +75,7 @@ export async function createIngest(
   // Client limits (Redis): started once a client has limits, at start or when one gets them.
   let redis: ReturnType<typeof createRedis> | undefined;
   let budget: ClientBudget | undefined;
+  let suppressions: SuppressionList | undefined;
   const ctx: IngestContext = {
     config,
     senders: new Map(config.senders.map((s) => [s.id, s])),
@@ -264,6 +265,12 @@ export async function createIngest(
       await webhooks.start(ctx.config.clients);
       webhooksStarted = true;
       await signOuts.start();
+      suppressions = await watchSuppressions(bus, {
+        onError: (err) => logger.error({ err: describe(err), bucket: bus.names.suppressedBucket }, 'suppression watch ended'),
+        onFull: (size) =>
+          logger.warn({ bucket: bus.names.suppressedBucket, held: size }, 'suppression list full: newer hard bounces are not checked at SendMail'),
+      });
+      ctx.suppressions = suppressions;
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
       grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
@@ -302,6 +309,7 @@ export async function createIngest(
       await live.stop();
       await webhooks.stop(env.graceMs);
       await signOuts.stop();
+      await suppressions?.stop();
       await indexer.stop(env.graceMs);
       if (!overrides.bus) await bus.close();
     }),
