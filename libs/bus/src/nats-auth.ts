@@ -100,8 +100,8 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           ...[`INFO`, `CREATE`, `UPDATE`].map((op) => `${API}.STREAM.${op}.${revokedKv}`),
           `$KV.${n.consoleRevokedBucket}.>`,
           ...orderedConsumer(revokedKv),
-          // Suppressed recipients: read (watched) at SendMail; written by the senders' feedback readers.
-          ...suppressedRights(n, false),
+          // Suppressed recipients: watched for SendMail, entries deleted by DeleteSuppression.
+          ...suppressedRights(n),
         ],
         // WatchMessages: state changes as they are published.
         subscribe: [...subscribe, n.statusWildcard],
@@ -154,7 +154,7 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           ...keepFailed,
           ...(kind === 'smtp-sender' ? sentCopyRights(n) : []),
           // Delivery reports' hard bounces go in the suppression bucket.
-          ...suppressedRights(n, true),
+          ...suppressedRights(n),
         ],
         subscribe,
       };
@@ -220,8 +220,8 @@ function sentCopyRights(n: ReturnType<typeof busNames>): string[] {
   ];
 }
 
-/** The suppression bucket: made when missing, watched, and (`write`) put to. */
-function suppressedRights(n: ReturnType<typeof busNames>, write: boolean): string[] {
+/** The suppression bucket: made when missing, watched, put to (senders) and deleted from (ingest). */
+function suppressedRights(n: ReturnType<typeof busNames>): string[] {
   const kv = `KV_${n.suppressedBucket}`;
   return [
     `${API}.STREAM.INFO.${kv}`,
@@ -230,7 +230,7 @@ function suppressedRights(n: ReturnType<typeof busNames>, write: boolean): strin
     `${API}.DIRECT.GET.${kv}`,
     `${API}.DIRECT.GET.${kv}.>`,
     ...orderedConsumer(kv),
-    ...(write ? [`$KV.${n.suppressedBucket}.>`] : []),
+    `$KV.${n.suppressedBucket}.>`,
   ];
 }
 

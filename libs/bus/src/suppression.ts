@@ -94,6 +94,10 @@ export function parseSuppressionEntry(value: Uint8Array | undefined): Suppressio
 export interface SuppressionList {
   /** The address's latest hard bounce, if the bucket has one. */
   lookup(address: string): SuppressionEntry | undefined;
+  /** Every entry held (within the bucket's 90 days), in no order. */
+  entries(): SuppressionEntry[];
+  /** Deletes the address's entry from the bucket (and from memory at once); false when it had none. */
+  remove(address: string): Promise<boolean>;
   readonly size: number;
   stop(): Promise<void>;
 }
@@ -137,6 +141,15 @@ export async function watchSuppressions(
       const e = entries.get(suppressionKey(address));
       // The bucket's max_age removes old entries without a delete marker the watch would see.
       return e && Date.now() - e.at < SUPPRESSION_MAX_AGE_MS ? e : undefined;
+    },
+    entries: () => [...entries.values()].filter((e) => Date.now() - e.at < SUPPRESSION_MAX_AGE_MS),
+    async remove(address) {
+      const key = suppressionKey(address);
+      const had = entries.has(key) || (await kv.get(key))?.operation === 'PUT';
+      if (!had) return false;
+      await kv.delete(key);
+      entries.delete(key);
+      return true;
     },
     get size() {
       return entries.size;

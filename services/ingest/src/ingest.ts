@@ -29,6 +29,7 @@ import { createQueueEvents, type QueueEventsLimits } from './console/queue-event
 import { openRevocations } from './console/revocations.js';
 import { createSigner } from './console/session.js';
 import { createWebhookDeliveriesHandler } from './webhooks/admin.js';
+import { createSuppressionHandlers } from './admin-suppressions.js';
 import { createWebhooks, type WebhooksOptions } from './webhooks/webhooks.js';
 
 export interface IngestOptions {
@@ -161,6 +162,7 @@ export async function createIngest(
     revokeApiKey: registry.revokeApiKey,
     createSmtpPassword: registry.createSmtpPassword,
     listWebhookDeliveries: createWebhookDeliveriesHandler({ auth, config: () => ctx.config, webhooks }),
+    ...createSuppressionHandlers({ auth, list: () => suppressions }),
     getQueueStats,
     testSender: async (call: { metadata: Metadata; request: TestSenderRequest }) => {
       requireAdmin(ctx.auth, call.metadata);

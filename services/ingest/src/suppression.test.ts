@@ -1,6 +1,14 @@
 import { connectBus, openSuppressionBucket, recordDeliveryReport, suppressionKey, type Bus, type SuppressionEntry } from '@relay/bus';
 import { parseConfig, readEnv } from '@relay/config';
-import { MessageState } from '@relay/proto';
+import { create } from '@bufbuild/protobuf';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+import {
+  DeleteSuppressionRequestSchema,
+  ListSuppressionsRequestSchema,
+  MessageState,
+  type DeleteSuppressionResponse,
+  type ListSuppressionsResponse,
+} from '@relay/proto';
 import { createLogger } from '@relay/telemetry';
 import {
   clientEntry,
@@ -25,12 +33,14 @@ const prefix = uniquePrefix('supp');
 const refuser = newClient('refuser', ['plain']);
 const flagger = newClient('flagger', ['plain']);
 const plainClient = newClient('plain-client', ['plain']);
+const opsClient = newClient('ops', [], true);
 const config = parseConfig(
   stringify({
     clients: [
       { ...clientEntry(refuser), suppression: { mode: 'refuse', for: '30d' }, smtp: { allow_ips: ['127.0.0.1'] } },
       { ...clientEntry(flagger), suppression: { mode: 'flag' } },
       clientEntry(plainClient),
+      clientEntry(opsClient),
     ],
     senders: [{ id: 'plain', from: 'plain@campus.example', transport: 'smtp', smtp: { host: 'mail.campus.example', port: 587, security: 'starttls' } }],
   }),
@@ -39,7 +49,7 @@ const config = parseConfig(
 
 let bus: Bus;
 let ingest: Awaited<ReturnType<typeof createIngest>>;
-let clients: Record<'refuser' | 'flagger' | 'plain', TestClient>;
+let clients: Record<'refuser' | 'flagger' | 'plain' | 'ops', TestClient>;
 let smtpPort: number;
 const bouncedAt = Date.now() - 2 * DAY;
 
@@ -70,7 +80,7 @@ beforeAll(async () => {
   const ports = (await ingest.start()) as { grpc: number; smtp: number };
   smtpPort = ports.smtp;
   const at = (c: { apiKey: string }) => createTestClient(`127.0.0.1:${ports.grpc}`, c.apiKey, { caPem: testCa().caPem });
-  clients = { refuser: at(refuser), flagger: at(flagger), plain: at(plainClient) };
+  clients = { refuser: at(refuser), flagger: at(flagger), plain: at(plainClient), ops: at(opsClient) };
 });
 
 afterAll(async () => {
@@ -181,5 +191,49 @@ describe('SendMail with suppression', () => {
       `550 5.1.1 Recipient <gone@students.example> hard-bounced at ${when} (5.1.1: 550 5.1.1 User unknown) and client "refuser" refuses recipients that hard-bounced within 30d (suppression.mode: refuse); ` +
         `once the address works again, clear it with: nats kv del ${prefix}-suppressed ${suppressionKey('gone@students.example')}`,
     ]);
+  });
+});
+
+describe('ListSuppressions and DeleteSuppression', () => {
+  const list = (req: { address?: string; limit?: number }, as = clients.ops) =>
+    as.admin<ListSuppressionsResponse>('listSuppressions', create(ListSuppressionsRequestSchema, req));
+  const remove = (address: string, as = clients.ops) =>
+    as.admin<DeleteSuppressionResponse>('deleteSuppression', create(DeleteSuppressionRequestSchema, { address }));
+
+  it('lists one address (any case) with its bounce and key; admin clients only', async () => {
+    const res = await list({ address: 'GONE@students.example' });
+    expect(res.total).toBe(1n);
+    const [e] = res.suppressions;
+    expect([e?.address, timestampDate(e!.at!).getTime(), e?.status, e?.diagnostic, e?.messageId, e?.sender, e?.key]).toEqual([
+      'gone@students.example',
+      bouncedAt,
+      '5.1.1',
+      '550 5.1.1 User unknown',
+      'm-1',
+      'plain',
+      suppressionKey('gone@students.example'),
+    ]);
+    expect((await codeOf(list({}, clients.refuser))).code).toBe(status.PERMISSION_DENIED);
+    expect(await codeOf(list({ address: 'not an address' }))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^address: /) });
+  });
+
+  it('lists every entry newest first, up to limit', async () => {
+    const res = await list({ limit: 2 });
+    expect(res.total).toBeGreaterThanOrEqual(3n);
+    expect(res.suppressions).toHaveLength(2);
+    const [a, b] = res.suppressions.map((e) => timestampDate(e.at!).getTime());
+    expect(a).toBeGreaterThanOrEqual(b!);
+  });
+
+  it('deletes an entry: the recipient is taken again; a second delete says there was none', async () => {
+    await putEntry({ address: 'back@students.example', at: Date.now(), status: '5.1.1', diagnostic: '', message_id: 'm-3', sender: 'plain' });
+    for (let i = 0; i < 50 && (await list({ address: 'back@students.example' })).total === 0n; i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await codeOf(clients.refuser.sendMail(mail(['back@students.example'])))).code).toBe(status.FAILED_PRECONDITION);
+    expect((await codeOf(remove('back@students.example', clients.refuser))).code).toBe(status.PERMISSION_DENIED);
+    expect(await remove('Back@Students.example')).toMatchObject({ deleted: true });
+    expect((await clients.refuser.sendMail(mail(['back@students.example']))).messageId).toBeTruthy();
+    expect(await (await openSuppressionBucket(bus)).get(suppressionKey('back@students.example'))).toMatchObject({ operation: 'DEL' });
+    expect(await remove('back@students.example')).toMatchObject({ deleted: false });
+    expect(await codeOf(remove(''))).toEqual({ code: status.INVALID_ARGUMENT, details: 'address: required' });
   });
 });
