@@ -52,7 +52,7 @@ export function suppressionRefusal(client: ClientConfig, address: string, entry:
   const forText = durationText(client.suppression?.forMs ?? 0);
   return (
     `${describeSuppressed(address, entry)} and client "${client.name}" refuses recipients that hard-bounced within ${forText} (suppression.mode: refuse); ` +
-    `once the address works again, clear it with: nats kv del ${bucket} ${suppressionKey(address)}`
+    `once the address works again, clear it with: relay suppressions remove ${address.toLowerCase()} (or nats kv del ${bucket} ${suppressionKey(address)})`
   );
 }
 

@@ -146,7 +146,7 @@ describe('SendMail with suppression', () => {
       code: status.FAILED_PRECONDITION,
       details:
         `cc[0]: <Gone@Students.example> hard-bounced at ${when} (5.1.1: 550 5.1.1 User unknown) and client "refuser" refuses recipients that hard-bounced within 30d (suppression.mode: refuse); ` +
-        `once the address works again, clear it with: nats kv del ${prefix}-suppressed ${suppressionKey('gone@students.example')}`,
+        `once the address works again, clear it with: relay suppressions remove gone@students.example (or nats kv del ${prefix}-suppressed ${suppressionKey('gone@students.example')})`,
     });
   });
 
@@ -189,7 +189,7 @@ describe('SendMail with suppression', () => {
     expect(got.ok && got.rejected).toEqual(['gone@students.example']);
     expect(got.ok && got.rejectedResponses).toEqual([
       `550 5.1.1 Recipient <gone@students.example> hard-bounced at ${when} (5.1.1: 550 5.1.1 User unknown) and client "refuser" refuses recipients that hard-bounced within 30d (suppression.mode: refuse); ` +
-        `once the address works again, clear it with: nats kv del ${prefix}-suppressed ${suppressionKey('gone@students.example')}`,
+        `once the address works again, clear it with: relay suppressions remove gone@students.example (or nats kv del ${prefix}-suppressed ${suppressionKey('gone@students.example')})`,
     ]);
   });
 });
