@@ -300,6 +300,7 @@ export function parseManagedClient(spec: unknown, keys: ClientKey[], senders: Re
           },
         }
       : {}),
+    ...(c.suppression ? { suppression: { mode: c.suppression.mode, forMs: c.suppression.for } } : {}),
   };
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isConfigError } from '@relay/core';
-import { parseConfig } from './load.js';
+import { parseConfig, parseManagedClient } from './load.js';
 
 const config = (client: string) => `
 clients:
@@ -24,6 +24,16 @@ describe('client suppression configuration', () => {
     expect(parseConfig(config(''), {}).clients[0]!.suppression).toBeUndefined();
     expect(parseConfig(config(', suppression: { mode: refuse }'), {}).clients[0]!.suppression).toEqual({ mode: 'refuse', forMs: 30 * 86_400_000 });
     expect(parseConfig(config(', suppression: { mode: flag, for: 7d }'), {}).clients[0]!.suppression).toEqual({ mode: 'flag', forMs: 7 * 86_400_000 });
+  });
+
+  it('is read for a client managed through the API as well', () => {
+    expect(parseManagedClient({ name: 'api', senders: [], suppression: { mode: 'flag', for: '14d' } }, [], undefined).suppression).toEqual({
+      mode: 'flag',
+      forMs: 14 * 86_400_000,
+    });
+    expect(() => parseManagedClient({ name: 'api', suppression: { mode: 'refuse', for: '0d' } }, [], undefined)).toThrow(
+      'suppression.for: must be more than 0 and at most 90d',
+    );
   });
 
   it('names the field that is wrong', () => {

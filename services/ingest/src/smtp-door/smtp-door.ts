@@ -249,6 +249,8 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
         }),
       );
       endTx(st);
+      if (note)
+        ctx.logger.warn({ message_id: accepted.messageId, client: tx.client.name, sender: tx.sender.id }, `accepted with ${note} (suppression.mode: flag)`);
       return `2.0.0 OK ${accepted.messageId} queued`;
     } catch (err) {
       const smtp = err as Error & { responseCode?: number };
