@@ -38,13 +38,13 @@ const config = parseConfig(
   stringify({
     clients: [
       { ...clientEntry(refuser), suppression: { mode: 'refuse', for: '30d' }, smtp: { allow_ips: ['127.0.0.1'] } },
-      { ...clientEntry(flagger), suppression: { mode: 'flag' } },
+      { ...clientEntry(flagger), suppression: { mode: 'flag' }, smtp: { username: 'flagger', password: 'env:FLAGGER_SMTP_PASSWORD' } },
       clientEntry(plainClient),
       clientEntry(opsClient),
     ],
     senders: [{ id: 'plain', from: 'plain@campus.example', transport: 'smtp', smtp: { host: 'mail.campus.example', port: 587, security: 'starttls' } }],
   }),
-  {},
+  { FLAGGER_SMTP_PASSWORD: 'flagger-password-0123456789' },
 );
 
 let bus: Bus;
@@ -235,5 +235,21 @@ describe('ListSuppressions and DeleteSuppression', () => {
     expect(await (await openSuppressionBucket(bus)).get(suppressionKey('back@students.example'))).toMatchObject({ operation: 'DEL' });
     expect(await remove('back@students.example')).toMatchObject({ deleted: false });
     expect(await codeOf(remove(''))).toEqual({ code: status.INVALID_ARGUMENT, details: 'address: required' });
+  });
+});
+
+describe('the SMTP door with suppression.mode flag', () => {
+  it('takes the recipient and notes it on the QUEUED event', async () => {
+    const raw = Buffer.from('From: plain@campus.example\r\nTo: gone@students.example\r\nSubject: Notice\r\n\r\nhello\r\n');
+    const got = await submit({
+      port: smtpPort,
+      security: 'starttls',
+      auth: { user: 'flagger', pass: 'flagger-password-0123456789' },
+      envelope: { from: 'plain@campus.example', to: ['gone@students.example'] },
+      raw,
+    });
+    expect(got.ok && got.rejected).toEqual([]);
+    const id = got.ok ? /OK (\S+) queued/.exec(got.response)?.[1] : undefined;
+    expect(await queuedDetail(id!)).toBe(`accepted; suppressed recipient <gone@students.example> hard-bounced at ${when} (5.1.1: 550 5.1.1 User unknown)`);
   });
 });
