@@ -262,6 +262,23 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
     await expect(sjsm.consumers.add(n.dispatchStream, { durable_name: 'thief', filter_subject: n.dispatchWildcard('graph') })).rejects.toThrow();
   });
 
+  it('lets the senders put hard bounces in the suppression bucket and ingest read it; not the scheduler', async () => {
+    const n = busNames(prefix);
+    const subject = (key: string) => `$KV.${n.suppressedBucket}.${key}`;
+    for (const kind of ['smtp-sender', 'graph-sender'] as const) {
+      await expect(jetstream(await connectAs(kind), { timeout: 2_000 }).publish(subject(`k-${kind}`), '{}')).resolves.toMatchObject({
+        stream: `KV_${n.suppressedBucket}`,
+      });
+    }
+    const ingest = await connectAs('ingest');
+    const got = await (await jetstreamManager(ingest, { timeout: 2_000 })).streams.getMessage(`KV_${n.suppressedBucket}`, {
+      last_by_subj: subject('k-smtp-sender'),
+    });
+    expect(got?.string()).toBe('{}');
+    // The scheduler has no business with it.
+    await expect(jetstream(await connectAs('scheduler'), { timeout: 2_000 }).publish(subject('k-scheduler'), '{}')).rejects.toThrow();
+  });
+
   it("refuses a dispatch the scheduler's user injects without ingest's signature: FAILED, nothing reaches the SMTP server", async () => {
     const n = busNames(prefix);
     const js = jetstream(await connectAs('scheduler'));

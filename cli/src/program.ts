@@ -6,6 +6,7 @@ import { registerSend } from './commands/send.js';
 import { registerSenders } from './commands/senders.js';
 import { registerQueue, registerTail } from './commands/watch.js';
 import { registerWebhooks } from './commands/webhooks.js';
+import { registerSuppressions } from './commands/suppressions.js';
 import { EXIT_CODES_HELP } from './errors.js';
 import { OUTPUT_FORMATS } from './output.js';
 import type { Runtime } from './runtime.js';
@@ -53,6 +54,7 @@ export function createProgram(rt: (cmd: Command) => Runtime, env: Env, version: 
   registerQueue(program, rt);
   registerTail(program, rt);
   registerWebhooks(program, rt);
+  registerSuppressions(program, rt);
   registerSend(program, rt);
   registerContext(program, env);
   return program;

@@ -5,6 +5,7 @@ import { DeliveryOutcome, MessageState, RecipientOutcomeSchema, type RecipientOu
 import type { Bus } from './bus.js';
 import { INDEX_BOUNDS } from './message-index.js';
 import { listSome } from './status-detail.js';
+import { recordSuppressions } from './suppression.js';
 
 /** What a delivery report said, as @relay/mail's parseDeliveryReport reads it. */
 export interface ReportedOutcomes {
@@ -50,6 +51,7 @@ export async function recordDeliveryReport(bus: Bus, report: ReportedOutcomes, s
     undefined,
     report.reportMessageId ? `${messageId}.report.${createHash('sha256').update(report.reportMessageId).digest('hex').slice(0, 32)}` : undefined,
   );
+  await recordSuppressions(bus, report.recipients, { messageId, sender: last.sender, at: report.date ?? new Date() });
   return { recorded: true, messageId, state };
 }
 

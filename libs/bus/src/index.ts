@@ -15,3 +15,4 @@ export * from './nats-auth.js';
 export * from './nats-connect.js';
 export * from './pacing-log.js';
 export * from './delivery-reports.js';
+export * from './suppression.js';

@@ -23,6 +23,8 @@ export interface BusNames {
   clientsBucket: string;
   /** Console sign-ins ended before their cookie expires (KV, kept for the sign-in lifetime; ingest only). */
   consoleRevokedBucket: string;
+  /** Recipients that hard-bounced (KV, key = SHA-256 of the address, kept 90 days). */
+  suppressedBucket: string;
   /** The durable consumer on the status stream that keeps the message index (ingest replicas share it). */
   messagesIndexConsumer: string;
   submittedSubject(sender: string): string;
@@ -71,6 +73,7 @@ export function busNames(prefix: string): BusNames {
     sendersBucket: `${prefix}-senders`,
     clientsBucket: `${prefix}-clients`,
     consoleRevokedBucket: `${prefix}-console-revoked`,
+    suppressedBucket: `${prefix}-suppressed`,
     messagesIndexConsumer: 'messages-index',
     submittedSubject: (sender) => `${prefix}.submitted.${sender}`,
     submittedWildcard: `${prefix}.submitted.>`,

@@ -60,6 +60,11 @@ describe('NATS permissions per service', () => {
       expect(may(kind, '$KV.relay-console-revoked.>'), kind).toBe(kind === 'ingest');
       expect(may(kind, '$JS.API.CONSUMER.CREATE.KV_relay-console-revoked'), kind).toBe(kind === 'ingest');
     }
+    // Hard bounces: the senders' feedback readers write the suppression bucket; ingest watches it and deletes entries.
+    for (const kind of SERVICE_KINDS) {
+      expect(may(kind, '$KV.relay-suppressed.>'), kind).toBe(kind === 'ingest' || kind.endsWith('-sender'));
+      expect(may(kind, '$JS.API.CONSUMER.CREATE.KV_relay-suppressed'), kind).toBe(kind === 'ingest' || kind.endsWith('-sender'));
+    }
     // GetQueueStats reads the pacing log.
     expect(may('ingest', '$JS.API.CONSUMER.CREATE.RELAY_PACING')).toBe(true);
     // The sweeper reads held mail without consuming it and deletes what expired.

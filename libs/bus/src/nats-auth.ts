@@ -100,6 +100,8 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           ...[`INFO`, `CREATE`, `UPDATE`].map((op) => `${API}.STREAM.${op}.${revokedKv}`),
           `$KV.${n.consoleRevokedBucket}.>`,
           ...orderedConsumer(revokedKv),
+          // Suppressed recipients: watched for SendMail, entries deleted by DeleteSuppression.
+          ...suppressedRights(n),
         ],
         // WatchMessages: state changes as they are published.
         subscribe: [...subscribe, n.statusWildcard],
@@ -151,6 +153,8 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           ...dropBody,
           ...keepFailed,
           ...(kind === 'smtp-sender' ? sentCopyRights(n) : []),
+          // Delivery reports' hard bounces go in the suppression bucket.
+          ...suppressedRights(n),
         ],
         subscribe,
       };
@@ -213,6 +217,20 @@ function sentCopyRights(n: ReturnType<typeof busNames>): string[] {
     n.sentCopyWildcard,
     ...durableRights(stream, n.sentCopyConsumer),
     `$O.${n.bodyBucket}.>`,
+  ];
+}
+
+/** The suppression bucket: made when missing, watched, put to (senders) and deleted from (ingest). */
+function suppressedRights(n: ReturnType<typeof busNames>): string[] {
+  const kv = `KV_${n.suppressedBucket}`;
+  return [
+    `${API}.STREAM.INFO.${kv}`,
+    `${API}.STREAM.CREATE.${kv}`,
+    `${API}.STREAM.MSG.GET.${kv}`,
+    `${API}.DIRECT.GET.${kv}`,
+    `${API}.DIRECT.GET.${kv}.>`,
+    ...orderedConsumer(kv),
+    `$KV.${n.suppressedBucket}.>`,
   ];
 }
 

@@ -131,6 +131,7 @@ function convert(raw: RawConfig, callers: Resolve, senderSecrets: Resolve): Rela
       limits: convertClientLimits(c.limits),
       ...(c.smtp ? { smtp: convertClientSmtp(c.smtp, `clients[${i}].smtp`, callers) } : {}),
       ...(c.webhooks ? { webhooks: convertWebhooks(c.webhooks, `clients[${i}].webhooks`, callers) } : {}),
+      ...(c.suppression ? { suppression: { mode: c.suppression.mode, forMs: c.suppression.for } } : {}),
     };
   });
   const smtpUsers = new Map<string, string>();
@@ -299,6 +300,7 @@ export function parseManagedClient(spec: unknown, keys: ClientKey[], senders: Re
           },
         }
       : {}),
+    ...(c.suppression ? { suppression: { mode: c.suppression.mode, forMs: c.suppression.for } } : {}),
   };
 }
 

@@ -105,6 +105,12 @@ const webhookSchema = z.strictObject({
     .min(1, `must list at least one of ${WEBHOOK_EVENTS.join(', ')}`),
 });
 
+/** Recipients that hard-bounced recently (the `<prefix>-suppressed` bucket): refused or flagged at SendMail. */
+const clientSuppressionSchema = z.strictObject({
+  mode: z.enum(['refuse', 'flag'], { error: 'must be refuse or flag' }),
+  for: duration.refine((ms) => ms > 0 && ms <= 90 * 86_400_000, 'must be more than 0 and at most 90d').default(30 * 86_400_000),
+});
+
 export const clientSchema = z.strictObject({
   name: nonEmpty,
   api_key: secretRef,
@@ -113,6 +119,7 @@ export const clientSchema = z.strictObject({
   limits: clientLimitsSchema.optional(),
   smtp: clientSmtpSchema.optional(),
   webhooks: z.array(webhookSchema).max(MAX_WEBHOOKS_PER_CLIENT, `at most ${MAX_WEBHOOKS_PER_CLIENT} webhooks per client`).optional(),
+  suppression: clientSuppressionSchema.optional(),
 });
 
 const passwordAuth = z.strictObject({

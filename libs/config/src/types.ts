@@ -39,6 +39,8 @@ export interface ClientConfig {
   smtp?: ClientSmtpConfig;
   /** Where the state changes of this client's messages are posted (relay.yaml only). */
   webhooks?: WebhookConfig[];
+  /** Recipients that hard-bounced within `forMs` are refused or flagged at SendMail; absent: off. */
+  suppression?: { mode: 'refuse' | 'flag'; forMs: number };
 }
 
 /** A state a webhook may subscribe to; the event's type on the wire is `message.<name>`. */

@@ -22,6 +22,8 @@ export interface AcceptRequest {
   message: Omit<Partial<Envelope>, '$typeName' | 'messageId' | 'sender' | 'client' | 'submittedAt' | 'attempt'>;
   /** A repeat with the same key and fingerprint answers with the first message's id. */
   idempotency?: { key: string; fingerprint: string };
+  /** Added to the QUEUED event's detail, e.g. a suppressed recipient accepted under suppression.mode flag. */
+  note?: string;
 }
 
 export interface Accepted {
@@ -74,7 +76,7 @@ export async function acceptMessage(ctx: IngestContext, req: AcceptRequest): Pro
         sender: sender.id,
         state: MessageState.QUEUED,
         attempt: 0,
-        detail: 'accepted',
+        detail: req.note ? `accepted; ${req.note}` : 'accepted',
         service: 'relay-ingest',
         at: now,
         traceId,

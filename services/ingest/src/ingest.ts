@@ -1,5 +1,5 @@
 import { Server, status, type Metadata } from '@grpc/grpc-js';
-import { createMessageIndexer, type Bus, type ConsumeLoop } from '@relay/bus';
+import { createMessageIndexer, watchSuppressions, type Bus, type ConsumeLoop, type SuppressionList } from '@relay/bus';
 import { requireEnvelopeKeys, type RelayConfig, type RelayEnv, type SecretResolution } from '@relay/config';
 import { ErrorCode, RelayError, InFlight, describe, once, within, type RunnableService } from '@relay/core';
 import { AdminService, MailService, toGrpcDefinition, unary, type UnaryOptions, type BeginConsentRequest, type TestSenderRequest } from '@relay/proto';
@@ -30,6 +30,7 @@ import { createQueueEvents, type QueueEventsLimits } from './console/queue-event
 import { openRevocations } from './console/revocations.js';
 import { createSigner } from './console/session.js';
 import { createWebhookDeliveriesHandler } from './webhooks/admin.js';
+import { createSuppressionHandlers } from './admin-suppressions.js';
 import { createWebhooks, type WebhooksOptions } from './webhooks/webhooks.js';
 
 export interface IngestOptions {
@@ -79,6 +80,7 @@ export async function createIngest(
   // Client limits (Redis): started once a client has limits, at start or when one gets them.
   let redis: ReturnType<typeof createRedis> | undefined;
   let budget: ClientBudget | undefined;
+  let suppressions: SuppressionList | undefined;
   const ctx: IngestContext = {
     config,
     senders: new Map(config.senders.map((s) => [s.id, s])),
@@ -164,6 +166,7 @@ export async function createIngest(
     revokeApiKey: registry.revokeApiKey,
     createSmtpPassword: registry.createSmtpPassword,
     listWebhookDeliveries: createWebhookDeliveriesHandler({ auth, config: () => ctx.config, webhooks }),
+    ...createSuppressionHandlers({ auth, list: () => suppressions }),
     getQueueStats,
     testSender: async (call: { metadata: Metadata; request: TestSenderRequest }) => {
       requireAdmin(ctx.auth, call.metadata);
@@ -274,6 +277,12 @@ export async function createIngest(
       await signOuts.start();
       consoleExpiry.check();
       consoleExpiryTimer = setInterval(() => consoleExpiry.check(), CONSOLE_EXPIRY_CHECK_MS).unref();
+      suppressions = await watchSuppressions(bus, {
+        onError: (err) => logger.error({ err: describe(err), bucket: bus.names.suppressedBucket }, 'suppression watch ended'),
+        onFull: (size) =>
+          logger.warn({ bucket: bus.names.suppressedBucket, held: size }, 'suppression list full: newer hard bounces are not checked at SendMail'),
+      });
+      ctx.suppressions = suppressions;
       health = addGrpcHealth(server, ['relay.v1.MailService', 'relay.v1.AdminService'], ready);
       await health.refresh();
       grpc = await listenGrpc(server, { host: env.host, port: env.grpcPort, tls: env.tls, maxConnectionsPerPeer: env.grpcMaxConnectionsPerPeer, logger });
@@ -313,6 +322,7 @@ export async function createIngest(
       await webhooks.stop(env.graceMs);
       clearInterval(consoleExpiryTimer);
       await signOuts.stop();
+      await suppressions?.stop();
       await indexer.stop(env.graceMs);
       if (!overrides.bus) await bus.close();
     }),

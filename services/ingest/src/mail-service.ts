@@ -11,6 +11,7 @@ import type { Authenticator } from './auth.js';
 import type { ClientBudget } from './client-budget.js';
 import { foldHistory } from './history.js';
 import { fingerprint } from './idempotency.js';
+import { checkSuppression, type SuppressionLookup } from './suppression-check.js';
 
 export interface IngestContext {
   config: RelayConfig;
@@ -22,6 +23,8 @@ export interface IngestContext {
   logger: Logger;
   /** Signs every envelope accepted here; senders refuse any envelope without this signature. */
   envelopeKey: Buffer;
+  /** Recipients that hard-bounced (the suppression bucket, watched); absent: no client's suppression applies. */
+  suppressions?: SuppressionLookup | undefined;
 }
 
 type Call<Req> = Pick<ServerUnaryCall<Req, unknown>, 'metadata' | 'request'>;
@@ -39,11 +42,13 @@ export function createMailHandlers(ctx: IngestContext) {
         maxRecipientsPerMessage: sender.rate?.maxRecipientsPerMessage,
         recipientRefusal: (address) => recipientRefusal(sender, address),
       });
+      const note = checkSuppression(ctx.suppressions, client, req, ctx.bus.names.suppressedBucket);
 
       const accepted = await acceptMessage(ctx, {
         client,
         sender,
         door: 'grpc',
+        ...(note ? { note } : {}),
         message: {
           to: req.to,
           cc: req.cc,
@@ -60,6 +65,7 @@ export function createMailHandlers(ctx: IngestContext) {
         },
         ...(req.idempotencyKey ? { idempotency: { key: req.idempotencyKey, fingerprint: fingerprint(req) } } : {}),
       });
+      if (note) ctx.logger.warn({ message_id: accepted.messageId, client: client.name, sender: sender.id }, `accepted with ${note} (suppression.mode: flag)`);
       return create(SendMailResponseSchema, accepted);
     },
 

@@ -7,6 +7,7 @@ import { DEFAULT_MAX_RECIPIENTS, MAX_HEADER_BYTES, readHeaders } from '@relay/ma
 import { relayInstruments } from '@relay/telemetry';
 import { acceptMessage } from '../accept.js';
 import { messageLimit, type IngestContext } from '../mail-service.js';
+import { flagNote, suppressedFor, suppressionRefusal } from '../suppression-check.js';
 import { createSmtpGate } from './gate.js';
 
 export interface SmtpDoorOptions {
@@ -140,6 +141,9 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
       // Refused now rather than bounced later (Microsoft High Volume Email delivers inside the tenant only).
       const refusal = tx && recipientRefusal(tx.sender, address.address);
       if (refusal) return callback(reply(550, `5.7.1 Recipient ${refusal}`));
+      const bounced = tx?.client.suppression?.mode === 'refuse' ? suppressedFor(ctx.suppressions, tx.client, address.address) : undefined;
+      if (tx && bounced)
+        return callback(reply(550, `5.1.1 Recipient ${suppressionRefusal(tx.client, address.address, bounced, ctx.bus.names.suppressedBucket)}`));
       callback();
     },
     onData(stream, session, callback) {
@@ -222,11 +226,17 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
           );
       }
       const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+      const flagged = rcpts.flatMap((address) => {
+        const entry = suppressedFor(ctx.suppressions, tx.client, address);
+        return entry ? [{ address, entry }] : [];
+      });
+      const note = flagged.length > 0 ? flagNote(flagged) : undefined;
       const accepted = await context.with(trace.setSpan(context.active(), tx.span), () =>
         acceptMessage(ctx, {
           client: tx.client,
           sender: tx.sender,
           door: 'smtp',
+          ...(note ? { note } : {}),
           message: {
             to: rcpts,
             subject: head.subject,
@@ -239,6 +249,8 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
         }),
       );
       endTx(st);
+      if (note)
+        ctx.logger.warn({ message_id: accepted.messageId, client: tx.client.name, sender: tx.sender.id }, `accepted with ${note} (suppression.mode: flag)`);
       return `2.0.0 OK ${accepted.messageId} queued`;
     } catch (err) {
       const smtp = err as Error & { responseCode?: number };
