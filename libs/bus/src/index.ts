@@ -15,4 +15,5 @@ export * from './nats-auth.js';
 export * from './nats-connect.js';
 export * from './pacing-log.js';
 export * from './delivery-reports.js';
+export * from './report-readers.js';
 export * from './suppression.js';

@@ -1,6 +1,5 @@
-import { recordDeliveryReport, type Bus } from '@relay/bus';
+import { recordDeliveryReport, startReportReaders, stateByKey, type Bus } from '@relay/bus';
 import type { SenderConfig } from '@relay/config';
-import { describe, InFlight } from '@relay/core';
 import { MAX_NDR_BYTES, parseDeliveryReport } from '@relay/mail';
 import { GRAPH_DEFAULTS, type GraphClient, type GraphTarget } from './graph-client.js';
 
@@ -135,22 +134,13 @@ export function startGraphFeedbackReaders(
   log: FeedbackLog,
   checkEveryMs = 5_000,
 ): GraphFeedbackReaders {
-  const seen = new Map<string, Set<string>>();
-  const due = new Map<string, number>();
-  const busy = new Set<string>();
-  const running = new InFlight();
-  let stopped = false;
-  const tick = () => {
-    if (stopped) return;
-    const now = Date.now();
-    for (const s of senders()) {
+  const seenOf = stateByKey(() => new Set<string>());
+  return startReportReaders(
+    senders,
+    (s) => {
       const f = s.feedback;
-      if (!f?.graph || !s.graph || busy.has(s.id) || (due.get(s.id) ?? 0) > now) continue;
-      due.set(s.id, now + f.intervalMs);
-      busy.add(s.id);
-      const key = `${s.id}\0${s.graph.mailbox}\0${f.folder}`;
-      const ids = seen.get(key) ?? new Set<string>();
-      seen.set(key, ids);
+      if (!f?.graph || !s.graph) return undefined;
+      const ids = seenOf(`${s.id}\0${s.graph.mailbox}\0${f.folder}`);
       const source: GraphReportSource = {
         sender: s.id,
         mailbox: s.graph.mailbox,
@@ -159,26 +149,9 @@ export function startGraphFeedbackReaders(
         processedFolder: f.processedFolder,
         maxConcurrent: s.rate?.maxConcurrent ?? GRAPH_DEFAULTS.maxConcurrentPerMailbox,
       };
-      void running.run(async () => {
-        try {
-          const r = await readGraphReportsOnce(bus, client, source, ids, log);
-          if (r.read > 0) log.info({ sender: s.id, ...r }, 'read delivery reports');
-        } catch (err) {
-          log.warn({ err: describe(err), sender: s.id, mailbox: source.mailbox }, 'could not read delivery reports; will try again');
-        } finally {
-          busy.delete(s.id);
-        }
-      });
-    }
-  };
-  const timer = setInterval(tick, checkEveryMs);
-  timer.unref();
-  tick();
-  return {
-    async stop() {
-      stopped = true;
-      clearInterval(timer);
-      await running.idle();
+      return { where: { mailbox: source.mailbox }, read: () => readGraphReportsOnce(bus, client, source, ids, log) };
     },
-  };
+    log,
+    checkEveryMs,
+  );
 }

@@ -1,6 +1,6 @@
-import { recordDeliveryReport, type Bus } from '@relay/bus';
+import { recordDeliveryReport, startReportReaders, stateByKey, type Bus } from '@relay/bus';
 import type { SenderConfig } from '@relay/config';
-import { describe, InFlight } from '@relay/core';
+import { describe } from '@relay/core';
 import { MAX_NDR_BYTES, parseDeliveryReport } from '@relay/mail';
 import { GetSmtpAuthResponse_Kind as Kind, type GetSmtpAuthResponse } from '@relay/proto';
 import { ImapFlow } from 'imapflow';
@@ -180,43 +180,17 @@ export function startFeedbackReaders(
   log: FeedbackLog,
   checkEveryMs = 5_000,
 ): FeedbackReaders {
-  const cursors = new Map<string, FolderCursor>();
-  const due = new Map<string, number>();
-  const running = new InFlight();
-  const busy = new Set<string>();
-  let stopped = false;
-  const tick = () => {
-    if (stopped) return;
-    const now = Date.now();
-    for (const s of senders()) {
+  const cursorOf = stateByKey<FolderCursor>(() => ({ lastUid: 0 }));
+  return startReportReaders(
+    senders,
+    (s) => {
       const f = s.feedback;
-      if (!f?.imap || busy.has(s.id) || (due.get(s.id) ?? 0) > now) continue;
-      due.set(s.id, now + f.intervalMs);
-      busy.add(s.id);
-      const key = `${s.id}\0${f.imap.host}\0${f.folder}`;
-      const cursor = cursors.get(key) ?? { lastUid: 0 };
-      cursors.set(key, cursor);
+      if (!f?.imap) return undefined;
+      const cursor = cursorOf(`${s.id}\0${f.imap.host}\0${f.folder}`);
       const source: ImapReportSource = { sender: s.id, ...f.imap, folder: f.folder, processedFolder: f.processedFolder, auth: () => auth(s.id) };
-      void running.run(async () => {
-        try {
-          const r = await readReportsOnce(bus, source, cursor, log);
-          if (r.read > 0) log.info({ sender: s.id, ...r }, 'read delivery reports');
-        } catch (err) {
-          log.warn({ err: describe(err), sender: s.id, host: f.imap!.host }, 'could not read delivery reports; will try again');
-        } finally {
-          busy.delete(s.id);
-        }
-      });
-    }
-  };
-  const timer = setInterval(tick, checkEveryMs);
-  timer.unref();
-  tick();
-  return {
-    async stop() {
-      stopped = true;
-      clearInterval(timer);
-      await running.idle();
+      return { where: { host: f.imap.host }, read: () => readReportsOnce(bus, source, cursor, log) };
     },
-  };
+    log,
+    checkEveryMs,
+  );
 }
