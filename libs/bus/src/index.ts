@@ -15,5 +15,6 @@ export * from './nats-auth.js';
 export * from './nats-connect.js';
 export * from './pacing-log.js';
 export * from './delivery-reports.js';
+export * from './report-claims.js';
 export * from './report-readers.js';
 export * from './suppression.js';

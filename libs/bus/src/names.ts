@@ -25,6 +25,8 @@ export interface BusNames {
   consoleRevokedBucket: string;
   /** Recipients that hard-bounced (KV, key = SHA-256 of the address, kept 90 days). */
   suppressedBucket: string;
+  /** Which replica reads a sender's delivery reports next, and where reading got to (KV, key = hash of the folder). */
+  reportReadersBucket: string;
   /** The durable consumer on the status stream that keeps the message index (ingest replicas share it). */
   messagesIndexConsumer: string;
   submittedSubject(sender: string): string;
@@ -74,6 +76,7 @@ export function busNames(prefix: string): BusNames {
     clientsBucket: `${prefix}-clients`,
     consoleRevokedBucket: `${prefix}-console-revoked`,
     suppressedBucket: `${prefix}-suppressed`,
+    reportReadersBucket: `${prefix}-report-readers`,
     messagesIndexConsumer: 'messages-index',
     submittedSubject: (sender) => `${prefix}.submitted.${sender}`,
     submittedWildcard: `${prefix}.submitted.>`,

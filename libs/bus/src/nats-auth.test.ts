@@ -65,6 +65,8 @@ describe('NATS permissions per service', () => {
       expect(may(kind, '$KV.relay-suppressed.>'), kind).toBe(kind === 'ingest' || kind.endsWith('-sender'));
       expect(may(kind, '$JS.API.CONSUMER.CREATE.KV_relay-suppressed'), kind).toBe(kind === 'ingest' || kind.endsWith('-sender'));
     }
+    // Delivery-report passes: the senders share them through the report readers' bucket.
+    for (const kind of SERVICE_KINDS) expect(may(kind, '$KV.relay-report-readers.>'), kind).toBe(kind.endsWith('-sender'));
     // GetQueueStats reads the pacing log.
     expect(may('ingest', '$JS.API.CONSUMER.CREATE.RELAY_PACING')).toBe(true);
     // The sweeper reads held mail without consuming it and deletes what expired.

@@ -155,6 +155,8 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           ...(kind === 'smtp-sender' ? sentCopyRights(n) : []),
           // Delivery reports' hard bounces go in the suppression bucket.
           ...suppressedRights(n),
+          // Delivery-report passes: which replica reads a folder next, and its cursor.
+          ...reportReaderRights(n),
         ],
         subscribe,
       };
@@ -231,6 +233,19 @@ function suppressedRights(n: ReturnType<typeof busNames>): string[] {
     `${API}.DIRECT.GET.${kv}.>`,
     ...orderedConsumer(kv),
     `$KV.${n.suppressedBucket}.>`,
+  ];
+}
+
+/** The report readers' bucket: made when missing, read and written with compare-and-set. */
+function reportReaderRights(n: ReturnType<typeof busNames>): string[] {
+  const kv = `KV_${n.reportReadersBucket}`;
+  return [
+    `${API}.STREAM.INFO.${kv}`,
+    `${API}.STREAM.CREATE.${kv}`,
+    `${API}.STREAM.MSG.GET.${kv}`,
+    `${API}.DIRECT.GET.${kv}`,
+    `${API}.DIRECT.GET.${kv}.>`,
+    `$KV.${n.reportReadersBucket}.>`,
   ];
 }
 

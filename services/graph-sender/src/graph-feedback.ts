@@ -1,4 +1,4 @@
-import { recordDeliveryReport, startReportReaders, stateByKey, type Bus } from '@relay/bus';
+import { recordDeliveryReport, reportClaims, startReportReaders, stateByKey, type Bus } from '@relay/bus';
 import type { SenderConfig } from '@relay/config';
 import { MAX_NDR_BYTES, parseDeliveryReport } from '@relay/mail';
 import { GRAPH_DEFAULTS, type GraphClient, type GraphTarget } from './graph-client.js';
@@ -140,7 +140,9 @@ export function startGraphFeedbackReaders(
     (s) => {
       const f = s.feedback;
       if (!f?.graph || !s.graph) return undefined;
-      const ids = seenOf(`${s.id}\0${s.graph.mailbox}\0${f.folder}`);
+      const key = `graph\0${s.id}\0${s.graph.mailbox}\0${f.folder}`;
+      // Messages left in place are remembered by this replica only (the shared cursor stays small).
+      const ids = seenOf(key);
       const source: GraphReportSource = {
         sender: s.id,
         mailbox: s.graph.mailbox,
@@ -149,9 +151,10 @@ export function startGraphFeedbackReaders(
         processedFolder: f.processedFolder,
         maxConcurrent: s.rate?.maxConcurrent ?? GRAPH_DEFAULTS.maxConcurrentPerMailbox,
       };
-      return { where: { mailbox: source.mailbox }, read: () => readGraphReportsOnce(bus, client, source, ids, log) };
+      return { key, where: { mailbox: source.mailbox }, read: () => readGraphReportsOnce(bus, client, source, ids, log) };
     },
     log,
-    checkEveryMs,
+    // One replica reads a mailbox per interval.
+    { claims: reportClaims(bus), checkEveryMs },
   );
 }

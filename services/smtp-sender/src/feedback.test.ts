@@ -156,4 +156,59 @@ describe.runIf(runsWith(DOVECOT_BIN))('delivery reports read from a mailbox over
       await readers.stop();
     }
   });
+
+  it('replicas share a folder: one pass per interval, and a restart goes on from where the last pass got to', async () => {
+    await mailbox(async (c) => {
+      for (const folder of ['Shared', 'Restarted']) {
+        await c.mailboxCreate(folder);
+        await c.append(folder, fixture('not-a-bounce'));
+      }
+    });
+    // One replica's readers of `folder`: its passes (each signs in once) and the messages it read.
+    const replica = (folder: string, intervalMs: number) => {
+      const sender = {
+        id: 'registrar',
+        transport: 'smtp',
+        feedback: {
+          imap: { host: imap.host, port: imap.port, security: 'tls', servername: 'localhost', ca: testCa().caPem },
+          graph: false,
+          folder,
+          processedFolder: `${folder}/Done`,
+          intervalMs,
+        },
+      } as unknown as SenderConfig;
+      const r = { passes: 0, read: 0, readers: undefined as unknown as { stop(): Promise<void> } };
+      const counting = {
+        info: (obj: object, msg: string) => {
+          if (msg === 'read delivery reports') r.read += (obj as { read: number }).read;
+        },
+        warn: log.warn,
+      };
+      const auth = async () => {
+        r.passes++;
+        return source.auth();
+      };
+      r.readers = startFeedbackReaders(bus, () => [sender], auth, counting, 20);
+      return r;
+    };
+
+    // Two replicas find the folder due at once: one reads it, the other leaves it for the interval.
+    const a = replica('Shared', 60_000);
+    const b = replica('Shared', 60_000);
+    await eventually(async () => (a.read + b.read > 0 ? true : undefined));
+    await Promise.all([a.readers.stop(), b.readers.stop()]);
+    expect(a.passes + b.passes).toBe(1);
+    expect(a.read + b.read).toBe(1);
+
+    // Stopped and started again, a reader does not read the message its earlier passes read.
+    const before = replica('Restarted', 100);
+    await eventually(async () => (before.read > 0 ? true : undefined));
+    await before.readers.stop();
+    expect(before.read).toBe(1);
+    const after = replica('Restarted', 100);
+    // A second pass begun means the first has ended (one pass per sender at a time).
+    await eventually(async () => (after.passes >= 2 ? true : undefined));
+    await after.readers.stop();
+    expect(after.read).toBe(0);
+  });
 });

@@ -1,4 +1,4 @@
-import { recordDeliveryReport, startReportReaders, stateByKey, type Bus } from '@relay/bus';
+import { recordDeliveryReport, reportClaims, startReportReaders, type Bus, type ReportPass } from '@relay/bus';
 import type { SenderConfig } from '@relay/config';
 import { describe } from '@relay/core';
 import { MAX_NDR_BYTES, parseDeliveryReport } from '@relay/mail';
@@ -180,17 +180,45 @@ export function startFeedbackReaders(
   log: FeedbackLog,
   checkEveryMs = 5_000,
 ): FeedbackReaders {
-  const cursorOf = stateByKey<FolderCursor>(() => ({ lastUid: 0 }));
   return startReportReaders(
     senders,
     (s) => {
       const f = s.feedback;
       if (!f?.imap) return undefined;
-      const cursor = cursorOf(`${s.id}\0${f.imap.host}\0${f.folder}`);
       const source: ImapReportSource = { sender: s.id, ...f.imap, folder: f.folder, processedFolder: f.processedFolder, auth: () => auth(s.id) };
-      return { where: { host: f.imap.host }, read: () => readReportsOnce(bus, source, cursor, log) };
+      return {
+        key: `imap\0${s.id}\0${f.imap.host}\0${f.imap.port}\0${f.folder}`,
+        where: { host: f.imap.host },
+        async read(pass: ReportPass<unknown>) {
+          const cursor = cursorFrom(pass.cursor);
+          try {
+            return await readReportsOnce(bus, source, cursor, log);
+          } finally {
+            pass.cursor = storedCursor(cursor);
+          }
+        },
+      };
     },
     log,
-    checkEveryMs,
+    // One replica reads a folder per interval, from where the last pass (of any replica) got to.
+    { claims: reportClaims(bus), checkEveryMs },
   );
+}
+
+/** A folder cursor as the report readers' bucket keeps it (JSON: UIDVALIDITY as a string). */
+interface StoredCursor {
+  uidValidity?: string;
+  lastUid: number;
+}
+
+function storedCursor(c: FolderCursor): StoredCursor {
+  return { lastUid: c.lastUid, ...(c.uidValidity !== undefined ? { uidValidity: String(c.uidValidity) } : {}) };
+}
+
+/** The cursor a stored one describes; anything else (none yet, or malformed) starts from the first message. */
+export function cursorFrom(stored: unknown): FolderCursor {
+  const c = stored as Partial<StoredCursor> | undefined;
+  if (!c || !Number.isSafeInteger(c.lastUid) || (c.lastUid as number) < 0) return { lastUid: 0 };
+  const validity = typeof c.uidValidity === 'string' && /^\d{1,20}$/.test(c.uidValidity) ? BigInt(c.uidValidity) : undefined;
+  return validity === undefined ? { lastUid: 0 } : { lastUid: c.lastUid as number, uidValidity: validity };
 }
