@@ -105,11 +105,23 @@ describe('webhook secrets of clients managed through the API', () => {
   it('signs with the new and the replaced secret until the rotation window ends', async () => {
     clock = Date.now();
     const old = await signing.create(create(CreateWebhookSecretRequestSchema, { client: 'portal', url: URL_A, keepPreviousSeconds: 0 }));
+    // Until the registry lists the webhook's secret (ingest records it after each call), none is kept as the previous one.
+    const unlisted = await signing.create(create(CreateWebhookSecretRequestSchema, { client: 'portal', url: URL_A, keepPreviousSeconds: 3_600 }));
+    expect(unlisted.previousUntil).toBeUndefined();
+    expect((await signing.sign(signReq())).split(' ')).toHaveLength(1);
+    const listed: ClientRecord = {
+      spec: { senders: [], webhooks: [{ url: URL_A, events: ['sent'] }] },
+      keys: [],
+      webhook_secrets: { [URL_A]: { created_at: new Date(clock).toISOString(), created_by: 'ops' } },
+      updated_at: '',
+      updated_by: 'ops',
+    };
+    await registry.clients.put('portal', JSON.stringify(listed));
     const made = await signing.create(create(CreateWebhookSecretRequestSchema, { client: 'portal', url: URL_A, keepPreviousSeconds: 3_600 }));
     expect(made.previousUntil?.getTime()).toBe(clock + 3_600_000);
     const both = await signing.sign(signReq());
     expect(both.split(' ')).toHaveLength(2);
-    expect([verifies(made.secret, both), verifies(old.secret, both)]).toEqual([true, true]);
+    expect([verifies(made.secret, both), verifies(unlisted.secret, both), verifies(old.secret, both)]).toEqual([true, true, false]);
     // An hour on, only the new one signs (compared by recomputing: the library's verify checks the timestamp against its own clock).
     clock += 3_600_001;
     const after = await signing.sign(signReq());

@@ -45,14 +45,17 @@ export function createWebhookSigning(deps: WebhookSigningDeps) {
       // The registry itself, not this service's copy: the webhook may have been added a moment ago.
       const e = await deps.live.store.clients.get(req.client);
       if (e?.operation !== 'PUT' || e.length === 0) throw new RelayError(ErrorCode.NotFound, `client "${req.client}" does not exist`);
-      const hooks = webhookUrls(e.json<ClientRecord>().spec);
+      const rec = e.json<ClientRecord>();
+      const hooks = webhookUrls(rec.spec);
       if (!hooks.includes(req.url)) {
         throw new RelayError(
           ErrorCode.NotFound,
           `client "${req.client}" has no webhook with url ${urlForLog(req.url)} (its webhooks: ${hooks.map(urlForLog).join(', ') || 'none'}); add it with PutClient first`,
         );
       }
-      const made = await deps.secrets.create(req.client, req.url, keep * 1000, new Date(now()));
+      // A secret the registry no longer lists (its URL was removed, then added again) is not revived as the previous one.
+      const listed = rec.webhook_secrets !== undefined && Object.hasOwn(rec.webhook_secrets, req.url);
+      const made = await deps.secrets.create(req.client, req.url, listed ? keep * 1000 : 0, new Date(now()));
       // Never the secret: which webhook, and until when the old one signs.
       deps.logger.info({ client: req.client, url: urlForLog(req.url), previous_until: made.previousUntil?.toISOString() }, 'webhook secret made');
       return made;
