@@ -1,15 +1,18 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { create } from '@bufbuild/protobuf';
+import { create, toJson } from '@bufbuild/protobuf';
 import { createNatsAuth } from '@relay/bus';
 import {
   CreateApiKeyRequestSchema,
   CreateWebhookSecretRequestSchema,
+  ListClientsRequestSchema,
+  ListClientsResponseSchema,
   ListWebhookDeliveriesRequestSchema,
   MessageState,
   PutClientRequestSchema,
   type CreateApiKeyResponse,
   type CreateWebhookSecretResponse,
+  type ListClientsResponse,
   type ListWebhookDeliveriesResponse,
 } from '@relay/proto';
 import {
@@ -207,6 +210,11 @@ describe('webhooks of a client managed through the operations API', () => {
       expect(verifies(first.secret, d)).toBe(true);
       expect(d.headers['webhook-signature']!.split(' ')).toHaveLength(1);
     }
+    // ListClients says the webhook has a secret, and shows none of it.
+    const clients = await ops.admin<ListClientsResponse>('listClients', create(ListClientsRequestSchema, {}));
+    const portal = clients.clients.find((c) => c.name === 'portal')!;
+    expect(portal.webhookSecrets.map((w) => [w.url, w.createdBy])).toEqual([[hookUrl, 'it-ops']]);
+    expect(JSON.stringify(toJson(ListClientsResponseSchema, clients))).not.toContain(first.secret.slice(6, 30));
     const [after] = (await deliveries('portal')).endpoints;
     expect(after).toMatchObject({ heldReason: '', pending: 0n });
     expect(after!.deliveries.every((d) => d.statusCode === 204)).toBe(true);
@@ -216,6 +224,8 @@ describe('webhooks of a client managed through the operations API', () => {
     const second = await makeSecret('portal', hookUrl, 3_600);
     expect(second.secret).not.toBe(first.secret);
     expect(second.previousUntil).toBeDefined();
+    const listed = await ops.admin<ListClientsResponse>('listClients', create(ListClientsRequestSchema, {}));
+    expect(listed.clients.find((c) => c.name === 'portal')!.webhookSecrets[0]!.previousUntil).toEqual(second.previousUntil);
     // In force on ingest once the call answers; the next delivery carries both signatures.
     const { messageId } = await app.sendMail(mail('During the rotation'));
     await waitForState(app, messageId, [MessageState.SENT]);

@@ -33,6 +33,7 @@ import {
   SecretStatusSchema,
   SenderSchema,
   SetSenderSecretResponseSchema,
+  WebhookSecretInfoSchema,
   type ApiKeyInfo,
   type Client,
   type CreateApiKeyRequest,
@@ -458,6 +459,14 @@ function managedClientView(name: string, rec: Versioned<ClientRecord>): Client {
     managedBy: 'api',
     etag: String(rec.revision),
     apiKeys: rec.value.keys.map(keyInfo),
+    webhookSecrets: Object.entries(rec.value.webhook_secrets ?? {}).map(([url, m]) =>
+      create(WebhookSecretInfoSchema, {
+        url,
+        createdAt: timestampFromDate(new Date(m.created_at)),
+        createdBy: m.created_by,
+        ...(m.previous_until ? { previousUntil: timestampFromDate(new Date(m.previous_until)) } : {}),
+      }),
+    ),
     updatedAt: timestampFromDate(new Date(rec.value.updated_at)),
     updatedBy: rec.value.updated_by,
   });
