@@ -271,16 +271,40 @@ export function parseManagedSender(
   }
 }
 
-/** A client managed through the API, from its settings and the keys the relay made for it. */
-export function parseManagedClient(spec: unknown, keys: ClientKey[], senders: ReadonlySet<string> | undefined, smtpPasswordDigest?: string): ClientConfig {
-  if (isMapping(spec) && spec.webhooks !== undefined) {
-    throw new ConfigError('webhooks: not accepted through the API yet (each needs a signing secret); give the client its webhooks in relay.yaml');
+/**
+ * A client managed through the API, from its settings and the keys the relay made for it.
+ * `webhookSecrets` maps each webhook URL whose signing secret exists (CreateWebhookSecret) to when it was made.
+ */
+export function parseManagedClient(
+  spec: unknown,
+  keys: ClientKey[],
+  senders: ReadonlySet<string> | undefined,
+  smtpPasswordDigest?: string,
+  webhookSecrets: Readonly<Record<string, string>> = {},
+): ClientConfig {
+  if (isMapping(spec) && Array.isArray(spec.webhooks)) {
+    spec.webhooks.forEach((w: unknown, j) => {
+      for (const field of ['secret', 'previous_secret']) {
+        if (isMapping(w) && w[field] !== undefined) {
+          throw new ConfigError(
+            `webhooks[${j}].${field}: secrets are not accepted in a client's settings; the relay makes the signing secret: run relay webhooks secret <client> <url> (CreateWebhookSecret) after this change`,
+          );
+        }
+      }
+    });
   }
   const result = managedClientSchema.safeParse(spec);
   if (!result.success) throw new ConfigError(formatIssues(result.error.issues, spec, managedClientSchema));
   const c = result.data;
   c.senders.forEach((id, j) => {
     if (senders && !senders.has(id)) throw new ConfigError(`senders[${j}]: "${id}" is not a configured sender (senders: ${[...senders].join(', ')})`);
+  });
+  const urls = new Set<string>();
+  const webhooks = c.webhooks?.map((w, j): WebhookConfig => {
+    if (urls.has(w.url)) throw new ConfigError(`webhooks[${j}].url: the same URL as an earlier webhook of this client; list all its events in one entry`);
+    urls.add(w.url);
+    const createdAt = Object.hasOwn(webhookSecrets, w.url) ? webhookSecrets[w.url] : undefined;
+    return { url: w.url, events: [...new Set(w.events)], ...(createdAt ? { secretCreatedAt: createdAt } : {}) };
   });
   return {
     name: c.name,
@@ -300,6 +324,7 @@ export function parseManagedClient(spec: unknown, keys: ClientKey[], senders: Re
           },
         }
       : {}),
+    ...(webhooks ? { webhooks } : {}),
     ...(c.suppression ? { suppression: { mode: c.suppression.mode, forMs: c.suppression.for } } : {}),
   };
 }

@@ -284,7 +284,11 @@ export const senderSchema = z.strictObject({
  * A client managed through the API: as in relay.yaml, but its keys are made by the relay
  * (CreateApiKey) and the SMTP door admits it by address only.
  */
+/** A webhook of a client managed through the API: its signing secret is made by the relay (CreateWebhookSecret). */
+const managedWebhookSchema = webhookSchema.omit({ secret: true, previous_secret: true });
+
 export const managedClientSchema = clientSchema.omit({ api_key: true, smtp: true, webhooks: true }).extend({
+  webhooks: z.array(managedWebhookSchema).max(MAX_WEBHOOKS_PER_CLIENT, `at most ${MAX_WEBHOOKS_PER_CLIENT} webhooks per client`).optional(),
   smtp: z
     .strictObject({
       // The password is made by the relay (CreateSmtpPassword), never written here.

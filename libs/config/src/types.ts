@@ -37,7 +37,7 @@ export interface ClientConfig {
   limits: ClientLimits;
   /** Submission over the SMTP door; absent: this client cannot use it. */
   smtp?: ClientSmtpConfig;
-  /** Where the state changes of this client's messages are posted (relay.yaml only). */
+  /** Where the state changes of this client's messages are posted. */
   webhooks?: WebhookConfig[];
   /** Recipients that hard-bounced within `forMs` are refused or flagged at SendMail; absent: off. */
   suppression?: { mode: 'refuse' | 'flag'; forMs: number };
@@ -48,11 +48,16 @@ export type WebhookEventName = 'queued' | 'sending' | 'sent' | 'retrying' | 'fai
 
 export interface WebhookConfig {
   url: string;
-  /** A Standard Webhooks secret, `whsec_<base64>` (checked when resolved). */
-  secret: Secret;
+  /**
+   * relay.yaml: a Standard Webhooks secret, `whsec_<base64>` (checked when resolved). Absent for a
+   * client managed through the API: relay-credentials keeps its secret and signs its deliveries.
+   */
+  secret?: Secret;
   /** The secret being replaced: deliveries carry a signature with each while it is set. */
   previousSecret?: Secret;
   events: WebhookEventName[];
+  /** A client managed through the API: when its signing secret was made (CreateWebhookSecret); absent: none yet. */
+  secretCreatedAt?: string;
 }
 
 export interface ClientSmtpConfig {

@@ -42,7 +42,7 @@ describe('client webhooks', () => {
     const [hook] = cfg.clients[0]!.webhooks!;
     expect(hook!.url).toBe('https://sis.campus.example/hooks/relay');
     expect(hook!.events).toEqual(['sent', 'failed', 'bounced']);
-    expect(hook!.secret.reveal()).toBe(SECRET);
+    expect(hook!.secret!.reveal()).toBe(SECRET);
     expect(cfg.clients[0]!.spec).toEqual({
       name: 'billing-app',
       senders: ['no-reply'],
@@ -118,10 +118,36 @@ describe('client webhooks', () => {
     const cfg = parseConfig(withWebhooks('      - { url: https://x.example/h, secret: env:HOOK_SECRET, events: [sent] }'), {}, 'relay.yaml', {
       resolveSecrets: 'none',
     });
-    expect(cfg.clients[0]!.webhooks![0]!.secret.resolved).toBe(false);
+    expect(cfg.clients[0]!.webhooks![0]!.secret!.resolved).toBe(false);
+  });
+});
+
+describe('webhooks of a client managed through the API', () => {
+  const hook = { url: 'https://sis.campus.example/hooks/relay', events: ['sent', 'failed', 'sent'] };
+
+  it('takes url and events, without a secret, and knows which have one made', () => {
+    const c = parseManagedClient({ name: 'sis', senders: [], webhooks: [hook] }, [], undefined);
+    expect(c.webhooks).toEqual([{ url: hook.url, events: ['sent', 'failed'] }]);
+    const made = parseManagedClient({ name: 'sis', senders: [], webhooks: [hook] }, [], undefined, undefined, { [hook.url]: '2026-12-05T10:00:00.000Z' });
+    expect(made.webhooks).toEqual([{ url: hook.url, events: ['sent', 'failed'], secretCreatedAt: '2026-12-05T10:00:00.000Z' }]);
   });
 
-  it('says that a client managed through the API takes no webhooks', () => {
-    expect(() => parseManagedClient({ name: 'sis', senders: [], webhooks: [] }, [], undefined)).toThrow(/webhooks: not accepted through the API yet/);
+  it('refuses a secret in the settings and says how to get one', () => {
+    for (const field of ['secret', 'previous_secret']) {
+      expect(() =>
+        parseManagedClient({ name: 'sis', senders: [], webhooks: [hook, { ...hook, url: 'https://x.example/h', [field]: 'whsec_abc' }] }, [], undefined),
+      ).toThrow(
+        `webhooks[1].${field}: secrets are not accepted in a client's settings; the relay makes the signing secret: run relay webhooks secret <client> <url> (CreateWebhookSecret) after this change`,
+      );
+    }
+  });
+
+  it("checks the URLs and events as relay.yaml's", () => {
+    const bad = (webhooks: unknown) => () => parseManagedClient({ name: 'sis', senders: [], webhooks }, [], undefined);
+    expect(bad([hook, { ...hook, events: ['queued'] }])).toThrow('webhooks[1].url: the same URL as an earlier webhook of this client');
+    expect(bad([{ ...hook, url: 'http://sis.campus.example/h' }])).toThrow(/webhooks\[0\]\.url: must be an https:\/\/ URL/);
+    expect(bad([{ ...hook, events: ['delivered'] }])).toThrow(/webhooks\[0\]\.events\[0\]: must be one of queued, sending/);
+    expect(bad([{ ...hook, events: [] }])).toThrow(/webhooks\[0\]\.events: must list at least one/);
+    expect(bad(Array.from({ length: 11 }, (_, i) => ({ ...hook, url: `https://x.example/${i}` })))).toThrow('webhooks: at most 10 webhooks per client');
   });
 });

@@ -8,17 +8,21 @@ import {
   GetCredentialStatusRequestSchema,
   GetGraphTokenRequestSchema,
   GetSmtpAuthRequestSchema,
+  SignWebhookRequestSchema,
   type CompleteConsentResponse,
   type DeleteSenderSecretsResponse,
   type GetCredentialStatusResponse,
   type GetGraphTokenResponse,
   type GetSmtpAuthResponse,
+  type SignWebhookResponse,
 } from './gen/relay/internal/v1/internal_pb.js';
 import {
   BeginConsentRequestSchema,
+  CreateWebhookSecretRequestSchema,
   SetSenderSecretRequestSchema,
   TestSenderRequestSchema,
   type BeginConsentResponse,
+  type CreateWebhookSecretResponse,
   type SetSenderSecretResponse,
   type TestSenderResponse,
 } from './gen/relay/v1/mail_pb.js';
@@ -39,6 +43,10 @@ export interface CredentialsClient {
   completeConsent(req: MessageInitShape<typeof CompleteConsentRequestSchema>, deadlineMs: number): Promise<CompleteConsentResponse>;
   /** A sender's consent and token facts, for AdminService.GetSender. */
   getCredentialStatus(req: MessageInitShape<typeof GetCredentialStatusRequestSchema>, deadlineMs: number): Promise<GetCredentialStatusResponse>;
+  /** AdminService.CreateWebhookSecret, forwarded by ingest. */
+  createWebhookSecret(req: MessageInitShape<typeof CreateWebhookSecretRequestSchema>, deadlineMs: number): Promise<CreateWebhookSecretResponse>;
+  /** The webhook-signature header of one delivery (ingest). */
+  signWebhook(req: MessageInitShape<typeof SignWebhookRequestSchema>, deadlineMs: number): Promise<SignWebhookResponse>;
   close(): void;
 }
 
@@ -71,6 +79,9 @@ export function createCredentialsClient(address: string, auth: InternalAuth): Cr
       unary<typeof CompleteConsentRequestSchema, CompleteConsentResponse>('completeConsent', CompleteConsentRequestSchema, req, deadlineMs),
     getCredentialStatus: (req, deadlineMs) =>
       unary<typeof GetCredentialStatusRequestSchema, GetCredentialStatusResponse>('getCredentialStatus', GetCredentialStatusRequestSchema, req, deadlineMs),
+    createWebhookSecret: (req, deadlineMs) =>
+      unary<typeof CreateWebhookSecretRequestSchema, CreateWebhookSecretResponse>('createWebhookSecret', CreateWebhookSecretRequestSchema, req, deadlineMs),
+    signWebhook: (req, deadlineMs) => unary<typeof SignWebhookRequestSchema, SignWebhookResponse>('signWebhook', SignWebhookRequestSchema, req, deadlineMs),
     close: () => client.close(),
   };
 }

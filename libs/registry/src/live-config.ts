@@ -121,7 +121,8 @@ export async function createLiveConfig(opts: LiveConfigOptions): Promise<LiveCon
       }
       try {
         const keys = value.keys.map((k) => ({ id: k.id, digest: k.digest, ...(k.expires_at ? { expiresAt: Date.parse(k.expires_at) } : {}) }));
-        const client = parseManagedClient({ ...value.spec, name }, keys, undefined, value.smtp_password?.digest);
+        const secrets = Object.fromEntries(Object.entries(value.webhook_secrets ?? {}).map(([url, m]) => [url, m.created_at]));
+        const client = parseManagedClient({ ...value.spec, name }, keys, undefined, value.smtp_password?.digest, secrets);
         // A sender deleted since keeps no client from working with the others.
         mergedClients.push({ ...client, senders: client.senders.filter((s) => ids.has(s)) });
       } catch (err) {

@@ -33,6 +33,12 @@ export interface ClientRecord {
   keys: StoredKey[];
   /** The SMTP AUTH password the relay made (CreateSmtpPassword): SHA-256 of lowercased username, NUL, password. */
   smtp_password?: { digest: string; username: string; created_at: string; created_by: string };
+  /**
+   * Per webhook URL whose signing secret relay-credentials made (CreateWebhookSecret): when and by
+   * whom; the secret itself is sealed in relay-credentials. `previous_until`: the secret it replaced
+   * still signs until then.
+   */
+  webhook_secrets?: Record<string, { created_at: string; created_by: string; previous_until?: string }>;
   updated_at: string;
   updated_by: string;
 }

@@ -1,4 +1,5 @@
 import { create } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { Server } from '@grpc/grpc-js';
 import type { Redis } from 'ioredis';
 import type { Bus } from '@relay/bus';
@@ -7,11 +8,13 @@ import { describe, ErrorCode, once, RelayError, type RunnableService } from '@re
 import {
   BeginConsentResponseSchema,
   bindGrpc,
+  CreateWebhookSecretResponseSchema,
   CompleteConsentResponseSchema,
   DeleteSenderSecretsResponseSchema,
   GetCredentialStatusResponseSchema,
   SecretStatusSchema,
   SetSenderSecretResponseSchema,
+  SignWebhookResponseSchema,
   CredentialsService,
   internalServerCredentials,
   toGrpcDefinition,
@@ -20,12 +23,16 @@ import {
   type BeginConsentResponse,
   type CompleteConsentRequest,
   type CompleteConsentResponse,
+  type CreateWebhookSecretRequest,
+  type CreateWebhookSecretResponse,
   type DeleteSenderSecretsRequest,
   type DeleteSenderSecretsResponse,
   type GetCredentialStatusRequest,
   type GetCredentialStatusResponse,
   type SetSenderSecretRequest,
   type SetSenderSecretResponse,
+  type SignWebhookRequest,
+  type SignWebhookResponse,
   type GetGraphTokenRequest,
   type GetGraphTokenResponse,
   type GetSmtpAuthRequest,
@@ -52,6 +59,8 @@ import { smtpAuthFor } from './smtp-auth.js';
 import { TokenCache } from './token-cache.js';
 import { redeemCode } from './token-providers.js';
 import { refusalLine } from './refusal-log.js';
+import { createWebhookSigning } from './webhook-signing.js';
+import { openWebhookSecrets } from './webhook-secrets.js';
 
 export interface CredentialsOptions {
   env: RelayEnv;
@@ -84,12 +93,13 @@ export async function createCredentials(opts: CredentialsOptions, overrides: Cre
     openRefreshTokenStore(bus, box, env.streamReplicas),
     openManagedSecrets(bus, box, env.streamReplicas, (err, key) => logger.error({ key, err: describe(err) }, 'managed secret cannot be opened')),
     openCredentialStatus(bus, env.streamReplicas),
+    openWebhookSecrets(bus, box, env.streamReplicas),
   ]).catch(async (err: unknown) => {
     if (!overrides.bus) await bus.close();
     if (!overrides.redis) redis.disconnect();
     throw err;
   });
-  const [store, managed, recorded] = opened;
+  const [store, managed, recorded, webhookSecrets] = opened;
   const now = overrides.now ?? Date.now;
   // Each token and consent also restarts the refresh token's clock in the expiry monitor.
   const status: CredentialStatusStore = {
@@ -148,6 +158,7 @@ export async function createCredentials(opts: CredentialsOptions, overrides: Cre
         }
       : {}),
   });
+  const webhookSigning = createWebhookSigning({ secrets: webhookSecrets, live, logger });
   const consent = createConsent({ senders, redis, box, store, cache, logger, prefix: env.busPrefix, publicUrl: env.publicUrl, redeemCode, status });
 
   const server = new Server();
@@ -240,6 +251,21 @@ export async function createCredentials(opts: CredentialsOptions, overrides: Cre
         if (!SENDER_ID.test(req.sender)) throw new RelayError(ErrorCode.InvalidArgument, 'sender: must be 1-64 letters, digits, "-" or "_"');
         return create(GetCredentialStatusResponseSchema, { status: credentialStatusMessage(await status.get(req.sender)) });
       },
+    ),
+    createWebhookSecret: internal<CreateWebhookSecretRequest, CreateWebhookSecretResponse>(
+      'webhook secret refused',
+      CALLERS.createWebhookSecret,
+      async (req) => {
+        const made = await webhookSigning.create(req);
+        return create(CreateWebhookSecretResponseSchema, {
+          secret: made.secret,
+          createdAt: timestampFromDate(made.createdAt),
+          ...(made.previousUntil ? { previousUntil: timestampFromDate(made.previousUntil) } : {}),
+        });
+      },
+    ),
+    signWebhook: internal<SignWebhookRequest, SignWebhookResponse>('webhook signature refused', CALLERS.signWebhook, async (req) =>
+      create(SignWebhookResponseSchema, { signature: await webhookSigning.sign(req) }),
     ),
   });
   let ops: OpsServer | undefined;

@@ -12,6 +12,7 @@ import {
   CredentialsService,
   GetSmtpAuthRequestSchema,
   GetSmtpAuthResponse_Kind,
+  SignWebhookRequestSchema,
   toGrpcDefinition,
 } from '@relay/proto';
 import { createLogger } from '@relay/telemetry';
@@ -61,7 +62,7 @@ function rawCall(
   address: string,
   channel: ReturnType<typeof grpcCredentials.createInsecure>,
   token?: string,
-  method: 'getSmtpAuth' | 'beginConsent' | 'completeConsent' | 'getCredentialStatus' = 'getSmtpAuth',
+  method: 'getSmtpAuth' | 'beginConsent' | 'completeConsent' | 'getCredentialStatus' | 'signWebhook' = 'getSmtpAuth',
 ): Promise<{ code: number; password?: string; httpStatus?: number }> {
   const client = new Ctor(address, channel, { 'grpc.ssl_target_name_override': 'localhost' }) as unknown as Record<string, (...args: unknown[]) => unknown> & {
     close(): void;
@@ -75,7 +76,9 @@ function rawCall(
         ? create(BeginConsentRequestSchema, { sender: 'mail' })
         : method === 'getCredentialStatus'
           ? create(GetCredentialStatusRequestSchema, { sender: 'mail' })
-          : create(CompleteConsentRequestSchema, { state: 'forged', code: 'c' });
+          : method === 'signWebhook'
+            ? create(SignWebhookRequestSchema, { client: 'app', url: 'https://app.example/h', id: 'evt_1', timestamp: BigInt(Math.floor(Date.now() / 1000)) })
+            : create(CompleteConsentRequestSchema, { state: 'forged', code: 'c' });
   return new Promise((resolve) => {
     client[method]!(req, md, { deadline: Date.now() + 5_000 }, (err: ServiceError | null, res?: { password?: string; httpStatus?: number }) => {
       client.close();
@@ -129,6 +132,13 @@ describe('internal token', () => {
     }
   });
 
+  it("signs webhooks only for ingest's token", async () => {
+    expect(await rawCall(address, grpcCredentials.createInsecure(), token, 'signWebhook')).toEqual({ code: status.UNAUTHENTICATED });
+    expect(await rawCall(address, grpcCredentials.createInsecure(), undefined, 'signWebhook')).toEqual({ code: status.UNAUTHENTICATED });
+    // Past the check: relay.yaml's client "app" signs its own deliveries, so nothing is signed here.
+    expect(await rawCall(address, grpcCredentials.createInsecure(), ingestToken, 'signWebhook')).toEqual({ code: status.FAILED_PRECONDITION });
+  });
+
   it('refuses a token derived from the master key, as services used to make it', async () => {
     const derived = createHmac('sha256', masterKey).update('relay-internal-grpc-v1').digest('base64url');
     expect(await rawCall(address, grpcCredentials.createInsecure(), derived)).toEqual({ code: status.UNAUTHENTICATED });
@@ -171,6 +181,7 @@ describe('internal mutual TLS', () => {
     expect(await rawCall(address, channel(), undefined, 'beginConsent')).toEqual({ code: status.PERMISSION_DENIED });
     expect(await rawCall(address, channel(), undefined, 'completeConsent')).toEqual({ code: status.PERMISSION_DENIED });
     expect(await rawCall(address, channel(), undefined, 'getCredentialStatus')).toEqual({ code: status.PERMISSION_DENIED });
+    expect(await rawCall(address, channel(), undefined, 'signWebhook')).toEqual({ code: status.PERMISSION_DENIED });
     expect((await rawCall(address, channel())).password).toBe(PASSWORD);
   });
 

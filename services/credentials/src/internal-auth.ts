@@ -20,6 +20,9 @@ export const CALLERS = {
   testSender: { role: 'admin', names: ['relay-ingest'] },
   setSenderSecret: { role: 'admin', names: ['relay-ingest'] },
   getCredentialStatus: { role: 'admin', names: ['relay-ingest'] },
+  createWebhookSecret: { role: 'admin', names: ['relay-ingest'] },
+  // Ingest delivers the webhooks; no sender signs anything.
+  signWebhook: { role: 'admin', names: ['relay-ingest'] },
 } as const satisfies Record<string, CallerPolicy>;
 
 type Call = Pick<ServerUnaryCall<unknown, unknown>, 'metadata' | 'getAuthContext'>;

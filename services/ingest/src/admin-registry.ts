@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { create, type JsonObject } from '@bufbuild/protobuf';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { Metadata } from '@grpc/grpc-js';
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
@@ -22,6 +22,7 @@ import {
   ClientSchema,
   CreateApiKeyResponseSchema,
   CreateSmtpPasswordResponseSchema,
+  CreateWebhookSecretResponseSchema,
   DeleteSenderResponseSchema,
   GetSenderResponseSchema,
   ListClientsResponseSchema,
@@ -32,10 +33,12 @@ import {
   SecretStatusSchema,
   SenderSchema,
   SetSenderSecretResponseSchema,
+  WebhookSecretInfoSchema,
   type ApiKeyInfo,
   type Client,
   type CreateApiKeyRequest,
   type CreateSmtpPasswordRequest,
+  type CreateWebhookSecretRequest,
   type DeleteSenderRequest,
   type GetSenderRequest,
   type ListClientsRequest,
@@ -57,7 +60,7 @@ export interface AdminRegistryContext {
   logger?: { warn(obj: object, msg: string): void };
   auth: Authenticator;
   live: LiveConfig;
-  credentials: Pick<AdminForward, 'setSenderSecret' | 'deleteSenderSecrets' | 'credentialStatus'>;
+  credentials: Pick<AdminForward, 'setSenderSecret' | 'deleteSenderSecrets' | 'credentialStatus' | 'createWebhookSecret'>;
 }
 
 type Call<Req> = { metadata: Metadata; request: Req };
@@ -66,6 +69,8 @@ const PAGE = { default: 100, max: 1_000 };
 /** Keys a client may hold at once (a rotation's overlap needs two). */
 export const MAX_KEYS_PER_CLIENT = 10;
 const MAX_SECRET_BYTES = 16 * 1024;
+/** How long a replaced webhook secret may keep signing (CreateWebhookSecret's keep_previous_seconds). */
+const MAX_KEEP_PREVIOUS_SECONDS = 30 * 86_400;
 /** How long a change waits to be in force on this ingest before the call answers. */
 const APPLY_WAIT_MS = 5_000;
 
@@ -267,10 +272,14 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
       }
       // A password made for another username does not carry over to this one.
       const password = old?.value.smtp_password?.username === username ? old?.value.smtp_password : undefined;
+      // A webhook keeps its secret while its URL stays; a new URL needs its own (CreateWebhookSecret).
+      const urls = new Set(webhookUrls(spec));
+      const hookSecrets = Object.fromEntries(Object.entries(old?.value.webhook_secrets ?? {}).filter(([url]) => urls.has(url)));
       const record: ClientRecord = {
         spec,
         keys: old?.value.keys ?? [],
         ...(password ? { smtp_password: password } : {}),
+        ...(Object.keys(hookSecrets).length > 0 ? { webhook_secrets: hookSecrets } : {}),
         updated_at: new Date().toISOString(),
         updated_by: who.name,
       };
@@ -330,6 +339,47 @@ export function createAdminRegistryHandlers(ctx: AdminRegistryContext) {
       });
       await applied(ctx.live.clientRecords, name, revision);
       return create(CreateSmtpPasswordResponseSchema, { username, password });
+    },
+
+    async createWebhookSecret(call: Call<CreateWebhookSecretRequest>) {
+      const who = admin(call);
+      const name = requireId(call.request.client, 'client');
+      if (fileClient(name)) {
+        throw new RelayError(
+          ErrorCode.FailedPrecondition,
+          `client "${name}" is defined in relay.yaml (managed_by: file); its webhook secrets are webhooks[].secret there`,
+        );
+      }
+      const url = call.request.url.trim();
+      if (!url) throw new RelayError(ErrorCode.InvalidArgument, "url: required (the webhook's url, as in the client's spec)");
+      if (url.length > 2_048) throw new RelayError(ErrorCode.InvalidArgument, 'url: at most 2048 characters');
+      const keep = call.request.keepPreviousSeconds;
+      if (keep !== undefined && keep > MAX_KEEP_PREVIOUS_SECONDS) {
+        throw new RelayError(ErrorCode.InvalidArgument, `keep_previous_seconds: at most ${MAX_KEEP_PREVIOUS_SECONDS} (30 days)`);
+      }
+      const rec = await readRecord<ClientRecord>(ctx.live.store.clients, name).catch((err: unknown) => {
+        throw conflict(err, '');
+      });
+      if (!rec) throw new RelayError(ErrorCode.NotFound, `client "${name}" does not exist`);
+      const urls = webhookUrls(rec.value.spec);
+      if (!urls.includes(url)) {
+        throw new RelayError(
+          ErrorCode.NotFound,
+          `client "${name}" has no webhook with url ${url} (its webhooks: ${urls.join(', ') || 'none'}); add it with PutClient (relay clients apply) first`,
+        );
+      }
+      // Made and sealed by relay-credentials, which alone signs with it; the registry records that it exists.
+      const made = await ctx.credentials.createWebhookSecret(name, url, keep);
+      const at = made.createdAt ? timestampDate(made.createdAt).toISOString() : new Date().toISOString();
+      const previousUntil = made.previousUntil ? timestampDate(made.previousUntil).toISOString() : undefined;
+      const revision = await modify<ClientRecord>(ctx.live.store.clients, name, 'client', (r) => ({
+        ...r,
+        webhook_secrets: { ...r.webhook_secrets, [url]: { created_at: at, created_by: who.name, ...(previousUntil ? { previous_until: previousUntil } : {}) } },
+        updated_at: at,
+        updated_by: who.name,
+      }));
+      await applied(ctx.live.clientRecords, name, revision);
+      return create(CreateWebhookSecretResponseSchema, made);
     },
 
     async revokeApiKey(call: Call<RevokeApiKeyRequest>) {
@@ -409,6 +459,14 @@ function managedClientView(name: string, rec: Versioned<ClientRecord>): Client {
     managedBy: 'api',
     etag: String(rec.revision),
     apiKeys: rec.value.keys.map(keyInfo),
+    webhookSecrets: Object.entries(rec.value.webhook_secrets ?? {}).map(([url, m]) =>
+      create(WebhookSecretInfoSchema, {
+        url,
+        createdAt: timestampFromDate(new Date(m.created_at)),
+        createdBy: m.created_by,
+        ...(m.previous_until ? { previousUntil: timestampFromDate(new Date(m.previous_until)) } : {}),
+      }),
+    ),
     updatedAt: timestampFromDate(new Date(rec.value.updated_at)),
     updatedBy: rec.value.updated_by,
   });
@@ -425,6 +483,15 @@ function keyInfo(k: StoredKey): ApiKeyInfo {
 
 function secretStatus(field: string, meta: { set_at: string; set_by: string } | undefined): SecretStatus {
   return create(SecretStatusSchema, meta ? { field, set: true, setAt: timestampFromDate(new Date(meta.set_at)), setBy: meta.set_by } : { field, set: false });
+}
+
+/** The URLs of a client's webhooks as its settings give them (trimmed, as the settings' check reads them). */
+function webhookUrls(spec: Record<string, unknown>): string[] {
+  const hooks = Array.isArray(spec.webhooks) ? (spec.webhooks as unknown[]) : [];
+  return hooks.flatMap((w) => {
+    const url = typeof w === 'object' && w !== null ? (w as { url?: unknown }).url : undefined;
+    return typeof url === 'string' ? [url.trim()] : [];
+  });
 }
 
 function smtpUsername(spec: Record<string, unknown>): string | undefined {

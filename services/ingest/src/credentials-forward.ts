@@ -3,6 +3,7 @@ import { ErrorCode, RelayError, type InternalAuth } from '@relay/core';
 import {
   createCredentialsClient,
   type BeginConsentResponse,
+  type CreateWebhookSecretResponse,
   type CredentialStatus,
   type CredentialsClient,
   type SetSenderSecretResponse,
@@ -20,12 +21,18 @@ export interface AdminForward {
   completeConsent(fields: ConsentReturn): Promise<{ status: number; message: string }>;
   /** Who consented for the sender and its token's times (no secret); undefined when nothing is known. */
   credentialStatus(sender: string): Promise<CredentialStatus | undefined>;
+  /** A new signing secret for a webhook of a client managed through the API, made and kept by the credentials service. */
+  createWebhookSecret(client: string, url: string, keepPreviousSeconds: number | undefined): Promise<CreateWebhookSecretResponse>;
+  /** The `webhook-signature` header of one delivery, made by the credentials service with the webhook's secrets. */
+  signWebhook(client: string, url: string, id: string, at: Date, payload: Uint8Array): Promise<string>;
   close(): void;
 }
 
 export const FORWARD_DEADLINE_MS = 15_000;
 /** GetSender waits this long for the credential status, then answers without it. */
 export const STATUS_DEADLINE_MS = 3_000;
+/** A webhook signature is one HMAC: a slow answer is a failed attempt, tried again later. */
+export const SIGN_DEADLINE_MS = 5_000;
 /** A sender test may wait for connect, greeting and a send: up to the SMTP timeouts. */
 export const TEST_DEADLINE_MS = 120_000;
 
@@ -55,6 +62,10 @@ export function createAdminForward(address: string, auth: InternalAuth | undefin
       return { status: r.httpStatus, message: r.message };
     },
     credentialStatus: async (sender) => (await forward((c) => c.getCredentialStatus({ sender }, STATUS_DEADLINE_MS))).status,
+    createWebhookSecret: (client, url, keepPreviousSeconds) =>
+      forward((c) => c.createWebhookSecret({ client, url, ...(keepPreviousSeconds === undefined ? {} : { keepPreviousSeconds }) }, FORWARD_DEADLINE_MS)),
+    signWebhook: async (client, url, id, at, payload) =>
+      (await forward((c) => c.signWebhook({ client, url, id, timestamp: BigInt(Math.floor(at.getTime() / 1000)), payload }, SIGN_DEADLINE_MS))).signature,
     close: () => client?.close(),
   };
 }

@@ -144,12 +144,17 @@ export async function createIngest(
   });
   const watch = createWatchHub(bus, auth, logger, overrides.watch);
   const indexer = createMessageIndexer(bus, logger);
-  const webhooks = createWebhooks(bus, logger, {
-    retryInitialMs: config.delivery.webhookRetryInitialMs,
-    retryMaxMs: config.delivery.webhookRetryMaxMs,
-    maxAgeMs: config.delivery.webhookMaxAgeMs,
-    ...overrides.webhooks,
-  });
+  const webhooks = createWebhooks(
+    bus,
+    logger,
+    {
+      retryInitialMs: config.delivery.webhookRetryInitialMs,
+      retryMaxMs: config.delivery.webhookRetryMaxMs,
+      maxAgeMs: config.delivery.webhookMaxAgeMs,
+      ...overrides.webhooks,
+    },
+    (client, url, id, at, payload) => admin.signWebhook(client, url, id, at, payload),
+  );
   // AdminService's unary calls: served over gRPC, and called in process by the console's API.
   const adminCalls = {
     listMessages: messages.listMessages,
@@ -165,6 +170,7 @@ export async function createIngest(
     createApiKey: registry.createApiKey,
     revokeApiKey: registry.revokeApiKey,
     createSmtpPassword: registry.createSmtpPassword,
+    createWebhookSecret: registry.createWebhookSecret,
     listWebhookDeliveries: createWebhookDeliveriesHandler({ auth, config: () => ctx.config, webhooks }),
     ...createSuppressionHandlers({ auth, list: () => suppressions }),
     getQueueStats,

@@ -31,6 +31,7 @@ export function createWebhookDeliveriesHandler(deps: { auth: Authenticator; conf
           url: e.url,
           events: e.events,
           pending: BigInt(e.pending),
+          heldReason: e.held,
           deliveries: e.deliveries.map((d) =>
             create(WebhookDeliverySchema, {
               at: timestampFromDate(new Date(d.at)),

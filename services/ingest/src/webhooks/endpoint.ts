@@ -4,11 +4,10 @@ import { workDurable, type Bus, type ConsumeLoop } from '@relay/bus';
 import { backoffMs, describe, InFlight, within } from '@relay/core';
 import type { WebhookEventName } from '@relay/config';
 import type { Logger } from '@relay/telemetry';
-import type { Webhook } from 'standardwebhooks';
 import type { DeliveryLog } from './delivery-log.js';
 import { urlForLog, type WebhookJob } from './events.js';
 import { webhookAttempts } from './metrics.js';
-import { postEvent, type PostOptions } from './post.js';
+import { postEvent, type PostOptions, type WebhookSign } from './post.js';
 
 /** How long an event waits in place for an earlier event of its message before it is given back. */
 const EARLIER_WAIT_MS = 3_000;
@@ -21,8 +20,13 @@ export interface Endpoint {
   client: string;
   url: string;
   events: readonly WebhookEventName[];
-  /** The current secret's, then (while receivers move to it) the previous one's. */
-  signers: Webhook[];
+  /** Signs each delivery: with relay.yaml's secrets here, or through relay-credentials for a client managed through the API. */
+  sign: WebhookSign;
+  /**
+   * Set while its events wait in the stream instead of being delivered (no signing secret yet):
+   * why, and what to do. No worker runs for it meanwhile.
+   */
+  held?: string;
 }
 
 export interface EndpointTiming {
@@ -107,7 +111,7 @@ export async function startEndpointWorker(bus: Bus, first: Endpoint, log: Delive
     // A first delivery is a first attempt; a later one may have been a wait behind an earlier event.
     const before = m.info.deliveryCount === 1 ? 0 : await log.attempts(endpoint.key, job.id).catch(() => m.info.deliveryCount - 1);
     const attempt = before + 1;
-    const outcome = await postEvent(endpoint.url, job.id, job.body, endpoint.signers, timing.post);
+    const outcome = await postEvent(endpoint.url, job.id, job.body, endpoint.sign, timing.post);
     await log
       .record(endpoint.key, {
         at: new Date().toISOString(),

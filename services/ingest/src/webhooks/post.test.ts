@@ -7,7 +7,7 @@ import { MessageState, StatusEventSchema } from '@relay/proto';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endpointKey, urlForLog, webhookJob } from './events.js';
-import { postEvent } from './post.js';
+import { localSign, postEvent } from './post.js';
 
 const secret = `whsec_${randomBytes(32).toString('base64')}`;
 const signer = new Webhook(secret);
@@ -43,7 +43,7 @@ const opts = { timeoutMs: 500, maxResponseBytes: 64 };
 describe('postEvent', () => {
   it('signs the body with the Standard Webhooks headers, which the library verifies', async () => {
     const body = JSON.stringify({ type: 'message.sent', timestamp: new Date().toISOString(), data: { message_id: 'm1' } });
-    const out = await postEvent(`${base}/ok`, 'evt_1', body, [signer], opts);
+    const out = await postEvent(`${base}/ok`, 'evt_1', body, localSign([signer]), opts);
     expect(out).toMatchObject({ ok: true, status: 204, error: '' });
     const got = seen.at(-1)!;
     expect(got.headers['webhook-id']).toBe('evt_1');
@@ -55,7 +55,7 @@ describe('postEvent', () => {
 
   it('signs with every secret given, so a receiver holding either verifies', async () => {
     const previous = `whsec_${randomBytes(32).toString('base64')}`;
-    await postEvent(`${base}/ok`, 'evt_r', '{"type":"message.sent"}', [signer, new Webhook(previous)], opts);
+    await postEvent(`${base}/ok`, 'evt_r', '{"type":"message.sent"}', localSign([signer, new Webhook(previous)]), opts);
     const got = seen.at(-1)!;
     expect(String(got.headers['webhook-signature']).split(' ')).toHaveLength(2);
     for (const s of [secret, previous]) expect(new Webhook(s).verify(got.body, got.headers as Record<string, string>)).toEqual({ type: 'message.sent' });
@@ -63,15 +63,15 @@ describe('postEvent', () => {
 
   it('does not follow a redirect', async () => {
     const before = seen.length;
-    const out = await postEvent(`${base}/moved`, 'evt_2', '{}', [signer], opts);
+    const out = await postEvent(`${base}/moved`, 'evt_2', '{}', localSign([signer]), opts);
     expect(out).toMatchObject({ ok: false, status: 302 });
     expect(out.error).toContain('redirects are not followed (to https://elsewhere.example/hook)');
     expect(seen.length).toBe(before + 1);
   });
 
   it('reads a bounded part of the answer, and names a non-2xx status', async () => {
-    expect((await postEvent(`${base}/big`, 'evt_3', '{}', [signer], opts)).response).toHaveLength(64);
-    expect(await postEvent(`${base}/down`, 'evt_4', '{}', [signer], opts)).toMatchObject({
+    expect((await postEvent(`${base}/big`, 'evt_3', '{}', localSign([signer]), opts)).response).toHaveLength(64);
+    expect(await postEvent(`${base}/down`, 'evt_4', '{}', localSign([signer]), opts)).toMatchObject({
       ok: false,
       status: 503,
       error: 'HTTP 503',
@@ -80,14 +80,21 @@ describe('postEvent', () => {
   });
 
   it('gives up on a receiver that does not answer in time, and names a refused connection', async () => {
-    expect(await postEvent(`${base}/slow`, 'evt_5', '{}', [signer], opts)).toMatchObject({ ok: false, status: 0, error: 'no answer within 500 ms' });
+    expect(await postEvent(`${base}/slow`, 'evt_5', '{}', localSign([signer]), opts)).toMatchObject({ ok: false, status: 0, error: 'no answer within 500 ms' });
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const port = (closed.address() as AddressInfo).port;
     await new Promise((resolve) => closed.close(resolve));
-    const refused = await postEvent(`http://127.0.0.1:${port}/`, 'evt_6', '{}', [signer], opts);
+    const refused = await postEvent(`http://127.0.0.1:${port}/`, 'evt_6', '{}', localSign([signer]), opts);
     expect(refused).toMatchObject({ ok: false, status: 0 });
     expect(refused.error).toMatch(/^ECONNREFUSED/);
+  });
+
+  it('posts nothing unsigned: a signature that cannot be made is a failed attempt', async () => {
+    const before = seen.length;
+    const out = await postEvent(`${base}/ok`, 'evt_7', '{}', () => Promise.reject(new Error('webhook of client "p" has no signing secret')), opts);
+    expect(out).toMatchObject({ ok: false, status: 0, error: 'not signed: webhook of client "p" has no signing secret' });
+    expect(seen.length).toBe(before);
   });
 });
 

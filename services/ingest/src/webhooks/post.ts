@@ -1,5 +1,13 @@
 import type { Webhook } from 'standardwebhooks';
 
+/** Makes the `webhook-signature` header of one delivery: the id, the time it states and the body, signed. */
+export type WebhookSign = (id: string, at: Date, body: string) => Promise<string>;
+
+/** Signs with secrets held here (relay.yaml's): one signature per secret, space-separated, so a receiver holding either one verifies it. */
+export function localSign(signers: readonly Webhook[]): WebhookSign {
+  return async (id, at, body) => signers.map((s) => s.sign(id, at, body)).join(' ');
+}
+
 export interface PostOptions {
   /** The whole attempt: connect, request, answer and the part of the body that is read. */
   timeoutMs: number;
@@ -23,12 +31,19 @@ export interface PostOutcome {
  * Posts one event, signed with the Standard Webhooks headers (`webhook-id`, `webhook-timestamp`,
  * `webhook-signature`: HMAC-SHA256 over id, timestamp and body, one per secret). Redirects are not followed (a
  * 3xx is a failed attempt: the receiver's URL should be fixed instead), and at most
- * `maxResponseBytes` of the answer is read.
+ * `maxResponseBytes` of the answer is read. A signature that cannot be made is a failed attempt
+ * too: nothing unsigned is posted.
  */
-export async function postEvent(url: string, id: string, body: string, signers: readonly Webhook[], opts: PostOptions = POST_DEFAULTS): Promise<PostOutcome> {
+export async function postEvent(url: string, id: string, body: string, sign: WebhookSign, opts: PostOptions = POST_DEFAULTS): Promise<PostOutcome> {
   const started = performance.now();
   const now = new Date();
   const took = () => Math.round(performance.now() - started);
+  let signature: string;
+  try {
+    signature = await sign(id, now, body);
+  } catch (err) {
+    return { ok: false, status: 0, error: `not signed: ${(err as Error)?.message || String(err)}`, response: '', durationMs: took() };
+  }
   let res: Response;
   try {
     res = await fetch(url, {
@@ -40,8 +55,7 @@ export async function postEvent(url: string, id: string, body: string, signers: 
         'user-agent': 'campus-relay-webhooks',
         'webhook-id': id,
         'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
-        // One signature per secret, space-separated: a receiver holding either one verifies it.
-        'webhook-signature': signers.map((s) => s.sign(id, now, body)).join(' '),
+        'webhook-signature': signature,
       },
       body,
     });

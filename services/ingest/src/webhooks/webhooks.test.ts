@@ -147,3 +147,42 @@ describe('webhook workers', () => {
     expect(got.has(d)).toBe(false);
   });
 });
+
+describe('webhooks of a client managed through the API', () => {
+  let w: Webhooks | undefined;
+  afterAll(async () => {
+    await w?.stop(2_000);
+  });
+
+  it('keep its events waiting until a secret exists, then have relay-credentials sign them', async () => {
+    const signed: string[] = [];
+    // What relay-credentials answers: the signature made with the webhook's secret, held there.
+    const remote = async (clientName: string, url: string, id: string, at: Date, payload: Uint8Array) => {
+      signed.push(`${clientName} ${url}`);
+      return new Webhook(secret).sign(id, at, Buffer.from(payload).toString('utf8'));
+    };
+    w = createWebhooks(bus, logger, { retryInitialMs: 100, retryMaxMs: 300, maxAgeMs: 3_600_000 }, remote);
+    const url = `http://127.0.0.1:${port}/hook`;
+    const managed = (secretCreatedAt?: string): ClientConfig => ({
+      ...client('portal'),
+      managedBy: 'api',
+      webhooks: [{ url, events: ['queued', 'sending', 'sent'], ...(secretCreatedAt ? { secretCreatedAt } : {}) }],
+    });
+    await w.start([managed()]);
+    const m = uuidv7();
+    await lifecycle(m, 'portal', FULL);
+    // Stored for the endpoint, not delivered: the view says why and what to run.
+    await eventually(async () => ((await w!.deliveries(managed(), 10))[0]!.pending === 3 ? true : undefined), 10_000);
+    const [held] = await w.deliveries(managed(), 10);
+    expect(held!.held).toBe(`no signing secret; run relay webhooks secret portal '${url}' (CreateWebhookSecret)`);
+    expect(held!.deliveries).toEqual([]);
+    expect(got.has(m)).toBe(false);
+
+    await w.apply([managed(new Date().toISOString())]);
+    await eventually(() => (got.get(m)?.length === 3 ? true : undefined), 10_000);
+    expect(got.get(m)).toEqual(TYPES);
+    expect(signed).toEqual(Array(3).fill(`portal ${url}`));
+    const [view] = await w.deliveries(managed(new Date().toISOString()), 10);
+    expect(view).toMatchObject({ held: '', pending: 0 });
+  });
+});

@@ -9,7 +9,7 @@ import { DELIVERY_LOG_DEPTH, openDeliveryLog, type DeliveryLog, type DeliveryRec
 import { startEndpointWorker, type Endpoint, type EndpointTiming, type EndpointWorker } from './endpoint.js';
 import { endpointKey, urlForLog } from './events.js';
 import { dropFanOut, startFanOut, type FanOut, type FanOutOptions } from './fanout.js';
-import { POST_DEFAULTS, type PostOptions } from './post.js';
+import { localSign, POST_DEFAULTS, type PostOptions } from './post.js';
 
 export interface WebhooksOptions {
   /** relay.yaml `delivery.webhook_retry_initial` / `webhook_retry_max` / `webhook_max_age`. */
@@ -24,6 +24,9 @@ export interface WebhooksOptions {
   fanOut?: Partial<FanOutOptions>;
 }
 
+/** Signs a delivery to a webhook of a client managed through the API: relay-credentials holds its secrets. */
+export type RemoteSign = (client: string, url: string, id: string, at: Date, payload: Uint8Array) => Promise<string>;
+
 export const WEBHOOK_PACE_DEFAULTS = { maxInFlight: 8, concurrency: 4 } as const;
 
 /** One endpoint as ListWebhookDeliveries shows it. */
@@ -32,6 +35,8 @@ export interface EndpointView {
   events: string[];
   pending: number;
   deliveries: DeliveryRecord[];
+  /** Why its events wait instead of being delivered; empty while delivered. */
+  held: string;
 }
 
 export interface Webhooks {
@@ -48,7 +53,7 @@ export interface Webhooks {
  * Webhooks of clients' messages, run by ingest: a fan-out from the status stream onto a work
  * queue per endpoint, and a delivery worker per endpoint (see fanout.ts and endpoint.ts).
  */
-export function createWebhooks(bus: Bus, logger: Logger, opts: WebhooksOptions): Webhooks {
+export function createWebhooks(bus: Bus, logger: Logger, opts: WebhooksOptions, remoteSign?: RemoteSign): Webhooks {
   const timing: EndpointTiming = {
     retryInitialMs: opts.retryInitialMs,
     retryMaxMs: opts.retryMaxMs,
@@ -64,21 +69,41 @@ export function createWebhooks(bus: Bus, logger: Logger, opts: WebhooksOptions):
   // Changes are applied one after another: a start or stop of workers never overlaps another.
   let applying: Promise<void> = Promise.resolve();
 
+  /** Endpoints held for want of a signing secret, each logged once until it has one. */
+  const heldLogged = new Set<string>();
+
   function endpointsOf(clients: readonly ClientConfig[]): Map<string, Endpoint> {
     const out = new Map<string, Endpoint>();
     for (const c of clients) {
       for (const w of c.webhooks ?? []) {
+        const key = endpointKey(c.name, w.url);
+        const base = { key, client: c.name, url: w.url, events: [...w.events] };
+        if (c.managedBy === 'api') {
+          out.set(key, { ...base, ...managedSigning(c.name, w) });
+          continue;
+        }
         const signers = signersFor(c.name, w);
         if (!signers) continue;
-        const key = endpointKey(c.name, w.url);
-        out.set(key, { key, client: c.name, url: w.url, events: [...w.events], signers });
+        out.set(key, { ...base, sign: localSign(signers) });
       }
     }
     return out;
   }
 
+  /** A client managed through the API: relay-credentials signs, once CreateWebhookSecret made a secret; until then its events wait. */
+  function managedSigning(client: string, w: WebhookConfig): Pick<Endpoint, 'sign' | 'held'> {
+    const encoder = new TextEncoder();
+    const sign = async (id: string, at: Date, body: string) => {
+      if (!remoteSign) throw new Error('no credentials service to sign with');
+      return remoteSign(client, w.url, id, at, encoder.encode(body));
+    };
+    if (w.secretCreatedAt) return { sign };
+    return { sign, held: `no signing secret; run relay webhooks secret ${client} '${w.url}' (CreateWebhookSecret)` };
+  }
+
   function signersFor(client: string, w: WebhookConfig): Webhook[] | undefined {
     try {
+      if (!w.secret) throw new Error('webhook has no secret');
       return [w.secret, ...(w.previousSecret ? [w.previousSecret] : [])].map((s) => new Webhook(s.reveal()));
     } catch (err) {
       // The message names the config key, never the value.
@@ -93,7 +118,7 @@ export function createWebhooks(bus: Bus, logger: Logger, opts: WebhooksOptions):
     endpoints = next;
     for (const [key, w] of [...workers]) {
       const e = next.get(key);
-      if (e) {
+      if (e && !e.held) {
         w.update(e);
         continue;
       }
@@ -102,6 +127,18 @@ export function createWebhooks(bus: Bus, logger: Logger, opts: WebhooksOptions):
       // Its events stay in the stream (until webhook_max_age): the same URL back delivers them.
     }
     for (const [key, e] of next) {
+      if (e.held) {
+        // Its events are stored for it (the fan-out sees it) and wait: none is dropped, none goes unsigned.
+        if (!heldLogged.has(key)) {
+          heldLogged.add(key);
+          logger.warn(
+            { client: e.client, url: urlForLog(e.url) },
+            `webhook has no signing secret; its events wait until one is made: relay webhooks secret ${e.client} <url>`,
+          );
+        }
+        continue;
+      }
+      if (heldLogged.delete(key)) logger.info({ client: e.client, url: urlForLog(e.url) }, 'webhook has a signing secret; delivering its waiting events');
       if (workers.has(key)) continue;
       try {
         workers.set(key, await startEndpointWorker(bus, e, log, timing, logger));
@@ -144,7 +181,13 @@ export function createWebhooks(bus: Bus, logger: Logger, opts: WebhooksOptions):
       return Promise.all(
         (client.webhooks ?? []).map(async (w) => {
           const key = endpointKey(client.name, w.url);
-          return { url: w.url, events: [...w.events], pending: await pendingOf(bus, key), deliveries: log ? await log.recent(key, n) : [] };
+          return {
+            url: w.url,
+            events: [...w.events],
+            pending: await pendingOf(bus, key),
+            deliveries: log ? await log.recent(key, n) : [],
+            held: endpoints.get(key)?.held ?? '',
+          };
         }),
       );
     },
@@ -178,11 +221,20 @@ async function ensureWebhookStore(bus: Bus, maxAgeMs: number) {
 
 /** Events of an endpoint not yet delivered: waiting in the stream, or out and between attempts. */
 async function pendingOf(bus: Bus, key: string): Promise<number> {
+  const notFound = (err: unknown) =>
+    err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.ConsumerNotFound || err.code === JetStreamApiCodes.StreamNotFound);
   try {
     const info = await bus.jsm.consumers.info(bus.names.webhooksStream, bus.names.webhookConsumer(key));
     return info.num_pending + info.num_ack_pending;
   } catch (err) {
-    if (err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.ConsumerNotFound || err.code === JetStreamApiCodes.StreamNotFound)) return 0;
+    if (!notFound(err)) throw err;
+  }
+  // No worker yet (a webhook waiting for its secret): what the stream holds for it.
+  try {
+    const info = await bus.jsm.streams.info(bus.names.webhooksStream, { subjects_filter: bus.names.webhookWildcard(key) });
+    return Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
+  } catch (err) {
+    if (notFound(err)) return 0;
     throw err;
   }
 }

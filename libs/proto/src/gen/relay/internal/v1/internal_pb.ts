@@ -8,7 +8,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Attachment, BeginConsentRequestSchema, BeginConsentResponseSchema, CredentialStatus, MessageState, RecipientOutcome, SetSenderSecretRequestSchema, SetSenderSecretResponseSchema, TestSenderRequestSchema, TestSenderResponseSchema } from "../../v1/mail_pb.js";
+import type { Attachment, BeginConsentRequestSchema, BeginConsentResponseSchema, CreateWebhookSecretRequestSchema, CreateWebhookSecretResponseSchema, CredentialStatus, MessageState, RecipientOutcome, SetSenderSecretRequestSchema, SetSenderSecretResponseSchema, TestSenderRequestSchema, TestSenderResponseSchema } from "../../v1/mail_pb.js";
 import { file_relay_v1_mail } from "../../v1/mail_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relay/internal/v1/internal.proto.
  */
 export const file_relay_internal_v1_internal: GenFile = /*@__PURE__*/
-  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEi3gUKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBI5ChBmaXJzdF9hdHRlbXB0X2F0GBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgCiAEBEhIKCmluZ2VzdF9zaWcYGiABKAwSEAoIcmF3X21pbWUYFiABKAwSEwoLZW52ZWxvcGVfdG8YFyADKAkSFQoNZW52ZWxvcGVfZnJvbRgYIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc2VuZF9hdEINCgtfbm90X2JlZm9yZUITChFfZmlyc3RfYXR0ZW1wdF9hdCLIAgoLU3RhdHVzRXZlbnQSEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SDgoGZGV0YWlsGAYgASgJEg8KB3NlcnZpY2UYByABKAkSDgoGY2xpZW50GAggASgJEg8KB3N1YmplY3QYHSABKAkSCgoCdG8YHiADKAkSDgoGcmVtZWR5GB8gASgJEhAKCHRyYWNlX2lkGCAgASgJEhcKD3JlY2lwaWVudF9jb3VudBghIAEoDRIsCghvdXRjb21lcxgiIAMoCzIaLnJlbGF5LnYxLlJlY2lwaWVudE91dGNvbWUi8QEKDU1lc3NhZ2VSZWNvcmQSEgoKbWVzc2FnZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIOCgZzZW5kZXIYAyABKAkSDgoGY2xpZW50GAQgASgJEg8KB3N1YmplY3QYBSABKAkSCgoCdG8YBiADKAkSEAoIYXR0ZW1wdHMYByABKA0SEgoKbGFzdF9lcnJvchgIIAEoCRIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpzdGF0dXNfc2VxGAogASgEIiwKGkdldENyZWRlbnRpYWxTdGF0dXNSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSJJChtHZXRDcmVkZW50aWFsU3RhdHVzUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoucmVsYXkudjEuQ3JlZGVudGlhbFN0YXR1cyJfChZDb21wbGV0ZUNvbnNlbnRSZXF1ZXN0Eg0KBXN0YXRlGAEgASgJEgwKBGNvZGUYAiABKAkSDQoFZXJyb3IYAyABKAkSGQoRZXJyb3JfZGVzY3JpcHRpb24YBCABKAkiPwoXQ29tcGxldGVDb25zZW50UmVzcG9uc2USEwoLaHR0cF9zdGF0dXMYASABKA0SDwoHbWVzc2FnZRgCIAEoCSIsChpEZWxldGVTZW5kZXJTZWNyZXRzUmVxdWVzdBIOCgZzZW5kZXIYASABKAkiHQobRGVsZXRlU2VuZGVyU2VjcmV0c1Jlc3BvbnNlIjwKEkdldFNtdHBBdXRoUmVxdWVzdBIOCgZzZW5kZXIYASABKAkSFgoOdG9rZW5fcmVqZWN0ZWQYAiABKAginAIKE0dldFNtdHBBdXRoUmVzcG9uc2USOQoEa2luZBgBIAEoDjIrLnJlbGF5LmludGVybmFsLnYxLkdldFNtdHBBdXRoUmVzcG9uc2UuS2luZBIMCgR1c2VyGAIgASgJEhAKCHBhc3N3b3JkGAMgASgJEhQKDGFjY2Vzc190b2tlbhgEIAEoCRIzCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBIlAKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEg0KCUtJTkRfTk9ORRABEhEKDUtJTkRfUEFTU1dPUkQQAhIQCgxLSU5EX1hPQVVUSDIQA0INCgtfZXhwaXJlc19hdCI+ChRHZXRHcmFwaFRva2VuUmVxdWVzdBIOCgZzZW5kZXIYASABKAkSFgoOdG9rZW5fcmVqZWN0ZWQYAiABKAgiXQoVR2V0R3JhcGhUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDKcBgoSQ3JlZGVudGlhbHNTZXJ2aWNlElwKC0dldFNtdHBBdXRoEiUucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXF1ZXN0GiYucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXNwb25zZRJiCg1HZXRHcmFwaFRva2VuEicucmVsYXkuaW50ZXJuYWwudjEuR2V0R3JhcGhUb2tlblJlcXVlc3QaKC5yZWxheS5pbnRlcm5hbC52MS5HZXRHcmFwaFRva2VuUmVzcG9uc2USTQoMQmVnaW5Db25zZW50Eh0ucmVsYXkudjEuQmVnaW5Db25zZW50UmVxdWVzdBoeLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlc3BvbnNlEkcKClRlc3RTZW5kZXISGy5yZWxheS52MS5UZXN0U2VuZGVyUmVxdWVzdBocLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXNwb25zZRJWCg9TZXRTZW5kZXJTZWNyZXQSIC5yZWxheS52MS5TZXRTZW5kZXJTZWNyZXRSZXF1ZXN0GiEucmVsYXkudjEuU2V0U2VuZGVyU2VjcmV0UmVzcG9uc2USdAoTRGVsZXRlU2VuZGVyU2VjcmV0cxItLnJlbGF5LmludGVybmFsLnYxLkRlbGV0ZVNlbmRlclNlY3JldHNSZXF1ZXN0Gi4ucmVsYXkuaW50ZXJuYWwudjEuRGVsZXRlU2VuZGVyU2VjcmV0c1Jlc3BvbnNlEmgKD0NvbXBsZXRlQ29uc2VudBIpLnJlbGF5LmludGVybmFsLnYxLkNvbXBsZXRlQ29uc2VudFJlcXVlc3QaKi5yZWxheS5pbnRlcm5hbC52MS5Db21wbGV0ZUNvbnNlbnRSZXNwb25zZRJ0ChNHZXRDcmVkZW50aWFsU3RhdHVzEi0ucmVsYXkuaW50ZXJuYWwudjEuR2V0Q3JlZGVudGlhbFN0YXR1c1JlcXVlc3QaLi5yZWxheS5pbnRlcm5hbC52MS5HZXRDcmVkZW50aWFsU3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_relay_v1_mail]);
+  fileDesc("CiByZWxheS9pbnRlcm5hbC92MS9pbnRlcm5hbC5wcm90bxIRcmVsYXkuaW50ZXJuYWwudjEi3gUKCEVudmVsb3BlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCRIKCgJ0bxgEIAMoCRIKCgJjYxgFIAMoCRILCgNiY2MYBiADKAkSEAoIcmVwbHlfdG8YByABKAkSDwoHc3ViamVjdBgIIAEoCRIMCgR0ZXh0GAkgASgJEgwKBGh0bWwYCiABKAkSKQoLYXR0YWNobWVudHMYCyADKAsyFC5yZWxheS52MS5BdHRhY2htZW50EjkKB2hlYWRlcnMYDCADKAsyKC5yZWxheS5pbnRlcm5hbC52MS5FbnZlbG9wZS5IZWFkZXJzRW50cnkSMAoHc2VuZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIwCgxzdWJtaXR0ZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYDyABKA0SMwoKbm90X2JlZm9yZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIQCghib2R5X3JlZhgRIAEoCRIXCg9yZWNpcGllbnRfY291bnQYEiABKA0SEgoKc2l6ZV9ieXRlcxgTIAEoBBI5ChBmaXJzdF9hdHRlbXB0X2F0GBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgCiAEBEhIKCmluZ2VzdF9zaWcYGiABKAwSEAoIcmF3X21pbWUYFiABKAwSEwoLZW52ZWxvcGVfdG8YFyADKAkSFQoNZW52ZWxvcGVfZnJvbRgYIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc2VuZF9hdEINCgtfbm90X2JlZm9yZUITChFfZmlyc3RfYXR0ZW1wdF9hdCLIAgoLU3RhdHVzRXZlbnQSEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZzZW5kZXIYAiABKAkSJQoFc3RhdGUYAyABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SDgoGZGV0YWlsGAYgASgJEg8KB3NlcnZpY2UYByABKAkSDgoGY2xpZW50GAggASgJEg8KB3N1YmplY3QYHSABKAkSCgoCdG8YHiADKAkSDgoGcmVtZWR5GB8gASgJEhAKCHRyYWNlX2lkGCAgASgJEhcKD3JlY2lwaWVudF9jb3VudBghIAEoDRIsCghvdXRjb21lcxgiIAMoCzIaLnJlbGF5LnYxLlJlY2lwaWVudE91dGNvbWUi8QEKDU1lc3NhZ2VSZWNvcmQSEgoKbWVzc2FnZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIOCgZzZW5kZXIYAyABKAkSDgoGY2xpZW50GAQgASgJEg8KB3N1YmplY3QYBSABKAkSCgoCdG8YBiADKAkSEAoIYXR0ZW1wdHMYByABKA0SEgoKbGFzdF9lcnJvchgIIAEoCRIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpzdGF0dXNfc2VxGAogASgEImEKElNpZ25XZWJob29rUmVxdWVzdBIOCgZjbGllbnQYASABKAkSCwoDdXJsGAIgASgJEgoKAmlkGAMgASgJEhEKCXRpbWVzdGFtcBgEIAEoAxIPCgdwYXlsb2FkGAUgASgMIigKE1NpZ25XZWJob29rUmVzcG9uc2USEQoJc2lnbmF0dXJlGAEgASgJIiwKGkdldENyZWRlbnRpYWxTdGF0dXNSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSJJChtHZXRDcmVkZW50aWFsU3RhdHVzUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoucmVsYXkudjEuQ3JlZGVudGlhbFN0YXR1cyJfChZDb21wbGV0ZUNvbnNlbnRSZXF1ZXN0Eg0KBXN0YXRlGAEgASgJEgwKBGNvZGUYAiABKAkSDQoFZXJyb3IYAyABKAkSGQoRZXJyb3JfZGVzY3JpcHRpb24YBCABKAkiPwoXQ29tcGxldGVDb25zZW50UmVzcG9uc2USEwoLaHR0cF9zdGF0dXMYASABKA0SDwoHbWVzc2FnZRgCIAEoCSIsChpEZWxldGVTZW5kZXJTZWNyZXRzUmVxdWVzdBIOCgZzZW5kZXIYASABKAkiHQobRGVsZXRlU2VuZGVyU2VjcmV0c1Jlc3BvbnNlIjwKEkdldFNtdHBBdXRoUmVxdWVzdBIOCgZzZW5kZXIYASABKAkSFgoOdG9rZW5fcmVqZWN0ZWQYAiABKAginAIKE0dldFNtdHBBdXRoUmVzcG9uc2USOQoEa2luZBgBIAEoDjIrLnJlbGF5LmludGVybmFsLnYxLkdldFNtdHBBdXRoUmVzcG9uc2UuS2luZBIMCgR1c2VyGAIgASgJEhAKCHBhc3N3b3JkGAMgASgJEhQKDGFjY2Vzc190b2tlbhgEIAEoCRIzCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBIlAKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEg0KCUtJTkRfTk9ORRABEhEKDUtJTkRfUEFTU1dPUkQQAhIQCgxLSU5EX1hPQVVUSDIQA0INCgtfZXhwaXJlc19hdCI+ChRHZXRHcmFwaFRva2VuUmVxdWVzdBIOCgZzZW5kZXIYASABKAkSFgoOdG9rZW5fcmVqZWN0ZWQYAiABKAgiXQoVR2V0R3JhcGhUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDLeBwoSQ3JlZGVudGlhbHNTZXJ2aWNlElwKC0dldFNtdHBBdXRoEiUucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXF1ZXN0GiYucmVsYXkuaW50ZXJuYWwudjEuR2V0U210cEF1dGhSZXNwb25zZRJiCg1HZXRHcmFwaFRva2VuEicucmVsYXkuaW50ZXJuYWwudjEuR2V0R3JhcGhUb2tlblJlcXVlc3QaKC5yZWxheS5pbnRlcm5hbC52MS5HZXRHcmFwaFRva2VuUmVzcG9uc2USTQoMQmVnaW5Db25zZW50Eh0ucmVsYXkudjEuQmVnaW5Db25zZW50UmVxdWVzdBoeLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlc3BvbnNlEkcKClRlc3RTZW5kZXISGy5yZWxheS52MS5UZXN0U2VuZGVyUmVxdWVzdBocLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXNwb25zZRJWCg9TZXRTZW5kZXJTZWNyZXQSIC5yZWxheS52MS5TZXRTZW5kZXJTZWNyZXRSZXF1ZXN0GiEucmVsYXkudjEuU2V0U2VuZGVyU2VjcmV0UmVzcG9uc2USdAoTRGVsZXRlU2VuZGVyU2VjcmV0cxItLnJlbGF5LmludGVybmFsLnYxLkRlbGV0ZVNlbmRlclNlY3JldHNSZXF1ZXN0Gi4ucmVsYXkuaW50ZXJuYWwudjEuRGVsZXRlU2VuZGVyU2VjcmV0c1Jlc3BvbnNlEmgKD0NvbXBsZXRlQ29uc2VudBIpLnJlbGF5LmludGVybmFsLnYxLkNvbXBsZXRlQ29uc2VudFJlcXVlc3QaKi5yZWxheS5pbnRlcm5hbC52MS5Db21wbGV0ZUNvbnNlbnRSZXNwb25zZRJ0ChNHZXRDcmVkZW50aWFsU3RhdHVzEi0ucmVsYXkuaW50ZXJuYWwudjEuR2V0Q3JlZGVudGlhbFN0YXR1c1JlcXVlc3QaLi5yZWxheS5pbnRlcm5hbC52MS5HZXRDcmVkZW50aWFsU3RhdHVzUmVzcG9uc2USYgoTQ3JlYXRlV2ViaG9va1NlY3JldBIkLnJlbGF5LnYxLkNyZWF0ZVdlYmhvb2tTZWNyZXRSZXF1ZXN0GiUucmVsYXkudjEuQ3JlYXRlV2ViaG9va1NlY3JldFJlc3BvbnNlElwKC1NpZ25XZWJob29rEiUucmVsYXkuaW50ZXJuYWwudjEuU2lnbldlYmhvb2tSZXF1ZXN0GiYucmVsYXkuaW50ZXJuYWwudjEuU2lnbldlYmhvb2tSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_relay_v1_mail]);
 
 /**
  * A message as it travels on the bus (subjects relay.submitted.<sender>, relay.dispatch.<transport>.<sender>).
@@ -338,6 +338,70 @@ export const MessageRecordSchema: GenMessage<MessageRecord> = /*@__PURE__*/
   messageDesc(file_relay_internal_v1_internal, 2);
 
 /**
+ * @generated from message relay.internal.v1.SignWebhookRequest
+ */
+export type SignWebhookRequest = Message<"relay.internal.v1.SignWebhookRequest"> & {
+  /**
+   * @generated from field: string client = 1;
+   */
+  client: string;
+
+  /**
+   * The webhook's url, as in the client's spec.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * The webhook-id header.
+   *
+   * @generated from field: string id = 3;
+   */
+  id: string;
+
+  /**
+   * The webhook-timestamp header, seconds since the epoch: within 5 minutes of this service's clock.
+   *
+   * @generated from field: int64 timestamp = 4;
+   */
+  timestamp: bigint;
+
+  /**
+   * The body exactly as posted; at most 256 KiB.
+   *
+   * @generated from field: bytes payload = 5;
+   */
+  payload: Uint8Array;
+};
+
+/**
+ * Describes the message relay.internal.v1.SignWebhookRequest.
+ * Use `create(SignWebhookRequestSchema)` to create a new message.
+ */
+export const SignWebhookRequestSchema: GenMessage<SignWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_relay_internal_v1_internal, 3);
+
+/**
+ * @generated from message relay.internal.v1.SignWebhookResponse
+ */
+export type SignWebhookResponse = Message<"relay.internal.v1.SignWebhookResponse"> & {
+  /**
+   * `v1,<base64>`; during a rotation a second one after a space (the replaced secret's).
+   *
+   * @generated from field: string signature = 1;
+   */
+  signature: string;
+};
+
+/**
+ * Describes the message relay.internal.v1.SignWebhookResponse.
+ * Use `create(SignWebhookResponseSchema)` to create a new message.
+ */
+export const SignWebhookResponseSchema: GenMessage<SignWebhookResponse> = /*@__PURE__*/
+  messageDesc(file_relay_internal_v1_internal, 4);
+
+/**
  * @generated from message relay.internal.v1.GetCredentialStatusRequest
  */
 export type GetCredentialStatusRequest = Message<"relay.internal.v1.GetCredentialStatusRequest"> & {
@@ -352,7 +416,7 @@ export type GetCredentialStatusRequest = Message<"relay.internal.v1.GetCredentia
  * Use `create(GetCredentialStatusRequestSchema)` to create a new message.
  */
 export const GetCredentialStatusRequestSchema: GenMessage<GetCredentialStatusRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 3);
+  messageDesc(file_relay_internal_v1_internal, 5);
 
 /**
  * @generated from message relay.internal.v1.GetCredentialStatusResponse
@@ -369,7 +433,7 @@ export type GetCredentialStatusResponse = Message<"relay.internal.v1.GetCredenti
  * Use `create(GetCredentialStatusResponseSchema)` to create a new message.
  */
 export const GetCredentialStatusResponseSchema: GenMessage<GetCredentialStatusResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 4);
+  messageDesc(file_relay_internal_v1_internal, 6);
 
 /**
  * @generated from message relay.internal.v1.CompleteConsentRequest
@@ -403,7 +467,7 @@ export type CompleteConsentRequest = Message<"relay.internal.v1.CompleteConsentR
  * Use `create(CompleteConsentRequestSchema)` to create a new message.
  */
 export const CompleteConsentRequestSchema: GenMessage<CompleteConsentRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 5);
+  messageDesc(file_relay_internal_v1_internal, 7);
 
 /**
  * @generated from message relay.internal.v1.CompleteConsentResponse
@@ -429,7 +493,7 @@ export type CompleteConsentResponse = Message<"relay.internal.v1.CompleteConsent
  * Use `create(CompleteConsentResponseSchema)` to create a new message.
  */
 export const CompleteConsentResponseSchema: GenMessage<CompleteConsentResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 6);
+  messageDesc(file_relay_internal_v1_internal, 8);
 
 /**
  * @generated from message relay.internal.v1.DeleteSenderSecretsRequest
@@ -446,7 +510,7 @@ export type DeleteSenderSecretsRequest = Message<"relay.internal.v1.DeleteSender
  * Use `create(DeleteSenderSecretsRequestSchema)` to create a new message.
  */
 export const DeleteSenderSecretsRequestSchema: GenMessage<DeleteSenderSecretsRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 7);
+  messageDesc(file_relay_internal_v1_internal, 9);
 
 /**
  * @generated from message relay.internal.v1.DeleteSenderSecretsResponse
@@ -459,7 +523,7 @@ export type DeleteSenderSecretsResponse = Message<"relay.internal.v1.DeleteSende
  * Use `create(DeleteSenderSecretsResponseSchema)` to create a new message.
  */
 export const DeleteSenderSecretsResponseSchema: GenMessage<DeleteSenderSecretsResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 8);
+  messageDesc(file_relay_internal_v1_internal, 10);
 
 /**
  * @generated from message relay.internal.v1.GetSmtpAuthRequest
@@ -483,7 +547,7 @@ export type GetSmtpAuthRequest = Message<"relay.internal.v1.GetSmtpAuthRequest">
  * Use `create(GetSmtpAuthRequestSchema)` to create a new message.
  */
 export const GetSmtpAuthRequestSchema: GenMessage<GetSmtpAuthRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 9);
+  messageDesc(file_relay_internal_v1_internal, 11);
 
 /**
  * @generated from message relay.internal.v1.GetSmtpAuthResponse
@@ -520,7 +584,7 @@ export type GetSmtpAuthResponse = Message<"relay.internal.v1.GetSmtpAuthResponse
  * Use `create(GetSmtpAuthResponseSchema)` to create a new message.
  */
 export const GetSmtpAuthResponseSchema: GenMessage<GetSmtpAuthResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 10);
+  messageDesc(file_relay_internal_v1_internal, 12);
 
 /**
  * @generated from enum relay.internal.v1.GetSmtpAuthResponse.Kind
@@ -551,7 +615,7 @@ export enum GetSmtpAuthResponse_Kind {
  * Describes the enum relay.internal.v1.GetSmtpAuthResponse.Kind.
  */
 export const GetSmtpAuthResponse_KindSchema: GenEnum<GetSmtpAuthResponse_Kind> = /*@__PURE__*/
-  enumDesc(file_relay_internal_v1_internal, 10, 0);
+  enumDesc(file_relay_internal_v1_internal, 12, 0);
 
 /**
  * @generated from message relay.internal.v1.GetGraphTokenRequest
@@ -575,7 +639,7 @@ export type GetGraphTokenRequest = Message<"relay.internal.v1.GetGraphTokenReque
  * Use `create(GetGraphTokenRequestSchema)` to create a new message.
  */
 export const GetGraphTokenRequestSchema: GenMessage<GetGraphTokenRequest> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 11);
+  messageDesc(file_relay_internal_v1_internal, 13);
 
 /**
  * @generated from message relay.internal.v1.GetGraphTokenResponse
@@ -597,7 +661,7 @@ export type GetGraphTokenResponse = Message<"relay.internal.v1.GetGraphTokenResp
  * Use `create(GetGraphTokenResponseSchema)` to create a new message.
  */
 export const GetGraphTokenResponseSchema: GenMessage<GetGraphTokenResponse> = /*@__PURE__*/
-  messageDesc(file_relay_internal_v1_internal, 12);
+  messageDesc(file_relay_internal_v1_internal, 14);
 
 /**
  * How a sender service authenticates to its provider; served only to sender services.
@@ -683,6 +747,27 @@ export const CredentialsService: GenService<{
     methodKind: "unary";
     input: typeof GetCredentialStatusRequestSchema;
     output: typeof GetCredentialStatusResponseSchema;
+  },
+  /**
+   * AdminService.CreateWebhookSecret, forwarded by ingest: the secret is made, sealed and kept here.
+   *
+   * @generated from rpc relay.internal.v1.CredentialsService.CreateWebhookSecret
+   */
+  createWebhookSecret: {
+    methodKind: "unary";
+    input: typeof CreateWebhookSecretRequestSchema;
+    output: typeof CreateWebhookSecretResponseSchema;
+  },
+  /**
+   * The webhook-signature header of one delivery to a webhook of a client managed through the API
+   * (ingest only): the secret never leaves this service.
+   *
+   * @generated from rpc relay.internal.v1.CredentialsService.SignWebhook
+   */
+  signWebhook: {
+    methodKind: "unary";
+    input: typeof SignWebhookRequestSchema;
+    output: typeof SignWebhookResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_relay_internal_v1_internal, 0);
