@@ -17,3 +17,4 @@ export * from './pacing-log.js';
 export * from './delivery-reports.js';
 export * from './report-readers.js';
 export * from './suppression.js';
+export * from './sent-copy-status.js';

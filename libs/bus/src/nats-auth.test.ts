@@ -65,6 +65,12 @@ describe('NATS permissions per service', () => {
       expect(may(kind, '$KV.relay-suppressed.>'), kind).toBe(kind === 'ingest' || kind.endsWith('-sender'));
       expect(may(kind, '$JS.API.CONSUMER.CREATE.KV_relay-suppressed'), kind).toBe(kind === 'ingest' || kind.endsWith('-sender'));
     }
+    // Where copies to Sent stand: the smtp-sender records it, ingest reads it for GetMessage.
+    for (const kind of SERVICE_KINDS) {
+      expect(may(kind, '$KV.relay-sent-copies.>'), kind).toBe(kind === 'smtp-sender');
+      expect(may(kind, '$JS.API.DIRECT.GET.KV_relay-sent-copies.>'), kind).toBe(kind === 'ingest' || kind === 'smtp-sender');
+      expect(may(kind, '$JS.API.STREAM.CREATE.KV_relay-sent-copies'), kind).toBe(kind === 'ingest' || kind === 'smtp-sender');
+    }
     // GetQueueStats reads the pacing log.
     expect(may('ingest', '$JS.API.CONSUMER.CREATE.RELAY_PACING')).toBe(true);
     // The sweeper reads held mail without consuming it and deletes what expired.

@@ -39,6 +39,7 @@ export async function dropBus(prefix: string, servers = testNatsUrl()): Promise<
       n.webhooksStream,
       `KV_${n.webhookLogBucket}`,
       n.sentCopyStream,
+      `KV_${n.sentCopiesBucket}`,
     ];
     for (const s of streams) await jsm.streams.delete(s).catch(() => {});
   } finally {

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file relay/v1/mail.proto.
  */
 export const file_relay_v1_mail: GenFile = /*@__PURE__*/
-  fileDesc("ChNyZWxheS92MS9tYWlsLnByb3RvEghyZWxheS52MSJFCgpBdHRhY2htZW50EhAKCGZpbGVuYW1lGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIPCgdjb250ZW50GAMgASgMIvACCg9TZW5kTWFpbFJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEgoKAnRvGAIgAygJEgoKAmNjGAMgAygJEgsKA2JjYxgEIAMoCRIQCghyZXBseV90bxgFIAEoCRIPCgdzdWJqZWN0GAYgASgJEgwKBHRleHQYByABKAkSDAoEaHRtbBgIIAEoCRIpCgthdHRhY2htZW50cxgJIAMoCzIULnJlbGF5LnYxLkF0dGFjaG1lbnQSNwoHaGVhZGVycxgKIAMoCzImLnJlbGF5LnYxLlNlbmRNYWlsUmVxdWVzdC5IZWFkZXJzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAsgASgJEjAKB3NlbmRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIX3NlbmRfYXQiTQoQU2VuZE1haWxSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlIicKEUdldE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkijQEKC1N0YXRlQ2hhbmdlEiUKBXN0YXRlGAEgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZkZXRhaWwYAyABKAkSDwoHYXR0ZW1wdBgEIAEoDRIOCgZyZW1lZHkYBSABKAki9wEKEkdldE1lc3NhZ2VSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEhAKCGF0dGVtcHRzGAMgASgNEhIKCmxhc3RfZXJyb3IYBCABKAkSDgoGc2VuZGVyGAUgASgJEiYKB2hpc3RvcnkYBiADKAsyFS5yZWxheS52MS5TdGF0ZUNoYW5nZRIQCgh0cmFjZV9pZBgHIAEoCRI2ChJyZWNpcGllbnRfb3V0Y29tZXMYCCADKAsyGi5yZWxheS52MS5SZWNpcGllbnRPdXRjb21lIi8KEVRlc3RTZW5kZXJSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIKCgJ0bxgCIAEoCSJFCghUZXN0U3RlcBIMCgRuYW1lGAEgASgJEgoKAm9rGAIgASgIEg4KBmRldGFpbBgDIAEoCRIPCgd3YXJuaW5nGAQgASgIIlMKElRlc3RTZW5kZXJSZXNwb25zZRIKCgJvaxgBIAEoCBIhCgVzdGVwcxgCIAMoCzISLnJlbGF5LnYxLlRlc3RTdGVwEg4KBnJlbWVkeRgDIAEoCSIlChNCZWdpbkNvbnNlbnRSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSItChRCZWdpbkNvbnNlbnRSZXNwb25zZRIVCg1hdXRob3JpemVfdXJsGAEgASgJIpsCChNMaXN0TWVzc2FnZXNSZXF1ZXN0EiUKBXN0YXRlGAEgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgCIAEoCRIOCgZjbGllbnQYAyABKAkSEQoJcmVjaXBpZW50GAQgASgJEi4KBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEi4KBXVudGlsGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBEhEKCXBhZ2Vfc2l6ZRgHIAEoDRISCgpwYWdlX3Rva2VuGAggASgJEg8KB3N1YmplY3QYCSABKAlCCAoGX3NpbmNlQggKBl91bnRpbCLeAQoOTWVzc2FnZVN1bW1hcnkSEgoKbWVzc2FnZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIOCgZzZW5kZXIYAyABKAkSDgoGY2xpZW50GAQgASgJEg8KB3N1YmplY3QYBSABKAkSCgoCdG8YBiADKAkSEAoIYXR0ZW1wdHMYByABKA0SEgoKbGFzdF9lcnJvchgIIAEoCRIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJbChRMaXN0TWVzc2FnZXNSZXNwb25zZRIqCghtZXNzYWdlcxgBIAMoCzIYLnJlbGF5LnYxLk1lc3NhZ2VTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSL5AQoUUmV0cnlNZXNzYWdlc1JlcXVlc3QSEwoLbWVzc2FnZV9pZHMYASADKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIRCglyZWNpcGllbnQYBSABKAkSLgoFc2luY2UYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESLgoFdW50aWwYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAGIAQFCCAoGX3NpbmNlQggKBl91bnRpbCImChVSZXRyeU1lc3NhZ2VzUmVzcG9uc2USDQoFY291bnQYASABKA0i+gEKFUNhbmNlbE1lc3NhZ2VzUmVxdWVzdBITCgttZXNzYWdlX2lkcxgBIAMoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIOCgZzZW5kZXIYAyABKAkSDgoGY2xpZW50GAQgASgJEhEKCXJlY2lwaWVudBgFIAEoCRIuCgVzaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIuCgV1bnRpbBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBAUIICgZfc2luY2VCCAoGX3VudGlsIicKFkNhbmNlbE1lc3NhZ2VzUmVzcG9uc2USDQoFY291bnQYASABKA0iJgoUR2V0UXVldWVTdGF0c1JlcXVlc3QSDgoGc2VuZGVyGAEgASgJIpgCChBTZW5kZXJRdWV1ZVN0YXRzEg4KBnNlbmRlchgBIAEoCRIOCgZxdWV1ZWQYAiABKAQSDAoEaGVsZBgDIAEoBBIQCghyZXRyeWluZxgEIAEoBBISCgpmYWlsZWRfMjRoGAUgASgEEhoKEm9sZGVzdF9hZ2Vfc2Vjb25kcxgGIAEoBBIYChByZWNpcGllbnRzX3RvZGF5GAcgASgEEhsKE2RhaWx5X3JlY2lwaWVudF9jYXAYCCABKAQSOAoPbmV4dF9yZWxlYXNlX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEg8KB3NlbmRpbmcYCiABKARCEgoQX25leHRfcmVsZWFzZV9hdCJEChVHZXRRdWV1ZVN0YXRzUmVzcG9uc2USKwoHc2VuZGVycxgBIAMoCzIaLnJlbGF5LnYxLlNlbmRlclF1ZXVlU3RhdHMiXQoUV2F0Y2hNZXNzYWdlc1JlcXVlc3QSJQoFc3RhdGUYASABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCSKyAQoMTWVzc2FnZUV2ZW50EhIKCm1lc3NhZ2VfaWQYASABKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRImCgJhdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgGIAEoDRIOCgZkZXRhaWwYByABKAkidgoMU2VjcmV0U3RhdHVzEg0KBWZpZWxkGAEgASgJEgsKA3NldBgCIAEoCBIvCgZzZXRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESDgoGc2V0X2J5GAQgASgJQgkKB19zZXRfYXQi7gEKBlNlbmRlchIKCgJpZBgBIAEoCRIlCgRzcGVjGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgptYW5hZ2VkX2J5GAMgASgJEgwKBGV0YWcYBCABKAkSJwoHc2VjcmV0cxgFIAMoCzIWLnJlbGF5LnYxLlNlY3JldFN0YXR1cxIzCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEhIKCnVwZGF0ZWRfYnkYByABKAkSDgoGb3duZXJzGAggAygJQg0KC191cGRhdGVkX2F0IjsKEkxpc3RTZW5kZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJRChNMaXN0U2VuZGVyc1Jlc3BvbnNlEiEKB3NlbmRlcnMYASADKAsyEC5yZWxheS52MS5TZW5kZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIh4KEEdldFNlbmRlclJlcXVlc3QSCgoCaWQYASABKAkiZQoRR2V0U2VuZGVyUmVzcG9uc2USIAoGc2VuZGVyGAEgASgLMhAucmVsYXkudjEuU2VuZGVyEi4KCmNyZWRlbnRpYWwYAiABKAsyGi5yZWxheS52MS5DcmVkZW50aWFsU3RhdHVzIpQCChBDcmVkZW50aWFsU3RhdHVzEhQKDGNvbnNlbnRlZF9ieRgBIAEoCRI1Cgxjb25zZW50ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESOwoSdG9rZW5fcmVmcmVzaGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBEjkKEHRva2VuX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAKIAQFCDwoNX2NvbnNlbnRlZF9hdEIVChNfdG9rZW5fcmVmcmVzaGVkX2F0QhMKEV90b2tlbl9leHBpcmVzX2F0IksKEFB1dFNlbmRlclJlcXVlc3QSIAoGc2VuZGVyGAEgASgLMhAucmVsYXkudjEuU2VuZGVyEhUKDXZhbGlkYXRlX29ubHkYAiABKAgiRgoRUHV0U2VuZGVyUmVzcG9uc2USIAoGc2VuZGVyGAEgASgLMhAucmVsYXkudjEuU2VuZGVyEg8KB2NyZWF0ZWQYAiABKAgiPgoTRGVsZXRlU2VuZGVyUmVxdWVzdBIKCgJpZBgBIAEoCRIMCgRldGFnGAIgASgJEg0KBWZvcmNlGAMgASgIIhYKFERlbGV0ZVNlbmRlclJlc3BvbnNlIkIKFlNldFNlbmRlclNlY3JldFJlcXVlc3QSCgoCaWQYASABKAkSDQoFZmllbGQYAiABKAkSDQoFdmFsdWUYAyABKAkiQQoXU2V0U2VuZGVyU2VjcmV0UmVzcG9uc2USJgoGc2VjcmV0GAEgASgLMhYucmVsYXkudjEuU2VjcmV0U3RhdHVzIrQBCgpBcGlLZXlJbmZvEgoKAmlkGAEgASgJEjMKCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESMwoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARISCgpjcmVhdGVkX2J5GAQgASgJQg0KC19jcmVhdGVkX2F0Qg0KC19leHBpcmVzX2F0It8BCgZDbGllbnQSDAoEbmFtZRgBIAEoCRIlCgRzcGVjGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgptYW5hZ2VkX2J5GAMgASgJEgwKBGV0YWcYBCABKAkSJgoIYXBpX2tleXMYBSADKAsyFC5yZWxheS52MS5BcGlLZXlJbmZvEjMKCnVwZGF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESEgoKdXBkYXRlZF9ieRgHIAEoCUINCgtfdXBkYXRlZF9hdCI7ChJMaXN0Q2xpZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiUQoTTGlzdENsaWVudHNSZXNwb25zZRIhCgdjbGllbnRzGAEgAygLMhAucmVsYXkudjEuQ2xpZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI0ChBQdXRDbGllbnRSZXF1ZXN0EiAKBmNsaWVudBgBIAEoCzIQLnJlbGF5LnYxLkNsaWVudCJGChFQdXRDbGllbnRSZXNwb25zZRIgCgZjbGllbnQYASABKAsyEC5yZWxheS52MS5DbGllbnQSDwoHY3JlYXRlZBgCIAEoCCJvChNDcmVhdGVBcGlLZXlSZXF1ZXN0Eg4KBmNsaWVudBgBIAEoCRIoChtleHBpcmVfb3RoZXJzX2FmdGVyX3NlY29uZHMYAiABKA1IAIgBAUIeChxfZXhwaXJlX290aGVyc19hZnRlcl9zZWNvbmRzIkoKFENyZWF0ZUFwaUtleVJlc3BvbnNlEiEKA2tleRgBIAEoCzIULnJlbGF5LnYxLkFwaUtleUluZm8SDwoHYXBpX2tleRgCIAEoCSI1ChNSZXZva2VBcGlLZXlSZXF1ZXN0Eg4KBmNsaWVudBgBIAEoCRIOCgZrZXlfaWQYAiABKAkiFgoUUmV2b2tlQXBpS2V5UmVzcG9uc2UiKwoZQ3JlYXRlU210cFBhc3N3b3JkUmVxdWVzdBIOCgZjbGllbnQYASABKAkiQAoaQ3JlYXRlU210cFBhc3N3b3JkUmVzcG9uc2USEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiPQocTGlzdFdlYmhvb2tEZWxpdmVyaWVzUmVxdWVzdBIOCgZjbGllbnQYASABKAkSDQoFbGltaXQYAiABKA0iTQodTGlzdFdlYmhvb2tEZWxpdmVyaWVzUmVzcG9uc2USLAoJZW5kcG9pbnRzGAEgAygLMhkucmVsYXkudjEuV2ViaG9va0VuZHBvaW50Im4KD1dlYmhvb2tFbmRwb2ludBILCgN1cmwYASABKAkSDgoGZXZlbnRzGAIgAygJEg8KB3BlbmRpbmcYAyABKAQSLQoKZGVsaXZlcmllcxgEIAMoCzIZLnJlbGF5LnYxLldlYmhvb2tEZWxpdmVyeSLPAQoPV2ViaG9va0RlbGl2ZXJ5EiYKAmF0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghldmVudF9pZBgCIAEoCRISCgpldmVudF90eXBlGAMgASgJEhIKCm1lc3NhZ2VfaWQYBCABKAkSDwoHYXR0ZW1wdBgFIAEoDRITCgtzdGF0dXNfY29kZRgGIAEoDRINCgVlcnJvchgHIAEoCRIQCghyZXNwb25zZRgIIAEoCRITCgtkdXJhdGlvbl9tcxgJIAEoDSKdAQoQUmVjaXBpZW50T3V0Y29tZRIRCglyZWNpcGllbnQYASABKAkSKgoHb3V0Y29tZRgCIAEoDjIZLnJlbGF5LnYxLkRlbGl2ZXJ5T3V0Y29tZRIOCgZzdGF0dXMYAyABKAkSEgoKZGlhZ25vc3RpYxgEIAEoCRImCgJhdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOQoXTGlzdFN1cHByZXNzaW9uc1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoCRINCgVsaW1pdBgCIAEoDSJWChhMaXN0U3VwcHJlc3Npb25zUmVzcG9uc2USKwoMc3VwcHJlc3Npb25zGAEgAygLMhUucmVsYXkudjEuU3VwcHJlc3Npb24SDQoFdG90YWwYAiABKAQimwEKC1N1cHByZXNzaW9uEg8KB2FkZHJlc3MYASABKAkSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnN0YXR1cxgDIAEoCRISCgpkaWFnbm9zdGljGAQgASgJEhIKCm1lc3NhZ2VfaWQYBSABKAkSDgoGc2VuZGVyGAYgASgJEgsKA2tleRgHIAEoCSIrChhEZWxldGVTdXBwcmVzc2lvblJlcXVlc3QSDwoHYWRkcmVzcxgBIAEoCSIsChlEZWxldGVTdXBwcmVzc2lvblJlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAgqywEKDE1lc3NhZ2VTdGF0ZRIdChlNRVNTQUdFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUTUVTU0FHRV9TVEFURV9RVUVVRUQQARIZChVNRVNTQUdFX1NUQVRFX1NFTkRJTkcQAhIWChJNRVNTQUdFX1NUQVRFX1NFTlQQAxIaChZNRVNTQUdFX1NUQVRFX1JFVFJZSU5HEAQSGAoUTUVTU0FHRV9TVEFURV9GQUlMRUQQBRIZChVNRVNTQUdFX1NUQVRFX0JPVU5DRUQQBiqPAQoPRGVsaXZlcnlPdXRjb21lEiAKHERFTElWRVJZX09VVENPTUVfVU5TUEVDSUZJRUQQABIeChpERUxJVkVSWV9PVVRDT01FX0RFTElWRVJFRBABEhwKGERFTElWRVJZX09VVENPTUVfQk9VTkNFRBACEhwKGERFTElWRVJZX09VVENPTUVfREVMQVlFRBADMpkBCgtNYWlsU2VydmljZRJBCghTZW5kTWFpbBIZLnJlbGF5LnYxLlNlbmRNYWlsUmVxdWVzdBoaLnJlbGF5LnYxLlNlbmRNYWlsUmVzcG9uc2USRwoKR2V0TWVzc2FnZRIbLnJlbGF5LnYxLkdldE1lc3NhZ2VSZXF1ZXN0GhwucmVsYXkudjEuR2V0TWVzc2FnZVJlc3BvbnNlMuwMCgxBZG1pblNlcnZpY2USRwoKVGVzdFNlbmRlchIbLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXF1ZXN0GhwucmVsYXkudjEuVGVzdFNlbmRlclJlc3BvbnNlEk0KDEJlZ2luQ29uc2VudBIdLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlcXVlc3QaHi5yZWxheS52MS5CZWdpbkNvbnNlbnRSZXNwb25zZRJNCgxMaXN0TWVzc2FnZXMSHS5yZWxheS52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0Gh4ucmVsYXkudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USUAoNUmV0cnlNZXNzYWdlcxIeLnJlbGF5LnYxLlJldHJ5TWVzc2FnZXNSZXF1ZXN0Gh8ucmVsYXkudjEuUmV0cnlNZXNzYWdlc1Jlc3BvbnNlElMKDkNhbmNlbE1lc3NhZ2VzEh8ucmVsYXkudjEuQ2FuY2VsTWVzc2FnZXNSZXF1ZXN0GiAucmVsYXkudjEuQ2FuY2VsTWVzc2FnZXNSZXNwb25zZRJQCg1HZXRRdWV1ZVN0YXRzEh4ucmVsYXkudjEuR2V0UXVldWVTdGF0c1JlcXVlc3QaHy5yZWxheS52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2USSQoNV2F0Y2hNZXNzYWdlcxIeLnJlbGF5LnYxLldhdGNoTWVzc2FnZXNSZXF1ZXN0GhYucmVsYXkudjEuTWVzc2FnZUV2ZW50MAESSgoLTGlzdFNlbmRlcnMSHC5yZWxheS52MS5MaXN0U2VuZGVyc1JlcXVlc3QaHS5yZWxheS52MS5MaXN0U2VuZGVyc1Jlc3BvbnNlEkQKCUdldFNlbmRlchIaLnJlbGF5LnYxLkdldFNlbmRlclJlcXVlc3QaGy5yZWxheS52MS5HZXRTZW5kZXJSZXNwb25zZRJECglQdXRTZW5kZXISGi5yZWxheS52MS5QdXRTZW5kZXJSZXF1ZXN0GhsucmVsYXkudjEuUHV0U2VuZGVyUmVzcG9uc2USTQoMRGVsZXRlU2VuZGVyEh0ucmVsYXkudjEuRGVsZXRlU2VuZGVyUmVxdWVzdBoeLnJlbGF5LnYxLkRlbGV0ZVNlbmRlclJlc3BvbnNlElYKD1NldFNlbmRlclNlY3JldBIgLnJlbGF5LnYxLlNldFNlbmRlclNlY3JldFJlcXVlc3QaIS5yZWxheS52MS5TZXRTZW5kZXJTZWNyZXRSZXNwb25zZRJKCgtMaXN0Q2xpZW50cxIcLnJlbGF5LnYxLkxpc3RDbGllbnRzUmVxdWVzdBodLnJlbGF5LnYxLkxpc3RDbGllbnRzUmVzcG9uc2USRAoJUHV0Q2xpZW50EhoucmVsYXkudjEuUHV0Q2xpZW50UmVxdWVzdBobLnJlbGF5LnYxLlB1dENsaWVudFJlc3BvbnNlEk0KDENyZWF0ZUFwaUtleRIdLnJlbGF5LnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaHi5yZWxheS52MS5DcmVhdGVBcGlLZXlSZXNwb25zZRJNCgxSZXZva2VBcGlLZXkSHS5yZWxheS52MS5SZXZva2VBcGlLZXlSZXF1ZXN0Gh4ucmVsYXkudjEuUmV2b2tlQXBpS2V5UmVzcG9uc2USXwoSQ3JlYXRlU210cFBhc3N3b3JkEiMucmVsYXkudjEuQ3JlYXRlU210cFBhc3N3b3JkUmVxdWVzdBokLnJlbGF5LnYxLkNyZWF0ZVNtdHBQYXNzd29yZFJlc3BvbnNlEmgKFUxpc3RXZWJob29rRGVsaXZlcmllcxImLnJlbGF5LnYxLkxpc3RXZWJob29rRGVsaXZlcmllc1JlcXVlc3QaJy5yZWxheS52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXNwb25zZRJZChBMaXN0U3VwcHJlc3Npb25zEiEucmVsYXkudjEuTGlzdFN1cHByZXNzaW9uc1JlcXVlc3QaIi5yZWxheS52MS5MaXN0U3VwcHJlc3Npb25zUmVzcG9uc2USXAoRRGVsZXRlU3VwcHJlc3Npb24SIi5yZWxheS52MS5EZWxldGVTdXBwcmVzc2lvblJlcXVlc3QaIy5yZWxheS52MS5EZWxldGVTdXBwcmVzc2lvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChNyZWxheS92MS9tYWlsLnByb3RvEghyZWxheS52MSJFCgpBdHRhY2htZW50EhAKCGZpbGVuYW1lGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIPCgdjb250ZW50GAMgASgMIvACCg9TZW5kTWFpbFJlcXVlc3QSDgoGc2VuZGVyGAEgASgJEgoKAnRvGAIgAygJEgoKAmNjGAMgAygJEgsKA2JjYxgEIAMoCRIQCghyZXBseV90bxgFIAEoCRIPCgdzdWJqZWN0GAYgASgJEgwKBHRleHQYByABKAkSDAoEaHRtbBgIIAEoCRIpCgthdHRhY2htZW50cxgJIAMoCzIULnJlbGF5LnYxLkF0dGFjaG1lbnQSNwoHaGVhZGVycxgKIAMoCzImLnJlbGF5LnYxLlNlbmRNYWlsUmVxdWVzdC5IZWFkZXJzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAsgASgJEjAKB3NlbmRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIX3NlbmRfYXQiTQoQU2VuZE1haWxSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlIicKEUdldE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkijQEKC1N0YXRlQ2hhbmdlEiUKBXN0YXRlGAEgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZkZXRhaWwYAyABKAkSDwoHYXR0ZW1wdBgEIAEoDRIOCgZyZW1lZHkYBSABKAkingIKEkdldE1lc3NhZ2VSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEhAKCGF0dGVtcHRzGAMgASgNEhIKCmxhc3RfZXJyb3IYBCABKAkSDgoGc2VuZGVyGAUgASgJEiYKB2hpc3RvcnkYBiADKAsyFS5yZWxheS52MS5TdGF0ZUNoYW5nZRIQCgh0cmFjZV9pZBgHIAEoCRI2ChJyZWNpcGllbnRfb3V0Y29tZXMYCCADKAsyGi5yZWxheS52MS5SZWNpcGllbnRPdXRjb21lEiUKCXNlbnRfY29weRgJIAEoCzISLnJlbGF5LnYxLlNlbnRDb3B5IpABCghTZW50Q29weRImCgVzdGF0ZRgBIAEoDjIXLnJlbGF5LnYxLlNlbnRDb3B5U3RhdGUSDgoGZm9sZGVyGAIgASgJEhAKCGF0dGVtcHRzGAMgASgNEhIKCmxhc3RfZXJyb3IYBCABKAkSJgoCYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIi8KEVRlc3RTZW5kZXJSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCRIKCgJ0bxgCIAEoCSJFCghUZXN0U3RlcBIMCgRuYW1lGAEgASgJEgoKAm9rGAIgASgIEg4KBmRldGFpbBgDIAEoCRIPCgd3YXJuaW5nGAQgASgIIlMKElRlc3RTZW5kZXJSZXNwb25zZRIKCgJvaxgBIAEoCBIhCgVzdGVwcxgCIAMoCzISLnJlbGF5LnYxLlRlc3RTdGVwEg4KBnJlbWVkeRgDIAEoCSIlChNCZWdpbkNvbnNlbnRSZXF1ZXN0Eg4KBnNlbmRlchgBIAEoCSItChRCZWdpbkNvbnNlbnRSZXNwb25zZRIVCg1hdXRob3JpemVfdXJsGAEgASgJIpsCChNMaXN0TWVzc2FnZXNSZXF1ZXN0EiUKBXN0YXRlGAEgASgOMhYucmVsYXkudjEuTWVzc2FnZVN0YXRlEg4KBnNlbmRlchgCIAEoCRIOCgZjbGllbnQYAyABKAkSEQoJcmVjaXBpZW50GAQgASgJEi4KBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEi4KBXVudGlsGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBEhEKCXBhZ2Vfc2l6ZRgHIAEoDRISCgpwYWdlX3Rva2VuGAggASgJEg8KB3N1YmplY3QYCSABKAlCCAoGX3NpbmNlQggKBl91bnRpbCLeAQoOTWVzc2FnZVN1bW1hcnkSEgoKbWVzc2FnZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIOCgZzZW5kZXIYAyABKAkSDgoGY2xpZW50GAQgASgJEg8KB3N1YmplY3QYBSABKAkSCgoCdG8YBiADKAkSEAoIYXR0ZW1wdHMYByABKA0SEgoKbGFzdF9lcnJvchgIIAEoCRIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJbChRMaXN0TWVzc2FnZXNSZXNwb25zZRIqCghtZXNzYWdlcxgBIAMoCzIYLnJlbGF5LnYxLk1lc3NhZ2VTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSL5AQoUUmV0cnlNZXNzYWdlc1JlcXVlc3QSEwoLbWVzc2FnZV9pZHMYASADKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRIRCglyZWNpcGllbnQYBSABKAkSLgoFc2luY2UYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESLgoFdW50aWwYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAGIAQFCCAoGX3NpbmNlQggKBl91bnRpbCImChVSZXRyeU1lc3NhZ2VzUmVzcG9uc2USDQoFY291bnQYASABKA0i+gEKFUNhbmNlbE1lc3NhZ2VzUmVxdWVzdBITCgttZXNzYWdlX2lkcxgBIAMoCRIlCgVzdGF0ZRgCIAEoDjIWLnJlbGF5LnYxLk1lc3NhZ2VTdGF0ZRIOCgZzZW5kZXIYAyABKAkSDgoGY2xpZW50GAQgASgJEhEKCXJlY2lwaWVudBgFIAEoCRIuCgVzaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAIgBARIuCgV1bnRpbBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBAUIICgZfc2luY2VCCAoGX3VudGlsIicKFkNhbmNlbE1lc3NhZ2VzUmVzcG9uc2USDQoFY291bnQYASABKA0iJgoUR2V0UXVldWVTdGF0c1JlcXVlc3QSDgoGc2VuZGVyGAEgASgJIpgCChBTZW5kZXJRdWV1ZVN0YXRzEg4KBnNlbmRlchgBIAEoCRIOCgZxdWV1ZWQYAiABKAQSDAoEaGVsZBgDIAEoBBIQCghyZXRyeWluZxgEIAEoBBISCgpmYWlsZWRfMjRoGAUgASgEEhoKEm9sZGVzdF9hZ2Vfc2Vjb25kcxgGIAEoBBIYChByZWNpcGllbnRzX3RvZGF5GAcgASgEEhsKE2RhaWx5X3JlY2lwaWVudF9jYXAYCCABKAQSOAoPbmV4dF9yZWxlYXNlX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEg8KB3NlbmRpbmcYCiABKARCEgoQX25leHRfcmVsZWFzZV9hdCJEChVHZXRRdWV1ZVN0YXRzUmVzcG9uc2USKwoHc2VuZGVycxgBIAMoCzIaLnJlbGF5LnYxLlNlbmRlclF1ZXVlU3RhdHMiXQoUV2F0Y2hNZXNzYWdlc1JlcXVlc3QSJQoFc3RhdGUYASABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAIgASgJEg4KBmNsaWVudBgDIAEoCSKyAQoMTWVzc2FnZUV2ZW50EhIKCm1lc3NhZ2VfaWQYASABKAkSJQoFc3RhdGUYAiABKA4yFi5yZWxheS52MS5NZXNzYWdlU3RhdGUSDgoGc2VuZGVyGAMgASgJEg4KBmNsaWVudBgEIAEoCRImCgJhdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgGIAEoDRIOCgZkZXRhaWwYByABKAkidgoMU2VjcmV0U3RhdHVzEg0KBWZpZWxkGAEgASgJEgsKA3NldBgCIAEoCBIvCgZzZXRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESDgoGc2V0X2J5GAQgASgJQgkKB19zZXRfYXQi7gEKBlNlbmRlchIKCgJpZBgBIAEoCRIlCgRzcGVjGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgptYW5hZ2VkX2J5GAMgASgJEgwKBGV0YWcYBCABKAkSJwoHc2VjcmV0cxgFIAMoCzIWLnJlbGF5LnYxLlNlY3JldFN0YXR1cxIzCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEhIKCnVwZGF0ZWRfYnkYByABKAkSDgoGb3duZXJzGAggAygJQg0KC191cGRhdGVkX2F0IjsKEkxpc3RTZW5kZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJRChNMaXN0U2VuZGVyc1Jlc3BvbnNlEiEKB3NlbmRlcnMYASADKAsyEC5yZWxheS52MS5TZW5kZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIh4KEEdldFNlbmRlclJlcXVlc3QSCgoCaWQYASABKAkiZQoRR2V0U2VuZGVyUmVzcG9uc2USIAoGc2VuZGVyGAEgASgLMhAucmVsYXkudjEuU2VuZGVyEi4KCmNyZWRlbnRpYWwYAiABKAsyGi5yZWxheS52MS5DcmVkZW50aWFsU3RhdHVzIpQCChBDcmVkZW50aWFsU3RhdHVzEhQKDGNvbnNlbnRlZF9ieRgBIAEoCRI1Cgxjb25zZW50ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESOwoSdG9rZW5fcmVmcmVzaGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBEjkKEHRva2VuX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAKIAQFCDwoNX2NvbnNlbnRlZF9hdEIVChNfdG9rZW5fcmVmcmVzaGVkX2F0QhMKEV90b2tlbl9leHBpcmVzX2F0IksKEFB1dFNlbmRlclJlcXVlc3QSIAoGc2VuZGVyGAEgASgLMhAucmVsYXkudjEuU2VuZGVyEhUKDXZhbGlkYXRlX29ubHkYAiABKAgiRgoRUHV0U2VuZGVyUmVzcG9uc2USIAoGc2VuZGVyGAEgASgLMhAucmVsYXkudjEuU2VuZGVyEg8KB2NyZWF0ZWQYAiABKAgiPgoTRGVsZXRlU2VuZGVyUmVxdWVzdBIKCgJpZBgBIAEoCRIMCgRldGFnGAIgASgJEg0KBWZvcmNlGAMgASgIIhYKFERlbGV0ZVNlbmRlclJlc3BvbnNlIkIKFlNldFNlbmRlclNlY3JldFJlcXVlc3QSCgoCaWQYASABKAkSDQoFZmllbGQYAiABKAkSDQoFdmFsdWUYAyABKAkiQQoXU2V0U2VuZGVyU2VjcmV0UmVzcG9uc2USJgoGc2VjcmV0GAEgASgLMhYucmVsYXkudjEuU2VjcmV0U3RhdHVzIrQBCgpBcGlLZXlJbmZvEgoKAmlkGAEgASgJEjMKCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESMwoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARISCgpjcmVhdGVkX2J5GAQgASgJQg0KC19jcmVhdGVkX2F0Qg0KC19leHBpcmVzX2F0It8BCgZDbGllbnQSDAoEbmFtZRgBIAEoCRIlCgRzcGVjGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgptYW5hZ2VkX2J5GAMgASgJEgwKBGV0YWcYBCABKAkSJgoIYXBpX2tleXMYBSADKAsyFC5yZWxheS52MS5BcGlLZXlJbmZvEjMKCnVwZGF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSACIAQESEgoKdXBkYXRlZF9ieRgHIAEoCUINCgtfdXBkYXRlZF9hdCI7ChJMaXN0Q2xpZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiUQoTTGlzdENsaWVudHNSZXNwb25zZRIhCgdjbGllbnRzGAEgAygLMhAucmVsYXkudjEuQ2xpZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI0ChBQdXRDbGllbnRSZXF1ZXN0EiAKBmNsaWVudBgBIAEoCzIQLnJlbGF5LnYxLkNsaWVudCJGChFQdXRDbGllbnRSZXNwb25zZRIgCgZjbGllbnQYASABKAsyEC5yZWxheS52MS5DbGllbnQSDwoHY3JlYXRlZBgCIAEoCCJvChNDcmVhdGVBcGlLZXlSZXF1ZXN0Eg4KBmNsaWVudBgBIAEoCRIoChtleHBpcmVfb3RoZXJzX2FmdGVyX3NlY29uZHMYAiABKA1IAIgBAUIeChxfZXhwaXJlX290aGVyc19hZnRlcl9zZWNvbmRzIkoKFENyZWF0ZUFwaUtleVJlc3BvbnNlEiEKA2tleRgBIAEoCzIULnJlbGF5LnYxLkFwaUtleUluZm8SDwoHYXBpX2tleRgCIAEoCSI1ChNSZXZva2VBcGlLZXlSZXF1ZXN0Eg4KBmNsaWVudBgBIAEoCRIOCgZrZXlfaWQYAiABKAkiFgoUUmV2b2tlQXBpS2V5UmVzcG9uc2UiKwoZQ3JlYXRlU210cFBhc3N3b3JkUmVxdWVzdBIOCgZjbGllbnQYASABKAkiQAoaQ3JlYXRlU210cFBhc3N3b3JkUmVzcG9uc2USEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiPQocTGlzdFdlYmhvb2tEZWxpdmVyaWVzUmVxdWVzdBIOCgZjbGllbnQYASABKAkSDQoFbGltaXQYAiABKA0iTQodTGlzdFdlYmhvb2tEZWxpdmVyaWVzUmVzcG9uc2USLAoJZW5kcG9pbnRzGAEgAygLMhkucmVsYXkudjEuV2ViaG9va0VuZHBvaW50Im4KD1dlYmhvb2tFbmRwb2ludBILCgN1cmwYASABKAkSDgoGZXZlbnRzGAIgAygJEg8KB3BlbmRpbmcYAyABKAQSLQoKZGVsaXZlcmllcxgEIAMoCzIZLnJlbGF5LnYxLldlYmhvb2tEZWxpdmVyeSLPAQoPV2ViaG9va0RlbGl2ZXJ5EiYKAmF0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghldmVudF9pZBgCIAEoCRISCgpldmVudF90eXBlGAMgASgJEhIKCm1lc3NhZ2VfaWQYBCABKAkSDwoHYXR0ZW1wdBgFIAEoDRITCgtzdGF0dXNfY29kZRgGIAEoDRINCgVlcnJvchgHIAEoCRIQCghyZXNwb25zZRgIIAEoCRITCgtkdXJhdGlvbl9tcxgJIAEoDSKdAQoQUmVjaXBpZW50T3V0Y29tZRIRCglyZWNpcGllbnQYASABKAkSKgoHb3V0Y29tZRgCIAEoDjIZLnJlbGF5LnYxLkRlbGl2ZXJ5T3V0Y29tZRIOCgZzdGF0dXMYAyABKAkSEgoKZGlhZ25vc3RpYxgEIAEoCRImCgJhdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOQoXTGlzdFN1cHByZXNzaW9uc1JlcXVlc3QSDwoHYWRkcmVzcxgBIAEoCRINCgVsaW1pdBgCIAEoDSJWChhMaXN0U3VwcHJlc3Npb25zUmVzcG9uc2USKwoMc3VwcHJlc3Npb25zGAEgAygLMhUucmVsYXkudjEuU3VwcHJlc3Npb24SDQoFdG90YWwYAiABKAQimwEKC1N1cHByZXNzaW9uEg8KB2FkZHJlc3MYASABKAkSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnN0YXR1cxgDIAEoCRISCgpkaWFnbm9zdGljGAQgASgJEhIKCm1lc3NhZ2VfaWQYBSABKAkSDgoGc2VuZGVyGAYgASgJEgsKA2tleRgHIAEoCSIrChhEZWxldGVTdXBwcmVzc2lvblJlcXVlc3QSDwoHYWRkcmVzcxgBIAEoCSIsChlEZWxldGVTdXBwcmVzc2lvblJlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAgqywEKDE1lc3NhZ2VTdGF0ZRIdChlNRVNTQUdFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUTUVTU0FHRV9TVEFURV9RVUVVRUQQARIZChVNRVNTQUdFX1NUQVRFX1NFTkRJTkcQAhIWChJNRVNTQUdFX1NUQVRFX1NFTlQQAxIaChZNRVNTQUdFX1NUQVRFX1JFVFJZSU5HEAQSGAoUTUVTU0FHRV9TVEFURV9GQUlMRUQQBRIZChVNRVNTQUdFX1NUQVRFX0JPVU5DRUQQBiqHAQoNU2VudENvcHlTdGF0ZRIfChtTRU5UX0NPUFlfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZTRU5UX0NPUFlfU1RBVEVfQ09QSUVEEAESHAoYU0VOVF9DT1BZX1NUQVRFX1JFVFJZSU5HEAISGwoXU0VOVF9DT1BZX1NUQVRFX0dBVkVfVVAQAyqPAQoPRGVsaXZlcnlPdXRjb21lEiAKHERFTElWRVJZX09VVENPTUVfVU5TUEVDSUZJRUQQABIeChpERUxJVkVSWV9PVVRDT01FX0RFTElWRVJFRBABEhwKGERFTElWRVJZX09VVENPTUVfQk9VTkNFRBACEhwKGERFTElWRVJZX09VVENPTUVfREVMQVlFRBADMpkBCgtNYWlsU2VydmljZRJBCghTZW5kTWFpbBIZLnJlbGF5LnYxLlNlbmRNYWlsUmVxdWVzdBoaLnJlbGF5LnYxLlNlbmRNYWlsUmVzcG9uc2USRwoKR2V0TWVzc2FnZRIbLnJlbGF5LnYxLkdldE1lc3NhZ2VSZXF1ZXN0GhwucmVsYXkudjEuR2V0TWVzc2FnZVJlc3BvbnNlMuwMCgxBZG1pblNlcnZpY2USRwoKVGVzdFNlbmRlchIbLnJlbGF5LnYxLlRlc3RTZW5kZXJSZXF1ZXN0GhwucmVsYXkudjEuVGVzdFNlbmRlclJlc3BvbnNlEk0KDEJlZ2luQ29uc2VudBIdLnJlbGF5LnYxLkJlZ2luQ29uc2VudFJlcXVlc3QaHi5yZWxheS52MS5CZWdpbkNvbnNlbnRSZXNwb25zZRJNCgxMaXN0TWVzc2FnZXMSHS5yZWxheS52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0Gh4ucmVsYXkudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USUAoNUmV0cnlNZXNzYWdlcxIeLnJlbGF5LnYxLlJldHJ5TWVzc2FnZXNSZXF1ZXN0Gh8ucmVsYXkudjEuUmV0cnlNZXNzYWdlc1Jlc3BvbnNlElMKDkNhbmNlbE1lc3NhZ2VzEh8ucmVsYXkudjEuQ2FuY2VsTWVzc2FnZXNSZXF1ZXN0GiAucmVsYXkudjEuQ2FuY2VsTWVzc2FnZXNSZXNwb25zZRJQCg1HZXRRdWV1ZVN0YXRzEh4ucmVsYXkudjEuR2V0UXVldWVTdGF0c1JlcXVlc3QaHy5yZWxheS52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2USSQoNV2F0Y2hNZXNzYWdlcxIeLnJlbGF5LnYxLldhdGNoTWVzc2FnZXNSZXF1ZXN0GhYucmVsYXkudjEuTWVzc2FnZUV2ZW50MAESSgoLTGlzdFNlbmRlcnMSHC5yZWxheS52MS5MaXN0U2VuZGVyc1JlcXVlc3QaHS5yZWxheS52MS5MaXN0U2VuZGVyc1Jlc3BvbnNlEkQKCUdldFNlbmRlchIaLnJlbGF5LnYxLkdldFNlbmRlclJlcXVlc3QaGy5yZWxheS52MS5HZXRTZW5kZXJSZXNwb25zZRJECglQdXRTZW5kZXISGi5yZWxheS52MS5QdXRTZW5kZXJSZXF1ZXN0GhsucmVsYXkudjEuUHV0U2VuZGVyUmVzcG9uc2USTQoMRGVsZXRlU2VuZGVyEh0ucmVsYXkudjEuRGVsZXRlU2VuZGVyUmVxdWVzdBoeLnJlbGF5LnYxLkRlbGV0ZVNlbmRlclJlc3BvbnNlElYKD1NldFNlbmRlclNlY3JldBIgLnJlbGF5LnYxLlNldFNlbmRlclNlY3JldFJlcXVlc3QaIS5yZWxheS52MS5TZXRTZW5kZXJTZWNyZXRSZXNwb25zZRJKCgtMaXN0Q2xpZW50cxIcLnJlbGF5LnYxLkxpc3RDbGllbnRzUmVxdWVzdBodLnJlbGF5LnYxLkxpc3RDbGllbnRzUmVzcG9uc2USRAoJUHV0Q2xpZW50EhoucmVsYXkudjEuUHV0Q2xpZW50UmVxdWVzdBobLnJlbGF5LnYxLlB1dENsaWVudFJlc3BvbnNlEk0KDENyZWF0ZUFwaUtleRIdLnJlbGF5LnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaHi5yZWxheS52MS5DcmVhdGVBcGlLZXlSZXNwb25zZRJNCgxSZXZva2VBcGlLZXkSHS5yZWxheS52MS5SZXZva2VBcGlLZXlSZXF1ZXN0Gh4ucmVsYXkudjEuUmV2b2tlQXBpS2V5UmVzcG9uc2USXwoSQ3JlYXRlU210cFBhc3N3b3JkEiMucmVsYXkudjEuQ3JlYXRlU210cFBhc3N3b3JkUmVxdWVzdBokLnJlbGF5LnYxLkNyZWF0ZVNtdHBQYXNzd29yZFJlc3BvbnNlEmgKFUxpc3RXZWJob29rRGVsaXZlcmllcxImLnJlbGF5LnYxLkxpc3RXZWJob29rRGVsaXZlcmllc1JlcXVlc3QaJy5yZWxheS52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXNwb25zZRJZChBMaXN0U3VwcHJlc3Npb25zEiEucmVsYXkudjEuTGlzdFN1cHByZXNzaW9uc1JlcXVlc3QaIi5yZWxheS52MS5MaXN0U3VwcHJlc3Npb25zUmVzcG9uc2USXAoRRGVsZXRlU3VwcHJlc3Npb24SIi5yZWxheS52MS5EZWxldGVTdXBwcmVzc2lvblJlcXVlc3QaIy5yZWxheS52MS5EZWxldGVTdXBwcmVzc2lvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message relay.v1.Attachment
@@ -247,6 +247,14 @@ export type GetMessageResponse = Message<"relay.v1.GetMessageResponse"> & {
    * @generated from field: repeated relay.v1.RecipientOutcome recipient_outcomes = 8;
    */
   recipientOutcomes: RecipientOutcome[];
+
+  /**
+   * The copy to the sender's Sent folder (`copy_to_sent`): unset when the sender makes none, or
+   * before its first try. Recorded apart from the state: the message stays SENT whatever it says.
+   *
+   * @generated from field: relay.v1.SentCopy sent_copy = 9;
+   */
+  sentCopy?: SentCopy | undefined;
 };
 
 /**
@@ -255,6 +263,51 @@ export type GetMessageResponse = Message<"relay.v1.GetMessageResponse"> & {
  */
 export const GetMessageResponseSchema: GenMessage<GetMessageResponse> = /*@__PURE__*/
   messageDesc(file_relay_v1_mail, 5);
+
+/**
+ * @generated from message relay.v1.SentCopy
+ */
+export type SentCopy = Message<"relay.v1.SentCopy"> & {
+  /**
+   * @generated from field: relay.v1.SentCopyState state = 1;
+   */
+  state: SentCopyState;
+
+  /**
+   * The IMAP folder it was appended to (COPIED); empty when not known.
+   *
+   * @generated from field: string folder = 2;
+   */
+  folder: string;
+
+  /**
+   * Tries so far, this one included.
+   *
+   * @generated from field: uint32 attempts = 3;
+   */
+  attempts: number;
+
+  /**
+   * The IMAP server's answer or the connection error of the last failed try; empty once COPIED.
+   *
+   * @generated from field: string last_error = 4;
+   */
+  lastError: string;
+
+  /**
+   * When this state was recorded.
+   *
+   * @generated from field: google.protobuf.Timestamp at = 5;
+   */
+  at?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message relay.v1.SentCopy.
+ * Use `create(SentCopySchema)` to create a new message.
+ */
+export const SentCopySchema: GenMessage<SentCopy> = /*@__PURE__*/
+  messageDesc(file_relay_v1_mail, 6);
 
 /**
  * @generated from message relay.v1.TestSenderRequest
@@ -278,7 +331,7 @@ export type TestSenderRequest = Message<"relay.v1.TestSenderRequest"> & {
  * Use `create(TestSenderRequestSchema)` to create a new message.
  */
 export const TestSenderRequestSchema: GenMessage<TestSenderRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 6);
+  messageDesc(file_relay_v1_mail, 7);
 
 /**
  * @generated from message relay.v1.TestStep
@@ -313,7 +366,7 @@ export type TestStep = Message<"relay.v1.TestStep"> & {
  * Use `create(TestStepSchema)` to create a new message.
  */
 export const TestStepSchema: GenMessage<TestStep> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 7);
+  messageDesc(file_relay_v1_mail, 8);
 
 /**
  * @generated from message relay.v1.TestSenderResponse
@@ -340,7 +393,7 @@ export type TestSenderResponse = Message<"relay.v1.TestSenderResponse"> & {
  * Use `create(TestSenderResponseSchema)` to create a new message.
  */
 export const TestSenderResponseSchema: GenMessage<TestSenderResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 8);
+  messageDesc(file_relay_v1_mail, 9);
 
 /**
  * @generated from message relay.v1.BeginConsentRequest
@@ -357,7 +410,7 @@ export type BeginConsentRequest = Message<"relay.v1.BeginConsentRequest"> & {
  * Use `create(BeginConsentRequestSchema)` to create a new message.
  */
 export const BeginConsentRequestSchema: GenMessage<BeginConsentRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 9);
+  messageDesc(file_relay_v1_mail, 10);
 
 /**
  * @generated from message relay.v1.BeginConsentResponse
@@ -374,7 +427,7 @@ export type BeginConsentResponse = Message<"relay.v1.BeginConsentResponse"> & {
  * Use `create(BeginConsentResponseSchema)` to create a new message.
  */
 export const BeginConsentResponseSchema: GenMessage<BeginConsentResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 10);
+  messageDesc(file_relay_v1_mail, 11);
 
 /**
  * @generated from message relay.v1.ListMessagesRequest
@@ -449,7 +502,7 @@ export type ListMessagesRequest = Message<"relay.v1.ListMessagesRequest"> & {
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 11);
+  messageDesc(file_relay_v1_mail, 12);
 
 /**
  * @generated from message relay.v1.MessageSummary
@@ -508,7 +561,7 @@ export type MessageSummary = Message<"relay.v1.MessageSummary"> & {
  * Use `create(MessageSummarySchema)` to create a new message.
  */
 export const MessageSummarySchema: GenMessage<MessageSummary> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 12);
+  messageDesc(file_relay_v1_mail, 13);
 
 /**
  * @generated from message relay.v1.ListMessagesResponse
@@ -532,7 +585,7 @@ export type ListMessagesResponse = Message<"relay.v1.ListMessagesResponse"> & {
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 13);
+  messageDesc(file_relay_v1_mail, 14);
 
 /**
  * @generated from message relay.v1.RetryMessagesRequest
@@ -581,7 +634,7 @@ export type RetryMessagesRequest = Message<"relay.v1.RetryMessagesRequest"> & {
  * Use `create(RetryMessagesRequestSchema)` to create a new message.
  */
 export const RetryMessagesRequestSchema: GenMessage<RetryMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 14);
+  messageDesc(file_relay_v1_mail, 15);
 
 /**
  * @generated from message relay.v1.RetryMessagesResponse
@@ -600,7 +653,7 @@ export type RetryMessagesResponse = Message<"relay.v1.RetryMessagesResponse"> & 
  * Use `create(RetryMessagesResponseSchema)` to create a new message.
  */
 export const RetryMessagesResponseSchema: GenMessage<RetryMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 15);
+  messageDesc(file_relay_v1_mail, 16);
 
 /**
  * @generated from message relay.v1.CancelMessagesRequest
@@ -649,7 +702,7 @@ export type CancelMessagesRequest = Message<"relay.v1.CancelMessagesRequest"> & 
  * Use `create(CancelMessagesRequestSchema)` to create a new message.
  */
 export const CancelMessagesRequestSchema: GenMessage<CancelMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 16);
+  messageDesc(file_relay_v1_mail, 17);
 
 /**
  * @generated from message relay.v1.CancelMessagesResponse
@@ -668,7 +721,7 @@ export type CancelMessagesResponse = Message<"relay.v1.CancelMessagesResponse"> 
  * Use `create(CancelMessagesResponseSchema)` to create a new message.
  */
 export const CancelMessagesResponseSchema: GenMessage<CancelMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 17);
+  messageDesc(file_relay_v1_mail, 18);
 
 /**
  * @generated from message relay.v1.GetQueueStatsRequest
@@ -687,7 +740,7 @@ export type GetQueueStatsRequest = Message<"relay.v1.GetQueueStatsRequest"> & {
  * Use `create(GetQueueStatsRequestSchema)` to create a new message.
  */
 export const GetQueueStatsRequestSchema: GenMessage<GetQueueStatsRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 18);
+  messageDesc(file_relay_v1_mail, 19);
 
 /**
  * @generated from message relay.v1.SenderQueueStats
@@ -761,7 +814,7 @@ export type SenderQueueStats = Message<"relay.v1.SenderQueueStats"> & {
  * Use `create(SenderQueueStatsSchema)` to create a new message.
  */
 export const SenderQueueStatsSchema: GenMessage<SenderQueueStats> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 19);
+  messageDesc(file_relay_v1_mail, 20);
 
 /**
  * @generated from message relay.v1.GetQueueStatsResponse
@@ -778,7 +831,7 @@ export type GetQueueStatsResponse = Message<"relay.v1.GetQueueStatsResponse"> & 
  * Use `create(GetQueueStatsResponseSchema)` to create a new message.
  */
 export const GetQueueStatsResponseSchema: GenMessage<GetQueueStatsResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 20);
+  messageDesc(file_relay_v1_mail, 21);
 
 /**
  * @generated from message relay.v1.WatchMessagesRequest
@@ -807,7 +860,7 @@ export type WatchMessagesRequest = Message<"relay.v1.WatchMessagesRequest"> & {
  * Use `create(WatchMessagesRequestSchema)` to create a new message.
  */
 export const WatchMessagesRequestSchema: GenMessage<WatchMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 21);
+  messageDesc(file_relay_v1_mail, 22);
 
 /**
  * @generated from message relay.v1.MessageEvent
@@ -856,7 +909,7 @@ export type MessageEvent = Message<"relay.v1.MessageEvent"> & {
  * Use `create(MessageEventSchema)` to create a new message.
  */
 export const MessageEventSchema: GenMessage<MessageEvent> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 22);
+  messageDesc(file_relay_v1_mail, 23);
 
 /**
  * Whether a secret field of a sender is set; its value is never returned.
@@ -892,7 +945,7 @@ export type SecretStatus = Message<"relay.v1.SecretStatus"> & {
  * Use `create(SecretStatusSchema)` to create a new message.
  */
 export const SecretStatusSchema: GenMessage<SecretStatus> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 23);
+  messageDesc(file_relay_v1_mail, 24);
 
 /**
  * @generated from message relay.v1.Sender
@@ -954,7 +1007,7 @@ export type Sender = Message<"relay.v1.Sender"> & {
  * Use `create(SenderSchema)` to create a new message.
  */
 export const SenderSchema: GenMessage<Sender> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 24);
+  messageDesc(file_relay_v1_mail, 25);
 
 /**
  * @generated from message relay.v1.ListSendersRequest
@@ -978,7 +1031,7 @@ export type ListSendersRequest = Message<"relay.v1.ListSendersRequest"> & {
  * Use `create(ListSendersRequestSchema)` to create a new message.
  */
 export const ListSendersRequestSchema: GenMessage<ListSendersRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 25);
+  messageDesc(file_relay_v1_mail, 26);
 
 /**
  * @generated from message relay.v1.ListSendersResponse
@@ -1000,7 +1053,7 @@ export type ListSendersResponse = Message<"relay.v1.ListSendersResponse"> & {
  * Use `create(ListSendersResponseSchema)` to create a new message.
  */
 export const ListSendersResponseSchema: GenMessage<ListSendersResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 26);
+  messageDesc(file_relay_v1_mail, 27);
 
 /**
  * @generated from message relay.v1.GetSenderRequest
@@ -1017,7 +1070,7 @@ export type GetSenderRequest = Message<"relay.v1.GetSenderRequest"> & {
  * Use `create(GetSenderRequestSchema)` to create a new message.
  */
 export const GetSenderRequestSchema: GenMessage<GetSenderRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 27);
+  messageDesc(file_relay_v1_mail, 28);
 
 /**
  * @generated from message relay.v1.GetSenderResponse
@@ -1042,7 +1095,7 @@ export type GetSenderResponse = Message<"relay.v1.GetSenderResponse"> & {
  * Use `create(GetSenderResponseSchema)` to create a new message.
  */
 export const GetSenderResponseSchema: GenMessage<GetSenderResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 28);
+  messageDesc(file_relay_v1_mail, 29);
 
 /**
  * Facts about a sender's sign-in, never a secret: who gave consent and when, and the access token's
@@ -1083,7 +1136,7 @@ export type CredentialStatus = Message<"relay.v1.CredentialStatus"> & {
  * Use `create(CredentialStatusSchema)` to create a new message.
  */
 export const CredentialStatusSchema: GenMessage<CredentialStatus> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 29);
+  messageDesc(file_relay_v1_mail, 30);
 
 /**
  * @generated from message relay.v1.PutSenderRequest
@@ -1109,7 +1162,7 @@ export type PutSenderRequest = Message<"relay.v1.PutSenderRequest"> & {
  * Use `create(PutSenderRequestSchema)` to create a new message.
  */
 export const PutSenderRequestSchema: GenMessage<PutSenderRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 30);
+  messageDesc(file_relay_v1_mail, 31);
 
 /**
  * @generated from message relay.v1.PutSenderResponse
@@ -1131,7 +1184,7 @@ export type PutSenderResponse = Message<"relay.v1.PutSenderResponse"> & {
  * Use `create(PutSenderResponseSchema)` to create a new message.
  */
 export const PutSenderResponseSchema: GenMessage<PutSenderResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 31);
+  messageDesc(file_relay_v1_mail, 32);
 
 /**
  * @generated from message relay.v1.DeleteSenderRequest
@@ -1162,7 +1215,7 @@ export type DeleteSenderRequest = Message<"relay.v1.DeleteSenderRequest"> & {
  * Use `create(DeleteSenderRequestSchema)` to create a new message.
  */
 export const DeleteSenderRequestSchema: GenMessage<DeleteSenderRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 32);
+  messageDesc(file_relay_v1_mail, 33);
 
 /**
  * @generated from message relay.v1.DeleteSenderResponse
@@ -1175,7 +1228,7 @@ export type DeleteSenderResponse = Message<"relay.v1.DeleteSenderResponse"> & {
  * Use `create(DeleteSenderResponseSchema)` to create a new message.
  */
 export const DeleteSenderResponseSchema: GenMessage<DeleteSenderResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 33);
+  messageDesc(file_relay_v1_mail, 34);
 
 /**
  * @generated from message relay.v1.SetSenderSecretRequest
@@ -1204,7 +1257,7 @@ export type SetSenderSecretRequest = Message<"relay.v1.SetSenderSecretRequest"> 
  * Use `create(SetSenderSecretRequestSchema)` to create a new message.
  */
 export const SetSenderSecretRequestSchema: GenMessage<SetSenderSecretRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 34);
+  messageDesc(file_relay_v1_mail, 35);
 
 /**
  * @generated from message relay.v1.SetSenderSecretResponse
@@ -1221,7 +1274,7 @@ export type SetSenderSecretResponse = Message<"relay.v1.SetSenderSecretResponse"
  * Use `create(SetSenderSecretResponseSchema)` to create a new message.
  */
 export const SetSenderSecretResponseSchema: GenMessage<SetSenderSecretResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 35);
+  messageDesc(file_relay_v1_mail, 36);
 
 /**
  * @generated from message relay.v1.ApiKeyInfo
@@ -1257,7 +1310,7 @@ export type ApiKeyInfo = Message<"relay.v1.ApiKeyInfo"> & {
  * Use `create(ApiKeyInfoSchema)` to create a new message.
  */
 export const ApiKeyInfoSchema: GenMessage<ApiKeyInfo> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 36);
+  messageDesc(file_relay_v1_mail, 37);
 
 /**
  * @generated from message relay.v1.Client
@@ -1306,7 +1359,7 @@ export type Client = Message<"relay.v1.Client"> & {
  * Use `create(ClientSchema)` to create a new message.
  */
 export const ClientSchema: GenMessage<Client> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 37);
+  messageDesc(file_relay_v1_mail, 38);
 
 /**
  * @generated from message relay.v1.ListClientsRequest
@@ -1328,7 +1381,7 @@ export type ListClientsRequest = Message<"relay.v1.ListClientsRequest"> & {
  * Use `create(ListClientsRequestSchema)` to create a new message.
  */
 export const ListClientsRequestSchema: GenMessage<ListClientsRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 38);
+  messageDesc(file_relay_v1_mail, 39);
 
 /**
  * @generated from message relay.v1.ListClientsResponse
@@ -1350,7 +1403,7 @@ export type ListClientsResponse = Message<"relay.v1.ListClientsResponse"> & {
  * Use `create(ListClientsResponseSchema)` to create a new message.
  */
 export const ListClientsResponseSchema: GenMessage<ListClientsResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 39);
+  messageDesc(file_relay_v1_mail, 40);
 
 /**
  * @generated from message relay.v1.PutClientRequest
@@ -1369,7 +1422,7 @@ export type PutClientRequest = Message<"relay.v1.PutClientRequest"> & {
  * Use `create(PutClientRequestSchema)` to create a new message.
  */
 export const PutClientRequestSchema: GenMessage<PutClientRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 40);
+  messageDesc(file_relay_v1_mail, 41);
 
 /**
  * @generated from message relay.v1.PutClientResponse
@@ -1391,7 +1444,7 @@ export type PutClientResponse = Message<"relay.v1.PutClientResponse"> & {
  * Use `create(PutClientResponseSchema)` to create a new message.
  */
 export const PutClientResponseSchema: GenMessage<PutClientResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 41);
+  messageDesc(file_relay_v1_mail, 42);
 
 /**
  * @generated from message relay.v1.CreateApiKeyRequest
@@ -1415,7 +1468,7 @@ export type CreateApiKeyRequest = Message<"relay.v1.CreateApiKeyRequest"> & {
  * Use `create(CreateApiKeyRequestSchema)` to create a new message.
  */
 export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 42);
+  messageDesc(file_relay_v1_mail, 43);
 
 /**
  * @generated from message relay.v1.CreateApiKeyResponse
@@ -1439,7 +1492,7 @@ export type CreateApiKeyResponse = Message<"relay.v1.CreateApiKeyResponse"> & {
  * Use `create(CreateApiKeyResponseSchema)` to create a new message.
  */
 export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 43);
+  messageDesc(file_relay_v1_mail, 44);
 
 /**
  * @generated from message relay.v1.RevokeApiKeyRequest
@@ -1461,7 +1514,7 @@ export type RevokeApiKeyRequest = Message<"relay.v1.RevokeApiKeyRequest"> & {
  * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
  */
 export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 44);
+  messageDesc(file_relay_v1_mail, 45);
 
 /**
  * @generated from message relay.v1.RevokeApiKeyResponse
@@ -1474,7 +1527,7 @@ export type RevokeApiKeyResponse = Message<"relay.v1.RevokeApiKeyResponse"> & {
  * Use `create(RevokeApiKeyResponseSchema)` to create a new message.
  */
 export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 45);
+  messageDesc(file_relay_v1_mail, 46);
 
 /**
  * @generated from message relay.v1.CreateSmtpPasswordRequest
@@ -1491,7 +1544,7 @@ export type CreateSmtpPasswordRequest = Message<"relay.v1.CreateSmtpPasswordRequ
  * Use `create(CreateSmtpPasswordRequestSchema)` to create a new message.
  */
 export const CreateSmtpPasswordRequestSchema: GenMessage<CreateSmtpPasswordRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 46);
+  messageDesc(file_relay_v1_mail, 47);
 
 /**
  * @generated from message relay.v1.CreateSmtpPasswordResponse
@@ -1517,7 +1570,7 @@ export type CreateSmtpPasswordResponse = Message<"relay.v1.CreateSmtpPasswordRes
  * Use `create(CreateSmtpPasswordResponseSchema)` to create a new message.
  */
 export const CreateSmtpPasswordResponseSchema: GenMessage<CreateSmtpPasswordResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 47);
+  messageDesc(file_relay_v1_mail, 48);
 
 /**
  * @generated from message relay.v1.ListWebhookDeliveriesRequest
@@ -1541,7 +1594,7 @@ export type ListWebhookDeliveriesRequest = Message<"relay.v1.ListWebhookDeliveri
  * Use `create(ListWebhookDeliveriesRequestSchema)` to create a new message.
  */
 export const ListWebhookDeliveriesRequestSchema: GenMessage<ListWebhookDeliveriesRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 48);
+  messageDesc(file_relay_v1_mail, 49);
 
 /**
  * @generated from message relay.v1.ListWebhookDeliveriesResponse
@@ -1558,7 +1611,7 @@ export type ListWebhookDeliveriesResponse = Message<"relay.v1.ListWebhookDeliver
  * Use `create(ListWebhookDeliveriesResponseSchema)` to create a new message.
  */
 export const ListWebhookDeliveriesResponseSchema: GenMessage<ListWebhookDeliveriesResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 49);
+  messageDesc(file_relay_v1_mail, 50);
 
 /**
  * @generated from message relay.v1.WebhookEndpoint
@@ -1594,7 +1647,7 @@ export type WebhookEndpoint = Message<"relay.v1.WebhookEndpoint"> & {
  * Use `create(WebhookEndpointSchema)` to create a new message.
  */
 export const WebhookEndpointSchema: GenMessage<WebhookEndpoint> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 50);
+  messageDesc(file_relay_v1_mail, 51);
 
 /**
  * One attempt to deliver one event.
@@ -1665,7 +1718,7 @@ export type WebhookDelivery = Message<"relay.v1.WebhookDelivery"> & {
  * Use `create(WebhookDeliverySchema)` to create a new message.
  */
 export const WebhookDeliverySchema: GenMessage<WebhookDelivery> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 51);
+  messageDesc(file_relay_v1_mail, 52);
 
 /**
  * @generated from message relay.v1.RecipientOutcome
@@ -1708,7 +1761,7 @@ export type RecipientOutcome = Message<"relay.v1.RecipientOutcome"> & {
  * Use `create(RecipientOutcomeSchema)` to create a new message.
  */
 export const RecipientOutcomeSchema: GenMessage<RecipientOutcome> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 52);
+  messageDesc(file_relay_v1_mail, 53);
 
 /**
  * @generated from message relay.v1.ListSuppressionsRequest
@@ -1734,7 +1787,7 @@ export type ListSuppressionsRequest = Message<"relay.v1.ListSuppressionsRequest"
  * Use `create(ListSuppressionsRequestSchema)` to create a new message.
  */
 export const ListSuppressionsRequestSchema: GenMessage<ListSuppressionsRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 53);
+  messageDesc(file_relay_v1_mail, 54);
 
 /**
  * @generated from message relay.v1.ListSuppressionsResponse
@@ -1758,7 +1811,7 @@ export type ListSuppressionsResponse = Message<"relay.v1.ListSuppressionsRespons
  * Use `create(ListSuppressionsResponseSchema)` to create a new message.
  */
 export const ListSuppressionsResponseSchema: GenMessage<ListSuppressionsResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 54);
+  messageDesc(file_relay_v1_mail, 55);
 
 /**
  * One hard bounce: the delivery report that put the address on the list.
@@ -1815,7 +1868,7 @@ export type Suppression = Message<"relay.v1.Suppression"> & {
  * Use `create(SuppressionSchema)` to create a new message.
  */
 export const SuppressionSchema: GenMessage<Suppression> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 55);
+  messageDesc(file_relay_v1_mail, 56);
 
 /**
  * @generated from message relay.v1.DeleteSuppressionRequest
@@ -1832,7 +1885,7 @@ export type DeleteSuppressionRequest = Message<"relay.v1.DeleteSuppressionReques
  * Use `create(DeleteSuppressionRequestSchema)` to create a new message.
  */
 export const DeleteSuppressionRequestSchema: GenMessage<DeleteSuppressionRequest> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 56);
+  messageDesc(file_relay_v1_mail, 57);
 
 /**
  * @generated from message relay.v1.DeleteSuppressionResponse
@@ -1851,7 +1904,7 @@ export type DeleteSuppressionResponse = Message<"relay.v1.DeleteSuppressionRespo
  * Use `create(DeleteSuppressionResponseSchema)` to create a new message.
  */
 export const DeleteSuppressionResponseSchema: GenMessage<DeleteSuppressionResponse> = /*@__PURE__*/
-  messageDesc(file_relay_v1_mail, 57);
+  messageDesc(file_relay_v1_mail, 58);
 
 /**
  * @generated from enum relay.v1.MessageState
@@ -1902,6 +1955,45 @@ export const MessageStateSchema: GenEnum<MessageState> = /*@__PURE__*/
   enumDesc(file_relay_v1_mail, 0);
 
 /**
+ * Where the copy of a sent message to its mailbox's Sent folder (IMAP APPEND) stands.
+ *
+ * @generated from enum relay.v1.SentCopyState
+ */
+export enum SentCopyState {
+  /**
+   * @generated from enum value: SENT_COPY_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Appended, or found there already (an earlier try whose answer was lost).
+   *
+   * @generated from enum value: SENT_COPY_STATE_COPIED = 1;
+   */
+  COPIED = 1,
+
+  /**
+   * A try failed; the copy is tried again, waiting longer each time.
+   *
+   * @generated from enum value: SENT_COPY_STATE_RETRYING = 2;
+   */
+  RETRYING = 2,
+
+  /**
+   * Tried for the longest time a copy is kept (three days), or the sender no longer copies: no copy.
+   *
+   * @generated from enum value: SENT_COPY_STATE_GAVE_UP = 3;
+   */
+  GAVE_UP = 3,
+}
+
+/**
+ * Describes the enum relay.v1.SentCopyState.
+ */
+export const SentCopyStateSchema: GenEnum<SentCopyState> = /*@__PURE__*/
+  enumDesc(file_relay_v1_mail, 1);
+
+/**
  * What a delivery report said of one recipient.
  *
  * @generated from enum relay.v1.DeliveryOutcome
@@ -1932,7 +2024,7 @@ export enum DeliveryOutcome {
  * Describes the enum relay.v1.DeliveryOutcome.
  */
 export const DeliveryOutcomeSchema: GenEnum<DeliveryOutcome> = /*@__PURE__*/
-  enumDesc(file_relay_v1_mail, 1);
+  enumDesc(file_relay_v1_mail, 2);
 
 /**
  * MailService is what applications call to hand mail to the relay.
