@@ -1,6 +1,6 @@
 import { headers as natsHeaders } from '@nats-io/nats-core';
 import { connectBus, type Bus } from '@relay/bus';
-import { MessageState } from '@relay/proto';
+import { MessageState, SentCopyState } from '@relay/proto';
 import {
   clientEntry,
   consumerSettled,
@@ -167,6 +167,14 @@ describe.runIf(runsWith(DOVECOT_BIN))('copy_to_sent against Dovecot', () => {
       expect(copies).toHaveLength(1);
       expect(copies[0]!.source.equals(received.raw)).toBe(true);
       expect(copies[0]!.flags).toContain('\\Seen');
+      // GetMessage says so, and the message itself stays SENT.
+      const shown = await eventually(async () => {
+        const m = await client.getMessage(id);
+        return m.sentCopy?.state === SentCopyState.COPIED ? m : undefined;
+      }, 10_000);
+      expect(shown.state).toBe(MessageState.SENT);
+      expect(shown.sentCopy).toMatchObject({ folder: 'Sent', attempts: 1, lastError: '' });
+      expect(shown.sentCopy?.at).toBeDefined();
     }
     // Bcc stays in the envelope (the recipient gets it), not in the copy; the relay's own header is in it, as sent.
     expect((await waitForMail(smtp, withAttachment.messageId)).envelope.to).toContain('hidden@students.campus.example');
@@ -238,6 +246,14 @@ describe.runIf(runsWith(DOVECOT_BIN))('copy_to_sent against Dovecot', () => {
       () => stack.smtpSenders[0]!.logs.some((l) => l.includes(res.messageId) && l.includes('could not copy the sent message')) || undefined,
       20_000,
     );
+    // GetMessage shows the copy waiting, with the connection error, while the message stays SENT.
+    const waiting = await eventually(async () => {
+      const m = await client.getMessage(res.messageId);
+      return m.sentCopy?.state === SentCopyState.RETRYING ? m : undefined;
+    }, 10_000);
+    expect(waiting.state).toBe(MessageState.SENT);
+    expect(waiting.sentCopy?.lastError).toMatch(new RegExp(`ECONNREFUSED 127\\.0\\.0\\.1:${latePort}`));
+    expect(waiting.sentCopy?.attempts).toBeGreaterThanOrEqual(1);
     lateDovecot = await startDovecot({ users: { [LATE]: PASSWORD }, port: latePort });
     const copies = await eventually(async () => {
       const found = await sentCopies(LATE, latePort, res.messageId);
@@ -246,7 +262,13 @@ describe.runIf(runsWith(DOVECOT_BIN))('copy_to_sent against Dovecot', () => {
     expect(copies).toHaveLength(1);
     expect(copies[0]!.source.equals(received.raw)).toBe(true);
     expect(mailsWithId(smtp, res.messageId)).toHaveLength(1);
-    const after = await client.getMessage(res.messageId);
+    const after = await eventually(async () => {
+      const m = await client.getMessage(res.messageId);
+      return m.sentCopy?.state === SentCopyState.COPIED ? m : undefined;
+    }, 10_000);
+    expect(after.sentCopy).toMatchObject({ folder: 'Sent', lastError: '' });
+    expect(after.sentCopy!.attempts).toBeGreaterThan(waiting.sentCopy!.attempts);
+    // No state change came of the copy: no second SENT event (and so no second message.sent webhook).
     expect(after.state).toBe(MessageState.SENT);
     expect(after.history).toHaveLength(status.history.length);
   }, 90_000);
