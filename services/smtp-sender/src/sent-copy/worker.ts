@@ -121,6 +121,12 @@ export function createSentCopyWorker(o: SentCopyWorkerOptions): SentCopyWorker {
   async function loginFor(sender: string): Promise<ImapLogin> {
     const creds = await o.auth.get(sender, { tokenRejected: tokenRejected.has(sender) });
     if (creds.kind === Kind.PASSWORD) return { user: creds.user, pass: creds.password };
+    // The credentials service knows the token lacks IMAP's scope: say what to do, not just that IMAP refused.
+    if (creds.kind === Kind.XOAUTH2 && creds.imapRefusal) {
+      // Asked for anew next time: after a new sign-in the credentials service hands out a token that has it.
+      tokenRejected.add(sender);
+      throw new Error(creds.imapRefusal);
+    }
     if (creds.kind === Kind.XOAUTH2) return { user: creds.user, accessToken: creds.accessToken };
     throw new Error(`sender "${sender}" has no SMTP credentials to sign in to IMAP with`);
   }
