@@ -127,9 +127,6 @@ async function microsoftClientCredentials(auth: TokenAuth): Promise<FetchedToken
 }
 
 async function microsoftRefresh(auth: TokenAuth, refreshToken: string): Promise<FetchedToken> {
-  // MSAL returns no refresh token in AuthenticationResult; it keeps the (possibly rotated) one in
-  // its token cache. A fresh application per refresh has an empty cache, so the only RefreshToken
-  // entry in its serialization after the call is the one the provider just issued.
   const scopes = [...(auth.scopes ?? SCOPES.microsoftDelegatedSmtp)];
   try {
     return await microsoftRefreshFor(auth, refreshToken, scopes);
@@ -148,6 +145,9 @@ async function microsoftRefresh(auth: TokenAuth, refreshToken: string): Promise<
 }
 
 async function microsoftRefreshFor(auth: TokenAuth, refreshToken: string, scopes: string[]): Promise<FetchedToken> {
+  // MSAL returns no refresh token in AuthenticationResult; it keeps the (possibly rotated) one in
+  // its token cache. A fresh application per refresh has an empty cache, so the only RefreshToken
+  // entry in its serialization after the call is the one the provider just issued.
   const app = msalApp(auth);
   const res = await app.acquireTokenByRefreshToken({ scopes, refreshToken, forceCache: true });
   const rotated = refreshTokenFromCache(app.getTokenCache().serialize());
