@@ -8,7 +8,16 @@ import { connect } from '@nats-io/transport-node';
 import { createUser } from '@nats-io/nkeys';
 import { busNames, createNatsAuth, ENVELOPE_SIG_INVALID, inboxPrefixFor, secretsBucketName, signEnvelope, type NatsAuthSetup, type NatsUser } from '@relay/bus';
 import { uuidv7 } from '@relay/core';
-import { AdminService, EnvelopeSchema, MessageState, toGrpcDefinition, WatchMessagesRequestSchema, type MessageEvent } from '@relay/proto';
+import {
+  AdminService,
+  EnvelopeSchema,
+  MessageState,
+  SentCopySchema,
+  SentCopyState,
+  toGrpcDefinition,
+  WatchMessagesRequestSchema,
+  type MessageEvent,
+} from '@relay/proto';
 import {
   clientEntry,
   FAST_DELIVERY,
@@ -277,6 +286,25 @@ describe.skipIf(!hasNatsServer)('the broker with per-service users', () => {
     expect(got?.string()).toBe('{}');
     // The scheduler has no business with it.
     await expect(jetstream(await connectAs('scheduler'), { timeout: 2_000 }).publish(subject('k-scheduler'), '{}')).rejects.toThrow();
+  });
+
+  it('lets the smtp-sender record where a copy to Sent stands and ingest read it for GetMessage; not the others', async () => {
+    const { messageId } = await client.sendMail({ sender: 'no-reply', to: ['ada@students.campus.example'], subject: 'copy', text: 'x' });
+    await waitForState(client, messageId, [MessageState.SENT]);
+    const n = busNames(prefix);
+    const subject = `$KV.${n.sentCopiesBucket}.${messageId}`;
+    const record = toBinary(
+      SentCopySchema,
+      create(SentCopySchema, { state: SentCopyState.COPIED, folder: 'Sent Items', attempts: 1, at: timestampFromDate(new Date()) }),
+    );
+    // The bucket is the one the smtp-sender made at start, on its own user.
+    await expect(jetstream(await connectAs('smtp-sender'), { timeout: 2_000 }).publish(subject, record)).resolves.toMatchObject({
+      stream: `KV_${n.sentCopiesBucket}`,
+    });
+    expect((await client.getMessage(messageId)).sentCopy).toMatchObject({ state: SentCopyState.COPIED, folder: 'Sent Items', attempts: 1 });
+    for (const kind of ['ingest', 'scheduler', 'graph-sender'] as const) {
+      await expect(jetstream(await connectAs(kind), { timeout: 2_000 }).publish(subject, record), kind).rejects.toThrow();
+    }
   });
 
   it("refuses a dispatch the scheduler's user injects without ingest's signature: FAILED, nothing reaches the SMTP server", async () => {

@@ -8,6 +8,8 @@ import {
   ListMessagesResponseSchema,
   MessageState,
   type MessageSummary,
+  type SentCopy,
+  SentCopyState,
 } from '@relay/proto';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
@@ -100,6 +102,7 @@ export function registerMessages(program: Command, rt: ForCommand): void {
 
   messages
     .command('get')
+    .alias('show')
     .argument('<id>', 'message id')
     .description('show a message and its history as a timeline')
     .action(async (id: string, _opts, cmd: Command) => {
@@ -222,6 +225,7 @@ export function printTimeline(o: Output, res: GetMessageResponse): void {
   o.out(`${label('Sender')}${res.sender || '-'}`);
   if (res.lastError) o.out(`${label('Last error')}${res.lastError}`);
   if (res.traceId) o.out(`${label('Trace')}${res.traceId}`);
+  if (res.sentCopy) o.out(`${label('Sent copy')}${sentCopyLine(res.sentCopy)}`);
   if (res.recipientOutcomes.length > 0) {
     // What the delivery reports read from the sender's mailbox said, per recipient.
     o.out(o.color('bold', 'Recipients:'));
@@ -239,5 +243,21 @@ export function printTimeline(o: Output, res: GetMessageResponse): void {
     const attempt = h.attempt ? `attempt ${h.attempt}` : '';
     o.out(`  ${formatTime(h.at)}  ${offset.padEnd(8)}${stateColor(o, h.state, stateName(h.state).padEnd(9))}${attempt.padEnd(11)}${h.detail}`.trimEnd());
     if (h.remedy) o.out(`${' '.repeat(52)}What to do: ${h.remedy}`);
+  }
+}
+
+/** Where the copy to the Sent folder stands (copy_to_sent), on one line. */
+export function sentCopyLine(c: SentCopy): string {
+  const tries = `${c.attempts} attempt${c.attempts === 1 ? '' : 's'}`;
+  const at = c.at ? `, ${formatTime(c.at)}` : '';
+  switch (c.state) {
+    case SentCopyState.COPIED:
+      return `copied${c.folder ? ` to ${c.folder}` : ''} (${tries}${at})`;
+    case SentCopyState.RETRYING:
+      return `retrying (${tries}${at})${c.lastError ? `: ${c.lastError}` : ''}`;
+    case SentCopyState.GAVE_UP:
+      return `gave up (${tries}${at})${c.lastError ? `: ${c.lastError}` : ''}`;
+    default:
+      return 'unknown';
   }
 }

@@ -1,5 +1,5 @@
 import { call } from '../api';
-import { outcomeRows, type RecipientOutcomeJson } from '../outcomes';
+import { outcomeRows, sentCopySummary, type RecipientOutcomeJson, type SentCopyJson } from '../outcomes';
 import { ErrorNote, stateName, useLoad, when } from '../ui';
 
 interface Message {
@@ -10,11 +10,13 @@ interface Message {
   lastError?: string;
   history?: Array<{ state?: string; at?: string; detail?: string; attempt?: number }>;
   recipientOutcomes?: RecipientOutcomeJson[];
+  sentCopy?: SentCopyJson;
 }
 
 /** One message (`#/messages/<id>`): where it is and its timeline, read again while it moves on. */
 export function MessagePage({ id }: { id: string }) {
   const { data, error } = useLoad(() => call<Message>('GetMessage', { messageId: id }), [id], 5_000);
+  const copy = sentCopySummary(data?.sentCopy);
   return (
     <section aria-labelledby="message-title">
       <p>
@@ -35,6 +37,15 @@ export function MessagePage({ id }: { id: string }) {
               <>
                 <dt>Last error</dt>
                 <dd>{data.lastError}</dd>
+              </>
+            ) : null}
+            {copy ? (
+              <>
+                <dt>Copy to Sent</dt>
+                <dd>
+                  {copy.text} {when(copy.at)}
+                  {copy.error ? <div class="hint">{copy.error}</div> : null}
+                </dd>
               </>
             ) : null}
           </dl>

@@ -18,3 +18,4 @@ export * from './delivery-reports.js';
 export * from './report-claims.js';
 export * from './report-readers.js';
 export * from './suppression.js';
+export * from './sent-copy-status.js';

@@ -56,6 +56,8 @@ export interface BusNames {
   sentCopyWildcard: string;
   /** The smtp-sender replicas' durable on the sent-copy stream. */
   sentCopyConsumer: string;
+  /** Where each message's copy to Sent stands, for GetMessage (KV, key = message id). */
+  sentCopiesBucket: string;
 }
 
 export function busNames(prefix: string): BusNames {
@@ -98,5 +100,6 @@ export function busNames(prefix: string): BusNames {
     sentCopySubject: (sender) => `${prefix}.sentcopy.${sender}`,
     sentCopyWildcard: `${prefix}.sentcopy.>`,
     sentCopyConsumer: 'sent-copy',
+    sentCopiesBucket: `${prefix}-sent-copies`,
   };
 }

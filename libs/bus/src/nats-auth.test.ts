@@ -67,6 +67,12 @@ describe('NATS permissions per service', () => {
     }
     // Delivery-report passes: the senders share them through the report readers' bucket.
     for (const kind of SERVICE_KINDS) expect(may(kind, '$KV.relay-report-readers.>'), kind).toBe(kind.endsWith('-sender'));
+    // Where copies to Sent stand: the smtp-sender records it, ingest reads it for GetMessage.
+    for (const kind of SERVICE_KINDS) {
+      expect(may(kind, '$KV.relay-sent-copies.>'), kind).toBe(kind === 'smtp-sender');
+      expect(may(kind, '$JS.API.DIRECT.GET.KV_relay-sent-copies.>'), kind).toBe(kind === 'ingest' || kind === 'smtp-sender');
+      expect(may(kind, '$JS.API.STREAM.CREATE.KV_relay-sent-copies'), kind).toBe(kind === 'ingest' || kind === 'smtp-sender');
+    }
     // GetQueueStats reads the pacing log.
     expect(may('ingest', '$JS.API.CONSUMER.CREATE.RELAY_PACING')).toBe(true);
     // The sweeper reads held mail without consuming it and deletes what expired.

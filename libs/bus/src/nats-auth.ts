@@ -102,6 +102,8 @@ export function servicePermissions(kind: ServiceKind, prefix: string): SubjectPe
           ...orderedConsumer(revokedKv),
           // Suppressed recipients: watched for SendMail, entries deleted by DeleteSuppression.
           ...suppressedRights(n),
+          // GetMessage reads where a message's copy to Sent stands.
+          ...sentCopyStatusRights(n),
         ],
         // WatchMessages: state changes as they are published.
         subscribe: [...subscribe, n.statusWildcard],
@@ -219,7 +221,15 @@ function sentCopyRights(n: ReturnType<typeof busNames>): string[] {
     n.sentCopyWildcard,
     ...durableRights(stream, n.sentCopyConsumer),
     `$O.${n.bodyBucket}.>`,
+    ...sentCopyStatusRights(n),
+    `$KV.${n.sentCopiesBucket}.>`,
   ];
+}
+
+/** Where each copy to Sent stands (KV): made when missing and read (ingest); senders also put to it. */
+function sentCopyStatusRights(n: ReturnType<typeof busNames>): string[] {
+  const kv = `KV_${n.sentCopiesBucket}`;
+  return [`${API}.STREAM.INFO.${kv}`, `${API}.STREAM.CREATE.${kv}`, `${API}.STREAM.MSG.GET.${kv}`, `${API}.DIRECT.GET.${kv}`, `${API}.DIRECT.GET.${kv}.>`];
 }
 
 /** The suppression bucket: made when missing, watched, put to (senders) and deleted from (ingest). */

@@ -55,20 +55,23 @@ describe('sender feedback', () => {
     });
   });
 
+  it('takes feedback.imap for a delegated Microsoft sign-in: its consent then asks for IMAP.AccessAsUser.All too', () => {
+    const delegated = parseConfig(
+      withFeedback(
+        '{ imap: { host: outlook.office365.com } }',
+        'transport: smtp\n    smtp: { host: smtp.office365.com, port: 587, security: starttls, auth: { type: oauth2, provider: microsoft, tenant_id: t, client_id: c, user: registrar@campus.example } }',
+      ),
+      env,
+    );
+    expect(delegated.senders[0]!.feedback?.imap).toMatchObject({ host: 'outlook.office365.com', port: 993, security: 'tls' });
+  });
+
   it('refuses feedback with neither or both ways to read, the same folder twice, and imap without SMTP sign-in', () => {
     expect(configError(withFeedback('{ folder: INBOX }'))).toContain('needs imap: { host, port, security } or graph: true, one of them');
     expect(configError(withFeedback('{ imap: { host: imap.campus.example }, processed_folder: INBOX }'))).toContain(
       'senders[0].feedback.processed_folder: must differ from folder',
     );
     expect(configError(withFeedback('{ graph: true }'))).toContain('senders[0].feedback.graph: only for transport: graph');
-    expect(
-      configError(
-        withFeedback(
-          '{ imap: { host: outlook.office365.com } }',
-          'transport: smtp\n    smtp: { host: smtp.office365.com, port: 587, security: starttls, auth: { type: oauth2, provider: microsoft, tenant_id: t, client_id: c, user: registrar@campus.example } }',
-        ),
-      ),
-    ).toContain('senders[0].feedback.imap: a delegated Microsoft sign-in is granted SMTP.Send only, which IMAP refuses');
     expect(
       configError(
         withFeedback(

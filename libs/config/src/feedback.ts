@@ -65,11 +65,6 @@ export function convertFeedback(f: RawFeedback, s: FeedbackContext, key: string)
     throw new ConfigError(`${key}.feedback.imap: reads with the sender's SMTP credentials; for transport: graph use graph: true`);
   if (f.imap && (!s.smtpAuth || s.smtpAuth.type === 'none'))
     throw new ConfigError(`${key}.feedback.imap: needs the sender's smtp.auth (password or oauth2) to sign in`);
-  if (f.imap && s.smtpAuth?.type === 'oauth2' && s.smtpAuth.provider === 'microsoft' && s.smtpAuth.flow === 'refresh_token') {
-    throw new ConfigError(
-      `${key}.feedback.imap: a delegated Microsoft sign-in is granted SMTP.Send only, which IMAP refuses; use flow: client_credentials with IMAP.AccessAsApp, or a Graph sender with feedback: { graph: true }`,
-    );
-  }
   if (f.imap?.auth !== undefined) {
     throw new ConfigError(`${key}.feedback.imap.auth: not needed: IMAP signs in with the sender's smtp.auth (the same password or OAuth2 token)`);
   }

@@ -70,12 +70,21 @@ export interface IdentityFake {
   tokenRequests: TokenRequest[];
   /** True for an access token this fake issued and has not revoked. */
   acceptsAccessToken(token: string): boolean;
+  /**
+   * Whom an access token this fake issued speaks for (empty for app-only tokens) and the scopes
+   * it carries; undefined for a token it did not issue, or revoked or expired.
+   */
+  accessTokenGrant(token: string): { user: string; scopes: string[] } | undefined;
   /** Every access token issued, including revoked ones. */
   issuedAccessTokens(): string[];
   /** Every refresh token issued (current and retired). */
   issuedRefreshTokens(): string[];
-  /** A refresh token valid for `clientId`, as if a user had consented before (to import one). */
-  issueRefreshToken(clientId: string, user?: string): string;
+  /**
+   * A refresh token valid for `clientId`, as if a user had consented before (to import one).
+   * With `scopes`, the consent covered only those: a refresh asking for more is refused
+   * (AADSTS65001), as for a token obtained before a permission was added to the sign-in.
+   */
+  issueRefreshToken(clientId: string, user?: string, scopes?: string[]): string;
   /** Makes every following token request fail with `failure` until cleared with undefined. */
   failWith(failure: IdentityFailure | undefined): void;
   /** Revokes every access token issued so far (the SMTP server then rejects them). */
@@ -116,8 +125,9 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
   const ca = testCa();
   const expiresIn = opts.expiresInSeconds ?? 3600;
   const rotate = opts.rotateRefreshTokens ?? true;
-  const accessTokens = new Map<string, { expiresAt: number; revoked: boolean }>();
-  const refreshTokens = new Map<string, { clientId: string; user: string; retired: boolean }>();
+  const accessTokens = new Map<string, { expiresAt: number; revoked: boolean; user: string; scopes: string[] }>();
+  // `scopes`: what the sign-in consented to (undefined: anything), which the refreshes stay within.
+  const refreshTokens = new Map<string, { clientId: string; user: string; retired: boolean; scopes: string[] | undefined }>();
   const codes = new Map<string, CodeGrant>();
   const tokenRequests: TokenRequest[] = [];
   let failure: IdentityFailure | undefined;
@@ -242,9 +252,19 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       if (!known || known.retired || known.clientId !== clientId) {
         return oauthError(res, 400, 'invalid_grant', 70000, 'AADSTS70000: The provided refresh token is invalid or was already used.');
       }
+      const beyond = known.scopes ? scopeList(scope).filter((sc) => !OIDC_SCOPES.includes(sc) && !known.scopes!.includes(sc)) : [];
+      if (beyond.length > 0) {
+        return oauthError(
+          res,
+          400,
+          'invalid_grant',
+          65001,
+          `AADSTS65001: The user or administrator has not consented to use the application with ID '${clientId}'. Send an interactive authorization request for this user and resource. Scopes not granted: ${beyond.join(' ')}`,
+        );
+      }
       if (rotate) known.retired = true;
       user = known.user;
-      return issue(res, scope, rotate ? newRefresh(clientId, user) : presented, user);
+      return issue(res, scope, rotate ? newRefresh(clientId, user, known.scopes) : presented, user);
     } else if (grantType === 'authorization_code') {
       const grant = codes.get(form.get('code') ?? '');
       codes.delete(form.get('code') ?? '');
@@ -267,7 +287,14 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       }
       if (grant.nonce !== undefined) return oidcTokens(res, grant);
       // As the real platform: an id token (who signed in) only when the sign-in asked for openid.
-      return issue(res, grant.scope, newRefresh(clientId, grant.user), grant.user, undefined, grant.scope.split(' ').includes('openid'));
+      return issue(
+        res,
+        grant.scope,
+        newRefresh(clientId, grant.user, scopeList(grant.scope)),
+        grant.user,
+        undefined,
+        grant.scope.split(' ').includes('openid'),
+      );
     }
     return oauthError(res, 400, 'unsupported_grant_type', 70003, `AADSTS70003: grant_type ${grantType} is not supported`);
   }
@@ -373,19 +400,24 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
       );
     }
     const at = `ya29.${randomBytes(24).toString('base64url')}`;
-    accessTokens.set(at, { expiresAt: Date.now() + expiresIn * 1000, revoked: false });
+    accessTokens.set(at, { expiresAt: Date.now() + expiresIn * 1000, revoked: false, user: String(request.bearerClaims?.sub ?? ''), scopes });
     json(res, 200, { access_token: at, expires_in: expiresIn, token_type: 'Bearer' });
   }
 
-  function newRefresh(clientId: string, user: string): string {
+  function newRefresh(clientId: string, user: string, scopes?: string[]): string {
     const rt = newToken('rt');
-    refreshTokens.set(rt, { clientId, user, retired: false });
+    refreshTokens.set(rt, { clientId, user, retired: false, scopes });
     return rt;
   }
 
   function issue(res: ServerResponse, scope: string, refreshToken: string | undefined, user?: string, roles?: string[], idToken = true, clientId = '') {
     const at = roles ? appToken(scope, roles, clientId) : user && graphScopes(scope).length ? userGraphToken(scope, user) : newToken('at');
-    accessTokens.set(at, { expiresAt: Date.now() + expiresIn * 1000, revoked: false });
+    accessTokens.set(at, {
+      expiresAt: Date.now() + expiresIn * 1000,
+      revoked: false,
+      user: roles ? '' : (user ?? ''),
+      scopes: scopeList(scope).filter((sc) => !OIDC_SCOPES.includes(sc)),
+    });
     const out: Record<string, unknown> = {
       token_type: 'Bearer',
       scope: scope
@@ -438,7 +470,7 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     const input = [{ typ: 'JWT', alg: 'RS256', kid }, claims].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.');
     const signature = createSign('RSA-SHA256').update(input).sign(signing.privateKey).toString('base64url');
     const at = newToken('at');
-    accessTokens.set(at, { expiresAt: Date.now() + expiresIn * 1000, revoked: false });
+    accessTokens.set(at, { expiresAt: Date.now() + expiresIn * 1000, revoked: false, user: grant.user, scopes: [] });
     json(res, 200, { token_type: 'Bearer', scope: 'openid profile email', expires_in: expiresIn, access_token: at, id_token: `${input}.${signature}` });
   }
 
@@ -504,7 +536,11 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
     },
     issuedAccessTokens: () => [...accessTokens.keys()],
     issuedRefreshTokens: () => [...refreshTokens.keys()],
-    issueRefreshToken: (clientId, user = 'user@campus.example') => newRefresh(clientId, user),
+    accessTokenGrant(t) {
+      const a = accessTokens.get(t);
+      return a && !a.revoked && a.expiresAt > Date.now() ? { user: a.user, scopes: [...a.scopes] } : undefined;
+    },
+    issueRefreshToken: (clientId, user = 'user@campus.example', scopes) => newRefresh(clientId, user, scopes),
     failWith(f) {
       failure = f;
     },
@@ -531,6 +567,12 @@ export async function startIdentityFake(opts: IdentityFakeOptions): Promise<Iden
 }
 
 const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+/** Scopes of the sign-in itself, not of a resource: any refresh may ask for them. */
+const OIDC_SCOPES = ['offline_access', 'openid', 'profile', 'email'];
+
+function scopeList(scope: string): string[] {
+  return scope.split(' ').filter(Boolean);
+}
 
 function json(res: ServerResponse, statusCode: number, payload: unknown) {
   const text = JSON.stringify(payload);

@@ -41,6 +41,7 @@ export async function dropBus(prefix: string, servers = testNatsUrl()): Promise<
       n.sentCopyStream,
       `KV_${n.suppressedBucket}`,
       `KV_${n.reportReadersBucket}`,
+      `KV_${n.sentCopiesBucket}`,
     ];
     for (const s of streams) await jsm.streams.delete(s).catch(() => {});
   } finally {

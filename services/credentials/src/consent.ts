@@ -181,7 +181,12 @@ export function createConsent(deps: ConsentDeps): Consent {
       }
       const refreshToken = redeemed.refreshToken;
       await deps.store.put(pending.sender, refreshToken, 'consent', auth.refreshToken?.reveal());
-      deps.cache.forget(pending.sender);
+      // The next token comes from the new grant, on every replica that reads Redis: one from the old
+      // grant may lack a scope this sign-in added (IMAP.AccessAsUser.All).
+      await deps.cache.drop(pending.sender).catch((err: unknown) => {
+        deps.cache.forget(pending.sender);
+        logger.warn({ sender: pending.sender, err: (err as Error).message }, 'cached token not dropped after consent');
+      });
       // The grant is stored: a failure to note who gave it does not undo it.
       await deps.status
         ?.consented(pending.sender, redeemed.account)

@@ -4,6 +4,7 @@ import { TestSenderResponseSchema, TestStepSchema, type TestSenderResponse, type
 import type { Logger, RelayInstruments } from '@relay/telemetry';
 import type { CredentialFacts } from './credential-status.js';
 import { graphTokenAuth } from './graph-auth.js';
+import { smtpTokenAuth } from './imap-scope.js';
 import type { TokenAuth } from './token-providers.js';
 
 /** What runs out: a certificate's notAfter, a configured client secret's end, an idle refresh token's lapse. */
@@ -30,8 +31,8 @@ export const REFRESH_TOKEN_IDLE_MS = { microsoft: 90 * DAY_MS, google: 183 * DAY
 /** How the sender's token is fetched when it signs in with a stored refresh token (delegated SMTP or Graph). */
 export function refreshTokenAuth(sender: SenderConfig): TokenAuth | undefined {
   if (sender.graph) return sender.graph.flow === 'refresh_token' ? graphTokenAuth(sender.graph) : undefined;
-  const auth = sender.smtp?.auth;
-  return auth?.type === 'oauth2' && auth.flow === 'refresh_token' ? auth : undefined;
+  const auth = smtpTokenAuth(sender);
+  return auth?.flow === 'refresh_token' ? auth : undefined;
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { SenderConfig } from '@relay/config';
 import { graphTokenAuth } from './graph-auth.js';
+import { smtpTokenAuth } from './imap-scope.js';
 import type { TokenAuth } from './token-providers.js';
 
 /**
@@ -8,8 +9,7 @@ import type { TokenAuth } from './token-providers.js';
  */
 export function consentAuthOf(sender: SenderConfig | undefined): TokenAuth | undefined {
   if (sender?.graph) return graphTokenAuth(sender.graph);
-  const auth = sender?.smtp?.auth;
-  return auth?.type === 'oauth2' ? auth : undefined;
+  return sender ? smtpTokenAuth(sender) : undefined;
 }
 
 /**

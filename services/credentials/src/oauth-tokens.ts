@@ -59,7 +59,12 @@ export function createOAuthTokens(deps: OAuthTokensDeps): OAuthTokens {
             await store.put(sender, fetched.refreshToken, 'rotation', configured);
             logger.info({ sender }, 'stored a rotated refresh token');
           }
-          const token: CachedToken = { accessToken: fetched.accessToken, expiresAt: fetched.expiresAt.getTime(), obtainedAt: Date.now() };
+          const token: CachedToken = {
+            accessToken: fetched.accessToken,
+            expiresAt: fetched.expiresAt.getTime(),
+            obtainedAt: Date.now(),
+            ...(fetched.scopes ? { scopes: fetched.scopes } : {}),
+          };
           await cache.set(sender, token);
           await deps.status
             ?.tokenObtained(sender, new Date(token.obtainedAt), new Date(token.expiresAt))

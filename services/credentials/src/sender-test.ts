@@ -7,6 +7,7 @@ import { smtpConnectionOptions, type SenderConfig } from '@relay/config';
 import { ErrorCode, RelayError } from '@relay/core';
 import { diagnoseSmtpFailure, remedyFor } from '@relay/mail';
 import { TestSenderResponseSchema, TestStepSchema, type TestSenderResponse, type TestStep } from '@relay/proto';
+import { imapRefusal, needsImapScope, smtpTokenAuth } from './imap-scope.js';
 import type { OAuthTokens } from './oauth-tokens.js';
 
 export interface TestSenderOptions {
@@ -35,11 +36,25 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
   };
 
   let accessToken: string | undefined;
+  // A token that cannot open the mailbox over IMAP: reported, and the SMTP steps still run.
+  let imapRemedy: string | undefined;
   if (smtp.auth.type === 'oauth2') {
     try {
-      const t = await tokens.get(id, smtp.auth);
+      const t = await tokens.get(id, smtpTokenAuth(sender) ?? smtp.auth);
       accessToken = t.accessToken;
       step('token', true, `access token for ${smtp.auth.user} (${smtp.auth.provider}, ${smtp.auth.flow}), valid until ${new Date(t.expiresAt).toISOString()}`);
+      if (needsImapScope(sender)) {
+        const refusal = imapRefusal(sender, t.scopes);
+        if (refusal) imapRemedy = 'Press "Authenticate with MFA" and sign in as the mailbox again: the new sign-in grants IMAP.AccessAsUser.All.';
+        step(
+          'IMAP permission',
+          !refusal,
+          refusal ||
+            (t.scopes
+              ? `the token carries IMAP.AccessAsUser.All (for ${sender.sentCopy ? 'copy_to_sent' : 'feedback.imap'})`
+              : 'the identity platform did not list the scopes of the token; IMAP is tried with it'),
+        );
+      }
     } catch (err) {
       step('token', false, (err as Error).message);
       return finish();
@@ -155,7 +170,7 @@ export async function testSender(sender: SenderConfig | undefined, id: string, t
       if (sent.err) step('send', false, describeSmtp(sent.err));
       else step('send', true, sent.info?.response ?? 'accepted');
     }
-    return finish();
+    return finish(undefined, imapRemedy);
   } finally {
     failed = undefined;
     if (conn.stage === 'connected') conn.quit();

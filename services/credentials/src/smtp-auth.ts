@@ -3,6 +3,7 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { SenderConfig } from '@relay/config';
 import { ErrorCode, RelayError } from '@relay/core';
 import { GetSmtpAuthResponseSchema, GetSmtpAuthResponse_Kind as Kind, type GetSmtpAuthResponse } from '@relay/proto';
+import { imapRefusal, smtpTokenAuth } from './imap-scope.js';
 import type { OAuthTokens } from './oauth-tokens.js';
 
 /** The credentials an SMTP sender presents to its server. */
@@ -21,12 +22,13 @@ export async function smtpAuthFor(
     case 'password':
       return create(GetSmtpAuthResponseSchema, { kind: Kind.PASSWORD, user: auth.user, password: auth.password.reveal() });
     case 'oauth2': {
-      const token = await tokens.get(id, auth, { rejected: opts.tokenRejected ?? false });
+      const token = await tokens.get(id, smtpTokenAuth(sender) ?? auth, { rejected: opts.tokenRejected ?? false });
       return create(GetSmtpAuthResponseSchema, {
         kind: Kind.XOAUTH2,
         user: auth.user,
         accessToken: token.accessToken,
         expiresAt: timestampFromDate(new Date(token.expiresAt)),
+        imapRefusal: imapRefusal(sender, token.scopes),
       });
     }
   }

@@ -9,6 +9,8 @@ export interface CachedToken {
   expiresAt: number;
   /** Epoch ms when it was obtained from the provider. */
   obtainedAt: number;
+  /** The scopes the provider said it carries; absent when it did not say. */
+  scopes?: string[];
 }
 
 /**

@@ -18,6 +18,9 @@ export type TokenAuth = OAuth2Auth & { scopes?: readonly string[] };
 export const SCOPES = {
   microsoftAppOnlySmtp: ['https://outlook.office365.com/.default'],
   microsoftDelegatedSmtp: ['https://outlook.office.com/SMTP.Send', 'offline_access'],
+  /** Delegated SMTP for a sender whose mailbox is also opened over IMAP (copy_to_sent, feedback.imap): one token for both. */
+  microsoftDelegatedSmtpImap: ['https://outlook.office.com/SMTP.Send', 'https://outlook.office.com/IMAP.AccessAsUser.All', 'offline_access'],
+  microsoftDelegatedImap: 'https://outlook.office.com/IMAP.AccessAsUser.All',
   google: ['https://mail.google.com/'],
   graphAppOnly: ['https://graph.microsoft.com/.default'],
 } as const;
@@ -31,6 +34,8 @@ export interface FetchedToken {
   expiresAt: Date;
   /** Set when the provider handed out a new refresh token (rotation): persist it. */
   refreshToken?: string;
+  /** The scopes the provider says the access token carries (Microsoft's `scope` answer), when it says. */
+  scopes?: string[];
 }
 
 /** The sender has no usable grant: someone must sign in again (BeginConsent). Not fixed by retrying soon. */
@@ -122,11 +127,29 @@ async function microsoftClientCredentials(auth: TokenAuth): Promise<FetchedToken
 }
 
 async function microsoftRefresh(auth: TokenAuth, refreshToken: string): Promise<FetchedToken> {
+  const scopes = [...(auth.scopes ?? SCOPES.microsoftDelegatedSmtp)];
+  try {
+    return await microsoftRefreshFor(auth, refreshToken, scopes);
+  } catch (err) {
+    // A refresh token from a sign-in that did not ask for IMAP (before copy_to_sent or
+    // feedback.imap was set): SMTP goes on with what it was granted; the token then lacks the IMAP
+    // scope, which the IMAP side reports with its remedy (see imap-scope.ts).
+    const answer = providerAnswer(err);
+    if (!scopes.includes(SCOPES.microsoftDelegatedImap) || !answer || !DEAD_GRANT.has(answer.error)) throw err;
+    return await microsoftRefreshFor(
+      auth,
+      refreshToken,
+      scopes.filter((s) => s !== SCOPES.microsoftDelegatedImap),
+    );
+  }
+}
+
+async function microsoftRefreshFor(auth: TokenAuth, refreshToken: string, scopes: string[]): Promise<FetchedToken> {
   // MSAL returns no refresh token in AuthenticationResult; it keeps the (possibly rotated) one in
   // its token cache. A fresh application per refresh has an empty cache, so the only RefreshToken
   // entry in its serialization after the call is the one the provider just issued.
   const app = msalApp(auth);
-  const res = await app.acquireTokenByRefreshToken({ scopes: [...(auth.scopes ?? SCOPES.microsoftDelegatedSmtp)], refreshToken, forceCache: true });
+  const res = await app.acquireTokenByRefreshToken({ scopes, refreshToken, forceCache: true });
   const rotated = refreshTokenFromCache(app.getTokenCache().serialize());
   return { ...fromMsal(res), ...(rotated && rotated !== refreshToken ? { refreshToken: rotated } : {}) };
 }
@@ -142,7 +165,7 @@ export function refreshTokenFromCache(serialized: string): string | undefined {
 
 function fromMsal(res: AuthenticationResult | null): FetchedToken {
   if (!res?.accessToken) throw new RelayError(ErrorCode.Unavailable, 'the identity platform answered without an access token');
-  return { accessToken: res.accessToken, expiresAt: res.expiresOn ?? new Date(Date.now() + 3_600_000) };
+  return { accessToken: res.accessToken, expiresAt: res.expiresOn ?? new Date(Date.now() + 3_600_000), ...(res.scopes.length ? { scopes: res.scopes } : {}) };
 }
 
 async function googleRefresh(auth: OAuth2Auth, refreshToken: string): Promise<FetchedToken> {

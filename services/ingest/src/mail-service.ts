@@ -1,10 +1,17 @@
 import { create } from '@bufbuild/protobuf';
 import type { ServerUnaryCall } from '@grpc/grpc-js';
-import type { Bus } from '@relay/bus';
+import { getSentCopyStatus, type Bus } from '@relay/bus';
 import { recipientRefusal, type RelayConfig, type SenderConfig } from '@relay/config';
-import { ErrorCode, RelayError } from '@relay/core';
+import { describe, ErrorCode, RelayError } from '@relay/core';
 import { validateSendMail } from '@relay/mail';
-import { SendMailResponseSchema, type GetMessageRequest, type GetMessageResponse, type SendMailRequest, type SendMailResponse } from '@relay/proto';
+import {
+  MessageState,
+  SendMailResponseSchema,
+  type GetMessageRequest,
+  type GetMessageResponse,
+  type SendMailRequest,
+  type SendMailResponse,
+} from '@relay/proto';
 import type { Logger } from '@relay/telemetry';
 import { acceptMessage } from './accept.js';
 import type { Authenticator } from './auth.js';
@@ -82,7 +89,17 @@ export function createMailHandlers(ctx: IngestContext) {
       if (events.length === 0 || (!client.admin && owner !== client.name)) {
         throw new RelayError(ErrorCode.NotFound, `message_id: no message ${id}`);
       }
-      return foldHistory(id, events);
+      const res = foldHistory(id, events);
+      // Only mail the provider accepted has a copy to Sent (copy_to_sent); its record is kept apart
+      // from the status events. Without it the status is still worth answering with.
+      if (events.some((e) => e.state === MessageState.SENT)) {
+        const copy = await getSentCopyStatus(ctx.bus, id).catch((err: unknown) => {
+          ctx.logger.warn({ message_id: id, err: describe(err) }, 'could not read where the copy to the Sent folder stands');
+          return undefined;
+        });
+        if (copy) res.sentCopy = copy;
+      }
+      return res;
     },
   };
 }

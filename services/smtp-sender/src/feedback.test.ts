@@ -104,6 +104,16 @@ describe.runIf(runsWith(DOVECOT_BIN))('delivery reports read from a mailbox over
     expect((await subjects('Delivery reports')).length).toBe(3);
   });
 
+  it('says to sign in again, without trying IMAP, when the credentials service says the token lacks IMAP', async () => {
+    const refusal =
+      'sender "registrar": its Microsoft sign-in was not granted https://outlook.office.com/IMAP.AccessAsUser.All (granted: https://outlook.office.com/SMTP.Send), so IMAP refuses its token; sign in again with Authenticate with MFA to grant IMAP.AccessAsUser.All';
+    const stale = {
+      ...source,
+      auth: async () => create(GetSmtpAuthResponseSchema, { kind: GetSmtpAuthResponse_Kind.XOAUTH2, user: USER, accessToken: 'at-old', imapRefusal: refusal }),
+    };
+    await expect(readReportsOnce(bus, stale, { lastUid: 0 }, log)).rejects.toThrow(refusal);
+  });
+
   it('fails with the server’s refusal when the sign-in is wrong', async () => {
     const wrong = { ...source, auth: async () => create(GetSmtpAuthResponseSchema, { kind: GetSmtpAuthResponse_Kind.PASSWORD, user: USER, password: 'nope' }) };
     await expect(readReportsOnce(bus, wrong, { lastUid: 0 }, log)).rejects.toMatchObject({ authenticationFailed: true });

@@ -154,6 +154,8 @@ export async function readReportsOnce(
 
 function imapAuth(auth: GetSmtpAuthResponse): { user: string; pass?: string; accessToken?: string } {
   if (auth.kind === Kind.PASSWORD) return { user: auth.user, pass: auth.password };
+  // The credentials service knows the token lacks IMAP's scope: say what to do, not just that IMAP refused.
+  if (auth.kind === Kind.XOAUTH2 && auth.imapRefusal) throw new Error(auth.imapRefusal);
   if (auth.kind === Kind.XOAUTH2) return { user: auth.user, accessToken: auth.accessToken };
   throw new Error('the sender has no SMTP sign-in to read its mailbox with (feedback.imap needs smtp.auth)');
 }

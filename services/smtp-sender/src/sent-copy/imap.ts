@@ -4,8 +4,11 @@ import type { ImapConfig } from '@relay/config';
 /** How the copy signs in: the sender's SMTP password, or its XOAUTH2 access token. */
 export type ImapLogin = { user: string; pass: string } | { user: string; accessToken: string };
 
-/** What an append found: `appended`, or `present` when the message was in the folder already. */
-export type AppendOutcome = 'appended' | 'present';
+/** What an append found: `appended`, or `present` when the message was in the folder already; and the folder. */
+export interface AppendOutcome {
+  outcome: 'appended' | 'present';
+  folder: string;
+}
 
 export interface AppendOptions {
   /** The relay's message id: the copy's X-Relay-Message-ID, searched for before appending. */
@@ -13,6 +16,18 @@ export interface AppendOptions {
   /** The search looks at messages appended since this day (IMAP SINCE counts whole days). */
   since: Date;
   timeoutMs?: number;
+}
+
+/**
+ * An IMAP failure as the operator needs it: imapflow's message ("Command failed") with the
+ * server's own answer (`responseText`, e.g. "[AUTHENTICATIONFAILED] Authentication failed.").
+ */
+export function describeImapError(err: unknown): string {
+  const e = err as { message?: unknown; responseText?: unknown; serverResponseCode?: unknown };
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  if (typeof e.responseText !== 'string' || !e.responseText) return message;
+  const code = typeof e.serverResponseCode === 'string' && !e.responseText.includes(e.serverResponseCode) ? `[${e.serverResponseCode}] ` : '';
+  return `${message}: ${code}${e.responseText}`;
 }
 
 /** The folder name used when the server marks none with SPECIAL-USE \Sent. */
@@ -48,10 +63,10 @@ export async function appendToSent(imap: ImapConfig, login: ImapLogin, raw: Buff
     const lock = await client.getMailboxLock(path);
     try {
       const found = await client.search({ header: { 'X-Relay-Message-ID': o.relayMessageId }, since: o.since }, { uid: true });
-      if (found && found.length > 0) return 'present';
+      if (found && found.length > 0) return { outcome: 'present', folder: path };
       const appended = await client.append(path, raw, ['\\Seen']);
       if (!appended) throw new Error(`the IMAP server did not take the message into ${path}`);
-      return 'appended';
+      return { outcome: 'appended', folder: path };
     } finally {
       lock.release();
     }
