@@ -16,7 +16,7 @@ export function needsImapScope(sender: SenderConfig): boolean {
 export function smtpTokenAuth(sender: SenderConfig): TokenAuth | undefined {
   const auth = sender.smtp?.auth;
   if (auth?.type !== 'oauth2') return undefined;
-  return needsImapScope(sender) ? { ...auth, scopes: SCOPES.microsoftDelegatedSmtpImap } : auth;
+  return needsImapScope(sender) ? { ...auth, scopes: SCOPES.microsoftDelegatedSmtpImap, optionalScopes: [SCOPES.microsoftDelegatedImap] } : auth;
 }
 
 /**

@@ -10,9 +10,11 @@ export type OAuth2Auth = Extract<SmtpAuthConfig, { type: 'oauth2' }>;
 /**
  * What a token is fetched for: an oauth2 SMTP auth, or a Graph sender presented as a Microsoft
  * application (client_credentials, or refresh_token for delegated Mail.Send) with its own scopes
- * (see graph-auth.ts).
+ * (see graph-auth.ts). `optionalScopes` (among `scopes`) were added to the sign-in later (IMAP
+ * for copy_to_sent or feedback.imap, Mail.ReadWrite for feedback.graph): a refresh token from an
+ * older sign-in lacks them, and is then refreshed without them so that sending goes on.
  */
-export type TokenAuth = OAuth2Auth & { scopes?: readonly string[] };
+export type TokenAuth = OAuth2Auth & { scopes?: readonly string[]; optionalScopes?: readonly string[] };
 
 /** Scopes from DESIGN.md: app-only SMTP, delegated SMTP (+ offline_access for a refresh token), Gmail. */
 export const SCOPES = {
@@ -131,15 +133,17 @@ async function microsoftRefresh(auth: TokenAuth, refreshToken: string): Promise<
   try {
     return await microsoftRefreshFor(auth, refreshToken, scopes);
   } catch (err) {
-    // A refresh token from a sign-in that did not ask for IMAP (before copy_to_sent or
-    // feedback.imap was set): SMTP goes on with what it was granted; the token then lacks the IMAP
-    // scope, which the IMAP side reports with its remedy (see imap-scope.ts).
+    // A refresh token from a sign-in that did not ask for IMAP or Mail.ReadWrite (before
+    // copy_to_sent, feedback.imap or feedback.graph was set): sending goes on with what it was
+    // granted; the token then lacks the scope, which the reading side reports with its remedy
+    // (see imap-scope.ts and graph-read-scope.ts).
     const answer = providerAnswer(err);
-    if (!scopes.includes(SCOPES.microsoftDelegatedImap) || !answer || !DEAD_GRANT.has(answer.error)) throw err;
+    const optional = auth.optionalScopes ?? [];
+    if (!scopes.some((s) => optional.includes(s)) || !answer || !DEAD_GRANT.has(answer.error)) throw err;
     return await microsoftRefreshFor(
       auth,
       refreshToken,
-      scopes.filter((s) => s !== SCOPES.microsoftDelegatedImap),
+      scopes.filter((s) => !optional.includes(s)),
     );
   }
 }
