@@ -146,7 +146,8 @@ class Answer extends Error {
  * Graph checks and the relay must get right: bearer tokens from the identity fake (401 when
  * expired or revoked), Mail.Send / Mail.ReadWrite in the token's roles when present, the app's
  * mailbox scope (RBAC for Applications, `appScopes`), or for a user's (delegated) token in its
- * `scp` and for the signed-in user's own mailbox only (`/me` too), Send As,
+ * `scp` and for the signed-in user's own mailbox only (`/me` too); mail folders and messages are
+ * read with Mail.Read or Mail.ReadWrite and moved or made with Mail.ReadWrite only; Send As,
  * x- header names, the 4 MB request limit, upload ranges (in order, at most 4 MB, multiples of
  * 320 KiB but the last), no Authorization header on upload URLs. It counts requests in progress
  * per mailbox and can be told to throttle.
@@ -236,7 +237,8 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     throw new Answer(t.status, code, 'Application is over its MailboxConcurrency limit.', headers);
   }
 
-  function authorize(req: IncomingMessage, mailbox: string, permission: 'Mail.Send' | 'Mail.ReadWrite'): void {
+  /** `accepted`: the permissions any of which allows the request (reading: Mail.Read too); `permission` picks the RBAC scope. */
+  function authorize(req: IncomingMessage, mailbox: string, permission: 'Mail.Send' | 'Mail.ReadWrite', accepted: readonly string[] = [permission]): void {
     const token = bearerOf(req);
     if (!token || !opts.identity.acceptsAccessToken(token)) {
       throw new Answer(401, 'InvalidAuthenticationToken', 'Access token has expired or is not yet valid.', {
@@ -247,7 +249,7 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     if (!box) throw new Answer(404, 'ErrorInvalidUser', `The requested user '${mailbox}' is invalid.`);
     const claims = claimsOf(token);
     const roles = Array.isArray(claims?.roles) ? (claims.roles as string[]) : undefined;
-    if (roles && !roles.includes(permission)) {
+    if (roles && !accepted.some((p) => roles.includes(p))) {
       throw new Answer(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
     }
     const scope = typeof claims?.appid === 'string' ? opts.appScopes?.[claims.appid]?.[permission] : undefined;
@@ -256,7 +258,7 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     }
     // A user's token acts for that user's own mailbox only (another one needs Mail.Send.Shared and Exchange rights).
     const delegated = delegatedOf(token);
-    if (delegated && (!delegated.scopes.includes(permission) || delegated.user.toLowerCase() !== mailbox)) {
+    if (delegated && (!accepted.some((p) => delegated.scopes.includes(p)) || delegated.user.toLowerCase() !== mailbox)) {
       throw new Answer(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
     }
     switch (box.failure) {
@@ -368,7 +370,8 @@ export async function startGraphFake(opts: GraphFakeOptions): Promise<GraphFake>
     if (upload && method === 'PUT') return put(req, upload[1]!, body);
     if (/^\/v1\.0\/(?:users\/[^/]+|me)\/(?:mailFolders|messages\/[^/]+\/(?:\$value|move)$)/.test(path)) {
       checkThrottle(mailbox);
-      authorize(req, mailbox, 'Mail.ReadWrite');
+      // Listing and reading take Mail.Read or Mail.ReadWrite; making folders and moving take Mail.ReadWrite.
+      authorize(req, mailbox, 'Mail.ReadWrite', method === 'GET' ? ['Mail.Read', 'Mail.ReadWrite'] : ['Mail.ReadWrite']);
       return folders.route(method, path, url, mailbox, body)!;
     }
     const m = /^\/v1\.0\/(?:users\/[^/]+|me)\/(sendMail|messages)(?:\/([^/]+))?(?:\/(send|attachments))?(?:\/(createUploadSession))?$/.exec(path);
