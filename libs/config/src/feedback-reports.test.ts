@@ -66,20 +66,24 @@ describe('sender feedback', () => {
     expect(delegated.senders[0]!.feedback?.imap).toMatchObject({ host: 'outlook.office365.com', port: 993, security: 'tls' });
   });
 
+  it('takes feedback.graph for a delegated Graph sign-in: its consent then asks for Mail.ReadWrite too', () => {
+    const delegated = parseConfig(
+      withFeedback(
+        '{ graph: true }',
+        'transport: graph\n    graph: { flow: refresh_token, tenant_id: t, client_id: c, client_secret: s, mailbox: registrar@campus.example }',
+      ),
+      env,
+    );
+    expect(delegated.senders[0]!.graph?.flow).toBe('refresh_token');
+    expect(delegated.senders[0]!.feedback?.graph).toBe(true);
+  });
+
   it('refuses feedback with neither or both ways to read, the same folder twice, and imap without SMTP sign-in', () => {
     expect(configError(withFeedback('{ folder: INBOX }'))).toContain('needs imap: { host, port, security } or graph: true, one of them');
     expect(configError(withFeedback('{ imap: { host: imap.campus.example }, processed_folder: INBOX }'))).toContain(
       'senders[0].feedback.processed_folder: must differ from folder',
     );
     expect(configError(withFeedback('{ graph: true }'))).toContain('senders[0].feedback.graph: only for transport: graph');
-    expect(
-      configError(
-        withFeedback(
-          '{ graph: true }',
-          'transport: graph\n    graph: { flow: refresh_token, tenant_id: t, client_id: c, client_secret: s, mailbox: registrar@campus.example }',
-        ),
-      ),
-    ).toContain('senders[0].feedback.graph: a delegated sign-in (graph.flow: refresh_token) is granted Mail.Send only');
     expect(configError(withFeedback('{ imap: { host: imap.campus.example, auth: { type: password } } }'))).toContain(
       "senders[0].feedback.imap.auth: not needed: IMAP signs in with the sender's smtp.auth (the same password or OAuth2 token)",
     );

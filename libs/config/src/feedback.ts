@@ -52,7 +52,6 @@ export const FEEDBACK_INTERVAL_MS = 60_000;
 export interface FeedbackContext {
   transport: 'smtp' | 'graph';
   smtpAuth: { type: string; provider?: string; flow?: string } | undefined;
-  graphFlow: string | undefined;
 }
 
 /**
@@ -69,11 +68,6 @@ export function convertFeedback(f: RawFeedback, s: FeedbackContext, key: string)
     throw new ConfigError(`${key}.feedback.imap.auth: not needed: IMAP signs in with the sender's smtp.auth (the same password or OAuth2 token)`);
   }
   if (f.graph && s.transport !== 'graph') throw new ConfigError(`${key}.feedback.graph: only for transport: graph`);
-  if (f.graph && s.graphFlow === 'refresh_token') {
-    throw new ConfigError(
-      `${key}.feedback.graph: a delegated sign-in (graph.flow: refresh_token) is granted Mail.Send only; reading reports needs flow: client_credentials with Mail.ReadWrite`,
-    );
-  }
   if (f.folder === f.processed_folder) throw new ConfigError(`${key}.feedback.processed_folder: must differ from folder`);
   return {
     imap: f.imap ? convertImap(f.imap, `${key}.feedback.imap`) : undefined,

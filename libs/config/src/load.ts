@@ -435,7 +435,7 @@ function convertSender(s: RawSender, key: string, resolve: Resolve): SenderConfi
   if (g?.client_secret_expires_at !== undefined && g.client_certificate !== undefined) {
     throw new ConfigError(`${key}.graph.client_secret_expires_at: is the expiry of client_secret; a client_certificate's expiry is its notAfter`);
   }
-  const feedback = s.feedback ? convertFeedback(s.feedback, { transport: s.transport, smtpAuth: s.smtp?.auth, graphFlow: s.graph?.flow }, key) : undefined;
+  const feedback = s.feedback ? convertFeedback(s.feedback, { transport: s.transport, smtpAuth: s.smtp?.auth }, key) : undefined;
   const sentCopy = sentCopyImap(s.copy_to_sent, s.transport, smtp, feedback, key);
   const internalDomains = s.internal_domains ?? (s.rate?.preset === 'microsoft365-hve' ? [addrSpec(s.from).split('@')[1]!] : undefined);
   return {

@@ -3,7 +3,7 @@ import { EXPIRY_WARNING_DAYS, type ExpiryLevel, expiryLevel, senderCertificate, 
 import { TestSenderResponseSchema, TestStepSchema, type TestSenderResponse, type TestStep } from '@relay/proto';
 import type { Logger, RelayInstruments } from '@relay/telemetry';
 import type { CredentialFacts } from './credential-status.js';
-import { graphTokenAuth } from './graph-auth.js';
+import { graphSenderTokenAuth } from './graph-auth.js';
 import { smtpTokenAuth } from './imap-scope.js';
 import type { TokenAuth } from './token-providers.js';
 
@@ -30,7 +30,7 @@ export const REFRESH_TOKEN_IDLE_MS = { microsoft: 90 * DAY_MS, google: 183 * DAY
 
 /** How the sender's token is fetched when it signs in with a stored refresh token (delegated SMTP or Graph). */
 export function refreshTokenAuth(sender: SenderConfig): TokenAuth | undefined {
-  if (sender.graph) return sender.graph.flow === 'refresh_token' ? graphTokenAuth(sender.graph) : undefined;
+  if (sender.graph) return sender.graph.flow === 'refresh_token' ? graphSenderTokenAuth(sender, sender.graph) : undefined;
   const auth = smtpTokenAuth(sender);
   return auth?.flow === 'refresh_token' ? auth : undefined;
 }

@@ -3,6 +3,7 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { GraphConfig, SenderConfig } from '@relay/config';
 import { ErrorCode, RelayError } from '@relay/core';
 import { GetGraphTokenResponseSchema, type GetGraphTokenResponse } from '@relay/proto';
+import { grantedGraphScopes, graphReadRefusal, needsGraphReadScope } from './graph-read-scope.js';
 import type { OAuthTokens } from './oauth-tokens.js';
 import { SCOPES, type TokenAuth } from './token-providers.js';
 
@@ -19,22 +20,30 @@ export function graphScopes(graphUrl: string): string[] {
   return CLOUD_GRAPH_HOSTS.has(url.host) ? [`https://${url.host}/.default`] : [...SCOPES.graphAppOnly];
 }
 
+/** Graph's resource for a sender's graph_url: its cloud's Graph, else the global one. */
+function graphResource(graphUrl: string): string {
+  const url = new URL(graphUrl);
+  return CLOUD_GRAPH_HOSTS.has(url.host) ? `https://${url.host}` : 'https://graph.microsoft.com';
+}
+
 /**
  * The delegated scopes of a Graph sender signed in by its mailbox (graph.flow: refresh_token):
- * Mail.Send on its cloud's Graph, and offline_access for a refresh token.
+ * Mail.Send on its cloud's Graph, Mail.ReadWrite too when it reads its delivery reports (`read`),
+ * and offline_access for a refresh token.
  */
-export function graphDelegatedScopes(graphUrl: string): string[] {
-  const url = new URL(graphUrl);
-  const resource = CLOUD_GRAPH_HOSTS.has(url.host) ? `https://${url.host}` : 'https://graph.microsoft.com';
-  return [`${resource}/Mail.Send`, 'offline_access'];
+export function graphDelegatedScopes(graphUrl: string, read = false): string[] {
+  const resource = graphResource(graphUrl);
+  return [`${resource}/Mail.Send`, ...(read ? [`${resource}/Mail.ReadWrite`] : []), 'offline_access'];
 }
 
 /**
  * A Graph sender as the token machinery sees it: a Microsoft app with client credentials, or with
- * the mailbox's refresh token (delegated Mail.Send, from BeginConsent) for graph.flow: refresh_token.
+ * the mailbox's refresh token (delegated Mail.Send, from BeginConsent) for graph.flow: refresh_token;
+ * `read` adds the delegated Mail.ReadWrite for feedback.graph (see graph-read-scope.ts).
  */
-export function graphTokenAuth(graph: GraphConfig): TokenAuth {
+export function graphTokenAuth(graph: GraphConfig, opts: { read?: boolean } = {}): TokenAuth {
   const delegated = graph.flow === 'refresh_token';
+  const read = delegated && opts.read === true;
   return {
     type: 'oauth2',
     provider: 'microsoft',
@@ -47,8 +56,14 @@ export function graphTokenAuth(graph: GraphConfig): TokenAuth {
     refreshToken: undefined,
     authorityUrl: graph.authorityUrl,
     tokenUrl: undefined,
-    scopes: delegated ? graphDelegatedScopes(graph.graphUrl) : graphScopes(graph.graphUrl),
+    scopes: delegated ? graphDelegatedScopes(graph.graphUrl, read) : graphScopes(graph.graphUrl),
+    ...(read ? { optionalScopes: [`${graphResource(graph.graphUrl)}/Mail.ReadWrite`] } : {}),
   };
+}
+
+/** How the token of a Graph sender is fetched: with Mail.ReadWrite where it reads its reports (feedback.graph). */
+export function graphSenderTokenAuth(sender: SenderConfig, graph: GraphConfig): TokenAuth {
+  return graphTokenAuth(graph, { read: needsGraphReadScope(sender) });
 }
 
 /** The access token a graph-sender presents to Graph for `id`; `tokenRejected` replaces a refused one. */
@@ -60,8 +75,12 @@ export async function graphTokenFor(
 ): Promise<GetGraphTokenResponse> {
   if (!sender) throw new RelayError(ErrorCode.NotFound, `sender "${id}" is not configured`);
   if (!sender.graph) throw new RelayError(ErrorCode.FailedPrecondition, `sender "${id}" does not use Microsoft Graph (transport: ${sender.transport})`);
-  const token = await tokens.get(id, graphTokenAuth(sender.graph), { rejected: opts.tokenRejected ?? false });
-  return create(GetGraphTokenResponseSchema, { accessToken: token.accessToken, expiresAt: timestampFromDate(new Date(token.expiresAt)) });
+  const token = await tokens.get(id, graphSenderTokenAuth(sender, sender.graph), { rejected: opts.tokenRejected ?? false });
+  return create(GetGraphTokenResponseSchema, {
+    accessToken: token.accessToken,
+    expiresAt: timestampFromDate(new Date(token.expiresAt)),
+    readRefusal: graphReadRefusal(sender, grantedGraphScopes(token)),
+  });
 }
 
 /**

@@ -2,8 +2,8 @@ import { create } from '@bufbuild/protobuf';
 import type { SenderConfig } from '@relay/config';
 import { describeGraphError, graphRemedyFor, parseGraphError, remedyFor } from '@relay/mail';
 import { TestSenderResponseSchema, TestStepSchema, type TestSenderResponse, type TestStep } from '@relay/proto';
-import { graphTokenAuth, tokenRoles } from './graph-auth.js';
-import { tokenScopes } from './graph-delegated.js';
+import { graphSenderTokenAuth, tokenRoles } from './graph-auth.js';
+import { grantedGraphScopes, graphReadRefusal, needsGraphReadScope, tokenScopes } from './graph-read-scope.js';
 import type { OAuthTokens } from './oauth-tokens.js';
 
 export interface GraphTestOptions {
@@ -36,7 +36,9 @@ export async function testGraphSender(
     // Token failures come from the identity platform (AADSTS codes); later ones are Graph's answers.
     const last = steps.at(-1);
     const text = last?.detail ?? '';
-    const remedy = ok ? '' : (own ?? (last?.name === 'token' ? remedyFor(text) : graphRemedyFor(text)) ?? '');
+    // A later failure's remedy comes first; the read permission's only when nothing else failed.
+    const failedLast = last && !last.ok;
+    const remedy = ok ? '' : failedLast ? (own ?? (last.name === 'token' ? remedyFor(text) : graphRemedyFor(text)) ?? '') : (readRemedy ?? '');
     return create(TestSenderResponseSchema, { ok, steps, remedy });
   };
 
@@ -44,11 +46,26 @@ export async function testGraphSender(
   const delegated = graph.flow === 'refresh_token';
   const permission = delegated ? 'delegated permission' : 'application permission';
   let accessToken: string;
+  // A token that cannot read the report folder: reported, and the sending steps still run.
+  let readRemedy: string | undefined;
   try {
-    const t = await tokens.get(id, graphTokenAuth(graph));
+    const t = await tokens.get(id, graphSenderTokenAuth(sender, graph));
     accessToken = t.accessToken;
     const kind = delegated ? `delegated Graph token of ${graph.mailbox}` : 'app-only Graph token';
     step('token', true, `${kind} for tenant ${graph.tenantId} from ${graph.authorityUrl}, valid until ${new Date(t.expiresAt).toISOString()}`);
+    if (needsGraphReadScope(sender)) {
+      const granted = grantedGraphScopes(t);
+      const refusal = graphReadRefusal(sender, granted);
+      if (refusal) readRemedy = 'Press "Authenticate with MFA" and sign in as the mailbox again: the new sign-in grants Mail.ReadWrite.';
+      step(
+        'reports permission',
+        !refusal,
+        refusal ||
+          (granted
+            ? 'the token carries Mail.ReadWrite (for feedback.graph: delivery reports are read and moved)'
+            : 'the identity platform did not list the permissions of the token; the report folder is read with it'),
+      );
+    }
   } catch (err) {
     step('token', false, (err as Error).message);
     return finish();
