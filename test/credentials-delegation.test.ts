@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getCACertificates, setDefaultCACertificates } from 'node:tls';
@@ -22,6 +22,7 @@ import {
 } from '@relay/proto';
 import {
   clientEntry,
+  eventually,
   FAST_DELIVERY,
   type GraphFake,
   type IdentityFake,
@@ -45,6 +46,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const DEPT_APP = 'history-dept-app';
 const DEPT_SECRET = 'history-dept-secret-value';
 const DEPT_MAILBOX = 'history@campus.example';
+// Another department's mailbox, signed in the same way, whose bounces the relay reads (feedback.graph).
+const ADM_MAILBOX = 'admissions@campus.example';
 const SA_EMAIL = 'relay-mailer@campus-relay.iam.gserviceaccount.com';
 const SA_CLIENT_ID = '104729384756102938475';
 const GMAIL_USER = 'mailer@campus.example';
@@ -57,7 +60,7 @@ let client: TestClient;
 let dir: string;
 let saKeyPem: string;
 
-const app = newClient('department-app', ['history', 'gmail']);
+const app = newClient('department-app', ['history', 'admissions', 'gmail']);
 const ops = newClient('it-ops', [], true);
 
 beforeAll(async () => {
@@ -70,7 +73,7 @@ beforeAll(async () => {
     // No delegation granted yet: the first token request is refused as Google refuses it.
     serviceAccounts: { [SA_EMAIL]: { publicKeyPem: key.publicKey.export({ type: 'spki', format: 'pem' }).toString(), users: [GMAIL_USER] } },
   });
-  graph = await startGraphFake({ identity: idp, mailboxes: { [DEPT_MAILBOX]: {} } });
+  graph = await startGraphFake({ identity: idp, mailboxes: { [DEPT_MAILBOX]: {}, [ADM_MAILBOX]: {} } });
   smtp = await startSmtpServer({ security: 'starttls', xoauth2: (user, token) => user === GMAIL_USER && idp.acceptsAccessToken(token) });
   // The key file as Google Cloud hands it out; only relay-credentials reads it.
   dir = mkdtempSync(join(tmpdir(), 'relay-sa-e2e-'));
@@ -107,6 +110,21 @@ beforeAll(async () => {
             authority_url: idp.url,
             graph_url: graph.url,
           },
+        },
+        {
+          id: 'admissions',
+          from: ADM_MAILBOX,
+          transport: 'graph',
+          graph: {
+            flow: 'refresh_token',
+            tenant_id: 'tenant-admissions',
+            client_id: DEPT_APP,
+            client_secret: 'env:DEPT_SECRET',
+            mailbox: ADM_MAILBOX,
+            authority_url: idp.url,
+            graph_url: graph.url,
+          },
+          feedback: { graph: true, interval: '200ms' },
         },
         {
           id: 'gmail',
@@ -184,6 +202,48 @@ describe('delegated Graph consent and Google domain-wide delegation end to end',
       'token:ok',
       'permission:ok',
       'mailbox:ok',
+    ]);
+  });
+
+  it('signs a delegated Graph sender with feedback.graph in for Mail.ReadWrite too, and reads its bounces with that token', async () => {
+    const { authorizeUrl } = await client.admin<BeginConsentResponse>('beginConsent', create(BeginConsentRequestSchema, { sender: 'admissions' }), {
+      apiKey: ops.apiKey,
+    });
+    const authorize = new URL(authorizeUrl);
+    expect(authorize.searchParams.get('scope')).toBe(
+      'https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/Mail.ReadWrite offline_access openid profile',
+    );
+    const signedIn = await fetch(authorize, { redirect: 'manual' });
+    const back = new URL(signedIn.headers.get('location')!);
+    const done = await fetch(`http://127.0.0.1:${stack.ingest.ports.http}${back.pathname}${back.search}`);
+    expect(done.status).toBe(200);
+
+    const res = await client.sendMail({ sender: 'admissions', to: ['gone@fabrikam.com'], subject: 'Offer letter', text: 'Welcome' });
+    await waitForState(client, res.messageId, [MessageState.SENT], 30_000);
+    // Exchange's bounce of it, in the mailbox's Inbox.
+    const ndr = readFileSync(new URL('../libs/mail/test-fixtures/ndr/exchange-online-5.1.10.eml', import.meta.url), 'utf8');
+    graph.deliver(ADM_MAILBOX, Buffer.from(ndr.replaceAll('0193a5b2-cccc-7d10-8a2b-3c4d5e6f7a84', res.messageId)));
+    const bounced = await eventually(async () => {
+      const m = await client.getMessage(res.messageId);
+      return m.state === MessageState.BOUNCED ? m : undefined;
+    }, 30_000);
+    expect(bounced.state).toBe(MessageState.BOUNCED);
+    expect(graph.folderMessages(ADM_MAILBOX, 'Delivery reports')).toHaveLength(1);
+    const refreshes = idp.tokenRequests.filter((r) => r.tenant === 'tenant-admissions' && r.grantType === 'refresh_token');
+    expect(refreshes.length).toBeGreaterThan(0);
+    expect(refreshes.every((r) => r.scope.split(' ').includes('https://graph.microsoft.com/Mail.ReadWrite'))).toBe(true);
+    // Only the sender that reads its reports asks for it.
+    const history = idp.tokenRequests.filter((r) => r.tenant === 'tenant-history' && r.grantType === 'refresh_token');
+    expect(history.some((r) => r.scope.includes('Mail.ReadWrite'))).toBe(false);
+
+    const test = (await client.testSender({ sender: 'admissions' }, { apiKey: ops.apiKey })) as TestSenderResponse;
+    expect(test.steps.map((s) => `${s.name}:${s.ok ? 'ok' : 'failed'}`)).toEqual([
+      'credential expiry:ok',
+      'token:ok',
+      'reports permission:ok',
+      'permission:ok',
+      'mailbox:ok',
+      'drafts:ok',
     ]);
   });
 

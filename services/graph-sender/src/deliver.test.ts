@@ -27,7 +27,7 @@ const waits: number[] = [];
 let tokenFetches = 0;
 
 /** Tokens straight from the identity double, as the credentials service would fetch them. */
-function tokensFrom(clientOf: (sender: string) => string): GraphTokens {
+function tokensFrom(clientOf: (sender: string) => string): Pick<GraphTokens, 'get' | 'clear'> {
   const cache = new Map<string, string>();
   return {
     clear: () => cache.clear(),

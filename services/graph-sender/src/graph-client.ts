@@ -79,7 +79,7 @@ export interface GraphClient {
 }
 
 export interface GraphClientDeps {
-  tokens: GraphTokens;
+  tokens: Pick<GraphTokens, 'get'>;
   slots: MailboxSlots;
   timing?: Partial<GraphTiming>;
   fetch?: typeof fetch;

@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { connectBus, type Bus } from '@relay/bus';
 import { parseConfig } from '@relay/config';
-import { DeliveryOutcome, MessageState } from '@relay/proto';
+import { create } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { DeliveryOutcome, GetGraphTokenResponseSchema, MessageState } from '@relay/proto';
 import {
   dropBus,
   eventually,
@@ -19,7 +21,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGraphClient, type GraphClient } from './graph-client.js';
 import { readGraphReportsOnce, startGraphFeedbackReaders, type GraphReportSource } from './graph-feedback.js';
-import type { GraphTokens } from './graph-token.js';
+import { createGraphTokens, type GraphTokens } from './graph-token.js';
 import { createMailboxSlots } from './mailbox-slots.js';
 
 const CLIENT = 'graph-app';
@@ -29,6 +31,9 @@ const MAILBOX = 'registrar@contoso.edu';
 const fixture = (name: string) => readFileSync(new URL(`../../../libs/mail/test-fixtures/ndr/${name}.eml`, import.meta.url));
 const EXCHANGE_ID = '0193a5b2-cccc-7d10-8a2b-3c4d5e6f7a84';
 const log = { info() {}, warn() {} };
+const SEND = 'https://graph.microsoft.com/Mail.Send';
+const READ_WRITE = 'https://graph.microsoft.com/Mail.ReadWrite';
+const READ = 'https://graph.microsoft.com/Mail.Read';
 
 describe('delivery reports read from a mailbox over Graph (Graph fake, real NATS)', () => {
   const prefix = uniquePrefix('graphfb');
@@ -39,9 +44,8 @@ describe('delivery reports read from a mailbox over Graph (Graph fake, real NATS
   let client: GraphClient;
   let source: GraphReportSource;
 
-  function tokens(app: (sender: string) => string): GraphTokens {
+  function tokens(app: (sender: string) => string): Pick<GraphTokens, 'get'> {
     return {
-      clear() {},
       async get(sender) {
         const res = await fetch(`${idp.url}/tenant/oauth2/v2.0/token`, {
           method: 'POST',
@@ -55,6 +59,44 @@ describe('delivery reports read from a mailbox over Graph (Graph fake, real NATS
         return ((await res.json()) as { access_token: string }).access_token;
       },
     };
+  }
+
+  /** The mailbox's own (delegated) token, from a sign-in that granted `scopes`. */
+  async function delegatedToken(scopes: string[]): Promise<string> {
+    const res = await fetch(`${idp.url}/tenant/oauth2/v2.0/token`, {
+      method: 'POST',
+      body: new URLSearchParams({
+        grant_type: 'refresh_token',
+        client_id: CLIENT,
+        client_secret: SECRET,
+        refresh_token: idp.issueRefreshToken(CLIENT, MAILBOX, [...scopes, 'offline_access']),
+        scope: [...scopes, 'offline_access'].join(' '),
+      }),
+    });
+    return ((await res.json()) as { access_token: string }).access_token;
+  }
+
+  /** A message of this relay that is SENT, and the Exchange report about it in `folder`. */
+  async function sentWithReport(id: string, folder: string): Promise<void> {
+    const base = { messageId: id, sender: 'registrar', service: 'test' };
+    await bus.publishStatus({ ...base, state: MessageState.QUEUED, attempt: 0, detail: 'accepted', client: 'app', recipientCount: 1 });
+    await bus.publishStatus({ ...base, state: MessageState.SENT, attempt: 1, detail: '202 Accepted' });
+    graph.deliver(MAILBOX, Buffer.from(fixture('exchange-online-5.1.10').toString('utf8').replaceAll(EXCHANGE_ID, id)), folder);
+  }
+
+  /** A delegated Graph sender (graph.flow: refresh_token) that reads `folder` for reports. */
+  function delegatedSender(folder: string) {
+    return parseConfig(
+      `clients: [{ name: a, api_key: test-key-0123456789abcdef0123456789 }]
+senders:
+  - id: registrar
+    from: ${MAILBOX}
+    transport: graph
+    graph: { flow: refresh_token, tenant_id: tenant, client_id: ${CLIENT}, client_secret: ${SECRET}, mailbox: ${MAILBOX}, graph_url: "${graph.url}" }
+    feedback: { graph: true, folder: ${folder}, processed_folder: ${folder} done, interval: 50ms }
+`,
+      {},
+    ).senders;
   }
 
   beforeAll(async () => {
@@ -106,6 +148,98 @@ describe('delivery reports read from a mailbox over Graph (Graph fake, real NATS
     await expect(readGraphReportsOnce(bus, client, { ...source, sender: 'send-only' }, new Set(), log)).rejects.toThrow(/ErrorAccessDenied/);
   });
 
+  it("reads a delegated sender's reports with the mailbox's own token, which needs Mail.ReadWrite to move them", async () => {
+    const token = await delegatedToken([SEND, READ_WRITE]);
+    expect(idp.accessTokenGrant(token)).toEqual({ user: MAILBOX, scopes: [SEND, READ_WRITE] });
+    const slots = createMailboxSlots(redis, prefix, { pollMs: 5 });
+    const withToken = (t: string) => createGraphClient({ tokens: { get: async () => t }, slots });
+    const id = '0193a5b2-eeee-7d10-8a2b-3c4d5e6f7a86';
+    await sentWithReport(id, 'Delegated');
+    const delegated = { ...source, folder: 'Delegated', processedFolder: 'Delegated done' };
+    expect(await readGraphReportsOnce(bus, withToken(token), delegated, new Set(), log)).toMatchObject({ read: 1, recorded: 1, moved: 1 });
+    expect((await bus.history(id)).at(-1)?.state).toBe(MessageState.BOUNCED);
+    expect(graph.folderMessages(MAILBOX, 'Delegated done')).toHaveLength(1);
+
+    // Mail.Read lists and reads the folder, but Graph refuses the move; Mail.Send alone reads nothing.
+    await sentWithReport('0193a5b2-ffff-7d10-8a2b-3c4d5e6f7a87', 'Read only');
+    const readOnly = { ...source, folder: 'Read only', processedFolder: 'Read only done' };
+    const from = graph.requests.length;
+    await expect(readGraphReportsOnce(bus, withToken(await delegatedToken([SEND, READ])), readOnly, new Set(), log)).rejects.toThrow(/ErrorAccessDenied/);
+    const answers = graph.requests.slice(from).map((r) => `${r.method} ${r.status}`);
+    expect(answers).toContain('GET 200');
+    expect(answers.at(-1)).toBe('POST 403');
+    expect(graph.folderMessages(MAILBOX, 'Read only')).toHaveLength(1);
+    await expect(readGraphReportsOnce(bus, withToken(await delegatedToken([SEND])), readOnly, new Set(), log)).rejects.toThrow(/ErrorAccessDenied/);
+  });
+
+  it('logs the remedy for a sign-in without Mail.ReadWrite, and reads with a new token once the mailbox signed in again', async () => {
+    const stale = await delegatedToken([SEND]);
+    const renewed = await delegatedToken([SEND, READ_WRITE]);
+    let signedInAgain = false;
+    const asked: boolean[] = [];
+    const refusal =
+      'sender "registrar": its Microsoft sign-in was not granted the Graph delegated permission Mail.ReadWrite (granted: Mail.Send), so its delivery reports cannot be read (feedback.graph); sign in again with Authenticate with MFA to grant Mail.ReadWrite';
+    // The credentials service: the token of the grant it holds, and what that token cannot do.
+    const graphTokens = createGraphTokens({
+      async getGraphToken(req) {
+        asked.push(req.tokenRejected ?? false);
+        const fresh = signedInAgain;
+        signedInAgain = true;
+        return create(GetGraphTokenResponseSchema, {
+          accessToken: fresh ? renewed : stale,
+          expiresAt: timestampFromDate(new Date(Date.now() + 3_600_000)),
+          readRefusal: fresh ? '' : refusal,
+        });
+      },
+    });
+    const reader = createGraphClient({ tokens: graphTokens, slots: createMailboxSlots(redis, prefix, { pollMs: 5 }) });
+    const id = '0193a5b2-abab-7d10-8a2b-3c4d5e6f7a88';
+    await sentWithReport(id, 'Renewed');
+    const warnings: string[] = [];
+    const readers = startGraphFeedbackReaders(
+      bus,
+      reader,
+      graphTokens,
+      () => delegatedSender('Renewed'),
+      { info() {}, warn: (obj: object) => warnings.push(String((obj as { err?: unknown }).err)) },
+      20,
+    );
+    try {
+      await eventually(async () => ((await bus.history(id)).at(-1)?.state === MessageState.BOUNCED ? true : undefined));
+    } finally {
+      await readers.stop();
+    }
+    expect(warnings[0]).toContain('sign in again with Authenticate with MFA to grant Mail.ReadWrite');
+    // The pass after the refusal asked for a new token rather than the cached one.
+    expect(asked.slice(0, 2)).toEqual([false, true]);
+  });
+
+  it('asks for a new token on the pass after Graph refused the read', async () => {
+    const tokensHanded = [await delegatedToken([SEND]), await delegatedToken([SEND, READ_WRITE])];
+    const asked: boolean[] = [];
+    // The credentials service could not tell what the first token lacks: Graph says so.
+    const graphTokens = createGraphTokens({
+      async getGraphToken(req) {
+        asked.push(req.tokenRejected ?? false);
+        return create(GetGraphTokenResponseSchema, {
+          accessToken: tokensHanded[Math.min(asked.length - 1, 1)]!,
+          expiresAt: timestampFromDate(new Date(Date.now() + 3_600_000)),
+        });
+      },
+    });
+    const reader = createGraphClient({ tokens: graphTokens, slots: createMailboxSlots(redis, prefix, { pollMs: 5 }) });
+    const id = '0193a5b2-acac-7d10-8a2b-3c4d5e6f7a89';
+    await sentWithReport(id, 'Refused');
+    const readers = startGraphFeedbackReaders(bus, reader, graphTokens, () => delegatedSender('Refused'), log, 20);
+    try {
+      await eventually(async () => ((await bus.history(id)).at(-1)?.state === MessageState.BOUNCED ? true : undefined));
+    } finally {
+      await readers.stop();
+    }
+    expect(asked.slice(0, 2)).toEqual([false, true]);
+    expect(graph.folderMessages(MAILBOX, 'Refused done')).toHaveLength(1);
+  });
+
   it('reads the folder of each sender with feedback.graph, until stopped', async () => {
     const id = '0193a5b2-dddd-7d10-8a2b-3c4d5e6f7a85';
     await bus.publishStatus({
@@ -131,7 +265,7 @@ senders:
 `,
       {},
     );
-    const readers = startGraphFeedbackReaders(bus, client, () => cfg.senders, log, 50);
+    const readers = startGraphFeedbackReaders(bus, client, { readRefusal: async () => '' }, () => cfg.senders, log, 50);
     try {
       await eventually(async () => ((await bus.history(id)).at(-1)?.state === MessageState.BOUNCED ? true : undefined));
       await eventually(() => (graph.folderMessages(MAILBOX, 'Bounces done').length === 1 ? true : undefined));

@@ -1,7 +1,8 @@
 import { recordDeliveryReport, reportClaims, startReportReaders, stateByKey, type Bus } from '@relay/bus';
 import type { SenderConfig } from '@relay/config';
 import { MAX_NDR_BYTES, parseDeliveryReport } from '@relay/mail';
-import { GRAPH_DEFAULTS, type GraphClient, type GraphTarget } from './graph-client.js';
+import { GRAPH_DEFAULTS, isGraphCallError, type GraphClient, type GraphTarget } from './graph-client.js';
+import type { GraphTokens } from './graph-token.js';
 
 export interface GraphReportSource {
   sender: string;
@@ -26,6 +27,8 @@ export interface FeedbackLog {
 }
 
 const SERVICE = 'relay-graph-sender';
+/** Graph's answers that say the token may not read the mailbox (expired, revoked, or without the permission). */
+const REFUSED = new Set([401, 403]);
 const PAGE = 50;
 /** Most messages one pass looks at; the rest wait for the next pass. */
 const MAX_PER_PASS = 1_000;
@@ -126,15 +129,38 @@ export interface GraphFeedbackReaders {
   stop(): Promise<void>;
 }
 
-/** Reads the report folder of every Graph sender with `feedback.graph`, each on its own interval. */
+/**
+ * Reads the report folder of every Graph sender with `feedback.graph`, each on its own interval.
+ * A pass that Graph refused (401, 403) or whose token lacks Mail.ReadWrite makes the next pass
+ * ask for a new token: after the mailbox signs in again, that one can read.
+ */
 export function startGraphFeedbackReaders(
   bus: Bus,
   client: GraphClient,
+  tokens: Pick<GraphTokens, 'readRefusal'>,
   senders: () => Iterable<SenderConfig>,
   log: FeedbackLog,
   checkEveryMs = 5_000,
 ): GraphFeedbackReaders {
   const seenOf = stateByKey(() => new Set<string>());
+  // Senders whose last pass was refused: their next pass starts with a new token.
+  const tokenRejected = new Set<string>();
+  async function read(source: GraphReportSource, ids: Set<string>): Promise<GraphReadResult> {
+    const refusal = await tokens.readRefusal(source.sender, { rejected: tokenRejected.has(source.sender) });
+    if (refusal) {
+      // Asked for anew next time: after a new sign-in the credentials service hands out a token that has it.
+      tokenRejected.add(source.sender);
+      throw new Error(refusal);
+    }
+    try {
+      const result = await readGraphReportsOnce(bus, client, source, ids, log);
+      tokenRejected.delete(source.sender);
+      return result;
+    } catch (err) {
+      if (isGraphCallError(err) && REFUSED.has(err.answer.status)) tokenRejected.add(source.sender);
+      throw err;
+    }
+  }
   return startReportReaders(
     senders,
     (s) => {
@@ -151,7 +177,7 @@ export function startGraphFeedbackReaders(
         processedFolder: f.processedFolder,
         maxConcurrent: s.rate?.maxConcurrent ?? GRAPH_DEFAULTS.maxConcurrentPerMailbox,
       };
-      return { key, where: { mailbox: source.mailbox }, read: () => readGraphReportsOnce(bus, client, source, ids, log) };
+      return { key, where: { mailbox: source.mailbox }, read: () => read(source, ids) };
     },
     log,
     // One replica reads a mailbox per interval.

@@ -66,7 +66,7 @@ export async function createGraphSender(opts: GraphSenderOptions, overrides: { b
       senders = graphSenders(live.current());
       await worker.start();
       // Bounces and other delivery reports, from the mailboxes of senders with feedback.graph.
-      feedback = startGraphFeedbackReaders(bus, client, () => senders.values(), logger);
+      feedback = startGraphFeedbackReaders(bus, client, tokens, () => senders.values(), logger);
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready });
       return { metrics: ops.port };
     },

@@ -10,6 +10,11 @@ export const TOKEN_MARGIN_MS = 5 * 60_000;
 export interface GraphTokens {
   /** An app-only Graph token for `sender`; `rejected` says Graph answered 401 to the last one. */
   get(sender: string, opts?: { rejected?: boolean }): Promise<string>;
+  /**
+   * Why the sender's token cannot read its report folder (feedback.graph: a delegated sign-in
+   * without Mail.ReadWrite), '' when it can; `rejected` asks for a new token first.
+   */
+  readRefusal(sender: string, opts?: { rejected?: boolean }): Promise<string>;
   /** Forgets every token: the senders' settings changed (another tenant, app or Graph URL). */
   clear(): void;
 }
@@ -19,15 +24,15 @@ export interface GraphTokens {
  * every replica and refreshes one at a time), reused here until shortly before they expire.
  * Tokens stay in this process's memory only.
  */
-export function createGraphTokens(client: CredentialsClient): GraphTokens {
-  const entries = new Map<string, { token: string; until: number }>();
+export function createGraphTokens(client: Pick<CredentialsClient, 'getGraphToken'>): GraphTokens {
+  const entries = new Map<string, { token: string; until: number; readRefusal: string }>();
   const pending = new Map<string, Promise<string>>();
 
   async function fetchToken(sender: string, rejected: boolean): Promise<string> {
     try {
       const res = await client.getGraphToken({ sender, tokenRejected: rejected });
       const expires = res.expiresAt ? timestampDate(res.expiresAt).getTime() : Date.now() + 5 * 60_000;
-      entries.set(sender, { token: res.accessToken, until: expires - TOKEN_MARGIN_MS });
+      entries.set(sender, { token: res.accessToken, until: expires - TOKEN_MARGIN_MS, readRefusal: res.readRefusal });
       return res.accessToken;
     } catch (err) {
       const e = err as ServiceError;
@@ -42,10 +47,14 @@ export function createGraphTokens(client: CredentialsClient): GraphTokens {
     }
   }
 
-  return {
+  const tokens: GraphTokens = {
     clear() {
       entries.clear();
       pending.clear();
+    },
+    async readRefusal(sender, opts = {}) {
+      await tokens.get(sender, opts);
+      return entries.get(sender)?.readRefusal ?? '';
     },
     async get(sender, opts = {}) {
       const rejected = opts.rejected ?? false;
@@ -61,4 +70,5 @@ export function createGraphTokens(client: CredentialsClient): GraphTokens {
       return p;
     },
   };
+  return tokens;
 }

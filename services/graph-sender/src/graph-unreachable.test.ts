@@ -19,7 +19,7 @@ const target = { sender: 'registrar', mailbox: 'registrar@campus.example', maxCo
 beforeAll(() => {
   redis = new Redis(testRedisUrl());
   client = createGraphClient({
-    tokens: { get: async () => 'token', clear: () => {} },
+    tokens: { get: async () => 'token' },
     slots: createMailboxSlots(redis, prefix, { pollMs: 5 }),
     timing: { requestTimeoutMs: 2_000 },
   });
