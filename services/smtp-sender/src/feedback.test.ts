@@ -167,6 +167,50 @@ describe.runIf(runsWith(DOVECOT_BIN))('delivery reports read from a mailbox over
     }
   });
 
+  it('asks for fresh credentials on the pass after a failed sign-in, and reads with them', async () => {
+    await mailbox(async (c) => {
+      await c.mailboxCreate('Renewed');
+      await c.append('Renewed', fixture('not-a-bounce'));
+    });
+    const sender = {
+      id: 'registrar',
+      transport: 'smtp',
+      feedback: {
+        imap: { host: imap.host, port: imap.port, security: 'tls', servername: 'localhost', ca: testCa().caPem },
+        graph: false,
+        folder: 'Renewed',
+        processedFolder: 'Renewed/Done',
+        intervalMs: 50,
+      },
+    } as unknown as SenderConfig;
+    // A cache that hands out what it holds (a password changed since) unless told it was refused.
+    const asked: boolean[] = [];
+    const auth = async (_sender: string, opts: { tokenRejected: boolean }) => {
+      asked.push(opts.tokenRejected);
+      return create(GetSmtpAuthResponseSchema, {
+        kind: GetSmtpAuthResponse_Kind.PASSWORD,
+        user: USER,
+        password: opts.tokenRejected ? PASSWORD : 'old-password',
+      });
+    };
+    let read = 0;
+    const counting = {
+      info: (obj: object, msg: string) => {
+        if (msg === 'read delivery reports') read += (obj as { read: number }).read;
+      },
+      warn: log.warn,
+    };
+    const readers = startFeedbackReaders(bus, () => [sender], auth, counting, 20);
+    try {
+      await eventually(async () => (read > 0 ? true : undefined));
+    } finally {
+      await readers.stop();
+    }
+    expect(asked.slice(0, 2)).toEqual([false, true]);
+    // Once a pass signed in, the cached credentials serve again.
+    expect(asked.slice(2).every((rejected) => !rejected)).toBe(true);
+  });
+
   it('replicas share a folder: one pass per interval, and a restart goes on from where the last pass got to', async () => {
     await mailbox(async (c) => {
       for (const folder of ['Shared', 'Restarted']) {
@@ -220,5 +264,47 @@ describe.runIf(runsWith(DOVECOT_BIN))('delivery reports read from a mailbox over
     await eventually(async () => (after.passes >= 2 ? true : undefined));
     await after.readers.stop();
     expect(after.read).toBe(0);
+  });
+});
+
+describe('report reader after the credentials service said the token lacks IMAP (real NATS)', () => {
+  const prefix = uniquePrefix('imapfb-scope');
+  let bus: Bus;
+  beforeAll(async () => {
+    bus = await connectBus({ servers: testNatsUrl(), prefix, name: 'imap-feedback-scope-test' });
+  });
+  afterAll(async () => {
+    await bus?.close();
+    await dropBus(prefix);
+  });
+
+  it('logs the remedy and asks for a fresh token on the next pass', async () => {
+    const refusal =
+      'sender "renewing": its Microsoft sign-in was not granted https://outlook.office.com/IMAP.AccessAsUser.All (granted: https://outlook.office.com/SMTP.Send), so IMAP refuses its token; sign in again with Authenticate with MFA to grant IMAP.AccessAsUser.All';
+    const sender = {
+      id: 'renewing',
+      transport: 'smtp',
+      feedback: { imap: { host: '127.0.0.1', port: 993, security: 'tls' }, graph: false, folder: 'INBOX', processedFolder: 'Done', intervalMs: 50 },
+    } as unknown as SenderConfig;
+    const asked: boolean[] = [];
+    const warnings: string[] = [];
+    const auth = async (_sender: string, opts: { tokenRejected: boolean }) => {
+      asked.push(opts.tokenRejected);
+      return create(GetSmtpAuthResponseSchema, { kind: GetSmtpAuthResponse_Kind.XOAUTH2, user: USER, accessToken: 'at', imapRefusal: refusal });
+    };
+    const readers = startFeedbackReaders(
+      bus,
+      () => [sender],
+      auth,
+      { info() {}, warn: (obj: object) => warnings.push(String((obj as { err?: unknown }).err)) },
+      20,
+    );
+    try {
+      await eventually(async () => (asked.length >= 2 ? true : undefined));
+    } finally {
+      await readers.stop();
+    }
+    expect(asked.slice(0, 2)).toEqual([false, true]);
+    expect(warnings[0]).toContain('sign in again with Authenticate with MFA to grant IMAP.AccessAsUser.All');
   });
 });

@@ -152,10 +152,25 @@ export async function readReportsOnce(
   return result;
 }
 
+/**
+ * The credentials service says the sender's token lacks IMAP's scope. Counted as a failed sign-in
+ * (`authenticationFailed`, as imapflow marks the server's refusal): the next pass asks for new
+ * credentials, which after a new sign-in carry the scope.
+ */
+export class ImapScopeMissingError extends Error {
+  override name = 'ImapScopeMissingError';
+  readonly authenticationFailed = true;
+}
+
+/** A pass that failed to sign in: the server refused the credentials, or they cannot open IMAP. */
+export function isSignInFailure(err: unknown): boolean {
+  return err instanceof ImapScopeMissingError || (err as { authenticationFailed?: unknown } | undefined)?.authenticationFailed === true;
+}
+
 function imapAuth(auth: GetSmtpAuthResponse): { user: string; pass?: string; accessToken?: string } {
   if (auth.kind === Kind.PASSWORD) return { user: auth.user, pass: auth.password };
   // The credentials service knows the token lacks IMAP's scope: say what to do, not just that IMAP refused.
-  if (auth.kind === Kind.XOAUTH2 && auth.imapRefusal) throw new Error(auth.imapRefusal);
+  if (auth.kind === Kind.XOAUTH2 && auth.imapRefusal) throw new ImapScopeMissingError(auth.imapRefusal);
   if (auth.kind === Kind.XOAUTH2) return { user: auth.user, accessToken: auth.accessToken };
   throw new Error('the sender has no SMTP sign-in to read its mailbox with (feedback.imap needs smtp.auth)');
 }
@@ -173,28 +188,43 @@ export interface FeedbackReaders {
 /**
  * Reads the report folder of every SMTP sender with `feedback.imap`, each on its own interval,
  * with the sender's SMTP credentials. Senders are looked up on each pass: a configuration
- * change takes effect at the next one.
+ * change takes effect at the next one. After a pass that failed to sign in, the next one asks for
+ * fresh credentials (`tokenRejected`), so a new sign-in or password takes effect at once rather
+ * than when the cached credentials run out.
  */
 export function startFeedbackReaders(
   bus: Bus,
   senders: () => Iterable<SenderConfig>,
-  auth: (sender: string) => Promise<GetSmtpAuthResponse>,
+  auth: (sender: string, opts: { tokenRejected: boolean }) => Promise<GetSmtpAuthResponse>,
   log: FeedbackLog,
   checkEveryMs = 5_000,
 ): FeedbackReaders {
+  // Senders whose last pass failed to sign in: the next pass asks for new credentials.
+  const tokenRejected = new Set<string>();
   return startReportReaders(
     senders,
     (s) => {
       const f = s.feedback;
       if (!f?.imap) return undefined;
-      const source: ImapReportSource = { sender: s.id, ...f.imap, folder: f.folder, processedFolder: f.processedFolder, auth: () => auth(s.id) };
+      const source: ImapReportSource = {
+        sender: s.id,
+        ...f.imap,
+        folder: f.folder,
+        processedFolder: f.processedFolder,
+        auth: () => auth(s.id, { tokenRejected: tokenRejected.has(s.id) }),
+      };
       return {
         key: `imap\0${s.id}\0${f.imap.host}\0${f.imap.port}\0${f.folder}`,
         where: { host: f.imap.host },
         async read(pass: ReportPass<unknown>) {
           const cursor = cursorFrom(pass.cursor);
           try {
-            return await readReportsOnce(bus, source, cursor, log);
+            const result = await readReportsOnce(bus, source, cursor, log);
+            tokenRejected.delete(s.id);
+            return result;
+          } catch (err) {
+            if (isSignInFailure(err)) tokenRejected.add(s.id);
+            throw err;
           } finally {
             pass.cursor = storedCursor(cursor);
           }

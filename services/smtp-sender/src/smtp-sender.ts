@@ -65,7 +65,7 @@ export async function createSmtpSender(opts: SmtpSenderOptions, overrides: { bus
       feedback = startFeedbackReaders(
         bus,
         () => senders.values(),
-        (id) => auth.get(id),
+        (id, o) => auth.get(id, o),
         opts.logger,
       );
       ops = await startOpsServer({ port: env.metricsPort, host: env.internalHost, ready: () => bus.healthy() });
