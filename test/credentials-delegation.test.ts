@@ -228,7 +228,8 @@ describe('delegated Graph consent and Google domain-wide delegation end to end',
       return m.state === MessageState.BOUNCED ? m : undefined;
     }, 30_000);
     expect(bounced.state).toBe(MessageState.BOUNCED);
-    expect(graph.folderMessages(ADM_MAILBOX, 'Delivery reports')).toHaveLength(1);
+    // The report is recorded first, then moved.
+    await eventually(() => (graph.folderMessages(ADM_MAILBOX, 'Delivery reports').length === 1 ? true : undefined));
     const refreshes = idp.tokenRequests.filter((r) => r.tenant === 'tenant-admissions' && r.grantType === 'refresh_token');
     expect(refreshes.length).toBeGreaterThan(0);
     expect(refreshes.every((r) => r.scope.split(' ').includes('https://graph.microsoft.com/Mail.ReadWrite'))).toBe(true);
