@@ -560,3 +560,16 @@ describe('SMTP protocol: close()', () => {
     expect(messages[0]!.bytes.toString()).toBe('abcdef');
   });
 });
+
+describe('SMTP protocol: close() and a TLS handshake that never comes', () => {
+  it('ends a connection that opened the implicit TLS port but sent nothing, once the grace is over', async () => {
+    const { port, server } = await serve({}, { secure: true, closeGraceMs: 200 });
+    const silent = connect({ host: '127.0.0.1', port });
+    await new Promise<void>((r) => silent.once('connect', () => r()));
+    const closed = new Promise<void>((r) => silent.once('close', () => r()));
+    silent.on('error', () => {});
+    await server.close();
+    await closed;
+    expect(silent.destroyed).toBe(true);
+  });
+});

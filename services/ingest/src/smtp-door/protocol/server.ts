@@ -46,6 +46,13 @@ export function createSmtpProtocolServer(options: SmtpProtocolOptions, hooks: Sm
   const server: Server = options.secure && options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, accept) : createServer(accept);
   // A failed TLS handshake on the implicit TLS port ends that connection only.
   server.on('tlsClientError', (_err: Error, socket: Socket) => socket.destroy());
+  // Every TCP connection, also one still in its TLS handshake (not a SmtpConnection yet), so
+  // that close() can end it once the grace period is over.
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
 
   let closed: Promise<void> | undefined;
   return {
@@ -65,10 +72,11 @@ export function createSmtpProtocolServer(options: SmtpProtocolOptions, hooks: Sm
         for (const c of connections) c.shutdown();
         const force = setTimeout(() => {
           for (const c of connections) c.destroy();
+          for (const s of sockets) s.destroy();
         }, graceMs);
         await Promise.allSettled(connections.map((c) => c.closed));
-        clearTimeout(force);
         await stopped;
+        clearTimeout(force);
       })();
       return closed;
     },
