@@ -81,6 +81,7 @@ export class SmtpConnection implements SmtpSession {
   /** A message is being received or stored: a shutdown lets it get its reply. */
   private inMessage = false;
   private markClosed!: () => void;
+  private closedOnce = false;
 
   constructor(
     socket: Socket,
@@ -169,7 +170,6 @@ export class SmtpConnection implements SmtpSession {
       this.markClosed();
     }
   };
-  private closedOnce = false;
 
   private pump(): undefined {
     if (this.pumping) return;
