@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { type SecureContext, TLSSocket } from 'node:tls';
 import { DotDecoder, MessageSink } from './message.js';
-import { decodeBase64, hasNonAscii, parsePathCommand, type SmtpAddress } from './parse.js';
+import { hasNonAscii, parsePathCommand, type SmtpAddress } from './parse.js';
 import { isSmtpReply, replyLine } from './reply.js';
-import type { SmtpHooks, SmtpMessage, SmtpSession } from './types.js';
+import { type SaslStep, startSasl } from './sasl.js';
+import type { SmtpCredentials, SmtpHooks, SmtpMessage, SmtpSession } from './types.js';
 
 const LF = 10;
 const CR = 13;
@@ -525,52 +526,20 @@ export class SmtpConnection implements SmtpSession {
     if (this.tx) return this.bad(503, '5.5.1 AUTH is not allowed during a mail transaction');
     const [mechanism = '', initial, extra] = arg.split(' ');
     if (extra !== undefined) return this.bad(501, '5.5.4 Syntax: AUTH mechanism [initial-response]');
-    switch (mechanism.toUpperCase()) {
-      case 'PLAIN': {
-        const plain = (text: string) =>
-          this.sasl(text, (value) => {
-            const parts = value.toString('utf8').split('\0');
-            if (parts.length !== 3) return this.bad(501, '5.5.2 PLAIN takes authzid NUL username NUL password');
-            this.login('PLAIN', parts[1]!, parts[2]!);
-          });
-        if (initial !== undefined) {
-          plain(initial);
-          return;
-        }
-        this.write('334 \r\n');
-        this.authStep = plain;
-        return;
-      }
-      case 'LOGIN': {
-        const username = (text: string) =>
-          this.sasl(text, (user) => {
-            this.write('334 UGFzc3dvcmQ6\r\n');
-            this.authStep = (line) => this.sasl(line, (password) => this.login('LOGIN', user.toString('utf8'), password.toString('utf8')));
-          });
-        if (initial !== undefined) {
-          username(initial);
-          return;
-        }
-        this.write('334 VXNlcm5hbWU6\r\n');
-        this.authStep = username;
-        return;
-      }
-      default:
-        return this.bad(504, '5.5.4 Unrecognized authentication type (PLAIN or LOGIN)');
-    }
+    return this.sasl(startSasl(mechanism, initial));
   }
 
-  private sasl(text: string, then: (value: Buffer) => void): undefined {
-    if (text === '*') return this.bad(501, '5.7.0 Authentication cancelled');
-    const value = text === '=' ? Buffer.alloc(0) : decodeBase64(text);
-    if (!value) return this.bad(501, '5.5.2 Invalid base64 in the AUTH response');
-    then(value);
+  private sasl(step: SaslStep): undefined {
+    if (step.kind === 'refuse') return this.bad(step.code, step.text);
+    if (step.kind === 'credentials') return this.login(step.credentials);
+    this.write(`334 ${step.text}\r\n`);
+    this.authStep = (line) => this.sasl(step.next(line));
   }
 
-  private login(method: 'PLAIN' | 'LOGIN', username: string, password: string): undefined {
+  private login(credentials: SmtpCredentials): undefined {
     const onAuth = this.hooks.onAuth!;
     this.call(
-      () => onAuth({ method, username, password }, this),
+      () => onAuth(credentials, this),
       ({ user }) => {
         this.user = user;
         this.reply(235, '2.7.0 Authentication successful');
