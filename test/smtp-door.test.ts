@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
+import { type Socket, connect as tcpConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -236,6 +237,110 @@ describe('SMTP door: submission with real clients', () => {
   });
 });
 
+/** A raw SMTP client: writes bytes, collects reply lines, upgrades to TLS on request. */
+async function rawClient(port: number, localAddress = '127.0.0.1') {
+  let socket: Socket = tcpConnect({ host: '127.0.0.1', port, localAddress });
+  const lines: string[] = [];
+  let partial = '';
+  let waiter: (() => void) | undefined;
+  const listen = (s: Socket) =>
+    s.on('data', (chunk: Buffer) => {
+      const parts = (partial + chunk.toString('latin1')).split('\r\n');
+      partial = parts.pop()!;
+      lines.push(...parts);
+      waiter?.();
+    });
+  listen(socket);
+  const finals = () => lines.filter((l) => /^\d{3} /.test(l)).length;
+  /** Resolves once `n` more final reply lines than `seen` came. */
+  const until = async (count: number) => {
+    const timeout = Date.now() + 10_000;
+    while (finals() < count) {
+      if (socket.destroyed || Date.now() > timeout) throw new Error(`no reply; got ${JSON.stringify(lines)}`);
+      await new Promise<void>((r) => {
+        waiter = r;
+        setTimeout(r, 100);
+      });
+    }
+  };
+  await until(1);
+  return {
+    lines,
+    /** Writes `data` and waits for `replies` final replies to it; returns the lines they took. */
+    async send(data: string | Buffer, replies = 1): Promise<string[]> {
+      const before = lines.length;
+      const target = finals() + replies;
+      socket.write(data);
+      await until(target);
+      return lines.slice(before);
+    },
+    async starttls() {
+      socket.removeAllListeners('data');
+      const secure = tlsConnect({ socket, ca: testCa().caPem, servername: 'localhost' });
+      await new Promise<void>((r) => secure.once('secureConnect', () => r()));
+      socket = secure;
+      listen(socket);
+    },
+    end: () => socket.end(),
+  };
+}
+
+describe('SMTP door: CHUNKING and enhanced status codes', () => {
+  it('a message sent with BDAT in several chunks after STARTTLS and AUTH is relayed byte for byte', async () => {
+    // A line that is only a dot ends DATA; in a BDAT chunk it is just message text.
+    const raw = Buffer.concat([
+      Buffer.from(
+        'From: Registrar <registrar@campus.example>\r\nTo: ada@students.campus.example\r\nSubject: sent with BDAT\r\nMIME-Version: 1.0\r\n' +
+          'Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nA line.\r\n.\r\n..two dots\r\nGrüße\r\n',
+      ),
+      Buffer.from(`${randomBytes(60_000).toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`),
+    ]);
+    const c = await rawClient(ports.smtp);
+    expect(await c.send('EHLO exchange.test\r\n')).toEqual(expect.arrayContaining(['250-CHUNKING', '250-ENHANCEDSTATUSCODES']));
+    expect(await c.send('STARTTLS\r\n')).toEqual(['220 2.0.0 Ready to start TLS']);
+    await c.starttls();
+    await c.send('EHLO exchange.test\r\n');
+    expect(await c.send(`AUTH PLAIN ${Buffer.from(`\0${J1.user}\0${J1.pass}`).toString('base64')}\r\n`)).toEqual(['235 2.7.0 Authentication successful']);
+    expect(await c.send('MAIL FROM:<registrar@campus.example> BODY=8BITMIME\r\nRCPT TO:<ada@students.campus.example>\r\n', 2)).toEqual([
+      '250 2.1.0 Sender OK',
+      '250 2.1.5 Recipient OK',
+    ]);
+    // Chunk boundaries inside CRLFs, at a dot starting a line, at odd sizes.
+    const cuts = [raw.indexOf('\r\n') + 1, raw.indexOf('\r\n.\r\n') + 3, 50_001, raw.length];
+    let from = 0;
+    const replies: string[] = [];
+    for (const [i, cut] of cuts.entries()) {
+      const last = i === cuts.length - 1;
+      replies.push(...(await c.send(Buffer.concat([Buffer.from(`BDAT ${cut - from}${last ? ' LAST' : ''}\r\n`), raw.subarray(from, cut)]))));
+      from = cut;
+    }
+    expect(replies.slice(0, -1)).toEqual(cuts.slice(0, -1).map((cut, i) => `250 2.0.0 ${cut - (cuts[i - 1] ?? 0)} octets received`));
+    expect(replies.at(-1)).toMatch(/^250 2\.0\.0 OK \S+ queued$/);
+    const id = queuedId(replies.at(-1)!);
+    expect(await c.send('QUIT\r\n')).toEqual(['221 2.0.0 Bye']);
+    const mail = await waitForMail(receiver, id);
+    expect(mail.envelope).toEqual({ from: 'registrar@campus.example', to: ['ada@students.campus.example'] });
+    expectRelayedAsWritten(mail, raw, id);
+    expect(mail.raw.toString('latin1')).toMatch(/^Received: from exchange\.test \(\[127\.0\.0\.1\]\)\r\n\tby .* with ESMTPSA;/m);
+  });
+
+  it('refusals carry exactly one enhanced status code, the one the door means', async () => {
+    const c = await rawClient(ports.smtp, PRINTER_IP);
+    await c.send('EHLO printer.test\r\n');
+    const got = await c.send(
+      'MAIL FROM:<registrar@campus.example>\r\nRCPT TO:<ada@students.campus.example>\r\nMAIL FROM:<scans@campus.example> SIZE=70000\r\nBDAT 5 LAST\r\nhello',
+      4,
+    );
+    expect(got).toEqual([
+      `550 5.7.1 Sender address <registrar@campus.example> is not one of client "scanner-3rd-floor"'s senders (a sender's from or smtp_aliases)`,
+      '503 5.5.1 MAIL FROM first',
+      `552 5.3.4 Message size 70000 exceeds the limit of sender "scans" (${64 * 1024} bytes)`,
+      '503 5.5.1 No transaction in progress (MAIL FROM first)',
+    ]);
+    c.end();
+  });
+});
+
 describe('SMTP door: a client managed through the API', () => {
   it('logs in with the password the relay made, and with no other; a new username needs a new password', async () => {
     const admin = stack.client(ops.apiKey);
@@ -385,7 +490,9 @@ describe.runIf(runsWith(SWAKS))('SMTP door: swaks', () => {
       '--attach',
       `@${file}`,
     ]);
-    for (const ext of ['PIPELINING', '8BITMIME', 'SMTPUTF8', 'STARTTLS', 'SIZE \\d+']) expect(stdout).toMatch(new RegExp(`250[- ]${ext}\\r?\\n`));
+    for (const ext of ['PIPELINING', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'CHUNKING', 'STARTTLS', 'SIZE \\d+']) {
+      expect(stdout).toMatch(new RegExp(`250[- ]${ext}\\r?\\n`));
+    }
     expect(stdout).toMatch(/AUTH PLAIN LOGIN/);
     const id = queuedId(/250 2\.0\.0 OK \S+ queued/.exec(stdout)![0]);
     const [mail] = await received(rcpt, 1);
@@ -530,8 +637,8 @@ async function startPostfix(port: number, routes: Record<string, number>): Promi
 
 const runnableAsRoot = (existsSync(POSTFIX) && process.getuid?.() === 0) || process.env.CI === 'true';
 
-// A campus mail server in front of the relay: Postfix's smtp client (no BDAT of its own; the door
-// offers no CHUNKING anyway) relays a message through the door from an allowed address.
+// A campus mail server in front of the relay: Postfix's smtp client (which sends with DATA, not
+// BDAT, even where CHUNKING is offered) relays a message through the door from an allowed address.
 describe.runIf(runnableAsRoot)("SMTP door: an MTA relaying into it (Postfix's smtp client)", () => {
   it("delivers, and Postfix records the door's 250 with the message id", async () => {
     installed(POSTFIX);

@@ -1,6 +1,5 @@
 import { hostname } from 'node:os';
 import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
-import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { recipientRefusal, type ClientConfig, type SenderConfig } from '@relay/config';
 import { describe, ErrorCode, isRelayError } from '@relay/core';
 import { DEFAULT_MAX_RECIPIENTS, MAX_HEADER_BYTES, readHeaders } from '@relay/mail';
@@ -9,6 +8,15 @@ import { acceptMessage } from '../accept.js';
 import { messageLimit, type IngestContext } from '../mail-service.js';
 import { flagNote, suppressedFor, suppressionRefusal } from '../suppression-check.js';
 import { createSmtpGate } from './gate.js';
+import {
+  createSmtpProtocolServer,
+  type SmtpAddress,
+  type SmtpHooks,
+  type SmtpMessage,
+  type SmtpProtocolServer,
+  SmtpReply,
+  type SmtpSession,
+} from './protocol/index.js';
 
 export interface SmtpDoorOptions {
   host: string;
@@ -39,16 +47,14 @@ interface Transaction {
 }
 
 interface SessionState {
-  /** The client whose allow_ips holds the peer's address, if any (AUTH takes precedence). */
+  /** The transaction in progress, from an accepted MAIL FROM to the reply to its message. */
   tx: Transaction | undefined;
   failedLogins: number;
-  /** Between DATA and its reply: the one state a stop lets finish (smtp-server refuses new commands then). */
-  receiving: boolean;
 }
 
-/** An SMTP reply for smtp-server; the enhanced status code goes at the start of `message`. */
-function reply(code: number, message: string): Error {
-  return Object.assign(new Error(message), { responseCode: code });
+/** An SMTP reply; the enhanced status code goes at the start of `message`. */
+function reply(code: number, message: string): SmtpReply {
+  return new SmtpReply(code, message);
 }
 
 /** Failed AUTH attempts a session may make before it is closed. */
@@ -59,10 +65,9 @@ const MAX_FAILED_LOGINS = 3;
  * only once JetStream has stored it, through the same step SendMail uses. A client submits only
  * as its own senders; without AUTH or an allowed source address nothing is relayed.
  *
- * Enhanced status codes are written into each reply by this door. smtp-server offers the
- * ENHANCEDSTATUSCODES keyword only together with codes of its own, chosen by reply code alone
- * (5.1.1 where the relay means 5.7.1), so the keyword and those codes stay off. It has no BDAT,
- * so CHUNKING is not offered either: clients then send with DATA (RFC 3030).
+ * The SMTP protocol itself (PIPELINING, CHUNKING, STARTTLS, AUTH, ENHANCEDSTATUSCODES) is the
+ * protocol/ module's; this door decides who may send what, and writes the enhanced status code
+ * into each of its replies.
  */
 export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpDoor {
   // Rebuilt when the configuration changes (relay.yaml edits, the registry).
@@ -76,7 +81,7 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
   const sessions = new Map<string, SessionState>();
   const name = opts.name ?? hostname();
   const maxSize = Math.max(ctx.config.limits.maxMessageBytes, ...ctx.config.senders.map((s) => messageLimit(ctx.config, s)));
-  const servers: SMTPServer[] = [];
+  const servers: SmtpProtocolServer[] = [];
   const tracer = trace.getTracer('campus-relay');
 
   const endTx = (st: SessionState | undefined, error?: string) => {
@@ -86,94 +91,62 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     st.tx = undefined;
   };
 
-  const options = (port: 'submission' | 'smtps'): SMTPServerOptions => ({
-    name,
-    banner: 'Campus Relay',
-    logger: false,
-    secure: port === 'smtps',
-    ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : {}),
-    // AUTH only over TLS (see onConnect); a printer from an allowed address may send without
-    // it, so the door, not smtp-server, decides who must log in.
-    allowInsecureAuth: false,
-    authOptional: true,
-    authMethods: ['PLAIN', 'LOGIN'],
-    size: maxSize,
-    disableReverseLookup: true,
-    hideENHANCEDSTATUSCODES: true,
-    hideDSN: true,
-    closeTimeout: opts.graceMs,
-    onConnect(session, callback) {
+  const hooks = (port: 'submission' | 'smtps'): SmtpHooks => ({
+    onConnect(session) {
       relayInstruments().smtpSessions.add(1, { port });
-      sessions.set(session.id, { tx: undefined, receiving: false, failedLogins: 0 });
-      // AUTH is neither offered nor taken before TLS, so a client never sends its password in
-      // clear text (it would, offered AUTH, before the refusal); onSecure offers it.
-      if (!session.secure) session.disabledCommands = ['AUTH'];
-      callback();
-    },
-    onSecure(_socket, session, callback) {
-      session.disabledCommands = undefined;
-      callback();
+      sessions.set(session.id, { tx: undefined, failedLogins: 0 });
     },
     onClose(session) {
       endTx(sessions.get(session.id), 'connection closed before the message was stored');
       sessions.delete(session.id);
     },
-    onAuth(auth, session, callback) {
+    onReset(session) {
+      endTx(sessions.get(session.id), 'transaction abandoned');
+    },
+    onAuth(auth, session) {
       const client = auth.username && auth.password ? current().gate.login(auth.username, auth.password) : undefined;
       if (!client) {
         ctx.logger.info({ smtp_session: session.id, remote: session.remoteAddress, user: auth.username }, 'smtp auth refused');
         const st = sessions.get(session.id);
         // Password guessing costs a new connection every few tries (a 421 closes this one).
-        if (st && ++st.failedLogins >= MAX_FAILED_LOGINS) return callback(reply(421, '4.7.0 Too many failed authentication attempts; closing'));
-        return callback(reply(535, '5.7.8 Authentication credentials invalid'));
+        if (st && ++st.failedLogins >= MAX_FAILED_LOGINS) throw reply(421, '4.7.0 Too many failed authentication attempts; closing');
+        throw reply(535, '5.7.8 Authentication credentials invalid');
       }
-      callback(null, { user: client.name });
+      return { user: client.name };
     },
-    onMailFrom(address, session, callback) {
-      callback(startTransaction(address, session));
+    onMailFrom(address, session) {
+      return { maxSize: startTransaction(address, session) };
     },
-    onRcptTo(address, session, callback) {
+    onRcptTo(address, session) {
       const tx = sessions.get(session.id)?.tx;
       const max = tx?.sender.rate?.maxRecipientsPerMessage ?? DEFAULT_MAX_RECIPIENTS;
       if (tx && session.envelope.rcptTo.length >= max) {
-        return callback(reply(452, `4.5.3 Too many recipients: sender "${tx.sender.id}" takes at most ${max} per message`));
+        throw reply(452, `4.5.3 Too many recipients: sender "${tx.sender.id}" takes at most ${max} per message`);
       }
       // Refused now rather than bounced later (Microsoft High Volume Email delivers inside the tenant only).
       const refusal = tx && recipientRefusal(tx.sender, address.address);
-      if (refusal) return callback(reply(550, `5.7.1 Recipient ${refusal}`));
+      if (refusal) throw reply(550, `5.7.1 Recipient ${refusal}`);
       const bounced = tx?.client.suppression?.mode === 'refuse' ? suppressedFor(ctx.suppressions, tx.client, address.address) : undefined;
-      if (tx && bounced)
-        return callback(reply(550, `5.1.1 Recipient ${suppressionRefusal(tx.client, address.address, bounced, ctx.bus.names.suppressedBucket)}`));
-      callback();
+      if (tx && bounced) throw reply(550, `5.1.1 Recipient ${suppressionRefusal(tx.client, address.address, bounced, ctx.bus.names.suppressedBucket)}`);
     },
-    onData(stream, session, callback) {
-      const st = sessions.get(session.id);
-      if (st) st.receiving = true;
-      receive(stream, session)
-        .finally(() => {
-          if (st) st.receiving = false;
-        })
-        .then(
-          (message) => callback(null, message),
-          (err: Error) => callback(err),
-        );
-    },
+    onMessage: (message, session) => receive(message, session),
   });
 
-  function startTransaction(address: SMTPServerAddress, session: SMTPServerSession): Error | undefined {
+  /** Starts the door's side of a transaction; returns the sender's size limit, or throws the refusal. */
+  function startTransaction(address: SmtpAddress, session: SmtpSession): number {
     const st = sessions.get(session.id);
-    if (!st) return reply(421, '4.3.0 Session state lost; reconnect');
+    if (!st) throw reply(421, '4.3.0 Session state lost; reconnect');
     endTx(st, 'transaction abandoned');
     // Looked up per transaction: a client removed or changed since the connection opened is in force at once.
     const client = typeof session.user === 'string' ? current().clients.get(session.user) : current().gate.byAddress(session.remoteAddress);
-    if (!client) return reply(530, '5.7.0 Authentication required');
+    if (!client) throw reply(530, '5.7.0 Authentication required');
     const sender = current().gate.senderFor(client, address.address);
     if (!sender) {
-      return reply(550, `5.7.1 Sender address <${address.address}> is not one of client "${client.name}"'s senders (a sender's from or smtp_aliases)`);
+      throw reply(550, `5.7.1 Sender address <${address.address}> is not one of client "${client.name}"'s senders (a sender's from or smtp_aliases)`);
     }
     const limit = messageLimit(ctx.config, sender);
-    const declared = address.args ? Number(address.args.SIZE ?? 0) : 0;
-    if (declared > limit) return reply(552, `5.3.4 Message size ${declared} exceeds the limit of sender "${sender.id}" (${limit} bytes)`);
+    const declared = typeof address.args.SIZE === 'string' ? Number(address.args.SIZE) : 0;
+    if (declared > limit) throw reply(552, `5.3.4 Message size ${declared} exceeds the limit of sender "${sender.id}" (${limit} bytes)`);
     const span = tracer.startSpan('smtp submit', {
       kind: SpanKind.SERVER,
       attributes: {
@@ -185,21 +158,19 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
       },
     });
     st.tx = { client, sender, limit, span };
-    return undefined;
+    return limit;
   }
 
-  async function receive(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+  async function receive(message: SmtpMessage, session: SmtpSession): Promise<string> {
     const st = sessions.get(session.id);
     const tx = st?.tx;
-    if (!st || !tx) {
-      stream.resume();
-      throw reply(503, '5.5.1 No transaction in progress (MAIL FROM first)');
-    }
+    if (!st || !tx) throw reply(503, '5.5.1 No transaction in progress (MAIL FROM first)');
     try {
-      // The Received line goes in front of the client's bytes as they are read: one buffer, no copy.
+      // The protocol layer stopped keeping bytes at the sender's limit (onMailFrom's maxSize).
+      if (message.exceeded) throw reply(552, `5.3.4 Message exceeds the limit of sender "${tx.sender.id}" (${tx.limit} bytes)`);
+      // The Received line goes in front of the client's bytes: one copy of the message.
       const received = Buffer.from(receivedHeader(session, name), 'latin1');
-      const rawMime = await readLimited(stream, tx.limit, received);
-      if (!rawMime) throw reply(552, `5.3.4 Message exceeds the limit of sender "${tx.sender.id}" (${tx.limit} bytes)`);
+      const rawMime = Buffer.concat([received, ...message.chunks], received.length + message.size);
       const head = readHeaders(rawMime.subarray(received.length));
       if (head.truncated) throw reply(552, `5.3.4 The header section is longer than ${MAX_HEADER_BYTES} bytes`);
       if (head.from.length === 0) throw reply(550, "5.7.1 The message has no From header; it must name one of the sender's addresses");
@@ -253,9 +224,8 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
         ctx.logger.warn({ message_id: accepted.messageId, client: tx.client.name, sender: tx.sender.id }, `accepted with ${note} (suppression.mode: flag)`);
       return `2.0.0 OK ${accepted.messageId} queued`;
     } catch (err) {
-      const smtp = err as Error & { responseCode?: number };
-      if (smtp.responseCode) {
-        endTx(st, smtp.message);
+      if (err instanceof SmtpReply) {
+        endTx(st, err.message);
         throw err;
       }
       const unavailable = isRelayError(err) && err.code === ErrorCode.Unavailable;
@@ -273,78 +243,50 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     }
   }
 
-  const listen = (server: SMTPServer, port: number) =>
-    new Promise<number>((resolve, reject) => {
-      server.server.once('error', reject);
-      server.listen(port, opts.host, () => {
-        server.server.off('error', reject);
-        const a = server.server.address();
-        resolve(typeof a === 'object' && a ? a.port : port);
-      });
-    });
+  const server = (port: 'submission' | 'smtps') =>
+    createSmtpProtocolServer(
+      {
+        name,
+        banner: 'Campus Relay',
+        secure: port === 'smtps',
+        ...(opts.tls ? { tls: opts.tls } : {}),
+        size: maxSize,
+        // AUTH only over TLS (the protocol layer neither offers nor takes it before), so a client
+        // never sends its password in clear text; a printer from an allowed address may send
+        // without it, so the door, not the protocol layer, decides who must log in.
+        auth: true,
+        closeGraceMs: opts.graceMs,
+      },
+      hooks(port),
+    );
 
   let stopped: Promise<void> | undefined;
   return {
     async start() {
       const ports: { smtp?: number; smtps?: number } = {};
       if (opts.port !== undefined) {
-        const s = new SMTPServer(options('submission'));
+        const s = server('submission');
         servers.push(s);
-        ports.smtp = await listen(s, opts.port);
+        ports.smtp = await s.listen(opts.port, opts.host);
       }
       if (opts.smtpsPort !== undefined) {
-        const s = new SMTPServer(options('smtps'));
+        const s = server('smtps');
         servers.push(s);
-        ports.smtps = await listen(s, opts.smtpsPort);
+        ports.smtps = await s.listen(opts.smtpsPort, opts.host);
       }
       return ports;
     },
     stop() {
-      stopped ??= Promise.allSettled(
-        servers.map((s) => {
-          const closed = new Promise<void>((resolve) => s.close(() => resolve()));
-          // Sessions go now, but one whose message is being received or stored gets the grace
-          // period to get its reply (smtp-server answers any further command 421 meanwhile).
-          for (const c of s.connections) {
-            if (sessions.get(c.session.id)?.receiving) continue;
-            c.send(421, '4.3.2 Service shutting down');
-            c.close();
-          }
-          return closed;
-        }),
-      ).then(() => undefined);
+      // Sessions go now, but one whose message is being received or stored gets the grace
+      // period to get its reply (see SmtpProtocolServer.close).
+      stopped ??= Promise.allSettled(servers.map((s) => s.close())).then(() => undefined);
       return stopped;
     },
   };
 }
 
-/**
- * `prefix` and the message's bytes, or undefined once the message grew past `limit`: from then on
- * the rest is read and dropped rather than buffered, so a client cannot make the door hold more
- * than the limit.
- */
-function readLimited(stream: SMTPServerDataStream, limit: number, prefix: Buffer): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [prefix];
-    let size = 0;
-    let over = false;
-    stream.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (over) return;
-      if (size > limit) {
-        over = true;
-        chunks.length = 0;
-        return;
-      }
-      chunks.push(chunk);
-    });
-    stream.once('error', reject);
-    stream.once('end', () => resolve(over ? undefined : Buffer.concat(chunks, prefix.length + size)));
-  });
-}
-
 /** RFC 5321 trace field: who handed the message over, how (ESMTPSA & co., RFC 3848), when. */
-function receivedHeader(session: SMTPServerSession, name: string): string {
+function receivedHeader(session: SmtpSession, name: string): string {
   const helo = (session.hostNameAppearsAs || 'unknown').replace(/[^\x21-\x7e]/g, '?').slice(0, 255);
   const ip = session.remoteAddress.replace(/^::ffff:/, '');
   const date = new Date().toUTCString().replace(/GMT$/, '+0000');
