@@ -7,6 +7,8 @@ import { addrSpec } from '@relay/config';
 export interface SmtpGate {
   /** The client with these AUTH credentials; undefined for unknown ones. */
   login(username: string, password: string): ClientConfig | undefined;
+  /** Whether `client` still signs in with the credentials whose digest() this is (a login made before a change). */
+  holds(client: string, digest: Buffer): boolean;
   /** The first client whose `smtp.allow_ips` holds this address. */
   byAddress(ip: string): ClientConfig | undefined;
   /** The client's sender that owns `address` (its `from` or one of its `smtp_aliases`). */
@@ -43,6 +45,11 @@ export function createSmtpGate(clients: ClientConfig[], senders: Map<string, Sen
       const presented = digest(username, password);
       let found: ClientConfig | undefined;
       for (const l of logins) if (l.digest.length === presented.length && timingSafeEqual(l.digest, presented)) found = l.client;
+      return found;
+    },
+    holds(client, presented) {
+      let found = false;
+      for (const l of logins) if (l.client.name === client && l.digest.length === presented.length && timingSafeEqual(l.digest, presented)) found = true;
       return found;
     },
     byAddress(ip) {

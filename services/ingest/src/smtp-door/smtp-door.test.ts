@@ -103,6 +103,59 @@ describe('SMTP door logins', () => {
   });
 });
 
+describe('SMTP door: a login made before a change', () => {
+  const withPassword = (password: string) =>
+    parseConfig(
+      `
+clients:
+  - { name: j1, api_key: k-j1-0123456789abcdef0123456789abcdef, senders: [registrar], smtp: { username: j1, password: ${password} } }
+senders:
+  - { id: registrar, from: registrar@campus.example, transport: smtp, smtp: { host: mail.campus.example, port: 587, security: starttls } }
+`,
+      {},
+    );
+
+  it('no longer sends once its password changed: 421 4.7.0 at the next MAIL FROM', async () => {
+    const before = withPassword('old-password');
+    const ctx: IngestContext = {
+      config: before,
+      senders: new Map(before.senders.map((s) => [s.id, s])),
+      bus: {} as Bus,
+      auth: createAuthenticator(before.clients),
+      logger,
+      envelopeKey: Buffer.alloc(32),
+    };
+    const d = createSmtpDoor(ctx, { host: '127.0.0.1', port: 0, smtpsPort: undefined, tls: { cert: testCa().certPem, key: testCa().keyPem }, graceMs: 1_000 });
+    const { smtp } = await d.start();
+    try {
+      const c = await client(smtp!);
+      c.send('EHLO j1.test');
+      await c.until(/^250 /);
+      c.send('STARTTLS');
+      await c.until(/^220 /, 2);
+      await c.starttls();
+      c.send('EHLO j1.test');
+      await c.until(/^250 /, 2);
+      c.send(`AUTH PLAIN ${Buffer.from('\0j1\0old-password').toString('base64')}`);
+      await c.until(/^235 /);
+      c.send('MAIL FROM:<registrar@campus.example>');
+      await c.until(/^250 2\.1\.0 /);
+      c.send('RSET');
+      await c.until(/^250 2\.0\.0 /);
+      // The password is changed (relay.yaml edited, or CreateSmtpPassword): this session signed in with the old one.
+      const after = withPassword('new-password');
+      ctx.config = after;
+      ctx.senders = new Map(after.senders.map((s) => [s.id, s]));
+      c.send('MAIL FROM:<registrar@campus.example>');
+      await c.until(/^421 /);
+      expect(c.lines.at(-1)).toBe('421 4.7.0 The credentials this session signed in with are no longer valid; reconnect and sign in again');
+      await c.closed;
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
 describe('SMTP door shutdown', () => {
   it('closes idle sessions with 421 at once instead of waiting out the grace period', async () => {
     const d = door();

@@ -7,7 +7,7 @@ import { relayInstruments } from '@relay/telemetry';
 import { acceptMessage } from '../accept.js';
 import { messageLimit, type IngestContext } from '../mail-service.js';
 import { flagNote, suppressedFor, suppressionRefusal } from '../suppression-check.js';
-import { createSmtpGate } from './gate.js';
+import { createSmtpGate, digest } from './gate.js';
 import {
   createSmtpProtocolServer,
   type SmtpAddress,
@@ -50,6 +50,8 @@ interface SessionState {
   /** The transaction in progress, from an accepted MAIL FROM to the reply to its message. */
   tx: Transaction | undefined;
   failedLogins: number;
+  /** The digest of the credentials this session logged in with: checked again at each MAIL FROM. */
+  login?: Buffer;
 }
 
 /** An SMTP reply; the enhanced status code goes at the start of `message`. */
@@ -112,6 +114,8 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
         if (st && ++st.failedLogins >= MAX_FAILED_LOGINS) throw reply(421, '4.7.0 Too many failed authentication attempts; closing');
         throw reply(535, '5.7.8 Authentication credentials invalid');
       }
+      const st = sessions.get(session.id);
+      if (st) st.login = digest(auth.username, auth.password);
       return { user: client.name };
     },
     onMailFrom(address, session) {
@@ -139,6 +143,10 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     endTx(st, 'transaction abandoned');
     // Looked up per transaction: a client removed or changed since the connection opened is in force at once.
     const client = typeof session.user === 'string' ? current().clients.get(session.user) : current().gate.byAddress(session.remoteAddress);
+    // A password changed or removed since this session logged in no longer sends: the client signs in again.
+    if (typeof session.user === 'string' && !(st.login && current().gate.holds(session.user, st.login))) {
+      throw reply(421, '4.7.0 The credentials this session signed in with are no longer valid; reconnect and sign in again');
+    }
     if (!client) throw reply(530, '5.7.0 Authentication required');
     const sender = current().gate.senderFor(client, address.address);
     if (!sender) {
@@ -256,6 +264,7 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
         // without it, so the door, not the protocol layer, decides who must log in.
         auth: true,
         closeGraceMs: opts.graceMs,
+        onError: (err) => ctx.logger.warn({ err: describe(err), port }, 'smtp door could not accept a connection'),
       },
       hooks(port),
     );

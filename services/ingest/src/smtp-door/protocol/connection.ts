@@ -20,6 +20,7 @@ export interface ConnectionOptions {
   maxBadCommands: number;
   maxRecipients: number;
   idleTimeoutMs: number;
+  handshakeTimeoutMs: number;
 }
 
 interface Transaction {
@@ -73,6 +74,8 @@ export class SmtpConnection implements SmtpSession {
   private overlong = false;
   private busy = true;
   private pumping = false;
+  /** Waiting for the client to read replies written so far. */
+  private draining = false;
   private upgrading = false;
   private authStep: ((line: string) => void) | undefined;
   private decoder = new DotDecoder();
@@ -144,18 +147,24 @@ export class SmtpConnection implements SmtpSession {
     socket.on('data', this.onData);
     socket.on('error', () => this.destroy());
     socket.once('close', this.onClose);
-    socket.setTimeout(this.opts.idleTimeoutMs, this.onTimeout);
+    // A listener of its own (setTimeout's callback would be called once only).
+    socket.on('timeout', this.onTimeout);
+    socket.setTimeout(this.opts.idleTimeoutMs);
   }
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.mode === 'closed') return;
     this.queue.push(chunk);
-    this.pump();
+    this.guard(() => this.pump());
   };
 
   private readonly onTimeout = (): void => {
-    // A hook still at work (storing a message) is not the client's idleness.
-    if (this.busy || this.mode === 'closed') return;
+    if (this.mode === 'closed') return;
+    // A hook still at work (storing a message) is not the client's idleness: wait another period.
+    if (this.busy) {
+      this.socket.setTimeout(this.opts.idleTimeoutMs);
+      return;
+    }
     this.reply(421, '4.4.2 Idle timeout; closing the connection');
     this.close();
   };
@@ -167,6 +176,8 @@ export class SmtpConnection implements SmtpSession {
     this.raw.destroy();
     try {
       this.hooks.onClose?.(this);
+    } catch {
+      // The connection is gone either way; a failing hook must not take the process with it.
     } finally {
       this.markClosed();
     }
@@ -177,7 +188,13 @@ export class SmtpConnection implements SmtpSession {
     this.pumping = true;
     this.socket.cork();
     try {
-      while (!this.busy && !this.upgrading && this.mode !== 'closed') {
+      // Replies the client does not read stop the reading of its commands (no unbounded output).
+      while (!this.busy && !this.upgrading && this.mode !== 'closed' && !this.draining) {
+        if (this.socket.writableNeedDrain) {
+          this.draining = true;
+          this.socket.once('drain', this.onDrain);
+          break;
+        }
         const buf = this.queue.shift();
         if (!buf) break;
         const rest = this.consume(buf);
@@ -188,8 +205,13 @@ export class SmtpConnection implements SmtpSession {
       this.socket.uncork();
     }
     if (this.upgrading) this.upgrade();
-    else if (this.busy) this.socket.pause();
+    else if (this.busy || this.draining) this.socket.pause();
   }
+
+  private readonly onDrain = (): void => {
+    this.draining = false;
+    this.resume();
+  };
 
   private resume(): undefined {
     if (this.mode === 'closed' || this.upgrading) return;
@@ -500,21 +522,29 @@ export class SmtpConnection implements SmtpSession {
     const plain = this.socket;
     plain.removeListener('data', this.onData);
     plain.removeListener('close', this.onClose);
+    plain.removeListener('timeout', this.onTimeout);
     plain.setTimeout(0);
     const secure = new TLSSocket(plain, { isServer: true, secureContext: this.secureContext });
     this.socket = secure;
     this.attach(secure);
-    secure.once('secure', () => {
-      this.secure = true;
-      // RFC 3207 4.2: nothing the client said before TLS counts after it.
-      this.reset();
-      this.hostNameAppearsAs = '';
-      this.esmtp = false;
-      this.user = undefined;
-      this.upgrading = false;
-      this.hooks.onSecure?.(this);
-      this.resume();
-    });
+    // A handshake that does not finish ends the connection (the idle timer would wait minutes).
+    const handshake = setTimeout(() => this.destroy(), this.opts.handshakeTimeoutMs);
+    handshake.unref();
+    secure.once('close', () => clearTimeout(handshake));
+    secure.once('secure', () =>
+      this.guard(() => {
+        clearTimeout(handshake);
+        this.secure = true;
+        // RFC 3207 4.2: nothing the client said before TLS counts after it.
+        this.reset();
+        this.hostNameAppearsAs = '';
+        this.esmtp = false;
+        this.user = undefined;
+        this.upgrading = false;
+        this.hooks.onSecure?.(this);
+        this.resume();
+      }),
+    );
   }
 
   private auth(arg: string): undefined {
@@ -556,11 +586,11 @@ export class SmtpConnection implements SmtpSession {
     try {
       result = hook();
     } catch (err) {
-      failed(err);
+      this.guard(() => failed(err));
       return;
     }
     if (!isThenable(result)) {
-      done(result);
+      this.guard(() => done(result));
       return;
     }
     this.busy = true;
@@ -578,6 +608,15 @@ export class SmtpConnection implements SmtpSession {
       )
       .then(() => this.resume())
       .catch(() => this.destroy());
+  }
+
+  /** Runs `fn`; should it throw (a defect), this connection ends instead of the process. */
+  private guard(fn: () => void): undefined {
+    try {
+      fn();
+    } catch {
+      this.destroy();
+    }
   }
 
   private refuse(err: unknown): undefined {

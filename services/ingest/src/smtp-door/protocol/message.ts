@@ -3,16 +3,31 @@ const LF = 10;
 const DOT = 46;
 const CR_ONLY = Buffer.from('\r');
 
+/** Pieces shorter than this are copied into a shared block rather than kept as slices of their own. */
+const SMALL_PIECE = 4096;
+/** The size of the blocks small pieces are gathered in. */
+const BLOCK = 64 * 1024;
+
 /**
- * The message bytes of one transaction, kept as the slices of the socket's buffers they arrived
- * in (no copy), up to `limit`; past it nothing more is kept, only counted.
+ * The message bytes of one transaction, up to `limit`; past it nothing more is kept, only counted.
+ * Large pieces are kept as the slices of the socket's buffers they arrived in (no copy); small
+ * ones (a dot-stuffed line, a tiny BDAT chunk or TLS record) are gathered into 64 KiB blocks, so
+ * that a message made of many tiny pieces costs its bytes and not an object per piece.
  */
 export class MessageSink {
-  chunks: Buffer[] = [];
+  private readonly pieces: Buffer[] = [];
+  private block: Buffer | undefined;
+  private used = 0;
   size = 0;
   exceeded = false;
 
   constructor(readonly limit: number) {}
+
+  /** The bytes kept, in order (empty once over the limit). */
+  get chunks(): readonly Buffer[] {
+    this.flush();
+    return this.pieces;
+  }
 
   /** True when `n` more bytes would take the message past the limit (BDAT checks before reading). */
   wouldExceed(n: number): boolean {
@@ -22,20 +37,46 @@ export class MessageSink {
   /** Counts `n` bytes that were dropped unread, and marks the message as over the limit. */
   overflow(n: number): void {
     this.size += n;
-    this.exceeded = true;
-    this.chunks = [];
+    this.drop();
   }
 
   readonly add = (chunk: Buffer): void => {
     this.size += chunk.length;
     if (this.exceeded) return;
-    if (this.size > this.limit) {
-      this.exceeded = true;
-      this.chunks = [];
+    if (this.size > this.limit) return this.drop();
+    if (chunk.length >= SMALL_PIECE) {
+      this.flush();
+      this.pieces.push(chunk);
       return;
     }
-    this.chunks.push(chunk);
+    let from = 0;
+    while (from < chunk.length) {
+      if (!this.block || this.used === this.block.length) {
+        this.flush();
+        this.block = Buffer.allocUnsafe(Math.min(BLOCK, Math.max(SMALL_PIECE, this.limit - this.size + chunk.length - from)));
+        this.used = 0;
+      }
+      const n = chunk.copy(this.block, this.used, from);
+      this.used += n;
+      from += n;
+    }
   };
+
+  private flush(): void {
+    if (this.block && this.used > 0) this.pieces.push(this.block.subarray(0, this.used));
+    if (this.block && this.used === this.block.length) this.block = undefined;
+    else if (this.block) {
+      this.block = this.block.subarray(this.used);
+      this.used = 0;
+    }
+  }
+
+  private drop(): void {
+    this.exceeded = true;
+    this.pieces.length = 0;
+    this.block = undefined;
+    this.used = 0;
+  }
 }
 
 enum State {

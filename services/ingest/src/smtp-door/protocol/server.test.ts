@@ -573,3 +573,86 @@ describe('SMTP protocol: close() and a TLS handshake that never comes', () => {
     expect(silent.destroyed).toBe(true);
   });
 });
+
+describe('SMTP protocol: what a client may make the server hold', () => {
+  it('stops reading commands while the client does not read the replies, and goes on once it does', async () => {
+    let mails = 0;
+    const { port } = await serve({
+      onMailFrom: () => {
+        mails++;
+      },
+    });
+    const socket = connect({ host: '127.0.0.1', port });
+    await new Promise<void>((r) => socket.once('connect', () => r()));
+    // Never read: the replies (about 10 MB) pile up in front of the client.
+    socket.pause();
+    const total = 300_000;
+    const batch = 'MAIL FROM:<a@b.test>\r\nRSET\r\n'.repeat(1_000);
+    socket.write('EHLO c.test\r\n');
+    for (let i = 0; i < total / 1_000; i++) socket.write(batch);
+    // Until the count stops moving: the server reads no further than its replies can go.
+    let last = -1;
+    while (mails !== last) {
+      last = mails;
+      await delay(300);
+    }
+    expect(mails).toBeLessThan(total);
+    socket.resume();
+    socket.on('data', () => {});
+    const started = Date.now();
+    while (mails < total && Date.now() - started < 30_000) await delay(50);
+    expect(mails).toBe(total);
+    socket.destroy();
+  });
+
+  it('keeps many tiny pieces of a message as a few blocks', async () => {
+    const { port, messages } = await serve({}, { size: 1_000_000 });
+    const c = await client(port);
+    await c.exchange('EHLO c.test', 'MAIL FROM:<a@b.test>', 'RCPT TO:<x@b.test>');
+    // 20,000 one-byte chunks, then the last.
+    c.write('BDAT 1\r\nx'.repeat(20_000));
+    await c.until(/^250 2\.0\.0 1 octets received/, 20_000);
+    await c.exchange('BDAT 0 LAST');
+    expect(messages[0]!.bytes.toString()).toBe('x'.repeat(20_000));
+    expect(messages[0]!.message.chunks.length).toBeLessThanOrEqual(2);
+  });
+
+  it('still closes an idle connection after a hook took longer than the idle timeout', async () => {
+    const { port } = await serve({ onMessage: () => delay(500).then(() => '2.0.0 OK stored') }, { idleTimeoutMs: 200 });
+    const c = await client(port);
+    await c.exchange('EHLO c.test', 'MAIL FROM:<a@b.test>', 'RCPT TO:<x@b.test>');
+    c.write('BDAT 3 LAST\r\nabc');
+    await c.until(/^250 2\.0\.0 OK stored/);
+    await c.closed;
+    expect(c.lines.at(-1)).toBe('421 4.4.2 Idle timeout; closing the connection');
+  });
+
+  it('ends a connection whose TLS handshake after STARTTLS does not come', async () => {
+    const { port } = await serve({}, { handshakeTimeoutMs: 200 });
+    const c = await client(port);
+    await c.exchange('EHLO c.test');
+    c.send('STARTTLS');
+    await c.until(/^220 2\.0\.0 /);
+    await c.closed;
+  });
+
+  it('refuses a connection over the per-address limit with 421 4.7.0, and takes one again once another closed', async () => {
+    const { port } = await serve({}, { maxConnectionsPerAddress: 2 });
+    const first = await client(port);
+    await client(port);
+    const third = connect({ host: '127.0.0.1', port });
+    const said = await new Promise<string>((r) => {
+      let text = '';
+      third.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      third.once('close', () => r(text));
+    });
+    expect(said).toBe('421 4.7.0 Too many connections from your address (at most 2); try again later\r\n');
+    first.send('QUIT');
+    await first.closed;
+    // The count goes down when a connection has closed: a new one is greeted.
+    await delay(50);
+    await client(port);
+  });
+});

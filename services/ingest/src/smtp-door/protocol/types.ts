@@ -81,6 +81,14 @@ export interface SmtpProtocolOptions {
   idleTimeoutMs?: number;
   /** How long close() lets a message being received or stored finish. */
   closeGraceMs?: number;
+  /** How long a client has to finish the TLS handshake after STARTTLS. */
+  handshakeTimeoutMs?: number;
+  /** Connections open at once on this port; past it a new one is closed at once. */
+  maxConnections?: number;
+  /** Connections open at once from one address; past it a new one gets 421 4.7.0 and is closed. */
+  maxConnectionsPerAddress?: number;
+  /** Errors of the listening socket after it started (accept failures); they do not stop it. */
+  onError?(err: Error): void;
 }
 
 /** Longest command line (RFC 5321 allows 512; ESMTP parameters add to it). */
@@ -89,3 +97,7 @@ export const DEFAULT_MAX_BAD_COMMANDS = 10;
 export const DEFAULT_MAX_RECIPIENTS = 1000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 5 * 60_000;
 export const DEFAULT_CLOSE_GRACE_MS = 30_000;
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
+export const DEFAULT_MAX_CONNECTIONS = 1000;
+/** As Postfix's smtpd_client_connection_count_limit. */
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 50;
