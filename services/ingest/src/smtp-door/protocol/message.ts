@@ -3,21 +3,20 @@ const LF = 10;
 const DOT = 46;
 const CR_ONLY = Buffer.from('\r');
 
-/** Pieces shorter than this are copied into a shared block rather than kept as slices of their own. */
+/** Pieces shorter than this are joined with their neighbours rather than kept as slices of their own. */
 const SMALL_PIECE = 4096;
-/** The size of the blocks small pieces are gathered in. */
-const BLOCK = 64 * 1024;
 
 /**
  * The message bytes of one transaction, up to `limit`; past it nothing more is kept, only counted.
- * Large pieces are kept as the slices of the socket's buffers they arrived in (no copy); small
- * ones (a dot-stuffed line, a tiny BDAT chunk or TLS record) are gathered into 64 KiB blocks, so
- * that a message made of many tiny pieces costs its bytes and not an object per piece.
+ * Pieces are kept as the slices of the socket's buffers they arrived in (no copy), but runs of
+ * small ones (dot-stuffed lines, tiny BDAT chunks or TLS records) are joined into one buffer of
+ * at least 4 KiB, so that a message made of many tiny pieces costs its bytes and not an object
+ * per piece.
  */
 export class MessageSink {
   private readonly pieces: Buffer[] = [];
-  private block: Buffer | undefined;
-  private used = 0;
+  private small: Buffer[] = [];
+  private smallBytes = 0;
   size = 0;
   exceeded = false;
 
@@ -25,7 +24,7 @@ export class MessageSink {
 
   /** The bytes kept, in order (empty once over the limit). */
   get chunks(): readonly Buffer[] {
-    this.flush();
+    this.settle();
     return this.pieces;
   }
 
@@ -45,37 +44,28 @@ export class MessageSink {
     if (this.exceeded) return;
     if (this.size > this.limit) return this.drop();
     if (chunk.length >= SMALL_PIECE) {
-      this.flush();
+      this.settle();
       this.pieces.push(chunk);
       return;
     }
-    let from = 0;
-    while (from < chunk.length) {
-      if (!this.block || this.used === this.block.length) {
-        this.flush();
-        this.block = Buffer.allocUnsafe(Math.min(BLOCK, Math.max(SMALL_PIECE, this.limit - this.size + chunk.length - from)));
-        this.used = 0;
-      }
-      const n = chunk.copy(this.block, this.used, from);
-      this.used += n;
-      from += n;
-    }
+    this.small.push(chunk);
+    this.smallBytes += chunk.length;
+    if (this.smallBytes >= SMALL_PIECE) this.settle();
   };
 
-  private flush(): void {
-    if (this.block && this.used > 0) this.pieces.push(this.block.subarray(0, this.used));
-    if (this.block && this.used === this.block.length) this.block = undefined;
-    else if (this.block) {
-      this.block = this.block.subarray(this.used);
-      this.used = 0;
-    }
+  /** Moves the small pieces waiting to the kept ones, joined into one. */
+  private settle(): void {
+    if (this.small.length === 0) return;
+    this.pieces.push(this.small.length === 1 ? this.small[0]! : Buffer.concat(this.small, this.smallBytes));
+    this.small = [];
+    this.smallBytes = 0;
   }
 
   private drop(): void {
     this.exceeded = true;
     this.pieces.length = 0;
-    this.block = undefined;
-    this.used = 0;
+    this.small = [];
+    this.smallBytes = 0;
   }
 }
 

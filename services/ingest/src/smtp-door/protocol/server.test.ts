@@ -605,7 +605,7 @@ describe('SMTP protocol: what a client may make the server hold', () => {
     socket.destroy();
   });
 
-  it('keeps many tiny pieces of a message as a few blocks', async () => {
+  it('keeps many tiny pieces of a message joined, 4 KiB or more each', async () => {
     const { port, messages } = await serve({}, { size: 1_000_000 });
     const c = await client(port);
     await c.exchange('EHLO c.test', 'MAIL FROM:<a@b.test>', 'RCPT TO:<x@b.test>');
@@ -614,7 +614,7 @@ describe('SMTP protocol: what a client may make the server hold', () => {
     await c.until(/^250 2\.0\.0 1 octets received/, 20_000);
     await c.exchange('BDAT 0 LAST');
     expect(messages[0]!.bytes.toString()).toBe('x'.repeat(20_000));
-    expect(messages[0]!.message.chunks.length).toBeLessThanOrEqual(2);
+    expect(messages[0]!.message.chunks.length).toBeLessThanOrEqual(Math.ceil(20_000 / 4096));
   });
 
   it('still closes an idle connection after a hook took longer than the idle timeout', async () => {
