@@ -42,7 +42,10 @@ export class MessageSink {
   readonly add = (chunk: Buffer): void => {
     this.size += chunk.length;
     if (this.exceeded) return;
-    if (this.size > this.limit) return this.drop();
+    if (this.size > this.limit) {
+      this.drop();
+      return;
+    }
     if (chunk.length >= SMALL_PIECE) {
       this.settle();
       this.pieces.push(chunk);
