@@ -156,6 +156,53 @@ senders:
   });
 });
 
+describe('SMTP door: SIZE follows the configuration', () => {
+  const withLimit = (bytes: number) =>
+    parseConfig(
+      `
+clients:
+  - { name: printer, api_key: k-0123456789abcdef0123456789abcdef0, senders: [scans], smtp: { allow_ips: [127.0.0.1] } }
+senders:
+  - { id: scans, from: scans@campus.example, transport: smtp, smtp: { host: mail.campus.example, port: 587, security: starttls }, rate: { max_message_bytes: ${bytes} } }
+limits: { max_message_bytes: 2000 }
+`,
+      {},
+    );
+
+  it('advertises and takes a larger limit set after the door started', async () => {
+    const before = withLimit(2000);
+    const ctx: IngestContext = {
+      config: before,
+      senders: new Map(before.senders.map((s) => [s.id, s])),
+      bus: {} as Bus,
+      auth: createAuthenticator(before.clients),
+      logger,
+      envelopeKey: Buffer.alloc(32),
+    };
+    const d = createSmtpDoor(ctx, { host: '127.0.0.1', port: 0, smtpsPort: undefined, tls: { cert: testCa().certPem, key: testCa().keyPem }, graceMs: 1_000 });
+    const { smtp } = await d.start();
+    try {
+      const c = await client(smtp!);
+      c.send('EHLO scanner.test');
+      await c.until(/^250 /);
+      expect(c.lines).toContain('250-SIZE 2000');
+      c.send('MAIL FROM:<scans@campus.example> SIZE=30000');
+      await c.until(/^552 /);
+      // The sender's limit is raised (relay.yaml, or PutSender): the next EHLO and MAIL go by it.
+      const after = withLimit(50_000);
+      ctx.config = after;
+      ctx.senders = new Map(after.senders.map((s) => [s.id, s]));
+      c.send('EHLO scanner.test');
+      await c.until(/^250 /, 2);
+      expect(c.lines).toContain('250-SIZE 50000');
+      c.send('MAIL FROM:<scans@campus.example> SIZE=30000');
+      await c.until(/^250 2\.1\.0 /);
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
 describe('SMTP door shutdown', () => {
   it('closes idle sessions with 421 at once instead of waiting out the grace period', async () => {
     const d = door();

@@ -73,16 +73,20 @@ const MAX_FAILED_LOGINS = 3;
  */
 export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpDoor {
   // Rebuilt when the configuration changes (relay.yaml edits, the registry).
-  let view = { config: ctx.config, gate: createSmtpGate(ctx.config.clients, ctx.senders), clients: new Map(ctx.config.clients.map((c) => [c.name, c])) };
+  const viewOf = (config: IngestContext['config']) => ({
+    config,
+    gate: createSmtpGate(config.clients, ctx.senders),
+    clients: new Map(config.clients.map((c) => [c.name, c])),
+    // Advertised as SIZE: the largest limit of any sender (each sender's own is enforced).
+    maxSize: Math.max(config.limits.maxMessageBytes, ...config.senders.map((s) => messageLimit(config, s))),
+  });
+  let view = viewOf(ctx.config);
   const current = () => {
-    if (view.config !== ctx.config) {
-      view = { config: ctx.config, gate: createSmtpGate(ctx.config.clients, ctx.senders), clients: new Map(ctx.config.clients.map((c) => [c.name, c])) };
-    }
+    if (view.config !== ctx.config) view = viewOf(ctx.config);
     return view;
   };
   const sessions = new Map<string, SessionState>();
   const name = opts.name ?? hostname();
-  const maxSize = Math.max(ctx.config.limits.maxMessageBytes, ...ctx.config.senders.map((s) => messageLimit(ctx.config, s)));
   const servers: SmtpProtocolServer[] = [];
   const tracer = trace.getTracer('campus-relay');
 
@@ -258,7 +262,7 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
         banner: 'Campus Relay',
         secure: port === 'smtps',
         ...(opts.tls ? { tls: opts.tls } : {}),
-        size: maxSize,
+        size: () => current().maxSize,
         // AUTH only over TLS (the protocol layer neither offers nor takes it before), so a client
         // never sends its password in clear text; a printer from an allowed address may send
         // without it, so the door, not the protocol layer, decides who must log in.

@@ -14,7 +14,7 @@ const CR = 13;
 export interface ConnectionOptions {
   name: string;
   banner: string;
-  size: number;
+  size: () => number;
   auth: boolean;
   maxLineBytes: number;
   maxBadCommands: number;
@@ -343,7 +343,7 @@ export class SmtpConnection implements SmtpSession {
     this.esmtp = verb === 'EHLO';
     const greeting = `${this.opts.name} Hello [${this.remoteAddress.replace(/^::ffff:/, '')}]`;
     if (!this.esmtp) return this.write(`250 ${greeting}\r\n`);
-    const lines = [greeting, 'PIPELINING', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'CHUNKING', `SIZE ${this.opts.size}`];
+    const lines = [greeting, 'PIPELINING', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'CHUNKING', `SIZE ${this.opts.size()}`];
     if (!this.secure && this.secureContext) lines.push('STARTTLS');
     if (this.secure && this.opts.auth && this.hooks.onAuth) lines.push('AUTH PLAIN LOGIN');
     this.write(lines.map((l, i) => `250${i === lines.length - 1 ? ' ' : '-'}${l}\r\n`).join(''));
@@ -383,11 +383,12 @@ export class SmtpConnection implements SmtpSession {
     }
     const utf8 = from.args.SMTPUTF8 === true;
     if (!utf8 && hasNonAscii(from.address)) return this.bad(553, '5.6.7 A non-ASCII address needs the SMTPUTF8 parameter');
-    if (declared > this.opts.size) return this.reply(552, `5.3.4 Message size ${declared} exceeds the maximum message size of ${this.opts.size} bytes`);
+    const size = this.opts.size();
+    if (declared > size) return this.reply(552, `5.3.4 Message size ${declared} exceeds the maximum message size of ${size} bytes`);
     this.call(
       () => this.hooks.onMailFrom?.(from, this),
       (limits) => {
-        const maxSize = Math.min(this.opts.size, limits?.maxSize ?? this.opts.size);
+        const maxSize = Math.min(size, limits?.maxSize ?? size);
         this.tx = { mailFrom: from, rcptTo: [], maxSize, utf8, via: undefined, sink: undefined };
         this.reply(250, '2.1.0 Sender OK');
       },

@@ -28,11 +28,13 @@ export interface SmtpProtocolServer {
 export function createSmtpProtocolServer(options: SmtpProtocolOptions, hooks: SmtpHooks): SmtpProtocolServer {
   const secureContext = options.tls ? createSecureContext({ cert: options.tls.cert, key: options.tls.key }) : undefined;
   if (options.secure && !secureContext) throw new Error('SMTP protocol server: implicit TLS (secure) needs tls.cert and tls.key');
-  if (!(options.size > 0)) throw new Error(`SMTP protocol server: size must be a positive number of bytes, got ${options.size}`);
+  const given = options.size;
+  const size = typeof given === 'function' ? given : () => given;
+  if (!(size() > 0)) throw new Error(`SMTP protocol server: size must be a positive number of bytes, got ${size()}`);
   const resolved = {
     name: options.name,
     banner: options.banner ?? '',
-    size: options.size,
+    size,
     auth: options.auth,
     maxLineBytes: options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
     maxBadCommands: options.maxBadCommands ?? DEFAULT_MAX_BAD_COMMANDS,

@@ -67,8 +67,8 @@ export interface SmtpProtocolOptions {
   secure: boolean;
   /** Certificate and key: STARTTLS is offered with them (and required for `secure`). */
   tls?: { cert: string | Buffer; key: string | Buffer };
-  /** Largest message, advertised as SIZE. */
-  size: number;
+  /** Largest message, advertised as SIZE; a function is asked at each EHLO and MAIL (a limit that changes at runtime). */
+  size: number | (() => number);
   /** Offer AUTH PLAIN LOGIN over TLS (never over plain text); needs hooks.onAuth. */
   auth: boolean;
   /** Longest command line with its parameters, CRLF excluded. */
