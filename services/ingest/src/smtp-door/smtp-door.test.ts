@@ -203,6 +203,56 @@ limits: { max_message_bytes: 2000 }
   });
 });
 
+describe('SMTP door: logins guessed over many connections', () => {
+  it('refuses AUTH from an address with too many recent failures, on a new connection too', async () => {
+    const ctx: IngestContext = {
+      config,
+      senders: new Map(config.senders.map((s) => [s.id, s])),
+      bus: {} as Bus,
+      auth: createAuthenticator(config.clients),
+      logger,
+      envelopeKey: Buffer.alloc(32),
+    };
+    const d = createSmtpDoor(ctx, {
+      host: '127.0.0.1',
+      port: 0,
+      smtpsPort: undefined,
+      tls: { cert: testCa().certPem, key: testCa().keyPem },
+      graceMs: 1_000,
+      loginFailuresPerAddress: 4,
+    });
+    const { smtp } = await d.start();
+    const signedIn = async () => {
+      const c = await client(smtp!, '127.0.0.9');
+      c.send('EHLO guesser.test');
+      await c.until(/^250 /);
+      c.send('STARTTLS');
+      await c.until(/^220 /, 2);
+      await c.starttls();
+      c.send('EHLO guesser.test');
+      await c.until(/^250 /, 2);
+      return c;
+    };
+    const guess = (c: Awaited<ReturnType<typeof signedIn>>, password: string) => c.send(`AUTH PLAIN ${Buffer.from(`\0j1\0${password}`).toString('base64')}`);
+    try {
+      const first = await signedIn();
+      for (const p of ['one', 'two', 'three']) guess(first, p);
+      await first.until(/^421 4\.7\.0 Too many failed authentication attempts/);
+      await first.closed;
+      const second = await signedIn();
+      guess(second, 'four');
+      await second.until(/^535 5\.7\.8 /);
+      // The fifth guess from the address is not checked at all.
+      guess(second, 'five');
+      await second.until(/^421 /);
+      expect(second.lines.at(-1)).toBe('421 4.7.0 Too many failed logins from your address; try again in 15 minutes');
+      await second.closed;
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
 describe('SMTP door shutdown', () => {
   it('closes idle sessions with 421 at once instead of waiting out the grace period', async () => {
     const d = door();

@@ -30,6 +30,8 @@ export interface SmtpDoorOptions {
   graceMs: number;
   /** The name in the greeting and in Received headers. */
   name?: string;
+  /** Failed logins from one address within 15 minutes after which its AUTH is refused until they age out (default 10). */
+  loginFailuresPerAddress?: number;
 }
 
 export interface SmtpDoor {
@@ -58,6 +60,11 @@ interface SessionState {
 function reply(code: number, message: string): SmtpReply {
   return new SmtpReply(code, message);
 }
+
+/** How long failed logins from an address count against it. */
+const LOGIN_FAILURE_WINDOW_MS = 15 * 60_000;
+/** Addresses whose failed logins are remembered at once; past it the oldest are forgotten. */
+const MAX_ADDRESSES_TRACKED = 10_000;
 
 /** Failed AUTH attempts a session may make before it is closed. */
 const MAX_FAILED_LOGINS = 3;
@@ -97,6 +104,23 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
     st.tx = undefined;
   };
 
+  const maxFailuresPerAddress = opts.loginFailuresPerAddress ?? 10;
+  const failures = new Map<string, { count: number; since: number }>();
+  const recentFailures = (address: string) => {
+    const f = failures.get(address);
+    if (f && Date.now() - f.since > LOGIN_FAILURE_WINDOW_MS) {
+      failures.delete(address);
+      return undefined;
+    }
+    return f;
+  };
+  const countFailure = (address: string) => {
+    const f = recentFailures(address);
+    if (f) return void f.count++;
+    if (failures.size >= MAX_ADDRESSES_TRACKED) failures.delete(failures.keys().next().value!);
+    failures.set(address, { count: 1, since: Date.now() });
+  };
+
   const hooks = (port: 'submission' | 'smtps'): SmtpHooks => ({
     onConnect(session) {
       relayInstruments().smtpSessions.add(1, { port });
@@ -110,9 +134,16 @@ export function createSmtpDoor(ctx: IngestContext, opts: SmtpDoorOptions): SmtpD
       endTx(sessions.get(session.id), 'transaction abandoned');
     },
     onAuth(auth, session) {
+      // Guessing over many connections: an address with too many recent failures is not heard.
+      const failed = recentFailures(session.remoteAddress);
+      if (failed && failed.count >= maxFailuresPerAddress) {
+        const minutes = Math.max(1, Math.ceil((failed.since + LOGIN_FAILURE_WINDOW_MS - Date.now()) / 60_000));
+        throw reply(421, `4.7.0 Too many failed logins from your address; try again in ${minutes} minute${minutes === 1 ? '' : 's'}`);
+      }
       const client = auth.username && auth.password ? current().gate.login(auth.username, auth.password) : undefined;
       if (!client) {
         ctx.logger.info({ smtp_session: session.id, remote: session.remoteAddress, user: auth.username }, 'smtp auth refused');
+        countFailure(session.remoteAddress);
         const st = sessions.get(session.id);
         // Password guessing costs a new connection every few tries (a 421 closes this one).
         if (st && ++st.failedLogins >= MAX_FAILED_LOGINS) throw reply(421, '4.7.0 Too many failed authentication attempts; closing');
