@@ -9,7 +9,7 @@ import { testCa, testRedisUrl, uniquePrefix } from '@relay/testkit';
 import { createAuthenticator } from '../auth.js';
 import { createClientBudget, type ClientBudget } from '../client-budget.js';
 import type { IngestContext } from '../mail-service.js';
-import { createSmtpDoor } from './smtp-door.js';
+import { createSmtpDoor, type SmtpDoorOptions } from './smtp-door.js';
 
 /** The largest sender limit, which EHLO advertises as SIZE. */
 const MAX_SIZE = 50_000;
@@ -31,19 +31,41 @@ const redis = new Redis(testRedisUrl());
 const logger = createLogger({ service: 'test', level: 'silent' });
 afterAll(() => redis.disconnect());
 
-function door(budget?: ClientBudget) {
-  // No broker: a message that gets past every check is answered "not stored" (451).
-  const ctx: IngestContext = {
-    config,
-    senders: new Map(config.senders.map((s) => [s.id, s])),
+/** What ingest gives the door, with no broker: a message that gets past every check is answered "not stored" (451). */
+function contextFor(cfg: typeof config, budget?: ClientBudget): IngestContext {
+  return {
+    config: cfg,
+    senders: new Map(cfg.senders.map((s) => [s.id, s])),
     bus: {} as Bus,
-    auth: createAuthenticator(config.clients),
+    auth: createAuthenticator(cfg.clients),
     budget,
     logger,
     envelopeKey: Buffer.alloc(32),
   };
-  return createSmtpDoor(ctx, { host: '127.0.0.1', port: 0, smtpsPort: undefined, tls: { cert: testCa().certPem, key: testCa().keyPem }, graceMs: 60_000 });
 }
+
+function doorFor(ctx: IngestContext, options: Partial<SmtpDoorOptions> = {}) {
+  return createSmtpDoor(ctx, {
+    host: '127.0.0.1',
+    port: 0,
+    smtpsPort: undefined,
+    tls: { cert: testCa().certPem, key: testCa().keyPem },
+    graceMs: 1_000,
+    ...options,
+  });
+}
+
+function door(budget?: ClientBudget) {
+  return doorFor(contextFor(config, budget), { graceMs: 60_000 });
+}
+
+/** A change of configuration as ingest makes it (relay.yaml edited, or the registry). */
+function reconfigure(ctx: IngestContext, cfg: typeof config) {
+  ctx.config = cfg;
+  ctx.senders = new Map(cfg.senders.map((s) => [s.id, s]));
+}
+
+const authPlain = (user: string, password: string) => `AUTH PLAIN ${Buffer.from(`\0${user}\0${password}`).toString('base64')}`;
 
 /** A raw client: sends lines, collects every reply line; `starttls()` after a 220 to STARTTLS. */
 async function client(port: number, localAddress = '127.0.0.1') {
@@ -77,20 +99,26 @@ async function client(port: number, localAddress = '127.0.0.1') {
   };
 }
 
+/** A client past EHLO, STARTTLS and EHLO again: ready to AUTH. */
+async function overTls(port: number, localAddress?: string) {
+  const c = await client(port, localAddress);
+  c.send('EHLO client.test');
+  await c.until(/^250 /);
+  c.send('STARTTLS');
+  await c.until(/^220 /, 2);
+  await c.starttls();
+  c.send('EHLO client.test');
+  await c.until(/^250 /, 2);
+  return c;
+}
+
 describe('SMTP door logins', () => {
   it('closes a session after three failed AUTH attempts', async () => {
     const d = door();
     const { smtp } = await d.start();
     try {
-      const c = await client(smtp!);
-      c.send('EHLO guesser.test');
-      await c.until(/^250 /);
-      c.send('STARTTLS');
-      await c.until(/^220 /, 2);
-      await c.starttls();
-      c.send('EHLO guesser.test');
-      await c.until(/^250 /, 2);
-      const guess = (password: string) => c.send(`AUTH PLAIN ${Buffer.from(`\0j1\0${password}`).toString('base64')}`);
+      const c = await overTls(smtp!);
+      const guess = (password: string) => c.send(authPlain('j1', password));
       guess('one');
       guess('two');
       await c.until(/^535 5\.7\.8 /, 2);
@@ -117,35 +145,19 @@ senders:
 
   it('no longer sends once its password changed: 421 4.7.0 at the next MAIL FROM', async () => {
     const before = withPassword('old-password');
-    const ctx: IngestContext = {
-      config: before,
-      senders: new Map(before.senders.map((s) => [s.id, s])),
-      bus: {} as Bus,
-      auth: createAuthenticator(before.clients),
-      logger,
-      envelopeKey: Buffer.alloc(32),
-    };
-    const d = createSmtpDoor(ctx, { host: '127.0.0.1', port: 0, smtpsPort: undefined, tls: { cert: testCa().certPem, key: testCa().keyPem }, graceMs: 1_000 });
+    const ctx = contextFor(before);
+    const d = doorFor(ctx);
     const { smtp } = await d.start();
     try {
-      const c = await client(smtp!);
-      c.send('EHLO j1.test');
-      await c.until(/^250 /);
-      c.send('STARTTLS');
-      await c.until(/^220 /, 2);
-      await c.starttls();
-      c.send('EHLO j1.test');
-      await c.until(/^250 /, 2);
-      c.send(`AUTH PLAIN ${Buffer.from('\0j1\0old-password').toString('base64')}`);
+      const c = await overTls(smtp!);
+      c.send(authPlain('j1', 'old-password'));
       await c.until(/^235 /);
       c.send('MAIL FROM:<registrar@campus.example>');
       await c.until(/^250 2\.1\.0 /);
       c.send('RSET');
       await c.until(/^250 2\.0\.0 /);
       // The password is changed (relay.yaml edited, or CreateSmtpPassword): this session signed in with the old one.
-      const after = withPassword('new-password');
-      ctx.config = after;
-      ctx.senders = new Map(after.senders.map((s) => [s.id, s]));
+      reconfigure(ctx, withPassword('new-password'));
       c.send('MAIL FROM:<registrar@campus.example>');
       await c.until(/^421 /);
       expect(c.lines.at(-1)).toBe('421 4.7.0 The credentials this session signed in with are no longer valid; reconnect and sign in again');
@@ -171,15 +183,8 @@ limits: { max_message_bytes: 2000 }
 
   it('advertises and takes a larger limit set after the door started', async () => {
     const before = withLimit(2000);
-    const ctx: IngestContext = {
-      config: before,
-      senders: new Map(before.senders.map((s) => [s.id, s])),
-      bus: {} as Bus,
-      auth: createAuthenticator(before.clients),
-      logger,
-      envelopeKey: Buffer.alloc(32),
-    };
-    const d = createSmtpDoor(ctx, { host: '127.0.0.1', port: 0, smtpsPort: undefined, tls: { cert: testCa().certPem, key: testCa().keyPem }, graceMs: 1_000 });
+    const ctx = contextFor(before);
+    const d = doorFor(ctx);
     const { smtp } = await d.start();
     try {
       const c = await client(smtp!);
@@ -189,9 +194,7 @@ limits: { max_message_bytes: 2000 }
       c.send('MAIL FROM:<scans@campus.example> SIZE=30000');
       await c.until(/^552 /);
       // The sender's limit is raised (relay.yaml, or PutSender): the next EHLO and MAIL go by it.
-      const after = withLimit(50_000);
-      ctx.config = after;
-      ctx.senders = new Map(after.senders.map((s) => [s.id, s]));
+      reconfigure(ctx, withLimit(50_000));
       c.send('EHLO scanner.test');
       await c.until(/^250 /, 2);
       expect(c.lines).toContain('250-SIZE 50000');
@@ -205,35 +208,10 @@ limits: { max_message_bytes: 2000 }
 
 describe('SMTP door: logins guessed over many connections', () => {
   it('refuses AUTH from an address with too many recent failures, on a new connection too', async () => {
-    const ctx: IngestContext = {
-      config,
-      senders: new Map(config.senders.map((s) => [s.id, s])),
-      bus: {} as Bus,
-      auth: createAuthenticator(config.clients),
-      logger,
-      envelopeKey: Buffer.alloc(32),
-    };
-    const d = createSmtpDoor(ctx, {
-      host: '127.0.0.1',
-      port: 0,
-      smtpsPort: undefined,
-      tls: { cert: testCa().certPem, key: testCa().keyPem },
-      graceMs: 1_000,
-      loginFailuresPerAddress: 4,
-    });
+    const d = doorFor(contextFor(config), { loginFailuresPerAddress: 4 });
     const { smtp } = await d.start();
-    const signedIn = async () => {
-      const c = await client(smtp!, '127.0.0.9');
-      c.send('EHLO guesser.test');
-      await c.until(/^250 /);
-      c.send('STARTTLS');
-      await c.until(/^220 /, 2);
-      await c.starttls();
-      c.send('EHLO guesser.test');
-      await c.until(/^250 /, 2);
-      return c;
-    };
-    const guess = (c: Awaited<ReturnType<typeof signedIn>>, password: string) => c.send(`AUTH PLAIN ${Buffer.from(`\0j1\0${password}`).toString('base64')}`);
+    const signedIn = () => overTls(smtp!, '127.0.0.9');
+    const guess = (c: Awaited<ReturnType<typeof signedIn>>, password: string) => c.send(authPlain('j1', password));
     try {
       const first = await signedIn();
       for (const p of ['one', 'two', 'three']) guess(first, p);
